@@ -1,0 +1,96 @@
+/**
+ * One code path, backend chosen at start. The browser uses `webgpu` (falling back to `wasm`,
+ * then `cpu`, with the reason kept so the UI can say why); Node and tests use `cpu` (the
+ * reference-accurate one) or `wasm` (fast, threaded SIMD).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+export type BackendName = 'webgpu' | 'wasm' | 'cpu';
+
+export interface BackendReport {
+  /** The backend actually running. */
+  readonly name: BackendName;
+  /** Human-readable detail: WebGPU adapter, wasm features. */
+  readonly detail: string;
+  /** Why a preferred backend was not used, if it wasn't. */
+  readonly fallbackReason?: string;
+}
+
+const isNode = typeof process !== 'undefined' && !!process.versions?.node;
+
+let gradientsRegistered: Promise<unknown> | undefined;
+
+/** tfjs-core's entry point registers kernels' forward passes only; training needs the gradients. */
+function registerGradients(): Promise<unknown> {
+  gradientsRegistered ??= isNode
+    ? import(/* @vite-ignore */ nodeGradientsModule()).then((m: { registerTfjsGradients(): Promise<void> }) => m.registerTfjsGradients())
+    : import('@tensorflow/tfjs-core/dist/register_all_gradients');
+  return gradientsRegistered;
+}
+
+function nodeGradientsModule(): string {
+  // A computed specifier keeps bundlers from pulling Node-only code into the browser build.
+  return new URL('../platform/node/tfjs-gradients' + (import.meta.url.endsWith('.ts') ? '.ts' : '.js'), import.meta.url).href;
+}
+
+async function register(name: BackendName): Promise<void> {
+  await registerGradients();
+  switch (name) {
+    case 'cpu':
+      await import('@tensorflow/tfjs-backend-cpu');
+      return;
+    case 'wasm': {
+      const wasm = await import('@tensorflow/tfjs-backend-wasm');
+      if (isNode) {
+        // In Node the .wasm binaries are read from the package folder.
+        const { createRequire } = await import('node:module');
+        const { dirname, join } = await import('node:path');
+        const require = createRequire(import.meta.url);
+        const dir = dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
+        wasm.setWasmPaths(join(dir, 'dist') + '/');
+      }
+      return;
+    }
+    case 'webgpu':
+      await import('@tensorflow/tfjs-backend-webgpu');
+      return;
+  }
+}
+
+async function describe(name: BackendName): Promise<string> {
+  if (name === 'webgpu') {
+    const gpu = (globalThis as { navigator?: { gpu?: { requestAdapter(): Promise<unknown> } } }).navigator?.gpu;
+    const adapter = (await gpu?.requestAdapter()) as { info?: { vendor?: string; architecture?: string; description?: string } } | null;
+    const info = adapter?.info;
+    return info ? [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'WebGPU adapter' : 'WebGPU adapter';
+  }
+  if (name === 'wasm') return 'WebAssembly (SIMD/threads when the platform allows)';
+  return 'JavaScript CPU kernels';
+}
+
+/**
+ * Selects the first backend in `preference` that initialises. The report says which one runs
+ * and, when it is not the first choice, why the earlier ones failed.
+ */
+export async function initBackend(preference: BackendName | readonly BackendName[]): Promise<BackendReport> {
+  const order = typeof preference === 'string' ? [preference] : [...preference];
+  const failures: string[] = [];
+  for (const name of order) {
+    try {
+      await register(name);
+      const ok = await tf.setBackend(name);
+      if (!ok) throw new Error(`tf.setBackend('${name}') returned false`);
+      await tf.ready();
+      const report: BackendReport = { name, detail: await describe(name) };
+      return failures.length ? { ...report, fallbackReason: failures.join('; ') } : report;
+    } catch (e) {
+      failures.push(`${name}: ${(e as Error).message}`);
+    }
+  }
+  throw new Error(`no TF.js backend could start (${failures.join('; ')})`);
+}
+
+export function parseBackendName(s: string): BackendName {
+  if (s === 'webgpu' || s === 'wasm' || s === 'cpu') return s;
+  throw new Error(`unknown backend "${s}": expected webgpu, wasm or cpu`);
+}
