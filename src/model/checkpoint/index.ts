@@ -1,0 +1,6 @@
+/** Checkpoint loading: where files come from, how HF lays them out, and the typed model loaders. */
+export * from './source';
+export * from './weights';
+export * from './load';
+export * from './t5';
+export * from './bert';
