@@ -11,9 +11,21 @@
  *   q·pᵀ / 0.05 against the index of each query's positive passage.
  *
  * Every function returns a scalar tensor and is differentiable w.r.t. the retriever embeddings;
- * reader-derived inputs are treated as constants (wrapped in stopGradient where they are tensors).
+ * reader-derived inputs are treated as constants (passed through stopGradient).
  */
 import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * Identity whose gradient is zero (tfjs-core has no stopGradient): the distillation target must
+ * not train whatever produced it, even when it was computed inside the same gradient tape.
+ */
+export function stopGradient<T extends tf.Tensor>(x: T): T {
+  const blocked = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => ({
+    value: tf.clone(args[0] as tf.Tensor),
+    gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy),
+  }));
+  return blocked(x) as T;
+}
 
 /** Atlas's defaults: opt.temperature_gold = opt.temperature_score = 0.01. */
 export const ATLAS_TEMPERATURE = 0.01;
@@ -57,7 +69,7 @@ export function distillationKL(retrieverScore: tf.Tensor2D, goldScore: tf.Tensor
     throw new Error(`distillationKL: retriever scores [${retrieverScore.shape}] and gold scores [${goldScore.shape}] differ in shape`);
   }
   return tf.tidy(() => {
-    const logTarget = tf.logSoftmax(tf.div(tf.stopGradient(goldScore), tGold), -1);
+    const logTarget = tf.logSoftmax(tf.div(stopGradient(goldScore), tGold), -1);
     const logProbs = tf.logSoftmax(tf.div(retrieverScore, tScore), -1);
     const pointwise = tf.mul(tf.exp(logTarget), tf.sub(logTarget, logProbs));
     return tf.mean(pointwise) as tf.Scalar;
