@@ -1,0 +1,486 @@
+/**
+ * The coordinator's state machine, independent of HTTP: sessions and their tokens, versioned
+ * global models, FedAvg rounds with a streaming running sum, and the passage store.
+ *
+ * Durability protocol (see docs/COORDINATOR.md): SQLite is the truth; model versions and running
+ * sums are immutable files written atomically BEFORE the transaction that points at them, so after
+ * a SIGKILL anywhere the database names only complete files, and files it does not name are
+ * deleted on restart. All mutations of one session run one at a time (a promise chain), so the
+ * read-modify-write of the running sum never interleaves.
+ */
+import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { decodeModel, decodeUpdate, encodeModel, UpdateError, type NamedTensor } from '../src/federated/codec';
+import {
+  DEFAULT_ROUND_POLICY, type CreatedSession, type JoinResult, type RoundInfo, type RoundState, type SessionConfig, type SessionInfo,
+  type UpdateReceipt,
+} from '../src/federated/protocol';
+import { addWeighted, emptyRunningSum, strategyNamed, strategyNames, type RunningSum, type Strategy } from '../src/federated/strategy';
+import { SafetensorsError } from '../src/model/safetensors';
+import { writeFileAtomic } from './atomic-file';
+import { crashPoint } from './crash-points';
+import { nowIso, openDatabase, type Db } from './db';
+import { ApiError, badRequest, conflict, forbidden, notFound, unauthorized } from './errors';
+import { EventHub } from './events';
+import { PassageStore } from './passages';
+import { readSumFile, writeSumFile } from './sum-file';
+import { hashToken, newId, newJoinCode, newToken } from './tokens';
+
+export interface CoordinatorOptions {
+  readonly dataDir: string;
+  /** Uniform [0,1) source for client selection (tests inject a seeded one). */
+  readonly random?: () => number;
+}
+
+/** Who a bearer token belongs to, within one session. */
+export type Principal = { readonly role: 'admin' } | { readonly role: 'client'; readonly clientId: string };
+
+/** Session config as a creator sends it: defaults fill the rest. */
+export type SessionConfigInput = Pick<SessionConfig, 'name' | 'models'> &
+  Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy'>> & { roundPolicy?: Partial<SessionConfig['roundPolicy']> };
+
+interface RoundRow {
+  session_id: string;
+  number: number;
+  state: RoundState;
+  base_version: number;
+  result_version: number | null;
+  participants: string;
+  config: string;
+  opened_at: string;
+  deadline_at: string;
+  closed_at: string | null;
+  sum_seq: number;
+  weight_total: number;
+  metric_sums: string;
+  metrics: string;
+}
+
+/** The in-memory side of the one open round of a session. */
+interface LiveRound {
+  readonly number: number;
+  readonly baseVersion: number;
+  readonly participants: ReadonlySet<string>;
+  /** name → shape of the trained tensors every update must carry. */
+  readonly shapes: ReadonlyMap<string, readonly number[]>;
+  sum: RunningSum;
+  seq: number;
+  metricSums: Record<string, number>;
+  readonly accepted: Set<string>;
+  timer?: NodeJS.Timeout;
+}
+
+export class Coordinator {
+  readonly db: Db;
+  readonly passages: PassageStore;
+  readonly events = new EventHub();
+  private readonly random: () => number;
+  private readonly live = new Map<string, LiveRound>();
+  private readonly chains = new Map<string, Promise<unknown>>();
+  private closed = false;
+
+  constructor(readonly options: CoordinatorOptions) {
+    mkdirSync(options.dataDir, { recursive: true });
+    this.db = openDatabase(join(options.dataDir, 'coordinator.sqlite'));
+    this.passages = new PassageStore(this.db);
+    this.random = options.random ?? Math.random;
+  }
+
+  // ------------------------------------------------------------------ files
+
+  private sessionDir(sessionId: string): string {
+    return join(this.options.dataDir, 'sessions', sessionId);
+  }
+
+  modelPath(sessionId: string, version: number): string {
+    return join(this.sessionDir(sessionId), 'models', `v${version}.safetensors`);
+  }
+
+  private roundDir(sessionId: string, round: number): string {
+    return join(this.sessionDir(sessionId), 'rounds', String(round));
+  }
+
+  private sumPath(sessionId: string, round: number, seq: number): string {
+    return join(this.roundDir(sessionId, round), `sum-${seq}.safetensors`);
+  }
+
+  /** Runs `fn` after every earlier mutation of the same session has finished. */
+  private serial<T>(sessionId: string, fn: () => T | Promise<T>): Promise<T> {
+    const prev = this.chains.get(sessionId) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    this.chains.set(sessionId, next.catch(() => undefined));
+    return next;
+  }
+
+  // ------------------------------------------------------------------ sessions
+
+  createSession(input: SessionConfigInput, initialModel?: Uint8Array): CreatedSession {
+    const config: SessionConfig = {
+      name: input.name,
+      models: input.models,
+      training: input.training ?? {},
+      roundPolicy: { ...DEFAULT_ROUND_POLICY, ...input.roundPolicy },
+      trainedPrefixes: input.trainedPrefixes ?? [''],
+      strategy: input.strategy ?? 'fedavg',
+    };
+    if (!strategyNamed(config.strategy)) {
+      throw badRequest('unknown_strategy', `strategy "${config.strategy}" is not one of: ${strategyNames().join(', ')}`);
+    }
+    if (config.roundPolicy.minUpdates > config.roundPolicy.minClients) {
+      throw badRequest('invalid_round_policy', `roundPolicy.minUpdates (${config.roundPolicy.minUpdates}) cannot exceed minClients (${config.roundPolicy.minClients})`);
+    }
+    const model = initialModel ? this.validateModel(config, initialModel) : undefined;
+    const id = newId();
+    const adminToken = newToken();
+    const joinCode = newJoinCode();
+    mkdirSync(join(this.sessionDir(id), 'models'), { recursive: true });
+    if (model) writeFileAtomic(this.modelPath(id, 0), [model]);
+    this.db.transaction(() => {
+      this.db
+        .prepare('INSERT INTO sessions (id, config, admin_token_hash, join_code, current_version, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(id, JSON.stringify(config), hashToken(adminToken), joinCode, model ? 0 : null, nowIso());
+      if (model) this.db.prepare('INSERT INTO model_versions (session_id, version, file, round, created_at) VALUES (?, 0, ?, NULL, ?)').run(id, 'v0.safetensors', nowIso());
+    })();
+    return { session: this.sessionInfo(id), adminToken, joinCode };
+  }
+
+  /** Checks a model upload and returns it re-encoded as F32 safetensors. */
+  private validateModel(config: SessionConfig, bytes: Uint8Array): Uint8Array {
+    let tensors: Map<string, NamedTensor>;
+    try {
+      tensors = decodeModel(bytes, 'model');
+    } catch (e) {
+      if (e instanceof SafetensorsError) throw badRequest('malformed_safetensors', e.message);
+      throw e;
+    }
+    for (const [name, t] of tensors) {
+      const bad = t.data.findIndex((v) => !Number.isFinite(v));
+      if (bad >= 0) throw badRequest('non_finite', `model tensor "${name}" holds a non-finite value at flat index ${bad}`);
+    }
+    if (![...tensors.keys()].some((n) => isTrained(config, n))) {
+      throw badRequest('no_trained_tensors', `no model tensor matches the session's trained prefixes ${JSON.stringify(config.trainedPrefixes)}`);
+    }
+    return encodeModel(tensors);
+  }
+
+  private sessionRow(sessionId: string): { config: SessionConfig; currentVersion: number | null; joinCode: string } {
+    const row = this.db.prepare('SELECT config, current_version, join_code FROM sessions WHERE id = ?').get(sessionId) as
+      | { config: string; current_version: number | null; join_code: string }
+      | undefined;
+    if (!row) throw notFound('session_not_found', `session "${sessionId}" does not exist`);
+    return { config: JSON.parse(row.config) as SessionConfig, currentVersion: row.current_version, joinCode: row.join_code };
+  }
+
+  config(sessionId: string): SessionConfig {
+    return this.sessionRow(sessionId).config;
+  }
+
+  joinCode(sessionId: string): string {
+    return this.sessionRow(sessionId).joinCode;
+  }
+
+  sessionIds(): string[] {
+    return (this.db.prepare('SELECT id FROM sessions ORDER BY created_at').all() as Array<{ id: string }>).map((r) => r.id);
+  }
+
+  sessionInfo(sessionId: string): SessionInfo {
+    const { config, currentVersion } = this.sessionRow(sessionId);
+    const clients = (this.db.prepare('SELECT COUNT(*) AS n FROM clients WHERE session_id = ?').get(sessionId) as { n: number }).n;
+    const last = this.db.prepare('SELECT * FROM rounds WHERE session_id = ? ORDER BY number DESC LIMIT 1').get(sessionId) as RoundRow | undefined;
+    return { id: sessionId, config, currentVersion, clients, passages: this.passages.count(sessionId), round: last ? this.roundInfo(last) : null };
+  }
+
+  /** Resolves a bearer token to its role in `sessionId`; anything else is 401. */
+  authenticate(sessionId: string, token: string | undefined): Principal {
+    if (!token) throw unauthorized();
+    const h = hashToken(token);
+    const admin = this.db.prepare('SELECT id FROM sessions WHERE id = ? AND admin_token_hash = ?').get(sessionId, h);
+    if (admin) return { role: 'admin' };
+    const client = this.db.prepare('SELECT id FROM clients WHERE session_id = ? AND token_hash = ?').get(sessionId, h) as { id: string } | undefined;
+    if (client) return { role: 'client', clientId: client.id };
+    throw unauthorized('the bearer token is not valid for this session');
+  }
+
+  join(code: string, name?: string): JoinResult {
+    const session = this.db.prepare('SELECT id FROM sessions WHERE join_code = ?').get(code.trim().toUpperCase()) as { id: string } | undefined;
+    if (!session) throw notFound('unknown_join_code', 'no session has this join code');
+    const clientId = newId();
+    const token = newToken();
+    this.db.prepare('INSERT INTO clients (id, session_id, name, token_hash, joined_at) VALUES (?, ?, ?, ?, ?)').run(clientId, session.id, name ?? '', hashToken(token), nowIso());
+    const policy = this.config(session.id).roundPolicy;
+    if (policy.autoStart) void this.serial(session.id, () => this.maybeAutoStart(session.id)).catch(() => undefined);
+    return { sessionId: session.id, clientId, token };
+  }
+
+  // ------------------------------------------------------------------ models
+
+  /** Admin: install a new global model version (not while a round is open). */
+  replaceModel(sessionId: string, bytes: Uint8Array): Promise<{ version: number }> {
+    return this.serial(sessionId, () => {
+      const { config, currentVersion } = this.sessionRow(sessionId);
+      if (this.live.has(sessionId)) throw conflict('round_open', 'the global model cannot be replaced while a round is open');
+      const model = this.validateModel(config, bytes);
+      const version = currentVersion === null ? 0 : currentVersion + 1;
+      mkdirSync(join(this.sessionDir(sessionId), 'models'), { recursive: true });
+      writeFileAtomic(this.modelPath(sessionId, version), [model]);
+      this.db.transaction(() => {
+        this.db.prepare('INSERT INTO model_versions (session_id, version, file, round, created_at) VALUES (?, ?, ?, NULL, ?)').run(sessionId, version, `v${version}.safetensors`, nowIso());
+        this.db.prepare('UPDATE sessions SET current_version = ? WHERE id = ?').run(version, sessionId);
+      })();
+      return { version };
+    });
+  }
+
+  /** Path of an existing model version's file, or 404. */
+  modelFile(sessionId: string, version: number): string {
+    const row = this.db.prepare('SELECT file FROM model_versions WHERE session_id = ? AND version = ?').get(sessionId, version);
+    if (!row) throw notFound('version_not_found', `session has no model version ${version}`);
+    return this.modelPath(sessionId, version);
+  }
+
+  // ------------------------------------------------------------------ rounds
+
+  private roundInfo(r: RoundRow): RoundInfo {
+    const live = r.state === 'open' || r.state === 'closing' ? this.live.get(r.session_id) : undefined;
+    const accepted = live && live.number === r.number
+      ? live.accepted.size
+      : (this.db.prepare('SELECT COUNT(*) AS n FROM updates WHERE session_id = ? AND round = ?').get(r.session_id, r.number) as { n: number }).n;
+    return {
+      sessionId: r.session_id,
+      round: r.number,
+      state: r.state,
+      baseVersion: r.base_version,
+      resultVersion: r.result_version,
+      participants: JSON.parse(r.participants) as string[],
+      accepted,
+      openedAt: r.opened_at,
+      deadlineAt: r.deadline_at,
+      closedAt: r.closed_at,
+      config: JSON.parse(r.config) as Record<string, string | number | boolean>,
+      metrics: JSON.parse(r.metrics) as Record<string, number>,
+    };
+  }
+
+  private roundRow(sessionId: string, round: number): RoundRow | undefined {
+    return this.db.prepare('SELECT * FROM rounds WHERE session_id = ? AND number = ?').get(sessionId, round) as RoundRow | undefined;
+  }
+
+  round(sessionId: string, round: number | 'current'): RoundInfo {
+    this.sessionRow(sessionId);
+    const row = round === 'current'
+      ? (this.db.prepare('SELECT * FROM rounds WHERE session_id = ? ORDER BY number DESC LIMIT 1').get(sessionId) as RoundRow | undefined)
+      : this.roundRow(sessionId, round);
+    if (!row) throw notFound('round_not_found', round === 'current' ? 'no round has been opened in this session yet' : `round ${round} does not exist`);
+    return this.roundInfo(row);
+  }
+
+  private strategyOf(config: SessionConfig): Strategy {
+    return strategyNamed(config.strategy)!;
+  }
+
+  private trainedShapes(sessionId: string, config: SessionConfig, version: number): Map<string, readonly number[]> {
+    const model = decodeModel(readFileSync(this.modelPath(sessionId, version)), `model v${version}`);
+    const shapes = new Map<string, readonly number[]>();
+    for (const [name, t] of model) if (isTrained(config, name)) shapes.set(name, t.shape);
+    return shapes;
+  }
+
+  /** Admin: open the next round now. */
+  openRound(sessionId: string): Promise<RoundInfo> {
+    return this.serial(sessionId, () => this.openRoundNow(sessionId));
+  }
+
+  private openRoundNow(sessionId: string): RoundInfo {
+    const { config, currentVersion } = this.sessionRow(sessionId);
+    if (currentVersion === null) throw conflict('no_model', 'upload the initial global model before opening a round');
+    const openRow = this.db.prepare("SELECT number FROM rounds WHERE session_id = ? AND state IN ('open','closing')").get(sessionId) as { number: number } | undefined;
+    if (openRow) throw conflict('round_open', `round ${openRow.number} is still open`);
+    const candidates = (this.db.prepare('SELECT id FROM clients WHERE session_id = ? ORDER BY joined_at, id').all(sessionId) as Array<{ id: string }>).map((r) => r.id);
+    const policy = config.roundPolicy;
+    if (candidates.length < policy.minClients) {
+      throw conflict('not_enough_clients', `a round needs at least ${policy.minClients} joined clients; ${candidates.length} have joined`);
+    }
+    const last = this.db.prepare('SELECT MAX(number) AS n FROM rounds WHERE session_id = ?').get(sessionId) as { n: number | null };
+    const number = (last.n ?? 0) + 1;
+    const plan = this.strategyOf(config).configureRound({
+      round: number, candidates, fraction: policy.fraction, minClients: policy.minClients, training: config.training, random: this.random,
+    });
+    const opened = new Date();
+    const deadline = new Date(opened.getTime() + policy.deadlineSeconds * 1000);
+    this.db
+      .prepare('INSERT INTO rounds (session_id, number, state, base_version, participants, config, opened_at, deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(sessionId, number, 'open', currentVersion, JSON.stringify(plan.participants), JSON.stringify(plan.config), opened.toISOString(), deadline.toISOString());
+    this.goLive(sessionId, this.roundRow(sessionId, number)!, config);
+    const info = this.round(sessionId, number);
+    this.events.emit(sessionId, { type: 'round-opened', round: info });
+    return info;
+  }
+
+  /** Loads an open round into memory (on open, or on restart from its committed state). */
+  private goLive(sessionId: string, row: RoundRow, config: SessionConfig): LiveRound {
+    const shapes = this.trainedShapes(sessionId, config, row.base_version);
+    const dir = this.roundDir(sessionId, row.number);
+    mkdirSync(dir, { recursive: true });
+    // Sum files the database does not point at were written by an update that never committed.
+    for (const f of readdirSync(dir)) if (f !== `sum-${row.sum_seq}.safetensors`) rmSync(join(dir, f), { force: true });
+    const sum = row.sum_seq > 0 ? readSumFile(this.sumPath(sessionId, row.number, row.sum_seq), shapes, row.weight_total) : emptyRunningSum(shapes);
+    const accepted = new Set(
+      (this.db.prepare('SELECT client_id FROM updates WHERE session_id = ? AND round = ?').all(sessionId, row.number) as Array<{ client_id: string }>).map((r) => r.client_id),
+    );
+    const live: LiveRound = {
+      number: row.number,
+      baseVersion: row.base_version,
+      participants: new Set(JSON.parse(row.participants) as string[]),
+      shapes,
+      sum,
+      seq: row.sum_seq,
+      metricSums: JSON.parse(row.metric_sums) as Record<string, number>,
+      accepted,
+    };
+    const wait = Math.max(0, Date.parse(row.deadline_at) - Date.now());
+    live.timer = setTimeout(() => void this.closeRound(sessionId, row.number, 'deadline').catch(() => undefined), Math.min(wait, 2 ** 31 - 1));
+    live.timer.unref();
+    this.live.set(sessionId, live);
+    return live;
+  }
+
+  /** Accepts one client's delta for `round`: validated, added to the running sum, committed. */
+  acceptUpdate(sessionId: string, round: number, clientId: string, body: Uint8Array): Promise<UpdateReceipt> {
+    return this.serial(sessionId, () => {
+      const { config } = this.sessionRow(sessionId);
+      const live = this.live.get(sessionId);
+      if (!live || live.number !== round) {
+        const row = this.roundRow(sessionId, round);
+        if (!row) throw notFound('round_not_found', `round ${round} does not exist`);
+        throw conflict('round_closed', `round ${round} is ${row.state === 'failed' ? 'over (failed)' : 'closed'}; updates for it are refused — wait for the next round`);
+      }
+      if (!live.participants.has(clientId)) throw forbidden('not_selected', `this client was not selected for round ${round}`);
+      if (live.accepted.has(clientId)) throw conflict('duplicate_update', `this client's update for round ${round} was already accepted`);
+      crashPoint('upload:received');
+      let update;
+      try {
+        update = decodeUpdate(body, live.shapes);
+      } catch (e) {
+        if (e instanceof UpdateError) throw badRequest(e.code, e.message);
+        throw e;
+      }
+      if (update.round !== round) throw badRequest('round_mismatch', `update metadata names round ${update.round} but was sent to round ${round}`);
+      if (update.baseVersion !== live.baseVersion) {
+        throw conflict('stale_base_version', `delta was computed against version ${update.baseVersion}; round ${round} trains version ${live.baseVersion}`);
+      }
+      const weight = this.strategyOf(config).weightOf(update);
+      const seq = live.seq + 1;
+      const metricSums = { ...live.metricSums };
+      for (const [k, v] of Object.entries(update.metrics)) metricSums[k] = (metricSums[k] ?? 0) + weight * v;
+      addWeighted(live.sum, update.deltas, weight);
+      try {
+        writeSumFile(this.sumPath(sessionId, round, seq), live.sum);
+        crashPoint('upload:sum-written');
+        this.db.transaction(() => {
+          this.db
+            .prepare('INSERT INTO updates (session_id, round, client_id, num_examples, weight, sum_seq, bytes, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+            .run(sessionId, round, clientId, update.numExamples, weight, seq, body.byteLength, nowIso());
+          this.db
+            .prepare('UPDATE rounds SET sum_seq = ?, weight_total = ?, metric_sums = ? WHERE session_id = ? AND number = ?')
+            .run(seq, live.sum.weightTotal, JSON.stringify(metricSums), sessionId, round);
+        })();
+      } catch (e) {
+        // Nothing committed: go back to the sum the database points at.
+        rmSync(this.sumPath(sessionId, round, seq), { force: true });
+        live.sum = live.seq > 0 ? readSumFile(this.sumPath(sessionId, round, live.seq), live.shapes, live.sum.weightTotal - weight) : emptyRunningSum(live.shapes);
+        throw e;
+      }
+      rmSync(this.sumPath(sessionId, round, live.seq), { force: true });
+      live.seq = seq;
+      live.metricSums = metricSums;
+      live.accepted.add(clientId);
+      crashPoint('upload:committed');
+      this.events.emit(sessionId, { type: 'update-accepted', round, clientId, accepted: live.accepted.size });
+      const complete = live.accepted.size === live.participants.size;
+      if (complete) void this.closeRound(sessionId, round, 'complete').catch(() => undefined);
+      return { round, clientId, numExamples: update.numExamples, accepted: live.accepted.size, roundComplete: complete };
+    });
+  }
+
+  /** Ends a round: aggregate what arrived (≥ minUpdates) into a new version, or fail it. */
+  closeRound(sessionId: string, round: number, reason: 'complete' | 'deadline' | 'admin'): Promise<RoundInfo> {
+    return this.serial(sessionId, () => this.closeRoundNow(sessionId, round, reason));
+  }
+
+  private closeRoundNow(sessionId: string, round: number, reason: 'complete' | 'deadline' | 'admin'): RoundInfo {
+    const live = this.live.get(sessionId);
+    if (!live || live.number !== round) {
+      if (reason !== 'admin') return this.round(sessionId, round);
+      const row = this.roundRow(sessionId, round);
+      if (!row) throw notFound('round_not_found', `round ${round} does not exist`);
+      throw conflict('round_closed', `round ${round} is already ${row.state}`);
+    }
+    const { config } = this.sessionRow(sessionId);
+    clearTimeout(live.timer);
+    const closedAt = nowIso();
+    if (live.accepted.size < config.roundPolicy.minUpdates) {
+      this.db.prepare("UPDATE rounds SET state = 'failed', closed_at = ? WHERE session_id = ? AND number = ?").run(closedAt, sessionId, round);
+    } else {
+      this.db.prepare("UPDATE rounds SET state = 'closing' WHERE session_id = ? AND number = ?").run(sessionId, round);
+      crashPoint('aggregate:start');
+      const strategy = this.strategyOf(config);
+      const global = decodeModel(readFileSync(this.modelPath(sessionId, live.baseVersion)), `model v${live.baseVersion}`);
+      const updated = strategy.aggregate(global, live.sum);
+      for (const [name, t] of updated) global.set(name, t);
+      const version = live.baseVersion + 1;
+      // Deterministic from committed state, so a crash before the commit below just redoes it.
+      writeFileAtomic(this.modelPath(sessionId, version), [encodeModel(global)]);
+      crashPoint('aggregate:written');
+      const metrics = strategy.evaluate(live.metricSums, live.sum.weightTotal);
+      this.db.transaction(() => {
+        this.db.prepare('INSERT OR REPLACE INTO model_versions (session_id, version, file, round, created_at) VALUES (?, ?, ?, ?, ?)').run(sessionId, version, `v${version}.safetensors`, round, closedAt);
+        this.db.prepare("UPDATE rounds SET state = 'closed', result_version = ?, closed_at = ?, metrics = ? WHERE session_id = ? AND number = ?").run(version, closedAt, JSON.stringify(metrics), sessionId, round);
+        this.db.prepare('UPDATE sessions SET current_version = ? WHERE id = ?').run(version, sessionId);
+      })();
+    }
+    this.live.delete(sessionId);
+    rmSync(this.roundDir(sessionId, round), { recursive: true, force: true });
+    const info = this.round(sessionId, round);
+    this.events.emit(sessionId, { type: 'round-closed', round: info });
+    this.maybeAutoStart(sessionId);
+    return info;
+  }
+
+  private maybeAutoStart(sessionId: string): void {
+    if (this.closed || this.live.has(sessionId)) return;
+    const { config, currentVersion } = this.sessionRow(sessionId);
+    if (!config.roundPolicy.autoStart || currentVersion === null) return;
+    const clients = (this.db.prepare('SELECT COUNT(*) AS n FROM clients WHERE session_id = ?').get(sessionId) as { n: number }).n;
+    if (clients >= config.roundPolicy.minClients) this.openRoundNow(sessionId);
+  }
+
+  /**
+   * Restart: reload every open round from its committed state (deleting orphan files) and finish
+   * rounds that were complete or closing when the process died.
+   */
+  async resume(): Promise<void> {
+    const rows = this.db.prepare("SELECT * FROM rounds WHERE state IN ('open','closing')").all() as RoundRow[];
+    for (const row of rows) {
+      const { config } = this.sessionRow(row.session_id);
+      const live = this.goLive(row.session_id, row, config);
+      const finished = row.state === 'closing' || live.accepted.size === live.participants.size || Date.parse(row.deadline_at) <= Date.now();
+      if (finished) await this.closeRound(row.session_id, row.number, row.state === 'closing' || live.accepted.size === live.participants.size ? 'complete' : 'deadline');
+    }
+    for (const id of this.sessionIds()) await this.serial(id, () => this.maybeAutoStart(id)).catch(() => undefined);
+  }
+
+  /** Stops timers and closes the database (after in-flight mutations finish). */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.chains.values()]);
+    for (const live of this.live.values()) clearTimeout(live.timer);
+    this.live.clear();
+    this.db.close();
+  }
+}
+
+export function isTrained(config: SessionConfig, name: string): boolean {
+  return config.trainedPrefixes.some((p) => name.startsWith(p));
+}
+
+export { ApiError };

@@ -1,0 +1,119 @@
+/**
+ * The collaborative passage store of one coordinator: passages with client-computed embeddings,
+ * deduplicated by content hash per session, committed to SQLite before the response, searchable by
+ * exact inner product from an in-memory index rebuilt from SQLite on start.
+ */
+import { createHash } from 'node:crypto';
+import type { Db } from './db';
+import { nowIso } from './db';
+import { badRequest, forbidden, notFound } from './errors';
+import { ExactInnerProductIndex } from './vector-index';
+import type { ContributionCount, Passage, PassageInput, SearchHit, SessionModels } from '../src/federated/protocol';
+
+interface PassageRow {
+  id: number;
+  client_id: string;
+  hash: string;
+  title: string;
+  text: string;
+}
+
+const toPassage = (r: PassageRow): Passage => ({ id: r.id, title: r.title, text: r.text, clientId: r.client_id, hash: r.hash });
+
+/** SHA-256 of title and text: the identity of a passage's content. */
+export function contentHash(title: string, text: string): string {
+  return createHash('sha256').update(JSON.stringify([title, text]), 'utf8').digest('hex');
+}
+
+export class PassageStore {
+  private readonly indexes = new Map<string, ExactInnerProductIndex>();
+
+  constructor(private readonly db: Db) {}
+
+  private index(sessionId: string, dim: number): ExactInnerProductIndex {
+    let idx = this.indexes.get(sessionId);
+    if (!idx) {
+      idx = new ExactInnerProductIndex(dim);
+      const rows = this.db.prepare('SELECT id, embedding FROM passages WHERE session_id = ? ORDER BY id').iterate(sessionId) as Iterable<{ id: number; embedding: Buffer }>;
+      for (const r of rows) idx.add(r.id, new Float32Array(r.embedding.buffer.slice(r.embedding.byteOffset, r.embedding.byteOffset + r.embedding.byteLength)));
+      this.indexes.set(sessionId, idx);
+    }
+    return idx;
+  }
+
+  count(sessionId: string): number {
+    return (this.db.prepare('SELECT COUNT(*) AS n FROM passages WHERE session_id = ?').get(sessionId) as { n: number }).n;
+  }
+
+  /** Validates every passage first (all or nothing), then inserts the new ones in one transaction. */
+  add(sessionId: string, models: SessionModels, clientId: string, inputs: readonly PassageInput[]): Array<{ id: number; duplicate: boolean }> {
+    const prepared = inputs.map((p, i) => {
+      const where = `passages[${i}]`;
+      if (p.encoder !== models.passageEncoder) {
+        throw badRequest('wrong_encoder', `${where}: embedding computed with "${p.encoder}" but this session's passage encoder is "${models.passageEncoder}"`);
+      }
+      if (p.embedding.length !== models.embeddingDim) {
+        throw badRequest('wrong_embedding_dimension', `${where}: embedding has ${p.embedding.length} values but this session's dimension is ${models.embeddingDim}`);
+      }
+      const embedding = Float32Array.from(p.embedding);
+      if (!embedding.every(Number.isFinite)) throw badRequest('non_finite', `${where}: embedding holds a non-finite value (or one beyond float32 range)`);
+      const title = p.title ?? '';
+      if (p.text.trim() === '') throw badRequest('empty_text', `${where}: passage text is empty`);
+      return { title, text: p.text, embedding, hash: contentHash(title, p.text) };
+    });
+    const find = this.db.prepare('SELECT id FROM passages WHERE session_id = ? AND hash = ?');
+    const insert = this.db.prepare(
+      'INSERT INTO passages (session_id, client_id, hash, title, text, embedding, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    );
+    const added: Array<{ id: number; embedding: Float32Array }> = [];
+    const results = this.db.transaction(() =>
+      prepared.map((p) => {
+        const existing = find.get(sessionId, p.hash) as { id: number } | undefined;
+        if (existing) return { id: existing.id, duplicate: true };
+        const id = Number(insert.run(sessionId, clientId, p.hash, p.title, p.text, Buffer.from(p.embedding.buffer), nowIso()).lastInsertRowid);
+        added.push({ id, embedding: p.embedding });
+        return { id, duplicate: false };
+      }),
+    )();
+    // Committed: only now does the in-memory index learn about them.
+    const idx = this.index(sessionId, models.embeddingDim);
+    for (const a of added) idx.add(a.id, a.embedding);
+    return results;
+  }
+
+  search(sessionId: string, models: SessionModels, query: readonly number[], k: number): SearchHit[] {
+    if (query.length !== models.embeddingDim) {
+      throw badRequest('wrong_embedding_dimension', `query embedding has ${query.length} values but this session's dimension is ${models.embeddingDim}`);
+    }
+    const q = Float32Array.from(query);
+    if (!q.every(Number.isFinite)) throw badRequest('non_finite', 'query embedding holds a non-finite value');
+    const top = this.index(sessionId, models.embeddingDim).search(q, k);
+    const byId = new Map(this.get(sessionId, top.map((t) => t.id)).map((p) => [p.id, p]));
+    return top.map((t) => ({ id: t.id, score: t.score, passage: byId.get(t.id)! }));
+  }
+
+  get(sessionId: string, ids: readonly number[]): Passage[] {
+    if (ids.length === 0) return [];
+    const rows = this.db
+      .prepare(`SELECT id, client_id, hash, title, text FROM passages WHERE session_id = ? AND id IN (${ids.map(() => '?').join(',')})`)
+      .all(sessionId, ...ids) as PassageRow[];
+    const byId = new Map(rows.map((r) => [r.id, toPassage(r)]));
+    return ids.filter((id) => byId.has(id)).map((id) => byId.get(id)!);
+  }
+
+  /** Deletes a passage the caller contributed; another client's passage is refused. */
+  deleteOwn(sessionId: string, models: SessionModels, clientId: string, id: number): void {
+    const row = this.db.prepare('SELECT client_id FROM passages WHERE session_id = ? AND id = ?').get(sessionId, id) as { client_id: string } | undefined;
+    if (!row) throw notFound('passage_not_found', `passage ${id} does not exist in this session`);
+    if (row.client_id !== clientId) throw forbidden('not_your_passage', `passage ${id} was contributed by another client; only its contributor can delete it`);
+    this.db.prepare('DELETE FROM passages WHERE session_id = ? AND id = ?').run(sessionId, id);
+    this.index(sessionId, models.embeddingDim).remove(id);
+  }
+
+  contributions(sessionId: string): ContributionCount[] {
+    const rows = this.db
+      .prepare('SELECT client_id, COUNT(*) AS n FROM passages WHERE session_id = ? GROUP BY client_id ORDER BY n DESC, client_id')
+      .all(sessionId) as Array<{ client_id: string; n: number }>;
+    return rows.map((r) => ({ clientId: r.client_id, passages: r.n }));
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * The HTTP client every participant uses — browser tabs and Node simulated clients alike (fetch +
+ * an SSE reader, no Node or DOM specifics). Weights go up and down as safetensors bytes; JSON is
+ * only for small control messages.
+ */
+import type {
+  AddPassagesResult, ContributionCount, CreatedSession, ErrorBody, JoinResult, Passage, PassageInput,
+  RoundInfo, SearchHit, ServerEvent, SessionConfig, SessionInfo, UpdateReceipt,
+} from './protocol';
+import { readSse } from './sse';
+
+/** A refused request: the server's status, stable error code and message. */
+export class CoragHttpError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(`${status} ${code}: ${message}`);
+    this.name = 'CoragHttpError';
+  }
+}
+
+export type FetchLike = typeof fetch;
+
+/** The session config a creator supplies: everything but name and models has a default. */
+export type NewSession = Pick<SessionConfig, 'name' | 'models'> & Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy'>> & {
+  readonly roundPolicy?: Partial<SessionConfig['roundPolicy']>;
+};
+
+export class CoragClient {
+  private readonly base: string;
+
+  /** `token` is a session admin token or a client token (or a server key when creating sessions). */
+  constructor(baseUrl: string, readonly token?: string, private readonly fetchImpl: FetchLike = globalThis.fetch.bind(globalThis)) {
+    this.base = baseUrl.replace(/\/+$/, '');
+  }
+
+  /** The same server, another identity. */
+  withToken(token: string): CoragClient {
+    return new CoragClient(this.base, token, this.fetchImpl);
+  }
+
+  private async request(method: string, path: string, body?: unknown): Promise<Response> {
+    const headers: Record<string, string> = {};
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    let payload: BodyInit | undefined;
+    if (body instanceof Uint8Array) {
+      headers['content-type'] = 'application/octet-stream';
+      payload = body as unknown as BodyInit;
+    } else if (body !== undefined) {
+      headers['content-type'] = 'application/json';
+      payload = JSON.stringify(body);
+    }
+    const res = await this.fetchImpl(`${this.base}${path}`, { method, headers, body: payload });
+    if (!res.ok) {
+      let err: Partial<ErrorBody> = {};
+      try {
+        err = (await res.json()) as ErrorBody;
+      } catch {
+        /* not JSON: keep the status line */
+      }
+      throw new CoragHttpError(res.status, err.error ?? 'http_error', err.message ?? res.statusText);
+    }
+    return res;
+  }
+
+  private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
+    return (await (await this.request(method, path, body)).json()) as T;
+  }
+
+  createSession(config: NewSession): Promise<CreatedSession> {
+    return this.json('POST', '/api/sessions', config);
+  }
+
+  join(code: string, name?: string): Promise<JoinResult> {
+    return this.json('POST', '/api/join', name === undefined ? { code } : { code, name });
+  }
+
+  session(sessionId: string): Promise<SessionInfo> {
+    return this.json('GET', `/api/sessions/${encodeURIComponent(sessionId)}`);
+  }
+
+  /** Admin: upload the initial (or a replacement) global model; returns its version. */
+  async uploadModel(sessionId: string, safetensors: Uint8Array): Promise<{ version: number }> {
+    return this.json('PUT', `/api/sessions/${encodeURIComponent(sessionId)}/model`, safetensors);
+  }
+
+  /** Global model version `version` as safetensors bytes (immutable: cache by version). */
+  async downloadModel(sessionId: string, version: number): Promise<Uint8Array> {
+    const res = await this.request('GET', `/api/sessions/${encodeURIComponent(sessionId)}/model/${version}`);
+    return new Uint8Array(await res.arrayBuffer());
+  }
+
+  /** Admin: open the next round. */
+  openRound(sessionId: string): Promise<RoundInfo> {
+    return this.json('POST', `/api/sessions/${encodeURIComponent(sessionId)}/rounds`);
+  }
+
+  /** Admin: close a round now (aggregates what arrived, or fails it when below minUpdates). */
+  closeRound(sessionId: string, round: number): Promise<RoundInfo> {
+    return this.json('POST', `/api/sessions/${encodeURIComponent(sessionId)}/rounds/${round}/close`);
+  }
+
+  round(sessionId: string, round: number | 'current'): Promise<RoundInfo> {
+    return this.json('GET', `/api/sessions/${encodeURIComponent(sessionId)}/rounds/${round}`);
+  }
+
+  /** One delta per client per round (see encodeUpdate). */
+  uploadUpdate(sessionId: string, round: number, update: Uint8Array): Promise<UpdateReceipt> {
+    return this.json('PUT', `/api/sessions/${encodeURIComponent(sessionId)}/rounds/${round}/update`, update);
+  }
+
+  addPassages(sessionId: string, passages: readonly PassageInput[]): Promise<AddPassagesResult> {
+    return this.json('POST', `/api/sessions/${encodeURIComponent(sessionId)}/passages`, { passages });
+  }
+
+  async search(sessionId: string, embedding: ArrayLike<number>, k = 10): Promise<SearchHit[]> {
+    const r = await this.json<{ hits: SearchHit[] }>('POST', `/api/sessions/${encodeURIComponent(sessionId)}/passages/search`, {
+      embedding: Array.from(embedding),
+      k,
+    });
+    return r.hits;
+  }
+
+  async passages(sessionId: string, ids: readonly number[]): Promise<Passage[]> {
+    const r = await this.json<{ passages: Passage[] }>('GET', `/api/sessions/${encodeURIComponent(sessionId)}/passages?ids=${ids.join(',')}`);
+    return r.passages;
+  }
+
+  async deletePassage(sessionId: string, id: number): Promise<void> {
+    await this.request('DELETE', `/api/sessions/${encodeURIComponent(sessionId)}/passages/${id}`);
+  }
+
+  async contributions(sessionId: string): Promise<ContributionCount[]> {
+    const r = await this.json<{ counts: ContributionCount[] }>('GET', `/api/sessions/${encodeURIComponent(sessionId)}/contributions`);
+    return r.counts;
+  }
+
+  /** Round and store events until `signal` aborts; the first event is a `hello` snapshot. */
+  async *events(sessionId: string, signal?: AbortSignal): AsyncGenerator<ServerEvent> {
+    const headers: Record<string, string> = { accept: 'text/event-stream' };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    const res = await this.fetchImpl(`${this.base}/api/sessions/${encodeURIComponent(sessionId)}/events`, { headers, signal });
+    if (!res.ok || !res.body) {
+      const err = (await res.json().catch(() => ({}))) as Partial<ErrorBody>;
+      throw new CoragHttpError(res.status, err.error ?? 'http_error', err.message ?? res.statusText);
+    }
+    for await (const m of readSse(res.body, signal)) yield JSON.parse(m.data) as ServerEvent;
+  }
+}

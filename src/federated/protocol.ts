@@ -1,0 +1,256 @@
+/**
+ * The coordinator's wire protocol: the types both sides speak and the JSON schemas the server
+ * validates every JSON body against (also published in /api/openapi.json). Weights never travel as
+ * JSON: models and deltas are safetensors bodies (see ./codec). No Node or DOM APIs here.
+ */
+
+/** When a round opens, whom it selects, and when it closes. */
+export interface RoundPolicy {
+  /** Fraction of joined clients selected for a round (at least minClients are selected). */
+  readonly fraction: number;
+  /** A round cannot open with fewer joined clients than this. */
+  readonly minClients: number;
+  /** At the deadline the round aggregates if at least this many updates arrived, else it fails. */
+  readonly minUpdates: number;
+  /** Seconds from opening until stragglers are dropped. */
+  readonly deadlineSeconds: number;
+  /** Open the next round automatically when one ends and enough clients have joined. */
+  readonly autoStart: boolean;
+}
+
+/** Ids of the models a session trains; clients check them before loading weights. */
+export interface SessionModels {
+  /** Reader checkpoint id (a Hugging Face id or folder name; informational for the server). */
+  readonly reader: string;
+  /** Passage encoder id; every contributed embedding must name exactly this id. */
+  readonly passageEncoder: string;
+  /** Embedding dimension every contributed embedding and search query must have. */
+  readonly embeddingDim: number;
+}
+
+export interface SessionConfig {
+  readonly name: string;
+  readonly models: SessionModels;
+  /** Client-side training hyper-parameters (learning rate, steps, k...), handed out with each round. */
+  readonly training: Readonly<Record<string, string | number | boolean>>;
+  readonly roundPolicy: RoundPolicy;
+  /**
+   * Name prefixes of the trained parameters ('' = all). Every update must carry exactly the global
+   * tensors matching one of them, so all deltas in a round are comparable.
+   */
+  readonly trainedPrefixes: readonly string[];
+  /** Aggregation strategy name (see ./strategy). */
+  readonly strategy: string;
+}
+
+export const DEFAULT_ROUND_POLICY: RoundPolicy = {
+  fraction: 1,
+  minClients: 1,
+  minUpdates: 1,
+  deadlineSeconds: 600,
+  autoStart: false,
+};
+
+export type RoundState = 'open' | 'closing' | 'closed' | 'failed';
+
+export interface RoundInfo {
+  readonly sessionId: string;
+  readonly round: number;
+  readonly state: RoundState;
+  /** Global model version the deltas of this round are taken against. */
+  readonly baseVersion: number;
+  /** Version produced by this round (closed rounds only). */
+  readonly resultVersion: number | null;
+  readonly participants: readonly string[];
+  readonly accepted: number;
+  readonly openedAt: string;
+  readonly deadlineAt: string;
+  readonly closedAt: string | null;
+  /** Hyper-parameters the strategy hands to participants. */
+  readonly config: Readonly<Record<string, string | number | boolean>>;
+  /** Example-weighted client metrics (closed rounds). */
+  readonly metrics: Readonly<Record<string, number>>;
+}
+
+export interface SessionInfo {
+  readonly id: string;
+  readonly config: SessionConfig;
+  readonly currentVersion: number | null;
+  readonly clients: number;
+  readonly passages: number;
+  readonly round: RoundInfo | null;
+}
+
+export interface CreatedSession {
+  readonly session: SessionInfo;
+  readonly adminToken: string;
+  readonly joinCode: string;
+}
+
+export interface JoinResult {
+  readonly sessionId: string;
+  readonly clientId: string;
+  readonly token: string;
+}
+
+export interface UpdateReceipt {
+  readonly round: number;
+  readonly clientId: string;
+  readonly numExamples: number;
+  readonly accepted: number;
+  /** All selected participants have reported: the round is closing now. */
+  readonly roundComplete: boolean;
+}
+
+export interface PassageInput {
+  readonly title: string;
+  readonly text: string;
+  /** Passage embedding computed client-side with `encoder`. */
+  readonly embedding: readonly number[];
+  /** Must equal the session's models.passageEncoder. */
+  readonly encoder: string;
+}
+
+export interface Passage {
+  readonly id: number;
+  readonly title: string;
+  readonly text: string;
+  readonly clientId: string;
+  readonly hash: string;
+}
+
+export interface AddPassagesResult {
+  /** One entry per input passage, in order. */
+  readonly results: ReadonlyArray<{ readonly id: number; readonly duplicate: boolean }>;
+}
+
+export interface SearchHit {
+  readonly id: number;
+  readonly score: number;
+  readonly passage: Passage;
+}
+
+export interface ContributionCount {
+  readonly clientId: string;
+  readonly passages: number;
+}
+
+/** Events pushed over SSE (`event:` is the type, `data:` the JSON of the whole object). */
+export type ServerEvent =
+  | { readonly type: 'hello'; readonly session: SessionInfo }
+  | { readonly type: 'round-opened'; readonly round: RoundInfo }
+  | { readonly type: 'update-accepted'; readonly round: number; readonly clientId: string; readonly accepted: number }
+  | { readonly type: 'round-closed'; readonly round: RoundInfo }
+  | { readonly type: 'passages-changed'; readonly total: number; readonly added: number; readonly removed: number };
+
+/** Every 4xx/5xx body: a stable machine code and a message a person can act on. */
+export interface ErrorBody {
+  readonly error: string;
+  readonly message: string;
+}
+
+/** Metadata keys an update carries inside its safetensors header. */
+export const UPDATE_METADATA = {
+  round: 'corag.round',
+  baseVersion: 'corag.base_version',
+  numExamples: 'corag.num_examples',
+  /** JSON object of finite numbers (e.g. train loss), averaged by examples at round close. */
+  metrics: 'corag.metrics',
+} as const;
+
+// ---------------------------------------------------------------- JSON schemas
+
+const scalarRecord = {
+  type: 'object',
+  maxProperties: 64,
+  additionalProperties: { anyOf: [{ type: 'string', maxLength: 256 }, { type: 'number' }, { type: 'boolean' }] },
+} as const;
+
+export const roundPolicySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    fraction: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+    minClients: { type: 'integer', minimum: 1, maximum: 100_000 },
+    minUpdates: { type: 'integer', minimum: 1, maximum: 100_000 },
+    deadlineSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 7 * 24 * 3600 },
+    autoStart: { type: 'boolean' },
+  },
+} as const;
+
+export const createSessionSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'models'],
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 200 },
+    models: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['reader', 'passageEncoder', 'embeddingDim'],
+      properties: {
+        reader: { type: 'string', minLength: 1, maxLength: 200 },
+        passageEncoder: { type: 'string', minLength: 1, maxLength: 200 },
+        embeddingDim: { type: 'integer', minimum: 1, maximum: 8192 },
+      },
+    },
+    training: scalarRecord,
+    roundPolicy: roundPolicySchema,
+    trainedPrefixes: { type: 'array', maxItems: 256, items: { type: 'string', maxLength: 300 } },
+    strategy: { type: 'string', maxLength: 64 },
+  },
+} as const;
+
+export const joinSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['code'],
+  properties: {
+    code: { type: 'string', minLength: 1, maxLength: 64 },
+    name: { type: 'string', maxLength: 100 },
+  },
+} as const;
+
+/** Passage text limit (characters); Atlas-style passages are ~100 words. */
+export const MAX_PASSAGE_TEXT = 20_000;
+export const MAX_PASSAGES_PER_REQUEST = 256;
+
+export const addPassagesSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['passages'],
+  properties: {
+    passages: {
+      type: 'array',
+      minItems: 1,
+      maxItems: MAX_PASSAGES_PER_REQUEST,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['text', 'embedding', 'encoder'],
+        properties: {
+          title: { type: 'string', maxLength: 1000 },
+          text: { type: 'string', minLength: 1, maxLength: MAX_PASSAGE_TEXT },
+          embedding: { type: 'array', minItems: 1, maxItems: 8192, items: { type: 'number' } },
+          encoder: { type: 'string', minLength: 1, maxLength: 200 },
+        },
+      },
+    },
+  },
+} as const;
+
+export const searchSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['embedding'],
+  properties: {
+    embedding: { type: 'array', minItems: 1, maxItems: 8192, items: { type: 'number' } },
+    k: { type: 'integer', minimum: 1, maximum: 1000 },
+  },
+} as const;
+
+export const errorBodySchema = {
+  type: 'object',
+  required: ['error', 'message'],
+  properties: { error: { type: 'string' }, message: { type: 'string' } },
+} as const;
