@@ -1,0 +1,33 @@
+/** The T5 encoder stack: embeddings, N × (self-attention, feed-forward) with pre-norm residuals, final RMS norm. */
+import * as tf from '@tensorflow/tfjs-core';
+import { embeddingLookup } from '../ops';
+import { attend, paddingMaskBias, projectKeyValue } from './attention';
+import type { T5Config } from './config';
+import { feedForward, rmsNorm } from './layers';
+import { positionBias } from './position-bias';
+import type { WeightGetter } from './weights';
+
+/**
+ * Encodes `inputIds` [B, L] (int32) with `attentionMask` [B, L] (1 = token, 0 = pad) into the
+ * last hidden state [B, L, d_model] (after encoder.final_layer_norm). Rows are independent, so
+ * Fusion-in-Decoder passes all B·k passages in one call.
+ */
+export function encode(w: WeightGetter, config: T5Config, inputIds: tf.Tensor, attentionMask: tf.Tensor): tf.Tensor3D {
+  return tf.tidy(() => {
+    const length = inputIds.shape[1]!;
+    const eps = config.layer_norm_epsilon;
+    let x = embeddingLookup(w('shared.weight') as tf.Tensor2D, inputIds);
+    // Computed once from block 0's table and shared by every layer, as in T5.
+    const bias = positionBias(w('encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight'), 0, length, length, true, config);
+    const mask = paddingMaskBias(attentionMask);
+    for (let i = 0; i < config.num_layers; i++) {
+      const block = `encoder.block.${i}`;
+      const normed = rmsNorm(x, w(`${block}.layer.0.layer_norm.weight`), eps);
+      const selfAttention = `${block}.layer.0.SelfAttention`;
+      const kv = projectKeyValue(w, selfAttention, normed, config.num_heads);
+      x = tf.add(x, attend(w, selfAttention, normed, kv, [bias, mask], config.num_heads).output);
+      x = tf.add(x, feedForward(w, `${block}.layer.1.DenseReluDense`, rmsNorm(x, w(`${block}.layer.1.layer_norm.weight`), eps), config));
+    }
+    return rmsNorm(x, w('encoder.final_layer_norm.weight'), eps) as tf.Tensor3D;
+  });
+}

@@ -1,0 +1,37 @@
+/** The small building blocks of a T5 block: linear maps, RMS layer norm and the feed-forward net. */
+import * as tf from '@tensorflow/tfjs-core';
+import type { T5Config } from './config';
+import type { WeightGetter } from './weights';
+
+/** y = x Wᵀ for a torch Linear weight W [out, in] (T5 has no biases), over any leading dims. */
+export function linear(x: tf.Tensor, weight: tf.Tensor): tf.Tensor {
+  const inDim = x.shape[x.shape.length - 1];
+  const y = tf.matMul(tf.reshape(x, [-1, inDim]) as tf.Tensor2D, weight as tf.Tensor2D, false, true);
+  return tf.reshape(y, [...x.shape.slice(0, -1), weight.shape[0]]);
+}
+
+/** T5LayerNorm: scale by the root mean square over the last axis; no mean subtraction, no bias. */
+export function rmsNorm(x: tf.Tensor, weight: tf.Tensor, epsilon: number): tf.Tensor {
+  const variance = tf.mean(tf.square(x), -1, true);
+  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(variance, epsilon))), weight);
+}
+
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+
+/** HF's `gelu_new`: the tanh approximation of GELU used by T5 v1.1 / flan-t5. */
+export function geluNew(x: tf.Tensor): tf.Tensor {
+  const cube = tf.mul(tf.mul(x, x), x);
+  const inner = tf.mul(tf.add(x, tf.mul(cube, 0.044715)), SQRT_2_OVER_PI);
+  return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
+}
+
+/**
+ * The DenseReluDense sublayer at `prefix` (e.g. `encoder.block.0.layer.1.DenseReluDense`):
+ * relu: wo(relu(wi x)); gated-gelu: wo(gelu_new(wi_0 x) * wi_1 x).
+ */
+export function feedForward(w: WeightGetter, prefix: string, x: tf.Tensor, config: T5Config): tf.Tensor {
+  const hidden = config.feed_forward_proj === 'gated-gelu'
+    ? tf.mul(geluNew(linear(x, w(`${prefix}.wi_0.weight`))), linear(x, w(`${prefix}.wi_1.weight`)))
+    : tf.relu(linear(x, w(`${prefix}.wi.weight`)));
+  return linear(hidden, w(`${prefix}.wo.weight`));
+}
