@@ -1,0 +1,212 @@
+/**
+ * AdamW over NAMED parameters and gradients (Hugging Face names), with a linear warmup + linear
+ * decay learning-rate schedule and global-norm gradient clipping, as Atlas trains both reader and
+ * retriever. The state (first/second moments per parameter and the step count) serialises to
+ * named tensors / safetensors, so a training run can stop and resume bit-exactly, and a client
+ * can carry its optimizer across federated rounds.
+ *
+ * Update (Loshchilov & Hutter; torch.optim.AdamW):
+ *   m ← β1 m + (1-β1) g;  v ← β2 v + (1-β2) g²
+ *   m̂ = m / (1-β1^t);     v̂ = v / (1-β2^t)
+ *   θ ← θ - lr_t (m̂ / (√v̂ + ε) + λ θ)      (decoupled weight decay, also scaled by lr_t)
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { parseSafetensors, readTensor, writeSafetensors, type TensorToWrite } from './safetensors';
+
+export interface LinearScheduleOptions {
+  /** Peak learning rate, reached at the end of warmup. */
+  readonly lr: number;
+  /** Steps of linear increase from 0 to `lr` (0: start at `lr`). */
+  readonly warmupSteps?: number;
+  /** Step at which the rate reaches `lr * finalRatio`; it stays there afterwards. Omit for no decay. */
+  readonly totalSteps?: number;
+  /** Fraction of `lr` left at `totalSteps` (Atlas's linear scheduler: 0 by default). */
+  readonly finalRatio?: number;
+}
+
+/**
+ * The learning rate of update number `step` (1-based): rising linearly to `lr` over the warmup
+ * (lr·step/warmup, so the first update is not a no-op), then falling linearly to lr·finalRatio at
+ * `totalSteps` and staying there.
+ */
+export function linearScheduleLr(options: LinearScheduleOptions, step: number): number {
+  const { lr, warmupSteps = 0, totalSteps, finalRatio = 0 } = options;
+  if (warmupSteps > 0 && step <= warmupSteps) return (lr * step) / warmupSteps;
+  if (totalSteps === undefined) return lr;
+  if (step >= totalSteps) return lr * finalRatio;
+  const progress = (step - warmupSteps) / Math.max(1, totalSteps - warmupSteps);
+  return lr * (1 - (1 - finalRatio) * progress);
+}
+
+export interface AdamWOptions extends LinearScheduleOptions {
+  readonly beta1?: number;
+  readonly beta2?: number;
+  readonly eps?: number;
+  /** Decoupled weight decay λ (torch's AdamW default is 0.01). */
+  readonly weightDecay?: number;
+  /** Clip the global L2 norm of all gradients of a step to this value (0 / undefined: no clipping). */
+  readonly clipNorm?: number;
+  /** Parameters excluded from weight decay (commonly biases and LayerNorm weights). */
+  readonly noDecay?: (name: string) => boolean;
+}
+
+export interface StepReport {
+  readonly step: number;
+  readonly lr: number;
+  /** Global gradient norm before clipping. */
+  readonly gradNorm: number;
+}
+
+/** A parameter the optimizer can update in place. */
+export type UpdatableParameter = tf.Variable;
+
+const STATE_STEP = '__step__';
+
+export class AdamW {
+  private readonly m = new Map<string, tf.Variable>();
+  private readonly v = new Map<string, tf.Variable>();
+  private stepCount = 0;
+  readonly options: Required<Omit<AdamWOptions, 'totalSteps' | 'noDecay'>> & Pick<AdamWOptions, 'totalSteps' | 'noDecay'>;
+
+  constructor(options: AdamWOptions) {
+    this.options = {
+      warmupSteps: 0,
+      finalRatio: 0,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0.01,
+      clipNorm: 0,
+      ...options,
+    };
+    if (!(this.options.lr > 0)) throw new Error(`AdamW: lr must be positive, got ${this.options.lr}`);
+  }
+
+  /** Number of updates applied so far. */
+  get step(): number {
+    return this.stepCount;
+  }
+
+  /**
+   * Applies one update to each named parameter that has a gradient. `gradients` are not disposed
+   * (the caller owns them). Returns the step number, learning rate and pre-clipping norm.
+   */
+  async apply(params: ReadonlyMap<string, UpdatableParameter> | ((name: string) => UpdatableParameter), gradients: ReadonlyMap<string, tf.Tensor>): Promise<StepReport> {
+    const get = typeof params === 'function' ? params : (name: string) => {
+      const p = params.get(name);
+      if (!p) throw new Error(`AdamW: gradient for unknown parameter "${name}"`);
+      return p;
+    };
+    for (const [name, g] of gradients) {
+      const p = get(name);
+      if (!tf.util.arraysEqual(p.shape, g.shape)) throw new Error(`AdamW: gradient "${name}" has shape [${g.shape}] but the parameter is [${p.shape}]`);
+    }
+
+    const gradNorm = await globalNorm([...gradients.values()]);
+    if (!Number.isFinite(gradNorm)) throw new Error(`AdamW: gradient norm is ${gradNorm}; refusing to update`);
+    const { clipNorm, beta1, beta2, eps, weightDecay, noDecay } = this.options;
+    // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when above max_norm.
+    const clipScale = clipNorm > 0 && gradNorm > clipNorm ? clipNorm / (gradNorm + 1e-6) : 1;
+
+    const step = this.stepCount + 1;
+    const lr = linearScheduleLr(this.options, step);
+    const bias1 = 1 - beta1 ** step;
+    const bias2 = 1 - beta2 ** step;
+    for (const [name, gradient] of gradients) {
+      const param = get(name);
+      const m = this.moment(this.m, name, param.shape);
+      const v = this.moment(this.v, name, param.shape);
+      const decay = noDecay?.(name) ? 0 : weightDecay;
+      tf.tidy(() => {
+        const g = clipScale === 1 ? gradient : tf.mul(gradient, clipScale);
+        const mNew = tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1));
+        const vNew = tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2));
+        const update = tf.div(tf.div(mNew, bias1), tf.add(tf.sqrt(tf.div(vNew, bias2)), eps));
+        const decayed = decay > 0 ? tf.add(update, tf.mul(param, decay)) : update;
+        m.assign(mNew);
+        v.assign(vNew);
+        param.assign(tf.sub(param, tf.mul(decayed, lr)));
+      });
+    }
+    this.stepCount = step;
+    return { step, lr, gradNorm };
+  }
+
+  private moment(store: Map<string, tf.Variable>, name: string, shape: number[]): tf.Variable {
+    let t = store.get(name);
+    if (!t) {
+      t = tf.variable(tf.zeros(shape), false, uniqueName(name));
+      store.set(name, t);
+    } else if (!tf.util.arraysEqual(t.shape, shape)) {
+      throw new Error(`AdamW: state for "${name}" has shape [${t.shape}] but the parameter is [${shape}]`);
+    }
+    return t;
+  }
+
+  /**
+   * The state as named float32 arrays: `m.<name>`, `v.<name>` and `__step__` ([1]). Hyper-
+   * parameters are not part of it: they come from the training configuration.
+   */
+  async stateTensors(): Promise<Map<string, TensorToWrite>> {
+    const out = new Map<string, TensorToWrite>();
+    for (const [kind, store] of [['m', this.m], ['v', this.v]] as const) {
+      for (const [name, t] of store) out.set(`${kind}.${name}`, { dtype: 'F32', shape: t.shape, data: (await t.data()) as Float32Array });
+    }
+    out.set(STATE_STEP, { dtype: 'F32', shape: [1], data: new Float32Array([this.stepCount]) });
+    return out;
+  }
+
+  async saveState(): Promise<Uint8Array> {
+    return writeSafetensors(await this.stateTensors(), { format: 'corag-adamw', step: String(this.stepCount) });
+  }
+
+  /** Replaces the state with one written by saveState (exact resume). */
+  loadState(bytes: Uint8Array | ArrayBuffer): void {
+    const file = parseSafetensors(bytes, 'AdamW state');
+    if (!file.tensors.has(STATE_STEP)) throw new Error(`AdamW state: "${STATE_STEP}" is missing`);
+    const step = readTensor(file, STATE_STEP).data[0] as number;
+    if (!Number.isInteger(step) || step < 0) throw new Error(`AdamW state: invalid step ${step}`);
+    const m = new Map<string, tf.Variable>();
+    const v = new Map<string, tf.Variable>();
+    for (const key of file.tensors.keys()) {
+      if (key === STATE_STEP) continue;
+      const match = /^([mv])\.(.+)$/.exec(key);
+      if (!match) throw new Error(`AdamW state: unexpected tensor "${key}"`);
+      const { shape, data } = readTensor(file, key);
+      const values = data instanceof Float32Array ? Float32Array.from(data) : Float32Array.from(data as ArrayLike<number>);
+      const initial = tf.tensor(values, shape, 'float32');
+      (match[1] === 'm' ? m : v).set(match[2], tf.variable(initial, false, uniqueName(match[2])));
+      initial.dispose();
+    }
+    for (const name of m.keys()) if (!v.has(name)) throw new Error(`AdamW state: "m.${name}" has no matching "v.${name}"`);
+    this.disposeState();
+    for (const [k, t] of m) this.m.set(k, t);
+    for (const [k, t] of v) this.v.set(k, t);
+    this.stepCount = step;
+  }
+
+  private disposeState(): void {
+    for (const t of this.m.values()) t.dispose();
+    for (const t of this.v.values()) t.dispose();
+    this.m.clear();
+    this.v.clear();
+  }
+
+  dispose(): void {
+    this.disposeState();
+  }
+}
+
+/** √(Σ‖g‖²) over all tensors, read back as a number. */
+export async function globalNorm(tensors: readonly tf.Tensor[]): Promise<number> {
+  if (tensors.length === 0) return 0;
+  const total = tf.tidy(() => tf.sqrt(tf.addN(tensors.map((t) => tf.sum(tf.square(t))))));
+  const [value] = await total.data();
+  total.dispose();
+  return value;
+}
+
+let stateCounter = 0;
+function uniqueName(name: string): string {
+  return `adamw/${name}#${stateCounter++}`;
+}
