@@ -42,15 +42,17 @@ function nextTokenScores(model: T5Model, cache: DecoderCache, tokens: Int32Array
   const input = tf.tensor2d(tokens, [tokens.length, 1], 'int32');
   const logits = model.stepLogits(input, cache);
   input.dispose();
-  return tf.tidy(() => {
-    let scores: tf.Tensor2D = logProbs ? tf.logSoftmax(logits) : logits;
+  const scores = tf.tidy(() => {
+    let s: tf.Tensor2D = logProbs ? tf.logSoftmax(logits) : logits;
     if (suppressEos !== null) {
-      const block = tf.oneHot(tf.tensor1d([suppressEos], 'int32'), logits.shape[1]);
-      scores = tf.where(tf.cast(block, 'bool'), tf.fill(scores.shape, -Infinity), scores) as tf.Tensor2D;
+      // Like HF's logits processors: -inf after the log-softmax, without renormalising.
+      const isEos = tf.cast(tf.oneHot(tf.tensor1d([suppressEos], 'int32'), logits.shape[1]), 'bool');
+      s = tf.where(isEos, tf.fill(s.shape, -Infinity), s) as tf.Tensor2D;
     }
-    logits.dispose();
-    return scores;
+    return s;
   });
+  if (scores !== logits) logits.dispose();
+  return scores;
 }
 
 /**
