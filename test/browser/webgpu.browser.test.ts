@@ -46,6 +46,10 @@ describe('WebGPU in headless chromium', () => {
     expect(agreement.maxRelativeError).toBeLessThan(1e-5);
   });
 
+  it('transposes int32 data cast to float32 on webgpu (Cast correction in place)', async () => {
+    expect(await harness.call<number[]>('transposeCastInts')).toEqual([1, 3, 2, 4, 5, 7, 6, 8]);
+  });
+
   it('also runs the wasm fallback and agrees with cpu', async () => {
     const agreement = await harness.call<BackendAgreement>('compareWithCpu', 'wasm');
     expect(agreement.backend).toBe('wasm');

@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendName, type BackendReport } from '../../src/model/backend';
 import { parseSafetensors, readTensor } from '../../src/model/safetensors';
+import { installWebGpuCastFix } from '../../src/platform/browser/webgpu-cast-fix';
 import { matmulGradientError, matmulWithGradient } from './backend-agreement';
 import { exposeToTests, fetchBytes } from './page-api';
 
@@ -43,11 +44,33 @@ export interface BackendAgreement {
   readonly leakedTensors: number;
 }
 
+/** The project's backend selection plus the webgpu Cast correction (until backend.ts applies it itself). */
+async function startBackend(preference: BackendName | BackendName[]): Promise<BackendReport> {
+  const report = await initBackend(preference);
+  if (report.name === 'webgpu') installWebGpuCastFix();
+  return report;
+}
+
+/** transpose(cast(int32 → float32)) on the GPU: invalid WGSL in tfjs-backend-webgpu 4.22 without the fix. */
+async function transposeCastInts(): Promise<number[]> {
+  await startBackend('webgpu');
+  const cpuForward = tf.env().getBool('WEBGPU_CPU_FORWARD');
+  tf.env().set('WEBGPU_CPU_FORWARD', false);
+  try {
+    const out = tf.tidy(() => tf.transpose(tf.cast(tf.tensor3d([1, 2, 3, 4, 5, 6, 7, 8], [2, 2, 2], 'int32'), 'float32'), [0, 2, 1]));
+    const values = Array.from(await out.data());
+    out.dispose();
+    return values;
+  } finally {
+    tf.env().set('WEBGPU_CPU_FORWARD', cpuForward);
+  }
+}
+
 /** Runs the matmul+gradient on cpu and on `backend` in this page and compares them. */
 async function compareWithCpu(backend: BackendName): Promise<BackendAgreement> {
   await initBackend('cpu');
   const reference = await matmulWithGradient();
-  await initBackend(backend);
+  await startBackend(backend);
   const before = tf.memory().numTensors;
   const actual = await matmulWithGradient();
   const leakedTensors = tf.memory().numTensors - before;
@@ -64,7 +87,8 @@ async function parseServedSafetensors(url: string): Promise<{ names: string[]; f
 
 exposeToTests({
   probeAdapter,
-  initBackend: (preference: BackendName[]): Promise<BackendReport> => initBackend(preference),
+  initBackend: (preference: BackendName[]): Promise<BackendReport> => startBackend(preference),
   compareWithCpu,
+  transposeCastInts,
   parseServedSafetensors,
 });

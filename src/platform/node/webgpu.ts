@@ -10,6 +10,7 @@
  * when the caller has not chosen a driver. On the lent NVIDIA machine `.gpu/run.sh` sets
  * `VK_DRIVER_FILES` to the NVIDIA driver, which we then leave alone.
  */
+import { installWebGpuCastFix } from '../browser/webgpu-cast-fix';
 
 /** The SwiftShader Vulkan driver installed with Debian's chromium package. */
 export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';
@@ -63,6 +64,10 @@ async function install(options: NodeWebGpuOptions): Promise<NodeWebGpuInstall> {
   } else {
     Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
   }
+  // Now that navigator.gpu exists, loading the backend registers it and its kernels, so the Cast
+  // kernel can be corrected before anything runs (see webgpu-cast-fix).
+  await import('@tensorflow/tfjs-backend-webgpu');
+  installWebGpuCastFix();
   return { ...(vulkanDriver && { vulkanDriver }), ...(vulkanLoader && { vulkanLoader }) };
 }
 

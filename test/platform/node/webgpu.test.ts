@@ -33,4 +33,23 @@ describe('Node WebGPU (Dawn)', () => {
     // Not trivially equal because both are zero.
     expect(Math.max(...reference.gradA.map(Math.abs))).toBeGreaterThan(0.1);
   });
+
+  it('transposes an int32 tensor cast to float32 (tfjs-backend-webgpu Cast view bug, corrected on install)', async () => {
+    await installNodeWebGpu();
+    await initBackend('webgpu');
+    const cpuForward = tf.env().getBool('WEBGPU_CPU_FORWARD');
+    tf.env().set('WEBGPU_CPU_FORWARD', false); // keep the tiny tensor on the GPU, where the bug lives
+    try {
+      const ids = tf.tensor3d([1, 2, 3, 4, 5, 6, 7, 8], [2, 2, 2], 'int32');
+      const before = tf.memory().numTensors;
+      const transposed = tf.tidy(() => tf.transpose(tf.cast(ids, 'float32'), [0, 2, 1]));
+      expect(Array.from(await transposed.data())).toEqual([1, 3, 2, 4, 5, 7, 6, 8]);
+      transposed.dispose();
+      expect(tf.memory().numTensors).toBe(before);
+      expect(Array.from(await ids.data())).toEqual([1, 2, 3, 4, 5, 6, 7, 8]); // the input is untouched
+      ids.dispose();
+    } finally {
+      tf.env().set('WEBGPU_CPU_FORWARD', cpuForward);
+    }
+  });
 });
