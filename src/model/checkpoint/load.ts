@@ -19,7 +19,10 @@ export interface LoadCheckpointOptions {
 export interface LoadedCheckpoint {
   /** The parsed config.json, unvalidated. */
   readonly config: Record<string, unknown>;
-  /** Every tensor of the checkpoint, as float32 variables named as in the file. The caller owns it. */
+  /**
+   * Every floating-point tensor of the checkpoint, as float32 variables named as in the file; integer
+   * tensors are buffers (e.g. BERT's `position_ids`), not parameters, and are left out. The caller owns it.
+   */
   readonly params: ParameterStore;
 }
 
@@ -52,7 +55,8 @@ function buildStore(entries: Iterable<[string, WeightLocation]>): ParameterStore
 export async function loadCheckpoint(source: ModelSource, options: LoadCheckpointOptions = {}): Promise<LoadedCheckpoint> {
   const config = await readConfigJson(source);
   const weights = await readCheckpointWeights(source, options.onProgress);
-  return { config, params: buildStore(weights.tensors) };
+  const floats = [...weights.tensors].filter(([, location]) => isFloat(location));
+  return { config, params: buildStore(floats) };
 }
 
 /** How a model reads a checkpoint's tensor names. */

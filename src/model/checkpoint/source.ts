@@ -119,6 +119,14 @@ function withTrailingSlash(url: string): string {
   return url.endsWith('/') ? url : url + '/';
 }
 
+/**
+ * `{base}{name}` with each path segment percent-encoded, so a name can never be read as a URL of
+ * its own (`data:...`, `file:...`) or leave the base.
+ */
+function fileUrl(base: URL, name: string): string {
+  return base.href + checkFileName(name).split('/').map(encodeURIComponent).join('/');
+}
+
 /** Files under a URL base: `{base}/{name}`. */
 export function urlModelSource(baseUrl: string, options: HttpSourceOptions = {}): ModelSource {
   let base: URL;
@@ -132,7 +140,7 @@ export function urlModelSource(baseUrl: string, options: HttpSourceOptions = {})
   }
   return {
     describe: () => base.href,
-    fetchFile: (name, onProgress) => httpGet(new URL(checkFileName(name), base).href, options, onProgress),
+    fetchFile: (name, onProgress) => httpGet(fileUrl(base, name), options, onProgress),
   };
 }
 

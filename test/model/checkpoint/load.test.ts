@@ -193,6 +193,18 @@ describe('loading over HTTP from a local server', () => {
 });
 
 describe('tolerated extras', () => {
+  it('generic loader: integer buffers such as position_ids are not parameters and are left out', async () => {
+    const tensors = toWrite(await readFixtureTensors(fixture('bert-tiny')));
+    tensors.set('embeddings.position_ids', { dtype: 'I64', shape: [1, 512], data: Int32Array.from({ length: 512 }, (_, i) => i) });
+    const folder = await writeCheckpoint(await fixtureConfig('bert-tiny'), tensors);
+    const { params } = await loadCheckpoint(folderModelSource(folder));
+    expectParamsEqual(params, await readFixtureTensors(fixture('bert-tiny')));
+    params.dispose();
+    const typed = await loadBertCheckpoint(folderModelSource(folder), { tokenizer: false });
+    expect(typed.params.has('embeddings.position_ids')).toBe(false);
+    typed.params.dispose();
+  });
+
   it('T5: embed_tokens aliases of the shared embedding are skipped', async () => {
     const tensors = await readFixtureTensors(fixture('t5-tiny-gated'));
     const shared = tensors.get('shared.weight')!;

@@ -121,6 +121,12 @@ describe('HTTP sources against a local server', () => {
     expect(events.at(-1)).toEqual([configBytes.byteLength, undefined]);
   });
 
+  it('keeps file names inside the base URL, even ones that look like URLs', async () => {
+    const source = urlModelSource(`${hub.url}/files/bert/`);
+    expect(await source.fetchFile('file:/etc/passwd')).toBeNull();
+    expect(hub.requests.at(-1)).toBe('/files/bert/file%3A/etc/passwd');
+  });
+
   it('names the URL when the server cannot be reached', async () => {
     const closed = await startLocalHub({});
     await closed.close();
