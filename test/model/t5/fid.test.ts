@@ -100,7 +100,7 @@ describe('Fusion-in-Decoder over the t5-tiny-gated fixture', () => {
     expect((await out.loss.data())[0]).toBe((await loss.data())[0]);
     const scores = passageAttentionScores(out.crossAttentions!, ids.shape[0], labels);
     expect(scores.shape).toEqual([1, ids.shape[0]]);
-    const sum = (await scores.data()).reduce((a, b) => a + b, 0);
+    const sum = [...(await scores.data())].reduce((a, b) => a + b, 0);
     expect(sum).toBeCloseTo(1, 5);
     tf.dispose([out.encoder.hidden, out.encoder.mask, out.logits, out.loss, ...out.crossAttentions!, loss, scores]);
   });
