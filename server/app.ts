@@ -72,7 +72,12 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   const app = Fastify({
     logger: options.logger ?? false,
     bodyLimit: limits.maxJsonBytes,
-    ajv: { customOptions: { allErrors: false, coerceTypes: false, removeAdditional: false } },
+    ajv: { customOptions: { allErrors: false, coerceTypes: true, removeAdditional: false } },
+  });
+  // Event streams never end on their own: close them so app.close() can finish.
+  const eventStreams = new Set<import('node:http').ServerResponse>();
+  app.addHook('preClose', async () => {
+    for (const res of eventStreams) res.end();
   });
   app.addHook('onClose', async () => coordinator.close());
 
@@ -294,11 +299,13 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
       const send = (e: ServerEvent) => res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
       send({ type: 'hello', session: coordinator.sessionInfo(sessionId) });
       const unsubscribe = coordinator.events.subscribe(sessionId, send);
+      eventStreams.add(res);
       const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
       heartbeat.unref();
       res.on('close', () => {
         clearInterval(heartbeat);
         unsubscribe();
+        eventStreams.delete(res);
       });
     },
   );

@@ -1,0 +1,102 @@
+/**
+ * `npm start`: runs the coordinator. Creates the data folder and, when it holds no session yet, a
+ * demo session; serves the built web app from dist/ when present, else a status page; prints the
+ * URL to open. Several instances can run side by side with different PORT / CORAG_DATA_DIR.
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { buildApp, DEFAULT_LIMITS } from './app';
+import { createDemoSession } from './demo';
+
+const HELP = `Usage: npm start -- [options]
+
+Runs the CoRAG coordinator (FedAvg rounds + collaborative passage store).
+
+Options (environment variable in brackets):
+  --port <n>            port to listen on; 0 picks a free one [PORT] (default 8787)
+  --host <addr>         address to bind [HOST] (default 127.0.0.1; 0.0.0.0 for a LAN)
+  --data-dir <path>     data folder: SQLite database, model versions, running sums
+                        [CORAG_DATA_DIR] (default ./data)
+  --static-dir <path>   built web app to serve at / (default ./dist; a status page when absent)
+  --server-key <key>    require this bearer key to create sessions [CORAG_SERVER_KEY]
+  --no-demo             do not create the demo session in an empty data folder
+  --max-update-mb <n>   largest weight-delta upload (default ${DEFAULT_LIMITS.maxUpdateBytes / 2 ** 20})
+  --max-uploads <n>     concurrent uploads before 429 (default ${DEFAULT_LIMITS.maxConcurrentUploads})
+  --rate-limit <n>      requests per minute per token (default ${DEFAULT_LIMITS.rateLimitPerMinute})
+  --log                 log every request (JSON lines)
+  -h, --help            show this help
+`;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'data-dir': { type: 'string' },
+      'static-dir': { type: 'string' },
+      'server-key': { type: 'string' },
+      'no-demo': { type: 'boolean', default: false },
+      'max-update-mb': { type: 'string' },
+      'max-uploads': { type: 'string' },
+      'rate-limit': { type: 'string' },
+      log: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  const number = (flag: string, raw: string | undefined): number | undefined => {
+    if (raw === undefined) return undefined;
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n < 0) throw new Error(`--${flag} must be a non-negative number, got "${raw}"`);
+    return n;
+  };
+  const port = number('port', values.port ?? process.env.PORT) ?? 8787;
+  const host = values.host ?? process.env.HOST ?? '127.0.0.1';
+  const dataDir = resolve(values['data-dir'] ?? process.env.CORAG_DATA_DIR ?? 'data');
+  const maxUpdateMb = number('max-update-mb', values['max-update-mb']);
+  mkdirSync(dataDir, { recursive: true });
+
+  const { app, coordinator } = await buildApp({
+    dataDir,
+    serverKey: values['server-key'] ?? process.env.CORAG_SERVER_KEY,
+    staticDir: resolve(values['static-dir'] ?? 'dist'),
+    maxUpdateBytes: maxUpdateMb === undefined ? undefined : Math.floor(maxUpdateMb * 2 ** 20),
+    maxConcurrentUploads: number('max-uploads', values['max-uploads']),
+    rateLimitPerMinute: number('rate-limit', values['rate-limit']),
+    logger: values.log,
+  });
+
+  let demo: { id: string; joinCode: string } | undefined;
+  if (!values['no-demo'] && coordinator.sessionIds().length === 0) {
+    const created = createDemoSession(coordinator);
+    // The admin token is shown once; keep a copy only the owner can read.
+    const tokenFile = resolve(dataDir, 'demo-admin-token.txt');
+    if (!existsSync(tokenFile)) writeFileSync(tokenFile, `${created.adminToken}\n`, { mode: 0o600 });
+    demo = { id: created.session.id, joinCode: created.joinCode };
+    process.stdout.write(`Demo session ${created.session.id} created; admin token in ${tokenFile}\n`);
+  } else if (coordinator.sessionIds().length > 0) {
+    const id = coordinator.sessionIds()[0];
+    demo = { id, joinCode: coordinator.joinCode(id) };
+  }
+
+  const address = await app.listen({ port, host });
+  const url = address.replace('://0.0.0.0', '://localhost').replace('://[::]', '://localhost');
+  process.stdout.write(`CoRAG coordinator listening on ${url}\n`);
+  process.stdout.write(`  data folder: ${dataDir}\n  API docs:    ${url}/api/openapi.json\n`);
+  if (demo) process.stdout.write(`  join link:   ${url}/?join=${demo.joinCode}   (session ${demo.id})\n`);
+  process.stdout.write(`Open ${url} in a browser.\n`);
+
+  const stop = () => void app.close().then(() => process.exit(0));
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`coordinator: ${(e as Error).message}\n`);
+  process.exit(1);
+});
