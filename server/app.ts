@@ -93,7 +93,8 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     if (fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 500) {
       return reply.code(fe.statusCode).send({ error: (fe.code ?? 'bad_request').toLowerCase(), message: fe.message });
     }
-    reply.log.error(err);
+    // Always reported, logger or not: a 5xx is a coordinator bug.
+    process.stderr.write(`coordinator: internal error: ${(err as Error).stack ?? String(err)}\n`);
     return reply.code(500).send({ error: 'internal', message: 'internal error; see the coordinator log' });
   });
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ error: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` }));

@@ -40,8 +40,10 @@ export function readSumFile(path: string, shapes: ReadonlyMap<string, readonly n
       throw new Error(`${path}: running sum lacks F64 tensor "${name}" [${shape.join(',')}]`);
     }
     const start = file.dataOffset + info.begin;
-    // Copy: the sum is mutated in place by later updates.
-    sums.set(name, { shape, data: new Float64Array(file.bytes.slice(start, file.dataOffset + info.end).buffer) });
+    // Copy (the sum is mutated in place by later updates); Buffer#slice would only be a view.
+    const copy = new Uint8Array(info.end - info.begin);
+    copy.set(file.bytes.subarray(start, file.dataOffset + info.end));
+    sums.set(name, { shape, data: new Float64Array(copy.buffer) });
   }
   return { sums, weightTotal };
 }
