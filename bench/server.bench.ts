@@ -1,0 +1,77 @@
+/**
+ * `npm run bench:server`: coordinator hot paths, as tables on stdout and in docs/BENCH-SERVER.md.
+ * - Aggregation: decode (validate) + add n·Δ into the float64 running sum, GB/s of F32 deltas, vs
+ *   clients and model size; baseline = a bare float32 a[i] += w·d[i] loop over the same bytes.
+ * - Search: exact top-k inner product vs store size (1k/10k/100k × 768); baseline = scoring all
+ *   rows without top-k selection.
+ * (The durable sum-file write per accept is disk-bound and excluded; see docs/COORDINATOR.md.)
+ */
+import { writeFileSync } from 'node:fs';
+import { decodeUpdate, encodeUpdate, type NamedTensor } from '../src/federated/codec';
+import { addWeighted, emptyRunningSum } from '../src/federated/strategy';
+import { ExactInnerProductIndex } from '../server/vector-index';
+
+const rand = (() => {
+  let s = 12345;
+  return () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+})();
+const ms = (f: () => void) => {
+  const t = performance.now();
+  f();
+  return performance.now() - t;
+};
+
+const lines: string[] = ['# Coordinator benchmark', '', `Node ${process.version}, ${new Date().toISOString()}`, '', '## Aggregation (validate + running sum)', '',
+  '| params | clients | GB/s | baseline GB/s | ratio |', '|---:|---:|---:|---:|---:|'];
+for (const params of [1_000_000, 10_000_000]) {
+  const shapes = new Map<string, number[]>([['w', [params]]]);
+  const delta: Map<string, NamedTensor> = new Map([['w', { shape: [params], data: Float32Array.from({ length: params }, rand) }]]);
+  const body = encodeUpdate(delta, { round: 1, baseVersion: 0, numExamples: 3, metrics: {} });
+  for (const clients of [4, 16]) {
+    const sum = emptyRunningSum(shapes);
+    const t = ms(() => {
+      for (let c = 0; c < clients; c++) {
+        const u = decodeUpdate(body, shapes);
+        addWeighted(sum, u.deltas, u.numExamples);
+      }
+    });
+    const acc = new Float32Array(params);
+    const d = delta.get('w')!.data;
+    const tb = ms(() => {
+      for (let c = 0; c < clients; c++) for (let i = 0; i < params; i++) acc[i] += 3 * d[i];
+    });
+    const gb = (clients * params * 4) / 1e9;
+    lines.push(`| ${params.toLocaleString('en')} | ${clients} | ${(gb / (t / 1e3)).toFixed(2)} | ${(gb / (tb / 1e3)).toFixed(2)} | ${(tb / t).toFixed(2)} |`);
+  }
+}
+
+lines.push('', '## Search (exact top-10, dim 768)', '', '| passages | ms / query | baseline ms (score only) | ratio |', '|---:|---:|---:|---:|');
+const dim = 768;
+for (const n of [1_000, 10_000, 100_000]) {
+  const index = new ExactInnerProductIndex(dim, n);
+  const row = new Float32Array(dim);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < dim; j++) row[j] = rand();
+    index.add(i + 1, row);
+  }
+  const q = Float32Array.from({ length: dim }, rand);
+  const queries = n >= 100_000 ? 5 : 20;
+  index.search(q, 10);
+  const t = ms(() => {
+    for (let r = 0; r < queries; r++) index.search(q, 10);
+  }) / queries;
+  const flat = new Float32Array(n * dim);
+  for (let i = 0; i < flat.length; i++) flat[i] = rand();
+  const scores = new Float32Array(n);
+  const tb = ms(() => {
+    for (let r = 0; r < queries; r++) for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let j = 0; j < dim; j++) s += flat[i * dim + j] * q[j];
+      scores[i] = s;
+    }
+  }) / queries;
+  lines.push(`| ${n.toLocaleString('en')} | ${t.toFixed(2)} | ${tb.toFixed(2)} | ${(tb / t).toFixed(2)} |`);
+}
+const table = lines.join('\n') + '\n';
+process.stdout.write(table);
+writeFileSync(new URL('../docs/BENCH-SERVER.md', import.meta.url), table);
