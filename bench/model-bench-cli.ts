@@ -1,0 +1,77 @@
+/**
+ * Command line of the model benchmark (Node): picks backends and workloads, runs
+ * model-bench.ts on each, prints a markdown table and writes it (and JSON) to a results folder.
+ * The entries differ only in how a backend is started: model.bench.ts (npm run bench:model)
+ * uses the project's initBackend; model.gpu.ts is the self-contained bundle for the GPU machine.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs-core';
+import type { BackendName, BackendReport } from '../src/model/backend';
+import { benchModel, markdownTable, t5SmallWorkload, tinyWorkload, type BenchRow, type Workload } from './model-bench';
+
+export type StartBackend = (name: BackendName) => Promise<BackendReport>;
+
+const USAGE = `usage: npm run bench:model -- [options]
+  --backends LIST   comma-separated among cpu,wasm,webgpu (default: all three; webgpu through Dawn)
+  --model NAME      t5-small | tiny (default: t5-small on a hardware GPU, tiny on cpu, wasm, SwiftShader)
+  --matmul N        matmul baseline size (default: 4096 on a hardware GPU, 512 otherwise)
+  --reps N          timed repetitions per measurement, median reported (default 3)
+  --out DIR         results folder (default results/); writes model-bench.md and model-bench.json`;
+
+/** SwiftShader is a CPU implementation of Vulkan: correct, but not a GPU to measure. */
+function isHardwareGpu(report: BackendReport): boolean {
+  return report.name === 'webgpu' && !/swiftshader/i.test(report.detail);
+}
+
+export async function runModelBench(startBackend: StartBackend, argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      backends: { type: 'string', default: 'cpu,wasm,webgpu' },
+      model: { type: 'string' },
+      matmul: { type: 'string' },
+      reps: { type: 'string', default: '3' },
+      out: { type: 'string', default: 'results' },
+      help: { type: 'boolean', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const backends = values.backends!.split(',').map((s) => s.trim()) as BackendName[];
+  const reps = Number(values.reps);
+  if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps must be a positive integer, got ${values.reps}`);
+  if (values.model && values.model !== 't5-small' && values.model !== 'tiny') throw new Error(`--model must be t5-small or tiny, got ${values.model}`);
+
+  const rows: BenchRow[] = [];
+  const skipped: string[] = [];
+  for (const name of backends) {
+    let report: BackendReport;
+    try {
+      report = await startBackend(name);
+    } catch (e) {
+      skipped.push(`${name}: ${(e as Error).message}`);
+      console.error(`[bench] ${name} unavailable: ${(e as Error).message}`);
+      continue;
+    }
+    const gpu = isHardwareGpu(report);
+    const workload: Workload = values.model === 'tiny' || (!values.model && !gpu) ? tinyWorkload() : t5SmallWorkload();
+    const matmulSize = values.matmul ? Number(values.matmul) : gpu ? 4096 : 512;
+    console.error(`[bench] ${report.name} (${report.detail}): ${workload.model}, matmul ${matmulSize}, ${reps} reps`);
+    const row = await benchModel(workload, { backend: report.name, adapter: report.detail, matmulSize, reps });
+    rows.push(row);
+    console.error(`[bench] ${JSON.stringify(row)}`);
+    console.error(`[bench] tensors left: ${tf.memory().numTensors}`);
+  }
+  const table = markdownTable(rows);
+  const notes = skipped.length ? `\n\nSkipped: ${skipped.join('; ')}` : '';
+  console.log(table + notes);
+  mkdirSync(values.out!, { recursive: true });
+  const stamp = new Date().toISOString();
+  writeFileSync(join(values.out!, 'model-bench.md'), `# Model benchmark (${stamp})\n\n${table}${notes}\n`);
+  writeFileSync(join(values.out!, 'model-bench.json'), JSON.stringify({ date: stamp, rows, skipped }, null, 2) + '\n');
+  return rows.length > 0 ? 0 : 1;
+}

@@ -1,0 +1,205 @@
+/**
+ * The model benchmark's measurements, on whichever TF.js backend is active: a plain matmul
+ * baseline (GFLOPS), T5 encoder forward tokens/s, Fusion-in-Decoder train step time, greedy
+ * generation tokens/s, peak memory, and the achieved FLOP rate of each workload as a fraction of
+ * the matmul baseline measured in the same run. Pure TF.js (no Node APIs): the Node CLI
+ * (model.bench.ts) and the packed GPU entry (model.gpu.ts) share it.
+ *
+ * Timing: every measurement is preceded by a warm-up run (WebGPU compiles its shaders then) and
+ * ends by reading a scalar back, which waits for the GPU; the median of `reps` runs is reported.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { parseT5Config, t5ParameterShapes, type T5Config } from '../src/model/t5/config';
+import { fidEncode, fidLoss } from '../src/model/t5/fid';
+import { greedyGenerate } from '../src/model/t5/generate';
+import { T5Model } from '../src/model/t5/model';
+
+/** The FiD workload: k passages of `passageLength` tokens, `targetLength` answer tokens. */
+export interface Workload {
+  readonly model: string;
+  readonly config: T5Config;
+  readonly passages: number;
+  readonly passageLength: number;
+  readonly targetLength: number;
+  readonly newTokens: number;
+}
+
+/** t5-small (HF defaults: d_model 512, 6+6 layers, 8 heads, d_ff 2048, vocab 32128), FiD k=10 × 256 tokens. */
+export function t5SmallWorkload(): Workload {
+  return { model: 't5-small (random)', config: parseT5Config({ model_type: 't5' }), passages: 10, passageLength: 256, targetLength: 32, newTokens: 32 };
+}
+
+/** A small model for machines where t5-small would take minutes per step (CPU, SwiftShader). */
+export function tinyWorkload(): Workload {
+  const config = parseT5Config({ model_type: 't5', d_model: 128, d_kv: 32, d_ff: 512, num_layers: 2, num_heads: 4, vocab_size: 4096 });
+  return { model: 't5-tiny (d128, 2+2 layers, vocab 4096)', config, passages: 4, passageLength: 64, targetLength: 16, newTokens: 16 };
+}
+
+/** Floating-point operations (multiply-add = 2) of the workload's matmuls; norms and softmax are ignored. */
+export function workloadFlops(w: Workload): { encoder: number; fidForward: number; trainStep: number; generation: number } {
+  const c = w.config;
+  const inner = c.num_heads * c.d_kv;
+  const ffnMatrices = c.feed_forward_proj === 'gated-gelu' ? 3 : 2;
+  const ffn = 2 * ffnMatrices * c.d_model * c.d_ff;
+  const L = w.passageLength;
+  const S = w.passages * L; // fused encoder length the decoder attends over
+  const T = w.targetLength;
+  // Encoder, per token: q/k/v/o projections, scores and context over its own passage, FFN.
+  const encoderPerToken = 2 * 4 * c.d_model * inner + 2 * 2 * L * inner + ffn;
+  const encoder = c.num_layers * encoderPerToken * S;
+  // Decoder, per target token: self-attention, cross-attention q/o and scores over S, FFN, LM head.
+  const crossKv = c.num_decoder_layers * 2 * 2 * c.d_model * inner * S;
+  const decoderPerToken = (t: number) => c.num_decoder_layers * (2 * 4 * c.d_model * inner + 2 * 2 * t * inner + 2 * 2 * c.d_model * inner + 2 * 2 * S * inner + ffn) + 2 * c.d_model * c.vocab_size;
+  const fidForward = encoder + crossKv + T * decoderPerToken(T);
+  let generation = encoder + crossKv;
+  for (let t = 1; t <= w.newTokens; t++) generation += decoderPerToken(t);
+  // Backward costs about twice the forward (gradients with respect to inputs and weights).
+  return { encoder, fidForward, trainStep: 3 * fidForward, generation };
+}
+
+export interface BenchRow {
+  readonly backend: string;
+  readonly adapter: string;
+  readonly model: string;
+  readonly shape: string;
+  readonly matmulSize: number;
+  readonly matmulGflops: number;
+  readonly encoderTokensPerS: number;
+  readonly encoderFraction: number;
+  readonly trainStepMs: number;
+  readonly trainFraction: number;
+  readonly generationTokensPerS: number;
+  readonly generationFraction: number;
+  /** Largest bytes held by live tensors during one train step (tf.profile). */
+  readonly peakTrainBytes: number;
+  /** tf.memory() after the run: GPU bytes the webgpu backend holds incl. its buffer pool (webgpu only). */
+  readonly gpuBytesAllocated?: number;
+}
+
+async function median(reps: number, run: () => Promise<void>): Promise<number> {
+  await run(); // warm-up: shader compilation, buffer pool growth
+  const times: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const start = performance.now();
+    await run();
+    times.push(performance.now() - start);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}
+
+/** GFLOPS of `chain` back-to-back n×n float32 matmuls (one readback at the end). */
+export async function matmulGflops(n: number, reps: number, chain = 4): Promise<number> {
+  const a = tf.randomNormal([n, n], 0, 1 / Math.sqrt(n), 'float32', 1);
+  const b = tf.randomNormal([n, n], 0, 1 / Math.sqrt(n), 'float32', 2);
+  try {
+    const ms = await median(reps, async () => {
+      const s = tf.tidy(() => {
+        let c: tf.Tensor2D = a as tf.Tensor2D;
+        for (let i = 0; i < chain; i++) c = tf.matMul(c, b);
+        return tf.sum(tf.slice(c, [0, 0], [1, 1]));
+      });
+      await s.data();
+      s.dispose();
+    });
+    return (chain * 2 * n ** 3) / (ms / 1000) / 1e9;
+  } finally {
+    tf.dispose([a, b]);
+  }
+}
+
+/** Random trainable parameters for every tensor of `config`, created on the active backend. */
+function randomParameters(config: T5Config): Map<string, tf.Variable> {
+  const params = new Map<string, tf.Variable>();
+  let seed = 1;
+  for (const [name, shape] of t5ParameterShapes(config)) {
+    const init = name.includes('layer_norm') ? tf.ones(shape) : tf.randomNormal(shape, 0, 0.05, 'float32', seed++);
+    params.set(name, tf.variable(init, true, `bench/${name}`));
+    init.dispose();
+  }
+  return params;
+}
+
+function randomIds(shape: [number, number], vocab: number, seed: number): tf.Tensor2D {
+  return tf.tidy(() => tf.cast(tf.randomUniform(shape, 2, vocab, 'float32', seed), 'int32') as tf.Tensor2D);
+}
+
+/** Runs every measurement of `w` on the active backend. */
+export async function benchModel(w: Workload, options: { backend: string; adapter: string; matmulSize: number; reps: number }): Promise<BenchRow> {
+  const { reps } = options;
+  const gflops = await matmulGflops(options.matmulSize, reps);
+  const flops = workloadFlops(w);
+  const params = randomParameters(w.config);
+  const model = new T5Model(w.config, (name) => {
+    const p = params.get(name);
+    if (!p) throw new Error(`bench: no parameter ${name}`);
+    return p;
+  });
+  const ids = randomIds([w.passages, w.passageLength], w.config.vocab_size, 3);
+  const mask = tf.onesLike(ids);
+  const labels = randomIds([1, w.targetLength], w.config.vocab_size, 4);
+  const optimizer = tf.train.adam(1e-4);
+  const trainStep = async () => {
+    const loss = optimizer.minimize(() => fidLoss(model, ids, mask, w.passages, labels), true, [...params.values()]);
+    await loss!.data();
+    loss!.dispose();
+  };
+  try {
+    const encoderMs = await median(reps, async () => {
+      const s = tf.tidy(() => {
+        const fused = fidEncode(model, ids, mask, w.passages);
+        return tf.sum(tf.slice(fused.hidden, [0, 0, 0], [1, 1, -1]));
+      });
+      await s.data();
+      s.dispose();
+    });
+    const trainMs = await median(reps, trainStep);
+    const generationMs = await median(reps, async () => {
+      const fused = fidEncode(model, ids, mask, w.passages);
+      await greedyGenerate(model, fused.hidden, fused.mask, { maxNewTokens: w.newTokens, minNewTokens: w.newTokens });
+      tf.dispose([fused.hidden, fused.mask]);
+    });
+    const profile = await tf.profile(trainStep);
+    const memory = tf.memory() as tf.MemoryInfo & { numBytesAllocatedInGPU?: number };
+    const fraction = (flopCount: number, ms: number) => flopCount / (ms / 1000) / 1e9 / gflops;
+    return {
+      backend: options.backend,
+      adapter: options.adapter,
+      model: w.model,
+      shape: `FiD k=${w.passages} × ${w.passageLength} tok, target ${w.targetLength}, generate ${w.newTokens}`,
+      matmulSize: options.matmulSize,
+      matmulGflops: gflops,
+      encoderTokensPerS: (w.passages * w.passageLength) / (encoderMs / 1000),
+      encoderFraction: fraction(flops.encoder, encoderMs),
+      trainStepMs: trainMs,
+      trainFraction: fraction(flops.trainStep, trainMs),
+      generationTokensPerS: w.newTokens / (generationMs / 1000),
+      generationFraction: fraction(flops.generation, generationMs),
+      peakTrainBytes: profile.peakBytes,
+      ...(memory.numBytesAllocatedInGPU !== undefined && { gpuBytesAllocated: memory.numBytesAllocatedInGPU }),
+    };
+  } finally {
+    optimizer.dispose();
+    tf.dispose([ids, mask, labels, ...params.values()]);
+  }
+}
+
+const MiB = 1024 * 1024;
+
+/** The results as a markdown table (one row per backend). */
+export function markdownTable(rows: readonly BenchRow[]): string {
+  const header = [
+    'backend', 'adapter', 'model / shape', 'matmul GFLOPS (n)', 'encoder tok/s (of matmul)',
+    'FiD train step ms (of matmul)', 'generate tok/s (of matmul)', 'peak train MiB', 'GPU MiB allocated',
+  ];
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const lines = rows.map((r) => [
+    r.backend, r.adapter, `${r.model}; ${r.shape}`, `${r.matmulGflops.toFixed(1)} (${r.matmulSize})`,
+    `${r.encoderTokensPerS.toFixed(0)} (${pct(r.encoderFraction)})`,
+    `${r.trainStepMs.toFixed(0)} (${pct(r.trainFraction)})`,
+    `${r.generationTokensPerS.toFixed(1)} (${pct(r.generationFraction)})`,
+    (r.peakTrainBytes / MiB).toFixed(0),
+    r.gpuBytesAllocated === undefined ? '–' : (r.gpuBytesAllocated / MiB).toFixed(0),
+  ]);
+  return [header, header.map(() => '---'), ...lines].map((cells) => `| ${cells.join(' | ')} |`).join('\n');
+}
