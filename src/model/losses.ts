@@ -98,7 +98,8 @@ export function perplexityDistillationLoss(
 
 /**
  * Attention distillation: the gold score of each passage is the reader's aggregated
- * cross-attention on it (see crossAttentionPassageScores); same KL as PDist.
+ * cross-attention on it (t5/fid.ts passageAttentionScores: higher = more relevant); same KL as
+ * PDist. Atlas's "std"/"eval" gold-score modes work this way.
  * @param attentionScores [batch, k]
  */
 export function attentionDistillationLoss(
@@ -110,36 +111,6 @@ export function attentionDistillationLoss(
   return tf.tidy(() => {
     const gold = Array.isArray(attentionScores) ? tf.tensor2d(attentionScores) : attentionScores;
     return distillationKL(retrieverScores(queries, passages), gold, options);
-  });
-}
-
-/**
- * Per-passage relevance from Fusion-in-Decoder cross-attention, as in "Distilling Knowledge from
- * Reader to Retriever" (FiD-KD, reused by Atlas): the attention probabilities are averaged over
- * layers, heads and the non-pad tokens of each passage. FiD-KD reads the first decoded token only
- * (the default); `decoderPositions: 'all'` averages over every decoder position instead.
- * @param attentions per decoder layer, [batch, heads, T, k * L] probabilities over the fused input
- * @param passageMask [batch, k, L] (or [k, L] for batch 1), 1 for real tokens
- * @returns [batch, k]
- */
-export function crossAttentionPassageScores(
-  attentions: readonly tf.Tensor4D[],
-  passageMask: tf.Tensor2D | tf.Tensor3D,
-  decoderPositions: 'first' | 'all' = 'first',
-): tf.Tensor2D {
-  if (attentions.length === 0) throw new Error('crossAttentionPassageScores: no attention layers given');
-  return tf.tidy(() => {
-    const mask3 = tf.cast(passageMask.rank === 2 ? tf.expandDims(passageMask, 0) : passageMask, 'float32') as tf.Tensor3D;
-    const [batch, k, length] = mask3.shape;
-    // [layers, batch, heads, T, k*L] → averaged over layers, heads and the chosen decoder positions.
-    let stacked = tf.stack(attentions as tf.Tensor4D[]);
-    if (stacked.shape[4] !== k * length) {
-      throw new Error(`crossAttentionPassageScores: attention over ${stacked.shape[4]} positions but passageMask has ${k}×${length}`);
-    }
-    if (decoderPositions === 'first') stacked = tf.slice(stacked, [0, 0, 0, 0, 0], [-1, -1, -1, 1, -1]);
-    const perKey = tf.reshape(tf.mean(stacked, [0, 2, 3]), [batch, k, length]);
-    const summed = tf.sum(tf.mul(perKey, mask3), 2);
-    return tf.div(summed, tf.maximum(tf.sum(mask3, 2), 1)) as tf.Tensor2D;
   });
 }
 

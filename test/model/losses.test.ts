@@ -3,7 +3,6 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/model/backend';
 import {
   attentionDistillationLoss,
-  crossAttentionPassageScores,
   inBatchContrastiveLoss,
   perplexityDistillationLoss,
   retrieverScores,
@@ -119,23 +118,6 @@ describe('retriever losses', () => {
     expect((await loss.data())[0]).toBeCloseTo(want / 2, 5);
     loss.dispose();
     expect(() => inBatchContrastiveLoss(tf.zeros([2, 2]) as tf.Tensor2D, tf.zeros([3, 2]) as tf.Tensor2D, [0, 3])).toThrow('outside [0, 3)');
-  });
-
-  it('crossAttentionPassageScores averages layers, heads and real passage tokens at the first decoder step', async () => {
-    // 1 example, 2 passages of length 2 (second passage has one pad), 2 heads, 2 decoder steps, 1 layer.
-    const attn = [
-      [
-        [[0.4, 0.2, 0.3, 0.1], [0.9, 0.9, 0.9, 0.9]], // head 0: step 0, step 1
-        [[0.2, 0.2, 0.5, 0.1], [0.9, 0.9, 0.9, 0.9]], // head 1
-      ],
-    ];
-    const mask = [[1, 1], [1, 0]];
-    const scores = tf.tidy(() => crossAttentionPassageScores([tf.tensor4d(attn)], tf.tensor2d(mask)));
-    const got = (await scores.array()) as number[][];
-    // passage 0: mean of head-averaged (0.3, 0.2) = 0.25; passage 1: only token 0, head-average 0.4.
-    expect(got[0][0]).toBeCloseTo(0.25, 6);
-    expect(got[0][1]).toBeCloseTo(0.4, 6);
-    scores.dispose();
   });
 
   it('leaves no tensors behind', () => {

@@ -33,6 +33,17 @@ describe('checkBertFixture on bert-tiny (cpu backend, bounds 1e-4 forward / 1e-3
     expect(result.ok_forward && result.ok_grads).toBe(true);
   });
 
+  it('meets the same bounds on the wasm backend', async () => {
+    await initBackend('wasm');
+    try {
+      const result = await checkBertFixture(fixtureFiles());
+      expect(result.ok_forward, JSON.stringify(result.max_rel_err)).toBe(true);
+      expect(result.grad_rel_l2, result.worst_grad).toBeLessThan(1e-3);
+    } finally {
+      await initBackend('cpu');
+    }
+  });
+
   it('reports a failure when the weights differ from the reference', async () => {
     const files = fixtureFiles();
     const model = files.model.slice();
