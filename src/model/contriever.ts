@@ -100,6 +100,27 @@ export class Contriever {
     }
   }
 
+  /**
+   * Builds both encoders from loaded BERT parameters under canonical names (what
+   * loadBertCheckpoint returns). The tensors are copied: the caller still owns `query` (and
+   * `passage`, which defaults to the same weights).
+   */
+  static fromParameters(config: BertConfig, query: ParameterStore, passage: ParameterStore = query): Contriever {
+    const store = new ParameterStore();
+    try {
+      for (const [prefix, source] of [[QUERY_PREFIX, query], [PASSAGE_PREFIX, passage]] as const) {
+        for (const name of bertParameterShapes(config).keys()) {
+          if (!source.has(name)) throw new Error(`Contriever: BERT parameter "${name}" is missing`);
+          store.set(prefix + name, tf.clone(source.get(name)));
+        }
+      }
+      return new Contriever(config, store);
+    } catch (e) {
+      store.dispose();
+      throw e;
+    }
+  }
+
   /** Names of one side's parameters in `params` (what query-side fine-tuning trains). */
   parameterNames(side: ContrieverSide): string[] {
     const prefix = sidePrefix(side);

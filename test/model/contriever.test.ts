@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/model/backend';
 import { bertParameterShapes } from '../../src/model/bert/config';
 import { Contriever, innerProductScores, meanPool, padTokenBatch } from '../../src/model/contriever';
+import { ParameterStore } from '../../src/model/params';
 import { parseSafetensors, readTensor, writeSafetensors, type TensorToWrite } from '../../src/model/safetensors';
 
 const dir = new URL('../../../shared/fixtures/hf-reference/bert-tiny/', import.meta.url);
@@ -106,6 +107,19 @@ describe('Contriever', () => {
     expect(maxRelErr(await emb.data(), readTensor(expected, 'q_embedding').data as Float32Array)).toBeLessThan(1e-4);
     emb.dispose();
     m.dispose();
+  });
+
+  it('builds both sides from canonical-name parameters (what the checkpoint loader returns) by copying them', async () => {
+    const loaded = ParameterStore.fromSafetensors(modelBytes);
+    const m = Contriever.fromParameters(model.config, loaded);
+    loaded.dispose(); // the Contriever holds its own copies
+    const emb = m.embedPassages(unpadded('p'));
+    expect(maxRelErr(await emb.data(), readTensor(expected, 'p_embedding').data as Float32Array)).toBeLessThan(1e-4);
+    emb.dispose();
+    m.dispose();
+    const partial = new ParameterStore([['embeddings.LayerNorm.bias', tf.zeros([32])]]);
+    expect(() => Contriever.fromParameters(model.config, partial)).toThrow('"embeddings.word_embeddings.weight" is missing');
+    partial.dispose();
   });
 
   it('names the missing or mis-shaped tensor of a bad checkpoint, and rejects non-BERT configs', () => {
