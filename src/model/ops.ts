@@ -11,8 +11,9 @@ import * as tf from '@tensorflow/tfjs-core';
  * have; ScatterNd (which sums duplicate indices) exists on cpu, wasm and webgpu.
  */
 export function embeddingLookup(table: tf.Tensor2D, ids: tf.Tensor): tf.Tensor {
-  const lookup = tf.customGrad((tableArg: tf.Tensor, save: tf.GradSaveFunc) => {
-    const t = tableArg as tf.Tensor2D;
+  const lookup = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const t = args[0] as tf.Tensor2D;
+    const save = args[1] as tf.GradSaveFunc;
     const flat = tf.reshape(ids, [-1]) as tf.Tensor1D;
     save([flat]);
     const out = tf.reshape(tf.gather(t, flat), [...ids.shape, t.shape[1]]);
