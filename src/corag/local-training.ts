@@ -1,0 +1,207 @@
+/**
+ * One client's local CoRAG training (Atlas-style), the work a federated round asks of a client:
+ *
+ *   for each batch of QA pairs:
+ *     embed the questions with the CURRENT query encoder → top-k passages from the source
+ *     reader loss   = FiD token CE of `<extra_id_0> {answer}` given the k passages fused
+ *     retriever loss = PDist: KL(softmax(-CE of each passage alone / 0.01) ‖ softmax(q·p/√d / 0.01))
+ *                      (or ADist from the reader's cross-attention, or none)
+ *     AdamW step on the trainable selection (reader and query encoder each with their own lr)
+ *
+ * The passage encoder stays frozen, so the store's embeddings stay valid and are reused.
+ * Everything a step creates is disposed before the next (numTensors is stable).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { attentionDistillationLoss, perplexityDistillationLoss } from '../model/losses';
+import { AdamW } from '../model/optimizer';
+import { namedGradients, selectTrainable, type TrainableSelection } from '../model/trainable';
+import { QUERY_PREFIX, padTokenBatch } from '../model/contriever';
+import type { ModelBundle } from './model-bundle';
+import { buildFidBatch, disposeFidBatch, fidBatchLoss, fidLossWithAttention, perPassageLoss } from './reader';
+import { embedQueries, retrievedPassageEmbeddings, type PassageSource } from './retrieve';
+
+export interface QAPair {
+  readonly question: string;
+  /** Gold answers; the first is the training target. */
+  readonly answers: readonly string[];
+}
+
+export type RetrieverLoss = 'pdist' | 'adist' | 'none';
+
+export interface TrainProgress {
+  /** Steps done so far (1-based after the first step). */
+  readonly step: number;
+  readonly total: number;
+  /** This step's total loss (reader + retriever). */
+  readonly loss: number;
+  readonly readerLoss: number;
+  readonly retrieverLoss: number;
+  readonly examplesPerSecond: number;
+  readonly etaSeconds: number;
+}
+
+export interface LocalTrainingOptions {
+  /** Passages per question (paper: 40). */
+  readonly k: number;
+  /** Token limit per (question, passage) reader input (paper: 384). */
+  readonly maxLength?: number;
+  /** Total optimizer steps; when absent, `epochs` passes over the QA pairs (default 1). */
+  readonly steps?: number;
+  readonly epochs?: number;
+  /** QA pairs per step (default 4). */
+  readonly batchSize?: number;
+  /** Reader learning rate (peak). */
+  readonly lr: number;
+  /** Query-encoder learning rate (default: lr), as Atlas's lr_retriever. */
+  readonly retrieverLr?: number;
+  readonly warmupSteps?: number;
+  readonly weightDecay?: number;
+  readonly clipNorm?: number;
+  readonly trainable?: TrainableSelection;
+  readonly retrieverLoss?: RetrieverLoss;
+  /** Seeds the order of QA pairs (default 0). */
+  readonly seed?: number;
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (p: TrainProgress) => void;
+}
+
+export interface LocalTrainingResult {
+  /** FedAvg weight: the number of QA pairs trained on. */
+  readonly numExamples: number;
+  readonly steps: number;
+  /** Means over the steps. */
+  readonly metrics: { readonly loss: number; readonly readerLoss: number; readonly retrieverLoss: number; readonly seconds: number };
+  /** Per-step total losses, in order. */
+  readonly losses: number[];
+}
+
+/** mulberry32: a small seeded PRNG (the batch order must be reproducible). */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+/** Batches of indices: epoch after epoch, each a fresh seeded shuffle, cut into `batchSize`. */
+function* batchOrder(n: number, batchSize: number, random: () => number): Generator<number[]> {
+  for (;;) {
+    const order = Array.from({ length: n }, (_, i) => i);
+    for (let i = n - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    for (let s = 0; s < n; s += batchSize) yield order.slice(s, s + batchSize);
+  }
+}
+
+const mean = (xs: readonly number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
+
+export async function trainLocally(bundle: ModelBundle, qaPairs: readonly QAPair[], source: PassageSource, options: LocalTrainingOptions): Promise<LocalTrainingResult> {
+  if (qaPairs.length === 0) throw new Error('trainLocally: no QA pairs');
+  for (const qa of qaPairs) if (qa.answers.length === 0) throw new Error(`trainLocally: question "${qa.question}" has no answer`);
+  const batchSize = Math.min(options.batchSize ?? 4, qaPairs.length);
+  const stepsPerEpoch = Math.ceil(qaPairs.length / batchSize);
+  const total = options.steps ?? stepsPerEpoch * (options.epochs ?? 1);
+  if (!Number.isInteger(total) || total <= 0) throw new Error(`trainLocally: the number of steps must be a positive integer, got ${total}`);
+
+  const trainable = selectTrainable(bundle.parts, options.trainable ?? 'reader+query-encoder');
+  const trainsQuery = [...trainable.keys()].some((n) => n.startsWith(QUERY_PREFIX));
+  const retrieverLossKind: RetrieverLoss = trainsQuery ? options.retrieverLoss ?? 'pdist' : 'none';
+  const schedule = {
+    warmupSteps: options.warmupSteps ?? 0,
+    totalSteps: total,
+    weightDecay: options.weightDecay ?? 0.01,
+    clipNorm: options.clipNorm ?? 1,
+  };
+  const readerOptimizer = new AdamW({ lr: options.lr, ...schedule });
+  const retrieverOptimizer = new AdamW({ lr: options.retrieverLr ?? options.lr, ...schedule });
+  const isRetrieverParam = (name: string) => name.startsWith(QUERY_PREFIX);
+
+  const random = seededRandom(options.seed ?? 0);
+  const batches = batchOrder(qaPairs.length, batchSize, random);
+  const losses: number[] = [];
+  const readerLosses: number[] = [];
+  const retrieverLosses: number[] = [];
+  const started = performance.now();
+  let examples = 0;
+  try {
+    for (let step = 1; step <= total; step++) {
+      options.signal?.throwIfAborted();
+      const pairs = (batches.next().value as number[]).map((i) => qaPairs[i]);
+      const questions = pairs.map((p) => p.question);
+      const answers = pairs.map((p) => p.answers[0]);
+
+      // Re-retrieve with the query encoder as it is now; every question gets the same k.
+      const retrieved = await source.search(await embedQueries(bundle, questions), options.k);
+      const k = Math.min(...retrieved.map((r) => r.length));
+      if (k === 0) throw new Error(`trainLocally: the passage source "${source.name}" returned no passages`);
+      const passages = retrieved.map((r) => r.slice(0, k));
+
+      const batch = buildFidBatch(bundle, questions, passages, answers, { maxLength: options.maxLength });
+      const passageEmbeddings = retrieverLossKind === 'none' ? null : await retrievedPassageEmbeddings(bundle, passages);
+      const goldCe = retrieverLossKind === 'pdist' ? perPassageLoss(bundle, batch) : null;
+      const queryTokens = retrieverLossKind === 'none'
+        ? null
+        : padTokenBatch(questions.map((q) => bundle.retrieverTokenizer.encode(q, { maxLength: bundle.retrieverConfig.max_position_embeddings })), bundle.retrieverConfig.pad_token_id);
+
+      let readerLoss!: tf.Scalar;
+      let retrieverLoss!: tf.Scalar;
+      const { loss, grads } = namedGradients(() => {
+        // Summed as Atlas adds reader_loss and retriever_loss before backward().
+        let attention: tf.Tensor2D | null = null;
+        if (retrieverLossKind === 'adist') {
+          const out = fidLossWithAttention(bundle, batch);
+          readerLoss = tf.keep(out.loss);
+          attention = out.attention;
+        } else {
+          readerLoss = tf.keep(fidBatchLoss(bundle, batch));
+        }
+        if (retrieverLossKind === 'none') {
+          retrieverLoss = tf.keep(tf.scalar(0));
+          return tf.clone(readerLoss);
+        }
+        const q = bundle.retriever.embed('query', queryTokens!);
+        retrieverLoss = tf.keep(retrieverLossKind === 'pdist'
+          ? perplexityDistillationLoss(q, passageEmbeddings!, goldCe!)
+          : attentionDistillationLoss(q, passageEmbeddings!, attention!));
+        return tf.add(readerLoss, retrieverLoss) as tf.Scalar;
+      }, trainable);
+
+      const split = (retriever: boolean) => new Map([...grads].filter(([name]) => isRetrieverParam(name) === retriever));
+      await readerOptimizer.apply(trainable, split(false));
+      if (retrieverLossKind !== 'none' || [...grads.keys()].some(isRetrieverParam)) await retrieverOptimizer.apply(trainable, split(true));
+      const [lossValue, readerValue, retrieverValue] = await Promise.all([loss.data(), readerLoss.data(), retrieverLoss.data()]);
+      tf.dispose([loss, readerLoss, retrieverLoss, ...grads.values()]);
+      for (const t of [passageEmbeddings, goldCe, queryTokens?.inputIds, queryTokens?.attentionMask]) t?.dispose();
+      disposeFidBatch(batch);
+
+      losses.push(lossValue[0]);
+      readerLosses.push(readerValue[0]);
+      retrieverLosses.push(retrieverValue[0]);
+      examples += pairs.length;
+      const elapsed = (performance.now() - started) / 1000;
+      options.onProgress?.({
+        step,
+        total,
+        loss: lossValue[0],
+        readerLoss: readerValue[0],
+        retrieverLoss: retrieverValue[0],
+        examplesPerSecond: examples / Math.max(elapsed, 1e-9),
+        etaSeconds: (elapsed / step) * (total - step),
+      });
+    }
+  } finally {
+    readerOptimizer.dispose();
+    retrieverOptimizer.dispose();
+  }
+  return {
+    numExamples: qaPairs.length,
+    steps: total,
+    metrics: { loss: mean(losses), readerLoss: mean(readerLosses), retrieverLoss: mean(retrieverLosses), seconds: (performance.now() - started) / 1000 },
+    losses,
+  };
+}

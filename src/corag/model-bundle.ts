@@ -1,0 +1,195 @@
+/**
+ * The whole CoRAG model one client trains: a T5 Fusion-in-Decoder reader and a Contriever
+ * retriever (untied query and passage encoders), with their tokenizers.
+ *
+ * Three namespaces meet here:
+ * - the reader's ParameterStore speaks plain Hugging Face T5 names (`encoder.block.0...`);
+ * - the retriever's store speaks `query.<bert name>` / `passage.<bert name>` (src/model/contriever);
+ *   together these are the "local" names trainable.ts, gradients and the optimizer use;
+ * - the coordinator's GLOBAL wire namespace prefixes each part: `reader.<t5 name>`,
+ *   `query_encoder.<bert name>`, `passage_encoder.<bert name>` (server/demo.ts).
+ * wireName/localName translate one-to-one between the last two.
+ *
+ * A bundle remembers the global version it was last set to (its "base"), so after local training
+ * it can produce the delta local − base for the trained tensors, which is what a client uploads.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { decodeModel, encodeModel, encodeUpdate, type NamedTensor, type UpdateMeta, type WireDtype } from '../federated/codec';
+import type { BertConfig } from '../model/bert/config';
+import { loadBertCheckpoint, loadT5Checkpoint, type ModelSource } from '../model/checkpoint';
+import { Contriever, PASSAGE_PREFIX, QUERY_PREFIX } from '../model/contriever';
+import type { ParameterStore } from '../model/params';
+import type { T5Config } from '../model/t5/config';
+import { T5Model } from '../model/t5/model';
+import type { TextTokenizer } from '../model/tokenizer';
+import type { ModelParts } from '../model/trainable';
+
+export const READER_WIRE_PREFIX = 'reader.';
+export const QUERY_ENCODER_WIRE_PREFIX = 'query_encoder.';
+export const PASSAGE_ENCODER_WIRE_PREFIX = 'passage_encoder.';
+
+/** Local (store) name → global wire name. */
+export function wireName(local: string): string {
+  if (local.startsWith(QUERY_PREFIX)) return QUERY_ENCODER_WIRE_PREFIX + local.slice(QUERY_PREFIX.length);
+  if (local.startsWith(PASSAGE_PREFIX)) return PASSAGE_ENCODER_WIRE_PREFIX + local.slice(PASSAGE_PREFIX.length);
+  return READER_WIRE_PREFIX + local;
+}
+
+/** Global wire name → local (store) name; throws on a name outside the three parts. */
+export function localName(wire: string): string {
+  if (wire.startsWith(READER_WIRE_PREFIX)) return wire.slice(READER_WIRE_PREFIX.length);
+  if (wire.startsWith(QUERY_ENCODER_WIRE_PREFIX)) return QUERY_PREFIX + wire.slice(QUERY_ENCODER_WIRE_PREFIX.length);
+  if (wire.startsWith(PASSAGE_ENCODER_WIRE_PREFIX)) return PASSAGE_PREFIX + wire.slice(PASSAGE_ENCODER_WIRE_PREFIX.length);
+  throw new Error(`global tensor "${wire}" belongs to no model part (expected a "${READER_WIRE_PREFIX}", "${QUERY_ENCODER_WIRE_PREFIX}" or "${PASSAGE_ENCODER_WIRE_PREFIX}" prefix)`);
+}
+
+/** Where a bundle's configs, tokenizers and initial weights come from. */
+export interface BundleSources {
+  /** T5 checkpoint folder/URL/hub source (config.json, model.safetensors, tokenizer.json). */
+  readonly reader: ModelSource;
+  /** Contriever (BERT) checkpoint source; query and passage encoders both start from it. */
+  readonly retriever: ModelSource;
+  /** Tokenizer sources when the checkpoints do not carry their own. */
+  readonly readerTokenizer?: ModelSource;
+  readonly retrieverTokenizer?: ModelSource;
+}
+
+export class ModelBundle {
+  readonly reader: T5Model;
+  private baseVersion: number | null = null;
+  /** The global weights of `baseVersion`, by wire name (views into the downloaded bytes). */
+  private base: Map<string, NamedTensor> | null = null;
+
+  /** Takes ownership of `readerParams` and `retriever`. */
+  constructor(
+    readonly readerConfig: T5Config,
+    readonly readerParams: ParameterStore,
+    readonly retriever: Contriever,
+    readonly readerTokenizer: TextTokenizer,
+    readonly retrieverTokenizer: TextTokenizer,
+  ) {
+    this.reader = new T5Model(readerConfig, readerParams);
+  }
+
+  /** Loads the reader and the retriever checkpoints; the two encoders start equal and untied. */
+  static async fromCheckpoints(sources: BundleSources): Promise<ModelBundle> {
+    const reader = await loadT5Checkpoint(sources.reader, { tokenizer: sources.readerTokenizer ?? sources.reader });
+    try {
+      const bert = await loadBertCheckpoint(sources.retriever, { tokenizer: sources.retrieverTokenizer ?? sources.retriever });
+      let retriever: Contriever;
+      try {
+        retriever = Contriever.fromParameters(bert.config, bert.params);
+      } finally {
+        bert.params.dispose();
+      }
+      return new ModelBundle(reader.config, reader.params, retriever, reader.tokenizer!, bert.tokenizer!);
+    } catch (e) {
+      reader.params.dispose();
+      throw e;
+    }
+  }
+
+  get retrieverConfig(): BertConfig {
+    return this.retriever.config;
+  }
+
+  /** Embedding dimension of the retriever (what the passage store holds). */
+  get embeddingDim(): number {
+    return this.retriever.config.hidden_size;
+  }
+
+  /** The parts as trainable.ts sees them. */
+  get parts(): ModelParts {
+    return { reader: this.readerParams, retriever: this.retriever.params };
+  }
+
+  /** The global version the weights were last set to (null: never set from a global model). */
+  get version(): number | null {
+    return this.baseVersion;
+  }
+
+  /** Every parameter by wire name. */
+  private *wireEntries(): Generator<[string, tf.Variable]> {
+    for (const [name, v] of this.readerParams.entries()) yield [wireName(name), v];
+    for (const [name, v] of this.retriever.params.entries()) yield [wireName(name), v];
+  }
+
+  /** Wire names of the whole model, reader first. */
+  wireNames(): string[] {
+    return [...this.wireEntries()].map(([n]) => n);
+  }
+
+  /** Wire names that start with one of `prefixes` ('' matches all), as a session's trainedPrefixes. */
+  wireNamesMatching(prefixes: readonly string[]): string[] {
+    const names = this.wireNames().filter((n) => prefixes.some((p) => n.startsWith(p)));
+    if (names.length === 0) throw new Error(`no model tensor matches the trained prefixes ${JSON.stringify(prefixes)}`);
+    return names;
+  }
+
+  private variable(wire: string): tf.Variable {
+    const local = localName(wire);
+    return local.startsWith(QUERY_PREFIX) || local.startsWith(PASSAGE_PREFIX) ? this.retriever.params.get(local) : this.readerParams.get(local);
+  }
+
+  /** The whole model as one F32 safetensors body in the wire namespace (an initial global model). */
+  async exportGlobal(metadata?: Record<string, string>): Promise<Uint8Array> {
+    const tensors = new Map<string, NamedTensor>();
+    for (const [name, v] of this.wireEntries()) tensors.set(name, { shape: v.shape, data: (await v.data()) as Float32Array });
+    return encodeModel(tensors, metadata);
+  }
+
+  /**
+   * Sets every parameter to global version `version` (safetensors bytes in the wire namespace,
+   * e.g. a download from the coordinator) and makes it the base of the next delta. The global
+   * model must hold exactly this model's tensors with the same shapes.
+   */
+  applyGlobal(bytes: Uint8Array, version: number): void {
+    const global = decodeModel(bytes, `global model v${version}`);
+    const names = new Set(this.wireNames());
+    for (const [name, t] of global) {
+      if (!names.has(name)) throw new Error(`global model v${version} has tensor "${name}" that this model does not (different model configs?)`);
+      const v = this.variable(name);
+      if (!tf.util.arraysEqual(v.shape, [...t.shape])) {
+        throw new Error(`global model v${version}: "${name}" has shape [${t.shape}] but this model's is [${v.shape}]`);
+      }
+    }
+    for (const name of names) if (!global.has(name)) throw new Error(`global model v${version} lacks tensor "${name}"`);
+    for (const [name, t] of global) {
+      const v = this.variable(name);
+      tf.tidy(() => v.assign(tf.tensor(t.data, [...t.shape], 'float32')));
+    }
+    this.base = global;
+    this.baseVersion = version;
+  }
+
+  /** local − base for the given wire names (the trained tensors), as plain float32 data. */
+  async delta(names: readonly string[]): Promise<Map<string, NamedTensor>> {
+    if (!this.base) throw new Error('no global version applied: a delta needs the version it started from (applyGlobal)');
+    const out = new Map<string, NamedTensor>();
+    for (const name of names) {
+      const base = this.base.get(name)!;
+      const local = (await this.variable(name).data()) as Float32Array;
+      const data = new Float32Array(local.length);
+      for (let i = 0; i < data.length; i++) data[i] = local[i] - base.data[i];
+      out.set(name, { shape: base.shape, data });
+    }
+    return out;
+  }
+
+  /** The delta of `names` encoded as ONE update body for the coordinator (baseVersion = this.version). */
+  async encodeDelta(names: readonly string[], meta: Omit<UpdateMeta, 'baseVersion'>, dtype: WireDtype = 'F32'): Promise<Uint8Array> {
+    const deltas = await this.delta(names);
+    return encodeUpdate(deltas, { ...meta, baseVersion: this.baseVersion! }, dtype);
+  }
+
+  /** Local (store) names of the given wire names: a TrainableSelection list for trainable.ts. */
+  localNames(wireNames: readonly string[]): string[] {
+    return wireNames.map(localName);
+  }
+
+  dispose(): void {
+    this.readerParams.dispose();
+    this.retriever.dispose();
+    this.base = null;
+  }
+}

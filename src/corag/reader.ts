@@ -1,0 +1,187 @@
+/**
+ * The Fusion-in-Decoder reader as CoRAG uses it: tokenised FiD batches in Atlas's format, the
+ * batch FiD loss (reader training), each passage's CE scored alone (Perplexity Distillation's
+ * target, no gradient), and answer generation with per-passage cross-attention scores.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { beamSearch, greedyGenerate } from '../model/t5/generate';
+import { fidEncode, fidForward, fidInputText, fidTargetText, FID_MAX_LENGTH, padIdRows, passageAttentionScores } from '../model/t5/fid';
+import { IGNORE_INDEX, sequenceCrossEntropy } from '../model/t5/loss';
+import type { ModelBundle } from './model-bundle';
+import type { PassageText } from './retrieve';
+
+/** Tensors of one FiD batch; the caller disposes them (disposeFidBatch). */
+export interface FidBatch {
+  /** [B·k, L] int32: row b·k + j is question b with passage j. */
+  readonly inputIds: tf.Tensor2D;
+  readonly attentionMask: tf.Tensor2D;
+  /** [B, T] int32 target ids, -100 past each target's end; absent without answers. */
+  readonly labels?: tf.Tensor2D;
+  readonly numPassages: number;
+  readonly batchSize: number;
+}
+
+export function disposeFidBatch(batch: FidBatch): void {
+  tf.dispose([batch.inputIds, batch.attentionMask, ...(batch.labels ? [batch.labels] : [])]);
+}
+
+export interface FidBatchOptions {
+  /** Token limit of each (question, passage) input (paper: 384). */
+  readonly maxLength?: number;
+  /** Token limit of the target (default 32). */
+  readonly maxTargetLength?: number;
+}
+
+/**
+ * Atlas's input for one passage; an empty passage (closed book) gives the bare
+ * `question: {q} answer: <extra_id_0>` of the no-retrieval baseline.
+ */
+export function readerInputText(question: string, passage: PassageText): string {
+  return passage.title === '' && passage.text === '' ? `question: ${question} answer: <extra_id_0>` : fidInputText(question, passage);
+}
+
+function eosId(bundle: ModelBundle): number {
+  return bundle.readerTokenizer.eosId ?? bundle.readerConfig.eos_token_id;
+}
+
+/** Target ids [B, T] of `<extra_id_0> {answer}</s>`, padded with -100. */
+function labelRows(bundle: ModelBundle, answers: readonly string[], maxTargetLength: number): tf.Tensor2D {
+  const rows = answers.map((a) => bundle.readerTokenizer.encode(fidTargetText(a), { maxLength: maxTargetLength }));
+  const length = Math.max(...rows.map((r) => r.length));
+  const data = new Int32Array(rows.length * length).fill(IGNORE_INDEX);
+  rows.forEach((r, i) => data.set(r, i * length));
+  return tf.tensor2d(data, [rows.length, length], 'int32');
+}
+
+/**
+ * Tokenises questions with their passages (every question the same number k of passages) in
+ * Atlas's input format, padded to the longest row; with `answers`, also the labels.
+ */
+export function buildFidBatch(
+  bundle: ModelBundle,
+  questions: readonly string[],
+  passages: readonly (readonly PassageText[])[],
+  answers?: readonly string[],
+  options: FidBatchOptions = {},
+): FidBatch {
+  const k = passages[0]?.length ?? 0;
+  if (questions.length === 0) throw new Error('buildFidBatch: no questions');
+  if (passages.length !== questions.length || k === 0 || passages.some((p) => p.length !== k)) {
+    throw new Error(`buildFidBatch: each of the ${questions.length} questions needs the same, non-zero number of passages`);
+  }
+  if (answers && answers.length !== questions.length) throw new Error(`buildFidBatch: ${answers.length} answers for ${questions.length} questions`);
+  const maxLength = options.maxLength ?? FID_MAX_LENGTH;
+  const texts = questions.flatMap((q, b) => passages[b].map((p) => readerInputText(q, p)));
+  const rows = texts.map((t) => bundle.readerTokenizer.encode(t));
+  const padded = padIdRows(rows, { maxLength, padTokenId: bundle.readerTokenizer.padId, eosTokenId: eosId(bundle) });
+  return {
+    inputIds: tf.tensor2d(padded.ids, padded.shape, 'int32'),
+    attentionMask: tf.tensor2d(padded.mask, padded.shape, 'int32'),
+    labels: answers ? labelRows(bundle, answers, options.maxTargetLength ?? 32) : undefined,
+    numPassages: k,
+    batchSize: questions.length,
+  };
+}
+
+/** Mean token CE of the batch's answers given all their passages fused (differentiable). */
+export function fidBatchLoss(bundle: ModelBundle, batch: FidBatch): tf.Scalar {
+  if (!batch.labels) throw new Error('fidBatchLoss: the batch has no answers');
+  return tf.tidy(() => fidForward(bundle.reader, batch.inputIds, batch.attentionMask, batch.numPassages, batch.labels!).loss);
+}
+
+/**
+ * The reader loss and its per-passage cross-attention scores [B, k] from the same forward pass
+ * (for attention distillation); the scores carry no gradient meaning of their own.
+ */
+export function fidLossWithAttention(bundle: ModelBundle, batch: FidBatch): { loss: tf.Scalar; attention: tf.Tensor2D } {
+  if (!batch.labels) throw new Error('fidLossWithAttention: the batch has no answers');
+  return tf.tidy(() => {
+    const out = fidForward(bundle.reader, batch.inputIds, batch.attentionMask, batch.numPassages, batch.labels!, { crossAttentions: true });
+    return { loss: out.loss, attention: passageAttentionScores(out.crossAttentions!, batch.numPassages, batch.labels) };
+  });
+}
+
+/**
+ * Atlas's perplexity score: the reader's mean token CE of each answer given each passage ALONE,
+ * [B, k], no gradient (computed outside any tape; the caller disposes it).
+ */
+export function perPassageLoss(bundle: ModelBundle, batch: FidBatch): tf.Tensor2D {
+  if (!batch.labels) throw new Error('perPassageLoss: the batch has no answers');
+  const { batchSize: b, numPassages: k } = batch;
+  return tf.tidy(() => {
+    // Each encoder row becomes its own example: labels repeated k times per question.
+    const repeat = tf.tensor1d(Int32Array.from({ length: b * k }, (_, r) => Math.floor(r / k)), 'int32');
+    const labels = tf.gather(batch.labels!, repeat);
+    const { logits } = bundle.reader.forward(batch.inputIds, batch.attentionMask, labels);
+    return tf.reshape(sequenceCrossEntropy(logits, labels), [b, k]) as tf.Tensor2D;
+  });
+}
+
+export interface GenerateAnswerOptions extends FidBatchOptions {
+  /** Most answer tokens (default 32). */
+  readonly maxNewTokens?: number;
+  /** 1 (default): greedy; more: beam search, best hypothesis. */
+  readonly numBeams?: number;
+}
+
+export interface GeneratedAnswer {
+  readonly answer: string;
+  /** Generated ids, start token first. */
+  readonly tokens: number[];
+  /** Share of the reader's cross-attention on each passage while producing the answer (sums to 1). */
+  readonly passageScores: number[];
+}
+
+/** Generates an answer for each question from its passages (FiD), with per-passage attention. */
+export async function generateAnswers(
+  bundle: ModelBundle,
+  questions: readonly string[],
+  passages: readonly (readonly PassageText[])[],
+  options: GenerateAnswerOptions = {},
+): Promise<GeneratedAnswer[]> {
+  const batch = buildFidBatch(bundle, questions, passages, undefined, options);
+  const maxNewTokens = options.maxNewTokens ?? 32;
+  const numBeams = options.numBeams ?? 1;
+  const encoded = fidEncode(bundle.reader, batch.inputIds, batch.attentionMask, batch.numPassages);
+  try {
+    const sequences = numBeams > 1
+      ? (await beamSearch(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, numBeams })).map((h) => h[0].tokens)
+      : await greedyGenerate(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens });
+    const scores = await attentionOverPassages(bundle, encoded, sequences, batch.numPassages);
+    return sequences.map((tokens, i) => ({
+      answer: cleanAnswer(bundle.readerTokenizer.decode(tokens)),
+      tokens,
+      passageScores: scores[i],
+    }));
+  } finally {
+    tf.dispose([encoded.hidden, encoded.mask]);
+    disposeFidBatch(batch);
+  }
+}
+
+/** Re-reads the generated tokens with teacher forcing to get the cross-attention per passage. */
+async function attentionOverPassages(bundle: ModelBundle, encoded: { hidden: tf.Tensor3D; mask: tf.Tensor2D }, sequences: number[][], k: number): Promise<number[][]> {
+  const length = Math.max(2, ...sequences.map((s) => s.length));
+  // Decoder inputs are the sequences themselves (they start with the start token); positions past
+  // a sequence's end are ignored through -100 "labels" in the weighting.
+  const inputs = new Int32Array(sequences.length * (length - 1)).fill(bundle.readerConfig.pad_token_id);
+  const weights = new Int32Array(sequences.length * (length - 1)).fill(IGNORE_INDEX);
+  sequences.forEach((s, i) => {
+    const row = s.slice(0, length - 1);
+    inputs.set(row, i * (length - 1));
+    weights.fill(0, i * (length - 1), i * (length - 1) + Math.max(1, s.length - 1));
+  });
+  const scores = tf.tidy(() => {
+    const ids = tf.tensor2d(inputs, [sequences.length, length - 1], 'int32');
+    const { crossAttentions } = bundle.reader.decode(ids, encoded.hidden, encoded.mask, { crossAttentions: true });
+    return passageAttentionScores(crossAttentions!, k, tf.tensor2d(weights, [sequences.length, length - 1], 'int32'));
+  });
+  const values = (await scores.array()) as number[][];
+  scores.dispose();
+  return values;
+}
+
+/** Drops the sentinel the target format starts with (`<extra_id_0> answer`). */
+export function cleanAnswer(decoded: string): string {
+  return decoded.replace(/<extra_id_\d+>/g, ' ').replace(/\s+/g, ' ').trim();
+}

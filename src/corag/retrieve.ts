@@ -1,0 +1,190 @@
+/**
+ * Retrieval for CoRAG: texts → Contriever embeddings (tokenizer + one encoder side, in batches,
+ * with progress), and top-k passages for query embeddings from a PassageSource — the client's own
+ * store (LocalPassageStore: a VectorIndex + passage texts), the coordinator's collaborative store
+ * (CoordinatorPassageSource over CoragClient /search), or several merged by score.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { CoragClient } from '../federated/client';
+import type { ContrieverSide } from '../model/contriever';
+import { ExactVectorIndex, type VectorIndex } from '../retrieval/vector-index';
+import type { ModelBundle } from './model-bundle';
+
+export interface PassageText {
+  readonly title: string;
+  readonly text: string;
+}
+
+export interface RetrievedPassage extends PassageText {
+  /** Which source it came from ('local', 'session', ...) and its id there. */
+  readonly source: string;
+  readonly id: number;
+  /** Inner product of the query and passage embeddings. */
+  readonly score: number;
+  /** The stored passage embedding when the source has it (the local store does). */
+  readonly embedding?: Float32Array;
+}
+
+export interface PassageSource {
+  /** For messages and progress displays. */
+  readonly name: string;
+  /** The top-k passages of each query embedding, best first. */
+  search(queries: readonly Float32Array[], k: number): Promise<RetrievedPassage[][]>;
+}
+
+/** What the Contriever retriever reads of a passage (Atlas: title and text joined by a space). */
+export function passageRetrieverText(p: PassageText): string {
+  return p.title ? `${p.title} ${p.text}` : p.text;
+}
+
+export type Progress = (done: number, total: number) => void;
+
+export interface EmbedOptions {
+  /** Texts per encoder batch (default 32). */
+  readonly batchSize?: number;
+  /** Token limit per text, special tokens included (default 512, BERT's position limit). */
+  readonly maxLength?: number;
+  readonly onProgress?: Progress;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Embeds texts with one side of the retriever, no gradient. Returns one row per text (views into
+ * one Float32Array).
+ */
+export async function embedTexts(bundle: ModelBundle, side: ContrieverSide, texts: readonly string[], options: EmbedOptions = {}): Promise<Float32Array[]> {
+  const batchSize = options.batchSize ?? 32;
+  const maxLength = Math.min(options.maxLength ?? 512, bundle.retrieverConfig.max_position_embeddings);
+  const dim = bundle.embeddingDim;
+  const out = new Float32Array(texts.length * dim);
+  for (let start = 0; start < texts.length; start += batchSize) {
+    options.signal?.throwIfAborted();
+    const chunk = texts.slice(start, start + batchSize);
+    const ids = chunk.map((t) => bundle.retrieverTokenizer.encode(t, { maxLength }));
+    const embedded = bundle.retriever.embedTokens(side, ids);
+    out.set((await embedded.data()) as Float32Array, start * dim);
+    embedded.dispose();
+    options.onProgress?.(Math.min(start + batchSize, texts.length), texts.length);
+  }
+  return texts.map((_, i) => out.subarray(i * dim, (i + 1) * dim));
+}
+
+export function embedQueries(bundle: ModelBundle, questions: readonly string[], options: EmbedOptions = {}): Promise<Float32Array[]> {
+  return embedTexts(bundle, 'query', questions, options);
+}
+
+export function embedPassages(bundle: ModelBundle, passages: readonly PassageText[], options: EmbedOptions = {}): Promise<Float32Array[]> {
+  return embedTexts(bundle, 'passage', passages.map(passageRetrieverText), options);
+}
+
+/** The client's own passages: an in-memory vector index plus the texts, both keyed by id. */
+export class LocalPassageStore implements PassageSource {
+  private readonly texts = new Map<number, PassageText>();
+  private nextId = 1;
+
+  constructor(readonly index: VectorIndex, readonly name = 'local') {}
+
+  static empty(dim: number, name = 'local'): LocalPassageStore {
+    return new LocalPassageStore(new ExactVectorIndex(dim), name);
+  }
+
+  get size(): number {
+    return this.index.size;
+  }
+
+  /** Adds passages with their (passage-encoder) embeddings; returns their new ids. */
+  add(passages: readonly PassageText[], embeddings: readonly Float32Array[]): number[] {
+    if (passages.length !== embeddings.length) throw new Error(`local store: ${passages.length} passages but ${embeddings.length} embeddings`);
+    const ids = passages.map(() => this.nextId++);
+    this.index.add(ids, embeddings);
+    ids.forEach((id, i) => this.texts.set(id, { title: passages[i].title, text: passages[i].text }));
+    return ids;
+  }
+
+  /** Embeds passages with the bundle's passage encoder and adds them. */
+  async addTexts(bundle: ModelBundle, passages: readonly PassageText[], options: EmbedOptions = {}): Promise<number[]> {
+    return this.add(passages, await embedPassages(bundle, passages, options));
+  }
+
+  remove(ids: readonly number[]): number {
+    for (const id of ids) this.texts.delete(id);
+    return this.index.remove(ids);
+  }
+
+  passage(id: number): PassageText | undefined {
+    return this.texts.get(id);
+  }
+
+  async search(queries: readonly Float32Array[], k: number): Promise<RetrievedPassage[][]> {
+    return queries.map((q) =>
+      this.index.search(q, k).map(({ id, score }) => ({ ...this.texts.get(id)!, source: this.name, id, score, embedding: this.index.embedding(id) })),
+    );
+  }
+}
+
+/** The session's collaborative store on the coordinator (exact top-k there). */
+export class CoordinatorPassageSource implements PassageSource {
+  constructor(private readonly client: CoragClient, private readonly sessionId: string, readonly name = 'session') {}
+
+  async search(queries: readonly Float32Array[], k: number): Promise<RetrievedPassage[][]> {
+    return Promise.all(queries.map(async (q) => {
+      const hits = await this.client.search(this.sessionId, q, k);
+      return hits.map((h) => ({ title: h.passage.title, text: h.passage.text, source: this.name, id: h.id, score: h.score }));
+    }));
+  }
+}
+
+/**
+ * Several sources as one: each is asked for k, the union is ranked by score (the same query
+ * embedding and the same frozen passage encoder make scores comparable), passages with the same
+ * title and text are kept once, and the best k remain.
+ */
+export function mergedPassageSource(sources: readonly PassageSource[]): PassageSource {
+  if (sources.length === 0) throw new Error('mergedPassageSource: no sources');
+  return {
+    name: sources.map((s) => s.name).join('+'),
+    async search(queries, k) {
+      const perSource = await Promise.all(sources.map((s) => s.search(queries, k)));
+      return queries.map((_, qi) => {
+        const seen = new Set<string>();
+        return perSource
+          .flatMap((hits) => hits[qi])
+          .sort((a, b) => b.score - a.score)
+          .filter((p) => {
+            const key = `${p.title}\u0000${p.text}`;
+            if (seen.has(key)) return false;
+            seen.add(key);
+            return true;
+          })
+          .slice(0, k);
+      });
+    },
+  };
+}
+
+export interface RetrieveOptions extends EmbedOptions {
+  readonly k: number;
+}
+
+/** Embeds the questions with the (current) query encoder and retrieves top-k for each. */
+export async function retrieve(bundle: ModelBundle, source: PassageSource, questions: readonly string[], options: RetrieveOptions): Promise<RetrievedPassage[][]> {
+  const queries = await embedQueries(bundle, questions, options);
+  return source.search(queries, options.k);
+}
+
+/**
+ * Embeddings [B, k, dim] of each question's retrieved passages for the retriever loss: the
+ * stored embedding when the source returned it, else the frozen passage encoder's (no gradient).
+ */
+export async function retrievedPassageEmbeddings(bundle: ModelBundle, retrieved: readonly (readonly RetrievedPassage[])[], options: EmbedOptions = {}): Promise<tf.Tensor3D> {
+  const k = retrieved[0]?.length ?? 0;
+  if (k === 0 || retrieved.some((r) => r.length !== k)) throw new Error('retrievedPassageEmbeddings: every question needs the same, non-zero number of passages');
+  const flat = retrieved.flat();
+  const missing = flat.filter((p) => !p.embedding);
+  const computed = missing.length ? await embedPassages(bundle, missing, options) : [];
+  const dim = bundle.embeddingDim;
+  const data = new Float32Array(flat.length * dim);
+  let next = 0;
+  flat.forEach((p, i) => data.set(p.embedding ?? computed[next++], i * dim));
+  return tf.tensor3d(data, [retrieved.length, k, dim]);
+}

@@ -1,0 +1,20 @@
+/** Tiny random CoRAG bundles for tests: src/model/tiny checkpoints with the real tokenizers. */
+import { readdirSync, readFileSync } from 'node:fs';
+import { memoryModelSource } from '../../src/corag/memory-source';
+import { ModelBundle } from '../../src/corag/model-bundle';
+import { tinyBertConfig, tinyCheckpointFiles, tinyT5Config } from '../../src/model/tiny';
+
+function tokenizerFiles(folder: 't5' | 'bert-base-uncased'): Map<string, Uint8Array> {
+  const dir = new URL(`../../public/models/tokenizers/${folder}/`, import.meta.url);
+  return new Map(readdirSync(dir).map((name) => [name, new Uint8Array(readFileSync(new URL(name, dir)))]));
+}
+
+/** Reader checkpoint seed 1 and retriever seed 2, as the coordinator's demo session. */
+export function tinyBundle(readerSeed = 1, retrieverSeed = 2): Promise<ModelBundle> {
+  const reader = new Map([...tokenizerFiles('t5'), ...tinyCheckpointFiles('t5', tinyT5Config(), readerSeed)]);
+  const retriever = new Map([...tokenizerFiles('bert-base-uncased'), ...tinyCheckpointFiles('bert', tinyBertConfig(), retrieverSeed)]);
+  return ModelBundle.fromCheckpoints({
+    reader: memoryModelSource('tiny-t5', reader),
+    retriever: memoryModelSource('tiny-contriever', retriever),
+  });
+}
