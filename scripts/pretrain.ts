@@ -1,0 +1,36 @@
+/**
+ * npm run pretrain -- --config configs/pretrain/demo.json [--work .pretrain/demo] [--backend wasm|cpu|webgpu]
+ *                     [--export public/models/demo] [--max-minutes N] [--stop-at-step N] [--prepare-only]
+ *
+ * Prepares the corpus (trimmed tokenizers + token ids) into the work folder when it is not there
+ * yet, then trains, resuming from the work folder's checkpoint when there is one.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { initBackend, parseBackendName } from '../src/model/backend';
+import { loadPretrainConfig, preparePretrainWork, runPretraining } from '../src/pretrain/node-runner';
+
+function args(argv: string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (!a.startsWith('--')) throw new Error(`unexpected argument "${a}"`);
+    const next = argv[i + 1];
+    if (next === undefined || next.startsWith('--')) out.set(a.slice(2), 'true');
+    else { out.set(a.slice(2), next); i++; }
+  }
+  return out;
+}
+
+const opts = args(process.argv.slice(2));
+if (opts.has('help') || !opts.has('config')) {
+  console.log('usage: npm run pretrain -- --config <file> [--work DIR] [--backend wasm|cpu|webgpu] [--export DIR] [--max-minutes N] [--stop-at-step N] [--prepare-only]');
+  process.exit(opts.has('help') ? 0 : 2);
+}
+const { config, baseDir } = loadPretrainConfig(opts.get('config')!);
+const workDir = opts.get('work') ?? '.pretrain/work';
+if (!existsSync(join(workDir, 'data.json.gz'))) preparePretrainWork(config, baseDir, new URL('../public/models/tokenizers', import.meta.url).pathname, workDir);
+if (opts.has('prepare-only')) process.exit(0);
+const backend = await initBackend(parseBackendName(opts.get('backend') ?? 'wasm'));
+const num = (k: string) => (opts.has(k) ? Number(opts.get(k)) : undefined);
+await runPretraining(config, { workDir, exportDir: opts.get('export'), maxMinutes: num('max-minutes'), stopAtStep: num('stop-at-step'), backend: `${backend.name} (${backend.detail})` });

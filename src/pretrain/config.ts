@@ -1,0 +1,100 @@
+/**
+ * The pretraining recipe: model sizes, data preparation and optimisation settings, read from a
+ * JSON config file (configs/pretrain/*.json). Every field has a default; given fields are checked.
+ */
+
+export interface PretrainConfig {
+  readonly seed: number;
+  readonly data: {
+    /** DPR psgs_w100-style TSV (relative to the config file's folder or absolute); '' to skip. */
+    readonly dprPassages: string;
+    /** SQuAD v1.1 JSON whose paragraph texts (contexts only) are used; '' to skip. */
+    readonly squadParagraphs: string;
+    readonly maxWords: number;
+    readonly mlmPerPassage: number;
+    readonly clozePerPassage: number;
+  };
+  readonly reader: { readonly d_model: number; readonly d_kv: number; readonly num_heads: number; readonly d_ff: number; readonly num_layers: number; readonly num_decoder_layers: number };
+  readonly retriever: { readonly hidden_size: number; readonly num_hidden_layers: number; readonly num_attention_heads: number; readonly intermediate_size: number };
+  readonly steps: number;
+  readonly lr: number;
+  readonly warmupSteps: number;
+  readonly weightDecay: number;
+  readonly clipNorm: number;
+  /** Reader examples (questions) per step. */
+  readonly readerBatch: number;
+  /** Retrieved passages per question fed to FiD (k). */
+  readonly passagesPerQuestion: number;
+  /** Fixed per-passage reader input length (question + passage, truncated, padded). */
+  readonly readerMaxLength: number;
+  readonly targetMaxLength: number;
+  readonly queryMaxLength: number;
+  /** Passages per step for the contrastive (random-crop) objective. */
+  readonly contrastiveBatch: number;
+  readonly cropMaxLength: number;
+  /** Detached key embeddings kept from earlier steps as extra negatives. */
+  readonly queueSize: number;
+  readonly contrastiveTemperature: number;
+  /** Weight of the Perplexity Distillation loss in the total loss. */
+  readonly pdistWeight: number;
+  /** Re-embed every passage with the (still training) encoder after this many steps. */
+  readonly reindexEvery: number;
+  readonly indexMaxLength: number;
+  readonly checkpointEveryMinutes: number;
+  readonly logEvery: number;
+}
+
+export const DEFAULT_PRETRAIN_CONFIG: PretrainConfig = {
+  seed: 1234,
+  data: { dprPassages: '', squadParagraphs: '', maxWords: 100, mlmPerPassage: 2, clozePerPassage: 4 },
+  reader: { d_model: 192, d_kv: 32, num_heads: 6, d_ff: 512, num_layers: 3, num_decoder_layers: 3 },
+  retriever: { hidden_size: 128, num_hidden_layers: 4, num_attention_heads: 4, intermediate_size: 512 },
+  steps: 3000,
+  lr: 1e-3,
+  warmupSteps: 200,
+  weightDecay: 0.01,
+  clipNorm: 1.0,
+  readerBatch: 8,
+  passagesPerQuestion: 4,
+  readerMaxLength: 192,
+  targetMaxLength: 24,
+  queryMaxLength: 64,
+  contrastiveBatch: 32,
+  cropMaxLength: 64,
+  queueSize: 256,
+  contrastiveTemperature: 0.05,
+  pdistWeight: 1,
+  reindexEvery: 200,
+  indexMaxLength: 160,
+  checkpointEveryMinutes: 3,
+  logEvery: 20,
+};
+
+type Obj = Record<string, unknown>;
+
+function merge(defaults: Obj, given: Obj, path: string): Obj {
+  const out: Obj = { ...defaults };
+  for (const [k, v] of Object.entries(given)) {
+    if (!(k in defaults)) throw new Error(`pretrain config: unknown field "${path}${k}"`);
+    const d = defaults[k];
+    if (d !== null && typeof d === 'object') {
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`pretrain config: "${path}${k}" must be an object`);
+      out[k] = merge(d as Obj, v as Obj, `${path}${k}.`);
+    } else {
+      if (typeof v !== typeof d) throw new Error(`pretrain config: "${path}${k}" must be a ${typeof d}, got ${JSON.stringify(v)}`);
+      if (typeof v === 'number' && !(Number.isFinite(v) && v >= 0)) throw new Error(`pretrain config: "${path}${k}" must be a non-negative number, got ${v}`);
+      out[k] = v;
+    }
+  }
+  return out;
+}
+
+/** Fills defaults into a parsed config JSON and checks every given field's type. */
+export function parsePretrainConfig(json: unknown): PretrainConfig {
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new Error('pretrain config: expected a JSON object');
+  const c = merge(DEFAULT_PRETRAIN_CONFIG as unknown as Obj, json as Obj, '') as unknown as PretrainConfig;
+  for (const k of ['steps', 'readerBatch', 'passagesPerQuestion', 'contrastiveBatch', 'reindexEvery', 'readerMaxLength', 'targetMaxLength', 'queryMaxLength', 'cropMaxLength', 'indexMaxLength'] as const) {
+    if (!Number.isInteger(c[k]) || c[k] <= 0) throw new Error(`pretrain config: "${k}" must be a positive integer, got ${c[k]}`);
+  }
+  return c;
+}

@@ -1,0 +1,122 @@
+/**
+ * The prepared pretraining data: passages and self-supervised examples as token ids of both
+ * (trimmed) tokenizers. Tokenizing once, ahead of training, keeps the training loop free of
+ * tokenizer code (the GPU bundle carries only ids) and makes every run see identical inputs.
+ */
+import type { TextTokenizer } from '../model/tokenizer';
+import type { CorpusPassage } from './corpus';
+import { clozeExamples, maskedSpanExample } from './examples';
+import { Rng } from './rng';
+
+export type ExampleKind = 'mlm' | 'cloze';
+
+export interface PreparedPassage {
+  readonly id: string;
+  /** T5 ids of `title: {title} context: {text}` (no EOS). */
+  readonly readerIds: number[];
+  /** BERT ids of `{title} {text}` (no [CLS]/[SEP]). */
+  readonly retrieverIds: number[];
+}
+
+export interface PreparedExample {
+  readonly kind: ExampleKind;
+  /** Index of the passage it was made from. */
+  readonly passage: number;
+  /** T5 ids of the reader's question part (no EOS). */
+  readonly readerQuery: number[];
+  /** BERT ids of the retrieval query (no specials). */
+  readonly retrieverQuery: number[];
+  /** T5 ids of the target, ending in EOS. */
+  readonly target: number[];
+}
+
+export interface SpecialIds {
+  readonly readerPad: number;
+  readonly readerEos: number;
+  readonly retrieverPad: number;
+  readonly retrieverCls: number;
+  readonly retrieverSep: number;
+}
+
+export interface PretrainData {
+  readonly format: 'corag-pretrain-data/1';
+  readonly special: SpecialIds;
+  /** Vocabulary sizes of the (trimmed) tokenizers the ids come from: the embedding rows. */
+  readonly readerVocabSize: number;
+  readonly retrieverVocabSize: number;
+  readonly passages: PreparedPassage[];
+  readonly examples: PreparedExample[];
+}
+
+export interface PrepareOptions {
+  readonly seed: number;
+  /** Masked-span variants per passage. */
+  readonly mlmPerPassage: number;
+  /** Most cloze questions kept per passage (chosen at random among its candidates). */
+  readonly clozePerPassage: number;
+}
+
+function idOf(tok: TextTokenizer, token: string): number {
+  const id = tok.tokenToId(token);
+  if (id === undefined) throw new Error(`tokenizer has no "${token}" token`);
+  return id;
+}
+
+/** Tokenizes passages and builds the masked-span and cloze examples (seeded). */
+export function preparePretrainData(passages: readonly CorpusPassage[], reader: TextTokenizer, retriever: TextTokenizer, options: PrepareOptions): PretrainData {
+  const rng = new Rng(options.seed);
+  const t5 = (s: string) => reader.encode(s, { addSpecialTokens: false });
+  const bert = (s: string) => retriever.encode(s, { addSpecialTokens: false });
+  const prepared: PreparedPassage[] = passages.map((p) => ({
+    id: p.id,
+    readerIds: t5(`title: ${p.title} context: ${p.text}`),
+    retrieverIds: bert(`${p.title} ${p.text}`),
+  }));
+  const examples: PreparedExample[] = [];
+  passages.forEach((p, index) => {
+    for (let i = 0; i < options.mlmPerPassage; i++) {
+      const ex = maskedSpanExample(p.text, rng);
+      if (!ex) continue;
+      // The retriever sees the window without the sentinels (BERT has no use for them).
+      const visible = ex.query.replace(/<extra_id_\d+>/g, ' ').replace(/\s+/g, ' ');
+      examples.push({ kind: 'mlm', passage: index, readerQuery: t5(`question: ${ex.query}`), retrieverQuery: bert(visible), target: reader.encode(ex.target) });
+    }
+    const cloze = clozeExamples(p.text);
+    const order = rng.permutation(cloze.length).slice(0, options.clozePerPassage);
+    for (const c of order.map((i) => cloze[i])) {
+      examples.push({
+        kind: 'cloze',
+        passage: index,
+        readerQuery: t5(`question: ${c.question} answer: <extra_id_0>`),
+        retrieverQuery: bert(c.question),
+        target: reader.encode(`<extra_id_0> ${c.answer}`),
+      });
+    }
+  });
+  return {
+    format: 'corag-pretrain-data/1',
+    special: {
+      readerPad: reader.padId,
+      readerEos: reader.eosId ?? idOf(reader, '</s>'),
+      retrieverPad: retriever.padId,
+      retrieverCls: idOf(retriever, '[CLS]'),
+      retrieverSep: idOf(retriever, '[SEP]'),
+    },
+    readerVocabSize: reader.vocabSize,
+    retrieverVocabSize: retriever.vocabSize,
+    passages: prepared,
+    examples,
+  };
+}
+
+/** Checks the shape of a parsed data file (the edge where a file becomes a PretrainData). */
+export function parsePretrainData(json: unknown): PretrainData {
+  const d = json as PretrainData;
+  if (d?.format !== 'corag-pretrain-data/1') throw new Error('pretrain data: not a corag-pretrain-data/1 file');
+  if (!Array.isArray(d.passages) || d.passages.length < 2) throw new Error('pretrain data: needs at least 2 passages');
+  if (!Array.isArray(d.examples) || d.examples.length === 0) throw new Error('pretrain data: has no examples');
+  for (const e of d.examples) {
+    if (!(e.passage >= 0 && e.passage < d.passages.length)) throw new Error(`pretrain data: example refers to passage ${e.passage} outside [0, ${d.passages.length})`);
+  }
+  return d;
+}

@@ -1,0 +1,43 @@
+/**
+ * The pretrained models as Hugging Face checkpoint folders (config.json, model.safetensors in
+ * fp16, the trimmed tokenizer files), readable by src/model/checkpoint's loaders.
+ */
+import { bertConfigToJson } from '../model/bert/config';
+import { t5ConfigToJson } from '../model/t5/config';
+import type { CheckpointFiles } from '../model/tiny';
+import type { Pretrainer } from './trainer';
+
+export interface TokenizerFiles {
+  readonly tokenizerJson: unknown;
+  readonly tokenizerConfig: unknown;
+  readonly specialTokensMap: unknown;
+}
+
+function json(value: unknown): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify(value, null, 2) + '\n');
+}
+
+function tokenizerFiles(t: TokenizerFiles): [string, Uint8Array][] {
+  return [
+    ['tokenizer.json', new TextEncoder().encode(JSON.stringify(t.tokenizerJson))],
+    ['tokenizer_config.json', json(t.tokenizerConfig)],
+    ['special_tokens_map.json', json(t.specialTokensMap)],
+  ];
+}
+
+/** Reader and retriever folders (file name -> bytes) of the trainer's current weights. */
+export async function exportCheckpoints(trainer: Pretrainer, tokenizers: { reader: TokenizerFiles; retriever: TokenizerFiles }, metadata: Record<string, string>): Promise<{ reader: CheckpointFiles; retriever: CheckpointFiles }> {
+  const rc = trainer.readerConfig;
+  const reader: CheckpointFiles = new Map([
+    ['config.json', json(t5ConfigToJson(rc))],
+    ['generation_config.json', json({ decoder_start_token_id: rc.decoder_start_token_id, eos_token_id: rc.eos_token_id, pad_token_id: rc.pad_token_id })],
+    ['model.safetensors', await trainer.readerParams.toSafetensors({ dtype: 'F16', metadata: { format: 'pt', ...metadata } })],
+    ...tokenizerFiles(tokenizers.reader),
+  ]);
+  const retriever: CheckpointFiles = new Map([
+    ['config.json', json(bertConfigToJson(trainer.retrieverConfig))],
+    ['model.safetensors', await trainer.retrieverParams.toSafetensors({ dtype: 'F16', metadata: { format: 'pt', ...metadata } })],
+    ...tokenizerFiles(tokenizers.retriever),
+  ]);
+  return { reader, retriever };
+}
