@@ -20,12 +20,15 @@ export type KeyValue = {
 /** [B, L, heads*d_kv] -> [B, heads, L, d_kv] */
 export function splitHeads(x: tf.Tensor, numHeads: number): tf.Tensor4D {
   const [b, l, inner] = x.shape;
+  // One position (a decoding step): moving a length-1 axis is a free reshape, not a transpose kernel.
+  if (l === 1) return tf.reshape(x, [b, numHeads, 1, inner / numHeads]);
   return tf.transpose(tf.reshape(x, [b, l, numHeads, inner / numHeads]), [0, 2, 1, 3]);
 }
 
 /** [B, heads, L, d_kv] -> [B, L, heads*d_kv] */
 export function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
   const [b, h, l, dk] = x.shape;
+  if (l === 1) return tf.reshape(x, [b, 1, h * dk]);
   return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b, l, h * dk]);
 }
 

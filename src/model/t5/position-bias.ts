@@ -49,8 +49,8 @@ export function bucketsByDistance(queryStart: number, queryLength: number, keyLe
  * respect to the table.
  *
  * The bias depends only on key − query, so it is looked up once per distance ([heads, W],
- * W = queryLength + keyLength − 1) and spread into the Toeplitz matrix by a skew (tile, flatten,
- * shift, reshape), whose gradient is slices and a sum. The lookup is a one-hot matmul rather than
+ * W = queryLength + keyLength − 1) and spread into the Toeplitz matrix by a skew (broadcast, flatten,
+ * shift, reshape), whose gradient is pads and a sum. The lookup is a one-hot matmul rather than
  * a gather: a gather's scatter-add gradient over L² pairs into 32 buckets serialises on GPU
  * atomics (a quarter second per step for L=256 on WebGPU).
  */
@@ -63,10 +63,12 @@ export function positionBias(table: tf.Tensor, queryStart: number, queryLength: 
     // [heads, W]: entry j is the bias of key − query = j − (queryLength − 1) (queryStart cancels out).
     const perDistance = tf.transpose(tf.matMul(oneHot, table as tf.Tensor2D));
     if (queryLength === 1) return tf.reshape(perDistance, [1, heads, 1, keyLength]) as tf.Tensor4D;
-    // out[h, q, k] = perDistance[h, k − q + queryLength − 1]. Row q of the tiled [heads, Lq, W],
+    // out[h, q, k] = perDistance[h, k − q + queryLength − 1]. Row q of the repeated [heads, Lq, W],
     // flattened, starts at q·W; reading from offset (Lq − 1) with row stride W − 1 shifts row q
     // left by q, which is the Toeplitz structure.
-    const tiled = tf.tile(tf.expandDims(perDistance, 1), [1, queryLength, 1]);
+    // Repeated by a broadcasting multiply, whose gradient is one sum: tf.tile (and tf.broadcastTo,
+    // which runs the Tile kernel) differentiate with one slice + add per repetition (2·Lq kernels).
+    const tiled = tf.mul(tf.expandDims(perDistance, 1), tf.ones([1, queryLength, 1]));
     const skewed = tf.slice(tf.reshape(tiled, [heads, queryLength * width]), [0, queryLength - 1], [heads, queryLength * (width - 1)]);
     const bias = tf.slice(tf.reshape(skewed, [heads, queryLength, width - 1]), [0, 0, 0], [heads, queryLength, keyLength]);
     return tf.expandDims(bias, 0) as tf.Tensor4D;

@@ -38,6 +38,10 @@ describe('T5 layers', () => {
     const heads = splitHeads(x, 4);
     expect(heads.shape).toEqual([2, 4, 3, 2]);
     expect(await mergeHeads(heads).array()).toEqual(await x.array());
+    // A single position takes the reshape shortcut and must agree with the transpose.
+    const one = tf.reshape(tf.range(0, 8), [1, 1, 8]);
+    expect(await splitHeads(one, 4).array()).toEqual(await tf.transpose(tf.reshape(one, [1, 1, 4, 2]), [0, 2, 1, 3]).array());
+    expect(await mergeHeads(splitHeads(one, 4)).array()).toEqual(await one.array());
   });
 
   it('masks are additive: 0 where allowed, float32 min where blocked', async () => {
