@@ -2,6 +2,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { memoryModelSource } from '../../src/corag/memory-source';
 import { ModelBundle } from '../../src/corag/model-bundle';
+import type { T5FeedForward } from '../../src/model/t5/config';
 import { tinyBertConfig, tinyCheckpointFiles, tinyT5Config } from '../../src/model/tiny';
 
 function tokenizerFiles(folder: 't5' | 'bert-base-uncased'): Map<string, Uint8Array> {
@@ -9,9 +10,9 @@ function tokenizerFiles(folder: 't5' | 'bert-base-uncased'): Map<string, Uint8Ar
   return new Map(readdirSync(dir).map((name) => [name, new Uint8Array(readFileSync(new URL(name, dir)))]));
 }
 
-/** Reader checkpoint seed 1 and retriever seed 2, as the coordinator's demo session. */
-export function tinyBundle(readerSeed = 1, retrieverSeed = 2): Promise<ModelBundle> {
-  const reader = new Map([...tokenizerFiles('t5'), ...tinyCheckpointFiles('t5', tinyT5Config(), readerSeed)]);
+/** Reader checkpoint seed 1 and retriever seed 2 (gated-GELU reader), as the coordinator's demo session. */
+export function tinyBundle(readerSeed = 1, retrieverSeed = 2, feedForward: T5FeedForward = 'gated-gelu'): Promise<ModelBundle> {
+  const reader = new Map([...tokenizerFiles('t5'), ...tinyCheckpointFiles('t5', tinyT5Config(feedForward), readerSeed)]);
   const retriever = new Map([...tokenizerFiles('bert-base-uncased'), ...tinyCheckpointFiles('bert', tinyBertConfig(), retrieverSeed)]);
   return ModelBundle.fromCheckpoints({
     reader: memoryModelSource('tiny-t5', reader),

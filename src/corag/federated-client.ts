@@ -1,0 +1,212 @@
+/**
+ * A headless CoRAG participant over the coordinator's real protocol (src/federated/client.ts):
+ * browser tabs and Node CLI clients (the benchmark) run the same code.
+ *
+ * One round's journey: SSE `round-opened` (or the `hello` snapshot of an open round) naming this
+ * client → global version N from the cache or a download (then cached) → applied to the bundle →
+ * trainLocally with the round's hyper-parameters → delta = local − N for the session's trained
+ * tensors, encoded into ONE body → a single PUT → wait for the next round.
+ */
+import { CoragClient, CoragHttpError } from '../federated/client';
+import { MAX_PASSAGES_PER_REQUEST, type RoundInfo, type SessionInfo } from '../federated/protocol';
+import type { WireDtype } from '../federated/codec';
+import { trainLocally, type LocalTrainingOptions, type LocalTrainingResult, type QAPair, type RetrieverLoss, type TrainProgress } from './local-training';
+import type { ModelBundle } from './model-bundle';
+import { embedPassages, type EmbedOptions, type PassageSource, type PassageText } from './retrieve';
+
+/** Where downloaded global versions are kept (the browser backs it with IndexedDB). Versions are immutable. */
+export interface ModelCache {
+  get(sessionId: string, version: number): Promise<Uint8Array | undefined>;
+  put(sessionId: string, version: number, bytes: Uint8Array): Promise<void>;
+}
+
+/** Keeps the most recent versions in memory. */
+export class MemoryModelCache implements ModelCache {
+  private readonly entries = new Map<string, Uint8Array>();
+
+  constructor(private readonly capacity = 2) {}
+
+  async get(sessionId: string, version: number): Promise<Uint8Array | undefined> {
+    return this.entries.get(`${sessionId}/${version}`);
+  }
+
+  async put(sessionId: string, version: number, bytes: Uint8Array): Promise<void> {
+    this.entries.set(`${sessionId}/${version}`, bytes);
+    while (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!);
+  }
+}
+
+/** The training options a client can fix itself; the round's config fills the rest. */
+export type TrainingDefaults = Partial<Omit<LocalTrainingOptions, 'signal' | 'onProgress'>>;
+
+/** What a client reports as it goes (for a UI, a progress display or logs). */
+export type ClientEvent =
+  | { readonly type: 'round-skipped'; readonly round: number; readonly reason: string }
+  | { readonly type: 'downloading'; readonly round: number; readonly version: number; readonly cached: boolean }
+  | { readonly type: 'training'; readonly round: number; readonly progress: TrainProgress }
+  | { readonly type: 'uploaded'; readonly round: number; readonly numExamples: number; readonly bytes: number; readonly body: Uint8Array }
+  | { readonly type: 'upload-refused'; readonly round: number; readonly code: string; readonly message: string }
+  | { readonly type: 'round-closed'; readonly round: RoundInfo };
+
+export interface FederatedClientOptions {
+  readonly bundle: ModelBundle;
+  readonly qaPairs: readonly QAPair[];
+  /** Where training retrieves from; a function receives this client's coordinator connection. */
+  readonly passageSource: PassageSource | ((client: CoragClient, sessionId: string) => PassageSource);
+  readonly cache?: ModelCache;
+  /** Overrides of the round's hyper-parameters (the benchmark fixes its own). */
+  readonly training?: TrainingDefaults;
+  readonly updateDtype?: WireDtype;
+  readonly onEvent?: (e: ClientEvent) => void;
+}
+
+/** Session `training` keys (server/demo.ts, the session form) → local training options. */
+export function trainingOptionsFromRound(config: RoundInfo['config']): TrainingDefaults {
+  const num = (key: string) => (typeof config[key] === 'number' ? (config[key] as number) : undefined);
+  const out: Record<string, unknown> = {
+    lr: num('learningRate') ?? num('lr'),
+    retrieverLr: num('retrieverLearningRate'),
+    steps: num('localSteps') ?? num('steps'),
+    epochs: num('localEpochs') ?? num('epochs'),
+    k: num('passagesPerQuestion') ?? num('k'),
+    maxLength: num('maxLength'),
+    batchSize: num('batchSize'),
+    warmupSteps: num('warmupSteps'),
+    weightDecay: num('weightDecay'),
+    clipNorm: num('clipNorm'),
+    seed: num('seed'),
+  };
+  const loss = config.retrieverLoss;
+  if (loss === 'pdist' || loss === 'adist' || loss === 'none') out.retrieverLoss = loss as RetrieverLoss;
+  return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined)) as TrainingDefaults;
+}
+
+export class FederatedCoragClient {
+  readonly source: PassageSource;
+  private readonly cache: ModelCache;
+  /** Rounds this client already uploaded to (or was refused in): never twice. */
+  private readonly done = new Set<number>();
+  private trained = 0;
+
+  private constructor(
+    readonly client: CoragClient,
+    readonly session: SessionInfo,
+    readonly clientId: string,
+    private readonly options: FederatedClientOptions,
+  ) {
+    this.cache = options.cache ?? new MemoryModelCache();
+    this.source = typeof options.passageSource === 'function' ? options.passageSource(client, session.id) : options.passageSource;
+    if (session.config.models.embeddingDim !== options.bundle.embeddingDim) {
+      throw new Error(`session "${session.config.name}" stores ${session.config.models.embeddingDim}-dimensional embeddings but this retriever makes ${options.bundle.embeddingDim}`);
+    }
+  }
+
+  /** Joins a session with its join code (`server` is a CoragClient without a token). */
+  static async join(server: CoragClient, joinCode: string, name: string | undefined, options: FederatedClientOptions): Promise<FederatedCoragClient> {
+    const joined = await server.join(joinCode, name);
+    const client = server.withToken(joined.token);
+    return new FederatedCoragClient(client, await client.session(joined.sessionId), joined.clientId, options);
+  }
+
+  get bundle(): ModelBundle {
+    return this.options.bundle;
+  }
+
+  /** Rounds this client has trained and uploaded in. */
+  get roundsTrained(): number {
+    return this.trained;
+  }
+
+  /**
+   * Embeds passages with the bundle's passage encoder (client-side, as the protocol requires) and
+   * contributes them to the collaborative store. Returns the store ids, in order (duplicates
+   * resolve to the existing id). The encoder must be the session's: apply a global version first.
+   */
+  async contributePassages(passages: readonly PassageText[], options: EmbedOptions = {}): Promise<number[]> {
+    const embeddings = await embedPassages(this.bundle, passages, options);
+    const ids: number[] = [];
+    for (let start = 0; start < passages.length; start += MAX_PASSAGES_PER_REQUEST) {
+      const chunk = passages.slice(start, start + MAX_PASSAGES_PER_REQUEST).map((p, i) => ({
+        title: p.title,
+        text: p.text,
+        embedding: Array.from(embeddings[start + i]),
+        encoder: this.session.config.models.passageEncoder,
+      }));
+      const result = await this.client.addPassages(this.session.id, chunk);
+      ids.push(...result.results.map((r) => r.id));
+    }
+    return ids;
+  }
+
+  /** Sets the bundle to global `version`, from the cache when it has it. */
+  async loadGlobal(version: number, round = 0): Promise<void> {
+    let bytes = await this.cache.get(this.session.id, version);
+    this.options.onEvent?.({ type: 'downloading', round, version, cached: bytes !== undefined });
+    if (!bytes) {
+      bytes = await this.client.downloadModel(this.session.id, version);
+      await this.cache.put(this.session.id, version, bytes);
+    }
+    this.bundle.applyGlobal(bytes, version);
+  }
+
+  /** Trains on an open round this client was selected for and uploads its delta once. */
+  async participate(round: RoundInfo, signal?: AbortSignal): Promise<LocalTrainingResult | null> {
+    if (this.done.has(round.round)) return null;
+    if (round.state !== 'open' || !round.participants.includes(this.clientId)) {
+      this.options.onEvent?.({ type: 'round-skipped', round: round.round, reason: round.state !== 'open' ? `round is ${round.state}` : 'not selected' });
+      return null;
+    }
+    this.done.add(round.round);
+    await this.loadGlobal(round.baseVersion, round.round);
+    const options = { ...trainingOptionsFromRound(round.config), ...this.options.training };
+    if (options.lr === undefined || options.k === undefined) throw new Error(`round ${round.round}: no learning rate or k in the round config or the client's training options`);
+    const result = await trainLocally(this.bundle, this.options.qaPairs, this.source, {
+      ...(options as LocalTrainingOptions),
+      signal,
+      onProgress: (progress) => this.options.onEvent?.({ type: 'training', round: round.round, progress }),
+    });
+    // The whole body is built before the request starts: the coordinator never sees half an update.
+    const trainedNames = this.bundle.wireNamesMatching(this.session.config.trainedPrefixes);
+    const body = await this.bundle.encodeDelta(
+      trainedNames,
+      { round: round.round, numExamples: result.numExamples, metrics: { loss: result.metrics.loss, readerLoss: result.metrics.readerLoss, retrieverLoss: result.metrics.retrieverLoss } },
+      this.options.updateDtype,
+    );
+    signal?.throwIfAborted();
+    try {
+      await this.client.uploadUpdate(this.session.id, round.round, body);
+    } catch (e) {
+      // A refusal (round closed by the deadline, duplicate after a retry) ends this round for us.
+      if (!(e instanceof CoragHttpError) || e.status >= 500) throw e;
+      this.options.onEvent?.({ type: 'upload-refused', round: round.round, code: e.code, message: e.message });
+      return result;
+    }
+    this.trained++;
+    this.options.onEvent?.({ type: 'uploaded', round: round.round, numExamples: result.numExamples, bytes: body.byteLength, body });
+    return result;
+  }
+
+  /**
+   * Follows the session's events and takes part in every round it is selected for, until it has
+   * trained in `maxRounds` rounds (default: no limit) or `signal` aborts.
+   */
+  async run(options: { maxRounds?: number; signal?: AbortSignal } = {}): Promise<void> {
+    const stop = new AbortController();
+    const onAbort = () => stop.abort(options.signal?.reason);
+    options.signal?.addEventListener('abort', onAbort);
+    const enough = () => options.maxRounds !== undefined && this.trained >= options.maxRounds;
+    try {
+      for await (const event of this.client.events(this.session.id, stop.signal)) {
+        if (event.type === 'hello' && event.session.round) await this.participate(event.session.round, stop.signal);
+        else if (event.type === 'round-opened') await this.participate(event.round, stop.signal);
+        else if (event.type === 'round-closed') this.options.onEvent?.({ type: 'round-closed', round: event.round });
+        if (enough()) break;
+      }
+    } catch (e) {
+      if (!stop.signal.aborted) throw e;
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+      stop.abort();
+    }
+  }
+}
