@@ -1,0 +1,129 @@
+/**
+ * npx tsx scripts/eval-pretrained.ts [--models public/models/demo] [--crab results/cache/crab-mini]
+ *                                    [--backend wasm] [--k 4] [--limit N] [--out docs/pretrain-eval.json]
+ *
+ * Quality of the pretrained checkpoints on CRAB-mini DEV questions (built by `npm run crab:data`):
+ * - retriever recall@1/5/20 of a relevant passage over all CRAB-mini passages, for the pretrained
+ *   retriever, an untrained one of the same shape (same seed recipe) and BM25, in the same run;
+ * - reader EM/F1 with the gold (first relevant) passage, and with the top-k retrieved passages.
+ * Prints a markdown table and writes the numbers as JSON.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { exactMatch, f1Score } from '../src/crab/metrics';
+import { Bm25Index } from '../src/retrieval/bm25';
+import { initBackend, parseBackendName } from '../src/model/backend';
+import { paramsFromStore } from '../src/model/bert/model';
+import type { BertConfig } from '../src/model/bert/config';
+import { loadBertCheckpoint, loadT5Checkpoint } from '../src/model/checkpoint';
+import { folderModelSource } from '../src/platform/node/folder-source';
+import { contrieverEmbed, padTokenBatch } from '../src/model/contriever';
+import { ParameterStore } from '../src/model/params';
+import { fidEncode, fidInputText, padIdRows } from '../src/model/t5/fid';
+import { greedyGenerate } from '../src/model/t5/generate';
+import { T5Model } from '../src/model/t5/model';
+import { tinyBertWeights } from '../src/model/tiny';
+import type { TextTokenizer } from '../src/model/tokenizer';
+
+const argv = process.argv.slice(2);
+const opt = (name: string, fallback: string) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : fallback;
+};
+const modelsDir = opt('models', 'public/models/demo');
+const crabDir = opt('crab', 'results/cache/crab-mini');
+const k = Number(opt('k', '4'));
+const limit = Number(opt('limit', '1000000'));
+const outPath = opt('out', 'docs/pretrain-eval.json');
+const backend = await initBackend(parseBackendName(opt('backend', 'wasm')));
+
+interface Passage { id: string; title: string; text: string }
+interface Qa { id: string; question: string; answers: string[]; split: string; relevant: string[] }
+const jsonl = <T>(path: string) => readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as T);
+const passages = jsonl<Passage>(join(crabDir, 'passages.jsonl'));
+const dev = jsonl<Qa>(join(crabDir, 'qa.jsonl')).filter((q) => q.split === 'dev' && q.relevant.length > 0).slice(0, limit);
+const byId = new Map(passages.map((p, i) => [p.id, i]));
+console.log(`backend ${backend.name}; ${passages.length} passages, ${dev.length} dev questions with a relevant passage`);
+
+const recallAt = (ranked: number[][], ks: number[]) => Object.fromEntries(ks.map((n) => [`R@${n}`, ranked.filter((r, q) => r.slice(0, n).some((p) => dev[q].relevant.includes(passages[p].id))).length / dev.length]));
+
+// BM25 over title + text (the CRAB categoriser's index text).
+const bm25 = new Bm25Index(passages.map((p) => ({ id: p.id, text: `${p.title}\n${p.text}` })));
+const bm25Ranked = dev.map((q) => bm25.search(q.question, 20).map((h) => h.index));
+
+async function denseRanking(config: BertConfig, store: ParameterStore, tok: TextTokenizer): Promise<number[][]> {
+  const params = paramsFromStore(store);
+  const embed = (texts: string[], maxLength: number) => {
+    const batch = padTokenBatch(texts.map((t) => tok.encode(t, { maxLength })), config.pad_token_id);
+    const e = contrieverEmbed(config, params, batch);
+    tf.dispose([batch.inputIds, batch.attentionMask]);
+    return e;
+  };
+  const parts: tf.Tensor2D[] = [];
+  for (let i = 0; i < passages.length; i += 64) parts.push(embed(passages.slice(i, i + 64).map((p) => `${p.title} ${p.text}`), 160));
+  const index = tf.concat(parts, 0);
+  tf.dispose(parts);
+  const ranked: number[][] = [];
+  for (let i = 0; i < dev.length; i += 64) {
+    const q = embed(dev.slice(i, i + 64).map((d) => d.question), 64);
+    const top = tf.tidy(() => tf.topk(tf.matMul(q, index, false, true), 20).indices);
+    const ids = (await top.array()) as number[][];
+    ranked.push(...ids);
+    tf.dispose([q, top]);
+  }
+  index.dispose();
+  return ranked;
+}
+
+const retriever = await loadBertCheckpoint(folderModelSource(join(modelsDir, 'retriever')));
+const pretrainedRanked = await denseRanking(retriever.config, retriever.params, retriever.tokenizer!);
+const untrained = new ParameterStore([...tinyBertWeights(retriever.config, 1235)].map(([n, t]) => [n, tf.tensor(t.data, t.shape, 'float32')] as [string, tf.Tensor]));
+const untrainedRanked = await denseRanking(retriever.config, untrained, retriever.tokenizer!);
+untrained.dispose();
+
+const reader = await loadT5Checkpoint(folderModelSource(join(modelsDir, 'reader')));
+const model = new T5Model(reader.config, reader.params);
+const tok = reader.tokenizer!;
+async function answer(question: string, context: Passage[]): Promise<string> {
+  const rows = context.map((p) => tok.encode(fidInputText(question, p)));
+  const padded = padIdRows(rows, { maxLength: 192, padTokenId: tok.padId, eosTokenId: tok.eosId!, padTo: 'longest' });
+  const ids = tf.tensor2d(padded.ids, padded.shape, 'int32');
+  const mask = tf.tensor2d(padded.mask, padded.shape, 'int32');
+  const fused = fidEncode(model, ids, mask, context.length);
+  const [out] = await greedyGenerate(model, fused.hidden, fused.mask, { maxNewTokens: 16 });
+  tf.dispose([ids, mask, fused.hidden, fused.mask]);
+  return tok.decode(out).replace(/<extra_id_\d+>/g, '').trim();
+}
+const score = async (contexts: (q: Qa, i: number) => Passage[]) => {
+  let em = 0;
+  let f1 = 0;
+  const examples: { question: string; prediction: string; answers: string[] }[] = [];
+  for (const [i, q] of dev.entries()) {
+    const prediction = await answer(q.question, contexts(q, i));
+    em += exactMatch(prediction, q.answers);
+    f1 += f1Score(prediction, q.answers);
+    if (examples.length < 8) examples.push({ question: q.question, prediction, answers: q.answers });
+  }
+  return { EM: em / dev.length, F1: f1 / dev.length, examples };
+};
+const gold = await score((q) => [passages[byId.get(q.relevant[0])!]]);
+const retrieved = await score((_, i) => pretrainedRanked[i].slice(0, k).map((p) => passages[p]));
+
+const ks = [1, 5, 20];
+const results = {
+  backend: backend.name,
+  models: modelsDir,
+  devQuestions: dev.length,
+  passages: passages.length,
+  retrieval: { pretrained: recallAt(pretrainedRanked, ks), untrained: recallAt(untrainedRanked, ks), bm25: recallAt(bm25Ranked, ks) },
+  reader: { goldPassage: gold, retrieved: { k, ...retrieved } },
+};
+const pct = (x: number) => (100 * x).toFixed(1);
+console.log('\n| retriever | R@1 | R@5 | R@20 |\n| --- | --- | --- | --- |');
+for (const [name, r] of Object.entries(results.retrieval)) console.log(`| ${name} | ${ks.map((n) => pct(r[`R@${n}`])).join(' | ')} |`);
+console.log(`\n| reader input | EM | F1 |\n| --- | --- | --- |\n| gold passage | ${pct(gold.EM)} | ${pct(gold.F1)} |\n| top-${k} retrieved (pretrained retriever) | ${pct(retrieved.EM)} | ${pct(retrieved.F1)} |`);
+for (const e of gold.examples.slice(0, 5)) console.log(`  Q: ${e.question}  ->  "${e.prediction}"  (gold: ${e.answers[0]})`);
+writeFileSync(outPath, JSON.stringify(results, null, 2) + '\n');
+reader.params.dispose();
+retriever.params.dispose();
