@@ -60,9 +60,16 @@ export interface FederatedClientOptions {
   readonly onEvent?: (e: ClientEvent) => void;
 }
 
-/** Session `training` keys (server/demo.ts, the session form) → local training options. */
+/**
+ * Session `training` keys (server/demo.ts, the session form) → local training options. Numbers
+ * may arrive as numeric strings (the coordinator's JSON schema coerces scalars to strings).
+ */
 export function trainingOptionsFromRound(config: RoundInfo['config']): TrainingDefaults {
-  const num = (key: string) => (typeof config[key] === 'number' ? (config[key] as number) : undefined);
+  const num = (key: string) => {
+    const v = config[key];
+    const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+    return Number.isFinite(n) ? n : undefined;
+  };
   const out: Record<string, unknown> = {
     lr: num('learningRate') ?? num('lr'),
     retrieverLr: num('retrieverLearningRate'),

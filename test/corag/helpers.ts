@@ -10,10 +10,21 @@ function tokenizerFiles(folder: 't5' | 'bert-base-uncased'): Map<string, Uint8Ar
   return new Map(readdirSync(dir).map((name) => [name, new Uint8Array(readFileSync(new URL(name, dir)))]));
 }
 
+const generated = new Map<string, { reader: Map<string, Uint8Array>; retriever: Map<string, Uint8Array> }>();
+
 /** Reader checkpoint seed 1 and retriever seed 2 (gated-GELU reader), as the coordinator's demo session. */
 export function tinyBundle(readerSeed = 1, retrieverSeed = 2, feedForward: T5FeedForward = 'gated-gelu'): Promise<ModelBundle> {
-  const reader = new Map([...tokenizerFiles('t5'), ...tinyCheckpointFiles('t5', tinyT5Config(feedForward), readerSeed)]);
-  const retriever = new Map([...tokenizerFiles('bert-base-uncased'), ...tinyCheckpointFiles('bert', tinyBertConfig(), retrieverSeed)]);
+  // Generating the weights takes seconds; loading the same files again is fast.
+  const key = `${readerSeed}/${retrieverSeed}/${feedForward}`;
+  let files = generated.get(key);
+  if (!files) {
+    files = {
+      reader: new Map([...tokenizerFiles('t5'), ...tinyCheckpointFiles('t5', tinyT5Config(feedForward), readerSeed)]),
+      retriever: new Map([...tokenizerFiles('bert-base-uncased'), ...tinyCheckpointFiles('bert', tinyBertConfig(), retrieverSeed)]),
+    };
+    generated.set(key, files);
+  }
+  const { reader, retriever } = files;
   return ModelBundle.fromCheckpoints({
     reader: memoryModelSource('tiny-t5', reader),
     retriever: memoryModelSource('tiny-contriever', retriever),
