@@ -51,4 +51,27 @@ describe('trainLocally', () => {
     expect(before).toBeLessThanOrEqual(0.25);
     expect(after).toBeGreaterThanOrEqual(0.5);
   });
+
+  it('trains the query encoder with attention distillation from the same forward pass as the reader loss', async () => {
+    const result = await trainLocally(bundle, QA, store, { k: 2, steps: 2, batchSize: 2, lr: 1e-3, retrieverLoss: 'adist', maxLength: 32 });
+    expect(result.metrics.retrieverLoss).toBeGreaterThan(0);
+    expect(Number.isFinite(result.metrics.retrieverLoss)).toBe(true);
+  });
+
+  it("leaves the query encoder untouched when only the reader trains, and stops at the signal's abort", async () => {
+    const name = 'query.embeddings.word_embeddings.weight';
+    const before = bundle.retriever.params.get(name).dataSync().slice();
+    const result = await trainLocally(bundle, QA, store, { k: 2, steps: 2, batchSize: 2, lr: 1e-3, trainable: 'reader', maxLength: 32 });
+    expect(result.metrics.retrieverLoss).toBe(0);
+    expect(bundle.retriever.params.get(name).dataSync()).toEqual(before);
+
+    const abort = new AbortController();
+    const steps: number[] = [];
+    const run = trainLocally(bundle, QA, store, {
+      k: 2, steps: 10, batchSize: 2, lr: 1e-3, maxLength: 32, signal: abort.signal,
+      onProgress: (p) => { steps.push(p.step); if (p.step === 2) abort.abort(); },
+    });
+    await expect(run).rejects.toThrow(/abort/i);
+    expect(steps).toEqual([1, 2]);
+  });
 });
