@@ -15,11 +15,11 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { decodeModel, encodeModel, encodeUpdate, type NamedTensor, type UpdateMeta, type WireDtype } from '../federated/codec';
-import type { BertConfig } from '../model/bert/config';
+import { bertParameterShapes, type BertConfig } from '../model/bert/config';
 import { loadBertCheckpoint, loadT5Checkpoint, type ModelSource } from '../model/checkpoint';
 import { Contriever, PASSAGE_PREFIX, QUERY_PREFIX } from '../model/contriever';
-import type { ParameterStore } from '../model/params';
-import type { T5Config } from '../model/t5/config';
+import { ParameterStore } from '../model/params';
+import { t5ParameterShapes, type T5Config } from '../model/t5/config';
 import { T5Model } from '../model/t5/model';
 import type { TextTokenizer } from '../model/tokenizer';
 import type { ModelParts } from '../model/trainable';
@@ -54,6 +54,14 @@ export interface BundleSources {
   readonly retrieverTokenizer?: ModelSource;
 }
 
+/** What a bundle is besides its weights. */
+export interface BundleSpec {
+  readonly readerConfig: T5Config;
+  readonly retrieverConfig: BertConfig;
+  readonly readerTokenizer: TextTokenizer;
+  readonly retrieverTokenizer: TextTokenizer;
+}
+
 export class ModelBundle {
   readonly reader: T5Model;
   private baseVersion: number | null = null;
@@ -85,6 +93,39 @@ export class ModelBundle {
       return new ModelBundle(reader.config, reader.params, retriever, reader.tokenizer!, bert.tokenizer!);
     } catch (e) {
       reader.params.dispose();
+      throw e;
+    }
+  }
+
+  /**
+   * Builds the model straight from a global version (what a browser tab joining a session
+   * downloads): configs and tokenizers from the session's model ids, every weight from `bytes`.
+   */
+  static fromGlobal(spec: BundleSpec, bytes: Uint8Array, version: number): ModelBundle {
+    const global = decodeModel(bytes, `global model v${version}`);
+    const readerStore = new ParameterStore();
+    const retrieverStore = new ParameterStore();
+    try {
+      for (const [name, shape] of t5ParameterShapes(spec.readerConfig)) {
+        const t = global.get(READER_WIRE_PREFIX + name);
+        if (!t) throw new Error(`global model v${version} lacks tensor "${READER_WIRE_PREFIX + name}"`);
+        if (!tf.util.arraysEqual([...t.shape], [...shape])) throw new Error(`global model v${version}: "${READER_WIRE_PREFIX + name}" has shape [${t.shape}] but the reader config implies [${shape}]`);
+        readerStore.set(name, tf.tensor(t.data, [...t.shape], 'float32'));
+      }
+      for (const [prefix, side] of [[QUERY_ENCODER_WIRE_PREFIX, QUERY_PREFIX], [PASSAGE_ENCODER_WIRE_PREFIX, PASSAGE_PREFIX]]) {
+        for (const name of bertParameterShapes(spec.retrieverConfig).keys()) {
+          const t = global.get(prefix + name);
+          if (t) retrieverStore.set(side + name, tf.tensor(t.data, [...t.shape], 'float32'));
+        }
+      }
+      // Contriever checks both sides against the BERT config (missing tensors, shapes).
+      const retriever = new Contriever(spec.retrieverConfig, retrieverStore);
+      const bundle = new ModelBundle(spec.readerConfig, readerStore, retriever, spec.readerTokenizer, spec.retrieverTokenizer);
+      bundle.applyGlobal(bytes, version); // also rejects tensors outside the model, and sets the base
+      return bundle;
+    } catch (e) {
+      readerStore.dispose();
+      retrieverStore.dispose();
       throw e;
     }
   }

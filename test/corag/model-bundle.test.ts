@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeModel, decodeUpdate, encodeModel } from '../../src/federated/codec';
-import { localName, wireName, type ModelBundle } from '../../src/corag/model-bundle';
+import { localName, ModelBundle, wireName } from '../../src/corag/model-bundle';
 import { initBackend } from '../../src/model/backend';
 import { demoGlobalModel } from '../../server/demo';
 import { tinyBundle } from './helpers';
@@ -67,6 +67,22 @@ describe('ModelBundle', () => {
     }
     // Exactly the two perturbed tensors differ: q [32, 32] and the query word embeddings [30522, 32].
     expect(changed).toBe(32 * 32 + 30522 * 32);
+  });
+
+  it('builds an equal bundle from a global version alone (configs and tokenizers given)', async () => {
+    const bytes = await bundle.exportGlobal();
+    const copy = ModelBundle.fromGlobal(bundle, bytes, 4);
+    try {
+      expect(copy.version).toBe(4);
+      expect(copy.wireNames().sort()).toEqual(bundle.wireNames().sort());
+      const a = decodeModel(await copy.exportGlobal());
+      for (const [name, t] of decodeModel(bytes)) expect(a.get(name)!.data, name).toEqual(t.data);
+    } finally {
+      copy.dispose();
+    }
+    const partial = decodeModel(bytes);
+    partial.delete('passage_encoder.encoder.layer.1.output.dense.weight');
+    expect(() => ModelBundle.fromGlobal(bundle, encodeModel(partial), 4)).toThrow(/passage\.encoder\.layer\.1\.output\.dense\.weight/);
   });
 
   it('refuses a global model of a different shape or with missing tensors, naming the tensor', async () => {
