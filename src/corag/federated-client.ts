@@ -48,6 +48,12 @@ export type ClientEvent =
   | { readonly type: 'upload-refused'; readonly round: number; readonly code: string; readonly message: string }
   | { readonly type: 'round-closed'; readonly round: RoundInfo };
 
+export interface ClientCredentials {
+  readonly sessionId: string;
+  readonly clientId: string;
+  readonly token: string;
+}
+
 export interface FederatedClientOptions {
   readonly bundle: ModelBundle;
   readonly qaPairs: readonly QAPair[];
@@ -113,6 +119,20 @@ export class FederatedCoragClient {
     const joined = await server.join(joinCode, name);
     const client = server.withToken(joined.token);
     return new FederatedCoragClient(client, await client.session(joined.sessionId), joined.clientId, options);
+  }
+
+  /**
+   * Reconnects with credentials kept from an earlier join (a browser tab stores them in
+   * IndexedDB, so a reload keeps its identity and its place in an open round).
+   */
+  static async resume(server: CoragClient, credentials: ClientCredentials, options: FederatedClientOptions): Promise<FederatedCoragClient> {
+    const client = server.withToken(credentials.token);
+    return new FederatedCoragClient(client, await client.session(credentials.sessionId), credentials.clientId, options);
+  }
+
+  /** What resume() needs; secret (the token is the client's identity). */
+  get credentials(): ClientCredentials {
+    return { sessionId: this.session.id, clientId: this.clientId, token: this.client.token! };
   }
 
   get bundle(): ModelBundle {

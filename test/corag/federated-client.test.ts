@@ -3,7 +3,7 @@
  * three headless CoRAG clients that contribute passages, follow SSE and complete two FedAvg rounds.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FederatedCoragClient, MemoryModelCache, type ClientEvent } from '../../src/corag/federated-client';
+import { FederatedCoragClient, MemoryModelCache, trainingOptionsFromRound, type ClientEvent } from '../../src/corag/federated-client';
 import type { QAPair } from '../../src/corag/local-training';
 import type { ModelBundle } from '../../src/corag/model-bundle';
 import { CoordinatorPassageSource, type PassageText } from '../../src/corag/retrieve';
@@ -99,7 +99,19 @@ describe('three headless CoRAG clients over the real coordinator', () => {
       expect(versions[r].get('reader.lm_head.weight')!.data).not.toEqual(versions[r - 1].get('reader.lm_head.weight')!.data);
       expect(versions[r].get('passage_encoder.embeddings.word_embeddings.weight')!.data).toEqual(versions[0].get('passage_encoder.embeddings.word_embeddings.weight')!.data);
     }
-    // Round 2's base came from the cache only if a client had it; each client downloaded each version once.
+    // Every version a client trained from went through its cache.
     for (const cache of caches) for (const v of [0, 1]) expect(await cache.get(sid, v)).toBeDefined();
+
+    // A reloaded tab reconnects with its stored credentials as the same client.
+    const resumed = await FederatedCoragClient.resume(anon, clients[0].credentials, {
+      bundle: bundles[0], qaPairs: qaOf(FACTS[0]), passageSource: (c, s) => new CoordinatorPassageSource(c, s),
+    });
+    expect(resumed.clientId).toBe(clients[0].clientId);
+    expect(resumed.session.currentVersion).toBe(2);
+  });
+
+  it('reads the round config the coordinator hands out (numbers arrive as strings) into training options', () => {
+    expect(trainingOptionsFromRound({ learningRate: '0.001', localSteps: '2', passagesPerQuestion: 5, maxLength: '384', retrieverLoss: 'adist', note: 'x', batchSize: 'many' }))
+      .toEqual({ lr: 0.001, steps: 2, k: 5, maxLength: 384, retrieverLoss: 'adist' });
   });
 });
