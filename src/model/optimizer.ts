@@ -135,7 +135,9 @@ export class AdamW {
   private moment(store: Map<string, tf.Variable>, name: string, shape: number[]): tf.Variable {
     let t = store.get(name);
     if (!t) {
-      t = tf.variable(tf.zeros(shape), false, uniqueName(name));
+      const zeros = tf.zeros(shape);
+      t = tf.variable(zeros, false, uniqueName(name));
+      zeros.dispose();
       store.set(name, t);
     } else if (!tf.util.arraysEqual(t.shape, shape)) {
       throw new Error(`AdamW: state for "${name}" has shape [${t.shape}] but the parameter is [${shape}]`);

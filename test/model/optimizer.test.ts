@@ -163,4 +163,15 @@ describe('AdamW', () => {
     opt.dispose();
     tf.dispose([p, g]);
   });
+
+  it('leaves no tensor behind once disposed (moment buffers are its only state)', async () => {
+    const p = tf.variable(tf.ones([4]));
+    const g = tf.ones([4]);
+    const before = tf.memory().numTensors;
+    const opt = new AdamW(options);
+    await opt.apply(new Map([['p', p]]), new Map([['p', g]]));
+    opt.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+    tf.dispose([p, g]);
+  });
 });
