@@ -163,7 +163,9 @@ export const UPDATE_METADATA = {
 const scalarRecord = {
   type: 'object',
   maxProperties: 64,
-  additionalProperties: { anyOf: [{ type: 'string', maxLength: 256 }, { type: 'number' }, { type: 'boolean' }] },
+  // number and boolean first: with type coercion on, anyOf's first match wins, and a string branch
+  // first would turn every number into a string.
+  additionalProperties: { anyOf: [{ type: 'number' }, { type: 'boolean' }, { type: 'string', maxLength: 256 }] },
 } as const;
 
 export const roundPolicySchema = {
