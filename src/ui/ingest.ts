@@ -1,0 +1,140 @@
+/**
+ * Files a user drops on the passages page → ~100-word passages ready to embed. No DOM: the page
+ * reads the file's bytes and hands them here, so the whole pipeline is tested in Node.
+ *
+ * Formats: .txt and .md (one document; the file name is the title), .jsonl (BEIR/DPR-style
+ * `{"title","text"}` lines, each chunked on its own). A bad jsonl line is reported with its line
+ * number and skipped; the other lines still count. Unreadable bytes (not UTF-8) and files over the
+ * size limit are refused whole, before anything is stored.
+ */
+import { chunkDocument } from '../retrieval/chunking';
+
+/** Files larger than this are refused (the page holds the text in memory while chunking). */
+export const MAX_FILE_BYTES = 20 * 2 ** 20;
+
+export const SUPPORTED_EXTENSIONS = ['.txt', '.md', '.jsonl'] as const;
+
+export interface IngestedPassage {
+  readonly title: string;
+  readonly text: string;
+  /** File the passage came from, for the per-file private/contribute choice. */
+  readonly file: string;
+}
+
+export interface IngestProblem {
+  /** 1-based line for jsonl problems; absent for problems with the whole file. */
+  readonly line?: number;
+  readonly message: string;
+}
+
+export interface IngestResult {
+  readonly file: string;
+  readonly passages: IngestedPassage[];
+  /** Lines skipped (jsonl) or the reason nothing was read. */
+  readonly problems: IngestProblem[];
+}
+
+export class IngestError extends Error {
+  constructor(readonly file: string, message: string) {
+    super(`${file}: ${message}`);
+    this.name = 'IngestError';
+  }
+}
+
+export interface IngestOptions {
+  readonly maxBytes?: number;
+  /** Passage length in words (default 100, as DPR and Atlas). */
+  readonly maxWords?: number;
+}
+
+function extension(name: string): string {
+  const dot = name.lastIndexOf('.');
+  return dot < 0 ? '' : name.slice(dot).toLowerCase();
+}
+
+function titleOf(fileName: string): string {
+  const base = fileName.replace(/^.*[\\/]/, '');
+  const dot = base.lastIndexOf('.');
+  return (dot > 0 ? base.slice(0, dot) : base).replace(/[_-]+/g, ' ').trim();
+}
+
+function decodeUtf8(file: string, bytes: Uint8Array): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes).replace(/^\uFEFF/, '');
+  } catch {
+    throw new IngestError(file, 'the file is not UTF-8 text (is it a binary file, or a PDF saved with a .txt name?)');
+  }
+}
+
+/**
+ * Parses and chunks one file. Throws IngestError when the whole file must be refused (wrong
+ * type, too large, not text, no passage at all); returns per-line problems otherwise.
+ */
+export function ingestFile(name: string, bytes: Uint8Array, options: IngestOptions = {}): IngestResult {
+  const maxBytes = options.maxBytes ?? MAX_FILE_BYTES;
+  const ext = extension(name);
+  if (!(SUPPORTED_EXTENSIONS as readonly string[]).includes(ext)) {
+    throw new IngestError(name, `unsupported file type "${ext || '(none)'}": add ${SUPPORTED_EXTENSIONS.join(', ')} files`);
+  }
+  if (bytes.byteLength > maxBytes) {
+    throw new IngestError(name, `the file is ${formatBytes(bytes.byteLength)}, over the ${formatBytes(maxBytes)} limit; split it into smaller files`);
+  }
+  const text = decodeUtf8(name, bytes);
+  const chunk = { maxWords: options.maxWords ?? 100 };
+  const passages: IngestedPassage[] = [];
+  const problems: IngestProblem[] = [];
+
+  if (ext === '.jsonl') {
+    text.split(/\r?\n/).forEach((raw, i) => {
+      const line = i + 1;
+      if (raw.trim() === '') return;
+      let value: unknown;
+      try {
+        value = JSON.parse(raw);
+      } catch (e) {
+        problems.push({ line, message: `not valid JSON (${(e as Error).message})` });
+        return;
+      }
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+        problems.push({ line, message: 'expected a JSON object like {"title": ..., "text": ...}' });
+        return;
+      }
+      const record = value as Record<string, unknown>;
+      if (typeof record.text !== 'string' || record.text.trim() === '') {
+        problems.push({ line, message: 'no "text" (every line needs a non-empty "text" string)' });
+        return;
+      }
+      const title = typeof record.title === 'string' ? record.title : '';
+      for (const c of chunkDocument({ title, text: record.text }, chunk)) passages.push({ title: c.title, text: c.text, file: name });
+    });
+  } else {
+    const body = ext === '.md' ? stripMarkdown(text) : text;
+    if (body.trim() !== '') {
+      for (const c of chunkDocument({ title: titleOf(name), text: body }, chunk)) passages.push({ title: c.title, text: c.text, file: name });
+    }
+  }
+  if (passages.length === 0) {
+    const why = problems.length ? ` (${problems.length} bad line${problems.length > 1 ? 's' : ''}; first: line ${problems[0].line}: ${problems[0].message})` : '';
+    throw new IngestError(name, `no passage found: the file has no text${why}`);
+  }
+  return { file: name, passages, problems };
+}
+
+/** Markdown syntax is noise to the retriever: keep the words, drop markup and code fences. */
+export function stripMarkdown(md: string): string {
+  return md
+    .replace(/```[\s\S]*?```/g, ' ')
+    .replace(/!\[([^\]]*)\]\([^)]*\)/g, '$1')
+    .replace(/\[([^\]]*)\]\([^)]*\)/g, '$1')
+    .replace(/^\s{0,3}#{1,6}\s+/gm, '')
+    .replace(/^\s{0,3}>\s?/gm, '')
+    .replace(/^\s*[-*+]\s+/gm, '')
+    .replace(/(\*\*|__|`)/g, '');
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 2 ** 20) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 2 ** 30) return `${(n / 2 ** 20).toFixed(1)} MiB`;
+  return `${(n / 2 ** 30).toFixed(2)} GiB`;
+}

@@ -1,0 +1,42 @@
+/** Types the page and the workers exchange (plain structured-clone data). */
+import type { TrainProgress } from '../corag/local-training';
+import type { ServerEvent } from '../federated/protocol';
+
+/** Where a question retrieves from: the tab's own store, the session's shared store, or both. */
+export type RetrievalScope = 'yours' | 'shared' | 'both';
+
+export interface StoredCredentials {
+  readonly sessionId: string;
+  readonly clientId: string;
+  readonly token: string;
+  readonly joinCode: string;
+  readonly name: string;
+}
+
+/** This tab's view of one finished round: the new global version evaluated on its QA pairs. */
+export interface RoundRecord {
+  readonly round: number;
+  readonly version: number;
+  readonly em?: number;
+  readonly f1?: number;
+  readonly examples: number;
+  /** Example-weighted training loss the coordinator reports for the round. */
+  readonly loss?: number;
+}
+
+export type TrainWorkerEvent =
+  | { readonly type: 'server'; readonly event: ServerEvent }
+  | { readonly type: 'connection'; readonly online: boolean; readonly message?: string }
+  | { readonly type: 'model'; readonly version: number; readonly cached: boolean; readonly loaded: number; readonly total?: number; readonly ready?: boolean }
+  | { readonly type: 'round-training'; readonly round: number }
+  | { readonly type: 'training'; readonly round: number; readonly progress: TrainProgress }
+  | { readonly type: 'uploaded'; readonly round: number; readonly bytes: number; readonly numExamples: number }
+  | { readonly type: 'upload-refused'; readonly round: number; readonly code: string; readonly message: string }
+  | { readonly type: 'evaluated'; readonly record: RoundRecord };
+
+export interface AskResult {
+  readonly answer: string;
+  readonly passages: ReadonlyArray<{ title: string; text: string; score: number; source: string; attention: number }>;
+  readonly millis: number;
+  readonly version: number | null;
+}

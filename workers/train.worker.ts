@@ -1,0 +1,210 @@
+/**
+ * The training worker: this tab's CoRAG client. It joins (or resumes) a session, keeps the model,
+ * follows the session's events, trains when selected (FederatedCoragClient.participate: one delta,
+ * built whole, one upload), evaluates each new global version on the tab's QA pairs, contributes
+ * passages, and answers questions (FiD). Everything that touches the model runs one at a time
+ * (`exclusive`), so a question asked mid-round never sees half-applied weights.
+ */
+import * as Comlink from 'comlink';
+import { evaluate } from '../src/corag/evaluate';
+import { FederatedCoragClient } from '../src/corag/federated-client';
+import type { QAPair } from '../src/corag/local-training';
+import type { ModelBundle } from '../src/corag/model-bundle';
+import { generateAnswers } from '../src/corag/reader';
+import { CoordinatorPassageSource, mergedPassageSource, retrieve, type PassageSource } from '../src/corag/retrieve';
+import { CoragClient, CoragHttpError } from '../src/federated/client';
+import { MAX_PASSAGES_PER_REQUEST, type RoundInfo, type SessionInfo } from '../src/federated/protocol';
+import type { BackendName, BackendReport } from '../src/model/backend';
+import { ExactVectorIndex } from '../src/retrieval/vector-index';
+import { BrowserStore, KV } from '../src/platform/browser/idb-store';
+import { buildBundle, startBackend, type SessionAccess } from './runtime';
+import type { RoundRecord, StoredCredentials, TrainWorkerEvent, AskResult, RetrievalScope } from '../src/ui/worker-protocol';
+
+let store: BrowserStore | undefined;
+let access: SessionAccess | undefined;
+let credentials: StoredCredentials | undefined;
+let session: SessionInfo | undefined;
+let bundle: ModelBundle | undefined;
+let federated: FederatedCoragClient | undefined;
+let running: AbortController | undefined;
+let emit: (e: TrainWorkerEvent) => void = () => undefined;
+
+let queue: Promise<unknown> = Promise.resolve();
+/** Runs model work one task at a time. */
+function exclusive<T>(task: () => Promise<T>): Promise<T> {
+  const next = queue.then(task, task);
+  queue = next.catch(() => undefined);
+  return next;
+}
+
+const openStore = async () => (store ??= await BrowserStore.open());
+const server = () => new CoragClient(access!.appBase);
+const client = () => server().withToken(access!.token);
+
+/** This tab's own store: passages embedded with the session's passage encoder, exact inner-product search. */
+async function localSource(): Promise<PassageSource> {
+  const passages = (await (await openStore()).allPassages()).filter((p) => p.embedding && p.encoder === session!.config.models.passageEncoder);
+  const index = new ExactVectorIndex(bundle!.embeddingDim);
+  index.add(passages.map((p) => p.id), passages.map((p) => p.embedding!));
+  const byId = new Map(passages.map((p) => [p.id, p]));
+  return {
+    name: 'yours',
+    async search(queries, k) {
+      return queries.map((q) => index.search(q, k).map(({ id, score }) => {
+        const p = byId.get(id)!;
+        return { title: p.title, text: p.text, source: 'yours', id, score, embedding: p.embedding };
+      }));
+    },
+  };
+}
+
+async function sourceFor(scope: RetrievalScope): Promise<PassageSource> {
+  const shared = new CoordinatorPassageSource(client(), access!.sessionId, 'shared');
+  if (scope === 'shared') return shared;
+  const own = await localSource();
+  if (scope === 'yours') return own;
+  return mergedPassageSource([own, shared]);
+}
+
+/** The session's retrieval policy for training: `training.retrievalSource` ('shared' by default). */
+function trainingScope(): RetrievalScope {
+  const v = session?.config.training.retrievalSource;
+  return v === 'yours' || v === 'both' ? v : 'shared';
+}
+
+async function participate(round: RoundInfo, qaPairs: QAPair[], signal: AbortSignal): Promise<void> {
+  if (!round.participants.includes(credentials!.clientId) || round.state !== 'open') return;
+  await exclusive(async () => {
+    const source = await sourceFor(trainingScope());
+    federated = await FederatedCoragClient.resume(server(), credentials!, {
+      bundle: bundle!,
+      qaPairs,
+      passageSource: source,
+      cache: (await openStore()).modelCache(),
+      onEvent: (e) => {
+        if (e.type === 'training') emit({ type: 'training', round: e.round, progress: e.progress });
+        else if (e.type === 'downloading') emit({ type: 'model', version: e.version, cached: e.cached, loaded: 0 });
+        else if (e.type === 'uploaded') emit({ type: 'uploaded', round: e.round, bytes: e.bytes, numExamples: e.numExamples });
+        else if (e.type === 'upload-refused') emit({ type: 'upload-refused', round: e.round, message: e.message, code: e.code });
+      },
+    });
+    emit({ type: 'round-training', round: round.round });
+    await federated.participate(round, signal);
+  });
+}
+
+async function evaluateVersion(round: RoundInfo, qaPairs: QAPair[]): Promise<void> {
+  if (round.state !== 'closed' || round.resultVersion === null) return;
+  const version = round.resultVersion;
+  await exclusive(async () => {
+    const st = await openStore();
+    const { globalVersionBytes } = await import('../src/platform/browser/session-bundle');
+    const { bytes } = await globalVersionBytes(access!.appBase, access!, version, st.modelCache(), (loaded, total) => emit({ type: 'model', version, cached: false, loaded, total }));
+    bundle!.applyGlobal(bytes, version);
+    const k = Number(round.config.passagesPerQuestion ?? 5);
+    const sample = qaPairs.slice(0, 16);
+    const result = sample.length ? await evaluate(bundle!, sample, await sourceFor(trainingScope()), { k, maxNewTokens: 16 }) : undefined;
+    const record: RoundRecord = { round: round.round, version, em: result?.exactMatch, f1: result?.f1, examples: sample.length, loss: round.metrics.loss };
+    const history = ((await st.get<RoundRecord[]>(KV.history)) ?? []).filter((r) => r.round !== round.round);
+    await st.set(KV.history, [...history, record].sort((a, b) => a.round - b.round));
+    emit({ type: 'evaluated', record });
+  });
+}
+
+/** Follows the session until stopped; reconnects after a lost connection (the hello snapshot catches up). */
+async function follow(qaPairs: QAPair[], signal: AbortSignal): Promise<void> {
+  while (!signal.aborted) {
+    try {
+      for await (const event of client().events(access!.sessionId, signal)) {
+        emit({ type: 'server', event });
+        if (event.type === 'hello') {
+          session = event.session;
+          emit({ type: 'connection', online: true });
+          if (event.session.round) await participate(event.session.round, qaPairs, signal);
+        } else if (event.type === 'round-opened') await participate(event.round, qaPairs, signal);
+        else if (event.type === 'round-closed') await evaluateVersion(event.round, qaPairs);
+      }
+    } catch (e) {
+      if (signal.aborted) return;
+      const refused = e instanceof CoragHttpError && e.status < 500;
+      emit({ type: 'connection', online: false, message: refused ? (e as Error).message : `lost the connection to the coordinator (${(e as Error).message}); retrying in 3 s — nothing stored is lost, an interrupted upload is never half-sent` });
+      if (refused && (e as CoragHttpError).status === 401) return;
+    }
+    await new Promise((r) => setTimeout(r, 3000));
+  }
+}
+
+const api = {
+  init(preference: BackendName[], onEvent: (e: TrainWorkerEvent) => void): Promise<BackendReport> {
+    emit = onEvent;
+    return startBackend(preference);
+  },
+
+  /** Joins with a code (or resumes stored credentials when `joinCode` is undefined) and loads the current global model. */
+  async connect(appBase: string, joinCode: string | undefined, name: string): Promise<{ credentials: StoredCredentials; session: SessionInfo }> {
+    const st = await openStore();
+    const stored = await st.get<StoredCredentials>(KV.credentials);
+    if (joinCode === undefined || stored?.joinCode === joinCode) {
+      if (!stored) throw new Error('no stored session: open a join link first');
+      credentials = stored;
+    } else {
+      const joined = await new CoragClient(appBase).join(joinCode, name || undefined);
+      credentials = { ...joined, joinCode, name };
+      await st.set(KV.credentials, credentials);
+    }
+    access = { appBase, sessionId: credentials.sessionId, token: credentials.token };
+    session = await client().session(credentials.sessionId);
+    const version = session.currentVersion;
+    if (version === null) throw new Error(`session "${session.config.name}" has no global model yet; ask its owner to upload one`);
+    const next = await buildBundle(access, session, version, st, (loaded, total) => emit({ type: 'model', version, cached: false, loaded, total }));
+    bundle?.dispose();
+    bundle = next;
+    emit({ type: 'model', version, cached: true, loaded: 1, total: 1, ready: true });
+    return { credentials, session };
+  },
+
+  /** Takes part in every round this client is selected for, training on `qaPairs`. */
+  start(qaPairs: QAPair[]): void {
+    if (!bundle) throw new Error('join a session first');
+    running?.abort();
+    running = new AbortController();
+    void follow(qaPairs, running.signal);
+  },
+
+  stop(): void {
+    running?.abort(new Error('stopped by the user'));
+    running = undefined;
+  },
+
+  /** Sends passages with their stored embeddings to the collaborative store; returns their store ids. */
+  async contribute(passages: Array<{ title: string; text: string; embedding: Float32Array }>): Promise<Array<{ id: number; duplicate: boolean }>> {
+    const out: Array<{ id: number; duplicate: boolean }> = [];
+    for (let i = 0; i < passages.length; i += MAX_PASSAGES_PER_REQUEST) {
+      const batch = passages.slice(i, i + MAX_PASSAGES_PER_REQUEST).map((p) => ({
+        title: p.title, text: p.text, embedding: Array.from(p.embedding), encoder: session!.config.models.passageEncoder,
+      }));
+      out.push(...(await client().addPassages(access!.sessionId, batch)).results);
+    }
+    return out;
+  },
+
+  /** Retrieves top-k for `question` from `scope` and generates the answer with the FiD reader. */
+  ask(question: string, scope: RetrievalScope, k: number): Promise<AskResult> {
+    return exclusive(async () => {
+      if (!bundle) throw new Error('join a session first');
+      const started = performance.now();
+      const [hits] = await retrieve(bundle, await sourceFor(scope), [question], { k });
+      if (hits.length === 0) return { answer: '', passages: [], millis: performance.now() - started, version: bundle.version };
+      const [generated] = await generateAnswers(bundle, [question], [hits], { maxNewTokens: 24 });
+      return {
+        answer: generated.answer,
+        passages: hits.map((h, i) => ({ title: h.title, text: h.text, score: h.score, source: h.source, attention: generated.passageScores[i] })),
+        millis: performance.now() - started,
+        version: bundle.version,
+      };
+    });
+  },
+};
+
+export type TrainWorkerApi = typeof api;
+Comlink.expose(api);
