@@ -88,6 +88,58 @@ async function median(reps: number, run: () => Promise<void>): Promise<number> {
   return times[Math.floor(times.length / 2)];
 }
 
+/** Kernels one run launches: engine-level TF.js kernels, and the GPU programs behind them on webgpu. */
+export interface KernelCount {
+  /** Kernels run through the engine (ops and their gradients), including free ones such as Reshape. */
+  readonly kernels: number;
+  /** Kernels that are neither Reshape nor Identity (views / reference counts on webgpu, no GPU work). */
+  readonly computeKernels: number;
+  /** GPU programs dispatched (webgpu only): the number that pays the per-dispatch overhead. */
+  readonly gpuDispatches?: number;
+}
+
+const FREE_KERNELS = new Set(['Reshape', 'Identity']);
+
+interface CountableEngine {
+  runKernel(name: string, ...rest: unknown[]): unknown;
+}
+interface CountableWebGpuBackend {
+  runWebGPUProgram(...args: unknown[]): unknown;
+}
+
+/**
+ * Counts the kernels `run` launches by wrapping the engine's kernel entry point (every op and
+ * gradient goes through it) and, on webgpu, the backend's program dispatch (kernels built from
+ * several programs count each). Device-independent except for `gpuDispatches`.
+ */
+export async function countKernels(run: () => Promise<void> | void): Promise<KernelCount> {
+  const engine = tf.engine() as unknown as CountableEngine;
+  const backend = tf.backend() as unknown as Partial<CountableWebGpuBackend>;
+  const runKernel = engine.runKernel;
+  const dispatch = backend.runWebGPUProgram;
+  let kernels = 0;
+  let computeKernels = 0;
+  let gpuDispatches = 0;
+  engine.runKernel = function (this: CountableEngine, name: string, ...rest: unknown[]) {
+    kernels++;
+    if (!FREE_KERNELS.has(name)) computeKernels++;
+    return runKernel.call(this, name, ...rest);
+  };
+  if (dispatch) {
+    backend.runWebGPUProgram = function (this: CountableWebGpuBackend, ...args: unknown[]) {
+      gpuDispatches++;
+      return dispatch.apply(this, args);
+    };
+  }
+  try {
+    await run();
+  } finally {
+    engine.runKernel = runKernel;
+    if (dispatch) backend.runWebGPUProgram = dispatch;
+  }
+  return dispatch ? { kernels, computeKernels, gpuDispatches } : { kernels, computeKernels };
+}
+
 /** GFLOPS of `chain` back-to-back n×n float32 matmuls (one readback at the end). */
 export async function matmulGflops(n: number, reps: number, chain = 4): Promise<number> {
   const a = tf.randomNormal([n, n], 0, 1 / Math.sqrt(n), 'float32', 1);

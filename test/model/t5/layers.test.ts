@@ -20,6 +20,20 @@ describe('T5 layers', () => {
     expect(b).toBeCloseTo(8 / rms, 6);
   });
 
+  it('rmsNorm gradients with respect to input and weight equal autodiff of the plain formula', async () => {
+    const x = tf.randomNormal([2, 3, 8], 0, 1, 'float32', 7);
+    const w = tf.randomNormal([8], 1, 0.3, 'float32', 8);
+    const upstream = tf.randomNormal([2, 3, 8], 0, 1, 'float32', 9);
+    const plain = (a: tf.Tensor, b: tf.Tensor) => tf.mul(tf.mul(a, tf.rsqrt(tf.add(tf.mean(tf.square(a), -1, true), 1e-6))), b);
+    const loss = (norm: typeof plain) => (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(norm(a, b), upstream));
+    const [dxWritten, dwWritten] = tf.grads(loss((a, b) => rmsNorm(a, b, 1e-6)))([x, w]);
+    const [dxAuto, dwAuto] = tf.grads(loss(plain))([x, w]);
+    const relL2 = (a: tf.Tensor, b: tf.Tensor) => tf.div(tf.norm(tf.sub(a, b)), tf.norm(b)).dataSync()[0];
+    expect(relL2(dxWritten, dxAuto)).toBeLessThan(1e-6);
+    expect(relL2(dwWritten, dwAuto)).toBeLessThan(1e-6);
+    expect(relL2(rmsNorm(x, w, 1e-6), plain(x, w))).toBe(0);
+  });
+
   it('geluNew is the tanh approximation (HF gelu_new)', async () => {
     const [one, minusTwo, zero] = await geluNew(tf.tensor1d([1, -2, 0])).data();
     expect(one).toBeCloseTo(0.8411920071, 6);
