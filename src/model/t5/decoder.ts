@@ -62,7 +62,8 @@ export function decode(
   return tf.tidy(() => {
     const length = decoderInputIds.shape[1]!;
     let x: tf.Tensor = embeddingLookup(w('shared.weight') as tf.Tensor2D, decoderInputIds);
-    const selfBiases = [positionBias(w(RELATIVE_BIAS), 0, length, length, false, config), causalMaskBias(length)];
+    // Position bias and causal mask added once, not per layer.
+    const selfBiases = [tf.add(positionBias(w(RELATIVE_BIAS), 0, length, length, false, config), causalMaskBias(length))];
     const crossBiases = [paddingMaskBias(encoderMask)];
     const crossAttentions: tf.Tensor4D[] = [];
     for (let i = 0; i < config.num_decoder_layers; i++) {

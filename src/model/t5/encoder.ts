@@ -17,15 +17,19 @@ export function encode(w: WeightGetter, config: T5Config, inputIds: tf.Tensor, a
     const length = inputIds.shape[1]!;
     const eps = config.layer_norm_epsilon;
     let x = embeddingLookup(w('shared.weight') as tf.Tensor2D, inputIds);
-    // Computed once from block 0's table and shared by every layer, as in T5.
-    const bias = positionBias(w('encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight'), 0, length, length, true, config);
-    const mask = paddingMaskBias(attentionMask);
+    // Computed once from block 0's table and shared by every layer, as in T5. The padding mask
+    // is folded in once (as HF does): each layer then adds one full-shape bias, whose gradient
+    // needs no per-layer reduction over the broadcast axes.
+    const bias = tf.add(
+      positionBias(w('encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight'), 0, length, length, true, config),
+      paddingMaskBias(attentionMask),
+    );
     for (let i = 0; i < config.num_layers; i++) {
       const block = `encoder.block.${i}`;
       const normed = rmsNorm(x, w(`${block}.layer.0.layer_norm.weight`), eps);
       const selfAttention = `${block}.layer.0.SelfAttention`;
       const kv = projectKeyValue(w, selfAttention, normed, config.num_heads);
-      x = tf.add(x, attend(w, selfAttention, normed, kv, [bias, mask], config.num_heads).output);
+      x = tf.add(x, attend(w, selfAttention, normed, kv, [bias], config.num_heads).output);
       x = tf.add(x, feedForward(w, `${block}.layer.1.DenseReluDense`, rmsNorm(x, w(`${block}.layer.1.layer_norm.weight`), eps), config));
     }
     return rmsNorm(x, w('encoder.final_layer_norm.weight'), eps) as tf.Tensor3D;

@@ -3,10 +3,16 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { T5Config } from './config';
 import type { WeightGetter } from './weights';
 
-/** y = x Wᵀ for a torch Linear weight W [out, in] (T5 has no biases), over any leading dims. */
-export function linear(x: tf.Tensor, weight: tf.Tensor): tf.Tensor {
+/**
+ * y = x Wᵀ for a torch Linear weight W [out, in] (T5 has no biases), over any leading dims;
+ * with `activation`, the activation is applied inside the same matmul kernel.
+ */
+export function linear(x: tf.Tensor, weight: tf.Tensor, activation?: 'relu'): tf.Tensor {
   const inDim = x.shape[x.shape.length - 1];
-  const y = tf.matMul(tf.reshape(x, [-1, inDim]) as tf.Tensor2D, weight as tf.Tensor2D, false, true);
+  const a = tf.reshape(x, [-1, inDim]) as tf.Tensor2D;
+  const y = activation
+    ? tf.fused.matMul({ a, b: weight as tf.Tensor2D, transposeB: true, activation })
+    : tf.matMul(a, weight as tf.Tensor2D, false, true);
   return tf.reshape(y, [...x.shape.slice(0, -1), weight.shape[0]]);
 }
 
@@ -57,6 +63,6 @@ export function geluNew(x: tf.Tensor): tf.Tensor {
 export function feedForward(w: WeightGetter, prefix: string, x: tf.Tensor, config: T5Config): tf.Tensor {
   const hidden = config.feed_forward_proj === 'gated-gelu'
     ? tf.mul(geluNew(linear(x, w(`${prefix}.wi_0.weight`))), linear(x, w(`${prefix}.wi_1.weight`)))
-    : tf.relu(linear(x, w(`${prefix}.wi.weight`)));
+    : linear(x, w(`${prefix}.wi.weight`), 'relu');
   return linear(hidden, w(`${prefix}.wo.weight`));
 }
