@@ -1,0 +1,93 @@
+/**
+ * The CRAB experiment runner from one command:
+ *
+ *   npm run crab -- --config configs/crab/quick.json [--out results/<name>] [--backend wasm]
+ *
+ * Builds (or reuses) the CRAB splits, starts the real coordinator on 127.0.0.1 (ephemeral port,
+ * temp data folder), runs every method × shots × store × seed of the config with headless
+ * clients over HTTP, and writes results/<name>/{results.json, results.md, em-vs-*.svg}.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { initBackend, parseBackendName } from '../src/model/backend';
+import { summarize, reportFiles, type CrabResults } from '../src/crab/report';
+import { CrabRunner, type ExperimentResult } from '../src/crab/runner';
+import { parseRunnerConfig, type RunnerConfig } from '../src/crab/runner-config';
+import { bundleLoader, loadCrabData, startCoordinator, writeOutputs } from '../src/crab/runner-node';
+import { formatDuration, formatProgress } from '../src/crab/runner-progress';
+
+const HELP = `usage: npm run crab -- --config FILE [--out DIR] [--backend cpu|wasm|webgpu]
+
+  --config FILE   runner config (configs/crab/quick.json, quick-pretrained.json, paper.json)
+  --out DIR       output folder (default results/<config name>)
+  --backend NAME  override the config's TF.js backend
+`;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { config: { type: 'string' }, out: { type: 'string' }, backend: { type: 'string' }, help: { type: 'boolean' } } });
+  if (values.help || !values.config) {
+    process.stdout.write(HELP);
+    process.exit(values.help ? 0 : 2);
+  }
+  const parsed = parseRunnerConfig(JSON.parse(readFileSync(values.config, 'utf8')));
+  const config: RunnerConfig = values.backend ? { ...parsed, backend: parseBackendName(values.backend) as RunnerConfig['backend'] } : parsed;
+  const outDir = resolve(values.out ?? `results/${config.name}`);
+  const tty = process.stderr.isTTY;
+  const clear = () => (tty ? '\r\x1b[K' : '');
+  const log = (line: string) => process.stderr.write(`${clear()}${line}\n`);
+
+  const backend = await initBackend(config.backend);
+  log(`backend ${backend.name}${backend.detail ? ` (${backend.detail})` : ''}${backend.fallbackReason ? `; fallback: ${backend.fallbackReason}` : ''}`);
+  const data = await loadCrabData(config, log);
+  const coordinator = await startCoordinator();
+  log(`coordinator at ${coordinator.url}`);
+
+  const startedAt = new Date();
+  const experiments: ExperimentResult[] = [];
+  const resultsOf = (): CrabResults => ({
+    format: 'crab-results/1',
+    name: config.name,
+    config,
+    backend: backend.name,
+    startedAt: startedAt.toISOString(),
+    seconds: (Date.now() - startedAt.getTime()) / 1000,
+    data: { cache: config.data.cache, manifest: data.manifest },
+    experiments,
+    summary: summarize(experiments),
+  });
+  let lastDraw = 0;
+  const runner = new CrabRunner(config, {
+    data,
+    loadBundle: bundleLoader(config),
+    coordinatorUrl: coordinator.url,
+    log,
+    onProgress: (p) => {
+      const now = Date.now();
+      // A redrawn line on a terminal; one line every 10 s in a log file.
+      if (now - lastDraw < (tty ? 200 : 10_000) && p.done < p.total) return;
+      lastDraw = now;
+      const line = formatProgress(p, (now - startedAt.getTime()) / 1000, 24);
+      process.stderr.write(tty ? `${clear()}${line.slice(0, (process.stderr.columns ?? 120) - 1)}` : `${line}\n`);
+    },
+    onExperiment: (e) => {
+      experiments.push(e);
+      writeOutputs(outDir, reportFiles(resultsOf())); // partial results survive an interrupted run
+    },
+  });
+  log(`${runner.experiments.length} experiments: ${config.methods.join(', ')} × ${config.shots.join('/')} shots × ${config.seeds.length} seed(s)${config.storeAblation ? ` + store ablation (${config.storeAblation.stores.join(', ')})` : ''}`);
+  try {
+    await runner.run();
+  } finally {
+    await coordinator.close();
+  }
+  const results = resultsOf();
+  const paths = writeOutputs(outDir, reportFiles(results));
+  log(`done in ${formatDuration(results.seconds)}; wrote ${paths.join(', ')}`);
+  process.stdout.write(reportFiles(results)[1].text);
+}
+
+main().catch((e) => {
+  process.stderr.write(`\ncrab: ${(e as Error).stack ?? e}\n`);
+  process.exit(1);
+});
