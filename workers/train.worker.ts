@@ -17,6 +17,7 @@ import { MAX_PASSAGES_PER_REQUEST, type RoundInfo, type SessionInfo } from '../s
 import type { BackendName, BackendReport } from '../src/model/backend';
 import { ExactVectorIndex } from '../src/retrieval/vector-index';
 import { BrowserStore, KV } from '../src/platform/browser/idb-store';
+import { globalVersionBytes } from '../src/platform/browser/session-bundle';
 import { buildBundle, startBackend, type SessionAccess } from './runtime';
 import type { RoundRecord, StoredCredentials, TrainWorkerEvent, AskResult, RetrievalScope } from '../src/ui/worker-protocol';
 
@@ -26,7 +27,12 @@ let credentials: StoredCredentials | undefined;
 let session: SessionInfo | undefined;
 let bundle: ModelBundle | undefined;
 let federated: FederatedCoragClient | undefined;
-let running: AbortController | undefined;
+let following: AbortController | undefined;
+/** Set while the user takes part in rounds: the QA pairs to train on. */
+let trainingPairs: QAPair[] | null = null;
+let currentRound: RoundInfo | null = null;
+/** Rounds this tab has trained in (or started to): one update per round, never a second. */
+const attempted = new Set<number>();
 let emit: (e: TrainWorkerEvent) => void = () => undefined;
 
 let queue: Promise<unknown> = Promise.resolve();
@@ -72,9 +78,14 @@ function trainingScope(): RetrievalScope {
   return v === 'yours' || v === 'both' ? v : 'shared';
 }
 
-async function participate(round: RoundInfo, qaPairs: QAPair[], signal: AbortSignal): Promise<void> {
-  if (!round.participants.includes(credentials!.clientId) || round.state !== 'open') return;
+async function participate(round: RoundInfo, signal: AbortSignal): Promise<void> {
+  currentRound = round;
+  const qaPairs = trainingPairs;
+  if (!qaPairs || !round.participants.includes(credentials!.clientId) || round.state !== 'open' || attempted.has(round.round)) return;
+  attempted.add(round.round);
   await exclusive(async () => {
+    // Download (with progress) into the cache first; participate() then reads it from there.
+    await fetchVersion(round.baseVersion);
     const source = await sourceFor(trainingScope());
     federated = await FederatedCoragClient.resume(server(), credentials!, {
       bundle: bundle!,
@@ -83,7 +94,6 @@ async function participate(round: RoundInfo, qaPairs: QAPair[], signal: AbortSig
       cache: (await openStore()).modelCache(),
       onEvent: (e) => {
         if (e.type === 'training') emit({ type: 'training', round: e.round, progress: e.progress });
-        else if (e.type === 'downloading') emit({ type: 'model', version: e.version, cached: e.cached, loaded: 0 });
         else if (e.type === 'uploaded') emit({ type: 'uploaded', round: e.round, bytes: e.bytes, numExamples: e.numExamples });
         else if (e.type === 'upload-refused') emit({ type: 'upload-refused', round: e.round, message: e.message, code: e.code });
       },
@@ -93,14 +103,21 @@ async function participate(round: RoundInfo, qaPairs: QAPair[], signal: AbortSig
   });
 }
 
-async function evaluateVersion(round: RoundInfo, qaPairs: QAPair[]): Promise<void> {
+/** Global version bytes from the IndexedDB cache, else downloaded with progress events. */
+async function fetchVersion(version: number): Promise<Uint8Array> {
+  const { bytes, cached } = await globalVersionBytes(access!.appBase, access!, version, (await openStore()).modelCache(), (loaded, total) => emit({ type: 'model', version, cached: false, loaded, total }));
+  emit({ type: 'model', version, cached, loaded: bytes.byteLength, total: bytes.byteLength, ready: true });
+  return bytes;
+}
+
+async function evaluateVersion(round: RoundInfo): Promise<void> {
+  currentRound = round;
+  const qaPairs = trainingPairs ?? [];
   if (round.state !== 'closed' || round.resultVersion === null) return;
   const version = round.resultVersion;
   await exclusive(async () => {
     const st = await openStore();
-    const { globalVersionBytes } = await import('../src/platform/browser/session-bundle');
-    const { bytes } = await globalVersionBytes(access!.appBase, access!, version, st.modelCache(), (loaded, total) => emit({ type: 'model', version, cached: false, loaded, total }));
-    bundle!.applyGlobal(bytes, version);
+    bundle!.applyGlobal(await fetchVersion(version), version);
     const k = Number(round.config.passagesPerQuestion ?? 5);
     const sample = qaPairs.slice(0, 16);
     const result = sample.length ? await evaluate(bundle!, sample, await sourceFor(trainingScope()), { k, maxNewTokens: 16 }) : undefined;
@@ -111,18 +128,26 @@ async function evaluateVersion(round: RoundInfo, qaPairs: QAPair[]): Promise<voi
   });
 }
 
+/** A round's work failed (typically the connection, mid-upload): say so; stored data is untouched. */
+function reportFailure(e: unknown): void {
+  const message = e instanceof CoragHttpError ? e.message : `lost the connection to the coordinator during this round (${(e as Error).message}); the update was not sent — the coordinator only ever receives whole updates. Nothing stored in this tab is lost.`;
+  emit({ type: 'connection', online: false, message });
+}
+
 /** Follows the session until stopped; reconnects after a lost connection (the hello snapshot catches up). */
-async function follow(qaPairs: QAPair[], signal: AbortSignal): Promise<void> {
+async function follow(signal: AbortSignal): Promise<void> {
   while (!signal.aborted) {
     try {
       for await (const event of client().events(access!.sessionId, signal)) {
         emit({ type: 'server', event });
+        // Model work queues behind `exclusive`; the event loop keeps reading so the page stays live.
         if (event.type === 'hello') {
           session = event.session;
+          currentRound = event.session.round;
           emit({ type: 'connection', online: true });
-          if (event.session.round) await participate(event.session.round, qaPairs, signal);
-        } else if (event.type === 'round-opened') await participate(event.round, qaPairs, signal);
-        else if (event.type === 'round-closed') await evaluateVersion(event.round, qaPairs);
+          if (event.session.round) void participate(event.session.round, signal).catch(reportFailure);
+        } else if (event.type === 'round-opened') void participate(event.round, signal).catch(reportFailure);
+        else if (event.type === 'round-closed') void evaluateVersion(event.round).catch(reportFailure);
       }
     } catch (e) {
       if (signal.aborted) return;
@@ -160,20 +185,26 @@ const api = {
     bundle?.dispose();
     bundle = next;
     emit({ type: 'model', version, cached: true, loaded: 1, total: 1, ready: true });
+    following?.abort();
+    following = new AbortController();
+    void follow(following.signal);
     return { credentials, session };
   },
 
-  /** Takes part in every round this client is selected for, training on `qaPairs`. */
+  /**
+   * Takes part in every round this client is selected for, training on `qaPairs` (also the round
+   * open right now, when it selected this client).
+   */
   start(qaPairs: QAPair[]): void {
-    if (!bundle) throw new Error('join a session first');
-    running?.abort();
-    running = new AbortController();
-    void follow(qaPairs, running.signal);
+    if (!bundle || !following) throw new Error('join a session first');
+    if (qaPairs.length === 0) throw new Error('load training questions first');
+    trainingPairs = qaPairs;
+    if (currentRound?.state === 'open') void participate(currentRound, following.signal).catch(reportFailure);
   },
 
+  /** Stops taking part from the next round on (a round in training finishes and uploads). */
   stop(): void {
-    running?.abort(new Error('stopped by the user'));
-    running = undefined;
+    trainingPairs = null;
   },
 
   /** Sends passages with their stored embeddings to the collaborative store; returns their store ids. */

@@ -181,4 +181,6 @@ export const KV = {
   history: 'history',
   /** Last loss curve of the current round (survives a reload mid-training). */
   lossCurve: 'lossCurve',
+  /** The user chose to take part in rounds (a reload resumes taking part). */
+  participating: 'participating',
 } as const;

@@ -1,0 +1,204 @@
+/**
+ * The CoRAG web app: one tab = one CoRAG participant. The page renders and handles input; model
+ * work runs in two workers (embedding, training/QA) reached through comlink; what must survive a
+ * reload lives in IndexedDB. Hash routes: #/join, #/passages, #/train, #/ask, #/dashboard.
+ */
+import * as Comlink from 'comlink';
+import type { EmbedWorkerApi } from '../../workers/embed.worker';
+import type { TrainWorkerApi } from '../../workers/train.worker';
+import { parseBackendName, type BackendName, type BackendReport } from '../model/backend';
+import { BrowserStore, KV } from '../platform/browser/idb-store';
+import { errorText, type AppContext, type View } from './context';
+import { h, replace } from './dom';
+import { formatBytes } from './ingest';
+import { Store } from './state';
+import { askView } from './views/ask';
+import { dashboardView } from './views/dashboard';
+import { joinView } from './views/join';
+import { passagesView } from './views/passages';
+import { trainView } from './views/train';
+import type { QAPair } from '../corag/local-training';
+import type { RoundRecord, StoredCredentials, TrainWorkerEvent } from './worker-protocol';
+import './styles.css';
+
+const ROUTES: Record<string, { title: string; make: (ctx: AppContext) => View }> = {
+  join: { title: 'Join', make: joinView },
+  passages: { title: 'Passages', make: passagesView },
+  train: { title: 'Training', make: trainView },
+  ask: { title: 'Ask', make: askView },
+  dashboard: { title: 'Dashboard', make: dashboardView },
+};
+
+function backendPreference(): BackendName[] {
+  const forced = new URLSearchParams(location.search).get('backend');
+  return forced ? [parseBackendName(forced)] : ['webgpu', 'wasm', 'cpu'];
+}
+
+function handleWorkerEvent(store: Store, e: TrainWorkerEvent): void {
+  switch (e.type) {
+    case 'server': {
+      const ev = e.event;
+      store.update((s) => {
+        if (ev.type === 'hello') {
+          s.session = ev.session;
+          s.round = ev.session.round;
+        } else if (ev.type === 'round-opened') {
+          s.round = ev.round;
+        } else if (ev.type === 'update-accepted') {
+          if (s.round && s.round.round === ev.round) s.round = { ...s.round, accepted: ev.accepted };
+        } else if (ev.type === 'round-closed') {
+          s.round = ev.round;
+          if (s.session && ev.round.resultVersion !== null) s.session = { ...s.session, currentVersion: ev.round.resultVersion };
+        } else if (ev.type === 'passages-changed') {
+          if (s.session) s.session = { ...s.session, passages: ev.total };
+        }
+      });
+      return;
+    }
+    case 'connection':
+      store.update((s) => {
+        s.online = e.online;
+        s.connectionMessage = e.message;
+      });
+      if (e.message) store.notify('error', e.message);
+      return;
+    case 'model':
+      store.update((s) => {
+        s.model = { version: e.version, loaded: e.loaded, total: e.total, ready: !!e.ready || (s.model?.ready ?? false) };
+      });
+      return;
+    case 'round-training':
+      store.update((s) => {
+        s.training = { round: e.round };
+        s.loss = [];
+      });
+      return;
+    case 'training':
+      store.update((s) => {
+        s.training = { round: e.round, progress: e.progress };
+        s.loss = [...s.loss, { step: e.progress.step, loss: e.progress.loss }];
+      });
+      return;
+    case 'uploaded':
+      store.update((s) => {
+        s.uploads = [...s.uploads, { round: e.round, status: 'uploaded', detail: `${formatBytes(e.bytes)}, ${e.numExamples} examples` }];
+      });
+      store.notify('ok', `Round ${e.round}: update sent.`);
+      return;
+    case 'upload-refused':
+      store.update((s) => {
+        s.uploads = [...s.uploads, { round: e.round, status: 'refused', detail: e.message }];
+      });
+      store.notify('error', `Round ${e.round}: the coordinator refused the update — ${e.message}`);
+      return;
+    case 'evaluated':
+      store.update((s) => {
+        s.history = [...s.history.filter((r) => r.round !== e.record.round), e.record].sort((a, b) => a.round - b.round);
+      });
+      return;
+  }
+}
+
+function backendBanner(reports: readonly BackendReport[]): HTMLElement {
+  const r = reports[0];
+  if (r.name === 'webgpu') return h('div', { class: 'banner ok', id: 'backend-banner', role: 'status' }, h('strong', {}, 'WebGPU'), ` — ${r.detail}`);
+  const why = r.fallbackReason ? ` WebGPU is not available: ${r.fallbackReason}.` : ' (backend chosen by the ?backend= parameter).';
+  return h('div', { class: 'banner warn', id: 'backend-banner', role: 'status' },
+    h('strong', {}, r.name === 'wasm' ? 'WebAssembly' : 'CPU'), ` — ${r.detail}.${why} Everything works, more slowly.`);
+}
+
+async function main(): Promise<void> {
+  const appBase = location.origin + location.pathname.replace(/[^/]*$/, '');
+  const store = new Store();
+  const db = await BrowserStore.open();
+  const embed = Comlink.wrap<EmbedWorkerApi>(new Worker(new URL('../../workers/embed.worker.ts', import.meta.url), { type: 'module', name: 'embed' }));
+  const train = Comlink.wrap<TrainWorkerApi>(new Worker(new URL('../../workers/train.worker.ts', import.meta.url), { type: 'module', name: 'train' }));
+
+  const ctx: AppContext = {
+    store, db, embed, train, appBase,
+    async connect(joinCode, name) {
+      const { credentials, session } = await train.connect(appBase, joinCode, name);
+      store.update((s) => {
+        s.credentials = credentials;
+        s.session = session;
+        s.round = session.round;
+      });
+      await embed.load({ appBase, sessionId: credentials.sessionId, token: credentials.token }, session, session.currentVersion!);
+      const history = (await db.get<RoundRecord[]>(KV.history)) ?? [];
+      store.update((s) => { s.history = history; });
+      // Taking part survives a reload: rejoin the open round (retraining from its base) or wait for the next.
+      const qa = await db.get<{ pairs: QAPair[] }>(KV.qaPairs);
+      if ((await db.get<boolean>(KV.participating)) && qa?.pairs.length) {
+        await train.start(qa.pairs);
+        store.update((s) => { s.participating = true; });
+      }
+    },
+    async leave() {
+      await train.stop();
+      await db.delete(KV.credentials);
+      location.hash = '#/join';
+      location.reload();
+    },
+  };
+
+  // ----- shell
+  const nav = h('nav', { 'aria-label': 'Sections' }, ...Object.entries(ROUTES).map(([key, r]) => h('a', { href: `#/${key}`, 'data-route': key }, r.title)));
+  const status = h('span', { class: 'status', id: 'connection', 'aria-live': 'polite' });
+  const bannerSlot = h('div', { id: 'banner-slot' }, h('div', { class: 'banner', role: 'status' }, 'Starting the model backend…'));
+  const notices = h('div', { class: 'notices', id: 'notices', role: 'log', 'aria-live': 'assertive' });
+  const main = h('main', { id: 'view' });
+  document.body.replaceChildren(
+    h('header', { class: 'top' }, h('a', { class: 'brand', href: '#/join' }, 'CoRAG', h('span', {}, ' collaborative QA')), nav, status),
+    bannerSlot, notices, main,
+    h('footer', {}, 'Your passages and questions stay in this browser unless you contribute them. Demo data: SQuAD (CC BY-SA 4.0).'));
+
+  let current: { key: string; view: View } | undefined;
+  const route = () => {
+    const key = location.hash.replace(/^#\/?/, '') || (store.state.credentials ? 'passages' : 'join');
+    const r = ROUTES[key] ?? ROUTES.join;
+    const k = ROUTES[key] ? key : 'join';
+    if (current?.key === k) return;
+    current?.view.dispose?.();
+    current = { key: k, view: r.make(ctx) };
+    replace(main, current.view.root);
+    document.title = `${r.title} · CoRAG`;
+    for (const a of nav.querySelectorAll('a')) a.toggleAttribute('aria-current', a.getAttribute('data-route') === k);
+    current.view.update();
+  };
+  window.addEventListener('hashchange', route);
+
+  store.subscribe((s) => {
+    status.className = `status ${s.session ? (s.online ? 'online' : 'offline') : ''}`;
+    status.textContent = s.session ? `${s.session.config.name} · ${s.online ? 'connected' : 'offline'}${s.model ? ` · model v${s.model.version}${s.model.ready ? '' : ' (loading)'}` : ''}` : 'not joined';
+    replace(notices, ...s.notices.map((n) => h('div', { class: `notice ${n.kind}`, role: n.kind === 'error' ? 'alert' : 'status' },
+      h('span', {}, n.text), h('button', { type: 'button', class: 'close', 'aria-label': 'Dismiss', onclick: () => store.dismiss(n.id) }, '×'))));
+    current?.view.update();
+  });
+  route();
+
+  // ----- backend, then resume a stored session (a reload keeps identity, passages and cached model)
+  try {
+    const preference = backendPreference();
+    const reports = await Promise.all([train.init(preference, Comlink.proxy((e: TrainWorkerEvent) => handleWorkerEvent(store, e))), embed.init(preference)]);
+    store.update((s) => { s.backend = reports[0]; });
+    replace(bannerSlot, backendBanner(reports));
+  } catch (e) {
+    replace(bannerSlot, h('div', { class: 'banner error', role: 'alert' }, `No model backend could start: ${errorText(e)}`));
+    return;
+  }
+  const stored = await db.get<StoredCredentials>(KV.credentials);
+  const linkCode = new URLSearchParams(location.search).get('join');
+  if (stored && (!linkCode || linkCode === stored.joinCode)) {
+    try {
+      await ctx.connect(undefined, stored.name);
+      store.notify('info', `Welcome back, ${stored.name || stored.clientId}: rejoined “${store.state.session?.config.name}”.`);
+    } catch (e) {
+      store.notify('error', `Could not rejoin the stored session: ${errorText(e)}`);
+    }
+  }
+  (window as unknown as { __coragReady: boolean }).__coragReady = true;
+}
+
+main().catch((e: unknown) => {
+  document.body.textContent = `CoRAG could not start: ${errorText(e)}`;
+});

@@ -1,0 +1,70 @@
+/**
+ * The page's state in one place, with change notification. Views render from it; the worker
+ * events and user actions update it. Everything durable also lives in IndexedDB (BrowserStore):
+ * this object is only what the page shows now.
+ */
+import type { TrainProgress } from '../corag/local-training';
+import type { RoundInfo, SessionInfo } from '../federated/protocol';
+import type { BackendReport } from '../model/backend';
+import type { RoundRecord, StoredCredentials } from './worker-protocol';
+
+export type Notice = { readonly id: number; readonly kind: 'error' | 'info' | 'ok'; readonly text: string };
+
+export interface AppState {
+  backend?: BackendReport;
+  credentials?: StoredCredentials;
+  session?: SessionInfo;
+  round?: RoundInfo | null;
+  online: boolean;
+  connectionMessage?: string;
+  model?: { version: number; loaded: number; total?: number; ready: boolean };
+  participating: boolean;
+  qaCount: number;
+  /** Current round's loss per step. */
+  loss: Array<{ step: number; loss: number }>;
+  training?: { round: number; progress?: TrainProgress };
+  uploads: Array<{ round: number; status: 'uploaded' | 'refused'; detail: string }>;
+  history: RoundRecord[];
+  passages: number;
+  notices: Notice[];
+}
+
+type Listener = (state: AppState) => void;
+
+export class Store {
+  readonly state: AppState = { online: false, participating: false, qaCount: 0, loss: [], uploads: [], history: [], passages: 0, notices: [] };
+  private readonly listeners = new Set<Listener>();
+  private nextNotice = 1;
+  private scheduled = false;
+
+  update(change: (s: AppState) => void): void {
+    change(this.state);
+    // Coalesce bursts (training progress, embedding batches) into one render per frame.
+    if (this.scheduled) return;
+    this.scheduled = true;
+    requestAnimationFrame(() => {
+      this.scheduled = false;
+      for (const l of this.listeners) l(this.state);
+    });
+  }
+
+  subscribe(listener: Listener): () => void {
+    this.listeners.add(listener);
+    listener(this.state);
+    return () => this.listeners.delete(listener);
+  }
+
+  notify(kind: Notice['kind'], text: string): void {
+    const id = this.nextNotice++;
+    this.update((s) => {
+      s.notices = [...s.notices.slice(-4), { id, kind, text }];
+    });
+    if (kind !== 'error') setTimeout(() => this.dismiss(id), 8000);
+  }
+
+  dismiss(id: number): void {
+    this.update((s) => {
+      s.notices = s.notices.filter((n) => n.id !== id);
+    });
+  }
+}

@@ -1,0 +1,60 @@
+/** Join page: a join code (from the link) and a display name; then the model download. */
+import { formatBytes } from '../ingest';
+import { h, progressBar, replace } from '../dom';
+import { errorText, type AppContext, type View } from '../context';
+
+export function joinView(ctx: AppContext): View {
+  const params = new URLSearchParams(location.search);
+  const code = h('input', { id: 'join-code', name: 'code', required: true, autocomplete: 'off', spellcheck: 'false', value: params.get('join') ?? '', placeholder: 'e.g. K7Q2-9XHD' });
+  const name = h('input', { id: 'join-name', name: 'name', maxlength: 64, value: params.get('name') ?? '', placeholder: 'optional, shown to the session owner' });
+  const button = h('button', { type: 'submit', class: 'primary' }, 'Join session');
+  const form = h('form', { class: 'card stack', 'aria-labelledby': 'join-title' },
+    h('h2', { id: 'join-title' }, 'Join a session'),
+    h('p', { class: 'muted' }, 'Open the join link you were given, or paste its code. Your tab becomes one participant: it trains on your questions, never shares your private passages, and sends only weight updates.'),
+    h('label', { for: 'join-code' }, 'Join code'), code,
+    h('label', { for: 'join-name' }, 'Your name'), name,
+    h('div', { class: 'row' }, button),
+  );
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    button.disabled = true;
+    button.textContent = 'Joining…';
+    try {
+      await ctx.connect(code.value.trim(), name.value.trim());
+      location.hash = '#/passages';
+    } catch (e) {
+      ctx.store.notify('error', `Could not join: ${errorText(e)}`);
+    } finally {
+      button.disabled = false;
+      button.textContent = 'Join session';
+    }
+  });
+
+  const download = progressBar('Model download');
+  const joined = h('section', { class: 'card stack', 'aria-labelledby': 'joined-title' });
+  const root = h('div', { class: 'page narrow' }, form, joined);
+
+  return {
+    root,
+    update() {
+      const s = ctx.store.state;
+      form.hidden = !!s.credentials && !!s.session;
+      joined.hidden = !s.session;
+      if (!s.session || !s.credentials) return;
+      const m = s.model;
+      if (m) download.set(m.ready ? 1 : m.total ? m.loaded / m.total : 0, m.ready ? `version ${m.version} ready` : `downloading version ${m.version}: ${formatBytes(m.loaded)}${m.total ? ` of ${formatBytes(m.total)}` : ''}`);
+      const leave = h('button', { type: 'button', class: 'ghost', onclick: () => void ctx.leave() }, 'Leave session');
+      replace(joined,
+        h('h2', { id: 'joined-title' }, `Joined “${s.session.config.name}”`),
+        h('dl', { class: 'facts' },
+          h('dt', {}, 'You'), h('dd', {}, s.credentials.name || s.credentials.clientId),
+          h('dt', {}, 'Client id'), h('dd', {}, h('code', {}, s.credentials.clientId)),
+          h('dt', {}, 'Reader'), h('dd', {}, s.session.config.models.reader),
+          h('dt', {}, 'Retriever'), h('dd', {}, s.session.config.models.passageEncoder),
+        ),
+        download.root,
+        h('div', { class: 'row' }, h('a', { class: 'button primary', href: '#/passages' }, 'Add passages →'), h('a', { class: 'button', href: '#/train' }, 'Training'), leave),
+      );
+    },
+  };
+}
