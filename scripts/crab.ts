@@ -8,24 +8,38 @@
  * clients over HTTP, and writes results/<name>/{results.json, results.md, em-vs-*.svg}.
  */
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { initBackend, parseBackendName } from '../src/model/backend';
-import { summarize, reportFiles, type CrabResults } from '../src/crab/report';
+import { markdownReport, reportFiles, summarize, type CrabResults } from '../src/crab/report';
 import { CrabRunner, type ExperimentResult } from '../src/crab/runner';
 import { parseRunnerConfig, type RunnerConfig } from '../src/crab/runner-config';
 import { bundleLoader, loadCrabData, startCoordinator, writeOutputs } from '../src/crab/runner-node';
 import { formatDuration, formatProgress } from '../src/crab/runner-progress';
 
 const HELP = `usage: npm run crab -- --config FILE [--out DIR] [--backend cpu|wasm|webgpu]
+       npm run crab -- --rerender results/<run>/results.json   (tables and plots again, no training)
 
   --config FILE   runner config (configs/crab/quick.json, quick-pretrained.json, paper.json)
   --out DIR       output folder (default results/<config name>)
   --backend NAME  override the config's TF.js backend
+  --rerender FILE rewrite results.md and the plots beside FILE from its experiments
 `;
 
+/** Recomputes the summary, tables and plots of a finished (or interrupted) run from its results.json. */
+function rerender(file: string): void {
+  const saved = JSON.parse(readFileSync(file, 'utf8')) as CrabResults;
+  const results: CrabResults = { ...saved, config: parseRunnerConfig(saved.config), summary: summarize(saved.experiments) };
+  const paths = writeOutputs(dirname(resolve(file)), reportFiles(results));
+  process.stderr.write(`wrote ${paths.join(', ')}\n`);
+  process.stdout.write(markdownReport(results));
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { config: { type: 'string' }, out: { type: 'string' }, backend: { type: 'string' }, help: { type: 'boolean' } } });
+  const { values } = parseArgs({
+    options: { config: { type: 'string' }, out: { type: 'string' }, backend: { type: 'string' }, rerender: { type: 'string' }, help: { type: 'boolean' } },
+  });
+  if (values.rerender) return rerender(values.rerender);
   if (values.help || !values.config) {
     process.stdout.write(HELP);
     process.exit(values.help ? 0 : 2);
@@ -84,7 +98,7 @@ async function main(): Promise<void> {
   const results = resultsOf();
   const paths = writeOutputs(outDir, reportFiles(results));
   log(`done in ${formatDuration(results.seconds)}; wrote ${paths.join(', ')}`);
-  process.stdout.write(reportFiles(results)[1].text);
+  process.stdout.write(markdownReport(results));
 }
 
 main().catch((e) => {

@@ -60,8 +60,10 @@ export function lineChartSvg(chart: LineChart): string {
   const xMax = xTicks[xTicks.length - 1] ?? 1;
   const px = (x: number) => {
     if (chart.categoricalX) {
+      // Categories sit inside the axis, not on its ends.
       const i = xTicks.indexOf(x);
-      return M.left + (xTicks.length > 1 ? (i / (xTicks.length - 1)) * plotW : plotW / 2);
+      const pad = 24;
+      return M.left + pad + (xTicks.length > 1 ? (i / (xTicks.length - 1)) * (plotW - 2 * pad) : (plotW - 2 * pad) / 2);
     }
     return M.left + (xMax > xMin ? ((x - xMin) / (xMax - xMin)) * plotW : plotW / 2);
   };

@@ -29,6 +29,8 @@ export interface SummaryRow {
   readonly bestRounds: readonly number[];
   /** Mean over seeds of each round's EM (round 0 first): the EM-vs-round curve. */
   readonly exactMatchByRound: readonly number[];
+  /** Mean over seeds of each round's training loss (null for round 0). */
+  readonly trainLossByRound: readonly (number | null)[];
 }
 
 export interface CrabResults {
@@ -70,6 +72,7 @@ export function summarize(experiments: readonly ExperimentResult[]): SummaryRow[
       roundZeroF1: stat(g.map((e) => e.rounds[0].f1)),
       bestRounds: g.map((e) => e.best.round),
       exactMatchByRound: Array.from({ length: rounds }, (_, r) => stat(g.map((e) => e.rounds[r].exactMatch)).mean),
+      trainLossByRound: Array.from({ length: rounds }, (_, r) => (r === 0 ? null : stat(g.map((e) => e.rounds[r].trainLoss ?? NaN)).mean)),
     };
   });
 }
@@ -119,10 +122,11 @@ export function learningTable(results: Pick<CrabResults, 'config' | 'summary'>):
         METHOD_LABELS[m], String(shots),
         formatStat(row.roundZeroExactMatch, n), formatStat(row.exactMatch, n), `${gain >= 0 ? '+' : ''}${(gain * 100).toFixed(1)}`,
         formatStat(row.roundZeroF1, n), formatStat(row.f1, n), row.bestRounds.join(', '),
+        row.trainLossByRound.filter((l): l is number => l !== null).map((l) => l.toFixed(2)).join(' → '),
       ]);
     }
   }
-  return table(['Method', 'Shots', 'EM round 0', 'EM best', 'Δ EM', 'F1 round 0', 'F1 best', 'best round(s)'], rows);
+  return table(['Method', 'Shots', 'EM round 0', 'EM best', 'Δ EM', 'F1 round 0', 'F1 best', 'best round(s)', 'train loss by round'], rows);
 }
 
 /** Stores × methods at the ablation's shot count (paper: Table 2). */

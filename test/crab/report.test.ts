@@ -26,12 +26,14 @@ describe('summary over seeds', () => {
     expect(corag.bestRounds).toEqual([2, 1]);
     expect(corag.exactMatchByRound.map((x) => Number(x.toFixed(12)))).toEqual([0, 0.4, 0.45]);
     expect(summary[1].exactMatch.std).toBe(0);
+    expect(corag.trainLossByRound).toEqual([null, 1, 1]);
 
     const config = parseRunnerConfig({ name: 'x', models: { reader: 'tiny', retriever: 'tiny' }, shots: [16], methods: ['rag-local', 'corag'], storeAblation: { shots: 16, stores: ['REL', 'IRR'] } });
     const md = markdownReport({ format: 'crab-results/1', name: 'x', config, backend: 'cpu', startedAt: '', seconds: 60, data: { cache: '' }, experiments: [], summary });
     expect(md).toContain('| CoRAG | 50.0 ± 14.1 |');
     expect(md).toContain('| RAG-Local | 10.0 |');
     expect(md).toContain('| CoRAG | 16 | 0.0 ± 0.0 | 50.0 ± 14.1 | +50.0 |');
+    expect(md).toContain('| 2, 1 | 1.00 → 1.00 |');
     expect(md).toMatch(/\| REL \| 50\.0 ± 14\.1 \|/);
     expect(md).toMatch(/\| IRR \| – \|/);
   });
