@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendName, BackendReport } from '../src/model/backend';
-import { benchModel, markdownTable, t5SmallWorkload, tinyWorkload, type BenchRow, type Workload } from './model-bench';
+import { benchModel, markdownTable, matmulGflops, t5SmallWorkload, tinyWorkload, type BenchRow, type Workload } from './model-bench';
 
 export type StartBackend = (name: BackendName) => Promise<BackendReport>;
 
@@ -17,6 +17,7 @@ const USAGE = `usage: npm run bench:model -- [options]
   --backends LIST   comma-separated among cpu,wasm,webgpu (default: all three; webgpu through Dawn)
   --model NAME      t5-small | tiny (default: t5-small on a hardware GPU, tiny on cpu, wasm, SwiftShader)
   --matmul N        matmul baseline size (default: 4096 on a hardware GPU, 512 otherwise)
+  --batches LIST    comma-separated questions per step, e.g. 1,4,8 (default 1); encoder tok/s at batch 1 only
   --reps N          timed repetitions per measurement, median reported (default 3)
   --out DIR         results folder (default results/); writes model-bench.md and model-bench.json`;
 
@@ -32,6 +33,7 @@ export async function runModelBench(startBackend: StartBackend, argv: string[]):
       backends: { type: 'string', default: 'cpu,wasm,webgpu' },
       model: { type: 'string' },
       matmul: { type: 'string' },
+      batches: { type: 'string', default: '1' },
       reps: { type: 'string', default: '3' },
       out: { type: 'string', default: 'results' },
       help: { type: 'boolean', default: false },
@@ -44,6 +46,8 @@ export async function runModelBench(startBackend: StartBackend, argv: string[]):
   const backends = values.backends!.split(',').map((s) => s.trim()) as BackendName[];
   const reps = Number(values.reps);
   if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps must be a positive integer, got ${values.reps}`);
+  const batches = values.batches!.split(',').map(Number);
+  if (!batches.every((b) => Number.isInteger(b) && b >= 1)) throw new Error(`--batches must be positive integers, got ${values.batches}`);
   if (values.model && values.model !== 't5-small' && values.model !== 'tiny') throw new Error(`--model must be t5-small or tiny, got ${values.model}`);
 
   const rows: BenchRow[] = [];
@@ -61,9 +65,12 @@ export async function runModelBench(startBackend: StartBackend, argv: string[]):
     const workload: Workload = values.model === 'tiny' || (!values.model && !gpu) ? tinyWorkload() : t5SmallWorkload();
     const matmulSize = values.matmul ? Number(values.matmul) : gpu ? 4096 : 512;
     console.error(`[bench] ${report.name} (${report.detail}): ${workload.model}, matmul ${matmulSize}, ${reps} reps`);
-    const row = await benchModel(workload, { backend: report.name, adapter: report.detail, matmulSize, reps });
-    rows.push(row);
-    console.error(`[bench] ${JSON.stringify(row)}`);
+    const gflops = await matmulGflops(matmulSize, reps);
+    for (const batch of batches) {
+      const row = await benchModel(workload, { backend: report.name, adapter: report.detail, matmulSize, matmulGflops: gflops, reps, batch });
+      rows.push(row);
+      console.error(`[bench] ${JSON.stringify(row)}`);
+    }
     console.error(`[bench] tensors left: ${tf.memory().numTensors}`);
   }
   const table = markdownTable(rows);

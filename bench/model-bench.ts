@@ -62,14 +62,24 @@ export interface BenchRow {
   readonly adapter: string;
   readonly model: string;
   readonly shape: string;
+  /** Questions per step: FiD encodes batch·k passages and decodes batch targets at once. */
+  readonly batch: number;
   readonly matmulSize: number;
   readonly matmulGflops: number;
-  readonly encoderTokensPerS: number;
-  readonly encoderFraction: number;
+  /** Measured at batch 1 only (the encoder batch is already k passages). */
+  readonly encoderTokensPerS?: number;
+  readonly encoderFraction?: number;
   readonly trainStepMs: number;
   readonly trainFraction: number;
+  /** Generated tokens per second over the whole batch. */
   readonly generationTokensPerS: number;
   readonly generationFraction: number;
+  /** Kernels of one train step (forward + backward + Adam). */
+  readonly trainKernels: KernelCount;
+  /** Kernels of the forward + backward alone (the model's share of the step). */
+  readonly gradientKernels: KernelCount;
+  /** Kernels of one cached decoding step (one new token for every row). */
+  readonly tokenKernels: KernelCount;
   /** Largest bytes held by live tensors during one train step (tf.profile). */
   readonly peakTrainBytes: number;
   /** tf.memory() after the run: GPU bytes the webgpu backend holds incl. its buffer pool (webgpu only). */
@@ -176,10 +186,20 @@ function randomIds(shape: [number, number], vocab: number, seed: number): tf.Ten
   return tf.tidy(() => tf.cast(tf.randomUniform(shape, 2, vocab, 'float32', seed), 'int32') as tf.Tensor2D);
 }
 
-/** Runs every measurement of `w` on the active backend. */
-export async function benchModel(w: Workload, options: { backend: string; adapter: string; matmulSize: number; reps: number }): Promise<BenchRow> {
-  const { reps } = options;
-  const gflops = await matmulGflops(options.matmulSize, reps);
+export interface BenchOptions {
+  readonly backend: string;
+  readonly adapter: string;
+  readonly matmulSize: number;
+  /** The matmul baseline of this run (matmulGflops), shared by every batch size. */
+  readonly matmulGflops: number;
+  readonly reps: number;
+  /** Questions per step (default 1). */
+  readonly batch?: number;
+}
+
+/** Runs every measurement of `w` on the active backend for one batch size. */
+export async function benchModel(w: Workload, options: BenchOptions): Promise<BenchRow> {
+  const { reps, matmulGflops: gflops, batch = 1 } = options;
   const flops = workloadFlops(w);
   const params = randomParameters(w.config);
   const model = new T5Model(w.config, (name) => {
@@ -187,69 +207,113 @@ export async function benchModel(w: Workload, options: { backend: string; adapte
     if (!p) throw new Error(`bench: no parameter ${name}`);
     return p;
   });
-  const ids = randomIds([w.passages, w.passageLength], w.config.vocab_size, 3);
+  const rows = batch * w.passages;
+  const ids = randomIds([rows, w.passageLength], w.config.vocab_size, 3);
   const mask = tf.onesLike(ids);
-  const labels = randomIds([1, w.targetLength], w.config.vocab_size, 4);
+  const labels = randomIds([batch, w.targetLength], w.config.vocab_size, 4);
   const optimizer = tf.train.adam(1e-4);
+  const variables = [...params.values()];
+  const loss = () => fidLoss(model, ids, mask, w.passages, labels);
   const trainStep = async () => {
-    const loss = optimizer.minimize(() => fidLoss(model, ids, mask, w.passages, labels), true, [...params.values()]);
-    await loss!.data();
-    loss!.dispose();
+    const value = optimizer.minimize(loss, true, variables);
+    await value!.data();
+    value!.dispose();
   };
+  const gradientsOnly = async () => {
+    const { value, grads } = tf.variableGrads(loss, variables);
+    await value.data();
+    tf.dispose([value, ...Object.values(grads)]);
+  };
+  const fraction = (flopCount: number, ms: number) => flopCount / (ms / 1000) / 1e9 / gflops;
   try {
-    const encoderMs = await median(reps, async () => {
-      const s = tf.tidy(() => {
-        const fused = fidEncode(model, ids, mask, w.passages);
-        return tf.sum(tf.slice(fused.hidden, [0, 0, 0], [1, 1, -1]));
+    let encoder: Pick<BenchRow, 'encoderTokensPerS' | 'encoderFraction'> = {};
+    if (batch === 1) {
+      const encoderMs = await median(reps, async () => {
+        const s = tf.tidy(() => {
+          const fused = fidEncode(model, ids, mask, w.passages);
+          return tf.sum(tf.slice(fused.hidden, [0, 0, 0], [1, 1, -1]));
+        });
+        await s.data();
+        s.dispose();
       });
-      await s.data();
-      s.dispose();
-    });
+      encoder = { encoderTokensPerS: (rows * w.passageLength) / (encoderMs / 1000), encoderFraction: fraction(flops.encoder, encoderMs) };
+    }
     const trainMs = await median(reps, trainStep);
+    const trainKernels = await countKernels(trainStep);
+    const gradientKernels = await countKernels(gradientsOnly);
     const generationMs = await median(reps, async () => {
       const fused = fidEncode(model, ids, mask, w.passages);
       await greedyGenerate(model, fused.hidden, fused.mask, { maxNewTokens: w.newTokens, minNewTokens: w.newTokens });
       tf.dispose([fused.hidden, fused.mask]);
     });
+    const tokenKernels = await countDecodingStep(model, ids, mask, w.passages);
     const profile = await tf.profile(trainStep);
     const memory = tf.memory() as tf.MemoryInfo & { numBytesAllocatedInGPU?: number };
-    const fraction = (flopCount: number, ms: number) => flopCount / (ms / 1000) / 1e9 / gflops;
     return {
       backend: options.backend,
       adapter: options.adapter,
       model: w.model,
       shape: `FiD k=${w.passages} × ${w.passageLength} tok, target ${w.targetLength}, generate ${w.newTokens}`,
+      batch,
       matmulSize: options.matmulSize,
       matmulGflops: gflops,
-      encoderTokensPerS: (w.passages * w.passageLength) / (encoderMs / 1000),
-      encoderFraction: fraction(flops.encoder, encoderMs),
+      ...encoder,
       trainStepMs: trainMs,
-      trainFraction: fraction(flops.trainStep, trainMs),
-      generationTokensPerS: w.newTokens / (generationMs / 1000),
-      generationFraction: fraction(flops.generation, generationMs),
+      trainFraction: fraction(batch * flops.trainStep, trainMs),
+      generationTokensPerS: (batch * w.newTokens) / (generationMs / 1000),
+      generationFraction: fraction(batch * flops.generation, generationMs),
+      trainKernels,
+      gradientKernels,
+      tokenKernels,
       peakTrainBytes: profile.peakBytes,
       ...(memory.numBytesAllocatedInGPU !== undefined && { gpuBytesAllocated: memory.numBytesAllocatedInGPU }),
     };
   } finally {
     optimizer.dispose();
-    tf.dispose([ids, mask, labels, ...params.values()]);
+    tf.dispose([ids, mask, labels, ...variables]);
+  }
+}
+
+/** Kernels of one cached greedy decoding step (the second one, so the cache is non-empty). */
+async function countDecodingStep(model: T5Model, ids: tf.Tensor, mask: tf.Tensor, passages: number): Promise<KernelCount> {
+  const fused = fidEncode(model, ids, mask, passages);
+  const cache = model.createDecoderCache(fused.hidden, fused.mask);
+  tf.dispose([fused.hidden, fused.mask]);
+  const start = tf.fill([cache.batchSize, 1], model.config.decoder_start_token_id, 'int32');
+  const step = async () => {
+    const logits = model.stepLogits(start, cache);
+    const best = tf.argMax(logits, 1);
+    await best.data();
+    tf.dispose([logits, best]);
+  };
+  try {
+    await step();
+    return await countKernels(step);
+  } finally {
+    start.dispose();
+    cache.dispose();
   }
 }
 
 const MiB = 1024 * 1024;
 
-/** The results as a markdown table (one row per backend). */
+/** The results as a markdown table (one row per backend and batch size). */
 export function markdownTable(rows: readonly BenchRow[]): string {
   const header = [
-    'backend', 'adapter', 'model / shape', 'matmul GFLOPS (n)', 'encoder tok/s (of matmul)',
-    'FiD train step ms (of matmul)', 'generate tok/s (of matmul)', 'peak train MiB', 'GPU MiB allocated',
+    'backend', 'adapter', 'model / shape', 'batch', 'matmul GFLOPS (n)', 'encoder tok/s (of matmul)',
+    'FiD train step ms (of matmul)', 'generate tok/s (of matmul)',
+    'kernels / train step: all, fwd+bwd (GPU dispatches)', 'kernels / token (GPU dispatches)',
+    'peak train MiB', 'GPU MiB allocated',
   ];
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const dispatches = (k: KernelCount) => `${k.computeKernels}${k.gpuDispatches === undefined ? '' : ` (${k.gpuDispatches})`}`;
   const lines = rows.map((r) => [
-    r.backend, r.adapter, `${r.model}; ${r.shape}`, `${r.matmulGflops.toFixed(1)} (${r.matmulSize})`,
-    `${r.encoderTokensPerS.toFixed(0)} (${pct(r.encoderFraction)})`,
+    r.backend, r.adapter, `${r.model}; ${r.shape}`, String(r.batch), `${r.matmulGflops.toFixed(1)} (${r.matmulSize})`,
+    r.encoderTokensPerS === undefined ? '–' : `${r.encoderTokensPerS.toFixed(0)} (${pct(r.encoderFraction!)})`,
     `${r.trainStepMs.toFixed(0)} (${pct(r.trainFraction)})`,
     `${r.generationTokensPerS.toFixed(1)} (${pct(r.generationFraction)})`,
+    `${dispatches(r.trainKernels)}, ${dispatches(r.gradientKernels)}`,
+    dispatches(r.tokenKernels),
     (r.peakTrainBytes / MiB).toFixed(0),
     r.gpuBytesAllocated === undefined ? '–' : (r.gpuBytesAllocated / MiB).toFixed(0),
   ]);
