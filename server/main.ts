@@ -73,7 +73,7 @@ async function main(): Promise<void> {
 
   let demo: { id: string; joinCode: string } | undefined;
   if (!values['no-demo'] && coordinator.sessionIds().length === 0) {
-    const created = createDemoSession(coordinator);
+    const created = await createDemoSession(coordinator);
     // The admin token is shown once; keep a copy only the owner can read.
     const tokenFile = resolve(dataDir, 'demo-admin-token.txt');
     if (!existsSync(tokenFile)) writeFileSync(tokenFile, `${created.adminToken}\n`, { mode: 0o600 });

@@ -101,10 +101,11 @@ function handleWorkerEvent(store: Store, e: TrainWorkerEvent): void {
 
 function backendBanner(reports: readonly BackendReport[]): HTMLElement {
   const r = reports[0];
-  if (r.name === 'webgpu') return h('div', { class: 'banner ok', id: 'backend-banner', role: 'status' }, h('strong', {}, 'WebGPU'), ` — ${r.detail}`);
-  const why = r.fallbackReason ? ` WebGPU is not available: ${r.fallbackReason}.` : ' (backend chosen by the ?backend= parameter).';
+  if (r.name === 'webgpu') return h('div', { class: 'banner ok', id: 'backend-banner', role: 'status' }, h('strong', {}, 'WebGPU'), ` on ${r.detail}. Models run on your GPU.`);
+  const name = r.name === 'wasm' ? 'WebAssembly' : 'JavaScript CPU';
+  const why = r.fallbackReason ? `WebGPU is not available here (${r.fallbackReason}).` : `Chosen with ?backend=${r.name}.`;
   return h('div', { class: 'banner warn', id: 'backend-banner', role: 'status' },
-    h('strong', {}, r.name === 'wasm' ? 'WebAssembly' : 'CPU'), ` — ${r.detail}.${why} Everything works, more slowly.`);
+    h('strong', {}, `${name} backend`), ` — ${why} Everything works, more slowly than on a GPU.`);
 }
 
 async function main(): Promise<void> {

@@ -56,12 +56,12 @@ export class StorageQuotaError extends Error {
   }
 }
 
-function isQuotaError(e: unknown): boolean {
+export function isQuotaError(e: unknown): boolean {
   const name = (e as { name?: string })?.name;
   return name === 'QuotaExceededError' || name === 'NS_ERROR_DOM_QUOTA_REACHED';
 }
 
-async function guardQuota<T>(what: string, write: () => Promise<T>): Promise<T> {
+export async function guardQuota<T>(what: string, write: () => Promise<T>): Promise<T> {
   try {
     return await write();
   } catch (e) {
