@@ -67,7 +67,11 @@ export function linePlotSvg(points: readonly Point[], options: PlotOptions): str
     parts.push(`<line class="grid" x1="${pad.left}" x2="${width - pad.right}" y1="${py}" y2="${py}"/>`);
     parts.push(`<text class="tick" x="${pad.left - 6}" y="${py}" text-anchor="end" dominant-baseline="middle">${niceNumber(v)}</text>`);
   }
-  const xTicks = xs.length ? [...new Set([xDomain[0], Math.round((xDomain[0] + xDomain[1]) / 2), xDomain[1]])] : [];
+  // Integer x (steps, rounds): every value when few, else ends and middle; otherwise ends only.
+  const integral = xs.every(Number.isInteger);
+  const span = xDomain[1] - xDomain[0];
+  const xTicks = !xs.length ? [] : integral && span <= 10 ? Array.from({ length: span + 1 }, (_, i) => xDomain[0] + i)
+    : integral ? [xDomain[0], Math.round(xDomain[0] + span / 2), xDomain[1]] : [xDomain[0], xDomain[1]];
   for (const v of xTicks) parts.push(`<text class="tick" x="${x(v).toFixed(1)}" y="${height - pad.bottom + 14}" text-anchor="middle">${niceNumber(v)}</text>`);
   parts.push(`<line class="axis" x1="${pad.left}" x2="${width - pad.right}" y1="${height - pad.bottom}" y2="${height - pad.bottom}"/>`);
   if (options.xLabel) parts.push(`<text class="label" x="${(pad.left + width - pad.right) / 2}" y="${height - 4}" text-anchor="middle">${escapeXml(options.xLabel)}</text>`);

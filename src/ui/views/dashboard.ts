@@ -59,8 +59,8 @@ export function dashboardView(ctx: AppContext): View {
       tile('passages in the store', s.session.passages, 'tile-passages'),
       tile('your passages', s.passages, 'tile-yours'));
     roundBar.set(r ? r.accepted / Math.max(1, r.participants.length) : 0, r ? `round ${r.round} ${r.state}: ${r.accepted} of ${r.participants.length} updates` : 'no round yet');
-    emChart.innerHTML = linePlotSvg(s.history.filter((x) => x.em !== undefined).map((x) => ({ x: x.round, y: x.em! })), { title: 'Exact match per round (this tab’s questions)', xLabel: 'round', yLabel: 'EM', yRange: [0, 1], dots: true, height: 200 });
-    lossChart.innerHTML = linePlotSvg(rounds.filter((x) => Number.isFinite(x.metrics.loss)).map((x) => ({ x: x.round, y: x.metrics.loss })), { title: 'Mean training loss per round (all clients)', xLabel: 'round', yLabel: 'loss', dots: true, height: 200 });
+    emChart.innerHTML = linePlotSvg(s.history.filter((x) => x.em !== undefined).map((x) => ({ x: x.round, y: x.em! })), { title: 'Exact match per round (this tab’s questions)', xLabel: 'round', yLabel: 'EM', yRange: [0, 1], dots: true, height: 220 });
+    lossChart.innerHTML = linePlotSvg(rounds.filter((x) => Number.isFinite(x.metrics.loss)).map((x) => ({ x: x.round, y: x.metrics.loss })), { title: 'Mean training loss per round (all clients)', xLabel: 'round', yLabel: 'loss', dots: true, height: 220 });
     const me = s.credentials?.clientId;
     replace(contributions, counts.length
       ? h('table', { class: 'table' }, h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Client'), h('th', { scope: 'col', class: 'num' }, 'Passages'))),

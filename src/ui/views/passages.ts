@@ -33,7 +33,11 @@ function summarize(passages: readonly StoredPassage[], sessionId: string | undef
 
 export function passagesView(ctx: AppContext): View {
   const { store, db } = ctx;
-  let busy = false;
+  // One embedding pass and one contribution pass at a time; a request during a pass runs another after it.
+  let embedding = false;
+  let embedAgain = false;
+  let contributing = false;
+  let contributeAgain = false;
   const input = h('input', { type: 'file', id: 'file-input', multiple: true, accept: SUPPORTED_EXTENSIONS.join(','), class: 'visually-hidden' });
   const defaultShare = h('select', { id: 'default-share' },
     h('option', { value: 'private' }, 'Keep private (only this tab)'),
@@ -122,41 +126,64 @@ export function passagesView(ctx: AppContext): View {
   }
 
   /** Embeds every stored passage without an embedding, in batches committed one by one. */
-  async function embedPending() {
-    if (busy || !store.state.model?.ready || !store.state.session) return;
-    busy = true;
-    const encoder = store.state.session.config.models.passageEncoder;
+  async function embedPending(): Promise<void> {
+    const session = store.state.session;
+    if (!store.state.model?.ready || !session) return;
+    if (embedding) {
+      embedAgain = true;
+      return;
+    }
+    embedding = true;
+    embedAgain = false;
     try {
-      const pending = (await db.allPassages()).filter((p) => !p.embedding || p.encoder !== encoder);
-      if (pending.length === 0) return;
-      embedBar.root.hidden = false;
-      const meter = new ProgressMeter();
-      const batch = 64;
-      for (let i = 0; i < pending.length; i += batch) {
-        const slice = pending.slice(i, i + batch);
-        const rows = await ctx.embed.embed(slice.map((p) => ({ title: p.title, text: p.text })), Comlink.proxy((done: number) => {
-          const est = meter.estimate(i + done, pending.length);
-          embedBar.set(est.fraction, `Embedding ${describeProgress(est, 'passages')}`);
-        }));
-        // Each batch is committed before the next is embedded; a full disk stops here, earlier batches kept.
-        await db.updatePassages(slice.map((p, j) => ({ id: p.id, change: { embedding: rows[j], encoder } })));
-      }
-      const est = meter.estimate(pending.length, pending.length);
-      embedBar.set(1, `Embedded ${describeProgress(est, 'passages')}`);
-      await refresh();
+      await embedOnce(session.config.models.passageEncoder);
     } catch (e) {
       store.notify('error', `Embedding stopped: ${errorText(e)}. Stored passages are kept; it resumes next time.`);
     } finally {
-      busy = false;
+      embedding = false;
     }
+    if (embedAgain) return embedPending();
     await contributePending();
   }
 
+  async function embedOnce(encoder: string): Promise<void> {
+    const pending = (await db.allPassages()).filter((p) => !p.embedding || p.encoder !== encoder);
+    if (pending.length === 0) return;
+    embedBar.root.hidden = false;
+    const meter = new ProgressMeter();
+    const batch = 64;
+    for (let i = 0; i < pending.length; i += batch) {
+      const slice = pending.slice(i, i + batch);
+      const rows = await ctx.embed.embed(slice.map((p) => ({ title: p.title, text: p.text })), Comlink.proxy((done: number) => {
+        const est = meter.estimate(i + done, pending.length);
+        embedBar.set(est.fraction, `Embedding ${describeProgress(est, 'passages')}`);
+      }));
+      // Each batch is committed before the next is embedded; a full disk stops here, earlier batches kept.
+      await db.updatePassages(slice.map((p, j) => ({ id: p.id, change: { embedding: rows[j], encoder } })));
+    }
+    embedBar.set(1, `Embedded ${describeProgress(meter.estimate(pending.length, pending.length), 'passages')}`);
+    await refresh();
+  }
+
   /** Sends embedded passages of files marked "contribute" that this session does not have yet. */
-  async function contributePending() {
+  async function contributePending(): Promise<void> {
     const s = store.state;
     if (!s.session || !s.model?.ready) return;
-    const sessionId = s.session.id;
+    if (contributing) {
+      contributeAgain = true;
+      return;
+    }
+    contributing = true;
+    contributeAgain = false;
+    try {
+      await contributeOnce(s.session.id);
+    } finally {
+      contributing = false;
+    }
+    if (contributeAgain) return contributePending();
+  }
+
+  async function contributeOnce(sessionId: string): Promise<void> {
     const pending = (await db.allPassages()).filter((p) => p.share === 'contribute' && p.embedding && p.contributedAs?.sessionId !== sessionId);
     if (pending.length === 0) return;
     try {

@@ -102,13 +102,13 @@ export function trainView(ctx: AppContext): View {
           h('dl', { class: 'facts' },
             h('dt', {}, 'Global version'), h('dd', {}, r.resultVersion !== null ? `${r.baseVersion} → ${r.resultVersion}` : `${r.baseVersion}`),
             h('dt', {}, 'Updates'), h('dd', {}, `${r.accepted} of ${r.participants.length}`),
-            h('dt', {}, 'This tab'), h('dd', {}, selected ? (s.participating ? 'selected — training' : 'selected — press “Take part”') : 'not selected in this round'),
+            h('dt', {}, 'This tab'), h('dd', {}, r.state !== 'open' ? (selected ? 'was selected' : 'was not selected') : selected ? (s.participating ? 'selected — training' : 'selected — press “Take part”') : 'not selected in this round'),
             deadline !== undefined ? h('dt', {}, 'Deadline') : null, deadline !== undefined ? h('dd', {}, `in ${formatDuration(deadline)}`) : null));
       }
       const t = s.training;
       const p = t?.progress;
       stepBar.set(p ? p.step / p.total : 0, p ? `round ${t!.round}: step ${p.step} / ${p.total} · loss ${p.loss.toFixed(3)} · ${p.examplesPerSecond.toFixed(1)} examples/s · ${formatDuration(p.etaSeconds)} left` : 'idle');
-      chart.innerHTML = linePlotSvg(s.loss.map((l) => ({ x: l.step, y: l.loss })), { title: `Training loss per step${t ? ` (round ${t.round})` : ''}`, xLabel: 'step', yLabel: 'loss', height: 220 });
+      chart.innerHTML = linePlotSvg(s.loss.map((l) => ({ x: l.step, y: l.loss })), { title: `Training loss per step${t ? ` (round ${t.round})` : ''}`, xLabel: 'step', yLabel: 'loss', width: 960, height: 240, dots: s.loss.length <= 30 });
       replace(uploads, ...(s.uploads.length ? s.uploads.slice().reverse().map((u) => h('li', { class: u.status }, h('strong', {}, `Round ${u.round}: `), u.status === 'uploaded' ? `update sent (${u.detail})` : `refused — ${u.detail}`)) : [h('li', { class: 'muted' }, 'Nothing sent yet.')]));
     },
   };
