@@ -88,9 +88,10 @@ export function formatStat(s: Stat, seeds: number): string {
   return seeds > 1 ? `${pct(s.mean)} ± ${pct(s.std)}` : pct(s.mean);
 }
 
-function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+/** A markdown table; numbers right-aligned, the `textColumns` (default: the first) left-aligned. */
+function table(header: readonly string[], rows: readonly (readonly string[])[], textColumns: readonly number[] = [0]): string {
   const line = (cells: readonly string[]) => `| ${cells.join(' | ')} |`;
-  return [line(header), line(header.map((_, i) => (i === 0 ? '---' : '---:'))), ...rows.map(line)].join('\n');
+  return [line(header), line(header.map((_, i) => (textColumns.includes(i) ? '---' : '---:'))), ...rows.map(line)].join('\n');
 }
 
 const methodsIn = (summary: readonly SummaryRow[], wanted: readonly Method[]) => METHODS.filter((m) => wanted.includes(m) && summary.some((r) => r.method === m));
@@ -142,7 +143,7 @@ export function storeAblationTable(results: Pick<CrabResults, 'config' | 'summar
     }),
     STORE_DESCRIPTIONS[store],
   ]);
-  return table(['Training store', ...methods.map((m) => `${METHOD_LABELS[m]} EM`), 'What each client holds'], rows);
+  return table(['Training store', ...methods.map((m) => `${METHOD_LABELS[m]} EM`), 'What each client holds'], rows, [0, methods.length + 1]);
 }
 
 /** The whole markdown report. */
