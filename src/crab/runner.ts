@@ -69,6 +69,8 @@ export interface ExperimentResult extends ExperimentSpec {
   readonly globalVersions: readonly number[] | null;
   /** Passages each client could retrieve from while training (0 for closed-book). */
   readonly trainingStoreSizes: readonly number[];
+  /** What the final model answered to the first test questions of client 0 (to read, not to score). */
+  readonly samples?: readonly { readonly question: string; readonly answers: readonly string[]; readonly prediction: string }[];
   readonly seconds: number;
 }
 
@@ -299,6 +301,8 @@ class SeedRun {
   private readonly testStores = new Map<number, LocalPassageStore>();
   /** Round 0 is the same initial model for every method that retrieves (or every closed-book one). */
   private readonly roundZero = new Map<string, ClientScore[]>();
+  /** Client 0's first answers at its latest evaluation. */
+  private lastSamples: NonNullable<ExperimentResult['samples']> = [];
 
   constructor(
     private readonly x: RunContext,
@@ -365,6 +369,7 @@ class SeedRun {
         reported = done;
       },
     });
+    if (client === 0) this.lastSamples = result.predictions.slice(0, 3).map((p) => ({ question: p.question, answers: p.answers, prediction: p.prediction }));
     return { exactMatch: result.exactMatch, f1: result.f1, count: result.count };
   }
 
@@ -400,7 +405,7 @@ class SeedRun {
 
   private result(e: ExperimentSpec, aggregation: ExperimentResult['aggregation'], perRound: ClientScore[][], losses: (number | null)[], globalVersions: number[] | null, sizes: number[]): Omit<ExperimentResult, 'seconds'> {
     const rounds: RoundScore[] = perRound.map((perClient, round) => ({ round, ...aggregateScores(perClient, aggregation), perClient, trainLoss: losses[round] }));
-    return { ...e, aggregation, rounds, best: bestRound(rounds), globalVersions, trainingStoreSizes: sizes };
+    return { ...e, aggregation, rounds, best: bestRound(rounds), globalVersions, trainingStoreSizes: sizes, samples: this.lastSamples };
   }
 
   /** RAG-Local: each client alone, from the initial weights, on its own view of the store. */
