@@ -74,6 +74,8 @@ describe('CrabRunner over the real coordinator', () => {
       expect(e.rounds[0].trainLoss).toBeNull();
       expect(e.rounds[1].trainLoss).toBeGreaterThan(0);
       expect(e.best.round).toBe(1);
+      // What client 0's final model answered to its first test questions, kept to be read.
+      expect(e.samples!.map((x) => x.question)).toEqual(data.qa.filter((q) => q.client === 0 && q.split === 'test').sort((a, b) => a.position - b.position).slice(0, 2).map((q) => q.question));
       expect(e.aggregation).toBe(e.method === 'centralized' ? 'micro' : 'client-average');
     }
     // FedAvg rounds happened on the coordinator: the global version advanced from 0 to 1.
