@@ -70,6 +70,27 @@ export async function guardQuota<T>(what: string, write: () => Promise<T>): Prom
   }
 }
 
+/**
+ * Runs `work` in `tx` and waits for the commit; on any error the transaction is aborted, so none
+ * of its writes land (a request that throws synchronously, e.g. DataCloneError, would otherwise
+ * leave the earlier requests to commit).
+ */
+async function atomically<T>(tx: { done: Promise<void>; abort(): void }, work: () => Promise<T>): Promise<T> {
+  try {
+    const result = await work();
+    await tx.done;
+    return result;
+  } catch (e) {
+    tx.done.catch(() => undefined);
+    try {
+      tx.abort();
+    } catch {
+      /* already finished or aborted */
+    }
+    throw e;
+  }
+}
+
 export class BrowserStore {
   private constructor(private readonly db: IDBPDatabase<CoragDb>) {}
 
@@ -97,9 +118,7 @@ export class BrowserStore {
     return guardQuota(`${passages.length} passages`, async () => {
       const tx = this.db.transaction('passages', 'readwrite');
       const now = Date.now();
-      const ids = await Promise.all(passages.map((p) => tx.store.add({ ...p, addedAt: now } as StoredPassage)));
-      await tx.done;
-      return ids;
+      return atomically(tx, () => Promise.all(passages.map((p) => tx.store.add({ ...p, addedAt: now } as StoredPassage))));
     });
   }
 
@@ -115,11 +134,12 @@ export class BrowserStore {
   updatePassages(changes: ReadonlyArray<{ id: number; change: Partial<Omit<StoredPassage, 'id'>> }>): Promise<void> {
     return guardQuota(`changes to ${changes.length} passages`, async () => {
       const tx = this.db.transaction('passages', 'readwrite');
-      for (const { id, change } of changes) {
-        const current = await tx.store.get(id);
-        if (current) await tx.store.put({ ...current, ...change, id });
-      }
-      await tx.done;
+      await atomically(tx, async () => {
+        for (const { id, change } of changes) {
+          const current = await tx.store.get(id);
+          if (current) await tx.store.put({ ...current, ...change, id });
+        }
+      });
     });
   }
 
@@ -140,10 +160,11 @@ export class BrowserStore {
       put: (sessionId, version, bytes) =>
         guardQuota(`model version ${version} (${bytes.byteLength} bytes)`, async () => {
           const tx = this.db.transaction('models', 'readwrite');
-          await tx.store.put({ key: `${sessionId}/${version}`, sessionId, version, bytes, savedAt: Date.now() });
-          const all = (await tx.store.index('session').getAll(sessionId)).sort((a, b) => b.version - a.version);
-          for (const old of all.slice(keep)) await tx.store.delete(old.key);
-          await tx.done;
+          await atomically(tx, async () => {
+            await tx.store.put({ key: `${sessionId}/${version}`, sessionId, version, bytes, savedAt: Date.now() });
+            const all = (await tx.store.index('session').getAll(sessionId)).sort((a, b) => b.version - a.version);
+            for (const old of all.slice(keep)) await tx.store.delete(old.key);
+          });
         }),
     };
   }

@@ -33,6 +33,9 @@ export function dashboardView(ctx: AppContext): View {
       for (const r of await Promise.all(wanted.map((n) => api.round(s.session!.id, n)))) known.set(r.round, r);
       rounds = [...known.values()].sort((a, b) => a.round - b.round);
       counts = await api.contributions(s.session.id);
+      // Joined clients and store size are not pushed as events: refresh the session snapshot.
+      const info = await api.session(s.session.id);
+      store.update((st) => { st.session = info; });
       render();
     } catch (e) {
       store.notify('error', `Dashboard: ${errorText(e)}`);

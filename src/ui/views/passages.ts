@@ -115,7 +115,7 @@ export function passagesView(ctx: AppContext): View {
             h('strong', {}, `${file.name}: ${result.problems.length} line${result.problems.length > 1 ? 's' : ''} skipped`),
             h('ul', {}, ...result.problems.slice(0, 5).map((p) => h('li', {}, `line ${p.line}: ${p.message}`)))));
         }
-        store.notify('ok', `${file.name}: ${ids.length} passages stored${result.problems.length ? `, ${result.problems.length} lines skipped` : ''}.`);
+        store.notify('ok', `${file.name}: ${ids.length} passages stored${result.problems.length ? `, ${result.problems.length} line${result.problems.length > 1 ? 's' : ''} skipped` : ''}.`);
       } catch (e) {
         const msg = e instanceof IngestError ? e.message : `${file.name}: the file could not be read (${errorText(e)})`;
         store.notify('error', msg);
@@ -190,7 +190,7 @@ export function passagesView(ctx: AppContext): View {
       const results = await ctx.train.contribute(pending.map((p) => ({ title: p.title, text: p.text, embedding: p.embedding! })));
       await guard(() => db.updatePassages(pending.map((p, i) => ({ id: p.id, change: { contributedAs: { sessionId, id: results[i].id } } }))));
       const dup = results.filter((r) => r.duplicate).length;
-      store.notify('ok', `Contributed ${pending.length} passages to the session store${dup ? ` (${dup} were already there)` : ''}.`);
+      store.notify('ok', `Contributed ${pending.length} passages to the session store${dup ? ` (${dup === 1 ? '1 was' : `${dup} were`} already there)` : ''}.`);
     } catch (e) {
       store.notify('error', `Contributing failed: ${errorText(e)}. The passages stay in this tab and are sent again next time.`);
     }
