@@ -13,6 +13,8 @@ import { parseT5Config, t5ParameterShapes, type T5Config } from '../src/model/t5
 import { fidEncode, fidLoss } from '../src/model/t5/fid';
 import { greedyGenerate } from '../src/model/t5/generate';
 import { T5Model } from '../src/model/t5/model';
+import { AdamW } from '../src/model/optimizer';
+import { namedGradients } from '../src/model/trainable';
 
 /** The FiD workload: k passages of `passageLength` tokens, `targetLength` answer tokens. */
 export interface Workload {
@@ -74,7 +76,7 @@ export interface BenchRow {
   /** Generated tokens per second over the whole batch. */
   readonly generationTokensPerS: number;
   readonly generationFraction: number;
-  /** Kernels of one train step (forward + backward + Adam). */
+  /** Kernels of one train step (forward + backward + AdamW with clipping). */
   readonly trainKernels: KernelCount;
   /** Kernels of the forward + backward alone (the model's share of the step). */
   readonly gradientKernels: KernelCount;
@@ -211,13 +213,15 @@ export async function benchModel(w: Workload, options: BenchOptions): Promise<Be
   const ids = randomIds([rows, w.passageLength], w.config.vocab_size, 3);
   const mask = tf.onesLike(ids);
   const labels = randomIds([batch, w.targetLength], w.config.vocab_size, 4);
-  const optimizer = tf.train.adam(1e-4);
+  // The project's own optimizer (flat AdamW with clipping), as local training uses it.
+  const optimizer = new AdamW({ lr: 1e-4, clipNorm: 1 });
   const variables = [...params.values()];
   const loss = () => fidLoss(model, ids, mask, w.passages, labels);
   const trainStep = async () => {
-    const value = optimizer.minimize(loss, true, variables);
-    await value!.data();
-    value!.dispose();
+    const { loss: value, grads } = namedGradients(loss, params);
+    await optimizer.apply(params, grads);
+    await value.data();
+    tf.dispose([value, ...grads.values()]);
   };
   const gradientsOnly = async () => {
     const { value, grads } = tf.variableGrads(loss, variables);

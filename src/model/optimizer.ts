@@ -66,6 +66,7 @@ export class AdamW {
   private readonly m = new Map<string, tf.Variable>();
   private readonly v = new Map<string, tf.Variable>();
   private stepCount = 0;
+  private decayMask?: { key: string; tensor: tf.Tensor1D };
   readonly options: Required<Omit<AdamWOptions, 'totalSteps' | 'noDecay'>> & Pick<AdamWOptions, 'totalSteps' | 'noDecay'>;
 
   constructor(options: AdamWOptions) {
@@ -102,9 +103,24 @@ export class AdamW {
       if (!tf.util.arraysEqual(p.shape, g.shape)) throw new Error(`AdamW: gradient "${name}" has shape [${g.shape}] but the parameter is [${p.shape}]`);
     }
 
-    const gradNorm = await globalNorm([...gradients.values()]);
-    if (!Number.isFinite(gradNorm)) throw new Error(`AdamW: gradient norm is ${gradNorm}; refusing to update`);
-    const { clipNorm, beta1, beta2, eps, weightDecay, noDecay } = this.options;
+    const names = [...gradients.keys()];
+    if (names.length === 0) return { step: this.stepCount, lr: linearScheduleLr(this.options, this.stepCount), gradNorm: 0 };
+    const variables = names.map(get);
+    const moments1 = names.map((name, i) => this.moment(this.m, name, variables[i].shape));
+    const moments2 = names.map((name, i) => this.moment(this.v, name, variables[i].shape));
+
+    // The update runs once over all parameters concatenated into flat vectors: per-parameter
+    // elementwise maths costs ~14 GPU dispatches per tensor (1,800 per step for t5-small), the
+    // flat form a few dozen plus one slice per tensor to write the results back.
+    const gradFlat = tf.tidy(() => flatten(names.map((n) => gradients.get(n)!)));
+    const normTensor = tf.tidy(() => tf.sqrt(tf.sum(tf.square(gradFlat))));
+    const gradNorm = (await normTensor.data())[0];
+    normTensor.dispose();
+    if (!Number.isFinite(gradNorm)) {
+      gradFlat.dispose();
+      throw new Error(`AdamW: gradient norm is ${gradNorm}; refusing to update`);
+    }
+    const { clipNorm, beta1, beta2, eps } = this.options;
     // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when above max_norm.
     const clipScale = clipNorm > 0 && gradNorm > clipNorm ? clipNorm / (gradNorm + 1e-6) : 1;
 
@@ -112,24 +128,46 @@ export class AdamW {
     const lr = linearScheduleLr(this.options, step);
     const bias1 = 1 - beta1 ** step;
     const bias2 = 1 - beta2 ** step;
-    for (const [name, gradient] of gradients) {
-      const param = get(name);
-      const m = this.moment(this.m, name, param.shape);
-      const v = this.moment(this.v, name, param.shape);
-      const decay = noDecay?.(name) ? 0 : weightDecay;
-      tf.tidy(() => {
-        const g = clipScale === 1 ? gradient : tf.mul(gradient, clipScale);
-        const mNew = tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1));
-        const vNew = tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2));
-        const update = tf.div(tf.div(mNew, bias1), tf.add(tf.sqrt(tf.div(vNew, bias2)), eps));
-        const decayed = decay > 0 ? tf.add(update, tf.mul(param, decay)) : update;
-        m.assign(mNew);
-        v.assign(vNew);
-        param.assign(tf.sub(param, tf.mul(decayed, lr)));
-      });
-    }
+    const decay = this.decayFor(names, variables);
+    tf.tidy(() => {
+      const g = clipScale === 1 ? gradFlat : tf.mul(gradFlat, clipScale);
+      const param = flatten(variables);
+      const mNew = tf.add(tf.mul(flatten(moments1), beta1), tf.mul(g, 1 - beta1));
+      const vNew = tf.add(tf.mul(flatten(moments2), beta2), tf.mul(tf.square(g), 1 - beta2));
+      const update = tf.div(tf.div(mNew, bias1), tf.add(tf.sqrt(tf.div(vNew, bias2)), eps));
+      const decayed = decay === 0 ? update : tf.add(update, tf.mul(param, decay));
+      const paramNew = tf.sub(param, tf.mul(decayed, lr));
+      const sizes = variables.map((p) => p.size);
+      unflattenInto(mNew as tf.Tensor1D, sizes, moments1);
+      unflattenInto(vNew as tf.Tensor1D, sizes, moments2);
+      unflattenInto(paramNew as tf.Tensor1D, sizes, variables);
+    });
+    gradFlat.dispose();
     this.stepCount = step;
     return { step, lr, gradNorm };
+  }
+
+  /**
+   * Weight decay per element of the flat parameter vector: a number when every parameter decays
+   * alike, else a constant vector (cached for the current set of names).
+   */
+  private decayFor(names: readonly string[], params: readonly tf.Variable[]): number | tf.Tensor1D {
+    const { weightDecay, noDecay } = this.options;
+    if (weightDecay === 0 || !noDecay) return weightDecay;
+    const excluded = names.map((n) => noDecay(n));
+    if (!excluded.some(Boolean)) return weightDecay;
+    const key = names.join('\n');
+    if (this.decayMask?.key !== key) {
+      this.decayMask?.tensor.dispose();
+      const values = new Float32Array(params.reduce((n, p) => n + p.size, 0));
+      let offset = 0;
+      params.forEach((p, i) => {
+        if (!excluded[i]) values.fill(weightDecay, offset, offset + p.size);
+        offset += p.size;
+      });
+      this.decayMask = { key, tensor: tf.tensor1d(values) };
+    }
+    return this.decayMask.tensor;
   }
 
   private moment(store: Map<string, tf.Variable>, name: string, shape: number[]): tf.Variable {
@@ -196,7 +234,21 @@ export class AdamW {
 
   dispose(): void {
     this.disposeState();
+    this.decayMask?.tensor.dispose();
+    this.decayMask = undefined;
   }
+}
+
+/** All tensors as one 1-D vector (a reshape, no copy, when there is only one). */
+function flatten(tensors: readonly tf.Tensor[]): tf.Tensor1D {
+  const flat = tensors.map((t) => tf.reshape(t, [-1]) as tf.Tensor1D);
+  return flat.length === 1 ? flat[0] : tf.concat1d(flat);
+}
+
+/** Writes consecutive pieces of `flat` into the variables, each reshaped to its variable's shape. */
+function unflattenInto(flat: tf.Tensor1D, sizes: readonly number[], targets: readonly tf.Variable[]): void {
+  const pieces = sizes.length === 1 ? [flat] : tf.split(flat, sizes as number[]);
+  pieces.forEach((piece, i) => targets[i].assign(tf.reshape(piece, targets[i].shape)));
 }
 
 /** √(Σ‖g‖²) over all tensors, read back as a number. */
