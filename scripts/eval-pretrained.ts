@@ -37,6 +37,8 @@ const k = Number(opt('k', '4'));
 const limit = Number(opt('limit', '1000000'));
 const outPath = opt('out', 'docs/pretrain-eval.json');
 const backend = await initBackend(parseBackendName(opt('backend', 'wasm')));
+const started = Date.now();
+const progress = (what: string) => console.log(`[${((Date.now() - started) / 1000).toFixed(0)}s] ${what}`);
 
 interface Passage { id: string; title: string; text: string }
 interface Qa { id: string; question: string; answers: string[]; split: string; relevant: string[] }
@@ -76,11 +78,14 @@ async function denseRanking(config: BertConfig, store: ParameterStore, tok: Text
   return ranked;
 }
 
+progress('BM25 ranked');
 const retriever = await loadBertCheckpoint(folderModelSource(join(modelsDir, 'retriever')));
 const pretrainedRanked = await denseRanking(retriever.config, retriever.params, retriever.tokenizer!);
+progress('pretrained retriever ranked');
 const untrained = new ParameterStore([...tinyBertWeights(retriever.config, 1235)].map(([n, t]) => [n, tf.tensor(t.data, t.shape, 'float32')] as [string, tf.Tensor]));
 const untrainedRanked = await denseRanking(retriever.config, untrained, retriever.tokenizer!);
 untrained.dispose();
+progress('untrained retriever ranked');
 
 const reader = await loadT5Checkpoint(folderModelSource(join(modelsDir, 'reader')));
 const model = new T5Model(reader.config, reader.params);
@@ -108,6 +113,7 @@ const score = async (contexts: (q: Qa, i: number) => Passage[]) => {
   return { EM: em / dev.length, F1: f1 / dev.length, examples };
 };
 const gold = await score((q) => [passages[byId.get(q.relevant[0])!]]);
+progress('reader with gold passages done');
 const retrieved = await score((_, i) => pretrainedRanked[i].slice(0, k).map((p) => passages[p]));
 
 const ks = [1, 5, 20];

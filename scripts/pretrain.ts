@@ -1,6 +1,7 @@
 /**
  * npm run pretrain -- --config configs/pretrain/demo.json [--work .pretrain/demo] [--backend wasm|cpu|webgpu]
  *                     [--export public/models/demo] [--max-minutes N] [--stop-at-step N] [--prepare-only]
+ *                     [--init-from DIR]  (a fresh run starting from DIR/reader + DIR/retriever weights)
  *
  * Prepares the corpus (trimmed tokenizers + token ids) into the work folder when it is not there
  * yet, then trains, resuming from the work folder's checkpoint when there is one.
@@ -24,7 +25,7 @@ function args(argv: string[]): Map<string, string> {
 
 const opts = args(process.argv.slice(2));
 if (opts.has('help') || !opts.has('config')) {
-  console.log('usage: npm run pretrain -- --config <file> [--work DIR] [--backend wasm|cpu|webgpu] [--export DIR] [--max-minutes N] [--stop-at-step N] [--prepare-only]');
+  console.log('usage: npm run pretrain -- --config <file> [--work DIR] [--backend wasm|cpu|webgpu] [--export DIR] [--max-minutes N] [--stop-at-step N] [--init-from EXPORTED_DIR] [--prepare-only]');
   process.exit(opts.has('help') ? 0 : 2);
 }
 const { config, baseDir } = loadPretrainConfig(opts.get('config')!);
@@ -33,4 +34,4 @@ if (!existsSync(join(workDir, 'data.json.gz'))) preparePretrainWork(config, base
 if (opts.has('prepare-only')) process.exit(0);
 const backend = await initBackend(parseBackendName(opts.get('backend') ?? 'wasm'));
 const num = (k: string) => (opts.has(k) ? Number(opts.get(k)) : undefined);
-await runPretraining(config, { workDir, exportDir: opts.get('export'), maxMinutes: num('max-minutes'), stopAtStep: num('stop-at-step'), backend: `${backend.name} (${backend.detail})` });
+await runPretraining(config, { workDir, exportDir: opts.get('export'), maxMinutes: num('max-minutes'), initFrom: opts.get('init-from'), stopAtStep: num('stop-at-step'), backend: `${backend.name} (${backend.detail})` });

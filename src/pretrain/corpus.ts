@@ -1,13 +1,17 @@
+import { squadPassageId, squadTitle } from '../crab/squad';
+import { chunkText } from '../retrieval/chunking';
+
 /**
  * The pretraining corpus: unlabeled passages only. Two sources, parsed from their text here
  * (callers read the files):
  * - DPR Wikipedia passages (`psgs_w100.tsv` layout: id, text, title; already ~100 words each);
  * - SQuAD v1.1 paragraphs as plain text (the `context` fields only: no question, no answer is
- *   read), split into ~100-word passages titled with their article.
+ *   read), split into ~100-word passages titled with their article exactly as CRAB-mini splits
+ *   them (src/retrieval/chunking.ts, same ids), so the pretrained index and CRAB share passages.
  */
 
 export interface CorpusPassage {
-  /** Stable id: `wiki:<dpr id>` or `squad:<article index>:<paragraph index>:<chunk index>`. */
+  /** Stable id: `wiki:<dpr id>`, or CRAB-mini's `squad-AAA-PPP-CC` (article, paragraph, chunk). */
   readonly id: string;
   readonly title: string;
   readonly text: string;
@@ -31,18 +35,6 @@ export function parseDprPassages(tsv: string): CorpusPassage[] {
   return out;
 }
 
-/** Splits text into consecutive chunks of at most `maxWords` whitespace-separated words. */
-export function chunkWords(text: string, maxWords: number): string[] {
-  if (!Number.isInteger(maxWords) || maxWords <= 0) throw new Error(`chunkWords: maxWords must be a positive integer, got ${maxWords}`);
-  const words = text.split(/\s+/).filter(Boolean);
-  // Even chunks (e.g. 130 words -> 65 + 65, not 100 + 30): no tiny tail passages.
-  const count = Math.ceil(words.length / maxWords);
-  const size = Math.ceil(words.length / Math.max(count, 1));
-  const chunks: string[] = [];
-  for (let i = 0; i < words.length; i += size) chunks.push(words.slice(i, i + size).join(' '));
-  return chunks;
-}
-
 interface SquadJson {
   readonly data: { readonly title: string; readonly paragraphs: { readonly context: string }[] }[];
 }
@@ -53,9 +45,9 @@ export function squadParagraphPassages(squad: unknown, maxWords = 100): CorpusPa
   if (!Array.isArray(data)) throw new Error('SQuAD: expected a JSON object with a "data" array');
   const out: CorpusPassage[] = [];
   data.forEach((article, a) => {
-    const title = article.title.replace(/_/g, ' ');
+    const title = squadTitle(article.title);
     article.paragraphs.forEach((p, q) => {
-      chunkWords(p.context, maxWords).forEach((text, c) => out.push({ id: `squad:${a}:${q}:${c}`, title, text }));
+      chunkText(p.context, { maxWords }).forEach((chunk, c) => out.push({ id: squadPassageId(a, q, c), title, text: chunk.text }));
     });
   });
   return out;

@@ -10,7 +10,10 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
+import { loadBertCheckpoint, loadT5Checkpoint } from '../model/checkpoint';
+import type { ParameterStore } from '../model/params';
 import { TextTokenizer } from '../model/tokenizer';
+import { folderModelSource } from '../platform/node/folder-source';
 import { parsePretrainConfig, type PretrainConfig } from './config';
 import { parseDprPassages, squadParagraphPassages, type CorpusPassage } from './corpus';
 import { parsePretrainData, preparePretrainData, type PretrainData } from './data';
@@ -87,6 +90,13 @@ export function readCheckpointFiles(dir: string): PretrainCheckpoint | null {
   return { weights: readFileSync(join(dir, 'weights.safetensors')), optimizer: readFileSync(join(dir, 'optimizer.safetensors')), state: readFileSync(join(dir, 'state.json'), 'utf8') };
 }
 
+/** Reader and retriever weights of exported HF folders (`<dir>/reader`, `<dir>/retriever`). */
+async function loadInitialWeights(dir: string): Promise<{ reader: ParameterStore; retriever: ParameterStore }> {
+  const reader = await loadT5Checkpoint(folderModelSource(join(dir, 'reader')), { tokenizer: false });
+  const retriever = await loadBertCheckpoint(folderModelSource(join(dir, 'retriever')), { tokenizer: false });
+  return { reader: reader.params, retriever: retriever.params };
+}
+
 export interface TrainOptions {
   readonly workDir: string;
   /** Where to write reader/ and retriever/ HF folders at the end (omit: no export). */
@@ -95,6 +105,8 @@ export interface TrainOptions {
   readonly maxMinutes?: number;
   /** Stop after this step even if config.steps is larger (the LR schedule still uses config.steps). */
   readonly stopAtStep?: number;
+  /** Start a fresh run (no checkpoint in the work folder) from these exported reader/ and retriever/ folders. */
+  readonly initFrom?: string;
   readonly backend: string;
   readonly log?: (line: string) => void;
 }
@@ -111,10 +123,10 @@ export async function runPretraining(config: PretrainConfig, options: TrainOptio
   const data = readPretrainData(options.workDir);
   const checkpointDir = join(options.workDir, 'checkpoint');
   const saved = readCheckpointFiles(checkpointDir);
-  const trainer = saved ? Pretrainer.resume(config, data, saved) : Pretrainer.create(config, data);
+  const trainer = saved ? Pretrainer.resume(config, data, saved) : Pretrainer.create(config, data, options.initFrom ? await loadInitialWeights(options.initFrom) : undefined);
   try {
     const sizes = trainer.numParameters;
-    log(`${saved ? `resumed at step ${trainer.step}` : 'fresh run'} on ${options.backend}: reader ${(sizes.reader / 1e6).toFixed(2)}M, retriever ${(sizes.retriever / 1e6).toFixed(2)}M parameters; ${data.passages.length} passages, ${data.examples.length} examples`);
+    log(`${saved ? `resumed at step ${trainer.step}` : options.initFrom ? `continued from ${options.initFrom} (new optimizer)` : 'fresh run'} on ${options.backend}: reader ${(sizes.reader / 1e6).toFixed(2)}M, retriever ${(sizes.retriever / 1e6).toFixed(2)}M parameters; ${data.passages.length} passages, ${data.examples.length} examples`);
     const start = Date.now();
     let lastCheckpoint = start;
     const firstStep = trainer.step;

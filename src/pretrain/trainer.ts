@@ -15,21 +15,21 @@
  * queue, index) is saved by `saveCheckpoint` and restored by `Pretrainer.resume`.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { parseBertConfig, type BertConfig } from '../model/bert/config';
+import { bertParameterShapes, parseBertConfig, type BertConfig } from '../model/bert/config';
 import { paramsFromStore } from '../model/bert/model';
 import { contrieverEmbed } from '../model/contriever';
 import { inBatchContrastiveLoss, perplexityDistillationLoss } from '../model/losses';
 import { AdamW } from '../model/optimizer';
 import { ParameterStore } from '../model/params';
 import { parseSafetensors, readTensor, writeSafetensors, type TensorToWrite } from '../model/safetensors';
-import { parseT5Config, type T5Config } from '../model/t5/config';
+import { parseT5Config, t5ParameterShapes, type T5Config } from '../model/t5/config';
 import { fidEncode } from '../model/t5/fid';
 import { IGNORE_INDEX, meanTokenCrossEntropy, sequenceCrossEntropy } from '../model/t5/loss';
 import { T5Model } from '../model/t5/model';
 import { tinyBertWeights, tinyT5Weights, type TinyWeights } from '../model/tiny';
 import type { PretrainConfig } from './config';
 import type { PretrainData, PreparedExample } from './data';
-import { randomCrop, } from './examples';
+import { randomCrop } from './examples';
 import { Rng } from './rng';
 
 export interface StepLosses {
@@ -150,11 +150,22 @@ export class Pretrainer {
     this.rng = new Rng(config.seed);
   }
 
-  /** A fresh run: weights initialised as transformers does (seeded). */
-  static create(config: PretrainConfig, data: PretrainData): Pretrainer {
-    const probe = { special: data.special };
-    const t5 = readerT5Config(config, data.readerVocabSize, { pad: probe.special.readerPad, eos: probe.special.readerEos });
-    const bert = retrieverBertConfig(config, data.retrieverVocabSize, probe.special.retrieverPad);
+  /**
+   * A fresh run: weights initialised as transformers does (seeded), or taken over from `initial`
+   * (e.g. an exported checkpoint of an earlier run: continued pretraining with a new optimizer).
+   * The stores in `initial` are owned by the trainer from then on.
+   */
+  static create(config: PretrainConfig, data: PretrainData, initial?: { reader: ParameterStore; retriever: ParameterStore }): Pretrainer {
+    const t5 = readerT5Config(config, data.readerVocabSize, { pad: data.special.readerPad, eos: data.special.readerEos });
+    const bert = retrieverBertConfig(config, data.retrieverVocabSize, data.special.retrieverPad);
+    if (initial) {
+      for (const [store, shapes, what] of [[initial.reader, t5ParameterShapes(t5), 'reader'], [initial.retriever, bertParameterShapes(bert), 'retriever']] as const) {
+        for (const [name, shape] of shapes) {
+          if (!store.has(name) || !tf.util.arraysEqual(store.get(name).shape, shape)) throw new Error(`initial ${what} weights do not fit the config: "${name}" should be [${shape}]`);
+        }
+      }
+      return new Pretrainer(config, data, initial.reader, initial.retriever);
+    }
     return new Pretrainer(config, data, storeOf(tinyT5Weights(t5, config.seed)), storeOf(tinyBertWeights(bert, config.seed + 1)));
   }
 
