@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { clozeExamples, maskedSpanExample, randomCrop } from '../../src/pretrain/examples';
+import { Rng } from '../../src/pretrain/rng';
+
+const TEXT = "The game was played on February 7, 2016, at Levi's Stadium in the San Francisco Bay Area at Santa Clara, California. The Denver Broncos defeated the Carolina Panthers 24–10 to earn their third Super Bowl title.";
+
+describe('self-supervised examples', () => {
+  it('cloze questions replace one answer span by a question word, and the answer is in the passage', () => {
+    const cloze = clozeExamples(TEXT);
+    expect(cloze.length).toBeGreaterThan(3);
+    for (const c of cloze) {
+      expect(TEXT).toContain(c.answer);
+      expect(c.question).not.toContain(c.answer);
+      expect(c.question).toMatch(/\b(what|when|how many)\b/);
+    }
+    expect(cloze).toContainEqual({ question: "The game was played on when , at Levi's Stadium in the San Francisco Bay Area at Santa Clara, California?", answer: 'February 7, 2016' });
+    expect(cloze.map((c) => c.answer)).toContain('Carolina Panthers');
+  });
+
+  it('a masked-span example puts back together into a window of the passage', () => {
+    const ex = maskedSpanExample(TEXT, new Rng(3), { windowWords: 20 })!;
+    const spans = new Map<string, string>();
+    const parts = ex.target.split(/(<extra_id_\d+>)/).filter((s) => s.trim());
+    for (let i = 0; i < parts.length; i += 2) spans.set(parts[i], parts[i + 1].trim());
+    expect(spans.size).toBeGreaterThan(0);
+    const restored = ex.query.replace(/<extra_id_\d+>/g, (s) => spans.get(s)!);
+    expect(TEXT.split(/\s+/).join(' ')).toContain(restored);
+  });
+
+  it('random crops are contiguous, within the ratio bounds, and reproducible from the seed', () => {
+    const ids = Array.from({ length: 100 }, (_, i) => i);
+    const a = randomCrop(ids, new Rng(5), 0.1, 0.5);
+    expect(randomCrop(ids, new Rng(5), 0.1, 0.5)).toEqual(a);
+    expect(a.length).toBeGreaterThanOrEqual(10);
+    expect(a.length).toBeLessThanOrEqual(50);
+    a.forEach((v, i) => expect(v).toBe(a[0] + i));
+  });
+});
