@@ -91,6 +91,10 @@ export async function startCoordinator(): Promise<{ url: string; close: () => Pr
   const dataDir = mkdtempSync(join(tmpdir(), 'corag-crab-'));
   // Sequential clients search once per question: far more requests per minute than a person makes.
   const { app } = await buildApp({ dataDir, rateLimitPerMinute: 1_000_000, logger: false });
+  // The clients share this process, and a training step blocks the event loop for seconds: an
+  // idle keep-alive socket the server times out can close just as a client reuses it ("fetch
+  // failed" on the first request after a long local phase). Only clients close idle sockets here.
+  app.server.keepAliveTimeout = 0;
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   return {
     url,
