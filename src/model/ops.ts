@@ -28,3 +28,27 @@ export function embeddingLookup(table: tf.Tensor2D, ids: tf.Tensor): tf.Tensor {
   });
   return lookup(table);
 }
+
+/**
+ * Elementwise sum of any number of same-shape tensors. tf.addN compiles one WebGPU program with a
+ * storage buffer per input, and WebGPU allows 8 per shader stage (7 inputs + the output): more
+ * inputs make an invalid pipeline and garbage. Sums in groups of at most 7 instead.
+ */
+export const MAX_ADDN_INPUTS = 7;
+
+export function sumTensors<T extends tf.Tensor>(tensors: readonly T[]): T {
+  if (tensors.length === 0) throw new Error('sumTensors: nothing to sum');
+  return tf.tidy(() => {
+    let level: tf.Tensor[] = [...tensors];
+    while (level.length > 1) {
+      const next: tf.Tensor[] = [];
+      for (let i = 0; i < level.length; i += MAX_ADDN_INPUTS) {
+        const group = level.slice(i, i + MAX_ADDN_INPUTS);
+        next.push(group.length === 1 ? group[0] : tf.addN(group));
+      }
+      level = next;
+    }
+    // A lone input comes back as a copy, so the caller always owns the result.
+    return (level[0] === tensors[0] ? tf.clone(level[0]) : level[0]) as T;
+  });
+}

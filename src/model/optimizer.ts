@@ -11,6 +11,7 @@
  *   θ ← θ - lr_t (m̂ / (√v̂ + ε) + λ θ)      (decoupled weight decay, also scaled by lr_t)
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { sumTensors } from './ops';
 import { parseSafetensors, readTensor, writeSafetensors, type TensorToWrite } from './safetensors';
 
 export interface LinearScheduleOptions {
@@ -254,7 +255,7 @@ function unflattenInto(flat: tf.Tensor1D, sizes: readonly number[], targets: rea
 /** √(Σ‖g‖²) over all tensors, read back as a number. */
 export async function globalNorm(tensors: readonly tf.Tensor[]): Promise<number> {
   if (tensors.length === 0) return 0;
-  const total = tf.tidy(() => tf.sqrt(tf.addN(tensors.map((t) => tf.sum(tf.square(t))))));
+  const total = tf.tidy(() => tf.sqrt(sumTensors(tensors.map((t) => tf.sum(tf.square(t))))));
   const [value] = await total.data();
   total.dispose();
   return value;

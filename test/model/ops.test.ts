@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/model/backend';
-import { embeddingLookup } from '../../src/model/ops';
+import { embeddingLookup, sumTensors } from '../../src/model/ops';
 
 describe('embeddingLookup', () => {
   beforeAll(async () => {
@@ -18,5 +18,19 @@ describe('embeddingLookup', () => {
       const grad = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(embeddingLookup(t as tf.Tensor2D, ids), weights)))(table);
       expect(await grad.array()).toEqual([[8, 8], [0, 0], [1, 2]]);
     }
+  });
+});
+
+describe('sumTensors', () => {
+  it('adds more tensors than one WebGPU program may bind, in groups, and returns a tensor the caller owns', async () => {
+    await initBackend('cpu');
+    const tensors = Array.from({ length: 20 }, (_, i) => tf.fill([2, 3], i + 1));
+    const before = tf.memory().numTensors;
+    const sum = sumTensors(tensors);
+    expect(await sum.array()).toEqual([[210, 210, 210], [210, 210, 210]]);
+    expect(tf.memory().numTensors).toBe(before + 1);
+    const single = sumTensors([tensors[0]]);
+    expect(single).not.toBe(tensors[0]);
+    tf.dispose([sum, single, ...tensors]);
   });
 });

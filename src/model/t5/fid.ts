@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { T5Model } from './model';
 import { IGNORE_INDEX, meanTokenCrossEntropy } from './loss';
+import { sumTensors } from '../ops';
 
 export type FusedEncoding = {
   /** [B, k·L, d_model]: passage j of example b occupies positions j·L .. (j+1)·L − 1. */
@@ -80,7 +81,7 @@ export function passageAttentionScores(crossAttentions: readonly tf.Tensor[], nu
     const [batch, heads, targets, keys] = crossAttentions[0].shape as [number, number, number, number];
     if (keys % numPassages !== 0) throw new Error(`passageAttentionScores: ${keys} encoder positions are not ${numPassages} equal passages`);
     // Sum over layers first: one [B, H, T, k, L] view, then the passage tokens and heads.
-    const summed = tf.addN(crossAttentions.map((a) => a as tf.Tensor4D));
+    const summed = sumTensors(crossAttentions.map((a) => a as tf.Tensor4D));
     const perPassage = tf.sum(tf.reshape(summed, [batch, heads, targets, numPassages, keys / numPassages]), [1, 4]); // [B, T, k]
     const tokenWeight = labels
       ? tf.cast(tf.notEqual(tf.cast(labels, 'int32'), IGNORE_INDEX), 'float32')

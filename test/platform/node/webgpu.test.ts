@@ -2,6 +2,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../../src/model/backend';
 import { installNodeWebGpu } from '../../../src/platform/node/webgpu';
+import { sumTensors } from '../../../src/model/ops';
+import { globalNorm } from '../../../src/model/optimizer';
 import { matmulGradientError, matmulWithGradient } from '../../browser/backend-agreement';
 
 // Needs a Vulkan driver Dawn accepts: the NVIDIA one on a GPU machine, or the SwiftShader driver
@@ -51,5 +53,15 @@ describe('Node WebGPU (Dawn)', () => {
     } finally {
       tf.env().set('WEBGPU_CPU_FORWARD', cpuForward);
     }
+  });
+
+  it('sums more tensors than one WebGPU program may bind (sumTensors; a plain 30-input addN returns garbage)', async () => {
+    await installNodeWebGpu();
+    await initBackend('webgpu');
+    const tensors = Array.from({ length: 30 }, (_, i) => tf.fill([3], i + 1));
+    const sum = sumTensors(tensors);
+    expect([...(await sum.data())]).toEqual([465, 465, 465]);
+    expect(await globalNorm(tensors)).toBeCloseTo(Math.sqrt(3 * tensors.reduce((s, _, i) => s + (i + 1) ** 2, 0)), 3);
+    tf.dispose([sum, ...tensors]);
   });
 });
