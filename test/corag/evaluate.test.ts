@@ -6,6 +6,8 @@ import { buildFidBatch, cleanAnswer, disposeFidBatch, fidBatchLoss, generateAnsw
 import { LocalPassageStore } from '../../src/corag/retrieve';
 import { exactMatch, f1Score } from '../../src/crab/metrics';
 import { initBackend } from '../../src/model/backend';
+import { fidForward } from '../../src/model/t5/fid';
+import { meanTokenCrossEntropy, sequenceCrossEntropy } from '../../src/model/t5/loss';
 import { tinyBundle } from './helpers';
 
 const PASSAGES = [
@@ -68,6 +70,46 @@ describe('reader and evaluation', () => {
     expect(open.exactMatch).toBe((open.predictions[0].exactMatch + open.predictions[1].exactMatch) / 2);
     const closed = await evaluate(bundle, QA, null, { k: 0, maxNewTokens: 4 });
     expect(closed.predictions.every((p) => p.passages.length === 0)).toBe(true);
+  });
+
+  it('reports the gold-answer NLL as the mean token CE of `<extra_id_0> {first answer}` given the retrieved passages, pooled over batches', async () => {
+    const store = LocalPassageStore.empty(bundle.embeddingDim);
+    await store.addTexts(bundle, PASSAGES);
+    const tensors = tf.memory().numTensors;
+    // Batches of one question: the pooled value must still count every token of both answers once.
+    const result = await evaluate(bundle, QA, store, { k: 2, maxNewTokens: 4, maxLength: 32, batchSize: 1 });
+    expect(tf.memory().numTensors).toBe(tensors);
+
+    // Independently: one FiD batch of both questions with the passages evaluate retrieved,
+    // teacher forced, and the T5 loss helpers' mean token CE over all its labels.
+    const passages = result.predictions.map((p) => p.passages.map(({ title, text }) => ({ title, text })));
+    const batch = buildFidBatch(bundle, QA.map((q) => q.question), passages, QA.map((q) => q.answers[0]), { maxLength: 32 });
+    const [mean, perQuestion, tokens] = tf.tidy(() => {
+      const { logits } = fidForward(bundle.reader, batch.inputIds, batch.attentionMask, batch.numPassages, batch.labels!);
+      return [meanTokenCrossEntropy(logits, batch.labels!), sequenceCrossEntropy(logits, batch.labels!), tf.sum(tf.cast(tf.notEqual(batch.labels!, -100), 'int32'), 1)];
+    });
+    const expectedMean = mean.dataSync()[0];
+    const expectedPerQuestion = Array.from(perQuestion.dataSync());
+    const expectedTokens = Array.from(tokens.dataSync());
+    tf.dispose([mean, perQuestion, tokens]);
+    disposeFidBatch(batch);
+
+    expect(expectedMean).toBeGreaterThan(0);
+    expect(result.answerNll).toBeCloseTo(expectedMean, 5);
+    expect(result.answerTokens).toBe(expectedTokens[0] + expectedTokens[1]);
+    result.predictions.forEach((p, i) => {
+      expect(p.answerTokens).toBe(expectedTokens[i]);
+      expect(p.answerNllSum / p.answerTokens).toBeCloseTo(expectedPerQuestion[i], 5);
+    });
+  });
+
+  it('the closed-book gold-answer NLL is the reader loss of the bare question', async () => {
+    const closed = await evaluate(bundle, QA.slice(0, 1), null, { k: 0, maxNewTokens: 2, maxLength: 32 });
+    const batch = buildFidBatch(bundle, [QA[0].question], [[{ title: '', text: '' }]], [QA[0].answers[0]], { maxLength: 32 });
+    const loss = fidBatchLoss(bundle, batch);
+    expect(closed.answerNll).toBeCloseTo(loss.dataSync()[0], 5);
+    loss.dispose();
+    disposeFidBatch(batch);
   });
 
   it('cleanAnswer drops sentinels and extra spaces', () => {
