@@ -19,6 +19,7 @@ import { QUERY_PREFIX, padTokenBatch } from '../model/contriever';
 import type { ModelBundle } from './model-bundle';
 import { buildFidBatch, disposeFidBatch, fidBatchLoss, fidLossWithAttention, perPassageLoss } from './reader';
 import { embedQueries, retrievedPassageEmbeddings, type PassageSource } from './retrieve';
+import { seededRandom } from '../util/random';
 
 export interface QAPair {
   readonly question: string;
@@ -75,16 +76,6 @@ export interface LocalTrainingResult {
   readonly losses: number[];
 }
 
-/** mulberry32: a small seeded PRNG (the batch order must be reproducible). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 /** Batches of indices: epoch after epoch, each a fresh seeded shuffle, cut into `batchSize`. */
 function* batchOrder(n: number, batchSize: number, random: () => number): Generator<number[]> {

@@ -4,7 +4,7 @@
  * offline demo or in classroom mode can be answered from the shipped passages.
  */
 import type { QaCategories } from './categories';
-import { seededRandom, shuffled } from './random';
+import { seededRandom, shuffled } from '../util/random';
 import type { Passage, QAPair } from './types';
 
 export interface DemoOptions {

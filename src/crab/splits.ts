@@ -10,7 +10,7 @@
  *   must not share a passage.
  * - No QA pair is in two splits or at two clients.
  */
-import { seededRandom, shuffled } from './random';
+import { seededRandom, shuffled } from '../util/random';
 
 export interface SplitOptions {
   seed: number;

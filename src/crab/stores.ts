@@ -17,7 +17,7 @@
  * trains on a client's own view.
  */
 import type { QaCategories } from './categories';
-import { seededRandom, shuffled } from './random';
+import { seededRandom, shuffled } from '../util/random';
 import { trainingQaIds, type CrabSplits } from './splits';
 
 export interface StoreLayout {

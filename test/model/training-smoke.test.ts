@@ -23,6 +23,7 @@ import { sequenceCrossEntropy } from '../../src/model/t5/loss';
 import { T5Model } from '../../src/model/t5/model';
 import { tinyBertWeights, tinyT5Weights, type TinyWeights } from '../../src/model/tiny';
 import { namedGradients, selectTrainable } from '../../src/model/trainable';
+import { seededRandom as rng } from '../../src/util/random';
 
 // Reader vocabulary: the question is the key token itself; a passage is `key answer`.
 const PAD = 0, EOS = 1, SEP = 2;
@@ -42,16 +43,6 @@ const STEPS = 600;
 const READER_LR = 3e-3;
 const RETRIEVER_LR = 3e-2;
 
-/** mulberry32: a small seeded PRNG so the data stream is reproducible. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 interface Example {
   /** Distinct keys of the K passages, and each passage's answer index. */

@@ -1,15 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ExactVectorIndex } from '../../src/retrieval/vector-index';
+import { seededRandom as seeded } from '../../src/util/random';
 
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 function randomRows(n: number, dim: number, random: () => number): Float32Array {
   return Float32Array.from({ length: n * dim }, () => random() * 2 - 1);

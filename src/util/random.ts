@@ -1,5 +1,5 @@
 /**
- * The seeded randomness CRAB splits use: mulberry32, a small 32-bit generator that gives the same
+ * Seeded randomness shared by CRAB splits, local training batch order and tests: mulberry32, a small 32-bit generator that gives the same
  * sequence on every JavaScript engine, and a Fisher–Yates shuffle on top of it. Not for security.
  */
 export type Random = () => number;
