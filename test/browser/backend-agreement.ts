@@ -4,6 +4,8 @@
  * Plain TF.js: no DOM, no Node APIs.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { maxRelativeError } from '../../src/model/numerics';
+export { maxRelativeError };
 
 export interface MatmulGradient {
   /** A·B, row-major. */
@@ -43,18 +45,6 @@ export async function matmulWithGradient(m = 33, k = 65, n = 17): Promise<Matmul
   } finally {
     tf.dispose([product, gradA, gradB]);
   }
-}
-
-/** max |a - b| / max |b|: the forward-tensor error measure the conformance fixtures use. */
-export function maxRelativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) throw new Error(`length mismatch: ${a.length} vs ${b.length}`);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return scale === 0 ? diff : diff / scale;
 }
 
 /** The worst of product and both gradients, `actual` against `reference`. */

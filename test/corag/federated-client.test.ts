@@ -10,7 +10,7 @@ import { CoordinatorPassageSource, type PassageText } from '../../src/corag/retr
 import { CoragClient } from '../../src/federated/client';
 import { decodeModel, decodeUpdate, type NamedTensor } from '../../src/federated/codec';
 import { initBackend } from '../../src/model/backend';
-import { fedAvgExpected, maxRelErr, seeded, startServer, tempDir } from '../server/helpers';
+import { fedAvgExpected, maxRelativeError, seeded, startServer, tempDir } from '../server/helpers';
 import { tinyBundle } from './helpers';
 
 const FACTS: PassageText[][] = [
@@ -92,7 +92,7 @@ describe('three headless CoRAG clients over the real coordinator', () => {
       for (const [name, t] of versions[r]) {
         const want = expected.get(name)!;
         // Zero-initialised tensors (BERT biases) stay near zero: compare those absolutely.
-        const err = want.some((x) => x !== 0) ? maxRelErr(t.data, want) : Math.max(...t.data.map(Math.abs));
+        const err = want.some((x) => x !== 0) ? maxRelativeError(t.data, want) : Math.max(...t.data.map(Math.abs));
         expect(err, name).toBeLessThan(1e-6);
       }
       // Training moved the trained tensors; the frozen passage encoder is carried over bit for bit.

@@ -6,6 +6,7 @@ import { bertParameterShapes } from '../../src/model/bert/config';
 import { Contriever, innerProductScores, meanPool, padTokenBatch } from '../../src/model/contriever';
 import { ParameterStore } from '../../src/model/params';
 import { parseSafetensors, readTensor, writeSafetensors, type TensorToWrite } from '../../src/model/safetensors';
+import { maxRelativeError } from '../../src/model/numerics';
 
 const dir = new URL('../../../shared/fixtures/hf-reference/bert-tiny/', import.meta.url);
 const config = JSON.parse(readFileSync(new URL('config.json', dir), 'utf8'));
@@ -22,15 +23,6 @@ function unpadded(prefix: 'q' | 'p'): number[][] {
     for (let i = 0; i < length; i++) if (mask.data[r * length + i]) out.push(ids.data[r * length + i] as number);
     return out;
   });
-}
-
-function maxRelErr(actual: ArrayLike<number>, reference: ArrayLike<number>): number {
-  let diff = 0, ref = 0;
-  for (let i = 0; i < reference.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i] - reference[i]));
-    ref = Math.max(ref, Math.abs(reference[i]));
-  }
-  return diff / ref;
 }
 
 /** The fixture checkpoint re-written with renamed / extra tensors. */
@@ -67,7 +59,7 @@ describe('Contriever', () => {
     for (const [side, prefix] of [['query', 'q'], ['passage', 'p']] as const) {
       for (const encoder of ['query', 'passage'] as const) {
         const emb = model.embedTokens(encoder, unpadded(prefix));
-        const err = maxRelErr(await emb.data(), readTensor(expected, `${prefix}_embedding`).data as Float32Array);
+        const err = maxRelativeError(await emb.data(), readTensor(expected, `${prefix}_embedding`).data as Float32Array);
         expect(err, `${side} texts through the ${encoder} encoder`).toBeLessThan(1e-4);
         emb.dispose();
       }
@@ -79,7 +71,7 @@ describe('Contriever', () => {
     const alone = model.embedPassages([texts[2]]);
     const batched = model.embedPassages(texts);
     const row = tf.slice(batched, [2, 0], [1, -1]);
-    expect(maxRelErr(await alone.data(), await row.data())).toBeLessThan(1e-5);
+    expect(maxRelativeError(await alone.data(), await row.data())).toBeLessThan(1e-5);
     tf.dispose([alone, batched, row]);
   });
 
@@ -91,7 +83,7 @@ describe('Contriever', () => {
     w.assign(tf.tidy(() => tf.add(w, 0.5)));
     const after = { q: m.embedQueries(texts), p: m.embedPassages(texts) };
     expect(Array.from(await after.p.data())).toEqual(Array.from(await before.p.data()));
-    expect(maxRelErr(await after.q.data(), await before.q.data())).toBeGreaterThan(1e-3);
+    expect(maxRelativeError(await after.q.data(), await before.q.data())).toBeGreaterThan(1e-3);
     tf.dispose([before.q, before.p, after.q, after.p]);
     m.dispose();
   });
@@ -104,7 +96,7 @@ describe('Contriever', () => {
     const m = Contriever.fromCheckpoint(config, bytes);
     expect(m.params.names().some((n) => n.includes('pooler'))).toBe(false);
     const emb = m.embedQueries(unpadded('q'));
-    expect(maxRelErr(await emb.data(), readTensor(expected, 'q_embedding').data as Float32Array)).toBeLessThan(1e-4);
+    expect(maxRelativeError(await emb.data(), readTensor(expected, 'q_embedding').data as Float32Array)).toBeLessThan(1e-4);
     emb.dispose();
     m.dispose();
   });
@@ -114,7 +106,7 @@ describe('Contriever', () => {
     const m = Contriever.fromParameters(model.config, loaded);
     loaded.dispose(); // the Contriever holds its own copies
     const emb = m.embedPassages(unpadded('p'));
-    expect(maxRelErr(await emb.data(), readTensor(expected, 'p_embedding').data as Float32Array)).toBeLessThan(1e-4);
+    expect(maxRelativeError(await emb.data(), readTensor(expected, 'p_embedding').data as Float32Array)).toBeLessThan(1e-4);
     emb.dispose();
     m.dispose();
     const partial = new ParameterStore([['embeddings.LayerNorm.bias', tf.zeros([32])]]);
@@ -134,7 +126,7 @@ describe('Contriever', () => {
     const q = model.embedQueries(unpadded('q'));
     const p = model.embedPassages(unpadded('p'));
     const scores = tf.tidy(() => tf.div(innerProductScores(q, p), 0.05));
-    expect(maxRelErr(await scores.data(), readTensor(expected, 'scores').data as Float32Array)).toBeLessThan(1e-4);
+    expect(maxRelativeError(await scores.data(), readTensor(expected, 'scores').data as Float32Array)).toBeLessThan(1e-4);
     tf.dispose([q, p, scores]);
   });
 

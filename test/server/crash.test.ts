@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CoragClient, CoragHttpError } from '../../src/federated/client';
 import { decodeModel, encodeModel, encodeUpdate, type NamedTensor } from '../../src/federated/codec';
-import { fedAvgExpected, maxRelErr, MODEL_SHAPES, randomTensors, seeded, tempDir, TRAINED_PREFIXES, trainedShapes } from './helpers';
+import { fedAvgExpected, maxRelativeError, MODEL_SHAPES, randomTensors, seeded, tempDir, TRAINED_PREFIXES, trainedShapes } from './helpers';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -98,7 +98,7 @@ describe('crash safety: SIGKILL inside a round, restart on the same data folder'
     expect(round.accepted).toBe(4);
     const v1 = decodeModel(await client.downloadModel(sid, 1));
     const expected = fedAvgExpected(global, updates);
-    for (const [name, t] of v1) expect(maxRelErr(t.data, expected.get(name)!), name).toBeLessThan(1e-6);
+    for (const [name, t] of v1) expect(maxRelativeError(t.data, expected.get(name)!), name).toBeLessThan(1e-6);
     const info = await client.session(sid);
     expect(info.currentVersion).toBe(1);
     expect(info.passages).toBe(2);

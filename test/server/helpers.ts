@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildApp, type AppOptions, type CoordinatorApp } from '../../server/app';
 import type { NamedTensor } from '../../src/federated/codec';
+export { maxRelativeError } from '../../src/model/numerics';
 
 export function tempDir(): { path: string; remove: () => void } {
   const path = mkdtempSync(join(tmpdir(), 'corag-test-'));
@@ -63,12 +64,3 @@ export function fedAvgExpected(global: ReadonlyMap<string, NamedTensor>, updates
   return out;
 }
 
-export function maxRelErr(actual: Float32Array, expected: Float64Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < actual.length; i++) {
-    num = Math.max(num, Math.abs(actual[i] - expected[i]));
-    den = Math.max(den, Math.abs(expected[i]));
-  }
-  return num / den;
-}

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CoragClient } from '../../src/federated/client';
 import { decodeModel, encodeModel, encodeUpdate, type NamedTensor } from '../../src/federated/codec';
 import type { ServerEvent } from '../../src/federated/protocol';
-import { fedAvgExpected, maxRelErr, MODEL_SHAPES, randomTensors, seeded, startServer, tempDir, TRAINED_PREFIXES, trainedShapes } from './helpers';
+import { fedAvgExpected, maxRelativeError, MODEL_SHAPES, randomTensors, seeded, startServer, tempDir, TRAINED_PREFIXES, trainedShapes } from './helpers';
 
 describe('FedAvg rounds over real HTTP with 4 simulated clients', () => {
   const dir = tempDir();
@@ -59,7 +59,7 @@ describe('FedAvg rounds over real HTTP with 4 simulated clients', () => {
       expect(info.resultVersion).toBe(r);
       const next = decodeModel(await clients[1].downloadModel(sid, r));
       const expected = fedAvgExpected(base, sent);
-      for (const [name, t] of next) expect(maxRelErr(t.data, expected.get(name)!), name).toBeLessThan(1e-6);
+      for (const [name, t] of next) expect(maxRelativeError(t.data, expected.get(name)!), name).toBeLessThan(1e-6);
       // The frozen passage encoder is carried over bit for bit.
       expect(next.get('passage_encoder.embeddings.word_embeddings.weight')!.data).toEqual(global.get('passage_encoder.embeddings.word_embeddings.weight')!.data);
       const w = sent.map((s) => s.n);

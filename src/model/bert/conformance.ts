@@ -10,6 +10,7 @@ import { inBatchContrastiveLoss } from '../losses';
 import { parseSafetensors, readTensor, type ParsedSafetensors } from '../safetensors';
 import { bertParameterShapes, canonicalBertName, parseBertConfig } from './config';
 import { bertEncode } from './model';
+import { maxRelativeError, relativeL2Error } from '../numerics';
 
 export interface BertFixtureFiles {
   /** Parsed config.json. */
@@ -53,44 +54,18 @@ function intTensor(file: ParsedSafetensors, name: string): tf.Tensor2D {
   return tf.tensor2d(Int32Array.from(data as ArrayLike<number>), shape as [number, number], 'int32');
 }
 
-function maxRelErr(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  if (actual.length !== expected.length) return Infinity;
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < expected.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(actual[i] - expected[i]));
-    maxRef = Math.max(maxRef, Math.abs(expected[i]));
-  }
-  if (Number.isNaN(maxDiff)) return Infinity;
-  return maxRef > 0 ? maxDiff / maxRef : maxDiff;
-}
-
-/**
- * Relative L2 error ||a-b|| / max(||b||, floor). Some gradients are analytically zero: the
- * attention key bias cannot change a softmax over keys (it adds the same amount to every score of
- * a query), so the reference holds only float32 rounding noise (~1e-9) there, and dividing by that
- * would compare noise with noise. `floor` puts such tensors on the scale of the whole gradient.
- */
-export function relativeL2(actual: ArrayLike<number>, expected: ArrayLike<number>, floor = 0): number {
-  if (actual.length !== expected.length) return Infinity;
-  let diff = 0;
-  let ref = 0;
-  for (let i = 0; i < expected.length; i++) {
-    diff += (actual[i] - expected[i]) ** 2;
-    ref += expected[i] ** 2;
-  }
-  if (Number.isNaN(diff)) return Infinity;
-  const denominator = Math.max(Math.sqrt(ref), floor);
-  return denominator > 0 ? Math.sqrt(diff) / denominator : Math.sqrt(diff);
-}
-
 function l2(values: ArrayLike<number>): number {
   let s = 0;
   for (let i = 0; i < values.length; i++) s += values[i] ** 2;
   return Math.sqrt(s);
 }
 
-/** float32 rounding relative to the global gradient norm: the floor for analytically-zero gradients. */
+/**
+ * float32 rounding relative to the global gradient norm: the floor for analytically-zero gradients.
+ * The attention key bias cannot change a softmax over keys (it adds the same amount to every score
+ * of a query), so its reference gradient holds only float32 noise (~1e-9), and dividing by that
+ * would compare noise with noise.
+ */
 const GRAD_NOISE_FLOOR = 1e-6;
 
 /**
@@ -151,7 +126,7 @@ export async function checkBertFixture(files: BertFixtureFiles, tolerances: Bert
     for (const [name, tensor] of Object.entries(outputs)) {
       const actual = await tensor.data();
       const reference = name === 'contrastive_loss' ? [files.expectedJson.contrastive_loss as number] : floatData(expected, name).values;
-      max_rel_err[name] = maxRelErr(actual as Float32Array, reference);
+      max_rel_err[name] = maxRelativeError(actual as Float32Array, reference);
     }
 
     const { value: lossValue, grads: computed } = tf.variableGrads(() => {
@@ -175,7 +150,7 @@ export async function checkBertFixture(files: BertFixtureFiles, tolerances: Bert
     let worst_grad = '';
     for (const [name, reference] of references) {
       const actual = (await byName.get(name)!.data()) as Float32Array;
-      const err = relativeL2(actual, reference, GRAD_NOISE_FLOOR * globalNorm);
+      const err = relativeL2Error(actual, reference, GRAD_NOISE_FLOOR * globalNorm);
       if (err > grad_rel_l2 || worst_grad === '') {
         grad_rel_l2 = err;
         worst_grad = name;

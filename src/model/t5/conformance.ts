@@ -12,6 +12,7 @@ import { parseT5Config, t5ParameterShapes } from './config';
 import { fidEncode, fidForward } from './fid';
 import { greedyGenerate } from './generate';
 import { T5Model } from './model';
+import { maxRelativeError, relativeL2Error } from '../numerics';
 
 export interface T5FixtureFiles {
   /** Parsed config.json. */
@@ -55,31 +56,6 @@ function ints(file: ParsedSafetensors, name: string): tf.Tensor2D {
   const { shape, data } = readTensor(file, name);
   if (shape.length !== 2) throw new Error(`expected.safetensors: "${name}" should be 2-D, got [${shape}]`);
   return tf.tensor2d(Int32Array.from(data as ArrayLike<number>), shape as [number, number], 'int32');
-}
-
-export function maxRelativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  if (actual.length !== expected.length) return Infinity;
-  let diff = 0;
-  let ref = 0;
-  for (let i = 0; i < expected.length; i++) {
-    const d = Math.abs(actual[i] - expected[i]);
-    if (Number.isNaN(d)) return Infinity;
-    diff = Math.max(diff, d);
-    ref = Math.max(ref, Math.abs(expected[i]));
-  }
-  return ref > 0 ? diff / ref : diff;
-}
-
-export function relativeL2Error(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  if (actual.length !== expected.length) return Infinity;
-  let diff = 0;
-  let ref = 0;
-  for (let i = 0; i < expected.length; i++) {
-    diff += (actual[i] - expected[i]) ** 2;
-    ref += expected[i] ** 2;
-  }
-  if (Number.isNaN(diff)) return Infinity;
-  return ref > 0 ? Math.sqrt(diff / ref) : Math.sqrt(diff);
 }
 
 /** Model parameters from the checkpoint, checked against the config's shape table. */
