@@ -24,6 +24,11 @@ export interface LineChart {
   readonly xTicks?: readonly number[];
   /** Spread x ticks evenly whatever their values (shots 16/32/64 read better evenly spaced). */
   readonly categoricalX?: boolean;
+  /**
+   * Fit the y axis to the data's range instead of starting at 0 (a loss that moves from 10.37 to
+   * 10.30 would be a flat line on a 0–12 axis); the axis says so by not starting at 0.
+   */
+  readonly fitY?: boolean;
 }
 
 /** Colour-blind-safe palette (Okabe–Ito). */
@@ -51,9 +56,12 @@ const fmt = (v: number) => String(Number(v.toPrecision(6)));
 export function lineChartSvg(chart: LineChart): string {
   const xs = [...new Set(chart.series.flatMap((s) => s.points.map((p) => p.x)))].sort((a, b) => a - b);
   const xTicks = [...(chart.xTicks ?? xs)].sort((a, b) => a - b);
-  const yTop = Math.max(0, ...chart.series.flatMap((s) => s.points.map((p) => p.y + (p.err ?? 0))));
-  const yStep = niceStep(yTop);
-  const yMax = Math.max(yStep, Math.ceil(yTop / yStep - 1e-9) * yStep);
+  const ys = chart.series.flatMap((s) => s.points.filter((p) => Number.isFinite(p.y)).map((p) => p.y));
+  const yTop = Math.max(0, ...chart.series.flatMap((s) => s.points.filter((p) => Number.isFinite(p.y)).map((p) => p.y + (p.err ?? 0))));
+  const yLow = chart.fitY && ys.length ? Math.min(...chart.series.flatMap((s) => s.points.filter((p) => Number.isFinite(p.y)).map((p) => p.y - (p.err ?? 0)))) : 0;
+  const yStep = chart.fitY ? niceStep(yTop - yLow > 0 ? yTop - yLow : Math.abs(yTop) || 1) : niceStep(yTop);
+  const yMin = chart.fitY ? Math.floor(yLow / yStep + 1e-9) * yStep : 0;
+  const yMax = Math.max(yMin + yStep, Math.ceil(yTop / yStep - 1e-9) * yStep);
   const plotW = W - M.left - M.right;
   const plotH = H - M.top - M.bottom;
   const xMin = xTicks[0] ?? 0;
@@ -67,7 +75,7 @@ export function lineChartSvg(chart: LineChart): string {
     }
     return M.left + (xMax > xMin ? ((x - xMin) / (xMax - xMin)) * plotW : plotW / 2);
   };
-  const py = (y: number) => M.top + plotH - (y / yMax) * plotH;
+  const py = (y: number) => M.top + plotH - ((y - yMin) / (yMax - yMin)) * plotH;
   const r = (v: number) => v.toFixed(1);
 
   const parts: string[] = [];
@@ -75,7 +83,7 @@ export function lineChartSvg(chart: LineChart): string {
   parts.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`);
   parts.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="14" font-weight="bold">${escapeXml(chart.title)}</text>`);
   // Grid and y ticks.
-  for (let y = 0; y <= yMax + 1e-9; y += yStep) {
+  for (let i = 0, y = yMin; y <= yMax + 1e-9; i++, y = yMin + i * yStep) {
     parts.push(`<line class="grid" x1="${M.left}" x2="${M.left + plotW}" y1="${r(py(y))}" y2="${r(py(y))}" stroke="#e0e0e0"/>`);
     parts.push(`<text class="ytick" x="${M.left - 6}" y="${r(py(y) + 4)}" text-anchor="end">${fmt(y)}</text>`);
   }
@@ -93,7 +101,7 @@ export function lineChartSvg(chart: LineChart): string {
     parts.push(`<g class="series" data-name="${escapeXml(s.name)}">`);
     if (pts.length > 1) parts.push(`<polyline fill="none" stroke="${colour}" stroke-width="2" points="${pts.map((p) => `${r(px(p.x))},${r(py(p.y))}`).join(' ')}"/>`);
     for (const p of pts) {
-      if (p.err) parts.push(`<line class="errorbar" x1="${r(px(p.x))}" x2="${r(px(p.x))}" y1="${r(py(p.y + p.err))}" y2="${r(py(Math.max(0, p.y - p.err)))}" stroke="${colour}"/>`);
+      if (p.err) parts.push(`<line class="errorbar" x1="${r(px(p.x))}" x2="${r(px(p.x))}" y1="${r(py(p.y + p.err))}" y2="${r(py(Math.max(yMin, p.y - p.err)))}" stroke="${colour}"/>`);
       parts.push(`<circle cx="${r(px(p.x))}" cy="${r(py(p.y))}" r="3.5" fill="${colour}" data-x="${fmt(p.x)}" data-y="${fmt(p.y)}"/>`);
     }
     parts.push('</g>');

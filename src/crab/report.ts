@@ -1,7 +1,8 @@
 /**
  * What a CRAB run reports: results.json (every experiment, every round, and the summary), a
- * markdown report in the paper's layout (methods × shots; store ablation), and SVG plots
- * (EM vs round per shot count, EM vs shots per method). Pure functions of the results.
+ * markdown report in the paper's layout (methods × shots; store ablation), the test gold-answer
+ * NLL beside EM/F1 (the learning signal where EM is still 0), and SVG plots (EM and NLL vs round
+ * per shot count, EM vs shots per method). Pure functions of the results.
  */
 import { lineChartSvg } from './plot';
 import { METHOD_LABELS, METHODS, type ExperimentSpec, type Method, type RunnerConfig } from './runner-config';
@@ -31,6 +32,13 @@ export interface SummaryRow {
   readonly exactMatchByRound: readonly number[];
   /** Mean over seeds of each round's training loss (null for round 0). */
   readonly trainLossByRound: readonly (number | null)[];
+  /** Lowest test gold-answer NLL (nats per token) of a trained round; lower is better. */
+  readonly answerNll: Stat;
+  /** The initial model's test NLL (round 0): what training must go below. */
+  readonly roundZeroAnswerNll: Stat;
+  readonly bestNllRounds: readonly number[];
+  /** Mean over seeds of each round's test NLL (round 0 first): the NLL-vs-round curve. */
+  readonly answerNllByRound: readonly number[];
 }
 
 export interface CrabResults {
@@ -73,6 +81,11 @@ export function summarize(experiments: readonly ExperimentResult[]): SummaryRow[
       bestRounds: g.map((e) => e.best.round),
       exactMatchByRound: Array.from({ length: rounds }, (_, r) => stat(g.map((e) => e.rounds[r].exactMatch)).mean),
       trainLossByRound: Array.from({ length: rounds }, (_, r) => (r === 0 ? null : stat(g.map((e) => e.rounds[r].trainLoss ?? NaN)).mean)),
+      // Results written before the NLL existed have none: NaN, shown as "–".
+      answerNll: stat(g.map((e) => e.bestNll?.answerNll ?? NaN)),
+      roundZeroAnswerNll: stat(g.map((e) => e.rounds[0].answerNll ?? NaN)),
+      bestNllRounds: g.map((e) => e.bestNll?.round ?? NaN),
+      answerNllByRound: Array.from({ length: rounds }, (_, r) => stat(g.map((e) => e.rounds[r].answerNll ?? NaN)).mean),
     };
   });
 }
@@ -88,6 +101,12 @@ export function formatStat(s: Stat, seeds: number): string {
   return seeds > 1 ? `${pct(s.mean)} ± ${pct(s.std)}` : pct(s.mean);
 }
 
+/** "2.345 ± 0.012" in nats (NLL is not a percentage); "–" where a result has no NLL. */
+export function formatNll(s: Stat, seeds: number): string {
+  if (Number.isNaN(s.mean)) return '–';
+  return seeds > 1 ? `${s.mean.toFixed(3)} ± ${s.std.toFixed(3)}` : s.mean.toFixed(3);
+}
+
 /** A markdown table; numbers right-aligned, the `textColumns` (default: the first) left-aligned. */
 function table(header: readonly string[], rows: readonly (readonly string[])[], textColumns: readonly number[] = [0]): string {
   const line = (cells: readonly string[]) => `| ${cells.join(' | ')} |`;
@@ -96,14 +115,15 @@ function table(header: readonly string[], rows: readonly (readonly string[])[], 
 
 const methodsIn = (summary: readonly SummaryRow[], wanted: readonly Method[]) => METHODS.filter((m) => wanted.includes(m) && summary.some((r) => r.method === m));
 
-/** Methods × shots of the main store: one metric per cell. */
-export function mainTable(results: Pick<CrabResults, 'config' | 'summary'>, metric: 'exactMatch' | 'f1' = 'exactMatch'): string {
+/** Methods × shots of the main store: one metric per cell (EM/F1 in %, NLL in nats). */
+export function mainTable(results: Pick<CrabResults, 'config' | 'summary'>, metric: 'exactMatch' | 'f1' | 'answerNll' = 'exactMatch'): string {
   const { config, summary } = results;
+  const format = metric === 'answerNll' ? formatNll : formatStat;
   const rows = methodsIn(summary, config.methods).map((m) => [
     METHOD_LABELS[m],
     ...config.shots.map((shots) => {
       const row = findRow(summary, { method: m, shots, store: config.store });
-      return row ? formatStat(row[metric], row.seeds.length) : '–';
+      return row ? format(row[metric], row.seeds.length) : '–';
     }),
   ]);
   return table(['Method', ...config.shots.map((s) => `${s}-shot`)], rows);
@@ -119,15 +139,22 @@ export function learningTable(results: Pick<CrabResults, 'config' | 'summary'>):
       if (!row) continue;
       const n = row.seeds.length;
       const gain = row.exactMatch.mean - row.roundZeroExactMatch.mean;
+      const nllChange = row.answerNll.mean - row.roundZeroAnswerNll.mean;
       rows.push([
         METHOD_LABELS[m], String(shots),
         formatStat(row.roundZeroExactMatch, n), formatStat(row.exactMatch, n), `${gain >= 0 ? '+' : ''}${(gain * 100).toFixed(1)}`,
         formatStat(row.roundZeroF1, n), formatStat(row.f1, n), row.bestRounds.join(', '),
+        formatNll(row.roundZeroAnswerNll, n), formatNll(row.answerNll, n),
+        Number.isNaN(nllChange) ? '–' : `${nllChange >= 0 ? '+' : ''}${nllChange.toFixed(3)}`,
+        row.bestNllRounds.join(', '),
         row.trainLossByRound.filter((l): l is number => l !== null).map((l) => l.toFixed(2)).join(' → '),
       ]);
     }
   }
-  return table(['Method', 'Shots', 'EM round 0', 'EM best', 'Δ EM', 'F1 round 0', 'F1 best', 'best round(s)', 'train loss by round'], rows);
+  return table(
+    ['Method', 'Shots', 'EM round 0', 'EM best', 'Δ EM', 'F1 round 0', 'F1 best', 'best EM round(s)', 'NLL round 0', 'NLL best', 'Δ NLL', 'best NLL round(s)', 'train loss by round'],
+    rows,
+  );
 }
 
 /** Stores × methods at the ablation's shot count (paper: Table 2). */
@@ -163,17 +190,29 @@ export function markdownReport(results: CrabResults): string {
   );
   out.push(`Test exact match (%), best client-averaged round (Centralized: micro-average)${seeds > 1 ? ', mean ± std over seeds' : ''}:`, '', mainTable(results), '');
   out.push('Test F1 (%), same rounds:', '', mainTable(results, 'f1'), '');
-  out.push('Learning check: the initial model (round 0) against the best trained round:', '', learningTable(results), '');
+  out.push(
+    `Test gold-answer NLL (nats per answer token, teacher forced given the same top-${c.evaluation.k} passages; lower is better), lowest trained round; perplexity = exp(NLL):`,
+    '',
+    mainTable(results, 'answerNll'),
+    '',
+  );
+  out.push(
+    'Learning check: the initial model (round 0) against the best trained round (EM/F1: highest EM; NLL: lowest NLL, chosen separately):',
+    '',
+    learningTable(results),
+    '',
+  );
   const ablation = storeAblationTable(results);
   if (ablation) out.push(`Store ablation, ${c.storeAblation!.shots}-shot, test EM (%):`, '', ablation, '');
   out.push('Plots: ' + plotFiles(results).map((f) => `[${f.name}](${f.name})`).join(', '), '');
   return out.join('\n');
 }
 
-/** EM vs round (one chart per shot count) and best EM vs shots (one line per method). */
+/** EM and NLL vs round (one chart each per shot count) and best EM vs shots (one line per method). */
 export function plotFiles(results: Pick<CrabResults, 'config' | 'summary'>): Array<{ name: string; text: string }> {
   const { config, summary } = results;
   const methods = methodsIn(summary, config.methods);
+  const hasNll = summary.some((r) => r.answerNllByRound.some((v) => !Number.isNaN(v)));
   const files = config.shots.map((shots) => ({
     name: `em-vs-round-${shots}shot.svg`,
     text: lineChartSvg({
@@ -187,6 +226,24 @@ export function plotFiles(results: Pick<CrabResults, 'config' | 'summary'>): Arr
       }),
     }),
   }));
+  if (hasNll) {
+    for (const shots of config.shots) {
+      files.push({
+        name: `nll-vs-round-${shots}shot.svg`,
+        text: lineChartSvg({
+          title: `Test gold-answer NLL vs round, ${shots}-shot, ${config.store}`,
+          xLabel: 'round (0 = initial model)',
+          yLabel: 'test NLL (nats/token, lower is better)',
+          fitY: true,
+          xTicks: Array.from({ length: config.rounds + 1 }, (_, r) => r),
+          series: methods.flatMap((m) => {
+            const row = findRow(summary, { method: m, shots, store: config.store });
+            return row ? [{ name: METHOD_LABELS[m], points: row.answerNllByRound.map((y, x) => ({ x, y })) }] : [];
+          }),
+        }),
+      });
+    }
+  }
   files.push({
     name: 'em-vs-shots.svg',
     text: lineChartSvg({

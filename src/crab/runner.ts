@@ -13,7 +13,8 @@
  * number of examples per round on the pooled data. After every round each client's test pairs
  * are answered with retrieval from its own test store. Reported per experiment: the
  * client-averaged test EM/F1 after every round (round 0 = the initial model; Centralized pools
- * all test answers, a micro-average) and the best trained round.
+ * all test answers, a micro-average), the gold-answer NLL of the same evaluation (teacher forced
+ * given the same passages; visible learning where EM is still 0) and the best trained round.
  *
  * Clients run one after another on ONE ModelBundle: each participation starts by applying the
  * global version it downloaded, so sharing the weights is exact and memory stays one model (a
@@ -46,6 +47,10 @@ export interface CrabRunData {
 export interface ClientScore {
   readonly exactMatch: number;
   readonly f1: number;
+  /** Mean token NLL (nats) of the client's gold answers (src/corag/evaluate). */
+  readonly answerNll: number;
+  /** Target tokens behind `answerNll`. */
+  readonly answerTokens: number;
   readonly count: number;
 }
 
@@ -54,6 +59,10 @@ export interface RoundScore {
   /** Client-averaged (Centralized: micro-averaged) test scores in [0, 1]. */
   readonly exactMatch: number;
   readonly f1: number;
+  /** Client-averaged (Centralized: every answer token once) gold-answer NLL; lower is better. */
+  readonly answerNll: number;
+  /** exp(answerNll). */
+  readonly perplexity: number;
   readonly perClient: readonly ClientScore[];
   /** Mean training loss of the round (null for round 0). */
   readonly trainLoss: number | null;
@@ -65,6 +74,8 @@ export interface ExperimentResult extends ExperimentSpec {
   readonly rounds: readonly RoundScore[];
   /** The best trained round (≥ 1) by EM, ties to the earlier round. */
   readonly best: { readonly round: number; readonly exactMatch: number; readonly f1: number };
+  /** The trained round (≥ 1) with the lowest gold-answer NLL, ties to the earlier round. */
+  readonly bestNll: { readonly round: number; readonly answerNll: number };
   /** Federated methods: the coordinator's global version after each round (0 = initial). */
   readonly globalVersions: readonly number[] | null;
   /** Passages each client could retrieve from while training (0 for closed-book). */
@@ -128,12 +139,20 @@ function mean(xs: readonly number[]): number {
   return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0;
 }
 
-/** Client-averaged scores, or (micro) every answer counted once. */
-export function aggregateScores(perClient: readonly ClientScore[], aggregation: 'client-average' | 'micro'): { exactMatch: number; f1: number } {
-  if (aggregation === 'client-average') return { exactMatch: mean(perClient.map((c) => c.exactMatch)), f1: mean(perClient.map((c) => c.f1)) };
+/**
+ * Client-averaged scores, or (micro) every answer counted once; the micro NLL counts every
+ * answer token once, as one evaluation of the pooled test set would.
+ */
+export function aggregateScores(perClient: readonly ClientScore[], aggregation: 'client-average' | 'micro'): { exactMatch: number; f1: number; answerNll: number; perplexity: number } {
+  const withPerplexity = (s: { exactMatch: number; f1: number; answerNll: number }) => ({ ...s, perplexity: Math.exp(s.answerNll) });
+  if (aggregation === 'client-average') {
+    return withPerplexity({ exactMatch: mean(perClient.map((c) => c.exactMatch)), f1: mean(perClient.map((c) => c.f1)), answerNll: mean(perClient.map((c) => c.answerNll)) });
+  }
   const n = perClient.reduce((a, c) => a + c.count, 0);
   const sum = (f: (c: ClientScore) => number) => perClient.reduce((a, c) => a + f(c) * c.count, 0) / Math.max(n, 1);
-  return { exactMatch: sum((c) => c.exactMatch), f1: sum((c) => c.f1) };
+  const tokens = perClient.reduce((a, c) => a + c.answerTokens, 0);
+  const answerNll = perClient.reduce((a, c) => a + c.answerNll * c.answerTokens, 0) / Math.max(tokens, 1);
+  return withPerplexity({ exactMatch: sum((c) => c.exactMatch), f1: sum((c) => c.f1), answerNll });
 }
 
 /** The best trained round (round ≥ 1) by EM, the earlier on ties (F1 of that round). */
@@ -142,6 +161,14 @@ export function bestRound(rounds: readonly RoundScore[]): ExperimentResult['best
   if (trained.length === 0) throw new Error('bestRound: no trained round');
   const best = trained.reduce((a, r) => (r.exactMatch > a.exactMatch ? r : a));
   return { round: best.round, exactMatch: best.exactMatch, f1: best.f1 };
+}
+
+/** The trained round (round ≥ 1) with the lowest gold-answer NLL, the earlier on ties. */
+export function bestNllRound(rounds: readonly RoundScore[]): ExperimentResult['bestNll'] {
+  const trained = rounds.filter((r) => r.round >= 1);
+  if (trained.length === 0) throw new Error('bestNllRound: no trained round');
+  const best = trained.reduce((a, r) => (r.answerNll < a.answerNll ? r : a));
+  return { round: best.round, answerNll: best.answerNll };
 }
 
 /** Runs one config's whole grid; returns the experiments in grid order. */
@@ -228,7 +255,8 @@ export class CrabRunner {
           results.push(full);
           this.deps.onExperiment?.(full);
           this.deps.log?.(
-            `${e.method} ${e.shots}-shot ${e.store} seed ${e.seed}: round-0 EM ${(full.rounds[0].exactMatch * 100).toFixed(1)}, best EM ${(full.best.exactMatch * 100).toFixed(1)} (round ${full.best.round}), F1 ${(full.best.f1 * 100).toFixed(1)}, ${full.seconds.toFixed(0)} s`,
+            `${e.method} ${e.shots}-shot ${e.store} seed ${e.seed}: round-0 EM ${(full.rounds[0].exactMatch * 100).toFixed(1)}, best EM ${(full.best.exactMatch * 100).toFixed(1)} (round ${full.best.round}), F1 ${(full.best.f1 * 100).toFixed(1)}; ` +
+              `test NLL round 0 ${full.rounds[0].answerNll.toFixed(3)}, best ${full.bestNll.answerNll.toFixed(3)} (round ${full.bestNll.round}); ${full.seconds.toFixed(0)} s`,
           );
         }
       } finally {
@@ -370,7 +398,7 @@ class SeedRun {
       },
     });
     if (client === 0) this.lastSamples = result.predictions.slice(0, 3).map((p) => ({ question: p.question, answers: p.answers, prediction: p.prediction }));
-    return { exactMatch: result.exactMatch, f1: result.f1, count: result.count };
+    return { exactMatch: result.exactMatch, f1: result.f1, answerNll: result.answerNll, answerTokens: result.answerTokens, count: result.count };
   }
 
   private async evaluateClients(method: Method, clients: readonly number[], label: string): Promise<ClientScore[]> {
@@ -405,7 +433,7 @@ class SeedRun {
 
   private result(e: ExperimentSpec, aggregation: ExperimentResult['aggregation'], perRound: ClientScore[][], losses: (number | null)[], globalVersions: number[] | null, sizes: number[]): Omit<ExperimentResult, 'seconds'> {
     const rounds: RoundScore[] = perRound.map((perClient, round) => ({ round, ...aggregateScores(perClient, aggregation), perClient, trainLoss: losses[round] }));
-    return { ...e, aggregation, rounds, best: bestRound(rounds), globalVersions, trainingStoreSizes: sizes, samples: this.lastSamples };
+    return { ...e, aggregation, rounds, best: bestRound(rounds), bestNll: bestNllRound(rounds), globalVersions, trainingStoreSizes: sizes, samples: this.lastSamples };
   }
 
   /** RAG-Local: each client alone, from the initial weights, on its own view of the store. */

@@ -84,7 +84,7 @@ describe('reader and evaluation', () => {
     // teacher forced, and the T5 loss helpers' mean token CE over all its labels.
     const passages = result.predictions.map((p) => p.passages.map(({ title, text }) => ({ title, text })));
     const batch = buildFidBatch(bundle, QA.map((q) => q.question), passages, QA.map((q) => q.answers[0]), { maxLength: 32 });
-    const [mean, perQuestion, tokens] = tf.tidy(() => {
+    const [mean, perQuestion, tokens] = tf.tidy((): tf.Tensor[] => {
       const { logits } = fidForward(bundle.reader, batch.inputIds, batch.attentionMask, batch.numPassages, batch.labels!);
       return [meanTokenCrossEntropy(logits, batch.labels!), sequenceCrossEntropy(logits, batch.labels!), tf.sum(tf.cast(tf.notEqual(batch.labels!, -100), 'int32'), 1)];
     });

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reportFiles, summarize, type CrabResults } from '../../src/crab/report';
-import { aggregateScores, bestRound, CrabRunner, type RoundScore } from '../../src/crab/runner';
+import { aggregateScores, bestNllRound, bestRound, CrabRunner, type RoundScore } from '../../src/crab/runner';
 import { experimentGrid, parseRunnerConfig, RunnerConfigError } from '../../src/crab/runner-config';
 import { bundleLoader, loadCrabData, startCoordinator } from '../../src/crab/runner-node';
 import { clientView } from '../../src/crab/stores';
@@ -70,7 +70,12 @@ describe('CrabRunner over the real coordinator', () => {
         for (const c of r.perClient) expect(c.count).toBe(2);
         expect(r.exactMatch).toBeGreaterThanOrEqual(0);
         expect(r.f1).toBeGreaterThanOrEqual(r.exactMatch - 1e-12);
+        // The gold-answer NLL of every evaluation: positive, finite, its perplexity beside it.
+        for (const c of r.perClient) expect(c.answerTokens).toBeGreaterThanOrEqual(2 * 2);
+        expect(r.answerNll).toBeGreaterThan(0);
+        expect(r.perplexity).toBeCloseTo(Math.exp(r.answerNll), 6);
       }
+      expect(e.bestNll).toEqual({ round: 1, answerNll: e.rounds[1].answerNll });
       expect(e.rounds[0].trainLoss).toBeNull();
       expect(e.rounds[1].trainLoss).toBeGreaterThan(0);
       expect(e.best.round).toBe(1);
@@ -104,7 +109,7 @@ describe('CrabRunner over the real coordinator', () => {
       data: { cache: config.data.cache }, experiments, summary: summarize(experiments),
     };
     const files = new Map(reportFiles(results).map((f) => [f.name, f.text]));
-    expect([...files.keys()]).toEqual(['results.json', 'results.md', 'em-vs-round-2shot.svg', 'em-vs-shots.svg']);
+    expect([...files.keys()]).toEqual(['results.json', 'results.md', 'em-vs-round-2shot.svg', 'nll-vs-round-2shot.svg', 'em-vs-shots.svg']);
     const json = JSON.parse(files.get('results.json')!) as CrabResults;
     expect(json.experiments).toHaveLength(4);
     expect(json.summary.map((r) => r.method)).toEqual(['closed-book', 'rag-local', 'corag', 'centralized']);
@@ -112,21 +117,31 @@ describe('CrabRunner over the real coordinator', () => {
     for (const e of experiments) {
       const label = { 'closed-book': 'Closed-book', 'rag-local': 'RAG-Local', corag: 'CoRAG', centralized: 'Centralized' }[e.method];
       expect(md).toContain(`| ${label} | ${(e.best.exactMatch * 100).toFixed(1)} |`);
+      expect(md).toContain(`| ${label} | ${e.bestNll.answerNll.toFixed(3)} |`);
     }
+    expect(json.experiments[0].rounds[0].answerNll).toBe(experiments[0].rounds[0].answerNll);
     expect(files.get('em-vs-round-2shot.svg')!.match(/<g class="series"/g)).toHaveLength(4);
   }, 120_000);
 });
 
-function round(round: number, perClient: Array<[number, number, number]>): RoundScore {
-  const scores = perClient.map(([exactMatch, f1, count]) => ({ exactMatch, f1, count }));
+/** A round from per-client [EM, F1, answers, gold-answer NLL]. */
+function round(round: number, perClient: Array<[number, number, number, number?]>): RoundScore {
+  const scores = perClient.map(([exactMatch, f1, count, answerNll = 1]) => ({ exactMatch, f1, count, answerNll, answerTokens: 2 * count }));
   return { round, ...aggregateScores(scores, 'client-average'), perClient: scores, trainLoss: round ? 1 : null };
 }
 
 describe('score aggregation', () => {
   it('averages clients equally, or counts every answer once (micro) for Centralized', () => {
-    const clients = [{ exactMatch: 1, f1: 1, count: 1 }, { exactMatch: 0.25, f1: 0.5, count: 3 }];
-    expect(aggregateScores(clients, 'client-average')).toEqual({ exactMatch: 0.625, f1: 0.75 });
-    expect(aggregateScores(clients, 'micro')).toEqual({ exactMatch: (1 + 0.75) / 4, f1: (1 + 1.5) / 4 });
+    const clients = [{ exactMatch: 1, f1: 1, count: 1, answerNll: 2, answerTokens: 2 }, { exactMatch: 0.25, f1: 0.5, count: 3, answerNll: 4, answerTokens: 6 }];
+    expect(aggregateScores(clients, 'client-average')).toEqual({ exactMatch: 0.625, f1: 0.75, answerNll: 3, perplexity: Math.exp(3) });
+    // Micro NLL: every answer token once, (2·2 + 4·6) / 8.
+    expect(aggregateScores(clients, 'micro')).toEqual({ exactMatch: (1 + 0.75) / 4, f1: (1 + 1.5) / 4, answerNll: 3.5, perplexity: Math.exp(3.5) });
+  });
+
+  it('picks the trained round with the lowest NLL (never round 0, earlier round on ties), whatever EM says', () => {
+    const rounds = [round(0, [[0, 0, 2, 1]]), round(1, [[0.5, 0.5, 2, 3]]), round(2, [[0, 0, 2, 2]]), round(3, [[0, 0, 2, 2]])];
+    expect(bestNllRound(rounds)).toEqual({ round: 2, answerNll: 2 });
+    expect(bestRound(rounds).round).toBe(1);
   });
 
   it('picks the best trained round by EM (never round 0, earlier round on ties)', () => {
