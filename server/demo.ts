@@ -11,10 +11,13 @@
  * a folder of the web app (public/ is served as static files) or a `corag/tiny-*` id
  * (src/platform/browser/session-bundle.ts).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeModel, type NamedTensor } from '../src/federated/codec';
+import { isHubModelId, resolveModelSource, type ModelSource } from '../src/model/checkpoint/source';
 import { tinyBertConfig, tinyBertWeights, tinyT5Config, tinyT5Weights } from '../src/model/tiny';
+import { folderModelSource } from '../src/platform/node/folder-source';
 import type { Coordinator } from './coordinator';
 import type { CreatedSession, SessionModels } from '../src/federated/protocol';
 
@@ -48,41 +51,82 @@ export function pretrainedDemoAvailable(): boolean {
   return [PRETRAINED.reader, PRETRAINED.retriever].every((p) => existsSync(PRETRAINED.folder(p) + 'config.json') && existsSync(PRETRAINED.folder(p) + 'model.safetensors'));
 }
 
+/** Where a session's checkpoints come from: what the server reads and what browsers are told. */
+export interface DemoCheckpoints {
+  /** Read by the server (to build global version 0). */
+  readonly reader: ModelSource;
+  readonly retriever: ModelSource;
+  /** Told to browsers in `models` (an app folder such as models/demo/reader, an http(s) URL or a hub id). */
+  readonly readerId: string;
+  readonly retrieverId: string;
+}
+
+function publicFolderSource(appPath: string): ModelSource {
+  return folderModelSource(fileURLToPath(new URL(`../public/${appPath}/`, import.meta.url)));
+}
+
 /**
- * The pretrained checkpoints as one global model in the wire namespace (loaded and checked by the
- * model core's checkpoint loaders, on the cpu backend, once at startup).
+ * A checkpoint named on the command line (`--reader` / `--retriever`): a hub id or http(s) URL
+ * (browsers fetch it too), or a folder inside public/ (browsers get it from this server). A folder
+ * elsewhere is refused: the tabs could not load its config and tokenizer.
  */
-async function pretrainedGlobalModel(): Promise<{ models: SessionModels; bytes: Uint8Array }> {
-  const [{ initBackend }, { ModelBundle }, { folderModelSource }] = await Promise.all([
-    import('../src/model/backend'),
-    import('../src/corag/model-bundle'),
-    import('../src/platform/node/folder-source'),
-  ]);
+export function checkpointFromSpec(spec: string): { source: ModelSource; id: string } {
+  const s = spec.trim();
+  if (/^https?:\/\//i.test(s) || isHubModelId(s)) return { source: resolveModelSource(s), id: s };
+  const publicDir = fileURLToPath(new URL('../public/', import.meta.url));
+  const folder = resolve(s);
+  const inside = relative(publicDir, folder);
+  if (inside.startsWith('..') || isAbsolute(inside) || inside === '') {
+    throw new Error(`model "${spec}": a local checkpoint folder must be inside ${publicDir} so browsers can load it (or give a hub id / URL)`);
+  }
+  return { source: folderModelSource(folder), id: inside.split(sep).join('/') };
+}
+
+/**
+ * The checkpoints as one global model in the wire namespace (loaded and checked by the model core's
+ * checkpoint loaders, on the cpu backend, once at startup). A checkpoint without tokenizer.json
+ * uses the project's copy of its tokenizer (the same t5 / bert-base-uncased vocabularies).
+ */
+async function checkpointGlobalModel(checkpoints: DemoCheckpoints): Promise<{ models: SessionModels; bytes: Uint8Array }> {
+  const [{ initBackend }, { ModelBundle }] = await Promise.all([import('../src/model/backend'), import('../src/corag/model-bundle')]);
   await initBackend('cpu');
-  const tokenizers = (name: string) => folderModelSource(fileURLToPath(new URL(`../public/models/tokenizers/${name}/`, import.meta.url)));
-  const hasTokenizer = (p: string) => existsSync(PRETRAINED.folder(p) + 'tokenizer.json');
+  const hasTokenizer = async (source: ModelSource) => (await source.fetchFile('tokenizer.json')) !== null;
   const bundle = await ModelBundle.fromCheckpoints({
-    reader: folderModelSource(PRETRAINED.folder(PRETRAINED.reader)),
-    retriever: folderModelSource(PRETRAINED.folder(PRETRAINED.retriever)),
-    readerTokenizer: hasTokenizer(PRETRAINED.reader) ? undefined : tokenizers('t5'),
-    retrieverTokenizer: hasTokenizer(PRETRAINED.retriever) ? undefined : tokenizers('bert-base-uncased'),
+    reader: checkpoints.reader,
+    retriever: checkpoints.retriever,
+    readerTokenizer: (await hasTokenizer(checkpoints.reader)) ? undefined : publicFolderSource('models/tokenizers/t5'),
+    retrieverTokenizer: (await hasTokenizer(checkpoints.retriever)) ? undefined : publicFolderSource('models/tokenizers/bert-base-uncased'),
   });
   try {
-    const hidden = (JSON.parse(readFileSync(PRETRAINED.folder(PRETRAINED.retriever) + 'config.json', 'utf8')) as { hidden_size: number }).hidden_size;
     return {
-      models: { reader: PRETRAINED.reader, passageEncoder: PRETRAINED.retriever, embeddingDim: hidden },
-      bytes: await bundle.exportGlobal({ format: 'pt', corag: 'pretrained demo global model v0' }),
+      models: { reader: checkpoints.readerId, passageEncoder: checkpoints.retrieverId, embeddingDim: bundle.embeddingDim },
+      bytes: await bundle.exportGlobal({ format: 'pt', corag: `global model v0 from ${checkpoints.readerId} + ${checkpoints.retrieverId}` }),
     };
   } finally {
     bundle.dispose();
   }
 }
 
-export async function createDemoSession(coordinator: Coordinator): Promise<CreatedSession> {
-  const pretrained = pretrainedDemoAvailable() ? await pretrainedGlobalModel() : undefined;
+function pretrainedDemoCheckpoints(): DemoCheckpoints {
+  return {
+    reader: publicFolderSource(PRETRAINED.reader),
+    retriever: publicFolderSource(PRETRAINED.retriever),
+    readerId: PRETRAINED.reader,
+    retrieverId: PRETRAINED.retriever,
+  };
+}
+
+/**
+ * The demo session. `checkpoints` (from --reader/--retriever) overrides the default: the pretrained
+ * demo checkpoints when present, else tiny random models.
+ */
+export async function createDemoSession(coordinator: Coordinator, checkpoints?: DemoCheckpoints): Promise<CreatedSession> {
+  const chosen = checkpoints ?? (pretrainedDemoAvailable() ? pretrainedDemoCheckpoints() : undefined);
+  const pretrained = chosen ? await checkpointGlobalModel(chosen) : undefined;
+  const name = checkpoints ? `CoRAG (${checkpoints.readerId} + ${checkpoints.retrieverId})` : pretrained ? 'CoRAG demo (pretrained SQuAD models)' : 'CoRAG demo (tiny random models)';
   return coordinator.createSession(
     {
-      name: pretrained ? 'CoRAG demo (pretrained SQuAD models)' : 'CoRAG demo (tiny random models)',
+      name,
       models: pretrained?.models ?? DEMO_MODELS,
       training: { learningRate: 1e-4, localSteps: 20, passagesPerQuestion: 5, maxLength: 384, batchSize: 4, retrievalSource: 'shared' },
       roundPolicy: { fraction: 1, minClients: 2, minUpdates: 1, deadlineSeconds: 300, autoStart: true },

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { buildApp, DEFAULT_LIMITS } from './app';
-import { createDemoSession } from './demo';
+import { checkpointFromSpec, createDemoSession, type DemoCheckpoints } from './demo';
 
 const HELP = `Usage: npm start -- [options]
 
@@ -21,12 +21,23 @@ Options (environment variable in brackets):
   --static-dir <path>   built web app to serve at / (default ./dist; a status page when absent)
   --server-key <key>    require this bearer key to create sessions [CORAG_SERVER_KEY]
   --no-demo             do not create the demo session in an empty data folder
+  --reader <model>      the demo session's reader checkpoint: a Hugging Face hub id (e.g.
+                        google/flan-t5-base), an http(s) URL base, or a folder inside public/
+                        [CORAG_READER] (default: public/models/demo/reader, else tiny random)
+  --retriever <model>   the matching Contriever checkpoint (e.g. facebook/contriever-msmarco)
+                        [CORAG_RETRIEVER]; give both or neither
   --max-update-mb <n>   largest weight-delta upload (default ${DEFAULT_LIMITS.maxUpdateBytes / 2 ** 20})
   --max-uploads <n>     concurrent uploads before 429 (default ${DEFAULT_LIMITS.maxConcurrentUploads})
   --rate-limit <n>      requests per minute per token (default ${DEFAULT_LIMITS.rateLimitPerMinute})
   --log                 log every request (JSON lines)
   -h, --help            show this help
 `;
+
+function demoCheckpoints(readerSpec: string, retrieverSpec: string): DemoCheckpoints {
+  const reader = checkpointFromSpec(readerSpec);
+  const retriever = checkpointFromSpec(retrieverSpec);
+  return { reader: reader.source, retriever: retriever.source, readerId: reader.id, retrieverId: retriever.id };
+}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -37,6 +48,8 @@ async function main(): Promise<void> {
       'static-dir': { type: 'string' },
       'server-key': { type: 'string' },
       'no-demo': { type: 'boolean', default: false },
+      reader: { type: 'string' },
+      retriever: { type: 'string' },
       'max-update-mb': { type: 'string' },
       'max-uploads': { type: 'string' },
       'rate-limit': { type: 'string' },
@@ -59,6 +72,10 @@ async function main(): Promise<void> {
   const host = values.host ?? process.env.HOST ?? '127.0.0.1';
   const dataDir = resolve(values['data-dir'] ?? process.env.CORAG_DATA_DIR ?? 'data');
   const maxUpdateMb = number('max-update-mb', values['max-update-mb']);
+  const readerSpec = values.reader ?? process.env.CORAG_READER;
+  const retrieverSpec = values.retriever ?? process.env.CORAG_RETRIEVER;
+  if (!readerSpec !== !retrieverSpec) throw new Error('--reader and --retriever go together: give both checkpoints or neither');
+  const checkpoints = readerSpec && retrieverSpec ? demoCheckpoints(readerSpec, retrieverSpec) : undefined;
   mkdirSync(dataDir, { recursive: true });
 
   const { app, coordinator } = await buildApp({
@@ -73,7 +90,7 @@ async function main(): Promise<void> {
 
   let demo: { id: string; joinCode: string } | undefined;
   if (!values['no-demo'] && coordinator.sessionIds().length === 0) {
-    const created = await createDemoSession(coordinator);
+    const created = await createDemoSession(coordinator, checkpoints);
     // The admin token is shown once; keep a copy only the owner can read.
     const tokenFile = resolve(dataDir, 'demo-admin-token.txt');
     if (!existsSync(tokenFile)) writeFileSync(tokenFile, `${created.adminToken}\n`, { mode: 0o600 });

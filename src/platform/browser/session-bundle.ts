@@ -6,11 +6,14 @@
  * A session names its models in `models.reader` / `models.passageEncoder`:
  * - `corag/tiny-t5 ...` / `corag/tiny-contriever ...`: the tiny random models of src/model/tiny
  *   (configs are code; tokenizers from models/tokenizers/{t5,bert-base-uncased}/);
+ * - a Hugging Face hub id (`google/flan-t5-base`) or an http(s) URL base: fetched from there;
  * - anything else is a folder under the app (e.g. `models/demo/reader`) holding config.json and,
  *   when it has its own, tokenizer.json.
+ * A checkpoint without tokenizer.json uses the app's copy of the t5 / bert-base-uncased tokenizer.
  */
 import type { BundleSpec } from '../../corag/model-bundle';
 import { parseBertCheckpointConfig, readConfigJson, urlModelSource, type ModelSource } from '../../model/checkpoint';
+import { isHubModelId, resolveModelSource } from '../../model/checkpoint/source';
 import { parseT5CheckpointConfig } from '../../model/checkpoint/t5';
 import { tinyBertConfig, tinyT5Config } from '../../model/tiny';
 import { loadTokenizer } from '../../model/tokenizer';
@@ -20,9 +23,11 @@ import type { ModelCache } from '../../corag/federated-client';
 const TINY_READER = /^corag\/tiny-t5\b/;
 const TINY_RETRIEVER = /^corag\/tiny-contriever\b/;
 
-function folder(appBase: string, path: string): ModelSource {
-  if (/^[a-z]+:/i.test(path) || path.includes('..')) throw new Error(`model "${path}" is not a folder of this app`);
-  return urlModelSource(new URL(path.replace(/\/*$/, '/'), appBase).href);
+/** Where the browser reads a session model's files from. */
+export function sessionModelSource(appBase: string, spec: string): ModelSource {
+  if (/^https?:\/\//i.test(spec) || isHubModelId(spec)) return resolveModelSource(spec);
+  if (/^[a-z]+:/i.test(spec) || spec.includes('..')) throw new Error(`model "${spec}" is not a folder of this app`);
+  return urlModelSource(new URL(spec.replace(/\/*$/, '/'), appBase).href);
 }
 
 async function tokenizerFrom(primary: ModelSource | null, fallback: ModelSource) {
@@ -34,8 +39,8 @@ async function tokenizerFrom(primary: ModelSource | null, fallback: ModelSource)
 export async function loadBundleSpec(appBase: string, models: SessionModels): Promise<BundleSpec> {
   const t5Tokenizers = urlModelSource(new URL('models/tokenizers/t5/', appBase).href);
   const bertTokenizers = urlModelSource(new URL('models/tokenizers/bert-base-uncased/', appBase).href);
-  const readerSource = TINY_READER.test(models.reader) ? null : folder(appBase, models.reader);
-  const retrieverSource = TINY_RETRIEVER.test(models.passageEncoder) ? null : folder(appBase, models.passageEncoder);
+  const readerSource = TINY_READER.test(models.reader) ? null : sessionModelSource(appBase, models.reader);
+  const retrieverSource = TINY_RETRIEVER.test(models.passageEncoder) ? null : sessionModelSource(appBase, models.passageEncoder);
   const [readerConfig, retrieverConfig, readerTokenizer, retrieverTokenizer] = await Promise.all([
     readerSource ? readConfigJson(readerSource).then((j) => parseT5CheckpointConfig(j, readerSource.describe())) : tinyT5Config(),
     retrieverSource ? readConfigJson(retrieverSource).then((j) => parseBertCheckpointConfig(j, retrieverSource.describe())) : tinyBertConfig(),

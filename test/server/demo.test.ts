@@ -1,0 +1,63 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { decodeModel } from '../../src/federated/codec';
+import { hubModelSource } from '../../src/model/checkpoint/source';
+import { tinyBertConfig, tinyBertWeights, tinyCheckpointFiles, tinyT5Config, tinyT5Weights } from '../../src/model/tiny';
+import { Coordinator } from '../../server/coordinator';
+import { checkpointFromSpec, createDemoSession } from '../../server/demo';
+import { startLocalHub } from '../model/checkpoint/local-hub';
+import { tempDir } from './helpers';
+
+const PUBLIC = fileURLToPath(new URL('../../public/', import.meta.url));
+const work = tempDir();
+afterAll(() => work.remove());
+
+describe('the checkpoints a session starts from (npm start --reader/--retriever)', () => {
+  it('passes hub ids and URLs through to browsers and maps a folder inside public/ to its app path', () => {
+    expect(checkpointFromSpec('google/flan-t5-base')).toMatchObject({ id: 'google/flan-t5-base' });
+    expect(checkpointFromSpec('google/flan-t5-base').source.describe()).toMatch(/^google\/flan-t5-base@main \(https:\/\/huggingface\.co/);
+    expect(checkpointFromSpec('https://example.org/models/reader/').id).toBe('https://example.org/models/reader/');
+    expect(checkpointFromSpec(join(PUBLIC, 'models/demo/reader')).id).toBe('models/demo/reader');
+  });
+
+  it('refuses a local folder that browsers could not load', () => {
+    expect(() => checkpointFromSpec(work.path)).toThrow(/must be inside .*public/);
+    expect(() => checkpointFromSpec('./not a model id')).toThrow(/public/);
+  });
+
+  it('builds global version 0 from checkpoints on a hub and names the hub ids in the session', async () => {
+    const t5 = tinyT5Config();
+    const bert = tinyBertConfig();
+    const repos: Record<string, string> = {};
+    for (const [id, files] of [['acme/reader', tinyCheckpointFiles('t5', t5, 11)], ['acme/retriever', tinyCheckpointFiles('bert', bert, 12)]] as const) {
+      const dir = join(work.path, id.replace('/', '_'));
+      mkdirSync(dir, { recursive: true });
+      for (const [name, bytes] of files) writeFileSync(join(dir, name), bytes);
+      repos[id] = dir; // no tokenizer.json: the session falls back to the project's copies
+    }
+    const hub = await startLocalHub({ repos });
+    try {
+      const coordinator = new Coordinator({ dataDir: join(work.path, 'data') });
+      const created = await createDemoSession(coordinator, {
+        reader: hubModelSource('acme/reader', { endpoint: hub.url }),
+        retriever: hubModelSource('acme/retriever', { endpoint: hub.url }),
+        readerId: 'acme/reader',
+        retrieverId: 'acme/retriever',
+      });
+      expect(created.session.config.models).toEqual({ reader: 'acme/reader', passageEncoder: 'acme/retriever', embeddingDim: bert.hidden_size });
+      expect(hub.requests).toContain('/acme/reader/resolve/main/model.safetensors');
+      const global = decodeModel(readFileSync(coordinator.modelPath(created.session.id, 0)));
+      const reader = tinyT5Weights(t5, 11);
+      const retriever = tinyBertWeights(bert, 12);
+      expect([...global.get('reader.shared.weight')!.data.subarray(0, 8)]).toEqual([...reader.get('shared.weight')!.data.subarray(0, 8)]);
+      for (const side of ['query_encoder.', 'passage_encoder.']) {
+        const name = 'encoder.layer.0.attention.self.query.weight';
+        expect([...global.get(side + name)!.data]).toEqual([...retriever.get(name)!.data]);
+      }
+    } finally {
+      await hub.close();
+    }
+  });
+});
