@@ -162,15 +162,17 @@ export function storeAblationTable(results: Pick<CrabResults, 'config' | 'summar
   const a = results.config.storeAblation;
   if (!a) return null;
   const methods = methodsIn(results.summary, a.methods);
-  const rows = a.stores.map((store) => [
-    store,
-    ...methods.map((method) => {
-      const row = findRow(results.summary, { method, shots: a.shots, store });
-      return row ? formatStat(row.exactMatch, row.seeds.length) : '–';
-    }),
-    STORE_DESCRIPTIONS[store],
-  ]);
-  return table(['Training store', ...methods.map((m) => `${METHOD_LABELS[m]} EM`), 'What each client holds'], rows, [0, methods.length + 1]);
+  const rows = a.stores.map((store) => {
+    const cells = methods.map((method) => findRow(results.summary, { method, shots: a.shots, store }));
+    return [
+      store,
+      ...cells.map((row) => (row ? formatStat(row.exactMatch, row.seeds.length) : '–')),
+      ...cells.map((row) => (row ? formatNll(row.answerNll, row.seeds.length) : '–')),
+      STORE_DESCRIPTIONS[store],
+    ];
+  });
+  const header = ['Training store', ...methods.map((m) => `${METHOD_LABELS[m]} EM`), ...methods.map((m) => `${METHOD_LABELS[m]} NLL`), 'What each client holds'];
+  return table(header, rows, [0, 2 * methods.length + 1]);
 }
 
 /** The whole markdown report. */
@@ -203,7 +205,7 @@ export function markdownReport(results: CrabResults): string {
     '',
   );
   const ablation = storeAblationTable(results);
-  if (ablation) out.push(`Store ablation, ${c.storeAblation!.shots}-shot, test EM (%):`, '', ablation, '');
+  if (ablation) out.push(`Store ablation, ${c.storeAblation!.shots}-shot, test EM (%) and test gold-answer NLL (lowest trained round):`, '', ablation, '');
   out.push('Plots: ' + plotFiles(results).map((f) => `[${f.name}](${f.name})`).join(', '), '');
   return out.join('\n');
 }

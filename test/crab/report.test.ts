@@ -37,8 +37,8 @@ describe('summary over seeds', () => {
     expect(md).toContain('| RAG-Local | 10.0 |');
     expect(md).toContain('| CoRAG | 16 | 0.0 ± 0.0 | 50.0 ± 14.1 | +50.0 |');
     expect(md).toContain('| 2, 1 | 5.000 ± 0.000 | 5.000 ± 0.000 | +0.000 | 1, 1 | 1.00 → 1.00 |');
-    expect(md).toMatch(/\| REL \| 50\.0 ± 14\.1 \|/);
-    expect(md).toMatch(/\| IRR \| – \|/);
+    expect(md).toMatch(/\| REL \| 50\.0 ± 14\.1 \| 5\.000 ± 0\.000 \| every client/);
+    expect(md).toMatch(/\| IRR \| – \| – \|/);
   });
 });
 
