@@ -9,7 +9,7 @@
 import { writeFileSync } from 'node:fs';
 import { decodeUpdate, encodeUpdate, type NamedTensor } from '../src/federated/codec';
 import { addWeighted, emptyRunningSum } from '../src/federated/strategy';
-import { ExactInnerProductIndex } from '../server/vector-index';
+import { ExactVectorIndex } from '../src/retrieval/vector-index';
 
 const rand = (() => {
   let s = 12345;
@@ -48,11 +48,11 @@ for (const params of [1_000_000, 10_000_000]) {
 lines.push('', '## Search (exact top-10, dim 768)', '', '| passages | ms / query | baseline ms (score only) | ratio |', '|---:|---:|---:|---:|');
 const dim = 768;
 for (const n of [1_000, 10_000, 100_000]) {
-  const index = new ExactInnerProductIndex(dim, n);
+  const index = new ExactVectorIndex(dim, n);
   const row = new Float32Array(dim);
   for (let i = 0; i < n; i++) {
     for (let j = 0; j < dim; j++) row[j] = rand();
-    index.add(i + 1, row);
+    index.add([i + 1], [row]);
   }
   const q = Float32Array.from({ length: dim }, rand);
   const queries = n >= 100_000 ? 5 : 20;

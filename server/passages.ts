@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import type { Db } from './db';
 import { nowIso } from './db';
 import { badRequest, forbidden, notFound } from './errors';
-import { ExactInnerProductIndex } from './vector-index';
+import { ExactVectorIndex } from '../src/retrieval/vector-index';
 import type { ContributionCount, Passage, PassageInput, SearchHit, SessionModels } from '../src/federated/protocol';
 
 interface PassageRow {
@@ -26,16 +26,16 @@ export function contentHash(title: string, text: string): string {
 }
 
 export class PassageStore {
-  private readonly indexes = new Map<string, ExactInnerProductIndex>();
+  private readonly indexes = new Map<string, ExactVectorIndex>();
 
   constructor(private readonly db: Db) {}
 
-  private index(sessionId: string, dim: number): ExactInnerProductIndex {
+  private index(sessionId: string, dim: number): ExactVectorIndex {
     let idx = this.indexes.get(sessionId);
     if (!idx) {
-      idx = new ExactInnerProductIndex(dim);
+      idx = new ExactVectorIndex(dim);
       const rows = this.db.prepare('SELECT id, embedding FROM passages WHERE session_id = ? ORDER BY id').iterate(sessionId) as Iterable<{ id: number; embedding: Buffer }>;
-      for (const r of rows) idx.add(r.id, new Float32Array(r.embedding.buffer.slice(r.embedding.byteOffset, r.embedding.byteOffset + r.embedding.byteLength)));
+      for (const r of rows) idx.add([r.id], [new Float32Array(r.embedding.buffer.slice(r.embedding.byteOffset, r.embedding.byteOffset + r.embedding.byteLength))]);
       this.indexes.set(sessionId, idx);
     }
     return idx;
@@ -77,7 +77,7 @@ export class PassageStore {
     )();
     // Committed: only now does the in-memory index learn about them.
     const idx = this.index(sessionId, models.embeddingDim);
-    for (const a of added) idx.add(a.id, a.embedding);
+    idx.add(added.map((a) => a.id), added.map((a) => a.embedding));
     return results;
   }
 
@@ -107,7 +107,7 @@ export class PassageStore {
     if (!row) throw notFound('passage_not_found', `passage ${id} does not exist in this session`);
     if (row.client_id !== clientId) throw forbidden('not_your_passage', `passage ${id} was contributed by another client; only its contributor can delete it`);
     this.db.prepare('DELETE FROM passages WHERE session_id = ? AND id = ?').run(sessionId, id);
-    this.index(sessionId, models.embeddingDim).remove(id);
+    this.index(sessionId, models.embeddingDim).remove([id]);
   }
 
   contributions(sessionId: string): ContributionCount[] {

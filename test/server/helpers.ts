@@ -17,17 +17,7 @@ export async function startServer(options: AppOptions): Promise<CoordinatorApp &
   return { ...built, url };
 }
 
-/** Deterministic PRNG (mulberry32). */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { seededRandom as seeded } from '../../src/util/random';
 
 export const MODEL_SHAPES: ReadonlyArray<[string, number[]]> = [
   ['reader.encoder.block.0.layer.0.SelfAttention.q.weight', [16, 16]],
