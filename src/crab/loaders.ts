@@ -85,26 +85,23 @@ export interface JsonlSourceOptions {
  * has no ids; a QA pair's id is `${source}:${line}`.
  */
 export function* readNqOpenJsonl(lines: Iterable<string>, { source }: JsonlSourceOptions): Generator<QAPair> {
-  yield* jsonLines(lines, source, (value, line) => {
-    const at = String(line);
-    if (!isRecord(value)) throw new DataFormatError(source, at, `expected a JSON object, got ${describe(value)}`);
-    return {
-      id: optionalId(value, source, at) ?? `${source}:${line}`,
-      question: requireString(value.question, 'question', source, at),
-      answers: requireAnswerList(value.answer, 'answer', source, at),
-    };
-  });
+  yield* qaLines(lines, source, 'answer');
 }
 
 /** Generic QA jsonl: `{"question": ..., "answers": [...]}` with an optional `id` (else `${source}:${line}`). */
 export function* readQaJsonl(lines: Iterable<string>, { source }: JsonlSourceOptions): Generator<QAPair> {
-  yield* jsonLines(lines, source, (value, line) => {
+  yield* qaLines(lines, source, 'answers');
+}
+
+/** QA pairs from jsonl lines whose answer list is under `answerField` (NQ-open: answer; ours: answers). */
+function qaLines(lines: Iterable<string>, source: string, answerField: 'answer' | 'answers'): Generator<QAPair> {
+  return jsonLines(lines, source, (value, line) => {
     const at = String(line);
     if (!isRecord(value)) throw new DataFormatError(source, at, `expected a JSON object, got ${describe(value)}`);
     return {
       id: optionalId(value, source, at) ?? `${source}:${line}`,
       question: requireString(value.question, 'question', source, at),
-      answers: requireAnswerList(value.answers, 'answers', source, at),
+      answers: requireAnswerList(value[answerField], answerField, source, at),
     };
   });
 }
