@@ -23,14 +23,14 @@ let gradientsRegistered: Promise<unknown> | undefined;
 /** tfjs-core's entry point registers kernels' forward passes only; training needs the gradients. */
 function registerGradients(): Promise<unknown> {
   gradientsRegistered ??= isNode
-    ? import(/* @vite-ignore */ nodeGradientsModule()).then((m: { registerTfjsGradients(): Promise<void> }) => m.registerTfjsGradients())
+    ? import(/* @vite-ignore */ nodeModule('tfjs-gradients')).then((m: { registerTfjsGradients(): Promise<void> }) => m.registerTfjsGradients())
     : import('@tensorflow/tfjs-core/dist/register_all_gradients');
   return gradientsRegistered;
 }
 
-function nodeGradientsModule(): string {
-  // A computed specifier keeps bundlers from pulling Node-only code into the browser build.
-  return new URL('../platform/node/tfjs-gradients' + (import.meta.url.endsWith('.ts') ? '.ts' : '.js'), import.meta.url).href;
+/** A module of src/platform/node. The computed specifier keeps bundlers from pulling Node-only code into the browser build. */
+function nodeModule(name: string): string {
+  return new URL(`../platform/node/${name}` + (import.meta.url.endsWith('.ts') ? '.ts' : '.js'), import.meta.url).href;
 }
 
 async function register(name: BackendName): Promise<void> {
@@ -43,11 +43,8 @@ async function register(name: BackendName): Promise<void> {
       const wasm = await import('@tensorflow/tfjs-backend-wasm');
       if (isNode) {
         // In Node the .wasm binaries are read from the package folder.
-        const { createRequire } = await import('node:module');
-        const { dirname, join } = await import('node:path');
-        const require = createRequire(import.meta.url);
-        const dir = dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'));
-        wasm.setWasmPaths(join(dir, 'dist') + '/');
+        const { tfjsWasmDir } = (await import(/* @vite-ignore */ nodeModule('tfjs-wasm'))) as { tfjsWasmDir(): string };
+        wasm.setWasmPaths(tfjsWasmDir());
       }
       return;
     }
