@@ -1,5 +1,6 @@
 /** The small building blocks of a T5 block: linear maps, RMS layer norm and the feed-forward net. */
 import * as tf from '@tensorflow/tfjs-core';
+import { fusedRmsNorm } from '../webgpu/rms-norm';
 import type { T5Config } from './config';
 import type { WeightGetter } from './weights';
 
@@ -24,9 +25,11 @@ export function linear(x: tf.Tensor, weight: tf.Tensor, activation?: 'relu'): tf
  * elementwise ops one by one (about 16 kernels per norm, 32 norms per t5-small step; each kernel
  * is a GPU dispatch on webgpu). With n = x·r and g = dy·w:
  *   dx = r · (g − n · mean(g·n)),   dw = Σ_rows dy·n
- * which is 8 kernels and the same maths on every backend.
+ * which is 8 kernels. On webgpu the same maths runs as fused WebGPU programs instead (one
+ * dispatch forward, three backward; src/model/webgpu/rms-norm.ts); cpu and wasm keep these ops.
  */
 export function rmsNorm(x: tf.Tensor, weight: tf.Tensor, epsilon: number): tf.Tensor {
+  if (tf.getBackend() === 'webgpu') return fusedRmsNorm(x, weight, epsilon);
   const norm = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [input, scale] = args as [tf.Tensor, tf.Tensor];
     const save = args[2] as tf.GradSaveFunc;
