@@ -5,6 +5,7 @@
  * negative float32 (as Hugging Face uses) where it is not.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { fusedBiasedSoftmax } from '../webgpu/biased-softmax';
 import { linear } from './layers';
 import type { WeightGetter } from './weights';
 
@@ -72,12 +73,20 @@ export interface AttentionResult {
 /**
  * Attention of `hidden` [B, T, d] (queries) over `kv`, with additive biases each broadcastable
  * to [B, heads, T, S] (position bias, masks), softmax in float32, then the `o` projection.
+ * On webgpu the last bias add and the softmax run as one fused program (and their gradient as
+ * one; src/model/webgpu/biased-softmax.ts).
  */
 export function attend(w: WeightGetter, prefix: string, hidden: tf.Tensor, kv: KeyValue, biases: readonly tf.Tensor[], numHeads: number): AttentionResult {
   const queries = splitHeads(linear(hidden, w(`${prefix}.q.weight`)), numHeads);
-  let scores: tf.Tensor = tf.matMul(queries, kv.keys, false, true);
-  for (const bias of biases) scores = tf.add(scores, bias);
-  const probs = tf.softmax(scores) as tf.Tensor4D;
+  let scores = tf.matMul(queries, kv.keys, false, true) as tf.Tensor4D;
+  let probs: tf.Tensor4D;
+  if (tf.getBackend() === 'webgpu' && biases.length > 0) {
+    for (const bias of biases.slice(0, -1)) scores = tf.add(scores, bias);
+    probs = fusedBiasedSoftmax(scores, biases[biases.length - 1] as tf.Tensor4D);
+  } else {
+    for (const bias of biases) scores = tf.add(scores, bias);
+    probs = tf.softmax(scores) as tf.Tensor4D;
+  }
   const context = tf.matMul(probs, kv.values) as tf.Tensor4D;
   return { output: linear(mergeHeads(context), w(`${prefix}.o.weight`)) as tf.Tensor3D, probs };
 }
