@@ -37,6 +37,16 @@ export function tinyWorkload(): Workload {
   return { model: 't5-tiny (d128, 2+2 layers, vocab 4096)', config, passages: 4, passageLength: 64, targetLength: 16, newTokens: 16 };
 }
 
+/**
+ * t5-small's structure (6+6 layers, 8 heads, 131 parameters) at narrow widths, FiD k=2 × 16
+ * tokens: kernel and dispatch counts do not depend on widths or lengths, so this measures
+ * t5-small's counts in seconds on SwiftShader (timings from it mean nothing).
+ */
+export function t5SmallStructureWorkload(): Workload {
+  const config = parseT5Config({ model_type: 't5', d_model: 32, d_kv: 4, d_ff: 64, num_layers: 6, num_heads: 8, vocab_size: 256 });
+  return { model: 't5-small structure (d32, 6+6 layers, 8 heads, vocab 256)', config, passages: 2, passageLength: 16, targetLength: 16, newTokens: 2 };
+}
+
 /** Floating-point operations (multiply-add = 2) of the workload's matmuls; norms and softmax are ignored. */
 export function workloadFlops(w: Workload): { encoder: number; fidForward: number; trainStep: number; generation: number } {
   const c = w.config;
