@@ -293,11 +293,13 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     { schema: { params: sessionParams, querystring: { type: 'object', properties: { token: { type: 'string', maxLength: 200 } } } } },
     async (req: FastifyRequest<{ Params: { sessionId: string }; Querystring: { token?: string } }>, reply) => {
       const sessionId = req.params.sessionId;
-      coordinator.authenticate(sessionId, bearer(req.headers.authorization) ?? req.query.token);
+      const who = coordinator.authenticate(sessionId, bearer(req.headers.authorization) ?? req.query.token);
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
       const send = (e: ServerEvent) => res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+      // Presence first (the other streams hear it), so this stream's hello already counts itself.
+      const closeStream = who.role === 'client' ? coordinator.events.openStream(sessionId, who.clientId) : () => {};
       send({ type: 'hello', session: coordinator.sessionInfo(sessionId) });
       const unsubscribe = coordinator.events.subscribe(sessionId, send);
       eventStreams.add(res);
@@ -306,6 +308,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
       res.on('close', () => {
         clearInterval(heartbeat);
         unsubscribe();
+        closeStream();
         eventStreams.delete(res);
       });
     },

@@ -187,7 +187,7 @@ export class Coordinator {
     const { config, currentVersion } = this.sessionRow(sessionId);
     const clients = (this.db.prepare('SELECT COUNT(*) AS n FROM clients WHERE session_id = ?').get(sessionId) as { n: number }).n;
     const last = this.db.prepare('SELECT * FROM rounds WHERE session_id = ? ORDER BY number DESC LIMIT 1').get(sessionId) as RoundRow | undefined;
-    return { id: sessionId, config, currentVersion, clients, passages: this.passages.count(sessionId), round: last ? this.roundInfo(last) : null };
+    return { id: sessionId, config, currentVersion, clients, online: this.events.online(sessionId), passages: this.passages.count(sessionId), round: last ? this.roundInfo(last) : null };
   }
 
   /** Resolves a bearer token to its role in `sessionId`; anything else is 401. */

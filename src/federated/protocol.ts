@@ -76,7 +76,10 @@ export interface SessionInfo {
   readonly id: string;
   readonly config: SessionConfig;
   readonly currentVersion: number | null;
+  /** Clients that have joined (ever). */
   readonly clients: number;
+  /** Distinct joined clients holding an open event stream right now (admin streams not counted). */
+  readonly online: number;
   readonly passages: number;
   readonly round: RoundInfo | null;
 }
@@ -141,7 +144,9 @@ export type ServerEvent =
   | { readonly type: 'round-opened'; readonly round: RoundInfo }
   | { readonly type: 'update-accepted'; readonly round: number; readonly clientId: string; readonly accepted: number }
   | { readonly type: 'round-closed'; readonly round: RoundInfo }
-  | { readonly type: 'passages-changed'; readonly total: number; readonly added: number; readonly removed: number };
+  | { readonly type: 'passages-changed'; readonly total: number; readonly added: number; readonly removed: number }
+  /** The number of distinct clients with an open event stream changed. */
+  | { readonly type: 'presence'; readonly online: number };
 
 /** Every 4xx/5xx body: a stable machine code and a message a person can act on. */
 export interface ErrorBody {

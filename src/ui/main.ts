@@ -51,6 +51,8 @@ function handleWorkerEvent(store: Store, e: TrainWorkerEvent): void {
           if (s.session && ev.round.resultVersion !== null) s.session = { ...s.session, currentVersion: ev.round.resultVersion };
         } else if (ev.type === 'passages-changed') {
           if (s.session) s.session = { ...s.session, passages: ev.total };
+        } else if (ev.type === 'presence') {
+          if (s.session) s.session = { ...s.session, online: ev.online };
         }
       });
       return;

@@ -1,7 +1,8 @@
 /**
- * Dashboard: the session at a glance — participants, round progress, the global version, the
- * store size and who contributed what, the round loss the coordinator reports, and the EM this
- * tab measured on each new global version (its own questions).
+ * Dashboard: the session at a glance — clients joined and online (live, from `presence` events),
+ * participants, round progress, the global version, the store size and who contributed what, the
+ * round loss the coordinator reports, and the EM this tab measured on each new global version (its
+ * own questions).
  */
 import { CoragClient } from '../../federated/client';
 import type { ContributionCount, RoundInfo } from '../../federated/protocol';
@@ -57,6 +58,7 @@ export function dashboardView(ctx: AppContext): View {
     const r = s.round;
     replace(tiles,
       tile('clients joined', s.session.clients, 'tile-clients'),
+      tile('clients online', s.session.online, 'tile-online'),
       tile(r?.state === 'open' ? 'in this round' : 'in the last round', r ? r.participants.length : 0, 'tile-participants'),
       tile('global version', s.session.currentVersion ?? '—', 'tile-version'),
       tile('passages in the store', s.session.passages, 'tile-passages'),
