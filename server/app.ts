@@ -9,7 +9,7 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import fastifyStatic from '@fastify/static';
 import {
-  addPassagesSchema, createSessionSchema, errorBodySchema, joinSchema, searchSchema, type PassageInput, type ServerEvent,
+  addPassagesSchema, createSessionSchema, errorBodySchema, joinSchema, searchSchema, sessionInfoSchema, type PassageInput, type ServerEvent,
 } from '../src/federated/protocol';
 import { Coordinator, type Principal, type SessionConfigInput } from './coordinator';
 import { crashPoint } from './crash-points';
@@ -167,7 +167,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     return reply.code(201).send(coordinator.join(code, name));
   });
 
-  app.get('/api/sessions/:sessionId', { schema: { params: sessionParams, response: errorResponses } }, async (req: SessionReq) => {
+  app.get('/api/sessions/:sessionId', { schema: { params: sessionParams, response: { 200: sessionInfoSchema, ...errorResponses } } }, async (req: SessionReq) => {
     principal(req);
     return coordinator.sessionInfo(req.params.sessionId);
   });

@@ -256,6 +256,25 @@ export const searchSchema = {
   },
 } as const;
 
+/**
+ * GET /api/sessions/:id response, published in the OpenAPI document. Config and round are passed
+ * through whole (additionalProperties), so the serializer never drops a field added to them.
+ */
+export const sessionInfoSchema = {
+  type: 'object',
+  required: ['id', 'config', 'currentVersion', 'clients', 'online', 'passages', 'round'],
+  additionalProperties: true,
+  properties: {
+    id: { type: 'string' },
+    config: { type: 'object', additionalProperties: true },
+    currentVersion: { type: ['integer', 'null'] },
+    clients: { type: 'integer', description: 'clients that have joined the session' },
+    online: { type: 'integer', description: 'distinct joined clients holding an open event stream now (admin streams not counted)' },
+    passages: { type: 'integer' },
+    round: { type: ['object', 'null'], additionalProperties: true },
+  },
+} as const;
+
 export const errorBodySchema = {
   type: 'object',
   required: ['error', 'message'],

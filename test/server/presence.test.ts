@@ -87,4 +87,17 @@ describe('presence: clients online = distinct clients holding an open event stre
     ]);
     adminStream.close();
   });
+
+  it('publishes online in the OpenAPI schema of GET /api/sessions/{sessionId} without dropping other fields', async () => {
+    const anon = new CoragClient(server.url);
+    const created = await anon.createSession({ name: 'schema', models: { reader: 'r', passageEncoder: 'p', embeddingDim: 8 }, training: { lr: 0.5 } });
+    const info = await anon.withToken(created.adminToken).session(created.session.id);
+    expect(info).toEqual(created.session);
+    expect(info.config.training).toEqual({ lr: 0.5 });
+
+    const doc = await (await fetch(`${server.url}/api/openapi.json`)).json();
+    const schema = doc.paths['/api/sessions/{sessionId}'].get.responses['200'].content['application/json'].schema;
+    expect(schema.required).toContain('online');
+    expect(schema.properties.online.type).toBe('integer');
+  });
 });
