@@ -174,6 +174,8 @@ describe('the CoRAG web app, three tabs, one session', () => {
     await page.goto(`${app.url}/?join=${joinCode}&backend=wasm#/dashboard`);
     await page.locator('#tile-version .tile-value', { hasText: '2' }).waitFor();
     await page.locator('#tile-clients .tile-value', { hasText: '3' }).waitFor();
+    // All three tabs hold an event stream, so all three are online (pushed live by `presence`).
+    await page.locator('#tile-online .tile-value', { hasText: '3' }).waitFor();
     await page.locator('#tile-passages .tile-value', { hasText: '7' }).waitFor();
     await page.locator('#em-chart circle').first().waitFor({ timeout: 60_000 });
     await shot(page, 'dashboard');
