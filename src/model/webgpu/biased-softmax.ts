@@ -14,7 +14,7 @@
  * `fusedBiasedSoftmax`; other backends keep tf.add + tf.softmax (src/model/t5/attention.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { FLAT_WORKGROUP_INDEX_WGSL, flatLayout, type FusedProgram, type WebGpuProgramRunner } from './program';
+import { FLAT_WORKGROUP_INDEX_WGSL, flatLayout, workgroupReductionWgsl, type FusedProgram, type WebGpuProgramRunner } from './program';
 
 const ROW_THREADS = 64;
 
@@ -22,34 +22,7 @@ export const BIASED_SOFTMAX_KERNEL = 'CoragBiasedSoftmax';
 export const SOFTMAX_GRAD_KERNEL = 'CoragSoftmaxGrad';
 
 /** WGSL: `rowMax(v)` and `rowSum(v)` over the ROW_THREADS threads of a workgroup, returned to every thread. */
-const ROW_REDUCTIONS_WGSL = `
-  var<workgroup> partials : array<f32, ${ROW_THREADS}>;
-  fn rowMax(value : f32) -> f32 {
-    partials[localId.x] = value;
-    workgroupBarrier();
-    for (var stride = ${ROW_THREADS / 2}u; stride > 0u; stride = stride >> 1u) {
-      if (localId.x < stride) {
-        partials[localId.x] = max(partials[localId.x], partials[localId.x + stride]);
-      }
-      workgroupBarrier();
-    }
-    let total = partials[0];
-    workgroupBarrier();
-    return total;
-  }
-  fn rowSum(value : f32) -> f32 {
-    partials[localId.x] = value;
-    workgroupBarrier();
-    for (var stride = ${ROW_THREADS / 2}u; stride > 0u; stride = stride >> 1u) {
-      if (localId.x < stride) {
-        partials[localId.x] = partials[localId.x] + partials[localId.x + stride];
-      }
-      workgroupBarrier();
-    }
-    let total = partials[0];
-    workgroupBarrier();
-    return total;
-  }`;
+const ROW_REDUCTIONS_WGSL = workgroupReductionWgsl('rowMax', 'f32', 'max(a, b)', ROW_THREADS) + workgroupReductionWgsl('rowSum', 'f32', 'a + b', ROW_THREADS);
 
 /** float32's lowest value: the row max starts here (finite, so a fully masked row stays finite). */
 const LOWEST_F32 = 'bitcast<f32>(0xff7fffffu)';

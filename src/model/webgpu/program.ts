@@ -55,26 +55,37 @@ export const FLAT_WORKGROUP_INDEX_WGSL = `
   }`;
 
 /**
- * WGSL: `workgroupSum2(v)` returns the sum of `v` over the `size` threads of a 1-D workgroup
- * (`size` a power of two), in every thread; two sums at once so a norm's backward reduces both
- * of its row statistics in one pass. Call it from uniform control flow only (it has barriers).
+ * WGSL: a function `name(value : type) -> type` that combines `value` over the `size` threads of a
+ * 1-D workgroup (`size` a power of two) by a tree reduction with `combine` (an expression in `a`
+ * and `b`), and returns the result to every thread. Each function gets its own workgroup array.
+ * Call it from uniform control flow only (it has barriers).
  */
-export function workgroupSumWgsl(size: number): string {
+export function workgroupReductionWgsl(name: string, type: string, combine: string, size: number): string {
   if (size < 1 || (size & (size - 1)) !== 0) throw new Error(`workgroup size must be a power of two, got ${size}`);
+  const partials = `${name}Partials`;
+  const combined = combine.replace(/\ba\b/g, `${partials}[localId.x]`).replace(/\bb\b/g, `${partials}[localId.x + stride]`);
   return `
-  var<workgroup> partialSums : array<vec2<f32>, ${size}>;
-  fn workgroupSum2(value : vec2<f32>) -> vec2<f32> {
-    partialSums[localId.x] = value;
+  var<workgroup> ${partials} : array<${type}, ${size}>;
+  fn ${name}(value : ${type}) -> ${type} {
+    ${partials}[localId.x] = value;
     workgroupBarrier();
     for (var stride = ${size / 2}u; stride > 0u; stride = stride >> 1u) {
       if (localId.x < stride) {
-        partialSums[localId.x] = partialSums[localId.x] + partialSums[localId.x + stride];
+        ${partials}[localId.x] = ${combined};
       }
       workgroupBarrier();
     }
-    let total = partialSums[0];
-    // Nobody may overwrite partialSums for a next sum before every thread has read the total.
+    let total = ${partials}[0];
+    // Nobody may overwrite the partials for a next reduction before every thread has read the total.
     workgroupBarrier();
     return total;
   }`;
+}
+
+/**
+ * WGSL: `workgroupSum2(v)` returns the sum of `v` over the `size` threads of a 1-D workgroup, in
+ * every thread; two sums at once so a norm's backward reduces both of its row statistics in one pass.
+ */
+export function workgroupSumWgsl(size: number): string {
+  return workgroupReductionWgsl('workgroupSum2', 'vec2<f32>', 'a + b', size);
 }
