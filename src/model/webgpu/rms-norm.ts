@@ -46,13 +46,24 @@ abstract class RowProgram implements FusedProgram {
     this.dispatch = [rows, 1, 1];
   }
 
-  /** WGSL shared by the row programs: `row`, `rows`, `width`, `inRange` and `inverseRmsOf(sumOfSquares)`. */
+  /** WGSL shared by the row programs (all read an input named `x`): `inverseRmsOf(sumOfSquares)` and `rowInverseRms(row)`. */
   protected prelude(): string {
     return `
       ${FLAT_WORKGROUP_INDEX_WGSL}
       ${workgroupSumWgsl(ROW_THREADS)}
       fn inverseRmsOf(sumOfSquares : f32, width : i32) -> f32 {
         return inverseSqrt(sumOfSquares / f32(width) + uniforms.epsilon);
+      }
+      // r = 1/√(mean(x²) + ε) of one row of x, in every thread (call from uniform control flow).
+      fn rowInverseRms(row : i32, width : i32, inRange : bool) -> f32 {
+        var sumOfSquares = 0.0;
+        if (inRange) {
+          for (var j = i32(localId.x); j < width; j = j + ${ROW_THREADS}) {
+            let v = x[row * width + j];
+            sumOfSquares = sumOfSquares + v * v;
+          }
+        }
+        return inverseRmsOf(workgroupSum2(vec2<f32>(sumOfSquares, 0.0)).x, width);
       }`;
   }
 }
@@ -73,14 +84,7 @@ class RmsNormProgram extends RowProgram {
         let row = flatWorkgroupIndex();
         let width = uniforms.xShape.y;
         let inRange = row < uniforms.xShape.x;
-        var sumOfSquares = 0.0;
-        if (inRange) {
-          for (var j = i32(localId.x); j < width; j = j + ${ROW_THREADS}) {
-            let v = x[row * width + j];
-            sumOfSquares = sumOfSquares + v * v;
-          }
-        }
-        let r = inverseRmsOf(workgroupSum2(vec2<f32>(sumOfSquares, 0.0)).x, width);
+        let r = rowInverseRms(row, width, inRange);
         if (inRange) {
           for (var j = i32(localId.x); j < width; j = j + ${ROW_THREADS}) {
             setOutputAtIndex(row * width + j, x[row * width + j] * r * weight[j]);
@@ -144,14 +148,7 @@ class InverseRmsProgram extends RowProgram {
         let row = flatWorkgroupIndex();
         let width = uniforms.xShape.y;
         let inRange = row < uniforms.xShape.x;
-        var sumOfSquares = 0.0;
-        if (inRange) {
-          for (var j = i32(localId.x); j < width; j = j + ${ROW_THREADS}) {
-            let v = x[row * width + j];
-            sumOfSquares = sumOfSquares + v * v;
-          }
-        }
-        let r = inverseRmsOf(workgroupSum2(vec2<f32>(sumOfSquares, 0.0)).x, width);
+        let r = rowInverseRms(row, width, inRange);
         if (inRange && localId.x == 0u) {
           setOutputAtIndex(row, r);
         }
