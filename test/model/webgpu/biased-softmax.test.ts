@@ -5,6 +5,7 @@ import { relativeL2Error } from '../../../src/model/numerics';
 import { MASK_BIAS } from '../../../src/model/t5/attention';
 import { fusedBiasedSoftmax } from '../../../src/model/webgpu/biased-softmax';
 import { installNodeWebGpu } from '../../../src/platform/node/webgpu';
+import { countDispatches } from './dispatches';
 
 /** The plain formula in tfjs ops (autodiff gives its gradients). */
 function plainBiasedSoftmax(scores: tf.Tensor4D, bias: tf.Tensor4D): tf.Tensor4D {
@@ -29,22 +30,6 @@ async function evaluate(softmax: typeof plainBiasedSoftmax, shape: number[], bia
   const result = { probs: (await probs.data()) as Float32Array, dScores: (await dScores.data()) as Float32Array, dBias: (await dBias.data()) as Float32Array };
   tf.dispose([probs, dScores, dBias]);
   return result;
-}
-
-function countDispatches(run: () => void): number {
-  const backend = tf.backend() as unknown as { runWebGPUProgram: (...args: unknown[]) => unknown };
-  const original = backend.runWebGPUProgram;
-  let dispatches = 0;
-  backend.runWebGPUProgram = function (this: unknown, ...args: unknown[]) {
-    dispatches++;
-    return original.apply(this, args);
-  };
-  try {
-    run();
-  } finally {
-    backend.runWebGPUProgram = original;
-  }
-  return dispatches;
 }
 
 // Needs Dawn with a Vulkan driver (SwiftShader on machines without a GPU), like test/platform/node/webgpu.test.ts.

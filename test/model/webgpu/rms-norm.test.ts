@@ -4,6 +4,7 @@ import { initBackend } from '../../../src/model/backend';
 import { relativeL2Error } from '../../../src/model/numerics';
 import { fusedRmsNorm } from '../../../src/model/webgpu/rms-norm';
 import { installNodeWebGpu } from '../../../src/platform/node/webgpu';
+import { countDispatches } from './dispatches';
 
 /** The plain formula in tfjs ops (autodiff gives its gradients). */
 function plainRmsNorm(x: tf.Tensor, w: tf.Tensor, epsilon: number): tf.Tensor {
@@ -25,23 +26,6 @@ async function evaluate(norm: typeof plainRmsNorm, shape: number[], epsilon: num
   const result = { y: (await y.data()) as Float32Array, dx: (await dx.data()) as Float32Array, dw: (await dw.data()) as Float32Array };
   tf.dispose([y, dx, dw]);
   return result;
-}
-
-/** GPU programs dispatched while `run` executes. */
-function countDispatches(run: () => void): number {
-  const backend = tf.backend() as unknown as { runWebGPUProgram: (...args: unknown[]) => unknown };
-  const original = backend.runWebGPUProgram;
-  let dispatches = 0;
-  backend.runWebGPUProgram = function (this: unknown, ...args: unknown[]) {
-    dispatches++;
-    return original.apply(this, args);
-  };
-  try {
-    run();
-  } finally {
-    backend.runWebGPUProgram = original;
-  }
-  return dispatches;
 }
 
 // Needs Dawn with a Vulkan driver (SwiftShader on machines without a GPU), like test/platform/node/webgpu.test.ts.
