@@ -9,6 +9,7 @@
  * passed to tf.grads, and gradients can be taken w.r.t. any subset.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { matMulWeightTransposed } from '../matmul';
 import { embeddingLookup } from '../ops';
 import type { ParameterStore } from '../params';
 import type { BertConfig } from './config';
@@ -64,7 +65,7 @@ export function linear(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor): tf.Ten
   return tf.tidy(() => {
     const inDim = x.shape[x.shape.length - 1];
     const flat = tf.reshape(x, [-1, inDim]) as tf.Tensor2D;
-    const out = tf.add(tf.matMul(flat, weight as tf.Tensor2D, false, true), bias);
+    const out = tf.add(matMulWeightTransposed(flat, weight as tf.Tensor2D), bias);
     return tf.reshape(out, [...x.shape.slice(0, -1), weight.shape[0]]);
   });
 }

@@ -1,5 +1,6 @@
 /** The small building blocks of a T5 block: linear maps, RMS layer norm and the feed-forward net. */
 import * as tf from '@tensorflow/tfjs-core';
+import { matMulWeightTransposed } from '../matmul';
 import { fusedRmsNorm } from '../webgpu/rms-norm';
 import type { T5Config } from './config';
 import type { WeightGetter } from './weights';
@@ -11,9 +12,11 @@ import type { WeightGetter } from './weights';
 export function linear(x: tf.Tensor, weight: tf.Tensor, activation?: 'relu'): tf.Tensor {
   const inDim = x.shape[x.shape.length - 1];
   const a = tf.reshape(x, [-1, inDim]) as tf.Tensor2D;
-  const y = activation
-    ? tf.fused.matMul({ a, b: weight as tf.Tensor2D, transposeB: true, activation })
-    : tf.matMul(a, weight as tf.Tensor2D, false, true);
+  const y = tf.getBackend() === 'wasm'
+    ? (activation ? tf.relu(matMulWeightTransposed(a, weight as tf.Tensor2D)) : matMulWeightTransposed(a, weight as tf.Tensor2D))
+    : activation
+      ? tf.fused.matMul({ a, b: weight as tf.Tensor2D, transposeB: true, activation })
+      : tf.matMul(a, weight as tf.Tensor2D, false, true);
   return tf.reshape(y, [...x.shape.slice(0, -1), weight.shape[0]]);
 }
 
