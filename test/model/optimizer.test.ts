@@ -8,7 +8,7 @@ class ReferenceAdamW {
   m: Record<string, number[]> = {};
   v: Record<string, number[]> = {};
   t = 0;
-  constructor(private readonly o: Required<Omit<AdamWOptions, 'totalSteps' | 'noDecay'>> & { totalSteps?: number }) {}
+  constructor(private readonly o: Required<Omit<AdamWOptions, 'totalSteps' | 'noDecay' | 'flat'>> & { totalSteps?: number }) {}
 
   step(params: Record<string, number[]>, grads: Record<string, number[]>): void {
     this.t++;
@@ -56,12 +56,15 @@ describe('AdamW', () => {
     await initBackend('cpu');
   });
 
-  it('matches a plain-JS AdamW over several steps with warmup, decay, clipping and weight decay', async () => {
+  it.each([
+    ['tensor by tensor', false],
+    ['as one flat vector (the webgpu layout)', true],
+  ])('matches a plain-JS AdamW over several steps with warmup, decay, clipping and weight decay, updating %s', async (_layout, flat) => {
     const init = { a: [0.5, -1, 2, 0.25], b: [3, -0.5] };
     const params = new Map(Object.entries(init).map(([k, v]) => [k, tf.variable(tf.tensor1d(v))]));
     const reference = new ReferenceAdamW(options);
     const refParams = structuredClone(init);
-    const opt = new AdamW(options);
+    const opt = new AdamW({ ...options, flat });
     let clipped = 0;
     for (let s = 1; s <= 8; s++) {
       const gradsJs = { a: gradAt('a', s, 4), b: gradAt('b', s, 2) };
