@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendName, BackendReport } from '../src/model/backend';
-import { benchModel, markdownTable, matmulGflops, t5SmallWorkload, tinyWorkload, type BenchRow, type Workload } from './model-bench';
+import { benchModel, linearLayoutBench, linearLayoutTable, markdownTable, matmulGflops, t5SmallWorkload, tinyWorkload, type BenchRow, type LinearLayoutRow, type Workload } from './model-bench';
 
 export type StartBackend = (name: BackendName) => Promise<BackendReport>;
 
@@ -51,6 +51,7 @@ export async function runModelBench(startBackend: StartBackend, argv: string[]):
   if (values.model && values.model !== 't5-small' && values.model !== 'tiny') throw new Error(`--model must be t5-small or tiny, got ${values.model}`);
 
   const rows: BenchRow[] = [];
+  const linearRows: LinearLayoutRow[] = [];
   const skipped: string[] = [];
   for (const name of backends) {
     let report: BackendReport;
@@ -71,14 +72,18 @@ export async function runModelBench(startBackend: StartBackend, argv: string[]):
       rows.push(row);
       console.error(`[bench] ${JSON.stringify(row)}`);
     }
+    // The Linear-layer product both ways: on wasm only untransposed 2-D products reach XNNPACK.
+    const linear = await linearLayoutBench(report.name, gpu ? 16384 : 4096, gpu ? 512 : 128, gpu ? 2048 : 512, reps);
+    linearRows.push(linear);
+    console.error(`[bench] ${JSON.stringify(linear)}`);
     console.error(`[bench] tensors left: ${tf.memory().numTensors}`);
   }
-  const table = markdownTable(rows);
+  const table = `${markdownTable(rows)}\n\n${linearLayoutTable(linearRows)}`;
   const notes = skipped.length ? `\n\nSkipped: ${skipped.join('; ')}` : '';
   console.log(table + notes);
   mkdirSync(values.out!, { recursive: true });
   const stamp = new Date().toISOString();
   writeFileSync(join(values.out!, 'model-bench.md'), `# Model benchmark (${stamp})\n\n${table}${notes}\n`);
-  writeFileSync(join(values.out!, 'model-bench.json'), JSON.stringify({ date: stamp, rows, skipped }, null, 2) + '\n');
+  writeFileSync(join(values.out!, 'model-bench.json'), JSON.stringify({ date: stamp, rows, linearRows, skipped }, null, 2) + '\n');
   return rows.length > 0 ? 0 : 1;
 }

@@ -13,6 +13,7 @@ import { parseT5Config, t5ParameterShapes, type T5Config } from '../src/model/t5
 import { fidEncode, fidLoss } from '../src/model/t5/fid';
 import { greedyGenerate } from '../src/model/t5/generate';
 import { T5Model } from '../src/model/t5/model';
+import { matMulWeightTransposed } from '../src/model/matmul';
 import { AdamW } from '../src/model/optimizer';
 import { namedGradients } from '../src/model/trainable';
 
@@ -331,5 +332,45 @@ export function markdownTable(rows: readonly BenchRow[]): string {
     (r.peakTrainBytes / MiB).toFixed(0),
     r.gpuBytesAllocated === undefined ? '–' : (r.gpuBytesAllocated / MiB).toFixed(0),
   ]);
+  return [header, header.map(() => '---'), ...lines].map((cells) => `| ${cells.join(' | ')} |`).join('\n');
+}
+
+/** Forward + backward GFLOPS of one Linear layer x·Wᵀ in two formulations (same run, same shapes). */
+export interface LinearLayoutRow {
+  readonly backend: string;
+  /** [rows, in] · [out, in]ᵀ */
+  readonly shape: string;
+  /** tf.matMul(x, W, false, true) and its autodiff gradient. */
+  readonly transposeBGflops: number;
+  /** matMulWeightTransposed (src/model/matmul.ts), what the models use. */
+  readonly modelOpGflops: number;
+}
+
+/** Times x·Wᵀ with its gradient w.r.t. x and W (3 matmuls) both ways, e.g. rows 4096, in 128, out 512. */
+export async function linearLayoutBench(backend: string, rows: number, inDim: number, outDim: number, reps: number): Promise<LinearLayoutRow> {
+  const x = tf.randomNormal([rows, inDim]) as tf.Tensor2D;
+  const w = tf.randomNormal([outDim, inDim]) as tf.Tensor2D;
+  const flops = 3 * 2 * rows * inDim * outDim;
+  const rate = async (product: (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D) => {
+    const ms = await median(reps, async () => {
+      const grads = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(product(a as tf.Tensor2D, b as tf.Tensor2D)))([x, w]);
+      await Promise.all(grads.map((g) => g.data()));
+      tf.dispose(grads);
+    });
+    return flops / ms / 1e6;
+  };
+  const row = {
+    backend,
+    shape: `[${rows},${inDim}]·[${outDim},${inDim}]ᵀ`,
+    transposeBGflops: await rate((a, b) => tf.matMul(a, b, false, true)),
+    modelOpGflops: await rate(matMulWeightTransposed),
+  };
+  tf.dispose([x, w]);
+  return row;
+}
+
+export function linearLayoutTable(rows: readonly LinearLayoutRow[]): string {
+  const header = ['backend', 'Linear x·Wᵀ, forward + backward', 'tf.matMul transposeB GFLOPS', 'matMulWeightTransposed GFLOPS', 'speed-up'];
+  const lines = rows.map((r) => [r.backend, r.shape, r.transposeBGflops.toFixed(1), r.modelOpGflops.toFixed(1), `${(r.modelOpGflops / r.transposeBGflops).toFixed(2)}×`]);
   return [header, header.map(() => '---'), ...lines].map((cells) => `| ${cells.join(' | ')} |`).join('\n');
 }
