@@ -35,8 +35,17 @@ export interface PretrainConfig {
   /** Detached key embeddings kept from earlier steps as extra negatives. */
   readonly queueSize: number;
   readonly contrastiveTemperature: number;
+  /** Weight of the reader's FiD loss in the total loss (0: a retriever-only phase). */
+  readonly readerWeight: number;
+  /** Weight of the random-crop contrastive loss (0: off). */
+  readonly contrastiveWeight: number;
   /** Weight of the Perplexity Distillation loss in the total loss. */
   readonly pdistWeight: number;
+  /**
+   * Weight of the inverse cloze task (ORQA): each example's query (a cloze question or a masked
+   * window, made from a passage) against the step's source passages, in-batch negatives. 0: off.
+   */
+  readonly ictWeight: number;
   /** Re-embed every passage with the (still training) encoder after this many steps. */
   readonly reindexEvery: number;
   readonly indexMaxLength: number;
@@ -63,7 +72,10 @@ export const DEFAULT_PRETRAIN_CONFIG: PretrainConfig = {
   cropMaxLength: 64,
   queueSize: 256,
   contrastiveTemperature: 0.05,
+  readerWeight: 1,
+  contrastiveWeight: 1,
   pdistWeight: 1,
+  ictWeight: 0,
   reindexEvery: 200,
   indexMaxLength: 160,
   checkpointEveryMinutes: 3,
@@ -95,6 +107,9 @@ export function parsePretrainConfig(json: unknown): PretrainConfig {
   const c = merge(DEFAULT_PRETRAIN_CONFIG as unknown as Obj, json as Obj, '') as unknown as PretrainConfig;
   for (const k of ['steps', 'readerBatch', 'passagesPerQuestion', 'contrastiveBatch', 'reindexEvery', 'readerMaxLength', 'targetMaxLength', 'queryMaxLength', 'cropMaxLength', 'indexMaxLength'] as const) {
     if (!Number.isInteger(c[k]) || c[k] <= 0) throw new Error(`pretrain config: "${k}" must be a positive integer, got ${c[k]}`);
+  }
+  if (c.readerWeight === 0 && c.contrastiveWeight === 0 && c.ictWeight === 0) {
+    throw new Error('pretrain config: every objective weight is 0 (readerWeight, contrastiveWeight, ictWeight): nothing would train');
   }
   return c;
 }

@@ -131,15 +131,22 @@ export async function runPretraining(config: PretrainConfig, options: TrainOptio
     let lastCheckpoint = start;
     const firstStep = trainer.step;
     const end = Math.min(config.steps, options.stopAtStep ?? Infinity);
-    const avg = { reader: 0, contrastive: 0, pdist: 0, n: 0 };
+    const objectives = ['reader', 'contrastive', 'pdist', 'ict'] as const;
+    const sums = { reader: 0, contrastive: 0, pdist: 0, ict: 0 };
+    let n = 0;
     while (trainer.step < end) {
       const l = await trainer.trainStep();
-      avg.reader += l.reader; avg.contrastive += l.contrastive; avg.pdist += l.pdist; avg.n++;
+      for (const o of objectives) sums[o] += l[o];
+      n++;
       const now = Date.now();
       if (l.step % config.logEvery === 0 || l.step === end) {
         const rate = (l.step - firstStep) / ((now - start) / 1000);
-        log(`step ${l.step}/${config.steps}  reader ${(avg.reader / avg.n).toFixed(3)}  contrastive ${(avg.contrastive / avg.n).toFixed(3)}  pdist ${(avg.pdist / avg.n).toFixed(4)}  lr ${l.lr.toExponential(2)}  ${rate.toFixed(2)} step/s  ETA ${formatDuration((end - l.step) / rate)}`);
-        avg.reader = avg.contrastive = avg.pdist = avg.n = 0;
+        // Objectives switched off in this phase report NaN and are left out of the line.
+        const losses = objectives.filter((o) => !Number.isNaN(sums[o])).map((o) => `${o} ${(sums[o] / n).toFixed(o === 'pdist' ? 4 : 3)}`);
+        const percent = ((100 * l.step) / config.steps).toFixed(1);
+        log(`step ${l.step}/${config.steps} (${percent}%)  ${losses.join('  ')}  lr ${l.lr.toExponential(2)}  ${rate.toFixed(2)} step/s  ETA ${formatDuration((end - l.step) / rate)}`);
+        for (const o of objectives) sums[o] = 0;
+        n = 0;
       }
       const outOfTime = options.maxMinutes !== undefined && now - start > options.maxMinutes * 60_000;
       if (now - lastCheckpoint > config.checkpointEveryMinutes * 60_000 || outOfTime) {

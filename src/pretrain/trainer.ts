@@ -40,6 +40,8 @@ export interface StepLosses {
   readonly contrastive: number;
   /** Perplexity Distillation KL. */
   readonly pdist: number;
+  /** Inverse-cloze contrastive loss (query → its source passage). NaN when an objective is off. */
+  readonly ict: number;
   readonly lr: number;
 }
 
@@ -328,61 +330,114 @@ export class Pretrainer {
     });
   }
 
-  /** One training step on the next batches; returns the three losses. */
+  /** Whether any objective trains the retriever (else its weights, and so the index, never change). */
+  private get retrieverTrains(): boolean {
+    const c = this.config;
+    return c.contrastiveWeight > 0 || c.pdistWeight > 0 || c.ictWeight > 0;
+  }
+
+  /**
+   * One training step on the next batches; returns the losses. An objective whose weight is 0 is
+   * not computed at all (a reader-only or retriever-only phase costs only its own model's maths),
+   * and a model no objective reaches gets no gradient and no update.
+   */
   async trainStep(): Promise<StepLosses> {
     const { config, data } = this;
-    if (this.index === null || this.stepCount - this.indexedAtStep >= config.reindexEvery) this.reindex();
+    const useReader = config.readerWeight > 0;
+    const usePdist = useReader && config.pdistWeight > 0;
+    const useContrastive = config.contrastiveWeight > 0;
+    const useIct = config.ictWeight > 0;
+    const stale = this.index === null || (this.retrieverTrains && this.stepCount - this.indexedAtStep >= config.reindexEvery);
+    if (useReader && stale) this.reindex();
     const ex = this.take(EXAMPLE_STREAM, this.examplePos, data.examples.length, config.readerBatch);
-    const ps = this.take(PASSAGE_STREAM, this.passagePos, data.passages.length, config.contrastiveBatch);
+    const ps = useContrastive ? this.take(PASSAGE_STREAM, this.passagePos, data.passages.length, config.contrastiveBatch) : { items: [], pos: this.passagePos };
     const examples = ex.items.map((i) => data.examples[i]);
     const cropLen = config.cropMaxLength;
     const cropsA = ps.items.map((p) => this.bertRow(randomCrop(data.passages[p].retrieverIds, this.rng, 0.1, 0.5, cropLen - 2), cropLen));
     const cropsB = ps.items.map((p) => this.bertRow(randomCrop(data.passages[p].retrieverIds, this.rng, 0.1, 0.5, cropLen - 2), cropLen));
 
-    const retrieved = await this.retrieve(examples);
-    const inputs = this.readerInputs(examples, retrieved);
-    const passageLoss = this.perPassageLoss(inputs.ids, inputs.mask, inputs.labels);
-    const passageEmb = tf.tidy(() => tf.reshape(tf.gather(this.index!, tf.tensor1d(retrieved.flat(), 'int32')), [examples.length, config.passagesPerQuestion, -1])) as tf.Tensor3D;
-    const queryBatch = this.bertBatch(examples.map((e) => this.bertRow(e.retrieverQuery, config.queryMaxLength)), config.queryMaxLength);
-    const batchA = this.bertBatch(cropsA, cropLen);
-    const batchB = this.bertBatch(cropsB, cropLen);
+    const owned: tf.Tensor[] = [];
+    const keep = <T extends tf.Tensor>(t: T): T => (owned.push(t), t);
+    const bertBatch = (rows: readonly number[][], length: number) => {
+      const b = this.bertBatch(rows, length);
+      owned.push(b.inputIds, b.attentionMask);
+      return b;
+    };
+    let reader: { inputs: { ids: tf.Tensor2D; mask: tf.Tensor2D; labels: tf.Tensor2D }; passageLoss?: tf.Tensor2D; passageEmb?: tf.Tensor3D } | null = null;
+    if (useReader) {
+      const retrieved = await this.retrieve(examples);
+      const inputs = this.readerInputs(examples, retrieved);
+      owned.push(inputs.ids, inputs.mask, inputs.labels);
+      reader = { inputs };
+      if (usePdist) {
+        reader.passageLoss = keep(this.perPassageLoss(inputs.ids, inputs.mask, inputs.labels));
+        reader.passageEmb = keep(tf.tidy(() => tf.reshape(tf.gather(this.index!, tf.tensor1d(retrieved.flat(), 'int32')), [examples.length, config.passagesPerQuestion, -1])) as tf.Tensor3D);
+      }
+    }
+    const queryBatch = usePdist || useIct ? bertBatch(examples.map((e) => this.bertRow(e.retrieverQuery, config.queryMaxLength)), config.queryMaxLength) : null;
+    // Inverse cloze task: each example's query should find the passage it was made from among the
+    // step's source passages (in-batch negatives).
+    const ictPassages = [...new Set(examples.map((e) => e.passage))];
+    const ictBatch = useIct ? bertBatch(ictPassages.map((p) => this.bertRow(data.passages[p].retrieverIds, config.indexMaxLength)), config.indexMaxLength) : null;
+    const batchA = useContrastive ? bertBatch(cropsA, cropLen) : null;
+    const batchB = useContrastive ? bertBatch(cropsB, cropLen) : null;
     const bert = paramsFromStore(this.retrieverParams);
 
-    let parts: tf.Scalar[] = [];
+    let parts: { reader?: tf.Scalar; contrastive?: tf.Scalar; pdist?: tf.Scalar; ict?: tf.Scalar } = {};
     let keys: tf.Tensor2D | null = null;
+    const varList = [...this.trainable].filter(([name]) => (name.startsWith('reader.') ? useReader : this.retrieverTrains)).map(([, v]) => v);
     const { value, grads } = tf.variableGrads(() => {
-      const fused = fidEncode(this.reader, inputs.ids, inputs.mask, config.passagesPerQuestion);
-      const { hidden } = this.reader.decode(this.reader.decoderInputs(inputs.labels), fused.hidden, fused.mask);
-      const readerLoss = meanTokenCrossEntropy(this.reader.logits(hidden), inputs.labels);
-      const q = contrieverEmbed(this.retrieverConfig, bert, queryBatch);
-      const pdist = perplexityDistillationLoss(q, passageEmb, passageLoss);
-      const a = contrieverEmbed(this.retrieverConfig, bert, batchA);
-      const b = contrieverEmbed(this.retrieverConfig, bert, batchB);
-      const negatives = this.queue ? tf.concat([b, this.queue], 0) : b;
-      const contrastive = inBatchContrastiveLoss(a, negatives, ps.items.map((_, i) => i), config.contrastiveTemperature);
-      parts = [tf.keep(readerLoss), tf.keep(contrastive), tf.keep(pdist)];
-      keys = tf.keep(tf.clone(b));
-      return tf.addN([readerLoss, contrastive, tf.mul(pdist, config.pdistWeight)]) as tf.Scalar;
-    }, [...this.trainable.values()]);
+      const terms: tf.Scalar[] = [];
+      const q = queryBatch ? contrieverEmbed(this.retrieverConfig, bert, queryBatch) : null;
+      if (reader) {
+        const { inputs } = reader;
+        const fused = fidEncode(this.reader, inputs.ids, inputs.mask, config.passagesPerQuestion);
+        const { hidden } = this.reader.decode(this.reader.decoderInputs(inputs.labels), fused.hidden, fused.mask);
+        parts.reader = tf.keep(meanTokenCrossEntropy(this.reader.logits(hidden), inputs.labels));
+        terms.push(tf.mul(parts.reader, config.readerWeight));
+        if (usePdist) {
+          parts.pdist = tf.keep(perplexityDistillationLoss(q!, reader.passageEmb!, reader.passageLoss!));
+          terms.push(tf.mul(parts.pdist, config.pdistWeight));
+        }
+      }
+      if (batchA && batchB) {
+        const a = contrieverEmbed(this.retrieverConfig, bert, batchA);
+        const b = contrieverEmbed(this.retrieverConfig, bert, batchB);
+        const negatives = this.queue ? tf.concat([b, this.queue], 0) : b;
+        parts.contrastive = tf.keep(inBatchContrastiveLoss(a, negatives, ps.items.map((_, i) => i), config.contrastiveTemperature));
+        terms.push(tf.mul(parts.contrastive, config.contrastiveWeight));
+        keys = tf.keep(tf.clone(b));
+      }
+      if (ictBatch) {
+        const p = contrieverEmbed(this.retrieverConfig, bert, ictBatch);
+        parts.ict = tf.keep(inBatchContrastiveLoss(q!, p, examples.map((e) => ictPassages.indexOf(e.passage)), config.contrastiveTemperature));
+        terms.push(tf.mul(parts.ict, config.ictWeight));
+      }
+      if (terms.length === 0) throw new Error('pretrain config: every objective weight is 0');
+      return (terms.length === 1 ? terms[0] : tf.addN(terms)) as tf.Scalar;
+    }, varList);
     const named = new Map<string, tf.Tensor>();
     for (const [name, v] of this.trainable) if (grads[v.name]) named.set(name, grads[v.name]);
     const report = await this.optimizer.apply(this.trainable, named);
-    const [readerLoss, contrastive, pdist] = await Promise.all(parts.map(async (p) => (await p.data())[0]));
+    const valueOf = async (t?: tf.Scalar) => (t ? (await t.data())[0] : NaN);
+    const losses = { reader: await valueOf(parts.reader), contrastive: await valueOf(parts.contrastive), pdist: await valueOf(parts.pdist), ict: await valueOf(parts.ict) };
 
-    // Newest keys first; the oldest fall off the end of the queue.
-    const queued = tf.tidy(() => {
-      const all = this.queue ? tf.concat([keys!, this.queue], 0) : keys!;
-      return tf.slice(all, [0, 0], [Math.min(all.shape[0], config.queueSize), -1]) as tf.Tensor2D;
-    });
-    this.queue?.dispose();
-    this.queue = config.queueSize > 0 ? queued : (queued.dispose(), null);
-    tf.dispose([value, ...Object.values(grads), ...parts, keys!, passageLoss, passageEmb, inputs.ids, inputs.mask, inputs.labels,
-      queryBatch.inputIds, queryBatch.attentionMask, batchA.inputIds, batchA.attentionMask, batchB.inputIds, batchB.attentionMask]);
+    if (keys) {
+      // Newest keys first; the oldest fall off the end of the queue.
+      const k: tf.Tensor2D = keys;
+      const queued = tf.tidy(() => {
+        const all = this.queue ? tf.concat([k, this.queue], 0) : k;
+        return tf.slice(all, [0, 0], [Math.min(all.shape[0], config.queueSize), -1]) as tf.Tensor2D;
+      });
+      this.queue?.dispose();
+      this.queue = config.queueSize > 0 ? queued : (queued.dispose(), null);
+    }
+    tf.dispose([value, ...Object.values(grads), ...Object.values(parts), ...(keys ? [keys] : []), ...owned]);
 
     this.examplePos = ex.pos;
     this.passagePos = ps.pos;
     this.stepCount++;
-    return { step: this.stepCount, reader: readerLoss, contrastive, pdist, lr: report.lr };
+    return { step: this.stepCount, ...losses, lr: report.lr };
   }
 
   async saveCheckpoint(): Promise<PretrainCheckpoint> {

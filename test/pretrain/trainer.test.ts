@@ -90,4 +90,43 @@ describe('Pretrainer', () => {
       resumed.dispose();
     }
   }, 60_000);
+
+  it('a retriever-only phase (reader weight 0, inverse cloze on) leaves the reader untouched and lowers the inverse-cloze loss', async () => {
+    const phase = parsePretrainConfig({ ...config, readerWeight: 0, pdistWeight: 0, contrastiveWeight: 1, ictWeight: 1, lr: 0.005 });
+    const trainer = Pretrainer.create(phase, data);
+    try {
+      const before = new Map<string, Float32Array>();
+      for (const [name, v] of trainer.readerParams.entries()) before.set(name, (await v.data()) as Float32Array);
+      const losses = [];
+      for (let i = 0; i < 16; i++) losses.push(await trainer.trainStep());
+      for (const l of losses) {
+        expect(Number.isNaN(l.reader) && Number.isNaN(l.pdist)).toBe(true);
+        expect(Number.isFinite(l.ict) && Number.isFinite(l.contrastive)).toBe(true);
+      }
+      expect(mean(losses.slice(-4).map((l) => l.ict))).toBeLessThan(mean(losses.slice(0, 4).map((l) => l.ict)));
+      for (const [name, v] of trainer.readerParams.entries()) expect((await v.data()) as Float32Array).toEqual(before.get(name));
+    } finally {
+      trainer.dispose();
+    }
+  }, 60_000);
+
+  it('a reader-only phase (retriever weights 0) leaves the retriever untouched and lowers the reader loss', async () => {
+    const phase = parsePretrainConfig({ ...config, readerWeight: 1, pdistWeight: 0, contrastiveWeight: 0, ictWeight: 0 });
+    const trainer = Pretrainer.create(phase, data);
+    try {
+      const before = new Map<string, Float32Array>();
+      for (const [name, v] of trainer.retrieverParams.entries()) before.set(name, (await v.data()) as Float32Array);
+      const losses = [];
+      for (let i = 0; i < 24; i++) losses.push(await trainer.trainStep());
+      for (const l of losses) expect(Number.isNaN(l.contrastive) && Number.isNaN(l.ict) && Number.isNaN(l.pdist)).toBe(true);
+      expect(mean(losses.slice(-4).map((l) => l.reader))).toBeLessThan(0.8 * mean(losses.slice(0, 4).map((l) => l.reader)));
+      for (const [name, v] of trainer.retrieverParams.entries()) expect((await v.data()) as Float32Array).toEqual(before.get(name));
+    } finally {
+      trainer.dispose();
+    }
+  }, 60_000);
+
+  it('refuses a config whose every objective weight is 0', () => {
+    expect(() => parsePretrainConfig({ ...config, readerWeight: 0, pdistWeight: 1, contrastiveWeight: 0, ictWeight: 0 })).toThrow(/every objective weight is 0/);
+  });
 });
