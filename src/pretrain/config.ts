@@ -27,6 +27,12 @@ export interface PretrainConfig {
   readonly passagesPerQuestion: number;
   /** Fixed per-passage reader input length (question + passage, truncated, padded). */
   readonly readerMaxLength: number;
+  /**
+   * 0: each passage enters the reader whole (truncated to readerMaxLength). N > 0: a cloze
+   * question's own passage enters as an N-token window holding the answer (at a random place in
+   * the window): a shorter, cheaper input with the same copying task, for early training on CPU.
+   */
+  readonly readerPassageWindow: number;
   readonly targetMaxLength: number;
   readonly queryMaxLength: number;
   /** Passages per step for the contrastive (random-crop) objective. */
@@ -66,6 +72,7 @@ export const DEFAULT_PRETRAIN_CONFIG: PretrainConfig = {
   readerBatch: 8,
   passagesPerQuestion: 4,
   readerMaxLength: 192,
+  readerPassageWindow: 0,
   targetMaxLength: 24,
   queryMaxLength: 64,
   contrastiveBatch: 32,

@@ -96,6 +96,25 @@ export function retrieverBertConfig(config: PretrainConfig, vocabSize: number, p
   });
 }
 
+/**
+ * `size` tokens of a passage around a cloze answer: the answer's ids (the target without its
+ * leading sentinel and final EOS) are looked up in the passage and the window starts a random
+ * number of tokens before them, so the answer sits anywhere in it. The passage's first `size`
+ * tokens when the answer is not found as is (tokenized differently in context).
+ */
+export function answerWindow(passageIds: readonly number[], target: readonly number[], size: number, rng: Rng): number[] {
+  if (passageIds.length <= size) return [...passageIds];
+  const answer = target.slice(1, -1);
+  let at = -1;
+  for (let i = 0; at < 0 && answer.length > 0 && i + answer.length <= passageIds.length; i++) {
+    if (answer.every((t, k) => passageIds[i + k] === t)) at = i;
+  }
+  if (at < 0) return passageIds.slice(0, size);
+  const slack = Math.max(0, size - answer.length);
+  const start = Math.min(passageIds.length - size, Math.max(0, at - rng.int(slack + 1)));
+  return passageIds.slice(start, start + size);
+}
+
 function storeOf(weights: TinyWeights): ParameterStore {
   const store = new ParameterStore();
   for (const [name, t] of weights) store.set(name, tf.tensor(t.data, t.shape, 'float32'));
@@ -303,7 +322,8 @@ export class Pretrainer {
     const labels = new Int32Array(examples.length * T).fill(IGNORE_INDEX);
     examples.forEach((ex, b) => {
       retrieved[b].forEach((p, j) => {
-        const row = [...ex.readerQuery, ...this.data.passages[p].readerIds].slice(0, L - 1);
+        const passageIds = ex.kind === 'cloze' && p === ex.passage && this.config.readerPassageWindow > 0 ? answerWindow(this.data.passages[p].readerIds, ex.target, this.config.readerPassageWindow, this.rng) : this.data.passages[p].readerIds;
+        const row = [...ex.readerQuery, ...passageIds].slice(0, L - 1);
         row.push(readerEos);
         ids.set(row, (b * k + j) * L);
         mask.fill(1, (b * k + j) * L, (b * k + j) * L + row.length);

@@ -5,7 +5,8 @@ import { TextTokenizer } from '../../src/model/tokenizer';
 import { parsePretrainConfig } from '../../src/pretrain/config';
 import { parseDprPassages } from '../../src/pretrain/corpus';
 import { preparePretrainData, type PretrainData } from '../../src/pretrain/data';
-import { Pretrainer } from '../../src/pretrain/trainer';
+import { answerWindow, Pretrainer } from '../../src/pretrain/trainer';
+import { Rng } from '../../src/pretrain/rng';
 import { trimUnigramTokenizer, trimWordPieceTokenizer } from '../../src/pretrain/vocab-trim';
 
 const read = (rel: string) => JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as Record<string, unknown>;
@@ -128,5 +129,29 @@ describe('Pretrainer', () => {
 
   it('refuses a config whose every objective weight is 0', () => {
     expect(() => parsePretrainConfig({ ...config, readerWeight: 0, pdistWeight: 1, contrastiveWeight: 0, ictWeight: 0 })).toThrow(/every objective weight is 0/);
+  });
+});
+
+describe('answerWindow', () => {
+  const passage = Array.from({ length: 100 }, (_, i) => 1000 + i);
+  const target = [7, 1040, 1041, 1]; // sentinel, answer ids 1040 1041, EOS
+
+  it('always holds the whole answer, at varying places, and has the requested size', () => {
+    const rng = new Rng(3);
+    const starts = new Set<number>();
+    for (let i = 0; i < 50; i++) {
+      const w = answerWindow(passage, target, 16, rng);
+      expect(w).toHaveLength(16);
+      const at = w.indexOf(1040);
+      expect(at).toBeGreaterThanOrEqual(0);
+      expect(w[at + 1]).toBe(1041);
+      starts.add(w[0]);
+    }
+    expect(starts.size).toBeGreaterThan(5);
+  });
+
+  it('falls back to the passage start when the answer is not in it, and keeps short passages whole', () => {
+    expect(answerWindow(passage, [7, 5, 1], 16, new Rng(1))).toEqual(passage.slice(0, 16));
+    expect(answerWindow(passage.slice(0, 10), target, 16, new Rng(1))).toEqual(passage.slice(0, 10));
   });
 });
