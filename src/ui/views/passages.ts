@@ -1,7 +1,8 @@
 /**
- * Passages page: add files (drop or picker), see them chunked, embedded (progress: count, rate,
- * ETA) and stored in this tab; per file, keep it private or contribute it to the session's store.
- * Every step commits to IndexedDB before the next starts, so a reload resumes where it stopped.
+ * Passages page: add files (drop or picker) or the app's demo passages, see them chunked, embedded
+ * (progress: count, rate, ETA) and stored in this tab; per file, keep it private or contribute it
+ * to the session's store. Every step commits to IndexedDB before the next starts, so a reload
+ * resumes where it stopped.
  */
 import { h, progressBar, replace } from '../dom';
 import { errorText, type AppContext, type View } from '../context';
@@ -17,6 +18,13 @@ interface FileSummary {
   contributed: number;
   share: ShareChoice;
 }
+
+/**
+ * The demo passages (SQuAD-derived, public/demo/NOTICE.md) are added as if the user had picked a
+ * file of this name, so they are parsed, stored, embedded and shared exactly like an upload.
+ */
+export const DEMO_PASSAGES_FILE = 'demo-passages.jsonl';
+const DEMO_PASSAGES_PATH = 'demo/passages.jsonl';
 
 function summarize(passages: readonly StoredPassage[], sessionId: string | undefined): FileSummary[] {
   const byFile = new Map<string, FileSummary>();
@@ -45,6 +53,7 @@ export function passagesView(ctx: AppContext): View {
   const drop = h('div', { class: 'dropzone', id: 'dropzone', tabindex: 0, role: 'button', 'aria-describedby': 'drop-help' },
     h('strong', {}, 'Drop files here'), ' or ', h('label', { for: 'file-input', class: 'linklike' }, 'choose files'),
     h('p', { id: 'drop-help', class: 'muted small' }, `${SUPPORTED_EXTENSIONS.join(', ')} — up to ${formatBytes(MAX_FILE_BYTES)} each. .jsonl: one {"title","text"} per line. Text is split into ~100-word passages.`));
+  const demoButton = h('button', { type: 'button', class: 'ghost', id: 'demo-passages' }, 'Add the demo passages');
   const embedBar = progressBar('Embedding passages');
   embedBar.root.hidden = true;
   const problems = h('div', { class: 'problems', 'aria-live': 'polite' });
@@ -197,6 +206,20 @@ export function passagesView(ctx: AppContext): View {
     await refresh();
   }
 
+  demoButton.addEventListener('click', async () => {
+    // Disabled until stored and embedded, so a double click does not add the file twice.
+    demoButton.disabled = true;
+    try {
+      const res = await fetch(new URL(DEMO_PASSAGES_PATH, ctx.appBase));
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      const file = new File([await res.blob()], DEMO_PASSAGES_FILE, { type: 'application/jsonl' });
+      await addFiles([file]);
+    } catch (e) {
+      store.notify('error', `Could not load the demo passages: ${errorText(e)}`);
+    } finally {
+      demoButton.disabled = false;
+    }
+  });
   input.addEventListener('change', () => {
     void addFiles([...(input.files ?? [])]);
     input.value = '';
@@ -214,7 +237,10 @@ export function passagesView(ctx: AppContext): View {
     h('section', { class: 'card stack', 'aria-labelledby': 'add-title' },
       h('h2', { id: 'add-title' }, 'Add passages'),
       h('div', { class: 'row' }, h('label', { for: 'default-share' }, 'New files are'), defaultShare),
-      drop, input, embedBar.root, problems),
+      drop, input,
+      h('div', { class: 'row' }, demoButton,
+        h('span', { class: 'muted small' }, `${DEMO_PASSAGES_FILE}: Wikipedia paragraphs from SQuAD (CC BY-SA 4.0), to try the app without files of your own.`)),
+      embedBar.root, problems),
     h('section', { class: 'card stack', 'aria-labelledby': 'files-title' }, h('h2', { id: 'files-title' }, 'Your files'), table));
 
   void refresh();
