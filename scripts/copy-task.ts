@@ -1,12 +1,14 @@
 /**
- * npx tsx scripts/copy-task.ts [d_model=64] [lr=3e-3] [steps=600] [key tokens=3]
+ * npx tsx scripts/copy-task.ts [d_model=64] [lr=3e-3] [steps=600] [key tokens=3] [prefix]
  *
  * Diagnostic: can the FiD reader learn to copy? A synthetic task with no language in it: the
  * passage is 32 random tokens, the question K (default 3) consecutive passage tokens, the answer the token
  * that follows them (one encoder row per example: `<q> a b c <q> passage </s>`). A reader that
  * can copy out of its passage drives the loss towards 0; chance is ln(197) for the answer token,
  * ≈ 2.65 averaged with the EOS token. Prints the loss every 50 steps (wasm backend, seeded).
- * docs/PRETRAINING.md records what it showed.
+ * With `prefix` the target repeats the key tokens before the answer (`a b c next </s>`), so the
+ * decoder's own input holds the key: copying then needs only a previous-token head in the encoder
+ * and one cross-attention lookup. docs/PRETRAINING.md records what it showed.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../src/model/backend';
@@ -28,15 +30,17 @@ const opt = new AdamW({ lr: Number(process.argv[3] ?? 3e-3), warmupSteps: 20 });
 const rng = new Rng(1);
 const B = 32;
 const K = Number(process.argv[5] ?? 3);
+const PREFIX = process.argv[6] === 'prefix';
+const T = PREFIX ? K + 2 : 2;
 function batch() {
   const ids: number[] = [], labels: number[] = [];
   for (let b = 0; b < B; b++) {
     const passage = Array.from({ length: P }, () => 3 + rng.int(V - 3));
     const at = rng.int(P - K - 1);
     ids.push(2, ...passage.slice(at, at + K), 2, ...passage, 1);
-    labels.push(passage[at + K], 1);
+    labels.push(...(PREFIX ? passage.slice(at, at + K) : []), passage[at + K], 1);
   }
-  return { ids: tf.tensor2d(ids, [B, P + K + 3], 'int32'), labels: tf.tensor2d(labels, [B, 2], 'int32') };
+  return { ids: tf.tensor2d(ids, [B, P + K + 3], 'int32'), labels: tf.tensor2d(labels, [B, T], 'int32') };
 }
 const t0 = Date.now();
 for (let s = 1; s <= Number(process.argv[4] ?? 600); s++) {
