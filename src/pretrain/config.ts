@@ -13,6 +13,8 @@ export interface PretrainConfig {
     readonly maxWords: number;
     readonly mlmPerPassage: number;
     readonly clozePerPassage: number;
+    /** See PrepareOptions.clozeContextWords (0: plain cloze targets). */
+    readonly clozeContextWords: number;
   };
   readonly reader: { readonly d_model: number; readonly d_kv: number; readonly num_heads: number; readonly d_ff: number; readonly num_layers: number; readonly num_decoder_layers: number };
   readonly retriever: { readonly hidden_size: number; readonly num_hidden_layers: number; readonly num_attention_heads: number; readonly intermediate_size: number };
@@ -61,7 +63,7 @@ export interface PretrainConfig {
 
 export const DEFAULT_PRETRAIN_CONFIG: PretrainConfig = {
   seed: 1234,
-  data: { dprPassages: '', squadParagraphs: '', maxWords: 100, mlmPerPassage: 2, clozePerPassage: 4 },
+  data: { dprPassages: '', squadParagraphs: '', maxWords: 100, mlmPerPassage: 2, clozePerPassage: 4, clozeContextWords: 0 },
   reader: { d_model: 192, d_kv: 32, num_heads: 6, d_ff: 512, num_layers: 3, num_decoder_layers: 3 },
   retriever: { hidden_size: 128, num_hidden_layers: 4, num_attention_heads: 4, intermediate_size: 512 },
   steps: 3000,

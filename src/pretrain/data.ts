@@ -54,12 +54,22 @@ export interface PrepareOptions {
   readonly mlmPerPassage: number;
   /** Most cloze questions kept per passage (chosen at random among its candidates). */
   readonly clozePerPassage: number;
+  /**
+   * 0: a cloze target is `<extra_id_0> {answer}`. N > 0: `<extra_id_0> {last N words before the
+   * answer} {answer}` — the decoder then holds the answer's left context and copying becomes a
+   * lookup it learns quickly (scripts/copy-task.ts, `prefix`); an experiment, not for shipped readers.
+   */
+  readonly clozeContextWords?: number;
 }
 
 function idOf(tok: TextTokenizer, token: string): number {
   const id = tok.tokenToId(token);
   if (id === undefined) throw new Error(`tokenizer has no "${token}" token`);
   return id;
+}
+
+function lastWords(text: string, n: number): string[] {
+  return n > 0 ? text.split(/\s+/).filter(Boolean).slice(-n) : [];
 }
 
 /** Tokenizes passages and builds the masked-span and cloze examples (seeded). */
@@ -89,7 +99,7 @@ export function preparePretrainData(passages: readonly CorpusPassage[], reader: 
         passage: index,
         readerQuery: t5(`question: ${c.question} answer: <extra_id_0>`),
         retrieverQuery: bert(c.question),
-        target: reader.encode(`<extra_id_0> ${c.answer}`),
+        target: reader.encode(`<extra_id_0> ${[...lastWords(c.before, options.clozeContextWords ?? 0), c.answer].join(' ')}`),
       });
     }
   });

@@ -44,6 +44,8 @@ export function maskedSpanExample(text: string, rng: Rng, options: { windowWords
 export interface ClozeExample {
   readonly question: string;
   readonly answer: string;
+  /** The sentence's words before the answer (what the question keeps of its left side). */
+  readonly before: string;
 }
 
 /** Sentences of a passage (split after . ! ? followed by a space and an upper-case letter or digit). */
@@ -88,7 +90,7 @@ export function clozeExamples(text: string, options: { minSentenceWords?: number
       const before = sentence.slice(0, at).trimEnd();
       const after = sentence.slice(at + answer.length).replace(/^[.!?]+$/, '').trimStart();
       const question = `${before} ${questionWord(answer)} ${after}`.trim().replace(/[.!]$/, '').replace(/\s+/g, ' ');
-      out.push({ question: question.endsWith('?') ? question : `${question}?`, answer });
+      out.push({ question: question.endsWith('?') ? question : `${question}?`, answer, before });
     }
   }
   return out;

@@ -12,8 +12,10 @@ describe('self-supervised examples', () => {
       expect(TEXT).toContain(c.answer);
       expect(c.question).not.toContain(c.answer);
       expect(c.question).toMatch(/\b(what|when|how many)\b/);
+      // The answer follows its left context directly ("24–10") or after a space.
+      expect([`${c.before} ${c.answer}`.trim(), `${c.before}${c.answer}`]).toContainEqual(expect.toSatisfy((s: string) => TEXT.includes(s)));
     }
-    expect(cloze).toContainEqual({ question: "The game was played on when , at Levi's Stadium in the San Francisco Bay Area at Santa Clara, California?", answer: 'February 7, 2016' });
+    expect(cloze).toContainEqual({ question: "The game was played on when , at Levi's Stadium in the San Francisco Bay Area at Santa Clara, California?", answer: 'February 7, 2016', before: 'The game was played on' });
     expect(cloze.map((c) => c.answer)).toContain('Carolina Panthers');
   });
 

@@ -47,6 +47,35 @@ beforeAll(async () => {
   );
 });
 
+describe('preparePretrainData', () => {
+  it('with clozeContextWords N, a cloze target starts with the N words before the answer', () => {
+    const passages = parseDprPassages(readFileSync(new URL('../../../shared/data/wikipedia/psgs_w100.sample1000.tsv', import.meta.url), 'utf8')).slice(0, 12);
+    const texts = passages.flatMap((p) => [p.title, p.text, `title: ${p.title} context: ${p.text}`, 'question: answer: what when how many']);
+    const t5 = trimUnigramTokenizer(read('../../public/models/tokenizers/t5/tokenizer.json'), read('../../public/models/tokenizers/t5/tokenizer_config.json'), texts);
+    const bert = trimWordPieceTokenizer(read('../../public/models/tokenizers/bert-base-uncased/tokenizer.json'), read('../../public/models/tokenizers/bert-base-uncased/tokenizer_config.json'), texts);
+    const reader = TextTokenizer.fromJson(t5.tokenizerJson, t5.tokenizerConfig);
+    const retriever = TextTokenizer.fromJson(bert.tokenizerJson, bert.tokenizerConfig);
+    const plain = preparePretrainData(passages, reader, retriever, { seed: 7, mlmPerPassage: 0, clozePerPassage: 2 });
+    const prefixed = preparePretrainData(passages, reader, retriever, { seed: 7, mlmPerPassage: 0, clozePerPassage: 2, clozeContextWords: 2 });
+    expect(prefixed.examples.length).toBe(plain.examples.length);
+    let longer = 0;
+    prefixed.examples.forEach((ex, i) => {
+      const answer = reader.decode(plain.examples[i].target).replace('<extra_id_0>', '').trim();
+      const target = reader.decode(ex.target).replace('<extra_id_0>', '').trim();
+      expect(target.endsWith(answer)).toBe(true);
+      const context = target.slice(0, target.length - answer.length).trim();
+      expect(context.split(/\s+/).filter(Boolean).length).toBeLessThanOrEqual(2);
+      if (context) {
+        longer++;
+        // Compared on letters and digits only: the tokenizer's decode normalises quotes and spaces.
+        const bare = (t: string) => t.replace(/[^\p{L}\p{N}]/gu, '');
+        expect(bare(passages[ex.passage].text)).toContain(bare(`${context}${answer}`));
+      }
+    });
+    expect(longer).toBeGreaterThan(prefixed.examples.length / 2);
+  });
+});
+
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 describe('Pretrainer', () => {
