@@ -12,11 +12,12 @@ import type { WeightGetter } from './weights';
 export function linear(x: tf.Tensor, weight: tf.Tensor, activation?: 'relu'): tf.Tensor {
   const inDim = x.shape[x.shape.length - 1];
   const a = tf.reshape(x, [-1, inDim]) as tf.Tensor2D;
-  const y = tf.getBackend() === 'wasm'
-    ? (activation ? tf.relu(matMulWeightTransposed(a, weight as tf.Tensor2D)) : matMulWeightTransposed(a, weight as tf.Tensor2D))
-    : activation
-      ? tf.fused.matMul({ a, b: weight as tf.Tensor2D, transposeB: true, activation })
-      : tf.matMul(a, weight as tf.Tensor2D, false, true);
+  const w = weight as tf.Tensor2D;
+  let y: tf.Tensor;
+  if (!activation) y = matMulWeightTransposed(a, w);
+  // The fused matMul + activation kernel has no fast untransposed path on wasm (src/model/matmul.ts).
+  else if (tf.getBackend() === 'wasm') y = tf.relu(matMulWeightTransposed(a, w));
+  else y = tf.fused.matMul({ a, b: w, transposeB: true, activation });
   return tf.reshape(y, [...x.shape.slice(0, -1), weight.shape[0]]);
 }
 
