@@ -5,6 +5,7 @@ import { TextTokenizer } from '../../src/model/tokenizer';
 import { parsePretrainConfig } from '../../src/pretrain/config';
 import { parseDprPassages } from '../../src/pretrain/corpus';
 import { preparePretrainData, type PretrainData } from '../../src/pretrain/data';
+import type { ParameterStore } from '../../src/model/params';
 import { answerWindow, Pretrainer } from '../../src/pretrain/trainer';
 import { Rng } from '../../src/pretrain/rng';
 import { trimUnigramTokenizer, trimWordPieceTokenizer } from '../../src/pretrain/vocab-trim';
@@ -32,29 +33,24 @@ const config = parsePretrainConfig({
 
 let data: PretrainData;
 
-beforeAll(async () => {
-  await initBackend('cpu');
-  // A tiny corpus: 12 Wikipedia passages, with the tokenizers trimmed to them.
+/** A tiny corpus: 12 Wikipedia passages, with both tokenizers trimmed to them. */
+function tinyCorpus() {
   const passages = parseDprPassages(readFileSync(new URL('../../../shared/data/wikipedia/psgs_w100.sample1000.tsv', import.meta.url), 'utf8')).slice(0, 12);
   const texts = passages.flatMap((p) => [p.title, p.text, `title: ${p.title} context: ${p.text}`, 'question: answer: what when how many']);
   const t5 = trimUnigramTokenizer(read('../../public/models/tokenizers/t5/tokenizer.json'), read('../../public/models/tokenizers/t5/tokenizer_config.json'), texts);
   const bert = trimWordPieceTokenizer(read('../../public/models/tokenizers/bert-base-uncased/tokenizer.json'), read('../../public/models/tokenizers/bert-base-uncased/tokenizer_config.json'), texts);
-  data = preparePretrainData(
-    passages,
-    TextTokenizer.fromJson(t5.tokenizerJson, t5.tokenizerConfig),
-    TextTokenizer.fromJson(bert.tokenizerJson, bert.tokenizerConfig),
-    { seed: 7, mlmPerPassage: 1, clozePerPassage: 2 },
-  );
+  return { passages, reader: TextTokenizer.fromJson(t5.tokenizerJson, t5.tokenizerConfig), retriever: TextTokenizer.fromJson(bert.tokenizerJson, bert.tokenizerConfig) };
+}
+
+beforeAll(async () => {
+  await initBackend('cpu');
+  const { passages, reader, retriever } = tinyCorpus();
+  data = preparePretrainData(passages, reader, retriever, { seed: 7, mlmPerPassage: 1, clozePerPassage: 2 });
 });
 
 describe('preparePretrainData', () => {
   it('with clozeContextWords N, a cloze target starts with the N words before the answer', () => {
-    const passages = parseDprPassages(readFileSync(new URL('../../../shared/data/wikipedia/psgs_w100.sample1000.tsv', import.meta.url), 'utf8')).slice(0, 12);
-    const texts = passages.flatMap((p) => [p.title, p.text, `title: ${p.title} context: ${p.text}`, 'question: answer: what when how many']);
-    const t5 = trimUnigramTokenizer(read('../../public/models/tokenizers/t5/tokenizer.json'), read('../../public/models/tokenizers/t5/tokenizer_config.json'), texts);
-    const bert = trimWordPieceTokenizer(read('../../public/models/tokenizers/bert-base-uncased/tokenizer.json'), read('../../public/models/tokenizers/bert-base-uncased/tokenizer_config.json'), texts);
-    const reader = TextTokenizer.fromJson(t5.tokenizerJson, t5.tokenizerConfig);
-    const retriever = TextTokenizer.fromJson(bert.tokenizerJson, bert.tokenizerConfig);
+    const { passages, reader, retriever } = tinyCorpus();
     const plain = preparePretrainData(passages, reader, retriever, { seed: 7, mlmPerPassage: 0, clozePerPassage: 2 });
     const prefixed = preparePretrainData(passages, reader, retriever, { seed: 7, mlmPerPassage: 0, clozePerPassage: 2, clozeContextWords: 2 });
     expect(prefixed.examples.length).toBe(plain.examples.length);
@@ -77,6 +73,13 @@ describe('preparePretrainData', () => {
 });
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/** Every parameter's values, by name, read back now. */
+async function snapshot(store: ParameterStore): Promise<Map<string, Float32Array>> {
+  const out = new Map<string, Float32Array>();
+  for (const [name, v] of store.entries()) out.set(name, (await v.data()) as Float32Array);
+  return out;
+}
 
 describe('Pretrainer', () => {
   it('prepares both kinds of examples from the passages', () => {
@@ -125,8 +128,7 @@ describe('Pretrainer', () => {
     const phase = parsePretrainConfig({ ...config, readerWeight: 0, pdistWeight: 0, contrastiveWeight: 1, ictWeight: 1, lr: 0.005 });
     const trainer = Pretrainer.create(phase, data);
     try {
-      const before = new Map<string, Float32Array>();
-      for (const [name, v] of trainer.readerParams.entries()) before.set(name, (await v.data()) as Float32Array);
+      const before = await snapshot(trainer.readerParams);
       const losses = [];
       for (let i = 0; i < 16; i++) losses.push(await trainer.trainStep());
       for (const l of losses) {
@@ -134,7 +136,7 @@ describe('Pretrainer', () => {
         expect(Number.isFinite(l.ict) && Number.isFinite(l.contrastive)).toBe(true);
       }
       expect(mean(losses.slice(-4).map((l) => l.ict))).toBeLessThan(mean(losses.slice(0, 4).map((l) => l.ict)));
-      for (const [name, v] of trainer.readerParams.entries()) expect((await v.data()) as Float32Array).toEqual(before.get(name));
+      expect(await snapshot(trainer.readerParams)).toEqual(before);
     } finally {
       trainer.dispose();
     }
@@ -144,13 +146,12 @@ describe('Pretrainer', () => {
     const phase = parsePretrainConfig({ ...config, readerWeight: 1, pdistWeight: 0, contrastiveWeight: 0, ictWeight: 0 });
     const trainer = Pretrainer.create(phase, data);
     try {
-      const before = new Map<string, Float32Array>();
-      for (const [name, v] of trainer.retrieverParams.entries()) before.set(name, (await v.data()) as Float32Array);
+      const before = await snapshot(trainer.retrieverParams);
       const losses = [];
       for (let i = 0; i < 24; i++) losses.push(await trainer.trainStep());
       for (const l of losses) expect(Number.isNaN(l.contrastive) && Number.isNaN(l.ict) && Number.isNaN(l.pdist)).toBe(true);
       expect(mean(losses.slice(-4).map((l) => l.reader))).toBeLessThan(0.8 * mean(losses.slice(0, 4).map((l) => l.reader)));
-      for (const [name, v] of trainer.retrieverParams.entries()) expect((await v.data()) as Float32Array).toEqual(before.get(name));
+      expect(await snapshot(trainer.retrieverParams)).toEqual(before);
     } finally {
       trainer.dispose();
     }
