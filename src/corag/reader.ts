@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { beamSearch, greedyGenerate } from '../model/t5/generate';
+import { passageSpanConstraint } from './extractive';
 import { fidEncode, fidForward, fidInputText, fidTargetText, FID_MAX_LENGTH, padIdRows, passageAttentionScores } from '../model/t5/fid';
 import { IGNORE_INDEX, sequenceCrossEntropy } from '../model/t5/loss';
 import type { ModelBundle } from './model-bundle';
@@ -122,6 +123,8 @@ export interface GenerateAnswerOptions extends FidBatchOptions {
   readonly maxNewTokens?: number;
   /** 1 (default): greedy; more: beam search, best hypothesis. */
   readonly numBeams?: number;
+  /** Answer only with a span of whole words of the passages' texts (src/corag/extractive.ts). */
+  readonly extractive?: boolean;
 }
 
 export interface GeneratedAnswer {
@@ -142,11 +145,12 @@ export async function generateAnswers(
   const batch = buildFidBatch(bundle, questions, passages, undefined, options);
   const maxNewTokens = options.maxNewTokens ?? 32;
   const numBeams = options.numBeams ?? 1;
+  const constraint = options.extractive ? passageSpanConstraint(bundle.readerTokenizer, eosId(bundle), passages.map((ps) => ps.map((p) => p.text))) : undefined;
   const encoded = fidEncode(bundle.reader, batch.inputIds, batch.attentionMask, batch.numPassages);
   try {
     const sequences = numBeams > 1
-      ? (await beamSearch(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, numBeams })).map((h) => h[0].tokens)
-      : await greedyGenerate(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens });
+      ? (await beamSearch(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, numBeams, constraint })).map((h) => h[0].tokens)
+      : await greedyGenerate(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, constraint });
     const scores = await attentionOverPassages(bundle, encoded, sequences, batch.numPassages);
     return sequences.map((tokens, i) => ({
       answer: cleanAnswer(bundle.readerTokenizer.decode(tokens)),

@@ -16,6 +16,21 @@ export interface GenerateOptions {
   readonly eosTokenId?: number;
   /** Defaults to the config's decoder_start_token_id. */
   readonly startTokenId?: number;
+  /** Restricts each step's next token (e.g. to spans of the passages); absent: any token. */
+  readonly constraint?: DecodingConstraint;
+}
+
+/**
+ * Which tokens may come next. Tokens outside the returned list get score -∞ (applied after the
+ * log-softmax in beam search, like HF's logits processors, so scores stay the model's own).
+ */
+export interface DecodingConstraint {
+  /**
+   * `example` is the row of the encoder batch (beams of one example share it); `generated` the
+   * tokens produced so far, without the start token. An empty list means "end here" (EOS); null
+   * means no restriction for this row.
+   */
+  allowedNext(example: number, generated: readonly number[]): readonly number[] | null;
 }
 
 interface ResolvedOptions {
@@ -23,6 +38,7 @@ interface ResolvedOptions {
   readonly minNewTokens: number;
   readonly eos: number;
   readonly start: number;
+  readonly constraint?: DecodingConstraint;
 }
 
 function resolve(model: T5Model, options: GenerateOptions): ResolvedOptions {
@@ -34,11 +50,27 @@ function resolve(model: T5Model, options: GenerateOptions): ResolvedOptions {
     minNewTokens,
     eos: options.eosTokenId ?? model.config.eos_token_id,
     start: options.startTokenId ?? model.config.decoder_start_token_id,
+    constraint: options.constraint,
   };
 }
 
+/** Additive mask [rows, vocab]: 0 where the constraint allows a token, -∞ elsewhere. */
+function constraintMask(constraint: DecodingConstraint, rows: number, vocab: number, eos: number, exampleOf: (row: number) => number, generatedOf: (row: number) => readonly number[]): tf.Tensor2D {
+  const mask = new Float32Array(rows * vocab).fill(-Infinity);
+  for (let r = 0; r < rows; r++) {
+    const allowed = constraint.allowedNext(exampleOf(r), generatedOf(r));
+    if (allowed === null) {
+      mask.fill(0, r * vocab, (r + 1) * vocab);
+      continue;
+    }
+    if (allowed.length === 0) mask[r * vocab + eos] = 0;
+    for (const id of allowed) if (Number.isInteger(id) && id >= 0 && id < vocab) mask[r * vocab + id] = 0;
+  }
+  return tf.tensor2d(mask, [rows, vocab]);
+}
+
 /** Runs one cached decoder step for `tokens` (one per row) and returns log-probabilities or logits [rows, vocab]. */
-function nextTokenScores(model: T5Model, cache: DecoderCache, tokens: Int32Array, suppressEos: number | null, logProbs: boolean): tf.Tensor2D {
+function nextTokenScores(model: T5Model, cache: DecoderCache, tokens: Int32Array, suppressEos: number | null, logProbs: boolean, allowedMask?: tf.Tensor2D): tf.Tensor2D {
   const input = tf.tensor2d(tokens, [tokens.length, 1], 'int32');
   const logits = model.stepLogits(input, cache);
   input.dispose();
@@ -49,8 +81,10 @@ function nextTokenScores(model: T5Model, cache: DecoderCache, tokens: Int32Array
       const isEos = tf.cast(tf.oneHot(tf.tensor1d([suppressEos], 'int32'), logits.shape[1]), 'bool');
       s = tf.where(isEos, tf.fill(s.shape, -Infinity), s) as tf.Tensor2D;
     }
+    if (allowedMask) s = tf.add(s, allowedMask);
     return s;
   });
+  allowedMask?.dispose();
   if (scores !== logits) logits.dispose();
   return scores;
 }
@@ -68,7 +102,8 @@ export async function greedyGenerate(model: T5Model, encoderHidden: tf.Tensor, e
   try {
     let last = new Int32Array(rows).fill(o.start);
     for (let step = 0; step < o.maxNewTokens && !finished.every(Boolean); step++) {
-      const scores = nextTokenScores(model, cache, last, step < o.minNewTokens ? o.eos : null, false);
+      const mask = o.constraint && constraintMask(o.constraint, rows, model.config.vocab_size, o.eos, (r) => r, (r) => sequences[r].slice(1));
+      const scores = nextTokenScores(model, cache, last, step < o.minNewTokens ? o.eos : null, false, mask);
       const best = tf.argMax(scores, 1);
       const ids = (await best.data()) as Int32Array;
       tf.dispose([scores, best]);
@@ -148,13 +183,15 @@ export async function beamSearch(model: T5Model, encoderHidden: tf.Tensor, encod
   const finished = Array.from({ length: batch }, () => new FinishedHypotheses(numBeams));
   const done = new Array<boolean>(batch).fill(false);
   let sequences = Array.from({ length: rows }, () => [o.start]);
-  // Only beam 0 is live at the start, so the first step does not pick the same token numBeams times.
-  let beamScores = Float32Array.from({ length: rows }, (_, r) => (r % numBeams === 0 ? 0 : -1e9));
+  // Only beam 0 is live at the start, so the first step does not pick the same token numBeams times;
+  // dead beams (-∞) never produce a kept continuation (see the break below).
+  let beamScores = Float32Array.from({ length: rows }, (_, r) => (r % numBeams === 0 ? 0 : -Infinity));
   try {
     let last = new Int32Array(rows).fill(o.start);
     for (let step = 0; step < o.maxNewTokens && !done.every(Boolean); step++) {
       const generated = step + 1;
-      const logProbs = nextTokenScores(model, cache, last, step < o.minNewTokens ? o.eos : null, true);
+      const mask = o.constraint && constraintMask(o.constraint, rows, vocab, o.eos, (r) => Math.floor(r / numBeams), (r) => sequences[r].slice(1));
+      const logProbs = nextTokenScores(model, cache, last, step < o.minNewTokens ? o.eos : null, true, mask);
       const top = tf.tidy(() => {
         const total = tf.add(logProbs, tf.tensor2d(beamScores, [rows, 1]));
         return tf.topk(tf.reshape(total, [batch, numBeams * vocab]), Math.min(2 * numBeams, numBeams * vocab));
@@ -175,6 +212,8 @@ export async function beamSearch(model: T5Model, encoderHidden: tf.Tensor, encod
             const row = b * numBeams + Math.floor(flat / vocab);
             const token = flat % vocab;
             const score = values[b * k + rank];
+            // Masked-out continuations (a constraint, or EOS before minNewTokens) are never kept.
+            if (score === -Infinity) break;
             if (token === o.eos) {
               if (rank < numBeams) finished[b].add({ tokens: [...sequences[row], token], score: normalise(score, generated) });
               continue;
@@ -192,7 +231,7 @@ export async function beamSearch(model: T5Model, encoderHidden: tf.Tensor, encod
         for (; kept < numBeams; kept++) {
           const slot = b * numBeams + kept;
           nextSequences[slot] = sequences[slot];
-          nextScores[slot] = -1e9;
+          nextScores[slot] = -Infinity;
           sourceRows[slot] = slot;
           last[slot] = o.eos;
         }
@@ -206,7 +245,7 @@ export async function beamSearch(model: T5Model, encoderHidden: tf.Tensor, encod
       if (done[b]) continue;
       for (let j = 0; j < numBeams; j++) {
         const row = b * numBeams + j;
-        if (beamScores[row] > -1e9) finished[b].add({ tokens: sequences[row], score: normalise(beamScores[row], sequences[row].length - 1) });
+        if (beamScores[row] > -Infinity) finished[b].add({ tokens: sequences[row], score: normalise(beamScores[row], sequences[row].length - 1) });
       }
     }
   } finally {

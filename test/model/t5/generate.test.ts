@@ -115,6 +115,29 @@ for (const name of T5_FIXTURES) {
       tf.dispose([ids, mask, hidden]);
     });
 
+    it('with a constraint, greedy and beam search emit only allowed tokens and pick the best allowed one', async () => {
+      const firstLogits = tf.tidy(() => model().logits(model().decode(tf.tensor2d([[0]], [1, 1], 'int32'), encoder.hidden, encoder.mask).hidden));
+      const first = ((await firstLogits.array()) as number[][][])[0][0];
+      firstLogits.dispose();
+      const [a, b, c] = [17, 300, 42];
+      // Step 0: a or b; step 1: c only; then end (an empty list means EOS).
+      const constraint = { allowedNext: (_example: number, generated: readonly number[]) => [[a, b], [c], []][generated.length] ?? [] };
+      const [greedy] = await greedyGenerate(model(), encoder.hidden, encoder.mask, { maxNewTokens: 8, constraint });
+      expect(greedy).toEqual([0, first[a] >= first[b] ? a : b, c, model().config.eos_token_id]);
+      const [hyps] = await beamSearch(model(), encoder.hidden, encoder.mask, { maxNewTokens: 8, numBeams: 3, constraint });
+      // Only two sequences satisfy the constraint, so only two hypotheses are found.
+      expect(hyps.map((h) => h.tokens).sort()).toEqual([[0, a, c, 1], [0, b, c, 1]].sort());
+      // Scores stay the model's own log-probabilities (the mask does not renormalise), best first.
+      for (const h of hyps) expect(h.score).toBeCloseTo((await teacherForcedLogProb(model(), encoder, h.tokens, 0)) / 3, 4);
+      expect(hyps[0].score).toBeGreaterThanOrEqual(hyps[1].score);
+    });
+
+    it('a constraint that answers null leaves decoding unconstrained', async () => {
+      const [free] = await greedyGenerate(model(), encoder.hidden, encoder.mask, { maxNewTokens: 6, minNewTokens: 6 });
+      const [nulled] = await greedyGenerate(model(), encoder.hidden, encoder.mask, { maxNewTokens: 6, minNewTokens: 6, constraint: { allowedNext: () => null } });
+      expect(nulled).toEqual(free);
+    });
+
     function model(): T5Model {
       return fixture.model;
     }

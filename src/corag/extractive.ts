@@ -1,0 +1,89 @@
+/**
+ * Extractive answers: decoding constrained to spans of the passages the reader was given.
+ *
+ * The reader's target format is `<extra_id_0> answer</s>`. With this constraint the first token
+ * is the sentinel, and the answer must then be a run of whole words copied from one passage's
+ * text: a span starts at a word-initial piece (SentencePiece's "▁") and may end (EOS) only where
+ * the passage's next piece does not continue the same word. Among those spans the reader's own
+ * scores pick one (greedily or by beam search). Why: an answer quoted from the user's passages
+ * cannot be invented, and a reader that knows the answer's type but has not learned to copy
+ * reliably (the small demo checkpoint) is pushed onto text that is really there.
+ */
+import type { DecodingConstraint } from '../model/t5/generate';
+import type { TextTokenizer } from '../model/tokenizer';
+
+/** How a vocabulary's pieces relate to words. */
+export interface WordPieces {
+  /** The piece opens a word (SentencePiece: starts with "▁"). */
+  startsWord(id: number): boolean;
+  /** The piece carries on the word before it (no "▁" and a letter or digit in it). */
+  continuesWord(id: number): boolean;
+}
+
+/** Word classes of a SentencePiece vocabulary (T5), cached per id. */
+export function sentencePieceWords(tokenizer: Pick<TextTokenizer, 'idToToken'>): WordPieces {
+  const cache = new Map<number, { starts: boolean; continues: boolean }>();
+  const classify = (id: number) => {
+    let c = cache.get(id);
+    if (!c) {
+      const piece = tokenizer.idToToken(id) ?? '';
+      const starts = piece.startsWith('\u2581') && piece.length > 1;
+      c = { starts, continues: !piece.startsWith('\u2581') && /[\p{L}\p{N}]/u.test(piece) };
+      cache.set(id, c);
+    }
+    return c;
+  };
+  return { startsWord: (id) => classify(id).starts, continuesWord: (id) => classify(id).continues };
+}
+
+export interface PassageSpanOptions {
+  /** Forced first token (T5: `<extra_id_0>`); omitted: the answer starts at once. */
+  readonly sentinelId?: number;
+  readonly eosId: number;
+  readonly words: WordPieces;
+}
+
+/** Allows exactly the whole-word spans of each example's passages (token ids, no special tokens). */
+export class PassageSpanConstraint implements DecodingConstraint {
+  constructor(
+    /** Per example (encoder batch row), the token ids of each of its passages. */
+    private readonly passages: readonly (readonly (readonly number[])[])[],
+    private readonly options: PassageSpanOptions,
+  ) {}
+
+  allowedNext(example: number, generated: readonly number[]): readonly number[] {
+    const { sentinelId, eosId, words } = this.options;
+    const offset = sentinelId === undefined ? 0 : 1;
+    if (generated.length < offset) return [sentinelId!];
+    const answer = generated.slice(offset);
+    const next = new Set<number>();
+    let mayEnd = false;
+    for (const ids of this.passages[example] ?? []) {
+      for (let start = 0; start + answer.length <= ids.length; start++) {
+        if (!words.startsWord(ids[start]) || !matchesAt(ids, start, answer)) continue;
+        const after = start + answer.length;
+        if (after < ids.length) next.add(ids[after]);
+        if (answer.length > 0 && (after === ids.length || !words.continuesWord(ids[after]))) mayEnd = true;
+      }
+    }
+    if (mayEnd) next.add(eosId);
+    return [...next];
+  }
+}
+
+/**
+ * The constraint for a batch of questions, each with its passages' texts, for a T5 tokenizer
+ * (answers open with `<extra_id_0>`). A question without any passage text (closed book) decodes
+ * freely; undefined when no question has one.
+ */
+export function passageSpanConstraint(tokenizer: TextTokenizer, eosId: number, passageTexts: readonly (readonly string[])[]): DecodingConstraint | undefined {
+  const ids = passageTexts.map((texts) => texts.filter((t) => t.trim() !== '').map((t) => tokenizer.encode(t, { addSpecialTokens: false })));
+  if (ids.every((p) => p.length === 0)) return undefined;
+  const spans = new PassageSpanConstraint(ids, { sentinelId: tokenizer.tokenToId('<extra_id_0>'), eosId, words: sentencePieceWords(tokenizer) });
+  return { allowedNext: (example, generated) => (ids[example].length === 0 ? null : spans.allowedNext(example, generated)) };
+}
+
+function matchesAt(ids: readonly number[], start: number, span: readonly number[]): boolean {
+  for (let j = 0; j < span.length; j++) if (ids[start + j] !== span[j]) return false;
+  return true;
+}

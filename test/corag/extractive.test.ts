@@ -1,0 +1,89 @@
+import { readFileSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { PassageSpanConstraint, sentencePieceWords } from '../../src/corag/extractive';
+import { generateAnswers } from '../../src/corag/reader';
+import type { ModelBundle } from '../../src/corag/model-bundle';
+import { initBackend } from '../../src/model/backend';
+import { TextTokenizer } from '../../src/model/tokenizer';
+import { tinyBundle } from './helpers';
+
+const T5_DIR = new URL('../../public/models/tokenizers/t5/', import.meta.url);
+const tokenizer = TextTokenizer.fromJson(JSON.parse(readFileSync(new URL('tokenizer.json', T5_DIR), 'utf8')), JSON.parse(readFileSync(new URL('tokenizer_config.json', T5_DIR), 'utf8')));
+const id = (piece: string) => tokenizer.tokenToId(piece)!;
+const SENTINEL = id('<extra_id_0>');
+const EOS = 1;
+
+describe('PassageSpanConstraint', () => {
+  const passage = 'The Denver Broncos defeated the Carolina Panthers.';
+  const ids = tokenizer.encode(passage, { addSpecialTokens: false });
+  const constraint = new PassageSpanConstraint([[ids]], { sentinelId: SENTINEL, eosId: EOS, words: sentencePieceWords(tokenizer) });
+
+  it('forces the sentinel first', () => {
+    expect(constraint.allowedNext(0, [])).toEqual([SENTINEL]);
+  });
+
+  it('starts answers only at the first piece of a word, and not with EOS', () => {
+    const starts = constraint.allowedNext(0, [SENTINEL])!;
+    const wordStarts = ids.filter((t) => tokenizer.idToToken(t)!.startsWith('\u2581'));
+    expect(new Set(starts)).toEqual(new Set(wordStarts));
+    expect(starts).not.toContain(EOS);
+  });
+
+  it('does not end inside a word, and ends after a whole word or before punctuation', () => {
+    const broncos = tokenizer.encode('Broncos', { addSpecialTokens: false });
+    expect(broncos.length).toBeGreaterThan(1); // "▁Bronco" "s": the case this test is about
+    const midWord = constraint.allowedNext(0, [SENTINEL, id('\u2581Denver'), ...broncos.slice(0, -1)])!;
+    expect(midWord).toEqual([broncos[broncos.length - 1]]);
+    const wholeWord = constraint.allowedNext(0, [SENTINEL, id('\u2581Denver'), ...broncos])!;
+    expect(new Set(wholeWord)).toEqual(new Set([EOS, id('\u2581defeated')]));
+    const panthers = tokenizer.encode('Carolina Panthers', { addSpecialTokens: false });
+    expect(constraint.allowedNext(0, [SENTINEL, ...panthers])).toContain(EOS);
+  });
+
+  it('continues every occurrence of a repeated word ("the" is followed by two different words)', () => {
+    const the = tokenizer.encode('the', { addSpecialTokens: false });
+    const next = constraint.allowedNext(0, [SENTINEL, ...the])!;
+    expect(next).toContain(tokenizer.encode('Carolina', { addSpecialTokens: false })[0]);
+    expect(next).toContain(EOS);
+  });
+
+  it('leaves only the end for a prefix that occurs in no passage', () => {
+    expect(constraint.allowedNext(0, [SENTINEL, id('\u2581Panthers'), id('\u2581Denver')])).toEqual([]);
+  });
+
+  it('keeps each example to its own passages', () => {
+    const two = new PassageSpanConstraint([[ids], [tokenizer.encode('Levi Stadium', { addSpecialTokens: false })]], { sentinelId: SENTINEL, eosId: EOS, words: sentencePieceWords(tokenizer) });
+    expect(new Set(two.allowedNext(1, [SENTINEL]))).toEqual(new Set(tokenizer.encode('Levi Stadium', { addSpecialTokens: false }).filter((t) => tokenizer.idToToken(t)!.startsWith('\u2581'))));
+  });
+});
+
+describe('extractive generateAnswers', () => {
+  let bundle: ModelBundle;
+  beforeAll(async () => {
+    await initBackend('cpu');
+    bundle = await tinyBundle();
+  });
+
+  const passages = [
+    [{ title: 'Super Bowl 50', text: 'Super Bowl 50 was played on February 7, 2016 at Levi Stadium in Santa Clara.' }],
+    [{ title: 'Denver', text: 'The Denver Broncos defeated the Carolina Panthers to earn their third title.' }],
+  ];
+  const questions = ['When was Super Bowl 50 played?', 'Who won Super Bowl 50?'];
+
+  it('answers each question with whole words of its own passage (greedy and beam search)', async () => {
+    for (const numBeams of [1, 3]) {
+      const answers = await generateAnswers(bundle, questions, passages, { maxNewTokens: 6, maxLength: 48, extractive: true, numBeams });
+      answers.forEach((a, i) => {
+        expect(a.answer.length, `question ${i}, ${numBeams} beams`).toBeGreaterThan(0);
+        // Whole words: the answer is bounded by spaces, punctuation or the text's ends.
+        expect(` ${passages[i][0].text} `).toMatch(new RegExp(`[\\s]${a.answer.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}[\\s.,]`));
+      });
+    }
+  });
+
+  it('leaves a closed-book row (no passage text) free while constraining the others', async () => {
+    const answers = await generateAnswers(bundle, questions, [[{ title: '', text: '' }], passages[1]], { maxNewTokens: 4, maxLength: 48, extractive: true });
+    expect(passages[1][0].text).toContain(answers[1].answer);
+    expect(answers[1].answer.length).toBeGreaterThan(0);
+  });
+});
