@@ -5,7 +5,9 @@
  * Quality of the pretrained checkpoints on CRAB-mini DEV questions (built by `npm run crab:data`):
  * - retriever recall@1/5/20 of a relevant passage over all CRAB-mini passages, for the pretrained
  *   retriever, an untrained one of the same shape (same seed recipe) and BM25, in the same run;
- * - reader EM/F1 with the gold (first relevant) passage, and with the top-k retrieved passages.
+ * - reader EM/F1 with the gold (first relevant) passage, and with the top-k retrieved passages,
+ *   each with free generation and with extractive decoding (answers restricted to whole-word
+ *   spans of the passages, src/corag/extractive.ts).
  * Prints a markdown table and writes the numbers as JSON.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -13,6 +15,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { exactMatch, f1Score } from '../src/crab/metrics';
 import { Bm25Index } from '../src/retrieval/bm25';
+import { passageSpanConstraint } from '../src/corag/extractive';
 import { initBackend, parseBackendName } from '../src/model/backend';
 import { paramsFromStore } from '../src/model/bert/model';
 import type { BertConfig } from '../src/model/bert/config';
@@ -90,31 +93,36 @@ progress('untrained retriever ranked');
 const reader = await loadT5Checkpoint(folderModelSource(join(modelsDir, 'reader')));
 const model = new T5Model(reader.config, reader.params);
 const tok = reader.tokenizer!;
-async function answer(question: string, context: Passage[]): Promise<string> {
+async function answer(question: string, context: Passage[], extractive: boolean): Promise<string> {
   const rows = context.map((p) => tok.encode(fidInputText(question, p)));
   const padded = padIdRows(rows, { maxLength: 192, padTokenId: tok.padId, eosTokenId: tok.eosId!, padTo: 'longest' });
   const ids = tf.tensor2d(padded.ids, padded.shape, 'int32');
   const mask = tf.tensor2d(padded.mask, padded.shape, 'int32');
   const fused = fidEncode(model, ids, mask, context.length);
-  const [out] = await greedyGenerate(model, fused.hidden, fused.mask, { maxNewTokens: 16 });
+  const constraint = extractive ? passageSpanConstraint(tok, tok.eosId!, [context.map((p) => p.text)]) : undefined;
+  const [out] = await greedyGenerate(model, fused.hidden, fused.mask, { maxNewTokens: 16, constraint });
   tf.dispose([ids, mask, fused.hidden, fused.mask]);
   return tok.decode(out).replace(/<extra_id_\d+>/g, '').trim();
 }
-const score = async (contexts: (q: Qa, i: number) => Passage[]) => {
+const score = async (contexts: (q: Qa, i: number) => Passage[], extractive = false) => {
   let em = 0;
   let f1 = 0;
   const examples: { question: string; prediction: string; answers: string[] }[] = [];
   for (const [i, q] of dev.entries()) {
-    const prediction = await answer(q.question, contexts(q, i));
+    const prediction = await answer(q.question, contexts(q, i), extractive);
     em += exactMatch(prediction, q.answers);
     f1 += f1Score(prediction, q.answers);
     if (examples.length < 8) examples.push({ question: q.question, prediction, answers: q.answers });
   }
   return { EM: em / dev.length, F1: f1 / dev.length, examples };
 };
-const gold = await score((q) => [passages[byId.get(q.relevant[0])!]]);
+const goldContext = (q: Qa) => [passages[byId.get(q.relevant[0])!]];
+const retrievedContext = (_: Qa, i: number) => pretrainedRanked[i].slice(0, k).map((p) => passages[p]);
+const gold = await score(goldContext);
+const goldExtractive = await score(goldContext, true);
 progress('reader with gold passages done');
-const retrieved = await score((_, i) => pretrainedRanked[i].slice(0, k).map((p) => passages[p]));
+const retrieved = await score(retrievedContext);
+const retrievedExtractive = await score(retrievedContext, true);
 
 const ks = [1, 5, 20];
 const results = {
@@ -124,12 +132,17 @@ const results = {
   passages: passages.length,
   retrieval: { pretrained: recallAt(pretrainedRanked, ks), untrained: recallAt(untrainedRanked, ks), bm25: recallAt(bm25Ranked, ks) },
   reader: { goldPassage: gold, retrieved: { k, ...retrieved } },
+  readerExtractive: { goldPassage: goldExtractive, retrieved: { k, ...retrievedExtractive } },
 };
 const pct = (x: number) => (100 * x).toFixed(1);
 console.log('\n| retriever | R@1 | R@5 | R@20 |\n| --- | --- | --- | --- |');
 for (const [name, r] of Object.entries(results.retrieval)) console.log(`| ${name} | ${ks.map((n) => pct(r[`R@${n}`])).join(' | ')} |`);
 console.log(`\n| reader input | EM | F1 |\n| --- | --- | --- |\n| gold passage | ${pct(gold.EM)} | ${pct(gold.F1)} |\n| top-${k} retrieved (pretrained retriever) | ${pct(retrieved.EM)} | ${pct(retrieved.F1)} |`);
-for (const e of gold.examples.slice(0, 5)) console.log(`  Q: ${e.question}  ->  "${e.prediction}"  (gold: ${e.answers[0]})`);
+console.log(`| gold passage, extractive decoding | ${pct(goldExtractive.EM)} | ${pct(goldExtractive.F1)} |\n| top-${k} retrieved, extractive decoding | ${pct(retrievedExtractive.EM)} | ${pct(retrievedExtractive.F1)} |`);
+for (const [what, r] of [['free', gold], ['extractive', goldExtractive]] as const) {
+  console.log(`gold passage, ${what} decoding:`);
+  for (const e of r.examples.slice(0, 5)) console.log(`  Q: ${e.question}  ->  "${e.prediction}"  (gold: ${e.answers[0]})`);
+}
 writeFileSync(outPath, JSON.stringify(results, null, 2) + '\n');
 reader.params.dispose();
 retriever.params.dispose();

@@ -65,6 +65,8 @@ export interface EvaluationSpec {
   readonly maxNewTokens: number;
   readonly numBeams: number;
   readonly batchSize: number;
+  /** Answers restricted to whole-word spans of the retrieved passages (src/corag/extractive.ts); the paper generates freely. */
+  readonly extractive: boolean;
 }
 
 export interface StoreAblationSpec {
@@ -113,7 +115,7 @@ export const DEFAULT_TRAINING: TrainingSpec = {
   clipNorm: 1,
 };
 
-export const DEFAULT_EVALUATION: EvaluationSpec = { testPerClient: null, k: 40, maxNewTokens: 16, numBeams: 1, batchSize: 8 };
+export const DEFAULT_EVALUATION: EvaluationSpec = { testPerClient: null, k: 40, maxNewTokens: 16, numBeams: 1, batchSize: 8, extractive: false };
 
 export class RunnerConfigError extends Error {
   constructor(message: string) {
@@ -137,6 +139,12 @@ function known(json: Json, key: string, keys: readonly string[]): void {
 function str(json: Json, key: string, path: string, fallback?: string): string {
   const v = json[key] ?? fallback;
   if (typeof v !== 'string' || v.trim() === '') throw new RunnerConfigError(`${path}${key} must be a non-empty string`);
+  return v;
+}
+
+function bool(json: Json, key: string, path: string, fallback: boolean): boolean {
+  const v = json[key] ?? fallback;
+  if (typeof v !== 'boolean') throw new RunnerConfigError(`${path}${key} must be true or false, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -204,6 +212,7 @@ function parseEvaluation(value: unknown): EvaluationSpec {
     maxNewTokens: int(json, 'maxNewTokens', p, d.maxNewTokens),
     numBeams: int(json, 'numBeams', p, d.numBeams),
     batchSize: int(json, 'batchSize', p, d.batchSize),
+    extractive: bool(json, 'extractive', p, d.extractive),
   };
 }
 

@@ -390,6 +390,7 @@ class SeedRun {
       maxLength: this.config.training.maxLength,
       maxNewTokens: e.maxNewTokens,
       numBeams: e.numBeams,
+      extractive: e.extractive,
       batchSize: e.batchSize,
       signal: this.x.deps.signal,
       onProgress: (done) => {

@@ -159,6 +159,9 @@ describe('runner config', () => {
     expect(c.methods).toEqual(['closed-book', 'rag-local', 'corag', 'centralized']);
     expect(c.training.k).toBe(40);
     expect(c.training.maxLength).toBe(384);
+    expect(c.evaluation.extractive).toBe(false); // the paper generates answers freely
+    expect(parseRunnerConfig({ ...minimal, evaluation: { extractive: true } }).evaluation.extractive).toBe(true);
+    expect(() => parseRunnerConfig({ ...minimal, evaluation: { extractive: 'yes' } })).toThrow(/evaluation\.extractive must be true or false/);
     expect(() => parseRunnerConfig({ ...minimal, trainng: {} })).toThrow(/trainng is not a known setting/);
     expect(() => parseRunnerConfig({ ...minimal, training: { lr: -1 } })).toThrow(/training\.lr must be a positive number/);
     expect(() => parseRunnerConfig({ ...minimal, methods: ['corag', 'fedprox'] })).toThrow(RunnerConfigError);
