@@ -1,15 +1,23 @@
 /**
  * npx tsx scripts/copy-task.ts [d_model=64] [lr=3e-3] [steps=600] [key tokens=3] [prefix]
+ *                              [--passage 32] [--next 1] [--self] [--vocab 200] [--batch 32]
+ *                              [--enc-layers 2] [--dec-layers 2] [--heads 4] [--init-factor 1] [--log-every 50]
  *
  * Diagnostic: can the FiD reader learn to copy? A synthetic task with no language in it: the
- * passage is 32 random tokens, the question K (default 3) consecutive passage tokens, the answer the token
- * that follows them (one encoder row per example: `<q> a b c <q> passage </s>`). A reader that
- * can copy out of its passage drives the loss towards 0; chance is ln(197) for the answer token,
- * ≈ 2.65 averaged with the EOS token. Prints the loss every 50 steps (wasm backend, seeded).
- * With `prefix` the target repeats the key tokens before the answer (`a b c next </s>`), so the
- * decoder's own input holds the key: copying then needs only a previous-token head in the encoder
- * and one cross-attention lookup. docs/PRETRAINING.md records what it showed.
+ * passage is `--passage` random tokens, the question K (default 3) consecutive passage tokens,
+ * the answer the `--next` token(s) that follow them (one encoder row per example:
+ * `<q> a b c <q> passage </s>`). A reader that can copy out of its passage drives the loss
+ * towards 0; chance is ln(vocab - 3) for each answer token, averaged with the (easy) EOS token:
+ * ≈ 2.65 for one answer token of 197. Prints the loss every `--log-every` steps (wasm, seeded).
+ * - `prefix`: the target repeats the key tokens before the answer (`a b c next </s>`), so the
+ *   decoder's own input holds the key: copying then needs only a previous-token head in the
+ *   encoder and one cross-attention lookup.
+ * - `--self`: the answer is the key's first token itself (copy from a fixed place, no lookup).
+ * - `--restrict`: the softmax is restricted to the passage's tokens (and EOS) — the loss that
+ *   extractive decoding implies (src/corag/extractive.ts, teacherForcedMask).
+ * docs/PRETRAINING.md records what these showed.
  */
+import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../src/model/backend';
 import { parseT5Config } from '../src/model/t5/config';
@@ -19,38 +27,69 @@ import { tinyT5Weights } from '../src/model/tiny';
 import { ParameterStore } from '../src/model/params';
 import { AdamW } from '../src/model/optimizer';
 import { Rng } from '../src/pretrain/rng';
+import { PassageSpanConstraint, teacherForcedMask, type WordPieces } from '../src/corag/extractive';
+
+const { values: flags, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    passage: { type: 'string', default: '32' },
+    next: { type: 'string', default: '1' },
+    self: { type: 'boolean', default: false },
+    vocab: { type: 'string', default: '200' },
+    batch: { type: 'string', default: '32' },
+    'enc-layers': { type: 'string', default: '2' },
+    'dec-layers': { type: 'string', default: '2' },
+    heads: { type: 'string', default: '4' },
+    'init-factor': { type: 'string', default: '1' },
+    'log-every': { type: 'string', default: '50' },
+    restrict: { type: 'boolean', default: false },
+  },
+});
+const [dModel = '64', lr = '3e-3', steps = '600', keyTokens = '3', mode] = positionals;
+const V = Number(flags.vocab), P = Number(flags.passage), B = Number(flags.batch), K = Number(keyTokens), N = Number(flags.next);
+const PREFIX = mode === 'prefix';
+if (![V, P, B, K, N].every((n) => Number.isInteger(n) && n > 0) || P < K + N) throw new Error('vocab, passage, batch, key tokens and --next must be positive integers, passage ≥ key + next');
+
 await initBackend('wasm');
-const V = 200, P = 32;
-const cfg = parseT5Config({ model_type: 't5', vocab_size: V, d_model: Number(process.argv[2] ?? 64), d_kv: 16, num_heads: 4, d_ff: 128, num_layers: 2, num_decoder_layers: 2, feed_forward_proj: 'gated-gelu', tie_word_embeddings: true, decoder_start_token_id: 0, pad_token_id: 0, eos_token_id: 1 });
+const cfg = parseT5Config({
+  model_type: 't5', vocab_size: V, d_model: Number(dModel), d_kv: 16, num_heads: Number(flags.heads), d_ff: 128,
+  num_layers: Number(flags['enc-layers']), num_decoder_layers: Number(flags['dec-layers']), feed_forward_proj: 'gated-gelu',
+  tie_word_embeddings: true, decoder_start_token_id: 0, pad_token_id: 0, eos_token_id: 1,
+});
 const store = new ParameterStore();
-for (const [n, t] of tinyT5Weights(cfg, 3)) store.set(n, tf.tensor(t.data, t.shape, 'float32'));
+for (const [n, t] of tinyT5Weights(cfg, 3, { initializerFactor: Number(flags['init-factor']) })) store.set(n, tf.tensor(t.data, t.shape, 'float32'));
 const model = new T5Model(cfg, store);
 const vars = new Map([...store.entries()]);
-const opt = new AdamW({ lr: Number(process.argv[3] ?? 3e-3), warmupSteps: 20 });
+const opt = new AdamW({ lr: Number(lr), warmupSteps: 20 });
 const rng = new Rng(1);
-const B = 32;
-const K = Number(process.argv[5] ?? 3);
-const PREFIX = process.argv[6] === 'prefix';
-const T = PREFIX ? K + 2 : 2;
+const targetLength = (PREFIX ? K : 0) + (flags.self ? 1 : N) + 1;
+const anyToken: WordPieces = { startsWord: () => true, continuesWord: () => false };
 function batch() {
-  const ids: number[] = [], labels: number[] = [];
+  const ids: number[] = [], labels: number[] = [], passages: number[][][] = [];
   for (let b = 0; b < B; b++) {
     const passage = Array.from({ length: P }, () => 3 + rng.int(V - 3));
-    const at = rng.int(P - K - 1);
+    passages.push([passage]);
+    const at = rng.int(P - K - N + 1);
     ids.push(2, ...passage.slice(at, at + K), 2, ...passage, 1);
-    labels.push(...(PREFIX ? passage.slice(at, at + K) : []), passage[at + K], 1);
+    const answer = flags.self ? [passage[at]] : passage.slice(at + K, at + K + N);
+    labels.push(...(PREFIX ? passage.slice(at, at + K) : []), ...answer, 1);
   }
-  return { ids: tf.tensor2d(ids, [B, P + K + 3], 'int32'), labels: tf.tensor2d(labels, [B, T], 'int32') };
+  const restrict = flags.restrict ? teacherForcedMask(new PassageSpanConstraint(passages, { eosId: 1, words: anyToken }), labels, B, targetLength, V) : null;
+  return {
+    ids: tf.tensor2d(ids, [B, P + K + 3], 'int32'),
+    labels: tf.tensor2d(labels, [B, targetLength], 'int32'),
+    logitMask: restrict ? tf.tensor3d(restrict, [B, targetLength, V]) : undefined,
+  };
 }
 const t0 = Date.now();
-for (let s = 1; s <= Number(process.argv[4] ?? 600); s++) {
-  const { ids, labels } = batch();
+for (let s = 1; s <= Number(steps); s++) {
+  const { ids, labels, logitMask } = batch();
   const mask = tf.onesLike(ids);
-  const { value, grads } = tf.variableGrads(() => fidLoss(model, ids, mask, 1, labels), [...vars.values()]);
+  const { value, grads } = tf.variableGrads(() => fidLoss(model, ids, mask, 1, labels, logitMask), [...vars.values()]);
   const named = new Map<string, tf.Tensor>();
   for (const [n, v] of vars) if (grads[v.name]) named.set(n, grads[v.name]);
   await opt.apply(vars, named);
   const loss = (await value.data())[0];
-  tf.dispose([value, ...Object.values(grads), ids, labels, mask]);
-  if (s % 50 === 0) console.log(`step ${s} loss ${loss.toFixed(3)} (${((Date.now() - t0) / 1000).toFixed(0)}s)`);
+  tf.dispose([value, ...Object.values(grads), ids, labels, mask, ...(logitMask ? [logitMask] : [])]);
+  if (s % Number(flags['log-every']) === 0) console.log(`step ${s} loss ${loss.toFixed(3)} (${((Date.now() - t0) / 1000).toFixed(0)}s)`);
 }

@@ -83,6 +83,33 @@ export function passageSpanConstraint(tokenizer: TextTokenizer, eosId: number, p
   return { allowedNext: (example, generated) => (ids[example].length === 0 ? null : spans.allowedNext(example, generated)) };
 }
 
+/** Additive logit mask value for tokens a constraint rules out (finite, so 0 · mask stays 0 in gradients). */
+export const RULED_OUT = -1e4;
+
+/**
+ * The constraint applied under teacher forcing, for training with the softmax restricted to what
+ * extractive decoding could choose: an additive mask [B, T, vocab] (row-major) with 0 for allowed
+ * tokens and RULED_OUT elsewhere. Position t of example b allows what the constraint allows after
+ * labels[b][0..t); the label itself is always allowed (a target that is not a passage span keeps
+ * a finite loss), and ignored positions (label < 0) are left unrestricted.
+ */
+export function teacherForcedMask(constraint: DecodingConstraint, labels: ArrayLike<number>, batch: number, targetLength: number, vocab: number): Float32Array {
+  const mask = new Float32Array(batch * targetLength * vocab);
+  for (let b = 0; b < batch; b++) {
+    const row = Array.from({ length: targetLength }, (_, t) => labels[b * targetLength + t]);
+    for (let t = 0; t < targetLength; t++) {
+      if (row[t] < 0) continue;
+      const allowed = constraint.allowedNext(b, row.slice(0, t));
+      if (allowed === null) continue;
+      const base = (b * targetLength + t) * vocab;
+      mask.fill(RULED_OUT, base, base + vocab);
+      for (const id of allowed) mask[base + id] = 0;
+      mask[base + row[t]] = 0;
+    }
+  }
+  return mask;
+}
+
 function matchesAt(ids: readonly number[], start: number, span: readonly number[]): boolean {
   for (let j = 0; j < span.length; j++) if (ids[start + j] !== span[j]) return false;
   return true;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { PassageSpanConstraint, sentencePieceWords } from '../../src/corag/extractive';
+import { PassageSpanConstraint, RULED_OUT, sentencePieceWords, teacherForcedMask } from '../../src/corag/extractive';
 import { generateAnswers } from '../../src/corag/reader';
 import type { ModelBundle } from '../../src/corag/model-bundle';
 import { initBackend } from '../../src/model/backend';
@@ -85,5 +85,26 @@ describe('extractive generateAnswers', () => {
     const answers = await generateAnswers(bundle, questions, [[{ title: '', text: '' }], passages[1]], { maxNewTokens: 4, maxLength: 48, extractive: true });
     expect(passages[1][0].text).toContain(answers[1].answer);
     expect(answers[1].answer.length).toBeGreaterThan(0);
+  });
+});
+
+describe('teacherForcedMask', () => {
+  const words = { startsWord: () => true, continuesWord: () => false };
+  // One example, passage [5, 6, 7]; labels: answer 6 7 then EOS (1), then an ignored position.
+  const constraint = new PassageSpanConstraint([[[5, 6, 7]]], { eosId: 1, words });
+  const mask = teacherForcedMask(constraint, [6, 7, 1, -100], 1, 4, 10);
+  const allowedAt = (t: number) => [...mask.slice(t * 10, (t + 1) * 10)].flatMap((v, id) => (v === 0 ? [id] : []));
+
+  it('allows at each position what the constraint allows after the labels before it, and the label', () => {
+    expect(allowedAt(0)).toEqual([5, 6, 7]); // any span start
+    expect(allowedAt(1)).toEqual([1, 7]); // after "6": end, or continue with 7
+    expect(allowedAt(2)).toEqual([1]); // after "6 7": the passage ends
+    expect(mask[0 * 10 + 9]).toBe(RULED_OUT);
+  });
+
+  it('leaves ignored positions unrestricted and keeps a non-span label finite', () => {
+    expect(allowedAt(3)).toHaveLength(10);
+    const offSpan = teacherForcedMask(constraint, [9, 1], 1, 2, 10);
+    expect(offSpan[9]).toBe(0);
   });
 });

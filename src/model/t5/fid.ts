@@ -60,12 +60,16 @@ export function fidForward(
   });
 }
 
-/** The FiD loss alone (for tf.variableGrads / tf.grads). */
-export function fidLoss(model: T5Model, inputIds: tf.Tensor, attentionMask: tf.Tensor, numPassages: number, labels: tf.Tensor): tf.Scalar {
+/**
+ * The FiD loss alone (for tf.variableGrads / tf.grads). `logitMask` [B, T, vocab], added to the
+ * logits before the softmax, restricts it (e.g. to passage spans: src/corag/extractive.ts).
+ */
+export function fidLoss(model: T5Model, inputIds: tf.Tensor, attentionMask: tf.Tensor, numPassages: number, labels: tf.Tensor, logitMask?: tf.Tensor): tf.Scalar {
   return tf.tidy(() => {
     const encoder = fidEncode(model, inputIds, attentionMask, numPassages);
     const { hidden } = model.decode(model.decoderInputs(labels), encoder.hidden, encoder.mask);
-    return meanTokenCrossEntropy(model.logits(hidden), labels);
+    const logits = model.logits(hidden);
+    return meanTokenCrossEntropy(logitMask ? tf.add(logits, logitMask) : logits, labels);
   });
 }
 

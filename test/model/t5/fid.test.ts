@@ -105,6 +105,18 @@ describe('Fusion-in-Decoder over the t5-tiny-gated fixture', () => {
     tf.dispose([out.encoder.hidden, out.encoder.mask, out.logits, out.loss, ...out.crossAttentions!, loss, scores]);
   });
 
+  it('fidLoss with a logit mask: zeros change nothing; allowing only the labels gives loss 0', async () => {
+    const [b, t] = labels.shape;
+    const vocab = fixture.model.config.vocab_size;
+    const plain = (await fidLoss(fixture.model, ids, mask, ids.shape[0], labels).data())[0];
+    const zeros = tf.zeros([b, t, vocab]);
+    expect((await fidLoss(fixture.model, ids, mask, ids.shape[0], labels, zeros).data())[0]).toBeCloseTo(plain, 6);
+    // Every token but the label ruled out: the restricted softmax puts all its mass on the label.
+    const onlyLabel = tf.tidy(() => tf.mul(tf.sub(1, tf.oneHot(tf.maximum(tf.cast(labels, 'int32'), tf.scalar(0, 'int32')), vocab)), -1e4));
+    expect((await fidLoss(fixture.model, ids, mask, ids.shape[0], labels, onlyLabel).data())[0]).toBeCloseTo(0, 5);
+    tf.dispose([zeros, onlyLabel]);
+  });
+
   it('refuses encoder rows that are not whole examples', () => {
     expect(() => fidEncode(fixture.model, ids, mask, 2)).toThrow('3 encoder rows are not a whole number of examples of 2 passages');
   });
