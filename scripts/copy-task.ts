@@ -63,7 +63,7 @@ const vars = new Map([...store.entries()]);
 const opt = new AdamW({ lr: Number(lr), warmupSteps: 20 });
 const rng = new Rng(1);
 const targetLength = (PREFIX ? K : 0) + (flags.self ? 1 : N) + 1;
-const anyToken: WordPieces = { startsWord: () => true, continuesWord: () => false };
+const anyToken: WordPieces = { startsWord: () => true, continuesWord: () => false, hasWordCharacters: () => true };
 function batch() {
   const ids: number[] = [], labels: number[] = [], passages: number[][][] = [];
   for (let b = 0; b < B; b++) {

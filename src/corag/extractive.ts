@@ -4,7 +4,7 @@
  * The reader's target format is `<extra_id_0> answer</s>`. With this constraint the first token
  * is the sentinel, and the answer must then be a run of whole words copied from one passage's
  * text: a span starts at a word-initial piece (SentencePiece's "▁") and may end (EOS) only where
- * the passage's next piece does not continue the same word. Among those spans the reader's own
+ * the passage's next piece does not continue the same word, and not on bare punctuation. Among those spans the reader's own
  * scores pick one (greedily or by beam search). Why: an answer quoted from the user's passages
  * cannot be invented, and a reader that knows the answer's type but has not learned to copy
  * reliably (the small demo checkpoint) is pushed onto text that is really there.
@@ -14,26 +14,29 @@ import type { TextTokenizer } from '../model/tokenizer';
 
 /** How a vocabulary's pieces relate to words. */
 export interface WordPieces {
-  /** The piece opens a word (SentencePiece: starts with "▁"). */
+  /** The piece opens a word (SentencePiece: starts with "▁") with a letter or digit in it. */
   startsWord(id: number): boolean;
   /** The piece carries on the word before it (no "▁" and a letter or digit in it). */
   continuesWord(id: number): boolean;
+  /** The piece has a letter or digit (an answer does not end on bare punctuation). */
+  hasWordCharacters(id: number): boolean;
 }
 
 /** Word classes of a SentencePiece vocabulary (T5), cached per id. */
 export function sentencePieceWords(tokenizer: Pick<TextTokenizer, 'idToToken'>): WordPieces {
-  const cache = new Map<number, { starts: boolean; continues: boolean }>();
+  const cache = new Map<number, { starts: boolean; continues: boolean; word: boolean }>();
   const classify = (id: number) => {
     let c = cache.get(id);
     if (!c) {
       const piece = tokenizer.idToToken(id) ?? '';
-      const starts = piece.startsWith('\u2581') && piece.length > 1;
-      c = { starts, continues: !piece.startsWith('\u2581') && /[\p{L}\p{N}]/u.test(piece) };
+      const word = /[\p{L}\p{N}]/u.test(piece);
+      const opens = piece.startsWith('\u2581');
+      c = { starts: opens && word, continues: !opens && word, word };
       cache.set(id, c);
     }
     return c;
   };
-  return { startsWord: (id) => classify(id).starts, continuesWord: (id) => classify(id).continues };
+  return { startsWord: (id) => classify(id).starts, continuesWord: (id) => classify(id).continues, hasWordCharacters: (id) => classify(id).word };
 }
 
 export interface PassageSpanOptions {
@@ -59,11 +62,15 @@ export class PassageSpanConstraint implements DecodingConstraint {
     const next = new Set<number>();
     let mayEnd = false;
     for (const ids of this.passages[example] ?? []) {
+      // A continuation must still be able to end on a word: never step into trailing punctuation.
+      let lastWord = ids.length - 1;
+      while (lastWord >= 0 && !words.hasWordCharacters(ids[lastWord])) lastWord--;
       for (let start = 0; start + answer.length <= ids.length; start++) {
         if (!words.startsWord(ids[start]) || !matchesAt(ids, start, answer)) continue;
         const after = start + answer.length;
-        if (after < ids.length) next.add(ids[after]);
-        if (answer.length > 0 && (after === ids.length || !words.continuesWord(ids[after]))) mayEnd = true;
+        if (after <= lastWord) next.add(ids[after]);
+        const wholeWord = after === ids.length || !words.continuesWord(ids[after]);
+        if (answer.length > 0 && wholeWord && words.hasWordCharacters(answer[answer.length - 1])) mayEnd = true;
       }
     }
     if (mayEnd) next.add(eosId);

@@ -29,7 +29,7 @@ describe('PassageSpanConstraint', () => {
     expect(starts).not.toContain(EOS);
   });
 
-  it('does not end inside a word, and ends after a whole word or before punctuation', () => {
+  it('does not end inside a word or on punctuation, and ends after a whole word', () => {
     const broncos = tokenizer.encode('Broncos', { addSpecialTokens: false });
     expect(broncos.length).toBeGreaterThan(1); // "▁Bronco" "s": the case this test is about
     const midWord = constraint.allowedNext(0, [SENTINEL, id('\u2581Denver'), ...broncos.slice(0, -1)])!;
@@ -37,7 +37,11 @@ describe('PassageSpanConstraint', () => {
     const wholeWord = constraint.allowedNext(0, [SENTINEL, id('\u2581Denver'), ...broncos])!;
     expect(new Set(wholeWord)).toEqual(new Set([EOS, id('\u2581defeated')]));
     const panthers = tokenizer.encode('Carolina Panthers', { addSpecialTokens: false });
-    expect(constraint.allowedNext(0, [SENTINEL, ...panthers])).toContain(EOS);
+    const beforeFullStop = constraint.allowedNext(0, [SENTINEL, ...panthers])!;
+    expect(beforeFullStop).toContain(EOS);
+    // The passage's final full stop is never offered: an answer cannot end on punctuation.
+    expect(tokenizer.idToToken(ids[ids.length - 1])).toBe('.');
+    expect(beforeFullStop).toEqual([EOS]);
   });
 
   it('continues every occurrence of a repeated word ("the" is followed by two different words)', () => {
@@ -89,7 +93,7 @@ describe('extractive generateAnswers', () => {
 });
 
 describe('teacherForcedMask', () => {
-  const words = { startsWord: () => true, continuesWord: () => false };
+  const words = { startsWord: () => true, continuesWord: () => false, hasWordCharacters: () => true };
   // One example, passage [5, 6, 7]; labels: answer 6 7 then EOS (1), then an ignored position.
   const constraint = new PassageSpanConstraint([[[5, 6, 7]]], { eosId: 1, words });
   const mask = teacherForcedMask(constraint, [6, 7, 1, -100], 1, 4, 10);
