@@ -219,16 +219,20 @@ const api = {
     return out;
   },
 
-  /** Retrieves top-k for `question` from `scope` and generates the answer with the FiD reader. */
-  ask(question: string, scope: RetrievalScope, k: number): Promise<AskResult> {
+  /**
+   * Retrieves top-k for `question` from `scope` and generates the answer with the FiD reader;
+   * `extractive`: the answer is restricted to whole words quoted from those passages.
+   */
+  ask(question: string, scope: RetrievalScope, k: number, extractive = false): Promise<AskResult> {
     return exclusive(async () => {
       if (!bundle) throw new Error('join a session first');
       const started = performance.now();
       const [hits] = await retrieve(bundle, await sourceFor(scope), [question], { k });
       if (hits.length === 0) return { answer: '', passages: [], millis: performance.now() - started, version: bundle.version };
-      const [generated] = await generateAnswers(bundle, [question], [hits], { maxNewTokens: 24 });
+      const [generated] = await generateAnswers(bundle, [question], [hits], { maxNewTokens: 24, extractive });
       return {
         answer: generated.answer,
+        extractive,
         passages: hits.map((h, i) => ({ title: h.title, text: h.text, score: h.score, source: h.source, attention: generated.passageScores[i] })),
         millis: performance.now() - started,
         version: bundle.version,

@@ -36,6 +36,8 @@ export type TrainWorkerEvent =
 
 export interface AskResult {
   readonly answer: string;
+  /** The answer was restricted to a span quoted from the passages. */
+  readonly extractive?: boolean;
   readonly passages: ReadonlyArray<{ title: string; text: string; score: number; source: string; attention: number }>;
   readonly millis: number;
   readonly version: number | null;

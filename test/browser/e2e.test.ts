@@ -169,6 +169,10 @@ describe('the CoRAG web app, three tabs, one session', () => {
     await page.locator('#answer-passages li').first().waitFor({ timeout: 60_000 });
     expect(await page.locator('#answer-passages li').count()).toBeGreaterThan(0);
     expect(await page.locator('#answer-text').count()).toBe(1);
+    // "Quote from passages" is on by default: the answer is words of a listed passage, highlighted there.
+    await page.locator('.answer-box', { hasText: 'quoted from the passages' }).waitFor();
+    expect((await page.locator('#answer-text').textContent())?.trim()).not.toBe('(empty answer)');
+    expect(await page.locator('#answer-passages mark').count()).toBeGreaterThan(0);
     await shot(page, 'qa-view');
 
     await page.goto(`${app.url}/?join=${joinCode}&backend=wasm#/dashboard`);

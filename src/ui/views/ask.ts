@@ -11,25 +11,29 @@ export function askView(ctx: AppContext): View {
     h('option', { value: 'yours' }, 'Your passages only (private)'),
     h('option', { value: 'shared' }, 'The session store only'));
   const k = h('input', { id: 'k', type: 'number', min: 1, max: 20, value: 5 });
+  // Quoting keeps answers grounded in the passages; the small offline demo reader needs it to
+  // answer sensibly at all (docs/MODEL-CARD.md). Free generation is what the paper evaluates.
+  const extractive = h('input', { id: 'extractive', type: 'checkbox', checked: true });
   const button = h('button', { type: 'submit', class: 'primary' }, 'Ask');
   const result = h('div', { id: 'answer', class: 'stack', 'aria-live': 'polite' });
   const form = h('form', { class: 'card stack', 'aria-labelledby': 'ask-title' },
     h('h2', { id: 'ask-title' }, 'Ask'),
     h('label', { for: 'question' }, 'Question'), question,
-    h('div', { class: 'row' }, h('label', { for: 'scope' }, 'Search'), scope, h('label', { for: 'k' }, 'Passages'), k, button));
+    h('div', { class: 'row' }, h('label', { for: 'scope' }, 'Search'), scope, h('label', { for: 'k' }, 'Passages'), k,
+      h('label', { for: 'extractive', title: 'The answer must be words copied from the retrieved passages' }, extractive, ' Quote from passages'), button));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     if (!question.value.trim()) return;
     button.disabled = true;
     replace(result, h('p', { class: 'muted' }, 'Retrieving and reading…'));
     try {
-      const r = await ctx.train.ask(question.value.trim(), scope.value as RetrievalScope, Math.max(1, Math.min(20, Number(k.value) || 5)));
+      const r = await ctx.train.ask(question.value.trim(), scope.value as RetrievalScope, Math.max(1, Math.min(20, Number(k.value) || 5)), extractive.checked);
       if (r.passages.length === 0) {
         replace(result, h('p', {}, 'No passages to read from: add passages or choose the session store.'));
         return;
       }
       replace(result,
-        h('div', { class: 'answer-box' }, h('span', { class: 'muted small' }, `Answer (model v${r.version ?? '—'}, ${(r.millis / 1000).toFixed(1)} s)`), h('p', { class: 'answer-text', id: 'answer-text' }, r.answer || '(empty answer)')),
+        h('div', { class: 'answer-box' }, h('span', { class: 'muted small' }, `Answer${r.extractive ? ', quoted from the passages' : ''} (model v${r.version ?? '—'}, ${(r.millis / 1000).toFixed(1)} s)`), h('p', { class: 'answer-text', id: 'answer-text' }, r.answer || '(empty answer)')),
         h('ol', { class: 'passages', id: 'answer-passages' }, ...r.passages.map((p) => {
           const text = h('p', {});
           for (const seg of highlightOccurrences(p.text, r.answer)) text.appendChild(seg.match ? h('mark', {}, seg.text) : document.createTextNode(seg.text));
