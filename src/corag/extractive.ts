@@ -4,10 +4,10 @@
  * The reader's target format is `<extra_id_0> answer</s>`. With this constraint the first token
  * is the sentinel, and the answer must then be a run of whole words copied from one passage's
  * text: a span starts at a word-initial piece (SentencePiece's "▁") and may end (EOS) only where
- * the passage's next piece does not continue the same word, and not on bare punctuation. Among those spans the reader's own
- * scores pick one (greedily or by beam search). Why: an answer quoted from the user's passages
- * cannot be invented, and a reader that knows the answer's type but has not learned to copy
- * reliably (the small demo checkpoint) is pushed onto text that is really there.
+ * the passage's next piece does not continue the same word, and not on bare punctuation. Among
+ * those spans the reader's own scores pick one (greedily or by beam search). Why: an answer
+ * quoted from the user's passages cannot be invented, and a reader that has not learned to copy
+ * reliably (the small demo checkpoint) is held to text that is really there.
  */
 import type { DecodingConstraint } from '../model/t5/generate';
 import type { TextTokenizer } from '../model/tokenizer';
