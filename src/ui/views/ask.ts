@@ -11,8 +11,8 @@ export function askView(ctx: AppContext): View {
     h('option', { value: 'yours' }, 'Your passages only (private)'),
     h('option', { value: 'shared' }, 'The session store only'));
   const k = h('input', { id: 'k', type: 'number', min: 1, max: 20, value: 5 });
-  // Quoting keeps answers grounded in the passages; the small offline demo reader needs it to
-  // answer sensibly at all (docs/MODEL-CARD.md). Free generation is what the paper evaluates.
+  // Quoting keeps answers to text that is in the passages, which the small offline demo reader
+  // does not manage on its own (docs/MODEL-CARD.md). Free generation is what the paper evaluates.
   const extractive = h('input', { id: 'extractive', type: 'checkbox', checked: true });
   const button = h('button', { type: 'submit', class: 'primary' }, 'Ask');
   const result = h('div', { id: 'answer', class: 'stack', 'aria-live': 'polite' });
