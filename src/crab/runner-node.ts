@@ -14,6 +14,7 @@ import { resolveModelSource, type ModelSource } from '../model/checkpoint';
 import { tinyBertConfig, tinyCheckpointFiles, tinyT5Config } from '../model/tiny';
 import { folderModelSource } from '../platform/node/folder-source';
 import { readCrabCache, type CrabCache } from '../platform/node/crab-files';
+import { buildCrabMini } from '../platform/node/crab-mini-builder';
 import { DEFAULT_CRAB_CONFIG } from './build';
 import type { RunnerConfig } from './runner-config';
 
@@ -52,7 +53,7 @@ export function bundleLoader(config: RunnerConfig): (seed: number) => Promise<Mo
 
 /**
  * The CRAB data of the config: the cache folder when its manifest was built with the same seed
- * and enough clients and shots, otherwise built there first (scripts/build-crab-mini.ts).
+ * and enough clients and shots, otherwise built there first (src/platform/node/crab-mini-builder.ts).
  */
 export async function loadCrabData(config: RunnerConfig, log: (line: string) => void = () => {}): Promise<CrabCache> {
   const dir = resolve(config.data.cache);
@@ -69,7 +70,6 @@ export async function loadCrabData(config: RunnerConfig, log: (line: string) => 
   })();
   if (reason !== null) {
     log(`building CRAB into ${dir} (${reason})`);
-    const { buildCrabMini } = await import('../../scripts/build-crab-mini');
     buildCrabMini({
       out: dir,
       dataDir: config.data.dataDir,

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { splitLines } from '../../src/crab/loaders';
 import { clientView, collaborativeView, TRAINING_STORES } from '../../src/crab/stores';
 import { readCrabCache } from '../../src/platform/node/crab-files';
-import { buildCrabMini } from '../../scripts/build-crab-mini';
+import { buildCrabMini } from '../../src/platform/node/crab-mini-builder';
 
 const shared = (path: string) => fileURLToPath(new URL(`../../../shared/data/${path}`, import.meta.url));
 const repo = (path: string) => fileURLToPath(new URL(`../../${path}`, import.meta.url));
