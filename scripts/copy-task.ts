@@ -15,6 +15,10 @@
  * - `--self`: the answer is the key's first token itself (copy from a fixed place, no lookup).
  * - `--restrict`: the softmax is restricted to the passage's tokens (and EOS) — the loss that
  *   extractive decoding implies (src/corag/extractive.ts, teacherForcedMask).
+ * - `--untied`: a separate output layer (T5 v1.1 / flan style, init std 1, no d_model^-0.5
+ *   rescale) instead of the tied input embedding.
+ * - `--final-norm X`: the decoder's final RMS-norm weight starts at X instead of 1 (X times the
+ *   initial logit scale; with tied embeddings the largest logit is about √d_model · X).
  * docs/PRETRAINING.md records what these showed.
  */
 import { parseArgs } from 'node:util';
@@ -43,6 +47,8 @@ const { values: flags, positionals } = parseArgs({
     'init-factor': { type: 'string', default: '1' },
     'log-every': { type: 'string', default: '50' },
     restrict: { type: 'boolean', default: false },
+    untied: { type: 'boolean', default: false },
+    'final-norm': { type: 'string', default: '1' },
   },
 });
 const [dModel = '64', lr = '3e-3', steps = '600', keyTokens = '3', mode] = positionals;
@@ -54,10 +60,14 @@ await initBackend('wasm');
 const cfg = parseT5Config({
   model_type: 't5', vocab_size: V, d_model: Number(dModel), d_kv: 16, num_heads: Number(flags.heads), d_ff: 128,
   num_layers: Number(flags['enc-layers']), num_decoder_layers: Number(flags['dec-layers']), feed_forward_proj: 'gated-gelu',
-  tie_word_embeddings: true, decoder_start_token_id: 0, pad_token_id: 0, eos_token_id: 1,
+  tie_word_embeddings: !flags.untied, decoder_start_token_id: 0, pad_token_id: 0, eos_token_id: 1,
 });
 const store = new ParameterStore();
-for (const [n, t] of tinyT5Weights(cfg, 3, { initializerFactor: Number(flags['init-factor']) })) store.set(n, tf.tensor(t.data, t.shape, 'float32'));
+for (const [n, t] of tinyT5Weights(cfg, 3, { initializerFactor: Number(flags['init-factor']) })) {
+  // --final-norm scales the decoder's last RMS-norm weight, i.e. the logits' initial scale.
+  const data = n === 'decoder.final_layer_norm.weight' ? t.data.map((v) => v * Number(flags['final-norm'])) : t.data;
+  store.set(n, tf.tensor(data, t.shape, 'float32'));
+}
 const model = new T5Model(cfg, store);
 const vars = new Map([...store.entries()]);
 const opt = new AdamW({ lr: Number(lr), warmupSteps: 20 });
