@@ -16,6 +16,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { exactMatch, f1Score } from '../src/crab/metrics';
 import { Bm25Index } from '../src/retrieval/bm25';
 import { passageSpanConstraint } from '../src/corag/extractive';
+import { cleanAnswer } from '../src/corag/reader';
 import { initBackend, parseBackendName } from '../src/model/backend';
 import { paramsFromStore } from '../src/model/bert/model';
 import type { BertConfig } from '../src/model/bert/config';
@@ -102,7 +103,7 @@ async function answer(question: string, context: Passage[], extractive: boolean)
   const constraint = extractive ? passageSpanConstraint(tok, tok.eosId!, [context.map((p) => p.text)]) : undefined;
   const [out] = await greedyGenerate(model, fused.hidden, fused.mask, { maxNewTokens: 16, constraint });
   tf.dispose([ids, mask, fused.hidden, fused.mask]);
-  return tok.decode(out).replace(/<extra_id_\d+>/g, '').trim();
+  return cleanAnswer(tok.decode(out));
 }
 const score = async (contexts: (q: Qa, i: number) => Passage[], extractive = false) => {
   let em = 0;
