@@ -352,6 +352,9 @@ export class Coordinator {
       if (!live || live.number !== round) {
         const row = this.roundRow(sessionId, round);
         if (!row) throw notFound('round_not_found', `round ${round} does not exist`);
+        // A retry whose first attempt landed (and closed the round) learns that, not "closed".
+        const landed = this.db.prepare('SELECT 1 FROM updates WHERE session_id = ? AND round = ? AND client_id = ?').get(sessionId, round, clientId);
+        if (landed) throw conflict('duplicate_update', `this client's update for round ${round} was already accepted (the round has closed since)`);
         throw conflict('round_closed', `round ${round} is ${row.state === 'failed' ? 'over (failed)' : 'closed'}; updates for it are refused — wait for the next round`);
       }
       if (!live.participants.has(clientId)) throw forbidden('not_selected', `this client was not selected for round ${round}`);

@@ -96,6 +96,7 @@ async function participate(round: RoundInfo, signal: AbortSignal): Promise<void>
         if (e.type === 'training') emit({ type: 'training', round: e.round, progress: e.progress });
         else if (e.type === 'uploaded') emit({ type: 'uploaded', round: e.round, bytes: e.bytes, numExamples: e.numExamples });
         else if (e.type === 'upload-refused') emit({ type: 'upload-refused', round: e.round, message: e.message, code: e.code });
+        else if (e.type === 'upload-retrying') emit({ type: 'upload-retrying', round: e.round, attempt: e.attempt, delayMs: e.delayMs, message: e.message });
       },
     });
     emit({ type: 'round-training', round: round.round });

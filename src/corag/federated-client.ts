@@ -46,6 +46,7 @@ export type ClientEvent =
   | { readonly type: 'training'; readonly round: number; readonly progress: TrainProgress }
   | { readonly type: 'uploaded'; readonly round: number; readonly numExamples: number; readonly bytes: number; readonly body: Uint8Array }
   | { readonly type: 'upload-refused'; readonly round: number; readonly code: string; readonly message: string }
+  | { readonly type: 'upload-retrying'; readonly round: number; readonly attempt: number; readonly delayMs: number; readonly message: string }
   | { readonly type: 'round-closed'; readonly round: RoundInfo };
 
 export interface ClientCredentials {
@@ -63,7 +64,39 @@ export interface FederatedClientOptions {
   /** Overrides of the round's hyper-parameters (the benchmark fixes its own). */
   readonly training?: TrainingDefaults;
   readonly updateDtype?: WireDtype;
+  readonly uploadRetry?: UploadRetryPolicy;
   readonly onEvent?: (e: ClientEvent) => void;
+}
+
+/**
+ * How a failed upload (lost connection, 5xx, 429) is retried within its round. A trained update
+ * is minutes of a user's compute, so it is not dropped at the first network hiccup; retries stop
+ * at the round's deadline (the coordinator would refuse it after), on abort, or after `attempts`.
+ */
+export interface UploadRetryPolicy {
+  /** Tries in all, the first included (default 6). */
+  readonly attempts?: number;
+  /** Wait before the first retry; doubles each time (default 1 s). */
+  readonly initialDelayMs?: number;
+  /** Cap on one wait (default 30 s). */
+  readonly maxDelayMs?: number;
+}
+
+const DEFAULT_UPLOAD_RETRY: Required<UploadRetryPolicy> = { attempts: 6, initialDelayMs: 1000, maxDelayMs: 30_000 };
+
+/** A failure worth retrying: no HTTP answer at all, a server error, or "too many requests". */
+function isTransient(e: unknown): boolean {
+  return !(e instanceof CoragHttpError) || e.status >= 500 || e.status === 429;
+}
+
+/** Resolves after `ms`, or rejects with the abort reason as soon as `signal` aborts. */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    signal?.throwIfAborted();
+    const timer = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
+    const onAbort = () => { clearTimeout(timer); reject(signal!.reason); };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /**
@@ -201,16 +234,42 @@ export class FederatedCoragClient {
     );
     signal?.throwIfAborted();
     try {
-      await this.client.uploadUpdate(this.session.id, round.round, body);
+      await this.uploadWithRetry(round, body, signal);
     } catch (e) {
-      // A refusal (round closed by the deadline, duplicate after a retry) ends this round for us.
-      if (!(e instanceof CoragHttpError) || e.status >= 500) throw e;
-      this.options.onEvent?.({ type: 'upload-refused', round: round.round, code: e.code, message: e.message });
+      // A refusal (round closed by the deadline, not a participant) ends this round for us.
+      if (isTransient(e)) throw e;
+      const refusal = e as CoragHttpError;
+      this.options.onEvent?.({ type: 'upload-refused', round: round.round, code: refusal.code, message: refusal.message });
       return result;
     }
     this.trained++;
     this.options.onEvent?.({ type: 'uploaded', round: round.round, numExamples: result.numExamples, bytes: body.byteLength, body });
     return result;
+  }
+
+  /**
+   * PUTs one update, retrying transient failures with exponential backoff (UploadRetryPolicy).
+   * The body is sent whole each time and the coordinator accepts one update per client and round,
+   * so a retry can never count twice: a `duplicate_update` answer to a retry means an earlier
+   * attempt did land (its response was lost) and counts as success.
+   */
+  private async uploadWithRetry(round: RoundInfo, body: Uint8Array, signal?: AbortSignal): Promise<void> {
+    const policy = { ...DEFAULT_UPLOAD_RETRY, ...this.options.uploadRetry };
+    const deadline = Date.parse(round.deadlineAt);
+    let delay = policy.initialDelayMs;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.client.uploadUpdate(this.session.id, round.round, body);
+        return;
+      } catch (e) {
+        if (attempt > 1 && e instanceof CoragHttpError && e.code === 'duplicate_update') return;
+        const wait = Math.min(delay, policy.maxDelayMs);
+        if (!isTransient(e) || attempt >= policy.attempts || Date.now() + wait >= deadline) throw e;
+        this.options.onEvent?.({ type: 'upload-retrying', round: round.round, attempt, delayMs: wait, message: (e as Error).message });
+        await sleep(wait, signal);
+        delay *= 2;
+      }
+    }
   }
 
   /**

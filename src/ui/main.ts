@@ -83,15 +83,21 @@ function handleWorkerEvent(store: Store, e: TrainWorkerEvent): void {
       return;
     case 'uploaded':
       store.update((s) => {
-        s.uploads = [...s.uploads, { round: e.round, status: 'uploaded', detail: `${formatBytes(e.bytes)}, ${e.numExamples} examples` }];
+        s.uploads = [...s.uploads.filter((u) => u.round !== e.round), { round: e.round, status: 'uploaded', detail: `${formatBytes(e.bytes)}, ${e.numExamples} examples` }];
       });
       store.notify('ok', `Round ${e.round}: update sent.`);
       return;
     case 'upload-refused':
       store.update((s) => {
-        s.uploads = [...s.uploads, { round: e.round, status: 'refused', detail: e.message }];
+        s.uploads = [...s.uploads.filter((u) => u.round !== e.round), { round: e.round, status: 'refused', detail: e.message }];
       });
       store.notify('error', `Round ${e.round}: the coordinator refused the update — ${e.message}`);
+      return;
+    case 'upload-retrying':
+      store.update((s) => {
+        const detail = `attempt ${e.attempt} failed (${e.message}); trying again in ${Math.max(1, Math.round(e.delayMs / 1000))} s`;
+        s.uploads = [...s.uploads.filter((u) => u.round !== e.round), { round: e.round, status: 'retrying', detail }];
+      });
       return;
     case 'evaluated':
       store.update((s) => {

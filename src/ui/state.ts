@@ -23,7 +23,8 @@ export interface AppState {
   /** Current round's loss per step. */
   loss: Array<{ step: number; loss: number }>;
   training?: { round: number; progress?: TrainProgress };
-  uploads: Array<{ round: number; status: 'uploaded' | 'refused'; detail: string }>;
+  /** One entry per round: the latest word on its update ('retrying' until it lands or is refused). */
+  uploads: Array<{ round: number; status: 'uploaded' | 'refused' | 'retrying'; detail: string }>;
   history: RoundRecord[];
   passages: number;
   notices: Notice[];

@@ -32,6 +32,7 @@ export type TrainWorkerEvent =
   | { readonly type: 'training'; readonly round: number; readonly progress: TrainProgress }
   | { readonly type: 'uploaded'; readonly round: number; readonly bytes: number; readonly numExamples: number }
   | { readonly type: 'upload-refused'; readonly round: number; readonly code: string; readonly message: string }
+  | { readonly type: 'upload-retrying'; readonly round: number; readonly attempt: number; readonly delayMs: number; readonly message: string }
   | { readonly type: 'evaluated'; readonly record: RoundRecord };
 
 export interface AskResult {

@@ -110,6 +110,86 @@ describe('three headless CoRAG clients over the real coordinator', () => {
     expect(resumed.session.currentVersion).toBe(2);
   });
 
+  it('retries an upload whose connection failed, and counts a retry answered "duplicate" as the earlier attempt having landed', async () => {
+    // Round 1: the first PUT never reaches the coordinator. Round 2: it lands but the response is lost.
+    let fault: 'before-send' | 'after-send' | null = null;
+    const faultyFetch: typeof fetch = async (input, init) => {
+      const isUpload = init?.method === 'PUT' && String(input).endsWith('/update');
+      if (isUpload && fault === 'before-send') { fault = null; throw new TypeError('fetch failed'); }
+      const res = await fetch(input, init);
+      if (isUpload && fault === 'after-send') { fault = null; throw new TypeError('network connection lost'); }
+      return res;
+    };
+    const anon = new CoragClient(server.url);
+    const created = await anon.createSession({
+      name: 'corag-retry',
+      models: { reader: 'tiny-t5', passageEncoder: 'tiny-contriever', embeddingDim: bundles[0].embeddingDim },
+      training: { learningRate: 1e-3, localSteps: 1, passagesPerQuestion: 1, maxLength: 32, batchSize: 1, seed: 3 },
+      roundPolicy: { minClients: 1, minUpdates: 1, deadlineSeconds: 120, autoStart: false },
+      trainedPrefixes: ['reader.'],
+    });
+    const sid = created.session.id;
+    const admin = anon.withToken(created.adminToken);
+    expect((await admin.uploadModel(sid, await bundles[0].exportGlobal())).version).toBe(0);
+    const events: ClientEvent[] = [];
+    const client = await FederatedCoragClient.join(new CoragClient(server.url, undefined, faultyFetch), created.joinCode, 'flaky', {
+      bundle: bundles[0],
+      qaPairs: qaOf(FACTS[0]).slice(0, 1),
+      passageSource: (c, s) => new CoordinatorPassageSource(c, s),
+      uploadRetry: { initialDelayMs: 10 },
+      onEvent: (e) => { if (e.type !== 'training') events.push(e); },
+    });
+    await client.contributePassages(FACTS[0]);
+    for (const [round, mode] of [[1, 'before-send'], [2, 'after-send']] as const) {
+      fault = mode;
+      const opened = await admin.openRound(sid);
+      expect(await client.participate(opened)).not.toBeNull();
+      expect(fault, 'the fault was injected').toBeNull();
+      const retries = events.filter((e) => e.type === 'upload-retrying' && e.round === round);
+      expect(retries.map((e) => e.type === 'upload-retrying' && e.attempt)).toEqual([1]);
+      expect(events.filter((e) => e.type === 'uploaded' && e.round === round)).toHaveLength(1);
+      let info = await admin.round(sid, round);
+      for (let t = 0; info.state !== 'closed' && t < 100; t++) {
+        await new Promise((res) => setTimeout(res, 50));
+        info = await admin.round(sid, round);
+      }
+      expect(info.state).toBe('closed');
+      expect(info.accepted).toBe(1);
+    }
+    expect(client.roundsTrained).toBe(2);
+    expect(events.some((e) => e.type === 'upload-refused')).toBe(false);
+  });
+
+  it('gives up on an upload after the policy\'s attempts and leaves the round to its deadline', async () => {
+    const failing: typeof fetch = async (input, init) => {
+      if (init?.method === 'PUT' && String(input).endsWith('/update')) throw new TypeError('fetch failed');
+      return fetch(input, init);
+    };
+    const anon = new CoragClient(server.url);
+    const created = await anon.createSession({
+      name: 'corag-offline',
+      models: { reader: 'tiny-t5', passageEncoder: 'tiny-contriever', embeddingDim: bundles[0].embeddingDim },
+      training: { learningRate: 1e-3, localSteps: 1, passagesPerQuestion: 1, maxLength: 32, batchSize: 1, seed: 3 },
+      roundPolicy: { minClients: 1, minUpdates: 1, deadlineSeconds: 120, autoStart: false },
+      trainedPrefixes: ['reader.'],
+    });
+    const admin = anon.withToken(created.adminToken);
+    await admin.uploadModel(created.session.id, await bundles[0].exportGlobal());
+    const retries: number[] = [];
+    const client = await FederatedCoragClient.join(new CoragClient(server.url, undefined, failing), created.joinCode, 'offline', {
+      bundle: bundles[1],
+      qaPairs: qaOf(FACTS[1]).slice(0, 1),
+      passageSource: (c, s) => new CoordinatorPassageSource(c, s),
+      uploadRetry: { attempts: 3, initialDelayMs: 5 },
+      onEvent: (e) => { if (e.type === 'upload-retrying') retries.push(e.delayMs); },
+    });
+    await client.contributePassages(FACTS[1]);
+    await expect(client.participate(await admin.openRound(created.session.id))).rejects.toThrow(/fetch failed/);
+    expect(retries).toEqual([5, 10]);
+    expect(client.roundsTrained).toBe(0);
+    expect((await admin.round(created.session.id, 1)).state).toBe('open');
+  });
+
   it('reads the round config the coordinator hands out (numbers arrive as strings) into training options', () => {
     expect(trainingOptionsFromRound({ learningRate: '0.001', localSteps: '2', passagesPerQuestion: 5, maxLength: '384', retrieverLoss: 'adist', note: 'x', batchSize: 'many' }))
       .toEqual({ lr: 0.001, steps: 2, k: 5, maxLength: 384, retrieverLoss: 'adist' });

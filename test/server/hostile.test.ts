@@ -87,7 +87,7 @@ describe('hostile input', () => {
     await refused(() => inRound[0].uploadUpdate(sid, 1, new Uint8Array(65 * 1024)), 413, 'body_too_large');
   });
 
-  it('refuses a duplicate update and an update for a closed round', async () => {
+  it('refuses a duplicate update (also after the round closed) and an update for a closed round', async () => {
     const receipt = await inRound[0].uploadUpdate(sid, 1, encodeUpdate(goodDeltas(), meta));
     expect(receipt.accepted).toBe(1);
     await refused(() => inRound[0].uploadUpdate(sid, 1, encodeUpdate(goodDeltas(), meta)), 409, 'duplicate_update');
@@ -95,6 +95,9 @@ describe('hostile input', () => {
     expect(closed.state).toBe('closed');
     expect(decodeModel(await inRound[0].downloadModel(sid, 1)).size).toBe(MODEL_SHAPES.length);
     await refused(() => inRound[1].uploadUpdate(sid, 1, encodeUpdate(goodDeltas(), meta)), 409, 'round_closed', 'round 1');
+    // The client whose update went in hears "duplicate" even now: a retry after a lost response
+    // learns that its update counted.
+    await refused(() => inRound[0].uploadUpdate(sid, 1, encodeUpdate(goodDeltas(), meta)), 409, 'duplicate_update', 'closed since');
   });
 
   it('refuses embeddings of the wrong dimension or encoder, and empty or huge passage text', async () => {

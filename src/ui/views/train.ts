@@ -109,7 +109,7 @@ export function trainView(ctx: AppContext): View {
       const p = t?.progress;
       stepBar.set(p ? p.step / p.total : 0, p ? `round ${t!.round}: step ${p.step} / ${p.total} · loss ${p.loss.toFixed(3)} · ${p.examplesPerSecond.toFixed(1)} examples/s · ${formatDuration(p.etaSeconds)} left` : 'idle');
       chart.innerHTML = linePlotSvg(s.loss.map((l) => ({ x: l.step, y: l.loss })), { title: `Training loss per step${t ? ` (round ${t.round})` : ''}`, xLabel: 'step', yLabel: 'loss', width: 960, height: 240, dots: s.loss.length <= 30 });
-      replace(uploads, ...(s.uploads.length ? s.uploads.slice().reverse().map((u) => h('li', { class: u.status }, h('strong', {}, `Round ${u.round}: `), u.status === 'uploaded' ? `update sent (${u.detail})` : `refused — ${u.detail}`)) : [h('li', { class: 'muted' }, 'Nothing sent yet.')]));
+      replace(uploads, ...(s.uploads.length ? s.uploads.slice().reverse().map((u) => h('li', { class: u.status }, h('strong', {}, `Round ${u.round}: `), u.status === 'uploaded' ? `update sent (${u.detail})` : u.status === 'retrying' ? `sending — ${u.detail}` : `refused — ${u.detail}`)) : [h('li', { class: 'muted' }, 'Nothing sent yet.')]));
     },
   };
 }
