@@ -106,6 +106,8 @@ async function main(): Promise<void> {
   process.stdout.write(`CoRAG coordinator listening on ${url}\n`);
   process.stdout.write(`  data folder: ${dataDir}\n  API docs:    ${url}/api/openapi.json\n`);
   if (demo) process.stdout.write(`  join link:   ${url}/?join=${demo.joinCode}   (session ${demo.id})\n`);
+  const tokenFile = resolve(dataDir, 'demo-admin-token.txt');
+  if (demo && existsSync(tokenFile)) process.stdout.write(`  admin token: in ${tokenFile} (paste it under Dashboard → Organiser controls to open and close rounds)\n`);
   process.stdout.write(`Open ${url} in a browser.\n`);
 
   const stop = () => void app.close().then(() => process.exit(0));

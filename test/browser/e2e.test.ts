@@ -185,18 +185,44 @@ describe('the CoRAG web app, three tabs, one session', () => {
     await shot(page, 'dashboard');
   });
 
-  it('a connection lost during upload is reported in the tab, and nothing stored is lost', async () => {
+  it('a connection lost during upload is shown in the tab and retried until the update lands; nothing stored is lost', async () => {
     const { page, context } = tabs[0];
     await page.goto(`${app.url}/?join=${joinCode}&backend=wasm#/train`);
     await context.route('**/rounds/3/update', (route) => route.abort('connectionreset'));
     await admin.openRound(sid);
-    await page.locator('.notice.error', { hasText: 'lost the connection' }).waitFor({ timeout: 120_000 });
+    await page.locator('#uploads li.retrying', { hasText: 'Round 3' }).waitFor({ timeout: 120_000 });
+    await shot(page, 'upload-retrying');
     await context.unroute('**/rounds/3/update');
-    await waitFor('the other two updates', async () => (await admin.round(sid, 3)).accepted === 2);
-    const closed3 = await admin.closeRound(sid, 3);
-    expect(closed3.accepted).toBe(2);
-    expect(app.requests.filter((r) => r.includes('/rounds/3/update ')).length).toBe(2); // the aborted body never arrived
+    const closed3 = await closedRound(3);
+    expect(closed3).toMatchObject({ state: 'closed', accepted: 3 });
+    await page.locator('#uploads li.uploaded', { hasText: 'Round 3' }).waitFor();
+    expect(app.requests.filter((r) => r.includes('/rounds/3/update ')).length).toBe(3); // the aborted attempts never arrived
     expect(await fileRows(page)).toEqual(['notes-0.txt', 'facts-0.jsonl']);
     expect(app.errors.filter((e) => !/Failed to load resource|net::ERR/.test(e))).toEqual([]);
+  });
+
+  it('the organiser opens and closes a round from the dashboard with the admin token; a wrong token changes nothing', async () => {
+    // No update can land in round 4, so closing it early is deterministic: it fails (0 of 2 needed).
+    for (const { context } of tabs) await context.route('**/rounds/4/update', (route) => route.abort('connectionreset'));
+    const { page } = tabs[1];
+    await page.goto(`${app.url}/?join=${joinCode}&backend=wasm#/dashboard`);
+    await page.fill('#admin-token', 'not-the-admin-token');
+    await page.click('#open-round');
+    await page.locator('.notice.error', { hasText: 'Open a round:' }).waitFor();
+    expect((await admin.session(sid)).round?.round).toBe(3);
+    await page.fill('#admin-token', admin.token!);
+    await page.click('#open-round');
+    await page.locator('.notice', { hasText: 'round 4 is open' }).waitFor();
+    expect((await admin.round(sid, 4)).state).toBe('open');
+    await page.locator('#close-round:not([hidden])').click();
+    await page.locator('.notice', { hasText: 'round 4 failed: 0 updates arrived, 2 needed' }).waitFor();
+    expect((await admin.round(sid, 4)).state).toBe('failed');
+    expect((await admin.session(sid)).currentVersion).toBe(3);
+    // The token is kept for this tab only: a reload fills it in again.
+    await page.reload();
+    await page.locator('#admin-token').waitFor();
+    await page.waitForFunction(() => (document.querySelector('#admin-token') as HTMLInputElement).value.length > 0);
+    await shot(page, 'organiser-controls');
+    for (const { context } of tabs) await context.unroute('**/rounds/4/update');
   });
 }, 400_000);

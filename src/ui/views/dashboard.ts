@@ -3,6 +3,11 @@
  * participants, round progress, the global version, the store size and who contributed what, the
  * round loss the coordinator reports, and the EM this tab measured on each new global version (its
  * own questions).
+ *
+ * Organiser controls: whoever holds the session's admin token (a teacher running a classroom
+ * demo: `npm start` writes it to data/demo-admin-token.txt) can open a round now — without
+ * waiting for auto-start — and close the open round early: it aggregates the updates received so
+ * far (or fails with fewer than the policy's minUpdates). The token stays in this tab's sessionStorage only (gone when the tab closes).
  */
 import { CoragClient } from '../../federated/client';
 import type { ContributionCount, RoundInfo } from '../../federated/protocol';
@@ -21,6 +26,45 @@ export function dashboardView(ctx: AppContext): View {
   let counts: ContributionCount[] = [];
   let fetching = false;
   let lastKey = '';
+
+  const tokenKey = () => `corag-admin-token/${store.state.session?.id ?? ''}`;
+  const adminToken = h('input', { type: 'password', id: 'admin-token', autocomplete: 'off', spellcheck: 'false', placeholder: 'paste the admin token' }) as HTMLInputElement;
+  const openButton = h('button', { type: 'button', id: 'open-round' }, 'Open a round now') as HTMLButtonElement;
+  const closeButton = h('button', { type: 'button', id: 'close-round' }, 'Close the open round now') as HTMLButtonElement;
+  const adminStatus = h('p', { class: 'muted', id: 'admin-status' });
+
+  /** Runs one admin call with the token typed in; on success remembers the token for this tab. */
+  async function asAdmin(what: string, call: (api: CoragClient, sessionId: string) => Promise<RoundInfo>): Promise<void> {
+    const s = store.state;
+    const token = adminToken.value.trim();
+    if (!s.session) return;
+    if (!token) {
+      store.notify('error', `${what}: paste the session's admin token first.`);
+      return;
+    }
+    openButton.disabled = closeButton.disabled = true;
+    try {
+      const round = await call(new CoragClient(ctx.appBase, token), s.session.id);
+      sessionStorage.setItem(tokenKey(), token);
+      const outcome = round.state === 'failed'
+        ? `round ${round.round} failed: ${round.accepted} updates arrived, ${s.session.config.roundPolicy.minUpdates} needed; the model stays at version ${round.baseVersion}`
+        : `round ${round.round} is ${round.state} (${round.accepted} of ${round.participants.length} updates)`;
+      store.notify(round.state === 'failed' ? 'info' : 'ok', `${what}: ${outcome}.`);
+      store.update((st) => { st.round = round; });
+    } catch (e) {
+      store.notify('error', `${what}: ${errorText(e)}`);
+    } finally {
+      openButton.disabled = closeButton.disabled = false;
+      lastKey = '';
+      render();
+    }
+  }
+  openButton.addEventListener('click', () => void asAdmin('Open a round', (api, sid) => api.openRound(sid)));
+  closeButton.addEventListener('click', () => void asAdmin('Close the round', async (api, sid) => {
+    const current = store.state.round;
+    if (!current || current.state !== 'open') throw new Error('no round is open');
+    return api.closeRound(sid, current.round);
+  }));
 
   async function fetchDetails() {
     const s = store.state;
@@ -66,6 +110,12 @@ export function dashboardView(ctx: AppContext): View {
     roundBar.set(r ? r.accepted / Math.max(1, r.participants.length) : 0, r ? `round ${r.round} ${r.state}: ${r.accepted} of ${r.participants.length} updates` : 'no round yet');
     emChart.innerHTML = linePlotSvg(s.history.filter((x) => x.em !== undefined).map((x) => ({ x: x.round, y: x.em! })), { title: 'Exact match per round (this tab’s questions)', xLabel: 'round', yLabel: 'EM', yRange: [0, 1], dots: true, height: 220 });
     lossChart.innerHTML = linePlotSvg(rounds.filter((x) => Number.isFinite(x.metrics.loss)).map((x) => ({ x: x.round, y: x.metrics.loss })), { title: 'Mean training loss per round (all clients)', xLabel: 'round', yLabel: 'loss', dots: true, height: 220 });
+    if (!adminToken.value) adminToken.value = sessionStorage.getItem(tokenKey()) ?? '';
+    const policy = s.session.config.roundPolicy;
+    adminStatus.textContent = `A round needs at least ${policy.minClients} joined clients. `
+      + (policy.autoStart ? 'The next round opens by itself once enough have joined and the last one ended. ' : 'Auto-start is off: open each round here. ')
+      + `At its deadline (${policy.deadlineSeconds} s), or when closed here, a round aggregates the updates in if there are at least ${policy.minUpdates}, else it fails.`;
+    closeButton.hidden = r?.state !== 'open';
     const me = s.credentials?.clientId;
     replace(contributions, counts.length
       ? h('table', { class: 'table' }, h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Client'), h('th', { scope: 'col', class: 'num' }, 'Passages'))),
@@ -79,7 +129,13 @@ export function dashboardView(ctx: AppContext): View {
     h('div', { class: 'grid-2' },
       h('section', { class: 'card stack', 'aria-labelledby': 'em-title' }, h('h2', { id: 'em-title' }, 'Exact match per round'), emChart),
       h('section', { class: 'card stack', 'aria-labelledby': 'rloss-title' }, h('h2', { id: 'rloss-title' }, 'Training loss per round'), lossChart)),
-    h('section', { class: 'card stack', 'aria-labelledby': 'contrib-title' }, h('h2', { id: 'contrib-title' }, 'Contributions'), contributions));
+    h('section', { class: 'card stack', 'aria-labelledby': 'contrib-title' }, h('h2', { id: 'contrib-title' }, 'Contributions'), contributions),
+    h('section', { class: 'card stack', 'aria-labelledby': 'admin-title' },
+      h('h2', { id: 'admin-title' }, 'Organiser controls'),
+      adminStatus,
+      h('label', { for: 'admin-token' }, 'Admin token of this session (the demo session’s is in data/demo-admin-token.txt on the coordinator)'),
+      adminToken,
+      h('div', { class: 'row' }, openButton, closeButton)));
 
   return {
     root,
