@@ -3,7 +3,8 @@
  * reads the file's bytes and hands them here, so the whole pipeline is tested in Node.
  *
  * Formats: .txt and .md (one document; the file name is the title), .jsonl (BEIR/DPR-style
- * `{"title","text"}` lines, each chunked on its own). A bad jsonl line is reported with its line
+ * `{"title","text"}` lines, each chunked on its own). PDF files go through src/ui/ingest-pdf.ts
+ * (asynchronous: pdf.js parses them), into the same result shape. A bad jsonl line is reported with its line
  * number and skipped; the other lines still count. Unreadable bytes (not UTF-8) and files over the
  * size limit are refused whole, before anything is stored.
  */
@@ -12,7 +13,10 @@ import { chunkDocument } from '../retrieval/chunking';
 /** Files larger than this are refused (the page holds the text in memory while chunking). */
 export const MAX_FILE_BYTES = 20 * 2 ** 20;
 
-export const SUPPORTED_EXTENSIONS = ['.txt', '.md', '.jsonl'] as const;
+/** Read here, synchronously. */
+export const TEXT_EXTENSIONS = ['.txt', '.md', '.jsonl'] as const;
+/** What the passages page accepts: text formats, and PDF through ingestPdf. */
+export const SUPPORTED_EXTENSIONS = [...TEXT_EXTENSIONS, '.pdf'] as const;
 
 export interface IngestedPassage {
   readonly title: string;
@@ -22,9 +26,17 @@ export interface IngestedPassage {
 }
 
 export interface IngestProblem {
-  /** 1-based line for jsonl problems; absent for problems with the whole file. */
+  /** 1-based line for jsonl problems. */
   readonly line?: number;
+  /** 1-based page for PDF problems. */
+  readonly page?: number;
   readonly message: string;
+}
+
+/** "line 3: …" / "page 2: …" for the user. */
+export function describeProblem(p: IngestProblem): string {
+  const where = p.line !== undefined ? `line ${p.line}: ` : p.page !== undefined ? `page ${p.page}: ` : '';
+  return where + p.message;
 }
 
 export interface IngestResult {
@@ -47,12 +59,13 @@ export interface IngestOptions {
   readonly maxWords?: number;
 }
 
-function extension(name: string): string {
+export function extension(name: string): string {
   const dot = name.lastIndexOf('.');
   return dot < 0 ? '' : name.slice(dot).toLowerCase();
 }
 
-function titleOf(fileName: string): string {
+/** A passage title from a file name: no folder, no extension, `_`/`-` as spaces. */
+export function titleOf(fileName: string): string {
   const base = fileName.replace(/^.*[\\/]/, '');
   const dot = base.lastIndexOf('.');
   return (dot > 0 ? base.slice(0, dot) : base).replace(/[_-]+/g, ' ').trim();
@@ -73,8 +86,9 @@ function decodeUtf8(file: string, bytes: Uint8Array): string {
 export function ingestFile(name: string, bytes: Uint8Array, options: IngestOptions = {}): IngestResult {
   const maxBytes = options.maxBytes ?? MAX_FILE_BYTES;
   const ext = extension(name);
-  if (!(SUPPORTED_EXTENSIONS as readonly string[]).includes(ext)) {
-    throw new IngestError(name, `unsupported file type "${ext || '(none)'}": add ${SUPPORTED_EXTENSIONS.join(', ')} files`);
+  if (!(TEXT_EXTENSIONS as readonly string[]).includes(ext)) {
+    const why = ext === '.pdf' ? 'PDF files are read by ingestPdf (src/ui/ingest-pdf.ts)' : `add ${SUPPORTED_EXTENSIONS.join(', ')} files`;
+    throw new IngestError(name, `unsupported file type "${ext || '(none)'}": ${why}`);
   }
   if (bytes.byteLength > maxBytes) {
     throw new IngestError(name, `the file is ${formatBytes(bytes.byteLength)}, over the ${formatBytes(maxBytes)} limit; split it into smaller files`);
@@ -114,7 +128,7 @@ export function ingestFile(name: string, bytes: Uint8Array, options: IngestOptio
     }
   }
   if (passages.length === 0) {
-    const why = problems.length ? ` (${problems.length} bad line${problems.length > 1 ? 's' : ''}; first: line ${problems[0].line}: ${problems[0].message})` : '';
+    const why = problems.length ? ` (${problems.length} bad line${problems.length > 1 ? 's' : ''}; first: ${describeProblem(problems[0])})` : '';
     throw new IngestError(name, `no passage found: the file has no text${why}`);
   }
   return { file: name, passages, problems };

@@ -5,6 +5,7 @@
  * Also: a reload mid-training, bad input on the passages page, a connection lost during upload,
  * and a QA query. Screenshots go to test-results/e2e/.
  */
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -116,9 +117,15 @@ describe('the CoRAG web app, three tabs, one session', () => {
     await page.setInputFiles('#file-input', [file('mixed.jsonl', '{"title":"ok","text":"a fine line"}\n{"title":"no text here"}\n{"text":"another fine line"}\n')]);
     await page.locator('.notice.warn', { hasText: 'line 2: no "text"' }).waitFor();
     await page.setInputFiles('#file-input', [file('paper.pdf', '%PDF-1.4')]);
-    await page.locator('.notice.error', { hasText: 'unsupported file type ".pdf"' }).waitFor();
+    await page.locator('.notice.error', { hasText: 'paper.pdf: not a readable PDF' }).waitFor();
+    await page.setInputFiles('#file-input', [file('setup.exe', 'MZ')]);
+    await page.locator('.notice.error', { hasText: 'unsupported file type ".exe"' }).waitFor();
+    // A real PDF goes through pdf.js (lazily loaded, in its own worker): 4 passages, the drawing page reported.
+    await page.setInputFiles('#file-input', [file('field-notes.pdf', readFileSync(new URL('../fixtures/ingest/field-notes.pdf', import.meta.url)))]);
+    await page.locator('.notice.ok', { hasText: 'field-notes.pdf: 4 passages stored, 1 page skipped' }).waitFor();
+    await page.locator('.notice.warn li', { hasText: 'page 3: no text' }).waitFor();
     const after = await fileRows(page);
-    expect(after).toEqual([...before, 'mixed.jsonl']);
+    expect(after).toEqual([...before, 'mixed.jsonl', 'field-notes.pdf']);
     await shot(page, 'bad-input');
   });
 

@@ -6,7 +6,9 @@
  */
 import { h, progressBar, replace } from '../dom';
 import { errorText, type AppContext, type View } from '../context';
-import { IngestError, ingestFile, MAX_FILE_BYTES, SUPPORTED_EXTENSIONS, formatBytes } from '../ingest';
+import { type IngestProblem, describeProblem, extension, IngestError, ingestFile, MAX_FILE_BYTES, SUPPORTED_EXTENSIONS, formatBytes } from '../ingest';
+import { ingestPdf } from '../ingest-pdf';
+import { loadPdfJs } from '../../platform/browser/pdfjs';
 import { describeProgress, ProgressMeter } from '../progress';
 import type { ShareChoice, StoredPassage } from '../../platform/browser/idb-store';
 import * as Comlink from 'comlink';
@@ -109,22 +111,28 @@ export function passagesView(ctx: AppContext): View {
     }
   }
 
+  /** "2 lines" / "1 page": what a file's problems skipped. */
+  function skipped(problems: readonly IngestProblem[]): string {
+    const unit = problems[0]?.page !== undefined ? 'page' : 'line';
+    return `${problems.length} ${unit}${problems.length > 1 ? 's' : ''}`;
+  }
+
   async function addFiles(files: readonly File[]) {
     for (const file of files) {
       try {
         // Refuse an oversized file before reading it into memory.
         if (file.size > MAX_FILE_BYTES) throw new IngestError(file.name, `the file is ${formatBytes(file.size)}, over the ${formatBytes(MAX_FILE_BYTES)} limit; split it into smaller files`);
         const bytes = new Uint8Array(await file.arrayBuffer());
-        const result = ingestFile(file.name, bytes);
+        const result = extension(file.name) === '.pdf' ? await ingestPdf(file.name, bytes, await loadPdfJs()) : ingestFile(file.name, bytes);
         const share = defaultShare.value as ShareChoice;
         const ids = await guard(() => db.addPassages(result.passages.map((p) => ({ ...p, share }))));
         if (!ids) continue;
         if (result.problems.length) {
           replace(problems, h('div', { class: 'notice warn', role: 'status' },
-            h('strong', {}, `${file.name}: ${result.problems.length} line${result.problems.length > 1 ? 's' : ''} skipped`),
-            h('ul', {}, ...result.problems.slice(0, 5).map((p) => h('li', {}, `line ${p.line}: ${p.message}`)))));
+            h('strong', {}, `${file.name}: ${skipped(result.problems)} skipped`),
+            h('ul', {}, ...result.problems.slice(0, 5).map((p) => h('li', {}, describeProblem(p))))));
         }
-        store.notify('ok', `${file.name}: ${ids.length} passages stored${result.problems.length ? `, ${result.problems.length} line${result.problems.length > 1 ? 's' : ''} skipped` : ''}.`);
+        store.notify('ok', `${file.name}: ${ids.length} passages stored${result.problems.length ? `, ${skipped(result.problems)} skipped` : ''}.`);
       } catch (e) {
         const msg = e instanceof IngestError ? e.message : `${file.name}: the file could not be read (${errorText(e)})`;
         store.notify('error', msg);
