@@ -9,7 +9,7 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import fastifyStatic from '@fastify/static';
 import {
-  addPassagesSchema, createSessionSchema, errorBodySchema, joinSchema, searchSchema, sessionInfoSchema, type PassageInput, type ServerEvent,
+  addPassagesSchema, createSessionSchema, errorBodySchema, joinSchema, MAX_SEARCH_K_WITH_EMBEDDINGS, searchSchema, sessionInfoSchema, type PassageInput, type ServerEvent,
 } from '../src/federated/protocol';
 import { Coordinator, type Principal, type SessionConfigInput } from './coordinator';
 import { crashPoint } from './crash-points';
@@ -250,8 +250,11 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     { bodyLimit: limits.maxPassageBytes, schema: { params: sessionParams, body: searchSchema, response: errorResponses } },
     async (req: SessionReq) => {
       principal(req);
-      const { embedding, k } = req.body as { embedding: number[]; k?: number };
-      return { hits: coordinator.passages.search(req.params.sessionId, coordinator.config(req.params.sessionId).models, embedding, k ?? 10) };
+      const { embedding, k = 10, withEmbeddings = false } = req.body as { embedding: number[]; k?: number; withEmbeddings?: boolean };
+      if (withEmbeddings && k > MAX_SEARCH_K_WITH_EMBEDDINGS) {
+        throw badRequest('k_too_large', `k is at most ${MAX_SEARCH_K_WITH_EMBEDDINGS} when embeddings are returned (asked ${k})`);
+      }
+      return { hits: coordinator.passages.search(req.params.sessionId, coordinator.config(req.params.sessionId).models, embedding, k, withEmbeddings) };
     },
   );
 

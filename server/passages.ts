@@ -81,15 +81,23 @@ export class PassageStore {
     return results;
   }
 
-  search(sessionId: string, models: SessionModels, query: readonly number[], k: number): SearchHit[] {
+  search(sessionId: string, models: SessionModels, query: readonly number[], k: number, withEmbeddings = false): SearchHit[] {
     if (query.length !== models.embeddingDim) {
       throw badRequest('wrong_embedding_dimension', `query embedding has ${query.length} values but this session's dimension is ${models.embeddingDim}`);
     }
     const q = Float32Array.from(query);
     if (!q.every(Number.isFinite)) throw badRequest('non_finite', 'query embedding holds a non-finite value');
-    const top = this.index(sessionId, models.embeddingDim).search(q, k);
+    const index = this.index(sessionId, models.embeddingDim);
+    const top = index.search(q, k);
     const byId = new Map(this.get(sessionId, top.map((t) => t.id)).map((p) => [p.id, p]));
-    return top.map((t) => ({ id: t.id, score: t.score, passage: byId.get(t.id)! }));
+    return top.map((t) => ({
+      id: t.id,
+      score: t.score,
+      passage: byId.get(t.id)!,
+      // float32 → double is exact and JSON prints the shortest round-trip form: the client's
+      // Float32Array.from gives back the stored values bit for bit.
+      ...(withEmbeddings ? { embedding: Array.from(index.embedding(t.id)!) } : {}),
+    }));
   }
 
   get(sessionId: string, ids: readonly number[]): Passage[] {

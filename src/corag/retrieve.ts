@@ -6,6 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { CoragClient } from '../federated/client';
+import { MAX_SEARCH_K_WITH_EMBEDDINGS } from '../federated/protocol';
 import type { ContrieverSide } from '../model/contriever';
 import { ExactVectorIndex, type VectorIndex } from '../retrieval/vector-index';
 import type { ModelBundle } from './model-bundle';
@@ -124,14 +125,29 @@ export class LocalPassageStore implements PassageSource {
 
 /** The session's collaborative store on the coordinator (exact top-k there). */
 export class CoordinatorPassageSource implements PassageSource {
-  constructor(private readonly client: CoragClient, private readonly sessionId: string, readonly name = 'session') {}
+  /**
+   * `withEmbeddings` (default true): hits carry the store's passage embeddings, so the retriever
+   * loss needs no passage-encoder pass over them (the encoder is frozen: those are the vectors it
+   * would compute). k is then capped at MAX_SEARCH_K_WITH_EMBEDDINGS.
+   */
+  constructor(private readonly client: CoragClient, private readonly sessionId: string, readonly name = 'session', private readonly withEmbeddings = true) {}
 
   async search(queries: readonly Float32Array[], k: number): Promise<RetrievedPassage[][]> {
+    const withEmbeddings = this.withEmbeddings && k <= MAX_SEARCH_K_WITH_EMBEDDINGS;
     return Promise.all(queries.map(async (q) => {
-      const hits = await this.client.search(this.sessionId, q, k);
-      return hits.map((h) => ({ title: h.passage.title, text: h.passage.text, source: this.name, id: h.id, score: h.score }));
+      const hits = await this.client.search(this.sessionId, q, k, { withEmbeddings });
+      return hits.map((h) => {
+        const embedding = receivedEmbedding(h.embedding, q.length);
+        return { title: h.passage.title, text: h.passage.text, source: this.name, id: h.id, score: h.score, ...(embedding ? { embedding } : {}) };
+      });
     }));
   }
+}
+
+/** An embedding from the network, kept only if it is `dim` finite numbers (else it is recomputed). */
+function receivedEmbedding(value: unknown, dim: number): Float32Array | undefined {
+  if (!Array.isArray(value) || value.length !== dim || !value.every((x) => typeof x === 'number' && Number.isFinite(x))) return undefined;
+  return Float32Array.from(value);
 }
 
 /**
@@ -180,11 +196,12 @@ export async function retrievedPassageEmbeddings(bundle: ModelBundle, retrieved:
   const k = retrieved[0]?.length ?? 0;
   if (k === 0 || retrieved.some((r) => r.length !== k)) throw new Error('retrievedPassageEmbeddings: every question needs the same, non-zero number of passages');
   const flat = retrieved.flat();
-  const missing = flat.filter((p) => !p.embedding);
-  const computed = missing.length ? await embedPassages(bundle, missing, options) : [];
   const dim = bundle.embeddingDim;
+  const usable = (p: RetrievedPassage) => p.embedding !== undefined && p.embedding.length === dim;
+  const missing = flat.filter((p) => !usable(p));
+  const computed = missing.length ? await embedPassages(bundle, missing, options) : [];
   const data = new Float32Array(flat.length * dim);
   let next = 0;
-  flat.forEach((p, i) => data.set(p.embedding ?? computed[next++], i * dim));
+  flat.forEach((p, i) => data.set(usable(p) ? p.embedding! : computed[next++], i * dim));
   return tf.tensor3d(data, [retrieved.length, k, dim]);
 }

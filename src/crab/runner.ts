@@ -520,7 +520,7 @@ class SeedRun {
       participants.push(await FederatedCoragClient.join(anon, created.joinCode, `client-${c}`, {
         bundle: this.bundle,
         qaPairs: pairs,
-        passageSource: closedBook ? NO_RETRIEVAL : (client, session) => this.withEmbeddings(new CoordinatorPassageSource(client, session)),
+        passageSource: closedBook ? NO_RETRIEVAL : (client, session) => new CoordinatorPassageSource(client, session),
         // One version at a time: each client downloads every global version it trains from.
         cache: new MemoryModelCache(1),
         training: this.trainingOptions(e.method, stepsPerRound(this.config, pairs.length), c),
@@ -553,25 +553,6 @@ class SeedRun {
       perRound.push(await this.evaluateClients(e.method, clients, `${label} round ${r}`));
     }
     return this.result(e, 'client-average', perRound, losses, versions, sizes);
-  }
-
-  /**
-   * The coordinator's search returns texts, not vectors; PDist needs each retrieved passage's
-   * embedding, which a client would recompute with the frozen passage encoder. Those are exactly
-   * the vectors embedded once per seed (same encoder, same text, same token limit), so they are
-   * attached here instead of being computed again every step.
-   */
-  private withEmbeddings(source: PassageSource): PassageSource {
-    const byText = new Map<string, Float32Array>();
-    for (const [id, embedding] of this.embeddings) {
-      const p = this.x.passage(id);
-      byText.set(`${p.title}\u0000${p.text}`, embedding);
-    }
-    return {
-      name: source.name,
-      search: async (queries, k) =>
-        (await source.search(queries, k)).map((hits) => hits.map((h) => ({ ...h, embedding: h.embedding ?? byText.get(`${h.title}\u0000${h.text}`) }))),
-    };
   }
 
   /**

@@ -111,10 +111,12 @@ export class CoragClient {
     return this.json('POST', `/api/sessions/${encodeURIComponent(sessionId)}/passages`, { passages });
   }
 
-  async search(sessionId: string, embedding: ArrayLike<number>, k = 10): Promise<SearchHit[]> {
+  /** Top-k of the session store; `withEmbeddings` adds each hit's stored embedding (k ≤ MAX_SEARCH_K_WITH_EMBEDDINGS). */
+  async search(sessionId: string, embedding: ArrayLike<number>, k = 10, options: { withEmbeddings?: boolean } = {}): Promise<SearchHit[]> {
     const r = await this.json<{ hits: SearchHit[] }>('POST', `/api/sessions/${encodeURIComponent(sessionId)}/passages/search`, {
       embedding: Array.from(embedding),
       k,
+      ...(options.withEmbeddings ? { withEmbeddings: true } : {}),
     });
     return r.hits;
   }

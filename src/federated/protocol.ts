@@ -131,7 +131,16 @@ export interface SearchHit {
   readonly id: number;
   readonly score: number;
   readonly passage: Passage;
+  /** The stored passage embedding, when the search asked `withEmbeddings`. */
+  readonly embedding?: number[];
 }
+
+/**
+ * A search that returns embeddings sends dim numbers per hit (~15 KB for 768 dimensions): k is
+ * capped lower for it. Training asks for them so Perplexity Distillation can score retrieved
+ * passages with the frozen passage encoder's vectors instead of re-embedding them.
+ */
+export const MAX_SEARCH_K_WITH_EMBEDDINGS = 100;
 
 export interface ContributionCount {
   readonly clientId: string;
@@ -253,6 +262,7 @@ export const searchSchema = {
   properties: {
     embedding: { type: 'array', minItems: 1, maxItems: 8192, items: { type: 'number' } },
     k: { type: 'integer', minimum: 1, maximum: 1000 },
+    withEmbeddings: { type: 'boolean' },
   },
 } as const;
 

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FederatedCoragClient, MemoryModelCache, trainingOptionsFromRound, type ClientEvent } from '../../src/corag/federated-client';
 import type { QAPair } from '../../src/corag/local-training';
 import type { ModelBundle } from '../../src/corag/model-bundle';
-import { CoordinatorPassageSource, type PassageText } from '../../src/corag/retrieve';
+import { CoordinatorPassageSource, embedPassages, embedQueries, retrievedPassageEmbeddings, type PassageText } from '../../src/corag/retrieve';
 import { CoragClient } from '../../src/federated/client';
 import { decodeModel, decodeUpdate, type NamedTensor } from '../../src/federated/codec';
 import { initBackend } from '../../src/model/backend';
@@ -188,6 +188,47 @@ describe('three headless CoRAG clients over the real coordinator', () => {
     expect(retries).toEqual([5, 10]);
     expect(client.roundsTrained).toBe(0);
     expect((await admin.round(created.session.id, 1)).state).toBe('open');
+  });
+
+  it('retrieves from the session store with its stored embeddings, and re-embeds hits whose embedding arrives malformed', async () => {
+    let corrupt = false;
+    const tampering: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init);
+      if (!corrupt || !String(input).endsWith('/passages/search')) return res;
+      const body = await res.json() as { hits: Array<{ embedding?: unknown }> };
+      body.hits[0].embedding = [1, 2];
+      body.hits[1].embedding = body.hits[1].embedding && (body.hits[1].embedding as number[]).map(() => 'x');
+      return new Response(JSON.stringify(body), { status: res.status, headers: res.headers });
+    };
+    const anon = new CoragClient(server.url);
+    const created = await anon.createSession({
+      name: 'corag-search',
+      models: { reader: 'tiny-t5', passageEncoder: 'tiny-contriever', embeddingDim: bundles[0].embeddingDim },
+      training: { learningRate: 1e-3, localSteps: 1, passagesPerQuestion: 2 },
+      roundPolicy: { minClients: 1, minUpdates: 1, deadlineSeconds: 60, autoStart: false },
+      trainedPrefixes: ['reader.'],
+    });
+    await anon.withToken(created.adminToken).uploadModel(created.session.id, await bundles[2].exportGlobal());
+    const client = await FederatedCoragClient.join(new CoragClient(server.url, undefined, tampering), created.joinCode, 'searcher', {
+      bundle: bundles[2], qaPairs: qaOf(FACTS[2]), passageSource: (c, s) => new CoordinatorPassageSource(c, s),
+    });
+    await client.loadGlobal(0);
+    await client.contributePassages(FACTS[2]);
+    const stored = await embedPassages(bundles[2], FACTS[2]);
+    const queries = await embedQueries(bundles[2], ['where does emma live?']);
+    const [hits] = await client.source.search(queries, 2);
+    expect(hits).toHaveLength(2);
+    for (const h of hits) expect(h.embedding).toEqual(stored[FACTS[2].findIndex((f) => f.text === h.text)]);
+
+    corrupt = true;
+    const [tampered] = await client.source.search(queries, 2);
+    expect(tampered.map((h) => h.embedding)).toEqual([undefined, undefined]);
+    // The retriever loss then embeds those passages itself: the same vectors, up to float rounding.
+    const fromStore = await retrievedPassageEmbeddings(bundles[2], [hits]);
+    const recomputed = await retrievedPassageEmbeddings(bundles[2], [tampered]);
+    expect(maxRelativeError(await recomputed.data(), await fromStore.data())).toBeLessThan(1e-5);
+    fromStore.dispose();
+    recomputed.dispose();
   });
 
   it('reads the round config the coordinator hands out (numbers arrive as strings) into training options', () => {

@@ -110,7 +110,7 @@ describe('hostile input', () => {
     await refused(() => inRound[0].search(sid, new Array(9).fill(1)), 400, 'wrong_embedding_dimension');
   });
 
-  it('stores, dedupes, searches and deletes only own passages', async () => {
+  it('stores, dedupes, searches (with stored embeddings when asked) and deletes only own passages', async () => {
     const [a, b] = inRound;
     const e = (i: number) => Array.from({ length: 8 }, (_, j) => (j === i ? 1 : 0));
     const r1 = await a.addPassages(sid, [0, 1, 2].map((i) => ({ title: `t${i}`, text: `passage ${i}`, embedding: e(i), encoder: 'enc' })));
@@ -118,6 +118,15 @@ describe('hostile input', () => {
     expect(r2.results[0]).toEqual({ id: r1.results[1].id, duplicate: true });
     const hits = await b.search(sid, e(2), 2);
     expect(hits[0].passage.text).toBe('passage 2');
+    expect(hits[0].embedding).toBeUndefined(); // only when asked
+    const odd = [0.1, -1 / 3, 1e-7, Math.PI, 2 ** -20, 123.456, -0.5, 7]; // float32 values must survive JSON exactly
+    const [added] = (await a.addPassages(sid, [{ title: 'odd', text: 'odd values', embedding: odd, encoder: 'enc' }])).results;
+    const withVectors = await b.search(sid, odd, 3, { withEmbeddings: true });
+    expect(withVectors[0].id).toBe(added.id);
+    expect(Float32Array.from(withVectors[0].embedding!)).toEqual(Float32Array.from(odd));
+    expect(withVectors.every((h) => h.embedding?.length === 8)).toBe(true);
+    await refused(() => b.search(sid, odd, 101, { withEmbeddings: true }), 400, 'k_too_large', 'at most 100');
+    await a.deletePassage(sid, added.id);
     expect(await a.contributions(sid)).toEqual(expect.arrayContaining([{ clientId: expect.any(String), passages: 3 }, { clientId: expect.any(String), passages: 1 }]));
     await refused(() => b.deletePassage(sid, r1.results[0].id), 403, 'not_your_passage');
     await a.deletePassage(sid, r1.results[0].id);
