@@ -3,11 +3,11 @@
  * by the GPU bundle (bench/pretrain.gpu.ts). A work folder holds everything a run needs and makes:
  *   data.json.gz                  prepared ids (written by `preparePretrainWork`)
  *   tokenizers/{reader,retriever}/ trimmed tokenizer files
- *   checkpoint/                   weights.safetensors, optimizer.safetensors, state.json (resume)
+ *   checkpoint/                   the last complete checkpoint, crash-safe, in parts ≤ 48 MiB (checkpoint-files.ts)
  * Training resumes from checkpoint/ when it exists, saves it every `checkpointEveryMinutes` and at
  * the end, and exports the HF folders to `exportDir`.
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { loadBertCheckpoint, loadT5Checkpoint } from '../model/checkpoint';
@@ -18,7 +18,8 @@ import { parsePretrainConfig, type PretrainConfig } from './config';
 import { parseDprPassages, squadParagraphPassages, type CorpusPassage } from './corpus';
 import { parsePretrainData, preparePretrainData, type PretrainData } from './data';
 import { exportCheckpoints, type TokenizerFiles } from './export';
-import { Pretrainer, type PretrainCheckpoint } from './trainer';
+import { readCheckpointFiles, saveCheckpointFiles } from './checkpoint-files';
+import { Pretrainer } from './trainer';
 import { trimUnigramTokenizer, trimWordPieceTokenizer } from './vocab-trim';
 
 const readJson = (path: string): unknown => JSON.parse(readFileSync(path, 'utf8'));
@@ -70,24 +71,6 @@ export function readPretrainData(workDir: string): PretrainData {
 
 function readTokenizerFiles(dir: string): TokenizerFiles {
   return { tokenizerJson: readJson(join(dir, 'tokenizer.json')), tokenizerConfig: readJson(join(dir, 'tokenizer_config.json')), specialTokensMap: readJson(join(dir, 'special_tokens_map.json')) };
-}
-
-function writeAtomic(path: string, bytes: Uint8Array | string): void {
-  writeFileSync(path + '.tmp', bytes);
-  renameSync(path + '.tmp', path);
-}
-
-export function saveCheckpointFiles(dir: string, c: PretrainCheckpoint): void {
-  mkdirSync(dir, { recursive: true });
-  writeAtomic(join(dir, 'weights.safetensors'), c.weights);
-  writeAtomic(join(dir, 'optimizer.safetensors'), c.optimizer);
-  // state.json last: a checkpoint counts only once its state file names the step.
-  writeAtomic(join(dir, 'state.json'), c.state);
-}
-
-export function readCheckpointFiles(dir: string): PretrainCheckpoint | null {
-  if (!existsSync(join(dir, 'state.json'))) return null;
-  return { weights: readFileSync(join(dir, 'weights.safetensors')), optimizer: readFileSync(join(dir, 'optimizer.safetensors')), state: readFileSync(join(dir, 'state.json'), 'utf8') };
 }
 
 /** Reader and retriever weights of exported HF folders (`<dir>/reader`, `<dir>/retriever`). */

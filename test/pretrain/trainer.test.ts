@@ -1,7 +1,10 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/model/backend';
 import { TextTokenizer } from '../../src/model/tokenizer';
+import { readCheckpointFiles, saveCheckpointFiles } from '../../src/pretrain/checkpoint-files';
 import { parsePretrainConfig } from '../../src/pretrain/config';
 import { parseDprPassages } from '../../src/pretrain/corpus';
 import { preparePretrainData, type PretrainData } from '../../src/pretrain/data';
@@ -102,7 +105,7 @@ describe('Pretrainer', () => {
     }
   }, 60_000);
 
-  it('a run resumed from a checkpoint continues exactly where the saved one stopped (same next losses)', async () => {
+  it('a run resumed from a checkpoint on disk continues exactly where the saved one stopped (same next losses)', async () => {
     const original = Pretrainer.create(config, data);
     let saved;
     let expected;
@@ -114,7 +117,12 @@ describe('Pretrainer', () => {
     } finally {
       original.dispose();
     }
-    const resumed = Pretrainer.resume(config, data, saved);
+    // Through the disk, as `npm run pretrain` resumes: cut into small parts, read back, verified.
+    const dir = mkdtempSync(join(tmpdir(), 'corag-ckpt-'));
+    saveCheckpointFiles(dir, saved, { partBytes: 256 * 1024 });
+    expect(readdirSync(join(dir, readdirSync(dir).find((n) => n.startsWith('step-000006'))!)).length).toBeGreaterThan(2);
+    const resumed = Pretrainer.resume(config, data, readCheckpointFiles(dir)!);
+    rmSync(dir, { recursive: true, force: true });
     try {
       expect(resumed.step).toBe(6);
       const got = [await resumed.trainStep(), await resumed.trainStep()];
