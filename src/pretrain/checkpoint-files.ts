@@ -1,7 +1,7 @@
 /**
  * A pretraining checkpoint on disk (Node), written so that a kill at any moment leaves the last
- * complete checkpoint readable, and so that every file fits through the GPU machine's 64 MiB
- * transfer limit (a run continues across several 30-minute windows by carrying its work folder).
+ * complete checkpoint readable, and in parts small enough for the GPU machine's file transfers
+ * (16 MiB per file coming back; docs/PRETRAINING.md says what that does and does not allow).
  *
  *   checkpoint/
  *     manifest.json            step, trainer state, and per blob its parts with size and SHA-256
@@ -19,8 +19,8 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, rea
 import { join } from 'node:path';
 import type { PretrainCheckpoint } from './trainer';
 
-/** Parts stay well under the device's 64 MiB per-file transfer limit. */
-export const CHECKPOINT_PART_BYTES = 48 * 2 ** 20;
+/** Parts stay under the device's 16 MiB limit per file brought back. */
+export const CHECKPOINT_PART_BYTES = 15 * 2 ** 20;
 
 const MANIFEST = 'manifest.json';
 const FORMAT = 'corag-pretrain-checkpoint';

@@ -3,7 +3,7 @@
  * by the GPU bundle (bench/pretrain.gpu.ts). A work folder holds everything a run needs and makes:
  *   data.json.gz                  prepared ids (written by `preparePretrainWork`)
  *   tokenizers/{reader,retriever}/ trimmed tokenizer files
- *   checkpoint/                   the last complete checkpoint, crash-safe, in parts ≤ 48 MiB (checkpoint-files.ts)
+ *   checkpoint/                   the last complete checkpoint, crash-safe, in parts ≤ 15 MiB (checkpoint-files.ts)
  * Training resumes from checkpoint/ when it exists, saves it every `checkpointEveryMinutes` and at
  * the end, and exports the HF folders to `exportDir`.
  */
