@@ -279,9 +279,9 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     async (req: FastifyRequest<{ Params: { sessionId: string; id: number } }>) => {
       const clientId = requireClient(req);
       const sessionId = req.params.sessionId;
-      coordinator.passages.deleteOwn(sessionId, coordinator.config(sessionId).models, clientId, req.params.id);
-      coordinator.events.emit(sessionId, { type: 'passages-changed', total: coordinator.passages.count(sessionId), added: 0, removed: 1 });
-      return { deleted: req.params.id };
+      const { deleted, contributorsLeft } = coordinator.passages.withdraw(sessionId, coordinator.config(sessionId).models, clientId, req.params.id);
+      if (deleted) coordinator.events.emit(sessionId, { type: 'passages-changed', total: coordinator.passages.count(sessionId), added: 0, removed: 1 });
+      return { id: req.params.id, deleted, contributorsLeft };
     },
   );
 

@@ -73,6 +73,13 @@ CREATE TABLE IF NOT EXISTS passages (
   UNIQUE (session_id, hash)
 );
 CREATE INDEX IF NOT EXISTS passages_by_client ON passages(session_id, client_id);
+-- Every client that contributed a passage (the first one is passages.client_id; a duplicate adds a
+-- row). A passage leaves the store when its last contributor withdraws it.
+CREATE TABLE IF NOT EXISTS passage_contributors (
+  passage_id INTEGER NOT NULL REFERENCES passages(id) ON DELETE CASCADE,
+  client_id TEXT NOT NULL,
+  PRIMARY KEY (passage_id, client_id)
+);
 `;
 
 export function openDatabase(path: string): Db {
@@ -83,6 +90,11 @@ export function openDatabase(path: string): Db {
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
   db.exec(SCHEMA);
+  // A database from before passage_contributors: every passage gets its first contributor. (Once
+  // migrated, a passage always has a contributor row, so an empty table beside passages means
+  // exactly that.)
+  const migrated = db.prepare('SELECT 1 FROM passage_contributors LIMIT 1').get() !== undefined;
+  if (!migrated) db.exec('INSERT OR IGNORE INTO passage_contributors (passage_id, client_id) SELECT id, client_id FROM passages');
   return db;
 }
 

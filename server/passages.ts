@@ -65,12 +65,17 @@ export class PassageStore {
     const insert = this.db.prepare(
       'INSERT INTO passages (session_id, client_id, hash, title, text, embedding, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
     );
+    const contributor = this.db.prepare('INSERT OR IGNORE INTO passage_contributors (passage_id, client_id) VALUES (?, ?)');
     const added: Array<{ id: number; embedding: Float32Array }> = [];
     const results = this.db.transaction(() =>
       prepared.map((p) => {
         const existing = find.get(sessionId, p.hash) as { id: number } | undefined;
-        if (existing) return { id: existing.id, duplicate: true };
+        if (existing) {
+          contributor.run(existing.id, clientId);
+          return { id: existing.id, duplicate: true };
+        }
         const id = Number(insert.run(sessionId, clientId, p.hash, p.title, p.text, Buffer.from(p.embedding.buffer), nowIso()).lastInsertRowid);
+        contributor.run(id, clientId);
         added.push({ id, embedding: p.embedding });
         return { id, duplicate: false };
       }),
@@ -109,13 +114,26 @@ export class PassageStore {
     return ids.filter((id) => byId.has(id)).map((id) => byId.get(id)!);
   }
 
-  /** Deletes a passage the caller contributed; another client's passage is refused. */
-  deleteOwn(sessionId: string, models: SessionModels, clientId: string, id: number): void {
-    const row = this.db.prepare('SELECT client_id FROM passages WHERE session_id = ? AND id = ?').get(sessionId, id) as { client_id: string } | undefined;
-    if (!row) throw notFound('passage_not_found', `passage ${id} does not exist in this session`);
-    if (row.client_id !== clientId) throw forbidden('not_your_passage', `passage ${id} was contributed by another client; only its contributor can delete it`);
-    this.db.prepare('DELETE FROM passages WHERE session_id = ? AND id = ?').run(sessionId, id);
-    this.index(sessionId, models.embeddingDim).remove([id]);
+  /**
+   * Withdraws the caller's contribution of a passage. The passage leaves the store (and the index)
+   * when no contributor is left; while others still contribute the same text it stays
+   * (`deleted: false`). A client that never contributed it is refused.
+   */
+  withdraw(sessionId: string, models: SessionModels, clientId: string, id: number): { deleted: boolean; contributorsLeft: number } {
+    const outcome = this.db.transaction(() => {
+      const row = this.db.prepare('SELECT 1 FROM passages WHERE session_id = ? AND id = ?').get(sessionId, id);
+      if (!row) throw notFound('passage_not_found', `passage ${id} does not exist in this session`);
+      const removed = this.db.prepare('DELETE FROM passage_contributors WHERE passage_id = ? AND client_id = ?').run(id, clientId).changes;
+      if (removed === 0) throw forbidden('not_your_passage', `passage ${id} was contributed by other clients, not by this one; only its contributors can withdraw it`);
+      const left = (this.db.prepare('SELECT COUNT(*) AS n FROM passage_contributors WHERE passage_id = ?').get(id) as { n: number }).n;
+      if (left === 0) this.db.prepare('DELETE FROM passages WHERE session_id = ? AND id = ?').run(sessionId, id);
+      // The passage is credited (contributions, Passage.clientId) to its earliest remaining contributor.
+      else this.db.prepare('UPDATE passages SET client_id = (SELECT client_id FROM passage_contributors WHERE passage_id = ? ORDER BY rowid LIMIT 1) WHERE id = ?').run(id, id);
+      return { deleted: left === 0, contributorsLeft: left };
+    })();
+    // Committed: only now does the in-memory index forget it.
+    if (outcome.deleted) this.index(sessionId, models.embeddingDim).remove([id]);
+    return outcome;
   }
 
   contributions(sessionId: string): ContributionCount[] {

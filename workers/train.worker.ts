@@ -220,6 +220,11 @@ const api = {
     return out;
   },
 
+  /** Takes this tab's passages (store ids) back out of the session store: client.withdrawPassages. */
+  withdraw(storeIds: number[]): Promise<Array<{ id: number; outcome: 'withdrawn' | 'kept' | 'gone' }>> {
+    return client().withdrawPassages(access!.sessionId, storeIds);
+  },
+
   /**
    * Retrieves top-k for `question` from `scope` and generates the answer with the FiD reader;
    * `extractive`: the answer is restricted to whole words quoted from those passages.

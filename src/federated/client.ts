@@ -126,8 +126,32 @@ export class CoragClient {
     return r.passages;
   }
 
-  async deletePassage(sessionId: string, id: number): Promise<void> {
-    await this.request('DELETE', `/api/sessions/${encodeURIComponent(sessionId)}/passages/${id}`);
+  /**
+   * Withdraws this client's contribution of passage `id`: it leaves the store once no contributor
+   * is left (`deleted`), else it stays for the clients that contributed the same text too.
+   */
+  deletePassage(sessionId: string, id: number): Promise<{ id: number; deleted: boolean; contributorsLeft: number }> {
+    return this.json('DELETE', `/api/sessions/${encodeURIComponent(sessionId)}/passages/${id}`);
+  }
+
+  /**
+   * Takes this client's passages back out of the session store, one DELETE each. Per id:
+   * `withdrawn` (no longer in the store); `kept` when other clients contributed the same text too
+   * (the store holds one copy, which stays for them); `gone` when it was no longer there. Any other
+   * failure (connection, server) throws; ids before it were withdrawn.
+   */
+  async withdrawPassages(sessionId: string, ids: readonly number[]): Promise<Array<{ id: number; outcome: 'withdrawn' | 'kept' | 'gone' }>> {
+    const out: Array<{ id: number; outcome: 'withdrawn' | 'kept' | 'gone' }> = [];
+    for (const id of ids) {
+      try {
+        out.push({ id, outcome: (await this.deletePassage(sessionId, id)).deleted ? 'withdrawn' : 'kept' });
+      } catch (e) {
+        if (e instanceof CoragHttpError && e.code === 'not_your_passage') out.push({ id, outcome: 'kept' });
+        else if (e instanceof CoragHttpError && e.code === 'passage_not_found') out.push({ id, outcome: 'gone' });
+        else throw e;
+      }
+    }
+    return out;
   }
 
   async contributions(sessionId: string): Promise<ContributionCount[]> {

@@ -232,4 +232,26 @@ describe('the CoRAG web app, three tabs, one session', () => {
     await shot(page, 'organiser-controls');
     for (const { context } of tabs) await context.unroute('**/rounds/4/update');
   });
+  it('sharing chosen passage by passage: an unticked passage leaves the session store, unless another tab contributed it too', async () => {
+    const { page } = tabs[0];
+    const storeTexts = async () => (await admin.passages(sid, Array.from({ length: 20 }, (_, i) => i + 1))).map((p) => p.text);
+    await page.goto(`${app.url}/?join=${joinCode}&backend=wasm#/passages`);
+    await page.getByRole('button', { name: 'Choose passages of facts-0.jsonl one by one' }).click();
+    const own = page.locator('#file-passages li', { hasText: 'alice lives in paris' });
+    await own.getByRole('checkbox').uncheck();
+    await page.locator('.notice.ok', { hasText: '1 passage taken out of the session store' }).waitFor();
+    expect(await storeTexts()).not.toContain(filesOf(0).facts[0].text);
+    const common = page.locator('#file-passages li', { hasText: COMMON.text });
+    await common.getByRole('checkbox').uncheck();
+    await page.locator('.notice.ok', { hasText: '1 passage made private here stays in the session store' }).waitFor();
+    expect(await storeTexts()).toContain(COMMON.text);
+    expect((await admin.session(sid)).passages).toBe(6);
+    expect(await page.locator('#files-table select[aria-label="Sharing for facts-0.jsonl"]').inputValue()).toBe('mixed');
+    await shot(page, 'passage-sharing');
+    // Ticked again: sent again.
+    await own.getByRole('checkbox').check();
+    await page.locator('.notice.ok', { hasText: 'Contributed 1 passage to the session store' }).waitFor();
+    expect(await storeTexts()).toContain(filesOf(0).facts[0].text);
+    expect(await own.textContent()).toContain('in the session store');
+  });
 }, 400_000);

@@ -110,7 +110,7 @@ describe('hostile input', () => {
     await refused(() => inRound[0].search(sid, new Array(9).fill(1)), 400, 'wrong_embedding_dimension');
   });
 
-  it('stores, dedupes, searches (with stored embeddings when asked) and deletes only own passages', async () => {
+  it('stores, dedupes, searches (with stored embeddings when asked); a passage leaves the store when its last contributor withdraws it', async () => {
     const [a, b] = inRound;
     const e = (i: number) => Array.from({ length: 8 }, (_, j) => (j === i ? 1 : 0));
     const r1 = await a.addPassages(sid, [0, 1, 2].map((i) => ({ title: `t${i}`, text: `passage ${i}`, embedding: e(i), encoder: 'enc' })));
@@ -132,6 +132,17 @@ describe('hostile input', () => {
     await a.deletePassage(sid, r1.results[0].id);
     expect((await b.search(sid, e(0), 10)).map((h) => h.id)).not.toContain(r1.results[0].id);
     expect(await b.passages(sid, [r1.results[0].id, r2.results[1].id])).toHaveLength(1);
+    // "passage 1" has two contributors, a (first) and b (a duplicate): it stays until both withdraw.
+    const shared = r1.results[1].id;
+    const bId = (await b.passages(sid, [r2.results[1].id]))[0].clientId;
+    expect(await a.withdrawPassages(sid, [shared])).toEqual([{ id: shared, outcome: 'kept' }]);
+    expect((await b.passages(sid, [shared]))[0].clientId).toBe(bId); // now credited to b
+    expect((await b.search(sid, e(1), 1))[0].id).toBe(shared);
+    await refused(() => a.deletePassage(sid, shared), 403, 'not_your_passage'); // a is no contributor any more
+    expect(await b.withdrawPassages(sid, [shared, r2.results[1].id])).toEqual([{ id: shared, outcome: 'withdrawn' }, { id: r2.results[1].id, outcome: 'withdrawn' }]);
+    expect(await a.withdrawPassages(sid, [r1.results[0].id])).toEqual([{ id: r1.results[0].id, outcome: 'gone' }]);
+    expect(await b.passages(sid, [shared, r2.results[1].id])).toEqual([]);
+    expect((await b.search(sid, e(1), 10)).map((h) => h.id)).not.toContain(shared);
   });
 
   it('serves the OpenAPI document and never answers 5xx to garbage', async () => {

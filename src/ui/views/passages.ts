@@ -1,8 +1,11 @@
 /**
  * Passages page: add files (drop or picker) or the app's demo passages, see them chunked, embedded
- * (progress: count, rate, ETA) and stored in this tab; per file, keep it private or contribute it
- * to the session's store. Every step commits to IndexedDB before the next starts, so a reload
- * resumes where it stopped.
+ * (progress: count, rate, ETA) and stored in this tab; per file or per passage, keep it private or
+ * contribute it to the session's store. Making a contributed passage private again takes it back
+ * out of the store (unless another participant contributed the same text). Every step commits to
+ * IndexedDB before the next starts, so a reload resumes where it stopped, and the sync with the
+ * session store (send what is to be contributed, withdraw what was made private) runs again until
+ * it has succeeded.
  */
 import { h, progressBar, replace } from '../dom';
 import { errorText, type AppContext, type View } from '../context';
@@ -18,8 +21,12 @@ interface FileSummary {
   total: number;
   embedded: number;
   contributed: number;
-  share: ShareChoice;
+  /** 'mixed' when some passages are private and others contributed. */
+  share: ShareChoice | 'mixed';
 }
+
+/** Passages listed for one file at most; the file's own setting covers the rest. */
+const PASSAGE_LIST_LIMIT = 200;
 
 /**
  * The demo passages (SQuAD-derived, public/demo/NOTICE.md) are added as if the user had picked a
@@ -28,6 +35,8 @@ interface FileSummary {
 export const DEMO_PASSAGES_FILE = 'demo-passages.jsonl';
 const DEMO_PASSAGES_PATH = 'demo/passages.jsonl';
 
+const passagesWord = (n: number) => (n === 1 ? '1 passage' : `${n} passages`);
+
 function summarize(passages: readonly StoredPassage[], sessionId: string | undefined): FileSummary[] {
   const byFile = new Map<string, FileSummary>();
   for (const p of passages) {
@@ -35,7 +44,7 @@ function summarize(passages: readonly StoredPassage[], sessionId: string | undef
     f.total++;
     if (p.embedding) f.embedded++;
     if (p.contributedAs && p.contributedAs.sessionId === sessionId) f.contributed++;
-    if (p.share === 'contribute') f.share = 'contribute';
+    if (p.share !== f.share) f.share = 'mixed';
     byFile.set(p.file, f);
   }
   return [...byFile.values()];
@@ -46,8 +55,12 @@ export function passagesView(ctx: AppContext): View {
   // One embedding pass and one contribution pass at a time; a request during a pass runs another after it.
   let embedding = false;
   let embedAgain = false;
-  let contributing = false;
-  let contributeAgain = false;
+  let syncing = false;
+  let syncAgain = false;
+  /** The file whose passages are listed for per-passage sharing, if any. */
+  let openFile: string | null = null;
+  const passageList = h('section', { class: 'card stack', id: 'file-passages', 'aria-labelledby': 'file-passages-title' });
+  passageList.hidden = true;
   const input = h('input', { type: 'file', id: 'file-input', multiple: true, accept: SUPPORTED_EXTENSIONS.join(','), class: 'visually-hidden' });
   const defaultShare = h('select', { id: 'default-share' },
     h('option', { value: 'private' }, 'Keep private (only this tab)'),
@@ -64,8 +77,47 @@ export function passagesView(ctx: AppContext): View {
   const refresh = async () => {
     const all = await db.allPassages();
     store.update((s) => { s.passages = all.length; });
-    renderFiles(summarize(all, store.state.credentials?.sessionId));
+    const sessionId = store.state.credentials?.sessionId;
+    renderFiles(summarize(all, sessionId));
+    renderPassageList(all.filter((p) => p.file === openFile), sessionId);
   };
+
+  /** Sets the sharing choice of `passages`, then brings the session store in line with it. */
+  async function setShare(passages: readonly StoredPassage[], share: ShareChoice): Promise<void> {
+    try {
+      await db.updatePassages(passages.map((p) => ({ id: p.id, change: { share } })));
+    } catch (e) {
+      store.notify('error', errorText(e));
+    }
+    await refresh();
+    void syncWithSessionStore();
+  }
+
+  function renderPassageList(passages: readonly StoredPassage[], sessionId: string | undefined) {
+    if (!openFile || passages.length === 0) {
+      passageList.hidden = true;
+      openFile = passages.length ? openFile : null;
+      return;
+    }
+    passageList.hidden = false;
+    const file = openFile;
+    const items = passages.slice(0, PASSAGE_LIST_LIMIT).map((p) => {
+      const box = h('input', { type: 'checkbox', checked: p.share === 'contribute', 'aria-label': `Contribute "${p.title}" (passage ${p.id})` }) as HTMLInputElement;
+      box.addEventListener('change', () => void setShare([p], box.checked ? 'contribute' : 'private'));
+      const inStore = p.contributedAs?.sessionId === sessionId;
+      const snippet = p.text.length > 160 ? `${p.text.slice(0, 160)}…` : p.text;
+      return h('li', { class: 'passage-choice', 'data-passage': p.id },
+        h('label', {}, box, h('span', {}, h('strong', {}, p.title || '(untitled)'), ' ', h('span', { class: 'muted small' }, snippet))),
+        h('span', { class: `small ${inStore ? 'ok-text' : 'muted'}` }, inStore ? 'in the session store' : p.share === 'contribute' ? 'to be sent' : 'private'));
+    });
+    const more = passages.length > PASSAGE_LIST_LIMIT ? [h('p', { class: 'muted small' }, `… and ${passages.length - PASSAGE_LIST_LIMIT} more passages: the file's Sharing setting applies to all of them.`)] : [];
+    const close = h('button', { type: 'button', class: 'ghost small', id: 'close-file-passages' }, 'Close');
+    close.addEventListener('click', () => { openFile = null; passageList.hidden = true; });
+    replace(passageList,
+      h('div', { class: 'row' }, h('h2', { id: 'file-passages-title' }, `Passages of ${file}`), close),
+      h('p', { class: 'muted small' }, 'Tick the passages to contribute to the session store; the others stay in this tab. Unticking a contributed passage takes it back out of the store (models already trained keep what they learnt from it).'),
+      h('ul', { class: 'passage-list' }, ...items), ...more);
+  }
 
   function renderFiles(files: FileSummary[]) {
     if (files.length === 0) {
@@ -75,12 +127,16 @@ export function passagesView(ctx: AppContext): View {
     const rows = files.map((f) => {
       const select = h('select', { 'aria-label': `Sharing for ${f.file}` },
         h('option', { value: 'private', selected: f.share === 'private' }, 'Private'),
-        h('option', { value: 'contribute', selected: f.share === 'contribute' }, 'Contribute'));
+        h('option', { value: 'contribute', selected: f.share === 'contribute' }, 'Contribute'),
+        ...(f.share === 'mixed' ? [h('option', { value: 'mixed', selected: true, disabled: true }, 'Some passages')] : []));
       select.addEventListener('change', async () => {
-        const ids = (await db.allPassages()).filter((p) => p.file === f.file).map((p) => ({ id: p.id, change: { share: select.value as ShareChoice } }));
-        await guard(() => db.updatePassages(ids));
+        await setShare((await db.allPassages()).filter((p) => p.file === f.file), select.value as ShareChoice);
+      });
+      const choose = h('button', { type: 'button', class: 'ghost small', 'aria-label': `Choose passages of ${f.file} one by one` }, 'Passages…');
+      choose.addEventListener('click', async () => {
+        openFile = f.file;
         await refresh();
-        void contributePending();
+        passageList.scrollIntoView?.({ block: 'nearest' });
       });
       const remove = h('button', { type: 'button', class: 'ghost small', 'aria-label': `Remove ${f.file} from this tab` }, 'Remove');
       remove.addEventListener('click', async () => {
@@ -92,7 +148,7 @@ export function passagesView(ctx: AppContext): View {
         h('th', { scope: 'row' }, f.file),
         h('td', { class: 'num' }, f.total),
         h('td', { class: 'num' }, f.embedded === f.total ? '✓' : `${f.embedded}/${f.total}`),
-        h('td', {}, select),
+        h('td', {}, select, ' ', choose),
         h('td', { class: 'num' }, f.contributed),
         h('td', {}, remove));
     });
@@ -160,7 +216,7 @@ export function passagesView(ctx: AppContext): View {
       embedding = false;
     }
     if (embedAgain) return embedPending();
-    await contributePending();
+    await syncWithSessionStore();
   }
 
   async function embedOnce(encoder: string): Promise<void> {
@@ -182,22 +238,46 @@ export function passagesView(ctx: AppContext): View {
     await refresh();
   }
 
-  /** Sends embedded passages of files marked "contribute" that this session does not have yet. */
-  async function contributePending(): Promise<void> {
+  /**
+   * Brings the session store in line with the sharing choices: withdraws contributed passages now
+   * marked private, sends embedded passages marked "contribute" it does not have yet. A failure is
+   * reported and the next sync (the next change, embedding pass or page visit) tries again.
+   */
+  async function syncWithSessionStore(): Promise<void> {
     const s = store.state;
     if (!s.session || !s.model?.ready) return;
-    if (contributing) {
-      contributeAgain = true;
+    if (syncing) {
+      syncAgain = true;
       return;
     }
-    contributing = true;
-    contributeAgain = false;
+    syncing = true;
+    syncAgain = false;
     try {
+      await withdrawOnce(s.session.id);
       await contributeOnce(s.session.id);
     } finally {
-      contributing = false;
+      syncing = false;
     }
-    if (contributeAgain) return contributePending();
+    if (syncAgain) return syncWithSessionStore();
+  }
+
+  async function withdrawOnce(sessionId: string): Promise<void> {
+    const pending = (await db.allPassages()).filter((p) => p.share === 'private' && p.contributedAs?.sessionId === sessionId);
+    if (pending.length === 0) return;
+    try {
+      const results = await ctx.train.withdraw(pending.map((p) => p.contributedAs!.id));
+      await db.updatePassages(pending.map((p) => ({ id: p.id, change: { contributedAs: undefined } })));
+      const kept = results.filter((r) => r.outcome === 'kept').length;
+      const taken = pending.length - kept;
+      const parts = [
+        ...(taken ? [`${passagesWord(taken)} taken out of the session store`] : []),
+        ...(kept ? [`${passagesWord(kept)} made private here ${kept === 1 ? 'stays' : 'stay'} in the session store: another participant contributed the same text`] : []),
+      ];
+      store.notify('ok', `${parts.join('; ')}.`);
+    } catch (e) {
+      store.notify('error', `Withdrawing passages from the session store failed: ${errorText(e)}. They are private in this tab; withdrawing is tried again next time.`);
+    }
+    await refresh();
   }
 
   async function contributeOnce(sessionId: string): Promise<void> {
@@ -207,7 +287,7 @@ export function passagesView(ctx: AppContext): View {
       const results = await ctx.train.contribute(pending.map((p) => ({ title: p.title, text: p.text, embedding: p.embedding! })));
       await guard(() => db.updatePassages(pending.map((p, i) => ({ id: p.id, change: { contributedAs: { sessionId, id: results[i].id } } }))));
       const dup = results.filter((r) => r.duplicate).length;
-      store.notify('ok', `Contributed ${pending.length} passages to the session store${dup ? ` (${dup === 1 ? '1 was' : `${dup} were`} already there)` : ''}.`);
+      store.notify('ok', `Contributed ${passagesWord(pending.length)} to the session store${dup ? ` (${dup === 1 ? '1 was' : `${dup} were`} already there)` : ''}.`);
     } catch (e) {
       store.notify('error', `Contributing failed: ${errorText(e)}. The passages stay in this tab and are sent again next time.`);
     }
@@ -249,7 +329,8 @@ export function passagesView(ctx: AppContext): View {
       h('div', { class: 'row' }, demoButton,
         h('span', { class: 'muted small' }, `${DEMO_PASSAGES_FILE}: Wikipedia paragraphs from SQuAD (CC BY-SA 4.0), to try the app without files of your own.`)),
       embedBar.root, problems),
-    h('section', { class: 'card stack', 'aria-labelledby': 'files-title' }, h('h2', { id: 'files-title' }, 'Your files'), table));
+    h('section', { class: 'card stack', 'aria-labelledby': 'files-title' }, h('h2', { id: 'files-title' }, 'Your files'), table),
+    passageList);
 
   void refresh();
   let lastReady = false;
