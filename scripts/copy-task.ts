@@ -2,6 +2,7 @@
  * npx tsx scripts/copy-task.ts [d_model=64] [lr=3e-3] [steps=600] [key tokens=3] [prefix]
  *                              [--passage 32] [--next 1] [--self] [--vocab 200] [--batch 32]
  *                              [--enc-layers 2] [--dec-layers 2] [--heads 4] [--init-factor 1] [--log-every 50]
+ *                              [--d-kv 16] [--d-ff 128] [--queries 1] [--prev-bias 0] [--mimetic 0] [--mimetic-cross 0]
  *
  * Diagnostic: can the FiD reader learn to copy? A synthetic task with no language in it: the
  * passage is `--passage` random tokens, the question K (default 3) consecutive passage tokens,
@@ -19,6 +20,11 @@
  *   rescale) instead of the tied input embedding.
  * - `--final-norm X`: the decoder's final RMS-norm weight starts at X instead of 1 (X times the
  *   initial logit scale; with tied embeddings the largest logit is about √d_model · X).
+ * - `--queries Q`: Q keys per example, answered in order (a denser signal, as in multi-query
+ *   associative recall).
+ * - `--prev-bias X`: encoder head 0 starts as a previous-token head (relative bias +X).
+ * - `--mimetic X` / `--mimetic-cross X`: mimetic initialisation of the encoder self-attention /
+ *   decoder cross-attention queries and keys (W_q = W_k = X·orthonormal).
  * docs/PRETRAINING.md records what these showed.
  */
 import { parseArgs } from 'node:util';
@@ -49,44 +55,95 @@ const { values: flags, positionals } = parseArgs({
     restrict: { type: 'boolean', default: false },
     untied: { type: 'boolean', default: false },
     'final-norm': { type: 'string', default: '1' },
+    'd-kv': { type: 'string', default: '16' },
+    'd-ff': { type: 'string', default: '128' },
+    'prev-bias': { type: 'string', default: '0' },
+    queries: { type: 'string', default: '1' },
+    mimetic: { type: 'string', default: '0' },
+    'mimetic-cross': { type: 'string', default: '0' },
   },
 });
 const [dModel = '64', lr = '3e-3', steps = '600', keyTokens = '3', mode] = positionals;
-const V = Number(flags.vocab), P = Number(flags.passage), B = Number(flags.batch), K = Number(keyTokens), N = Number(flags.next);
+const Q = Number(flags.queries), V = Number(flags.vocab), P = Number(flags.passage), B = Number(flags.batch), K = Number(keyTokens), N = Number(flags.next);
 const PREFIX = mode === 'prefix';
-if (![V, P, B, K, N].every((n) => Number.isInteger(n) && n > 0) || P < K + N) throw new Error('vocab, passage, batch, key tokens and --next must be positive integers, passage ≥ key + next');
+if (![V, P, B, K, N, Q].every((n) => Number.isInteger(n) && n > 0) || P < Q * (K + N)) throw new Error('vocab, passage, batch, key tokens and --next must be positive integers, passage ≥ key + next');
 
 await initBackend('wasm');
 const cfg = parseT5Config({
-  model_type: 't5', vocab_size: V, d_model: Number(dModel), d_kv: 16, num_heads: Number(flags.heads), d_ff: 128,
+  model_type: 't5', vocab_size: V, d_model: Number(dModel), d_kv: Number(flags['d-kv']), num_heads: Number(flags.heads), d_ff: Number(flags['d-ff']),
   num_layers: Number(flags['enc-layers']), num_decoder_layers: Number(flags['dec-layers']), feed_forward_proj: 'gated-gelu',
   tie_word_embeddings: !flags.untied, decoder_start_token_id: 0, pad_token_id: 0, eos_token_id: 1,
 });
+/**
+ * rows×cols with each block of `cols` rows orthonormal (Gram–Schmidt on Gaussian rows), so every
+ * head's d_kv rows are orthonormal when d_kv ≤ d_model.
+ */
+function orthonormalRows(rows: number, cols: number, r: Rng): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let i = 0; i < rows; i++) {
+    const v = Array.from({ length: cols }, () => Math.sqrt(-2 * Math.log(1 - r.next())) * Math.cos(2 * Math.PI * r.next()));
+    for (let j = Math.floor(i / cols) * cols; j < i; j++) {
+      let dot = 0;
+      for (let c = 0; c < cols; c++) dot += v[c] * out[j * cols + c];
+      for (let c = 0; c < cols; c++) v[c] -= dot * out[j * cols + c];
+    }
+    const norm = Math.hypot(...v);
+    for (let c = 0; c < cols; c++) out[i * cols + c] = v[c] / norm;
+  }
+  return out;
+}
+const mimeticRng = new Rng(11);
+const mimeticShared = new Map<string, Float32Array>();
 const store = new ParameterStore();
 for (const [n, t] of tinyT5Weights(cfg, 3, { initializerFactor: Number(flags['init-factor']) })) {
   // --final-norm scales the decoder's last RMS-norm weight, i.e. the logits' initial scale.
   const data = n === 'decoder.final_layer_norm.weight' ? t.data.map((v) => v * Number(flags['final-norm'])) : t.data;
+  // --prev-bias: encoder head 0 starts as a previous-token head (bucket 1 = key one position
+  // before the query, in T5's bidirectional bucketing; weight layout [buckets, heads]).
+  if (n === 'encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight') data[1 * cfg.num_heads + 0] += Number(flags['prev-bias']);
+  // --mimetic X (encoder self-attention) / --mimetic-cross X (decoder cross-attention): mimetic
+  // initialisation (Trockman & Kolter 2023): per head W_q = W_k = X·Qᵢ with Qᵢ orthonormal
+  // columns, so W_q W_kᵀ ≈ X² × a projection, summed over heads ≈ X²·I: a position attends to
+  // positions holding the same token from the first step. (Weights are [out, in] = [h·d_kv, d].)
+  const mimetic = /^encoder\.block\.\d+\.layer\.0\.SelfAttention\.[qk]\.weight$/.test(n) ? Number(flags.mimetic)
+    : /^decoder\.block\.\d+\.layer\.1\.EncDecAttention\.[qk]\.weight$/.test(n) ? Number(flags['mimetic-cross']) : 0;
+  if (mimetic) {
+    const layer = n.replace(/\.[qk]\.weight$/, '');
+    let shared = mimeticShared.get(layer);
+    if (!shared) mimeticShared.set(layer, (shared = orthonormalRows(cfg.num_heads * cfg.d_kv, cfg.d_model, mimeticRng)));
+    data.set(shared.map((v) => v * mimetic));
+  }
   store.set(n, tf.tensor(data, t.shape, 'float32'));
 }
 const model = new T5Model(cfg, store);
 const vars = new Map([...store.entries()]);
 const opt = new AdamW({ lr: Number(lr), warmupSteps: 20 });
 const rng = new Rng(1);
-const targetLength = (PREFIX ? K : 0) + (flags.self ? 1 : N) + 1;
+const targetLength = Q * ((PREFIX ? K : 0) + (flags.self ? 1 : N)) + 1;
 const anyToken: WordPieces = { startsWord: () => true, continuesWord: () => false, hasWordCharacters: () => true };
 function batch() {
   const ids: number[] = [], labels: number[] = [], passages: number[][][] = [];
   for (let b = 0; b < B; b++) {
     const passage = Array.from({ length: P }, () => 3 + rng.int(V - 3));
     passages.push([passage]);
-    const at = rng.int(P - K - N + 1);
-    ids.push(2, ...passage.slice(at, at + K), 2, ...passage, 1);
-    const answer = flags.self ? [passage[at]] : passage.slice(at + K, at + K + N);
-    labels.push(...(PREFIX ? passage.slice(at, at + K) : []), ...answer, 1);
+    // --queries Q: Q keys at non-overlapping places, answered in order (a denser signal, as in
+    // multi-query associative recall). Q = 1 draws exactly as before.
+    const starts: number[] = [];
+    while (starts.length < Q) {
+      const at = rng.int(P - K - N + 1);
+      if (starts.every((s) => Math.abs(s - at) >= K + N)) starts.push(at);
+    }
+    for (const at of starts) ids.push(2, ...passage.slice(at, at + K));
+    ids.push(2, ...passage, 1);
+    for (const at of starts) {
+      const answer = flags.self ? [passage[at]] : passage.slice(at + K, at + K + N);
+      labels.push(...(PREFIX ? passage.slice(at, at + K) : []), ...answer);
+    }
+    labels.push(1);
   }
   const restrict = flags.restrict ? teacherForcedMask(new PassageSpanConstraint(passages, { eosId: 1, words: anyToken }), labels, B, targetLength, V) : null;
   return {
-    ids: tf.tensor2d(ids, [B, P + K + 3], 'int32'),
+    ids: tf.tensor2d(ids, [B, Q * (K + 1) + P + 2], 'int32'),
     labels: tf.tensor2d(labels, [B, targetLength], 'int32'),
     logitMask: restrict ? tf.tensor3d(restrict, [B, targetLength, V]) : undefined,
   };
