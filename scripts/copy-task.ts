@@ -3,6 +3,7 @@
  *                              [--passage 32] [--next 1] [--self] [--vocab 200] [--batch 32]
  *                              [--enc-layers 2] [--dec-layers 2] [--heads 4] [--init-factor 1] [--log-every 50]
  *                              [--d-kv 16] [--d-ff 128] [--queries 1] [--prev-bias 0] [--mimetic 0] [--mimetic-cross 0]
+ *                              [--backend wasm|webgpu]
  *
  * Diagnostic: can the FiD reader learn to copy? A synthetic task with no language in it: the
  * passage is `--passage` random tokens, the question K (default 3) consecutive passage tokens,
@@ -30,6 +31,7 @@
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../src/model/backend';
+import { installNodeWebGpu } from '../src/platform/node/webgpu';
 import { parseT5Config } from '../src/model/t5/config';
 import { fidLoss } from '../src/model/t5/fid';
 import { T5Model } from '../src/model/t5/model';
@@ -60,6 +62,7 @@ const { values: flags, positionals } = parseArgs({
     'prev-bias': { type: 'string', default: '0' },
     queries: { type: 'string', default: '1' },
     mimetic: { type: 'string', default: '0' },
+    backend: { type: 'string', default: 'wasm' },
     'mimetic-cross': { type: 'string', default: '0' },
   },
 });
@@ -68,7 +71,11 @@ const Q = Number(flags.queries), V = Number(flags.vocab), P = Number(flags.passa
 const PREFIX = mode === 'prefix';
 if (![V, P, B, K, N, Q].every((n) => Number.isInteger(n) && n > 0) || P < Q * (K + N)) throw new Error('vocab, passage, batch, key tokens and --next must be positive integers, passage ≥ key + next');
 
-await initBackend('wasm');
+// --backend webgpu: Dawn in Node (SwiftShader here, the NVIDIA GPU on the device: pack this script
+// with ../shared/gpu/pack.sh as bench/pretrain.gpu.ts is, and pass the flags to .gpu/run.sh).
+if (flags.backend === 'webgpu') await installNodeWebGpu();
+else if (flags.backend !== 'wasm') throw new Error(`--backend is wasm or webgpu, got ${flags.backend}`);
+await initBackend(flags.backend);
 const cfg = parseT5Config({
   model_type: 't5', vocab_size: V, d_model: Number(dModel), d_kv: Number(flags['d-kv']), num_heads: Number(flags.heads), d_ff: Number(flags['d-ff']),
   num_layers: Number(flags['enc-layers']), num_decoder_layers: Number(flags['dec-layers']), feed_forward_proj: 'gated-gelu',
