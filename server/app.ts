@@ -33,6 +33,11 @@ export interface AppOptions {
   readonly staticDir?: string;
   readonly random?: () => number;
   readonly logger?: boolean;
+  /**
+   * Base URLs at which other devices can reach this server (src/platform/node/lan-urls.ts), for
+   * the dashboard's join QR code; known only once the server listens, hence a function.
+   */
+  readonly networkUrls?: () => readonly string[];
 }
 
 export const DEFAULT_LIMITS = {
@@ -154,6 +159,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   // ---------------------------------------------------------------- routes
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/api/health', async () => ({ ok: true }));
+  app.get('/api/network', async () => ({ urls: options.networkUrls?.() ?? [] }));
 
   app.post('/api/sessions', { schema: { body: createSessionSchema, response: errorResponses } }, async (req, reply) => {
     if (options.serverKey && bearer(req.headers.authorization) !== options.serverKey) {

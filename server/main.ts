@@ -6,6 +6,8 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { renderUnicodeCompact } from 'uqr';
+import { lanUrls } from '../src/platform/node/lan-urls';
 import { buildApp, DEFAULT_LIMITS } from './app';
 import { checkpointFromSpec, createDemoSession, type DemoCheckpoints } from './demo';
 
@@ -78,7 +80,10 @@ async function main(): Promise<void> {
   const checkpoints = readerSpec && retrieverSpec ? demoCheckpoints(readerSpec, retrieverSpec) : undefined;
   mkdirSync(dataDir, { recursive: true });
 
+  // Set once listening (a port of 0 picks one): the addresses other devices can open.
+  let networkUrls: string[] = [];
   const { app, coordinator } = await buildApp({
+    networkUrls: () => networkUrls,
     dataDir,
     serverKey: values['server-key'] ?? process.env.CORAG_SERVER_KEY,
     staticDir: resolve(values['static-dir'] ?? 'dist'),
@@ -103,9 +108,18 @@ async function main(): Promise<void> {
 
   const address = await app.listen({ port, host });
   const url = address.replace('://0.0.0.0', '://localhost').replace('://[::]', '://localhost');
+  networkUrls = lanUrls(host, Number(new URL(address).port));
   process.stdout.write(`CoRAG coordinator listening on ${url}\n`);
   process.stdout.write(`  data folder: ${dataDir}\n  API docs:    ${url}/api/openapi.json\n`);
   if (demo) process.stdout.write(`  join link:   ${url}/?join=${demo.joinCode}   (session ${demo.id})\n`);
+  if (demo && networkUrls.length) {
+    // For a classroom: the link other devices use, and its QR code for phones.
+    const lanJoin = `${networkUrls[0]}/?join=${demo.joinCode}`;
+    for (const base of networkUrls) process.stdout.write(`  on the LAN:  ${base}/?join=${demo.joinCode}\n`);
+    process.stdout.write(`${renderUnicodeCompact(lanJoin, { ecc: 'M', border: 2 })}\n`);
+  } else if (demo) {
+    process.stdout.write('  (only this computer can connect; `npm start -- --host 0.0.0.0` lets phones and other computers on the network join)\n');
+  }
   const tokenFile = resolve(dataDir, 'demo-admin-token.txt');
   if (demo && existsSync(tokenFile)) process.stdout.write(`  admin token: in ${tokenFile} (paste it under Dashboard → Organiser controls to open and close rounds)\n`);
   process.stdout.write(`Open ${url} in a browser.\n`);

@@ -12,8 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CoragClient } from '../../src/federated/client';
 import type { RoundInfo } from '../../src/federated/protocol';
 import { DEMO_MODELS, demoGlobalModel } from '../../server/demo';
+import { decodeModules, modulesOfSvg } from '../ui/qr-decode';
 import { joinTab, startApp, storedToken, waitModelReady, type RunningApp } from './ui-app';
 
+const LAN_URL = 'http://192.0.2.10:8787';
 const COMMON = { title: 'Shared fact', text: 'The coordinator keeps every contributed passage exactly once, whoever sends it.' };
 const PEOPLE = [['alice', 'paris'], ['bob', 'london'], ['carol', 'berlin'], ['david', 'madrid'], ['emma', 'rome'], ['frank', 'vienna']];
 
@@ -58,7 +60,8 @@ describe('the CoRAG web app, three tabs, one session', () => {
   }, 180_000);
 
   beforeAll(async () => {
-    app = await startApp('e2e');
+    // A documentation-range address stands in for the machine's LAN address (the join QR code).
+    app = await startApp('e2e', { networkUrls: () => [LAN_URL] });
     const anon = new CoragClient(app.url);
     const created = await anon.createSession({
       name: 'e2e session',
@@ -225,6 +228,10 @@ describe('the CoRAG web app, three tabs, one session', () => {
     await page.locator('.notice', { hasText: 'round 4 failed: 0 updates arrived, 2 needed' }).waitFor();
     expect((await admin.round(sid, 4)).state).toBe('failed');
     expect((await admin.session(sid)).currentVersion).toBe(3);
+    // Other devices join from the QR code: it reads back as the LAN join link.
+    const svg = await page.locator('#join-qr').innerHTML();
+    expect(decodeModules(modulesOfSvg(svg))).toBe(`${LAN_URL}/?join=${joinCode}`);
+    await page.locator('#join-device a', { hasText: `${LAN_URL}/?join=${joinCode}` }).waitFor();
     // The token is kept for this tab only: a reload fills it in again.
     await page.reload();
     await page.locator('#admin-token').waitFor();

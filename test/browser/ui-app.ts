@@ -28,7 +28,8 @@ export interface RunningApp extends CoordinatorApp {
   close(): Promise<void>;
 }
 
-export async function startApp(name: string): Promise<RunningApp> {
+/** `networkUrls`: what the coordinator reports as reachable from other devices (the join QR code). */
+export async function startApp(name: string, options: { networkUrls?: () => readonly string[] } = {}): Promise<RunningApp> {
   const work = await mkdtemp(join(tmpdir(), 'corag-e2e-'));
   const dist = join(work, 'dist');
   await build({
@@ -38,7 +39,7 @@ export async function startApp(name: string): Promise<RunningApp> {
     cacheDir: join(work, '.vite-cache'),
     build: { outDir: dist, emptyOutDir: true, minify: false, sourcemap: false, reportCompressedSize: false },
   });
-  const built = await buildApp({ dataDir: join(work, 'data'), staticDir: dist, rateLimitPerMinute: 100_000 });
+  const built = await buildApp({ dataDir: join(work, 'data'), staticDir: dist, rateLimitPerMinute: 100_000, networkUrls: options.networkUrls });
   const requests: string[] = [];
   // The token's last characters tell which client made a request (tokens are random).
   built.app.addHook('onRequest', async (req) => { requests.push(`${req.method} ${req.url.split('?')[0]} ${(req.headers.authorization ?? '').slice(-8)}`.trim()); });

@@ -7,13 +7,19 @@
  * Organiser controls: whoever holds the session's admin token (a teacher running a classroom
  * demo: `npm start` writes it to data/demo-admin-token.txt) can open a round now — without
  * waiting for auto-start — and close the open round early: it aggregates the updates received so
- * far (or fails with fewer than the policy's minUpdates). The token stays in this tab's sessionStorage only (gone when the tab closes).
+ * far (or fails with fewer than the policy's minUpdates). The token stays in this tab's
+ * sessionStorage only (gone when the tab closes).
+ *
+ * Join from another device: the join link at the addresses other devices can reach (the
+ * coordinator's /api/network), with a QR code for phones — or, when the coordinator listens on
+ * this computer only, how to open it up.
  */
 import { CoragClient } from '../../federated/client';
 import type { ContributionCount, RoundInfo } from '../../federated/protocol';
 import { h, progressBar, replace } from '../dom';
 import { errorText, type AppContext, type View } from '../context';
 import { linePlotSvg } from '../plot';
+import { qrModules, qrSvg } from '../qr';
 
 export function dashboardView(ctx: AppContext): View {
   const { store } = ctx;
@@ -26,6 +32,39 @@ export function dashboardView(ctx: AppContext): View {
   let counts: ContributionCount[] = [];
   let fetching = false;
   let lastKey = '';
+
+  const joinBox = h('div', { class: 'join-device', id: 'join-device' });
+  let networkUrls: string[] | null = null;
+  let joinKey = '';
+  void fetch(new URL('api/network', ctx.appBase))
+    .then(async (res) => (res.ok ? ((await res.json()) as { urls?: unknown }).urls : []))
+    .then((urls) => {
+      networkUrls = Array.isArray(urls) ? urls.filter((u): u is string => typeof u === 'string' && /^https?:\/\//.test(u)) : [];
+      render();
+    })
+    .catch(() => { networkUrls = []; render(); });
+
+  function renderJoinBox(joinCode: string | undefined) {
+    const key = `${joinCode}|${networkUrls?.join(' ')}`;
+    if (key === joinKey) return;
+    joinKey = key;
+    if (!joinCode || networkUrls === null) {
+      replace(joinBox, h('p', { class: 'muted' }, 'Join a session to see its join link.'));
+      return;
+    }
+    if (networkUrls.length === 0) {
+      replace(joinBox, h('p', { class: 'muted' }, 'This coordinator accepts connections from this computer only. To let phones and other computers on the network join, restart it with ',
+        h('code', {}, 'npm start -- --host 0.0.0.0'), '; their join link and QR code then appear here.'));
+      return;
+    }
+    const links = networkUrls.map((base) => `${base}/?join=${encodeURIComponent(joinCode)}`);
+    const code = h('div', { class: 'qr', id: 'join-qr' });
+    code.innerHTML = qrSvg(qrModules(links[0]), `QR code of the join link ${links[0]}`);
+    replace(joinBox, code, h('div', { class: 'stack' },
+      h('p', {}, 'Scan the code, or open one of these links, on the same network:'),
+      h('ul', { class: 'join-links' }, ...links.map((l) => h('li', {}, h('a', { href: l }, l)))),
+      h('p', { class: 'muted small' }, `Join code: ${joinCode}`)));
+  }
 
   const tokenKey = () => `corag-admin-token/${store.state.session?.id ?? ''}`;
   const adminToken = h('input', { type: 'password', id: 'admin-token', autocomplete: 'off', spellcheck: 'false', placeholder: 'paste the admin token' }) as HTMLInputElement;
@@ -110,6 +149,7 @@ export function dashboardView(ctx: AppContext): View {
     roundBar.set(r ? r.accepted / Math.max(1, r.participants.length) : 0, r ? `round ${r.round} ${r.state}: ${r.accepted} of ${r.participants.length} updates` : 'no round yet');
     emChart.innerHTML = linePlotSvg(s.history.filter((x) => x.em !== undefined).map((x) => ({ x: x.round, y: x.em! })), { title: 'Exact match per round (this tab’s questions)', xLabel: 'round', yLabel: 'EM', yRange: [0, 1], dots: true, height: 220 });
     lossChart.innerHTML = linePlotSvg(rounds.filter((x) => Number.isFinite(x.metrics.loss)).map((x) => ({ x: x.round, y: x.metrics.loss })), { title: 'Mean training loss per round (all clients)', xLabel: 'round', yLabel: 'loss', dots: true, height: 220 });
+    renderJoinBox(s.credentials?.joinCode);
     if (!adminToken.value) adminToken.value = sessionStorage.getItem(tokenKey()) ?? '';
     const policy = s.session.config.roundPolicy;
     adminStatus.textContent = `A round needs at least ${policy.minClients} joined clients. `
@@ -130,6 +170,7 @@ export function dashboardView(ctx: AppContext): View {
       h('section', { class: 'card stack', 'aria-labelledby': 'em-title' }, h('h2', { id: 'em-title' }, 'Exact match per round'), emChart),
       h('section', { class: 'card stack', 'aria-labelledby': 'rloss-title' }, h('h2', { id: 'rloss-title' }, 'Training loss per round'), lossChart)),
     h('section', { class: 'card stack', 'aria-labelledby': 'contrib-title' }, h('h2', { id: 'contrib-title' }, 'Contributions'), contributions),
+    h('section', { class: 'card stack', 'aria-labelledby': 'join-device-title' }, h('h2', { id: 'join-device-title' }, 'Join from another device'), joinBox),
     h('section', { class: 'card stack', 'aria-labelledby': 'admin-title' },
       h('h2', { id: 'admin-title' }, 'Organiser controls'),
       adminStatus,
