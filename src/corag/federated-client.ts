@@ -74,7 +74,10 @@ export interface FederatedClientOptions {
  * at the round's deadline (the coordinator would refuse it after), on abort, or after `attempts`.
  */
 export interface UploadRetryPolicy {
-  /** Tries in all, the first included (default 6). */
+  /**
+   * Tries in all, the first included. Default: as many as fit before the round's deadline (6 when
+   * the round names no valid deadline).
+   */
   readonly attempts?: number;
   /** Wait before the first retry; doubles each time (default 1 s). */
   readonly initialDelayMs?: number;
@@ -82,7 +85,8 @@ export interface UploadRetryPolicy {
   readonly maxDelayMs?: number;
 }
 
-const DEFAULT_UPLOAD_RETRY: Required<UploadRetryPolicy> = { attempts: 6, initialDelayMs: 1000, maxDelayMs: 30_000 };
+const DEFAULT_UPLOAD_RETRY = { initialDelayMs: 1000, maxDelayMs: 30_000 };
+const ATTEMPTS_WITHOUT_DEADLINE = 6;
 
 /** A failure worth retrying: no HTTP answer at all, a server error, or "too many requests". */
 function isTransient(e: unknown): boolean {
@@ -254,8 +258,8 @@ export class FederatedCoragClient {
    * attempt did land (its response was lost) and counts as success.
    */
   private async uploadWithRetry(round: RoundInfo, body: Uint8Array, signal?: AbortSignal): Promise<void> {
-    const policy = { ...DEFAULT_UPLOAD_RETRY, ...this.options.uploadRetry };
     const deadline = Date.parse(round.deadlineAt);
+    const policy = { ...DEFAULT_UPLOAD_RETRY, attempts: Number.isFinite(deadline) ? Infinity : ATTEMPTS_WITHOUT_DEADLINE, ...this.options.uploadRetry };
     let delay = policy.initialDelayMs;
     for (let attempt = 1; ; attempt++) {
       try {

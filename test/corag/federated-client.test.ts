@@ -190,6 +190,37 @@ describe('three headless CoRAG clients over the real coordinator', () => {
     expect((await admin.round(created.session.id, 1)).state).toBe('open');
   });
 
+  it('by default keeps retrying a failing upload until the round\'s deadline, then gives up', async () => {
+    const failing: typeof fetch = async (input, init) => {
+      if (init?.method === 'PUT' && String(input).endsWith('/update')) return new Response('{"error":"unavailable","message":"down"}', { status: 503 });
+      return fetch(input, init);
+    };
+    const anon = new CoragClient(server.url);
+    const created = await anon.createSession({
+      name: 'corag-deadline',
+      models: { reader: 'tiny-t5', passageEncoder: 'tiny-contriever', embeddingDim: bundles[0].embeddingDim },
+      training: { learningRate: 1e-3, localSteps: 1, passagesPerQuestion: 1, maxLength: 32, batchSize: 1, seed: 3 },
+      roundPolicy: { minClients: 1, minUpdates: 1, deadlineSeconds: 4, autoStart: false },
+      trainedPrefixes: ['reader.'],
+    });
+    const admin = anon.withToken(created.adminToken);
+    await admin.uploadModel(created.session.id, await bundles[0].exportGlobal());
+    const retries: number[] = [];
+    const client = await FederatedCoragClient.join(new CoragClient(server.url, undefined, failing), created.joinCode, 'patient', {
+      bundle: bundles[1],
+      qaPairs: qaOf(FACTS[1]).slice(0, 1),
+      passageSource: (c, s) => new CoordinatorPassageSource(c, s),
+      uploadRetry: { initialDelayMs: 100, maxDelayMs: 400 },
+      onEvent: (e) => { if (e.type === 'upload-retrying') retries.push(e.attempt); },
+    });
+    await client.contributePassages(FACTS[1]);
+    const round = await admin.openRound(created.session.id);
+    await expect(client.participate(round)).rejects.toThrow(/503/);
+    // 100, 200, 400, 400, … ms waits fit many more than the 6 tries of a fixed policy, and none past the deadline.
+    expect(retries.length).toBeGreaterThan(5);
+    expect(Date.now()).toBeLessThan(Date.parse(round.deadlineAt) + 1000);
+  });
+
   it('retrieves from the session store with its stored embeddings, and re-embeds hits whose embedding arrives malformed', async () => {
     let corrupt = false;
     const tampering: typeof fetch = async (input, init) => {
