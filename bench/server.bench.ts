@@ -4,9 +4,16 @@
  *   clients and model size; baseline = a bare float32 a[i] += w·d[i] loop over the same bytes.
  * - Search: exact top-k inner product vs store size (1k/10k/100k × 768); baseline = scoring all
  *   rows without top-k selection.
+ * - Search over HTTP with the stored embeddings (`withEmbeddings`, which training asks for so PDist
+ *   need not re-embed): latency and response size on a real coordinator (10k × 768 store);
+ *   baseline = the same search without embeddings.
  * (The durable sum-file write per accept is disk-bound and excluded; see docs/COORDINATOR.md.)
  */
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { buildApp } from '../server/app';
+import { CoragClient } from '../src/federated/client';
 import { decodeUpdate, encodeUpdate, type NamedTensor } from '../src/federated/codec';
 import { addWeighted, emptyRunningSum } from '../src/federated/strategy';
 import { ExactVectorIndex } from '../src/retrieval/vector-index';
@@ -71,6 +78,44 @@ for (const n of [1_000, 10_000, 100_000]) {
     }
   }) / queries;
   lines.push(`| ${n.toLocaleString('en')} | ${t.toFixed(2)} | ${tb.toFixed(2)} | ${(tb / t).toFixed(2)} |`);
+}
+lines.push('', '## Search over HTTP, with the stored embeddings (10,000 × 768 store, 127.0.0.1)', '',
+  '| k | ms / query | KiB | baseline ms (texts only) | baseline KiB | time ratio |', '|---:|---:|---:|---:|---:|---:|');
+{
+  const dir = mkdtempSync(join(tmpdir(), 'corag-bench-'));
+  const { app, coordinator } = await buildApp({ dataDir: dir, rateLimitPerMinute: 1_000_000 });
+  const url = await app.listen({ port: 0, host: '127.0.0.1' });
+  try {
+    const anon = new CoragClient(url);
+    const created = await anon.createSession({ name: 'bench', models: { reader: 'r', passageEncoder: 'enc', embeddingDim: dim } });
+    const joined = await anon.join(created.joinCode, 'bench');
+    // Filled through the store directly (10k HTTP adds would measure the adds, not the search).
+    const models = coordinator.config(created.session.id).models;
+    for (let start = 0; start < 10_000; start += 500) {
+      coordinator.passages.add(created.session.id, models, joined.clientId, Array.from({ length: 500 }, (_, i) => ({
+        title: `passage ${start + i}`, text: `text of passage ${start + i} `.repeat(12), embedding: Array.from({ length: dim }, rand), encoder: 'enc',
+      })));
+    }
+    const q = Array.from({ length: dim }, rand);
+    const path = `${url}/api/sessions/${created.session.id}/passages/search`;
+    const timed = async (k: number, withEmbeddings: boolean) => {
+      const body = JSON.stringify({ embedding: q, k, ...(withEmbeddings ? { withEmbeddings } : {}) });
+      const post = () => fetch(path, { method: 'POST', headers: { authorization: `Bearer ${joined.token}`, 'content-type': 'application/json' }, body }).then((r) => r.arrayBuffer());
+      const bytes = (await post()).byteLength;
+      const reps = 20;
+      const t = performance.now();
+      for (let r = 0; r < reps; r++) await post();
+      return { ms: (performance.now() - t) / reps, kib: bytes / 1024 };
+    };
+    for (const k of [5, 40]) {
+      const base = await timed(k, false);
+      const withVectors = await timed(k, true);
+      lines.push(`| ${k} | ${withVectors.ms.toFixed(2)} | ${withVectors.kib.toFixed(0)} | ${base.ms.toFixed(2)} | ${base.kib.toFixed(0)} | ${(withVectors.ms / base.ms).toFixed(2)} |`);
+    }
+  } finally {
+    await app.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 const table = lines.join('\n') + '\n';
 process.stdout.write(table);
