@@ -45,7 +45,8 @@ export function pageText(items: ReadonlyArray<object>): string {
     .trim();
 }
 
-export async function ingestPdf(name: string, bytes: Uint8Array, pdfjs: PdfJsLib, options: IngestOptions = {}): Promise<IngestResult> {
+/** `onPage(done, total)` after each page: a long PDF takes a while to read. */
+export async function ingestPdf(name: string, bytes: Uint8Array, pdfjs: PdfJsLib, options: IngestOptions & { onPage?: (done: number, total: number) => void } = {}): Promise<IngestResult> {
   const maxBytes = options.maxBytes ?? MAX_FILE_BYTES;
   if (bytes.byteLength > maxBytes) {
     throw new IngestError(name, `the file is ${formatBytes(bytes.byteLength)}, over the ${formatBytes(maxBytes)} limit; split it into smaller files`);
@@ -74,14 +75,17 @@ export async function ingestPdf(name: string, bytes: Uint8Array, pdfjs: PdfJsLib
         text = pageText((await (await doc.getPage(page)).getTextContent()).items);
       } catch (e) {
         problems.push({ page, message: `could not be read (${(e as Error)?.message ?? String(e)})` });
+        options.onPage?.(page, doc.numPages);
         continue;
       }
       if (!/[\p{L}\p{N}]/u.test(text)) {
         problems.push({ page, message: 'no text (an image or a scan?)' });
+        options.onPage?.(page, doc.numPages);
         continue;
       }
       const pageTitle = doc.numPages > 1 ? `${title}, p. ${page}` : title;
       for (const c of chunkDocument({ title: pageTitle, text }, chunk)) passages.push({ title: c.title, text: c.text, file: name });
+      options.onPage?.(page, doc.numPages);
     }
     if (passages.length === 0) {
       throw new IngestError(name, `no text found in ${doc.numPages} page${doc.numPages === 1 ? '' : 's'}: the PDF has no text layer (a scan?); run OCR on it first`);

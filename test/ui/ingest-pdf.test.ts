@@ -30,7 +30,9 @@ function minimalPdf(contents: string[]): Uint8Array {
 
 describe('ingestPdf', () => {
   it('turns each page of a chromium-printed PDF into passages titled by the document title and page', async () => {
-    const r = await ingestPdf('field-notes.pdf', fixture(), pdfjs);
+    const pages: string[] = [];
+    const r = await ingestPdf('field-notes.pdf', fixture(), pdfjs, { onPage: (done, total) => pages.push(`${done}/${total}`) });
+    expect(pages).toEqual(['1/3', '2/3', '3/3']); // progress for every page, the text-less one too
     expect(r.file).toBe('field-notes.pdf');
     expect(r.passages.map((p) => p.title)).toEqual(['Marrowby field notes, p. 1', ...Array(3).fill('Marrowby field notes, p. 2')]);
     expect(r.passages[0].text).toBe('Marrowby field notes The village of Marrowby holds its lantern festival on the second Saturday of October. '

@@ -173,13 +173,26 @@ export function passagesView(ctx: AppContext): View {
     return `${problems.length} ${unit}${problems.length > 1 ? 's' : ''}`;
   }
 
+  /** A PDF's text, page by page, with the progress bar showing pages read (count, rate, time left). */
+  async function readPdf(name: string, bytes: Uint8Array) {
+    const meter = new ProgressMeter();
+    embedBar.root.hidden = false;
+    embedBar.set(0, `Reading ${name} …`);
+    return ingestPdf(name, bytes, await loadPdfJs(), {
+      onPage: (done, total) => {
+        const est = meter.estimate(done, total);
+        embedBar.set(est.fraction, `Reading ${name}: ${describeProgress(est, 'pages')}`);
+      },
+    });
+  }
+
   async function addFiles(files: readonly File[]) {
     for (const file of files) {
       try {
         // Refuse an oversized file before reading it into memory.
         if (file.size > MAX_FILE_BYTES) throw new IngestError(file.name, `the file is ${formatBytes(file.size)}, over the ${formatBytes(MAX_FILE_BYTES)} limit; split it into smaller files`);
         const bytes = new Uint8Array(await file.arrayBuffer());
-        const result = extension(file.name) === '.pdf' ? await ingestPdf(file.name, bytes, await loadPdfJs()) : ingestFile(file.name, bytes);
+        const result = extension(file.name) === '.pdf' ? await readPdf(file.name, bytes) : ingestFile(file.name, bytes);
         const share = defaultShare.value as ShareChoice;
         const ids = await guard(() => db.addPassages(result.passages.map((p) => ({ ...p, share }))));
         if (!ids) continue;
