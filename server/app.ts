@@ -13,7 +13,7 @@ import {
 } from '../src/federated/protocol';
 import { Coordinator, type Principal, type SessionConfigInput } from './coordinator';
 import { crashPoint } from './crash-points';
-import { ApiError, badRequest, forbidden, unauthorized } from './errors';
+import { ApiError, badRequest, forbidden, notFound, unauthorized } from './errors';
 import { bearer, hashToken } from './tokens';
 import { statusPage } from './status-page';
 
@@ -38,6 +38,12 @@ export interface AppOptions {
    * the dashboard's join QR code; known only once the server listens, hence a function.
    */
   readonly networkUrls?: () => readonly string[];
+  /**
+   * The session anyone who opens the app may join (npm start's demo session): its join code is
+   * served at GET /api/public-session so the join page can offer it. Other sessions stay reachable
+   * only through their own join codes.
+   */
+  readonly publicSession?: () => string | undefined;
 }
 
 export const DEFAULT_LIMITS = {
@@ -160,6 +166,11 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/api/health', async () => ({ ok: true }));
   app.get('/api/network', async () => ({ urls: options.networkUrls?.() ?? [] }));
+  app.get('/api/public-session', async () => {
+    const id = options.publicSession?.();
+    if (!id || !coordinator.sessionIds().includes(id)) throw notFound('no_public_session', 'this coordinator offers no session to join without a code');
+    return { joinCode: coordinator.joinCode(id), name: coordinator.config(id).name };
+  });
 
   app.post('/api/sessions', { schema: { body: createSessionSchema, response: errorResponses } }, async (req, reply) => {
     if (options.serverKey && bearer(req.headers.authorization) !== options.serverKey) {

@@ -22,7 +22,8 @@ Options (environment variable in brackets):
                         [CORAG_DATA_DIR] (default ./data)
   --static-dir <path>   built web app to serve at / (default ./dist; a status page when absent)
   --server-key <key>    require this bearer key to create sessions [CORAG_SERVER_KEY]
-  --no-demo             do not create the demo session in an empty data folder
+  --no-demo             do not create the demo session in an empty data folder, and offer no
+                        session on the join page (every participant then needs a join code)
   --reader <model>      the demo session's reader checkpoint: a Hugging Face hub id (e.g.
                         google/flan-t5-base), an http(s) URL base, or a folder inside public/
                         [CORAG_READER] (default: public/models/demo/reader, else tiny random)
@@ -82,8 +83,12 @@ async function main(): Promise<void> {
 
   // Set once listening (a port of 0 picks one): the addresses other devices can open.
   let networkUrls: string[] = [];
+  let demo: { id: string; joinCode: string } | undefined;
   const { app, coordinator } = await buildApp({
     networkUrls: () => networkUrls,
+    // The demo session is open to whoever opens the app (its join page offers it); with
+    // --no-demo no session is offered.
+    publicSession: () => (values['no-demo'] ? undefined : demo?.id),
     dataDir,
     serverKey: values['server-key'] ?? process.env.CORAG_SERVER_KEY,
     staticDir: resolve(values['static-dir'] ?? 'dist'),
@@ -93,7 +98,6 @@ async function main(): Promise<void> {
     logger: values.log,
   });
 
-  let demo: { id: string; joinCode: string } | undefined;
   if (!values['no-demo'] && coordinator.sessionIds().length === 0) {
     const created = await createDemoSession(coordinator, checkpoints);
     // The admin token is shown once; keep a copy only the owner can read.

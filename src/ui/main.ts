@@ -133,6 +133,7 @@ async function main(): Promise<void> {
         s.round = session.round;
       });
       await embed.load({ appBase, sessionId: credentials.sessionId, token: credentials.token }, session, session.currentVersion!);
+      store.update((s) => { s.embedderReady = true; });
       const history = (await db.get<RoundRecord[]>(KV.history)) ?? [];
       store.update((s) => { s.history = history; });
       // Taking part survives a reload: rejoin the open round (retraining from its base) or wait for the next.

@@ -18,6 +18,11 @@ export interface AppState {
   online: boolean;
   connectionMessage?: string;
   model?: { version: number; loaded: number; total?: number; ready: boolean };
+  /**
+   * The embedding worker holds the session's passage encoder. It loads after the training
+   * worker's model (`model.ready`), so passages are embedded only once this is true.
+   */
+  embedderReady?: boolean;
   participating: boolean;
   qaCount: number;
   /** Current round's loss per step. */

@@ -61,7 +61,7 @@ describe('the CoRAG web app, three tabs, one session', () => {
 
   beforeAll(async () => {
     // A documentation-range address stands in for the machine's LAN address (the join QR code).
-    app = await startApp('e2e', { networkUrls: () => [LAN_URL] });
+    app = await startApp('e2e', { networkUrls: () => [LAN_URL], publicSession: () => sid });
     const anon = new CoragClient(app.url);
     const created = await anon.createSession({
       name: 'e2e session',
@@ -80,12 +80,16 @@ describe('the CoRAG web app, three tabs, one session', () => {
     await app?.close();
   });
 
-  it('three tabs join from the link, add files, contribute some, and the store holds each contributed passage once', async () => {
+  it('three tabs join (one through the join page'\''s offer of the open session, two from the link), add files, contribute some, and the store holds each contributed passage once', async () => {
     for (let i = 0; i < 3; i++) tabs.push(await app.newTab(`tab${i}`));
-    await tabs[0].page.goto(`${app.url}/?join=${joinCode}&backend=wasm#/join`);
-    await tabs[0].page.locator('#backend-banner').waitFor();
+    // Tab 0 opens the app without a link and takes the join page's offer of the open session.
+    await tabs[0].page.goto(`${app.url}/?backend=wasm#/join`);
+    await tabs[0].page.locator('#join-public', { hasText: 'Join “e2e session”' }).waitFor();
     await shot(tabs[0].page, 'join-page');
-    await Promise.all(tabs.map(({ page }, i) => joinTab(page, app.url, joinCode, `tab ${i}`)));
+    await tabs[0].page.fill('#join-name', 'tab 0');
+    await tabs[0].page.click('#join-public');
+    await waitModelReady(tabs[0].page);
+    await Promise.all(tabs.slice(1).map(({ page }, i) => joinTab(page, app.url, joinCode, `tab ${i + 1}`)));
     expect(await tabs[0].page.locator('#backend-banner').textContent()).toMatch(/WebAssembly/);
 
     await Promise.all(tabs.map(async ({ page }, i) => {

@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { build } from 'vite';
-import { buildApp, type CoordinatorApp } from '../../server/app';
+import { buildApp, type AppOptions, type CoordinatorApp } from '../../server/app';
 import { CHROMIUM_FLAGS, chromiumPath } from './harness';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -28,8 +28,11 @@ export interface RunningApp extends CoordinatorApp {
   close(): Promise<void>;
 }
 
-/** `networkUrls`: what the coordinator reports as reachable from other devices (the join QR code). */
-export async function startApp(name: string, options: { networkUrls?: () => readonly string[] } = {}): Promise<RunningApp> {
+/**
+ * `networkUrls`: what the coordinator reports as reachable from other devices (the join QR code);
+ * `publicSession`: the session its join page offers without a code.
+ */
+export async function startApp(name: string, options: Pick<AppOptions, 'networkUrls' | 'publicSession'> = {}): Promise<RunningApp> {
   const work = await mkdtemp(join(tmpdir(), 'corag-e2e-'));
   const dist = join(work, 'dist');
   await build({
@@ -39,7 +42,7 @@ export async function startApp(name: string, options: { networkUrls?: () => read
     cacheDir: join(work, '.vite-cache'),
     build: { outDir: dist, emptyOutDir: true, minify: false, sourcemap: false, reportCompressedSize: false },
   });
-  const built = await buildApp({ dataDir: join(work, 'data'), staticDir: dist, rateLimitPerMinute: 100_000, networkUrls: options.networkUrls });
+  const built = await buildApp({ dataDir: join(work, 'data'), staticDir: dist, rateLimitPerMinute: 100_000, ...options });
   const requests: string[] = [];
   // The token's last characters tell which client made a request (tokens are random).
   built.app.addHook('onRequest', async (req) => { requests.push(`${req.method} ${req.url.split('?')[0]} ${(req.headers.authorization ?? '').slice(-8)}`.trim()); });

@@ -8,7 +8,8 @@ import { tinyBertConfig, tinyBertWeights, tinyCheckpointFiles, tinyT5Config, tin
 import { Coordinator } from '../../server/coordinator';
 import { checkpointFromSpec, createDemoSession } from '../../server/demo';
 import { startLocalHub } from '../model/checkpoint/local-hub';
-import { tempDir } from './helpers';
+import { CoragClient } from '../../src/federated/client';
+import { startServer, tempDir } from './helpers';
 
 const PUBLIC = fileURLToPath(new URL('../../public/', import.meta.url));
 const work = tempDir();
@@ -58,6 +59,31 @@ describe('the checkpoints a session starts from (npm start --reader/--retriever)
       }
     } finally {
       await hub.close();
+    }
+  });
+});
+
+describe('the open demo session (GET /api/public-session)', () => {
+  it('offers the configured session\'s join code and name, and nothing when none is configured or it does not exist', async () => {
+    const dir = tempDir();
+    let open: string | undefined;
+    const server = await startServer({ dataDir: dir.path, publicSession: () => open });
+    try {
+      const anon = new CoragClient(server.url);
+      const created = await anon.createSession({ name: 'open demo', models: { reader: 'r', passageEncoder: 'e', embeddingDim: 4 } });
+      const get = async () => {
+        const res = await fetch(`${server.url}/api/public-session`);
+        return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+      };
+      expect(await get()).toMatchObject({ status: 404, body: { error: 'no_public_session' } });
+      open = 'no-such-session';
+      expect((await get()).status).toBe(404);
+      open = created.session.id;
+      expect(await get()).toEqual({ status: 200, body: { joinCode: created.joinCode, name: 'open demo' } });
+      expect((await anon.join(created.joinCode, 'visitor')).sessionId).toBe(created.session.id);
+    } finally {
+      await server.app.close();
+      dir.remove();
     }
   });
 });

@@ -1,4 +1,9 @@
-/** Join page: a join code (from the link) and a display name; then the model download. */
+/**
+ * Join page: a join code (from the link) and a display name; then the model download. Without a
+ * code in the link, the coordinator's open demo session (GET /api/public-session) is offered with
+ * one button, so someone who just opened the app can try it (their passages stay private unless
+ * they contribute them).
+ */
 import { formatBytes } from '../ingest';
 import { h, progressBar, replace } from '../dom';
 import { errorText, type AppContext, type View } from '../context';
@@ -15,6 +20,27 @@ export function joinView(ctx: AppContext): View {
     h('label', { for: 'join-name' }, 'Your name'), name,
     h('div', { class: 'row' }, button),
   );
+  const offer = h('section', { class: 'card stack', id: 'public-join', 'aria-labelledby': 'public-join-title' });
+  offer.hidden = true;
+  if (!params.get('join')) {
+    void fetch(new URL('api/public-session', ctx.appBase))
+      .then(async (res) => (res.ok ? ((await res.json()) as { joinCode?: unknown; name?: unknown }) : null))
+      .then((open) => {
+        if (!open || typeof open.joinCode !== 'string' || typeof open.name !== 'string') return;
+        const joinCode = open.joinCode;
+        const tryIt = h('button', { type: 'button', class: 'primary', id: 'join-public' }, `Join “${open.name}”`);
+        tryIt.addEventListener('click', () => {
+          code.value = joinCode;
+          form.requestSubmit();
+        });
+        replace(offer,
+          h('h2', { id: 'public-join-title' }, 'Try it now'),
+          h('p', { class: 'muted' }, `This coordinator runs an open session, “${open.name}”, with its models and demo passages: join it to ask questions over your own passages in this browser (they stay private unless you contribute them) or to take part in its training rounds.`),
+          h('div', { class: 'row' }, tryIt));
+        offer.hidden = !!ctx.store.state.session;
+      })
+      .catch(() => undefined);
+  }
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     button.disabled = true;
@@ -32,13 +58,14 @@ export function joinView(ctx: AppContext): View {
 
   const download = progressBar('Model download');
   const joined = h('section', { class: 'card stack', 'aria-labelledby': 'joined-title' });
-  const root = h('div', { class: 'page narrow' }, form, joined);
+  const root = h('div', { class: 'page narrow' }, offer, form, joined);
 
   return {
     root,
     update() {
       const s = ctx.store.state;
       form.hidden = !!s.credentials && !!s.session;
+      if (s.session) offer.hidden = true;
       joined.hidden = !s.session;
       if (!s.session || !s.credentials) return;
       const m = s.model;

@@ -214,7 +214,7 @@ export function passagesView(ctx: AppContext): View {
   /** Embeds every stored passage without an embedding, in batches committed one by one. */
   async function embedPending(): Promise<void> {
     const session = store.state.session;
-    if (!store.state.model?.ready || !session) return;
+    if (!store.state.model?.ready || !store.state.embedderReady || !session) return;
     if (embedding) {
       embedAgain = true;
       return;
@@ -350,7 +350,8 @@ export function passagesView(ctx: AppContext): View {
   return {
     root,
     update() {
-      const ready = !!store.state.model?.ready;
+      // Both workers' models: the embedder loads after the training worker's (state.ts).
+      const ready = !!store.state.model?.ready && !!store.state.embedderReady;
       if (ready && !lastReady) void embedPending();
       lastReady = ready;
     },
