@@ -80,7 +80,7 @@ describe('the CoRAG web app, three tabs, one session', () => {
     await app?.close();
   });
 
-  it('three tabs join (one through the join page'\''s offer of the open session, two from the link), add files, contribute some, and the store holds each contributed passage once', async () => {
+  it('three tabs join (one through the join page offering the open session, two from the link), add files, contribute some, and the store holds each contributed passage once', async () => {
     for (let i = 0; i < 3; i++) tabs.push(await app.newTab(`tab${i}`));
     // Tab 0 opens the app without a link and takes the join page's offer of the open session.
     await tabs[0].page.goto(`${app.url}/?backend=wasm#/join`);
