@@ -35,6 +35,14 @@ export interface PretrainConfig {
    * the window): a shorter, cheaper input with the same copying task, for early training on CPU.
    */
   readonly readerPassageWindow: number;
+  /**
+   * false (Atlas): a masked-span example's own passage is never among its passages, so the spans
+   * must be inferred. true: it is put in (as for cloze), so the reader fills every span by finding
+   * it in the passage — several copy lookups per example, the dense signal under which a small
+   * transformer learns the lookup (docs/PRETRAINING.md, "Session 4"). With readerPassageWindow N
+   * the source enters as N tokens starting a little before the first masked span.
+   */
+  readonly mlmWithSource: boolean;
   readonly targetMaxLength: number;
   readonly queryMaxLength: number;
   /** Passages per step for the contrastive (random-crop) objective. */
@@ -75,6 +83,7 @@ export const DEFAULT_PRETRAIN_CONFIG: PretrainConfig = {
   passagesPerQuestion: 4,
   readerMaxLength: 192,
   readerPassageWindow: 0,
+  mlmWithSource: false,
   targetMaxLength: 24,
   queryMaxLength: 64,
   contrastiveBatch: 32,

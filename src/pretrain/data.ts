@@ -28,6 +28,11 @@ export interface PreparedExample {
   readonly retrieverQuery: number[];
   /** T5 ids of the target, ending in EOS. */
   readonly target: number[];
+  /**
+   * Masked spans only: T5 ids of the first hidden span, to find the masked window in the source
+   * passage (`mlmWithSource`). Absent in data prepared before it existed.
+   */
+  readonly anchor?: number[];
 }
 
 export interface SpecialIds {
@@ -89,7 +94,8 @@ export function preparePretrainData(passages: readonly CorpusPassage[], reader: 
       if (!ex) continue;
       // The retriever sees the window without the sentinels (BERT has no use for them).
       const visible = ex.query.replace(/<extra_id_\d+>/g, ' ').replace(/\s+/g, ' ');
-      examples.push({ kind: 'mlm', passage: index, readerQuery: t5(`question: ${ex.query}`), retrieverQuery: bert(visible), target: reader.encode(ex.target) });
+      const firstSpan = ex.target.split('<extra_id_1>')[0].replace('<extra_id_0>', '').trim();
+      examples.push({ kind: 'mlm', passage: index, readerQuery: t5(`question: ${ex.query}`), retrieverQuery: bert(visible), target: reader.encode(ex.target), anchor: t5(firstSpan) });
     }
     const cloze = clozeExamples(p.text);
     const order = rng.permutation(cloze.length).slice(0, options.clozePerPassage);

@@ -115,6 +115,21 @@ export function answerWindow(passageIds: readonly number[], target: readonly num
   return passageIds.slice(start, start + size);
 }
 
+/**
+ * `size` tokens of a passage holding a masked-span window: they start `lead` tokens before the
+ * first masked span (`anchor`), so the spans after it fit too. The first `size` tokens when the
+ * span is not found as is.
+ */
+export function spanWindow(passageIds: readonly number[], anchor: readonly number[], size: number, lead = 8): number[] {
+  if (passageIds.length <= size) return [...passageIds];
+  let at = -1;
+  for (let i = 0; at < 0 && anchor.length > 0 && i + anchor.length <= passageIds.length; i++) {
+    if (anchor.every((t, k) => passageIds[i + k] === t)) at = i;
+  }
+  const start = at < 0 ? 0 : Math.min(passageIds.length - size, Math.max(0, at - lead));
+  return passageIds.slice(start, start + size);
+}
+
 function storeOf(weights: TinyWeights): ParameterStore {
   const store = new ParameterStore();
   for (const [name, t] of weights) store.set(name, tf.tensor(t.data, t.shape, 'float32'));
@@ -297,7 +312,8 @@ export class Pretrainer {
 
   /**
    * Top-k passages per example from the current index: for masked spans the source passage is
-   * excluded; for cloze questions it is put in (replacing the k-th) when retrieval missed it.
+   * excluded (unless `mlmWithSource`); for cloze questions it is put in (replacing the k-th) when
+   * retrieval missed it.
    */
   private async retrieve(examples: readonly PreparedExample[]): Promise<number[][]> {
     const k = this.config.passagesPerQuestion;
@@ -309,7 +325,7 @@ export class Pretrainer {
     return examples.map((ex, i) => {
       const ranked = Array.from(ids.subarray(i * width, (i + 1) * width));
       const others = ranked.filter((p) => p !== ex.passage);
-      if (ex.kind === 'mlm') return others.slice(0, k);
+      if (ex.kind === 'mlm' && !this.config.mlmWithSource) return others.slice(0, k);
       return ranked.slice(0, k).includes(ex.passage) ? ranked.slice(0, k) : [...others.slice(0, k - 1), ex.passage];
     });
   }
@@ -322,7 +338,10 @@ export class Pretrainer {
     const labels = new Int32Array(examples.length * T).fill(IGNORE_INDEX);
     examples.forEach((ex, b) => {
       retrieved[b].forEach((p, j) => {
-        const passageIds = ex.kind === 'cloze' && p === ex.passage && this.config.readerPassageWindow > 0 ? answerWindow(this.data.passages[p].readerIds, ex.target, this.config.readerPassageWindow, this.rng) : this.data.passages[p].readerIds;
+        const source = p === ex.passage && this.config.readerPassageWindow > 0;
+        const passageIds = source && ex.kind === 'cloze' ? answerWindow(this.data.passages[p].readerIds, ex.target, this.config.readerPassageWindow, this.rng)
+          : source && ex.kind === 'mlm' && ex.anchor ? spanWindow(this.data.passages[p].readerIds, ex.anchor, this.config.readerPassageWindow)
+          : this.data.passages[p].readerIds;
         const row = [...ex.readerQuery, ...passageIds].slice(0, L - 1);
         row.push(readerEos);
         ids.set(row, (b * k + j) * L);
