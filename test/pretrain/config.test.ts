@@ -1,0 +1,19 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_PRETRAIN_CONFIG, parsePretrainConfig } from '../../src/pretrain/config';
+
+const DIR = new URL('../../configs/pretrain/', import.meta.url);
+
+describe('pretraining recipes', () => {
+  it('every config in configs/pretrain parses (no unknown or mistyped field)', () => {
+    const files = readdirSync(DIR).filter((f) => f.endsWith('.json'));
+    expect(files.length).toBeGreaterThanOrEqual(7);
+    for (const f of files) expect(() => parsePretrainConfig(JSON.parse(readFileSync(new URL(f, DIR), 'utf8'))), f).not.toThrow();
+  });
+
+  it('refuses an unknown field and a wrongly typed one, naming it', () => {
+    expect(() => parsePretrainConfig({ mlmWithSorce: true })).toThrow(/unknown field "mlmWithSorce"/);
+    expect(() => parsePretrainConfig({ mlmWithSource: 'yes' })).toThrow(/"mlmWithSource" must be a boolean/);
+    expect(parsePretrainConfig({}).mlmWithSource).toBe(DEFAULT_PRETRAIN_CONFIG.mlmWithSource);
+  });
+});
