@@ -3,7 +3,7 @@
  * three headless CoRAG clients that contribute passages, follow SSE and complete two FedAvg rounds.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FederatedCoragClient, MemoryModelCache, trainingOptionsFromRound, type ClientEvent } from '../../src/corag/federated-client';
+import { FederatedCoragClient, MemoryModelCache, trainingOptionsFromRound, type ClientEvent, type UploadRetryPolicy } from '../../src/corag/federated-client';
 import type { QAPair } from '../../src/corag/local-training';
 import type { ModelBundle } from '../../src/corag/model-bundle';
 import { CoordinatorPassageSource, embedPassages, embedQueries, retrievedPassageEmbeddings, type PassageText } from '../../src/corag/retrieve';
@@ -34,6 +34,35 @@ describe('three headless CoRAG clients over the real coordinator', () => {
     dir.remove();
     for (const b of bundles) b.dispose();
   });
+
+  /**
+   * A session of one client (rounds close at 1 update) that talks to the coordinator through
+   * `fetchImpl` (the fault tests' injected failures): version 0 is client i's bundle, applied,
+   * and its facts are contributed.
+   */
+  async function oneClientSession(name: string, i: number, fetchImpl: typeof fetch, options: { deadlineSeconds?: number; uploadRetry?: UploadRetryPolicy; onEvent?: (e: ClientEvent) => void } = {}) {
+    const anon = new CoragClient(server.url);
+    const created = await anon.createSession({
+      name,
+      models: { reader: 'tiny-t5', passageEncoder: 'tiny-contriever', embeddingDim: bundles[i].embeddingDim },
+      training: { learningRate: 1e-3, localSteps: 1, passagesPerQuestion: 1, maxLength: 32, batchSize: 1, seed: 3 },
+      roundPolicy: { minClients: 1, minUpdates: 1, deadlineSeconds: options.deadlineSeconds ?? 120, autoStart: false },
+      trainedPrefixes: ['reader.'],
+    });
+    const sid = created.session.id;
+    const admin = anon.withToken(created.adminToken);
+    expect((await admin.uploadModel(sid, await bundles[i].exportGlobal())).version).toBe(0);
+    const client = await FederatedCoragClient.join(new CoragClient(server.url, undefined, fetchImpl), created.joinCode, name, {
+      bundle: bundles[i],
+      qaPairs: qaOf(FACTS[i]).slice(0, 1),
+      passageSource: (c, s) => new CoordinatorPassageSource(c, s),
+      uploadRetry: options.uploadRetry,
+      onEvent: options.onEvent,
+    });
+    await client.loadGlobal(0);
+    await client.contributePassages(FACTS[i]);
+    return { sid, admin, client };
+  }
 
   it('contribute passages, train in two rounds, and the global model advances twice to the FedAvg of their deltas', async () => {
     const anon = new CoragClient(server.url);
@@ -120,26 +149,11 @@ describe('three headless CoRAG clients over the real coordinator', () => {
       if (isUpload && fault === 'after-send') { fault = null; throw new TypeError('network connection lost'); }
       return res;
     };
-    const anon = new CoragClient(server.url);
-    const created = await anon.createSession({
-      name: 'corag-retry',
-      models: { reader: 'tiny-t5', passageEncoder: 'tiny-contriever', embeddingDim: bundles[0].embeddingDim },
-      training: { learningRate: 1e-3, localSteps: 1, passagesPerQuestion: 1, maxLength: 32, batchSize: 1, seed: 3 },
-      roundPolicy: { minClients: 1, minUpdates: 1, deadlineSeconds: 120, autoStart: false },
-      trainedPrefixes: ['reader.'],
-    });
-    const sid = created.session.id;
-    const admin = anon.withToken(created.adminToken);
-    expect((await admin.uploadModel(sid, await bundles[0].exportGlobal())).version).toBe(0);
     const events: ClientEvent[] = [];
-    const client = await FederatedCoragClient.join(new CoragClient(server.url, undefined, faultyFetch), created.joinCode, 'flaky', {
-      bundle: bundles[0],
-      qaPairs: qaOf(FACTS[0]).slice(0, 1),
-      passageSource: (c, s) => new CoordinatorPassageSource(c, s),
+    const { sid, admin, client } = await oneClientSession('corag-retry', 0, faultyFetch, {
       uploadRetry: { initialDelayMs: 10 },
       onEvent: (e) => { if (e.type !== 'training') events.push(e); },
     });
-    await client.contributePassages(FACTS[0]);
     for (const [round, mode] of [[1, 'before-send'], [2, 'after-send']] as const) {
       fault = mode;
       const opened = await admin.openRound(sid);
@@ -165,29 +179,15 @@ describe('three headless CoRAG clients over the real coordinator', () => {
       if (init?.method === 'PUT' && String(input).endsWith('/update')) throw new TypeError('fetch failed');
       return fetch(input, init);
     };
-    const anon = new CoragClient(server.url);
-    const created = await anon.createSession({
-      name: 'corag-offline',
-      models: { reader: 'tiny-t5', passageEncoder: 'tiny-contriever', embeddingDim: bundles[0].embeddingDim },
-      training: { learningRate: 1e-3, localSteps: 1, passagesPerQuestion: 1, maxLength: 32, batchSize: 1, seed: 3 },
-      roundPolicy: { minClients: 1, minUpdates: 1, deadlineSeconds: 120, autoStart: false },
-      trainedPrefixes: ['reader.'],
-    });
-    const admin = anon.withToken(created.adminToken);
-    await admin.uploadModel(created.session.id, await bundles[0].exportGlobal());
     const retries: number[] = [];
-    const client = await FederatedCoragClient.join(new CoragClient(server.url, undefined, failing), created.joinCode, 'offline', {
-      bundle: bundles[1],
-      qaPairs: qaOf(FACTS[1]).slice(0, 1),
-      passageSource: (c, s) => new CoordinatorPassageSource(c, s),
+    const { sid, admin, client } = await oneClientSession('corag-offline', 1, failing, {
       uploadRetry: { attempts: 3, initialDelayMs: 5 },
       onEvent: (e) => { if (e.type === 'upload-retrying') retries.push(e.delayMs); },
     });
-    await client.contributePassages(FACTS[1]);
-    await expect(client.participate(await admin.openRound(created.session.id))).rejects.toThrow(/fetch failed/);
+    await expect(client.participate(await admin.openRound(sid))).rejects.toThrow(/fetch failed/);
     expect(retries).toEqual([5, 10]);
     expect(client.roundsTrained).toBe(0);
-    expect((await admin.round(created.session.id, 1)).state).toBe('open');
+    expect((await admin.round(sid, 1)).state).toBe('open');
   });
 
   it('by default keeps retrying a failing upload until the round\'s deadline, then gives up', async () => {
@@ -195,26 +195,13 @@ describe('three headless CoRAG clients over the real coordinator', () => {
       if (init?.method === 'PUT' && String(input).endsWith('/update')) return new Response('{"error":"unavailable","message":"down"}', { status: 503 });
       return fetch(input, init);
     };
-    const anon = new CoragClient(server.url);
-    const created = await anon.createSession({
-      name: 'corag-deadline',
-      models: { reader: 'tiny-t5', passageEncoder: 'tiny-contriever', embeddingDim: bundles[0].embeddingDim },
-      training: { learningRate: 1e-3, localSteps: 1, passagesPerQuestion: 1, maxLength: 32, batchSize: 1, seed: 3 },
-      roundPolicy: { minClients: 1, minUpdates: 1, deadlineSeconds: 4, autoStart: false },
-      trainedPrefixes: ['reader.'],
-    });
-    const admin = anon.withToken(created.adminToken);
-    await admin.uploadModel(created.session.id, await bundles[0].exportGlobal());
     const retries: number[] = [];
-    const client = await FederatedCoragClient.join(new CoragClient(server.url, undefined, failing), created.joinCode, 'patient', {
-      bundle: bundles[1],
-      qaPairs: qaOf(FACTS[1]).slice(0, 1),
-      passageSource: (c, s) => new CoordinatorPassageSource(c, s),
+    const { sid, admin, client } = await oneClientSession('corag-deadline', 1, failing, {
+      deadlineSeconds: 4,
       uploadRetry: { initialDelayMs: 100, maxDelayMs: 400 },
       onEvent: (e) => { if (e.type === 'upload-retrying') retries.push(e.attempt); },
     });
-    await client.contributePassages(FACTS[1]);
-    const round = await admin.openRound(created.session.id);
+    const round = await admin.openRound(sid);
     await expect(client.participate(round)).rejects.toThrow(/503/);
     // 100, 200, 400, 400, … ms waits fit many more than the 6 tries of a fixed policy, and none past the deadline.
     expect(retries.length).toBeGreaterThan(5);
@@ -231,20 +218,7 @@ describe('three headless CoRAG clients over the real coordinator', () => {
       body.hits[1].embedding = body.hits[1].embedding && (body.hits[1].embedding as number[]).map(() => 'x');
       return new Response(JSON.stringify(body), { status: res.status, headers: res.headers });
     };
-    const anon = new CoragClient(server.url);
-    const created = await anon.createSession({
-      name: 'corag-search',
-      models: { reader: 'tiny-t5', passageEncoder: 'tiny-contriever', embeddingDim: bundles[0].embeddingDim },
-      training: { learningRate: 1e-3, localSteps: 1, passagesPerQuestion: 2 },
-      roundPolicy: { minClients: 1, minUpdates: 1, deadlineSeconds: 60, autoStart: false },
-      trainedPrefixes: ['reader.'],
-    });
-    await anon.withToken(created.adminToken).uploadModel(created.session.id, await bundles[2].exportGlobal());
-    const client = await FederatedCoragClient.join(new CoragClient(server.url, undefined, tampering), created.joinCode, 'searcher', {
-      bundle: bundles[2], qaPairs: qaOf(FACTS[2]), passageSource: (c, s) => new CoordinatorPassageSource(c, s),
-    });
-    await client.loadGlobal(0);
-    await client.contributePassages(FACTS[2]);
+    const { client } = await oneClientSession('corag-search', 2, tampering);
     const stored = await embedPassages(bundles[2], FACTS[2]);
     const queries = await embedQueries(bundles[2], ['where does emma live?']);
     const [hits] = await client.source.search(queries, 2);
