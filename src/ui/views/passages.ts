@@ -84,11 +84,7 @@ export function passagesView(ctx: AppContext): View {
 
   /** Sets the sharing choice of `passages`, then brings the session store in line with it. */
   async function setShare(passages: readonly StoredPassage[], share: ShareChoice): Promise<void> {
-    try {
-      await db.updatePassages(passages.map((p) => ({ id: p.id, change: { share } })));
-    } catch (e) {
-      store.notify('error', errorText(e));
-    }
+    await guard(() => db.updatePassages(passages.map((p) => ({ id: p.id, change: { share } }))));
     await refresh();
     void syncWithSessionStore();
   }
