@@ -11,7 +11,7 @@ import { BrowserStore, KV } from '../platform/browser/idb-store';
 import { errorText, type AppContext, type View } from './context';
 import { h, replace } from './dom';
 import { formatBytes } from './ingest';
-import { Store } from './state';
+import { Store, type AppState } from './state';
 import { askView } from './views/ask';
 import { dashboardView } from './views/dashboard';
 import { joinView } from './views/join';
@@ -32,6 +32,11 @@ const ROUTES: Record<string, { title: string; make: (ctx: AppContext) => View }>
 function backendPreference(): BackendName[] {
   const forced = new URLSearchParams(location.search).get('backend');
   return forced ? [parseBackendName(forced)] : ['webgpu', 'wasm', 'cpu'];
+}
+
+/** The latest word on a round's update replaces the earlier one (retrying → uploaded). */
+function setUpload(s: AppState, entry: AppState['uploads'][number]): void {
+  s.uploads = [...s.uploads.filter((u) => u.round !== entry.round), entry];
 }
 
 function handleWorkerEvent(store: Store, e: TrainWorkerEvent): void {
@@ -83,20 +88,20 @@ function handleWorkerEvent(store: Store, e: TrainWorkerEvent): void {
       return;
     case 'uploaded':
       store.update((s) => {
-        s.uploads = [...s.uploads.filter((u) => u.round !== e.round), { round: e.round, status: 'uploaded', detail: `${formatBytes(e.bytes)}, ${e.numExamples} examples` }];
+        setUpload(s, { round: e.round, status: 'uploaded', detail: `${formatBytes(e.bytes)}, ${e.numExamples} examples` });
       });
       store.notify('ok', `Round ${e.round}: update sent.`);
       return;
     case 'upload-refused':
       store.update((s) => {
-        s.uploads = [...s.uploads.filter((u) => u.round !== e.round), { round: e.round, status: 'refused', detail: e.message }];
+        setUpload(s, { round: e.round, status: 'refused', detail: e.message });
       });
       store.notify('error', `Round ${e.round}: the coordinator refused the update — ${e.message}`);
       return;
     case 'upload-retrying':
       store.update((s) => {
         const detail = `attempt ${e.attempt} failed (${e.message}); trying again in ${Math.max(1, Math.round(e.delayMs / 1000))} s`;
-        s.uploads = [...s.uploads.filter((u) => u.round !== e.round), { round: e.round, status: 'retrying', detail }];
+        setUpload(s, { round: e.round, status: 'retrying', detail });
       });
       return;
     case 'evaluated':
