@@ -5,6 +5,8 @@
  * Debian's chromium (embedded subset fonts, compressed streams, a title in the document info, as
  * real-world PDFs have). Three pages: a heading and a paragraph; a longer paragraph (two passages);
  * a drawing with no text at all. The text is written for this fixture (no licence attached).
+ * locked.pdf beside it is the same file with a user password (Debian's qpdf):
+ *   qpdf --encrypt secret owner 256 -- test/fixtures/ingest/field-notes.pdf test/fixtures/ingest/locked.pdf
  */
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';

@@ -58,6 +58,12 @@ describe('ingestPdf', () => {
     await expect(ingestPdf('big.pdf', fixture(), pdfjs, { maxBytes: 1000 })).rejects.toThrow(/over the 1000 B limit/);
   });
 
+  it('refuses a password-protected PDF with what to do about it', async () => {
+    // field-notes.pdf encrypted with a user password (scripts/make-pdf-fixture.ts says how).
+    const locked = new Uint8Array(readFileSync(new URL('../fixtures/ingest/locked.pdf', import.meta.url)));
+    await expect(ingestPdf('locked.pdf', locked, pdfjs)).rejects.toThrow(/^locked\.pdf: the PDF is password-protected; save a copy without the password/);
+  });
+
   it('leaves the caller\'s bytes intact (pdf.js detaches the buffer it parses)', async () => {
     const bytes = fixture();
     await ingestPdf('field-notes.pdf', bytes, pdfjs);
