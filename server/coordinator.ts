@@ -17,7 +17,7 @@ import {
 } from '../src/federated/protocol';
 import { addWeighted, emptyRunningSum, strategyNamed, strategyNames, type RunningSum, type Strategy } from '../src/federated/strategy';
 import { SafetensorsError } from '../src/model/safetensors';
-import { writeFileAtomic } from './atomic-file';
+import { writeFileAtomic } from '../src/platform/node/atomic-file';
 import { crashPoint } from './crash-points';
 import { nowIso, openDatabase, type Db } from './db';
 import { ApiError, badRequest, conflict, forbidden, notFound, unauthorized } from './errors';

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { parseSafetensors } from '../src/model/safetensors';
 import type { RunningSum } from '../src/federated/strategy';
-import { writeFileAtomic } from './atomic-file';
+import { writeFileAtomic } from '../src/platform/node/atomic-file';
 
 if (endianness() !== 'LE') throw new Error('the running-sum file format assumes a little-endian machine');
 

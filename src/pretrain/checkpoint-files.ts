@@ -11,12 +11,13 @@
  * Saving writes a new folder (a fresh name for every save, so nothing the manifest names is ever
  * overwritten), then replaces manifest.json atomically, and only then deletes the other step
  * folders: until the manifest names the new folder, the old one is intact and is what a reader
- * gets. Reading checks every part's size and
- * hash, so a truncated or damaged copy fails loudly instead of resuming from garbage.
+ * gets. Reading checks every part's size and hash, so a truncated or damaged copy fails loudly
+ * instead of resuming from garbage.
  */
-import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../platform/node/atomic-file';
+import { sha256Hex } from '../platform/node/crab-files';
 import type { PretrainCheckpoint } from './trainer';
 
 /** Parts stay under the device's 16 MiB limit per file brought back. */
@@ -41,19 +42,6 @@ interface Manifest {
   readonly blobs: Record<(typeof BLOBS)[number], PartEntry[]>;
 }
 
-const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
-
-/** Writes and flushes a file, so a rename after it never exposes a name without its data. */
-function writeDurable(path: string, bytes: Uint8Array | string): void {
-  writeFileSync(path, bytes);
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 function stepOf(state: string): number {
   const step = (JSON.parse(state) as { step?: unknown }).step;
   if (!Number.isInteger(step) || (step as number) < 0) throw new Error(`checkpoint state has no valid step: ${state.slice(0, 80)}`);
@@ -75,14 +63,13 @@ export function saveCheckpointFiles(dir: string, checkpoint: PretrainCheckpoint,
     for (let offset = 0, i = 0; offset < bytes.byteLength || i === 0; offset += partBytes, i++) {
       const part = bytes.subarray(offset, Math.min(bytes.byteLength, offset + partBytes));
       const file = `${blob}.${String(i).padStart(3, '0')}`;
-      writeDurable(join(staging, file), part);
-      parts.push({ file, bytes: part.byteLength, sha256: sha256(part) });
+      writeFileAtomic(join(staging, file), [part]);
+      parts.push({ file, bytes: part.byteLength, sha256: sha256Hex(part) });
     }
     blobs[blob] = parts;
   }
   const manifest: Manifest = { format: FORMAT, version: 1, folder, state: checkpoint.state, blobs };
-  writeDurable(join(dir, `${MANIFEST}.tmp`), JSON.stringify(manifest, null, 1));
-  renameSync(join(dir, `${MANIFEST}.tmp`), join(dir, MANIFEST));
+  writeFileAtomic(join(dir, MANIFEST), [new TextEncoder().encode(JSON.stringify(manifest, null, 1))]);
   for (const name of readdirSync(dir)) {
     if (name !== folder && name !== MANIFEST && name.startsWith('step-')) rmSync(join(dir, name), { recursive: true, force: true });
   }
@@ -108,7 +95,7 @@ export function readCheckpointFiles(dir: string): PretrainCheckpoint | null {
       const path = join(folder, entry.file);
       if (!existsSync(path)) throw new Error(`checkpoint ${path} is missing (copy the whole checkpoint folder)`);
       const bytes = new Uint8Array(readFileSync(path));
-      if (bytes.byteLength !== entry.bytes || sha256(bytes) !== entry.sha256) {
+      if (bytes.byteLength !== entry.bytes || sha256Hex(bytes) !== entry.sha256) {
         throw new Error(`checkpoint ${path} is damaged: ${bytes.byteLength} bytes, expected ${entry.bytes} with SHA-256 ${entry.sha256.slice(0, 12)}…`);
       }
       return bytes;

@@ -51,7 +51,7 @@ describe('checkpoint files', () => {
     // What a kill mid-save leaves: the next step's folder half-written, a manifest not yet renamed.
     mkdirSync(join(dir, 'step-000009-crashed'));
     writeFileSync(join(dir, 'step-000009-crashed', 'weights.000'), new Uint8Array(17));
-    writeFileSync(join(dir, 'manifest.json.tmp'), '{"format":"corag-pre');
+    writeFileSync(join(dir, '.manifest.json.4242.tmp'), '{"format":"corag-pre');
     expect(readCheckpointFiles(dir)).toEqual(first);
     saveCheckpointFiles(dir, checkpoint(10, 50, 50));
     expect(existsSync(join(dir, 'step-000009-crashed'))).toBe(false);
