@@ -84,6 +84,8 @@ async function main(): Promise<void> {
   // Set once listening (a port of 0 picks one): the addresses other devices can open.
   let networkUrls: string[] = [];
   let demo: { id: string; joinCode: string } | undefined;
+  // The demo session's admin token is shown once; the owner keeps a copy only they can read here.
+  const tokenFile = resolve(dataDir, 'demo-admin-token.txt');
   const { app, coordinator } = await buildApp({
     networkUrls: () => networkUrls,
     // The demo session is open to whoever opens the app (its join page offers it); with
@@ -100,8 +102,6 @@ async function main(): Promise<void> {
 
   if (!values['no-demo'] && coordinator.sessionIds().length === 0) {
     const created = await createDemoSession(coordinator, checkpoints);
-    // The admin token is shown once; keep a copy only the owner can read.
-    const tokenFile = resolve(dataDir, 'demo-admin-token.txt');
     if (!existsSync(tokenFile)) writeFileSync(tokenFile, `${created.adminToken}\n`, { mode: 0o600 });
     demo = { id: created.session.id, joinCode: created.joinCode };
     process.stdout.write(`Demo session ${created.session.id} created; admin token in ${tokenFile}\n`);
@@ -124,7 +124,6 @@ async function main(): Promise<void> {
   } else if (demo) {
     process.stdout.write('  (only this computer can connect; `npm start -- --host 0.0.0.0` lets phones and other computers on the network join)\n');
   }
-  const tokenFile = resolve(dataDir, 'demo-admin-token.txt');
   if (demo && existsSync(tokenFile)) process.stdout.write(`  admin token: in ${tokenFile} (paste it under Dashboard → Organiser controls to open and close rounds)\n`);
   process.stdout.write(`Open ${url} in a browser.\n`);
 

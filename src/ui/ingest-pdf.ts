@@ -10,7 +10,7 @@
  * files, and PDFs without any text layer (scans). Pages without text are reported and skipped.
  */
 import { chunkDocument } from '../retrieval/chunking';
-import { formatBytes, IngestError, MAX_FILE_BYTES, titleOf, type IngestedPassage, type IngestOptions, type IngestProblem, type IngestResult } from './ingest';
+import { IngestError, refuseOversize, titleOf, type IngestedPassage, type IngestOptions, type IngestProblem, type IngestResult } from './ingest';
 
 /** The part of pdf.js this module uses (structurally typed, so either build fits). */
 export interface PdfJsLib {
@@ -47,10 +47,7 @@ export function pageText(items: ReadonlyArray<object>): string {
 
 /** `onPage(done, total)` after each page: a long PDF takes a while to read. */
 export async function ingestPdf(name: string, bytes: Uint8Array, pdfjs: PdfJsLib, options: IngestOptions & { onPage?: (done: number, total: number) => void } = {}): Promise<IngestResult> {
-  const maxBytes = options.maxBytes ?? MAX_FILE_BYTES;
-  if (bytes.byteLength > maxBytes) {
-    throw new IngestError(name, `the file is ${formatBytes(bytes.byteLength)}, over the ${formatBytes(maxBytes)} limit; split it into smaller files`);
-  }
+  refuseOversize(name, bytes.byteLength, options.maxBytes);
   // pdf.js takes ownership of (detaches) the buffer it is given: hand it a copy. Verbosity 0
   // (errors only): its warnings (a damaged xref it repairs, no glyph data for a standard font,
   // which text extraction does not need) are not the user's business; failures still throw.

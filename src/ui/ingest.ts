@@ -79,20 +79,22 @@ function decodeUtf8(file: string, bytes: Uint8Array): string {
   }
 }
 
+/** Refuses a file over the size limit (the page calls it with File.size, before reading the file). */
+export function refuseOversize(name: string, size: number, maxBytes = MAX_FILE_BYTES): void {
+  if (size > maxBytes) throw new IngestError(name, `the file is ${formatBytes(size)}, over the ${formatBytes(maxBytes)} limit; split it into smaller files`);
+}
+
 /**
  * Parses and chunks one file. Throws IngestError when the whole file must be refused (wrong
  * type, too large, not text, no passage at all); returns per-line problems otherwise.
  */
 export function ingestFile(name: string, bytes: Uint8Array, options: IngestOptions = {}): IngestResult {
-  const maxBytes = options.maxBytes ?? MAX_FILE_BYTES;
   const ext = extension(name);
   if (!(TEXT_EXTENSIONS as readonly string[]).includes(ext)) {
     const why = ext === '.pdf' ? 'PDF files are read by ingestPdf (src/ui/ingest-pdf.ts)' : `add ${SUPPORTED_EXTENSIONS.join(', ')} files`;
     throw new IngestError(name, `unsupported file type "${ext || '(none)'}": ${why}`);
   }
-  if (bytes.byteLength > maxBytes) {
-    throw new IngestError(name, `the file is ${formatBytes(bytes.byteLength)}, over the ${formatBytes(maxBytes)} limit; split it into smaller files`);
-  }
+  refuseOversize(name, bytes.byteLength, options.maxBytes);
   const text = decodeUtf8(name, bytes);
   const chunk = { maxWords: options.maxWords ?? 100 };
   const passages: IngestedPassage[] = [];

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative, sep } from 'node:path';
+import { join, sep } from 'node:path';
 
 /** What the web app is built from (vite.config.ts: index.html → src/ui, workers/, public/ copied). */
 export const WEB_APP_INPUTS = ['index.html', 'vite.config.ts', 'package-lock.json', 'tsconfig.json', 'src', 'workers', 'public'] as const;
@@ -27,8 +27,7 @@ export function sourceFingerprint(root: string, inputs: readonly string[] = WEB_
   const hash = createHash('sha256');
   for (const input of inputs) {
     for (const file of files(root, input)) {
-      const name = relative(root, join(root, file)).split(sep).join('/');
-      hash.update(`${name}\u0000`);
+      hash.update(`${file.split(sep).join('/')}\u0000`);
       hash.update(readFileSync(join(root, file)));
       hash.update('\u0000');
     }

@@ -9,7 +9,7 @@
  */
 import { h, progressBar, replace } from '../dom';
 import { errorText, type AppContext, type View } from '../context';
-import { type IngestProblem, describeProblem, extension, IngestError, ingestFile, MAX_FILE_BYTES, SUPPORTED_EXTENSIONS, formatBytes } from '../ingest';
+import { type IngestProblem, describeProblem, extension, IngestError, ingestFile, MAX_FILE_BYTES, refuseOversize, SUPPORTED_EXTENSIONS, formatBytes } from '../ingest';
 import { ingestPdf } from '../ingest-pdf';
 import { loadPdfJs } from '../../platform/browser/pdfjs';
 import { describeProgress, ProgressMeter } from '../progress';
@@ -186,7 +186,7 @@ export function passagesView(ctx: AppContext): View {
     for (const file of files) {
       try {
         // Refuse an oversized file before reading it into memory.
-        if (file.size > MAX_FILE_BYTES) throw new IngestError(file.name, `the file is ${formatBytes(file.size)}, over the ${formatBytes(MAX_FILE_BYTES)} limit; split it into smaller files`);
+        refuseOversize(file.name, file.size);
         const bytes = new Uint8Array(await file.arrayBuffer());
         const result = extension(file.name) === '.pdf' ? await readPdf(file.name, bytes) : ingestFile(file.name, bytes);
         const share = defaultShare.value as ShareChoice;
