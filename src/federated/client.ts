@@ -65,6 +65,23 @@ export class CoragClient {
     return (await (await this.request(method, path, body)).json()) as T;
   }
 
+  /** Base URLs at which other devices reach this coordinator (none when it listens on loopback only). */
+  async network(): Promise<string[]> {
+    const { urls } = await this.json<{ urls?: unknown }>('GET', '/api/network');
+    return Array.isArray(urls) ? urls.filter((u): u is string => typeof u === 'string' && /^https?:\/\//.test(u)) : [];
+  }
+
+  /** The session anyone may join without a code (npm start's demo session), or null when none is offered. */
+  async publicSession(): Promise<{ joinCode: string; name: string } | null> {
+    try {
+      const open = await this.json<{ joinCode?: unknown; name?: unknown }>('GET', '/api/public-session');
+      return typeof open.joinCode === 'string' && typeof open.name === 'string' ? { joinCode: open.joinCode, name: open.name } : null;
+    } catch (e) {
+      if (e instanceof CoragHttpError && e.code === 'no_public_session') return null;
+      throw e;
+    }
+  }
+
   createSession(config: NewSession): Promise<CreatedSession> {
     return this.json('POST', '/api/sessions', config);
   }

@@ -96,6 +96,14 @@ export function retrieverBertConfig(config: PretrainConfig, vocabSize: number, p
   });
 }
 
+/** Where `run` first occurs as consecutive ids in `ids`; -1 when it does not (or is empty). */
+function indexOfRun(ids: readonly number[], run: readonly number[]): number {
+  for (let i = 0; run.length > 0 && i + run.length <= ids.length; i++) {
+    if (run.every((t, k) => ids[i + k] === t)) return i;
+  }
+  return -1;
+}
+
 /**
  * `size` tokens of a passage around a cloze answer: the answer's ids (the target without its
  * leading sentinel and final EOS) are looked up in the passage and the window starts a random
@@ -105,10 +113,7 @@ export function retrieverBertConfig(config: PretrainConfig, vocabSize: number, p
 export function answerWindow(passageIds: readonly number[], target: readonly number[], size: number, rng: Rng): number[] {
   if (passageIds.length <= size) return [...passageIds];
   const answer = target.slice(1, -1);
-  let at = -1;
-  for (let i = 0; at < 0 && answer.length > 0 && i + answer.length <= passageIds.length; i++) {
-    if (answer.every((t, k) => passageIds[i + k] === t)) at = i;
-  }
+  const at = indexOfRun(passageIds, answer);
   if (at < 0) return passageIds.slice(0, size);
   const slack = Math.max(0, size - answer.length);
   const start = Math.min(passageIds.length - size, Math.max(0, at - rng.int(slack + 1)));
@@ -122,10 +127,7 @@ export function answerWindow(passageIds: readonly number[], target: readonly num
  */
 export function spanWindow(passageIds: readonly number[], anchor: readonly number[], size: number, lead = 8): number[] {
   if (passageIds.length <= size) return [...passageIds];
-  let at = -1;
-  for (let i = 0; at < 0 && anchor.length > 0 && i + anchor.length <= passageIds.length; i++) {
-    if (anchor.every((t, k) => passageIds[i + k] === t)) at = i;
-  }
+  const at = indexOfRun(passageIds, anchor);
   const start = at < 0 ? 0 : Math.min(passageIds.length - size, Math.max(0, at - lead));
   return passageIds.slice(start, start + size);
 }

@@ -76,10 +76,13 @@ describe('the open demo session (GET /api/public-session)', () => {
         return { status: res.status, body: (await res.json()) as Record<string, unknown> };
       };
       expect(await get()).toMatchObject({ status: 404, body: { error: 'no_public_session' } });
+      expect(await anon.publicSession()).toBeNull();
+      expect(await anon.network()).toEqual([]);
       open = 'no-such-session';
       expect((await get()).status).toBe(404);
       open = created.session.id;
       expect(await get()).toEqual({ status: 200, body: { joinCode: created.joinCode, name: 'open demo' } });
+      expect(await anon.publicSession()).toEqual({ joinCode: created.joinCode, name: 'open demo' });
       expect((await anon.join(created.joinCode, 'visitor')).sessionId).toBe(created.session.id);
     } finally {
       await server.app.close();

@@ -36,13 +36,12 @@ export function dashboardView(ctx: AppContext): View {
   const joinBox = h('div', { class: 'join-device', id: 'join-device' });
   let networkUrls: string[] | null = null;
   let joinKey = '';
-  void fetch(new URL('api/network', ctx.appBase))
-    .then(async (res) => (res.ok ? ((await res.json()) as { urls?: unknown }).urls : []))
+  void new CoragClient(ctx.appBase).network()
+    .catch(() => [])
     .then((urls) => {
-      networkUrls = Array.isArray(urls) ? urls.filter((u): u is string => typeof u === 'string' && /^https?:\/\//.test(u)) : [];
+      networkUrls = urls;
       render();
-    })
-    .catch(() => { networkUrls = []; render(); });
+    });
 
   function renderJoinBox(joinCode: string | undefined) {
     const key = `${joinCode}|${networkUrls?.join(' ')}`;

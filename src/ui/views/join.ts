@@ -4,6 +4,7 @@
  * one button, so someone who just opened the app can try it (their passages stay private unless
  * they contribute them).
  */
+import { CoragClient } from '../../federated/client';
 import { formatBytes } from '../ingest';
 import { h, progressBar, replace } from '../dom';
 import { errorText, type AppContext, type View } from '../context';
@@ -23,11 +24,10 @@ export function joinView(ctx: AppContext): View {
   const offer = h('section', { class: 'card stack', id: 'public-join', 'aria-labelledby': 'public-join-title' });
   offer.hidden = true;
   if (!params.get('join')) {
-    void fetch(new URL('api/public-session', ctx.appBase))
-      .then(async (res) => (res.ok ? ((await res.json()) as { joinCode?: unknown; name?: unknown }) : null))
+    void new CoragClient(ctx.appBase).publicSession()
       .then((open) => {
-        if (!open || typeof open.joinCode !== 'string' || typeof open.name !== 'string') return;
-        const joinCode = open.joinCode;
+        if (!open) return;
+        const { joinCode } = open;
         const tryIt = h('button', { type: 'button', class: 'primary', id: 'join-public' }, `Join “${open.name}”`);
         tryIt.addEventListener('click', () => {
           code.value = joinCode;
