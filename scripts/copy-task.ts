@@ -26,6 +26,9 @@
  * - `--prev-bias X`: encoder head 0 starts as a previous-token head (relative bias +X).
  * - `--mimetic X` / `--mimetic-cross X`: mimetic initialisation of the encoder self-attention /
  *   decoder cross-attention queries and keys (W_q = W_k = X·orthonormal).
+ * - `--copy-attention W`: adds W × copy-attention supervision (src/model/t5/copy-attention.ts):
+ *   head 0 of the last decoder layer is told where in the passage each answer (and prefix) token
+ *   is. The printed loss is still the token loss alone, comparable with the other runs.
  * docs/PRETRAINING.md records what these showed.
  */
 import { parseArgs } from 'node:util';
@@ -33,7 +36,10 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../src/model/backend';
 import { installNodeWebGpu } from '../src/platform/node/webgpu';
 import { parseT5Config } from '../src/model/t5/config';
-import { fidLoss } from '../src/model/t5/fid';
+import { addPreviousTokenBias, ENCODER_RELATIVE_BIAS } from '../src/model/t5/previous-token-bias';
+import { fidForward, fidLoss } from '../src/model/t5/fid';
+import { allowedPositions, copyAttentionLoss } from '../src/model/t5/copy-attention';
+import { meanTokenCrossEntropy } from '../src/model/t5/loss';
 import { T5Model } from '../src/model/t5/model';
 import { tinyT5Weights } from '../src/model/tiny';
 import { ParameterStore } from '../src/model/params';
@@ -64,6 +70,7 @@ const { values: flags, positionals } = parseArgs({
     mimetic: { type: 'string', default: '0' },
     backend: { type: 'string', default: 'wasm' },
     'mimetic-cross': { type: 'string', default: '0' },
+    'copy-attention': { type: 'string', default: '0' },
   },
 });
 const [dModel = '64', lr = '3e-3', steps = '600', keyTokens = '3', mode] = positionals;
@@ -105,9 +112,8 @@ const store = new ParameterStore();
 for (const [n, t] of tinyT5Weights(cfg, 3, { initializerFactor: Number(flags['init-factor']) })) {
   // --final-norm scales the decoder's last RMS-norm weight, i.e. the logits' initial scale.
   const data = n === 'decoder.final_layer_norm.weight' ? t.data.map((v) => v * Number(flags['final-norm'])) : t.data;
-  // --prev-bias: encoder head 0 starts as a previous-token head (bucket 1 = key one position
-  // before the query, in T5's bidirectional bucketing; weight layout [buckets, heads]).
-  if (n === 'encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight') data[1 * cfg.num_heads + 0] += Number(flags['prev-bias']);
+  // --prev-bias: encoder head 0 starts as a previous-token head.
+  if (n === ENCODER_RELATIVE_BIAS) addPreviousTokenBias(data, cfg, 1, Number(flags['prev-bias']));
   // --mimetic X (encoder self-attention) / --mimetic-cross X (decoder cross-attention): mimetic
   // initialisation (Trockman & Kolter 2023): per head W_q = W_k = X·Qᵢ with Qᵢ orthonormal
   // columns, so W_q W_kᵀ ≈ X² × a projection, summed over heads ≈ X²·I: a position attends to
@@ -128,8 +134,12 @@ const opt = new AdamW({ lr: Number(lr), warmupSteps: 20 });
 const rng = new Rng(1);
 const targetLength = Q * ((PREFIX ? K : 0) + (flags.self ? 1 : N)) + 1;
 const anyToken: WordPieces = { startsWord: () => true, continuesWord: () => false, hasWordCharacters: () => true };
+const COPY_WEIGHT = Number(flags['copy-attention']);
+const rowLength = Q * (K + 1) + P + 2;
 function batch() {
   const ids: number[] = [], labels: number[] = [], passages: number[][][] = [];
+  // Per example and target position, the encoder position of the passage token it copies.
+  const sources: number[][][] = [];
   for (let b = 0; b < B; b++) {
     const passage = Array.from({ length: P }, () => 3 + rng.int(V - 3));
     passages.push([passage]);
@@ -142,28 +152,44 @@ function batch() {
     }
     for (const at of starts) ids.push(2, ...passage.slice(at, at + K));
     ids.push(2, ...passage, 1);
+    const passageStart = Q * (K + 1) + 1;
+    const perTarget: number[][] = [];
     for (const at of starts) {
       const answer = flags.self ? [passage[at]] : passage.slice(at + K, at + K + N);
       labels.push(...(PREFIX ? passage.slice(at, at + K) : []), ...answer);
+      if (PREFIX) for (let j = 0; j < K; j++) perTarget.push([passageStart + at + j]);
+      for (let j = 0; j < answer.length; j++) perTarget.push([passageStart + (flags.self ? at : at + K + j)]);
     }
+    perTarget.push([]); // EOS: not copied
+    sources.push(perTarget);
     labels.push(1);
   }
   const restrict = flags.restrict ? teacherForcedMask(new PassageSpanConstraint(passages, { eosId: 1, words: anyToken }), labels, B, targetLength, V) : null;
   return {
-    ids: tf.tensor2d(ids, [B, Q * (K + 1) + P + 2], 'int32'),
+    ids: tf.tensor2d(ids, [B, rowLength], 'int32'),
     labels: tf.tensor2d(labels, [B, targetLength], 'int32'),
     logitMask: restrict ? tf.tensor3d(restrict, [B, targetLength, V]) : undefined,
+    allowed: COPY_WEIGHT > 0 ? tf.tensor3d(allowedPositions(sources, targetLength, rowLength), [B, targetLength, rowLength]) : undefined,
   };
 }
 const t0 = Date.now();
 for (let s = 1; s <= Number(steps); s++) {
-  const { ids, labels, logitMask } = batch();
+  const { ids, labels, logitMask, allowed } = batch();
   const mask = tf.onesLike(ids);
-  const { value, grads } = tf.variableGrads(() => fidLoss(model, ids, mask, 1, labels, logitMask), [...vars.values()]);
+  let tokenLoss: tf.Scalar | null = null;
+  let copyLoss: tf.Scalar | null = null;
+  const { value, grads } = tf.variableGrads(() => {
+    if (!allowed) return fidLoss(model, ids, mask, 1, labels, logitMask);
+    const out = fidForward(model, ids, mask, 1, labels, { crossAttentions: true });
+    tokenLoss = tf.keep(logitMask ? meanTokenCrossEntropy(tf.add(out.logits, logitMask), labels) : out.loss);
+    copyLoss = tf.keep(copyAttentionLoss(out.crossAttentions!.at(-1)!, allowed, 0));
+    return tf.add(tokenLoss, tf.mul(copyLoss, COPY_WEIGHT)) as tf.Scalar;
+  }, [...vars.values()]);
   const named = new Map<string, tf.Tensor>();
   for (const [n, v] of vars) if (grads[v.name]) named.set(n, grads[v.name]);
   await opt.apply(vars, named);
-  const loss = (await value.data())[0];
-  tf.dispose([value, ...Object.values(grads), ids, labels, mask, ...(logitMask ? [logitMask] : [])]);
-  if (s % Number(flags['log-every']) === 0) console.log(`step ${s} loss ${loss.toFixed(3)} (${((Date.now() - t0) / 1000).toFixed(0)}s)`);
+  const loss = (await (tokenLoss ?? value).data())[0];
+  const copy = copyLoss ? ` copy-attention ${(await (copyLoss as tf.Scalar).data())[0].toFixed(3)}` : '';
+  tf.dispose([value, ...Object.values(grads), ids, labels, mask, ...(logitMask ? [logitMask] : []), ...(allowed ? [allowed] : []), ...(tokenLoss ? [tokenLoss] : []), ...(copyLoss ? [copyLoss] : [])]);
+  if (s % Number(flags['log-every']) === 0) console.log(`step ${s} loss ${loss.toFixed(3)}${copy} (${((Date.now() - t0) / 1000).toFixed(0)}s)`);
 }

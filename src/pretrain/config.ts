@@ -62,6 +62,22 @@ export interface PretrainConfig {
    * window, made from a passage) against the step's source passages, in-batch negatives. 0: off.
    */
   readonly ictWeight: number;
+  /**
+   * Weight of copy-attention supervision (src/model/t5/copy-attention.ts): head
+   * `copyAttentionHead` of the reader's last decoder layer is trained to attend, at each target
+   * token, to where the passages hold that token (src/pretrain/copy-alignment.ts), so the reader
+   * learns to locate answers without first discovering the lookup from the token loss. 0: off.
+   */
+  readonly copyAttentionWeight: number;
+  readonly copyAttentionHead: number;
+  /**
+   * A fresh or continued run (not a resumed one) first adds `previousTokenBias` to the encoder's
+   * relative position bias of heads 0 … previousTokenHeads−1 for the key 1 … n positions back
+   * (src/model/t5/previous-token-bias.ts): with copy-attention supervision, the prior under
+   * which locating answers is learnt quickly. 0 heads: weights as initialised or loaded.
+   */
+  readonly previousTokenHeads: number;
+  readonly previousTokenBias: number;
   /** Re-embed every passage with the (still training) encoder after this many steps. */
   readonly reindexEvery: number;
   readonly indexMaxLength: number;
@@ -94,6 +110,10 @@ export const DEFAULT_PRETRAIN_CONFIG: PretrainConfig = {
   contrastiveWeight: 1,
   pdistWeight: 1,
   ictWeight: 0,
+  copyAttentionWeight: 0,
+  copyAttentionHead: 0,
+  previousTokenHeads: 0,
+  previousTokenBias: 5,
   reindexEvery: 200,
   indexMaxLength: 160,
   checkpointEveryMinutes: 3,
@@ -125,6 +145,9 @@ export function parsePretrainConfig(json: unknown): PretrainConfig {
   const c = merge(DEFAULT_PRETRAIN_CONFIG as unknown as Obj, json as Obj, '') as unknown as PretrainConfig;
   for (const k of ['steps', 'readerBatch', 'passagesPerQuestion', 'contrastiveBatch', 'reindexEvery', 'readerMaxLength', 'targetMaxLength', 'queryMaxLength', 'cropMaxLength', 'indexMaxLength'] as const) {
     if (!Number.isInteger(c[k]) || c[k] <= 0) throw new Error(`pretrain config: "${k}" must be a positive integer, got ${c[k]}`);
+  }
+  if (!Number.isInteger(c.copyAttentionHead) || c.copyAttentionHead >= c.reader.num_heads) {
+    throw new Error(`pretrain config: "copyAttentionHead" must be one of the reader's ${c.reader.num_heads} heads (0 … ${c.reader.num_heads - 1}), got ${c.copyAttentionHead}`);
   }
   if (c.readerWeight === 0 && c.contrastiveWeight === 0 && c.ictWeight === 0) {
     throw new Error('pretrain config: every objective weight is 0 (readerWeight, contrastiveWeight, ictWeight): nothing would train');

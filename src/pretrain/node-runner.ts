@@ -114,8 +114,8 @@ export async function runPretraining(config: PretrainConfig, options: TrainOptio
     let lastCheckpoint = start;
     const firstStep = trainer.step;
     const end = Math.min(config.steps, options.stopAtStep ?? Infinity);
-    const objectives = ['reader', 'contrastive', 'pdist', 'ict'] as const;
-    const sums = { reader: 0, contrastive: 0, pdist: 0, ict: 0 };
+    const objectives = ['reader', 'contrastive', 'pdist', 'ict', 'copy'] as const;
+    const sums = { reader: 0, contrastive: 0, pdist: 0, ict: 0, copy: 0 };
     let n = 0;
     while (trainer.step < end) {
       const l = await trainer.trainStep();

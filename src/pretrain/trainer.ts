@@ -24,6 +24,9 @@ import { ParameterStore } from '../model/params';
 import { parseSafetensors, readTensor, writeSafetensors, type TensorToWrite } from '../model/safetensors';
 import { parseT5Config, t5ParameterShapes, type T5Config } from '../model/t5/config';
 import { fidEncode } from '../model/t5/fid';
+import { allowedPositions, copyAttentionLoss } from '../model/t5/copy-attention';
+import { copyAlignment } from './copy-alignment';
+import { addPreviousTokenBias, ENCODER_RELATIVE_BIAS } from '../model/t5/previous-token-bias';
 import { IGNORE_INDEX, meanTokenCrossEntropy, sequenceCrossEntropy } from '../model/t5/loss';
 import { T5Model } from '../model/t5/model';
 import { tinyBertWeights, tinyT5Weights, type TinyWeights } from '../model/tiny';
@@ -42,6 +45,8 @@ export interface StepLosses {
   readonly pdist: number;
   /** Inverse-cloze contrastive loss (query → its source passage). NaN when an objective is off. */
   readonly ict: number;
+  /** Copy-attention supervision loss. NaN when off. */
+  readonly copy: number;
   readonly lr: number;
 }
 
@@ -132,10 +137,28 @@ export function spanWindow(passageIds: readonly number[], anchor: readonly numbe
   return passageIds.slice(start, start + size);
 }
 
+interface ReaderInputs {
+  readonly ids: tf.Tensor2D;
+  readonly mask: tf.Tensor2D;
+  readonly labels: tf.Tensor2D;
+  /** [B, T, k·L] copy alignments of each target token (only with copyAttentionWeight > 0). */
+  readonly copyAllowed?: tf.Tensor3D;
+}
+
 function storeOf(weights: TinyWeights): ParameterStore {
   const store = new ParameterStore();
   for (const [name, t] of weights) store.set(name, tf.tensor(t.data, t.shape, 'float32'));
   return store;
+}
+
+/** The reader's store with the config's previous-token prior added (a no-op with 0 heads). */
+function withPreviousTokenBias(reader: ParameterStore, t5: T5Config, config: PretrainConfig): ParameterStore {
+  if (config.previousTokenHeads === 0) return reader;
+  const current = reader.get(ENCODER_RELATIVE_BIAS);
+  const values = Float32Array.from(current.dataSync());
+  addPreviousTokenBias(values, t5, config.previousTokenHeads, config.previousTokenBias);
+  reader.set(ENCODER_RELATIVE_BIAS, tf.tensor(values, current.shape, 'float32'));
+  return reader;
 }
 
 function seedFor(seed: number, stream: number, epoch: number): number {
@@ -202,9 +225,9 @@ export class Pretrainer {
           if (!store.has(name) || !tf.util.arraysEqual(store.get(name).shape, shape)) throw new Error(`initial ${what} weights do not fit the config: "${name}" should be [${shape}]`);
         }
       }
-      return new Pretrainer(config, data, initial.reader, initial.retriever);
+      return new Pretrainer(config, data, withPreviousTokenBias(initial.reader, t5, config), initial.retriever);
     }
-    return new Pretrainer(config, data, storeOf(tinyT5Weights(t5, config.seed)), storeOf(tinyBertWeights(bert, config.seed + 1)));
+    return new Pretrainer(config, data, withPreviousTokenBias(storeOf(tinyT5Weights(t5, config.seed)), t5, config), storeOf(tinyBertWeights(bert, config.seed + 1)));
   }
 
   /** Continues a run from `saveCheckpoint` output; the next step is the one that would have followed. */
@@ -332,13 +355,15 @@ export class Pretrainer {
     });
   }
 
-  private readerInputs(examples: readonly PreparedExample[], retrieved: readonly number[][]): { ids: tf.Tensor2D; mask: tf.Tensor2D; labels: tf.Tensor2D } {
+  private readerInputs(examples: readonly PreparedExample[], retrieved: readonly number[][]): ReaderInputs {
     const { readerMaxLength: L, targetMaxLength: T, passagesPerQuestion: k } = this.config;
     const { readerPad, readerEos } = this.data.special;
     const ids = new Int32Array(examples.length * k * L).fill(readerPad);
     const mask = new Int32Array(examples.length * k * L);
     const labels = new Int32Array(examples.length * T).fill(IGNORE_INDEX);
+    const alignments: number[][][] = [];
     examples.forEach((ex, b) => {
+      const rows: number[][] = [];
       retrieved[b].forEach((p, j) => {
         const source = p === ex.passage && this.config.readerPassageWindow > 0;
         const passageIds = source && ex.kind === 'cloze' ? answerWindow(this.data.passages[p].readerIds, ex.target, this.config.readerPassageWindow, this.rng)
@@ -348,14 +373,20 @@ export class Pretrainer {
         row.push(readerEos);
         ids.set(row, (b * k + j) * L);
         mask.fill(1, (b * k + j) * L, (b * k + j) * L + row.length);
+        rows.push(row);
       });
       const target = ex.target.length > T ? [...ex.target.slice(0, T - 1), readerEos] : ex.target;
       labels.set(target, b * T);
+      if (this.config.copyAttentionWeight > 0) {
+        const queryLength = Math.min(ex.readerQuery.length, L - 1);
+        alignments.push(copyAlignment(target, rows.map((r) => ({ ids: r, passageStart: queryLength, passageEnd: r.length - 1 })), ex.readerQuery, L));
+      }
     });
     return {
       ids: tf.tensor2d(ids, [examples.length * k, L], 'int32'),
       mask: tf.tensor2d(mask, [examples.length * k, L], 'int32'),
       labels: tf.tensor2d(labels, [examples.length, T], 'int32'),
+      copyAllowed: this.config.copyAttentionWeight > 0 ? tf.tensor3d(allowedPositions(alignments, T, k * L), [examples.length, T, k * L]) : undefined,
     };
   }
 
@@ -404,11 +435,11 @@ export class Pretrainer {
       owned.push(b.inputIds, b.attentionMask);
       return b;
     };
-    let reader: { inputs: { ids: tf.Tensor2D; mask: tf.Tensor2D; labels: tf.Tensor2D }; passageLoss?: tf.Tensor2D; passageEmb?: tf.Tensor3D } | null = null;
+    let reader: { inputs: ReaderInputs; passageLoss?: tf.Tensor2D; passageEmb?: tf.Tensor3D } | null = null;
     if (useReader) {
       const retrieved = await this.retrieve(examples);
       const inputs = this.readerInputs(examples, retrieved);
-      owned.push(inputs.ids, inputs.mask, inputs.labels);
+      owned.push(inputs.ids, inputs.mask, inputs.labels, ...(inputs.copyAllowed ? [inputs.copyAllowed] : []));
       reader = { inputs };
       if (usePdist) {
         reader.passageLoss = keep(this.perPassageLoss(inputs.ids, inputs.mask, inputs.labels));
@@ -424,7 +455,7 @@ export class Pretrainer {
     const batchB = useContrastive ? bertBatch(cropsB, cropLen) : null;
     const bert = paramsFromStore(this.retrieverParams);
 
-    let parts: { reader?: tf.Scalar; contrastive?: tf.Scalar; pdist?: tf.Scalar; ict?: tf.Scalar } = {};
+    let parts: { reader?: tf.Scalar; contrastive?: tf.Scalar; pdist?: tf.Scalar; ict?: tf.Scalar; copy?: tf.Scalar } = {};
     let keys: tf.Tensor2D | null = null;
     const varList = [...this.trainable].filter(([name]) => (name.startsWith('reader.') ? useReader : this.retrieverTrains)).map(([, v]) => v);
     const { value, grads } = tf.variableGrads(() => {
@@ -433,9 +464,13 @@ export class Pretrainer {
       if (reader) {
         const { inputs } = reader;
         const fused = fidEncode(this.reader, inputs.ids, inputs.mask, config.passagesPerQuestion);
-        const { hidden } = this.reader.decode(this.reader.decoderInputs(inputs.labels), fused.hidden, fused.mask);
+        const { hidden, crossAttentions } = this.reader.decode(this.reader.decoderInputs(inputs.labels), fused.hidden, fused.mask, { crossAttentions: !!inputs.copyAllowed });
         parts.reader = tf.keep(meanTokenCrossEntropy(this.reader.logits(hidden), inputs.labels));
         terms.push(tf.mul(parts.reader, config.readerWeight));
+        if (inputs.copyAllowed) {
+          parts.copy = tf.keep(copyAttentionLoss(crossAttentions!.at(-1)!, inputs.copyAllowed, config.copyAttentionHead));
+          terms.push(tf.mul(parts.copy, config.copyAttentionWeight));
+        }
         if (usePdist) {
           parts.pdist = tf.keep(perplexityDistillationLoss(q!, reader.passageEmb!, reader.passageLoss!));
           terms.push(tf.mul(parts.pdist, config.pdistWeight));
@@ -461,7 +496,7 @@ export class Pretrainer {
     for (const [name, v] of this.trainable) if (grads[v.name]) named.set(name, grads[v.name]);
     const report = await this.optimizer.apply(this.trainable, named);
     const valueOf = async (t?: tf.Scalar) => (t ? (await t.data())[0] : NaN);
-    const losses = { reader: await valueOf(parts.reader), contrastive: await valueOf(parts.contrastive), pdist: await valueOf(parts.pdist), ict: await valueOf(parts.ict) };
+    const losses = { reader: await valueOf(parts.reader), contrastive: await valueOf(parts.contrastive), pdist: await valueOf(parts.pdist), ict: await valueOf(parts.ict), copy: await valueOf(parts.copy) };
 
     if (keys) {
       // Newest keys first; the oldest fall off the end of the queue.

@@ -11,6 +11,12 @@ describe('pretraining recipes', () => {
     for (const f of files) expect(() => parsePretrainConfig(JSON.parse(readFileSync(new URL(f, DIR), 'utf8'))), f).not.toThrow();
   });
 
+  it('refuses a copy-attention head the reader does not have', () => {
+    expect(() => parsePretrainConfig({ copyAttentionWeight: 1, copyAttentionHead: 6 })).toThrow(/copyAttentionHead/);
+    expect(() => parsePretrainConfig({ copyAttentionWeight: 1, copyAttentionHead: 1.5 })).toThrow(/copyAttentionHead/);
+    expect(parsePretrainConfig({ copyAttentionWeight: 1, copyAttentionHead: 5 }).copyAttentionHead).toBe(5);
+  });
+
   it('refuses an unknown field and a wrongly typed one, naming it', () => {
     expect(() => parsePretrainConfig({ mlmWithSorce: true })).toThrow(/unknown field "mlmWithSorce"/);
     expect(() => parsePretrainConfig({ mlmWithSource: 'yes' })).toThrow(/"mlmWithSource" must be a boolean/);

@@ -166,6 +166,28 @@ describe('Pretrainer', () => {
     }
   }, 60_000);
 
+  it('with copy-attention supervision and previous-token heads, the copy loss is reported and falls with the reader loss', async () => {
+    const phase = parsePretrainConfig({ ...config, pdistWeight: 0, contrastiveWeight: 0, copyAttentionWeight: 1, previousTokenHeads: 2 });
+    const plain = Pretrainer.create(parsePretrainConfig({ ...config, pdistWeight: 0, contrastiveWeight: 0 }), data);
+    const trainer = Pretrainer.create(phase, data);
+    try {
+      // The prior is in the initial weights: heads 0 and 1 favour the keys 1 and 2 positions back.
+      const bias = (name: string, p: Pretrainer) => p.readerParams.get(name).dataSync();
+      const name = 'encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight';
+      const heads = trainer.readerConfig.num_heads;
+      expect(bias(name, trainer)[1 * heads + 0] - bias(name, plain)[1 * heads + 0]).toBeCloseTo(5, 5);
+      expect(bias(name, trainer)[2 * heads + 1] - bias(name, plain)[2 * heads + 1]).toBeCloseTo(5, 5);
+      const losses = [];
+      for (let i = 0; i < 24; i++) losses.push(await trainer.trainStep());
+      for (const l of losses) expect(Number.isFinite(l.copy) && l.copy >= 0).toBe(true);
+      expect(mean(losses.slice(-4).map((l) => l.copy))).toBeLessThan(mean(losses.slice(0, 4).map((l) => l.copy)));
+      expect(mean(losses.slice(-4).map((l) => l.reader))).toBeLessThan(0.8 * mean(losses.slice(0, 4).map((l) => l.reader)));
+    } finally {
+      trainer.dispose();
+      plain.dispose();
+    }
+  }, 60_000);
+
   it('refuses a config whose every objective weight is 0', () => {
     expect(() => parsePretrainConfig({ ...config, readerWeight: 0, pdistWeight: 1, contrastiveWeight: 0, ictWeight: 0 })).toThrow(/every objective weight is 0/);
   });
