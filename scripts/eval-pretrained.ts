@@ -1,6 +1,7 @@
 /**
  * npx tsx scripts/eval-pretrained.ts [--models public/models/demo] [--crab results/cache/crab-mini]
  *                                    [--backend wasm] [--k 4] [--limit N] [--out docs/pretrain-eval.json]
+ *                                    [--gold-only] [--cloze N]
  *
  * Quality of the pretrained checkpoints on CRAB-mini DEV questions (built by `npm run crab:data`):
  * - retriever recall@1/5/20 of a relevant passage over all CRAB-mini passages, for the pretrained
@@ -8,12 +9,17 @@
  * - reader EM/F1 with the gold (first relevant) passage, and with the top-k retrieved passages,
  *   each with free generation and with extractive decoding (answers restricted to whole-word
  *   spans of the passages, src/corag/extractive.ts).
- * Prints a markdown table and writes the numbers as JSON.
+ * Prints a markdown table and writes the numbers as JSON. `--gold-only`: the reader with the gold
+ * passage alone (no retrieval), a quick check of a reader checkpoint while it trains. `--cloze N`:
+ * also N cloze questions (src/pretrain/examples.ts, the pretraining task: a sentence with a name,
+ * number or date replaced by a question word) made from those gold passages — in-distribution for
+ * the pretrained reader (its corpus holds these passages), so it shows whether it copies at all.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { exactMatch, f1Score } from '../src/crab/metrics';
+import { clozeExamples } from '../src/pretrain/examples';
 import { Bm25Index } from '../src/retrieval/bm25';
 import { passageSpanConstraint } from '../src/corag/extractive';
 import { cleanAnswer } from '../src/corag/reader';
@@ -40,6 +46,8 @@ const crabDir = opt('crab', 'results/cache/crab-mini');
 const k = Number(opt('k', '4'));
 const limit = Number(opt('limit', '1000000'));
 const outPath = opt('out', 'docs/pretrain-eval.json');
+const goldOnly = argv.includes('--gold-only');
+const clozeCount = Number(opt('cloze', '0'));
 const backend = await initBackend(parseBackendName(opt('backend', 'wasm')));
 const started = Date.now();
 const progress = (what: string) => console.log(`[${((Date.now() - started) / 1000).toFixed(0)}s] ${what}`);
@@ -54,42 +62,47 @@ console.log(`backend ${backend.name}; ${passages.length} passages, ${dev.length}
 
 const recallAt = (ranked: number[][], ks: number[]) => Object.fromEntries(ks.map((n) => [`R@${n}`, ranked.filter((r, q) => r.slice(0, n).some((p) => dev[q].relevant.includes(passages[p].id))).length / dev.length]));
 
-// BM25 over title + text (the CRAB categoriser's index text).
-const bm25 = new Bm25Index(passages.map((p) => ({ id: p.id, text: `${p.title}\n${p.text}` })));
-const bm25Ranked = dev.map((q) => bm25.search(q.question, 20).map((h) => h.index));
+async function rankings() {
+  // BM25 over title + text (the CRAB categoriser's index text).
+  const bm25 = new Bm25Index(passages.map((p) => ({ id: p.id, text: `${p.title}\n${p.text}` })));
+  const bm25Ranked = dev.map((q) => bm25.search(q.question, 20).map((h) => h.index));
 
-async function denseRanking(config: BertConfig, store: ParameterStore, tok: TextTokenizer): Promise<number[][]> {
-  const params = paramsFromStore(store);
-  const embed = (texts: string[], maxLength: number) => {
-    const batch = padTokenBatch(texts.map((t) => tok.encode(t, { maxLength })), config.pad_token_id);
-    const e = contrieverEmbed(config, params, batch);
-    tf.dispose([batch.inputIds, batch.attentionMask]);
-    return e;
-  };
-  const parts: tf.Tensor2D[] = [];
-  for (let i = 0; i < passages.length; i += 64) parts.push(embed(passages.slice(i, i + 64).map((p) => `${p.title} ${p.text}`), 160));
-  const index = tf.concat(parts, 0);
-  tf.dispose(parts);
-  const ranked: number[][] = [];
-  for (let i = 0; i < dev.length; i += 64) {
-    const q = embed(dev.slice(i, i + 64).map((d) => d.question), 64);
-    const top = tf.tidy(() => tf.topk(tf.matMul(q, index, false, true), 20).indices);
-    const ids = (await top.array()) as number[][];
-    ranked.push(...ids);
-    tf.dispose([q, top]);
+  async function denseRanking(config: BertConfig, store: ParameterStore, tok: TextTokenizer): Promise<number[][]> {
+    const params = paramsFromStore(store);
+    const embed = (texts: string[], maxLength: number) => {
+      const batch = padTokenBatch(texts.map((t) => tok.encode(t, { maxLength })), config.pad_token_id);
+      const e = contrieverEmbed(config, params, batch);
+      tf.dispose([batch.inputIds, batch.attentionMask]);
+      return e;
+    };
+    const parts: tf.Tensor2D[] = [];
+    for (let i = 0; i < passages.length; i += 64) parts.push(embed(passages.slice(i, i + 64).map((p) => `${p.title} ${p.text}`), 160));
+    const index = tf.concat(parts, 0);
+    tf.dispose(parts);
+    const ranked: number[][] = [];
+    for (let i = 0; i < dev.length; i += 64) {
+      const q = embed(dev.slice(i, i + 64).map((d) => d.question), 64);
+      const top = tf.tidy(() => tf.topk(tf.matMul(q, index, false, true), 20).indices);
+      const ids = (await top.array()) as number[][];
+      ranked.push(...ids);
+      tf.dispose([q, top]);
+    }
+    index.dispose();
+    return ranked;
   }
-  index.dispose();
-  return ranked;
+
+  progress('BM25 ranked');
+  const retriever = await loadBertCheckpoint(folderModelSource(join(modelsDir, 'retriever')));
+  const pretrainedRanked = await denseRanking(retriever.config, retriever.params, retriever.tokenizer!);
+  retriever.params.dispose();
+  progress('pretrained retriever ranked');
+  const untrained = new ParameterStore([...tinyBertWeights(retriever.config, 1235)].map(([n, t]) => [n, tf.tensor(t.data, t.shape, 'float32')] as [string, tf.Tensor]));
+  const untrainedRanked = await denseRanking(retriever.config, untrained, retriever.tokenizer!);
+  untrained.dispose();
+  progress('untrained retriever ranked');
+  return { bm25Ranked, pretrainedRanked, untrainedRanked };
 }
 
-progress('BM25 ranked');
-const retriever = await loadBertCheckpoint(folderModelSource(join(modelsDir, 'retriever')));
-const pretrainedRanked = await denseRanking(retriever.config, retriever.params, retriever.tokenizer!);
-progress('pretrained retriever ranked');
-const untrained = new ParameterStore([...tinyBertWeights(retriever.config, 1235)].map(([n, t]) => [n, tf.tensor(t.data, t.shape, 'float32')] as [string, tf.Tensor]));
-const untrainedRanked = await denseRanking(retriever.config, untrained, retriever.tokenizer!);
-untrained.dispose();
-progress('untrained retriever ranked');
 
 const reader = await loadT5Checkpoint(folderModelSource(join(modelsDir, 'reader')));
 const model = new T5Model(reader.config, reader.params);
@@ -118,32 +131,65 @@ const score = async (contexts: (q: Qa, i: number) => Passage[], extractive = fal
   return { EM: em / dev.length, F1: f1 / dev.length, examples };
 };
 const goldContext = (q: Qa) => [passages[byId.get(q.relevant[0])!]];
-const retrievedContext = (_: Qa, i: number) => pretrainedRanked[i].slice(0, k).map((p) => passages[p]);
 const gold = await score(goldContext);
 const goldExtractive = await score(goldContext, true);
 progress('reader with gold passages done');
-const retrieved = await score(retrievedContext);
-const retrievedExtractive = await score(retrievedContext, true);
-
-const ks = [1, 5, 20];
-const results = {
-  backend: backend.name,
-  models: modelsDir,
-  devQuestions: dev.length,
-  passages: passages.length,
-  retrieval: { pretrained: recallAt(pretrainedRanked, ks), untrained: recallAt(untrainedRanked, ks), bm25: recallAt(bm25Ranked, ks) },
-  reader: { goldPassage: gold, retrieved: { k, ...retrieved } },
-  readerExtractive: { goldPassage: goldExtractive, retrieved: { k, ...retrievedExtractive } },
-};
+// Cloze questions from the dev questions' gold passages: one per passage, the first candidate.
+const cloze = await (async () => {
+  if (clozeCount <= 0) return undefined;
+  let em = 0;
+  let f1 = 0;
+  let n = 0;
+  const examples: { question: string; prediction: string; answers: string[] }[] = [];
+  for (const q of dev) {
+    if (n >= clozeCount) break;
+    const passage = passages[byId.get(q.relevant[0])!];
+    const c = clozeExamples(passage.text)[0];
+    if (!c) continue;
+    const prediction = await answer(c.question, [passage], false);
+    em += exactMatch(prediction, [c.answer]);
+    f1 += f1Score(prediction, [c.answer]);
+    n++;
+    if (examples.length < 8) examples.push({ question: c.question, prediction, answers: [c.answer] });
+  }
+  progress('cloze questions done');
+  return { questions: n, EM: em / Math.max(n, 1), F1: f1 / Math.max(n, 1), examples };
+})();
 const pct = (x: number) => (100 * x).toFixed(1);
-console.log('\n| retriever | R@1 | R@5 | R@20 |\n| --- | --- | --- | --- |');
-for (const [name, r] of Object.entries(results.retrieval)) console.log(`| ${name} | ${ks.map((n) => pct(r[`R@${n}`])).join(' | ')} |`);
-console.log(`\n| reader input | EM | F1 |\n| --- | --- | --- |\n| gold passage | ${pct(gold.EM)} | ${pct(gold.F1)} |\n| top-${k} retrieved (pretrained retriever) | ${pct(retrieved.EM)} | ${pct(retrieved.F1)} |`);
-console.log(`| gold passage, extractive decoding | ${pct(goldExtractive.EM)} | ${pct(goldExtractive.F1)} |\n| top-${k} retrieved, extractive decoding | ${pct(retrievedExtractive.EM)} | ${pct(retrievedExtractive.F1)} |`);
-for (const [what, r] of [['free', gold], ['extractive', goldExtractive]] as const) {
-  console.log(`gold passage, ${what} decoding:`);
-  for (const e of r.examples.slice(0, 5)) console.log(`  Q: ${e.question}  ->  "${e.prediction}"  (gold: ${e.answers[0]})`);
+const printExamples = () => {
+  if (cloze) {
+    console.log(`cloze questions from the gold passages (${cloze.questions}): EM ${pct(cloze.EM)}, F1 ${pct(cloze.F1)}`);
+    for (const e of cloze.examples.slice(0, 5)) console.log(`  Q: ${e.question}  ->  "${e.prediction}"  (answer: ${e.answers[0]})`);
+  }
+  for (const [what, r] of [['free', gold], ['extractive', goldExtractive]] as const) {
+    console.log(`gold passage, ${what} decoding:`);
+    for (const e of r.examples.slice(0, 5)) console.log(`  Q: ${e.question}  ->  "${e.prediction}"  (gold: ${e.answers[0]})`);
+  }
+};
+if (goldOnly) {
+  console.log(`\n| reader input | EM | F1 |\n| --- | --- | --- |\n| gold passage | ${pct(gold.EM)} | ${pct(gold.F1)} |\n| gold passage, extractive decoding | ${pct(goldExtractive.EM)} | ${pct(goldExtractive.F1)} |`);
+  printExamples();
+  writeFileSync(outPath, JSON.stringify({ backend: backend.name, models: modelsDir, devQuestions: dev.length, reader: { goldPassage: gold, cloze }, readerExtractive: { goldPassage: goldExtractive } }, null, 2) + '\n');
+} else {
+  const { bm25Ranked, pretrainedRanked, untrainedRanked } = await rankings();
+  const retrievedContext = (_: Qa, i: number) => pretrainedRanked[i].slice(0, k).map((p) => passages[p]);
+  const retrieved = await score(retrievedContext);
+  const retrievedExtractive = await score(retrievedContext, true);
+  const ks = [1, 5, 20];
+  const results = {
+    backend: backend.name,
+    models: modelsDir,
+    devQuestions: dev.length,
+    passages: passages.length,
+    retrieval: { pretrained: recallAt(pretrainedRanked, ks), untrained: recallAt(untrainedRanked, ks), bm25: recallAt(bm25Ranked, ks) },
+    reader: { goldPassage: gold, retrieved: { k, ...retrieved }, cloze },
+    readerExtractive: { goldPassage: goldExtractive, retrieved: { k, ...retrievedExtractive } },
+  };
+  console.log('\n| retriever | R@1 | R@5 | R@20 |\n| --- | --- | --- | --- |');
+  for (const [name, r] of Object.entries(results.retrieval)) console.log(`| ${name} | ${ks.map((n) => pct(r[`R@${n}`])).join(' | ')} |`);
+  console.log(`\n| reader input | EM | F1 |\n| --- | --- | --- |\n| gold passage | ${pct(gold.EM)} | ${pct(gold.F1)} |\n| top-${k} retrieved (pretrained retriever) | ${pct(retrieved.EM)} | ${pct(retrieved.F1)} |`);
+  console.log(`| gold passage, extractive decoding | ${pct(goldExtractive.EM)} | ${pct(goldExtractive.F1)} |\n| top-${k} retrieved, extractive decoding | ${pct(retrievedExtractive.EM)} | ${pct(retrievedExtractive.F1)} |`);
+  printExamples();
+  writeFileSync(outPath, JSON.stringify(results, null, 2) + '\n');
 }
-writeFileSync(outPath, JSON.stringify(results, null, 2) + '\n');
 reader.params.dispose();
-retriever.params.dispose();

@@ -70,6 +70,8 @@ export interface PretrainConfig {
    */
   readonly copyAttentionWeight: number;
   readonly copyAttentionHead: number;
+  /** How many heads, from copyAttentionHead on, are supervised (all alike; the loss is their mean). */
+  readonly copyAttentionHeads: number;
   /**
    * A fresh or continued run (not a resumed one) first adds `previousTokenBias` to the encoder's
    * relative position bias of heads 0 … previousTokenHeads−1 for the key 1 … n positions back
@@ -112,6 +114,7 @@ export const DEFAULT_PRETRAIN_CONFIG: PretrainConfig = {
   ictWeight: 0,
   copyAttentionWeight: 0,
   copyAttentionHead: 0,
+  copyAttentionHeads: 1,
   previousTokenHeads: 0,
   previousTokenBias: 5,
   reindexEvery: 200,
@@ -148,6 +151,9 @@ export function parsePretrainConfig(json: unknown): PretrainConfig {
   }
   if (!Number.isInteger(c.copyAttentionHead) || c.copyAttentionHead >= c.reader.num_heads) {
     throw new Error(`pretrain config: "copyAttentionHead" must be one of the reader's ${c.reader.num_heads} heads (0 … ${c.reader.num_heads - 1}), got ${c.copyAttentionHead}`);
+  }
+  if (!Number.isInteger(c.copyAttentionHeads) || c.copyAttentionHeads < 1 || c.copyAttentionHead + c.copyAttentionHeads > c.reader.num_heads) {
+    throw new Error(`pretrain config: "copyAttentionHeads" must be 1 … ${c.reader.num_heads - c.copyAttentionHead} (heads from copyAttentionHead on), got ${c.copyAttentionHeads}`);
   }
   if (c.readerWeight === 0 && c.contrastiveWeight === 0 && c.ictWeight === 0) {
     throw new Error('pretrain config: every objective weight is 0 (readerWeight, contrastiveWeight, ictWeight): nothing would train');

@@ -468,7 +468,7 @@ export class Pretrainer {
         parts.reader = tf.keep(meanTokenCrossEntropy(this.reader.logits(hidden), inputs.labels));
         terms.push(tf.mul(parts.reader, config.readerWeight));
         if (inputs.copyAllowed) {
-          parts.copy = tf.keep(copyAttentionLoss(crossAttentions!.at(-1)!, inputs.copyAllowed, config.copyAttentionHead));
+          parts.copy = tf.keep(copyAttentionLoss(crossAttentions!.at(-1)!, inputs.copyAllowed, config.copyAttentionHead, config.copyAttentionHeads));
           terms.push(tf.mul(parts.copy, config.copyAttentionWeight));
         }
         if (usePdist) {

@@ -16,24 +16,26 @@ import * as tf from '@tensorflow/tfjs-core';
 const EPSILON = 1e-9;
 
 /**
- * Mean over supervised target positions of −log(attention mass that `head` puts on the allowed
- * source positions). `probs` [B, heads, T, S] are one decoder layer's cross-attention
+ * Mean over supervised target positions (and over the `heads` heads from `head` on) of −log(the
+ * attention mass a head puts on the allowed source positions). `probs` [B, heads, T, S] are one decoder layer's cross-attention
  * probabilities; `allowed` [B, T, S] is 1 at the encoder positions that hold target token t (any
  * of them counts), 0 elsewhere; target positions with no allowed position are not supervised.
  * Returns 0 when nothing in the batch is supervised.
  */
-export function copyAttentionLoss(probs: tf.Tensor4D, allowed: tf.Tensor3D, head: number): tf.Scalar {
-  const [batch, heads, targets, sources] = probs.shape;
-  if (!Number.isInteger(head) || head < 0 || head >= heads) throw new Error(`copyAttentionLoss: head ${head} is not one of the ${heads} heads`);
+export function copyAttentionLoss(probs: tf.Tensor4D, allowed: tf.Tensor3D, head: number, heads = 1): tf.Scalar {
+  const [batch, numHeads, targets, sources] = probs.shape;
+  if (!Number.isInteger(head) || !Number.isInteger(heads) || head < 0 || heads < 1 || head + heads > numHeads) {
+    throw new Error(`copyAttentionLoss: heads ${head} … ${head + heads - 1} are not among the ${numHeads} heads`);
+  }
   if (!tf.util.arraysEqual(allowed.shape, [batch, targets, sources])) {
     throw new Error(`copyAttentionLoss: allowed positions are [${allowed.shape}], expected [${[batch, targets, sources]}]`);
   }
   return tf.tidy(() => {
-    const headProbs = tf.squeeze(tf.slice(probs, [0, head, 0, 0], [batch, 1, targets, sources]), [1]); // [B, T, S]
-    const mass = tf.sum(tf.mul(headProbs, allowed), -1); // [B, T]
-    const supervised = tf.cast(tf.greater(tf.sum(allowed, -1), 0), 'float32');
-    const nll = tf.mul(tf.neg(tf.log(tf.add(mass, EPSILON))), supervised);
-    return tf.div(tf.sum(nll), tf.maximum(tf.sum(supervised), 1)) as tf.Scalar;
+    const headProbs = tf.slice(probs, [0, head, 0, 0], [batch, heads, targets, sources]); // [B, h, T, S]
+    const mass = tf.sum(tf.mul(headProbs, tf.expandDims(allowed, 1)), -1); // [B, h, T]
+    const supervised = tf.cast(tf.greater(tf.sum(allowed, -1), 0), 'float32'); // [B, T]
+    const nll = tf.mul(tf.neg(tf.log(tf.add(mass, EPSILON))), tf.expandDims(supervised, 1));
+    return tf.div(tf.sum(nll), tf.mul(tf.maximum(tf.sum(supervised), 1), heads)) as tf.Scalar;
   });
 }
 

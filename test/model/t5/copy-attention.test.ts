@@ -28,6 +28,14 @@ describe('copyAttentionLoss', () => {
     tf.dispose([probs, allowed, loss]);
   });
 
+  it('over several heads, is the mean of their losses', async () => {
+    const probs = tf.tensor4d([0.5, 0.5, 0.25, 0.75], [1, 2, 1, 2]);
+    const allowed = tf.tensor3d([0, 1], [1, 1, 2]);
+    const both = copyAttentionLoss(probs, allowed, 0, 2);
+    expect((await both.data())[0]).toBeCloseTo((-Math.log(0.5) - Math.log(0.75)) / 2, 5);
+    expect(() => copyAttentionLoss(probs, allowed, 1, 2)).toThrow(/not among the 2 heads/);
+  });
+
   it('is 0 when nothing is supervised, and its gradient raises the mass on the allowed position', async () => {
     const none = copyAttentionLoss(tf.fill([1, 1, 2, 3], 1 / 3) as tf.Tensor4D, tf.zeros([1, 2, 3]) as tf.Tensor3D, 0);
     expect((await none.data())[0]).toBe(0);
@@ -43,7 +51,7 @@ describe('copyAttentionLoss', () => {
 
   it('refuses a head that does not exist and allowed positions of the wrong shape', () => {
     const probs = tf.zeros([1, 2, 3, 4]) as tf.Tensor4D;
-    expect(() => copyAttentionLoss(probs, tf.zeros([1, 3, 4]) as tf.Tensor3D, 2)).toThrow(/head 2/);
+    expect(() => copyAttentionLoss(probs, tf.zeros([1, 3, 4]) as tf.Tensor3D, 2)).toThrow(/heads 2 … 2/);
     expect(() => copyAttentionLoss(probs, tf.zeros([1, 3, 5]) as tf.Tensor3D, 0)).toThrow(/allowed positions/);
     expect(() => allowedPositions([[[4]]], 1, 4)).toThrow(/outside/);
   });
