@@ -118,42 +118,37 @@ async function answer(question: string, context: Passage[], extractive: boolean)
   tf.dispose([ids, mask, fused.hidden, fused.mask]);
   return cleanAnswer(tok.decode(out));
 }
-const score = async (contexts: (q: Qa, i: number) => Passage[], extractive = false) => {
+interface Asked { question: string; answers: string[]; context: Passage[] }
+/** SQuAD EM/F1 of the reader's answers over `items`, with the first 8 predictions. */
+const score = async (items: readonly Asked[], extractive = false) => {
   let em = 0;
   let f1 = 0;
   const examples: { question: string; prediction: string; answers: string[] }[] = [];
-  for (const [i, q] of dev.entries()) {
-    const prediction = await answer(q.question, contexts(q, i), extractive);
-    em += exactMatch(prediction, q.answers);
-    f1 += f1Score(prediction, q.answers);
-    if (examples.length < 8) examples.push({ question: q.question, prediction, answers: q.answers });
+  for (const { question, answers, context } of items) {
+    const prediction = await answer(question, context, extractive);
+    em += exactMatch(prediction, answers);
+    f1 += f1Score(prediction, answers);
+    if (examples.length < 8) examples.push({ question, prediction, answers });
   }
-  return { EM: em / dev.length, F1: f1 / dev.length, examples };
+  return { EM: em / Math.max(items.length, 1), F1: f1 / Math.max(items.length, 1), examples };
 };
-const goldContext = (q: Qa) => [passages[byId.get(q.relevant[0])!]];
-const gold = await score(goldContext);
-const goldExtractive = await score(goldContext, true);
+const devWith = (context: (q: Qa, i: number) => Passage[]): Asked[] => dev.map((q, i) => ({ question: q.question, answers: q.answers, context: context(q, i) }));
+const goldPassage = (q: Qa) => passages[byId.get(q.relevant[0])!];
+const goldAsked = devWith((q) => [goldPassage(q)]);
+const gold = await score(goldAsked);
+const goldExtractive = await score(goldAsked, true);
 progress('reader with gold passages done');
 // Cloze questions from the dev questions' gold passages: one per passage, the first candidate.
 const cloze = await (async () => {
   if (clozeCount <= 0) return undefined;
-  let em = 0;
-  let f1 = 0;
-  let n = 0;
-  const examples: { question: string; prediction: string; answers: string[] }[] = [];
+  const asked: Asked[] = [];
   for (const q of dev) {
-    if (n >= clozeCount) break;
-    const passage = passages[byId.get(q.relevant[0])!];
-    const c = clozeExamples(passage.text)[0];
-    if (!c) continue;
-    const prediction = await answer(c.question, [passage], false);
-    em += exactMatch(prediction, [c.answer]);
-    f1 += f1Score(prediction, [c.answer]);
-    n++;
-    if (examples.length < 8) examples.push({ question: c.question, prediction, answers: [c.answer] });
+    const c = clozeExamples(goldPassage(q).text)[0];
+    if (c && asked.length < clozeCount) asked.push({ question: c.question, answers: [c.answer], context: [goldPassage(q)] });
   }
+  const result = { questions: asked.length, ...(await score(asked)) };
   progress('cloze questions done');
-  return { questions: n, EM: em / Math.max(n, 1), F1: f1 / Math.max(n, 1), examples };
+  return result;
 })();
 const pct = (x: number) => (100 * x).toFixed(1);
 const printExamples = () => {
@@ -172,9 +167,9 @@ if (goldOnly) {
   writeFileSync(outPath, JSON.stringify({ backend: backend.name, models: modelsDir, devQuestions: dev.length, reader: { goldPassage: gold, cloze }, readerExtractive: { goldPassage: goldExtractive } }, null, 2) + '\n');
 } else {
   const { bm25Ranked, pretrainedRanked, untrainedRanked } = await rankings();
-  const retrievedContext = (_: Qa, i: number) => pretrainedRanked[i].slice(0, k).map((p) => passages[p]);
-  const retrieved = await score(retrievedContext);
-  const retrievedExtractive = await score(retrievedContext, true);
+  const retrievedAsked = devWith((_, i) => pretrainedRanked[i].slice(0, k).map((p) => passages[p]));
+  const retrieved = await score(retrievedAsked);
+  const retrievedExtractive = await score(retrievedAsked, true);
   const ks = [1, 5, 20];
   const results = {
     backend: backend.name,

@@ -29,14 +29,11 @@ interface Occurrence {
   readonly at: number;
 }
 
-function occurrences(rows: readonly AlignmentRow[], run: readonly number[]): Occurrence[] {
+/** Every passage position, over all rows, that holds `token`. */
+function occurrences(rows: readonly AlignmentRow[], token: number): Occurrence[] {
   const out: Occurrence[] = [];
   rows.forEach((r, row) => {
-    for (let at = r.passageStart; at + run.length <= r.passageEnd; at++) {
-      let k = 0;
-      while (k < run.length && r.ids[at + k] === run[k]) k++;
-      if (k === run.length) out.push({ row, at });
-    }
+    for (let at = r.passageStart; at < r.passageEnd; at++) if (r.ids[at] === token) out.push({ row, at });
   });
   return out;
 }
@@ -58,18 +55,19 @@ export function copyAlignment(target: readonly number[], rows: readonly Alignmen
   const out: number[][] = target.map(() => []);
   let t = 0;
   while (t < target.length) {
-    // The longest run starting at t that some passage holds.
-    let found: Occurrence[] = [];
-    let length = 0;
-    for (let m = 1; t + m <= target.length; m++) {
-      const occ = occurrences(rows, target.slice(t, t + m));
-      if (occ.length === 0) break;
-      found = occ;
-      length = m;
-    }
-    if (length === 0) {
+    // The longest run starting at t that some passage holds: the occurrences of its first token,
+    // narrowed while the next target token follows them in the passage.
+    let found = occurrences(rows, target[t]);
+    if (found.length === 0) {
       t++;
       continue;
+    }
+    let length = 1;
+    while (t + length < target.length) {
+      const next = found.filter((o) => o.at + length < rows[o.row].passageEnd && rows[o.row].ids[o.at + length] === target[t + length]);
+      if (next.length === 0) break;
+      found = next;
+      length++;
     }
     const scores = found.map((o) => contextScore(rows[o.row], o.at, length, asked));
     const best = Math.max(...scores);
