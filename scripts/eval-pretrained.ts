@@ -1,7 +1,7 @@
 /**
  * npx tsx scripts/eval-pretrained.ts [--models public/models/demo] [--crab results/cache/crab-mini]
  *                                    [--backend wasm] [--k 4] [--limit N] [--out docs/pretrain-eval.json]
- *                                    [--gold-only] [--cloze N]
+ *                                    [--gold-only] [--cloze N] [--copy W]
  *
  * Quality of the pretrained checkpoints on CRAB-mini DEV questions (built by `npm run crab:data`):
  * - retriever recall@1/5/20 of a relevant passage over all CRAB-mini passages, for the pretrained
@@ -14,6 +14,8 @@
  * also N cloze questions (src/pretrain/examples.ts, the pretraining task: a sentence with a name,
  * number or date replaced by a question word) made from those gold passages — in-distribution for
  * the pretrained reader (its corpus holds these passages), so it shows whether it copies at all.
+ * Decoding uses the reader's own copy-decoding weight (config.json `copy_decoding_weight`, src/model/t5/copy-decoding.ts);
+ * `--copy W` overrides it (0: plain decoding).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -32,6 +34,7 @@ import { contrieverEmbed, padTokenBatch } from '../src/model/contriever';
 import { ParameterStore } from '../src/model/params';
 import { fidEncode, fidInputText, padIdRows } from '../src/model/t5/fid';
 import { greedyGenerate } from '../src/model/t5/generate';
+import { fidCopyDecoding } from '../src/corag/copy-answers';
 import { T5Model } from '../src/model/t5/model';
 import { tinyBertWeights } from '../src/model/tiny';
 import type { TextTokenizer } from '../src/model/tokenizer';
@@ -47,6 +50,7 @@ const k = Number(opt('k', '4'));
 const limit = Number(opt('limit', '1000000'));
 const outPath = opt('out', 'docs/pretrain-eval.json');
 const goldOnly = argv.includes('--gold-only');
+const copyOverride = argv.includes('--copy') ? Number(opt('copy', '0')) : undefined;
 const clozeCount = Number(opt('cloze', '0'));
 const backend = await initBackend(parseBackendName(opt('backend', 'wasm')));
 const started = Date.now();
@@ -107,6 +111,8 @@ async function rankings() {
 const reader = await loadT5Checkpoint(folderModelSource(join(modelsDir, 'reader')));
 const model = new T5Model(reader.config, reader.params);
 const tok = reader.tokenizer!;
+const copyWeight = copyOverride ?? reader.config.copy_decoding_weight ?? 0;
+console.log(`copy decoding: ${copyWeight > 0 ? `weight ${copyWeight}` : 'off'}`);
 async function answer(question: string, context: Passage[], extractive: boolean): Promise<string> {
   const rows = context.map((p) => tok.encode(fidInputText(question, p)));
   const padded = padIdRows(rows, { maxLength: 192, padTokenId: tok.padId, eosTokenId: tok.eosId!, padTo: 'longest' });
@@ -114,7 +120,8 @@ async function answer(question: string, context: Passage[], extractive: boolean)
   const mask = tf.tensor2d(padded.mask, padded.shape, 'int32');
   const fused = fidEncode(model, ids, mask, context.length);
   const constraint = extractive ? passageSpanConstraint(tok, tok.eosId!, [context.map((p) => p.text)]) : undefined;
-  const [out] = await greedyGenerate(model, fused.hidden, fused.mask, { maxNewTokens: 16, constraint });
+  const copy = copyWeight > 0 ? fidCopyDecoding(tok, padded.ids, 1, context.length, copyWeight) : undefined;
+  const [out] = await greedyGenerate(model, fused.hidden, fused.mask, { maxNewTokens: 16, constraint, copy });
   tf.dispose([ids, mask, fused.hidden, fused.mask]);
   return cleanAnswer(tok.decode(out));
 }
@@ -164,7 +171,7 @@ const printExamples = () => {
 if (goldOnly) {
   console.log(`\n| reader input | EM | F1 |\n| --- | --- | --- |\n| gold passage | ${pct(gold.EM)} | ${pct(gold.F1)} |\n| gold passage, extractive decoding | ${pct(goldExtractive.EM)} | ${pct(goldExtractive.F1)} |`);
   printExamples();
-  writeFileSync(outPath, JSON.stringify({ backend: backend.name, models: modelsDir, devQuestions: dev.length, reader: { goldPassage: gold, cloze }, readerExtractive: { goldPassage: goldExtractive } }, null, 2) + '\n');
+  writeFileSync(outPath, JSON.stringify({ backend: backend.name, models: modelsDir, copyWeight, devQuestions: dev.length, reader: { goldPassage: gold, cloze }, readerExtractive: { goldPassage: goldExtractive } }, null, 2) + '\n');
 } else {
   const { bm25Ranked, pretrainedRanked, untrainedRanked } = await rankings();
   const retrievedAsked = devWith((_, i) => pretrainedRanked[i].slice(0, k).map((p) => passages[p]));
@@ -174,6 +181,7 @@ if (goldOnly) {
   const results = {
     backend: backend.name,
     models: modelsDir,
+    copyWeight,
     devQuestions: dev.length,
     passages: passages.length,
     retrieval: { pretrained: recallAt(pretrainedRanked, ks), untrained: recallAt(untrainedRanked, ks), bm25: recallAt(bm25Ranked, ks) },

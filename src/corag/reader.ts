@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { beamSearch, greedyGenerate } from '../model/t5/generate';
+import { fidCopyDecoding } from './copy-answers';
 import { passageSpanConstraint } from './extractive';
 import { fidEncode, fidForward, fidInputText, fidTargetText, FID_MAX_LENGTH, padIdRows, passageAttentionScores } from '../model/t5/fid';
 import { IGNORE_INDEX, sequenceCrossEntropy } from '../model/t5/loss';
@@ -125,6 +126,11 @@ export interface GenerateAnswerOptions extends FidBatchOptions {
   readonly numBeams?: number;
   /** Answer only with a span of whole words of the passages' texts (src/corag/extractive.ts). */
   readonly extractive?: boolean;
+  /**
+   * Copy-decoding weight (src/model/t5/copy-decoding.ts): 0 turns it off; absent: the reader's
+   * own `copy_decoding_weight` (config.json), else off.
+   */
+  readonly copyWeight?: number;
 }
 
 export interface GeneratedAnswer {
@@ -146,11 +152,15 @@ export async function generateAnswers(
   const maxNewTokens = options.maxNewTokens ?? 32;
   const numBeams = options.numBeams ?? 1;
   const constraint = options.extractive ? passageSpanConstraint(bundle.readerTokenizer, eosId(bundle), passages.map((ps) => ps.map((p) => p.text))) : undefined;
+  const copyWeight = options.copyWeight ?? bundle.readerConfig.copy_decoding_weight ?? 0;
+  const copy = copyWeight > 0
+    ? fidCopyDecoding(bundle.readerTokenizer, (await batch.inputIds.data()) as Int32Array, batch.batchSize, batch.numPassages, copyWeight)
+    : undefined;
   const encoded = fidEncode(bundle.reader, batch.inputIds, batch.attentionMask, batch.numPassages);
   try {
     const sequences = numBeams > 1
-      ? (await beamSearch(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, numBeams, constraint })).map((h) => h[0].tokens)
-      : await greedyGenerate(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, constraint });
+      ? (await beamSearch(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, numBeams, constraint, copy })).map((h) => h[0].tokens)
+      : await greedyGenerate(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, constraint, copy });
     const scores = await attentionOverPassages(bundle, encoded, sequences, batch.numPassages);
     return sequences.map((tokens, i) => ({
       answer: cleanAnswer(bundle.readerTokenizer.decode(tokens)),

@@ -67,6 +67,11 @@ export interface EvaluationSpec {
   readonly batchSize: number;
   /** Answers restricted to whole-word spans of the retrieved passages (src/corag/extractive.ts); the paper generates freely. */
   readonly extractive: boolean;
+  /**
+   * Copy-decoding weight (src/model/t5/copy-decoding.ts); null: the reader's own
+   * `copy_decoding_weight` from its config.json (off when it has none).
+   */
+  readonly copyWeight: number | null;
 }
 
 export interface StoreAblationSpec {
@@ -115,7 +120,7 @@ export const DEFAULT_TRAINING: TrainingSpec = {
   clipNorm: 1,
 };
 
-export const DEFAULT_EVALUATION: EvaluationSpec = { testPerClient: null, k: 40, maxNewTokens: 16, numBeams: 1, batchSize: 8, extractive: false };
+export const DEFAULT_EVALUATION: EvaluationSpec = { testPerClient: null, k: 40, maxNewTokens: 16, numBeams: 1, batchSize: 8, extractive: false, copyWeight: null };
 
 export class RunnerConfigError extends Error {
   constructor(message: string) {
@@ -213,6 +218,7 @@ function parseEvaluation(value: unknown): EvaluationSpec {
     numBeams: int(json, 'numBeams', p, d.numBeams),
     batchSize: int(json, 'batchSize', p, d.batchSize),
     extractive: bool(json, 'extractive', p, d.extractive),
+    copyWeight: json.copyWeight === undefined || json.copyWeight === null ? d.copyWeight : num(json, 'copyWeight', p, 0, (n) => n >= 0 && n <= 1, 'a number in [0, 1]'),
   };
 }
 

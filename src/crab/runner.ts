@@ -391,6 +391,7 @@ class SeedRun {
       maxNewTokens: e.maxNewTokens,
       numBeams: e.numBeams,
       extractive: e.extractive,
+      ...(e.copyWeight === null ? {} : { copyWeight: e.copyWeight }),
       batchSize: e.batchSize,
       signal: this.x.deps.signal,
       onProgress: (done) => {

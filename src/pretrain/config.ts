@@ -80,6 +80,12 @@ export interface PretrainConfig {
    */
   readonly previousTokenHeads: number;
   readonly previousTokenBias: number;
+  /**
+   * Written into the exported reader's config.json as `copy_decoding_weight`: the share of the
+   * answer-token probability the app and CRAB give to the copy pointer when decoding
+   * (src/model/t5/copy-decoding.ts). For readers trained with copy-attention supervision. 0: not written.
+   */
+  readonly copyDecodingWeight: number;
   /** Re-embed every passage with the (still training) encoder after this many steps. */
   readonly reindexEvery: number;
   readonly indexMaxLength: number;
@@ -117,6 +123,7 @@ export const DEFAULT_PRETRAIN_CONFIG: PretrainConfig = {
   copyAttentionHeads: 1,
   previousTokenHeads: 0,
   previousTokenBias: 5,
+  copyDecodingWeight: 0,
   reindexEvery: 200,
   indexMaxLength: 160,
   checkpointEveryMinutes: 3,
@@ -155,6 +162,7 @@ export function parsePretrainConfig(json: unknown): PretrainConfig {
   if (!Number.isInteger(c.copyAttentionHeads) || c.copyAttentionHeads < 1 || c.copyAttentionHead + c.copyAttentionHeads > c.reader.num_heads) {
     throw new Error(`pretrain config: "copyAttentionHeads" must be 1 … ${c.reader.num_heads - c.copyAttentionHead} (heads from copyAttentionHead on), got ${c.copyAttentionHeads}`);
   }
+  if (c.copyDecodingWeight > 1) throw new Error(`pretrain config: "copyDecodingWeight" must be in [0, 1], got ${c.copyDecodingWeight}`);
   if (c.readerWeight === 0 && c.contrastiveWeight === 0 && c.ictWeight === 0) {
     throw new Error('pretrain config: every objective weight is 0 (readerWeight, contrastiveWeight, ictWeight): nothing would train');
   }

@@ -27,7 +27,7 @@ function tokenizerFiles(t: TokenizerFiles): [string, Uint8Array][] {
 
 /** Reader and retriever folders (file name -> bytes) of the trainer's current weights. */
 export async function exportCheckpoints(trainer: Pretrainer, tokenizers: { reader: TokenizerFiles; retriever: TokenizerFiles }, metadata: Record<string, string>): Promise<{ reader: CheckpointFiles; retriever: CheckpointFiles }> {
-  const rc = trainer.readerConfig;
+  const rc = trainer.config.copyDecodingWeight > 0 ? { ...trainer.readerConfig, copy_decoding_weight: trainer.config.copyDecodingWeight } : trainer.readerConfig;
   const reader: CheckpointFiles = new Map([
     ['config.json', json(t5ConfigToJson(rc))],
     ['generation_config.json', json({ decoder_start_token_id: rc.decoder_start_token_id, eos_token_id: rc.eos_token_id, pad_token_id: rc.pad_token_id })],

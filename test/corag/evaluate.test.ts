@@ -8,6 +8,7 @@ import { exactMatch, f1Score } from '../../src/crab/metrics';
 import { initBackend } from '../../src/model/backend';
 import { fidForward } from '../../src/model/t5/fid';
 import { meanTokenCrossEntropy, sequenceCrossEntropy } from '../../src/model/t5/loss';
+import { controlTokens } from '../../src/corag/copy-answers';
 import { tinyBundle } from './helpers';
 
 const PASSAGES = [
@@ -52,6 +53,34 @@ describe('reader and evaluation', () => {
       expect(g.passageScores).toHaveLength(2);
       expect(g.passageScores[0] + g.passageScores[1]).toBeCloseTo(1, 4);
       expect(g.answer).toBe(cleanAnswer(bundle.readerTokenizer.decode(g.tokens)));
+    }
+  });
+
+  it('with copy decoding at weight 1 answers only with tokens of the question\'s inputs; the weight comes from the reader\'s config.json unless given', async () => {
+    const passages = [[PASSAGES[0], PASSAGES[1]], [PASSAGES[1], PASSAGES[2]]];
+    const questions = QA.map((q) => q.question);
+    const control = controlTokens(bundle.readerTokenizer);
+    const pointed = await generateAnswers(bundle, questions, passages, { maxNewTokens: 6, maxLength: 32, copyWeight: 1 });
+    const plain = await generateAnswers(bundle, questions, passages, { maxNewTokens: 6, maxLength: 32 });
+    const batch = buildFidBatch(bundle, questions, passages, undefined, { maxLength: 32 });
+    const ids = Array.from(batch.inputIds.dataSync());
+    disposeFidBatch(batch);
+    const perExample = ids.length / questions.length;
+    pointed.forEach((g, i) => {
+      const allowed = new Set([...ids.slice(i * perExample, (i + 1) * perExample), ...control]);
+      for (const id of g.tokens.slice(1)) expect(allowed.has(id), `example ${i} token ${id}`).toBe(true);
+    });
+    // The random reader without the pointer does say things that are not in its inputs.
+    expect(plain.some((g, i) => g.tokens.slice(1).some((id) => !ids.slice(i * perExample, (i + 1) * perExample).includes(id) && !control.has(id)))).toBe(true);
+    const configured = await tinyBundle(1, 2, 'gated-gelu', { copy_decoding_weight: 1 });
+    try {
+      expect(configured.readerConfig.copy_decoding_weight).toBe(1);
+      const byDefault = await generateAnswers(configured, questions, passages, { maxNewTokens: 6, maxLength: 32 });
+      expect(byDefault.map((g) => g.tokens)).toEqual(pointed.map((g) => g.tokens));
+      const off = await generateAnswers(configured, questions, passages, { maxNewTokens: 6, maxLength: 32, copyWeight: 0 });
+      expect(off.map((g) => g.tokens)).toEqual(plain.map((g) => g.tokens));
+    } finally {
+      configured.dispose();
     }
   });
 

@@ -13,7 +13,7 @@ function tokenizerFiles(folder: 't5' | 'bert-base-uncased'): Map<string, Uint8Ar
 const generated = new Map<string, { reader: Map<string, Uint8Array>; retriever: Map<string, Uint8Array> }>();
 
 /** Reader checkpoint seed 1 and retriever seed 2 (gated-GELU reader), as the coordinator's demo session. */
-export function tinyBundle(readerSeed = 1, retrieverSeed = 2, feedForward: T5FeedForward = 'gated-gelu'): Promise<ModelBundle> {
+export function tinyBundle(readerSeed = 1, retrieverSeed = 2, feedForward: T5FeedForward = 'gated-gelu', readerConfigFields: Record<string, unknown> = {}): Promise<ModelBundle> {
   // Generating the weights takes seconds; loading the same files again is fast.
   const key = `${readerSeed}/${retrieverSeed}/${feedForward}`;
   let files = generated.get(key);
@@ -24,7 +24,12 @@ export function tinyBundle(readerSeed = 1, retrieverSeed = 2, feedForward: T5Fee
     };
     generated.set(key, files);
   }
-  const { reader, retriever } = files;
+  const { retriever } = files;
+  const reader = new Map(files.reader);
+  if (Object.keys(readerConfigFields).length > 0) {
+    const config = JSON.parse(new TextDecoder().decode(reader.get('config.json')!));
+    reader.set('config.json', new TextEncoder().encode(JSON.stringify({ ...config, ...readerConfigFields })));
+  }
   return ModelBundle.fromCheckpoints({
     reader: memoryModelSource('tiny-t5', reader),
     retriever: memoryModelSource('tiny-contriever', retriever),

@@ -162,6 +162,9 @@ describe('runner config', () => {
     expect(c.evaluation.extractive).toBe(false); // the paper generates answers freely
     expect(parseRunnerConfig({ ...minimal, evaluation: { extractive: true } }).evaluation.extractive).toBe(true);
     expect(() => parseRunnerConfig({ ...minimal, evaluation: { extractive: 'yes' } })).toThrow(/evaluation\.extractive must be true or false/);
+    expect(c.evaluation.copyWeight).toBeNull(); // the reader's own copy_decoding_weight
+    expect(parseRunnerConfig({ ...minimal, evaluation: { copyWeight: 0.5 } }).evaluation.copyWeight).toBe(0.5);
+    expect(() => parseRunnerConfig({ ...minimal, evaluation: { copyWeight: 2 } })).toThrow(/evaluation\.copyWeight/);
     expect(() => parseRunnerConfig({ ...minimal, trainng: {} })).toThrow(/trainng is not a known setting/);
     expect(() => parseRunnerConfig({ ...minimal, training: { lr: -1 } })).toThrow(/training\.lr must be a positive number/);
     expect(() => parseRunnerConfig({ ...minimal, methods: ['corag', 'fedprox'] })).toThrow(RunnerConfigError);

@@ -17,6 +17,11 @@ describe('pretraining recipes', () => {
     expect(parsePretrainConfig({ copyAttentionWeight: 1, copyAttentionHead: 5 }).copyAttentionHead).toBe(5);
   });
 
+  it('refuses a copy-decoding weight above 1', () => {
+    expect(() => parsePretrainConfig({ copyDecodingWeight: 1.5 })).toThrow(/copyDecodingWeight/);
+    expect(parsePretrainConfig({ copyDecodingWeight: 0.5 }).copyDecodingWeight).toBe(0.5);
+  });
+
   it('refuses an unknown field and a wrongly typed one, naming it', () => {
     expect(() => parsePretrainConfig({ mlmWithSorce: true })).toThrow(/unknown field "mlmWithSorce"/);
     expect(() => parsePretrainConfig({ mlmWithSource: 'yes' })).toThrow(/"mlmWithSource" must be a boolean/);

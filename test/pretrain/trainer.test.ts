@@ -7,6 +7,8 @@ import { initBackend } from '../../src/model/backend';
 import { TextTokenizer } from '../../src/model/tokenizer';
 import { readCheckpointFiles, saveCheckpointFiles } from '../../src/pretrain/checkpoint-files';
 import { parsePretrainConfig } from '../../src/pretrain/config';
+import { exportCheckpoints } from '../../src/pretrain/export';
+import { parseT5Config } from '../../src/model/t5/config';
 import { parseDprPassages } from '../../src/pretrain/corpus';
 import { preparePretrainData, type PretrainData } from '../../src/pretrain/data';
 import type { ParameterStore } from '../../src/model/params';
@@ -279,5 +281,23 @@ describe('masked spans with their source passage (mlmWithSource)', () => {
         trainer.dispose();
       }
     }
+  }, 60_000);
+});
+
+describe('exportCheckpoints', () => {
+  const tokenizerFiles = { tokenizerJson: {}, tokenizerConfig: {}, specialTokensMap: {} };
+  const readerConfigOf = async (copyDecodingWeight: number) => {
+    const trainer = Pretrainer.create(parsePretrainConfig({ ...config, copyDecodingWeight }), data);
+    try {
+      const { reader } = await exportCheckpoints(trainer, { reader: tokenizerFiles, retriever: tokenizerFiles }, {});
+      return parseT5Config(JSON.parse(new TextDecoder().decode(reader.get('config.json')!)));
+    } finally {
+      trainer.dispose();
+    }
+  };
+
+  it('writes the copy-decoding weight into the reader\'s config.json when the recipe sets one, and none otherwise', async () => {
+    expect((await readerConfigOf(0.5)).copy_decoding_weight).toBe(0.5);
+    expect((await readerConfigOf(0)).copy_decoding_weight).toBeUndefined();
   }, 60_000);
 });

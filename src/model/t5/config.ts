@@ -30,6 +30,11 @@ export interface T5Config {
   readonly decoder_start_token_id: number;
   readonly pad_token_id: number;
   readonly eos_token_id: number;
+  /**
+   * CoRAG extension (Hugging Face ignores it): the copy-decoding weight this reader was trained
+   * for (src/model/t5/copy-decoding.ts); absent: plain decoding.
+   */
+  readonly copy_decoding_weight?: number;
 }
 
 /** Hugging Face's T5Config defaults (transformers/models/t5/configuration_t5.py). */
@@ -117,7 +122,17 @@ export function parseT5Config(json: unknown): T5Config {
     decoder_start_token_id: tokenId(obj, 'decoder_start_token_id', DEFAULTS.decoder_start_token_id, vocab_size),
     pad_token_id: tokenId(obj, 'pad_token_id', DEFAULTS.pad_token_id, vocab_size),
     eos_token_id: tokenId(obj, 'eos_token_id', DEFAULTS.eos_token_id, vocab_size),
+    ...copyDecodingWeight(obj),
   };
+}
+
+function copyDecodingWeight(obj: Record<string, unknown>): { copy_decoding_weight?: number } {
+  const v = obj.copy_decoding_weight;
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'number' || !(v >= 0 && v <= 1)) {
+    throw new T5ConfigError(`T5 config field "copy_decoding_weight" must be a number in [0, 1], got ${JSON.stringify(v)}`);
+  }
+  return { copy_decoding_weight: v };
 }
 
 /** An HF-style config.json object that `transformers` and parseT5Config both read back. */
@@ -143,6 +158,7 @@ export function t5ConfigToJson(config: T5Config): Record<string, unknown> {
     decoder_start_token_id: config.decoder_start_token_id,
     pad_token_id: config.pad_token_id,
     eos_token_id: config.eos_token_id,
+    ...(config.copy_decoding_weight === undefined ? {} : { copy_decoding_weight: config.copy_decoding_weight }),
   };
 }
 

@@ -155,25 +155,35 @@ export function createDecoderCache(w: WeightGetter, config: T5Config, encoderHid
 
 /**
  * Decodes the next token of each sequence: `tokens` [B, 1] (int32) at position `cache.length`.
- * Returns the final hidden state [B, 1, d_model] (caller owns it) and advances the cache. Only the
- * new position is computed: past keys/values come from the cache, so one step costs O(length).
+ * Returns the final hidden state [B, 1, d_model] and, on request, the last layer's
+ * cross-attention probabilities [B, heads, 1, S] (for copy decoding); the caller owns both. Advances
+ * the cache. Only the new position is computed: past keys/values come from the cache, so one step
+ * costs O(length).
  */
-export function decodeStep(w: WeightGetter, config: T5Config, tokens: tf.Tensor, cache: DecoderCache): tf.Tensor3D {
+export function decodeStep(
+  w: WeightGetter, config: T5Config, tokens: tf.Tensor, cache: DecoderCache, options: { lastCrossAttention?: boolean } = {},
+): { hidden: tf.Tensor3D; lastCrossAttention?: tf.Tensor4D } {
   const position = cache.length;
-  const { hidden, selfKV } = tf.tidy(() => {
+  const { hidden, selfKV, lastCrossAttention } = tf.tidy(() => {
     let x: tf.Tensor = embeddingLookup(w('shared.weight') as tf.Tensor2D, tokens);
     // The new query sits at `position` and sees every key 0..position: no causal mask needed.
     const selfBiases = [positionBias(w(RELATIVE_BIAS), position, 1, position + 1, false, config)];
     const crossBiases = [cache.encoderBias];
     const kvs: KeyValue[] = [];
+    let crossProbs: tf.Tensor4D | undefined;
     for (let i = 0; i < config.num_decoder_layers; i++) {
       const past = cache.past(i);
       const out = decoderBlock(w, config, i, x, (normed) => appendKeyValue(past, projectKeyValue(w, selfAttentionName(i), normed, config.num_heads)), selfBiases, cache.crossKV[i], crossBiases);
       x = out.hidden;
       kvs.push(out.selfKV);
+      crossProbs = out.crossProbs;
     }
-    return { hidden: rmsNorm(x, w('decoder.final_layer_norm.weight'), config.layer_norm_epsilon) as tf.Tensor3D, selfKV: kvs };
+    return {
+      hidden: rmsNorm(x, w('decoder.final_layer_norm.weight'), config.layer_norm_epsilon) as tf.Tensor3D,
+      selfKV: kvs,
+      ...(options.lastCrossAttention ? { lastCrossAttention: crossProbs! } : {}),
+    };
   });
   cache.advance(selfKV, 1);
-  return hidden;
+  return lastCrossAttention ? { hidden, lastCrossAttention } : { hidden };
 }

@@ -4,6 +4,7 @@
  * earlier positions and the cross-attention keys/values come from the cache.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { mixCopyDistribution, validateCopyDecoding, type CopyDecodingOptions } from './copy-decoding';
 import type { DecoderCache } from './decoder';
 import type { T5Model } from './model';
 
@@ -18,6 +19,8 @@ export interface GenerateOptions {
   readonly startTokenId?: number;
   /** Restricts each step's next token (e.g. to spans of the passages); absent: any token. */
   readonly constraint?: DecodingConstraint;
+  /** Mix a pointer over the input tokens into each step's distribution (src/model/t5/copy-decoding.ts). */
+  readonly copy?: CopyDecodingOptions;
 }
 
 /**
@@ -39,10 +42,12 @@ interface ResolvedOptions {
   readonly eos: number;
   readonly start: number;
   readonly constraint?: DecodingConstraint;
+  readonly copy?: CopyDecodingOptions;
 }
 
-function resolve(model: T5Model, options: GenerateOptions): ResolvedOptions {
+function resolve(model: T5Model, encoderHidden: tf.Tensor, options: GenerateOptions): ResolvedOptions {
   const { maxNewTokens, minNewTokens = 0 } = options;
+  if (options.copy) validateCopyDecoding(options.copy, encoderHidden.shape[0], encoderHidden.shape[1]!, model.config.num_heads);
   if (!Number.isInteger(maxNewTokens) || maxNewTokens <= 0) throw new Error(`generate: maxNewTokens must be a positive integer, got ${maxNewTokens}`);
   if (!Number.isInteger(minNewTokens) || minNewTokens < 0) throw new Error(`generate: minNewTokens must be a non-negative integer, got ${minNewTokens}`);
   return {
@@ -51,6 +56,7 @@ function resolve(model: T5Model, options: GenerateOptions): ResolvedOptions {
     eos: options.eosTokenId ?? model.config.eos_token_id,
     start: options.startTokenId ?? model.config.decoder_start_token_id,
     constraint: options.constraint,
+    copy: options.copy,
   };
 }
 
@@ -69,13 +75,33 @@ function constraintMask(constraint: DecodingConstraint, rows: number, vocab: num
   return tf.tensor2d(mask, [rows, vocab]);
 }
 
-/** Runs one cached decoder step for `tokens` (one per row) and returns log-probabilities or logits [rows, vocab]. */
-function nextTokenScores(model: T5Model, cache: DecoderCache, tokens: Int32Array, suppressEos: number | null, logProbs: boolean, allowedMask?: tf.Tensor2D): tf.Tensor2D {
+/**
+ * Runs one cached decoder step for `tokens` (one per row) and returns log-probabilities or logits
+ * [rows, vocab] (always log-probabilities with copy decoding; `exampleOf` maps a row to its example).
+ */
+async function nextTokenScores(
+  model: T5Model, cache: DecoderCache, tokens: Int32Array, suppressEos: number | null, logProbs: boolean,
+  allowedMask: tf.Tensor2D | undefined, copy: CopyDecodingOptions | undefined, exampleOf: (row: number) => number,
+): Promise<tf.Tensor2D> {
   const input = tf.tensor2d(tokens, [tokens.length, 1], 'int32');
-  const logits = model.stepLogits(input, cache);
+  let logits: tf.Tensor2D;
+  let normalised = false;
+  if (copy) {
+    const step = model.stepLogitsAndAttention(input, cache);
+    const lm = tf.logSoftmax(step.logits);
+    const [rows, vocab] = lm.shape;
+    const [, heads, sources] = step.attention.shape;
+    const [mixed, attention] = (await Promise.all([lm.data(), step.attention.data()])) as [Float32Array, Float32Array];
+    mixCopyDistribution(mixed, attention, rows, vocab, heads, sources, copy, exampleOf);
+    tf.dispose([step.logits, step.attention, lm]);
+    logits = tf.tensor2d(mixed, [rows, vocab]);
+    normalised = true;
+  } else {
+    logits = model.stepLogits(input, cache);
+  }
   input.dispose();
   const scores = tf.tidy(() => {
-    let s: tf.Tensor2D = logProbs ? tf.logSoftmax(logits) : logits;
+    let s: tf.Tensor2D = logProbs && !normalised ? tf.logSoftmax(logits) : logits;
     if (suppressEos !== null) {
       // Like HF's logits processors: -inf after the log-softmax, without renormalising.
       const isEos = tf.cast(tf.oneHot(tf.tensor1d([suppressEos], 'int32'), logits.shape[1]), 'bool');
@@ -94,7 +120,7 @@ function nextTokenScores(model: T5Model, cache: DecoderCache, tokens: Int32Array
  * row the token ids, starting with the start token and ending with EOS when one was produced.
  */
 export async function greedyGenerate(model: T5Model, encoderHidden: tf.Tensor, encoderMask: tf.Tensor, options: GenerateOptions): Promise<number[][]> {
-  const o = resolve(model, options);
+  const o = resolve(model, encoderHidden, options);
   const rows = encoderHidden.shape[0];
   const sequences = Array.from({ length: rows }, () => [o.start]);
   const finished = new Array<boolean>(rows).fill(false);
@@ -103,7 +129,7 @@ export async function greedyGenerate(model: T5Model, encoderHidden: tf.Tensor, e
     let last = new Int32Array(rows).fill(o.start);
     for (let step = 0; step < o.maxNewTokens && !finished.every(Boolean); step++) {
       const mask = o.constraint && constraintMask(o.constraint, rows, model.config.vocab_size, o.eos, (r) => r, (r) => sequences[r].slice(1));
-      const scores = nextTokenScores(model, cache, last, step < o.minNewTokens ? o.eos : null, false, mask);
+      const scores = await nextTokenScores(model, cache, last, step < o.minNewTokens ? o.eos : null, false, mask, o.copy, (r) => r);
       const best = tf.argMax(scores, 1);
       const ids = (await best.data()) as Int32Array;
       tf.dispose([scores, best]);
@@ -165,7 +191,7 @@ class FinishedHypotheses {
  * the next beams. Returns per example its numBeams best hypotheses, best first.
  */
 export async function beamSearch(model: T5Model, encoderHidden: tf.Tensor, encoderMask: tf.Tensor, options: BeamSearchOptions): Promise<BeamHypothesis[][]> {
-  const o = resolve(model, options);
+  const o = resolve(model, encoderHidden, options);
   const { numBeams, lengthPenalty = 1, earlyStopping = false } = options;
   if (!Number.isInteger(numBeams) || numBeams <= 0) throw new Error(`beamSearch: numBeams must be a positive integer, got ${numBeams}`);
   const batch = encoderHidden.shape[0];
@@ -191,7 +217,7 @@ export async function beamSearch(model: T5Model, encoderHidden: tf.Tensor, encod
     for (let step = 0; step < o.maxNewTokens && !done.every(Boolean); step++) {
       const generated = step + 1;
       const mask = o.constraint && constraintMask(o.constraint, rows, vocab, o.eos, (r) => Math.floor(r / numBeams), (r) => sequences[r].slice(1));
-      const logProbs = nextTokenScores(model, cache, last, step < o.minNewTokens ? o.eos : null, true, mask);
+      const logProbs = await nextTokenScores(model, cache, last, step < o.minNewTokens ? o.eos : null, true, mask, o.copy, (r) => Math.floor(r / numBeams));
       const top = tf.tidy(() => {
         const total = tf.add(logProbs, tf.tensor2d(beamScores, [rows, 1]));
         return tf.topk(tf.reshape(total, [batch, numBeams * vocab]), Math.min(2 * numBeams, numBeams * vocab));

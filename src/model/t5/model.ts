@@ -74,9 +74,23 @@ export class T5Model {
   /** Logits [B, vocab] of the next token after feeding `tokens` [B, 1]; advances the cache. */
   stepLogits(tokens: tf.Tensor, cache: DecoderCache): tf.Tensor2D {
     // Not one tidy around everything: the cache keeps the new keys/values.
-    const hidden = decodeStep(this.w, this.config, tokens, cache);
+    const { hidden } = decodeStep(this.w, this.config, tokens, cache);
     const logits = tf.tidy(() => tf.squeeze(this.logits(hidden), [1]) as tf.Tensor2D);
     hidden.dispose();
     return logits;
+  }
+
+  /**
+   * As stepLogits, plus the last decoder layer's cross-attention of the new position
+   * [B, heads, S] (copy decoding reads the answer token off it: src/model/t5/copy-decoding.ts).
+   */
+  stepLogitsAndAttention(tokens: tf.Tensor, cache: DecoderCache): { logits: tf.Tensor2D; attention: tf.Tensor3D } {
+    const { hidden, lastCrossAttention } = decodeStep(this.w, this.config, tokens, cache, { lastCrossAttention: true });
+    const out = tf.tidy(() => ({
+      logits: tf.squeeze(this.logits(hidden), [1]) as tf.Tensor2D,
+      attention: tf.squeeze(lastCrossAttention!, [2]) as tf.Tensor3D,
+    }));
+    tf.dispose([hidden, lastCrossAttention!]);
+    return out;
   }
 }

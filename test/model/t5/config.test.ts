@@ -24,6 +24,14 @@ describe('parseT5Config', () => {
     expect(parseT5Config(t5ConfigToJson(c))).toEqual(c);
   });
 
+  it('keeps a reader\'s copy-decoding weight (a CoRAG extension) through t5ConfigToJson, and has none by default', () => {
+    const c = parseT5Config({ model_type: 't5', copy_decoding_weight: 0.5 });
+    expect(c.copy_decoding_weight).toBe(0.5);
+    expect(parseT5Config(t5ConfigToJson(c)).copy_decoding_weight).toBe(0.5);
+    expect('copy_decoding_weight' in parseT5Config({ model_type: 't5' })).toBe(false);
+    expect('copy_decoding_weight' in t5ConfigToJson(parseT5Config({ model_type: 't5' }))).toBe(false);
+  });
+
   it('rejects other model types, naming the type', () => {
     expect(() => parseT5Config({ model_type: 'bert' })).toThrow('unsupported model type "bert"');
     expect(() => parseT5Config({})).toThrow('unsupported model type "undefined"');
@@ -41,6 +49,8 @@ describe('parseT5Config', () => {
       [{ layer_norm_epsilon: 0 }, '"layer_norm_epsilon"'],
       [{ vocab_size: 10, eos_token_id: 10 }, '"eos_token_id"'],
       [{ pad_token_id: -1 }, '"pad_token_id"'],
+      [{ copy_decoding_weight: 1.5 }, '"copy_decoding_weight"'],
+      [{ copy_decoding_weight: '0.5' }, '"copy_decoding_weight"'],
       [{ relative_attention_num_buckets: null, relative_attention_max_distance: 'x' }, '"relative_attention_max_distance"'],
     ];
     for (const [fields, name] of bad) expect(() => parseT5Config({ model_type: 't5', ...fields })).toThrow(name);
