@@ -4,7 +4,8 @@
  *                     [--init-from DIR]  (a fresh run starting from DIR/reader + DIR/retriever weights)
  *
  * Prepares the corpus (trimmed tokenizers + token ids) into the work folder when it is not there
- * yet, then trains, resuming from the work folder's checkpoint when there is one.
+ * yet, then trains, resuming from the work folder's checkpoint when there is one. Ctrl-C (or
+ * SIGTERM) stops after the current step with a checkpoint and the export; a second one quits at once.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -34,4 +35,12 @@ if (!existsSync(join(workDir, 'data.json.gz'))) preparePretrainWork(config, base
 if (opts.has('prepare-only')) process.exit(0);
 const backend = await initBackend(parseBackendName(opts.get('backend') ?? 'wasm'));
 const num = (k: string) => (opts.has(k) ? Number(opts.get(k)) : undefined);
-await runPretraining(config, { workDir, exportDir: opts.get('export'), maxMinutes: num('max-minutes'), initFrom: opts.get('init-from'), stopAtStep: num('stop-at-step'), backend: `${backend.name} (${backend.detail})` });
+const stop = new AbortController();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (stop.signal.aborted) process.exit(130);
+    console.log(`\n${signal}: stopping after this step (checkpoint${opts.has('export') ? ' and export' : ''}); send it again to quit at once`);
+    stop.abort();
+  });
+}
+await runPretraining(config, { workDir, exportDir: opts.get('export'), maxMinutes: num('max-minutes'), initFrom: opts.get('init-from'), stopAtStep: num('stop-at-step'), signal: stop.signal, backend: `${backend.name} (${backend.detail})` });

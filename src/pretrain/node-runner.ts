@@ -90,6 +90,8 @@ export interface TrainOptions {
   readonly stopAtStep?: number;
   /** Start a fresh run (no checkpoint in the work folder) from these exported reader/ and retriever/ folders. */
   readonly initFrom?: string;
+  /** Aborting it stops the run after the current step, with a checkpoint and the export (Ctrl-C). */
+  readonly signal?: AbortSignal;
   readonly backend: string;
   readonly log?: (line: string) => void;
 }
@@ -132,14 +134,19 @@ export async function runPretraining(config: PretrainConfig, options: TrainOptio
         n = 0;
       }
       const outOfTime = options.maxMinutes !== undefined && now - start > options.maxMinutes * 60_000;
-      if (now - lastCheckpoint > config.checkpointEveryMinutes * 60_000 || outOfTime) {
+      if (now - lastCheckpoint > config.checkpointEveryMinutes * 60_000) {
         saveCheckpointFiles(checkpointDir, await trainer.saveCheckpoint());
         lastCheckpoint = now;
         log(`checkpoint at step ${trainer.step}`);
       }
-      if (outOfTime) break;
+      if (outOfTime || options.signal?.aborted) {
+        log(`stopping at step ${trainer.step} (${outOfTime ? 'out of time' : 'interrupted'})`);
+        break;
+      }
     }
+    // Always checkpointed at the end: a finished, timed-out or interrupted run resumes from here.
     saveCheckpointFiles(checkpointDir, await trainer.saveCheckpoint());
+    log(`checkpoint at step ${trainer.step}`);
     if (options.exportDir) {
       const tokenizers = { reader: readTokenizerFiles(join(options.workDir, 'tokenizers/reader')), retriever: readTokenizerFiles(join(options.workDir, 'tokenizers/retriever')) };
       const files = await exportCheckpoints(trainer, tokenizers, { generator: 'corag-web pretrain', step: String(trainer.step) });
