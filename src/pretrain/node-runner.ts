@@ -120,6 +120,13 @@ export async function runPretraining(config: PretrainConfig, options: TrainOptio
     const sums = { reader: 0, contrastive: 0, pdist: 0, ict: 0, copy: 0 };
     let n = 0;
     while (trainer.step < end) {
+      // A step only awaits promises that settle as microtasks (the wasm/cpu backends), so without
+      // this the event loop — and a Ctrl-C handler aborting `signal` — would never get a turn.
+      await new Promise((resolve) => setImmediate(resolve));
+      if (options.signal?.aborted) {
+        log(`stopping at step ${trainer.step} (interrupted)`);
+        break;
+      }
       const l = await trainer.trainStep();
       for (const o of objectives) sums[o] += l[o];
       n++;
@@ -139,8 +146,8 @@ export async function runPretraining(config: PretrainConfig, options: TrainOptio
         lastCheckpoint = now;
         log(`checkpoint at step ${trainer.step}`);
       }
-      if (outOfTime || options.signal?.aborted) {
-        log(`stopping at step ${trainer.step} (${outOfTime ? 'out of time' : 'interrupted'})`);
+      if (outOfTime) {
+        log(`stopping at step ${trainer.step} (out of time)`);
         break;
       }
     }

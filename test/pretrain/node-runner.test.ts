@@ -40,7 +40,8 @@ describe('runPretraining', () => {
       ...options,
       log: (line) => {
         lines.push(line);
-        if (line.startsWith('step 2/')) stop.abort();
+        // Aborted from a later macrotask, as a signal handler would be: the loop must yield to it.
+        if (line.startsWith('step 2/')) setImmediate(() => stop.abort());
       },
     });
     expect(stoppedAt).toBe(2);
