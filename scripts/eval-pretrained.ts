@@ -23,21 +23,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import { exactMatch, f1Score } from '../src/crab/metrics';
 import { clozeExamples } from '../src/pretrain/examples';
 import { Bm25Index } from '../src/retrieval/bm25';
-import { passageSpanConstraint } from '../src/corag/extractive';
-import { cleanAnswer } from '../src/corag/reader';
+import { ModelBundle } from '../src/corag/model-bundle';
+import { generateAnswers } from '../src/corag/reader';
+import { embedPassages, embedQueries, type RetrieverWithTokenizer } from '../src/corag/retrieve';
 import { initBackend, parseBackendName } from '../src/model/backend';
-import { paramsFromStore } from '../src/model/bert/model';
-import type { BertConfig } from '../src/model/bert/config';
-import { loadBertCheckpoint, loadT5Checkpoint } from '../src/model/checkpoint';
-import { folderModelSource } from '../src/platform/node/folder-source';
-import { contrieverEmbed, padTokenBatch } from '../src/model/contriever';
+import { Contriever } from '../src/model/contriever';
 import { ParameterStore } from '../src/model/params';
-import { fidEncode, fidInputText, padIdRows } from '../src/model/t5/fid';
-import { greedyGenerate } from '../src/model/t5/generate';
-import { fidCopyDecoding } from '../src/corag/copy-answers';
-import { T5Model } from '../src/model/t5/model';
+import { folderModelSource } from '../src/platform/node/folder-source';
 import { tinyBertWeights } from '../src/model/tiny';
-import type { TextTokenizer } from '../src/model/tokenizer';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, fallback: string) => {
@@ -66,64 +59,57 @@ console.log(`backend ${backend.name}; ${passages.length} passages, ${dev.length}
 
 const recallAt = (ranked: number[][], ks: number[]) => Object.fromEntries(ks.map((n) => [`R@${n}`, ranked.filter((r, q) => r.slice(0, n).some((p) => dev[q].relevant.includes(passages[p].id))).length / dev.length]));
 
+/** Top-20 passage indices per dev question, by inner product of Contriever embeddings. */
+async function denseRanking(model: RetrieverWithTokenizer): Promise<number[][]> {
+  const index = tf.tensor2d(concatRows(await embedPassages(model, passages, { batchSize: 64, maxLength: 160 })), [passages.length, model.retriever.config.hidden_size]);
+  const queries = await embedQueries(model, dev.map((d) => d.question), { batchSize: 64, maxLength: 64 });
+  const top = tf.tidy(() => tf.topk(tf.matMul(tf.tensor2d(concatRows(queries), [dev.length, index.shape[1]]), index, false, true), 20).indices);
+  const ranked = (await top.array()) as number[][];
+  tf.dispose([index, top]);
+  return ranked;
+}
+const concatRows = (rows: readonly Float32Array[]) => {
+  const out = new Float32Array(rows.reduce((n, r) => n + r.length, 0));
+  let at = 0;
+  for (const r of rows) {
+    out.set(r, at);
+    at += r.length;
+  }
+  return out;
+};
+
 async function rankings() {
   // BM25 over title + text (the CRAB categoriser's index text).
   const bm25 = new Bm25Index(passages.map((p) => ({ id: p.id, text: `${p.title}\n${p.text}` })));
   const bm25Ranked = dev.map((q) => bm25.search(q.question, 20).map((h) => h.index));
-
-  async function denseRanking(config: BertConfig, store: ParameterStore, tok: TextTokenizer): Promise<number[][]> {
-    const params = paramsFromStore(store);
-    const embed = (texts: string[], maxLength: number) => {
-      const batch = padTokenBatch(texts.map((t) => tok.encode(t, { maxLength })), config.pad_token_id);
-      const e = contrieverEmbed(config, params, batch);
-      tf.dispose([batch.inputIds, batch.attentionMask]);
-      return e;
-    };
-    const parts: tf.Tensor2D[] = [];
-    for (let i = 0; i < passages.length; i += 64) parts.push(embed(passages.slice(i, i + 64).map((p) => `${p.title} ${p.text}`), 160));
-    const index = tf.concat(parts, 0);
-    tf.dispose(parts);
-    const ranked: number[][] = [];
-    for (let i = 0; i < dev.length; i += 64) {
-      const q = embed(dev.slice(i, i + 64).map((d) => d.question), 64);
-      const top = tf.tidy(() => tf.topk(tf.matMul(q, index, false, true), 20).indices);
-      const ids = (await top.array()) as number[][];
-      ranked.push(...ids);
-      tf.dispose([q, top]);
-    }
-    index.dispose();
-    return ranked;
-  }
-
   progress('BM25 ranked');
-  const retriever = await loadBertCheckpoint(folderModelSource(join(modelsDir, 'retriever')));
-  const pretrainedRanked = await denseRanking(retriever.config, retriever.params, retriever.tokenizer!);
-  retriever.params.dispose();
+  const pretrainedRanked = await denseRanking(bundle);
   progress('pretrained retriever ranked');
-  const untrained = new ParameterStore([...tinyBertWeights(retriever.config, 1235)].map(([n, t]) => [n, tf.tensor(t.data, t.shape, 'float32')] as [string, tf.Tensor]));
-  const untrainedRanked = await denseRanking(retriever.config, untrained, retriever.tokenizer!);
-  untrained.dispose();
+  // An untrained retriever of the same shape (the seed recipe of the tiny test models).
+  const config = bundle.retrieverConfig;
+  const weights = new ParameterStore([...tinyBertWeights(config, 1235)].map(([n, t]) => [n, tf.tensor(t.data, t.shape, 'float32')] as [string, tf.Tensor]));
+  const untrained = Contriever.fromParameters(config, weights);
+  weights.dispose();
+  const untrainedRanked = await denseRanking({ retriever: untrained, retrieverTokenizer: bundle.retrieverTokenizer });
+  untrained.params.dispose();
   progress('untrained retriever ranked');
   return { bm25Ranked, pretrainedRanked, untrainedRanked };
 }
 
-
-const reader = await loadT5Checkpoint(folderModelSource(join(modelsDir, 'reader')));
-const model = new T5Model(reader.config, reader.params);
-const tok = reader.tokenizer!;
-const copyWeight = copyOverride ?? reader.config.copy_decoding_weight ?? 0;
+// The product's path: the same bundle, generation and copy decoding as the app and CRAB.
+const bundle = await ModelBundle.fromCheckpoints({ reader: folderModelSource(join(modelsDir, 'reader')), retriever: folderModelSource(join(modelsDir, 'retriever')) });
+const copyWeight = copyOverride ?? bundle.readerConfig.copy_decoding_weight ?? 0;
 console.log(`copy decoding: ${copyWeight > 0 ? `weight ${copyWeight}` : 'off'}`);
-async function answer(question: string, context: Passage[], extractive: boolean): Promise<string> {
-  const rows = context.map((p) => tok.encode(fidInputText(question, p)));
-  const padded = padIdRows(rows, { maxLength: 192, padTokenId: tok.padId, eosTokenId: tok.eosId!, padTo: 'longest' });
-  const ids = tf.tensor2d(padded.ids, padded.shape, 'int32');
-  const mask = tf.tensor2d(padded.mask, padded.shape, 'int32');
-  const fused = fidEncode(model, ids, mask, context.length);
-  const constraint = extractive ? passageSpanConstraint(tok, tok.eosId!, [context.map((p) => p.text)]) : undefined;
-  const copy = copyWeight > 0 ? fidCopyDecoding(tok, padded.ids, 1, context.length, copyWeight) : undefined;
-  const [out] = await greedyGenerate(model, fused.hidden, fused.mask, { maxNewTokens: 16, constraint, copy });
-  tf.dispose([ids, mask, fused.hidden, fused.mask]);
-  return cleanAnswer(tok.decode(out));
+const ANSWER_BATCH = 8;
+/** The reader's answers (greedy, ≤ 16 tokens, inputs ≤ 192 tokens) to questions with their passages. */
+async function answers(items: readonly Asked[], extractive: boolean): Promise<string[]> {
+  const out: string[] = [];
+  for (let i = 0; i < items.length; i += ANSWER_BATCH) {
+    const chunk = items.slice(i, i + ANSWER_BATCH);
+    const generated = await generateAnswers(bundle, chunk.map((a) => a.question), chunk.map((a) => a.context), { maxLength: 192, maxNewTokens: 16, extractive, copyWeight });
+    out.push(...generated.map((g) => g.answer));
+  }
+  return out;
 }
 interface Asked { question: string; answers: string[]; context: Passage[] }
 /** SQuAD EM/F1 of the reader's answers over `items`, with the first 8 predictions. */
@@ -131,8 +117,9 @@ const score = async (items: readonly Asked[], extractive = false) => {
   let em = 0;
   let f1 = 0;
   const examples: { question: string; prediction: string; answers: string[] }[] = [];
-  for (const { question, answers, context } of items) {
-    const prediction = await answer(question, context, extractive);
+  const predictions = await answers(items, extractive);
+  for (const [i, { question, answers }] of items.entries()) {
+    const prediction = predictions[i];
     em += exactMatch(prediction, answers);
     f1 += f1Score(prediction, answers);
     if (examples.length < 8) examples.push({ question, prediction, answers });
@@ -195,4 +182,4 @@ if (goldOnly) {
   printExamples();
   writeFileSync(outPath, JSON.stringify(results, null, 2) + '\n');
 }
-reader.params.dispose();
+bundle.dispose();

@@ -7,7 +7,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { CoragClient } from '../federated/client';
 import { MAX_SEARCH_K_WITH_EMBEDDINGS } from '../federated/protocol';
-import type { ContrieverSide } from '../model/contriever';
+import type { Contriever, ContrieverSide } from '../model/contriever';
+import type { TextTokenizer } from '../model/tokenizer';
 import { ExactVectorIndex, type VectorIndex } from '../retrieval/vector-index';
 import type { ModelBundle } from './model-bundle';
 
@@ -49,14 +50,20 @@ export interface EmbedOptions {
   readonly signal?: AbortSignal;
 }
 
+/** What embedding needs of a model: a retriever and its tokenizer (a ModelBundle is one). */
+export interface RetrieverWithTokenizer {
+  readonly retriever: Contriever;
+  readonly retrieverTokenizer: TextTokenizer;
+}
+
 /**
  * Embeds texts with one side of the retriever, no gradient. Returns one row per text (views into
  * one Float32Array).
  */
-export async function embedTexts(bundle: ModelBundle, side: ContrieverSide, texts: readonly string[], options: EmbedOptions = {}): Promise<Float32Array[]> {
+export async function embedTexts(bundle: RetrieverWithTokenizer, side: ContrieverSide, texts: readonly string[], options: EmbedOptions = {}): Promise<Float32Array[]> {
   const batchSize = options.batchSize ?? 32;
-  const maxLength = Math.min(options.maxLength ?? 512, bundle.retrieverConfig.max_position_embeddings);
-  const dim = bundle.embeddingDim;
+  const maxLength = Math.min(options.maxLength ?? 512, bundle.retriever.config.max_position_embeddings);
+  const dim = bundle.retriever.config.hidden_size;
   const out = new Float32Array(texts.length * dim);
   for (let start = 0; start < texts.length; start += batchSize) {
     options.signal?.throwIfAborted();
@@ -70,11 +77,11 @@ export async function embedTexts(bundle: ModelBundle, side: ContrieverSide, text
   return texts.map((_, i) => out.subarray(i * dim, (i + 1) * dim));
 }
 
-export function embedQueries(bundle: ModelBundle, questions: readonly string[], options: EmbedOptions = {}): Promise<Float32Array[]> {
+export function embedQueries(bundle: RetrieverWithTokenizer, questions: readonly string[], options: EmbedOptions = {}): Promise<Float32Array[]> {
   return embedTexts(bundle, 'query', questions, options);
 }
 
-export function embedPassages(bundle: ModelBundle, passages: readonly PassageText[], options: EmbedOptions = {}): Promise<Float32Array[]> {
+export function embedPassages(bundle: RetrieverWithTokenizer, passages: readonly PassageText[], options: EmbedOptions = {}): Promise<Float32Array[]> {
   return embedTexts(bundle, 'passage', passages.map(passageRetrieverText), options);
 }
 
