@@ -1,7 +1,7 @@
 /**
  * npx tsx scripts/eval-pretrained.ts [--models public/models/demo] [--crab results/cache/crab-mini]
  *                                    [--backend wasm] [--k 4] [--limit N] [--out docs/pretrain-eval.json]
- *                                    [--gold-only] [--cloze N] [--copy W]
+ *                                    [--gold-only] [--cloze N] [--copy W] [--split dev|all]
  *
  * Quality of the pretrained checkpoints on CRAB-mini DEV questions (built by `npm run crab:data`):
  * - retriever recall@1/5/20 of a relevant passage over all CRAB-mini passages, for the pretrained
@@ -14,6 +14,7 @@
  * also N cloze questions (src/pretrain/examples.ts, the pretraining task: a sentence with a name,
  * number or date replaced by a question word) made from those gold passages — in-distribution for
  * the pretrained reader (its corpus holds these passages), so it shows whether it copies at all.
+ * `--crab public/demo --split all` measures the same on the app's demo passages and questions.
  * Decoding uses the reader's own copy-decoding weight (config.json `copy_decoding_weight`, src/model/t5/copy-decoding.ts);
  * `--copy W` overrides it (0: plain decoding).
  */
@@ -53,9 +54,11 @@ interface Passage { id: string; title: string; text: string }
 interface Qa { id: string; question: string; answers: string[]; split: string; relevant: string[] }
 const jsonl = <T>(path: string) => readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as T);
 const passages = jsonl<Passage>(join(crabDir, 'passages.jsonl'));
-const dev = jsonl<Qa>(join(crabDir, 'qa.jsonl')).filter((q) => q.split === 'dev' && q.relevant.length > 0).slice(0, limit);
+// `--split all` takes every question (public/demo/qa.jsonl has no splits).
+const split = opt('split', 'dev');
+const dev = jsonl<Qa>(join(crabDir, 'qa.jsonl')).filter((q) => (split === 'all' || q.split === split) && q.relevant.length > 0).slice(0, limit);
 const byId = new Map(passages.map((p, i) => [p.id, i]));
-console.log(`backend ${backend.name}; ${passages.length} passages, ${dev.length} dev questions with a relevant passage`);
+console.log(`backend ${backend.name}; ${passages.length} passages, ${dev.length} ${split === 'all' ? '' : `${split} `}questions with a relevant passage`);
 
 const recallAt = (ranked: number[][], ks: number[]) => Object.fromEntries(ks.map((n) => [`R@${n}`, ranked.filter((r, q) => r.slice(0, n).some((p) => dev[q].relevant.includes(passages[p].id))).length / dev.length]));
 

@@ -5,7 +5,7 @@
  */
 import type { TextTokenizer } from '../model/tokenizer';
 import type { CorpusPassage } from './corpus';
-import { clozeExamples, maskedSpanExample } from './examples';
+import { clozeExamples, maskedSpanExample, questionStyleCloze } from './examples';
 import { Rng } from './rng';
 
 export type ExampleKind = 'mlm' | 'cloze';
@@ -65,6 +65,11 @@ export interface PrepareOptions {
    * lookup it learns quickly (scripts/copy-task.ts, `prefix`); an experiment, not for shipped readers.
    */
   readonly clozeContextWords?: number;
+  /**
+   * Share of the cloze questions rewritten question-style (examples.ts questionStyleCloze: question
+   * word first, a clause around the answer, some words dropped); 0 (default): all verbatim.
+   */
+  readonly questionStyleShare?: number;
 }
 
 function idOf(tok: TextTokenizer, token: string): number {
@@ -99,7 +104,10 @@ export function preparePretrainData(passages: readonly CorpusPassage[], reader: 
     }
     const cloze = clozeExamples(p.text);
     const order = rng.permutation(cloze.length).slice(0, options.clozePerPassage);
-    for (const c of order.map((i) => cloze[i])) {
+    for (const verbatim of order.map((i) => cloze[i])) {
+      // No draw at share 0, so data prepared before this option existed comes out the same.
+      const share = options.questionStyleShare ?? 0;
+      const c = share > 0 && rng.next() < share ? questionStyleCloze(verbatim, rng) : verbatim;
       examples.push({
         kind: 'cloze',
         passage: index,

@@ -4,7 +4,11 @@
  *   by T5 sentinels; the target lists each sentinel followed by the words it hides;
  * - cloze questions: a sentence of a passage with one entity, number or date replaced by a
  *   question word ("Super Bowl 50 was played at what?"), the entity as the answer — the reader
- *   learns to find the answer in a retrieved passage and copy it out.
+ *   learns to find the answer in a retrieved passage and copy it out;
+ * - question-style cloze: the same, rewritten to look like a question people ask (question word
+ *   first, only the clause around the answer, some words dropped: "When the game was played on
+ *   at Levi's Stadium?"), so the reader and the retriever learn to match a question that shares
+ *   only part of its words with the passage, as real questions do.
  */
 import type { Rng } from './rng';
 
@@ -46,6 +50,8 @@ export interface ClozeExample {
   readonly answer: string;
   /** The sentence's words before the answer (what the question keeps of its left side). */
   readonly before: string;
+  /** The sentence's words after the answer, without the final full stop. */
+  readonly after: string;
 }
 
 /** Sentences of a passage (split after . ! ? followed by a space and an upper-case letter or digit). */
@@ -90,10 +96,44 @@ export function clozeExamples(text: string, options: { minSentenceWords?: number
       const before = sentence.slice(0, at).trimEnd();
       const after = sentence.slice(at + answer.length).replace(/^[.!?]+$/, '').trimStart();
       const question = `${before} ${questionWord(answer)} ${after}`.trim().replace(/[.!]$/, '').replace(/\s+/g, ' ');
-      out.push({ question: question.endsWith('?') ? question : `${question}?`, answer, before });
+      out.push({ question: question.endsWith('?') ? question : `${question}?`, answer, before, after: after.replace(/[.!]$/, '') });
     }
   }
   return out;
+}
+
+/** Question words that suit an answer, the first being the plain cloze's. */
+function questionWords(answer: string): string[] {
+  if (new RegExp(`^(?:${MONTHS}) \\d{1,2}, \\d{4}$|^\\d{1,2} (?:${MONTHS}) \\d{4}$`).test(answer)) return ['when', 'what day', 'on what date'];
+  if (/^(1[0-9]|20)\d\d$/.test(answer)) return ['when', 'what year', 'in what year'];
+  if (new RegExp(`^(?:${MONTHS})`).test(answer)) return ['when', 'what month'];
+  if (/^\d/.test(answer)) return ['how many', 'what number'];
+  return ['what', 'which', 'who'];
+}
+
+const words = (s: string) => s.split(/\s+/).map((w) => w.replace(/^["“(]+|[,;:"”)]+$/g, '')).filter(Boolean);
+
+/**
+ * Rewrites a cloze question the way people phrase questions: a question word suited to the
+ * answer first, then at most `windowWords` words each side of the answer (the clause a question
+ * is usually about), each dropped with probability `dropProbability`; at least two context words
+ * stay. Seeded through `rng`.
+ */
+export function questionStyleCloze(c: ClozeExample, rng: Rng, options: { windowWords?: number; dropProbability?: number } = {}): ClozeExample {
+  const { windowWords = 8, dropProbability = 0.3 } = options;
+  const left = words(c.before).slice(-windowWords);
+  const right = words(c.after).slice(0, windowWords);
+  const context = [...left, ...right];
+  let kept = context.filter(() => rng.next() >= dropProbability);
+  if (kept.length < Math.min(2, context.length)) {
+    // The two words nearest the answer.
+    const start = Math.max(0, Math.min(left.length - 1, context.length - 2));
+    kept = context.slice(start, start + 2);
+  }
+  const choices = questionWords(c.answer);
+  const qword = choices[rng.int(choices.length)];
+  const text = `${qword} ${kept.join(' ')}`.trim();
+  return { ...c, question: `${text[0].toUpperCase()}${text.slice(1)}?` };
 }
 
 /** Contriever's random cropping: a contiguous span of `ratio` ∈ [minRatio, maxRatio] of the tokens. */

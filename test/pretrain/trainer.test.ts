@@ -76,6 +76,20 @@ describe('preparePretrainData', () => {
     });
     expect(longer).toBeGreaterThan(prefixed.examples.length / 2);
   });
+
+  it('with questionStyleShare 1 every cloze question opens with a question word and keeps its answer; share 0 leaves the data as it was', () => {
+    const { passages, reader, retriever } = tinyCorpus();
+    const plain = preparePretrainData(passages, reader, retriever, { seed: 7, mlmPerPassage: 1, clozePerPassage: 2 });
+    const zero = preparePretrainData(passages, reader, retriever, { seed: 7, mlmPerPassage: 1, clozePerPassage: 2, questionStyleShare: 0 });
+    expect(zero).toEqual(plain);
+    const styled = preparePretrainData(passages, reader, retriever, { seed: 7, mlmPerPassage: 1, clozePerPassage: 2, questionStyleShare: 1 });
+    const cloze = styled.examples.filter((e) => e.kind === 'cloze');
+    expect(cloze.length).toBe(plain.examples.filter((e) => e.kind === 'cloze').length);
+    for (const ex of cloze) {
+      expect(reader.decode(ex.readerQuery)).toMatch(/^question: (When|What|On what|In what|How many|Which|Who)\b.*\? answer:/);
+      expect(retriever.decode(ex.retrieverQuery)).toMatch(/^(when|what|on what|in what|how many|which|who)\b/);
+    }
+  });
 });
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
