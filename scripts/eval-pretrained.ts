@@ -6,7 +6,10 @@
  * Quality of the pretrained checkpoints on CRAB-mini DEV questions (built by `npm run crab:data`):
  * - retriever recall@1/5/20 of a relevant passage over all CRAB-mini passages, for the pretrained
  *   retriever, an untrained one of the same shape (same seed recipe) and BM25, in the same run;
- * - reader EM/F1 with the gold (first relevant) passage, and with the top-k retrieved passages,
+ * - hybrid retrieval as the app's "Keyword search too" does it (src/corag/hybrid-retrieval.ts:
+ *   the retriever's and BM25's top-20 fused by reciprocal rank);
+ * - reader EM/F1 with the gold (first relevant) passage, and with the top-k retrieved passages
+ *   (dense, and hybrid),
  *   each with free generation and with extractive decoding (answers restricted to whole-word
  *   spans of the passages, src/corag/extractive.ts).
  * Prints a markdown table and writes the numbers as JSON. `--gold-only`: the reader with the gold
@@ -24,6 +27,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { exactMatch, f1Score } from '../src/crab/metrics';
 import { clozeExamples } from '../src/pretrain/examples';
 import { Bm25Index } from '../src/retrieval/bm25';
+import { reciprocalRankFusion } from '../src/retrieval/rank-fusion';
 import { ModelBundle } from '../src/corag/model-bundle';
 import { generateAnswers } from '../src/corag/reader';
 import { embedPassages, embedQueries, type RetrieverWithTokenizer } from '../src/corag/retrieve';
@@ -167,6 +171,12 @@ if (goldOnly) {
   const retrievedAsked = devWith((_, i) => pretrainedRanked[i].slice(0, k).map((p) => passages[p]));
   const retrieved = await score(retrievedAsked);
   const retrievedExtractive = await score(retrievedAsked, true);
+  // The app's "Keyword search too" (src/corag/hybrid-retrieval.ts): both top-20 lists fused by reciprocal rank.
+  const hybridRanked = dev.map((_, i) => reciprocalRankFusion([pretrainedRanked[i].map(String), bm25Ranked[i].map(String)]).slice(0, 20).map((f) => Number(f.key)));
+  const hybridAsked = devWith((_, i) => hybridRanked[i].slice(0, k).map((p) => passages[p]));
+  const hybrid = await score(hybridAsked);
+  const hybridExtractive = await score(hybridAsked, true);
+  progress('reader with retrieved passages done');
   const ks = [1, 5, 20];
   const results = {
     backend: backend.name,
@@ -174,14 +184,16 @@ if (goldOnly) {
     copyWeight,
     devQuestions: dev.length,
     passages: passages.length,
-    retrieval: { pretrained: recallAt(pretrainedRanked, ks), untrained: recallAt(untrainedRanked, ks), bm25: recallAt(bm25Ranked, ks) },
-    reader: { goldPassage: gold, retrieved: { k, ...retrieved }, cloze },
-    readerExtractive: { goldPassage: goldExtractive, retrieved: { k, ...retrievedExtractive } },
+    retrieval: { pretrained: recallAt(pretrainedRanked, ks), untrained: recallAt(untrainedRanked, ks), bm25: recallAt(bm25Ranked, ks), hybrid: recallAt(hybridRanked, ks) },
+    reader: { goldPassage: gold, retrieved: { k, ...retrieved }, hybrid: { k, ...hybrid }, cloze },
+    readerExtractive: { goldPassage: goldExtractive, retrieved: { k, ...retrievedExtractive }, hybrid: { k, ...hybridExtractive } },
   };
   console.log('\n| retriever | R@1 | R@5 | R@20 |\n| --- | --- | --- | --- |');
   for (const [name, r] of Object.entries(results.retrieval)) console.log(`| ${name} | ${ks.map((n) => pct(r[`R@${n}`])).join(' | ')} |`);
   console.log(`\n| reader input | EM | F1 |\n| --- | --- | --- |\n| gold passage | ${pct(gold.EM)} | ${pct(gold.F1)} |\n| top-${k} retrieved (pretrained retriever) | ${pct(retrieved.EM)} | ${pct(retrieved.F1)} |`);
+  console.log(`| top-${k} hybrid (pretrained retriever + BM25, reciprocal rank fusion) | ${pct(hybrid.EM)} | ${pct(hybrid.F1)} |`);
   console.log(`| gold passage, extractive decoding | ${pct(goldExtractive.EM)} | ${pct(goldExtractive.F1)} |\n| top-${k} retrieved, extractive decoding | ${pct(retrievedExtractive.EM)} | ${pct(retrievedExtractive.F1)} |`);
+  console.log(`| top-${k} hybrid, extractive decoding | ${pct(hybridExtractive.EM)} | ${pct(hybridExtractive.F1)} |`);
   printExamples();
   writeFileSync(outPath, JSON.stringify(results, null, 2) + '\n');
 }

@@ -10,6 +10,7 @@ import { evaluate } from '../src/corag/evaluate';
 import { FederatedCoragClient } from '../src/corag/federated-client';
 import type { QAPair } from '../src/corag/local-training';
 import type { ModelBundle } from '../src/corag/model-bundle';
+import { hybridRetrieve, KeywordPassageIndex } from '../src/corag/hybrid-retrieval';
 import { generateAnswers } from '../src/corag/reader';
 import { CoordinatorPassageSource, mergedPassageSource, retrieve, type PassageSource } from '../src/corag/retrieve';
 import { CoragClient, CoragHttpError } from '../src/federated/client';
@@ -47,9 +48,14 @@ const openStore = async () => (store ??= await BrowserStore.open());
 const server = () => new CoragClient(access!.appBase);
 const client = () => server().withToken(access!.token);
 
-/** This tab's own store: passages embedded with the session's passage encoder, exact inner-product search. */
+/** This tab's passages embedded with the session's passage encoder. */
+async function localPassages() {
+  return (await (await openStore()).allPassages()).filter((p) => p.embedding && p.encoder === session!.config.models.passageEncoder);
+}
+
+/** This tab's own store: exact inner-product search over its embedded passages. */
 async function localSource(): Promise<PassageSource> {
-  const passages = (await (await openStore()).allPassages()).filter((p) => p.embedding && p.encoder === session!.config.models.passageEncoder);
+  const passages = await localPassages();
   const index = new ExactVectorIndex(bundle!.embeddingDim);
   index.add(passages.map((p) => p.id), passages.map((p) => p.embedding!));
   const byId = new Map(passages.map((p) => [p.id, p]));
@@ -227,18 +233,25 @@ const api = {
 
   /**
    * Retrieves top-k for `question` from `scope` and generates the answer with the FiD reader;
-   * `extractive`: the answer is restricted to whole words quoted from those passages.
+   * `extractive`: the answer is restricted to whole words quoted from those passages; `hybrid`:
+   * the dense ranking is fused with a BM25 keyword ranking of this tab's passages
+   * (src/corag/hybrid-retrieval.ts; the session store is searched densely only).
    */
-  ask(question: string, scope: RetrievalScope, k: number, extractive = false): Promise<AskResult> {
+  ask(question: string, scope: RetrievalScope, k: number, extractive = false, hybrid = false): Promise<AskResult> {
     return exclusive(async () => {
       if (!bundle) throw new Error('join a session first');
       const started = performance.now();
-      const [hits] = await retrieve(bundle, await sourceFor(scope), [question], { k });
+      const source = await sourceFor(scope);
+      const keywordPassages = hybrid && scope !== 'shared' ? await localPassages() : [];
+      const [hits] = keywordPassages.length > 0
+        ? [await hybridRetrieve(bundle, source, new KeywordPassageIndex(keywordPassages.map((p) => ({ id: p.id, title: p.title, text: p.text, embedding: p.embedding! })), 'yours'), question, { k })]
+        : await retrieve(bundle, source, [question], { k });
       if (hits.length === 0) return { answer: '', passages: [], millis: performance.now() - started, version: bundle.version };
       const [generated] = await generateAnswers(bundle, [question], [hits], { maxNewTokens: 24, extractive });
       return {
         answer: generated.answer,
         extractive,
+        hybrid: keywordPassages.length > 0,
         passages: hits.map((h, i) => ({ title: h.title, text: h.text, score: h.score, source: h.source, attention: generated.passageScores[i] })),
         millis: performance.now() - started,
         version: bundle.version,

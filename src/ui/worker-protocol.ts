@@ -39,6 +39,8 @@ export interface AskResult {
   readonly answer: string;
   /** The answer was restricted to a span quoted from the passages. */
   readonly extractive?: boolean;
+  /** The passages came from dense + keyword (BM25) search fused (src/corag/hybrid-retrieval.ts). */
+  readonly hybrid?: boolean;
   readonly passages: ReadonlyArray<{ title: string; text: string; score: number; source: string; attention: number }>;
   readonly millis: number;
   readonly version: number | null;

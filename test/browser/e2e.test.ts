@@ -185,6 +185,10 @@ describe('the CoRAG web app, three tabs, one session', () => {
     expect(await page.locator('#answer-text').count()).toBe(1);
     // "Quote from passages" is on by default: the answer is words of a listed passage, highlighted there.
     await page.locator('.answer-box', { hasText: 'quoted from the passages' }).waitFor();
+    // "Keyword search too" is on by default: alice's own passage, which shares her name with the
+    // question, is among those read whatever the tiny random retriever ranks first.
+    await page.locator('.answer-box', { hasText: 'passages by retriever + keywords' }).waitFor();
+    expect(await page.locator('#answer-passages li', { hasText: 'alice lives in paris' }).count()).toBe(1);
     expect((await page.locator('#answer-text').textContent())?.trim()).not.toBe('(empty answer)');
     expect(await page.locator('#answer-passages mark').count()).toBeGreaterThan(0);
     await shot(page, 'qa-view');
