@@ -44,6 +44,12 @@ export interface PassageSpanOptions {
   readonly sentinelId?: number;
   readonly eosId: number;
   readonly words: WordPieces;
+  /**
+   * Per example, the pieces of its question: a span whose word pieces all occur there may not
+   * end, since an answer that only repeats words of the question ("Super Bowl" for "Who was the
+   * Super Bowl MVP?") is never the answer sought. Omitted: no such rule.
+   */
+  readonly questionPieces?: readonly ReadonlySet<number>[];
 }
 
 /** Allows exactly the whole-word spans of each example's passages (token ids, no special tokens). */
@@ -59,6 +65,8 @@ export class PassageSpanConstraint implements DecodingConstraint {
     const offset = sentinelId === undefined ? 0 : 1;
     if (generated.length < offset) return [sentinelId!];
     const answer = generated.slice(offset);
+    const question = this.options.questionPieces?.[example];
+    const repeatsQuestion = question !== undefined && answer.every((id) => !words.hasWordCharacters(id) || question.has(id));
     const next = new Set<number>();
     let mayEnd = false;
     for (const ids of this.passages[example] ?? []) {
@@ -70,7 +78,7 @@ export class PassageSpanConstraint implements DecodingConstraint {
         const after = start + answer.length;
         if (after <= lastWord) next.add(ids[after]);
         const wholeWord = after === ids.length || !words.continuesWord(ids[after]);
-        if (answer.length > 0 && wholeWord && words.hasWordCharacters(answer[answer.length - 1])) mayEnd = true;
+        if (answer.length > 0 && wholeWord && words.hasWordCharacters(answer[answer.length - 1]) && !repeatsQuestion) mayEnd = true;
       }
     }
     if (mayEnd) next.add(eosId);
@@ -81,12 +89,15 @@ export class PassageSpanConstraint implements DecodingConstraint {
 /**
  * The constraint for a batch of questions, each with its passages' texts, for a T5 tokenizer
  * (answers open with `<extra_id_0>`). A question without any passage text (closed book) decodes
- * freely; undefined when no question has one.
+ * freely; undefined when no question has one. With `questions`, a span that only repeats words
+ * of its question may not be the answer (PassageSpanOptions.questionPieces).
  */
-export function passageSpanConstraint(tokenizer: TextTokenizer, eosId: number, passageTexts: readonly (readonly string[])[]): DecodingConstraint | undefined {
+export function passageSpanConstraint(tokenizer: TextTokenizer, eosId: number, passageTexts: readonly (readonly string[])[], questions?: readonly string[]): DecodingConstraint | undefined {
   const ids = passageTexts.map((texts) => texts.filter((t) => t.trim() !== '').map((t) => tokenizer.encode(t, { addSpecialTokens: false })));
   if (ids.every((p) => p.length === 0)) return undefined;
-  const spans = new PassageSpanConstraint(ids, { sentinelId: tokenizer.tokenToId('<extra_id_0>'), eosId, words: sentencePieceWords(tokenizer) });
+  if (questions && questions.length !== passageTexts.length) throw new Error(`passageSpanConstraint: ${questions.length} questions for ${passageTexts.length} passage lists`);
+  const questionPieces = questions?.map((q) => new Set(tokenizer.encode(q, { addSpecialTokens: false })));
+  const spans = new PassageSpanConstraint(ids, { sentinelId: tokenizer.tokenToId('<extra_id_0>'), eosId, words: sentencePieceWords(tokenizer), questionPieces });
   return { allowedNext: (example, generated) => (ids[example].length === 0 ? null : spans.allowedNext(example, generated)) };
 }
 

@@ -151,7 +151,7 @@ export async function generateAnswers(
   const batch = buildFidBatch(bundle, questions, passages, undefined, options);
   const maxNewTokens = options.maxNewTokens ?? 32;
   const numBeams = options.numBeams ?? 1;
-  const constraint = options.extractive ? passageSpanConstraint(bundle.readerTokenizer, eosId(bundle), passages.map((ps) => ps.map((p) => p.text))) : undefined;
+  const constraint = options.extractive ? passageSpanConstraint(bundle.readerTokenizer, eosId(bundle), passages.map((ps) => ps.map((p) => p.text)), questions) : undefined;
   const copyWeight = options.copyWeight ?? bundle.readerConfig.copy_decoding_weight ?? 0;
   const copy = copyWeight > 0
     ? fidCopyDecoding(bundle.readerTokenizer, (await batch.inputIds.data()) as Int32Array, batch.batchSize, batch.numPassages, copyWeight)

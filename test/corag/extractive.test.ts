@@ -55,6 +55,18 @@ describe('PassageSpanConstraint', () => {
     expect(constraint.allowedNext(0, [SENTINEL, id('\u2581Panthers'), id('\u2581Denver')])).toEqual([]);
   });
 
+  it('with the question\'s pieces, a span that only repeats question words may not end, while one with a new word may', () => {
+    const question = new Set(tokenizer.encode('Who did the Denver Broncos defeat?', { addSpecialTokens: false }));
+    const guarded = new PassageSpanConstraint([[ids]], { sentinelId: SENTINEL, eosId: EOS, words: sentencePieceWords(tokenizer), questionPieces: [question] });
+    const denverBroncos = [id('\u2581Denver'), ...tokenizer.encode('Broncos', { addSpecialTokens: false })];
+    expect(constraint.allowedNext(0, [SENTINEL, ...denverBroncos])).toContain(EOS);
+    expect(guarded.allowedNext(0, [SENTINEL, ...denverBroncos])).toEqual([id('\u2581defeated')]);
+    const panthers = tokenizer.encode('Carolina Panthers', { addSpecialTokens: false });
+    expect(guarded.allowedNext(0, [SENTINEL, ...panthers])).toEqual([EOS]);
+    // "the Carolina": "the" is a question word, "Carolina" is not.
+    expect(guarded.allowedNext(0, [SENTINEL, id('\u2581the'), panthers[0]])).toContain(EOS);
+  });
+
   it('keeps each example to its own passages', () => {
     const two = new PassageSpanConstraint([[ids], [tokenizer.encode('Levi Stadium', { addSpecialTokens: false })]], { sentinelId: SENTINEL, eosId: EOS, words: sentencePieceWords(tokenizer) });
     expect(new Set(two.allowedNext(1, [SENTINEL]))).toEqual(new Set(tokenizer.encode('Levi Stadium', { addSpecialTokens: false }).filter((t) => tokenizer.idToToken(t)!.startsWith('\u2581'))));
