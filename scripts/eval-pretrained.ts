@@ -1,7 +1,7 @@
 /**
  * npx tsx scripts/eval-pretrained.ts [--models public/models/demo] [--crab results/cache/crab-mini]
  *                                    [--backend wasm] [--k 4] [--limit N] [--out docs/pretrain-eval.json]
- *                                    [--gold-only] [--cloze N] [--copy W] [--split dev|all]
+ *                                    [--gold-only] [--cloze N] [--copy W] [--split dev|all] [--retrieval-only]
  *
  * Quality of the pretrained checkpoints on CRAB-mini DEV questions (built by `npm run crab:data`):
  * - retriever recall@1/5/20 of a relevant passage over all CRAB-mini passages, for the pretrained
@@ -17,6 +17,7 @@
  * also N cloze questions (src/pretrain/examples.ts, the pretraining task: a sentence with a name,
  * number or date replaced by a question word) made from those gold passages — in-distribution for
  * the pretrained reader (its corpus holds these passages), so it shows whether it copies at all.
+ * `--retrieval-only`: the recall table alone (a quick check of a retriever checkpoint while it trains).
  * `--crab public/demo --split all` measures the same on the app's demo passages and questions.
  * Decoding uses the reader's own copy-decoding weight (config.json `copy_decoding_weight`, src/model/t5/copy-decoding.ts);
  * `--copy W` overrides it (0: plain decoding).
@@ -48,6 +49,7 @@ const k = Number(opt('k', '4'));
 const limit = Number(opt('limit', '1000000'));
 const outPath = opt('out', 'docs/pretrain-eval.json');
 const goldOnly = argv.includes('--gold-only');
+const retrievalOnly = argv.includes('--retrieval-only');
 const copyOverride = argv.includes('--copy') ? Number(opt('copy', '0')) : undefined;
 const clozeCount = Number(opt('cloze', '0'));
 const backend = await initBackend(parseBackendName(opt('backend', 'wasm')));
@@ -135,6 +137,20 @@ const score = async (items: readonly Asked[], extractive = false) => {
 };
 const devWith = (context: (q: Qa, i: number) => Passage[]): Asked[] => dev.map((q, i) => ({ question: q.question, answers: q.answers, context: context(q, i) }));
 const goldPassage = (q: Qa) => passages[byId.get(q.relevant[0])!];
+const pct = (x: number) => (100 * x).toFixed(1);
+const ks = [1, 5, 20];
+const printRecall = (retrieval: Record<string, Record<string, number>>) => {
+  console.log('\n| retriever | R@1 | R@5 | R@20 |\n| --- | --- | --- | --- |');
+  for (const [name, r] of Object.entries(retrieval)) console.log(`| ${name} | ${ks.map((n) => pct(r[`R@${n}`])).join(' | ')} |`);
+};
+if (retrievalOnly) {
+  const { bm25Ranked, pretrainedRanked, untrainedRanked } = await rankings();
+  const retrieval = { pretrained: recallAt(pretrainedRanked, ks), untrained: recallAt(untrainedRanked, ks), bm25: recallAt(bm25Ranked, ks) };
+  printRecall(retrieval);
+  writeFileSync(outPath, JSON.stringify({ backend: backend.name, models: modelsDir, devQuestions: dev.length, passages: passages.length, retrieval }, null, 2) + '\n');
+  bundle.dispose();
+  process.exit(0);
+}
 const goldAsked = devWith((q) => [goldPassage(q)]);
 const gold = await score(goldAsked);
 const goldExtractive = await score(goldAsked, true);
@@ -151,7 +167,6 @@ const cloze = await (async () => {
   progress('cloze questions done');
   return result;
 })();
-const pct = (x: number) => (100 * x).toFixed(1);
 const printExamples = () => {
   if (cloze) {
     console.log(`cloze questions from the gold passages (${cloze.questions}): EM ${pct(cloze.EM)}, F1 ${pct(cloze.F1)}`);
@@ -177,7 +192,6 @@ if (goldOnly) {
   const hybrid = await score(hybridAsked);
   const hybridExtractive = await score(hybridAsked, true);
   progress('reader with retrieved passages done');
-  const ks = [1, 5, 20];
   const results = {
     backend: backend.name,
     models: modelsDir,
@@ -188,8 +202,7 @@ if (goldOnly) {
     reader: { goldPassage: gold, retrieved: { k, ...retrieved }, hybrid: { k, ...hybrid }, cloze },
     readerExtractive: { goldPassage: goldExtractive, retrieved: { k, ...retrievedExtractive }, hybrid: { k, ...hybridExtractive } },
   };
-  console.log('\n| retriever | R@1 | R@5 | R@20 |\n| --- | --- | --- | --- |');
-  for (const [name, r] of Object.entries(results.retrieval)) console.log(`| ${name} | ${ks.map((n) => pct(r[`R@${n}`])).join(' | ')} |`);
+  printRecall(results.retrieval);
   console.log(`\n| reader input | EM | F1 |\n| --- | --- | --- |\n| gold passage | ${pct(gold.EM)} | ${pct(gold.F1)} |\n| top-${k} retrieved (pretrained retriever) | ${pct(retrieved.EM)} | ${pct(retrieved.F1)} |`);
   console.log(`| top-${k} hybrid (pretrained retriever + BM25, reciprocal rank fusion) | ${pct(hybrid.EM)} | ${pct(hybrid.F1)} |`);
   console.log(`| gold passage, extractive decoding | ${pct(goldExtractive.EM)} | ${pct(goldExtractive.F1)} |\n| top-${k} retrieved, extractive decoding | ${pct(retrievedExtractive.EM)} | ${pct(retrievedExtractive.F1)} |`);
