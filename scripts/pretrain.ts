@@ -5,7 +5,10 @@
  *
  * Prepares the corpus (trimmed tokenizers + token ids) into the work folder when it is not there
  * yet, then trains, resuming from the work folder's checkpoint when there is one. Ctrl-C (or
- * SIGTERM) stops after the current step with a checkpoint and the export; a second one quits at once.
+ * SIGTERM) stops after the current step with a checkpoint and the export; a second one (more than
+ * 2 s later) quits at once. The npm script runs it as `node --import tsx`, not through the tsx
+ * CLI: tsx relays a signal to its child and SIGKILLs it when the child does not acknowledge within
+ * 30 ms, which a child busy in a training step never does — Ctrl-C then lost the final checkpoint.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -36,9 +39,18 @@ if (opts.has('prepare-only')) process.exit(0);
 const backend = await initBackend(parseBackendName(opts.get('backend') ?? 'wasm'));
 const num = (k: string) => (opts.has(k) ? Number(opts.get(k)) : undefined);
 const stop = new AbortController();
+// Ctrl-C reaches this process more than once (the terminal signals the whole process group and
+// npm relays it too); while a step computes, all copies are handled in one burst when it ends.
+// A repeat within DUPLICATE_SIGNAL_MS is that same Ctrl-C, not a request to quit at once.
+const DUPLICATE_SIGNAL_MS = 2000;
+let firstSignalAt = 0;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
-    if (stop.signal.aborted) process.exit(130);
+    if (stop.signal.aborted) {
+      if (Date.now() - firstSignalAt > DUPLICATE_SIGNAL_MS) process.exit(130);
+      return;
+    }
+    firstSignalAt = Date.now();
     console.log(`\n${signal}: stopping after this step (checkpoint${opts.has('export') ? ' and export' : ''}); send it again to quit at once`);
     stop.abort();
   });
