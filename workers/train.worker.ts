@@ -53,9 +53,10 @@ async function localPassages() {
   return (await (await openStore()).allPassages()).filter((p) => p.embedding && p.encoder === session!.config.models.passageEncoder);
 }
 
+type LocalPassage = Awaited<ReturnType<typeof localPassages>>[number];
+
 /** This tab's own store: exact inner-product search over its embedded passages. */
-async function localSource(): Promise<PassageSource> {
-  const passages = await localPassages();
+function localSource(passages: readonly LocalPassage[]): PassageSource {
   const index = new ExactVectorIndex(bundle!.embeddingDim);
   index.add(passages.map((p) => p.id), passages.map((p) => p.embedding!));
   const byId = new Map(passages.map((p) => [p.id, p]));
@@ -70,10 +71,11 @@ async function localSource(): Promise<PassageSource> {
   };
 }
 
-async function sourceFor(scope: RetrievalScope): Promise<PassageSource> {
+/** Where `scope` retrieves from; `ownPassages`: this tab's passages when the caller has read them already. */
+async function sourceFor(scope: RetrievalScope, ownPassages?: readonly LocalPassage[]): Promise<PassageSource> {
   const shared = new CoordinatorPassageSource(client(), access!.sessionId, 'shared');
   if (scope === 'shared') return shared;
-  const own = await localSource();
+  const own = localSource(ownPassages ?? (await localPassages()));
   if (scope === 'yours') return own;
   return mergedPassageSource([own, shared]);
 }
@@ -241,8 +243,10 @@ const api = {
     return exclusive(async () => {
       if (!bundle) throw new Error('join a session first');
       const started = performance.now();
-      const source = await sourceFor(scope);
-      const keywordPassages = hybrid && scope !== 'shared' ? await localPassages() : [];
+      // One read of this tab's passages serves both the dense source and the keyword index.
+      const own = scope === 'shared' ? [] : await localPassages();
+      const source = await sourceFor(scope, own);
+      const keywordPassages = hybrid ? own : [];
       const [hits] = keywordPassages.length > 0
         ? [await hybridRetrieve(bundle, source, new KeywordPassageIndex(keywordPassages.map((p) => ({ id: p.id, title: p.title, text: p.text, embedding: p.embedding! })), 'yours'), question, { k })]
         : await retrieve(bundle, source, [question], { k });
