@@ -143,9 +143,10 @@ const printRecall = (retrieval: Record<string, Record<string, number>>) => {
   console.log('\n| retriever | R@1 | R@5 | R@20 |\n| --- | --- | --- | --- |');
   for (const [name, r] of Object.entries(retrieval)) console.log(`| ${name} | ${ks.map((n) => pct(r[`R@${n}`])).join(' | ')} |`);
 };
+/** Recall of the three rankings every run measures, in table order. */
+const recallOf = (r: Awaited<ReturnType<typeof rankings>>) => ({ pretrained: recallAt(r.pretrainedRanked, ks), untrained: recallAt(r.untrainedRanked, ks), bm25: recallAt(r.bm25Ranked, ks) });
 if (retrievalOnly) {
-  const { bm25Ranked, pretrainedRanked, untrainedRanked } = await rankings();
-  const retrieval = { pretrained: recallAt(pretrainedRanked, ks), untrained: recallAt(untrainedRanked, ks), bm25: recallAt(bm25Ranked, ks) };
+  const retrieval = recallOf(await rankings());
   printRecall(retrieval);
   writeFileSync(outPath, JSON.stringify({ backend: backend.name, models: modelsDir, devQuestions: dev.length, passages: passages.length, retrieval }, null, 2) + '\n');
   bundle.dispose();
@@ -182,7 +183,8 @@ if (goldOnly) {
   printExamples();
   writeFileSync(outPath, JSON.stringify({ backend: backend.name, models: modelsDir, copyWeight, devQuestions: dev.length, reader: { goldPassage: gold, cloze }, readerExtractive: { goldPassage: goldExtractive } }, null, 2) + '\n');
 } else {
-  const { bm25Ranked, pretrainedRanked, untrainedRanked } = await rankings();
+  const ranked = await rankings();
+  const { bm25Ranked, pretrainedRanked } = ranked;
   const retrievedAsked = devWith((_, i) => pretrainedRanked[i].slice(0, k).map((p) => passages[p]));
   const retrieved = await score(retrievedAsked);
   const retrievedExtractive = await score(retrievedAsked, true);
@@ -198,7 +200,7 @@ if (goldOnly) {
     copyWeight,
     devQuestions: dev.length,
     passages: passages.length,
-    retrieval: { pretrained: recallAt(pretrainedRanked, ks), untrained: recallAt(untrainedRanked, ks), bm25: recallAt(bm25Ranked, ks), hybrid: recallAt(hybridRanked, ks) },
+    retrieval: { ...recallOf(ranked), hybrid: recallAt(hybridRanked, ks) },
     reader: { goldPassage: gold, retrieved: { k, ...retrieved }, hybrid: { k, ...hybrid }, cloze },
     readerExtractive: { goldPassage: goldExtractive, retrieved: { k, ...retrievedExtractive }, hybrid: { k, ...hybridExtractive } },
   };
