@@ -5,8 +5,9 @@
  */
 import type { TextTokenizer } from '../model/tokenizer';
 import type { CorpusPassage } from './corpus';
-import { clozeExamples, maskedSpanExample, questionStyleCloze } from './examples';
+import { clozeExamples, maskedSpanExample, questionStyleCloze, type ClozeExample } from './examples';
 import { Rng } from './rng';
+import { PersonLexicon, typedClozeExamples } from './typed-questions';
 
 export type ExampleKind = 'mlm' | 'cloze';
 
@@ -70,6 +71,13 @@ export interface PrepareOptions {
    * word first, a clause around the answer, some words dropped); 0 (default): all verbatim.
    */
   readonly questionStyleShare?: number;
+  /**
+   * 'cloze' (default): clozeExamples' names, numbers and dates, "what"/"when"/"how many" in
+   * their place, questionStyleCloze for the rewritten share. 'typed': typed-questions.ts — more
+   * answer kinds (noun phrases, money, percentages, counts with their noun), question words that
+   * fit the answer's type (who / where / in what year …), rewrites closer to real questions.
+   */
+  readonly questionGenerator?: 'cloze' | 'typed';
 }
 
 function idOf(tok: TextTokenizer, token: string): number {
@@ -83,6 +91,15 @@ function lastWords(text: string, n: number): string[] {
 }
 
 /** Tokenizes passages and builds the masked-span and cloze examples (seeded). */
+/** The plain generator's cloze questions of a passage (examples.ts), as data prepared before 'typed' existed. */
+function plainCloze(text: string, rng: Rng, options: PrepareOptions): ClozeExample[] {
+  const cloze = clozeExamples(text);
+  const order = rng.permutation(cloze.length).slice(0, options.clozePerPassage);
+  // No draw at share 0, so data prepared before questionStyleShare existed comes out the same.
+  const share = options.questionStyleShare ?? 0;
+  return order.map((i) => (share > 0 && rng.next() < share ? questionStyleCloze(cloze[i], rng) : cloze[i]));
+}
+
 export function preparePretrainData(passages: readonly CorpusPassage[], reader: TextTokenizer, retriever: TextTokenizer, options: PrepareOptions): PretrainData {
   const rng = new Rng(options.seed);
   const t5 = (s: string) => reader.encode(s, { addSpecialTokens: false });
@@ -93,6 +110,8 @@ export function preparePretrainData(passages: readonly CorpusPassage[], reader: 
     retrieverIds: bert(`${p.title} ${p.text}`),
   }));
   const examples: PreparedExample[] = [];
+  const typed = options.questionGenerator === 'typed';
+  const people = typed ? PersonLexicon.fromTexts(passages.map((p) => p.text)) : undefined;
   passages.forEach((p, index) => {
     for (let i = 0; i < options.mlmPerPassage; i++) {
       const ex = maskedSpanExample(p.text, rng);
@@ -102,12 +121,7 @@ export function preparePretrainData(passages: readonly CorpusPassage[], reader: 
       const firstSpan = ex.target.split('<extra_id_1>')[0].replace('<extra_id_0>', '').trim();
       examples.push({ kind: 'mlm', passage: index, readerQuery: t5(`question: ${ex.query}`), retrieverQuery: bert(visible), target: reader.encode(ex.target), anchor: t5(firstSpan) });
     }
-    const cloze = clozeExamples(p.text);
-    const order = rng.permutation(cloze.length).slice(0, options.clozePerPassage);
-    for (const verbatim of order.map((i) => cloze[i])) {
-      // No draw at share 0, so data prepared before this option existed comes out the same.
-      const share = options.questionStyleShare ?? 0;
-      const c = share > 0 && rng.next() < share ? questionStyleCloze(verbatim, rng) : verbatim;
+    for (const c of typed ? typedClozeExamples(p.text, rng, options.clozePerPassage, options.questionStyleShare ?? 0, { people }) : plainCloze(p.text, rng, options)) {
       examples.push({
         kind: 'cloze',
         passage: index,

@@ -22,6 +22,12 @@ describe('pretraining recipes', () => {
     expect(parsePretrainConfig({ copyDecodingWeight: 0.5 }).copyDecodingWeight).toBe(0.5);
   });
 
+  it('takes the "cloze" or "typed" question generator and refuses any other', () => {
+    expect(parsePretrainConfig({}).data.questionGenerator).toBe('cloze');
+    expect(parsePretrainConfig({ data: { questionGenerator: 'typed' } }).data.questionGenerator).toBe('typed');
+    expect(() => parsePretrainConfig({ data: { questionGenerator: 'nmt' } })).toThrow(/"data.questionGenerator" must be "cloze" or "typed"/);
+  });
+
   it('refuses an unknown field and a wrongly typed one, naming it', () => {
     expect(() => parsePretrainConfig({ mlmWithSorce: true })).toThrow(/unknown field "mlmWithSorce"/);
     expect(() => parsePretrainConfig({ mlmWithSource: 'yes' })).toThrow(/"mlmWithSource" must be a boolean/);

@@ -90,6 +90,22 @@ describe('preparePretrainData', () => {
       expect(retriever.decode(ex.retrieverQuery)).toMatch(/^(when|what|on what|in what|how many|which|who)\b/);
     }
   });
+
+  it('with questionGenerator "typed" the cloze targets are spans of their passage and the masked spans are as before', () => {
+    const { passages, reader, retriever } = tinyCorpus();
+    const options = { seed: 7, mlmPerPassage: 1, clozePerPassage: 3, questionStyleShare: 0.85 };
+    const plain = preparePretrainData(passages, reader, retriever, options);
+    const typed = preparePretrainData(passages, reader, retriever, { ...options, questionGenerator: 'typed' });
+    const cloze = typed.examples.filter((e) => e.kind === 'cloze');
+    expect(cloze.length).toBeGreaterThan(0);
+    for (const ex of cloze) {
+      const answer = reader.decode(ex.target).replace('<extra_id_0>', '').trim();
+      expect(passages[ex.passage].text.replace(/\s+/g, ' ')).toContain(answer);
+      expect(reader.decode(ex.readerQuery), reader.decode(ex.readerQuery)).toMatch(/^question: .+\? answer:/);
+    }
+    // The first passage's masked span is drawn before any question, so it is the same in both.
+    expect(typed.examples[0]).toEqual(plain.examples[0]);
+  });
 });
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
