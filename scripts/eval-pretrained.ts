@@ -1,13 +1,16 @@
 /**
  * npx tsx scripts/eval-pretrained.ts [--models public/models/demo] [--crab results/cache/crab-mini]
  *                                    [--backend wasm] [--k 4] [--limit N] [--out docs/pretrain-eval.json]
- *                                    [--gold-only] [--cloze N] [--copy W] [--split dev|all] [--retrieval-only]
+ *                                    [--gold-only] [--cloze N] [--copy W] [--split dev|train|all] [--retrieval-only]
+ *                                    [--keyword-weight W] [--keyword-weights W1,W2,…]
  *
  * Quality of the pretrained checkpoints on CRAB-mini DEV questions (built by `npm run crab:data`):
  * - retriever recall@1/5/20 of a relevant passage over all CRAB-mini passages, for the pretrained
  *   retriever, an untrained one of the same shape (same seed recipe) and BM25, in the same run;
  * - hybrid retrieval as the app's "Keyword search too" does it (src/corag/hybrid-retrieval.ts:
- *   the retriever's and BM25's top-20 fused by reciprocal rank);
+ *   the retriever's and BM25's top-20 fused by reciprocal rank, BM25's weighted by the retriever's
+ *   `hybrid_keyword_weight` or `--keyword-weight W`; `--keyword-weights 1,2,4` adds a recall row
+ *   per weight to `--retrieval-only`, for choosing one on `--split train` questions);
  * - reader EM/F1 with the gold (first relevant) passage, and with the top-k retrieved passages
  *   (dense, and hybrid),
  *   each with free generation and with extractive decoding (answers restricted to whole-word
@@ -145,8 +148,17 @@ const printRecall = (retrieval: Record<string, Record<string, number>>) => {
 };
 /** Recall of the three rankings every run measures, in table order. */
 const recallOf = (r: Awaited<ReturnType<typeof rankings>>) => ({ pretrained: recallAt(r.pretrainedRanked, ks), untrained: recallAt(r.untrainedRanked, ks), bm25: recallAt(r.bm25Ranked, ks) });
+/** The app's hybrid ranking (src/corag/hybrid-retrieval.ts): both top-20 lists fused by reciprocal rank, BM25's weighted. */
+const hybridRanking = (r: Awaited<ReturnType<typeof rankings>>, keywordWeight: number) =>
+  dev.map((_, i) => reciprocalRankFusion([r.pretrainedRanked[i].map(String), r.bm25Ranked[i].map(String)], 60, [1, keywordWeight]).slice(0, 20).map((f) => Number(f.key)));
+const keywordWeights = opt('keyword-weights', '').split(',').filter(Boolean).map(Number);
+// The app's weight: the retriever's own hybrid_keyword_weight (config.json), unless overridden.
+const keywordWeight = argv.includes('--keyword-weight') ? Number(opt('keyword-weight', '1')) : bundle.retrieverConfig.hybrid_keyword_weight ?? 1;
 if (retrievalOnly) {
-  const retrieval = recallOf(await rankings());
+  const ranked = await rankings();
+  const retrieval: Record<string, Record<string, number>> = recallOf(ranked);
+  retrieval.hybrid = recallAt(hybridRanking(ranked, keywordWeight), ks);
+  for (const w of keywordWeights) retrieval[`hybrid, keyword weight ${w}`] = recallAt(hybridRanking(ranked, w), ks);
   printRecall(retrieval);
   writeFileSync(outPath, JSON.stringify({ backend: backend.name, models: modelsDir, devQuestions: dev.length, passages: passages.length, retrieval }, null, 2) + '\n');
   bundle.dispose();
@@ -189,7 +201,7 @@ if (goldOnly) {
   const retrieved = await score(retrievedAsked);
   const retrievedExtractive = await score(retrievedAsked, true);
   // The app's "Keyword search too" (src/corag/hybrid-retrieval.ts): both top-20 lists fused by reciprocal rank.
-  const hybridRanked = dev.map((_, i) => reciprocalRankFusion([pretrainedRanked[i].map(String), bm25Ranked[i].map(String)]).slice(0, 20).map((f) => Number(f.key)));
+  const hybridRanked = hybridRanking(ranked, keywordWeight);
   const hybridAsked = devWith((_, i) => hybridRanked[i].slice(0, k).map((p) => passages[p]));
   const hybrid = await score(hybridAsked);
   const hybridExtractive = await score(hybridAsked, true);
@@ -200,13 +212,14 @@ if (goldOnly) {
     copyWeight,
     devQuestions: dev.length,
     passages: passages.length,
+    keywordWeight,
     retrieval: { ...recallOf(ranked), hybrid: recallAt(hybridRanked, ks) },
     reader: { goldPassage: gold, retrieved: { k, ...retrieved }, hybrid: { k, ...hybrid }, cloze },
     readerExtractive: { goldPassage: goldExtractive, retrieved: { k, ...retrievedExtractive }, hybrid: { k, ...hybridExtractive } },
   };
   printRecall(results.retrieval);
   console.log(`\n| reader input | EM | F1 |\n| --- | --- | --- |\n| gold passage | ${pct(gold.EM)} | ${pct(gold.F1)} |\n| top-${k} retrieved (pretrained retriever) | ${pct(retrieved.EM)} | ${pct(retrieved.F1)} |`);
-  console.log(`| top-${k} hybrid (pretrained retriever + BM25, reciprocal rank fusion) | ${pct(hybrid.EM)} | ${pct(hybrid.F1)} |`);
+  console.log(`| top-${k} hybrid (pretrained retriever + BM25, reciprocal rank fusion, keyword weight ${keywordWeight}) | ${pct(hybrid.EM)} | ${pct(hybrid.F1)} |`);
   console.log(`| gold passage, extractive decoding | ${pct(goldExtractive.EM)} | ${pct(goldExtractive.F1)} |\n| top-${k} retrieved, extractive decoding | ${pct(retrievedExtractive.EM)} | ${pct(retrievedExtractive.F1)} |`);
   console.log(`| top-${k} hybrid, extractive decoding | ${pct(hybridExtractive.EM)} | ${pct(hybridExtractive.F1)} |`);
   printExamples();

@@ -61,11 +61,16 @@ export interface HybridOptions {
   readonly candidates?: number;
   /** Reciprocal-rank-fusion constant (default 60). */
   readonly fusionK?: number;
+  /**
+   * Weight of the keyword ranking against the dense one's 1 (weighted RRF). Default: the
+   * retriever's own `hybrid_keyword_weight` (config.json), else 1.
+   */
+  readonly keywordWeight?: number;
 }
 
 /**
  * The top-k passages for one question: the dense source's ranking and the keyword index's fused
- * by reciprocal rank. A passage found by both counts once (same title and text), as the first
+ * by (weighted) reciprocal rank. A passage found by both counts once (same title and text), as the first
  * ranking (dense) returned it.
  */
 export async function hybridRetrieve(bundle: ModelBundle, dense: PassageSource, keywords: KeywordPassageIndex, question: string, options: HybridOptions): Promise<RetrievedPassage[]> {
@@ -79,7 +84,8 @@ export async function hybridRetrieve(bundle: ModelBundle, dense: PassageSource, 
   const key = (p: RetrievedPassage) => `${p.title}\u0000${p.text}`;
   const byKey = new Map<string, RetrievedPassage>();
   for (const p of [...denseHits, ...keywordHits]) if (!byKey.has(key(p))) byKey.set(key(p), p);
-  return reciprocalRankFusion([denseHits.map(key), keywordHits.map(key)], options.fusionK ?? 60)
+  const keywordWeight = options.keywordWeight ?? bundle.retrieverConfig.hybrid_keyword_weight ?? 1;
+  return reciprocalRankFusion([denseHits.map(key), keywordHits.map(key)], options.fusionK ?? 60, [1, keywordWeight])
     .slice(0, k)
     .map((f) => byKey.get(f.key)!);
 }

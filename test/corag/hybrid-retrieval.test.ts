@@ -55,6 +55,22 @@ describe('hybrid retrieval (dense + BM25, reciprocal rank fusion)', () => {
     expect(none.map((p) => p.id)).toEqual(dense.slice(0, 3).map((p) => p.id));
   });
 
+  it('weights the keyword ranking: 0 keeps the dense order, a large weight the BM25 order, and the retriever config sets the default', async () => {
+    const question = 'who lives in rome?';
+    const keywords = new KeywordPassageIndex(indexed, 'yours');
+    const [query] = await embedQueries(bundle, [question]);
+    const [dense] = await store.search([query], PASSAGES.length);
+    const bm25 = keywords.search(question, query, PASSAGES.length);
+    const all = { k: PASSAGES.length, candidates: PASSAGES.length };
+    expect((await hybridRetrieve(bundle, store, keywords, question, { ...all, keywordWeight: 0 })).map((p) => p.id)).toEqual(dense.map((p) => p.id));
+    const keywordFirst = await hybridRetrieve(bundle, store, keywords, question, { ...all, keywordWeight: 1000 });
+    expect(keywordFirst.slice(0, bm25.length).map((p) => p.id)).toEqual(bm25.map((p) => p.id));
+    expect(keywordFirst[0].title).toBe('emma');
+    // A retriever whose config.json carries hybrid_keyword_weight gets it without being asked.
+    const weighted = Object.create(bundle, { retrieverConfig: { value: { ...bundle.retrieverConfig, hybrid_keyword_weight: 1000 } } }) as ModelBundle;
+    expect((await hybridRetrieve(weighted, store, keywords, question, all)).map((p) => p.id)).toEqual(keywordFirst.map((p) => p.id));
+  });
+
   it('rejects k that is not a positive integer', async () => {
     const keywords = new KeywordPassageIndex(indexed, 'yours');
     await expect(hybridRetrieve(bundle, store, keywords, 'who?', { k: 0 })).rejects.toThrow(/k must be/);

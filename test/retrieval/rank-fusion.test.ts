@@ -20,6 +20,15 @@ describe('reciprocalRankFusion', () => {
     expect(reciprocalRankFusion([[], []])).toEqual([]);
   });
 
+  it('scales each ranking by its weight (weighted RRF) and checks the weights', () => {
+    const fused = reciprocalRankFusion([['a', 'b'], ['b', 'a']], 60, [1, 3]);
+    expect(fused.map((f) => f.key)).toEqual(['b', 'a']);
+    expect(fused[0].score).toBeCloseTo(1 / 62 + 3 / 61, 12);
+    expect(reciprocalRankFusion([['a', 'b'], ['b', 'a']], 60, [1, 1])).toEqual(reciprocalRankFusion([['a', 'b'], ['b', 'a']], 60));
+    expect(() => reciprocalRankFusion([['a'], ['a']], 60, [1])).toThrow(/weights must be 2/);
+    expect(() => reciprocalRankFusion([['a']], 60, [-1])).toThrow(/weights/);
+  });
+
   it('rejects a negative or non-finite k', () => {
     expect(() => reciprocalRankFusion([['a']], -1)).toThrow(/k must be/);
     expect(() => reciprocalRankFusion([['a']], Number.NaN)).toThrow(/k must be/);

@@ -17,6 +17,12 @@ export interface BertConfig {
   /** 'gelu' is the exact erf GELU (BERT, Contriever); 'gelu_new' the tanh approximation. */
   readonly hidden_act: BertHiddenAct;
   readonly pad_token_id: number;
+  /**
+   * Not a Hugging Face field: the weight of a BM25 ranking fused with this retriever's in hybrid
+   * search (src/corag/hybrid-retrieval.ts), measured when the checkpoint was made — above 1 for a
+   * retriever weaker than keywords (the project's small demo retriever). Absent: 1 (equal shares).
+   */
+  readonly hybrid_keyword_weight?: number;
 }
 
 /** Defaults of transformers' BertConfig for the fields hub configs sometimes omit. */
@@ -59,7 +65,12 @@ export function parseBertConfig(json: unknown): BertConfig {
   if (typeof pad_token_id !== 'number' || !Number.isInteger(pad_token_id) || pad_token_id < 0) {
     throw new Error(`BERT config: "pad_token_id" must be a non-negative integer, got ${JSON.stringify(pad_token_id)}`);
   }
+  const keywordWeight = withDefaults.hybrid_keyword_weight;
+  if (keywordWeight !== undefined && (typeof keywordWeight !== 'number' || !(keywordWeight >= 0) || !Number.isFinite(keywordWeight))) {
+    throw new Error(`BERT config: "hybrid_keyword_weight" must be a finite number >= 0, got ${JSON.stringify(keywordWeight)}`);
+  }
   const config: BertConfig = {
+    ...(keywordWeight === undefined ? {} : { hybrid_keyword_weight: keywordWeight as number }),
     hidden_size,
     num_hidden_layers: positiveInt(withDefaults, 'num_hidden_layers'),
     num_attention_heads,
@@ -95,6 +106,7 @@ export function bertConfigToJson(config: BertConfig): Record<string, unknown> {
     hidden_dropout_prob: 0.1,
     attention_probs_dropout_prob: 0.1,
     initializer_range: 0.02,
+    ...(config.hybrid_keyword_weight === undefined ? {} : { hybrid_keyword_weight: config.hybrid_keyword_weight }),
   };
 }
 

@@ -35,6 +35,15 @@ describe('parseBertConfig', () => {
     const { num_hidden_layers: _, ...missing } = json;
     expect(() => parseBertConfig(missing)).toThrow('"num_hidden_layers"');
     expect(() => parseBertConfig([])).toThrow('JSON object');
+    expect(() => parseBertConfig({ ...json, hybrid_keyword_weight: -1 })).toThrow('"hybrid_keyword_weight"');
+  });
+
+  it('keeps the hybrid keyword weight a checkpoint carries, and writes it back to config.json', () => {
+    expect(parseBertConfig(json).hybrid_keyword_weight).toBeUndefined();
+    const weighted = parseBertConfig({ ...json, hybrid_keyword_weight: 4 });
+    expect(weighted.hybrid_keyword_weight).toBe(4);
+    expect(parseBertConfig(bertConfigToJson(weighted))).toEqual(weighted);
+    expect(bertConfigToJson(parseBertConfig(json))).not.toHaveProperty('hybrid_keyword_weight');
   });
 });
 
