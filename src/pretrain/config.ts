@@ -90,6 +90,13 @@ export interface PretrainConfig {
    * (src/model/t5/copy-decoding.ts). For readers trained with copy-attention supervision. 0: not written.
    */
   readonly copyDecodingWeight: number;
+  /**
+   * Written into the exported retriever's config.json as `hybrid_keyword_weight`: the weight of
+   * BM25's ranking when the app fuses it with this retriever's (src/corag/hybrid-retrieval.ts),
+   * chosen on CRAB-mini train questions (`eval-pretrained --retrieval-only --split train
+   * --keyword-weights …`). 0: not written (equal shares).
+   */
+  readonly hybridKeywordWeight: number;
   /** Re-embed every passage with the (still training) encoder after this many steps. */
   readonly reindexEvery: number;
   readonly indexMaxLength: number;
@@ -128,6 +135,7 @@ export const DEFAULT_PRETRAIN_CONFIG: PretrainConfig = {
   previousTokenHeads: 0,
   previousTokenBias: 5,
   copyDecodingWeight: 0,
+  hybridKeywordWeight: 0,
   reindexEvery: 200,
   indexMaxLength: 160,
   checkpointEveryMinutes: 3,

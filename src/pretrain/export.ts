@@ -35,7 +35,7 @@ export async function exportCheckpoints(trainer: Pretrainer, tokenizers: { reade
     ...tokenizerFiles(tokenizers.reader),
   ]);
   const retriever: CheckpointFiles = new Map([
-    ['config.json', json(bertConfigToJson(trainer.retrieverConfig))],
+    ['config.json', json(bertConfigToJson(trainer.config.hybridKeywordWeight > 0 ? { ...trainer.retrieverConfig, hybrid_keyword_weight: trainer.config.hybridKeywordWeight } : trainer.retrieverConfig))],
     ['model.safetensors', await trainer.retrieverParams.toSafetensors({ dtype: 'F16', metadata: { format: 'pt', ...metadata } })],
     ...tokenizerFiles(tokenizers.retriever),
   ]);

@@ -9,6 +9,7 @@ import { readCheckpointFiles, saveCheckpointFiles } from '../../src/pretrain/che
 import { parsePretrainConfig } from '../../src/pretrain/config';
 import { exportCheckpoints } from '../../src/pretrain/export';
 import { parseT5Config } from '../../src/model/t5/config';
+import { parseBertConfig } from '../../src/model/bert/config';
 import { parseDprPassages } from '../../src/pretrain/corpus';
 import { preparePretrainData, type PretrainData } from '../../src/pretrain/data';
 import type { ParameterStore } from '../../src/model/params';
@@ -316,18 +317,23 @@ describe('masked spans with their source passage (mlmWithSource)', () => {
 
 describe('exportCheckpoints', () => {
   const tokenizerFiles = { tokenizerJson: {}, tokenizerConfig: {}, specialTokensMap: {} };
-  const readerConfigOf = async (copyDecodingWeight: number) => {
-    const trainer = Pretrainer.create(parsePretrainConfig({ ...config, copyDecodingWeight }), data);
+  const configsOf = async (weights: { copyDecodingWeight: number; hybridKeywordWeight: number }) => {
+    const trainer = Pretrainer.create(parsePretrainConfig({ ...config, ...weights }), data);
     try {
-      const { reader } = await exportCheckpoints(trainer, { reader: tokenizerFiles, retriever: tokenizerFiles }, {});
-      return parseT5Config(JSON.parse(new TextDecoder().decode(reader.get('config.json')!)));
+      const { reader, retriever } = await exportCheckpoints(trainer, { reader: tokenizerFiles, retriever: tokenizerFiles }, {});
+      const parse = (files: typeof reader) => JSON.parse(new TextDecoder().decode(files.get('config.json')!));
+      return { reader: parseT5Config(parse(reader)), retriever: parseBertConfig(parse(retriever)) };
     } finally {
       trainer.dispose();
     }
   };
 
-  it('writes the copy-decoding weight into the reader\'s config.json when the recipe sets one, and none otherwise', async () => {
-    expect((await readerConfigOf(0.5)).copy_decoding_weight).toBe(0.5);
-    expect((await readerConfigOf(0)).copy_decoding_weight).toBeUndefined();
+  it('writes the copy-decoding and hybrid keyword weights into the config.json files when the recipe sets them, and none otherwise', async () => {
+    const set = await configsOf({ copyDecodingWeight: 0.5, hybridKeywordWeight: 4 });
+    expect(set.reader.copy_decoding_weight).toBe(0.5);
+    expect(set.retriever.hybrid_keyword_weight).toBe(4);
+    const unset = await configsOf({ copyDecodingWeight: 0, hybridKeywordWeight: 0 });
+    expect(unset.reader.copy_decoding_weight).toBeUndefined();
+    expect(unset.retriever.hybrid_keyword_weight).toBeUndefined();
   }, 60_000);
 });
