@@ -40,6 +40,12 @@ export interface PretrainConfig {
    */
   readonly readerPassageWindow: number;
   /**
+   * With readerPassageWindow N: false (as before) the other retrieved passages enter whole; true,
+   * each enters as a random N-token window too, so the passage holding the answer cannot be told
+   * from the others by its length — all rows look alike, as at answering time.
+   */
+  readonly windowEveryPassage: boolean;
+  /**
    * false (Atlas): a masked-span example's own passage is never among its passages, so the spans
    * must be inferred. true: it is put in (as for cloze), so the reader fills every span by finding
    * it in the passage — several copy lookups per example, the dense signal under which a small
@@ -118,6 +124,7 @@ export const DEFAULT_PRETRAIN_CONFIG: PretrainConfig = {
   passagesPerQuestion: 4,
   readerMaxLength: 192,
   readerPassageWindow: 0,
+  windowEveryPassage: false,
   mlmWithSource: false,
   targetMaxLength: 24,
   queryMaxLength: 64,

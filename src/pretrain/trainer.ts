@@ -125,6 +125,13 @@ export function answerWindow(passageIds: readonly number[], target: readonly num
   return passageIds.slice(start, start + size);
 }
 
+/** `size` consecutive tokens of a passage at a random place; a shorter passage whole. */
+export function randomWindow(passageIds: readonly number[], size: number, rng: Rng): number[] {
+  if (passageIds.length <= size) return [...passageIds];
+  const start = rng.int(passageIds.length - size + 1);
+  return passageIds.slice(start, start + size);
+}
+
 /**
  * `size` tokens of a passage holding a masked-span window: they start `lead` tokens before the
  * first masked span (`anchor`), so the spans after it fit too. The first `size` tokens when the
@@ -368,6 +375,7 @@ export class Pretrainer {
         const source = p === ex.passage && this.config.readerPassageWindow > 0;
         const passageIds = source && ex.kind === 'cloze' ? answerWindow(this.data.passages[p].readerIds, ex.target, this.config.readerPassageWindow, this.rng)
           : source && ex.kind === 'mlm' && ex.anchor ? spanWindow(this.data.passages[p].readerIds, ex.anchor, this.config.readerPassageWindow)
+          : this.config.windowEveryPassage && this.config.readerPassageWindow > 0 ? randomWindow(this.data.passages[p].readerIds, this.config.readerPassageWindow, this.rng)
           : this.data.passages[p].readerIds;
         const row = [...ex.readerQuery, ...passageIds].slice(0, L - 1);
         row.push(readerEos);

@@ -287,6 +287,8 @@ export function typedQuestion(sentence: string, answer: TypedAnswer, rng: Rng, o
   }
   const right = clause(afterText, 'right', windowWords);
   const keep = (words: string[]) => words.filter((w) => rng.next() >= (FUNCTION_WORDS.has(w.toLowerCase()) ? dropFunction : dropContent));
+  // The sentence's capitalised first word is not a name once it moves behind the question word: "Where did he begin …".
+  if (left.length > 0 && beforeText.startsWith(left[0]) && (STOP_CAPITALISED.has(left[0]) || FUNCTION_WORDS.has(left[0].toLowerCase()))) left = [left[0].toLowerCase(), ...left.slice(1)];
   const keptLeft = keep(left);
   const keptRight = keep(right);
   if (keptLeft.length + keptRight.length < 3) return null;

@@ -13,7 +13,7 @@ import { parseBertConfig } from '../../src/model/bert/config';
 import { parseDprPassages } from '../../src/pretrain/corpus';
 import { preparePretrainData, type PretrainData } from '../../src/pretrain/data';
 import type { ParameterStore } from '../../src/model/params';
-import { answerWindow, Pretrainer, spanWindow } from '../../src/pretrain/trainer';
+import { answerWindow, Pretrainer, randomWindow, spanWindow } from '../../src/pretrain/trainer';
 import { Rng } from '../../src/pretrain/rng';
 import { trimUnigramTokenizer, trimWordPieceTokenizer } from '../../src/pretrain/vocab-trim';
 
@@ -312,6 +312,46 @@ describe('masked spans with their source passage (mlmWithSource)', () => {
         trainer.dispose();
       }
     }
+  }, 60_000);
+});
+
+describe('every passage as a window (windowEveryPassage)', () => {
+  it('randomWindow takes `size` consecutive tokens at varying places, and a shorter passage whole', () => {
+    const ids = Array.from({ length: 50 }, (_, i) => i);
+    const rng = new Rng(4);
+    const starts = new Set<number>();
+    for (let i = 0; i < 30; i++) {
+      const w = randomWindow(ids, 10, rng);
+      expect(w).toHaveLength(10);
+      expect(w).toEqual(ids.slice(w[0], w[0] + 10));
+      starts.add(w[0]);
+    }
+    expect(starts.size).toBeGreaterThan(5);
+    expect(randomWindow([1, 2, 3], 10, rng)).toEqual([1, 2, 3]);
+  });
+
+  it('with it, no reader row of a cloze example is longer than its question plus the window; without it, the other passages enter whole', async () => {
+    const cloze = data.examples.filter((e) => e.kind === 'cloze');
+    const window = 16;
+    const longest = async (windowEveryPassage: boolean) => {
+      const trainer = Pretrainer.create(parsePretrainConfig({ ...config, readerPassageWindow: window, windowEveryPassage, readerMaxLength: 112 }), data);
+      try {
+        await trainer.trainStep(); // builds the passage index
+        const internals = trainer as unknown as {
+          retrieve(ex: typeof cloze): Promise<number[][]>;
+          readerInputs(ex: typeof cloze, retrieved: number[][]): { ids: tf.Tensor2D; mask: tf.Tensor2D; labels: tf.Tensor2D };
+        };
+        const inputs = internals.readerInputs(cloze, await internals.retrieve(cloze));
+        const mask = (await inputs.mask.array()) as number[][];
+        tf.dispose([inputs.ids, inputs.mask, inputs.labels]);
+        // Passage tokens of each row: its length less the question part and the EOS.
+        return Math.max(...mask.map((row, r) => row.reduce((a, b) => a + b, 0) - cloze[Math.floor(r / config.passagesPerQuestion)].readerQuery.length - 1));
+      } finally {
+        trainer.dispose();
+      }
+    };
+    expect(await longest(true)).toBeLessThanOrEqual(window);
+    expect(await longest(false)).toBeGreaterThan(window);
   }, 60_000);
 });
 

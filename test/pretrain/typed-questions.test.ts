@@ -106,6 +106,15 @@ describe('typed questions', () => {
     expect(typedQuestion(sentence, person!, new Rng(5))).toEqual(typedQuestion(sentence, person!, new Rng(5)));
   });
 
+  it('lower-cases the sentence\'s first word when it is a function word that moves behind the question word', () => {
+    const sentence = 'He began his career as an intern in Chicago in 1992.';
+    const year = typedAnswers(sentence).find((a) => a.type === 'year')!;
+    for (let seed = 0; seed < 10; seed++) {
+      const q = typedQuestion(sentence, year, new Rng(seed), { dropFunction: 0, dropContent: 0, lowerCase: 0 })!;
+      expect(q.question).toMatch(/^(When|What year|In what year) (did |was |is |does |were )?he began his career as an intern in Chicago\?$/);
+    }
+  });
+
   it('gives up (null) when too little of the clause is left to ask about', () => {
     const sentence = 'It was Tesla.';
     const a = { text: 'Tesla', start: 7, type: 'person' as const };
