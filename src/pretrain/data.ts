@@ -7,7 +7,8 @@ import type { TextTokenizer } from '../model/tokenizer';
 import type { CorpusPassage } from './corpus';
 import { clozeExamples, maskedSpanExample, questionStyleCloze, type ClozeExample } from './examples';
 import { Rng } from './rng';
-import { PersonLexicon, typedClozeExamples } from './typed-questions';
+import { PersonLexicon } from '../text/answer-types';
+import { typedClozeExamples } from './typed-questions';
 
 export type ExampleKind = 'mlm' | 'cloze';
 

@@ -10,6 +10,7 @@
  *   at Levi's Stadium?"), so the reader and the retriever learn to match a question that shares
  *   only part of its words with the passage, as real questions do.
  */
+import { sentences } from '../text/sentences';
 import type { Rng } from './rng';
 
 export interface MaskedSpanExample {
@@ -54,10 +55,7 @@ export interface ClozeExample {
   readonly after: string;
 }
 
-/** Sentences of a passage (split after . ! ? followed by a space and an upper-case letter or digit). */
-export function sentences(text: string): string[] {
-  return text.split(/(?<=[.!?])\s+(?=[A-Z0-9"])/).map((s) => s.trim()).filter((s) => s.length > 0);
-}
+export { sentences } from '../text/sentences';
 
 const MONTHS = 'January|February|March|April|May|June|July|August|September|October|November|December';
 /** Candidate answers: dates, years, numbers, capitalised multi-word or mid-sentence names. */
