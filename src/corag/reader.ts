@@ -4,7 +4,9 @@
  * target, no gradient), and answer generation with per-passage cross-attention scores.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { beamSearch, greedyGenerate } from '../model/t5/generate';
+import { beamSearch, greedyGenerate, type BeamHypothesis } from '../model/t5/generate';
+import type { AnswerRerankConfig } from '../model/t5/config';
+import { rerankAnswers } from './answer-rerank';
 import { fidCopyDecoding } from './copy-answers';
 import { passageSpanConstraint } from './extractive';
 import { fidEncode, fidForward, fidInputText, fidTargetText, FID_MAX_LENGTH, padIdRows, passageAttentionScores } from '../model/t5/fid';
@@ -131,6 +133,12 @@ export interface GenerateAnswerOptions extends FidBatchOptions {
    * own `copy_decoding_weight` (config.json), else off.
    */
   readonly copyWeight?: number;
+  /**
+   * With `extractive`: choose among the reader's best spans by answer type and closeness to the
+   * question's words too (src/corag/answer-rerank.ts). Absent: the reader's own `answer_rerank`
+   * (config.json), else none; null: none.
+   */
+  readonly rerank?: AnswerRerankConfig | null;
 }
 
 export interface GeneratedAnswer {
@@ -141,6 +149,29 @@ export interface GeneratedAnswer {
   readonly passageScores: number[];
 }
 
+/** A FiD batch encoded for decoding, with the decoding constraint and copy pointer of the options. */
+interface EncodedQuestions {
+  readonly batch: FidBatch;
+  readonly encoded: { hidden: tf.Tensor3D; mask: tf.Tensor2D };
+  readonly constraint: ReturnType<typeof passageSpanConstraint>;
+  readonly copy: ReturnType<typeof fidCopyDecoding> | undefined;
+}
+
+async function encodeQuestions(bundle: ModelBundle, questions: readonly string[], passages: readonly (readonly PassageText[])[], options: GenerateAnswerOptions): Promise<EncodedQuestions> {
+  const batch = buildFidBatch(bundle, questions, passages, undefined, options);
+  const constraint = options.extractive ? passageSpanConstraint(bundle.readerTokenizer, eosId(bundle), passages.map((ps) => ps.map((p) => p.text)), questions) : undefined;
+  const copyWeight = options.copyWeight ?? bundle.readerConfig.copy_decoding_weight ?? 0;
+  const copy = copyWeight > 0
+    ? fidCopyDecoding(bundle.readerTokenizer, (await batch.inputIds.data()) as Int32Array, batch.batchSize, batch.numPassages, copyWeight)
+    : undefined;
+  return { batch, constraint, copy, encoded: fidEncode(bundle.reader, batch.inputIds, batch.attentionMask, batch.numPassages) };
+}
+
+function disposeEncoded(e: EncodedQuestions): void {
+  tf.dispose([e.encoded.hidden, e.encoded.mask]);
+  disposeFidBatch(e.batch);
+}
+
 /** Generates an answer for each question from its passages (FiD), with per-passage attention. */
 export async function generateAnswers(
   bundle: ModelBundle,
@@ -148,29 +179,58 @@ export async function generateAnswers(
   passages: readonly (readonly PassageText[])[],
   options: GenerateAnswerOptions = {},
 ): Promise<GeneratedAnswer[]> {
-  const batch = buildFidBatch(bundle, questions, passages, undefined, options);
   const maxNewTokens = options.maxNewTokens ?? 32;
   const numBeams = options.numBeams ?? 1;
-  const constraint = options.extractive ? passageSpanConstraint(bundle.readerTokenizer, eosId(bundle), passages.map((ps) => ps.map((p) => p.text)), questions) : undefined;
-  const copyWeight = options.copyWeight ?? bundle.readerConfig.copy_decoding_weight ?? 0;
-  const copy = copyWeight > 0
-    ? fidCopyDecoding(bundle.readerTokenizer, (await batch.inputIds.data()) as Int32Array, batch.batchSize, batch.numPassages, copyWeight)
-    : undefined;
-  const encoded = fidEncode(bundle.reader, batch.inputIds, batch.attentionMask, batch.numPassages);
+  const e = await encodeQuestions(bundle, questions, passages, options);
+  const { encoded, constraint, copy } = e;
+  const rerank = options.extractive && constraint ? (options.rerank === undefined ? bundle.readerConfig.answer_rerank : options.rerank ?? undefined) : undefined;
   try {
-    const sequences = numBeams > 1
-      ? (await beamSearch(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, numBeams, constraint, copy })).map((h) => h[0].tokens)
-      : await greedyGenerate(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, constraint, copy });
-    const scores = await attentionOverPassages(bundle, encoded, sequences, batch.numPassages);
+    const sequences = rerank
+      ? rerankedSequences(bundle, await beamSearch(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, numBeams: Math.max(rerank.beams, numBeams), constraint, copy }), questions, passages, rerank)
+      : numBeams > 1
+        ? (await beamSearch(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, numBeams, constraint, copy })).map((h) => h[0].tokens)
+        : await greedyGenerate(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, constraint, copy });
+    const scores = await attentionOverPassages(bundle, encoded, sequences, e.batch.numPassages);
     return sequences.map((tokens, i) => ({
       answer: cleanAnswer(bundle.readerTokenizer.decode(tokens)),
       tokens,
       passageScores: scores[i],
     }));
   } finally {
-    tf.dispose([encoded.hidden, encoded.mask]);
-    disposeFidBatch(batch);
+    disposeEncoded(e);
   }
+}
+
+/** One of the reader's candidate answers: its text and length-normalised log-probability. */
+export interface CandidateAnswer {
+  readonly text: string;
+  readonly score: number;
+  readonly tokens: number[];
+}
+
+/**
+ * The reader's `beams` best answers to each question by beam search, best first (extractive
+ * when `options.extractive`): what answer reranking chooses from, for fitting its weights.
+ */
+export async function candidateAnswers(bundle: ModelBundle, questions: readonly string[], passages: readonly (readonly PassageText[])[], beams: number, options: GenerateAnswerOptions = {}): Promise<CandidateAnswer[][]> {
+  const e = await encodeQuestions(bundle, questions, passages, options);
+  try {
+    const hypotheses = await beamSearch(bundle.reader, e.encoded.hidden, e.encoded.mask, { maxNewTokens: options.maxNewTokens ?? 32, numBeams: beams, constraint: e.constraint, copy: e.copy });
+    return hypotheses.map((hyps) => asCandidates(bundle, hyps));
+  } finally {
+    disposeEncoded(e);
+  }
+}
+
+function asCandidates(bundle: ModelBundle, hypotheses: readonly BeamHypothesis[]): CandidateAnswer[] {
+  return hypotheses.map((h) => ({ text: cleanAnswer(bundle.readerTokenizer.decode(h.tokens)), score: h.score, tokens: h.tokens }));
+}
+
+/** Per question, the tokens of the hypothesis answer reranking puts first (the reader's first when it proposed none). */
+function rerankedSequences(bundle: ModelBundle, hypotheses: readonly (readonly BeamHypothesis[])[], questions: readonly string[], passages: readonly (readonly PassageText[])[], rerank: AnswerRerankConfig): number[][] {
+  return hypotheses.map((hyps, i) => {
+    return rerankAnswers(asCandidates(bundle, hyps), questions[i], passages[i].map((p) => p.text), rerank)[0]?.candidate.tokens ?? [];
+  });
 }
 
 /** Re-reads the generated tokens with teacher forcing to get the cross-attention per passage. */

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PassageSpanConstraint, RULED_OUT, sentencePieceWords, teacherForcedMask } from '../../src/corag/extractive';
-import { generateAnswers } from '../../src/corag/reader';
+import { candidateAnswers, generateAnswers } from '../../src/corag/reader';
+import { rerankAnswers } from '../../src/corag/answer-rerank';
 import type { ModelBundle } from '../../src/corag/model-bundle';
 import { initBackend } from '../../src/model/backend';
 import { TextTokenizer } from '../../src/model/tokenizer';
@@ -95,6 +96,25 @@ describe('extractive generateAnswers', () => {
         expect(` ${passages[i][0].text} `).toMatch(new RegExp(`[\\s]${a.answer.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}[\\s.,]`));
       });
     }
+  });
+
+  it('with answer reranking picks, among the reader\'s candidates, the one the weights prefer; null or no weights keep its first choice', async () => {
+    const beams = 6;
+    const candidates = await candidateAnswers(bundle, questions, passages, beams, { maxNewTokens: 6, maxLength: 48, extractive: true });
+    const firstChoice = await generateAnswers(bundle, questions, passages, { maxNewTokens: 6, maxLength: 48, extractive: true, numBeams: beams });
+    expect(firstChoice.map((a) => a.answer)).toEqual(candidates.map((c) => c[0].text));
+    // Reader weight 0, proximity alone: the candidate nearest the question's words wins.
+    const rerank = { beams, reader: 0, type: 0, proximity: 1, questionOverlap: 0 };
+    const reranked = await generateAnswers(bundle, questions, passages, { maxNewTokens: 6, maxLength: 48, extractive: true, rerank });
+    reranked.forEach((a, i) => {
+      const expected = rerankAnswers(candidates[i], questions[i], passages[i].map((p) => p.text), rerank)[0].candidate.text;
+      expect(a.answer).toBe(expected);
+    });
+    // A reader whose config.json carries answer_rerank gets it by default; null turns it off.
+    const fitted = Object.create(bundle, { readerConfig: { value: { ...bundle.readerConfig, answer_rerank: rerank } } }) as ModelBundle;
+    expect((await generateAnswers(fitted, questions, passages, { maxNewTokens: 6, maxLength: 48, extractive: true })).map((a) => a.answer)).toEqual(reranked.map((a) => a.answer));
+    const off = await generateAnswers(fitted, questions, passages, { maxNewTokens: 6, maxLength: 48, extractive: true, rerank: null });
+    expect(off.map((a) => a.answer)).toEqual((await generateAnswers(bundle, questions, passages, { maxNewTokens: 6, maxLength: 48, extractive: true })).map((a) => a.answer));
   });
 
   it('leaves a closed-book row (no passage text) free while constraining the others', async () => {

@@ -35,6 +35,28 @@ export interface T5Config {
    * for (src/model/t5/copy-decoding.ts); absent: plain decoding.
    */
   readonly copy_decoding_weight?: number;
+  /**
+   * CoRAG extension: how to choose among this reader's extractive candidates
+   * (src/corag/answer-rerank.ts), fitted for it by scripts/fit-answer-rerank.ts; absent: the
+   * reader's first choice.
+   */
+  readonly answer_rerank?: AnswerRerankConfig;
+}
+
+export interface AnswerRerankWeights {
+  /** Weight of the reader's length-normalised log-probability. */
+  readonly reader: number;
+  /** Bonus for a candidate whose type is one the question asks for. */
+  readonly type: number;
+  /** Weight of the share of question content words near the candidate. */
+  readonly proximity: number;
+  /** Penalty weight of the share of the candidate's content words the question has. */
+  readonly questionOverlap: number;
+}
+
+export interface AnswerRerankConfig extends AnswerRerankWeights {
+  /** Beam width: how many candidate spans the reader proposes. */
+  readonly beams: number;
 }
 
 /** Hugging Face's T5Config defaults (transformers/models/t5/configuration_t5.py). */
@@ -123,7 +145,25 @@ export function parseT5Config(json: unknown): T5Config {
     pad_token_id: tokenId(obj, 'pad_token_id', DEFAULTS.pad_token_id, vocab_size),
     eos_token_id: tokenId(obj, 'eos_token_id', DEFAULTS.eos_token_id, vocab_size),
     ...copyDecodingWeight(obj),
+    ...answerRerank(obj),
   };
+}
+
+function answerRerank(obj: Record<string, unknown>): { answer_rerank?: AnswerRerankConfig } {
+  const v = obj.answer_rerank;
+  if (v === undefined || v === null) return {};
+  if (typeof v !== 'object' || Array.isArray(v)) throw new T5ConfigError(`T5 config field "answer_rerank" must be an object, got ${JSON.stringify(v)}`);
+  const o = v as Record<string, unknown>;
+  const weight = (key: string) => {
+    const w = o[key];
+    if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) throw new T5ConfigError(`T5 config field "answer_rerank.${key}" must be a finite number >= 0, got ${JSON.stringify(w)}`);
+    return w;
+  };
+  const beams = o.beams;
+  if (typeof beams !== 'number' || !Number.isInteger(beams) || beams < 1 || beams > 64) {
+    throw new T5ConfigError(`T5 config field "answer_rerank.beams" must be an integer in 1 … 64, got ${JSON.stringify(beams)}`);
+  }
+  return { answer_rerank: { beams, reader: weight('reader'), type: weight('type'), proximity: weight('proximity'), questionOverlap: weight('question_overlap') } };
 }
 
 function copyDecodingWeight(obj: Record<string, unknown>): { copy_decoding_weight?: number } {
@@ -159,6 +199,7 @@ export function t5ConfigToJson(config: T5Config): Record<string, unknown> {
     pad_token_id: config.pad_token_id,
     eos_token_id: config.eos_token_id,
     ...(config.copy_decoding_weight === undefined ? {} : { copy_decoding_weight: config.copy_decoding_weight }),
+    ...(config.answer_rerank === undefined ? {} : { answer_rerank: answerRerankToJson(config.answer_rerank) }),
   };
 }
 
@@ -216,4 +257,9 @@ export function t5ParameterShapes(config: T5Config): Map<string, number[]> {
   norm('decoder.final_layer_norm.weight');
   if (!config.tie_word_embeddings) shapes.set('lm_head.weight', [config.vocab_size, config.d_model]);
   return shapes;
+}
+
+/** The config.json form of reranking settings (snake case, as Hugging Face configs are). */
+export function answerRerankToJson(c: AnswerRerankConfig): Record<string, number> {
+  return { beams: c.beams, reader: c.reader, type: c.type, proximity: c.proximity, question_overlap: c.questionOverlap };
 }
