@@ -13,8 +13,10 @@
  *   per weight to `--retrieval-only`, for choosing one on `--split train` questions);
  * - reader EM/F1 with the gold (first relevant) passage, and with the top-k retrieved passages
  *   (dense, and hybrid),
- *   each with free generation and with extractive decoding (answers restricted to whole-word
- *   spans of the passages, src/corag/extractive.ts).
+ *   each with free generation, with extractive decoding (answers restricted to whole-word
+ *   spans of the passages, src/corag/extractive.ts) and, when the reader carries `answer_rerank`
+ *   weights, with reranked extractive answers (src/corag/answer-rerank.ts), beside a baseline
+ *   without any model (the passage's typed answers ranked by the same features).
  * Prints a markdown table and writes the numbers as JSON. `--gold-only`: the reader with the gold
  * passage alone (no retrieval), a quick check of a reader checkpoint while it trains. `--cloze N`:
  * also N cloze questions (src/pretrain/examples.ts, the pretraining task: a sentence with a name,
@@ -30,6 +32,9 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { exactMatch, f1Score } from '../src/crab/metrics';
 import { clozeExamples } from '../src/pretrain/examples';
+import { rerankAnswers } from '../src/corag/answer-rerank';
+import { typedAnswers } from '../src/text/answer-types';
+import { sentences } from '../src/text/sentences';
 import { Bm25Index } from '../src/retrieval/bm25';
 import { reciprocalRankFusion } from '../src/retrieval/rank-fusion';
 import { ModelBundle } from '../src/corag/model-bundle';
@@ -113,23 +118,32 @@ const bundle = await ModelBundle.fromCheckpoints({ reader: folderModelSource(joi
 const copyWeight = copyOverride ?? bundle.readerConfig.copy_decoding_weight ?? 0;
 console.log(`copy decoding: ${copyWeight > 0 ? `weight ${copyWeight}` : 'off'}`);
 const ANSWER_BATCH = 8;
-/** The reader's answers (greedy, ≤ 16 tokens, inputs ≤ 192 tokens) to questions with their passages. */
-async function answers(items: readonly Asked[], extractive: boolean): Promise<string[]> {
+/**
+ * How answers are decoded: free generation; extractive (whole-word passage spans, the reader's
+ * first choice); reranked (extractive, chosen among the reader's best spans by the reader's own
+ * `answer_rerank` weights, src/corag/answer-rerank.ts — what the app and CRAB do when it has them).
+ */
+type Decoding = 'free' | 'extractive' | 'reranked';
+const rerank = bundle.readerConfig.answer_rerank;
+const decodings: Decoding[] = rerank ? ['free', 'extractive', 'reranked'] : ['free', 'extractive'];
+console.log(`answer reranking: ${rerank ? JSON.stringify(rerank) : 'none (the reader has no answer_rerank)'}`);
+/** The reader's answers (greedy or reranked beams, ≤ 16 tokens, inputs ≤ 192 tokens) to questions with their passages. */
+async function answers(items: readonly Asked[], decoding: Decoding): Promise<string[]> {
   const out: string[] = [];
   for (let i = 0; i < items.length; i += ANSWER_BATCH) {
     const chunk = items.slice(i, i + ANSWER_BATCH);
-    const generated = await generateAnswers(bundle, chunk.map((a) => a.question), chunk.map((a) => a.context), { maxLength: 192, maxNewTokens: 16, extractive, copyWeight });
+    const generated = await generateAnswers(bundle, chunk.map((a) => a.question), chunk.map((a) => a.context), { maxLength: 192, maxNewTokens: 16, extractive: decoding !== 'free', rerank: decoding === 'reranked' ? rerank : null, copyWeight });
     out.push(...generated.map((g) => g.answer));
   }
   return out;
 }
 interface Asked { question: string; answers: string[]; context: Passage[] }
-/** SQuAD EM/F1 of the reader's answers over `items`, with the first 8 predictions. */
-const score = async (items: readonly Asked[], extractive = false) => {
+type Scored = { EM: number; F1: number; examples: { question: string; prediction: string; answers: string[] }[] };
+/** SQuAD EM/F1 of predictions over `items`, with the first 8 of them. */
+const scorePredictions = (items: readonly Asked[], predictions: readonly string[]): Scored => {
   let em = 0;
   let f1 = 0;
-  const examples: { question: string; prediction: string; answers: string[] }[] = [];
-  const predictions = await answers(items, extractive);
+  const examples: Scored['examples'] = [];
   for (const [i, { question, answers }] of items.entries()) {
     const prediction = predictions[i];
     em += exactMatch(prediction, answers);
@@ -137,6 +151,27 @@ const score = async (items: readonly Asked[], extractive = false) => {
     if (examples.length < 8) examples.push({ question, prediction, answers });
   }
   return { EM: em / Math.max(items.length, 1), F1: f1 / Math.max(items.length, 1), examples };
+};
+const score = async (items: readonly Asked[], decoding: Decoding = 'free') => scorePredictions(items, await answers(items, decoding));
+/** Each decoding's score over `items`, by decoding. */
+const scoreAll = async (items: readonly Asked[]) => {
+  const out: Partial<Record<Decoding, Scored>> = {};
+  for (const d of decodings) out[d] = await score(items, d);
+  return out as Record<Decoding, Scored>;
+};
+/**
+ * A baseline without any model: every typed answer of the passages (src/text/answer-types.ts)
+ * ranked by the reranking features alone (the reader's weights, less its score). It shows how
+ * much of an answer the rules find by themselves.
+ */
+const rulesAlone = (items: readonly Asked[]) => {
+  if (!rerank) return undefined;
+  const predictions = items.map((a) => {
+    const texts = a.context.map((p) => p.text);
+    const candidates = texts.flatMap((t) => sentences(t).flatMap((s) => typedAnswers(s).map((x) => ({ text: x.text, score: 0 }))));
+    return rerankAnswers(candidates, a.question, texts, { ...rerank, reader: 0 })[0]?.candidate.text ?? '';
+  });
+  return scorePredictions(items, predictions);
 };
 const devWith = (context: (q: Qa, i: number) => Passage[]): Asked[] => dev.map((q, i) => ({ question: q.question, answers: q.answers, context: context(q, i) }));
 const goldPassage = (q: Qa) => passages[byId.get(q.relevant[0])!];
@@ -165,8 +200,8 @@ if (retrievalOnly) {
   process.exit(0);
 }
 const goldAsked = devWith((q) => [goldPassage(q)]);
-const gold = await score(goldAsked);
-const goldExtractive = await score(goldAsked, true);
+const gold = await scoreAll(goldAsked);
+const goldRules = rulesAlone(goldAsked);
 progress('reader with gold passages done');
 // Cloze questions from the dev questions' gold passages: one per passage, the first candidate.
 const cloze = await (async () => {
@@ -185,43 +220,52 @@ const printExamples = () => {
     console.log(`cloze questions from the gold passages (${cloze.questions}): EM ${pct(cloze.EM)}, F1 ${pct(cloze.F1)}`);
     for (const e of cloze.examples.slice(0, 5)) console.log(`  Q: ${e.question}  ->  "${e.prediction}"  (answer: ${e.answers[0]})`);
   }
-  for (const [what, r] of [['free', gold], ['extractive', goldExtractive]] as const) {
-    console.log(`gold passage, ${what} decoding:`);
-    for (const e of r.examples.slice(0, 5)) console.log(`  Q: ${e.question}  ->  "${e.prediction}"  (gold: ${e.answers[0]})`);
+  for (const d of decodings) {
+    console.log(`gold passage, ${d} decoding:`);
+    for (const e of gold[d].examples.slice(0, 5)) console.log(`  Q: ${e.question}  ->  "${e.prediction}"  (gold: ${e.answers[0]})`);
   }
 };
+/** Markdown rows: one per (input, decoding), then the rules-alone baseline. */
+const printReaderTable = (inputs: [string, Record<Decoding, Scored>][]) => {
+  console.log('\n| reader input | decoding | EM | F1 |\n| --- | --- | --- | --- |');
+  for (const [input, r] of inputs) for (const d of decodings) console.log(`| ${input} | ${d} | ${pct(r[d].EM)} | ${pct(r[d].F1)} |`);
+  if (goldRules) console.log(`| gold passage | no reader: typed answers ranked by the reranking features | ${pct(goldRules.EM)} | ${pct(goldRules.F1)} |`);
+};
+/** The JSON layout of earlier runs (reader = free, readerExtractive = first choice), plus readerReranked and rulesAlone. */
+const byDecoding = (parts: Record<string, Record<Decoding, Scored> & { k?: number }>, d: Decoding) =>
+  Object.fromEntries(Object.entries(parts).map(([name, r]) => [name, r.k === undefined ? r[d] : { k: r.k, ...r[d] }]));
 if (goldOnly) {
-  console.log(`\n| reader input | EM | F1 |\n| --- | --- | --- |\n| gold passage | ${pct(gold.EM)} | ${pct(gold.F1)} |\n| gold passage, extractive decoding | ${pct(goldExtractive.EM)} | ${pct(goldExtractive.F1)} |`);
+  printReaderTable([['gold passage', gold]]);
   printExamples();
-  writeFileSync(outPath, JSON.stringify({ backend: backend.name, models: modelsDir, copyWeight, devQuestions: dev.length, reader: { goldPassage: gold, cloze }, readerExtractive: { goldPassage: goldExtractive } }, null, 2) + '\n');
+  writeFileSync(outPath, JSON.stringify({
+    backend: backend.name, models: modelsDir, copyWeight, answerRerank: rerank, devQuestions: dev.length,
+    reader: { goldPassage: gold.free, cloze }, readerExtractive: { goldPassage: gold.extractive },
+    ...(rerank ? { readerReranked: { goldPassage: gold.reranked }, rulesAlone: { goldPassage: goldRules } } : {}),
+  }, null, 2) + '\n');
 } else {
   const ranked = await rankings();
-  const { bm25Ranked, pretrainedRanked } = ranked;
-  const retrievedAsked = devWith((_, i) => pretrainedRanked[i].slice(0, k).map((p) => passages[p]));
-  const retrieved = await score(retrievedAsked);
-  const retrievedExtractive = await score(retrievedAsked, true);
-  // The app's "Keyword search too" (src/corag/hybrid-retrieval.ts): both top-20 lists fused by reciprocal rank.
+  const { pretrainedRanked } = ranked;
+  const retrieved = { k, ...(await scoreAll(devWith((_, i) => pretrainedRanked[i].slice(0, k).map((p) => passages[p])))) };
+  // The app's "Keyword search too" (src/corag/hybrid-retrieval.ts): both top-20 lists fused by (weighted) reciprocal rank.
   const hybridRanked = hybridRanking(ranked, keywordWeight);
-  const hybridAsked = devWith((_, i) => hybridRanked[i].slice(0, k).map((p) => passages[p]));
-  const hybrid = await score(hybridAsked);
-  const hybridExtractive = await score(hybridAsked, true);
+  const hybrid = { k, ...(await scoreAll(devWith((_, i) => hybridRanked[i].slice(0, k).map((p) => passages[p])))) };
   progress('reader with retrieved passages done');
+  const parts = { goldPassage: gold, retrieved, hybrid };
   const results = {
     backend: backend.name,
     models: modelsDir,
     copyWeight,
+    answerRerank: rerank,
     devQuestions: dev.length,
     passages: passages.length,
     keywordWeight,
     retrieval: { ...recallOf(ranked), hybrid: recallAt(hybridRanked, ks) },
-    reader: { goldPassage: gold, retrieved: { k, ...retrieved }, hybrid: { k, ...hybrid }, cloze },
-    readerExtractive: { goldPassage: goldExtractive, retrieved: { k, ...retrievedExtractive }, hybrid: { k, ...hybridExtractive } },
+    reader: { ...byDecoding(parts, 'free'), cloze },
+    readerExtractive: byDecoding(parts, 'extractive'),
+    ...(rerank ? { readerReranked: byDecoding(parts, 'reranked'), rulesAlone: { goldPassage: goldRules } } : {}),
   };
   printRecall(results.retrieval);
-  console.log(`\n| reader input | EM | F1 |\n| --- | --- | --- |\n| gold passage | ${pct(gold.EM)} | ${pct(gold.F1)} |\n| top-${k} retrieved (pretrained retriever) | ${pct(retrieved.EM)} | ${pct(retrieved.F1)} |`);
-  console.log(`| top-${k} hybrid (pretrained retriever + BM25, reciprocal rank fusion, keyword weight ${keywordWeight}) | ${pct(hybrid.EM)} | ${pct(hybrid.F1)} |`);
-  console.log(`| gold passage, extractive decoding | ${pct(goldExtractive.EM)} | ${pct(goldExtractive.F1)} |\n| top-${k} retrieved, extractive decoding | ${pct(retrievedExtractive.EM)} | ${pct(retrievedExtractive.F1)} |`);
-  console.log(`| top-${k} hybrid, extractive decoding | ${pct(hybridExtractive.EM)} | ${pct(hybridExtractive.F1)} |`);
+  printReaderTable([['gold passage', gold], [`top-${k} retrieved (pretrained retriever)`, retrieved], [`top-${k} hybrid (retriever + BM25, keyword weight ${keywordWeight})`, hybrid]]);
   printExamples();
   writeFileSync(outPath, JSON.stringify(results, null, 2) + '\n');
 }

@@ -41,6 +41,8 @@ export interface AskResult {
   readonly extractive?: boolean;
   /** The passages came from dense + keyword (BM25) search fused (src/corag/hybrid-retrieval.ts). */
   readonly hybrid?: boolean;
+  /** The quoted answer was chosen among this many of the reader's best spans (src/corag/answer-rerank.ts). */
+  readonly rerankedFrom?: number;
   readonly passages: ReadonlyArray<{ title: string; text: string; score: number; source: string; attention: number }>;
   readonly millis: number;
   readonly version: number | null;

@@ -37,7 +37,7 @@ export function askView(ctx: AppContext): View {
         return;
       }
       replace(result,
-        h('div', { class: 'answer-box' }, h('span', { class: 'muted small' }, `Answer${r.extractive ? ', quoted from the passages' : ''}${r.hybrid ? '; passages by retriever + keywords' : ''} (model v${r.version ?? '—'}, ${(r.millis / 1000).toFixed(1)} s)`), h('p', { class: 'answer-text', id: 'answer-text' }, r.answer || '(empty answer)')),
+        h('div', { class: 'answer-box' }, h('span', { class: 'muted small' }, `Answer${r.extractive ? ', quoted from the passages' : ''}${r.rerankedFrom ? ` (the best of the reader's ${r.rerankedFrom} spans for this kind of question)` : ''}${r.hybrid ? '; passages by retriever + keywords' : ''} (model v${r.version ?? '—'}, ${(r.millis / 1000).toFixed(1)} s)`), h('p', { class: 'answer-text', id: 'answer-text' }, r.answer || '(empty answer)')),
         h('ol', { class: 'passages', id: 'answer-passages' }, ...r.passages.map((p) => {
           const text = h('p', {});
           for (const seg of highlightOccurrences(p.text, r.answer)) text.appendChild(seg.match ? h('mark', {}, seg.text) : document.createTextNode(seg.text));
