@@ -27,7 +27,7 @@
  * Decoding uses the reader's own copy-decoding weight (config.json `copy_decoding_weight`, src/model/t5/copy-decoding.ts);
  * `--copy W` overrides it (0: plain decoding).
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { exactMatch, f1Score } from '../src/crab/metrics';
@@ -44,13 +44,13 @@ import { initBackend, parseBackendName } from '../src/model/backend';
 import { Contriever } from '../src/model/contriever';
 import { ParameterStore } from '../src/model/params';
 import { folderModelSource } from '../src/platform/node/folder-source';
+import { readQuestionFolder, type FolderQuestion } from '../src/platform/node/crab-files';
+import type { Passage } from '../src/crab/types';
+import { optionValue } from './options';
 import { tinyBertWeights } from '../src/model/tiny';
 
 const argv = process.argv.slice(2);
-const opt = (name: string, fallback: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : fallback;
-};
+const opt = (name: string, fallback: string) => optionValue(argv, name, fallback);
 const modelsDir = opt('models', 'public/models/demo');
 const crabDir = opt('crab', 'results/cache/crab-mini');
 const k = Number(opt('k', '4'));
@@ -64,13 +64,10 @@ const backend = await initBackend(parseBackendName(opt('backend', 'wasm')));
 const started = Date.now();
 const progress = (what: string) => console.log(`[${((Date.now() - started) / 1000).toFixed(0)}s] ${what}`);
 
-interface Passage { id: string; title: string; text: string }
-interface Qa { id: string; question: string; answers: string[]; split: string; relevant: string[] }
-const jsonl = <T>(path: string) => readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as T);
-const passages = jsonl<Passage>(join(crabDir, 'passages.jsonl'));
+type Qa = FolderQuestion;
 // `--split all` takes every question (public/demo/qa.jsonl has no splits).
 const split = opt('split', 'dev');
-const dev = jsonl<Qa>(join(crabDir, 'qa.jsonl')).filter((q) => (split === 'all' || q.split === split) && q.relevant.length > 0).slice(0, limit);
+const { passages, questions: dev } = readQuestionFolder(crabDir, split, limit);
 const byId = new Map(passages.map((p, i) => [p.id, i]));
 console.log(`backend ${backend.name}; ${passages.length} passages, ${dev.length} ${split === 'all' ? '' : `${split} `}questions with a relevant passage`);
 

@@ -14,32 +14,29 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { answerFeatures, rerankScore, type AnswerFeatures, type AnswerRerankWeights } from '../src/corag/answer-rerank';
+import { candidateFeatures, rerankScore, type AnswerFeatures, type AnswerRerankWeights } from '../src/corag/answer-rerank';
 import { ModelBundle } from '../src/corag/model-bundle';
 import { candidateAnswers } from '../src/corag/reader';
 import { exactMatch, f1Score } from '../src/crab/metrics';
 import { initBackend } from '../src/model/backend';
 import { answerRerankToJson } from '../src/model/t5/config';
 import { folderModelSource } from '../src/platform/node/folder-source';
+import { readQuestionFolder } from '../src/platform/node/crab-files';
+import { optionValue } from './options';
 
 const argv = process.argv.slice(2);
-const opt = (name: string, fallback: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : fallback;
-};
+const opt = (name: string, fallback: string) => optionValue(argv, name, fallback);
 const modelsDir = opt('models', 'public/models/demo');
 const crabDir = opt('crab', 'results/cache/crab-mini');
 const split = opt('split', 'train');
 const limit = Number(opt('limit', '512'));
 const beams = Number(opt('beams', '16'));
-if (split === 'dev' || split === 'test') throw new Error('fit-answer-rerank: fit on training questions only (--split train); dev and test are for measuring');
+if (split !== 'train') throw new Error('fit-answer-rerank: fit on training questions only (--split train); dev and test are for measuring');
 await initBackend('wasm');
 
-interface Passage { id: string; title: string; text: string }
-interface Qa { id: string; question: string; answers: string[]; split: string; relevant: string[] }
-const jsonl = <T>(path: string) => readFileSync(path, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as T);
-const passages = new Map(jsonl<Passage>(join(crabDir, 'passages.jsonl')).map((p) => [p.id, p]));
-const questions = jsonl<Qa>(join(crabDir, 'qa.jsonl')).filter((q) => q.split === split && q.relevant.length > 0).slice(0, limit);
+const folder = readQuestionFolder(crabDir, split, limit);
+const passages = new Map(folder.passages.map((p) => [p.id, p]));
+const questions = folder.questions;
 const bundle = await ModelBundle.fromCheckpoints({ reader: folderModelSource(join(modelsDir, 'reader')), retriever: folderModelSource(join(modelsDir, 'retriever')) });
 console.log(`${questions.length} ${split} questions with their gold passage, ${beams} candidates each`);
 
@@ -53,7 +50,8 @@ for (let i = 0; i < questions.length; i += BATCH) {
   const candidates = await candidateAnswers(bundle, chunk.map((q) => q.question), context, beams, { extractive: true, maxLength: 192, maxNewTokens: 16 });
   candidates.forEach((cands, j) => {
     const texts = context[j].map((p) => p.text);
-    scored.push({ answers: chunk[j].answers, candidates: cands.map((c) => ({ text: c.text, score: c.score, features: answerFeatures(c.text, chunk[j].question, texts) })) });
+    const features = candidateFeatures(cands.map((c) => c.text), chunk[j].question, texts);
+    scored.push({ answers: chunk[j].answers, candidates: cands.map((c, n) => ({ text: c.text, score: c.score, features: features[n] })) });
   });
   const done = Math.min(i + BATCH, questions.length);
   const eta = ((Date.now() - started) / done) * (questions.length - done) / 1000;

@@ -66,44 +66,76 @@ export function contentWords(text: string): string[] {
   }).map(matchForm).filter((w) => w.length > 1);
 }
 
-/** The type of a candidate where it stands in the passages: that of a typed answer it mostly covers. */
-export function spanType(candidate: string, passages: readonly string[]): AnswerType | 'other' {
-  for (const passage of passages) {
-    for (const sentence of sentences(passage)) {
+/**
+ * What the features of every candidate of one question share, computed once per question: the
+ * question's content words and expected types, the passages' sentences (their typed answers
+ * found on first use) and their words in match form.
+ */
+class QuestionContext {
+  readonly asked: ReadonlySet<string>;
+  readonly expected: ReadonlySet<AnswerType> | null;
+  private readonly sentences: readonly string[];
+  private readonly typed = new Map<string, ReturnType<typeof typedAnswers>>();
+  readonly passageWords: readonly string[][];
+
+  constructor(question: string | null, passages: readonly string[]) {
+    this.asked = new Set(question === null ? [] : contentWords(question));
+    this.expected = question === null ? null : expectedAnswerTypes(question);
+    this.sentences = passages.flatMap((p) => sentences(p));
+    this.passageWords = passages.map((p) => p.split(/\s+/).map(matchForm));
+  }
+
+  /** The type of a candidate where it stands in the passages: that of a typed answer it mostly covers. */
+  spanType(candidate: string): AnswerType | 'other' {
+    for (const sentence of this.sentences) {
       if (!sentence.includes(candidate)) continue;
-      for (const a of typedAnswers(sentence)) {
+      let answers = this.typed.get(sentence);
+      if (!answers) this.typed.set(sentence, (answers = typedAnswers(sentence)));
+      for (const a of answers) {
         const overlaps = (a.text.includes(candidate) && candidate.length * 2 >= a.text.length) || (candidate.includes(a.text) && a.text.length * 2 >= candidate.length);
         if (overlaps) return a.type;
       }
     }
+    return /\d/.test(candidate) ? 'count' : 'other';
   }
-  return /\d/.test(candidate) ? 'count' : 'other';
+
+  features(candidate: string): AnswerFeatures {
+    const own = contentWords(candidate);
+    const questionOverlap = own.length === 0 ? 0 : own.filter((w) => this.asked.has(w)).length / own.length;
+    const typeMatch = this.expected !== null && this.expected.has(this.spanType(candidate) as AnswerType) ? 1 : 0;
+    // Proximity: over every place the candidate's words stand in a passage, the best share of the
+    // question's content words among the NEAR words on either side.
+    const target = candidate.split(/\s+/).map(matchForm).filter(Boolean);
+    let proximity = 0;
+    if (target.length > 0 && this.asked.size > 0) {
+      for (const words of this.passageWords) {
+        for (let i = 0; i + target.length <= words.length; i++) {
+          if (!target.every((w, j) => words[i + j] === w)) continue;
+          const around = new Set([...words.slice(Math.max(0, i - NEAR), i), ...words.slice(i + target.length, i + target.length + NEAR)]);
+          let near = 0;
+          for (const w of this.asked) if (around.has(w)) near++;
+          proximity = Math.max(proximity, near / this.asked.size);
+        }
+      }
+    }
+    return { typeMatch, proximity, questionOverlap };
+  }
+}
+
+/** The type of a candidate where it stands in the passages: that of a typed answer it mostly covers. */
+export function spanType(candidate: string, passages: readonly string[]): AnswerType | 'other' {
+  return new QuestionContext(null, passages).spanType(candidate);
 }
 
 /** The reranking features of one candidate answer. */
 export function answerFeatures(candidate: string, question: string, passages: readonly string[]): AnswerFeatures {
-  const asked = new Set(contentWords(question));
-  const own = contentWords(candidate);
-  const questionOverlap = own.length === 0 ? 0 : own.filter((w) => asked.has(w)).length / own.length;
-  const expected = expectedAnswerTypes(question);
-  const typeMatch = expected !== null && expected.has(spanType(candidate, passages) as AnswerType) ? 1 : 0;
-  // Proximity: over every place the candidate's words stand in a passage, the best share of the
-  // question's content words among the NEAR words on either side.
-  const target = candidate.split(/\s+/).map(matchForm).filter(Boolean);
-  let proximity = 0;
-  if (target.length > 0 && asked.size > 0) {
-    for (const passage of passages) {
-      const words = passage.split(/\s+/).map(matchForm);
-      for (let i = 0; i + target.length <= words.length; i++) {
-        if (!target.every((w, j) => words[i + j] === w)) continue;
-        const around = new Set([...words.slice(Math.max(0, i - NEAR), i), ...words.slice(i + target.length, i + target.length + NEAR)]);
-        let near = 0;
-        for (const w of asked) if (around.has(w)) near++;
-        proximity = Math.max(proximity, near / asked.size);
-      }
-    }
-  }
-  return { typeMatch, proximity, questionOverlap };
+  return new QuestionContext(question, passages).features(candidate);
+}
+
+/** The reranking features of many candidates to one question, with the shared work done once. */
+export function candidateFeatures(candidates: readonly string[], question: string, passages: readonly string[]): AnswerFeatures[] {
+  const context = new QuestionContext(question, passages);
+  return candidates.map((c) => context.features(c));
 }
 
 export function rerankScore(readerScore: number, f: AnswerFeatures, w: AnswerRerankWeights): number {
@@ -118,10 +150,8 @@ export interface RankedAnswer<T> {
 
 /** The candidates (each with its text and reader score) best first; ties keep the reader's order. */
 export function rerankAnswers<T extends { readonly text: string; readonly score: number }>(candidates: readonly T[], question: string, passages: readonly string[], weights: AnswerRerankWeights): RankedAnswer<T>[] {
+  const features = candidateFeatures(candidates.map((c) => c.text), question, passages);
   return candidates
-    .map((candidate) => {
-      const features = answerFeatures(candidate.text, question, passages);
-      return { candidate, features, total: rerankScore(candidate.score, features, weights) };
-    })
+    .map((candidate, i) => ({ candidate, features: features[i], total: rerankScore(candidate.score, features[i], weights) }))
     .sort((a, b) => b.total - a.total);
 }

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { splitLines } from '../../src/crab/loaders';
 import { clientView, collaborativeView, TRAINING_STORES } from '../../src/crab/stores';
-import { readCrabCache } from '../../src/platform/node/crab-files';
+import { readCrabCache, readQuestionFolder } from '../../src/platform/node/crab-files';
 import { buildCrabMini } from '../../src/platform/node/crab-mini-builder';
 
 const shared = (path: string) => fileURLToPath(new URL(`../../../shared/data/${path}`, import.meta.url));
@@ -53,6 +53,19 @@ describe('CRAB-mini from SQuAD v1.1 dev', () => {
     expect(cache.qa.filter((q) => q.split === 'train' && q.client === 3 && q.position < 16)).toHaveLength(16);
     expect(clientView(cache.stores.training['32']['REL-1'], 0)).toEqual(clientView(dataset.trainingStores['32']['REL-1'], 0));
     expect(cache.splits).toEqual(dataset.splits);
+  });
+
+  it('reads back, for the evaluation scripts, the questions of one split with a relevant passage, or of the demo folder with "all"', () => {
+    const cache = readCrabCache(out);
+    const dev = readQuestionFolder(out, 'dev');
+    expect(dev.passages).toEqual(cache.passages);
+    expect(dev.questions.map((q) => q.id)).toEqual(cache.qa.filter((q) => q.split === 'dev' && q.relevant.length > 0).map((q) => q.id));
+    expect(readQuestionFolder(out, 'dev', 5).questions).toEqual(dev.questions.slice(0, 5));
+    const demo = readQuestionFolder(join(temp, 'demo'), 'all');
+    expect(demo.questions.length).toBeGreaterThan(0);
+    expect(demo.questions.every((q) => q.relevant.every((id) => demo.passages.some((p) => p.id === id)))).toBe(true);
+    // The demo's questions have no split: only "all" takes them.
+    expect(readQuestionFolder(join(temp, 'demo'), 'dev').questions).toEqual([]);
   });
 
   it('is deterministic: the same seed gives the same manifest hash, another seed another', () => {

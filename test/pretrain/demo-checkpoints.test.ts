@@ -1,9 +1,10 @@
-import { readFileSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/model/backend';
 import { loadBertCheckpoint, loadT5Checkpoint } from '../../src/model/checkpoint';
 import { folderModelSource } from '../../src/platform/node/folder-source';
+import { readQuestionFolder } from '../../src/platform/node/crab-files';
 import { ModelBundle } from '../../src/corag/model-bundle';
 import { generateAnswers } from '../../src/corag/reader';
 import { exactMatch } from '../../src/crab/metrics';
@@ -16,6 +17,15 @@ const RERANK_QUESTIONS = 32;
 const MIN_RERANKED_RIGHT = 2; // 3 of 32 when shipped (session 8), 1 as the first choice
 
 const demo = (side: string) => fileURLToPath(new URL(`../../public/models/demo/${side}`, import.meta.url));
+const demoBundle = () => ModelBundle.fromCheckpoints({ reader: folderModelSource(demo('reader')), retriever: folderModelSource(demo('retriever')) });
+
+/** The first n demo questions (public/demo/qa.jsonl) and, for each, its gold passage as the only one. */
+function demoQuestions(n: number) {
+  const { passages, questions } = readQuestionFolder(fileURLToPath(new URL('../../public/demo', import.meta.url)), 'all');
+  const byId = new Map(passages.map((p) => [p.id, p]));
+  const qa = questions.slice(0, n);
+  return { qa, goldPassages: qa.map((q) => [byId.get(q.relevant[0])!]) };
+}
 
 describe('shipped demo checkpoints (public/models/demo)', () => {
   it('load with the project loaders, with their trimmed tokenizers, and stay within 25 MB of weights', async () => {
@@ -36,12 +46,11 @@ describe('shipped demo checkpoints (public/models/demo)', () => {
 
   it('answer demo questions from their gold passage with the reader\'s own copy decoding, as the app asks them', async () => {
     await initBackend('wasm');
-    const passages = new Map(readFileSync(new URL('../../public/demo/passages.jsonl', import.meta.url), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).map((p) => [p.id, p]));
-    const qa = readFileSync(new URL('../../public/demo/qa.jsonl', import.meta.url), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).slice(0, QUESTIONS);
-    const bundle = await ModelBundle.fromCheckpoints({ reader: folderModelSource(demo('reader')), retriever: folderModelSource(demo('retriever')) });
+    const { qa, goldPassages } = demoQuestions(QUESTIONS);
+    const bundle = await demoBundle();
     try {
       expect(bundle.readerConfig.copy_decoding_weight).toBeGreaterThan(0);
-      const generated = await generateAnswers(bundle, qa.map((q) => q.question), qa.map((q) => [passages.get(q.relevant[0])]), { maxNewTokens: 16, maxLength: 192 });
+      const generated = await generateAnswers(bundle, qa.map((q) => q.question), goldPassages, { maxNewTokens: 16, maxLength: 192 });
       const right = generated.filter((g, i) => exactMatch(g.answer, qa[i].answers) === 1).length;
       console.log(`demo reader: ${right} of ${qa.length} exactly right`);
       // Measured when these checkpoints were shipped: see docs/MODEL-CARD.md. A guard against a
@@ -54,12 +63,11 @@ describe('shipped demo checkpoints (public/models/demo)', () => {
 
   it('quote better answers with their fitted answer reranking than with the reader\'s first choice, as the app\'s "Quote from passages" does', async () => {
     await initBackend('wasm');
-    const passages = new Map(readFileSync(new URL('../../public/demo/passages.jsonl', import.meta.url), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).map((p) => [p.id, p]));
-    const qa = readFileSync(new URL('../../public/demo/qa.jsonl', import.meta.url), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).slice(0, RERANK_QUESTIONS);
-    const bundle = await ModelBundle.fromCheckpoints({ reader: folderModelSource(demo('reader')), retriever: folderModelSource(demo('retriever')) });
+    const { qa, goldPassages } = demoQuestions(RERANK_QUESTIONS);
+    const bundle = await demoBundle();
     try {
       expect(bundle.readerConfig.answer_rerank).toBeDefined();
-      const ask = (rerank?: null) => generateAnswers(bundle, qa.map((q) => q.question), qa.map((q) => [passages.get(q.relevant[0])]), { maxNewTokens: 16, maxLength: 192, extractive: true, rerank });
+      const ask = (rerank?: null) => generateAnswers(bundle, qa.map((q) => q.question), goldPassages, { maxNewTokens: 16, maxLength: 192, extractive: true, rerank });
       const rightOf = (answers: { answer: string }[]) => answers.filter((g, i) => exactMatch(g.answer, qa[i].answers) === 1).length;
       const first = rightOf(await ask(null));
       const reranked = rightOf(await ask());

@@ -60,6 +60,23 @@ export interface CrabCache {
   stores: { training: Record<string, Record<TrainingStoreName, StoreLayout>>; test: StoreLayout };
 }
 
+/** A question of a folder's qa.jsonl: a built CRAB's (with its split) or public/demo's (none). */
+export type FolderQuestion = Pick<CrabQaRecord, 'id' | 'question' | 'answers' | 'relevant'> & { split?: CrabQaRecord['split'] };
+
+/**
+ * passages.jsonl and the questions of qa.jsonl that have a relevant passage, of one split or
+ * (`'all'`) every one, the first `limit`: what the evaluation scripts measure on, from a built
+ * CRAB cache or from public/demo (whose questions have no split, so only `'all'` takes them).
+ */
+export function readQuestionFolder(dir: string, split: string, limit = Infinity): { passages: Passage[]; questions: FolderQuestion[] } {
+  const passages = [...readPassagesJsonl(readLinesSync(join(dir, 'passages.jsonl')), { source: 'passages.jsonl' })];
+  const questions = splitLines(readFileSync(join(dir, 'qa.jsonl'), 'utf8'))
+    .map((line) => JSON.parse(line) as FolderQuestion)
+    .filter((q) => (split === 'all' || q.split === split) && q.relevant.length > 0)
+    .slice(0, limit);
+  return { passages, questions };
+}
+
 /** Reads a folder written by scripts/build-crab-mini.ts. */
 export function readCrabCache(dir: string): CrabCache {
   const json = (name: string) => JSON.parse(readFileSync(join(dir, name), 'utf8'));
