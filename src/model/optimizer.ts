@@ -27,15 +27,18 @@ export interface LinearScheduleOptions {
 
 /**
  * The learning rate of update number `step` (1-based): rising linearly to `lr` over the warmup
- * (lr·step/warmup, so the first update is not a no-op), then falling linearly to lr·finalRatio at
- * `totalSteps` and staying there.
+ * (lr·step/warmup, so the first update is not a no-op), then falling linearly towards
+ * lr·finalRatio, which holds after `totalSteps`. The decay counts the updates done BEFORE this one
+ * (as Hugging Face's linear scheduler does), so every one of `totalSteps` updates moves the weights:
+ * with no warmup and T steps the rates are lr, lr·(T−1)/T, …, lr/T. (Until session 9 the last
+ * update of a run got rate 0, which wasted one step of every few-step federated round.)
  */
 export function linearScheduleLr(options: LinearScheduleOptions, step: number): number {
   const { lr, warmupSteps = 0, totalSteps, finalRatio = 0 } = options;
   if (warmupSteps > 0 && step <= warmupSteps) return (lr * step) / warmupSteps;
   if (totalSteps === undefined) return lr;
-  if (step >= totalSteps) return lr * finalRatio;
-  const progress = (step - warmupSteps) / Math.max(1, totalSteps - warmupSteps);
+  if (step > totalSteps) return lr * finalRatio;
+  const progress = Math.max(0, step - 1 - warmupSteps) / Math.max(1, totalSteps - warmupSteps);
   return lr * (1 - (1 - finalRatio) * progress);
 }
 

@@ -42,12 +42,18 @@ function gradAt(name: string, s: number, n: number): number[] {
 describe('linearScheduleLr', () => {
   it('warms up linearly, then decays linearly to the final ratio and stays there', () => {
     const o = { lr: 1, warmupSteps: 4, totalSteps: 12 };
-    expect([1, 2, 4].map((s) => linearScheduleLr(o, s))).toEqual([0.25, 0.5, 1]);
-    expect(linearScheduleLr(o, 8)).toBeCloseTo(0.5, 12);
-    expect(linearScheduleLr(o, 12)).toBe(0);
+    expect([1, 2, 4, 5].map((s) => linearScheduleLr(o, s))).toEqual([0.25, 0.5, 1, 1]);
+    expect(linearScheduleLr(o, 8)).toBeCloseTo(1 - 3 / 8, 12);
+    expect(linearScheduleLr(o, 12)).toBeCloseTo(1 / 8, 12);
+    expect(linearScheduleLr(o, 13)).toBe(0);
     expect(linearScheduleLr(o, 20)).toBe(0);
-    expect(linearScheduleLr({ lr: 1, totalSteps: 10, finalRatio: 0.1 }, 5)).toBeCloseTo(1 - 0.9 * 0.5, 12);
+    expect(linearScheduleLr({ lr: 1, totalSteps: 10, finalRatio: 0.1 }, 5)).toBeCloseTo(1 - 0.9 * 0.4, 12);
     expect(linearScheduleLr({ lr: 0.3 }, 1000)).toBe(0.3);
+  });
+
+  it('moves the weights on every one of a few-step run\'s updates (the first at the full rate, the last at lr/T)', () => {
+    expect([1, 2, 3].map((s) => linearScheduleLr({ lr: 0.3, totalSteps: 3 }, s))).toEqual([0.3, 0.3 * (2 / 3), 0.3 / 3].map((x) => expect.closeTo(x, 12)));
+    expect(linearScheduleLr({ lr: 0.3, totalSteps: 1 }, 1)).toBe(0.3);
   });
 });
 
