@@ -20,11 +20,30 @@ const isNode = typeof process !== 'undefined' && !!process.versions?.node;
 
 let gradientsRegistered: Promise<unknown> | undefined;
 
+/** What src/platform/node gives initBackend in Node: the gradients and the .wasm binaries' folder. */
+export interface NodeBackendPlatform {
+  registerGradients(): Promise<unknown>;
+  tfjsWasmDir(): string;
+}
+
+let injectedNodePlatform: NodeBackendPlatform | undefined;
+
+/**
+ * For a single-file Node bundle (the device runs, ../shared/gpu/pack.sh), which has no
+ * src/platform/node beside it to import by computed URL and no node_modules to find the .wasm
+ * files in: the bundle's entry hands both in before the first initBackend.
+ */
+export function provideNodeBackendPlatform(platform: NodeBackendPlatform): void {
+  injectedNodePlatform = platform;
+}
+
 /** tfjs-core's entry point registers kernels' forward passes only; training needs the gradients. */
 function registerGradients(): Promise<unknown> {
-  gradientsRegistered ??= isNode
-    ? import(/* @vite-ignore */ nodeModule('tfjs-gradients')).then((m: { registerTfjsGradients(): Promise<void> }) => m.registerTfjsGradients())
-    : import('@tensorflow/tfjs-core/dist/register_all_gradients');
+  gradientsRegistered ??= injectedNodePlatform
+    ? injectedNodePlatform.registerGradients()
+    : isNode
+      ? import(/* @vite-ignore */ nodeModule('tfjs-gradients')).then((m: { registerTfjsGradients(): Promise<void> }) => m.registerTfjsGradients())
+      : import('@tensorflow/tfjs-core/dist/register_all_gradients');
   return gradientsRegistered;
 }
 
@@ -41,7 +60,9 @@ async function register(name: BackendName): Promise<void> {
       return;
     case 'wasm': {
       const wasm = await import('@tensorflow/tfjs-backend-wasm');
-      if (isNode) {
+      if (injectedNodePlatform) {
+        wasm.setWasmPaths(injectedNodePlatform.tfjsWasmDir());
+      } else if (isNode) {
         // In Node the .wasm binaries are read from the package folder.
         const { tfjsWasmDir } = (await import(/* @vite-ignore */ nodeModule('tfjs-wasm'))) as { tfjsWasmDir(): string };
         wasm.setWasmPaths(tfjsWasmDir());
