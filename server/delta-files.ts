@@ -51,7 +51,8 @@ function openDelta(path: string, shapes: ReadonlyMap<string, readonly number[]>)
     return { fd, offsets };
   } catch (e) {
     closeSync(fd);
-    throw e;
+    const message = (e as Error).message;
+    throw new Error(message.startsWith(path) ? message : `${path}: ${message}`);
   }
 }
 
