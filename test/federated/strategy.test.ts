@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import type { NamedTensor } from '../../src/federated/codec';
 import { createStrategy, type AcceptedUpdate, type StoredDeltaStrategy } from '../../src/federated/strategy';
 import { deltaNorm, inMemoryDeltaChunks } from '../../src/federated/strategies/delta-chunks';
-import { cappedShares, defaultMaxExamples } from '../../src/federated/strategies/weights';
+import { cappedShares, defaultMaxExamples, robustShares } from '../../src/federated/strategies/weights';
 import { seededRandom } from '../../src/util/random';
 
 const SHAPES: Array<[string, number[]]> = [['a', [5, 3]], ['b', [7]]];
@@ -35,6 +35,10 @@ describe('weight shares', () => {
     expect(cappedShares([1, 100], 0.25)).toEqual([0.5, 0.5]);
     const s = cappedShares([1, 2, 3, 4], 0.5);
     expect(s).toEqual([0.1, 0.2, 0.3, 0.4].map((x) => expect.closeTo(x, 12)));
+  });
+
+  it('counts weights above the round median as the median before capping shares', () => {
+    expect(robustShares([10, 10, 10, 1e9, 1e9, 5], 1)).toEqual([10, 10, 10, 10, 10, 5].map((w) => expect.closeTo(w / 55, 12)));
   });
 
   it('defaults the sample cap to localSteps × batchSize, else the fallback', () => {
@@ -71,7 +75,8 @@ describe('robust strategies', () => {
     const result = stored('norm-clip').aggregate(inMemoryDeltaChunks(big, 3), u, 0.25);
     const bound = [...u.map((x) => x.norm)].sort((a, b) => a - b)[3];
     expect(result.normBound).toBeCloseTo(bound, 12);
-    const shares = cappedShares(u.map((x) => x.weight), 0.25);
+    const shares = robustShares(u.map((x) => x.weight), 0.25);
+    expect(shares[6]).toBeCloseTo(1 / 7, 12); // the 1e6 examples count as the median weight, 1
     const expected = flat(big[0]).map((_, j) => big.reduce((acc, d, i) => acc + shares[i] * Math.min(1, bound / u[i].norm) * flat(d)[j], 0));
     flatOut(result.delta).forEach((v, j) => expect(v).toBeCloseTo(expected[j], 10));
     expect(deltaNorm(result.delta)).toBeLessThanOrEqual(bound * (1 + 1e-12));

@@ -8,7 +8,7 @@
 import type { StrategyDefinition } from '../strategy';
 import { medianOf, uniformSelection } from './common';
 import { zeroDelta, type DeltaChunks, type DeltaVector } from './delta-chunks';
-import { cappedShares } from './weights';
+import { robustShares } from './weights';
 
 /** ‖Δ_i − v‖ for every delta, in one chunked pass. */
 export function distancesTo(deltas: DeltaChunks, v: DeltaVector): number[] {
@@ -44,7 +44,7 @@ export const centeredClip: StrategyDefinition = {
       params,
       ...uniformSelection,
       aggregate(deltas, updates, maxWeightShare) {
-        const shares = cappedShares(updates.map((u) => u.weight), maxWeightShare);
+        const shares = robustShares(updates.map((u) => u.weight), maxWeightShare);
         const v = zeroDelta(deltas.tensors);
         let moved = 0;
         let lastRadius = 0;

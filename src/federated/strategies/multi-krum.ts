@@ -8,7 +8,7 @@
 import type { StrategyDefinition } from '../strategy';
 import { uniformSelection } from './common';
 import { zeroDelta, type DeltaChunks } from './delta-chunks';
-import { cappedShares } from './weights';
+import { robustShares } from './weights';
 
 /** Σ over coordinates of (Δ_a − Δ_b)² for every pair, in one chunked pass. */
 export function pairwiseSquaredDistances(deltas: DeltaChunks): Float64Array[] {
@@ -43,9 +43,13 @@ export function krumSelect(d2: readonly Float64Array[], f: number, m: number): n
   return scores.map((s, i) => [s, i] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]).slice(0, m).map(([, i]) => i);
 }
 
-/** f = ⌊fraction·n⌋, at most what Krum tolerates (n > 2f + 2) when n ≥ 3. */
+/**
+ * f = ⌊fraction·n⌋, at most n − 3 so every score has at least one neighbour. Krum's guarantee needs
+ * n > 2f + 2 (n ≥ 5 for f = 1); below that it still drops the f farthest-scored deltas, which
+ * removes an outlier but proves nothing.
+ */
 export function assumedByzantine(n: number, fraction: number): number {
-  return Math.max(0, Math.min(Math.floor(fraction * n), Math.floor((n - 3) / 2)));
+  return Math.max(0, Math.min(Math.floor(fraction * n), n - 3));
 }
 
 export const multiKrum: StrategyDefinition = {
@@ -65,7 +69,7 @@ export const multiKrum: StrategyDefinition = {
         const n = deltas.count;
         const f = assumedByzantine(n, params.byzantineFraction);
         const selected = n === 1 ? [0] : krumSelect(pairwiseSquaredDistances(deltas), f, n - f);
-        const shares = cappedShares(selected.map((i) => updates[i].weight), maxWeightShare);
+        const shares = robustShares(selected.map((i) => updates[i].weight), maxWeightShare);
         const coef = new Float64Array(n);
         selected.forEach((i, k) => (coef[i] = shares[k]));
         const out = zeroDelta(deltas.tensors);

@@ -7,7 +7,7 @@
  * Needs every norm before the first delta is scaled: stored deltas, one pass.
  */
 import type { StrategyDefinition } from '../strategy';
-import { cappedShares } from './weights';
+import { robustShares } from './weights';
 import { uniformSelection, medianOf } from './common';
 import { zeroDelta } from './delta-chunks';
 
@@ -27,7 +27,7 @@ export const normClip: StrategyDefinition = {
       ...uniformSelection,
       aggregate(deltas, updates, maxWeightShare) {
         const bound = params.clipNorm ?? params.clipMultiplier * medianOf(updates.map((u) => u.norm));
-        const shares = cappedShares(updates.map((u) => u.weight), maxWeightShare);
+        const shares = robustShares(updates.map((u) => u.weight), maxWeightShare);
         const coef = updates.map((u, i) => shares[i] * (u.norm > bound ? bound / u.norm : 1));
         const out = zeroDelta(deltas.tensors);
         deltas.forEachChunk((name, start, rows) => {

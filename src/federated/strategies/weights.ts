@@ -11,6 +11,18 @@ export function cappedWeight(numExamples: number, maxExamples: number): number {
 }
 
 /**
+ * The robust strategies' shares: weights above the round's median weight count as the median (so
+ * colluders claiming many examples weigh no more than a typical participant), then no share above
+ * `maxShare` (cappedShares).
+ */
+export function robustShares(weights: readonly number[], maxShare: number): number[] {
+  const sorted = [...weights].sort((a, b) => a - b);
+  const m = sorted.length >> 1;
+  const median = sorted.length % 2 ? sorted[m] : (sorted[m - 1] + sorted[m]) / 2;
+  return cappedShares(weights.map((w) => Math.min(w, median)), maxShare);
+}
+
+/**
  * Normalised shares (summing to 1) proportional to `weights`, with no share above `maxShare`
  * (water-filling: capped updates get exactly the cap, the rest share what remains in proportion to
  * their weights). With fewer than 1/maxShare updates the cap cannot hold; the bound used is then
