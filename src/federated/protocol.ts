@@ -201,14 +201,16 @@ export const UPDATE_METADATA = {
 
 /**
  * The update metrics the coordinator keeps, with the range a real value lies in: what the browser
- * client sends (src/corag/federated-client.ts: mean train losses). A known key outside its range is
- * refused (the update is not plausible); unknown keys are dropped, not refused, so a newer client
- * that reports more does not lose its update — they never reach the round's record.
+ * client sends (src/corag/federated-client.ts: mean train losses). Losses are ≥ 0 in exact
+ * arithmetic, but a KL-based retriever loss can round to a tiny negative, so the range bounds the
+ * magnitude only. A known key outside its range is refused (the update is not plausible); unknown
+ * keys are dropped, not refused, so a newer client that reports more does not lose its update —
+ * they never reach the round's record.
  */
 export const UPDATE_METRIC_RANGES: Readonly<Record<string, readonly [number, number]>> = {
-  loss: [0, 1e6],
-  readerLoss: [0, 1e6],
-  retrieverLoss: [0, 1e6],
+  loss: [-1e6, 1e6],
+  readerLoss: [-1e6, 1e6],
+  retrieverLoss: [-1e6, 1e6],
 };
 
 // ---------------------------------------------------------------- JSON schemas
