@@ -520,8 +520,9 @@ export class Coordinator {
 
   /** The round's aggregated delta, from the running sum or from the stored deltas (in accept order). */
   private aggregate(sessionId: string, live: LiveRound, config: SessionConfig): AggregateResult {
-    const rows = this.db.prepare('SELECT weight, norm, sum_seq FROM updates WHERE session_id = ? AND round = ? ORDER BY sum_seq').all(sessionId, live.number) as Array<{ weight: number; norm: number; sum_seq: number }>;
-    const updates: AcceptedUpdate[] = rows.map((r) => ({ weight: r.weight, norm: r.norm }));
+    const rows = this.db.prepare('SELECT weight, norm, sum_seq FROM updates WHERE session_id = ? AND round = ? ORDER BY sum_seq').all(sessionId, live.number) as Array<{ weight: number; norm: number | null; sum_seq: number }>;
+    // A norm unknown (an update accepted before norms were recorded, by FedAvg) bounds nothing.
+    const updates: AcceptedUpdate[] = rows.map((r) => ({ weight: r.weight, norm: r.norm ?? Number.POSITIVE_INFINITY }));
     const strategy = live.strategy;
     if (strategy.storage === 'running-sum') return strategy.aggregate(live.sum!, updates);
     const deltas = fileDeltaChunks(rows.map((r) => this.deltaPath(sessionId, live.number, r.sum_seq)), live.shapes);

@@ -57,6 +57,29 @@ describe('stored-delta rounds', () => {
     }
   });
 
+  it('closes a FedAvg round whose updates were accepted before norms were recorded (NULL norm: no bound derived)', async () => {
+    const dir = tempDir();
+    try {
+      const random = seeded(32);
+      let coordinator = new Coordinator({ dataDir: dir.path });
+      const created = coordinator.createSession({ name: 'upgrade', models: { reader: 'r', passageEncoder: 'p', embeddingDim: 8 }, trainedPrefixes: TRAINED_PREFIXES, roundPolicy: { minClients: 2 } },
+        encodeModel(randomTensors(MODEL_SHAPES, random)));
+      const sid = created.session.id;
+      const a = coordinator.join(created.joinCode).clientId;
+      coordinator.join(created.joinCode);
+      await coordinator.openRound(sid);
+      await coordinator.acceptUpdate(sid, 1, a, encodeUpdate(randomTensors(trainedShapes(), random, 0.1), { round: 1, baseVersion: 0, numExamples: 4, metrics: {} }));
+      coordinator.db.prepare('UPDATE updates SET norm = NULL').run(); // the row an older coordinator wrote
+      await coordinator.close();
+      coordinator = new Coordinator({ dataDir: dir.path });
+      await coordinator.resume();
+      expect(await coordinator.closeRound(sid, 1, 'admin')).toMatchObject({ state: 'closed', resultVersion: 1, failureReason: null });
+      await coordinator.close();
+    } finally {
+      dir.remove();
+    }
+  });
+
   it('refuses strategy parameters it does not know and a weight-share cap FedAvg cannot apply', () => {
     const dir = tempDir();
     const coordinator = new Coordinator({ dataDir: dir.path });
