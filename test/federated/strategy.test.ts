@@ -83,6 +83,16 @@ describe('robust strategies', () => {
     expect(stored('norm-clip', { clipNorm: 0.5 }).aggregate(inMemoryDeltaChunks(big), u, 0.25).normBound).toBe(0.5);
   });
 
+  it('norm-clip and centered clipping bound a two-participant round by the smaller update, not the mean of the pair', () => {
+    const pair = [randomDelta(random, 0.1), randomDelta(random, 1e4)];
+    const u = updatesOf(pair, [1, 1]);
+    for (const name of ['norm-clip', 'centered-clip']) {
+      const result = stored(name, name === 'centered-clip' ? { iterations: 1 } : {}).aggregate(inMemoryDeltaChunks(pair), u, 0.25);
+      expect(result.normBound, name).toBeCloseTo(u[0].norm, 9);
+      expect(deltaNorm(result.delta), name).toBeLessThanOrEqual(u[0].norm * (1 + 1e-9));
+    }
+  });
+
   it('multi-krum drops the updates far from the honest cluster', () => {
     const honest = Array.from({ length: 6 }, () => randomDelta(random, 0.1, 1));
     const hostile = [randomDelta(random, 0.1, -50), randomDelta(random, 0.1, 80)];

@@ -1,12 +1,12 @@
 /**
  * Centered clipping (Karimireddy, He & Jaggi 2021): starting from v = 0, repeat
  * v ← v + Σ s_i · min(1, τ/‖Δ_i − v‖) · (Δ_i − v), so every update pulls the center by at most τ.
- * τ is fixed (`clipRadius`) or adaptive: `radiusMultiplier` × the median distance of the updates to
- * the current center. Each iteration takes two chunked passes over the stored deltas (distances,
+ * τ is fixed (`clipRadius`) or adaptive: `radiusMultiplier` × the (lower) median distance of the updates
+ * to the current center. Each iteration takes two chunked passes over the stored deltas (distances,
  * then the step); memory is one float64 model (v) plus O(clients × chunk).
  */
 import type { StrategyDefinition } from '../strategy';
-import { medianOf, uniformSelection } from './common';
+import { lowerMedianOf, uniformSelection } from './common';
 import { zeroDelta, type DeltaChunks, type DeltaVector } from './delta-chunks';
 import { robustShares } from './weights';
 
@@ -50,7 +50,7 @@ export const centeredClip: StrategyDefinition = {
         let lastRadius = 0;
         for (let it = 0; it < params.iterations; it++) {
           const dist = it === 0 ? updates.map((u) => u.norm) : distancesTo(deltas, v);
-          const tau = params.clipRadius ?? params.radiusMultiplier * medianOf(dist);
+          const tau = params.clipRadius ?? params.radiusMultiplier * lowerMedianOf(dist);
           const coef = dist.map((d, i) => shares[i] * (d > tau ? tau / d : 1));
           const coefSum = coef.reduce((a, b) => a + b, 0);
           // v ← v + Σ coef_i (Δ_i − v) = (1 − Σ coef) v + Σ coef_i Δ_i, coordinate by coordinate.

@@ -13,10 +13,14 @@ export const uniformSelection = {
   evaluate: weightedMetrics,
 };
 
-/** Median of a list of numbers (mean of the two middle ones for an even count); NaN when empty. */
-export function medianOf(values: readonly number[]): number {
+/**
+ * Lower median: the middle value, or the SMALLER of the two middle ones for an even count; NaN when
+ * empty. Used for adaptive bounds: with two participants the mean of the middle pair would be
+ * half of whatever the larger one claims, while the lower median stays at the honest one's size
+ * as long as hostile participants are at most half.
+ */
+export function lowerMedianOf(values: readonly number[]): number {
   if (values.length === 0) return NaN;
   const s = [...values].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+  return s[(s.length - 1) >> 1];
 }

@@ -1,14 +1,14 @@
 /**
  * Norm clipping (as in "Can You Really Backdoor Federated Learning?", Sun et al. 2019): every
  * delta is scaled down to an L2 bound B before a share-capped weighted mean. B is fixed
- * (`clipNorm`) or adaptive: `clipMultiplier` × the round's median update norm, so fewer than half
+ * (`clipNorm`) or adaptive: `clipMultiplier` × the round's (lower) median update norm, so fewer than half
  * of the participants cannot raise it. Bounds what any one update can do to ‖aggregate‖ ≤ B; it
  * does not stop a bounded update pointing the wrong way (sign flip, ALIE) — see ROBUSTNESS.md.
  * Needs every norm before the first delta is scaled: stored deltas, one pass.
  */
 import type { StrategyDefinition } from '../strategy';
 import { robustShares } from './weights';
-import { uniformSelection, medianOf } from './common';
+import { lowerMedianOf, uniformSelection } from './common';
 import { zeroDelta } from './delta-chunks';
 
 export const normClip: StrategyDefinition = {
@@ -26,7 +26,7 @@ export const normClip: StrategyDefinition = {
       params,
       ...uniformSelection,
       aggregate(deltas, updates, maxWeightShare) {
-        const bound = params.clipNorm ?? params.clipMultiplier * medianOf(updates.map((u) => u.norm));
+        const bound = params.clipNorm ?? params.clipMultiplier * lowerMedianOf(updates.map((u) => u.norm));
         const shares = robustShares(updates.map((u) => u.weight), maxWeightShare);
         const coef = updates.map((u, i) => shares[i] * (u.norm > bound ? bound / u.norm : 1));
         const out = zeroDelta(deltas.tensors);
