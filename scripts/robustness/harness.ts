@@ -184,9 +184,11 @@ export async function runScenario(url: string, options: {
         ? attack.craft({ own, honest, base, participants, honestExamples })
         : { deltas: own, numExamples: honestExamples };
       const body = encodeUpdate(update.deltas, { round: r, baseVersion: round.baseVersion, numExamples: update.numExamples, metrics: { loss: 1 } });
-      const before = JSON.stringify(await admin.round(sid, r));
+      // The round as the admin sees it before a hostile upload, to check a refusal changed nothing.
+      const before = i < hostile ? JSON.stringify(await admin.round(sid, r)) : undefined;
       const status = await send(clients[i].uploadUpdate(sid, r, body));
       if (status !== 200) {
+        if (before === undefined) throw new Error(`honest participant ${i} was refused (${status}) with ${attack.name} / ${options.strategy}`);
         refused++;
         if (JSON.stringify(await admin.round(sid, r)) === before) refusedUnchanged++;
       }
