@@ -7,6 +7,8 @@
  * - Search over HTTP with the stored embeddings (`withEmbeddings`, which training asks for so PDist
  *   need not re-embed): latency and response size on a real coordinator (10k × 768 store);
  *   baseline = the same search without embeddings.
+ * - Aggregation strategies: each robust strategy's close-time aggregation (stored deltas read back
+ *   in chunks) against FedAvg's running sum on the same deltas.
  * (The durable sum-file write per accept is disk-bound and excluded; see docs/COORDINATOR.md.)
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,6 +19,7 @@ import { CoragClient } from '../src/federated/client';
 import { decodeUpdate, encodeUpdate, type NamedTensor } from '../src/federated/codec';
 import { addWeighted, emptyRunningSum } from '../src/federated/strategy';
 import { ExactVectorIndex } from '../src/retrieval/vector-index';
+import { throughputTable } from '../scripts/robustness/throughput';
 
 const rand = (() => {
   let s = 12345;
@@ -117,6 +120,9 @@ lines.push('', '## Search over HTTP, with the stored embeddings (10,000 × 768 s
     rmSync(dir, { recursive: true, force: true });
   }
 }
+// ---- Robust aggregation strategies against FedAvg (issue 17; scripts/robustness/throughput.ts).
+lines.push('', '## Aggregation strategies vs FedAvg (same deltas, same run)', '', ...throughputTable(1_000_000, 8), '', ...throughputTable(1_000_000, 32));
+
 const table = lines.join('\n') + '\n';
 process.stdout.write(table);
 writeFileSync(new URL('../docs/BENCH-SERVER.md', import.meta.url), table);

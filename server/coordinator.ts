@@ -1,6 +1,14 @@
 /**
  * The coordinator's state machine, independent of HTTP: sessions and their tokens, versioned
- * global models, FedAvg rounds with a streaming running sum, and the passage store.
+ * global models, rounds aggregated by the session's strategy (FedAvg with a streaming running sum,
+ * or a robust strategy over stored deltas), and the passage store.
+ *
+ * Acceptance is all-or-nothing: an update is decoded and validated in full (every tensor's
+ * alignment, length, dtype, shape and finiteness, the metadata and metrics) before any running
+ * state is touched, and a failure after that restores what the database points at; a client's
+ * bytes never produce a 5xx. A round's aggregate is checked (finite, within the strategy's norm
+ * bound) before it is published; otherwise the round fails with a stored reason and the previous
+ * version stays current.
  *
  * Durability protocol (see docs/COORDINATOR.md): SQLite is the truth; model versions and running
  * sums are immutable files written atomically BEFORE the transaction that points at them, so after
@@ -10,12 +18,16 @@
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeModel, decodeUpdate, encodeModel, UpdateError, type NamedTensor } from '../src/federated/codec';
+import { decodeModel, decodeUpdate, encodeModel, UpdateError, type NamedTensor, type NamedTensors } from '../src/federated/codec';
 import {
-  DEFAULT_ROUND_POLICY, type CreatedSession, type JoinResult, type RoundInfo, type RoundState, type SessionConfig, type SessionInfo,
-  type UpdateReceipt,
+  DEFAULT_MAX_EXAMPLES_PER_UPDATE, DEFAULT_MAX_WEIGHT_SHARE, DEFAULT_ROUND_POLICY, UPDATE_METRIC_RANGES, type CreatedSession, type JoinResult,
+  type RoundInfo, type RoundState, type SessionConfig, type SessionInfo, type UpdateLimits, type UpdateReceipt,
 } from '../src/federated/protocol';
-import { addWeighted, emptyRunningSum, strategyNamed, strategyNames, type RunningSum, type Strategy } from '../src/federated/strategy';
+import {
+  addWeighted, applyDelta, createStrategy, emptyRunningSum, StrategyConfigError, type AcceptedUpdate, type AggregateResult, type RunningSum, type Strategy,
+} from '../src/federated/strategy';
+import { deltaNorm } from '../src/federated/strategies/delta-chunks';
+import { cappedWeight, defaultMaxExamples } from '../src/federated/strategies/weights';
 import { SafetensorsError } from '../src/model/safetensors';
 import { writeFileAtomic } from '../src/platform/node/atomic-file';
 import { crashPoint } from './crash-points';
@@ -23,6 +35,7 @@ import { nowIso, openDatabase, type Db } from './db';
 import { ApiError, badRequest, conflict, forbidden, notFound, unauthorized } from './errors';
 import { EventHub } from './events';
 import { PassageStore } from './passages';
+import { fileDeltaChunks, writeDeltaFile } from './delta-files';
 import { readSumFile, writeSumFile } from './sum-file';
 import { hashToken, newId, newJoinCode, newToken } from './tokens';
 
@@ -37,7 +50,10 @@ export type Principal = { readonly role: 'admin' } | { readonly role: 'client'; 
 
 /** Session config as a creator sends it: defaults fill the rest. */
 export type SessionConfigInput = Pick<SessionConfig, 'name' | 'models'> &
-  Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy'>> & { roundPolicy?: Partial<SessionConfig['roundPolicy']> };
+  Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy' | 'updateLimits'>> & {
+    roundPolicy?: Partial<SessionConfig['roundPolicy']>;
+    updateLimits?: Partial<UpdateLimits>;
+  };
 
 interface RoundRow {
   session_id: string;
@@ -54,6 +70,7 @@ interface RoundRow {
   weight_total: number;
   metric_sums: string;
   metrics: string;
+  failure_reason: string | null;
 }
 
 /** The in-memory side of the one open round of a session. */
@@ -63,7 +80,9 @@ interface LiveRound {
   readonly participants: ReadonlySet<string>;
   /** name → shape of the trained tensors every update must carry. */
   readonly shapes: ReadonlyMap<string, readonly number[]>;
-  sum: RunningSum;
+  readonly strategy: Strategy;
+  /** FedAvg's running sum; null for strategies that keep every delta (delta-<seq> files). */
+  sum: RunningSum | null;
   seq: number;
   metricSums: Record<string, number>;
   readonly accepted: Set<string>;
@@ -104,6 +123,10 @@ export class Coordinator {
     return join(this.roundDir(sessionId, round), `sum-${seq}.safetensors`);
   }
 
+  private deltaPath(sessionId: string, round: number, seq: number): string {
+    return join(this.roundDir(sessionId, round), `delta-${seq}.safetensors`);
+  }
+
   /** Runs `fn` after every earlier mutation of the same session has finished. */
   private serial<T>(sessionId: string, fn: () => T | Promise<T>): Promise<T> {
     const prev = this.chains.get(sessionId) ?? Promise.resolve();
@@ -115,16 +138,26 @@ export class Coordinator {
   // ------------------------------------------------------------------ sessions
 
   createSession(input: SessionConfigInput, initialModel?: Uint8Array): CreatedSession {
+    let strategy: Strategy;
+    try {
+      strategy = createStrategy(input.strategy ?? 'fedavg', input.strategyParams ?? {});
+    } catch (e) {
+      if (e instanceof StrategyConfigError) throw badRequest(e.code, e.message);
+      throw e;
+    }
+    const training = input.training ?? {};
     const config: SessionConfig = {
       name: input.name,
       models: input.models,
-      training: input.training ?? {},
+      training,
       roundPolicy: { ...DEFAULT_ROUND_POLICY, ...input.roundPolicy },
       trainedPrefixes: input.trainedPrefixes ?? [''],
-      strategy: input.strategy ?? 'fedavg',
+      strategy: strategy.name,
+      strategyParams: strategy.params,
+      updateLimits: defaultUpdateLimits(training, strategy, input.updateLimits),
     };
-    if (!strategyNamed(config.strategy)) {
-      throw badRequest('unknown_strategy', `strategy "${config.strategy}" is not one of: ${strategyNames().join(', ')}`);
+    if (strategy.storage === 'running-sum' && config.updateLimits.maxWeightShare < 1) {
+      throw badRequest('invalid_update_limits', `strategy "${strategy.name}" streams a running sum and cannot cap weight shares (maxWeightShare must be 1); choose a robust strategy such as norm-clip to cap them`);
     }
     if (config.roundPolicy.minUpdates > config.roundPolicy.minClients) {
       throw badRequest('invalid_round_policy', `roundPolicy.minUpdates (${config.roundPolicy.minUpdates}) cannot exceed minClients (${config.roundPolicy.minClients})`);
@@ -150,8 +183,8 @@ export class Coordinator {
     try {
       tensors = decodeModel(bytes, 'model');
     } catch (e) {
-      if (e instanceof SafetensorsError) throw badRequest('malformed_safetensors', e.message);
-      throw e;
+      // Whatever the bytes are, the answer is a 400 naming the problem, never a 5xx.
+      throw badRequest('malformed_safetensors', e instanceof SafetensorsError ? e.message : `model: ${(e as Error).message}`);
     }
     for (const [name, t] of tensors) {
       const bad = t.data.findIndex((v) => !Number.isFinite(v));
@@ -168,7 +201,7 @@ export class Coordinator {
       | { config: string; current_version: number | null; join_code: string }
       | undefined;
     if (!row) throw notFound('session_not_found', `session "${sessionId}" does not exist`);
-    return { config: JSON.parse(row.config) as SessionConfig, currentVersion: row.current_version, joinCode: row.join_code };
+    return { config: withDefaults(JSON.parse(row.config) as SessionConfig), currentVersion: row.current_version, joinCode: row.join_code };
   }
 
   config(sessionId: string): SessionConfig {
@@ -258,6 +291,7 @@ export class Coordinator {
       closedAt: r.closed_at,
       config: JSON.parse(r.config) as Record<string, string | number | boolean>,
       metrics: JSON.parse(r.metrics) as Record<string, number>,
+      failureReason: r.failure_reason ?? null,
     };
   }
 
@@ -275,7 +309,7 @@ export class Coordinator {
   }
 
   private strategyOf(config: SessionConfig): Strategy {
-    return strategyNamed(config.strategy)!;
+    return createStrategy(config.strategy, config.strategyParams);
   }
 
   private trainedShapes(sessionId: string, config: SessionConfig, version: number): Map<string, readonly number[]> {
@@ -319,19 +353,23 @@ export class Coordinator {
   /** Loads an open round into memory (on open, or on restart from its committed state). */
   private goLive(sessionId: string, row: RoundRow, config: SessionConfig): LiveRound {
     const shapes = this.trainedShapes(sessionId, config, row.base_version);
+    const strategy = this.strategyOf(config);
     const dir = this.roundDir(sessionId, row.number);
     mkdirSync(dir, { recursive: true });
-    // Sum files the database does not point at were written by an update that never committed.
-    for (const f of readdirSync(dir)) if (f !== `sum-${row.sum_seq}.safetensors`) rmSync(join(dir, f), { force: true });
-    const sum = row.sum_seq > 0 ? readSumFile(this.sumPath(sessionId, row.number, row.sum_seq), shapes, row.weight_total) : emptyRunningSum(shapes);
-    const accepted = new Set(
-      (this.db.prepare('SELECT client_id FROM updates WHERE session_id = ? AND round = ?').all(sessionId, row.number) as Array<{ client_id: string }>).map((r) => r.client_id),
-    );
+    const rows = this.db.prepare('SELECT client_id, sum_seq FROM updates WHERE session_id = ? AND round = ?').all(sessionId, row.number) as Array<{ client_id: string; sum_seq: number }>;
+    // Files the database does not point at were written by an update that never committed.
+    const named = strategy.storage === 'running-sum' ? new Set([`sum-${row.sum_seq}.safetensors`]) : new Set(rows.map((r) => `delta-${r.sum_seq}.safetensors`));
+    for (const f of readdirSync(dir)) if (!named.has(f)) rmSync(join(dir, f), { force: true });
+    const sum = strategy.storage !== 'running-sum'
+      ? null
+      : row.sum_seq > 0 ? readSumFile(this.sumPath(sessionId, row.number, row.sum_seq), shapes, row.weight_total) : emptyRunningSum(shapes);
+    const accepted = new Set(rows.map((r) => r.client_id));
     const live: LiveRound = {
       number: row.number,
       baseVersion: row.base_version,
       participants: new Set(JSON.parse(row.participants) as string[]),
       shapes,
+      strategy,
       sum,
       seq: row.sum_seq,
       metricSums: JSON.parse(row.metric_sums) as Record<string, number>,
@@ -360,40 +398,53 @@ export class Coordinator {
       if (!live.participants.has(clientId)) throw forbidden('not_selected', `this client was not selected for round ${round}`);
       if (live.accepted.has(clientId)) throw conflict('duplicate_update', `this client's update for round ${round} was already accepted`);
       crashPoint('upload:received');
+      // 1. Decode and validate ALL of it before anything changes.
       let update;
       try {
         update = decodeUpdate(body, live.shapes);
       } catch (e) {
         if (e instanceof UpdateError) throw badRequest(e.code, e.message);
-        throw e;
+        throw badRequest('malformed_update', `update could not be decoded: ${(e as Error).message}`);
       }
       if (update.round !== round) throw badRequest('round_mismatch', `update metadata names round ${update.round} but was sent to round ${round}`);
       if (update.baseVersion !== live.baseVersion) {
         throw conflict('stale_base_version', `delta was computed against version ${update.baseVersion}; round ${round} trains version ${live.baseVersion}`);
       }
-      const weight = this.strategyOf(config).weightOf(update);
+      const metrics = acceptedMetrics(update.metrics);
+      const norm = deltaNorm(new Map([...update.deltas].map(([name, t]) => [name, t.data])));
+      if (!Number.isFinite(norm)) throw badRequest('non_finite', `the delta's L2 norm is not finite (${norm})`);
+      const weight = cappedWeight(update.numExamples, config.updateLimits.maxExamplesPerUpdate);
       const seq = live.seq + 1;
       const metricSums = { ...live.metricSums };
-      for (const [k, v] of Object.entries(update.metrics)) metricSums[k] = (metricSums[k] ?? 0) + weight * v;
-      addWeighted(live.sum, update.deltas, weight);
+      for (const [k, v] of Object.entries(metrics)) metricSums[k] = (metricSums[k] ?? 0) + weight * v;
+      const weightTotal = this.committedWeightTotal(sessionId, round) + weight;
+      // 2. Durable file first (a new sum, or this delta), then one transaction, then memory.
+      const newFile = live.sum ? this.sumPath(sessionId, round, seq) : this.deltaPath(sessionId, round, seq);
       try {
-        writeSumFile(this.sumPath(sessionId, round, seq), live.sum);
+        if (live.sum) {
+          addWeighted(live.sum, update.deltas, weight);
+          writeSumFile(newFile, live.sum);
+        } else {
+          writeDeltaFile(newFile, update.deltas);
+        }
         crashPoint('upload:sum-written');
         this.db.transaction(() => {
           this.db
-            .prepare('INSERT INTO updates (session_id, round, client_id, num_examples, weight, sum_seq, bytes, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-            .run(sessionId, round, clientId, update.numExamples, weight, seq, body.byteLength, nowIso());
+            .prepare('INSERT INTO updates (session_id, round, client_id, num_examples, weight, sum_seq, bytes, accepted_at, norm) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+            .run(sessionId, round, clientId, update.numExamples, weight, seq, body.byteLength, nowIso(), norm);
           this.db
             .prepare('UPDATE rounds SET sum_seq = ?, weight_total = ?, metric_sums = ? WHERE session_id = ? AND number = ?')
-            .run(seq, live.sum.weightTotal, JSON.stringify(metricSums), sessionId, round);
+            .run(seq, weightTotal, JSON.stringify(metricSums), sessionId, round);
         })();
       } catch (e) {
-        // Nothing committed: go back to the sum the database points at.
-        rmSync(this.sumPath(sessionId, round, seq), { force: true });
-        live.sum = live.seq > 0 ? readSumFile(this.sumPath(sessionId, round, live.seq), live.shapes, live.sum.weightTotal - weight) : emptyRunningSum(live.shapes);
+        // Nothing committed: go back to exactly what the database points at.
+        rmSync(newFile, { force: true });
+        if (live.sum) {
+          live.sum = live.seq > 0 ? readSumFile(this.sumPath(sessionId, round, live.seq), live.shapes, weightTotal - weight) : emptyRunningSum(live.shapes);
+        }
         throw e;
       }
-      rmSync(this.sumPath(sessionId, round, live.seq), { force: true });
+      if (live.sum) rmSync(this.sumPath(sessionId, round, live.seq), { force: true });
       live.seq = seq;
       live.metricSums = metricSums;
       live.accepted.add(clientId);
@@ -421,25 +472,39 @@ export class Coordinator {
     const { config } = this.sessionRow(sessionId);
     clearTimeout(live.timer);
     const closedAt = nowIso();
+    const fail = (why: string) =>
+      this.db.prepare("UPDATE rounds SET state = 'failed', closed_at = ?, failure_reason = ? WHERE session_id = ? AND number = ?").run(closedAt, why, sessionId, round);
     if (live.accepted.size < config.roundPolicy.minUpdates) {
-      this.db.prepare("UPDATE rounds SET state = 'failed', closed_at = ? WHERE session_id = ? AND number = ?").run(closedAt, sessionId, round);
+      fail(`too_few_updates: ${live.accepted.size} accepted, the round policy needs at least ${config.roundPolicy.minUpdates}`);
     } else {
       this.db.prepare("UPDATE rounds SET state = 'closing' WHERE session_id = ? AND number = ?").run(sessionId, round);
       crashPoint('aggregate:start');
-      const strategy = this.strategyOf(config);
+      const strategy = live.strategy;
       const global = decodeModel(readFileSync(this.modelPath(sessionId, live.baseVersion)), `model v${live.baseVersion}`);
-      const updated = strategy.aggregate(global, live.sum);
-      for (const [name, t] of updated) global.set(name, t);
-      const version = live.baseVersion + 1;
-      // Deterministic from committed state, so a crash before the commit below just redoes it.
-      writeFileAtomic(this.modelPath(sessionId, version), [encodeModel(global)]);
-      crashPoint('aggregate:written');
-      const metrics = strategy.evaluate(live.metricSums, live.sum.weightTotal);
-      this.db.transaction(() => {
-        this.db.prepare('INSERT OR REPLACE INTO model_versions (session_id, version, file, round, created_at) VALUES (?, ?, ?, ?, ?)').run(sessionId, version, `v${version}.safetensors`, round, closedAt);
-        this.db.prepare("UPDATE rounds SET state = 'closed', result_version = ?, closed_at = ?, metrics = ? WHERE session_id = ? AND number = ?").run(version, closedAt, JSON.stringify(metrics), sessionId, round);
-        this.db.prepare('UPDATE sessions SET current_version = ? WHERE id = ?').run(version, sessionId);
-      })();
+      const result = this.aggregate(sessionId, live, config);
+      // Published only if it is what the strategy promises: finite, and within its norm bound.
+      const problem = checkAggregate(global, result);
+      if (problem) {
+        fail(problem);
+      } else {
+        const updated = applyDelta(global, result.delta);
+        const nonFinite = [...updated].find(([, t]) => t.data.some((v) => !Number.isFinite(v)));
+        if (nonFinite) {
+          fail(`non_finite_model: global + aggregate overflows float32 in tensor "${nonFinite[0]}"`);
+        } else {
+          for (const [name, t] of updated) global.set(name, t);
+          const version = live.baseVersion + 1;
+          // Deterministic from committed state, so a crash before the commit below just redoes it.
+          writeFileAtomic(this.modelPath(sessionId, version), [encodeModel(global)]);
+          crashPoint('aggregate:written');
+          const metrics = strategy.evaluate(live.metricSums, this.committedWeightTotal(sessionId, round));
+          this.db.transaction(() => {
+            this.db.prepare('INSERT OR REPLACE INTO model_versions (session_id, version, file, round, created_at) VALUES (?, ?, ?, ?, ?)').run(sessionId, version, `v${version}.safetensors`, round, closedAt);
+            this.db.prepare("UPDATE rounds SET state = 'closed', result_version = ?, closed_at = ?, metrics = ? WHERE session_id = ? AND number = ?").run(version, closedAt, JSON.stringify(metrics), sessionId, round);
+            this.db.prepare('UPDATE sessions SET current_version = ? WHERE id = ?').run(version, sessionId);
+          })();
+        }
+      }
     }
     this.live.delete(sessionId);
     rmSync(this.roundDir(sessionId, round), { recursive: true, force: true });
@@ -447,6 +512,25 @@ export class Coordinator {
     this.events.emit(sessionId, { type: 'round-closed', round: info });
     this.maybeAutoStart(sessionId);
     return info;
+  }
+
+  private committedWeightTotal(sessionId: string, round: number): number {
+    return (this.db.prepare('SELECT weight_total FROM rounds WHERE session_id = ? AND number = ?').get(sessionId, round) as { weight_total: number }).weight_total;
+  }
+
+  /** The round's aggregated delta, from the running sum or from the stored deltas (in accept order). */
+  private aggregate(sessionId: string, live: LiveRound, config: SessionConfig): AggregateResult {
+    const rows = this.db.prepare('SELECT weight, norm, sum_seq FROM updates WHERE session_id = ? AND round = ? ORDER BY sum_seq').all(sessionId, live.number) as Array<{ weight: number; norm: number | null; sum_seq: number }>;
+    // A norm unknown (an update accepted before norms were recorded, by FedAvg) bounds nothing.
+    const updates: AcceptedUpdate[] = rows.map((r) => ({ weight: r.weight, norm: r.norm ?? Number.POSITIVE_INFINITY }));
+    const strategy = live.strategy;
+    if (strategy.storage === 'running-sum') return strategy.aggregate(live.sum!, updates);
+    const deltas = fileDeltaChunks(rows.map((r) => this.deltaPath(sessionId, live.number, r.sum_seq)), live.shapes);
+    try {
+      return strategy.aggregate(deltas, updates, config.updateLimits.maxWeightShare);
+    } finally {
+      deltas.close();
+    }
   }
 
   private maybeAutoStart(sessionId: string): void {
@@ -480,6 +564,56 @@ export class Coordinator {
     this.live.clear();
     this.db.close();
   }
+}
+
+/** Why an aggregate must not be published, or null when it may: finite and within the strategy's bound. */
+export function checkAggregate(global: NamedTensors, result: AggregateResult): string | null {
+  for (const [name, d] of result.delta) {
+    const g = global.get(name);
+    if (!g || g.data.length !== d.length) return `aggregate_shape: the aggregate's tensor "${name}" does not match the global model`;
+  }
+  const norm = deltaNorm(result.delta);
+  if (!Number.isFinite(norm)) return `non_finite_aggregate: the aggregated delta's L2 norm is ${norm}`;
+  // float64 rounding only: a bound the strategy guarantees by construction holds to ~1e-12.
+  if (norm > result.normBound * (1 + 1e-9) + 1e-30) {
+    return `aggregate_norm_exceeds_bound: the aggregated delta's L2 norm ${norm.toPrecision(6)} exceeds the strategy's bound ${result.normBound.toPrecision(6)}`;
+  }
+  return null;
+}
+
+/**
+ * The metrics an update may bring: finite numbers under the known keys (UPDATE_METRIC_RANGES) and
+ * in their ranges. Unknown keys are dropped; a known key out of range refuses the update.
+ */
+export function acceptedMetrics(metrics: Readonly<Record<string, number>>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [key, value] of Object.entries(metrics)) {
+    if (!Object.prototype.hasOwnProperty.call(UPDATE_METRIC_RANGES, key)) continue;
+    const [lo, hi] = UPDATE_METRIC_RANGES[key];
+    if (!Number.isFinite(value) || value < lo || value > hi) {
+      throw badRequest('invalid_metrics', `update metric "${key}" must be a finite number in [${lo}, ${hi}], got ${value}`);
+    }
+    out[key] = value;
+  }
+  return out;
+}
+
+/** Fills what a config stored before a field existed lacks (fedavg, no caps beyond the defaults). */
+function withDefaults(config: SessionConfig): SessionConfig {
+  const strategy = createStrategy(config.strategy, config.strategyParams ?? {});
+  return {
+    ...config,
+    strategyParams: strategy.params,
+    updateLimits: config.updateLimits ?? defaultUpdateLimits(config.training, strategy, undefined),
+  };
+}
+
+/** The session's update limits: what it set, else the defaults documented on UpdateLimits. */
+function defaultUpdateLimits(training: SessionConfig['training'], strategy: Strategy, input: Partial<UpdateLimits> | undefined): UpdateLimits {
+  return {
+    maxExamplesPerUpdate: input?.maxExamplesPerUpdate ?? defaultMaxExamples(training, DEFAULT_MAX_EXAMPLES_PER_UPDATE),
+    maxWeightShare: input?.maxWeightShare ?? (strategy.storage === 'running-sum' ? 1 : DEFAULT_MAX_WEIGHT_SHARE),
+  };
 }
 
 export function isTrained(config: SessionConfig, name: string): boolean {

@@ -95,7 +95,16 @@ export function openDatabase(path: string): Db {
   // exactly that.)
   const migrated = db.prepare('SELECT 1 FROM passage_contributors LIMIT 1').get() !== undefined;
   if (!migrated) db.exec('INSERT OR IGNORE INTO passage_contributors (passage_id, client_id) SELECT id, client_id FROM passages');
+  // Robust aggregation (issue 17): each update's L2 norm (NULL for updates accepted before it was
+  // recorded: unknown, so no norm bound can be derived from them), and why a failed round failed.
+  addColumnIfMissing(db, 'updates', 'norm', 'REAL');
+  addColumnIfMissing(db, 'rounds', 'failure_reason', 'TEXT');
   return db;
+}
+
+function addColumnIfMissing(db: Db, table: string, column: string, type: string): void {
+  const columns = db.prepare(`PRAGMA table_info(${table})`).all() as Array<{ name: string }>;
+  if (!columns.some((c) => c.name === column)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
 }
 
 export const nowIso = (): string => new Date().toISOString();

@@ -129,9 +129,20 @@ export async function createDemoSession(coordinator: Coordinator, checkpoints?: 
       name,
       models: pretrained?.models ?? DEMO_MODELS,
       training: { learningRate: 1e-4, localSteps: 20, passagesPerQuestion: 5, maxLength: 384, batchSize: 4, retrievalSource: 'shared' },
-      roundPolicy: { fraction: 1, minClients: 2, minUpdates: 1, deadlineSeconds: 300, autoStart: true },
+      // Two updates at least: the adaptive clip bound of a round with ONE update is that update's
+      // own norm, so a lone participant could otherwise set the model by itself.
+      roundPolicy: { fraction: 1, minClients: 2, minUpdates: 2, deadlineSeconds: 300, autoStart: true },
       trainedPrefixes: ['reader.', 'query_encoder.'],
-      strategy: 'fedavg',
+      // The demo's join code is public: anyone can take part, so a robust default. Norm clipping at
+      // the round's (lower) median update norm bounds what any one participant (fewer than half) can do to
+      // the model — a scaled, FLT_MAX or model-replacement update counts as one ordinary-sized
+      // step — while costing honest rounds little (docs/ROBUSTNESS.md), and it works from two
+      // participants up, which the demo's minClients allows (median and Krum need more to mean
+      // anything). Weights above the round's median count as the median and no share exceeds the
+      // default 0.25 (equal shares below four participants); num_examples is capped at
+      // localSteps × batchSize = 80.
+      strategy: 'norm-clip',
+      strategyParams: { clipMultiplier: 1 },
     },
     pretrained?.bytes ?? demoGlobalModel(),
   );

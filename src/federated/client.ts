@@ -20,8 +20,9 @@ export class CoragHttpError extends Error {
 export type FetchLike = typeof fetch;
 
 /** The session config a creator supplies: everything but name and models has a default. */
-export type NewSession = Pick<SessionConfig, 'name' | 'models'> & Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy'>> & {
+export type NewSession = Pick<SessionConfig, 'name' | 'models'> & Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy' | 'updateLimits'>> & {
   readonly roundPolicy?: Partial<SessionConfig['roundPolicy']>;
+  readonly updateLimits?: Partial<SessionConfig['updateLimits']>;
 };
 
 export class CoragClient {

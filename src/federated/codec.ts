@@ -4,7 +4,7 @@
  * decodeUpdate is the server's gate: it checks every name, shape, dtype and value against the
  * global model before anything is aggregated, and names the problem when it refuses.
  */
-import { parseSafetensors, readTensor, writeSafetensors, SafetensorsError, type TensorToWrite } from '../model/safetensors';
+import { bytesPerElement, parseSafetensors, readTensor, writeSafetensors, SafetensorsError, type TensorToWrite } from '../model/safetensors';
 import { UPDATE_METADATA } from './protocol';
 
 /** A named tensor as plain data; the coordinator never needs TF.js. */
@@ -106,14 +106,30 @@ export function decodeUpdate(body: Uint8Array, expected: ReadonlyMap<string, rea
     if (info.shape.length !== want.length || info.shape.some((d, i) => d !== want[i])) {
       throw new UpdateError('wrong_shape', `tensor "${name}" has shape [${info.shape.join(',')}] but the global model has [${want.join(',')}]`);
     }
+    // Our encoder always aligns (header padded to 8 bytes, one dtype per update); a tensor at an
+    // offset that is not a multiple of its element size is refused rather than guessed at.
+    const offsetInFile = file.dataOffset + info.begin;
+    if (offsetInFile % bytesPerElement(info.dtype) !== 0) {
+      throw new UpdateError('misaligned_tensor', `tensor "${name}" (${info.dtype}) starts at byte ${offsetInFile} of the body, not a multiple of ${bytesPerElement(info.dtype)}`);
+    }
   }
   for (const name of expected.keys()) {
     if (!file.tensors.has(name)) throw new UpdateError('missing_tensor', `update lacks trained tensor "${name}"`);
   }
   const deltas = new Map<string, NamedTensor>();
   for (const name of expected.keys()) {
-    const { shape, data } = readTensor(file, name);
+    let read;
+    try {
+      read = readTensor(file, name);
+    } catch (e) {
+      throw new UpdateError('malformed_safetensors', `tensor "${name}": ${(e as Error).message}`);
+    }
+    const { shape, data } = read;
     const values = data as Float32Array;
+    const elements = expected.get(name)!.reduce((a, b) => a * b, 1);
+    if (!(values instanceof Float32Array) || values.length !== elements) {
+      throw new UpdateError('malformed_safetensors', `tensor "${name}" decoded to ${values.length} values; its shape holds ${elements}`);
+    }
     for (let i = 0; i < values.length; i++) {
       if (!Number.isFinite(values[i])) {
         throw new UpdateError('non_finite', `tensor "${name}" holds a non-finite value (${values[i]}) at flat index ${i}`);

@@ -39,9 +39,34 @@ export interface SessionConfig {
    * tensors matching one of them, so all deltas in a round are comparable.
    */
   readonly trainedPrefixes: readonly string[];
-  /** Aggregation strategy name (see ./strategy). */
+  /** Aggregation strategy name (see ./strategy: fedavg, norm-clip, median, trimmed-mean, multi-krum, centered-clip). */
   readonly strategy: string;
+  /** The strategy's numeric parameters, defaults filled in (each strategy documents its own). */
+  readonly strategyParams: Readonly<Record<string, number>>;
+  /** What one update can weigh: num_examples is self-reported. */
+  readonly updateLimits: UpdateLimits;
 }
+
+/** Caps on one update's influence (see docs/COORDINATOR.md, "Robust aggregation"). */
+export interface UpdateLimits {
+  /**
+   * num_examples above this counts as this (the update is not refused). Default: the examples one
+   * round of the session's training processes, localSteps × batchSize, when the session's training
+   * config names both; else DEFAULT_MAX_EXAMPLES_PER_UPDATE.
+   */
+  readonly maxExamplesPerUpdate: number;
+  /**
+   * Largest share of a round's total weight one update can hold (stored-delta strategies; with
+   * fewer than 1/maxWeightShare updates, equal shares). FedAvg streams and cannot reweight what it
+   * has summed: it requires 1.
+   */
+  readonly maxWeightShare: number;
+}
+
+/** Sample cap when the training config does not say how many examples a round uses. */
+export const DEFAULT_MAX_EXAMPLES_PER_UPDATE = 10_000;
+/** Weight-share cap of the robust strategies unless the session sets one. */
+export const DEFAULT_MAX_WEIGHT_SHARE = 0.25;
 
 export const DEFAULT_ROUND_POLICY: RoundPolicy = {
   fraction: 1,
@@ -70,6 +95,8 @@ export interface RoundInfo {
   readonly config: Readonly<Record<string, string | number | boolean>>;
   /** Example-weighted client metrics (closed rounds). */
   readonly metrics: Readonly<Record<string, number>>;
+  /** Why a failed round failed (too few updates, a non-finite or out-of-bound aggregate); else null. */
+  readonly failureReason: string | null;
 }
 
 export interface SessionInfo {
@@ -172,6 +199,20 @@ export const UPDATE_METADATA = {
   metrics: 'corag.metrics',
 } as const;
 
+/**
+ * The update metrics the coordinator keeps, with the range a real value lies in: what the browser
+ * client sends (src/corag/federated-client.ts: mean train losses). Losses are ≥ 0 in exact
+ * arithmetic, but a KL-based retriever loss can round to a tiny negative, so the range bounds the
+ * magnitude only. A known key outside its range is refused (the update is not plausible); unknown
+ * keys are dropped, not refused, so a newer client that reports more does not lose its update —
+ * they never reach the round's record.
+ */
+export const UPDATE_METRIC_RANGES: Readonly<Record<string, readonly [number, number]>> = {
+  loss: [-1e6, 1e6],
+  readerLoss: [-1e6, 1e6],
+  retrieverLoss: [-1e6, 1e6],
+};
+
 // ---------------------------------------------------------------- JSON schemas
 
 const scalarRecord = {
@@ -214,6 +255,15 @@ export const createSessionSchema = {
     roundPolicy: roundPolicySchema,
     trainedPrefixes: { type: 'array', maxItems: 256, items: { type: 'string', maxLength: 300 } },
     strategy: { type: 'string', maxLength: 64 },
+    strategyParams: { type: 'object', maxProperties: 16, additionalProperties: { type: 'number' } },
+    updateLimits: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        maxExamplesPerUpdate: { type: 'integer', minimum: 1, maximum: 1e12 },
+        maxWeightShare: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
+      },
+    },
   },
 } as const;
 

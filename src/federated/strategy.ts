@@ -1,12 +1,31 @@
 /**
  * Aggregation strategies, after Flower's Strategy: configure a round, aggregate its results,
- * evaluate. Aggregation is split so it can stream: the round loop keeps ONE running sum of
- * weight·delta (Float64, see RunningSum) and hands it to `aggregate` when the round closes, so
- * memory and disk never grow with the number of clients. A FedProx-style strategy changes
- * `configureRound` (the proximal μ clients use); a server-optimizer strategy (FedAdam...) changes
- * `aggregate` — neither touches the round loop.
+ * evaluate. A session names one (SessionConfig.strategy) with numeric parameters
+ * (SessionConfig.strategyParams); `createStrategy` checks both.
+ *
+ * Two kinds, by what aggregation needs to see:
+ * - `running-sum` (fedavg): each accepted update is added as weight·delta into ONE float64
+ *   running sum; memory and disk are one model's worth whatever the number of clients.
+ * - `stored-deltas` (norm-clip, median, trimmed-mean, multi-krum, centered-clip): the result
+ *   depends on every update at once (a median, the round's median norm, pairwise distances), so the
+ *   coordinator keeps each accepted delta as a file until the round closes — O(clients × model)
+ *   DISK — and the strategy reads them in coordinate chunks (DeltaChunks), so MEMORY stays
+ *   O(clients × chunk) plus one model.
+ * Both return the aggregated delta and the L2 norm it cannot exceed by construction; the
+ * coordinator checks the result against that bound and for finiteness before publishing it.
  */
-import type { NamedTensor, NamedTensors, UpdateMeta } from './codec';
+import type { NamedTensors } from './codec';
+import { centeredClip } from './strategies/centered-clip';
+import type { DeltaChunks, DeltaVector } from './strategies/delta-chunks';
+import { fedAvg } from './strategies/fedavg';
+import { multiKrum } from './strategies/multi-krum';
+import { coordinateMedian } from './strategies/median';
+import { normClip } from './strategies/norm-clip';
+import type { RunningSum } from './strategies/running-sum';
+import { trimmedMean } from './strategies/trimmed-mean';
+
+export { addWeighted, emptyRunningSum, type RunningSum } from './strategies/running-sum';
+export { selectClients } from './strategies/selection';
 
 export interface RoundPlanInput {
   readonly round: number;
@@ -24,90 +43,120 @@ export interface RoundPlan {
   readonly config: Record<string, string | number | boolean>;
 }
 
-/** Σ weight_i · delta_i per trained tensor, and Σ weight_i. */
-export interface RunningSum {
-  readonly sums: Map<string, { readonly shape: readonly number[]; readonly data: Float64Array }>;
-  weightTotal: number;
+/** What the coordinator knows of each accepted update besides its delta. */
+export interface AcceptedUpdate {
+  /** num_examples after the session's cap. */
+  readonly weight: number;
+  /** L2 norm of the delta (float64 over all trained tensors), computed when it was accepted. */
+  readonly norm: number;
 }
 
-export interface Strategy {
+export interface AggregateResult {
+  /** The aggregated delta per trained tensor; new global = global + delta. */
+  readonly delta: DeltaVector;
+  /** An L2 norm the aggregate cannot exceed by construction (checked before publishing). */
+  readonly normBound: number;
+  /** Numbers worth keeping with the round (clip bound used, updates selected...). */
+  readonly details: Readonly<Record<string, number>>;
+}
+
+interface StrategyCommon {
   readonly name: string;
+  /** The parameters in effect (defaults filled in). */
+  readonly params: Readonly<Record<string, number>>;
   configureRound(input: RoundPlanInput): RoundPlan;
-  /** How much one update counts in the sum (FedAvg: its number of training examples). */
-  weightOf(update: UpdateMeta): number;
-  /** New global tensors (trained ones only) from the old global and the round's running sum. */
-  aggregate(global: NamedTensors, sum: RunningSum): Map<string, NamedTensor>;
   /** Round-level metrics from the weighted sums of client-reported metrics. */
   evaluate(metricSums: Readonly<Record<string, number>>, weightTotal: number): Record<string, number>;
 }
 
-export function emptyRunningSum(shapes: ReadonlyMap<string, readonly number[]>): RunningSum {
-  const sums = new Map<string, { shape: readonly number[]; data: Float64Array }>();
-  for (const [name, shape] of shapes) sums.set(name, { shape, data: new Float64Array(shape.reduce((a, b) => a * b, 1)) });
-  return { sums, weightTotal: 0 };
+export interface StreamingStrategy extends StrategyCommon {
+  readonly storage: 'running-sum';
+  aggregate(sum: RunningSum, updates: readonly AcceptedUpdate[]): AggregateResult;
 }
 
-/** sum += weight · delta, for every tensor of the delta (names/shapes already validated). */
-export function addWeighted(sum: RunningSum, deltas: NamedTensors, weight: number): void {
-  for (const [name, delta] of deltas) {
-    const acc = sum.sums.get(name);
-    if (!acc || acc.data.length !== delta.data.length) throw new Error(`running sum has no tensor "${name}" of ${delta.data.length} elements`);
-    const a = acc.data;
-    const d = delta.data;
-    for (let i = 0; i < a.length; i++) a[i] += weight * d[i];
+export interface StoredDeltaStrategy extends StrategyCommon {
+  readonly storage: 'stored-deltas';
+  /** `deltas` in the same order as `updates`; no update's share of the weight may exceed `maxWeightShare`. */
+  aggregate(deltas: DeltaChunks, updates: readonly AcceptedUpdate[], maxWeightShare: number): AggregateResult;
+}
+
+export type Strategy = StreamingStrategy | StoredDeltaStrategy;
+
+export interface ParamSpec {
+  readonly min: number;
+  readonly max: number;
+  readonly integer?: boolean;
+  /** Absent: the parameter is optional and has no default (e.g. a fixed bound vs an adaptive one). */
+  readonly default?: number;
+  readonly description: string;
+}
+
+export interface StrategyDefinition {
+  readonly name: string;
+  readonly storage: Strategy['storage'];
+  readonly description: string;
+  readonly params: Readonly<Record<string, ParamSpec>>;
+  create(params: Readonly<Record<string, number>>): Strategy;
+}
+
+export class StrategyConfigError extends Error {
+  constructor(readonly code: 'unknown_strategy' | 'invalid_strategy_params', message: string) {
+    super(message);
+    this.name = 'StrategyConfigError';
   }
-  sum.weightTotal += weight;
 }
 
-/** Selects max(minClients, ceil(fraction·n)) candidates uniformly without replacement (partial Fisher–Yates). */
-export function selectClients(candidates: readonly string[], fraction: number, minClients: number, random: () => number): string[] {
-  const want = Math.min(candidates.length, Math.max(minClients, Math.ceil(fraction * candidates.length)));
-  const pool = [...candidates];
-  for (let i = 0; i < want; i++) {
-    const j = i + Math.floor(random() * (pool.length - i));
-    [pool[i], pool[j]] = [pool[j], pool[i]];
-  }
-  return pool.slice(0, want);
-}
+const DEFINITIONS: readonly StrategyDefinition[] = [fedAvg, normClip, coordinateMedian, trimmedMean, multiKrum, centeredClip];
 
-/** FedAvg (McMahan et al. 2017): global + Σ n_i·Δ_i / Σ n_i, weighted by training examples. */
-export const fedAvg: Strategy = {
-  name: 'fedavg',
-  configureRound(input) {
-    return {
-      participants: selectClients(input.candidates, input.fraction, input.minClients, input.random),
-      config: { ...input.training },
-    };
-  },
-  weightOf(update) {
-    return update.numExamples;
-  },
-  aggregate(global, sum) {
-    if (!(sum.weightTotal > 0)) throw new Error('cannot aggregate a round without updates');
-    const out = new Map<string, NamedTensor>();
-    for (const [name, acc] of sum.sums) {
-      const g = global.get(name);
-      if (!g || g.data.length !== acc.data.length) throw new Error(`global model has no tensor "${name}" of ${acc.data.length} elements`);
-      const next = new Float32Array(g.data.length);
-      const inv = 1 / sum.weightTotal;
-      for (let i = 0; i < next.length; i++) next[i] = g.data[i] + acc.data[i] * inv;
-      out.set(name, { shape: g.shape, data: next });
-    }
-    return out;
-  },
-  evaluate(metricSums, weightTotal) {
-    const out: Record<string, number> = {};
-    if (weightTotal > 0) for (const [k, v] of Object.entries(metricSums)) out[k] = v / weightTotal;
-    return out;
-  },
-};
-
-const STRATEGIES: ReadonlyMap<string, Strategy> = new Map([[fedAvg.name, fedAvg]]);
-
-export function strategyNamed(name: string): Strategy | undefined {
-  return STRATEGIES.get(name);
+export function strategyDefinition(name: string): StrategyDefinition | undefined {
+  return DEFINITIONS.find((d) => d.name === name);
 }
 
 export function strategyNames(): string[] {
-  return [...STRATEGIES.keys()];
+  return DEFINITIONS.map((d) => d.name);
+}
+
+/** The strategy `name` with `params` checked against its specification and defaults filled in. */
+export function createStrategy(name: string, params: Readonly<Record<string, number>> = {}): Strategy {
+  const def = strategyDefinition(name);
+  if (!def) throw new StrategyConfigError('unknown_strategy', `strategy "${name}" is not one of: ${strategyNames().join(', ')}`);
+  const filled: Record<string, number> = {};
+  for (const [key, value] of Object.entries(params)) {
+    const spec = def.params[key];
+    if (!spec) {
+      const known = Object.keys(def.params);
+      throw new StrategyConfigError('invalid_strategy_params', `strategy "${name}" has no parameter "${key}"${known.length ? ` (it takes: ${known.join(', ')})` : ' (it takes none)'}`);
+    }
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < spec.min || value > spec.max || (spec.integer && !Number.isInteger(value))) {
+      throw new StrategyConfigError('invalid_strategy_params', `strategy "${name}" parameter "${key}" must be ${spec.integer ? 'an integer' : 'a number'} in [${spec.min}, ${spec.max}], got ${JSON.stringify(value)}`);
+    }
+    filled[key] = value;
+  }
+  for (const [key, spec] of Object.entries(def.params)) if (!(key in filled) && spec.default !== undefined) filled[key] = spec.default;
+  return def.create(filled);
+}
+
+/** Example-weighted means of the client metrics (every strategy reports them the same way). */
+export function weightedMetrics(metricSums: Readonly<Record<string, number>>, weightTotal: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (weightTotal > 0) {
+    for (const [k, v] of Object.entries(metricSums)) {
+      const mean = v / weightTotal;
+      if (Number.isFinite(mean)) out[k] = mean;
+    }
+  }
+  return out;
+}
+
+/** New global tensors = global + delta, rounded to float32 (trained tensors only). */
+export function applyDelta(global: NamedTensors, delta: DeltaVector): Map<string, { shape: readonly number[]; data: Float32Array }> {
+  const out = new Map<string, { shape: readonly number[]; data: Float32Array }>();
+  for (const [name, d] of delta) {
+    const g = global.get(name);
+    if (!g || g.data.length !== d.length) throw new Error(`global model has no tensor "${name}" of ${d.length} elements`);
+    const next = new Float32Array(d.length);
+    for (let i = 0; i < next.length; i++) next[i] = g.data[i] + d[i];
+    out.set(name, { shape: g.shape, data: next });
+  }
+  return out;
 }

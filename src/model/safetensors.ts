@@ -180,8 +180,16 @@ export function readTensor(file: ParsedSafetensors, name: string): { dtype: Safe
   const raw = file.bytes.subarray(file.dataOffset + info.begin, file.dataOffset + info.end);
   const shape = [...info.shape];
   const numel = byteLen / BYTES_PER_ELEMENT[info.dtype];
-  const view = <T>(Ctor: { new (b: ArrayBufferLike, o: number, l: number): T; new (b: ArrayBufferLike): T }, bpe: number): T =>
-    isAligned(start, bpe) ? new Ctor(buf, start, numel) : new Ctor(raw.slice().buffer);
+  // A misaligned tensor is copied into a fresh buffer of exactly its own bytes. (Not raw.slice():
+  // on a Node Buffer, slice is a view, and `.buffer` would then be the whole body.)
+  const view = <T extends { length: number }>(Ctor: { new (b: ArrayBufferLike, o: number, l: number): T; new (b: ArrayBufferLike): T }, bpe: number): T => {
+    if (isAligned(start, bpe)) return new Ctor(buf, start, numel);
+    const copy = new Uint8Array(byteLen);
+    copy.set(raw);
+    const out = new Ctor(copy.buffer);
+    if (out.length !== numel) throw new SafetensorsError(`tensor "${name}": read ${out.length} elements, expected ${numel}`);
+    return out;
+  };
   switch (info.dtype) {
     case 'F32': return { dtype: info.dtype, shape, data: view(Float32Array, 4) };
     case 'F64': return { dtype: info.dtype, shape, data: view(Float64Array, 8) };

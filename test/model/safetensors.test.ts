@@ -40,6 +40,20 @@ describe('safetensors', () => {
     expect([...readTensor(p, 'l').data]).toEqual([-100, 7]);
   });
 
+  it('reads a misaligned F32 tensor as a copy of exactly its own bytes, also from a Node Buffer view', () => {
+    const values = new Float32Array([1.5, -2, 3.25]);
+    const file = writeSafetensors({ x: { dtype: 'F32', shape: [3], data: values } });
+    // The same bytes inside a larger pooled buffer, at an odd offset, with junk around them: the
+    // situation of an HTTP body that Node hands over as a Buffer slice.
+    const pool = Buffer.alloc(file.byteLength + 64, 0x7f);
+    pool.set(file, 3);
+    const body = pool.subarray(3, 3 + file.byteLength);
+    const t = readTensor(parseSafetensors(body), 'x');
+    expect(t.data).toBeInstanceOf(Float32Array);
+    expect(t.data.length).toBe(3);
+    expect(Array.from(t.data)).toEqual([1.5, -2, 3.25]);
+  });
+
   it('rounds float32 to half to nearest even, with overflow to infinity', () => {
     expect(floatToHalf(1)).toBe(0x3c00);
     expect(floatToHalf(-2)).toBe(0xc000);

@@ -48,6 +48,9 @@ describe('the checkpoints a session starts from (npm start --reader/--retriever)
         retrieverId: 'acme/retriever',
       });
       expect(created.session.config.models).toEqual({ reader: 'acme/reader', passageEncoder: 'acme/retriever', embeddingDim: bert.hidden_size });
+      // Anyone may join the demo: it aggregates robustly, with sample counts capped at localSteps × batchSize.
+      expect([created.session.config.strategy, created.session.config.strategyParams, created.session.config.updateLimits])
+        .toEqual(['norm-clip', { clipMultiplier: 1 }, { maxExamplesPerUpdate: 80, maxWeightShare: 0.25 }]);
       expect(hub.requests).toContain('/acme/reader/resolve/main/model.safetensors');
       const global = decodeModel(readFileSync(coordinator.modelPath(created.session.id, 0)));
       const reader = tinyT5Weights(t5, 11);

@@ -85,7 +85,7 @@ export function dashboardView(ctx: AppContext): View {
       const round = await call(new CoragClient(ctx.appBase, token), s.session.id);
       sessionStorage.setItem(tokenKey(), token);
       const outcome = round.state === 'failed'
-        ? `round ${round.round} failed: ${round.accepted} updates arrived, ${s.session.config.roundPolicy.minUpdates} needed; the model stays at version ${round.baseVersion}`
+        ? `round ${round.round} failed: ${round.failureReason ?? `${round.accepted} updates arrived, ${s.session.config.roundPolicy.minUpdates} needed`}; the model stays at version ${round.baseVersion}`
         : `round ${round.round} is ${round.state} (${round.accepted} of ${round.participants.length} updates)`;
       store.notify(round.state === 'failed' ? 'info' : 'ok', `${what}: ${outcome}.`);
       store.update((st) => { st.round = round; });

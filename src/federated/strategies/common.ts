@@ -1,0 +1,26 @@
+/** The parts every strategy shares: uniform client selection and example-weighted metrics. */
+import type { RoundPlan, RoundPlanInput } from '../strategy';
+import { weightedMetrics } from '../strategy';
+import { selectClients } from './selection';
+
+export const uniformSelection = {
+  configureRound(input: RoundPlanInput): RoundPlan {
+    return {
+      participants: selectClients(input.candidates, input.fraction, input.minClients, input.random),
+      config: { ...input.training },
+    };
+  },
+  evaluate: weightedMetrics,
+};
+
+/**
+ * Lower median: the middle value, or the SMALLER of the two middle ones for an even count; NaN when
+ * empty. Used for adaptive bounds: with two participants the mean of the middle pair would be
+ * half of whatever the larger one claims, while the lower median stays at the honest one's size
+ * as long as hostile participants are at most half.
+ */
+export function lowerMedianOf(values: readonly number[]): number {
+  if (values.length === 0) return NaN;
+  const s = [...values].sort((a, b) => a - b);
+  return s[(s.length - 1) >> 1];
+}

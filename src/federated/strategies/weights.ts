@@ -1,0 +1,75 @@
+/**
+ * How much each accepted update counts. num_examples is self-reported, so it is capped (a count
+ * above the cap counts as the cap: an honest client with more data than one round can use is not
+ * refused), and robust strategies additionally cap every update's share of the round's total
+ * weight, so no single participant dominates however many examples it claims.
+ */
+
+/** The weight of an update reporting `numExamples`, at most `maxExamples`. */
+export function cappedWeight(numExamples: number, maxExamples: number): number {
+  return Math.min(numExamples, maxExamples);
+}
+
+/**
+ * The robust strategies' shares: weights above the round's median weight count as the median (so
+ * colluders claiming many examples weigh no more than a typical participant), then no share above
+ * `maxShare` (cappedShares).
+ */
+export function robustShares(weights: readonly number[], maxShare: number): number[] {
+  const sorted = [...weights].sort((a, b) => a - b);
+  const m = sorted.length >> 1;
+  const median = sorted.length % 2 ? sorted[m] : (sorted[m - 1] + sorted[m]) / 2;
+  return cappedShares(weights.map((w) => Math.min(w, median)), maxShare);
+}
+
+/**
+ * Normalised shares (summing to 1) proportional to `weights`, with no share above `maxShare`
+ * (water-filling: capped updates get exactly the cap, the rest share what remains in proportion to
+ * their weights). With fewer than 1/maxShare updates the cap cannot hold; the bound used is then
+ * 1/n, i.e. equal shares.
+ */
+export function cappedShares(weights: readonly number[], maxShare: number): number[] {
+  const n = weights.length;
+  if (n === 0) return [];
+  if (weights.some((w) => !(w >= 0) || !Number.isFinite(w))) throw new Error('weights must be finite and non-negative');
+  const cap = Math.max(maxShare, 1 / n);
+  const order = weights.map((_, i) => i).sort((a, b) => weights[b] - weights[a]);
+  const shares = new Array<number>(n).fill(0);
+  let capped = 0;
+  let rest = weights.reduce((a, b) => a + b, 0);
+  // Cap the largest weights one by one while the largest uncapped one would exceed the cap.
+  while (capped < n) {
+    const i = order[capped];
+    const remaining = 1 - capped * cap;
+    if (rest > 0 && (weights[i] / rest) * remaining <= cap * (1 + 1e-12)) break;
+    if (rest <= 0) break;
+    rest -= weights[i];
+    capped++;
+  }
+  for (let k = 0; k < capped; k++) shares[order[k]] = cap;
+  const remaining = 1 - capped * cap;
+  const uncapped = n - capped;
+  for (let k = capped; k < n; k++) {
+    const i = order[k];
+    // All remaining weights zero: split what is left equally.
+    shares[i] = rest > 0 ? (weights[i] / rest) * remaining : remaining / uncapped;
+  }
+  return shares;
+}
+
+/**
+ * The default cap on num_examples: the examples one round of the session's training processes
+ * (localSteps × batchSize, the keys src/corag/federated-client.ts reads) when the training config
+ * names both, else `fallback`. Clients report their number of local QA pairs; more than one round
+ * can use does not make an update more informative.
+ */
+export function defaultMaxExamples(training: Readonly<Record<string, string | number | boolean>>, fallback: number): number {
+  const num = (key: string) => {
+    const v = training[key];
+    const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+    return Number.isFinite(n) && n > 0 ? n : undefined;
+  };
+  const steps = num('localSteps') ?? num('steps');
+  const batch = num('batchSize');
+  return steps !== undefined && batch !== undefined ? Math.max(1, Math.ceil(steps * batch)) : fallback;
+}
