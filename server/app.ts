@@ -132,14 +132,18 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   // The verified identity behind a request (never throws): used to key rate limits and upload
   // slots. A token that does not authenticate for the session counts as no token at all.
   type Caller = { readonly key: string; readonly principal?: Principal };
+  /** The bearer token, or on the event stream (an EventSource cannot set headers) `?token=`. */
+  const tokenOf = (req: FastifyRequest): string | undefined => {
+    const fromQuery = req.routeOptions.url === EVENTS_ROUTE ? (req.query as { token?: unknown } | undefined)?.token : undefined;
+    return bearer(req.headers.authorization) ?? (typeof fromQuery === 'string' ? fromQuery : undefined);
+  };
   const callers = new WeakMap<FastifyRequest, Caller>();
   const callerOf = (req: FastifyRequest): Caller => {
     const known = callers.get(req);
     if (known) return known;
     const params = req.params as { sessionId?: unknown } | undefined;
     const sessionId = typeof params?.sessionId === 'string' && SESSION_ID.test(params.sessionId) ? params.sessionId : undefined;
-    const fromQuery = req.routeOptions.url === EVENTS_ROUTE ? (req.query as { token?: unknown } | undefined)?.token : undefined;
-    const token = bearer(req.headers.authorization) ?? (typeof fromQuery === 'string' ? fromQuery : undefined);
+    const token = tokenOf(req);
     let caller: Caller = { key: `ip:${req.ip}` };
     if (token && sessionId) {
       try {
@@ -153,6 +157,23 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     }
     callers.set(req, caller);
     return caller;
+  };
+
+  // Every session route needs a token valid for that session, and session creation the server
+  // key when one is set: both are checked here, before any body is read, so an unauthenticated
+  // sender never gets a body buffered (the handlers check again, for the role).
+  app.addHook('preParsing', async (req, _reply, payload) => {
+    const route = req.routeOptions.url ?? '';
+    if (route.includes(':sessionId') && !callerOf(req).principal) {
+      coordinator.authenticate((req.params as { sessionId: string }).sessionId, tokenOf(req));
+    }
+    if (route === '/api/sessions' && req.method === 'POST') requireServerKey(req);
+    return payload;
+  });
+  const requireServerKey = (req: FastifyRequest): void => {
+    if (options.serverKey && !serverKeyMatches(bearer(req.headers.authorization), options.serverKey)) {
+      throw unauthorized('creating a session needs the server key (Authorization: Bearer <key>)');
+    }
   };
 
   // ------------------------------------------------------------ uploads
@@ -298,9 +319,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   });
 
   app.post('/api/sessions', { schema: { body: createSessionSchema, response: errorResponses } }, async (req, reply) => {
-    if (options.serverKey && !serverKeyMatches(bearer(req.headers.authorization), options.serverKey)) {
-      throw unauthorized('creating a session needs the server key (Authorization: Bearer <key>)');
-    }
+    requireServerKey(req);
     return reply.code(201).send(coordinator.createSession(req.body as SessionConfigInput));
   });
 

@@ -54,6 +54,10 @@ export function readUploadBody(stream: Readable, declared: number | undefined, l
       reject(e);
       return;
     }
+    // With a declared length the body goes straight into one buffer of that size (allocated
+    // unfilled, so memory is committed only as bytes arrive; no second copy at the end);
+    // without one (chunked), chunks are joined at the end.
+    let whole: Buffer | undefined;
     const chunks: Buffer[] = [];
     let received = 0;
     let headerChecked = limits.maxSafetensorsHeaderBytes === undefined;
@@ -70,6 +74,7 @@ export function readUploadBody(stream: Readable, declared: number | undefined, l
       stream.off('aborted', onAbort);
       stream.off('close', onClose);
       chunks.length = 0;
+      whole = undefined;
       if (error) {
         // Keep the stream flowing into nothing: the sender's remaining bytes are not buffered.
         stream.resume();
@@ -87,10 +92,17 @@ export function readUploadBody(stream: Readable, declared: number | undefined, l
         finish(tooLarge(`the body exceeds ${limits.maxBytes} bytes`));
         return;
       }
-      chunks.push(chunk);
+      if (declared !== undefined && received > declared) {
+        finish(badRequest('body_length_mismatch', `the body is longer than the ${declared} bytes it declared`));
+        return;
+      }
+      if (declared !== undefined) {
+        whole ??= Buffer.allocUnsafeSlow(declared);
+        chunk.copy(whole, received - chunk.length);
+      } else chunks.push(chunk);
       if (!headerChecked && received >= 8) {
         headerChecked = true;
-        const first8 = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, received);
+        const first8 = whole ?? (chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, received));
         const headerBytes = first8.readBigUInt64LE(0);
         if (headerBytes > BigInt(limits.maxSafetensorsHeaderBytes!)) {
           finish(badRequest('header_too_large', `the safetensors header declares ${headerBytes} bytes; at most ${limits.maxSafetensorsHeaderBytes} are accepted for this upload`));
@@ -109,7 +121,7 @@ export function readUploadBody(stream: Readable, declared: number | undefined, l
         finish(badRequest('body_incomplete', `the body ended after ${received} of the ${declared} declared bytes`));
         return;
       }
-      finish(undefined, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, received));
+      finish(undefined, whole ?? (chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, received)));
     };
     const onAbort = () => finish(badRequest('body_incomplete', `the sender stopped after ${received} bytes`));
     const onClose = () => setImmediate(() => finish(badRequest('body_incomplete', `the connection closed after ${received} bytes`)));

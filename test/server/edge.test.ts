@@ -29,16 +29,16 @@ interface Answer {
   readonly bytesSentBeforeAnswer: number;
 }
 
-/** A PUT whose body the test writes piece by piece (node:http, so nothing is buffered for us). */
+/** A request (PUT unless told) whose body the test writes piece by piece (node:http, so nothing is buffered for us). */
 class RawUpload {
   readonly answer: Promise<Answer>;
   answered = false;
   private sent = 0;
   private readonly req: ClientRequest;
 
-  constructor(url: string, path: string, headers: Record<string, string | number>) {
+  constructor(url: string, path: string, headers: Record<string, string | number>, method = 'PUT') {
     const target = new URL(path, url);
-    this.req = httpRequest({ method: 'PUT', host: target.hostname, port: target.port, path: target.pathname, headers: { 'content-type': 'application/octet-stream', ...headers } });
+    this.req = httpRequest({ method, host: target.hostname, port: target.port, path: target.pathname, headers: { 'content-type': 'application/octet-stream', ...headers } });
     this.answer = new Promise<Answer>((resolve, reject) => {
       this.req.on('response', (res) => {
         const at = this.sent;
@@ -316,6 +316,25 @@ describe('session creation needs the server key beyond loopback', () => {
       }
       expect(server.coordinator.sessionIds()).toEqual([]);
       expect((await new CoragClient(server.url, key).createSession(config)).session.config.name).toBe('keyed');
+    });
+  });
+
+  it('refuses an anonymous body on a session route, and a session creation without the key, before reading the body', async () => {
+    const key = 'k'.repeat(40);
+    await withServer({ serverKey: key, rateLimitPerMinute: 10_000 }, async (server) => {
+      const created = await new CoragClient(server.url, key).createSession({ name: 'keyed', models: { reader: 'r', passageEncoder: 'enc', embeddingDim: 8 } });
+      for (const [method, path, length, code] of [
+        ['POST', `/api/sessions/${created.session.id}/passages`, 8 * MiB - 1, 401],
+        ['POST', `/api/sessions/${created.session.id}/passages/search`, 8 * MiB - 1, 401],
+        ['POST', '/api/sessions', 60 * 1024, 401],
+      ] as const) {
+        const req = new RawUpload(server.url, path, { 'content-type': 'application/json', 'content-length': length }, method);
+        req.write(Buffer.from('{"passages":['));
+        const a = await req.answer; // the rest never comes: an answer must not wait for it
+        req.destroy();
+        expect([a.status, a.body.error], path).toEqual([code, 'unauthorized']);
+      }
+      expect(server.coordinator.sessionIds()).toEqual([created.session.id]);
     });
   });
 
