@@ -94,6 +94,7 @@ async function main(): Promise<void> {
   const checkpoints = readerSpec && retrieverSpec ? demoCheckpoints(readerSpec, retrieverSpec) : undefined;
   mkdirSync(dataDir, { recursive: true });
   const bodyTimeout = number('body-timeout', values['body-timeout']);
+  if (bodyTimeout === 0) throw new Error('--body-timeout must be above 0 seconds');
   const minUploadKbps = number('min-upload-kbps', values['min-upload-kbps']);
   // Beyond loopback anyone on the network could create sessions: require a key (generated if none).
   const serverKey = chooseServerKey(dataDir, host, values['server-key'] ?? process.env.CORAG_SERVER_KEY);
