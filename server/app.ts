@@ -8,6 +8,7 @@
  */
 import { createReadStream, existsSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
@@ -22,7 +23,7 @@ import { redactingSink, serializeRequest, type LogSink } from './log-redaction';
 import { serverKeyMatches } from './server-key';
 import { bearer } from './tokens';
 import { statusPage } from './status-page';
-import { checkDeclaredLength, declaredLength, readUploadBody, safetensorsHeaderBound, type UploadBodyLimits } from './upload-body';
+import { checkDeclaredLength, declaredLength, pacedStream, readUploadBody, safetensorsHeaderBound, type UploadBodyLimits } from './upload-body';
 
 export interface AppOptions {
   readonly dataDir: string;
@@ -88,6 +89,10 @@ const REFUSED_BODY_LINGER_MS = 2_000;
 
 const SESSION_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const EVENTS_ROUTE = '/api/sessions/:sessionId/events';
+const MODEL_UPLOAD_ROUTE = '/api/sessions/:sessionId/model';
+const UPDATE_UPLOAD_ROUTE = '/api/sessions/:sessionId/rounds/:round/update';
+/** Routes whose bodies `admitUpload` admits and `readUploadBody` reads. */
+const UPLOAD_ROUTES = new Set([MODEL_UPLOAD_ROUTE, UPDATE_UPLOAD_ROUTE]);
 
 const sessionParams = {
   type: 'object',
@@ -159,6 +164,9 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     return caller;
   };
 
+  // How slowly any body may arrive (server/upload-body.ts watchPace).
+  const pace = { idleTimeoutMs: limits.bodyIdleTimeoutMs, minBytesPerSecond: limits.minUploadBytesPerSecond };
+
   // Every session route needs a token valid for that session, and session creation the server
   // key when one is set: both are checked here, before any body is read, so an unauthenticated
   // sender never gets a body buffered (the handlers check again, for the role).
@@ -168,6 +176,9 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
       coordinator.authenticate((req.params as { sessionId: string }).sessionId, tokenOf(req));
     }
     if (route === '/api/sessions' && req.method === 'POST') requireServerKey(req);
+    // JSON bodies are read by Fastify's own parser: paced like uploads (idle timeout, minimum rate).
+    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+    if (hasBody && !UPLOAD_ROUTES.has(route)) return pacedStream(payload as unknown as Readable, pace);
     return payload;
   });
   const requireServerKey = (req: FastifyRequest): void => {
@@ -227,15 +238,13 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     checkDeclaredLength(declaredLength(request.headers['content-length']), maxBytes);
     takeUploadSlot(request, reply, callerOf(request).key);
     uploadLimits.set(request, {
-      maxBytes, idleTimeoutMs: limits.bodyIdleTimeoutMs, minBytesPerSecond: limits.minUploadBytesPerSecond, maxSafetensorsHeaderBytes: safetensorsHeaderBound(tensors),
+      maxBytes, ...pace, maxSafetensorsHeaderBytes: safetensorsHeaderBound(tensors),
     });
     return payload;
   };
   app.addContentTypeParser('application/octet-stream', (req: FastifyRequest, payload: IncomingMessage) => {
     // Upload routes were admitted above; an octet-stream body sent anywhere else gets that route's limit.
-    const routeLimits = uploadLimits.get(req) ?? {
-      maxBytes: req.routeOptions.bodyLimit ?? limits.maxJsonBytes, idleTimeoutMs: limits.bodyIdleTimeoutMs, minBytesPerSecond: limits.minUploadBytesPerSecond,
-    };
+    const routeLimits = uploadLimits.get(req) ?? { maxBytes: req.routeOptions.bodyLimit ?? limits.maxJsonBytes, ...pace };
     return readUploadBody(payload, declaredLength(req.headers['content-length']), routeLimits);
   });
   // A request answered before its body was read (refused upload, cut-off trickle): the connection
@@ -334,7 +343,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   });
 
   app.put(
-    '/api/sessions/:sessionId/model',
+    MODEL_UPLOAD_ROUTE,
     { bodyLimit: limits.maxModelBytes, preParsing: admitUpload('model'), schema: { params: sessionParams, response: errorResponses } },
     async (request) => {
       const req = request as SessionReq;
@@ -382,7 +391,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   });
 
   app.put(
-    '/api/sessions/:sessionId/rounds/:round/update',
+    UPDATE_UPLOAD_ROUTE,
     { bodyLimit: limits.maxUpdateBytes, preParsing: admitUpload('update'), schema: { params: roundParams, response: errorResponses } },
     async (request) => {
       const req = request as RoundReq;

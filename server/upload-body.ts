@@ -4,9 +4,10 @@
  * read), an idle timeout and a minimum average rate (a trickling sender is cut off and its upload
  * slot freed), and a bound on the safetensors header length, checked from the first 8 bytes so a
  * 95 MB JSON header is refused before it is read or parsed. The HTTP layer calls it only after the
- * sender was authenticated and admitted (server/app.ts).
+ * sender was authenticated and admitted (server/app.ts); JSON bodies get the same pacing through
+ * `pacedStream`.
  */
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { ApiError, badRequest } from './errors';
 
 export interface UploadBodyLimits {
@@ -21,6 +22,73 @@ export interface UploadBodyLimits {
   readonly minBytesPerSecond: number;
   /** Largest safetensors header (the little-endian u64 in bytes 0..8); absent: not checked. */
   readonly maxSafetensorsHeaderBytes?: number;
+}
+
+export type BodyPaceLimits = Pick<UploadBodyLimits, 'idleTimeoutMs' | 'minBytesPerSecond'>;
+
+/** What `watchPace` returns: report each arrival (false once the body was cut off), stop when done. */
+export interface BodyPace {
+  arrived(bytes: number): boolean;
+  stop(): void;
+}
+
+/**
+ * Watches how fast a body arrives: `cut` is called once, with a 408, when no byte arrived for
+ * `idleTimeoutMs` (`body_timeout`), or when the body has been arriving for longer than that and
+ * its average rate is below `minBytesPerSecond` (`body_too_slow`).
+ */
+export function watchPace(limits: BodyPaceLimits, cut: (refusal: ApiError) => void, now: () => number = Date.now): BodyPace {
+  const started = now();
+  let received = 0;
+  let stopped = false;
+  const stopWith = (refusal: ApiError): false => {
+    stop();
+    cut(refusal);
+    return false;
+  };
+  const idle = setTimeout(
+    () => stopWith(new ApiError(408, 'body_timeout', `no body bytes arrived for ${limits.idleTimeoutMs} ms (${received} received); send it again`)),
+    limits.idleTimeoutMs,
+  );
+  const stop = () => {
+    stopped = true;
+    clearTimeout(idle);
+  };
+  return {
+    arrived(bytes: number): boolean {
+      if (stopped) return false;
+      received += bytes;
+      const elapsed = now() - started;
+      if (elapsed > limits.idleTimeoutMs && (received * 1000) / elapsed < limits.minBytesPerSecond) {
+        return stopWith(new ApiError(408, 'body_too_slow', `the body arrives at ${Math.round((received * 1000) / elapsed)} bytes/s; at least ${limits.minBytesPerSecond} are needed`));
+      }
+      idle.refresh();
+      return true;
+    },
+    stop,
+  };
+}
+
+/**
+ * `source` passed through unchanged under `watchPace`: the stream Fastify's own parsers (JSON) read
+ * from, so a trickled JSON body is cut off like a trickled upload (the stream errors with the 408).
+ */
+export function pacedStream(source: Readable, limits: BodyPaceLimits): Readable {
+  const out = new PassThrough();
+  const pace = watchPace(limits, (refusal) => {
+    source.unpipe(out);
+    source.resume(); // the rest is discarded, not buffered
+    out.destroy(refusal);
+  });
+  source.on('data', (chunk: Buffer) => pace.arrived(chunk.length));
+  source.once('end', pace.stop);
+  source.once('error', (e) => {
+    pace.stop();
+    out.destroy(e);
+  });
+  out.once('close', pace.stop);
+  source.pipe(out);
+  return out;
 }
 
 /** Bytes of safetensors header a body with `tensors` tensors may plausibly need: JSON entry + metadata room. */
@@ -61,13 +129,12 @@ export function readUploadBody(stream: Readable, declared: number | undefined, l
     const chunks: Buffer[] = [];
     let received = 0;
     let headerChecked = limits.maxSafetensorsHeaderBytes === undefined;
-    const started = now();
     let settled = false;
 
     const finish = (error: Error | undefined, body?: Buffer) => {
       if (settled) return;
       settled = true;
-      clearTimeout(idle);
+      pace.stop();
       stream.off('data', onData);
       stream.off('end', onEnd);
       stream.off('error', onAbort);
@@ -81,10 +148,7 @@ export function readUploadBody(stream: Readable, declared: number | undefined, l
         reject(error);
       } else resolve(body!);
     };
-    const idle = setTimeout(
-      () => finish(new ApiError(408, 'body_timeout', `no body bytes arrived for ${limits.idleTimeoutMs} ms (${received} received); upload again`)),
-      limits.idleTimeoutMs,
-    );
+    const pace = watchPace(limits, (refusal) => finish(refusal), now);
 
     const onData = (chunk: Buffer) => {
       received += chunk.length;
@@ -109,12 +173,7 @@ export function readUploadBody(stream: Readable, declared: number | undefined, l
           return;
         }
       }
-      const elapsed = now() - started;
-      if (elapsed > limits.idleTimeoutMs && (received * 1000) / elapsed < limits.minBytesPerSecond) {
-        finish(new ApiError(408, 'body_too_slow', `the body arrives at ${Math.round((received * 1000) / elapsed)} bytes/s; at least ${limits.minBytesPerSecond} are needed`));
-        return;
-      }
-      idle.refresh();
+      pace.arrived(chunk.length);
     };
     const onEnd = () => {
       if (declared !== undefined && received !== declared) {

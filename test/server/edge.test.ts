@@ -235,6 +235,22 @@ describe('upload bodies are read under an idle timeout, a minimum rate and one s
     });
   });
 
+  it('cuts off a stalled JSON body (passages) with 408 as well, and stores nothing from it', async () => {
+    await withServer({ bodyIdleTimeoutMs: 300, rateLimitPerMinute: 10_000 }, async (server) => {
+      const s = await openRound(server.url, 1, seeded(10));
+      const json = Buffer.from(JSON.stringify({ passages: [{ title: 't', text: 'trickled', embedding: new Array(8).fill(0.5), encoder: 'enc' }] }));
+      const stalled = new RawUpload(server.url, `/api/sessions/${s.sid}/passages`, {
+        authorization: `Bearer ${s.tokens[0]}`, 'content-type': 'application/json', 'content-length': json.length,
+      }, 'POST');
+      stalled.write(json.subarray(0, json.length - 5));
+      const a = await stalled.answer;
+      stalled.destroy();
+      expect([a.status, a.body.error]).toEqual([408, 'body_timeout']);
+      expect((await s.admin.session(s.sid)).passages).toBe(0);
+      expect((await s.clients[0].addPassages(s.sid, JSON.parse(json.toString()).passages)).results).toHaveLength(1);
+    });
+  });
+
   it('refuses a 95 MB safetensors header from its first 8 bytes (400 header_too_large) while health stays responsive; the upload is not used up', async () => {
     await withServer({ rateLimitPerMinute: 10_000 }, async (server) => {
       const s = await openRound(server.url, 1, seeded(6));
