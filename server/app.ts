@@ -18,6 +18,7 @@ import {
 } from '../src/federated/protocol';
 import { Coordinator, type Principal, type SessionConfigInput } from './coordinator';
 import { crashPoint } from './crash-points';
+import { addressBucket } from './address-bucket';
 import { ApiError, badRequest, forbidden, notFound, unauthorized } from './errors';
 import { redactingSink, serializeRequest, type LogSink } from './log-redaction';
 import { serverKeyMatches } from './server-key';
@@ -149,7 +150,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     const params = req.params as { sessionId?: unknown } | undefined;
     const sessionId = typeof params?.sessionId === 'string' && SESSION_ID.test(params.sessionId) ? params.sessionId : undefined;
     const token = tokenOf(req);
-    let caller: Caller = { key: `ip:${req.ip}` };
+    let caller: Caller = { key: `ip:${addressBucket(req.ip)}` };
     if (token && sessionId) {
       try {
         const principal = coordinator.authenticate(sessionId, token);
@@ -298,7 +299,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   const joinRateLimit = {
     max: limits.joinsPerMinutePerIp,
     timeWindow: 60_000,
-    keyGenerator: (req: FastifyRequest) => `join:${req.ip}`,
+    keyGenerator: (req: FastifyRequest) => `join:${addressBucket(req.ip)}`,
     errorResponseBuilder: (_req: FastifyRequest, ctx: { max: number; ttl: number; after: string }) => rateLimited(`more than ${ctx.max} joins per minute from this address; retry in ${ctx.after}`, ctx.ttl),
   };
 

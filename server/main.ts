@@ -35,13 +35,15 @@ Options (environment variable in brackets):
   --max-update-mb <n>   largest weight-delta upload (default ${DEFAULT_LIMITS.maxUpdateBytes / 2 ** 20})
   --max-uploads <n>     uploads received at once, all clients together, before 429; each
                         client or admin has one in flight at most (default ${DEFAULT_LIMITS.maxConcurrentUploads})
-  --body-timeout <s>    cut off an upload whose body sends nothing for this long, 408
-                        (default ${DEFAULT_LIMITS.bodyIdleTimeoutMs / 1000})
+  --body-timeout <s>    cut off a request body (upload or JSON) that sends nothing for this
+                        long, 408 (default ${DEFAULT_LIMITS.bodyIdleTimeoutMs / 1000})
   --min-upload-kbps <n> slowest average upload rate in KiB/s once a body has run longer
                         than --body-timeout, 408 below it (default ${DEFAULT_LIMITS.minUploadBytesPerSecond / 1024})
   --rate-limit <n>      requests per minute per verified token; callers without a valid
-                        token share their IP address's bucket (default ${DEFAULT_LIMITS.rateLimitPerMinute})
-  --join-limit <n>      joins per minute per IP address (default ${DEFAULT_LIMITS.joinsPerMinutePerIp})
+                        token share their IP address's bucket (IPv6: its /64)
+                        (default ${DEFAULT_LIMITS.rateLimitPerMinute})
+  --join-limit <n>      joins per minute per IP address (IPv6: per /64)
+                        (default ${DEFAULT_LIMITS.joinsPerMinutePerIp})
   --log                 log every request (JSON lines; tokens are redacted)
   -h, --help            show this help
 `;

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CoragClient, CoragHttpError } from '../../src/federated/client';
 import { encodeModel, encodeUpdate } from '../../src/federated/codec';
 import type { AppOptions } from '../../server/app';
+import { addressBucket } from '../../server/address-bucket';
 import { chooseServerKey, isLoopbackHost } from '../../server/server-key';
 import { MODEL_SHAPES, randomTensors, seeded, startServer, tempDir, TRAINED_PREFIXES, trainedShapes } from './helpers';
 
@@ -304,6 +305,16 @@ describe('rate limits hold', () => {
       expect([own.status, own.code]).toEqual([429, 'rate_limited']);
       expect(own.message).toContain('with this token');
     });
+  });
+
+  it('buckets IPv6 callers per /64 and IPv4-mapped callers as their IPv4 address', () => {
+    expect(addressBucket('2001:db8:1:2:aaaa::1')).toBe(addressBucket('2001:0db8:0001:0002:bbbb:cccc:dddd:2'));
+    expect(addressBucket('2001:db8:1:2::1')).toBe('2001:db8:1:2::/64');
+    expect(addressBucket('2001:db8:1:3::1')).not.toBe(addressBucket('2001:db8:1:2::1'));
+    expect(addressBucket('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(addressBucket('::1')).toBe('0:0:0:0::/64');
+    expect(addressBucket('::ffff:192.168.1.20')).toBe('192.168.1.20');
+    expect(addressBucket('192.168.1.20')).toBe('192.168.1.20');
   });
 
   it('limits joins per IP address, and a refused join adds no client', async () => {
