@@ -16,6 +16,7 @@ import { CoragClient, CoragHttpError } from '../../src/federated/client';
 import { encodeModel, encodeUpdate } from '../../src/federated/codec';
 import type { AppOptions } from '../../server/app';
 import { addressBucket } from '../../server/address-bucket';
+import { redactSecrets } from '../../server/log-redaction';
 import { chooseServerKey, isLoopbackHost } from '../../server/server-key';
 import { MODEL_SHAPES, randomTensors, seeded, startServer, tempDir, TRAINED_PREFIXES, trainedShapes } from './helpers';
 
@@ -419,8 +420,10 @@ describe('session creation needs the server key beyond loopback', () => {
 describe('exposure', () => {
   it('never writes a token to the log: not from ?token= on the event stream, not from Authorization headers', async () => {
     const lines: string[] = [];
+    const secrets: string[] = [];
     await withServer({ logSink: { write: (line: string) => lines.push(line) }, rateLimitPerMinute: 10_000 }, async (server) => {
       const s = await openRound(server.url, 1, seeded(7));
+      secrets.push(s.created.adminToken, ...s.tokens);
       const events = new AbortController();
       const stream = await fetch(`${server.url}/api/sessions/${s.sid}/events?token=${s.tokens[0]}`, { signal: events.signal });
       expect(stream.status).toBe(200);
@@ -434,10 +437,19 @@ describe('exposure', () => {
       await new Promise((r) => setTimeout(r, 100));
     });
     const log = lines.join('');
+    for (const secret of secrets) expect(log).not.toContain(secret);
     expect(log).toContain('token=[redacted]');
     expect(lines.length).toBeGreaterThan(8);
     const tokens = [...log.matchAll(/[A-Za-z0-9_-]{43}/g)].map((m) => m[0]);
     expect(tokens, 'a 43-character base64url string (a token) in the log').toEqual([]);
+  });
+
+  it('redacts ?token= values and Bearer credentials wherever they sit in a line', () => {
+    const t = 'AbC_d-0123456789abcdefghijABCDEFGHIJ0123456';
+    expect(redactSecrets(`{"url":"/api/sessions/x/events?token=${t}&y=2"}`)).toBe('{"url":"/api/sessions/x/events?token=[redacted]&y=2"}');
+    expect(redactSecrets(`/e?a=1&token=${t}`)).toBe('/e?a=1&token=[redacted]');
+    expect(redactSecrets(`{"authorization":"Bearer ${t}"}`)).toBe('{"authorization":"Bearer [redacted]"}');
+    expect(redactSecrets('no secrets here ?tokens=1')).toBe('no secrets here ?tokens=1');
   });
 
   it('shows no join code on the status page served without a built web app', async () => {
