@@ -8,9 +8,9 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { renderUnicodeCompact } from 'uqr';
 import { lanUrls } from '../src/platform/node/lan-urls';
+import { chooseServerKey } from './server-key';
 import { buildApp, DEFAULT_LIMITS } from './app';
 import { checkpointFromSpec, createDemoSession, type DemoCheckpoints } from './demo';
-import { chooseServerKey } from './server-key';
 
 const HELP = `Usage: npm start -- [options]
 
