@@ -165,18 +165,26 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     return caller;
   };
 
+  // A sender that asks first (`Expect: 100-continue`) is told to go on only once its request was
+  // admitted (Node would answer 100 at once); a refused one never sends its body at all.
+  app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => app.server.emit('request', req, res));
+  const allowBody = (req: FastifyRequest, reply: FastifyReply): void => {
+    if (/^100-continue$/i.test(req.headers.expect ?? '')) reply.raw.writeContinue();
+  };
+
   // How slowly any body may arrive (server/upload-body.ts watchPace).
   const pace = { idleTimeoutMs: limits.bodyIdleTimeoutMs, minBytesPerSecond: limits.minUploadBytesPerSecond };
 
   // Every session route needs a token valid for that session, and session creation the server
   // key when one is set: both are checked here, before any body is read, so an unauthenticated
   // sender never gets a body buffered (the handlers check again, for the role).
-  app.addHook('preParsing', async (req, _reply, payload) => {
+  app.addHook('preParsing', async (req, reply, payload) => {
     const route = req.routeOptions.url ?? '';
     if (route.includes(':sessionId') && !callerOf(req).principal) {
       coordinator.authenticate((req.params as { sessionId: string }).sessionId, tokenOf(req));
     }
     if (route === '/api/sessions' && req.method === 'POST') requireServerKey(req);
+    if (!UPLOAD_ROUTES.has(route)) allowBody(req, reply);
     // JSON bodies are read by Fastify's own parser: paced like uploads (idle timeout, minimum rate).
     const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
     if (hasBody && !UPLOAD_ROUTES.has(route)) return pacedStream(payload as unknown as Readable, pace);
@@ -238,6 +246,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     }
     checkDeclaredLength(declaredLength(request.headers['content-length']), maxBytes);
     takeUploadSlot(request, reply, callerOf(request).key);
+    allowBody(request, reply);
     uploadLimits.set(request, {
       maxBytes, ...pace, maxSafetensorsHeaderBytes: safetensorsHeaderBound(tensors),
     });

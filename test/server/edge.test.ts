@@ -11,7 +11,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { request as httpRequest, type ClientRequest, type IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { CoragClient, CoragHttpError } from '../../src/federated/client';
 import { encodeModel, encodeUpdate } from '../../src/federated/codec';
 import type { AppOptions } from '../../server/app';
@@ -35,6 +35,8 @@ interface Answer {
 class RawUpload {
   readonly answer: Promise<Answer>;
   answered = false;
+  /** Whether the server said `100 Continue` (to a request sent with `Expect: 100-continue`). */
+  continued = false;
   private sent = 0;
   private readonly req: ClientRequest;
 
@@ -51,6 +53,7 @@ class RawUpload {
         res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: JSON.parse(text) as Answer['body'], bytesSentBeforeAnswer: at }));
         res.on('error', reject);
       });
+      this.req.on('continue', () => (this.continued = true));
       // After the answer the coordinator may close the socket under a sender still writing.
       this.req.on('error', (e) => {
         if (!this.answered) reject(e);
@@ -166,6 +169,24 @@ describe('uploads are admitted from their headers, before the body', () => {
       for (const u of uploads) u.destroy();
       expect(process.memoryUsage().rss - rssBefore).toBeLessThan(128 * MiB);
       expect((await s.admin.session(s.sid)).round?.accepted).toBe(0);
+    });
+  });
+
+  it('with Expect: 100-continue, tells an admitted uploader to go on and never a refused one', async () => {
+    await withServer({ rateLimitPerMinute: 10_000 }, async (server) => {
+      const s = await openRound(server.url, 1, seeded(11));
+      const body = s.update();
+      const headers = { expect: '100-continue', 'content-length': body.length };
+      const anonymous = new RawUpload(server.url, s.updatePath, headers);
+      expect(await anonymous.answer).toMatchObject({ status: 401, body: { error: 'unauthorized' }, bytesSentBeforeAnswer: 0 });
+      expect(anonymous.continued).toBe(false);
+      anonymous.destroy();
+      const admitted = new RawUpload(server.url, s.updatePath, { ...headers, authorization: `Bearer ${s.tokens[0]}` });
+      await vi.waitFor(() => expect(admitted.continued).toBe(true));
+      admitted.write(body);
+      admitted.end();
+      expect(await admitted.answer).toMatchObject({ status: 200 });
+      expect((await s.admin.session(s.sid)).round?.accepted).toBe(1);
     });
   });
 
