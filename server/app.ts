@@ -1,9 +1,14 @@
 /**
  * The HTTP edge: a Fastify app factory over a Coordinator. Every JSON body is schema-validated,
  * every binary body size-limited per route, every refusal is `{error, message}` with a 4xx status.
- * Tests build it on 127.0.0.1 with an ephemeral port and a temp data folder.
+ * Uploads are authenticated and admitted from their headers before a byte of body is read, then
+ * streamed under an idle timeout; rate limits are keyed by the verified caller (unverified callers
+ * share their IP's bucket); tokens never reach the log. Tests build it on 127.0.0.1 with an
+ * ephemeral port and a temp data folder.
  */
 import { createReadStream, existsSync, statSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
@@ -13,26 +18,45 @@ import {
 } from '../src/federated/protocol';
 import { Coordinator, type Principal, type SessionConfigInput } from './coordinator';
 import { crashPoint } from './crash-points';
+import { addressBucket } from './address-bucket';
 import { ApiError, badRequest, forbidden, notFound, unauthorized } from './errors';
-import { bearer, hashToken } from './tokens';
+import { redactingSink, serializeRequest, type LogSink } from './log-redaction';
+import { serverKeyMatches } from './server-key';
+import { bearer } from './tokens';
 import { statusPage } from './status-page';
+import { checkDeclaredLength, declaredLength, pacedStream, readUploadBody, safetensorsHeaderBound, type UploadBodyLimits } from './upload-body';
 
 export interface AppOptions {
   readonly dataDir: string;
-  /** If set, creating sessions requires `Authorization: Bearer <serverKey>`. */
+  /**
+   * If set, creating sessions requires `Authorization: Bearer <serverKey>` (server/main.ts sets one
+   * whenever it listens beyond loopback: server/server-key.ts).
+   */
   readonly serverKey?: string;
   readonly maxUpdateBytes?: number;
   readonly maxModelBytes?: number;
   readonly maxJsonBytes?: number;
   readonly maxPassageBytes?: number;
-  /** Updates received at the same time; more get 429 (each holds one body in memory). */
+  /**
+   * Uploads (updates and models) received at the same time, all clients together; more get 429
+   * (each holds one body in memory). Each authenticated client or admin has one in flight at most.
+   */
   readonly maxConcurrentUploads?: number;
-  /** Requests per minute per token (or per IP without a token). */
+  /** An upload whose body sends no byte for this long is cut off with 408 `body_timeout`. */
+  readonly bodyIdleTimeoutMs?: number;
+  /** An upload slower than this on average (once it has run longer than the idle timeout) gets 408 `body_too_slow`. */
+  readonly minUploadBytesPerSecond?: number;
+  /** Requests per minute per verified token (callers without one, or with one that does not verify, share their IP's bucket). */
   readonly rateLimitPerMinute?: number;
+  /** POST /api/join requests per minute per IP address. */
+  readonly joinsPerMinutePerIp?: number;
   /** Built web app to serve at / (falls back to a status page when absent). */
   readonly staticDir?: string;
   readonly random?: () => number;
+  /** Log every request as JSON lines to stdout (tokens redacted). */
   readonly logger?: boolean;
+  /** Log to this sink instead of stdout (implies logging; tokens redacted). */
+  readonly logSink?: LogSink;
   /**
    * Base URLs at which other devices can reach this server (src/platform/node/lan-urls.ts), for
    * the dashboard's join QR code; known only once the server listens, hence a function.
@@ -52,13 +76,29 @@ export const DEFAULT_LIMITS = {
   maxJsonBytes: 64 * 2 ** 10,
   maxPassageBytes: 8 * 2 ** 20,
   maxConcurrentUploads: 4,
+  bodyIdleTimeoutMs: 30_000,
+  minUploadBytesPerSecond: 4096,
   rateLimitPerMinute: 600,
+  joinsPerMinutePerIp: 20,
 } as const;
+
+/** Model uploads may hold this many tensors (header bound: server/upload-body.ts safetensorsHeaderBound). */
+export const MAX_MODEL_TENSORS = 16_384;
+
+/** How long a connection whose request body was refused unread may linger before it is closed. */
+const REFUSED_BODY_LINGER_MS = 2_000;
+
+const SESSION_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const EVENTS_ROUTE = '/api/sessions/:sessionId/events';
+const MODEL_UPLOAD_ROUTE = '/api/sessions/:sessionId/model';
+const UPDATE_UPLOAD_ROUTE = '/api/sessions/:sessionId/rounds/:round/update';
+/** Routes whose bodies `admitUpload` admits and `readUploadBody` reads. */
+const UPLOAD_ROUTES = new Set([MODEL_UPLOAD_ROUTE, UPDATE_UPLOAD_ROUTE]);
 
 const sessionParams = {
   type: 'object',
   required: ['sessionId'],
-  properties: { sessionId: { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$' } },
+  properties: { sessionId: { type: 'string', pattern: SESSION_ID.source } },
 } as const;
 const roundParams = {
   type: 'object',
@@ -80,19 +120,154 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   const coordinator = new Coordinator({ dataDir: options.dataDir, random: options.random });
   await coordinator.resume();
 
+  const logging = options.logSink !== undefined || options.logger === true;
   const app = Fastify({
-    logger: options.logger ?? false,
+    // Every line passes through the redacting sink; the request serializer redacts URLs as well.
+    logger: logging ? { level: 'info', stream: redactingSink(options.logSink ?? process.stdout), serializers: { req: serializeRequest } } : false,
     bodyLimit: limits.maxJsonBytes,
     ajv: { customOptions: { allErrors: false, coerceTypes: true, removeAdditional: false } },
   });
   // Event streams never end on their own: close them so app.close() can finish.
-  const eventStreams = new Set<import('node:http').ServerResponse>();
+  const eventStreams = new Set<ServerResponse>();
   app.addHook('preClose', async () => {
     for (const res of eventStreams) res.end();
   });
   app.addHook('onClose', async () => coordinator.close());
 
-  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+  // ------------------------------------------------------------ who is calling
+  // The verified identity behind a request (never throws): used to key rate limits and upload
+  // slots. A token that does not authenticate for the session counts as no token at all.
+  type Caller = { readonly key: string; readonly principal?: Principal };
+  /** The bearer token, or on the event stream (an EventSource cannot set headers) `?token=`. */
+  const tokenOf = (req: FastifyRequest): string | undefined => {
+    const fromQuery = req.routeOptions.url === EVENTS_ROUTE ? (req.query as { token?: unknown } | undefined)?.token : undefined;
+    return bearer(req.headers.authorization) ?? (typeof fromQuery === 'string' ? fromQuery : undefined);
+  };
+  const callers = new WeakMap<FastifyRequest, Caller>();
+  const callerOf = (req: FastifyRequest): Caller => {
+    const known = callers.get(req);
+    if (known) return known;
+    const params = req.params as { sessionId?: unknown } | undefined;
+    const sessionId = typeof params?.sessionId === 'string' && SESSION_ID.test(params.sessionId) ? params.sessionId : undefined;
+    const token = tokenOf(req);
+    let caller: Caller = { key: `ip:${addressBucket(req.ip)}` };
+    if (token && sessionId) {
+      try {
+        const principal = coordinator.authenticate(sessionId, token);
+        caller = { key: principal.role === 'admin' ? `admin:${sessionId}` : `client:${sessionId}:${principal.clientId}`, principal };
+      } catch {
+        /* not valid here: the IP's bucket */
+      }
+    } else if (token && options.serverKey && req.routeOptions.url === '/api/sessions' && serverKeyMatches(token, options.serverKey)) {
+      caller = { key: 'server-key' };
+    }
+    callers.set(req, caller);
+    return caller;
+  };
+
+  // A sender that asks first (`Expect: 100-continue`) is told to go on only once its request was
+  // admitted (Node would answer 100 at once); a refused one never sends its body at all.
+  app.server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => app.server.emit('request', req, res));
+  const allowBody = (req: FastifyRequest, reply: FastifyReply): void => {
+    if (/^100-continue$/i.test(req.headers.expect ?? '')) reply.raw.writeContinue();
+  };
+
+  // How slowly any body may arrive (server/upload-body.ts watchPace).
+  const pace = { idleTimeoutMs: limits.bodyIdleTimeoutMs, minBytesPerSecond: limits.minUploadBytesPerSecond };
+
+  // Every session route needs a token valid for that session, and session creation the server
+  // key when one is set: both are checked here, before any body is read, so an unauthenticated
+  // sender never gets a body buffered (the handlers check again, for the role).
+  app.addHook('preParsing', async (req, reply, payload) => {
+    const route = req.routeOptions.url ?? '';
+    if (route.includes(':sessionId') && !callerOf(req).principal) {
+      coordinator.authenticate((req.params as { sessionId: string }).sessionId, tokenOf(req));
+    }
+    if (route === '/api/sessions' && req.method === 'POST') requireServerKey(req);
+    if (!UPLOAD_ROUTES.has(route)) allowBody(req, reply);
+    // JSON bodies are read by Fastify's own parser: paced like uploads (idle timeout, minimum rate).
+    const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+    if (hasBody && !UPLOAD_ROUTES.has(route)) return pacedStream(payload as unknown as Readable, pace);
+    return payload;
+  });
+  const requireServerKey = (req: FastifyRequest): void => {
+    if (options.serverKey && !serverKeyMatches(bearer(req.headers.authorization), options.serverKey)) {
+      throw unauthorized('creating a session needs the server key (Authorization: Bearer <key>)');
+    }
+  };
+
+  // ------------------------------------------------------------ uploads
+  // Admission runs in preParsing, from the request line and headers: authentication, role, the
+  // round (or model) state, content type and declared length, then an upload slot (one per
+  // authenticated caller, `maxConcurrentUploads` in all). Only then is the body read, by the
+  // octet-stream parser below, under the idle timeout and the route's byte and header limits.
+  const uploadLimits = new WeakMap<FastifyRequest, UploadBodyLimits>();
+  const uploadsByCaller = new Set<string>();
+  let uploadsInFlight = 0;
+  const takeUploadSlot = (req: FastifyRequest, reply: FastifyReply, callerKey: string): void => {
+    if (uploadsByCaller.has(callerKey)) {
+      throw new ApiError(429, 'too_many_uploads', 'this token already has an upload in progress; wait for its answer', { 'retry-after': '1' });
+    }
+    if (uploadsInFlight >= limits.maxConcurrentUploads) {
+      throw new ApiError(429, 'too_many_uploads', `the coordinator is receiving ${uploadsInFlight} uploads; retry shortly`, { 'retry-after': '1' });
+    }
+    uploadsInFlight++;
+    uploadsByCaller.add(callerKey);
+    let held = true;
+    const release = () => {
+      if (!held) return;
+      held = false;
+      uploadsInFlight--;
+      uploadsByCaller.delete(callerKey);
+    };
+    reply.raw.once('close', release);
+    reply.raw.once('finish', release);
+  };
+  const admitUpload = (kind: 'update' | 'model') => async (request: FastifyRequest, reply: FastifyReply, payload: NodeJS.ReadableStream) => {
+    const { sessionId, round: rawRound } = request.params as { sessionId: string; round?: string };
+    if (!SESSION_ID.test(sessionId)) throw badRequest('invalid_request', 'params/sessionId must match pattern "^[A-Za-z0-9_-]{1,64}$"');
+    const who = principal(request as SessionReq);
+    let maxBytes: number;
+    let tensors: number;
+    if (kind === 'update') {
+      const round = Number(rawRound);
+      if (!/^\d{1,13}$/.test(rawRound ?? '') || round < 1 || round > 1e12) throw badRequest('invalid_request', 'params/round must be an integer from 1 to 1e12');
+      if (who.role !== 'client') throw forbidden('client_only', 'this action needs a client token (join the session first)');
+      tensors = coordinator.admitUpdate(sessionId, round, who.clientId).expectedTensors;
+      maxBytes = limits.maxUpdateBytes;
+    } else {
+      if (who.role !== 'admin') throw forbidden('admin_only', 'this action needs the session admin token');
+      coordinator.admitModel(sessionId);
+      tensors = MAX_MODEL_TENSORS;
+      maxBytes = limits.maxModelBytes;
+    }
+    if (!/^application\/octet-stream\s*(;|$)/i.test(request.headers['content-type'] ?? '')) {
+      throw badRequest('expected_octet_stream', 'send the safetensors body with Content-Type: application/octet-stream');
+    }
+    checkDeclaredLength(declaredLength(request.headers['content-length']), maxBytes);
+    takeUploadSlot(request, reply, callerOf(request).key);
+    allowBody(request, reply);
+    uploadLimits.set(request, {
+      maxBytes, ...pace, maxSafetensorsHeaderBytes: safetensorsHeaderBound(tensors),
+    });
+    return payload;
+  };
+  app.addContentTypeParser('application/octet-stream', (req: FastifyRequest, payload: IncomingMessage) => {
+    // Upload routes were admitted above; an octet-stream body sent anywhere else gets that route's limit.
+    const routeLimits = uploadLimits.get(req) ?? { maxBytes: req.routeOptions.bodyLimit ?? limits.maxJsonBytes, ...pace };
+    return readUploadBody(payload, declaredLength(req.headers['content-length']), routeLimits);
+  });
+  // A request answered before its body was read (refused upload, cut-off trickle): the connection
+  // is not reused, and it is closed after a short linger (time for the sender to read the answer),
+  // so a refused sender cannot keep pushing bytes at the coordinator.
+  app.addHook('onSend', async (req, reply) => {
+    if (!req.raw.complete) reply.header('connection', 'close');
+  });
+  app.addHook('onResponse', async (req) => {
+    const socket = req.raw.socket;
+    if (req.raw.complete || socket.destroyed) return;
+    setTimeout(() => socket.destroy(), REFUSED_BODY_LINGER_MS).unref();
+  });
 
   app.setErrorHandler((err: FastifyError | ApiError, _req, reply) => {
     if (err instanceof ApiError) {
@@ -116,18 +291,28 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     },
   });
+  // The rate-limit plugin throws what errorResponseBuilder returns; an ApiError keeps its code
+  // (a plain object fell through to the generic 4xx branch above and read `bad_request`).
+  const rateLimited = (message: string, ttlMs: number) => new ApiError(429, 'rate_limited', message, { 'retry-after': String(Math.max(1, Math.ceil(ttlMs / 1000))) });
   await app.register(rateLimit, {
     global: true,
     max: limits.rateLimitPerMinute,
     timeWindow: 60_000,
-    keyGenerator: (req) => {
-      const token = bearer(req.headers.authorization);
-      return token ? `t:${hashToken(token)}` : `ip:${req.ip}`;
-    },
-    errorResponseBuilder: (_req, ctx) => ({ statusCode: 429, error: 'rate_limited', message: `more than ${ctx.max} requests per minute with this token; retry in ${ctx.after}` }),
+    keyGenerator: (req) => callerOf(req).key,
+    errorResponseBuilder: (req, ctx) => rateLimited(
+      `more than ${ctx.max} requests per minute ${callerOf(req).principal ? 'with this token' : 'from this address without a valid token'}; retry in ${ctx.after}`,
+      ctx.ttl,
+    ),
   });
+  // Joins get their own, smaller bucket per IP: each join mints a client (a sybil otherwise).
+  const joinRateLimit = {
+    max: limits.joinsPerMinutePerIp,
+    timeWindow: 60_000,
+    keyGenerator: (req: FastifyRequest) => `join:${addressBucket(req.ip)}`,
+    errorResponseBuilder: (_req: FastifyRequest, ctx: { max: number; ttl: number; after: string }) => rateLimited(`more than ${ctx.max} joins per minute from this address; retry in ${ctx.after}`, ctx.ttl),
+  };
 
-  const principal = (req: SessionReq): Principal => coordinator.authenticate(req.params.sessionId, bearer(req.headers.authorization));
+  const principal = (req: SessionReq): Principal => callerOf(req).principal ?? coordinator.authenticate(req.params.sessionId, bearer(req.headers.authorization));
   const requireAdmin = (req: SessionReq): void => {
     if (principal(req).role !== 'admin') throw forbidden('admin_only', 'this action needs the session admin token');
   };
@@ -135,26 +320,6 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     const p = principal(req);
     if (p.role !== 'client') throw forbidden('client_only', 'this action needs a client token (join the session first)');
     return p.clientId;
-  };
-
-  // Bounded concurrent uploads: counted from the first byte, before the body is buffered.
-  let uploadsInFlight = 0;
-  const uploadSlot = {
-    onRequest: async (req: FastifyRequest, reply: FastifyReply) => {
-      if (uploadsInFlight >= limits.maxConcurrentUploads) {
-        throw new ApiError(429, 'too_many_uploads', `the coordinator is receiving ${uploadsInFlight} uploads; retry shortly`, { 'retry-after': '1' });
-      }
-      uploadsInFlight++;
-      (req as FastifyRequest & { holdsUploadSlot?: boolean }).holdsUploadSlot = true;
-      const release = () => {
-        const r = req as FastifyRequest & { holdsUploadSlot?: boolean };
-        if (r.holdsUploadSlot) {
-          r.holdsUploadSlot = false;
-          uploadsInFlight--;
-        }
-      };
-      reply.raw.once('close', release);
-    },
   };
 
   const binaryBody = (req: FastifyRequest): Uint8Array => {
@@ -173,13 +338,11 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   });
 
   app.post('/api/sessions', { schema: { body: createSessionSchema, response: errorResponses } }, async (req, reply) => {
-    if (options.serverKey && bearer(req.headers.authorization) !== options.serverKey) {
-      throw unauthorized('creating a session needs the server key (Authorization: Bearer <key>)');
-    }
+    requireServerKey(req);
     return reply.code(201).send(coordinator.createSession(req.body as SessionConfigInput));
   });
 
-  app.post('/api/join', { schema: { body: joinSchema, response: errorResponses } }, async (req, reply) => {
+  app.post('/api/join', { config: { rateLimit: joinRateLimit }, schema: { body: joinSchema, response: errorResponses } }, async (req, reply) => {
     const { code, name } = req.body as { code: string; name?: string };
     return reply.code(201).send(coordinator.join(code, name));
   });
@@ -190,8 +353,8 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   });
 
   app.put(
-    '/api/sessions/:sessionId/model',
-    { bodyLimit: limits.maxModelBytes, ...uploadSlot, schema: { params: sessionParams, response: errorResponses } },
+    MODEL_UPLOAD_ROUTE,
+    { bodyLimit: limits.maxModelBytes, preParsing: admitUpload('model'), schema: { params: sessionParams, response: errorResponses } },
     async (request) => {
       const req = request as SessionReq;
       requireAdmin(req);
@@ -238,8 +401,8 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   });
 
   app.put(
-    '/api/sessions/:sessionId/rounds/:round/update',
-    { bodyLimit: limits.maxUpdateBytes, ...uploadSlot, schema: { params: roundParams, response: errorResponses } },
+    UPDATE_UPLOAD_ROUTE,
+    { bodyLimit: limits.maxUpdateBytes, preParsing: admitUpload('update'), schema: { params: roundParams, response: errorResponses } },
     async (request) => {
       const req = request as RoundReq;
       const clientId = requireClient(req);
@@ -338,10 +501,9 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   if (options.staticDir && existsSync(options.staticDir)) {
     await app.register(fastifyStatic, { root: options.staticDir, prefix: '/' });
   } else {
-    app.get('/', { schema: { hide: true } }, async (req, reply) => {
-      const base = `${req.protocol}://${req.host}`;
-      const sessions = coordinator.sessionIds().map((id) => ({ info: coordinator.sessionInfo(id), joinCode: coordinator.joinCode(id) }));
-      return reply.type('text/html; charset=utf-8').send(statusPage(base, sessions));
+    app.get('/', { schema: { hide: true } }, async (_req, reply) => {
+      const sessions = coordinator.sessionIds().map((id) => coordinator.sessionInfo(id));
+      return reply.type('text/html; charset=utf-8').send(statusPage(sessions));
     });
   }
 

@@ -456,6 +456,34 @@ export class Coordinator {
     });
   }
 
+  // ------------------------------------------------------------------ admission before the body
+  // Read-only checks the HTTP edge makes from the request line and headers, before it reads a byte
+  // of an upload (server/app.ts), so a refused sender never gets a body buffered or an upload slot.
+  // They throw the same ApiErrors acceptUpdate / replaceModel would; those still check everything
+  // again once the body is in (the round can close while it arrives).
+
+  /** Would `clientId`'s update for `round` be considered now? Returns how many tensors it must carry. */
+  admitUpdate(sessionId: string, round: number, clientId: string): { expectedTensors: number } {
+    this.sessionRow(sessionId);
+    const live = this.live.get(sessionId);
+    if (!live || live.number !== round) {
+      const row = this.roundRow(sessionId, round);
+      if (!row) throw notFound('round_not_found', `round ${round} does not exist`);
+      const landed = this.db.prepare('SELECT 1 FROM updates WHERE session_id = ? AND round = ? AND client_id = ?').get(sessionId, round, clientId);
+      if (landed) throw conflict('duplicate_update', `this client's update for round ${round} was already accepted (the round has closed since)`);
+      throw conflict('round_closed', `round ${round} is ${row.state === 'failed' ? 'over (failed)' : 'closed'}; updates for it are refused — wait for the next round`);
+    }
+    if (!live.participants.has(clientId)) throw forbidden('not_selected', `this client was not selected for round ${round}`);
+    if (live.accepted.has(clientId)) throw conflict('duplicate_update', `this client's update for round ${round} was already accepted`);
+    return { expectedTensors: live.shapes.size };
+  }
+
+  /** Would an admin's model upload be considered now (the session exists, no round is open)? */
+  admitModel(sessionId: string): void {
+    this.sessionRow(sessionId);
+    if (this.live.has(sessionId)) throw conflict('round_open', 'the global model cannot be replaced while a round is open');
+  }
+
   /** Ends a round: aggregate what arrived (≥ minUpdates) into a new version, or fail it. */
   closeRound(sessionId: string, round: number, reason: 'complete' | 'deadline' | 'admin'): Promise<RoundInfo> {
     return this.serial(sessionId, () => this.closeRoundNow(sessionId, round, reason));

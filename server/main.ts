@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { renderUnicodeCompact } from 'uqr';
 import { lanUrls } from '../src/platform/node/lan-urls';
+import { chooseServerKey } from './server-key';
 import { buildApp, DEFAULT_LIMITS } from './app';
 import { checkpointFromSpec, createDemoSession, type DemoCheckpoints } from './demo';
 
@@ -21,7 +22,9 @@ Options (environment variable in brackets):
   --data-dir <path>     data folder: SQLite database, model versions, running sums
                         [CORAG_DATA_DIR] (default ./data)
   --static-dir <path>   built web app to serve at / (default ./dist; a status page when absent)
-  --server-key <key>    require this bearer key to create sessions [CORAG_SERVER_KEY]
+  --server-key <key>    require this bearer key to create sessions [CORAG_SERVER_KEY]; when
+                        --host is not a loopback address and no key is given, one is generated
+                        into <data-dir>/server-key.txt (mode 0600) and session creation needs it
   --no-demo             do not create the demo session in an empty data folder, and offer no
                         session on the join page (every participant then needs a join code)
   --reader <model>      the demo session's reader checkpoint: a Hugging Face hub id (e.g.
@@ -30,9 +33,18 @@ Options (environment variable in brackets):
   --retriever <model>   the matching Contriever checkpoint (e.g. facebook/contriever-msmarco)
                         [CORAG_RETRIEVER]; give both or neither
   --max-update-mb <n>   largest weight-delta upload (default ${DEFAULT_LIMITS.maxUpdateBytes / 2 ** 20})
-  --max-uploads <n>     concurrent uploads before 429 (default ${DEFAULT_LIMITS.maxConcurrentUploads})
-  --rate-limit <n>      requests per minute per token (default ${DEFAULT_LIMITS.rateLimitPerMinute})
-  --log                 log every request (JSON lines)
+  --max-uploads <n>     uploads received at once, all clients together, before 429; each
+                        client or admin has one in flight at most (default ${DEFAULT_LIMITS.maxConcurrentUploads})
+  --body-timeout <s>    cut off a request body (upload or JSON) that sends nothing for this
+                        long, 408 (default ${DEFAULT_LIMITS.bodyIdleTimeoutMs / 1000})
+  --min-upload-kbps <n> slowest average upload rate in KiB/s once a body has run longer
+                        than --body-timeout, 408 below it (default ${DEFAULT_LIMITS.minUploadBytesPerSecond / 1024})
+  --rate-limit <n>      requests per minute per verified token; callers without a valid
+                        token share their IP address's bucket (IPv6: its /64)
+                        (default ${DEFAULT_LIMITS.rateLimitPerMinute})
+  --join-limit <n>      joins per minute per IP address (IPv6: per /64)
+                        (default ${DEFAULT_LIMITS.joinsPerMinutePerIp})
+  --log                 log every request (JSON lines; tokens are redacted)
   -h, --help            show this help
 `;
 
@@ -56,6 +68,9 @@ async function main(): Promise<void> {
       'max-update-mb': { type: 'string' },
       'max-uploads': { type: 'string' },
       'rate-limit': { type: 'string' },
+      'body-timeout': { type: 'string' },
+      'min-upload-kbps': { type: 'string' },
+      'join-limit': { type: 'string' },
       log: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -80,6 +95,11 @@ async function main(): Promise<void> {
   if (!readerSpec !== !retrieverSpec) throw new Error('--reader and --retriever go together: give both checkpoints or neither');
   const checkpoints = readerSpec && retrieverSpec ? demoCheckpoints(readerSpec, retrieverSpec) : undefined;
   mkdirSync(dataDir, { recursive: true });
+  const bodyTimeout = number('body-timeout', values['body-timeout']);
+  if (bodyTimeout === 0) throw new Error('--body-timeout must be above 0 seconds');
+  const minUploadKbps = number('min-upload-kbps', values['min-upload-kbps']);
+  // Beyond loopback anyone on the network could create sessions: require a key (generated if none).
+  const serverKey = chooseServerKey(dataDir, host, values['server-key'] ?? process.env.CORAG_SERVER_KEY);
 
   // Set once listening (a port of 0 picks one): the addresses other devices can open.
   let networkUrls: string[] = [];
@@ -92,11 +112,14 @@ async function main(): Promise<void> {
     // --no-demo no session is offered.
     publicSession: () => (values['no-demo'] ? undefined : demo?.id),
     dataDir,
-    serverKey: values['server-key'] ?? process.env.CORAG_SERVER_KEY,
+    serverKey: serverKey.key,
     staticDir: resolve(values['static-dir'] ?? 'dist'),
     maxUpdateBytes: maxUpdateMb === undefined ? undefined : Math.floor(maxUpdateMb * 2 ** 20),
     maxConcurrentUploads: number('max-uploads', values['max-uploads']),
     rateLimitPerMinute: number('rate-limit', values['rate-limit']),
+    joinsPerMinutePerIp: number('join-limit', values['join-limit']),
+    bodyIdleTimeoutMs: bodyTimeout === undefined ? undefined : bodyTimeout * 1000,
+    minUploadBytesPerSecond: minUploadKbps === undefined ? undefined : minUploadKbps * 1024,
     logger: values.log,
   });
 
@@ -124,6 +147,9 @@ async function main(): Promise<void> {
   } else if (demo) {
     process.stdout.write('  (only this computer can connect; `npm start -- --host 0.0.0.0` lets phones and other computers on the network join)\n');
   }
+  if (serverKey.file) {
+    process.stdout.write(`  server key:  ${serverKey.generated ? 'generated into' : 'in'} ${serverKey.file} (creating a session needs it: Authorization: Bearer <key>)\n`);
+  } else if (serverKey.key) process.stdout.write('  server key:  the one configured (creating a session needs it)\n');
   if (demo && existsSync(tokenFile)) process.stdout.write(`  admin token: in ${tokenFile} (paste it under Dashboard → Organiser controls to open and close rounds)\n`);
   process.stdout.write(`Open ${url} in a browser.\n`);
 

@@ -69,7 +69,7 @@ export interface FederatedClientOptions {
 }
 
 /**
- * How a failed upload (lost connection, 5xx, 429) is retried within its round. A trained update
+ * How a failed upload (lost connection, 5xx, 429, 408) is retried within its round. A trained update
  * is minutes of a user's compute, so it is not dropped at the first network hiccup; retries stop
  * at the round's deadline (the coordinator would refuse it after), on abort, or after `attempts`.
  */
@@ -88,9 +88,12 @@ export interface UploadRetryPolicy {
 const DEFAULT_UPLOAD_RETRY = { initialDelayMs: 1000, maxDelayMs: 30_000 };
 const ATTEMPTS_WITHOUT_DEADLINE = 6;
 
-/** A failure worth retrying: no HTTP answer at all, a server error, or "too many requests". */
+/**
+ * A failure worth retrying: no HTTP answer at all, a server error, "too many requests" (also this
+ * client's earlier attempt still in flight), or 408: the body stalled on the way and was cut off.
+ */
 function isTransient(e: unknown): boolean {
-  return !(e instanceof CoragHttpError) || e.status >= 500 || e.status === 429;
+  return !(e instanceof CoragHttpError) || e.status >= 500 || e.status === 429 || e.status === 408;
 }
 
 /** Resolves after `ms`, or rejects with the abort reason as soon as `signal` aborts. */

@@ -89,8 +89,9 @@ export async function loadCrabData(config: RunnerConfig, log: (line: string) => 
 /** A coordinator on 127.0.0.1 with a temp data folder, removed again by `close`. */
 export async function startCoordinator(): Promise<{ url: string; close: () => Promise<void> }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'corag-crab-'));
-  // Sequential clients search once per question: far more requests per minute than a person makes.
-  const { app } = await buildApp({ dataDir, rateLimitPerMinute: 1_000_000, logger: false });
+  // Sequential clients search once per question: far more requests per minute than a person makes;
+  // and every experiment joins all its clients from this one address.
+  const { app } = await buildApp({ dataDir, rateLimitPerMinute: 1_000_000, joinsPerMinutePerIp: 1_000_000, logger: false });
   // The clients share this process, and a training step blocks the event loop for seconds: an
   // idle keep-alive socket the server times out can close just as a client reuses it ("fetch
   // failed" on the first request after a long local phase). Only clients close idle sockets here.

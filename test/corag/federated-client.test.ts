@@ -174,6 +174,25 @@ describe('three headless CoRAG clients over the real coordinator', () => {
     expect(events.some((e) => e.type === 'upload-refused')).toBe(false);
   });
 
+  it('retries an upload the coordinator cut off as stalled (408 body_timeout) and lands it on the next attempt', async () => {
+    let cutOff = 0;
+    const stalling: typeof fetch = async (input, init) => {
+      if (init?.method === 'PUT' && String(input).endsWith('/update') && cutOff === 0) {
+        cutOff++;
+        return new Response('{"error":"body_timeout","message":"no body bytes arrived for 30000 ms"}', { status: 408, headers: { 'content-type': 'application/json' } });
+      }
+      return fetch(input, init);
+    };
+    const retries: number[] = [];
+    const { sid, admin, client } = await oneClientSession('corag-stalled', 0, stalling, {
+      uploadRetry: { initialDelayMs: 5 },
+      onEvent: (e) => { if (e.type === 'upload-retrying') retries.push(e.attempt); },
+    });
+    expect(await client.participate(await admin.openRound(sid))).not.toBeNull();
+    expect([cutOff, retries]).toEqual([1, [1]]);
+    expect((await admin.round(sid, 1)).accepted).toBe(1);
+  });
+
   it('gives up on an upload after the policy\'s attempts and leaves the round to its deadline', async () => {
     const failing: typeof fetch = async (input, init) => {
       if (init?.method === 'PUT' && String(input).endsWith('/update')) throw new TypeError('fetch failed');
