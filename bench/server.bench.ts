@@ -86,7 +86,7 @@ lines.push('', '## Search over HTTP, with the stored embeddings (10,000 × 768 s
   '| k | ms / query | KiB | baseline ms (texts only) | baseline KiB | time ratio |', '|---:|---:|---:|---:|---:|---:|');
 {
   const dir = mkdtempSync(join(tmpdir(), 'corag-bench-'));
-  const { app, coordinator } = await buildApp({ dataDir: dir, rateLimitPerMinute: 1_000_000 });
+  const { app, coordinator } = await buildApp({ dataDir: dir, rateLimitPerMinute: 1_000_000, joinsPerMinutePerIp: 1_000_000 });
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   try {
     const anon = new CoragClient(url);

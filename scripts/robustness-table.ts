@@ -26,7 +26,7 @@ const fmt = (x: number) => (!Number.isFinite(x) ? String(x) : x === 0 ? '0' : Ma
 const throughput = throughputTable(1_000_000, 8);
 
 const dir = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'corag-robustness-'));
-const { app } = await buildApp({ dataDir: dir, rateLimitPerMinute: 1_000_000, maxConcurrentUploads: 64 });
+const { app } = await buildApp({ dataDir: dir, rateLimitPerMinute: 1_000_000, joinsPerMinutePerIp: 1_000_000, maxConcurrentUploads: 64 });
 const url = await app.listen({ port: 0, host: '127.0.0.1' });
 const results = new Map<string, ScenarioResult>();
 const started = performance.now();
