@@ -18,7 +18,7 @@ import { buildResults, markdownReport, reportFiles, type CrabResults } from '../
 import { scoreRun } from '../src/crab/scoring';
 import { CrabRunner, type ExperimentResult } from '../src/crab/runner';
 import { parseRunnerConfig, type RunnerConfig } from '../src/crab/runner-config';
-import { bundleLoader, loadCrabData, startCoordinator, writeOutputs } from '../src/crab/runner-node';
+import { bundleLoader, loadCrabData, startCoordinator, TINY_MODEL, writeOutputs } from '../src/crab/runner-node';
 import { formatDuration, formatProgress } from '../src/crab/runner-progress';
 
 const HELP = `usage: npm run crab -- --config FILE [--out DIR] [--backend cpu|wasm|webgpu]
@@ -82,6 +82,8 @@ async function main(): Promise<void> {
   const runner = new CrabRunner(config, {
     data,
     loadBundle: bundleLoader(config),
+    // A pretrained retriever is the same file for every seed: embed the passages once.
+    retrieverSameForEverySeed: config.models.retriever !== TINY_MODEL,
     coordinatorUrl: coordinator.url,
     log,
     onProgress: (p) => {

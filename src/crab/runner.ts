@@ -127,6 +127,11 @@ export interface RunnerDeps {
   readonly data: CrabRunData;
   /** A fresh copy of the initial model for a seed; the runner disposes it. */
   readonly loadBundle: (seed: number) => Promise<ModelBundle>;
+  /**
+   * True when every seed loads the same retriever weights (a pretrained checkpoint; seeds then
+   * vary the batch order only): passages are embedded once for the whole run instead of per seed.
+   */
+  readonly retrieverSameForEverySeed?: boolean;
   /** Base URL of a running coordinator (buildApp) for the federated methods. */
   readonly coordinatorUrl: string;
   readonly fetch?: typeof fetch;
@@ -306,13 +311,16 @@ export class CrabRunner {
     const embedBatch = 32;
     const seeds = [...new Set(this.grid.map((e) => e.seed))];
     const passagesPerSeed = this.neededPassages().length;
-    this.total = this.grid.reduce((a, e) => a + this.plannedUnits(e), 0) + seeds.length * Math.ceil(passagesPerSeed / embedBatch);
+    const embeddingRuns = this.deps.retrieverSameForEverySeed ? 1 : seeds.length;
+    this.total = this.grid.reduce((a, e) => a + this.plannedUnits(e), 0) + embeddingRuns * Math.ceil(passagesPerSeed / embedBatch);
+    let shared: Map<string, Float32Array> | null = null;
     for (const seed of seeds) {
       const bundle = await this.deps.loadBundle(seed);
       try {
         const initial = await bundle.exportGlobal({ crab: this.config.name, seed: String(seed) });
         // The passage encoder is frozen in every method, so one embedding per passage serves all.
-        const embeddings = await this.embedNeeded(bundle, seed, embedBatch);
+        const embeddings: Map<string, Float32Array> = shared ?? (await this.embedNeeded(bundle, seed, embedBatch));
+        if (this.deps.retrieverSameForEverySeed) shared = embeddings;
         const seedRun = new SeedRun(this.context(), bundle, initial, embeddings, seed);
         for (const e of this.grid.filter((x) => x.seed === seed)) {
           this.deps.signal?.throwIfAborted();

@@ -4,7 +4,7 @@
  * store (so which client's passages each method retrieves is visible); plus the config parser,
  * the experiment grid, the dev store and the score aggregation.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -198,6 +198,13 @@ describe('runner config', () => {
     expect(() => parseRunnerConfig({ ...minimal, methods: ['corag', 'fedprox'] })).toThrow(RunnerConfigError);
     expect(() => parseRunnerConfig({ ...minimal, store: 'REL-2' })).toThrow(/store must be one of/);
     expect(() => parseRunnerConfig({ ...minimal, name: '../x' })).toThrow(/folder name/);
+  });
+
+  it('parses every shipped config; paper.json has the paper\'s batch 64, lr 4e-5, 8 clients with all 32 test and 16 dev questions, 3 seeds', () => {
+    const dirOf = new URL('../../configs/crab/', import.meta.url);
+    for (const name of readdirSync(dirOf)) expect(() => parseRunnerConfig(JSON.parse(readFileSync(new URL(name, dirOf), 'utf8')))).not.toThrow();
+    const paper = parseRunnerConfig(JSON.parse(readFileSync(new URL('paper.json', dirOf), 'utf8')));
+    expect([paper.training.batchSize, paper.training.lr, paper.clients, paper.evaluation.testPerClient, paper.evaluation.devPerClient, paper.seeds.length]).toEqual([64, 4e-5, 8, null, null, 3]);
   });
 
   it('grids methods × shots × seeds, then the store ablation, running a shared cell once', () => {
