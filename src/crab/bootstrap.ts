@@ -49,57 +49,73 @@ export interface ConfidenceInterval {
   readonly units: number;
 }
 
+/** One (seed, client): its units' numerators and denominators, arm-major (arm k of unit i at k·n + i). */
 interface Stratum {
   readonly seed: number;
-  readonly client: number;
-  readonly units: ReadonlyArray<ReadonlyArray<readonly [number, number]>>;
+  readonly n: number;
+  readonly num: Float64Array;
+  readonly den: Float64Array;
 }
 
 function strata(units: readonly BootstrapUnit[], arms: number): Stratum[] {
-  const byKey = new Map<string, { seed: number; client: number; units: Array<ReadonlyArray<readonly [number, number]>> }>();
+  const byKey = new Map<string, { seed: number; units: Array<ReadonlyArray<readonly [number, number]>> }>();
   for (const u of units) {
     if (u.arms.length !== arms) throw new Error(`bootstrap: a unit has ${u.arms.length} arms, expected ${arms}`);
     const key = `${u.seed}/${u.client}`;
     let s = byKey.get(key);
-    if (!s) byKey.set(key, (s = { seed: u.seed, client: u.client, units: [] }));
+    if (!s) byKey.set(key, (s = { seed: u.seed, units: [] }));
     s.units.push(u.arms);
   }
-  return [...byKey.values()];
+  return [...byKey.values()].map(({ seed, units: list }) => {
+    const n = list.length;
+    const num = new Float64Array(arms * n);
+    const den = new Float64Array(arms * n);
+    list.forEach((u, i) => {
+      for (let k = 0; k < arms; k++) {
+        num[k * n + i] = u[k][0];
+        den[k * n + i] = u[k][1];
+      }
+    });
+    return { seed, n, num, den };
+  });
 }
 
 /**
- * The contrast of the units picked by `pick(stratumIndex, unitCount)` (which yields the indices
- * of one stratum's draw); `pick` returning 0..n-1 gives the observed value.
+ * The contrast of one draw: `draw(n, out)` fills `out[0..n)` with the unit indices of a stratum
+ * (0..n-1 in order for the observed value).
  */
-function contrast(all: readonly Stratum[], weights: readonly number[], aggregation: Aggregation, pick: (n: number) => Iterable<number>): number {
+function contrast(all: readonly Stratum[], weights: readonly number[], aggregation: Aggregation, draw: (n: number, out: Int32Array) => void, scratch: Int32Array): number {
   const arms = weights.length;
-  // seed -> per arm: macro: sum of client ratios and client count; micro: numerator and denominator sums.
-  const bySeed = new Map<number, { a: Float64Array; b: Float64Array }>();
+  const seedIndex = new Map<number, number>();
+  for (const s of all) if (!seedIndex.has(s.seed)) seedIndex.set(s.seed, seedIndex.size);
+  const seeds = seedIndex.size;
+  // Per seed and arm: macro: sum of client ratios and client count; micro: numerator and denominator sums.
+  const a = new Float64Array(seeds * arms);
+  const b = new Float64Array(seeds * arms);
   for (const s of all) {
-    let acc = bySeed.get(s.seed);
-    if (!acc) bySeed.set(s.seed, (acc = { a: new Float64Array(arms), b: new Float64Array(arms) }));
-    const num = new Float64Array(arms);
-    const den = new Float64Array(arms);
-    for (const i of pick(s.units.length)) {
-      const u = s.units[i];
-      for (let k = 0; k < arms; k++) {
-        num[k] += u[k][0];
-        den[k] += u[k][1];
-      }
-    }
+    draw(s.n, scratch);
+    const row = seedIndex.get(s.seed)! * arms;
     for (let k = 0; k < arms; k++) {
+      let num = 0;
+      let den = 0;
+      const base = k * s.n;
+      for (let i = 0; i < s.n; i++) {
+        const j = base + scratch[i];
+        num += s.num[j];
+        den += s.den[j];
+      }
       if (aggregation === 'macro') {
-        acc.a[k] += num[k] / den[k];
-        acc.b[k] += 1;
+        a[row + k] += num / den;
+        b[row + k] += 1;
       } else {
-        acc.a[k] += num[k];
-        acc.b[k] += den[k];
+        a[row + k] += num;
+        b[row + k] += den;
       }
     }
   }
   let total = 0;
-  for (const acc of bySeed.values()) for (let k = 0; k < arms; k++) total += weights[k] * (acc.a[k] / acc.b[k]);
-  return total / bySeed.size;
+  for (let r = 0; r < seeds; r++) for (let k = 0; k < arms; k++) total += weights[k] * (a[r * arms + k] / b[r * arms + k]);
+  return total / seeds;
 }
 
 /** The `q`-quantile of sorted values by the nearest-rank rule (q in [0, 1]). */
@@ -119,16 +135,17 @@ export function pairedBootstrap(units: readonly BootstrapUnit[], options: Bootst
   if (!Number.isInteger(replicates) || replicates < 1) throw new RangeError(`bootstrap: replicates must be a positive integer, got ${replicates}`);
   if (!(confidence > 0 && confidence < 1)) throw new RangeError(`bootstrap: confidence must be in (0, 1), got ${confidence}`);
   const all = strata(units, weights.length);
-  const identity = function* (n: number) {
-    for (let i = 0; i < n; i++) yield i;
+  const scratch = new Int32Array(Math.max(...all.map((s) => s.n)));
+  const identity = (n: number, out: Int32Array) => {
+    for (let i = 0; i < n; i++) out[i] = i;
   };
-  const estimate = contrast(all, weights, aggregation, identity);
+  const estimate = contrast(all, weights, aggregation, identity, scratch);
   const random = seededRandom(options.seed ?? 0);
-  const draw = function* (n: number) {
-    for (let i = 0; i < n; i++) yield Math.floor(random() * n);
+  const resample = (n: number, out: Int32Array) => {
+    for (let i = 0; i < n; i++) out[i] = Math.floor(random() * n);
   };
   const values = new Float64Array(replicates);
-  for (let r = 0; r < replicates; r++) values[r] = contrast(all, weights, aggregation, draw);
+  for (let r = 0; r < replicates; r++) values[r] = contrast(all, weights, aggregation, resample, scratch);
   values.sort();
   const alpha = 1 - confidence;
   return { estimate, low: quantile(values, alpha / 2), high: quantile(values, 1 - alpha / 2), replicates, confidence, units: units.length };
