@@ -344,7 +344,7 @@ export function scoreRun(rows: readonly PredictionRow[], settings: BootstrapSett
   return {
     format: 'crab-summary/1',
     scoring: 'test scores client-averaged (macro) as the main number, micro beside it; EM/F1 at the trained round with the best dev EM (ties: dev F1, dev NLL, earlier), NLL at the trained round with the lowest dev NLL; mean over seeds',
-    bootstrap: { ...settings, resampling: 'paired percentile bootstrap over test questions: in every replicate each (seed, client) stratum\'s questions are drawn with replacement, the same draw for every arm; the statistic is the mean over seeds of the client-averaged difference' },
+    bootstrap: { replicates: settings.replicates, confidence: settings.confidence, seed: settings.seed, resampling: 'paired percentile bootstrap over test questions: in every replicate each (seed, client) stratum\'s questions are drawn with replacement, the same draw for every arm; the statistic is the mean over seeds of the client-averaged difference' },
     cells: summaries,
     comparisons,
     claims,
