@@ -100,21 +100,23 @@ function byRound(values: readonly number[], metric: Metric | 'loss'): string {
   return values.map((v) => (metric === 'loss' ? (Number.isNaN(v) ? '–' : v.toFixed(2)) : formatScore(v, metric))).join(' → ');
 }
 
-/** Mean-over-seeds curves: train loss, dev and test NLL and dev EM per round (where fine-tuning helps or hurts). */
+/** Mean-over-seeds curves: train loss (and its reader part), dev and test NLL and dev EM per round (where fine-tuning helps or hurts). */
 export function curvesTable(summary: CrabSummary, experiments: readonly StoredExperiment[]): string {
   const rows = summary.cells.map((c: CellSummary) => {
     const mine = experiments.filter((e) => e.method === c.method && e.shots === c.shots && e.store === c.store);
     const rounds = c.testByRound.length;
-    const loss = Array.from({ length: rounds - 1 }, (_, i) => {
-      const xs = mine.map((e) => e.rounds[i + 1]?.trainLoss).filter((x): x is number => typeof x === 'number');
+    const meanOf = (f: (r: StoredExperiment['rounds'][number]) => number | null | undefined) => Array.from({ length: rounds - 1 }, (_, i) => {
+      const xs = mine.map((e) => (e.rounds[i + 1] ? f(e.rounds[i + 1]) : null)).filter((x): x is number => typeof x === 'number');
       return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
     });
+    const loss = meanOf((r) => r.trainLoss);
+    const readerLoss = meanOf((r) => r.trainReaderLoss);
     return [
       methodLabel(c.method), String(c.shots), c.store,
-      byRound(loss, 'loss'), byRound(c.devByRound.map((s) => s.nll), 'nll'), byRound(c.testByRound.map((s) => s.nll), 'nll'), byRound(c.devByRound.map((s) => s.em), 'em'),
+      byRound(loss, 'loss'), byRound(readerLoss, 'loss'), byRound(c.devByRound.map((s) => s.nll), 'nll'), byRound(c.testByRound.map((s) => s.nll), 'nll'), byRound(c.devByRound.map((s) => s.em), 'em'),
     ];
   });
-  return table(['Method', 'Shots', 'Store', 'train loss, rounds 1…', 'dev NLL, rounds 0…', 'test NLL, rounds 0…', 'dev EM %, rounds 0…'], rows, [0, 2]);
+  return table(['Method', 'Shots', 'Store', 'train loss (reader + retriever), rounds 1…', 'of which reader', 'dev NLL, rounds 0…', 'test NLL, rounds 0…', 'dev EM %, rounds 0…'], rows, [0, 2]);
 }
 
 /** The tables of a summary (and, when given, the experiments' training curves). */

@@ -79,8 +79,10 @@ export interface RoundScore {
   readonly dev: SplitScores;
   readonly perClient: readonly ClientScore[];
   readonly perClientDev: readonly ClientScore[];
-  /** Mean training loss of the round (null for round 0). */
+  /** Mean training loss of the round, reader + retriever (null for round 0). */
   readonly trainLoss: number | null;
+  /** Its reader part: the FiD token cross-entropy of the training answers (null for round 0). */
+  readonly trainReaderLoss: number | null;
 }
 
 /** One answered question, before the experiment's method/shots/store/seed/round are attached. */
@@ -216,6 +218,16 @@ export function stepsPerRound(config: RunnerConfig, pairs: number, pooledClients
 
 function mean(xs: readonly number[]): number {
   return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0;
+}
+
+/** A round's mean training loss (reader + retriever) and its reader part. */
+interface RoundLoss {
+  readonly loss: number;
+  readonly readerLoss: number;
+}
+
+function meanLoss(xs: readonly RoundLoss[]): RoundLoss {
+  return { loss: mean(xs.map((x) => x.loss)), readerLoss: mean(xs.map((x) => x.readerLoss)) };
 }
 
 /**
@@ -530,7 +542,7 @@ class SeedRun {
     return `${e.method} ${e.shots}-shot${e.method === 'closed-book' ? '' : ` ${e.store}`} seed ${e.seed}`;
   }
 
-  private result(e: ExperimentSpec, perRound: RoundEvaluation[], losses: (number | null)[], globalVersions: number[] | null, sizes: number[]): Omit<ExperimentResult, 'seconds'> {
+  private result(e: ExperimentSpec, perRound: RoundEvaluation[], losses: (RoundLoss | null)[], globalVersions: number[] | null, sizes: number[]): Omit<ExperimentResult, 'seconds'> {
     const split = (s: { exactMatch: number; f1: number; answerNll: number }): SplitScores => ({ exactMatch: s.exactMatch, f1: s.f1, answerNll: s.answerNll });
     const rounds: RoundScore[] = perRound.map((evaluation, round) => {
       const perClient = evaluation.test.map((c) => c.score);
@@ -539,7 +551,7 @@ class SeedRun {
         round, ...aggregateScores(perClient, 'client-average'),
         micro: split(aggregateScores(perClient, 'micro')),
         dev: split(aggregateScores(perClientDev, 'client-average')),
-        perClient, perClientDev, trainLoss: losses[round],
+        perClient, perClientDev, trainLoss: losses[round]?.loss ?? null, trainReaderLoss: losses[round]?.readerLoss ?? null,
       };
     });
     const predictions: PredictionRow[] = perRound.flatMap((evaluation, round) =>
@@ -554,7 +566,7 @@ class SeedRun {
     const rounds = this.config.rounds;
     const perRound: RoundEvaluation[] = [await this.initialScores(e.method, label)];
     for (let r = 1; r <= rounds; r++) perRound.push({ test: [], dev: [] });
-    const losses: number[][] = Array.from({ length: rounds + 1 }, () => []);
+    const losses: RoundLoss[][] = Array.from({ length: rounds + 1 }, () => []);
     const sizes: number[] = [];
     for (const c of clients) {
       const view = clientView(this.x.layout(e), c);
@@ -567,13 +579,13 @@ class SeedRun {
           ...this.trainingOptions(e.method, stepsPerRound(this.config, pairs.length), c),
           onProgress: (p) => this.x.advance(1, `${label} client ${c} round ${r}: step ${p.step}/${p.total}, loss ${p.loss.toFixed(3)}`),
         });
-        losses[r].push(trained.metrics.loss);
+        losses[r].push(trained.metrics);
         const { test, dev } = await this.evaluateClient(e.method, c, `${label} client ${c} round ${r}`);
         perRound[r].test[c] = test;
         perRound[r].dev[c] = dev;
       }
     }
-    return this.result(e, perRound, losses.map((l, r) => (r === 0 ? null : mean(l))), null, sizes);
+    return this.result(e, perRound, losses.map((l, r) => (r === 0 ? null : meanLoss(l))), null, sizes);
   }
 
   /** Centralized: the pooled training pairs, the union of the clients' views, one model. */
@@ -584,14 +596,14 @@ class SeedRun {
     const source = observed(this.store(ids, 'pooled'), this.x.deps, e.method, 'pooled');
     const pairs = clients.flatMap((c) => this.x.trainPairs(c, e.shots));
     const perRound: RoundEvaluation[] = [await this.initialScores(e.method, label)];
-    const losses: (number | null)[] = [null];
+    const losses: (RoundLoss | null)[] = [null];
     this.bundle.applyGlobal(this.initial, 0);
     for (let r = 1; r <= this.config.rounds; r++) {
       const trained = await trainLocally(this.bundle, pairs, source, {
         ...this.trainingOptions(e.method, stepsPerRound(this.config, pairs.length, clients.length), 0),
         onProgress: (p) => this.x.advance(1, `${label} round ${r}: step ${p.step}/${p.total}, loss ${p.loss.toFixed(3)}`),
       });
-      losses.push(trained.metrics.loss);
+      losses.push(trained.metrics);
       perRound.push(await this.evaluateClients(e.method, clients, `${label} round ${r}`));
     }
     return this.result(e, perRound, losses, null, clients.map(() => ids.length));
@@ -646,22 +658,22 @@ class SeedRun {
     const sizes = closedBook ? clients.map(() => 0) : await this.contribute(e, participants, sid, label);
 
     const perRound: RoundEvaluation[] = [await this.initialScores(e.method, label)];
-    const losses: (number | null)[] = [null];
+    const losses: (RoundLoss | null)[] = [null];
     const versions = [0];
     for (let r = 1; r <= this.config.rounds; r++) {
       const opened = await admin.openRound(sid);
       if (opened.participants.length !== clients.length) throw new Error(`${label}: round ${r} selected ${opened.participants.length} of ${clients.length} clients`);
-      const roundLosses: number[] = [];
+      const roundLosses: RoundLoss[] = [];
       for (const p of participants) {
         // Each client reads the open round with its own token, as a browser tab would after SSE.
         const result = await p.participate(await p.client.round(sid, 'current'), deps.signal);
-        if (result) roundLosses.push(result.metrics.loss);
+        if (result) roundLosses.push(result.metrics);
       }
       const closed = await waitForClose(admin, sid, opened.round, deps.signal);
       if (closed.state !== 'closed' || closed.resultVersion === null) throw new Error(`${label}: round ${r} ended ${closed.state}`);
       versions.push(closed.resultVersion);
       this.bundle.applyGlobal(await admin.downloadModel(sid, closed.resultVersion), closed.resultVersion);
-      losses.push(mean(roundLosses));
+      losses.push(meanLoss(roundLosses));
       perRound.push(await this.evaluateClients(e.method, clients, `${label} round ${r}`));
     }
     return this.result(e, perRound, losses, versions, sizes);

@@ -95,6 +95,9 @@ describe('CrabRunner over the real coordinator', () => {
       expect(e.selected.lastRound).toBe(2);
       expect(e.rounds[0].trainLoss).toBeNull();
       expect(e.rounds[1].trainLoss).toBeGreaterThan(0);
+      // The reader's part of the loss, beside the total (the retriever's KL adds a non-negative rest).
+      expect(e.rounds[1].trainReaderLoss).toBeGreaterThan(0);
+      expect(e.rounds[1].trainReaderLoss!).toBeLessThanOrEqual(e.rounds[1].trainLoss! + 1e-6);
       // What client 0's final model answered to its first test questions, kept to be read.
       expect(e.samples!.map((x) => x.question)).toEqual(data.qa.filter((q) => q.client === 0 && q.split === 'test').sort((a, b) => a.position - b.position).slice(0, 2).map((q) => q.question));
     }
@@ -103,6 +106,8 @@ describe('CrabRunner over the real coordinator', () => {
     expect(byMethod.get('corag')!.globalVersions).toEqual([0, 1, 2]);
     expect(byMethod.get('closed-book')!.globalVersions).toEqual([0, 1, 2]);
     expect(byMethod.get('rag-local')!.globalVersions).toBeNull();
+    // Closed-book trains the reader alone: its loss is all reader loss.
+    expect(byMethod.get('closed-book')!.rounds[2].trainReaderLoss).toBeCloseTo(byMethod.get('closed-book')!.rounds[2].trainLoss!, 6);
     // Two sessions (closed-book, CoRAG), each with an upload per client per round, two joins, model downloads,
     // CoRAG's passages contributed and searched over HTTP.
     const count = (re: RegExp) => requests.filter((r) => re.test(r)).length;
