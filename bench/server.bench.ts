@@ -1,9 +1,12 @@
 /**
  * `npm run bench:server`: coordinator hot paths, as tables on stdout and in docs/BENCH-SERVER.md.
  * - Aggregation: decode (validate) + add n·Δ into the float64 running sum, GB/s of F32 deltas, vs
- *   clients and model size; baseline = a bare float32 a[i] += w·d[i] loop over the same bytes.
- * - Search: exact top-k inner product vs store size (1k/10k/100k × 768); baseline = scoring all
- *   rows without top-k selection.
+ *   clients and model size; baseline = a bare loop doing the same float64 a[i] += w·d[i] over the
+ *   same float32 deltas, without decoding or validation.
+ * - Search: exact top-k inner product vs store size (1k/10k/100k × 768); baseline = the same
+ *   float32 dot products into a JS number, without top-k selection.
+ * Every timing (measured and baseline) is a function called once to warm the JIT, then the
+ * median of several timed calls, so a ratio compares code, not JIT state.
  * - Search over HTTP with the stored embeddings (`withEmbeddings`, which training asks for so PDist
  *   need not re-embed): latency and response size on a real coordinator (10k × 768 store);
  *   baseline = the same search without embeddings.
@@ -30,32 +33,50 @@ const ms = (f: () => void) => {
   f();
   return performance.now() - t;
 };
+/** Aggregation baseline: the running sum's own arithmetic (float64 accumulator, float32 delta), no decoding or validation. */
+function bareSum(acc: Float64Array, d: Float32Array, weight: number, clients: number): void {
+  for (let c = 0; c < clients; c++) for (let i = 0; i < acc.length; i++) acc[i] += weight * d[i];
+}
+/** Search baseline: the index's own dot products (float32 rows and query, JS-number sum), no top-k selection. */
+function scoreAll(flat: Float32Array, q: Float32Array, scores: Float64Array, n: number, dim: number): void {
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    const base = i * dim;
+    for (let j = 0; j < dim; j++) s += q[j] * flat[base + j];
+    scores[i] = s;
+  }
+}
+/** Warms `f` with one call, then returns the median wall time (ms) of `runs` timed calls. */
+const medianMs = (f: () => void, runs = 5) => {
+  f();
+  const times = Array.from({ length: runs }, () => ms(f)).sort((a, b) => a - b);
+  return times[Math.floor(runs / 2)];
+};
 
 const lines: string[] = ['# Coordinator benchmark', '', `Node ${process.version}, ${new Date().toISOString()}`, '', '## Aggregation (validate + running sum)', '',
+  'Each time: one warm-up call, then the median of 5 timed calls. Baseline: the same float64 a[i] += w·d[i] over the same float32 deltas, without decoding or validation.', '',
   '| params | clients | GB/s | baseline GB/s | ratio |', '|---:|---:|---:|---:|---:|'];
 for (const params of [1_000_000, 10_000_000]) {
   const shapes = new Map<string, number[]>([['w', [params]]]);
   const delta: Map<string, NamedTensor> = new Map([['w', { shape: [params], data: Float32Array.from({ length: params }, rand) }]]);
   const body = encodeUpdate(delta, { round: 1, baseVersion: 0, numExamples: 3, metrics: {} });
+  const d = delta.get('w')!.data;
   for (const clients of [4, 16]) {
     const sum = emptyRunningSum(shapes);
-    const t = ms(() => {
+    const t = medianMs(() => {
       for (let c = 0; c < clients; c++) {
         const u = decodeUpdate(body, shapes);
         addWeighted(sum, u.deltas, u.numExamples);
       }
     });
-    const acc = new Float32Array(params);
-    const d = delta.get('w')!.data;
-    const tb = ms(() => {
-      for (let c = 0; c < clients; c++) for (let i = 0; i < params; i++) acc[i] += 3 * d[i];
-    });
+    const acc = new Float64Array(params);
+    const tb = medianMs(() => bareSum(acc, d, 3, clients));
     const gb = (clients * params * 4) / 1e9;
     lines.push(`| ${params.toLocaleString('en')} | ${clients} | ${(gb / (t / 1e3)).toFixed(2)} | ${(gb / (tb / 1e3)).toFixed(2)} | ${(tb / t).toFixed(2)} |`);
   }
 }
 
-lines.push('', '## Search (exact top-10, dim 768)', '', '| passages | ms / query | baseline ms (score only) | ratio |', '|---:|---:|---:|---:|');
+lines.push('', '## Search (exact top-10, dim 768)', '', 'Each time: one warm-up call, then the median of 5 timed calls. Baseline: the same float32 dot products into a JS number, without top-k selection.', '', '| passages | ms / query | baseline ms (score only) | ratio |', '|---:|---:|---:|---:|');
 const dim = 768;
 for (const n of [1_000, 10_000, 100_000]) {
   const index = new ExactVectorIndex(dim, n);
@@ -66,19 +87,14 @@ for (const n of [1_000, 10_000, 100_000]) {
   }
   const q = Float32Array.from({ length: dim }, rand);
   const queries = n >= 100_000 ? 5 : 20;
-  index.search(q, 10);
-  const t = ms(() => {
+  const t = medianMs(() => {
     for (let r = 0; r < queries; r++) index.search(q, 10);
   }) / queries;
   const flat = new Float32Array(n * dim);
   for (let i = 0; i < flat.length; i++) flat[i] = rand();
-  const scores = new Float32Array(n);
-  const tb = ms(() => {
-    for (let r = 0; r < queries; r++) for (let i = 0; i < n; i++) {
-      let s = 0;
-      for (let j = 0; j < dim; j++) s += flat[i * dim + j] * q[j];
-      scores[i] = s;
-    }
+  const scores = new Float64Array(n);
+  const tb = medianMs(() => {
+    for (let r = 0; r < queries; r++) scoreAll(flat, q, scores, n, dim);
   }) / queries;
   lines.push(`| ${n.toLocaleString('en')} | ${t.toFixed(2)} | ${tb.toFixed(2)} | ${(tb / t).toFixed(2)} |`);
 }

@@ -5,16 +5,20 @@
  *
  * Builds (or reuses) the CRAB splits, starts the real coordinator on 127.0.0.1 (ephemeral port,
  * temp data folder), runs every method × shots × store × seed of the config with headless
- * clients over HTTP, and writes results/<name>/{results.json, results.md, em-vs-*.svg}.
+ * clients over HTTP, and writes results/<name>/{results.json, predictions.jsonl, summary.json,
+ * results.md, *.svg}. scripts/crab-rescore.ts recomputes summary.json and the tables from
+ * predictions.jsonl alone.
  */
 import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { initBackend, parseBackendName } from '../src/model/backend';
-import { markdownReport, reportFiles, summarize, type CrabResults } from '../src/crab/report';
+import { parsePredictionsJsonl } from '../src/crab/predictions';
+import { buildResults, markdownReport, reportFiles, type CrabResults } from '../src/crab/report';
+import { scoreRun } from '../src/crab/scoring';
 import { CrabRunner, type ExperimentResult } from '../src/crab/runner';
 import { parseRunnerConfig, type RunnerConfig } from '../src/crab/runner-config';
-import { bundleLoader, loadCrabData, startCoordinator, writeOutputs } from '../src/crab/runner-node';
+import { bundleLoader, loadCrabData, startCoordinator, TINY_MODEL, writeOutputs } from '../src/crab/runner-node';
 import { formatDuration, formatProgress } from '../src/crab/runner-progress';
 
 const HELP = `usage: npm run crab -- --config FILE [--out DIR] [--backend cpu|wasm|webgpu]
@@ -23,14 +27,17 @@ const HELP = `usage: npm run crab -- --config FILE [--out DIR] [--backend cpu|wa
   --config FILE   runner config (configs/crab/quick.json, quick-pretrained.json, paper.json)
   --out DIR       output folder (default results/<config name>)
   --backend NAME  override the config's TF.js backend
-  --rerender FILE rewrite results.md and the plots beside FILE from its experiments
+  --rerender FILE rewrite summary.json, results.md and the plots beside FILE (a results.json)
+                  from the predictions.jsonl beside it
 `;
 
-/** Recomputes the summary, tables and plots of a finished (or interrupted) run from its results.json. */
+/** Recomputes the summary, tables and plots of a finished (or interrupted) run from its predictions. */
 function rerender(file: string): void {
+  const dir = dirname(resolve(file));
   const saved = JSON.parse(readFileSync(file, 'utf8')) as CrabResults;
-  const results: CrabResults = { ...saved, config: parseRunnerConfig(saved.config), summary: summarize(saved.experiments) };
-  const paths = writeOutputs(dirname(resolve(file)), reportFiles(results));
+  const predictions = parsePredictionsJsonl(readFileSync(join(dir, 'predictions.jsonl'), 'utf8'));
+  const results: CrabResults = { ...saved, config: parseRunnerConfig(saved.config), summary: scoreRun(predictions) };
+  const paths = writeOutputs(dir, reportFiles(results, predictions));
   process.stderr.write(`wrote ${paths.join(', ')}\n`);
   process.stdout.write(markdownReport(results));
 }
@@ -59,21 +66,24 @@ async function main(): Promise<void> {
 
   const startedAt = new Date();
   const experiments: ExperimentResult[] = [];
-  const resultsOf = (): CrabResults => ({
-    format: 'crab-results/1',
+  const resultsOf = () => buildResults({
     name: config.name,
     config,
     backend: backend.name,
     startedAt: startedAt.toISOString(),
     seconds: (Date.now() - startedAt.getTime()) / 1000,
     data: { cache: config.data.cache, manifest: data.manifest },
-    experiments,
-    summary: summarize(experiments),
-  });
+  }, experiments);
+  const write = () => {
+    const { results, predictions } = resultsOf();
+    return { results, paths: writeOutputs(outDir, reportFiles(results, predictions)) };
+  };
   let lastDraw = 0;
   const runner = new CrabRunner(config, {
     data,
     loadBundle: bundleLoader(config),
+    // A pretrained retriever is the same file for every seed: embed the passages once.
+    retrieverSameForEverySeed: config.models.retriever !== TINY_MODEL,
     coordinatorUrl: coordinator.url,
     log,
     onProgress: (p) => {
@@ -86,7 +96,7 @@ async function main(): Promise<void> {
     },
     onExperiment: (e) => {
       experiments.push(e);
-      writeOutputs(outDir, reportFiles(resultsOf())); // partial results survive an interrupted run
+      write(); // partial results survive an interrupted run
     },
   });
   log(`${runner.experiments.length} experiments: ${config.methods.join(', ')} × ${config.shots.join('/')} shots × ${config.seeds.length} seed(s)${config.storeAblation ? ` + store ablation (${config.storeAblation.stores.join(', ')})` : ''}`);
@@ -95,8 +105,7 @@ async function main(): Promise<void> {
   } finally {
     await coordinator.close();
   }
-  const results = resultsOf();
-  const paths = writeOutputs(outDir, reportFiles(results));
+  const { results, paths } = write();
   log(`done in ${formatDuration(results.seconds)}; wrote ${paths.join(', ')}`);
   process.stdout.write(markdownReport(results));
 }

@@ -1,10 +1,11 @@
 /**
  * CRAB's passage categories for one QA pair, from BM25 with the question and the answer as query:
  * - relevant: ranked in the top `relevantDepth` (5) AND containing a gold answer;
- * - hard negatives: ranked `relevantDepth + 1` … `hardNegativeDepth` (6–50);
+ * - hard negatives: ranked `relevantDepth + 1` … `hardNegativeDepth` (6–50) AND containing no gold
+ *   answer (the paper: hard negatives are close to the question but do not answer it);
  * - irrelevant: every other passage (not stored; it is the complement).
- * A top-5 passage without the answer is therefore neither relevant nor a hard negative: the
- * recipe puts it with the irrelevant ones, and so do we (docs/CRAB.md discusses this).
+ * A top-5 passage without the answer, or a rank 6–50 passage with it, is therefore neither
+ * relevant nor a hard negative: it goes with the irrelevant ones (docs/CRAB.md discusses this).
  */
 import { Bm25Index, type Bm25Options } from '../retrieval/bm25';
 import { normalizeAnswer } from './metrics';
@@ -74,8 +75,12 @@ export class PassageCategorizer {
     const relevant: string[] = [];
     const hardNegatives: string[] = [];
     hits.forEach((hit, rank) => {
-      if (rank >= this.relevantDepth) hardNegatives.push(hit.id);
-      else if (containsAnswer(this.normalizedText(hit.index), qa.answers)) relevant.push(hit.id);
+      const answers = containsAnswer(this.normalizedText(hit.index), qa.answers);
+      if (rank >= this.relevantDepth) {
+        if (!answers) hardNegatives.push(hit.id);
+      } else if (answers) {
+        relevant.push(hit.id);
+      }
     });
     return { qaId: qa.id, relevant, hardNegatives };
   }

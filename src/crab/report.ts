@@ -1,110 +1,61 @@
 /**
- * What a CRAB run reports: results.json (every experiment, every round, and the summary), a
- * markdown report in the paper's layout (methods × shots; store ablation), the test gold-answer
- * NLL beside EM/F1 (the learning signal where EM is still 0), and SVG plots (EM and NLL vs round
- * per shot count, EM vs shots per method). Pure functions of the results.
+ * What a CRAB run reports: results.json (every experiment's per-round scores and training
+ * losses), predictions.jsonl (every answered question; the source of every table), summary.json
+ * (src/crab/scoring.ts: dev-selected rounds, macro and micro scores, paired-bootstrap CIs, claim
+ * verdicts), a markdown report of those tables, and SVG plots (EM and NLL vs round per shot count,
+ * EM vs shots per method). Pure functions of the results.
  */
 import { lineChartSvg } from './plot';
-import { METHOD_LABELS, METHODS, type ExperimentSpec, type Method, type RunnerConfig } from './runner-config';
+import { predictionsJsonl, type PredictionRow } from './predictions';
+import { METHOD_LABELS, METHODS, type Method, type RunnerConfig } from './runner-config';
 import type { ExperimentResult } from './runner';
-import { STORE_DESCRIPTIONS, type TrainingStoreName } from './stores';
+import type { ConfidenceInterval } from './bootstrap';
+import { METRICS, scoreRun, type BootstrapSettings, type CellSummary, type CrabSummary, type Metric, type Scores } from './scoring';
+import { STORE_DESCRIPTIONS } from './stores';
 
-export interface Stat {
-  readonly mean: number;
-  /** Sample standard deviation over seeds (0 with one seed). */
-  readonly std: number;
-}
-
-/** One cell of a table: a method at a shot count on a store, over seeds. Scores in [0, 1]. */
-export interface SummaryRow {
-  readonly method: Method;
-  readonly shots: number;
-  readonly store: TrainingStoreName;
-  readonly seeds: readonly number[];
-  /** Best trained round's EM/F1 (client-averaged; micro for Centralized). */
-  readonly exactMatch: Stat;
-  readonly f1: Stat;
-  /** EM of the initial model (round 0): what training must beat. */
-  readonly roundZeroExactMatch: Stat;
-  readonly roundZeroF1: Stat;
-  readonly bestRounds: readonly number[];
-  /** Mean over seeds of each round's EM (round 0 first): the EM-vs-round curve. */
-  readonly exactMatchByRound: readonly number[];
-  /** Mean over seeds of each round's training loss (null for round 0). */
-  readonly trainLossByRound: readonly (number | null)[];
-  /** Lowest test gold-answer NLL (nats per token) of a trained round; lower is better. */
-  readonly answerNll: Stat;
-  /** The initial model's test NLL (round 0): what training must go below. */
-  readonly roundZeroAnswerNll: Stat;
-  readonly bestNllRounds: readonly number[];
-  /** Mean over seeds of each round's test NLL (round 0 first): the NLL-vs-round curve. */
-  readonly answerNllByRound: readonly number[];
-}
+/** An experiment as results.json stores it: its predictions live in predictions.jsonl. */
+export type StoredExperiment = Omit<ExperimentResult, 'predictions'>;
 
 export interface CrabResults {
-  readonly format: 'crab-results/1';
+  readonly format: 'crab-results/2';
   readonly name: string;
   readonly config: RunnerConfig;
   readonly backend: string;
   readonly startedAt: string;
   readonly seconds: number;
   readonly data: { readonly cache: string; readonly manifest?: unknown };
-  readonly experiments: readonly ExperimentResult[];
-  readonly summary: readonly SummaryRow[];
+  readonly experiments: readonly StoredExperiment[];
+  readonly summary: CrabSummary;
 }
 
-export function stat(xs: readonly number[]): Stat {
-  if (xs.length === 0) return { mean: NaN, std: NaN };
-  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
-  const variance = xs.length > 1 ? xs.reduce((a, x) => a + (x - mean) ** 2, 0) / (xs.length - 1) : 0;
-  return { mean, std: Math.sqrt(variance) };
+/** The results of finished experiments: predictions pooled, summary scored from them. */
+export function buildResults(
+  head: Omit<CrabResults, 'format' | 'experiments' | 'summary'>,
+  experiments: readonly ExperimentResult[],
+  bootstrap?: BootstrapSettings,
+): { results: CrabResults; predictions: PredictionRow[] } {
+  const predictions = experiments.flatMap((e) => e.predictions);
+  const stored = experiments.map(({ predictions: _, ...rest }) => rest);
+  return { results: { format: 'crab-results/2', ...head, experiments: stored, summary: scoreRun(predictions, bootstrap) }, predictions };
 }
 
-/** Groups experiments by (method, shots, store) and averages over seeds, in first-seen order. */
-export function summarize(experiments: readonly ExperimentResult[]): SummaryRow[] {
-  const groups = new Map<string, ExperimentResult[]>();
-  for (const e of experiments) {
-    const key = `${e.method}/${e.shots}/${e.store}`;
-    groups.set(key, [...(groups.get(key) ?? []), e]);
-  }
-  return [...groups.values()].map((g) => {
-    const rounds = Math.min(...g.map((e) => e.rounds.length));
-    return {
-      method: g[0].method,
-      shots: g[0].shots,
-      store: g[0].store,
-      seeds: g.map((e) => e.seed),
-      exactMatch: stat(g.map((e) => e.best.exactMatch)),
-      f1: stat(g.map((e) => e.best.f1)),
-      roundZeroExactMatch: stat(g.map((e) => e.rounds[0].exactMatch)),
-      roundZeroF1: stat(g.map((e) => e.rounds[0].f1)),
-      bestRounds: g.map((e) => e.best.round),
-      exactMatchByRound: Array.from({ length: rounds }, (_, r) => stat(g.map((e) => e.rounds[r].exactMatch)).mean),
-      trainLossByRound: Array.from({ length: rounds }, (_, r) => (r === 0 ? null : stat(g.map((e) => e.rounds[r].trainLoss ?? NaN)).mean)),
-      // Results written before the NLL existed have none: NaN, shown as "–".
-      answerNll: stat(g.map((e) => e.bestNll?.answerNll ?? NaN)),
-      roundZeroAnswerNll: stat(g.map((e) => e.rounds[0].answerNll ?? NaN)),
-      bestNllRounds: g.map((e) => e.bestNll?.round ?? NaN),
-      answerNllByRound: Array.from({ length: rounds }, (_, r) => stat(g.map((e) => e.rounds[r].answerNll ?? NaN)).mean),
-    };
-  });
+const METRIC_TITLES: Record<Metric, string> = {
+  em: 'Test exact match (%)',
+  f1: 'Test F1 (%)',
+  nll: 'Test gold-answer NLL (nats per answer token; lower is better)',
+};
+
+/** A score in the metric's unit: EM/F1 in percent, NLL in nats. */
+export function formatScore(value: number, metric: Metric): string {
+  if (Number.isNaN(value)) return '–';
+  return metric === 'nll' ? value.toFixed(3) : (value * 100).toFixed(1);
 }
 
-/** The summary row of a cell; closed-book does not depend on the store, so any store matches it. */
-export function findRow(summary: readonly SummaryRow[], cell: Pick<ExperimentSpec, 'method' | 'shots' | 'store'>): SummaryRow | undefined {
-  return summary.find((r) => r.method === cell.method && r.shots === cell.shots && (r.method === 'closed-book' || r.store === cell.store));
-}
+const signed = (text: string) => (text.startsWith('-') || text === '–' ? text : `+${text}`);
 
-/** "12.5 ± 1.3" in percent (the ± only with several seeds). */
-export function formatStat(s: Stat, seeds: number): string {
-  const pct = (v: number) => (v * 100).toFixed(1);
-  return seeds > 1 ? `${pct(s.mean)} ± ${pct(s.std)}` : pct(s.mean);
-}
-
-/** "2.345 ± 0.012" in nats (NLL is not a percentage); "–" where a result has no NLL. */
-export function formatNll(s: Stat, seeds: number): string {
-  if (Number.isNaN(s.mean)) return '–';
-  return seeds > 1 ? `${s.mean.toFixed(3)} ± ${s.std.toFixed(3)}` : s.mean.toFixed(3);
+/** "+4.2 [+0.8, +7.9]" (EM/F1 in points, NLL in nats). */
+export function formatInterval(ci: ConfidenceInterval, metric: Metric): string {
+  return `${signed(formatScore(ci.estimate, metric))} [${signed(formatScore(ci.low, metric))}, ${signed(formatScore(ci.high, metric))}]`;
 }
 
 /** A markdown table; numbers right-aligned, the `textColumns` (default: the first) left-aligned. */
@@ -113,73 +64,83 @@ function table(header: readonly string[], rows: readonly (readonly string[])[], 
   return [line(header), line(header.map((_, i) => (textColumns.includes(i) ? '---' : '---:'))), ...rows.map(line)].join('\n');
 }
 
-const methodsIn = (summary: readonly SummaryRow[], wanted: readonly Method[]) => METHODS.filter((m) => wanted.includes(m) && summary.some((r) => r.method === m));
+const methodLabel = (m: Method) => METHOD_LABELS[m];
 
-/** Methods × shots of the main store: one metric per cell (EM/F1 in %, NLL in nats). */
-export function mainTable(results: Pick<CrabResults, 'config' | 'summary'>, metric: 'exactMatch' | 'f1' | 'answerNll' = 'exactMatch'): string {
-  const { config, summary } = results;
-  const format = metric === 'answerNll' ? formatNll : formatStat;
-  const rows = methodsIn(summary, config.methods).map((m) => [
-    METHOD_LABELS[m],
-    ...config.shots.map((shots) => {
-      const row = findRow(summary, { method: m, shots, store: config.store });
-      return row ? format(row[metric], row.seeds.length) : '–';
-    }),
-  ]);
-  return table(['Method', ...config.shots.map((s) => `${s}-shot`)], rows);
-}
-
-/** Round 0 vs best trained round for every main-table cell: is learning visible? */
-export function learningTable(results: Pick<CrabResults, 'config' | 'summary'>): string {
-  const { config, summary } = results;
-  const rows: string[][] = [];
-  for (const m of methodsIn(summary, config.methods)) {
-    for (const shots of config.shots) {
-      const row = findRow(summary, { method: m, shots, store: config.store });
-      if (!row) continue;
-      const n = row.seeds.length;
-      const gain = row.exactMatch.mean - row.roundZeroExactMatch.mean;
-      const nllChange = row.answerNll.mean - row.roundZeroAnswerNll.mean;
-      rows.push([
-        METHOD_LABELS[m], String(shots),
-        formatStat(row.roundZeroExactMatch, n), formatStat(row.exactMatch, n), `${gain >= 0 ? '+' : ''}${(gain * 100).toFixed(1)}`,
-        formatStat(row.roundZeroF1, n), formatStat(row.f1, n), row.bestRounds.join(', '),
-        formatNll(row.roundZeroAnswerNll, n), formatNll(row.answerNll, n),
-        Number.isNaN(nllChange) ? '–' : `${nllChange >= 0 ? '+' : ''}${nllChange.toFixed(3)}`,
-        row.bestNllRounds.join(', '),
-        row.trainLossByRound.filter((l): l is number => l !== null).map((l) => l.toFixed(2)).join(' → '),
-      ]);
-    }
-  }
-  return table(
-    ['Method', 'Shots', 'EM round 0', 'EM best', 'Δ EM', 'F1 round 0', 'F1 best', 'best EM round(s)', 'NLL round 0', 'NLL best', 'Δ NLL', 'best NLL round(s)', 'train loss by round'],
-    rows,
-  );
-}
-
-/** Stores × methods at the ablation's shot count (paper: Table 2). */
-export function storeAblationTable(results: Pick<CrabResults, 'config' | 'summary'>): string | null {
-  const a = results.config.storeAblation;
-  if (!a) return null;
-  const methods = methodsIn(results.summary, a.methods);
-  const rows = a.stores.map((store) => {
-    const cells = methods.map((method) => findRow(results.summary, { method, shots: a.shots, store }));
+/** One metric for every cell: round 0, dev-selected (macro ± std over seeds, micro), last round, Δ vs round 0 with CI. */
+export function metricTable(summary: CrabSummary, metric: Metric): string {
+  const rows = summary.cells.map((c) => {
+    const seeds = c.seeds.length;
+    const selected = formatScore(c.macro.selected[metric], metric) + (seeds > 1 ? ` ± ${formatScore(c.selectedStd[metric], metric)}` : '');
+    const rounds = c.selection.map((s) => (metric === 'nll' ? s.nllRound : s.emRound)).join(', ');
     return [
-      store,
-      ...cells.map((row) => (row ? formatStat(row.exactMatch, row.seeds.length) : '–')),
-      ...cells.map((row) => (row ? formatNll(row.answerNll, row.seeds.length) : '–')),
-      STORE_DESCRIPTIONS[store],
+      methodLabel(c.method), String(c.shots), c.store,
+      formatScore(c.macro.roundZero[metric], metric), selected, formatScore(c.micro.selected[metric], metric), formatScore(c.macro.last[metric], metric),
+      formatInterval(c.trainedVsRoundZero[metric], metric), rounds, `${c.testQuestions} × ${seeds}`,
     ];
   });
-  const header = ['Training store', ...methods.map((m) => `${METHOD_LABELS[m]} EM`), ...methods.map((m) => `${METHOD_LABELS[m]} NLL`), 'What each client holds'];
-  return table(header, rows, [0, 2 * methods.length + 1]);
+  return table(['Method', 'Shots', 'Store', 'round 0', 'dev-selected', 'micro', 'last round', 'Δ selected − round 0 [95% CI]', 'selected round(s)', 'test questions × seeds'], rows, [0, 2]);
 }
 
-/** The whole markdown report. */
+/** Every stated difference with its paired-bootstrap CI. */
+export function comparisonTable(summary: CrabSummary): string {
+  const rows = summary.comparisons.map((c) => [c.label, String(c.a.shots), c.a.store, ...METRICS.map((m) => formatInterval(c.difference[m], m))]);
+  return table(['Comparison (dev-selected rounds)', 'Shots', 'Store', 'Δ EM (points)', 'Δ F1 (points)', 'Δ NLL (nats)'], rows, [0, 2]);
+}
+
+/** The paper's claims: one verdict word per metric, and the contrasts behind it. */
+export function claimsTable(summary: CrabSummary): string {
+  const rows = summary.claims.map((c) => [
+    c.statement,
+    ...METRICS.map((m) => `${c.verdicts[m]} (${c.parts.map((p) => formatInterval(p.difference[m], m)).join('; ')})`),
+  ]);
+  return table(['Claim', 'EM', 'F1', 'NLL (lower is better)'], rows);
+}
+
+function byRound(values: readonly number[], metric: Metric | 'loss'): string {
+  return values.map((v) => (metric === 'loss' ? (Number.isNaN(v) ? '–' : v.toFixed(2)) : formatScore(v, metric))).join(' → ');
+}
+
+/** Mean-over-seeds curves: train loss (and its reader part), dev and test NLL and dev EM per round (where fine-tuning helps or hurts). */
+export function curvesTable(summary: CrabSummary, experiments: readonly StoredExperiment[]): string {
+  const rows = summary.cells.map((c: CellSummary) => {
+    const mine = experiments.filter((e) => e.method === c.method && e.shots === c.shots && e.store === c.store);
+    const rounds = c.testByRound.length;
+    const meanOf = (f: (r: StoredExperiment['rounds'][number]) => number | null | undefined) => Array.from({ length: rounds - 1 }, (_, i) => {
+      const xs = mine.map((e) => (e.rounds[i + 1] ? f(e.rounds[i + 1]) : null)).filter((x): x is number => typeof x === 'number');
+      return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
+    });
+    const loss = meanOf((r) => r.trainLoss);
+    const readerLoss = meanOf((r) => r.trainReaderLoss);
+    return [
+      methodLabel(c.method), String(c.shots), c.store,
+      byRound(loss, 'loss'), byRound(readerLoss, 'loss'), byRound(c.devByRound.map((s) => s.nll), 'nll'), byRound(c.testByRound.map((s) => s.nll), 'nll'), byRound(c.devByRound.map((s) => s.em), 'em'),
+    ];
+  });
+  return table(['Method', 'Shots', 'Store', 'train loss (reader + retriever), rounds 1…', 'of which reader', 'dev NLL, rounds 0…', 'test NLL, rounds 0…', 'dev EM %, rounds 0…'], rows, [0, 2]);
+}
+
+/** The tables of a summary (and, when given, the experiments' training curves). */
+export function summaryMarkdown(summary: CrabSummary, experiments: readonly StoredExperiment[] = []): string {
+  const out: string[] = [];
+  const b = summary.bootstrap;
+  out.push(
+    `Scoring: ${summary.scoring}.`, '',
+    `Confidence intervals: ${Math.round(b.confidence * 100)}% ${b.resampling}; ${b.replicates} replicates, seed ${b.seed}. ` +
+      'Verdicts: supported / contradicted when the interval lies wholly on the claimed / opposite side of 0, otherwise undecided.', '',
+  );
+  for (const m of METRICS) out.push(`${METRIC_TITLES[m]}:`, '', metricTable(summary, m), '');
+  if (summary.comparisons.length) out.push('Differences between methods, test, each at its dev-selected round(s):', '', comparisonTable(summary), '');
+  if (summary.claims.length) out.push("The paper's claims (estimate [95% CI] of each contrast behind the word):", '', claimsTable(summary), '');
+  const stores = [...new Set(summary.cells.map((c) => c.store))];
+  if (stores.length > 1) out.push('Stores:', '', table(['Store', 'What each client holds'], stores.map((s) => [s, STORE_DESCRIPTIONS[s]])), '');
+  if (experiments.length) out.push('Curves (mean over seeds; round 0 = the initial model):', '', curvesTable(summary, experiments), '');
+  return out.join('\n');
+}
+
+/** The whole markdown report of a run. */
 export function markdownReport(results: CrabResults): string {
   const c = results.config;
   const t = c.training;
-  const seeds = c.seeds.length;
   const out: string[] = [];
   out.push(`# CRAB results: ${results.name}`, '');
   out.push(
@@ -187,90 +148,68 @@ export function markdownReport(results: CrabResults): string {
       `${c.clients ?? 'all'} clients; store ${c.store}; ${c.rounds} round(s) of ` +
       `${t.localSteps !== null ? `${t.localSteps} step(s)` : `${t.localEpochs} epoch(s)`} (batch ${t.batchSize}, lr ${t.lr}, retriever lr ${t.retrieverLr}, ` +
       `k ${t.k}, ${t.maxLength} tokens, ${t.trainedParts}, ${t.retrieverLoss}); test k ${c.evaluation.k}, ` +
-      `${c.evaluation.testPerClient ?? 'all'} test questions per client; ${seeds} seed(s) (${c.seeds.join(', ')}); ${(results.seconds / 60).toFixed(1)} min.`,
+      `${c.evaluation.testPerClient ?? 'all'} test and ${c.evaluation.devPerClient ?? 'all'} dev questions per client; ` +
+      `${c.seeds.length} seed(s) (${c.seeds.join(', ')}); ${(results.seconds / 60).toFixed(1)} min.`,
     '',
   );
-  out.push(`Test exact match (%), best client-averaged round (Centralized: micro-average)${seeds > 1 ? ', mean ± std over seeds' : ''}:`, '', mainTable(results), '');
-  out.push('Test F1 (%), same rounds:', '', mainTable(results, 'f1'), '');
-  out.push(
-    `Test gold-answer NLL (nats per answer token, teacher forced given the same top-${c.evaluation.k} passages; lower is better), lowest trained round; perplexity = exp(NLL):`,
-    '',
-    mainTable(results, 'answerNll'),
-    '',
-  );
-  out.push(
-    'Learning check: the initial model (round 0) against the best trained round (EM/F1: highest EM; NLL: lowest NLL, chosen separately):',
-    '',
-    learningTable(results),
-    '',
-  );
-  const ablation = storeAblationTable(results);
-  if (ablation) out.push(`Store ablation, ${c.storeAblation!.shots}-shot, test EM (%) and test gold-answer NLL (lowest trained round):`, '', ablation, '');
-  out.push('Plots: ' + plotFiles(results).map((f) => `[${f.name}](${f.name})`).join(', '), '');
+  out.push(summaryMarkdown(results.summary, results.experiments));
+  out.push('Plots: ' + plotFiles(results.summary).map((f) => `[${f.name}](${f.name})`).join(', '), '');
   return out.join('\n');
 }
 
-/** EM and NLL vs round (one chart each per shot count) and best EM vs shots (one line per method). */
-export function plotFiles(results: Pick<CrabResults, 'config' | 'summary'>): Array<{ name: string; text: string }> {
-  const { config, summary } = results;
-  const methods = methodsIn(summary, config.methods);
-  const hasNll = summary.some((r) => r.answerNllByRound.some((v) => !Number.isNaN(v)));
-  const files = config.shots.map((shots) => ({
-    name: `em-vs-round-${shots}shot.svg`,
+const MAIN_STORE = (summary: CrabSummary) => (summary.cells.some((c) => c.store === 'REL') ? 'REL' : summary.cells[0]?.store);
+
+/** EM and NLL vs round (one chart each per shot count of the main store) and dev-selected EM vs shots. */
+export function plotFiles(summary: CrabSummary): Array<{ name: string; text: string }> {
+  const store = MAIN_STORE(summary);
+  const main = summary.cells.filter((c) => c.store === store);
+  const shotsList = [...new Set(main.map((c) => c.shots))].sort((a, b) => a - b);
+  const methods = METHODS.filter((m) => main.some((c) => c.method === m));
+  const cell = (m: Method, shots: number) => main.find((c) => c.method === m && c.shots === shots);
+  const curve = (metric: 'em' | 'nll', scale: number) => (shots: number) => ({
+    name: `${metric}-vs-round-${shots}shot.svg`,
     text: lineChartSvg({
-      title: `Test EM vs round, ${shots}-shot, ${config.store}`,
+      title: metric === 'em' ? `Test EM vs round, ${shots}-shot, ${store} (client-averaged)` : `Test gold-answer NLL vs round, ${shots}-shot, ${store}`,
       xLabel: 'round (0 = initial model)',
-      yLabel: 'test EM (%)',
-      xTicks: Array.from({ length: config.rounds + 1 }, (_, r) => r),
+      yLabel: metric === 'em' ? 'test EM (%)' : 'test NLL (nats/token, lower is better)',
+      fitY: metric === 'nll',
+      xTicks: Array.from({ length: Math.max(...main.map((c) => c.testByRound.length)) }, (_, r) => r),
       series: methods.flatMap((m) => {
-        const row = findRow(summary, { method: m, shots, store: config.store });
-        return row ? [{ name: METHOD_LABELS[m], points: row.exactMatchByRound.map((y, x) => ({ x, y: y * 100 })) }] : [];
+        const c = cell(m, shots);
+        return c ? [{ name: METHOD_LABELS[m], points: c.testByRound.map((s: Scores, x) => ({ x, y: s[metric] * scale })) }] : [];
       }),
     }),
-  }));
-  if (hasNll) {
-    for (const shots of config.shots) {
-      files.push({
-        name: `nll-vs-round-${shots}shot.svg`,
-        text: lineChartSvg({
-          title: `Test gold-answer NLL vs round, ${shots}-shot, ${config.store}`,
-          xLabel: 'round (0 = initial model)',
-          yLabel: 'test NLL (nats/token, lower is better)',
-          fitY: true,
-          xTicks: Array.from({ length: config.rounds + 1 }, (_, r) => r),
-          series: methods.flatMap((m) => {
-            const row = findRow(summary, { method: m, shots, store: config.store });
-            return row ? [{ name: METHOD_LABELS[m], points: row.answerNllByRound.map((y, x) => ({ x, y })) }] : [];
-          }),
-        }),
-      });
-    }
-  }
-  files.push({
-    name: 'em-vs-shots.svg',
-    text: lineChartSvg({
-      title: `Best test EM vs shots, ${config.store}`,
-      xLabel: 'training QA pairs per client',
-      yLabel: 'test EM (%)',
-      categoricalX: true,
-      xTicks: config.shots,
-      series: methods.map((m) => ({
-        name: METHOD_LABELS[m],
-        points: config.shots.flatMap((shots) => {
-          const row = findRow(summary, { method: m, shots, store: config.store });
-          return row ? [{ x: shots, y: row.exactMatch.mean * 100, err: row.exactMatch.std * 100 }] : [];
-        }),
-      })),
-    }),
   });
-  return files;
+  return [
+    ...shotsList.map(curve('em', 100)),
+    ...shotsList.map(curve('nll', 1)),
+    {
+      name: 'em-vs-shots.svg',
+      text: lineChartSvg({
+        title: `Test EM at the dev-selected round vs shots, ${store}`,
+        xLabel: 'training QA pairs per client',
+        yLabel: 'test EM (%)',
+        categoricalX: true,
+        xTicks: shotsList,
+        series: methods.map((m) => ({
+          name: METHOD_LABELS[m],
+          points: shotsList.flatMap((shots) => {
+            const c = cell(m, shots);
+            return c ? [{ x: shots, y: c.macro.selected.em * 100, err: c.selectedStd.em * 100 }] : [];
+          }),
+        })),
+      }),
+    },
+  ];
 }
 
-/** Every output file of a run: results.json, results.md and the plots. */
-export function reportFiles(results: CrabResults): Array<{ name: string; text: string }> {
+/** Every output file of a run: results.json, predictions.jsonl, summary.json, results.md and the plots. */
+export function reportFiles(results: CrabResults, predictions: readonly PredictionRow[]): Array<{ name: string; text: string }> {
   return [
     { name: 'results.json', text: JSON.stringify(results, null, 2) + '\n' },
+    { name: 'predictions.jsonl', text: predictionsJsonl(predictions) },
+    { name: 'summary.json', text: JSON.stringify(results.summary, null, 2) + '\n' },
     { name: 'results.md', text: markdownReport(results) },
-    ...plotFiles(results),
+    ...plotFiles(results.summary),
   ];
 }

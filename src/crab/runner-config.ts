@@ -61,6 +61,8 @@ export interface TrainingSpec {
 export interface EvaluationSpec {
   /** Test questions per client (the first n of its test split; null = all). */
   readonly testPerClient: number | null;
+  /** Dev questions per client (the first n of its dev split; null = all), answered after every round for round selection. */
+  readonly devPerClient: number | null;
   readonly k: number;
   readonly maxNewTokens: number;
   readonly numBeams: number;
@@ -120,7 +122,7 @@ export const DEFAULT_TRAINING: TrainingSpec = {
   clipNorm: 1,
 };
 
-export const DEFAULT_EVALUATION: EvaluationSpec = { testPerClient: null, k: 40, maxNewTokens: 16, numBeams: 1, batchSize: 8, extractive: false, copyWeight: null };
+export const DEFAULT_EVALUATION: EvaluationSpec = { testPerClient: null, devPerClient: null, k: 40, maxNewTokens: 16, numBeams: 1, batchSize: 8, extractive: false, copyWeight: null };
 
 export class RunnerConfigError extends Error {
   constructor(message: string) {
@@ -213,6 +215,7 @@ function parseEvaluation(value: unknown): EvaluationSpec {
   const p = 'evaluation.';
   return {
     testPerClient: json.testPerClient === undefined || json.testPerClient === null ? d.testPerClient : int(json, 'testPerClient', p, 1),
+    devPerClient: json.devPerClient === undefined || json.devPerClient === null ? d.devPerClient : int(json, 'devPerClient', p, 1),
     k: int(json, 'k', p, d.k),
     maxNewTokens: int(json, 'maxNewTokens', p, d.maxNewTokens),
     numBeams: int(json, 'numBeams', p, d.numBeams),

@@ -14,7 +14,7 @@ import { resolveModelSource, type ModelSource } from '../model/checkpoint';
 import { tinyBertConfig, tinyCheckpointFiles, tinyT5Config } from '../model/tiny';
 import { folderModelSource } from '../platform/node/folder-source';
 import { readCrabCache, type CrabCache } from '../platform/node/crab-files';
-import { buildCrabMini } from '../platform/node/crab-mini-builder';
+import { buildCrabMini, CRAB_FORMAT } from '../platform/node/crab-mini-builder';
 import { DEFAULT_CRAB_CONFIG } from './build';
 import type { RunnerConfig } from './runner-config';
 
@@ -52,8 +52,8 @@ export function bundleLoader(config: RunnerConfig): (seed: number) => Promise<Mo
 }
 
 /**
- * The CRAB data of the config: the cache folder when its manifest was built with the same seed
- * and enough clients and shots, otherwise built there first (src/platform/node/crab-mini-builder.ts).
+ * The CRAB data of the config: the cache folder when its manifest has the current format and was
+ * built with the same seed and enough clients and shots, otherwise built there first (src/platform/node/crab-mini-builder.ts).
  */
 export async function loadCrabData(config: RunnerConfig, log: (line: string) => void = () => {}): Promise<CrabCache> {
   const dir = resolve(config.data.cache);
@@ -61,7 +61,9 @@ export async function loadCrabData(config: RunnerConfig, log: (line: string) => 
   const manifestPath = join(dir, 'manifest.json');
   const reason = (() => {
     if (!existsSync(manifestPath)) return 'no built data there';
-    const built = (JSON.parse(readFileSync(manifestPath, 'utf8')) as { config: { seed: number; clients: number; shots: number[] } }).config;
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as { format?: string; config: { seed: number; clients: number; shots: number[] } };
+    if (manifest.format !== CRAB_FORMAT) return `it was built as ${manifest.format ?? 'an older format'}, not ${CRAB_FORMAT}`;
+    const built = manifest.config;
     if (built.seed !== config.data.seed) return `it was built with seed ${built.seed}`;
     if (config.clients !== null && built.clients < config.clients) return `it has ${built.clients} clients`;
     const missing = shots.filter((s) => !built.shots.includes(s));

@@ -11,10 +11,11 @@
  *
  * One round = `localSteps` (or `localEpochs`) of training per client; Centralized does the same
  * number of examples per round on the pooled data. After every round each client's test pairs
- * are answered with retrieval from its own test store. Reported per experiment: the
- * client-averaged test EM/F1 after every round (round 0 = the initial model; Centralized pools
- * all test answers, a micro-average), the gold-answer NLL of the same evaluation (teacher forced
- * given the same passages; visible learning where EM is still 0) and the best trained round.
+ * are answered with retrieval from its own test store, and its dev pairs from its dev store
+ * (devStoreView). Reported per experiment: every question's prediction, EM, F1 and gold-answer
+ * NLL (teacher forced given the same passages) for dev and test after every round (round 0 = the
+ * initial model), the client-averaged and micro scores of every round (the same scoring for
+ * every method), and the trained rounds selected on DEV (src/crab/scoring.ts selectRounds).
  *
  * Clients run one after another on ONE ModelBundle: each participation starts by applying the
  * global version it downloaded, so sharing the weights is exact and memory stays one model (a
@@ -29,7 +30,9 @@ import { CoordinatorPassageSource, embedPassages, LocalPassageStore, type Passag
 import { CoragClient } from '../federated/client';
 import { MAX_PASSAGES_PER_REQUEST } from '../federated/protocol';
 import type { CrabQaRecord } from './build';
+import type { EvalSplit, PredictionRow } from './predictions';
 import type { ExperimentSpec, Method, RunnerConfig } from './runner-config';
+import { selectRounds, type SeedSelection } from './scoring';
 import { experimentGrid } from './runner-config';
 import { clientView, collaborativeView, type StoreLayout, type TrainingStoreName } from './stores';
 import type { Passage } from './types';
@@ -54,28 +57,55 @@ export interface ClientScore {
   readonly count: number;
 }
 
-export interface RoundScore {
-  readonly round: number;
-  /** Client-averaged (Centralized: micro-averaged) test scores in [0, 1]. */
+/** Scores of one split and aggregation: EM/F1 in [0, 1], NLL in nats per answer token. */
+export interface SplitScores {
   readonly exactMatch: number;
   readonly f1: number;
-  /** Client-averaged (Centralized: every answer token once) gold-answer NLL; lower is better. */
+  readonly answerNll: number;
+}
+
+export interface RoundScore {
+  readonly round: number;
+  /** Client-averaged test scores in [0, 1] (every method: the mean over clients). */
+  readonly exactMatch: number;
+  readonly f1: number;
+  /** Client-averaged test gold-answer NLL; lower is better. */
   readonly answerNll: number;
   /** exp(answerNll). */
   readonly perplexity: number;
+  /** Test scores with every question (NLL: every answer token) counted once. */
+  readonly micro: SplitScores;
+  /** Client-averaged dev scores: what round selection looks at. */
+  readonly dev: SplitScores;
   readonly perClient: readonly ClientScore[];
-  /** Mean training loss of the round (null for round 0). */
+  readonly perClientDev: readonly ClientScore[];
+  /** Mean training loss of the round, reader + retriever (null for round 0). */
   readonly trainLoss: number | null;
+  /** Its reader part: the FiD token cross-entropy of the training answers (null for round 0). */
+  readonly trainReaderLoss: number | null;
+}
+
+/** One answered question, before the experiment's method/shots/store/seed/round are attached. */
+type AnsweredQuestion = Pick<PredictionRow, 'split' | 'client' | 'question_id' | 'prediction' | 'em' | 'f1' | 'nll_sum' | 'nll_tokens'>;
+
+interface ClientEvaluation {
+  readonly score: ClientScore;
+  readonly questions: readonly AnsweredQuestion[];
+}
+
+/** Every client's test and dev evaluation of one round (indexed by client). */
+interface RoundEvaluation {
+  readonly test: ClientEvaluation[];
+  readonly dev: ClientEvaluation[];
 }
 
 export interface ExperimentResult extends ExperimentSpec {
-  readonly aggregation: 'client-average' | 'micro';
   /** Round 0 (initial model) to config.rounds. */
   readonly rounds: readonly RoundScore[];
-  /** The best trained round (≥ 1) by EM, ties to the earlier round. */
-  readonly best: { readonly round: number; readonly exactMatch: number; readonly f1: number };
-  /** The trained round (≥ 1) with the lowest gold-answer NLL, ties to the earlier round. */
-  readonly bestNll: { readonly round: number; readonly answerNll: number };
+  /** Trained rounds selected on dev (EM/F1: best dev EM; NLL: lowest dev NLL) and the last round. */
+  readonly selected: Omit<SeedSelection, 'seed'>;
+  /** One row per (round, split, client, question): the source of every table (predictions.jsonl). */
+  readonly predictions: readonly PredictionRow[];
   /** Federated methods: the coordinator's global version after each round (0 = initial). */
   readonly globalVersions: readonly number[] | null;
   /** Passages each client could retrieve from while training (0 for closed-book). */
@@ -99,6 +129,11 @@ export interface RunnerDeps {
   readonly data: CrabRunData;
   /** A fresh copy of the initial model for a seed; the runner disposes it. */
   readonly loadBundle: (seed: number) => Promise<ModelBundle>;
+  /**
+   * True when every seed loads the same retriever weights (a pretrained checkpoint; seeds then
+   * vary the batch order only): passages are embedded once for the whole run instead of per seed.
+   */
+  readonly retrieverSameForEverySeed?: boolean;
   /** Base URL of a running coordinator (buildApp) for the federated methods. */
   readonly coordinatorUrl: string;
   readonly fetch?: typeof fetch;
@@ -108,6 +143,33 @@ export interface RunnerDeps {
   /** Called with each finished experiment (so a caller can save partial results). */
   readonly onExperiment?: (r: ExperimentResult) => void;
   readonly signal?: AbortSignal;
+  /**
+   * Called with what every training-time search returned, per method and client ('pooled' for
+   * Centralized): lets a test check which store each method really retrieves from.
+   */
+  readonly onTrainingRetrieval?: (event: TrainingRetrieval) => void;
+}
+
+export interface TrainingRetrieval {
+  readonly method: Method;
+  readonly client: number | 'pooled';
+  /** Query embeddings in this search call (one per training question of the batch). */
+  readonly queries: number;
+  readonly passages: readonly RetrievedPassage[];
+}
+
+/** `source` with every search reported to `deps.onTrainingRetrieval` (unchanged when there is none). */
+function observed(source: PassageSource, deps: RunnerDeps, method: Method, client: TrainingRetrieval['client']): PassageSource {
+  const report = deps.onTrainingRetrieval;
+  if (!report) return source;
+  return {
+    name: source.name,
+    async search(queries, k) {
+      const hits = await source.search(queries, k);
+      report({ method, client, queries: queries.length, passages: hits.flat() });
+      return hits;
+    },
+  };
 }
 
 /** The "retrieval" of closed-book training: one empty passage, so the reader sees the question alone. */
@@ -120,12 +182,31 @@ export const NO_RETRIEVAL: PassageSource = {
 
 const FEDERATED: ReadonlySet<Method> = new Set(['closed-book', 'corag']);
 
+/** A QA pair with its dataset id (SQuAD's question id), which names it in predictions.jsonl. */
+export interface CrabPair extends TrainingPair {
+  readonly id: string;
+}
+
 /** A client's QA pairs of one split, in split order. */
-export function clientPairs(qa: readonly CrabQaRecord[], client: number, split: CrabQaRecord['split'], limit: number | null): TrainingPair[] {
+export function clientPairs(qa: readonly CrabQaRecord[], client: number, split: CrabQaRecord['split'], limit: number | null): CrabPair[] {
   return qa
     .filter((r) => r.client === client && r.split === split && (limit === null || r.position < limit))
     .sort((a, b) => a.position - b.position)
-    .map((r) => ({ question: r.question, answers: r.answers }));
+    .map((r) => ({ id: r.id, question: r.question, answers: r.answers }));
+}
+
+/**
+ * The passages a client's dev questions retrieve from: the relevant passages of its dev pairs
+ * plus the background of its test store (the test store without its test pairs' relevant
+ * passages). The build defines no dev store; this one is built like the test store and, like it,
+ * shares no passage with any training store (dev pairs share no relevant passage with training
+ * pairs, and the test background lies outside B_train).
+ */
+export function devStoreView(data: Pick<CrabRunData, 'qa' | 'stores'>, client: number): string[] {
+  const testRelevant = new Set(data.qa.filter((r) => r.client === client && r.split === 'test').flatMap((r) => r.relevant));
+  const background = clientView(data.stores.test, client).filter((id) => !testRelevant.has(id));
+  const devRelevant = data.qa.filter((r) => r.client === client && r.split === 'dev').flatMap((r) => r.relevant);
+  return [...new Set([...devRelevant, ...background])];
 }
 
 /** Optimizer steps one round of local training takes on `pairs` QA pairs. */
@@ -139,9 +220,20 @@ function mean(xs: readonly number[]): number {
   return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0;
 }
 
+/** A round's mean training loss (reader + retriever) and its reader part. */
+interface RoundLoss {
+  readonly loss: number;
+  readonly readerLoss: number;
+}
+
+function meanLoss(xs: readonly RoundLoss[]): RoundLoss {
+  return { loss: mean(xs.map((x) => x.loss)), readerLoss: mean(xs.map((x) => x.readerLoss)) };
+}
+
 /**
  * Client-averaged scores, or (micro) every answer counted once; the micro NLL counts every
- * answer token once, as one evaluation of the pooled test set would.
+ * answer token once, as one evaluation of the pooled test set would. Every method is reported
+ * both ways (client-averaged first).
  */
 export function aggregateScores(perClient: readonly ClientScore[], aggregation: 'client-average' | 'micro'): { exactMatch: number; f1: number; answerNll: number; perplexity: number } {
   const withPerplexity = (s: { exactMatch: number; f1: number; answerNll: number }) => ({ ...s, perplexity: Math.exp(s.answerNll) });
@@ -155,20 +247,9 @@ export function aggregateScores(perClient: readonly ClientScore[], aggregation: 
   return withPerplexity({ exactMatch: sum((c) => c.exactMatch), f1: sum((c) => c.f1), answerNll });
 }
 
-/** The best trained round (round ≥ 1) by EM, the earlier on ties (F1 of that round). */
-export function bestRound(rounds: readonly RoundScore[]): ExperimentResult['best'] {
-  const trained = rounds.filter((r) => r.round >= 1);
-  if (trained.length === 0) throw new Error('bestRound: no trained round');
-  const best = trained.reduce((a, r) => (r.exactMatch > a.exactMatch ? r : a));
-  return { round: best.round, exactMatch: best.exactMatch, f1: best.f1 };
-}
-
-/** The trained round (round ≥ 1) with the lowest gold-answer NLL, the earlier on ties. */
-export function bestNllRound(rounds: readonly RoundScore[]): ExperimentResult['bestNll'] {
-  const trained = rounds.filter((r) => r.round >= 1);
-  if (trained.length === 0) throw new Error('bestNllRound: no trained round');
-  const best = trained.reduce((a, r) => (r.answerNll < a.answerNll ? r : a));
-  return { round: best.round, answerNll: best.answerNll };
+/** The trained rounds selected on dev scores (never on test); see src/crab/scoring.ts selectRounds. */
+export function devSelectedRounds(rounds: readonly RoundScore[]): ExperimentResult['selected'] {
+  return selectRounds(new Map(rounds.map((r) => [r.round, { em: r.dev.exactMatch, f1: r.dev.f1, nll: r.dev.answerNll }] as const)));
 }
 
 /** Runs one config's whole grid; returns the experiments in grid order. */
@@ -195,8 +276,12 @@ export class CrabRunner {
     return this.grid;
   }
 
-  private testPairs(client: number): TrainingPair[] {
+  private testPairs(client: number): CrabPair[] {
     return clientPairs(this.deps.data.qa, client, 'test', this.config.evaluation.testPerClient);
+  }
+
+  private devPairs(client: number): CrabPair[] {
+    return clientPairs(this.deps.data.qa, client, 'dev', this.config.evaluation.devPerClient);
   }
 
   private trainPairs(client: number, shots: number): TrainingPair[] {
@@ -221,7 +306,7 @@ export class CrabRunner {
   /** Planned units of one experiment: its training steps and answered test questions. */
   private plannedUnits(e: ExperimentSpec): number {
     const rounds = this.config.rounds;
-    const tests = this.clientIds().reduce((a, c) => a + this.testPairs(c).length, 0);
+    const tests = this.clientIds().reduce((a, c) => a + this.testPairs(c).length + this.devPairs(c).length, 0);
     const train = e.method === 'centralized'
       ? rounds * stepsPerRound(this.config, e.shots * this.clients, this.clients)
       : rounds * this.clients * stepsPerRound(this.config, e.shots);
@@ -238,13 +323,16 @@ export class CrabRunner {
     const embedBatch = 32;
     const seeds = [...new Set(this.grid.map((e) => e.seed))];
     const passagesPerSeed = this.neededPassages().length;
-    this.total = this.grid.reduce((a, e) => a + this.plannedUnits(e), 0) + seeds.length * Math.ceil(passagesPerSeed / embedBatch);
+    const embeddingRuns = this.deps.retrieverSameForEverySeed ? 1 : seeds.length;
+    this.total = this.grid.reduce((a, e) => a + this.plannedUnits(e), 0) + embeddingRuns * Math.ceil(passagesPerSeed / embedBatch);
+    let shared: Map<string, Float32Array> | null = null;
     for (const seed of seeds) {
       const bundle = await this.deps.loadBundle(seed);
       try {
         const initial = await bundle.exportGlobal({ crab: this.config.name, seed: String(seed) });
         // The passage encoder is frozen in every method, so one embedding per passage serves all.
-        const embeddings = await this.embedNeeded(bundle, seed, embedBatch);
+        const embeddings: Map<string, Float32Array> = shared ?? (await this.embedNeeded(bundle, seed, embedBatch));
+        if (this.deps.retrieverSameForEverySeed) shared = embeddings;
         const seedRun = new SeedRun(this.context(), bundle, initial, embeddings, seed);
         for (const e of this.grid.filter((x) => x.seed === seed)) {
           this.deps.signal?.throwIfAborted();
@@ -255,8 +343,8 @@ export class CrabRunner {
           results.push(full);
           this.deps.onExperiment?.(full);
           this.deps.log?.(
-            `${e.method} ${e.shots}-shot ${e.store} seed ${e.seed}: round-0 EM ${(full.rounds[0].exactMatch * 100).toFixed(1)}, best EM ${(full.best.exactMatch * 100).toFixed(1)} (round ${full.best.round}), F1 ${(full.best.f1 * 100).toFixed(1)}; ` +
-              `test NLL round 0 ${full.rounds[0].answerNll.toFixed(3)}, best ${full.bestNll.answerNll.toFixed(3)} (round ${full.bestNll.round}); ${full.seconds.toFixed(0)} s`,
+            `${e.method} ${e.shots}-shot ${e.store} seed ${e.seed}: test EM round 0 ${(full.rounds[0].exactMatch * 100).toFixed(1)}, dev-selected round ${full.selected.emRound} ${(full.rounds[full.selected.emRound].exactMatch * 100).toFixed(1)}; ` +
+              `test NLL round 0 ${full.rounds[0].answerNll.toFixed(3)}, dev-selected round ${full.selected.nllRound} ${full.rounds[full.selected.nllRound].answerNll.toFixed(3)}; ${full.seconds.toFixed(0)} s`,
           );
         }
       } finally {
@@ -269,7 +357,7 @@ export class CrabRunner {
   /** Every passage some experiment trains or any client tests on (corpus order). */
   private neededPassages(): string[] {
     const ids = new Set<string>();
-    for (const c of this.clientIds()) for (const id of clientView(this.deps.data.stores.test, c)) ids.add(id);
+    for (const c of this.clientIds()) for (const id of [...clientView(this.deps.data.stores.test, c), ...devStoreView(this.deps.data, c)]) ids.add(id);
     for (const e of this.grid) if (e.method !== 'closed-book') for (const id of this.collaborativeIds(this.layout(e))) ids.add(id);
     return this.deps.data.passages.map((p) => p.id).filter((id) => ids.has(id));
   }
@@ -303,6 +391,7 @@ export class CrabRunner {
       clients: this.clientIds(),
       passage: (id) => this.passage(id),
       testPairs: (c) => this.testPairs(c),
+      devPairs: (c) => this.devPairs(c),
       trainPairs: (c, shots) => this.trainPairs(c, shots),
       layout: (e) => this.layout(e),
       collaborativeIds: (l) => this.collaborativeIds(l),
@@ -317,7 +406,8 @@ interface RunContext {
   readonly deps: RunnerDeps;
   readonly clients: readonly number[];
   passage(id: string): Passage;
-  testPairs(client: number): TrainingPair[];
+  testPairs(client: number): CrabPair[];
+  devPairs(client: number): CrabPair[];
   trainPairs(client: number, shots: number): TrainingPair[];
   layout(e: ExperimentSpec): StoreLayout;
   collaborativeIds(layout: StoreLayout): string[];
@@ -326,9 +416,9 @@ interface RunContext {
 
 /** The experiments of one seed: one bundle, its initial weights and its passage embeddings. */
 class SeedRun {
-  private readonly testStores = new Map<number, LocalPassageStore>();
+  private readonly testStores = new Map<string, LocalPassageStore>();
   /** Round 0 is the same initial model for every method that retrieves (or every closed-book one). */
-  private readonly roundZero = new Map<string, ClientScore[]>();
+  private readonly roundZero = new Map<string, RoundEvaluation>();
   /** Client 0's first answers at its latest evaluation. */
   private lastSamples: NonNullable<ExperimentResult['samples']> = [];
 
@@ -350,11 +440,14 @@ class SeedRun {
     return store;
   }
 
-  private testStore(client: number): LocalPassageStore {
-    let s = this.testStores.get(client);
+  /** A client's test store, or the dev store built like it (devStoreView). */
+  private evaluationStore(client: number, split: EvalSplit): LocalPassageStore {
+    const key = `${split}-${client}`;
+    let s = this.testStores.get(key);
     if (!s) {
-      s = this.store(clientView(this.x.deps.data.stores.test, client), `test-${client}`);
-      this.testStores.set(client, s);
+      const ids = split === 'test' ? clientView(this.x.deps.data.stores.test, client) : devStoreView(this.x.deps.data, client);
+      s = this.store(ids, key);
+      this.testStores.set(key, s);
     }
     return s;
   }
@@ -380,12 +473,12 @@ class SeedRun {
     };
   }
 
-  /** The current weights answer client `client`'s test pairs from its test store. */
-  private async evaluateClient(method: Method, client: number, label: string): Promise<ClientScore> {
+  /** The current weights answer client `client`'s test (or dev) pairs from its test (or dev) store. */
+  private async evaluateSplit(method: Method, client: number, split: EvalSplit, label: string): Promise<ClientEvaluation> {
     const e = this.config.evaluation;
-    const pairs = this.x.testPairs(client);
+    const pairs = split === 'test' ? this.x.testPairs(client) : this.x.devPairs(client);
     let reported = 0;
-    const result: EvaluationResult = await evaluate(this.bundle, pairs, method === 'closed-book' ? null : this.testStore(client), {
+    const result: EvaluationResult = await evaluate(this.bundle, pairs, method === 'closed-book' ? null : this.evaluationStore(client, split), {
       k: method === 'closed-book' ? 0 : e.k,
       maxLength: this.config.training.maxLength,
       maxNewTokens: e.maxNewTokens,
@@ -399,18 +492,34 @@ class SeedRun {
         reported = done;
       },
     });
-    if (client === 0) this.lastSamples = result.predictions.slice(0, 3).map((p) => ({ question: p.question, answers: p.answers, prediction: p.prediction }));
-    return { exactMatch: result.exactMatch, f1: result.f1, answerNll: result.answerNll, answerTokens: result.answerTokens, count: result.count };
+    if (client === 0 && split === 'test') this.lastSamples = result.predictions.slice(0, 3).map((p) => ({ question: p.question, answers: p.answers, prediction: p.prediction }));
+    return {
+      score: { exactMatch: result.exactMatch, f1: result.f1, answerNll: result.answerNll, answerTokens: result.answerTokens, count: result.count },
+      questions: result.predictions.map((p, i) => ({
+        split, client, question_id: pairs[i].id, prediction: p.prediction, em: p.exactMatch === 1 ? 1 : 0, f1: p.f1, nll_sum: p.answerNllSum, nll_tokens: p.answerTokens,
+      })),
+    };
   }
 
-  private async evaluateClients(method: Method, clients: readonly number[], label: string): Promise<ClientScore[]> {
-    const out: ClientScore[] = [];
-    for (const c of clients) out.push(await this.evaluateClient(method, c, `${label}: testing client ${c}`));
+  /** Test, then dev, of one client with the current weights. */
+  private async evaluateClient(method: Method, client: number, label: string): Promise<{ test: ClientEvaluation; dev: ClientEvaluation }> {
+    const test = await this.evaluateSplit(method, client, 'test', `${label}: testing`);
+    const dev = await this.evaluateSplit(method, client, 'dev', `${label}: dev`);
+    return { test, dev };
+  }
+
+  private async evaluateClients(method: Method, clients: readonly number[], label: string): Promise<RoundEvaluation> {
+    const out: RoundEvaluation = { test: [], dev: [] };
+    for (const c of clients) {
+      const { test, dev } = await this.evaluateClient(method, c, `${label} client ${c}`);
+      out.test[c] = test;
+      out.dev[c] = dev;
+    }
     return out;
   }
 
   /** Round 0 of the initial model, computed once per seed and retrieval mode. */
-  private async initialScores(method: Method, label: string): Promise<ClientScore[]> {
+  private async initialScores(method: Method, label: string): Promise<RoundEvaluation> {
     const key = method === 'closed-book' ? 'closed-book' : 'retrieval';
     let scores = this.roundZero.get(key);
     if (!scores) {
@@ -418,7 +527,7 @@ class SeedRun {
       scores = await this.evaluateClients(method, this.x.clients, `${label} round 0`);
       this.roundZero.set(key, scores);
     } else {
-      this.x.advance(scores.reduce((a, s) => a + s.count, 0), `${label} round 0 (same initial model as before)`);
+      this.x.advance([...scores.test, ...scores.dev].reduce((a, s) => a + s.score.count, 0), `${label} round 0 (same initial model as before)`);
     }
     return scores;
   }
@@ -433,9 +542,21 @@ class SeedRun {
     return `${e.method} ${e.shots}-shot${e.method === 'closed-book' ? '' : ` ${e.store}`} seed ${e.seed}`;
   }
 
-  private result(e: ExperimentSpec, aggregation: ExperimentResult['aggregation'], perRound: ClientScore[][], losses: (number | null)[], globalVersions: number[] | null, sizes: number[]): Omit<ExperimentResult, 'seconds'> {
-    const rounds: RoundScore[] = perRound.map((perClient, round) => ({ round, ...aggregateScores(perClient, aggregation), perClient, trainLoss: losses[round] }));
-    return { ...e, aggregation, rounds, best: bestRound(rounds), bestNll: bestNllRound(rounds), globalVersions, trainingStoreSizes: sizes, samples: this.lastSamples };
+  private result(e: ExperimentSpec, perRound: RoundEvaluation[], losses: (RoundLoss | null)[], globalVersions: number[] | null, sizes: number[]): Omit<ExperimentResult, 'seconds'> {
+    const split = (s: { exactMatch: number; f1: number; answerNll: number }): SplitScores => ({ exactMatch: s.exactMatch, f1: s.f1, answerNll: s.answerNll });
+    const rounds: RoundScore[] = perRound.map((evaluation, round) => {
+      const perClient = evaluation.test.map((c) => c.score);
+      const perClientDev = evaluation.dev.map((c) => c.score);
+      return {
+        round, ...aggregateScores(perClient, 'client-average'),
+        micro: split(aggregateScores(perClient, 'micro')),
+        dev: split(aggregateScores(perClientDev, 'client-average')),
+        perClient, perClientDev, trainLoss: losses[round]?.loss ?? null, trainReaderLoss: losses[round]?.readerLoss ?? null,
+      };
+    });
+    const predictions: PredictionRow[] = perRound.flatMap((evaluation, round) =>
+      [...evaluation.test, ...evaluation.dev].flatMap((c) => c.questions.map((q) => ({ method: e.method, shots: e.shots, store: e.store, seed: e.seed, round, ...q }))));
+    return { ...e, rounds, selected: devSelectedRounds(rounds), predictions, globalVersions, trainingStoreSizes: sizes, samples: this.lastSamples };
   }
 
   /** RAG-Local: each client alone, from the initial weights, on its own view of the store. */
@@ -443,14 +564,14 @@ class SeedRun {
     const label = this.label(e);
     const clients = this.x.clients;
     const rounds = this.config.rounds;
-    const perRound: ClientScore[][] = [await this.initialScores(e.method, label)];
-    for (let r = 1; r <= rounds; r++) perRound.push([]);
-    const losses: number[][] = Array.from({ length: rounds + 1 }, () => []);
+    const perRound: RoundEvaluation[] = [await this.initialScores(e.method, label)];
+    for (let r = 1; r <= rounds; r++) perRound.push({ test: [], dev: [] });
+    const losses: RoundLoss[][] = Array.from({ length: rounds + 1 }, () => []);
     const sizes: number[] = [];
     for (const c of clients) {
       const view = clientView(this.x.layout(e), c);
       sizes.push(view.length);
-      const source = this.store(view, `local-${c}`);
+      const source = observed(this.store(view, `local-${c}`), this.x.deps, e.method, c);
       const pairs = this.x.trainPairs(c, e.shots);
       this.bundle.applyGlobal(this.initial, 0);
       for (let r = 1; r <= rounds; r++) {
@@ -458,11 +579,13 @@ class SeedRun {
           ...this.trainingOptions(e.method, stepsPerRound(this.config, pairs.length), c),
           onProgress: (p) => this.x.advance(1, `${label} client ${c} round ${r}: step ${p.step}/${p.total}, loss ${p.loss.toFixed(3)}`),
         });
-        losses[r].push(trained.metrics.loss);
-        perRound[r][c] = await this.evaluateClient(e.method, c, `${label} client ${c} round ${r}: testing`);
+        losses[r].push(trained.metrics);
+        const { test, dev } = await this.evaluateClient(e.method, c, `${label} client ${c} round ${r}`);
+        perRound[r].test[c] = test;
+        perRound[r].dev[c] = dev;
       }
     }
-    return this.result(e, 'client-average', perRound, losses.map((l, r) => (r === 0 ? null : mean(l))), null, sizes);
+    return this.result(e, perRound, losses.map((l, r) => (r === 0 ? null : meanLoss(l))), null, sizes);
   }
 
   /** Centralized: the pooled training pairs, the union of the clients' views, one model. */
@@ -470,20 +593,20 @@ class SeedRun {
     const label = this.label(e);
     const clients = this.x.clients;
     const ids = this.x.collaborativeIds(this.x.layout(e));
-    const source = this.store(ids, 'pooled');
+    const source = observed(this.store(ids, 'pooled'), this.x.deps, e.method, 'pooled');
     const pairs = clients.flatMap((c) => this.x.trainPairs(c, e.shots));
-    const perRound: ClientScore[][] = [await this.initialScores(e.method, label)];
-    const losses: (number | null)[] = [null];
+    const perRound: RoundEvaluation[] = [await this.initialScores(e.method, label)];
+    const losses: (RoundLoss | null)[] = [null];
     this.bundle.applyGlobal(this.initial, 0);
     for (let r = 1; r <= this.config.rounds; r++) {
       const trained = await trainLocally(this.bundle, pairs, source, {
         ...this.trainingOptions(e.method, stepsPerRound(this.config, pairs.length, clients.length), 0),
         onProgress: (p) => this.x.advance(1, `${label} round ${r}: step ${p.step}/${p.total}, loss ${p.loss.toFixed(3)}`),
       });
-      losses.push(trained.metrics.loss);
+      losses.push(trained.metrics);
       perRound.push(await this.evaluateClients(e.method, clients, `${label} round ${r}`));
     }
-    return this.result(e, 'micro', perRound, losses, null, clients.map(() => ids.length));
+    return this.result(e, perRound, losses, null, clients.map(() => ids.length));
   }
 
   /** CoRAG and closed-book: a coordinator session, every client joined over HTTP, FedAvg rounds. */
@@ -521,7 +644,7 @@ class SeedRun {
       participants.push(await FederatedCoragClient.join(anon, created.joinCode, `client-${c}`, {
         bundle: this.bundle,
         qaPairs: pairs,
-        passageSource: closedBook ? NO_RETRIEVAL : (client, session) => new CoordinatorPassageSource(client, session),
+        passageSource: closedBook ? NO_RETRIEVAL : (client, session) => observed(new CoordinatorPassageSource(client, session), deps, e.method, c),
         // One version at a time: each client downloads every global version it trains from.
         cache: new MemoryModelCache(1),
         training: this.trainingOptions(e.method, stepsPerRound(this.config, pairs.length), c),
@@ -534,26 +657,26 @@ class SeedRun {
     }
     const sizes = closedBook ? clients.map(() => 0) : await this.contribute(e, participants, sid, label);
 
-    const perRound: ClientScore[][] = [await this.initialScores(e.method, label)];
-    const losses: (number | null)[] = [null];
+    const perRound: RoundEvaluation[] = [await this.initialScores(e.method, label)];
+    const losses: (RoundLoss | null)[] = [null];
     const versions = [0];
     for (let r = 1; r <= this.config.rounds; r++) {
       const opened = await admin.openRound(sid);
       if (opened.participants.length !== clients.length) throw new Error(`${label}: round ${r} selected ${opened.participants.length} of ${clients.length} clients`);
-      const roundLosses: number[] = [];
+      const roundLosses: RoundLoss[] = [];
       for (const p of participants) {
         // Each client reads the open round with its own token, as a browser tab would after SSE.
         const result = await p.participate(await p.client.round(sid, 'current'), deps.signal);
-        if (result) roundLosses.push(result.metrics.loss);
+        if (result) roundLosses.push(result.metrics);
       }
       const closed = await waitForClose(admin, sid, opened.round, deps.signal);
       if (closed.state !== 'closed' || closed.resultVersion === null) throw new Error(`${label}: round ${r} ended ${closed.state}`);
       versions.push(closed.resultVersion);
       this.bundle.applyGlobal(await admin.downloadModel(sid, closed.resultVersion), closed.resultVersion);
-      losses.push(mean(roundLosses));
+      losses.push(meanLoss(roundLosses));
       perRound.push(await this.evaluateClients(e.method, clients, `${label} round ${r}`));
     }
-    return this.result(e, 'client-average', perRound, losses, versions, sizes);
+    return this.result(e, perRound, losses, versions, sizes);
   }
 
   /**

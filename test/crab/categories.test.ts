@@ -26,11 +26,13 @@ describe('PassageCategorizer', () => {
     expect(c.relevant).not.toContain('p3');
   });
 
-  it('uses ranks relevantDepth+1 … hardNegativeDepth as hard negatives, the rest is irrelevant', () => {
-    const categorizer = new PassageCategorizer(corpus, { relevantDepth: 1, hardNegativeDepth: 2 });
+  it('uses ranks relevantDepth+1 … hardNegativeDepth without a gold answer as hard negatives, the rest is irrelevant', () => {
+    const categorizer = new PassageCategorizer(corpus, { relevantDepth: 1, hardNegativeDepth: 3 });
     const c = categorizer.categorize(qa);
     expect(c.relevant).toEqual(['p1']);
-    expect(c.hardNegatives).toEqual(['p2']); // contains the answer but ranked 2nd: hard negative
+    // p2 is ranked 2nd but names Smiljan: it answers the question, so it is no hard negative (the paper's rule).
+    expect(c.hardNegatives).toEqual(['p3']);
+    expect(c.hardNegatives).not.toContain('p2');
   });
 
   it('finds no relevant passage when the answer is nowhere in the top ranks', () => {

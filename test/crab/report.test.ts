@@ -1,83 +1,61 @@
-/** The report writers: summary over seeds, markdown tables in the paper's layout, SVG plots. */
+/** The report writers: tables with CIs and verdicts from predictions, results files, SVG plots. */
 import { describe, expect, it } from 'vitest';
 import { lineChartSvg, niceStep } from '../../src/crab/plot';
-import { markdownReport, plotFiles, summarize } from '../../src/crab/report';
-import { aggregateScores, bestNllRound, bestRound, type ExperimentResult, type RoundScore } from '../../src/crab/runner';
+import { parsePredictionsJsonl, type PredictionRow } from '../../src/crab/predictions';
+import { formatInterval, markdownReport, plotFiles, reportFiles, summaryMarkdown, type CrabResults } from '../../src/crab/report';
 import { parseRunnerConfig } from '../../src/crab/runner-config';
+import { scoreRun } from '../../src/crab/scoring';
 
-/** A round from per-client [EM, F1, answers, gold-answer NLL]. */
-function round(round: number, perClient: Array<[number, number, number, number?]>): RoundScore {
-  const scores = perClient.map(([exactMatch, f1, count, answerNll = 5]) => ({ exactMatch, f1, count, answerNll, answerTokens: 3 * count }));
-  return { round, ...aggregateScores(scores, 'client-average'), perClient: scores, trainLoss: round ? 1 : null };
+/** CoRAG right on `right` of 4 test questions per client after round 1; RAG-Local never; 2 clients, 1 round, given seeds. */
+function predictions(seeds: number[], right: number): PredictionRow[] {
+  const out: PredictionRow[] = [];
+  for (const seed of seeds) for (const method of ['rag-local', 'corag'] as const) for (const round of [0, 1]) for (const split of ['test', 'dev'] as const) for (const client of [0, 1]) {
+    for (let q = 0; q < (split === 'test' ? 4 : 2); q++) {
+      const em = method === 'corag' && round === 1 && split === 'test' && q < right ? 1 : 0;
+      out.push({ method, shots: 16, store: 'REL', seed, round, split, client, question_id: `${split}${client}${q}`, prediction: em ? 'x' : 'y', em, f1: em, nll_sum: em ? 2 : 8, nll_tokens: 2 });
+    }
+  }
+  return out;
 }
 
-function finished(spec: Pick<ExperimentResult, 'method' | 'shots' | 'seed'>, rounds: RoundScore[]): ExperimentResult {
-  return { ...spec, store: 'REL', aggregation: 'client-average', rounds, best: bestRound(rounds), bestNll: bestNllRound(rounds), globalVersions: null, trainingStoreSizes: [1], seconds: 1 };
-}
-
-describe('summary over seeds', () => {
-  const experiment = (method: ExperimentResult['method'], seed: number, em: number[], nll: number[] = em.map(() => 5)): ExperimentResult =>
-    finished({ method, shots: 16, seed }, em.map((x, r) => round(r, [[x, Math.min(1, x + 0.1), 4, nll[r]]])));
-
-  it('reports the best-round EM as mean ± sample std and the round-0 score beside it', () => {
-    const summary = summarize([experiment('corag', 0, [0, 0.2, 0.4]), experiment('corag', 1, [0, 0.6, 0.5]), experiment('rag-local', 0, [0, 0.1, 0.05])]);
-    expect(summary).toHaveLength(2);
-    const corag = summary[0];
-    expect(corag.seeds).toEqual([0, 1]);
-    expect(corag.exactMatch.mean).toBeCloseTo(0.5, 12);
-    expect(corag.exactMatch.std).toBeCloseTo(Math.SQRT2 * 0.1, 12);
-    expect(corag.bestRounds).toEqual([2, 1]);
-    expect(corag.exactMatchByRound.map((x) => Number(x.toFixed(12)))).toEqual([0, 0.4, 0.45]);
-    expect(summary[1].exactMatch.std).toBe(0);
-    expect(corag.trainLossByRound).toEqual([null, 1, 1]);
-
-    const config = parseRunnerConfig({ name: 'x', models: { reader: 'tiny', retriever: 'tiny' }, shots: [16], methods: ['rag-local', 'corag'], storeAblation: { shots: 16, stores: ['REL', 'IRR'] } });
-    const md = markdownReport({ format: 'crab-results/1', name: 'x', config, backend: 'cpu', startedAt: '', seconds: 60, data: { cache: '' }, experiments: [], summary });
-    expect(md).toContain('| CoRAG | 50.0 ± 14.1 |');
-    expect(md).toContain('| RAG-Local | 10.0 |');
-    expect(md).toContain('| CoRAG | 16 | 0.0 ± 0.0 | 50.0 ± 14.1 | +50.0 |');
-    expect(md).toContain('| 2, 1 | 5.000 ± 0.000 | 5.000 ± 0.000 | +0.000 | 1, 1 | 1.00 → 1.00 |');
-    expect(md).toMatch(/\| REL \| 50\.0 ± 14\.1 \| 5\.000 ± 0\.000 \| every client/);
-    expect(md).toMatch(/\| IRR \| – \| – \|/);
-  });
-});
-
-describe('test gold-answer NLL in the summary and the report', () => {
-  it('takes the lowest trained-round NLL (independently of the best-EM round) and shows it beside round 0', () => {
-    // EM is 0 everywhere; only the NLL shows that training changed anything.
-    const corag = [finished({ method: 'corag', shots: 16, seed: 0 }, [0, 0, 0].map((em, r) => round(r, [[em, 0, 4, [10.5, 10.25, 10.0][r]], [em, 0, 4, [10.5, 10.25, 10.5][r]]])))];
-    const local = [finished({ method: 'rag-local', shots: 16, seed: 0 }, [0, 0, 0].map((em, r) => round(r, [[em, 0, 4, [10.5, 10.75, 11][r]]])))];
-    const summary = summarize([...corag, ...local]);
-    expect(summary[0].answerNllByRound).toEqual([10.5, 10.25, 10.25]);
-    expect(summary[0].answerNll.mean).toBe(10.25);
-    expect(summary[0].bestNllRounds).toEqual([1]);
-    expect(summary[0].roundZeroAnswerNll.mean).toBe(10.5);
-    // Rag-local never went below round 0: its best trained round is still worse.
-    expect(summary[1].answerNll.mean).toBe(10.75);
-    expect(corag[0].rounds[1].perplexity).toBeCloseTo(Math.exp(10.25), 6);
-
-    const config = parseRunnerConfig({ name: 'x', models: { reader: 'tiny', retriever: 'tiny' }, shots: [16], methods: ['rag-local', 'corag'], rounds: 2 });
-    const md = markdownReport({ format: 'crab-results/1', name: 'x', config, backend: 'cpu', startedAt: '', seconds: 60, data: { cache: '' }, experiments: [], summary });
-    expect(md).toContain('Test gold-answer NLL');
-    expect(md).toContain('| CoRAG | 10.250 |');
-    expect(md).toContain('| RAG-Local | 10.750 |');
-    expect(md).toContain('| 10.500 | 10.250 | -0.250 | 1 |');
-    expect(md).toContain('| 10.500 | 10.750 | +0.250 | 1 |');
-
-    const plot = plotFiles({ config, summary }).find((f) => f.name === 'nll-vs-round-16shot.svg');
-    expect(plot).toBeDefined();
-    expect(plot!.text).toContain('data-x="1" data-y="10.25"');
-    expect(plot!.text).toContain('data-x="1" data-y="10.75"');
+describe('report tables', () => {
+  it('formats differences with their interval in points (EM/F1) or nats (NLL)', () => {
+    const ci = { estimate: 0.042, low: -0.01, high: 0.08, replicates: 1, confidence: 0.95, units: 1 };
+    expect(formatInterval(ci, 'em')).toBe('+4.2 [-1.0, +8.0]');
+    expect(formatInterval({ ...ci, estimate: -0.25, low: -0.5, high: -0.125 }, 'nll')).toBe('-0.250 [-0.500, -0.125]');
   });
 
-  it('renders results written before the NLL existed, with "–" and without NLL plots', () => {
-    const old = finished({ method: 'corag', shots: 16, seed: 0 }, [round(0, [[0, 0, 4]]), round(1, [[0.5, 0.5, 4]])]);
-    const legacy = { ...old, bestNll: undefined, rounds: old.rounds.map(({ answerNll: _, perplexity: __, ...r }) => r) } as unknown as ExperimentResult;
-    const summary = summarize([legacy]);
-    const config = parseRunnerConfig({ name: 'x', models: { reader: 'tiny', retriever: 'tiny' }, shots: [16], methods: ['corag'], rounds: 1 });
-    const md = markdownReport({ format: 'crab-results/1', name: 'x', config, backend: 'cpu', startedAt: '', seconds: 60, data: { cache: '' }, experiments: [], summary });
-    expect(md).toContain('| CoRAG | – |');
-    expect(plotFiles({ config, summary }).map((f) => f.name)).toEqual(['em-vs-round-16shot.svg', 'em-vs-shots.svg']);
+  it('shows round 0, the dev-selected round (macro ± std, micro), the last round, Δ with CI, and the verdicts', () => {
+    const summary = scoreRun(predictions([0, 1, 2], 2), { replicates: 300, confidence: 0.95, seed: 0 });
+    const md = summaryMarkdown(summary);
+    // CoRAG: 2 of 4 right on each client after round 1 = 50 %; every question moves from 0, so the CI is above 0.
+    expect(md).toMatch(/\| CoRAG \| 16 \| REL \| 0\.0 \| 50\.0 ± 0\.0 \| 50\.0 \| 50\.0 \| \+50\.0 \[\+[0-9.]+, \+[0-9.]+\] \| 1, 1, 1 \| 8 × 3 \|/);
+    expect(md).toMatch(/\| RAG-Local \| 16 \| REL \| 0\.0 \| 0\.0 ± 0\.0 \| 0\.0 \| 0\.0 \| \+0\.0 \[\+0\.0, \+0\.0\] \|/);
+    expect(md).toMatch(/\| CoRAG − RAG-Local \| 16 \| REL \| \+50\.0 \[/);
+    expect(md).toMatch(/\| CoRAG beats RAG-Local at 16 shots \(REL\) \| supported \(\+50\.0 \[/);
+    // NLL: CoRAG's right answers have NLL 1 vs 4: lower is better, so NLL supports it too.
+    expect(md).toMatch(/\| CoRAG beats RAG-Local at 16 shots \(REL\) \| supported .* \| supported .* \| supported \(-1\.500 \[/);
+    expect(md).toContain('paired percentile bootstrap');
+  });
+
+  it('says undecided when nothing differs', () => {
+    const md = summaryMarkdown(scoreRun(predictions([0], 0), { replicates: 100, confidence: 0.95, seed: 0 }));
+    expect(md).toMatch(/\| CoRAG beats RAG-Local at 16 shots \(REL\) \| undecided/);
+  });
+
+  it('writes results.json without predictions, predictions.jsonl that re-scores to summary.json, results.md and the plots', () => {
+    const rows = predictions([0, 1, 2], 1);
+    const config = parseRunnerConfig({ name: 'x', models: { reader: 'tiny', retriever: 'tiny' }, shots: [16], methods: ['rag-local', 'corag'], seeds: [0, 1, 2] });
+    const results: CrabResults = { format: 'crab-results/2', name: 'x', config, backend: 'cpu', startedAt: '', seconds: 60, data: { cache: '' }, experiments: [], summary: scoreRun(rows) };
+    const files = new Map(reportFiles(results, rows).map((f) => [f.name, f.text]));
+    expect([...files.keys()]).toEqual(['results.json', 'predictions.jsonl', 'summary.json', 'results.md', 'em-vs-round-16shot.svg', 'nll-vs-round-16shot.svg', 'em-vs-shots.svg']);
+    expect(files.get('results.json')).not.toContain('question_id');
+    expect(files.get('predictions.jsonl')!.trim().split('\n')).toHaveLength(rows.length);
+    expect(JSON.stringify(scoreRun(parsePredictionsJsonl(files.get('predictions.jsonl')!)), null, 2) + '\n').toBe(files.get('summary.json'));
+    expect(markdownReport(results)).toContain('all test and all dev questions per client; 3 seed(s)');
+    const emPlot = plotFiles(results.summary)[0].text;
+    expect(emPlot.match(/<g class="series"/g)).toHaveLength(2);
+    expect(emPlot).toContain('data-x="1" data-y="25"'); // CoRAG after round 1: 1 of 4 per client
   });
 });
 
@@ -105,19 +83,4 @@ describe('SVG plots', () => {
     expect(svg).toMatch(/class="ytick"[^>]*>10<\/text>/);
   });
 
-  it('draws EM vs round per shot count and EM vs shots per method from the summary', () => {
-    const rounds = (em: number[]) => em.map((x, r) => round(r, [[x, x, 4]]));
-    const exp = (method: ExperimentResult['method'], shots: number, em: number[]): ExperimentResult => finished({ method, shots, seed: 0 }, rounds(em));
-    const config = parseRunnerConfig({ name: 'x', models: { reader: 'tiny', retriever: 'tiny' }, shots: [16, 64], methods: ['corag', 'centralized'], rounds: 2 });
-    const summary = summarize([exp('corag', 16, [0, 0.25, 0.5]), exp('centralized', 16, [0, 0.5, 0.75]), exp('corag', 64, [0, 0.125, 0.375])]);
-    const files = plotFiles({ config, summary });
-    expect(files.map((f) => f.name)).toEqual(['em-vs-round-16shot.svg', 'em-vs-round-64shot.svg', 'nll-vs-round-16shot.svg', 'nll-vs-round-64shot.svg', 'em-vs-shots.svg']);
-    expect(files[0].text.match(/<g class="series"/g)).toHaveLength(2);
-    expect(files[0].text).toContain('data-x="2" data-y="75"');
-    expect(files[1].text.match(/<g class="series"/g)).toHaveLength(1);
-    const shots = files[4].text;
-    expect(shots).toContain('data-name="CoRAG"');
-    expect(shots).toContain('data-x="16" data-y="50"');
-    expect(shots).toContain('data-x="64" data-y="37.5"');
-  });
 });

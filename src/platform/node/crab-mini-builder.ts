@@ -38,8 +38,11 @@ export interface BuildOptions {
   log?: (line: string) => void;
 }
 
+/** crab/2: hard negatives exclude passages that contain a gold answer (crab/1 kept them). */
+export const CRAB_FORMAT = 'crab/2';
+
 export interface Manifest {
-  format: 'crab/1';
+  format: typeof CRAB_FORMAT;
   name: string;
   config: CrabConfig;
   chunking: { maxWords: number; sentenceAware: boolean } | null;
@@ -152,7 +155,7 @@ export function buildCrabMini(options: BuildOptions): { manifest: Manifest; mani
   const files = crabFiles(dataset);
   for (const f of files) writeFileSync(join(options.out, f.name), f.text);
   const manifest: Manifest = {
-    format: 'crab/1',
+    format: CRAB_FORMAT,
     name: corpus.name,
     config,
     chunking: corpus.chunking,
