@@ -11,7 +11,7 @@ import { CoragClient, CoragHttpError } from '../federated/client';
 import { MAX_PASSAGES_PER_REQUEST, type RoundInfo, type SessionInfo } from '../federated/protocol';
 import type { WireDtype } from '../federated/codec';
 import { trainLocally, type LocalTrainingOptions, type LocalTrainingResult, type QAPair, type RetrieverLoss, type TrainProgress } from './local-training';
-import type { ModelBundle } from './model-bundle';
+import { trainableForWirePrefixes, type ModelBundle } from './model-bundle';
 import { embedPassages, type EmbedOptions, type PassageSource, type PassageText } from './retrieve';
 
 /** Where downloaded global versions are kept (the browser backs it with IndexedDB). Versions are immutable. */
@@ -228,6 +228,8 @@ export class FederatedCoragClient {
     const options = { ...trainingOptionsFromRound(round.config), ...this.options.training };
     if (options.lr === undefined || options.k === undefined) throw new Error(`round ${round.round}: no learning rate or k in the round config or the client's training options`);
     const result = await trainLocally(this.bundle, this.options.qaPairs, this.source, {
+      // Train what the session aggregates (a client's own `trainable` still wins, e.g. CRAB's closed-book).
+      trainable: trainableForWirePrefixes(this.session.config.trainedPrefixes),
       ...(options as LocalTrainingOptions),
       signal,
       onProgress: (progress) => this.options.onEvent?.({ type: 'training', round: round.round, progress }),

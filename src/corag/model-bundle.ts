@@ -35,6 +35,23 @@ export function wireName(local: string): string {
   return READER_WIRE_PREFIX + local;
 }
 
+/**
+ * What local training must update for a session whose deltas carry the tensors under `prefixes`
+ * (SessionConfig.trainedPrefixes): training a part the session does not aggregate would only move
+ * this tab's copy away from the global model, and leaving out one it aggregates would send zeros.
+ * The passage encoder is never trained (the store's embeddings depend on it), so '' (everything)
+ * means the reader and the query encoder.
+ */
+export function trainableForWirePrefixes(prefixes: readonly string[]): 'reader' | 'query-encoder' | 'reader+query-encoder' {
+  const covers = (wirePrefix: string) => prefixes.some((p) => wirePrefix.startsWith(p) || p.startsWith(wirePrefix));
+  const reader = covers(READER_WIRE_PREFIX);
+  const query = covers(QUERY_ENCODER_WIRE_PREFIX);
+  if (reader && query) return 'reader+query-encoder';
+  if (reader) return 'reader';
+  if (query) return 'query-encoder';
+  throw new Error(`trained prefixes ${JSON.stringify(prefixes)} name neither the reader ("${READER_WIRE_PREFIX}") nor the query encoder ("${QUERY_ENCODER_WIRE_PREFIX}")`);
+}
+
 /** Global wire name → local (store) name; throws on a name outside the three parts. */
 export function localName(wire: string): string {
   if (wire.startsWith(READER_WIRE_PREFIX)) return wire.slice(READER_WIRE_PREFIX.length);

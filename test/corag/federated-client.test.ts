@@ -193,6 +193,15 @@ describe('three headless CoRAG clients over the real coordinator', () => {
     expect((await admin.round(sid, 1)).accepted).toBe(1);
   });
 
+  it('trains only what the session aggregates: in a reader-only session the query encoder stays as downloaded', async () => {
+    const { sid, admin, client } = await oneClientSession('corag-reader-only', 2, fetch);
+    await client.participate(await admin.openRound(sid));
+    const bundle = bundles[2];
+    const moved = async (prefix: string) => [...(await bundle.delta(bundle.wireNamesMatching([prefix]))).values()].reduce((a, t) => a + t.data.reduce((b, x) => b + Math.abs(x), 0), 0);
+    expect(await moved('reader.')).toBeGreaterThan(0);
+    expect(await moved('query_encoder.')).toBe(0);
+  });
+
   it('gives up on an upload after the policy\'s attempts and leaves the round to its deadline', async () => {
     const failing: typeof fetch = async (input, init) => {
       if (init?.method === 'PUT' && String(input).endsWith('/update')) throw new TypeError('fetch failed');

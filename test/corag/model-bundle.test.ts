@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeModel, decodeUpdate, encodeModel } from '../../src/federated/codec';
-import { localName, ModelBundle, wireName } from '../../src/corag/model-bundle';
+import { localName, ModelBundle, trainableForWirePrefixes, wireName } from '../../src/corag/model-bundle';
 import { initBackend } from '../../src/model/backend';
 import { demoGlobalModel } from '../../server/demo';
 import { tinyBundle } from './helpers';
@@ -20,6 +20,15 @@ describe('ModelBundle', () => {
     expect(wireName('passage.encoder.layer.0.output.dense.bias')).toBe('passage_encoder.encoder.layer.0.output.dense.bias');
     for (const name of bundle.wireNames()) expect(wireName(localName(name))).toBe(name);
     expect(() => localName('decoder.final_layer_norm.weight')).toThrow(/belongs to no model part/);
+  });
+
+  it('trains what a session\'s trained prefixes aggregate, never the passage encoder', () => {
+    expect(trainableForWirePrefixes(['reader.'])).toBe('reader');
+    expect(trainableForWirePrefixes(['query_encoder.'])).toBe('query-encoder');
+    expect(trainableForWirePrefixes(['reader.', 'query_encoder.'])).toBe('reader+query-encoder');
+    expect(trainableForWirePrefixes([''])).toBe('reader+query-encoder');
+    expect(trainableForWirePrefixes(['reader.encoder.'])).toBe('reader');
+    expect(() => trainableForWirePrefixes(['passage_encoder.'])).toThrow(/neither the reader/);
   });
 
   it('exports exactly the global model the coordinator demo builds from the same seeds', async () => {
