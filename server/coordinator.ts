@@ -12,7 +12,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeModel, decodeUpdate, encodeModel, UpdateError, type NamedTensor } from '../src/federated/codec';
 import {
-  DEFAULT_ROUND_POLICY, type CreatedSession, type JoinResult, type RoundInfo, type RoundState, type SessionConfig, type SessionInfo,
+  DEFAULT_ROUND_POLICY, passagePolicyOf, type CreatedSession, type JoinResult, type RoundInfo, type RoundState, type PassagePolicy, type SessionConfig, type SessionInfo,
   type UpdateReceipt,
 } from '../src/federated/protocol';
 import { addWeighted, emptyRunningSum, strategyNamed, strategyNames, type RunningSum, type Strategy } from '../src/federated/strategy';
@@ -22,6 +22,7 @@ import { crashPoint } from './crash-points';
 import { nowIso, openDatabase, type Db } from './db';
 import { ApiError, badRequest, conflict, forbidden, notFound, unauthorized } from './errors';
 import { EventHub } from './events';
+import { PassageIntake } from './passage-intake';
 import { PassageStore } from './passages';
 import { readSumFile, writeSumFile } from './sum-file';
 import { hashToken, newId, newJoinCode, newToken } from './tokens';
@@ -37,7 +38,10 @@ export type Principal = { readonly role: 'admin' } | { readonly role: 'client'; 
 
 /** Session config as a creator sends it: defaults fill the rest. */
 export type SessionConfigInput = Pick<SessionConfig, 'name' | 'models'> &
-  Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy'>> & { roundPolicy?: Partial<SessionConfig['roundPolicy']> };
+  Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy' | 'passages'>> & {
+    roundPolicy?: Partial<SessionConfig['roundPolicy']>;
+    passages?: Partial<PassagePolicy>;
+  };
 
 interface RoundRow {
   session_id: string;
@@ -73,6 +77,8 @@ interface LiveRound {
 export class Coordinator {
   readonly db: Db;
   readonly passages: PassageStore;
+  /** Checks contributed passages (frozen-encoder spot checks, norms, quotas) before the store. */
+  readonly passageIntake: PassageIntake;
   readonly events = new EventHub();
   private readonly random: () => number;
   private readonly live = new Map<string, LiveRound>();
@@ -83,6 +89,9 @@ export class Coordinator {
     mkdirSync(options.dataDir, { recursive: true });
     this.db = openDatabase(join(options.dataDir, 'coordinator.sqlite'));
     this.passages = new PassageStore(this.db);
+    this.passageIntake = new PassageIntake({
+      db: this.db, passages: this.passages, config: (id) => this.config(id), modelPath: (id, v) => this.modelPath(id, v), readModel: (path) => readFileSync(path),
+    });
     this.random = options.random ?? Math.random;
   }
 
@@ -122,6 +131,7 @@ export class Coordinator {
       roundPolicy: { ...DEFAULT_ROUND_POLICY, ...input.roundPolicy },
       trainedPrefixes: input.trainedPrefixes ?? [''],
       strategy: input.strategy ?? 'fedavg',
+      passages: passagePolicyOf(input),
     };
     if (!strategyNamed(config.strategy)) {
       throw badRequest('unknown_strategy', `strategy "${config.strategy}" is not one of: ${strategyNames().join(', ')}`);
@@ -478,6 +488,7 @@ export class Coordinator {
     await Promise.all([...this.chains.values()]);
     for (const live of this.live.values()) clearTimeout(live.timer);
     this.live.clear();
+    this.passageIntake.dispose();
     this.db.close();
   }
 }
