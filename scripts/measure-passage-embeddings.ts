@@ -5,12 +5,14 @@
  * The tolerance must lie between the first and the second; the norm bound above the third.
  *
  *   npx tsx scripts/measure-passage-embeddings.ts [--encoder demo|tiny] [--out results/passage-embeddings.json]
+ *   (~9 min for demo on 2 cores, most of it the cpu backend; --save-wasm-embeddings FILE: only the
+ *   coordinator's rows, for bench/passage-embeddings.gpu.ts)
  *
  * Honest variants compared with the coordinator's own (wasm, float32 weights):
  * - cpu backend, float32 weights (another backend's kernels and summation order);
  * - wasm, weights rounded to float16 (a tab that keeps an F16 copy of the model);
  * - wasm float32, the embedding itself rounded to float16 (a tab that stores/sends halves).
- * WebGPU (float32 in tfjs-backend-webgpu 4.22) agrees with cpu to ~2e-6 per op (docs/PERFORMANCE.md).
+ * WebGPU (float32): bench/passage-embeddings.gpu.ts on the lent GPU, against rows saved here.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -27,7 +29,15 @@ import { embeddingAgreement, REFERENCE_TEXTS } from '../server/passage-intake';
 import { FrozenPassageEncoder } from '../server/passage-encoder';
 import { DEMO_MODELS } from '../server/demo';
 
-const { values } = parseArgs({ options: { encoder: { type: 'string', default: 'demo' }, out: { type: 'string', default: 'results/passage-embeddings.json' } } });
+const { values } = parseArgs({
+  options: {
+    encoder: { type: 'string', default: 'demo' },
+    out: { type: 'string', default: 'results/passage-embeddings.json' },
+    // Only the coordinator's (wasm) embeddings, written as raw float32 rows, for the WebGPU
+    // comparison on the lent GPU (bench/passage-embeddings.gpu.ts).
+    'save-wasm-embeddings': { type: 'string' },
+  },
+});
 const PUBLIC = fileURLToPath(new URL('../public/', import.meta.url));
 
 async function passageEncoderGlobal(kind: string): Promise<{ id: string; dim: number; bytes: Uint8Array }> {
@@ -75,6 +85,13 @@ async function main(): Promise<void> {
     return { rows, seconds, reference };
   };
   const wasm = await timed('wasm', global.bytes);
+  if (values['save-wasm-embeddings']) {
+    const flat = new Float32Array(wasm.rows.length * global.dim);
+    wasm.rows.forEach((r, i) => flat.set(r, i * global.dim));
+    writeFileSync(values['save-wasm-embeddings'], new Uint8Array(flat.buffer));
+    process.stdout.write(`wrote ${wasm.rows.length} × ${global.dim} wasm embeddings (${wasm.seconds.toFixed(1)} s) to ${values['save-wasm-embeddings']}\n`);
+    return;
+  }
   const half = await timed('wasm', halfWeights(global.bytes));
   const cpu = await timed('cpu', global.bytes);
   const honest = (variant: Float32Array[]) => {
