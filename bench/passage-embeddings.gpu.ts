@@ -4,7 +4,9 @@
  * tolerance of server/passage-intake.ts accepts honest GPU clients. Rows from the coordinator:
  *   npx tsx scripts/measure-passage-embeddings.ts --encoder demo --save-wasm-embeddings .gpu/demo-wasm.f32
  *   (and --encoder tiny … .gpu/tiny-wasm.f32), after ../shared/gpu/pack.sh bench/passage-embeddings.gpu.ts
- * device run (carry .gpu): bash .gpu/run.sh .gpu $OUT
+ * device run (carry .gpu): bash .gpu/run.sh .gpu $OUT [tiny,demo]
+ * Without a GPU it runs on SwiftShader (npx tsx bench/passage-embeddings.gpu.ts .gpu OUT tiny): the
+ * same WGSL kernels, slowly.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -18,7 +20,7 @@ import { installNodeWebGpu } from '../src/platform/node/webgpu';
 import { FrozenPassageEncoder } from '../server/passage-encoder';
 import { agrees, embeddingAgreement } from '../server/passage-intake';
 
-const [refDir, outDir] = process.argv.slice(2);
+const [refDir, outDir, kinds = 'tiny,demo'] = process.argv.slice(2);
 await installNodeWebGpu();
 if (!(await tf.setBackend('webgpu'))) throw new Error('webgpu backend did not start');
 await tf.ready();
@@ -26,7 +28,7 @@ const PUBLIC = fileURLToPath(new URL('../public/', import.meta.url));
 const passages = readFileSync(join(PUBLIC, 'demo/passages.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { title: string; text: string });
 
 const report: Record<string, unknown> = { backend: tf.getBackend() };
-for (const kind of ['tiny', 'demo'] as const) {
+for (const kind of kinds.split(',') as Array<'tiny' | 'demo'>) {
   const tensors = new Map<string, NamedTensor>();
   let id: string;
   let dim: number;
@@ -43,7 +45,7 @@ for (const kind of ['tiny', 'demo'] as const) {
   }
   const encoder = await FrozenPassageEncoder.load(id, encodeModel(tensors), dim);
   const t0 = performance.now();
-  const rows = await encoder.embed(passages);
+  const rows = await encoder.embed(passages, { onProgress: (done, total) => console.log(`${kind}: ${done} / ${total}`) });
   const seconds = (performance.now() - t0) / 1000;
   encoder.dispose();
   const ref = new Float32Array(new Uint8Array(readFileSync(join(refDir, `${kind}-wasm.f32`))).buffer);
