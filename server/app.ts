@@ -417,7 +417,8 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
       const clientId = requireClient(req);
       const sessionId = req.params.sessionId;
       const { passages } = req.body as { passages: PassageInput[] };
-      const results = coordinator.passages.add(sessionId, coordinator.config(sessionId).models, clientId, passages);
+      // Embeddings spot-checked against the frozen passage encoder, quotas enforced (server/passage-intake.ts).
+      const results = await coordinator.passageIntake.add(sessionId, clientId, passages);
       const added = results.filter((r) => !r.duplicate).length;
       if (added) coordinator.events.emit(sessionId, { type: 'passages-changed', total: coordinator.passages.count(sessionId), added, removed: 0 });
       crashPoint('passages:committed');

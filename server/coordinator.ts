@@ -20,8 +20,8 @@ import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeModel, decodeUpdate, encodeModel, UpdateError, type NamedTensor, type NamedTensors } from '../src/federated/codec';
 import {
-  DEFAULT_MAX_EXAMPLES_PER_UPDATE, DEFAULT_MAX_WEIGHT_SHARE, DEFAULT_ROUND_POLICY, UPDATE_METRIC_RANGES, type CreatedSession, type JoinResult,
-  type RoundInfo, type RoundState, type SessionConfig, type SessionInfo, type UpdateLimits, type UpdateReceipt,
+  DEFAULT_MAX_EXAMPLES_PER_UPDATE, DEFAULT_MAX_WEIGHT_SHARE, DEFAULT_ROUND_POLICY, passagePolicyOf, UPDATE_METRIC_RANGES, type CreatedSession, type JoinResult,
+  type PassagePolicy, type RoundInfo, type RoundState, type SessionConfig, type SessionInfo, type UpdateLimits, type UpdateReceipt,
 } from '../src/federated/protocol';
 import {
   addWeighted, applyDelta, createStrategy, emptyRunningSum, StrategyConfigError, type AcceptedUpdate, type AggregateResult, type RunningSum, type Strategy,
@@ -34,6 +34,7 @@ import { crashPoint } from './crash-points';
 import { nowIso, openDatabase, type Db } from './db';
 import { ApiError, badRequest, conflict, forbidden, notFound, unauthorized } from './errors';
 import { EventHub } from './events';
+import { PassageIntake } from './passage-intake';
 import { PassageStore } from './passages';
 import { fileDeltaChunks, writeDeltaFile } from './delta-files';
 import { readSumFile, writeSumFile } from './sum-file';
@@ -50,9 +51,10 @@ export type Principal = { readonly role: 'admin' } | { readonly role: 'client'; 
 
 /** Session config as a creator sends it: defaults fill the rest. */
 export type SessionConfigInput = Pick<SessionConfig, 'name' | 'models'> &
-  Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy' | 'updateLimits'>> & {
+  Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy' | 'updateLimits' | 'passages'>> & {
     roundPolicy?: Partial<SessionConfig['roundPolicy']>;
     updateLimits?: Partial<UpdateLimits>;
+    passages?: Partial<PassagePolicy>;
   };
 
 interface RoundRow {
@@ -92,6 +94,8 @@ interface LiveRound {
 export class Coordinator {
   readonly db: Db;
   readonly passages: PassageStore;
+  /** Checks contributed passages (frozen-encoder spot checks, norms, quotas) before the store. */
+  readonly passageIntake: PassageIntake;
   readonly events = new EventHub();
   private readonly random: () => number;
   private readonly live = new Map<string, LiveRound>();
@@ -102,6 +106,9 @@ export class Coordinator {
     mkdirSync(options.dataDir, { recursive: true });
     this.db = openDatabase(join(options.dataDir, 'coordinator.sqlite'));
     this.passages = new PassageStore(this.db);
+    this.passageIntake = new PassageIntake({
+      db: this.db, passages: this.passages, config: (id) => this.config(id), modelPath: (id, v) => this.modelPath(id, v), readModel: (path) => readFileSync(path),
+    });
     this.random = options.random ?? Math.random;
   }
 
@@ -155,6 +162,7 @@ export class Coordinator {
       strategy: strategy.name,
       strategyParams: strategy.params,
       updateLimits: defaultUpdateLimits(training, strategy, input.updateLimits),
+      passages: passagePolicyOf(input),
     };
     if (strategy.storage === 'running-sum' && config.updateLimits.maxWeightShare < 1) {
       throw badRequest('invalid_update_limits', `strategy "${strategy.name}" streams a running sum and cannot cap weight shares (maxWeightShare must be 1); choose a robust strategy such as norm-clip to cap them`);
@@ -590,6 +598,7 @@ export class Coordinator {
     await Promise.all([...this.chains.values()]);
     for (const live of this.live.values()) clearTimeout(live.timer);
     this.live.clear();
+    this.passageIntake.dispose();
     this.db.close();
   }
 }

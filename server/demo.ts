@@ -11,14 +11,17 @@
  * a folder of the web app (public/ is served as static files) or a `corag/tiny-*` id
  * (src/platform/browser/session-bundle.ts).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { encodeModel, type NamedTensor } from '../src/federated/codec';
 import { isHubModelId, resolveModelSource, type ModelSource } from '../src/model/checkpoint/source';
 import { tinyBertConfig, tinyBertWeights, tinyT5Config, tinyT5Weights } from '../src/model/tiny';
 import { folderModelSource } from '../src/platform/node/folder-source';
+import type { PassageText } from '../src/corag/retrieve';
+import { ingestFile } from '../src/ui/ingest';
 import type { Coordinator } from './coordinator';
+import { COORDINATOR_CONTRIBUTOR } from './passage-intake';
 import type { CreatedSession, SessionModels } from '../src/federated/protocol';
 
 export const DEMO_MODELS = {
@@ -89,7 +92,8 @@ export function checkpointFromSpec(spec: string): { source: ModelSource; id: str
  */
 async function checkpointGlobalModel(checkpoints: DemoCheckpoints): Promise<{ models: SessionModels; bytes: Uint8Array }> {
   const [{ initBackend }, { ModelBundle }] = await Promise.all([import('../src/model/backend'), import('../src/corag/model-bundle')]);
-  await initBackend('cpu');
+  // wasm: the passage encoder then embeds the demo passages on it too (~12× faster than cpu).
+  await initBackend(['wasm', 'cpu']);
   const hasTokenizer = async (source: ModelSource) => (await source.fetchFile('tokenizer.json')) !== null;
   const bundle = await ModelBundle.fromCheckpoints({
     reader: checkpoints.reader,
@@ -117,14 +121,60 @@ function pretrainedDemoCheckpoints(): DemoCheckpoints {
 }
 
 /**
- * The demo session. `checkpoints` (from --reader/--retriever) overrides the default: the pretrained
- * demo checkpoints when present, else tiny random models.
+ * The demo passages (public/demo/passages.jsonl, SQuAD-derived), chunked exactly as a tab's
+ * "Add the demo passages" button chunks them, so a tab that contributes them too finds them stored
+ * already (same title and text → same content hash).
  */
-export async function createDemoSession(coordinator: Coordinator, checkpoints?: DemoCheckpoints): Promise<CreatedSession> {
-  const chosen = checkpoints ?? (pretrainedDemoAvailable() ? pretrainedDemoCheckpoints() : undefined);
+export function demoPassages(): PassageText[] {
+  const bytes = readFileSync(fileURLToPath(new URL('../public/demo/passages.jsonl', import.meta.url)));
+  return ingestFile('demo-passages.jsonl', new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)).passages.map((p) => ({ title: p.title, text: p.text }));
+}
+
+/**
+ * The coordinator contributes the demo passages to the session's store itself (contributor
+ * "coordinator"), embedded with the session's frozen passage encoder, so training and the shared
+ * search work before anyone adds a file. Each batch is committed as it is embedded; passages
+ * already stored are skipped, so a restart after a crash resumes and a second call does nothing.
+ */
+export async function seedDemoPassages(coordinator: Coordinator, sessionId: string, log: (line: string) => void = () => undefined): Promise<{ added: number; alreadyStored: number; seconds: number }> {
+  const passages = demoPassages();
+  let lastPrinted = 0;
+  const result = await coordinator.passageIntake.seed(sessionId, passages, (done, total) => {
+    if (done === total || performance.now() - lastPrinted > 2000) {
+      lastPrinted = performance.now();
+      log(`  embedding the demo passages into the session store: ${done} / ${total}`);
+    }
+  });
+  log(result.added > 0
+    ? `Demo store: ${result.added} demo passages embedded and stored by the coordinator in ${result.seconds.toFixed(1)} s (${(result.added / Math.max(result.seconds, 1e-9)).toFixed(1)} passages/s)${result.alreadyStored ? `; ${result.alreadyStored} were stored already` : ''}`
+    : `Demo store: all ${result.alreadyStored} demo passages are stored already`);
+  return result;
+}
+
+/** True when the coordinator has contributed to the session (a demo store seeded, or being seeded). */
+export function hasCoordinatorPassages(coordinator: Coordinator, sessionId: string): boolean {
+  return coordinator.passages.contributions(sessionId).some((c) => c.clientId === COORDINATOR_CONTRIBUTOR);
+}
+
+export interface DemoSessionOptions {
+  /** Force the tiny random models even when the pretrained demo checkpoints exist (tests). */
+  readonly tiny?: boolean;
+  /** Progress of seeding the demo passages (npm start prints it); seeding is skipped with `seed: false`. */
+  readonly log?: (line: string) => void;
+  readonly seed?: boolean;
+}
+
+/**
+ * The demo session. `checkpoints` (from --reader/--retriever) overrides the default: the pretrained
+ * demo checkpoints when present, else tiny random models. Its store is seeded with the demo passages
+ * (seedDemoPassages) before this returns. Every new passage a participant contributes is recomputed
+ * by the coordinator (`embeddingCheck: 'all'`): anyone who opens the app may join this session.
+ */
+export async function createDemoSession(coordinator: Coordinator, checkpoints?: DemoCheckpoints, options: DemoSessionOptions = {}): Promise<CreatedSession> {
+  const chosen = checkpoints ?? (!options.tiny && pretrainedDemoAvailable() ? pretrainedDemoCheckpoints() : undefined);
   const pretrained = chosen ? await checkpointGlobalModel(chosen) : undefined;
   const name = checkpoints ? `CoRAG (${checkpoints.readerId} + ${checkpoints.retrieverId})` : pretrained ? 'CoRAG demo (pretrained SQuAD models)' : 'CoRAG demo (tiny random models)';
-  return coordinator.createSession(
+  const created = coordinator.createSession(
     {
       name,
       models: pretrained?.models ?? DEMO_MODELS,
@@ -143,7 +193,10 @@ export async function createDemoSession(coordinator: Coordinator, checkpoints?: 
       // localSteps × batchSize = 80.
       strategy: 'norm-clip',
       strategyParams: { clipMultiplier: 1 },
+      passages: { embeddingCheck: 'all' },
     },
     pretrained?.bytes ?? demoGlobalModel(),
   );
+  if (options.seed !== false) await seedDemoPassages(coordinator, created.session.id, options.log);
+  return { ...created, session: coordinator.sessionInfo(created.session.id) };
 }

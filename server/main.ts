@@ -10,7 +10,7 @@ import { renderUnicodeCompact } from 'uqr';
 import { lanUrls } from '../src/platform/node/lan-urls';
 import { chooseServerKey } from './server-key';
 import { buildApp, DEFAULT_LIMITS } from './app';
-import { checkpointFromSpec, createDemoSession, type DemoCheckpoints } from './demo';
+import { checkpointFromSpec, createDemoSession, hasCoordinatorPassages, seedDemoPassages, type DemoCheckpoints } from './demo';
 
 const HELP = `Usage: npm start -- [options]
 
@@ -124,13 +124,15 @@ async function main(): Promise<void> {
   });
 
   if (!values['no-demo'] && coordinator.sessionIds().length === 0) {
-    const created = await createDemoSession(coordinator, checkpoints);
+    const created = await createDemoSession(coordinator, checkpoints, { log: (line) => process.stdout.write(`${line}\n`) });
     if (!existsSync(tokenFile)) writeFileSync(tokenFile, `${created.adminToken}\n`, { mode: 0o600 });
     demo = { id: created.session.id, joinCode: created.joinCode };
     process.stdout.write(`Demo session ${created.session.id} created; admin token in ${tokenFile}\n`);
   } else if (coordinator.sessionIds().length > 0) {
     const id = coordinator.sessionIds()[0];
     demo = { id, joinCode: coordinator.joinCode(id) };
+    // A demo store whose seeding a crash interrupted is completed (nothing happens when it is whole).
+    if (hasCoordinatorPassages(coordinator, id)) await seedDemoPassages(coordinator, id, (line) => process.stdout.write(`${line}\n`));
   }
 
   const address = await app.listen({ port, host });

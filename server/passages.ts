@@ -1,12 +1,14 @@
 /**
  * The collaborative passage store of one coordinator: passages with client-computed embeddings,
  * deduplicated by content hash per session, committed to SQLite before the response, searchable by
- * exact inner product from an in-memory index rebuilt from SQLite on start.
+ * exact inner product from an in-memory index rebuilt from SQLite on start. Embeddings are checked
+ * against the session's frozen passage encoder before they get here (server/passage-intake.ts);
+ * quotas are enforced here, inside the insert transaction.
  */
 import { createHash } from 'node:crypto';
 import type { Db } from './db';
 import { nowIso } from './db';
-import { badRequest, forbidden, notFound } from './errors';
+import { ApiError, badRequest, forbidden, notFound } from './errors';
 import { ExactVectorIndex } from '../src/retrieval/vector-index';
 import type { ContributionCount, Passage, PassageInput, SearchHit, SessionModels } from '../src/federated/protocol';
 
@@ -16,6 +18,20 @@ interface PassageRow {
   hash: string;
   title: string;
   text: string;
+}
+
+/** A validated passage: its embedding as float32 and its content hash. */
+export interface PreparedPassage {
+  readonly title: string;
+  readonly text: string;
+  readonly embedding: Float32Array;
+  readonly hash: string;
+}
+
+/** Limits a batch must stay within (count and bytes), per contributing client and per session. */
+export interface PassageQuota {
+  readonly client?: { readonly maxPassages: number; readonly maxBytes: number };
+  readonly session?: { readonly maxPassages: number; readonly maxBytes: number };
 }
 
 const toPassage = (r: PassageRow): Passage => ({ id: r.id, title: r.title, text: r.text, clientId: r.client_id, hash: r.hash });
@@ -45,9 +61,9 @@ export class PassageStore {
     return (this.db.prepare('SELECT COUNT(*) AS n FROM passages WHERE session_id = ?').get(sessionId) as { n: number }).n;
   }
 
-  /** Validates every passage first (all or nothing), then inserts the new ones in one transaction. */
-  add(sessionId: string, models: SessionModels, clientId: string, inputs: readonly PassageInput[]): Array<{ id: number; duplicate: boolean }> {
-    const prepared = inputs.map((p, i) => {
+  /** Checks every passage (encoder, dimension, finiteness, text) and computes its content hash; throws the first 400. */
+  validate(models: SessionModels, inputs: readonly PassageInput[]): PreparedPassage[] {
+    return inputs.map((p, i) => {
       const where = `passages[${i}]`;
       if (p.encoder !== models.passageEncoder) {
         throw badRequest('wrong_encoder', `${where}: embedding computed with "${p.encoder}" but this session's passage encoder is "${models.passageEncoder}"`);
@@ -61,14 +77,40 @@ export class PassageStore {
       if (p.text.trim() === '') throw badRequest('empty_text', `${where}: passage text is empty`);
       return { title, text: p.text, embedding, hash: contentHash(title, p.text) };
     });
+  }
+
+  /** The subset of `hashes` already stored in the session. */
+  existingHashes(sessionId: string, hashes: readonly string[]): Set<string> {
+    const find = this.db.prepare('SELECT 1 FROM passages WHERE session_id = ? AND hash = ?');
+    return new Set(hashes.filter((h) => find.get(sessionId, h) !== undefined));
+  }
+
+  /** Passages and bytes (UTF-8 title + text + embedding) stored in a session, or contributed by one client there. */
+  usage(sessionId: string, clientId?: string): { passages: number; bytes: number } {
+    const size = 'length(CAST(p.title AS BLOB)) + length(CAST(p.text AS BLOB)) + length(p.embedding)';
+    const row = clientId === undefined
+      ? this.db.prepare(`SELECT COUNT(*) AS n, COALESCE(SUM(${size}), 0) AS b FROM passages p WHERE p.session_id = ?`).get(sessionId)
+      : this.db.prepare(`SELECT COUNT(*) AS n, COALESCE(SUM(${size}), 0) AS b FROM passage_contributors c JOIN passages p ON p.id = c.passage_id WHERE p.session_id = ? AND c.client_id = ?`).get(sessionId, clientId);
+    const { n, b } = row as { n: number; b: number };
+    return { passages: n, bytes: b };
+  }
+
+  /**
+   * Validates every passage first (all or nothing), then inserts the new ones in one transaction;
+   * with `quota`, a batch that would take the client or the session past a limit is refused whole
+   * (413 `passage_quota_exceeded`) inside that transaction.
+   */
+  add(sessionId: string, models: SessionModels, clientId: string, inputs: readonly PassageInput[], quota?: PassageQuota): Array<{ id: number; duplicate: boolean }> {
+    const prepared = this.validate(models, inputs);
     const find = this.db.prepare('SELECT id FROM passages WHERE session_id = ? AND hash = ?');
     const insert = this.db.prepare(
       'INSERT INTO passages (session_id, client_id, hash, title, text, embedding, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
     );
     const contributor = this.db.prepare('INSERT OR IGNORE INTO passage_contributors (passage_id, client_id) VALUES (?, ?)');
     const added: Array<{ id: number; embedding: Float32Array }> = [];
-    const results = this.db.transaction(() =>
-      prepared.map((p) => {
+    const results = this.db.transaction(() => {
+      if (quota) this.enforceQuota(sessionId, clientId, prepared, quota);
+      return prepared.map((p) => {
         const existing = find.get(sessionId, p.hash) as { id: number } | undefined;
         if (existing) {
           contributor.run(existing.id, clientId);
@@ -78,12 +120,34 @@ export class PassageStore {
         contributor.run(id, clientId);
         added.push({ id, embedding: p.embedding });
         return { id, duplicate: false };
-      }),
-    )();
+      });
+    })();
     // Committed: only now does the in-memory index learn about them.
     const idx = this.index(sessionId, models.embeddingDim);
     idx.add(added.map((a) => a.id), added.map((a) => a.embedding));
     return results;
+  }
+
+  /** Throws 413 when storing `prepared` would take the client or the session past `quota`. */
+  private enforceQuota(sessionId: string, clientId: string, prepared: readonly PreparedPassage[], quota: PassageQuota): void {
+    const bytesOf = (p: PreparedPassage) => Buffer.byteLength(p.title, 'utf8') + Buffer.byteLength(p.text, 'utf8') + p.embedding.byteLength;
+    const isContributor = this.db.prepare('SELECT 1 FROM passage_contributors c JOIN passages p ON p.id = c.passage_id WHERE p.session_id = ? AND p.hash = ? AND c.client_id = ?');
+    const unique = prepared.filter((p, i) => prepared.findIndex((q) => q.hash === p.hash) === i);
+    const known = this.existingHashes(sessionId, unique.map((p) => p.hash));
+    const forSession = unique.filter((p) => !known.has(p.hash));
+    const forClient = unique.filter((p) => isContributor.get(sessionId, p.hash, clientId) === undefined);
+    const check = (who: string, limit: { maxPassages: number; maxBytes: number } | undefined, used: { passages: number; bytes: number }, adding: readonly PreparedPassage[]) => {
+      if (!limit || adding.length === 0) return;
+      const bytes = adding.reduce((a, p) => a + bytesOf(p), 0);
+      if (used.passages + adding.length > limit.maxPassages) {
+        throw new ApiError(413, 'passage_quota_exceeded', `${who} holds ${used.passages} passages and this batch adds ${adding.length}, past the limit of ${limit.maxPassages}; nothing was stored (withdraw passages, or ask the session owner for a larger quota)`);
+      }
+      if (used.bytes + bytes > limit.maxBytes) {
+        throw new ApiError(413, 'passage_quota_exceeded', `${who} holds ${used.bytes} bytes of passages and this batch adds ${bytes}, past the limit of ${limit.maxBytes} bytes; nothing was stored (withdraw passages, or ask the session owner for a larger quota)`);
+      }
+    };
+    check('this client', quota.client, this.usage(sessionId, clientId), forClient);
+    check('this session', quota.session, this.usage(sessionId), forSession);
   }
 
   search(sessionId: string, models: SessionModels, query: readonly number[], k: number, withEmbeddings = false): SearchHit[] {

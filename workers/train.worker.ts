@@ -21,6 +21,7 @@ import { BrowserStore, KV } from '../src/platform/browser/idb-store';
 import { globalVersionBytes } from '../src/platform/browser/session-bundle';
 import { buildBundle, startBackend, type SessionAccess } from './runtime';
 import type { RoundRecord, StoredCredentials, TrainWorkerEvent, AskResult, RetrievalScope } from '../src/ui/worker-protocol';
+import { requestedTrainingScope, trainingScopeWithConsent } from '../src/ui/training-consent';
 
 let store: BrowserStore | undefined;
 let access: SessionAccess | undefined;
@@ -31,6 +32,8 @@ let federated: FederatedCoragClient | undefined;
 let following: AbortController | undefined;
 /** Set while the user takes part in rounds: the QA pairs to train on. */
 let trainingPairs: QAPair[] | null = null;
+/** The participant agreed (in this tab) that training may retrieve from their private passages. */
+let privateConsent = false;
 let currentRound: RoundInfo | null = null;
 /** Rounds this tab has trained in (or started to): one update per round, never a second. */
 const attempted = new Set<number>();
@@ -80,21 +83,25 @@ async function sourceFor(scope: RetrievalScope, ownPassages?: readonly LocalPass
   return mergedPassageSource([own, shared]);
 }
 
-/** The session's retrieval policy for training: `training.retrievalSource` ('shared' by default). */
-function trainingScope(): RetrievalScope {
-  const v = session?.config.training.retrievalSource;
-  return v === 'yours' || v === 'both' ? v : 'shared';
+/**
+ * Where training retrieves from: the session's `training.retrievalSource` ('shared' by default),
+ * private passages only with the participant's consent (src/ui/training-consent.ts); null: this tab
+ * does not take part.
+ */
+function trainingScope(): RetrievalScope | null {
+  return trainingScopeWithConsent(requestedTrainingScope(session?.config.training ?? {}), privateConsent).scope;
 }
 
 async function participate(round: RoundInfo, signal: AbortSignal): Promise<void> {
   currentRound = round;
   const qaPairs = trainingPairs;
-  if (!qaPairs || !round.participants.includes(credentials!.clientId) || round.state !== 'open' || attempted.has(round.round)) return;
+  const scope = trainingScope();
+  if (!qaPairs || scope === null || !round.participants.includes(credentials!.clientId) || round.state !== 'open' || attempted.has(round.round)) return;
   attempted.add(round.round);
   await exclusive(async () => {
     // Download (with progress) into the cache first; participate() then reads it from there.
     await fetchVersion(round.baseVersion);
-    const source = await sourceFor(trainingScope());
+    const source = await sourceFor(scope);
     federated = await FederatedCoragClient.resume(server(), credentials!, {
       bundle: bundle!,
       qaPairs,
@@ -129,7 +136,7 @@ async function evaluateVersion(round: RoundInfo): Promise<void> {
     bundle!.applyGlobal(await fetchVersion(version), version);
     const k = Number(round.config.passagesPerQuestion ?? 5);
     const sample = qaPairs.slice(0, 16);
-    const result = sample.length ? await evaluate(bundle!, sample, await sourceFor(trainingScope()), { k, maxNewTokens: 16 }) : undefined;
+    const result = sample.length ? await evaluate(bundle!, sample, await sourceFor(trainingScope() ?? 'shared'), { k, maxNewTokens: 16 }) : undefined;
     const record: RoundRecord = { round: round.round, version, em: result?.exactMatch, f1: result?.f1, examples: sample.length, loss: round.metrics.loss };
     const history = ((await st.get<RoundRecord[]>(KV.history)) ?? []).filter((r) => r.round !== round.round);
     await st.set(KV.history, [...history, record].sort((a, b) => a.round - b.round));
@@ -202,11 +209,15 @@ const api = {
 
   /**
    * Takes part in every round this client is selected for, training on `qaPairs` (also the round
-   * open right now, when it selected this client).
+   * open right now, when it selected this client). `consentToPrivate`: the participant ticked that
+   * training may use their private passages (needed when the session asks for them).
    */
-  start(qaPairs: QAPair[]): void {
+  start(qaPairs: QAPair[], consentToPrivate = false): void {
     if (!bundle || !following) throw new Error('join a session first');
     if (qaPairs.length === 0) throw new Error('load training questions first');
+    const decision = trainingScopeWithConsent(requestedTrainingScope(session?.config.training ?? {}), consentToPrivate);
+    if (decision.scope === null) throw new Error(decision.explanation);
+    privateConsent = consentToPrivate;
     trainingPairs = qaPairs;
     if (currentRound?.state === 'open') void participate(currentRound, following.signal).catch(reportFailure);
   },

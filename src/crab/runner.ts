@@ -633,6 +633,9 @@ class SeedRun {
       // Every client in every round; the deadline only guards against a client that never answers.
       roundPolicy: { fraction: 1, minClients: clients.length, minUpdates: clients.length, deadlineSeconds: 7 * 24 * 3600, autoStart: false },
       trainedPrefixes,
+      // The benchmark's clients are this process: nothing to distrust, and the coordinator
+      // recomputing their embeddings would only add to the measured time (server/passage-intake.ts).
+      passages: { embeddingCheck: 'off' },
     });
     const sid = created.session.id;
     const admin = anon.withToken(created.adminToken);

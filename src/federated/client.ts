@@ -4,7 +4,7 @@
  * only for small control messages.
  */
 import type {
-  AddPassagesResult, ContributionCount, CreatedSession, ErrorBody, JoinResult, Passage, PassageInput,
+  AddPassagesResult, ContributionCount, CreatedSession, ErrorBody, JoinResult, Passage, PassageInput, PassagePolicy,
   RoundInfo, SearchHit, ServerEvent, SessionConfig, SessionInfo, UpdateReceipt,
 } from './protocol';
 import { readSse } from './sse';
@@ -20,9 +20,10 @@ export class CoragHttpError extends Error {
 export type FetchLike = typeof fetch;
 
 /** The session config a creator supplies: everything but name and models has a default. */
-export type NewSession = Pick<SessionConfig, 'name' | 'models'> & Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy' | 'updateLimits'>> & {
+export type NewSession = Pick<SessionConfig, 'name' | 'models'> & Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy' | 'updateLimits' | 'passages'>> & {
   readonly roundPolicy?: Partial<SessionConfig['roundPolicy']>;
   readonly updateLimits?: Partial<SessionConfig['updateLimits']>;
+  readonly passages?: Partial<PassagePolicy>;
 };
 
 export class CoragClient {

@@ -45,6 +45,52 @@ export interface SessionConfig {
   readonly strategyParams: Readonly<Record<string, number>>;
   /** What one update can weigh: num_examples is self-reported. */
   readonly updateLimits: UpdateLimits;
+  /**
+   * How the coordinator checks and bounds contributed passages (embedding spot-checks, quotas).
+   * Sessions stored before this setting existed have none: read it with `passagePolicyOf`.
+   */
+  readonly passages?: PassagePolicy;
+}
+
+/**
+ * What the coordinator does with contributed passages (server/passage-intake.ts, docs/COORDINATOR.md
+ * "Passage trust"). Embeddings are recomputed with the session's frozen passage encoder:
+ * - `sample` (default): all of a client's first batch (at most `firstBatchChecks` of it) and
+ *   `sampleFraction` of every later batch (at least `minSampleChecks`); once a client has sent a
+ *   mismatching embedding, every later batch of it is checked whole;
+ * - `all`: every new passage of every batch;
+ * - `off`: client embeddings are trusted (only their dimension and finiteness are checked). Only
+ *   for sessions whose participants are all trusted (benchmarks, tests with made-up encoders).
+ * Without `off`, a session whose passage encoder the coordinator cannot load refuses
+ * contributions (503 `passage_encoder_unavailable`) rather than store unchecked embeddings.
+ */
+export interface PassagePolicy {
+  readonly embeddingCheck: 'sample' | 'all' | 'off';
+  readonly firstBatchChecks: number;
+  readonly sampleFraction: number;
+  readonly minSampleChecks: number;
+  /** Passages one client may have contributed (duplicates of others' passages count too). */
+  readonly maxPassagesPerClient: number;
+  /** Bytes (UTF-8 title + text + 4 bytes per embedding value) one client may have contributed. */
+  readonly maxBytesPerClient: number;
+  readonly maxPassagesPerSession: number;
+  readonly maxBytesPerSession: number;
+}
+
+export const DEFAULT_PASSAGE_POLICY: PassagePolicy = {
+  embeddingCheck: 'sample',
+  firstBatchChecks: 16,
+  sampleFraction: 0.1,
+  minSampleChecks: 2,
+  maxPassagesPerClient: 20_000,
+  maxBytesPerClient: 64 * 2 ** 20,
+  maxPassagesPerSession: 200_000,
+  maxBytesPerSession: 1024 * 2 ** 20,
+};
+
+/** A session's passage policy, defaults filled in (also for sessions stored without one). */
+export function passagePolicyOf(config: { readonly passages?: Partial<PassagePolicy> }): PassagePolicy {
+  return { ...DEFAULT_PASSAGE_POLICY, ...config.passages };
 }
 
 /** Caps on one update's influence (see docs/COORDINATOR.md, "Robust aggregation"). */
@@ -235,6 +281,21 @@ export const roundPolicySchema = {
   },
 } as const;
 
+export const passagePolicySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    embeddingCheck: { type: 'string', enum: ['sample', 'all', 'off'] },
+    firstBatchChecks: { type: 'integer', minimum: 1, maximum: 256 },
+    sampleFraction: { type: 'number', minimum: 0, maximum: 1 },
+    minSampleChecks: { type: 'integer', minimum: 1, maximum: 256 },
+    maxPassagesPerClient: { type: 'integer', minimum: 0, maximum: 1e9 },
+    maxBytesPerClient: { type: 'integer', minimum: 0, maximum: 2 ** 50 },
+    maxPassagesPerSession: { type: 'integer', minimum: 0, maximum: 1e9 },
+    maxBytesPerSession: { type: 'integer', minimum: 0, maximum: 2 ** 50 },
+  },
+} as const;
+
 export const createSessionSchema = {
   type: 'object',
   additionalProperties: false,
@@ -264,6 +325,7 @@ export const createSessionSchema = {
         maxWeightShare: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
       },
     },
+    passages: passagePolicySchema,
   },
 } as const;
 

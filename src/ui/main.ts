@@ -19,6 +19,7 @@ import { passagesView } from './views/passages';
 import { trainView } from './views/train';
 import type { QAPair } from '../corag/local-training';
 import type { RoundRecord, StoredCredentials, TrainWorkerEvent } from './worker-protocol';
+import { consentKey } from './training-consent';
 import './styles.css';
 
 const ROUTES: Record<string, { title: string; make: (ctx: AppContext) => View }> = {
@@ -144,8 +145,13 @@ async function main(): Promise<void> {
       // Taking part survives a reload: rejoin the open round (retraining from its base) or wait for the next.
       const qa = await db.get<{ pairs: QAPair[] }>(KV.qaPairs);
       if ((await db.get<boolean>(KV.participating)) && qa?.pairs.length) {
-        await train.start(qa.pairs);
-        store.update((s) => { s.participating = true; });
+        // The consent to train on private passages is per tab (sessionStorage): a new tab asks again.
+        try {
+          await train.start(qa.pairs, sessionStorage.getItem(consentKey(credentials.sessionId)) === 'yes');
+          store.update((s) => { s.participating = true; });
+        } catch (e) {
+          store.notify('error', `Not taking part in rounds: ${errorText(e)}`);
+        }
       }
     },
     async leave() {

@@ -13,6 +13,9 @@ import { initBackend } from '../../src/model/backend';
 import { fedAvgExpected, maxRelativeError, seeded, startServer, tempDir } from '../server/helpers';
 import { tinyBundle } from './helpers';
 
+/** The id the coordinator resolves to the tiny Contriever config, so it checks the contributed embeddings. */
+const TINY_PASSAGE_ENCODER = 'corag/tiny-contriever (random, seed 2)';
+
 const FACTS: PassageText[][] = [
   [{ title: 'alice', text: 'alice lives in paris.' }, { title: 'bob', text: 'bob lives in london.' }],
   [{ title: 'carol', text: 'carol lives in berlin.' }, { title: 'david', text: 'david lives in madrid.' }],
@@ -44,7 +47,7 @@ describe('three headless CoRAG clients over the real coordinator', () => {
     const anon = new CoragClient(server.url);
     const created = await anon.createSession({
       name,
-      models: { reader: 'tiny-t5', passageEncoder: 'tiny-contriever', embeddingDim: bundles[i].embeddingDim },
+      models: { reader: 'tiny-t5', passageEncoder: TINY_PASSAGE_ENCODER, embeddingDim: bundles[i].embeddingDim },
       training: { learningRate: 1e-3, localSteps: 1, passagesPerQuestion: 1, maxLength: 32, batchSize: 1, seed: 3 },
       roundPolicy: { minClients: 1, minUpdates: 1, deadlineSeconds: options.deadlineSeconds ?? 120, autoStart: false },
       trainedPrefixes: ['reader.'],
@@ -68,7 +71,7 @@ describe('three headless CoRAG clients over the real coordinator', () => {
     const anon = new CoragClient(server.url);
     const created = await anon.createSession({
       name: 'corag-it',
-      models: { reader: 'tiny-t5', passageEncoder: 'tiny-contriever', embeddingDim: bundles[0].embeddingDim },
+      models: { reader: 'tiny-t5', passageEncoder: TINY_PASSAGE_ENCODER, embeddingDim: bundles[0].embeddingDim },
       training: { learningRate: 1e-3, localSteps: 2, passagesPerQuestion: 2, maxLength: 32, batchSize: 2, seed: 3 },
       roundPolicy: { minClients: 3, minUpdates: 3, deadlineSeconds: 120, autoStart: false },
       trainedPrefixes: ['reader.', 'query_encoder.'],

@@ -50,6 +50,7 @@ describe('crash safety: SIGKILL inside a round, restart on the same data folder'
     const created = await anon.createSession({
       name: 'crash', models: { reader: 'r', passageEncoder: 'enc', embeddingDim: 8 },
       roundPolicy: { minClients: 4, minUpdates: 4, deadlineSeconds: 3600 }, trainedPrefixes: TRAINED_PREFIXES,
+      passages: { embeddingCheck: 'off' }, // made-up encoder 'enc'; checks: passage-intake.test.ts
     });
     const sid = created.session.id;
     const global = randomTensors(MODEL_SHAPES, random);

@@ -1,3 +1,7 @@
+/**
+ * The demo session npm start creates: its checkpoints (hub, URL, public/ folder), the open session
+ * offered to anyone, and its store pre-seeded with the demo passages by the coordinator.
+ */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -6,7 +10,14 @@ import { decodeModel } from '../../src/federated/codec';
 import { hubModelSource } from '../../src/model/checkpoint/source';
 import { tinyBertConfig, tinyBertWeights, tinyCheckpointFiles, tinyT5Config, tinyT5Weights } from '../../src/model/tiny';
 import { Coordinator } from '../../server/coordinator';
-import { checkpointFromSpec, createDemoSession } from '../../server/demo';
+import { checkpointFromSpec, createDemoSession, demoPassages, seedDemoPassages } from '../../server/demo';
+import { agrees, embeddingAgreement } from '../../server/passage-intake';
+import { contentHash } from '../../server/passages';
+import { ModelBundle } from '../../src/corag/model-bundle';
+import { embedPassages } from '../../src/corag/retrieve';
+import { initBackend } from '../../src/model/backend';
+import { loadTokenizer } from '../../src/model/tokenizer';
+import { folderModelSource } from '../../src/platform/node/folder-source';
 import { startLocalHub } from '../model/checkpoint/local-hub';
 import { CoragClient } from '../../src/federated/client';
 import { startServer, tempDir } from './helpers';
@@ -46,7 +57,7 @@ describe('the checkpoints a session starts from (npm start --reader/--retriever)
         retriever: hubModelSource('acme/retriever', { endpoint: hub.url }),
         readerId: 'acme/reader',
         retrieverId: 'acme/retriever',
-      });
+      }, { seed: false }); // seeding would resolve 'acme/retriever' on the real hub (seeding: below)
       expect(created.session.config.models).toEqual({ reader: 'acme/reader', passageEncoder: 'acme/retriever', embeddingDim: bert.hidden_size });
       // Anyone may join the demo: it aggregates robustly, with sample counts capped at localSteps × batchSize.
       expect([created.session.config.strategy, created.session.config.strategyParams, created.session.config.updateLimits])
@@ -89,6 +100,58 @@ describe('the open demo session (GET /api/public-session)', () => {
       expect((await anon.join(created.joinCode, 'visitor')).sessionId).toBe(created.session.id);
     } finally {
       await server.app.close();
+      dir.remove();
+    }
+  });
+});
+
+describe('the demo session\'s store, seeded by the coordinator', () => {
+  it('holds the demo passages from the start, contributed by "coordinator" and embedded as a tab embeds them; a restart embeds nothing again', async () => {
+    await initBackend('wasm');
+    const dir = tempDir();
+    try {
+      const lines: string[] = [];
+      const coordinator = new Coordinator({ dataDir: dir.path });
+      const created = await createDemoSession(coordinator, undefined, { tiny: true, log: (line) => lines.push(line) });
+      const sid = created.session.id;
+      const demo = demoPassages();
+      expect(demo.length).toBeGreaterThanOrEqual(347); // 347 jsonl lines, long ones split into ~100-word passages
+      expect(created.session.passages).toBe(demo.length);
+      expect(coordinator.passages.contributions(sid)).toEqual([{ clientId: 'coordinator', passages: demo.length }]);
+      expect(lines.at(-1)).toMatch(new RegExp(`^Demo store: ${demo.length} demo passages embedded and stored by the coordinator in [\\d.]+ s`));
+      expect(created.session.config.passages?.embeddingCheck).toBe('all');
+      await coordinator.close();
+
+      // Restart on the same folder: everything is stored already, nothing is embedded.
+      const server = await startServer({ dataDir: dir.path });
+      try {
+        const again = await seedDemoPassages(server.coordinator, sid);
+        expect(again).toMatchObject({ added: 0, alreadyStored: demo.length });
+        expect(server.coordinator.passages.count(sid)).toBe(demo.length);
+
+        // A tab that adds the demo passages computes the same embeddings and finds them stored.
+        const tokenizers = (name: string) => loadTokenizer(folderModelSource(join(PUBLIC, 'models/tokenizers', name)));
+        const spec = { readerConfig: tinyT5Config(), retrieverConfig: tinyBertConfig(), readerTokenizer: await tokenizers('t5'), retrieverTokenizer: await tokenizers('bert-base-uncased') };
+        const tab = ModelBundle.fromGlobal(spec, readFileSync(server.coordinator.modelPath(sid, 0)), 0);
+        try {
+          const sample = [demo[0], demo[100], demo[demo.length - 1]];
+          const embeddings = await embedPassages(tab, sample);
+          const client = new CoragClient(server.url).withToken((await new CoragClient(server.url).join(created.joinCode, 'tab')).token);
+          for (const [i, e] of embeddings.entries()) {
+            const row = server.coordinator.db.prepare('SELECT client_id, embedding FROM passages WHERE session_id = ? AND hash = ?').get(sid, contentHash(sample[i].title, sample[i].text)) as { client_id: string; embedding: Buffer };
+            expect(row.client_id).toBe('coordinator');
+            const stored = new Float32Array(row.embedding.buffer.slice(row.embedding.byteOffset, row.embedding.byteOffset + row.embedding.byteLength));
+            expect(agrees(embeddingAgreement(e, stored))).toBe(true);
+          }
+          const added = await client.addPassages(sid, sample.map((p, i) => ({ ...p, embedding: Array.from(embeddings[i]), encoder: created.session.config.models.passageEncoder })));
+          expect(added.results.every((r) => r.duplicate)).toBe(true);
+        } finally {
+          tab.dispose();
+        }
+      } finally {
+        await server.app.close();
+      }
+    } finally {
       dir.remove();
     }
   });

@@ -22,6 +22,8 @@ describe('hostile input', () => {
     const created = await anon.createSession({
       name: 'hostile', models: { reader: 'r', passageEncoder: 'enc', embeddingDim: 8 },
       roundPolicy: { minClients: 2, minUpdates: 1 }, trainedPrefixes: TRAINED_PREFIXES,
+      // 'enc' is no encoder the coordinator can load; passage trust is tested in passage-intake.test.ts.
+      passages: { embeddingCheck: 'off' },
     });
     sid = created.session.id;
     admin = anon.withToken(created.adminToken);

@@ -35,6 +35,9 @@ const PASSAGE_LIST_LIMIT = 200;
 export const DEMO_PASSAGES_FILE = 'demo-passages.jsonl';
 const DEMO_PASSAGES_PATH = 'demo/passages.jsonl';
 
+/** What making a contributed passage private again does, said wherever the choice is made. */
+export const WITHDRAW_NOTE = 'Making a contributed passage private again withdraws your contribution: if another participant contributed the same text, it stays in the store until its last contributor withdraws it (models already trained keep what they learnt from it).';
+
 const passagesWord = (n: number) => (n === 1 ? '1 passage' : `${n} passages`);
 
 function summarize(passages: readonly StoredPassage[], sessionId: string | undefined): FileSummary[] {
@@ -111,7 +114,7 @@ export function passagesView(ctx: AppContext): View {
     close.addEventListener('click', () => { openFile = null; passageList.hidden = true; });
     replace(passageList,
       h('div', { class: 'row' }, h('h2', { id: 'file-passages-title' }, `Passages of ${file}`), close),
-      h('p', { class: 'muted small' }, 'Tick the passages to contribute to the session store; the others stay in this tab. Unticking a contributed passage takes it back out of the store (models already trained keep what they learnt from it).'),
+      h('p', { class: 'muted small' }, `Tick the passages to contribute to the session store; the others stay in this tab. ${WITHDRAW_NOTE}`),
       h('ul', { class: 'passage-list' }, ...items), ...more);
   }
 
@@ -334,6 +337,7 @@ export function passagesView(ctx: AppContext): View {
     h('section', { class: 'card stack', 'aria-labelledby': 'add-title' },
       h('h2', { id: 'add-title' }, 'Add passages'),
       h('div', { class: 'row' }, h('label', { for: 'default-share' }, 'New files are'), defaultShare),
+      h('p', { class: 'muted small', id: 'share-help' }, `Private passages never leave this tab. Contributed ones are sent with their embedding to the session store, where every participant can retrieve them. ${WITHDRAW_NOTE}`),
       drop, input,
       h('div', { class: 'row' }, demoButton,
         h('span', { class: 'muted small' }, `${DEMO_PASSAGES_FILE}: Wikipedia paragraphs from SQuAD (CC BY-SA 4.0), to try the app without files of your own.`)),

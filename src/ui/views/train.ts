@@ -9,6 +9,7 @@ import { h, progressBar, replace } from '../dom';
 import { errorText, type AppContext, type View } from '../context';
 import { linePlotSvg } from '../plot';
 import { formatDuration } from '../progress';
+import { consentKey, requestedTrainingScope, trainingScopeWithConsent } from '../training-consent';
 
 export async function loadQaFile(name: string, text: string): Promise<QAPair[]> {
   return [...readQaJsonl(splitLines(text), { source: name })].map((q) => ({ question: q.question, answers: q.answers }));
@@ -24,6 +25,34 @@ export function trainView(ctx: AppContext): View {
   const stepBar = progressBar('Local training');
   const chart = h('div', { class: 'chart', id: 'loss-chart' });
   const uploads = h('ul', { class: 'log', id: 'uploads' });
+  // What training retrieves from, said before the user takes part; private passages need consent.
+  const sourceNote = h('p', { class: 'small', id: 'training-source' });
+  const consentBox = h('input', { type: 'checkbox', id: 'private-consent' }) as HTMLInputElement;
+  const consentRow = h('label', { class: 'row small', for: 'private-consent' }, consentBox,
+    h('span', {}, 'Allow training in this tab to use my private passages (the update sent to the coordinator is then derived from them; their text is never sent)'));
+  const consentGiven = () => {
+    const id = store.state.session?.id;
+    return id !== undefined && sessionStorage.getItem(consentKey(id)) === 'yes';
+  };
+  consentBox.addEventListener('change', async () => {
+    const id = store.state.session?.id;
+    if (!id) return;
+    if (consentBox.checked) sessionStorage.setItem(consentKey(id), 'yes');
+    else sessionStorage.removeItem(consentKey(id));
+    // Taking part already: the next round follows the new choice (or this tab stops, if it must).
+    if (store.state.participating) {
+      const saved = await db.get<{ pairs: QAPair[] }>(KV.qaPairs);
+      try {
+        await ctx.train.start(saved?.pairs ?? [], consentBox.checked);
+      } catch (e) {
+        await ctx.train.stop();
+        await db.set(KV.participating, false);
+        store.update((st) => { st.participating = false; });
+        store.notify('error', errorText(e));
+      }
+    }
+    store.update(() => undefined);
+  });
 
   async function setPairs(pairs: QAPair[], from: string) {
     try {
@@ -63,7 +92,7 @@ export function trainView(ctx: AppContext): View {
       }
       const saved = await db.get<{ pairs: QAPair[] }>(KV.qaPairs);
       if (!saved?.pairs.length) throw new Error('load training questions first');
-      await ctx.train.start(saved.pairs);
+      await ctx.train.start(saved.pairs, consentGiven());
       await db.set(KV.participating, true);
       store.update((s) => { s.participating = true; });
     } catch (e) {
@@ -72,7 +101,7 @@ export function trainView(ctx: AppContext): View {
   });
 
   const root = h('div', { class: 'page grid-2' },
-    h('section', { class: 'card stack', 'aria-labelledby': 'round-title' }, h('h2', { id: 'round-title' }, 'Round'), roundCard, toggle),
+    h('section', { class: 'card stack', 'aria-labelledby': 'round-title' }, h('h2', { id: 'round-title' }, 'Round'), roundCard, sourceNote, consentRow, toggle),
     h('section', { class: 'card stack', 'aria-labelledby': 'qa-title' },
       h('h2', { id: 'qa-title' }, 'Training questions'),
       h('p', { class: 'muted small' }, 'A .jsonl file with one {"question": …, "answers": [...]} per line. They never leave this tab; only the weight update does.'),
@@ -89,6 +118,10 @@ export function trainView(ctx: AppContext): View {
       const s = store.state;
       qaStatus.textContent = s.qaCount ? `${s.qaCount} questions ready.` : 'No questions loaded yet.';
       toggle.textContent = s.participating ? 'Stop taking part' : 'Take part in rounds';
+      const requested = s.session ? requestedTrainingScope(s.session.config.training) : 'shared';
+      consentBox.checked = consentGiven();
+      consentRow.hidden = requested === 'shared';
+      sourceNote.textContent = s.session ? trainingScopeWithConsent(requested, consentBox.checked).explanation : '';
       toggle.disabled = !s.session || (!s.participating && s.qaCount === 0);
       const r = s.round;
       const me = s.credentials?.clientId;
