@@ -178,11 +178,18 @@ export async function createDemoSession(coordinator: Coordinator, checkpoints?: 
     {
       name,
       models: pretrained?.models ?? DEMO_MODELS,
-      training: { learningRate: 1e-4, localSteps: 20, passagesPerQuestion: 5, maxLength: 384, batchSize: 4, retrievalSource: 'shared' },
+      // Chosen on CRAB-mini DEV questions with the pretrained pair (scripts/finetune-curves.ts,
+      // docs/CRAB-RESULTS.md "Why fine-tuning hurt"): the reader at lr 1e-4 lowers dev NLL for
+      // about 6 steps of 4 pairs and then starts to overfit; 128-token inputs are what the pair
+      // was pretrained on and keep a laptop tab's step short.
+      training: { learningRate: 1e-4, localSteps: 6, passagesPerQuestion: 4, maxLength: 128, batchSize: 4, retrievalSource: 'shared' },
       // Two updates at least: the adaptive clip bound of a round with ONE update is that update's
       // own norm, so a lone participant could otherwise set the model by itself.
       roundPolicy: { fraction: 1, minClients: 2, minUpdates: 2, deadlineSeconds: 300, autoStart: true },
-      trainedPrefixes: ['reader.', 'query_encoder.'],
+      // The reader only: one query-encoder step of the pretrained retriever reorders every ranking
+      // (its embeddings share one dominant direction; dev R@4 fell from 43 % to 1-2 % within 6
+      // steps at lr 1e-3), so the session keeps the retriever it started with.
+      trainedPrefixes: ['reader.'],
       // The demo's join code is public: anyone can take part, so a robust default. Norm clipping at
       // the round's (lower) median update norm bounds what any one participant (fewer than half) can do to
       // the model — a scaled, FLT_MAX or model-replacement update counts as one ordinary-sized
@@ -190,7 +197,7 @@ export async function createDemoSession(coordinator: Coordinator, checkpoints?: 
       // participants up, which the demo's minClients allows (median and Krum need more to mean
       // anything). Weights above the round's median count as the median and no share exceeds the
       // default 0.25 (equal shares below four participants); num_examples is capped at
-      // localSteps × batchSize = 80.
+      // localSteps × batchSize = 24.
       strategy: 'norm-clip',
       strategyParams: { clipMultiplier: 1 },
       passages: { embeddingCheck: 'all' },

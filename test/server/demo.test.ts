@@ -61,7 +61,9 @@ describe('the checkpoints a session starts from (npm start --reader/--retriever)
       expect(created.session.config.models).toEqual({ reader: 'acme/reader', passageEncoder: 'acme/retriever', embeddingDim: bert.hidden_size });
       // Anyone may join the demo: it aggregates robustly, with sample counts capped at localSteps × batchSize.
       expect([created.session.config.strategy, created.session.config.strategyParams, created.session.config.updateLimits])
-        .toEqual(['norm-clip', { clipMultiplier: 1 }, { maxExamplesPerUpdate: 80, maxWeightShare: 0.25 }]);
+        .toEqual(['norm-clip', { clipMultiplier: 1 }, { maxExamplesPerUpdate: 24, maxWeightShare: 0.25 }]);
+      // Fine-tuning the pretrained retriever's query side collapses retrieval: the demo trains the reader only.
+      expect(created.session.config.trainedPrefixes).toEqual(['reader.']);
       expect(hub.requests).toContain('/acme/reader/resolve/main/model.safetensors');
       const global = decodeModel(readFileSync(coordinator.modelPath(created.session.id, 0)));
       const reader = tinyT5Weights(t5, 11);
