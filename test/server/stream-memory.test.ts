@@ -7,15 +7,16 @@
  * published FedAvg of two such updates (one F32, one F16) is exactly g + Σ wᵢdᵢ / Σ wᵢ as the
  * coordinator's float64 sum defines it, and no temp file outlives its request.
  */
-import { readdirSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CoragClient } from '../../src/federated/client';
+import { Coordinator } from '../../server/coordinator';
 import { decodeModel, decodeUpdate, encodeModel, encodeUpdate, type NamedTensor } from '../../src/federated/codec';
-import { fedAvgExpected, maxRelativeError, randomTensors, seeded, startServer, tempDir } from './helpers';
+import { fedAvgExpected, maxRelativeError, MODEL_SHAPES, randomTensors, seeded, startServer, tempDir, TRAINED_PREFIXES, trainedShapes } from './helpers';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -159,5 +160,61 @@ describe('update bodies are streamed to disk and aggregated in bounded memory', 
     // And the textbook formula, computed term by term in float64, to float32 precision.
     const formula = fedAvgExpected(global, sent.map((s, i) => ({ n: s.n, deltas: deltas[i] as Map<string, NamedTensor> })));
     for (const [name, t] of published) expect(maxRelativeError(t.data, formula.get(name)!), name).toBeLessThan(1e-6);
+  });
+
+  it('a cut-off body and a refused one leave no temp file and change nothing; the honest retry is accepted', async () => {
+    const random = seeded(405);
+    const anon = new CoragClient(server.url);
+    const created = await anon.createSession({
+      name: 'stream-refusals', models: { reader: 'r', passageEncoder: 'p', embeddingDim: 8 },
+      roundPolicy: { minClients: 2, minUpdates: 1, deadlineSeconds: 600 }, trainedPrefixes: TRAINED_PREFIXES,
+    });
+    const sid = created.session.id;
+    const admin = anon.withToken(created.adminToken);
+    await admin.uploadModel(sid, encodeModel(randomTensors(MODEL_SHAPES, random)));
+    const token = (await anon.join(created.joinCode)).token;
+    await anon.join(created.joinCode);
+    await admin.openRound(sid);
+    const before = JSON.stringify(await admin.round(sid, 1));
+    const honest = encodeUpdate(randomTensors(trainedShapes(), random, 0.1), { round: 1, baseVersion: 0, numExamples: 2, metrics: {} });
+    const url = new URL(`${server.url}/api/sessions/${sid}/rounds/1/update`);
+    // Half the body (it lands in a temp file), then the connection drops.
+    let midway: string[] = [];
+    await new Promise<void>((resolve) => {
+      const req = request(url, { method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', 'content-length': String(honest.byteLength) } });
+      req.on('error', () => resolve());
+      req.write(honest.subarray(0, honest.byteLength >> 1), () => setTimeout(() => {
+        midway = readdirSync(join(dir.path, 'tmp'));
+        req.destroy();
+        resolve();
+      }, 100));
+    });
+    expect(midway).toHaveLength(1);
+    for (let i = 0; i < 50 && readdirSync(join(dir.path, 'tmp')).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(readdirSync(join(dir.path, 'tmp'))).toEqual([]);
+    expect(JSON.stringify(await admin.round(sid, 1))).toBe(before);
+    // A whole body with a NaN in its last value: refused after it was on disk.
+    const poisoned = Uint8Array.from(honest);
+    new DataView(poisoned.buffer).setFloat32(poisoned.byteLength - 4, Number.NaN, true);
+    const refused = await putSliced(url.href, token, poisoned);
+    expect([refused.status, refused.json.error]).toEqual([400, 'non_finite']);
+    expect(readdirSync(join(dir.path, 'tmp'))).toEqual([]);
+    expect(JSON.stringify(await admin.round(sid, 1))).toBe(before);
+    const accepted = await putSliced(url.href, token, honest);
+    expect([accepted.status, accepted.json.accepted]).toEqual([200, 1]);
+    expect(readdirSync(join(dir.path, 'tmp'))).toEqual([]);
+  });
+
+  it('deletes update bodies a crash left in the data folder\'s tmp/ when the coordinator starts', async () => {
+    const other = tempDir();
+    try {
+      mkdirSync(join(other.path, 'tmp'), { recursive: true });
+      writeFileSync(join(other.path, 'tmp', 'update-left-by-a-crash.part'), new Uint8Array(1000));
+      const coordinator = new Coordinator({ dataDir: other.path });
+      expect(readdirSync(join(other.path, 'tmp'))).toEqual([]);
+      await coordinator.close();
+    } finally {
+      other.remove();
+    }
   });
 });
