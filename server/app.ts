@@ -6,7 +6,7 @@
  * share their IP's bucket); tokens never reach the log. Tests build it on 127.0.0.1 with an
  * ephemeral port and a temp data folder.
  */
-import { createReadStream, existsSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, rmSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -24,7 +24,7 @@ import { redactingSink, serializeRequest, type LogSink } from './log-redaction';
 import { serverKeyMatches } from './server-key';
 import { bearer } from './tokens';
 import { statusPage } from './status-page';
-import { checkDeclaredLength, declaredLength, pacedStream, readUploadBody, safetensorsHeaderBound, type UploadBodyLimits } from './upload-body';
+import { checkDeclaredLength, declaredLength, pacedStream, readUploadBody, receiveUploadToFile, safetensorsHeaderBound, type UploadBodyLimits, type UploadedFile } from './upload-body';
 
 export interface AppOptions {
   readonly dataDir: string;
@@ -252,10 +252,23 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     });
     return payload;
   };
-  app.addContentTypeParser('application/octet-stream', (req: FastifyRequest, payload: IncomingMessage) => {
+  // An admitted update body is streamed into a temp file under the data folder (tmp/) as it
+  // arrives, never held whole; acceptUpdate validates and aggregates it from there in chunks and
+  // deletes it. One the handler never took (a request refused after its body was in) is deleted
+  // when the response is sent; one a crash left behind, on the next start.
+  const updateFiles = new WeakMap<FastifyRequest, UploadedFile>();
+  app.addContentTypeParser('application/octet-stream', async (req: FastifyRequest, payload: IncomingMessage) => {
     // Upload routes were admitted above; an octet-stream body sent anywhere else gets that route's limit.
     const routeLimits = uploadLimits.get(req) ?? { maxBytes: req.routeOptions.bodyLimit ?? limits.maxJsonBytes, ...pace };
-    return readUploadBody(payload, declaredLength(req.headers['content-length']), routeLimits);
+    const declared = declaredLength(req.headers['content-length']);
+    if (req.routeOptions.url !== UPDATE_UPLOAD_ROUTE || !uploadLimits.has(req)) return readUploadBody(payload, declared, routeLimits);
+    const file = await receiveUploadToFile(payload, declared, routeLimits, coordinator.uploadTempPath());
+    updateFiles.set(req, file);
+    return file;
+  });
+  app.addHook('onResponse', async (req) => {
+    const file = updateFiles.get(req);
+    if (file) rmSync(file.path, { force: true });
   });
   // A request answered before its body was read (refused upload, cut-off trickle): the connection
   // is not reused, and it is closed after a short linger (time for the sender to read the answer),
@@ -406,7 +419,10 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     async (request) => {
       const req = request as RoundReq;
       const clientId = requireClient(req);
-      return coordinator.acceptUpdate(req.params.sessionId, req.params.round, clientId, binaryBody(req));
+      const file = updateFiles.get(req);
+      if (!file) throw badRequest('expected_octet_stream', 'send the safetensors body with Content-Type: application/octet-stream');
+      updateFiles.delete(req); // acceptUpdate deletes it when it settles
+      return coordinator.acceptUpdate(req.params.sessionId, req.params.round, clientId, file);
     },
   );
 

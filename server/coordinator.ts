@@ -16,15 +16,15 @@
  * deleted on restart. All mutations of one session run one at a time (a promise chain), so the
  * read-modify-write of the running sum never interleaves.
  */
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { decodeModel, decodeUpdate, encodeModel, UpdateError, type NamedTensor, type NamedTensors } from '../src/federated/codec';
+import { decodeModel, encodeModel, UpdateError, type NamedTensor, type NamedTensors } from '../src/federated/codec';
 import {
   DEFAULT_MAX_EXAMPLES_PER_UPDATE, DEFAULT_MAX_WEIGHT_SHARE, DEFAULT_ROUND_POLICY, passagePolicyOf, UPDATE_METRIC_RANGES, type CreatedSession, type JoinResult,
   type PassagePolicy, type RoundInfo, type RoundState, type SessionConfig, type SessionInfo, type UpdateLimits, type UpdateReceipt,
 } from '../src/federated/protocol';
 import {
-  addWeighted, applyDelta, createStrategy, emptyRunningSum, StrategyConfigError, type AcceptedUpdate, type AggregateResult, type RunningSum, type Strategy,
+  applyDelta, createStrategy, emptyRunningSum, StrategyConfigError, type AcceptedUpdate, type AggregateResult, type RunningSum, type Strategy,
 } from '../src/federated/strategy';
 import { deltaNorm } from '../src/federated/strategies/delta-chunks';
 import { cappedWeight, defaultMaxExamples } from '../src/federated/strategies/weights';
@@ -36,9 +36,11 @@ import { ApiError, badRequest, conflict, forbidden, notFound, unauthorized } fro
 import { EventHub } from './events';
 import { PassageIntake } from './passage-intake';
 import { PassageStore } from './passages';
-import { fileDeltaChunks, writeDeltaFile } from './delta-files';
+import { fileDeltaChunks } from './delta-files';
 import { readSumFile, writeSumFile } from './sum-file';
 import { hashToken, newId, newJoinCode, newToken } from './tokens';
+import { addToRunningSum, openUpdateFile, writeDeltaFileFrom, type UpdateFile } from './update-file';
+import type { UploadedFile } from './upload-body';
 
 export interface CoordinatorOptions {
   readonly dataDir: string;
@@ -104,6 +106,9 @@ export class Coordinator {
 
   constructor(readonly options: CoordinatorOptions) {
     mkdirSync(options.dataDir, { recursive: true });
+    // Update bodies a crash left half-received or unvalidated: no durable state names them.
+    rmSync(this.tmpDir(), { recursive: true, force: true });
+    mkdirSync(this.tmpDir(), { recursive: true });
     this.db = openDatabase(join(options.dataDir, 'coordinator.sqlite'));
     this.passages = new PassageStore(this.db);
     this.passageIntake = new PassageIntake({
@@ -390,56 +395,83 @@ export class Coordinator {
     return live;
   }
 
-  /** Accepts one client's delta for `round`: validated, added to the running sum, committed. */
-  acceptUpdate(sessionId: string, round: number, clientId: string, body: Uint8Array): Promise<UpdateReceipt> {
-    return this.serial(sessionId, () => {
-      const { config } = this.sessionRow(sessionId);
-      const live = this.live.get(sessionId);
-      if (!live || live.number !== round) {
-        const row = this.roundRow(sessionId, round);
-        if (!row) throw notFound('round_not_found', `round ${round} does not exist`);
-        // A retry whose first attempt landed (and closed the round) learns that, not "closed".
-        const landed = this.db.prepare('SELECT 1 FROM updates WHERE session_id = ? AND round = ? AND client_id = ?').get(sessionId, round, clientId);
-        if (landed) throw conflict('duplicate_update', `this client's update for round ${round} was already accepted (the round has closed since)`);
-        throw conflict('round_closed', `round ${round} is ${row.state === 'failed' ? 'over (failed)' : 'closed'}; updates for it are refused — wait for the next round`);
-      }
-      if (!live.participants.has(clientId)) throw forbidden('not_selected', `this client was not selected for round ${round}`);
-      if (live.accepted.has(clientId)) throw conflict('duplicate_update', `this client's update for round ${round} was already accepted`);
-      crashPoint('upload:received');
-      // 1. Decode and validate ALL of it before anything changes.
-      let update;
-      try {
-        update = decodeUpdate(body, live.shapes);
-      } catch (e) {
-        if (e instanceof UpdateError) throw badRequest(e.code, e.message);
-        throw badRequest('malformed_update', `update could not be decoded: ${(e as Error).message}`);
-      }
+  /**
+   * A new path under the data folder's tmp/ for an update body to be streamed into (server/app.ts);
+   * tmp/ is emptied on every start, so a body a crash left there is deleted.
+   */
+  uploadTempPath(): string {
+    return join(this.tmpDir(), `update-${newId()}.part`);
+  }
+
+  private tmpDir(): string {
+    return join(this.options.dataDir, 'tmp');
+  }
+
+  /**
+   * Accepts one client's delta for `round`: validated, added to the running sum (or stored as a
+   * delta file), committed. `body` is the update's bytes, or the temp file it was streamed into
+   * (`uploadTempPath`), read in chunks; that file is deleted when this settles, whatever the outcome.
+   */
+  acceptUpdate(sessionId: string, round: number, clientId: string, body: Uint8Array | UploadedFile): Promise<UpdateReceipt> {
+    let upload: UploadedFile;
+    if (body instanceof Uint8Array) {
+      upload = { path: this.uploadTempPath(), bytes: body.byteLength };
+      writeFileSync(upload.path, body, { flag: 'wx' });
+    } else upload = body;
+    const done = this.serial(sessionId, () => this.acceptUpdateFile(sessionId, round, clientId, upload));
+    return done.finally(() => rmSync(upload.path, { force: true }));
+  }
+
+  private async acceptUpdateFile(sessionId: string, round: number, clientId: string, upload: UploadedFile): Promise<UpdateReceipt> {
+    const { config } = this.sessionRow(sessionId);
+    const live = this.live.get(sessionId);
+    if (!live || live.number !== round) {
+      const row = this.roundRow(sessionId, round);
+      if (!row) throw notFound('round_not_found', `round ${round} does not exist`);
+      // A retry whose first attempt landed (and closed the round) learns that, not "closed".
+      const landed = this.db.prepare('SELECT 1 FROM updates WHERE session_id = ? AND round = ? AND client_id = ?').get(sessionId, round, clientId);
+      if (landed) throw conflict('duplicate_update', `this client's update for round ${round} was already accepted (the round has closed since)`);
+      throw conflict('round_closed', `round ${round} is ${row.state === 'failed' ? 'over (failed)' : 'closed'}; updates for it are refused — wait for the next round`);
+    }
+    if (!live.participants.has(clientId)) throw forbidden('not_selected', `this client was not selected for round ${round}`);
+    if (live.accepted.has(clientId)) throw conflict('duplicate_update', `this client's update for round ${round} was already accepted`);
+    crashPoint('upload:received');
+    // 1. Validate ALL of it, reading the file in chunks, before anything changes.
+    let update: UpdateFile;
+    try {
+      update = await openUpdateFile(upload.path, live.shapes);
+    } catch (e) {
+      if (e instanceof UpdateError) throw badRequest(e.code, e.message);
+      throw badRequest('malformed_update', `update could not be decoded: ${(e as Error).message}`);
+    }
+    try {
       if (update.round !== round) throw badRequest('round_mismatch', `update metadata names round ${update.round} but was sent to round ${round}`);
       if (update.baseVersion !== live.baseVersion) {
         throw conflict('stale_base_version', `delta was computed against version ${update.baseVersion}; round ${round} trains version ${live.baseVersion}`);
       }
       const metrics = acceptedMetrics(update.metrics);
-      const norm = deltaNorm(new Map([...update.deltas].map(([name, t]) => [name, t.data])));
+      const norm = update.norm;
       if (!Number.isFinite(norm)) throw badRequest('non_finite', `the delta's L2 norm is not finite (${norm})`);
       const weight = cappedWeight(update.numExamples, config.updateLimits.maxExamplesPerUpdate);
       const seq = live.seq + 1;
       const metricSums = { ...live.metricSums };
       for (const [k, v] of Object.entries(metrics)) metricSums[k] = (metricSums[k] ?? 0) + weight * v;
       const weightTotal = this.committedWeightTotal(sessionId, round) + weight;
-      // 2. Durable file first (a new sum, or this delta), then one transaction, then memory.
+      // 2. Durable file first (a new sum, or this delta), then one transaction, then memory. The
+      // values are read from the upload's file a second time, chunk by chunk.
       const newFile = live.sum ? this.sumPath(sessionId, round, seq) : this.deltaPath(sessionId, round, seq);
       try {
         if (live.sum) {
-          addWeighted(live.sum, update.deltas, weight);
+          await addToRunningSum(update, live.sum, weight);
           writeSumFile(newFile, live.sum);
         } else {
-          writeDeltaFile(newFile, update.deltas);
+          await writeDeltaFileFrom(update, newFile);
         }
         crashPoint('upload:sum-written');
         this.db.transaction(() => {
           this.db
             .prepare('INSERT INTO updates (session_id, round, client_id, num_examples, weight, sum_seq, bytes, accepted_at, norm) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
-            .run(sessionId, round, clientId, update.numExamples, weight, seq, body.byteLength, nowIso(), norm);
+            .run(sessionId, round, clientId, update.numExamples, weight, seq, upload.bytes, nowIso(), norm);
           this.db
             .prepare('UPDATE rounds SET sum_seq = ?, weight_total = ?, metric_sums = ? WHERE session_id = ? AND number = ?')
             .run(seq, weightTotal, JSON.stringify(metricSums), sessionId, round);
@@ -455,13 +487,15 @@ export class Coordinator {
       if (live.sum) rmSync(this.sumPath(sessionId, round, live.seq), { force: true });
       live.seq = seq;
       live.metricSums = metricSums;
-      live.accepted.add(clientId);
-      crashPoint('upload:committed');
-      this.events.emit(sessionId, { type: 'update-accepted', round, clientId, accepted: live.accepted.size });
-      const complete = live.accepted.size === live.participants.size;
-      if (complete) void this.closeRound(sessionId, round, 'complete').catch(() => undefined);
-      return { round, clientId, numExamples: update.numExamples, accepted: live.accepted.size, roundComplete: complete };
-    });
+    } finally {
+      await update.close();
+    }
+    live.accepted.add(clientId);
+    crashPoint('upload:committed');
+    this.events.emit(sessionId, { type: 'update-accepted', round, clientId, accepted: live.accepted.size });
+    const complete = live.accepted.size === live.participants.size;
+    if (complete) void this.closeRound(sessionId, round, 'complete').catch(() => undefined);
+    return { round, clientId, numExamples: update.numExamples, accepted: live.accepted.size, roundComplete: complete };
   }
 
   // ------------------------------------------------------------------ admission before the body

@@ -5,8 +5,10 @@
  * slot freed), and a bound on the safetensors header length, checked from the first 8 bytes so a
  * 95 MB JSON header is refused before it is read or parsed. The HTTP layer calls it only after the
  * sender was authenticated and admitted (server/app.ts); JSON bodies get the same pacing through
- * `pacedStream`.
+ * `pacedStream`. Update bodies are streamed into a temp file as they arrive (`receiveUploadToFile`,
+ * O(chunk) memory); model bodies are collected into one buffer (`readUploadBody`).
  */
+import { closeSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { PassThrough, type Readable } from 'node:stream';
 import { ApiError, badRequest } from './errors';
 
@@ -110,28 +112,92 @@ export function declaredLength(header: string | string[] | undefined): number | 
   return typeof header === 'string' && /^\d{1,16}$/.test(header) ? Number(header) : undefined;
 }
 
+/** Where an upload's bytes go as they arrive: `write` each chunk in order; `done` or `abort` once. */
+interface UploadSink<T> {
+  write(chunk: Buffer, at: number): void;
+  done(received: number): T;
+  abort(): void;
+}
+
 /**
  * Collects `stream` into one Buffer, refusing (with an ApiError) as soon as a limit is broken; after
- * a refusal the rest of the stream is discarded, not buffered.
+ * a refusal the rest of the stream is discarded, not buffered. Used for model uploads; update bodies
+ * go to a file (`receiveUploadToFile`).
  */
 export function readUploadBody(stream: Readable, declared: number | undefined, limits: UploadBodyLimits, now: () => number = Date.now): Promise<Buffer> {
-  return new Promise<Buffer>((resolve, reject) => {
+  // With a declared length the body goes straight into one buffer of that size (allocated
+  // unfilled, so memory is committed only as bytes arrive; no second copy at the end);
+  // without one (chunked), chunks are joined at the end.
+  let whole: Buffer | undefined;
+  let chunks: Buffer[] = [];
+  return receiveUpload(stream, declared, limits, now, {
+    write(chunk, at) {
+      if (declared !== undefined) {
+        whole ??= Buffer.allocUnsafeSlow(declared);
+        chunk.copy(whole, at);
+      } else chunks.push(chunk);
+    },
+    done(received) {
+      return whole ?? (chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, received));
+    },
+    abort() {
+      chunks = [];
+      whole = undefined;
+    },
+  });
+}
+
+/** An upload body on disk, as `receiveUploadToFile` leaves it. */
+export interface UploadedFile {
+  readonly path: string;
+  readonly bytes: number;
+}
+
+/**
+ * Streams `stream` into a new file at `path` (created exclusively) under the same limits as
+ * readUploadBody, holding one arriving chunk at a time in memory. A body cut off or refused deletes
+ * its file before the promise rejects; a complete one is left for the caller (closed, not fsynced:
+ * it is a temp file no durable state names).
+ */
+export function receiveUploadToFile(stream: Readable, declared: number | undefined, limits: UploadBodyLimits, path: string, now: () => number = Date.now): Promise<UploadedFile> {
+  let fd: number | undefined;
+  const closeFile = () => {
+    if (fd !== undefined) closeSync(fd);
+    fd = undefined;
+  };
+  return receiveUpload(stream, declared, limits, now, {
+    write(chunk) {
+      fd ??= openSync(path, 'wx');
+      let off = 0;
+      while (off < chunk.byteLength) off += writeSync(fd, chunk, off, chunk.byteLength - off);
+    },
+    done(received) {
+      if (fd === undefined) writeFileSync(path, new Uint8Array(0), { flag: 'wx' });
+      closeFile();
+      return { path, bytes: received };
+    },
+    abort() {
+      closeFile();
+      rmSync(path, { force: true });
+    },
+  });
+}
+
+function receiveUpload<T>(stream: Readable, declared: number | undefined, limits: UploadBodyLimits, now: () => number, sink: UploadSink<T>): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
     try {
       checkDeclaredLength(declared, limits.maxBytes);
     } catch (e) {
       reject(e);
       return;
     }
-    // With a declared length the body goes straight into one buffer of that size (allocated
-    // unfilled, so memory is committed only as bytes arrive; no second copy at the end);
-    // without one (chunked), chunks are joined at the end.
-    let whole: Buffer | undefined;
-    const chunks: Buffer[] = [];
     let received = 0;
     let headerChecked = limits.maxSafetensorsHeaderBytes === undefined;
+    /** The body's first bytes, until the 8 of the safetensors header length are in. */
+    let first8 = Buffer.alloc(0);
     let settled = false;
 
-    const finish = (error: Error | undefined, body?: Buffer) => {
+    const finish = (error: Error | undefined) => {
       if (settled) return;
       settled = true;
       pace.stop();
@@ -140,13 +206,24 @@ export function readUploadBody(stream: Readable, declared: number | undefined, l
       stream.off('error', onAbort);
       stream.off('aborted', onAbort);
       stream.off('close', onClose);
-      chunks.length = 0;
-      whole = undefined;
+      let result: T | undefined;
+      if (!error) {
+        try {
+          result = sink.done(received);
+        } catch (e) {
+          error = e as Error;
+        }
+      }
       if (error) {
+        try {
+          sink.abort();
+        } catch {
+          /* the refusal below is what the sender needs to hear */
+        }
         // Keep the stream flowing into nothing: the sender's remaining bytes are not buffered.
         stream.resume();
         reject(error);
-      } else resolve(body!);
+      } else resolve(result!);
     };
     const pace = watchPace(limits, (refusal) => finish(refusal), now);
 
@@ -160,17 +237,21 @@ export function readUploadBody(stream: Readable, declared: number | undefined, l
         finish(badRequest('body_length_mismatch', `the body is longer than the ${declared} bytes it declared`));
         return;
       }
-      if (declared !== undefined) {
-        whole ??= Buffer.allocUnsafeSlow(declared);
-        chunk.copy(whole, received - chunk.length);
-      } else chunks.push(chunk);
-      if (!headerChecked && received >= 8) {
-        headerChecked = true;
-        const first8 = whole ?? (chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, received));
-        const headerBytes = first8.readBigUInt64LE(0);
-        if (headerBytes > BigInt(limits.maxSafetensorsHeaderBytes!)) {
-          finish(badRequest('header_too_large', `the safetensors header declares ${headerBytes} bytes; at most ${limits.maxSafetensorsHeaderBytes} are accepted for this upload`));
-          return;
+      try {
+        sink.write(chunk, received - chunk.length);
+      } catch (e) {
+        finish(e as Error);
+        return;
+      }
+      if (!headerChecked) {
+        first8 = Buffer.concat([first8, chunk.subarray(0, 8 - first8.length)]);
+        if (first8.length >= 8) {
+          headerChecked = true;
+          const headerBytes = first8.readBigUInt64LE(0);
+          if (headerBytes > BigInt(limits.maxSafetensorsHeaderBytes!)) {
+            finish(badRequest('header_too_large', `the safetensors header declares ${headerBytes} bytes; at most ${limits.maxSafetensorsHeaderBytes} are accepted for this upload`));
+            return;
+          }
         }
       }
       pace.arrived(chunk.length);
@@ -180,7 +261,7 @@ export function readUploadBody(stream: Readable, declared: number | undefined, l
         finish(badRequest('body_incomplete', `the body ended after ${received} of the ${declared} declared bytes`));
         return;
       }
-      finish(undefined, whole ?? (chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, received)));
+      finish(undefined);
     };
     const onAbort = () => finish(badRequest('body_incomplete', `the sender stopped after ${received} bytes`));
     const onClose = () => setImmediate(() => finish(badRequest('body_incomplete', `the connection closed after ${received} bytes`)));

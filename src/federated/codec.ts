@@ -4,7 +4,7 @@
  * decodeUpdate is the server's gate: it checks every name, shape, dtype and value against the
  * global model before anything is aggregated, and names the problem when it refuses.
  */
-import { bytesPerElement, parseSafetensors, readTensor, writeSafetensors, SafetensorsError, type TensorToWrite } from '../model/safetensors';
+import { bytesPerElement, parseSafetensors, readTensor, writeSafetensors, SafetensorsError, type ParsedSafetensors, type TensorToWrite } from '../model/safetensors';
 import { UPDATE_METADATA } from './protocol';
 
 /** A named tensor as plain data; the coordinator never needs TF.js. */
@@ -80,17 +80,14 @@ function metricsField(meta: Record<string, string>): Record<string, number> {
 }
 
 /**
- * Parses and validates an update against the tensors it must contain (`expected`: name → shape,
- * the trained subset of the global model). Throws UpdateError naming the first problem.
+ * The checks decodeUpdate makes from an update's parsed header alone, in its order: metadata
+ * (round, base version, example count, metrics), then every tensor's name, dtype, shape and
+ * alignment, then that none is missing. Shared with the coordinator's streamed reader
+ * (server/update-file.ts), which then checks the values chunk by chunk.
  */
-export function decodeUpdate(body: Uint8Array, expected: ReadonlyMap<string, readonly number[]>): DecodedUpdate {
-  let file;
-  try {
-    file = parseSafetensors(body, 'update');
-  } catch (e) {
-    if (e instanceof SafetensorsError) throw new UpdateError('malformed_safetensors', e.message);
-    throw e;
-  }
+export function checkUpdateHeader(
+  file: Pick<ParsedSafetensors, 'tensors' | 'metadata' | 'dataOffset'>, expected: ReadonlyMap<string, readonly number[]>,
+): UpdateMeta {
   const meta = file.metadata as Record<string, string>;
   const round = integerField(meta, UPDATE_METADATA.round, 1);
   const baseVersion = integerField(meta, UPDATE_METADATA.baseVersion, 0);
@@ -116,6 +113,22 @@ export function decodeUpdate(body: Uint8Array, expected: ReadonlyMap<string, rea
   for (const name of expected.keys()) {
     if (!file.tensors.has(name)) throw new UpdateError('missing_tensor', `update lacks trained tensor "${name}"`);
   }
+  return { round, baseVersion, numExamples, metrics };
+}
+
+/**
+ * Parses and validates an update against the tensors it must contain (`expected`: name → shape,
+ * the trained subset of the global model). Throws UpdateError naming the first problem.
+ */
+export function decodeUpdate(body: Uint8Array, expected: ReadonlyMap<string, readonly number[]>): DecodedUpdate {
+  let file;
+  try {
+    file = parseSafetensors(body, 'update');
+  } catch (e) {
+    if (e instanceof SafetensorsError) throw new UpdateError('malformed_safetensors', e.message);
+    throw e;
+  }
+  const { round, baseVersion, numExamples, metrics } = checkUpdateHeader(file, expected);
   const deltas = new Map<string, NamedTensor>();
   for (const name of expected.keys()) {
     let read;

@@ -55,29 +55,47 @@ function toUint8(buf: ArrayBuffer | ArrayBufferView): Uint8Array {
 /** Parses and validates the header; tensor data is not copied. */
 export function parseSafetensors(input: ArrayBuffer | ArrayBufferView, source = 'safetensors'): ParsedSafetensors {
   const bytes = toUint8(input);
-  if (bytes.byteLength < 8) {
-    throw new SafetensorsError(`${source}: truncated file (${bytes.byteLength} bytes, need at least 8 for the header length)`);
-  }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const headerLen = view.getBigUint64(0, true);
-  if (headerLen > BigInt(MAX_HEADER_BYTES)) {
-    throw new SafetensorsError(`${source}: header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit (not a safetensors file?)`);
-  }
-  const n = Number(headerLen);
+  const n = safetensorsHeaderLength(bytes, bytes.byteLength, source);
   if (8 + n > bytes.byteLength) {
     throw new SafetensorsError(`${source}: truncated file: header needs ${n} bytes but only ${bytes.byteLength - 8} follow`);
   }
+  const dataOffset = 8 + n;
+  const { tensors, metadata } = parseSafetensorsHeader(bytes.subarray(8, 8 + n), bytes.byteLength - dataOffset, source);
+  return { tensors, metadata, bytes, dataOffset };
+}
+
+/**
+ * The header length N from a file's first 8 bytes (`first8`; `fileBytes` is the whole file's size,
+ * for the message), refused beyond the 100 MB limit. Lets a file be parsed without reading it whole.
+ */
+export function safetensorsHeaderLength(first8: Uint8Array, fileBytes: number, source = 'safetensors'): number {
+  if (first8.byteLength < 8 || fileBytes < 8) {
+    throw new SafetensorsError(`${source}: truncated file (${fileBytes} bytes, need at least 8 for the header length)`);
+  }
+  const headerLen = new DataView(first8.buffer, first8.byteOffset, 8).getBigUint64(0, true);
+  if (headerLen > BigInt(MAX_HEADER_BYTES)) {
+    throw new SafetensorsError(`${source}: header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit (not a safetensors file?)`);
+  }
+  return Number(headerLen);
+}
+
+/**
+ * Parses and validates a header's JSON bytes against a data section of `dataLength` bytes (every
+ * tensor's dtype, shape, length, bounds, no overlaps): what parseSafetensors checks, for a file read
+ * in pieces (server/update-file.ts streams uploads from disk).
+ */
+export function parseSafetensorsHeader(
+  headerBytes: Uint8Array, dataLength: number, source = 'safetensors',
+): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n)));
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));
   } catch (e) {
     throw new SafetensorsError(`${source}: header is not valid UTF-8 JSON (${(e as Error).message})`);
   }
   if (header === null || typeof header !== 'object' || Array.isArray(header)) {
     throw new SafetensorsError(`${source}: header must be a JSON object`);
   }
-  const dataOffset = 8 + n;
-  const dataLength = bytes.byteLength - dataOffset;
   const tensors = new Map<string, TensorInfo>();
   let metadata: Record<string, string> = {};
   const ranges: Array<[number, number, string]> = [];
@@ -119,7 +137,23 @@ export function parseSafetensors(input: ArrayBuffer | ArrayBufferView, source = 
       throw new SafetensorsError(`${source}: tensors "${ranges[i - 1][2]}" and "${ranges[i][2]}" overlap`);
     }
   }
-  return { tensors, metadata, bytes, dataOffset };
+  return { tensors, metadata };
+}
+
+/**
+ * Decodes `bytes` (whole little-endian F32 or F16 elements) into `out[0..n)` as float32, exactly as
+ * readTensor would (F16 widened); returns n. For reading a tensor in chunks.
+ */
+export function decodeFloatChunk(dtype: 'F32' | 'F16', bytes: Uint8Array, out: Float32Array): number {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (dtype === 'F32') {
+    const n = bytes.byteLength >> 2;
+    for (let i = 0; i < n; i++) out[i] = dv.getFloat32(4 * i, true);
+    return n;
+  }
+  const n = bytes.byteLength >> 1;
+  for (let i = 0; i < n; i++) out[i] = halfToFloat(dv.getUint16(2 * i, true));
+  return n;
 }
 
 /** Numeric data of one tensor. F16/BF16 are widened to Float32Array; I64 narrows to Int32Array (checked). */
