@@ -233,7 +233,7 @@ describe('the CoRAG web app, three tabs, one session', () => {
     await page.locator('.notice', { hasText: 'round 4 is open' }).waitFor();
     expect((await admin.round(sid, 4)).state).toBe('open');
     await page.locator('#close-round:not([hidden])').click();
-    await page.locator('.notice', { hasText: 'round 4 failed: 0 updates arrived, 2 needed' }).waitFor();
+    await page.locator('.notice', { hasText: 'round 4 failed: too_few_updates: 0 accepted' }).waitFor();
     expect((await admin.round(sid, 4)).state).toBe('failed');
     expect((await admin.session(sid)).currentVersion).toBe(3);
     // Other devices join from the QR code: it reads back as the LAN join link.
