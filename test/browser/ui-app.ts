@@ -42,7 +42,8 @@ export async function startApp(name: string, options: Pick<AppOptions, 'networkU
     cacheDir: join(work, '.vite-cache'),
     build: { outDir: dist, emptyOutDir: true, minify: false, sourcemap: false, reportCompressedSize: false },
   });
-  const built = await buildApp({ dataDir: join(work, 'data'), staticDir: dist, rateLimitPerMinute: 100_000, ...options });
+  // Every tab joins from 127.0.0.1 (and again on each ?join= visit): lift the per-IP join limit as test/server/helpers.ts does.
+  const built = await buildApp({ dataDir: join(work, 'data'), staticDir: dist, rateLimitPerMinute: 100_000, joinsPerMinutePerIp: 1_000_000, ...options });
   const requests: string[] = [];
   // The token's last characters tell which client made a request (tokens are random).
   built.app.addHook('onRequest', async (req) => { requests.push(`${req.method} ${req.url.split('?')[0]} ${(req.headers.authorization ?? '').slice(-8)}`.trim()); });
