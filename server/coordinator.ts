@@ -424,17 +424,7 @@ export class Coordinator {
 
   private async acceptUpdateFile(sessionId: string, round: number, clientId: string, upload: UploadedFile): Promise<UpdateReceipt> {
     const { config } = this.sessionRow(sessionId);
-    const live = this.live.get(sessionId);
-    if (!live || live.number !== round) {
-      const row = this.roundRow(sessionId, round);
-      if (!row) throw notFound('round_not_found', `round ${round} does not exist`);
-      // A retry whose first attempt landed (and closed the round) learns that, not "closed".
-      const landed = this.db.prepare('SELECT 1 FROM updates WHERE session_id = ? AND round = ? AND client_id = ?').get(sessionId, round, clientId);
-      if (landed) throw conflict('duplicate_update', `this client's update for round ${round} was already accepted (the round has closed since)`);
-      throw conflict('round_closed', `round ${round} is ${row.state === 'failed' ? 'over (failed)' : 'closed'}; updates for it are refused — wait for the next round`);
-    }
-    if (!live.participants.has(clientId)) throw forbidden('not_selected', `this client was not selected for round ${round}`);
-    if (live.accepted.has(clientId)) throw conflict('duplicate_update', `this client's update for round ${round} was already accepted`);
+    const live = this.liveRoundTaking(sessionId, round, clientId);
     crashPoint('upload:received');
     // 1. Validate ALL of it, reading the file in chunks, before anything changes.
     let update: UpdateFile;
@@ -507,17 +497,23 @@ export class Coordinator {
   /** Would `clientId`'s update for `round` be considered now? Returns how many tensors it must carry. */
   admitUpdate(sessionId: string, round: number, clientId: string): { expectedTensors: number } {
     this.sessionRow(sessionId);
+    return { expectedTensors: this.liveRoundTaking(sessionId, round, clientId).shapes.size };
+  }
+
+  /** The open round `round` if it takes an update from `clientId` now (selected, none accepted yet); else the ApiError saying why. */
+  private liveRoundTaking(sessionId: string, round: number, clientId: string): LiveRound {
     const live = this.live.get(sessionId);
     if (!live || live.number !== round) {
       const row = this.roundRow(sessionId, round);
       if (!row) throw notFound('round_not_found', `round ${round} does not exist`);
+      // A retry whose first attempt landed (and closed the round) learns that, not "closed".
       const landed = this.db.prepare('SELECT 1 FROM updates WHERE session_id = ? AND round = ? AND client_id = ?').get(sessionId, round, clientId);
       if (landed) throw conflict('duplicate_update', `this client's update for round ${round} was already accepted (the round has closed since)`);
       throw conflict('round_closed', `round ${round} is ${row.state === 'failed' ? 'over (failed)' : 'closed'}; updates for it are refused — wait for the next round`);
     }
     if (!live.participants.has(clientId)) throw forbidden('not_selected', `this client was not selected for round ${round}`);
     if (live.accepted.has(clientId)) throw conflict('duplicate_update', `this client's update for round ${round} was already accepted`);
-    return { expectedTensors: live.shapes.size };
+    return live;
   }
 
   /** Would an admin's model upload be considered now (the session exists, no round is open)? */
