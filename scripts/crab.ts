@@ -18,7 +18,8 @@ import { buildResults, markdownReport, reportFiles, type CrabResults } from '../
 import { scoreRun } from '../src/crab/scoring';
 import { CrabRunner, type ExperimentResult } from '../src/crab/runner';
 import { parseRunnerConfig, type RunnerConfig } from '../src/crab/runner-config';
-import { bundleLoader, loadCrabData, startCoordinator, TINY_MODEL, writeOutputs } from '../src/crab/runner-node';
+import { bundleLoader, loadCrabData, TINY_MODEL, writeOutputs } from '../src/crab/runner-node';
+import { startCrabCoordinator } from '../server/crab-coordinator';
 import { formatDuration, formatProgress } from '../src/crab/runner-progress';
 
 const HELP = `usage: npm run crab -- --config FILE [--out DIR] [--backend cpu|wasm|webgpu]
@@ -61,7 +62,7 @@ async function main(): Promise<void> {
   const backend = await initBackend(config.backend);
   log(`backend ${backend.name}${backend.detail ? ` (${backend.detail})` : ''}${backend.fallbackReason ? `; fallback: ${backend.fallbackReason}` : ''}`);
   const data = await loadCrabData(config, log);
-  const coordinator = await startCoordinator();
+  const coordinator = await startCrabCoordinator();
   log(`coordinator at ${coordinator.url}`);
 
   const startedAt = new Date();

@@ -1,13 +1,11 @@
 /**
  * The Node edge of the CRAB runner: the built data (read from its cache folder, built there when
  * missing or built with other settings), model checkpoints from `tiny`, a folder, a URL or a hub
- * id, the real coordinator on 127.0.0.1 (ephemeral port, temp data folder), and the output files
+ * id, and the output files
  * results/<run>/{results.json, results.md, *.svg}.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { buildApp } from '../../server/app';
 import { memoryModelSource } from '../corag/memory-source';
 import { ModelBundle } from '../corag/model-bundle';
 import { resolveModelSource, type ModelSource } from '../model/checkpoint';
@@ -86,26 +84,6 @@ export async function loadCrabData(config: RunnerConfig, log: (line: string) => 
     log(`reusing the CRAB data in ${dir}`);
   }
   return readCrabCache(dir);
-}
-
-/** A coordinator on 127.0.0.1 with a temp data folder, removed again by `close`. */
-export async function startCoordinator(): Promise<{ url: string; close: () => Promise<void> }> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'corag-crab-'));
-  // Sequential clients search once per question: far more requests per minute than a person makes;
-  // and every experiment joins all its clients from this one address.
-  const { app } = await buildApp({ dataDir, rateLimitPerMinute: 1_000_000, joinsPerMinutePerIp: 1_000_000, logger: false });
-  // The clients share this process, and a training step blocks the event loop for seconds: an
-  // idle keep-alive socket the server times out can close just as a client reuses it ("fetch
-  // failed" on the first request after a long local phase). Only clients close idle sockets here.
-  app.server.keepAliveTimeout = 0;
-  const url = await app.listen({ port: 0, host: '127.0.0.1' });
-  return {
-    url,
-    close: async () => {
-      await app.close();
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
 }
 
 /** Writes files into `dir` (created), returning their paths. */

@@ -13,13 +13,14 @@ import { buildResults, reportFiles } from '../../src/crab/report';
 import { aggregateScores, CrabRunner, devStoreView, type TrainingRetrieval } from '../../src/crab/runner';
 import { scoreRows, scoreRun, selectRounds } from '../../src/crab/scoring';
 import { experimentGrid, parseRunnerConfig, RunnerConfigError } from '../../src/crab/runner-config';
-import { bundleLoader, loadCrabData, startCoordinator } from '../../src/crab/runner-node';
+import { bundleLoader, loadCrabData } from '../../src/crab/runner-node';
+import { startCrabCoordinator } from '../../server/crab-coordinator';
 import { clientView, collaborativeView, TRAINING_STORES } from '../../src/crab/stores';
 import { initBackend } from '../../src/model/backend';
 
 describe('CrabRunner over the real coordinator', () => {
   const dir = mkdtempSync(join(tmpdir(), 'crab-runner-test-'));
-  let coordinator: Awaited<ReturnType<typeof startCoordinator>>;
+  let coordinator: Awaited<ReturnType<typeof startCrabCoordinator>>;
   const requests: string[] = [];
   // Every request the runner's clients send, as "METHOD /path" (proof the bytes went over HTTP).
   const recordingFetch: typeof fetch = (input, init) => {
@@ -29,7 +30,7 @@ describe('CrabRunner over the real coordinator', () => {
   };
   beforeAll(async () => {
     await initBackend('wasm');
-    coordinator = await startCoordinator();
+    coordinator = await startCrabCoordinator();
   });
   afterAll(async () => {
     await coordinator?.close();
