@@ -300,6 +300,8 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
 
   await app.register(swagger, {
     openapi: {
+      // 3.1: our schemas are JSON Schema 2020-style (numeric exclusiveMinimum), which 3.0 does not allow.
+      openapi: '3.1.0',
       info: { title: 'CoRAG coordinator', version: '1', description: 'FedAvg rounds and the collaborative passage store (docs/COORDINATOR.md)' },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     },
