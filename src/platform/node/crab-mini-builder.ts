@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { buildCrab, crabFiles, DEFAULT_CRAB_CONFIG, type CrabConfig, type CrabDataset } from '../../crab/build';
 import { selectDemo } from '../../crab/demo';
 import { parseSquadJson, readDprPassagesTsv, readNqOpenJsonl, readPassagesJsonl, readQaJsonl } from '../../crab/loaders';
-import { squadTitle, squadToCorpus } from '../../crab/squad';
+import { squadToCorpus } from '../../crab/squad';
 import type { Passage, QAPair } from '../../crab/types';
 import { readLinesSync, sha256File, sha256Hex } from './crab-files';
 
