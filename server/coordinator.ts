@@ -20,7 +20,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { decodeModel, encodeModel, UpdateError, type NamedTensor, type NamedTensors } from '../src/federated/codec';
 import {
-  DEFAULT_MAX_EXAMPLES_PER_UPDATE, DEFAULT_MAX_WEIGHT_SHARE, DEFAULT_ROUND_POLICY, passagePolicyOf, UPDATE_METRIC_RANGES, type CreatedSession, type JoinResult,
+  DEFAULT_MAX_EXAMPLES_PER_UPDATE, DEFAULT_MAX_WEIGHT_SHARE, DEFAULT_ROUND_POLICY, isTrainedTensor, passagePolicyOf, UPDATE_METRIC_RANGES, type CreatedSession, type JoinResult,
   type PassagePolicy, type RoundInfo, type RoundState, type SessionConfig, type SessionInfo, type UpdateLimits, type UpdateReceipt,
 } from '../src/federated/protocol';
 import {
@@ -684,7 +684,7 @@ function defaultUpdateLimits(training: SessionConfig['training'], strategy: Stra
 }
 
 export function isTrained(config: SessionConfig, name: string): boolean {
-  return config.trainedPrefixes.some((p) => name.startsWith(p));
+  return isTrainedTensor(config.trainedPrefixes, name);
 }
 
 export { ApiError };

@@ -22,7 +22,7 @@ import type { PassageText } from '../src/corag/retrieve';
 import { ingestFile } from '../src/ui/ingest';
 import type { Coordinator } from './coordinator';
 import { COORDINATOR_CONTRIBUTOR } from './passage-intake';
-import type { CreatedSession, SessionModels } from '../src/federated/protocol';
+import { PASSAGE_ENCODER_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX, READER_WIRE_PREFIX, type CreatedSession, type SessionModels } from '../src/federated/protocol';
 
 export const DEMO_MODELS = {
   reader: 'corag/tiny-t5 (random, seed 1)',
@@ -42,10 +42,10 @@ export function demoGlobalModel(): Uint8Array {
   const add = (prefix: string, weights: Map<string, { shape: number[]; data: Float32Array }>) => {
     for (const [name, t] of weights) tensors.set(prefix + name, t);
   };
-  add('reader.', tinyT5Weights(tinyT5Config(), 1));
+  add(READER_WIRE_PREFIX, tinyT5Weights(tinyT5Config(), 1));
   const bert = tinyBertWeights(tinyBertConfig(), 2);
-  add('query_encoder.', bert);
-  add('passage_encoder.', bert);
+  add(QUERY_ENCODER_WIRE_PREFIX, bert);
+  add(PASSAGE_ENCODER_WIRE_PREFIX, bert);
   return encodeModel(tensors, { format: 'pt', corag: 'demo global model v0' });
 }
 
@@ -189,7 +189,7 @@ export async function createDemoSession(coordinator: Coordinator, checkpoints?: 
       // The reader only: one query-encoder step of the pretrained retriever reorders every ranking
       // (its embeddings share one dominant direction; dev R@4 fell from 43 % to 1-2 % within 6
       // steps at lr 1e-3), so the session keeps the retriever it started with.
-      trainedPrefixes: ['reader.'],
+      trainedPrefixes: [READER_WIRE_PREFIX],
       // The demo's join code is public: anyone can take part, so a robust default. Norm clipping at
       // the round's (lower) median update norm bounds what any one participant (fewer than half) can do to
       // the model — a scaled, FLT_MAX or model-replacement update counts as one ordinary-sized

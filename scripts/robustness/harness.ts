@@ -11,7 +11,7 @@
  */
 import { CoragClient, CoragHttpError } from '../../src/federated/client';
 import { decodeModel, encodeModel, encodeUpdate, type NamedTensor } from '../../src/federated/codec';
-import type { RoundInfo } from '../../src/federated/protocol';
+import { QUERY_ENCODER_WIRE_PREFIX, READER_WIRE_PREFIX, type RoundInfo } from '../../src/federated/protocol';
 import { seededRandom } from '../../src/util/random';
 import type { Attack, Deltas } from './attacks';
 
@@ -21,7 +21,7 @@ export const TINY_MODEL: ReadonlyArray<[string, number[]]> = [
   ['query_encoder.embeddings.word_embeddings.weight', [40, 8]],
   ['passage_encoder.embeddings.word_embeddings.weight', [40, 8]],
 ];
-export const TRAINED = ['reader.', 'query_encoder.'];
+export const TRAINED = [READER_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX];
 const trained = TINY_MODEL.filter(([n]) => TRAINED.some((p) => n.startsWith(p)));
 
 export const TASK = { samples: 24, localSteps: 5, learningRate: 0.8, shift: 0.3, noise: 0.05 } as const;

@@ -14,6 +14,7 @@
  * it can produce the delta local − base for the trained tensors, which is what a client uploads.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { isTrainedTensor, PASSAGE_ENCODER_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX, READER_WIRE_PREFIX } from '../federated/protocol';
 import { decodeModel, encodeModel, encodeUpdate, type NamedTensor, type UpdateMeta, type WireDtype } from '../federated/codec';
 import { bertParameterShapes, type BertConfig } from '../model/bert/config';
 import { loadBertCheckpoint, loadT5Checkpoint, type ModelSource } from '../model/checkpoint';
@@ -24,9 +25,7 @@ import { T5Model } from '../model/t5/model';
 import type { TextTokenizer } from '../model/tokenizer';
 import type { ModelParts } from '../model/trainable';
 
-export const READER_WIRE_PREFIX = 'reader.';
-export const QUERY_ENCODER_WIRE_PREFIX = 'query_encoder.';
-export const PASSAGE_ENCODER_WIRE_PREFIX = 'passage_encoder.';
+export { PASSAGE_ENCODER_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX, READER_WIRE_PREFIX };
 
 /** Local (store) name → global wire name. */
 export function wireName(local: string): string {
@@ -179,7 +178,7 @@ export class ModelBundle {
 
   /** Wire names that start with one of `prefixes` ('' matches all), as a session's trainedPrefixes. */
   wireNamesMatching(prefixes: readonly string[]): string[] {
-    const names = this.wireNames().filter((n) => prefixes.some((p) => n.startsWith(p)));
+    const names = this.wireNames().filter((n) => isTrainedTensor(prefixes, n));
     if (names.length === 0) throw new Error(`no model tensor matches the trained prefixes ${JSON.stringify(prefixes)}`);
     return names;
   }

@@ -28,7 +28,7 @@ import { trainLocally, type LocalTrainingOptions, type QAPair as TrainingPair } 
 import type { ModelBundle } from '../corag/model-bundle';
 import { CoordinatorPassageSource, embedPassages, LocalPassageStore, type PassageSource, type RetrievedPassage } from '../corag/retrieve';
 import { CoragClient } from '../federated/client';
-import { MAX_PASSAGES_PER_REQUEST } from '../federated/protocol';
+import { MAX_PASSAGES_PER_REQUEST, QUERY_ENCODER_WIRE_PREFIX, READER_WIRE_PREFIX } from '../federated/protocol';
 import type { CrabQaRecord } from './build';
 import type { EvalSplit, PredictionRow } from './predictions';
 import type { ExperimentSpec, Method, RunnerConfig } from './runner-config';
@@ -617,7 +617,7 @@ class SeedRun {
     const closedBook = e.method === 'closed-book';
     const t = this.config.training;
     const anon = new CoragClient(deps.coordinatorUrl, undefined, deps.fetch);
-    const trainedPrefixes = closedBook || t.trainedParts === 'reader' ? ['reader.'] : ['reader.', 'query_encoder.'];
+    const trainedPrefixes = closedBook || t.trainedParts === 'reader' ? [READER_WIRE_PREFIX] : [READER_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX];
     const created = await anon.createSession({
       name: `crab ${this.config.name} ${label}`,
       models: { reader: this.config.models.reader, passageEncoder: this.config.models.retriever, embeddingDim: this.bundle.embeddingDim },

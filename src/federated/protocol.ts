@@ -4,6 +4,23 @@
  * JSON: models and deltas are safetensors bodies (see ./codec). No Node or DOM APIs here.
  */
 
+/**
+ * The global model's wire namespace: every tensor a coordinator stores, serves or aggregates is
+ * named `<part prefix><Hugging Face name>`. Clients map these to their local stores
+ * (src/corag/model-bundle.ts); sessions name what they train by these prefixes.
+ */
+export const READER_WIRE_PREFIX = 'reader.';
+export const QUERY_ENCODER_WIRE_PREFIX = 'query_encoder.';
+export const PASSAGE_ENCODER_WIRE_PREFIX = 'passage_encoder.';
+
+/**
+ * Whether a session with `trainedPrefixes` (SessionConfig.trainedPrefixes) trains — and so
+ * aggregates, and accepts deltas for — the global tensor `name`. The one rule both sides apply.
+ */
+export function isTrainedTensor(trainedPrefixes: readonly string[], name: string): boolean {
+  return trainedPrefixes.some((p) => name.startsWith(p));
+}
+
 /** When a round opens, whom it selects, and when it closes. */
 export interface RoundPolicy {
   /** Fraction of joined clients selected for a round (at least minClients are selected). */
