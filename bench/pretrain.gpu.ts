@@ -14,7 +14,7 @@ import { appendFileSync, copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { installNodeWebGpu } from '../src/platform/node/webgpu';
 import { parsePretrainConfig } from '../src/pretrain/config';
-import { runPretraining } from '../src/pretrain/node-runner';
+import { runPretraining } from '../src/platform/node/pretrain-runner';
 import { readFileSync } from 'node:fs';
 
 const [configPath, workDir, outDir, minutes, initFrom] = process.argv.slice(2);

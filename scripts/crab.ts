@@ -18,7 +18,7 @@ import { buildResults, markdownReport, reportFiles, type CrabResults } from '../
 import { scoreRun } from '../src/crab/scoring';
 import { CrabRunner, type ExperimentResult } from '../src/crab/runner';
 import { parseRunnerConfig, type RunnerConfig } from '../src/crab/runner-config';
-import { bundleLoader, loadCrabData, TINY_MODEL, writeOutputs } from '../src/crab/runner-node';
+import { bundleLoader, loadCrabData, TINY_MODEL, writeOutputs } from '../src/platform/node/crab-runner';
 import { startCrabCoordinator } from '../server/crab-coordinator';
 import { formatDuration, formatProgress } from '../src/crab/runner-progress';
 

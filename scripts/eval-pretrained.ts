@@ -30,7 +30,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { exactMatch, f1Score } from '../src/crab/metrics';
+import { exactMatch, f1Score } from '../src/text/answer-metrics';
 import { clozeExamples } from '../src/pretrain/examples';
 import { rerankAnswers } from '../src/corag/answer-rerank';
 import { typedAnswers } from '../src/text/answer-types';

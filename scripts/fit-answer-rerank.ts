@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { candidateFeatures, rerankScore, type AnswerFeatures, type AnswerRerankWeights } from '../src/corag/answer-rerank';
 import { ModelBundle } from '../src/corag/model-bundle';
 import { candidateAnswers } from '../src/corag/reader';
-import { exactMatch, f1Score } from '../src/crab/metrics';
+import { exactMatch, f1Score } from '../src/text/answer-metrics';
 import { initBackend } from '../src/model/backend';
 import { answerRerankToJson } from '../src/model/t5/config';
 import { folderModelSource } from '../src/platform/node/folder-source';

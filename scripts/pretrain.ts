@@ -13,7 +13,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { initBackend, parseBackendName } from '../src/model/backend';
-import { loadPretrainConfig, preparePretrainWork, runPretraining } from '../src/pretrain/node-runner';
+import { loadPretrainConfig, preparePretrainWork, runPretraining } from '../src/platform/node/pretrain-runner';
 
 function args(argv: string[]): Map<string, string> {
   const out = new Map<string, string>();

@@ -1,6 +1,6 @@
 /**
  * Evaluation of a client's model on QA pairs: retrieve top-k with the query encoder, generate
- * with the FiD reader, score with SQuAD's EM/F1 (src/crab/metrics). `k: 0` evaluates the
+ * with the FiD reader, score with SQuAD's EM/F1 (src/text/answer-metrics). `k: 0` evaluates the
  * closed-book reader (the question alone, the paper's no-retrieval baseline).
  *
  * Beside EM/F1, the gold-answer negative log-likelihood: the reader's token cross-entropy of the
@@ -10,7 +10,7 @@
  * answers, so it is the standard secondary signal (lower is better; exp(NLL) = perplexity).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { exactMatch, f1Score } from '../crab/metrics';
+import { exactMatch, f1Score } from '../text/answer-metrics';
 import { fidForward } from '../model/t5/fid';
 import { tokenNll } from '../model/t5/loss';
 import type { QAPair } from './local-training';

@@ -8,7 +8,7 @@
  * relevant nor a hard negative: it goes with the irrelevant ones (docs/CRAB.md discusses this).
  */
 import { Bm25Index, type Bm25Options } from '../retrieval/bm25';
-import { normalizeAnswer } from './metrics';
+import { normalizeAnswer } from '../text/answer-metrics';
 import type { Passage, QAPair } from './types';
 
 export interface CategoryOptions {

@@ -20,7 +20,7 @@
  * Clients run one after another on ONE ModelBundle: each participation starts by applying the
  * global version it downloaded, so sharing the weights is exact and memory stays one model (a
  * GPU machine with t5-base × 8 clients would not hold eight). No Node API here: the caller
- * passes the data, a model loader and the coordinator URL (src/crab/runner-node.ts for Node).
+ * passes the data, a model loader and the coordinator URL (src/platform/node/crab-runner.ts for Node).
  */
 import { evaluate, type EvaluationResult } from '../corag/evaluate';
 import { FederatedCoragClient, MemoryModelCache } from '../corag/federated-client';

@@ -4,7 +4,7 @@ import { evaluate } from '../../src/corag/evaluate';
 import type { ModelBundle } from '../../src/corag/model-bundle';
 import { buildFidBatch, cleanAnswer, disposeFidBatch, fidBatchLoss, generateAnswers, perPassageLoss } from '../../src/corag/reader';
 import { LocalPassageStore } from '../../src/corag/retrieve';
-import { exactMatch, f1Score } from '../../src/crab/metrics';
+import { exactMatch, f1Score } from '../../src/text/answer-metrics';
 import { initBackend } from '../../src/model/backend';
 import { fidForward } from '../../src/model/t5/fid';
 import { meanTokenCrossEntropy, sequenceCrossEntropy } from '../../src/model/t5/loss';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { categoryQuery, containsAnswer, PassageCategorizer } from '../../src/crab/categories';
-import { normalizeAnswer } from '../../src/crab/metrics';
+import { normalizeAnswer } from '../../src/text/answer-metrics';
 import type { Passage } from '../../src/crab/types';
 
 // A hand-made corpus about one question, "Where was Nikola Tesla born?" (answer: Smiljan).

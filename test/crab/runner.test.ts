@@ -13,7 +13,7 @@ import { buildResults, reportFiles } from '../../src/crab/report';
 import { aggregateScores, CrabRunner, devStoreView, type TrainingRetrieval } from '../../src/crab/runner';
 import { scoreRows, scoreRun, selectRounds } from '../../src/crab/scoring';
 import { experimentGrid, parseRunnerConfig, RunnerConfigError } from '../../src/crab/runner-config';
-import { bundleLoader, loadCrabData } from '../../src/crab/runner-node';
+import { bundleLoader, loadCrabData } from '../../src/platform/node/crab-runner';
 import { startCrabCoordinator } from '../../server/crab-coordinator';
 import { clientView, collaborativeView, TRAINING_STORES } from '../../src/crab/stores';
 import { initBackend } from '../../src/model/backend';

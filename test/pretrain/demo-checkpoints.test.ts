@@ -7,7 +7,7 @@ import { folderModelSource } from '../../src/platform/node/folder-source';
 import { readQuestionFolder } from '../../src/platform/node/crab-files';
 import { ModelBundle } from '../../src/corag/model-bundle';
 import { generateAnswers } from '../../src/corag/reader';
-import { exactMatch } from '../../src/crab/metrics';
+import { exactMatch } from '../../src/text/answer-metrics';
 
 /** Demo questions asked (the first n of public/demo/qa.jsonl) and how many must come out exactly right. */
 const QUESTIONS = 64;

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/model/backend';
 import { TextTokenizer } from '../../src/model/tokenizer';
-import { readCheckpointFiles, saveCheckpointFiles } from '../../src/pretrain/checkpoint-files';
+import { readCheckpointFiles, saveCheckpointFiles } from '../../src/platform/node/pretrain-checkpoint-files';
 import { parsePretrainConfig } from '../../src/pretrain/config';
 import { exportCheckpoints } from '../../src/pretrain/export';
 import { parseT5Config } from '../../src/model/t5/config';

@@ -2,13 +2,13 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../../src/model/backend';
-import { readCheckpointFiles } from '../../src/pretrain/checkpoint-files';
-import { parsePretrainConfig } from '../../src/pretrain/config';
-import { preparePretrainWork, runPretraining } from '../../src/pretrain/node-runner';
+import { initBackend } from '../../../src/model/backend';
+import { readCheckpointFiles } from '../../../src/platform/node/pretrain-checkpoint-files';
+import { parsePretrainConfig } from '../../../src/pretrain/config';
+import { preparePretrainWork, runPretraining } from '../../../src/platform/node/pretrain-runner';
 
-const SAMPLE = new URL('../../../shared/data/wikipedia/psgs_w100.sample1000.tsv', import.meta.url);
-const TOKENIZERS = new URL('../../public/models/tokenizers', import.meta.url).pathname;
+const SAMPLE = new URL('../../../../shared/data/wikipedia/psgs_w100.sample1000.tsv', import.meta.url);
+const TOKENIZERS = new URL('../../../public/models/tokenizers', import.meta.url).pathname;
 
 describe('runPretraining', () => {
   let dir: string;

@@ -6,20 +6,20 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { memoryModelSource } from '../corag/memory-source';
-import { ModelBundle } from '../corag/model-bundle';
-import { resolveModelSource, type ModelSource } from '../model/checkpoint';
-import { tinyBertConfig, tinyCheckpointFiles, tinyT5Config } from '../model/tiny';
-import { folderModelSource } from '../platform/node/folder-source';
-import { readCrabCache, type CrabCache } from '../platform/node/crab-files';
-import { buildCrabMini, CRAB_FORMAT } from '../platform/node/crab-mini-builder';
-import { DEFAULT_CRAB_CONFIG } from './build';
-import type { RunnerConfig } from './runner-config';
+import { memoryModelSource } from '../../corag/memory-source';
+import { ModelBundle } from '../../corag/model-bundle';
+import { resolveModelSource, type ModelSource } from '../../model/checkpoint';
+import { tinyBertConfig, tinyCheckpointFiles, tinyT5Config } from '../../model/tiny';
+import { folderModelSource } from './folder-source';
+import { readCrabCache, type CrabCache } from './crab-files';
+import { buildCrabMini, CRAB_FORMAT } from './crab-mini-builder';
+import { DEFAULT_CRAB_CONFIG } from '../../crab/build';
+import type { RunnerConfig } from '../../crab/runner-config';
 
 /** The model spec that names a seeded random tiny model (src/model/tiny.ts). */
 export const TINY_MODEL = 'tiny';
 
-const REPO = resolve(new URL('../..', import.meta.url).pathname);
+const REPO = resolve(new URL('../../..', import.meta.url).pathname);
 const TOKENIZERS = join(REPO, 'public/models/tokenizers');
 
 function folderFiles(dir: string): Map<string, Uint8Array> {

@@ -2,8 +2,8 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { readCheckpointFiles, saveCheckpointFiles } from '../../src/pretrain/checkpoint-files';
-import type { PretrainCheckpoint } from '../../src/pretrain/trainer';
+import { readCheckpointFiles, saveCheckpointFiles } from '../../../src/platform/node/pretrain-checkpoint-files';
+import type { PretrainCheckpoint } from '../../../src/pretrain/trainer';
 
 const dirs: string[] = [];
 const tempDir = () => {

@@ -10,17 +10,17 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { loadBertCheckpoint, loadT5Checkpoint } from '../model/checkpoint';
-import type { ParameterStore } from '../model/params';
-import { TextTokenizer } from '../model/tokenizer';
-import { folderModelSource } from '../platform/node/folder-source';
-import { parsePretrainConfig, type PretrainConfig } from './config';
-import { parseDprPassages, squadParagraphPassages, type CorpusPassage } from './corpus';
-import { parsePretrainData, preparePretrainData, type PretrainData } from './data';
-import { exportCheckpoints, type TokenizerFiles } from './export';
-import { readCheckpointFiles, saveCheckpointFiles } from './checkpoint-files';
-import { Pretrainer } from './trainer';
-import { trimUnigramTokenizer, trimWordPieceTokenizer } from './vocab-trim';
+import { loadBertCheckpoint, loadT5Checkpoint } from '../../model/checkpoint';
+import type { ParameterStore } from '../../model/params';
+import { TextTokenizer } from '../../model/tokenizer';
+import { folderModelSource } from './folder-source';
+import { parsePretrainConfig, type PretrainConfig } from '../../pretrain/config';
+import { parseDprPassages, squadParagraphPassages, type CorpusPassage } from '../../pretrain/corpus';
+import { parsePretrainData, preparePretrainData, type PretrainData } from '../../pretrain/data';
+import { exportCheckpoints, type TokenizerFiles } from '../../pretrain/export';
+import { readCheckpointFiles, saveCheckpointFiles } from './pretrain-checkpoint-files';
+import { Pretrainer } from '../../pretrain/trainer';
+import { trimUnigramTokenizer, trimWordPieceTokenizer } from '../../pretrain/vocab-trim';
 
 const readJson = (path: string): unknown => JSON.parse(readFileSync(path, 'utf8'));
 

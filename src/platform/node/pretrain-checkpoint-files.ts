@@ -16,9 +16,9 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../platform/node/atomic-file';
-import { sha256Hex } from '../platform/node/crab-files';
-import type { PretrainCheckpoint } from './trainer';
+import { writeFileAtomic } from './atomic-file';
+import { sha256Hex } from './crab-files';
+import type { PretrainCheckpoint } from '../../pretrain/trainer';
 
 /** Parts stay under the device's 16 MiB limit per file brought back. */
 export const CHECKPOINT_PART_BYTES = 15 * 2 ** 20;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { exactMatch, f1Score, normalizeAnswer, scoreAnswers, tokenF1 } from '../../src/crab/metrics';
+import { exactMatch, f1Score, normalizeAnswer, scoreAnswers, tokenF1 } from '../../src/text/answer-metrics';
 
 // Expected values follow evaluate-v1.1.py step by step:
 // normalize = white_space_fix(remove_articles(remove_punc(lower(s)))), EM/F1 = max over golds.
