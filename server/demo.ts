@@ -19,7 +19,7 @@ import { isHubModelId, resolveModelSource, type ModelSource } from '../src/model
 import { tinyBertConfig, tinyBertWeights, tinyT5Config, tinyT5Weights } from '../src/model/tiny';
 import { folderModelSource } from '../src/platform/node/folder-source';
 import type { PassageText } from '../src/corag/retrieve';
-import { ingestFile } from '../src/ui/ingest';
+import { ingestFile } from '../src/ingest/files';
 import type { Coordinator } from './coordinator';
 import { COORDINATOR_CONTRIBUTOR } from './passage-intake';
 import { PASSAGE_ENCODER_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX, READER_WIRE_PREFIX, type CreatedSession, type SessionModels } from '../src/federated/protocol';

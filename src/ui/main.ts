@@ -10,7 +10,7 @@ import { parseBackendName, type BackendName, type BackendReport } from '../model
 import { BrowserStore, KV } from '../platform/browser/idb-store';
 import { errorText, type AppContext, type View } from './context';
 import { h, replace } from './dom';
-import { formatBytes } from './ingest';
+import { formatBytes } from '../ingest/files';
 import { Store, type AppState } from './state';
 import { askView } from './views/ask';
 import { dashboardView } from './views/dashboard';

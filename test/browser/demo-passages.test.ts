@@ -1,7 +1,7 @@
 /**
  * The passages page's "Add the demo passages" button, in the built app served by the real
  * coordinator: the app's public/demo/passages.jsonl goes through the same path as an uploaded
- * `demo-passages.jsonl` (parsed and chunked by src/ui/ingest, stored, embedded, contributed when
+ * `demo-passages.jsonl` (parsed and chunked by src/ingest/files, stored, embedded, contributed when
  * new files are contributed), and a failed download is a visible error that stores nothing.
  */
 import { readFileSync } from 'node:fs';
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CoragClient } from '../../src/federated/client';
-import { ingestFile } from '../../src/ui/ingest';
+import { ingestFile } from '../../src/ingest/files';
 import { DEMO_MODELS, demoGlobalModel } from '../../server/demo';
 import { joinTab, repoRoot, startApp, type RunningApp } from './ui-app';
 

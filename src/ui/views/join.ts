@@ -5,7 +5,7 @@
  * they contribute them).
  */
 import { CoragClient } from '../../federated/client';
-import { formatBytes } from '../ingest';
+import { formatBytes } from '../../ingest/files';
 import { h, progressBar, replace } from '../dom';
 import { errorText, type AppContext, type View } from '../context';
 

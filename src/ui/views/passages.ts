@@ -9,8 +9,8 @@
  */
 import { h, progressBar, replace } from '../dom';
 import { errorText, type AppContext, type View } from '../context';
-import { type IngestProblem, describeProblem, extension, IngestError, ingestFile, MAX_FILE_BYTES, refuseOversize, SUPPORTED_EXTENSIONS, formatBytes } from '../ingest';
-import { ingestPdf } from '../ingest-pdf';
+import { type IngestProblem, describeProblem, extension, IngestError, ingestFile, MAX_FILE_BYTES, refuseOversize, SUPPORTED_EXTENSIONS, formatBytes } from '../../ingest/files';
+import { ingestPdf } from '../../ingest/pdf';
 import { loadPdfJs } from '../../platform/browser/pdfjs';
 import { describeProgress, ProgressMeter } from '../progress';
 import type { ShareChoice, StoredPassage } from '../../platform/browser/idb-store';

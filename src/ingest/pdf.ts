@@ -5,12 +5,12 @@
  * page break, where running heads and footnotes would glue unrelated text together.
  *
  * pdf.js is handed in (a browser page loads its build with a worker, Node tests its legacy build):
- * this module has no DOM and no bundler specifics, like src/ui/ingest.ts. Refused whole, before
+ * this module has no DOM and no bundler specifics, like src/ingest/files.ts. Refused whole, before
  * anything is stored: files over the size limit, bytes that are not a PDF, password-protected
  * files, and PDFs without any text layer (scans). Pages without text are reported and skipped.
  */
 import { chunkDocument } from '../retrieval/chunking';
-import { IngestError, refuseOversize, titleOf, type IngestedPassage, type IngestOptions, type IngestProblem, type IngestResult } from './ingest';
+import { IngestError, refuseOversize, titleOf, type IngestedPassage, type IngestOptions, type IngestProblem, type IngestResult } from './files';
 
 /** The part of pdf.js this module uses (structurally typed, so either build fits). */
 export interface PdfJsLib {

@@ -3,7 +3,7 @@
  * reads the file's bytes and hands them here, so the whole pipeline is tested in Node.
  *
  * Formats: .txt and .md (one document; the file name is the title), .jsonl (BEIR/DPR-style
- * `{"title","text"}` lines, each chunked on its own). PDF files go through src/ui/ingest-pdf.ts
+ * `{"title","text"}` lines, each chunked on its own). PDF files go through src/ingest/pdf.ts
  * (asynchronous: pdf.js parses them), into the same result shape. A bad jsonl line is reported with its line
  * number and skipped; the other lines still count. Unreadable bytes (not UTF-8) and files over the
  * size limit are refused whole, before anything is stored.
@@ -91,7 +91,7 @@ export function refuseOversize(name: string, size: number, maxBytes = MAX_FILE_B
 export function ingestFile(name: string, bytes: Uint8Array, options: IngestOptions = {}): IngestResult {
   const ext = extension(name);
   if (!(TEXT_EXTENSIONS as readonly string[]).includes(ext)) {
-    const why = ext === '.pdf' ? 'PDF files are read by ingestPdf (src/ui/ingest-pdf.ts)' : `add ${SUPPORTED_EXTENSIONS.join(', ')} files`;
+    const why = ext === '.pdf' ? 'PDF files are read by ingestPdf (src/ingest/pdf.ts)' : `add ${SUPPORTED_EXTENSIONS.join(', ')} files`;
     throw new IngestError(name, `unsupported file type "${ext || '(none)'}": ${why}`);
   }
   refuseOversize(name, bytes.byteLength, options.maxBytes);

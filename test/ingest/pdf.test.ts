@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import * as pdfjs from 'pdfjs-dist/legacy/build/pdf.mjs';
 import { describe, expect, it } from 'vitest';
-import { ingestPdf, pageText } from '../../src/ui/ingest-pdf';
+import { ingestPdf, pageText } from '../../src/ingest/pdf';
 
 const fixture = () => new Uint8Array(readFileSync(new URL('../fixtures/ingest/field-notes.pdf', import.meta.url)));
 

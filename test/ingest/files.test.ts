@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { IngestError, ingestFile, MAX_FILE_BYTES, stripMarkdown } from '../../src/ui/ingest';
+import { IngestError, ingestFile, MAX_FILE_BYTES, stripMarkdown } from '../../src/ingest/files';
 
 const bytes = (s: string) => new TextEncoder().encode(s);
 const words = (n: number, w = 'word') => Array.from({ length: n }, (_, i) => `${w}${i}`).join(' ');
