@@ -20,8 +20,8 @@ import { ExactVectorIndex } from '../src/retrieval/vector-index';
 import { BrowserStore, KV } from '../src/platform/browser/idb-store';
 import { globalVersionBytes } from '../src/platform/browser/session-bundle';
 import { buildBundle, startBackend, type SessionAccess } from './runtime';
-import type { RoundRecord, StoredCredentials, TrainWorkerEvent, AskResult, RetrievalScope } from '../src/ui/worker-protocol';
-import { requestedTrainingScope, trainingScopeWithConsent } from '../src/ui/training-consent';
+import type { RoundRecord, StoredCredentials, TrainWorkerEvent, AskResult, RetrievalScope } from './protocol';
+import { requestedTrainingScope, trainingScopeWithConsent } from '../src/corag/training-consent';
 
 let store: BrowserStore | undefined;
 let access: SessionAccess | undefined;
@@ -85,7 +85,7 @@ async function sourceFor(scope: RetrievalScope, ownPassages?: readonly LocalPass
 
 /**
  * Where training retrieves from: the session's `training.retrievalSource` ('shared' by default),
- * private passages only with the participant's consent (src/ui/training-consent.ts); null: this tab
+ * private passages only with the participant's consent (src/corag/training-consent.ts); null: this tab
  * does not take part.
  */
 function trainingScope(): RetrievalScope | null {

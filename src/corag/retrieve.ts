@@ -39,6 +39,9 @@ export function passageRetrieverText(p: PassageText): string {
   return p.title ? `${p.title} ${p.text}` : p.text;
 }
 
+/** Which passages a tab searches: its own private ones, the session's shared store, or both. */
+export type RetrievalScope = 'yours' | 'shared' | 'both';
+
 export type Progress = (done: number, total: number) => void;
 
 export interface EmbedOptions {

@@ -16,88 +16,21 @@
  */
 import type { NamedTensors } from './codec';
 import { centeredClip } from './strategies/centered-clip';
-import type { DeltaChunks, DeltaVector } from './strategies/delta-chunks';
+import type { DeltaVector } from './strategies/delta-chunks';
+import type { Strategy, StrategyDefinition } from './strategies/definition';
 import { fedAvg } from './strategies/fedavg';
 import { multiKrum } from './strategies/multi-krum';
 import { coordinateMedian } from './strategies/median';
 import { normClip } from './strategies/norm-clip';
-import type { RunningSum } from './strategies/running-sum';
 import { trimmedMean } from './strategies/trimmed-mean';
 
 export { addWeighted, emptyRunningSum, type RunningSum } from './strategies/running-sum';
 export { selectClients } from './strategies/selection';
 
-export interface RoundPlanInput {
-  readonly round: number;
-  /** Ids of all joined clients, in join order. */
-  readonly candidates: readonly string[];
-  readonly fraction: number;
-  readonly minClients: number;
-  readonly training: Readonly<Record<string, string | number | boolean>>;
-  /** Uniform [0,1) source, injected so selection is reproducible in tests. */
-  readonly random: () => number;
-}
-
-export interface RoundPlan {
-  readonly participants: string[];
-  readonly config: Record<string, string | number | boolean>;
-}
-
-/** What the coordinator knows of each accepted update besides its delta. */
-export interface AcceptedUpdate {
-  /** num_examples after the session's cap. */
-  readonly weight: number;
-  /** L2 norm of the delta (float64 over all trained tensors), computed when it was accepted. */
-  readonly norm: number;
-}
-
-export interface AggregateResult {
-  /** The aggregated delta per trained tensor; new global = global + delta. */
-  readonly delta: DeltaVector;
-  /** An L2 norm the aggregate cannot exceed by construction (checked before publishing). */
-  readonly normBound: number;
-  /** Numbers worth keeping with the round (clip bound used, updates selected...). */
-  readonly details: Readonly<Record<string, number>>;
-}
-
-interface StrategyCommon {
-  readonly name: string;
-  /** The parameters in effect (defaults filled in). */
-  readonly params: Readonly<Record<string, number>>;
-  configureRound(input: RoundPlanInput): RoundPlan;
-  /** Round-level metrics from the weighted sums of client-reported metrics. */
-  evaluate(metricSums: Readonly<Record<string, number>>, weightTotal: number): Record<string, number>;
-}
-
-export interface StreamingStrategy extends StrategyCommon {
-  readonly storage: 'running-sum';
-  aggregate(sum: RunningSum, updates: readonly AcceptedUpdate[]): AggregateResult;
-}
-
-export interface StoredDeltaStrategy extends StrategyCommon {
-  readonly storage: 'stored-deltas';
-  /** `deltas` in the same order as `updates`; no update's share of the weight may exceed `maxWeightShare`. */
-  aggregate(deltas: DeltaChunks, updates: readonly AcceptedUpdate[], maxWeightShare: number): AggregateResult;
-}
-
-export type Strategy = StreamingStrategy | StoredDeltaStrategy;
-
-export interface ParamSpec {
-  readonly min: number;
-  readonly max: number;
-  readonly integer?: boolean;
-  /** Absent: the parameter is optional and has no default (e.g. a fixed bound vs an adaptive one). */
-  readonly default?: number;
-  readonly description: string;
-}
-
-export interface StrategyDefinition {
-  readonly name: string;
-  readonly storage: Strategy['storage'];
-  readonly description: string;
-  readonly params: Readonly<Record<string, ParamSpec>>;
-  create(params: Readonly<Record<string, number>>): Strategy;
-}
+export type {
+  AcceptedUpdate, AggregateResult, ParamSpec, RoundPlan, RoundPlanInput, Strategy, StrategyDefinition, StoredDeltaStrategy, StreamingStrategy,
+} from './strategies/definition';
+export { weightedMetrics } from './strategies/definition';
 
 export class StrategyConfigError extends Error {
   constructor(readonly code: 'unknown_strategy' | 'invalid_strategy_params', message: string) {
@@ -134,18 +67,6 @@ export function createStrategy(name: string, params: Readonly<Record<string, num
   }
   for (const [key, spec] of Object.entries(def.params)) if (!(key in filled) && spec.default !== undefined) filled[key] = spec.default;
   return def.create(filled);
-}
-
-/** Example-weighted means of the client metrics (every strategy reports them the same way). */
-export function weightedMetrics(metricSums: Readonly<Record<string, number>>, weightTotal: number): Record<string, number> {
-  const out: Record<string, number> = {};
-  if (weightTotal > 0) {
-    for (const [k, v] of Object.entries(metricSums)) {
-      const mean = v / weightTotal;
-      if (Number.isFinite(mean)) out[k] = mean;
-    }
-  }
-  return out;
 }
 
 /** New global tensors = global + delta, rounded to float32 (trained tensors only). */

@@ -72,8 +72,8 @@ async function register(name: BackendName): Promise<void> {
     case 'webgpu': {
       await import('@tensorflow/tfjs-backend-webgpu');
       // tfjs-backend-webgpu 4.22's int32->float32 Cast returns an int32-typed view that breaks
-      // rank>=3 transposes (NaN gradients); see src/platform/browser/webgpu-cast-fix.ts.
-      const { installWebGpuCastFix } = await import('../platform/browser/webgpu-cast-fix');
+      // rank>=3 transposes (NaN gradients); see src/model/webgpu/cast-fix.ts.
+      const { installWebGpuCastFix } = await import('./webgpu/cast-fix');
       installWebGpuCastFix();
       return;
     }

@@ -18,8 +18,8 @@ import { joinView } from './views/join';
 import { passagesView } from './views/passages';
 import { trainView } from './views/train';
 import type { QAPair } from '../corag/local-training';
-import type { RoundRecord, StoredCredentials, TrainWorkerEvent } from './worker-protocol';
-import { consentKey } from './training-consent';
+import type { RoundRecord, StoredCredentials, TrainWorkerEvent } from '../../workers/protocol';
+import { consentKey } from '../corag/training-consent';
 import './styles.css';
 
 const ROUTES: Record<string, { title: string; make: (ctx: AppContext) => View }> = {

@@ -6,7 +6,7 @@
 import type { TrainProgress } from '../corag/local-training';
 import type { RoundInfo, SessionInfo } from '../federated/protocol';
 import type { BackendReport } from '../model/backend';
-import type { RoundRecord, StoredCredentials } from './worker-protocol';
+import type { RoundRecord, StoredCredentials } from '../../workers/protocol';
 
 export type Notice = { readonly id: number; readonly kind: 'error' | 'info' | 'ok'; readonly text: string };
 

@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendReport } from '../../src/model/backend';
 import { checkBertFixture } from '../../src/model/bert/conformance';
 import { checkT5Fixture } from '../../src/model/t5/conformance';
-import { installWebGpuCastFix } from '../../src/platform/browser/webgpu-cast-fix';
+import { installWebGpuCastFix } from '../../src/model/webgpu/cast-fix';
 import { exposeToTests, fetchBytes } from './page-api';
 
 /** Fixture README: float32 on cpu allows 1e-4 / 1e-3; GPU kernels reorder sums, so 10x looser. */

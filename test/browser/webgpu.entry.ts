@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend, type BackendName, type BackendReport } from '../../src/model/backend';
 import { parseSafetensors, readTensor } from '../../src/model/safetensors';
-import { installWebGpuCastFix } from '../../src/platform/browser/webgpu-cast-fix';
+import { installWebGpuCastFix } from '../../src/model/webgpu/cast-fix';
 import { matmulGradientError, matmulWithGradient } from './backend-agreement';
 import { exposeToTests, fetchBytes } from './page-api';
 

@@ -5,7 +5,7 @@
  * to the current center. Each iteration takes two chunked passes over the stored deltas (distances,
  * then the step); memory is one float64 model (v) plus O(clients × chunk).
  */
-import type { StrategyDefinition } from '../strategy';
+import type { StrategyDefinition } from './definition';
 import { lowerMedianOf, uniformSelection } from './common';
 import { zeroDelta, type DeltaChunks, type DeltaVector } from './delta-chunks';
 import { robustShares } from './weights';

@@ -1,6 +1,6 @@
 /** The parts every strategy shares: uniform client selection and example-weighted metrics. */
-import type { RoundPlan, RoundPlanInput } from '../strategy';
-import { weightedMetrics } from '../strategy';
+import type { RoundPlan, RoundPlanInput } from './definition';
+import { weightedMetrics } from './definition';
 import { selectClients } from './selection';
 
 export const uniformSelection = {

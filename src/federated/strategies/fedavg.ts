@@ -4,7 +4,7 @@
  * participant beyond the sample-count cap: any update moves the result in proportion to its size.
  * Kept as the baseline the robust strategies are measured against.
  */
-import type { StrategyDefinition } from '../strategy';
+import type { StrategyDefinition } from './definition';
 import { uniformSelection } from './common';
 
 export const fedAvg: StrategyDefinition = {

@@ -4,7 +4,7 @@
  * Robust to fewer than half of the updates being arbitrary. Needs all clients' values per
  * coordinate: stored deltas, one chunked pass.
  */
-import type { StrategyDefinition } from '../strategy';
+import type { StrategyDefinition } from './definition';
 import { uniformSelection } from './common';
 import { zeroDelta } from './delta-chunks';
 

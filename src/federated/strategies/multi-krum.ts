@@ -5,7 +5,7 @@
  * are dropped. Two chunked passes over the stored deltas (pairwise distances, then the mean);
  * memory O(clients² + clients × chunk).
  */
-import type { StrategyDefinition } from '../strategy';
+import type { StrategyDefinition } from './definition';
 import { uniformSelection } from './common';
 import { zeroDelta, type DeltaChunks } from './delta-chunks';
 import { robustShares } from './weights';

@@ -6,7 +6,7 @@
  * does not stop a bounded update pointing the wrong way (sign flip, ALIE) — see ROBUSTNESS.md.
  * Needs every norm before the first delta is scaled: stored deltas, one pass.
  */
-import type { StrategyDefinition } from '../strategy';
+import type { StrategyDefinition } from './definition';
 import { robustShares } from './weights';
 import { lowerMedianOf, uniformSelection } from './common';
 import { zeroDelta } from './delta-chunks';

@@ -4,7 +4,7 @@
  * arbitrary updates; closer to the mean than the median when everyone is honest. Stored deltas,
  * one chunked pass.
  */
-import type { StrategyDefinition } from '../strategy';
+import type { StrategyDefinition } from './definition';
 import { uniformSelection } from './common';
 import { zeroDelta } from './delta-chunks';
 import { orderStatisticBound } from './median';

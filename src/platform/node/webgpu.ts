@@ -10,7 +10,7 @@
  * when the caller has not chosen a driver. On the lent NVIDIA machine `.gpu/run.sh` sets
  * `VK_DRIVER_FILES` to the NVIDIA driver, which we then leave alone.
  */
-import { installWebGpuCastFix } from '../browser/webgpu-cast-fix';
+import { installWebGpuCastFix } from '../../model/webgpu/cast-fix';
 
 /** The SwiftShader Vulkan driver installed with Debian's chromium package. */
 export const SWIFTSHADER_ICD = '/usr/lib/chromium/vk_swiftshader_icd.json';

@@ -2,7 +2,7 @@
 import { h, replace } from '../dom';
 import { errorText, type AppContext, type View } from '../context';
 import { highlightOccurrences } from '../highlight';
-import type { RetrievalScope } from '../worker-protocol';
+import type { RetrievalScope } from '../../../workers/protocol';
 
 export function askView(ctx: AppContext): View {
   const question = h('input', { id: 'question', type: 'search', required: true, maxlength: 500, placeholder: 'e.g. When was the university founded?' });

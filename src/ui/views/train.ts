@@ -9,7 +9,7 @@ import { h, progressBar, replace } from '../dom';
 import { errorText, type AppContext, type View } from '../context';
 import { linePlotSvg } from '../plot';
 import { formatDuration } from '../progress';
-import { consentKey, requestedTrainingScope, trainingScopeWithConsent } from '../training-consent';
+import { consentKey, requestedTrainingScope, trainingScopeWithConsent } from '../../corag/training-consent';
 
 export async function loadQaFile(name: string, text: string): Promise<QAPair[]> {
   return [...readQaJsonl(splitLines(text), { source: name })].map((q) => ({ question: q.question, answers: q.answers }));

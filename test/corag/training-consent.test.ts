@@ -1,9 +1,9 @@
 /**
- * Privacy by default (src/ui/training-consent.ts): a tab trains on private passages only when the
+ * Privacy by default (src/corag/training-consent.ts): a tab trains on private passages only when the
  * participant ticked the consent box; the explanation the page shows says what is used.
  */
 import { describe, expect, it } from 'vitest';
-import { consentKey, requestedTrainingScope, trainingScopeWithConsent } from '../../src/ui/training-consent';
+import { consentKey, requestedTrainingScope, trainingScopeWithConsent } from '../../src/corag/training-consent';
 
 describe('what a tab trains on', () => {
   it('reads the session\'s training.retrievalSource, falling back to the shared store for unset or unknown values', () => {

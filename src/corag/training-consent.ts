@@ -6,7 +6,7 @@
  * not take part when the session trains on private passages alone. Pure functions: the training
  * worker applies them, the training view shows their explanation before the user takes part.
  */
-import type { RetrievalScope } from './worker-protocol';
+import type { RetrievalScope } from './retrieve';
 
 /** The retrieval source a session asks tabs to train with ('shared' when unset or unknown). */
 export function requestedTrainingScope(training: Readonly<Record<string, string | number | boolean>>): RetrievalScope {

@@ -1,9 +1,9 @@
 /** Types the page and the workers exchange (plain structured-clone data). */
-import type { TrainProgress } from '../corag/local-training';
-import type { ServerEvent } from '../federated/protocol';
+import type { TrainProgress } from '../src/corag/local-training';
+import type { ServerEvent } from '../src/federated/protocol';
 
 /** Where a question retrieves from: the tab's own store, the session's shared store, or both. */
-export type RetrievalScope = 'yours' | 'shared' | 'both';
+export type { RetrievalScope } from '../src/corag/retrieve';
 
 export interface StoredCredentials {
   readonly sessionId: string;
