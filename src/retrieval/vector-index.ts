@@ -5,10 +5,7 @@
  *
  * ExactVectorIndex is the implementation: one growable row-major Float32Array, a linear scan and a
  * size-k min-heap (partial selection, O(n log k)), so recall is 1.0 by construction. voy-search
- * (installed) is not used: its package.json has only a "module" entry whose ESM imports the .wasm
- * file directly, so Node/vitest cannot resolve it ("Failed to resolve entry for package") and a
- * bundler needs a wasm plugin; and its k-d tree ranks by distance, not by the inner product
- * Contriever's unnormalised embeddings are scored with. See docs/CLIENT-CORE.md.
+ * was measured against it and removed (docs/ARCHITECTURE.md "Vector index: exact, measured").
  * No Node or DOM APIs here.
  */
 
