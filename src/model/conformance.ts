@@ -11,6 +11,7 @@ export interface FixtureFiles {
   config: unknown;
   model: Uint8Array;
   expected: Uint8Array;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the parsed expected.json of an HF fixture: many shapes, read field by field
   expectedJson: any;
   grads: Uint8Array;
 }

@@ -463,7 +463,7 @@ export class Pretrainer {
     const batchB = useContrastive ? bertBatch(cropsB, cropLen) : null;
     const bert = paramsFromStore(this.retrieverParams);
 
-    let parts: { reader?: tf.Scalar; contrastive?: tf.Scalar; pdist?: tf.Scalar; ict?: tf.Scalar; copy?: tf.Scalar } = {};
+    const parts: { reader?: tf.Scalar; contrastive?: tf.Scalar; pdist?: tf.Scalar; ict?: tf.Scalar; copy?: tf.Scalar } = {};
     let keys: tf.Tensor2D | null = null;
     const varList = [...this.trainable].filter(([name]) => (name.startsWith('reader.') ? useReader : this.retrieverTrains)).map(([, v]) => v);
     const { value, grads } = tf.variableGrads(() => {

@@ -57,7 +57,7 @@ function pick<T>(choices: [T, number][], rng: Rng): T {
   return choices[choices.length - 1][0];
 }
 
-const cleanWord = (w: string) => w.replace(/^["“‘(\[]+|[,;:"”’)\].!?]+$/g, '');
+const cleanWord = (w: string) => w.replace(/^["“‘([]+|[,;:"”’)\].!?]+$/g, '');
 
 /** Words of a side of the answer, cut at the nearest bracket or semicolon (the clause), at most `max`. */
 function clause(text: string, side: 'left' | 'right', max: number): string[] {

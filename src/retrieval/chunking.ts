@@ -46,7 +46,7 @@ interface WordSpan {
 // when the next word starts like a sentence (capital letter, digit or opening quote/bracket).
 // Cheap on purpose: a false break (e.g. after "U.S.") only moves a passage boundary.
 const SENTENCE_END = /[.!?]["'”’)\]]*$/u;
-const SENTENCE_START = /^["'“‘(\[]*[\p{Lu}\p{N}]/u;
+const SENTENCE_START = /^["'“‘([]*[\p{Lu}\p{N}]/u;
 
 export function chunkText(text: string, options: ChunkOptions = {}): TextChunk[] {
   const maxWords = options.maxWords ?? 100;

@@ -3,6 +3,7 @@
  * The harness waits for `window.__corag` before the test starts, so call this once the page is
  * ready (after any top-level setup the functions need).
  */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any function the page exposes, whatever its parameter types
 export type PageApi = Record<string, (...args: any[]) => unknown>;
 
 /** Publishes `api` as `window.__corag`; each call is also written on the page (for screenshots). */

@@ -18,6 +18,7 @@ export interface BertFixtureFiles {
   readonly model: Uint8Array;
   readonly expected: Uint8Array;
   /** Parsed expected.json (contrastive_loss, temperature, targets). */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the parsed expected.json of an HF fixture: many shapes, read field by field
   readonly expectedJson: any;
   readonly grads: Uint8Array;
 }

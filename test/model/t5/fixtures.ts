@@ -18,6 +18,7 @@ export function readT5Fixture(name: string) {
 }
 
 /** The fixture's model over a fresh ParameterStore (dispose the store when done). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the parsed expected.json of an HF fixture: many shapes, read field by field
 export function loadT5Fixture(name: string): { model: T5Model; store: ParameterStore; expected: ParsedSafetensors; expectedJson: any } {
   const files = readT5Fixture(name);
   const store = ParameterStore.fromSafetensors(files.model);
