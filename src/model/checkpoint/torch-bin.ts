@@ -217,12 +217,17 @@ function materialise(dict: PyDict, source: string): Map<string, TorchBinTensor> 
       if (contiguous) {
         result = bytes!.subarray(offset * es, (offset + numel) * es);
       } else {
+        // Gather: whole rows at a time when the last dimension is dense, else element by element.
         result = new Uint8Array(numel * es);
-        const index = new Array<number>(shape.length).fill(0);
+        const dims = shape.length;
+        const row = stride[dims - 1] === 1 ? shape[dims - 1] : 1;
+        const outer = row > 1 ? dims - 1 : dims;
+        const rowBytes = row * es;
+        const index = new Array<number>(outer).fill(0);
         let src = offset;
-        for (let k = 0; k < numel; k++) {
-          result.set(bytes!.subarray(src * es, src * es + es), k * es);
-          for (let d = shape.length - 1; d >= 0; d--) {
+        for (let k = 0; k < numel / row; k++) {
+          result.set(bytes!.subarray(src * es, src * es + rowBytes), k * rowBytes);
+          for (let d = outer - 1; d >= 0; d--) {
             index[d]++;
             src += stride[d];
             if (index[d] < shape[d]) break;

@@ -96,6 +96,8 @@ const VIEWS = new Map<string, TensorSpec>([
   ['tail', { storage: '0', offset: 10, shape: [2] }],
   ['odd', { storage: '0', offset: 1, shape: [3], stride: [2] }],
   ['block', { storage: '0', offset: 1, shape: [2, 2], stride: [4, 2] }],
+  ['rows', { storage: '0', offset: 1, shape: [2, 2], stride: [8, 1] }],
+  ['cube', { storage: '0', offset: 1, shape: [2, 2, 2], stride: [1, 6, 3] }],
   ['scalar', { storage: '0', offset: 11, shape: [] }],
   ['empty', { storage: '0', shape: [0, 3] }],
   ['half', { storage: '1', shape: [5] }],
@@ -175,6 +177,8 @@ describe('tensor views, shared storages and dtypes', () => {
       expect(floats('tail')).toEqual([10, 11]);
       expect(floats('odd')).toEqual([1, 3, 5]);
       expect(floats('block')).toEqual([1, 3, 5, 7]);
+      expect(floats('rows')).toEqual([1, 2, 9, 10]);
+      expect(floats('cube')).toEqual([1, 4, 7, 10, 2, 5, 8, 11]);
       expect(floats('scalar')).toEqual([11]);
       expect(t.get('scalar')!.shape).toEqual([]);
       expect(t.get('empty')!.bytes.byteLength).toBe(0);
