@@ -1,6 +1,8 @@
 /**
  * npm run conformance -- <fixture-dir> [--backend cpu|wasm|webgpu] [--forward-tol X] [--grad-tol Y]
  *
+ * The folder holds config.json, model.safetensors (or pytorch_model.bin, zip or legacy torch.save
+ * format, read without running pickle code), expected.safetensors, expected.json, grads.safetensors.
  * Prints one JSON line {"model", "max_rel_err", "grad_rel_l2", "ok", ...} and exits 1 when a bound
  * is broken (2 on bad usage or unreadable input).
  */

@@ -8,7 +8,7 @@
  * a grid search over (reader, type, proximity, questionOverlap) picks the weights with the best
  * EM (then F1; then the larger reader weight). Prints the best settings beside the reader's own
  * first choice and the share of questions whose answer is among the candidates at all; `--write`
- * stores the winner as `answer_rerank` in <models>/reader/config.json, where generateAnswers
+ * stores the winner as `corag.answer_rerank` in <models>/reader/config.json, where generateAnswers
  * (the app, CRAB, eval-pretrained) picks it up for extractive decoding.
  * Needs `npm run crab:data` first.
  */
@@ -19,7 +19,7 @@ import { ModelBundle } from '../src/corag/model-bundle';
 import { candidateAnswers } from '../src/corag/reader';
 import { exactMatch, f1Score } from '../src/text/answer-metrics';
 import { initBackend } from '../src/model/backend';
-import { answerRerankToJson } from '../src/model/t5/config';
+import { answerRerankToJson, parseT5Config, t5ConfigJsonText } from '../src/model/t5/config';
 import { folderModelSource } from '../src/platform/node/folder-source';
 import { readQuestionFolder } from '../src/platform/node/crab-files';
 import { optionValue } from './options';
@@ -96,9 +96,10 @@ for (const g of grid.slice(0, 10)) console.log(`| ${g.w.reader} | ${g.w.type} | 
 
 if (argv.includes('--write')) {
   const path = join(modelsDir, 'reader', 'config.json');
-  const config = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
-  config.answer_rerank = answerRerankToJson({ beams, ...grid[0].w });
-  writeFileSync(path, JSON.stringify(config, null, 2) + '\n');
-  console.log(`\nwrote answer_rerank ${JSON.stringify(config.answer_rerank)} to ${path}`);
+  // Re-written by the exporter's writer: Hugging Face's field types, our settings under "corag"
+  // (a reader config.json of ours holds only fields parseT5Config knows).
+  const answer_rerank = { beams, ...grid[0].w };
+  writeFileSync(path, t5ConfigJsonText({ ...parseT5Config(JSON.parse(readFileSync(path, 'utf8'))), answer_rerank }));
+  console.log(`\nwrote corag.answer_rerank ${JSON.stringify(answerRerankToJson(answer_rerank))} to ${path}`);
 }
 bundle.dispose();

@@ -1,11 +1,12 @@
 /**
  * Conformance against a Hugging Face reference fixture folder (the format of
  * ../shared/fixtures/hf-reference: config.json, model.safetensors, expected.safetensors,
- * expected.json, grads.safetensors). Dispatches on the config's model_type to the model's own
- * checker. No Node APIs: the CLI, the vitest suite and the browser suite all call this.
+ * expected.json, grads.safetensors; pytorch_model.bin may stand in for model.safetensors).
+ * Dispatches on the config's model_type to the model's own checker. No Node APIs: the CLI, the vitest suite and the browser suite all call this.
  */
 import { checkBertFixture } from './bert/conformance';
 import { checkT5Fixture } from './t5/conformance';
+import { torchBinToSafetensors } from './checkpoint/torch-bin';
 
 export interface FixtureFiles {
   config: unknown;
@@ -40,13 +41,26 @@ export interface ConformanceReport {
 }
 
 export const FIXTURE_FILES = ['config.json', 'model.safetensors', 'expected.safetensors', 'expected.json', 'grads.safetensors'] as const;
+/** Read in place of model.safetensors when a folder has none (weights as `torch.save` wrote them). */
+export const FIXTURE_TORCH_WEIGHTS = 'pytorch_model.bin';
+
+export type FixtureFileName = (typeof FIXTURE_FILES)[number] | typeof FIXTURE_TORCH_WEIGHTS;
 
 /** Builds FixtureFiles from raw file bytes (as read from disk or fetched); names what is missing or unreadable. */
-export function fixtureFilesFromBytes(read: (name: (typeof FIXTURE_FILES)[number]) => Uint8Array | undefined, where: string): FixtureFiles {
-  const get = (name: (typeof FIXTURE_FILES)[number]): Uint8Array => {
+export function fixtureFilesFromBytes(read: (name: FixtureFileName) => Uint8Array | undefined, where: string): FixtureFiles {
+  const get = (name: FixtureFileName): Uint8Array => {
     const b = read(name);
-    if (!b) throw new Error(`${where}: ${name} is missing (a fixture folder holds ${FIXTURE_FILES.join(', ')})`);
+    if (!b) {
+      const alt = name === 'model.safetensors' ? ` or ${FIXTURE_TORCH_WEIGHTS}` : '';
+      throw new Error(`${where}: ${name}${alt} is missing (a fixture folder holds ${FIXTURE_FILES.join(', ')}; ${FIXTURE_TORCH_WEIGHTS} may stand in for model.safetensors)`);
+    }
     return b;
+  };
+  const model = (): Uint8Array => {
+    const safetensors = read('model.safetensors');
+    if (safetensors) return safetensors;
+    const torch = read(FIXTURE_TORCH_WEIGHTS);
+    return torch ? torchBinToSafetensors(torch, `${where}/${FIXTURE_TORCH_WEIGHTS}`) : get('model.safetensors');
   };
   const json = (name: 'config.json' | 'expected.json'): unknown => {
     try {
@@ -59,7 +73,7 @@ export function fixtureFilesFromBytes(read: (name: (typeof FIXTURE_FILES)[number
   return {
     config: json('config.json'),
     expectedJson: json('expected.json'),
-    model: get('model.safetensors'),
+    model: model(),
     expected: get('expected.safetensors'),
     grads: get('grads.safetensors'),
   };

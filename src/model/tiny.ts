@@ -7,9 +7,9 @@
  * generator uses only integer and exactly-representable float arithmetic, so the same seed gives
  * byte-identical files in every JavaScript engine, independent of the order tensors are made in.
  */
-import { bertConfigToJson, bertParameterShapes, parseBertConfig, type BertConfig } from './bert/config';
+import { bertConfigJsonText, bertParameterShapes, parseBertConfig, type BertConfig } from './bert/config';
 import { writeSafetensors, type TensorToWrite } from './safetensors';
-import { parseT5Config, t5ConfigToJson, t5ParameterShapes, type T5Config, type T5FeedForward } from './t5/config';
+import { parseT5Config, t5ConfigJsonText, t5ParameterShapes, type T5Config, type T5FeedForward } from './t5/config';
 
 export interface TinyTensor {
   readonly shape: number[];
@@ -178,10 +178,6 @@ export function tinyBertWeights(config: BertConfig, seed: number, options: { ini
 /** The files of a checkpoint folder, by file name, ready to write or serve. */
 export type CheckpointFiles = Map<string, Uint8Array>;
 
-function encodeJson(json: unknown): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify(json, null, 2) + '\n');
-}
-
 function toSafetensors(weights: TinyWeights, seed: number): Uint8Array {
   const tensors = new Map<string, TensorToWrite>();
   for (const [name, t] of weights) tensors.set(name, { dtype: 'F32', shape: t.shape, data: t.data });
@@ -192,11 +188,11 @@ function toSafetensors(weights: TinyWeights, seed: number): Uint8Array {
 export function tinyCheckpointFiles(kind: 't5', config: T5Config, seed: number): CheckpointFiles;
 export function tinyCheckpointFiles(kind: 'bert', config: BertConfig, seed: number): CheckpointFiles;
 export function tinyCheckpointFiles(kind: 't5' | 'bert', config: T5Config | BertConfig, seed: number): CheckpointFiles {
-  const [configJson, weights] = kind === 't5'
-    ? [t5ConfigToJson(config as T5Config), tinyT5Weights(config as T5Config, seed)]
-    : [bertConfigToJson(config as BertConfig), tinyBertWeights(config as BertConfig, seed)];
+  const [configText, weights] = kind === 't5'
+    ? [t5ConfigJsonText(config as T5Config), tinyT5Weights(config as T5Config, seed)]
+    : [bertConfigJsonText(config as BertConfig), tinyBertWeights(config as BertConfig, seed)];
   return new Map([
-    ['config.json', encodeJson(configJson)],
+    ['config.json', new TextEncoder().encode(configText)],
     ['model.safetensors', toSafetensors(weights, seed)],
   ]);
 }

@@ -2,8 +2,8 @@
  * The pretrained models as Hugging Face checkpoint folders (config.json, model.safetensors in
  * fp16, the trimmed tokenizer files), readable by src/model/checkpoint's loaders.
  */
-import { bertConfigToJson } from '../model/bert/config';
-import { t5ConfigToJson } from '../model/t5/config';
+import { bertConfigJsonText } from '../model/bert/config';
+import { t5ConfigJsonText } from '../model/t5/config';
 import type { CheckpointFiles } from '../model/tiny';
 import type { Pretrainer } from './trainer';
 
@@ -29,13 +29,14 @@ function tokenizerFiles(t: TokenizerFiles): [string, Uint8Array][] {
 export async function exportCheckpoints(trainer: Pretrainer, tokenizers: { reader: TokenizerFiles; retriever: TokenizerFiles }, metadata: Record<string, string>): Promise<{ reader: CheckpointFiles; retriever: CheckpointFiles }> {
   const rc = trainer.config.copyDecodingWeight > 0 ? { ...trainer.readerConfig, copy_decoding_weight: trainer.config.copyDecodingWeight } : trainer.readerConfig;
   const reader: CheckpointFiles = new Map([
-    ['config.json', json(t5ConfigToJson(rc))],
+    // Hugging Face's field types (floats as floats), our settings under "corag": transformers loads it.
+    ['config.json', new TextEncoder().encode(t5ConfigJsonText(rc))],
     ['generation_config.json', json({ decoder_start_token_id: rc.decoder_start_token_id, eos_token_id: rc.eos_token_id, pad_token_id: rc.pad_token_id })],
     ['model.safetensors', await trainer.readerParams.toSafetensors({ dtype: 'F16', metadata: { format: 'pt', ...metadata } })],
     ...tokenizerFiles(tokenizers.reader),
   ]);
   const retriever: CheckpointFiles = new Map([
-    ['config.json', json(bertConfigToJson(trainer.config.hybridKeywordWeight > 0 ? { ...trainer.retrieverConfig, hybrid_keyword_weight: trainer.config.hybridKeywordWeight } : trainer.retrieverConfig))],
+    ['config.json', new TextEncoder().encode(bertConfigJsonText(trainer.config.hybridKeywordWeight > 0 ? { ...trainer.retrieverConfig, hybrid_keyword_weight: trainer.config.hybridKeywordWeight } : trainer.retrieverConfig))],
     ['model.safetensors', await trainer.retrieverParams.toSafetensors({ dtype: 'F16', metadata: { format: 'pt', ...metadata } })],
     ...tokenizerFiles(tokenizers.retriever),
   ]);

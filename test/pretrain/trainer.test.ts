@@ -16,6 +16,7 @@ import type { ParameterStore } from '../../src/model/params';
 import { answerWindow, Pretrainer, randomWindow, spanWindow } from '../../src/pretrain/trainer';
 import { Rng } from '../../src/pretrain/rng';
 import { trimUnigramTokenizer, trimWordPieceTokenizer } from '../../src/pretrain/vocab-trim';
+import { hfConfigTypeProblems } from '../model/hf-config-types';
 
 const read = (rel: string) => JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as Record<string, unknown>;
 
@@ -361,8 +362,11 @@ describe('exportCheckpoints', () => {
     const trainer = Pretrainer.create(parsePretrainConfig({ ...config, ...weights }), data);
     try {
       const { reader, retriever } = await exportCheckpoints(trainer, { reader: tokenizerFiles, retriever: tokenizerFiles }, {});
-      const parse = (files: typeof reader) => JSON.parse(new TextDecoder().decode(files.get('config.json')!));
-      return { reader: parseT5Config(parse(reader)), retriever: parseBertConfig(parse(retriever)) };
+      const text = (files: typeof reader) => new TextDecoder().decode(files.get('config.json')!);
+      // What transformers would check: every top-level field of the declared JSON type, ours under "corag".
+      expect(hfConfigTypeProblems(text(reader), 't5')).toEqual([]);
+      expect(hfConfigTypeProblems(text(retriever), 'bert')).toEqual([]);
+      return { reader: parseT5Config(JSON.parse(text(reader))), retriever: parseBertConfig(JSON.parse(text(retriever))) };
     } finally {
       trainer.dispose();
     }

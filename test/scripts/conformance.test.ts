@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,6 +29,35 @@ describe('npm run conformance', () => {
     expect(report.grad_rel_l2).toBeLessThan(1e-3);
     for (const err of Object.values(report.max_rel_err as Record<string, number>)) expect(err).toBeLessThan(1e-4);
     expect(code).toBe(0);
+  });
+
+  it.each(['t5-tiny-gated', 't5-tiny-relu', 'bert-tiny'].flatMap((name) => [
+    [name, 'pytorch_model.bin'],
+    [name, 'pytorch_model.legacy.bin'],
+  ]))('passes for %s with only %s (saved as pytorch_model.bin) in place of model.safetensors', async (name, weights) => {
+    const dir = join(work, `torch-${name}-${weights}`);
+    mkdirSync(dir);
+    for (const file of ['config.json', 'expected.safetensors', 'expected.json', 'grads.safetensors']) copyFileSync(join(FIXTURES, name, file), join(dir, file));
+    copyFileSync(join(FIXTURES, name, weights), join(dir, 'pytorch_model.bin'));
+    const { code, stdout, stderr } = await conformance(dir, '--backend', 'cpu');
+    expect(stderr).not.toContain('conformance:');
+    const report = JSON.parse(stdout);
+    expect(report).toMatchObject({ kind: name.startsWith('t5') ? 't5' : 'bert', ok: true, backend: 'cpu' });
+    expect(report.grad_rel_l2).toBeLessThan(1e-3);
+    for (const err of Object.values(report.max_rel_err as Record<string, number>)) expect(err).toBeLessThan(1e-4);
+    expect(code).toBe(0);
+  });
+
+  it('exits 2 naming the file when pytorch_model.bin is hostile', async () => {
+    const dir = join(work, 'hostile-bin');
+    mkdirSync(dir);
+    for (const file of ['config.json', 'expected.safetensors', 'expected.json', 'grads.safetensors']) copyFileSync(join(FIXTURES, 'bert-tiny', file), join(dir, file));
+    // protocol 2: GLOBAL os.system, ("ls",), REDUCE, STOP: refused before anything runs.
+    writeFileSync(join(dir, 'pytorch_model.bin'), Uint8Array.from([0x80, 2, ...Buffer.from('cos\nsystem\n'), 0x58, 2, 0, 0, 0, 0x6c, 0x73, 0x85, 0x52, 0x2e]));
+    const { code, stdout, stderr } = await conformance(dir);
+    expect(stdout).toBe('');
+    expect(stderr).toContain('pytorch_model.bin: refused pickle global "os.system"');
+    expect(code).toBe(2);
   });
 
   it('exits 1 with ok=false when a gradient in a folder it has never seen breaks the bound', async () => {

@@ -1,7 +1,10 @@
 /**
  * The BERT configuration (Hugging Face `config.json` of `model_type: "bert"`) that the Contriever
  * retriever needs, parsed and validated at the edge, and the parameter names/shapes it implies.
+ * Our own setting (`hybrid_keyword_weight`) is written under `corag` and read from there or, in
+ * checkpoints written before that key existed, from the top level.
  */
+import { coragSetting, CORAG_CONFIG_KEY, hfConfigJsonText } from '../hf-config-json';
 
 export type BertHiddenAct = 'gelu' | 'gelu_new';
 
@@ -65,9 +68,10 @@ export function parseBertConfig(json: unknown): BertConfig {
   if (typeof pad_token_id !== 'number' || !Number.isInteger(pad_token_id) || pad_token_id < 0) {
     throw new Error(`BERT config: "pad_token_id" must be a non-negative integer, got ${JSON.stringify(pad_token_id)}`);
   }
-  const keywordWeight = withDefaults.hybrid_keyword_weight;
+  const { value: rawKeywordWeight, field: keywordField } = coragSetting(obj, 'hybrid_keyword_weight', (m) => new Error(`BERT ${m}`));
+  const keywordWeight = rawKeywordWeight ?? undefined;
   if (keywordWeight !== undefined && (typeof keywordWeight !== 'number' || !(keywordWeight >= 0) || !Number.isFinite(keywordWeight))) {
-    throw new Error(`BERT config: "hybrid_keyword_weight" must be a finite number >= 0, got ${JSON.stringify(keywordWeight)}`);
+    throw new Error(`BERT config: "${keywordField}" must be a finite number >= 0, got ${JSON.stringify(keywordWeight)}`);
   }
   const config: BertConfig = {
     ...(keywordWeight === undefined ? {} : { hybrid_keyword_weight: keywordWeight as number }),
@@ -88,7 +92,13 @@ export function parseBertConfig(json: unknown): BertConfig {
   return config;
 }
 
-/** The `config.json` content for a BertConfig (what the tiny-model generator writes). */
+/** The fields of bertConfigToJson that transformers' BertConfig declares as floats. */
+export const BERT_FLOAT_FIELDS: ReadonlySet<string> = new Set(['layer_norm_eps', 'hidden_dropout_prob', 'attention_probs_dropout_prob', 'initializer_range']);
+
+/**
+ * The `config.json` content for a BertConfig: Hugging Face's fields at the top level, ours
+ * (`hybrid_keyword_weight`) under `corag`.
+ */
 export function bertConfigToJson(config: BertConfig): Record<string, unknown> {
   return {
     architectures: ['BertModel'],
@@ -106,8 +116,13 @@ export function bertConfigToJson(config: BertConfig): Record<string, unknown> {
     hidden_dropout_prob: 0.1,
     attention_probs_dropout_prob: 0.1,
     initializer_range: 0.02,
-    ...(config.hybrid_keyword_weight === undefined ? {} : { hybrid_keyword_weight: config.hybrid_keyword_weight }),
+    ...(config.hybrid_keyword_weight === undefined ? {} : { [CORAG_CONFIG_KEY]: { hybrid_keyword_weight: config.hybrid_keyword_weight } }),
   };
+}
+
+/** config.json text for a BertConfig, floats written as floats (what the exporters write). */
+export function bertConfigJsonText(config: BertConfig): string {
+  return hfConfigJsonText(bertConfigToJson(config), BERT_FLOAT_FIELDS);
 }
 
 /**

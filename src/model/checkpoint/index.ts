@@ -4,3 +4,4 @@ export * from './weights';
 export * from './load';
 export * from './t5';
 export * from './bert';
+export { readTorchBin, torchBinToSafetensors, TorchBinError, TORCH_ALLOWED_GLOBALS, type TorchBinTensor } from './torch-bin';

@@ -3,8 +3,11 @@
  *
  * Missing fields take Hugging Face's `T5Config` defaults (older hub checkpoints such as t5-small
  * omit e.g. `relative_attention_max_distance` and `feed_forward_proj`); present fields are
- * checked, and every error names the field so a user can fix the file.
+ * checked, and every error names the field so a user can fix the file. Our own settings
+ * (`copy_decoding_weight`, `answer_rerank`) are written under `corag` and read from there or,
+ * in checkpoints written before that key existed, from the top level.
  */
+import { coragSetting, CORAG_CONFIG_KEY, hfConfigJsonText } from '../hf-config-json';
 
 /** The two feed-forward layouts we implement: original T5 and T5 v1.1 / flan-t5. */
 export type T5FeedForward = 'relu' | 'gated-gelu';
@@ -149,34 +152,46 @@ export function parseT5Config(json: unknown): T5Config {
   };
 }
 
+const setting = (obj: Record<string, unknown>, name: string) => coragSetting(obj, name, (m) => new T5ConfigError(`T5 ${m}`));
+
 function answerRerank(obj: Record<string, unknown>): { answer_rerank?: AnswerRerankConfig } {
-  const v = obj.answer_rerank;
+  const { value: v, field } = setting(obj, 'answer_rerank');
   if (v === undefined || v === null) return {};
-  if (typeof v !== 'object' || Array.isArray(v)) throw new T5ConfigError(`T5 config field "answer_rerank" must be an object, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'object' || Array.isArray(v)) throw new T5ConfigError(`T5 config field "${field}" must be an object, got ${JSON.stringify(v)}`);
   const o = v as Record<string, unknown>;
   const weight = (key: string) => {
     const w = o[key];
-    if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) throw new T5ConfigError(`T5 config field "answer_rerank.${key}" must be a finite number >= 0, got ${JSON.stringify(w)}`);
+    if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) throw new T5ConfigError(`T5 config field "${field}.${key}" must be a finite number >= 0, got ${JSON.stringify(w)}`);
     return w;
   };
   const beams = o.beams;
   if (typeof beams !== 'number' || !Number.isInteger(beams) || beams < 1 || beams > 64) {
-    throw new T5ConfigError(`T5 config field "answer_rerank.beams" must be an integer in 1 … 64, got ${JSON.stringify(beams)}`);
+    throw new T5ConfigError(`T5 config field "${field}.beams" must be an integer in 1 … 64, got ${JSON.stringify(beams)}`);
   }
   return { answer_rerank: { beams, reader: weight('reader'), type: weight('type'), proximity: weight('proximity'), questionOverlap: weight('question_overlap') } };
 }
 
 function copyDecodingWeight(obj: Record<string, unknown>): { copy_decoding_weight?: number } {
-  const v = obj.copy_decoding_weight;
+  const { value: v, field } = setting(obj, 'copy_decoding_weight');
   if (v === undefined || v === null) return {};
   if (typeof v !== 'number' || !(v >= 0 && v <= 1)) {
-    throw new T5ConfigError(`T5 config field "copy_decoding_weight" must be a number in [0, 1], got ${JSON.stringify(v)}`);
+    throw new T5ConfigError(`T5 config field "${field}" must be a number in [0, 1], got ${JSON.stringify(v)}`);
   }
   return { copy_decoding_weight: v };
 }
 
-/** An HF-style config.json object that `transformers` and parseT5Config both read back. */
+/** The fields of t5ConfigToJson that transformers' T5Config declares as floats. */
+export const T5_FLOAT_FIELDS: ReadonlySet<string> = new Set(['layer_norm_epsilon', 'dropout_rate', 'initializer_factor']);
+
+/**
+ * An HF-style config.json object that `transformers` and parseT5Config both read back: Hugging
+ * Face's fields at the top level, ours under `corag` (absent when there are none).
+ */
 export function t5ConfigToJson(config: T5Config): Record<string, unknown> {
+  const ours = {
+    ...(config.copy_decoding_weight === undefined ? {} : { copy_decoding_weight: config.copy_decoding_weight }),
+    ...(config.answer_rerank === undefined ? {} : { answer_rerank: answerRerankToJson(config.answer_rerank) }),
+  };
   return {
     model_type: 't5',
     architectures: ['T5ForConditionalGeneration'],
@@ -198,9 +213,13 @@ export function t5ConfigToJson(config: T5Config): Record<string, unknown> {
     decoder_start_token_id: config.decoder_start_token_id,
     pad_token_id: config.pad_token_id,
     eos_token_id: config.eos_token_id,
-    ...(config.copy_decoding_weight === undefined ? {} : { copy_decoding_weight: config.copy_decoding_weight }),
-    ...(config.answer_rerank === undefined ? {} : { answer_rerank: answerRerankToJson(config.answer_rerank) }),
+    ...(Object.keys(ours).length ? { [CORAG_CONFIG_KEY]: ours } : {}),
   };
+}
+
+/** config.json text for a T5Config, floats written as floats (what the exporters write). */
+export function t5ConfigJsonText(config: T5Config): string {
+  return hfConfigJsonText(t5ConfigToJson(config), T5_FLOAT_FIELDS);
 }
 
 /** Hugging Face parameter names of one attention sublayer ('SelfAttention' or 'EncDecAttention'). */

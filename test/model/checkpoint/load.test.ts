@@ -259,7 +259,7 @@ describe('bad input gets a clear error naming the problem', () => {
 
   it('missing weights', async () => {
     const folder = await writeCheckpoint(await fixtureConfig('t5-tiny-relu'), null);
-    await expect(load(folder)).rejects.toThrow(`missing weights: ${folder} has neither model.safetensors nor model.safetensors.index.json`);
+    await expect(load(folder)).rejects.toThrow(`missing weights: ${folder} has none of model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json`);
   });
 
   it('corrupt (truncated) safetensors, with the file named', async () => {

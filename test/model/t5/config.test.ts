@@ -30,13 +30,14 @@ describe('parseT5Config', () => {
     expect(parseT5Config(t5ConfigToJson(c)).copy_decoding_weight).toBe(0.5);
     expect('copy_decoding_weight' in parseT5Config({ model_type: 't5' })).toBe(false);
     expect('copy_decoding_weight' in t5ConfigToJson(parseT5Config({ model_type: 't5' }))).toBe(false);
+    expect('corag' in t5ConfigToJson(parseT5Config({ model_type: 't5' }))).toBe(false);
   });
 
   it('keeps a reader\'s answer-reranking weights through t5ConfigToJson, and refuses malformed ones naming the field', () => {
     const answer_rerank = { beams: 16, reader: 0.5, type: 2, proximity: 4, question_overlap: 1 };
     const c = parseT5Config({ model_type: 't5', answer_rerank });
     expect(c.answer_rerank).toEqual({ beams: 16, reader: 0.5, type: 2, proximity: 4, questionOverlap: 1 });
-    expect(t5ConfigToJson(c).answer_rerank).toEqual(answer_rerank);
+    expect((t5ConfigToJson(c).corag as Record<string, unknown>).answer_rerank).toEqual(answer_rerank);
     expect('answer_rerank' in parseT5Config({ model_type: 't5' })).toBe(false);
     expect(() => parseT5Config({ model_type: 't5', answer_rerank: { ...answer_rerank, beams: 0 } })).toThrow('"answer_rerank.beams"');
     expect(() => parseT5Config({ model_type: 't5', answer_rerank: { ...answer_rerank, proximity: -1 } })).toThrow('"answer_rerank.proximity"');

@@ -48,7 +48,7 @@ describe('runPretraining', () => {
     expect(lines.some((l) => l.includes('stopping at step 2 (interrupted)'))).toBe(true);
     expect(JSON.parse(readCheckpointFiles(join(dir, 'work', 'checkpoint'))!.state).step).toBe(2);
     expect(existsSync(join(dir, 'export', 'reader', 'model.safetensors'))).toBe(true);
-    expect(JSON.parse(readFileSync(join(dir, 'export', 'reader', 'config.json'), 'utf8')).copy_decoding_weight).toBe(0.5);
+    expect(JSON.parse(readFileSync(join(dir, 'export', 'reader', 'config.json'), 'utf8')).corag.copy_decoding_weight).toBe(0.5);
     const resumed: string[] = [];
     expect(await runPretraining(config(), { ...options, signal: undefined, stopAtStep: 3, log: (l) => resumed.push(l) })).toBe(3);
     expect(resumed[0]).toMatch(/^resumed at step 2/);
