@@ -58,11 +58,11 @@ export type FidOutput = {
 /** Encode, fuse, and decode `labels` [B, T] with teacher forcing. The caller owns the result. */
 export function fidForward(
   model: T5Model, inputIds: tf.Tensor, attentionMask: tf.Tensor, numPassages: number, labels: tf.Tensor,
-  options: { crossAttentions?: boolean } = {},
+  options: { crossAttentions?: boolean } & FidEncodeOptions = {},
 ): FidOutput {
   return tf.tidy(() => {
-    const encoder = fidEncode(model, inputIds, attentionMask, numPassages);
-    const { hidden, crossAttentions } = model.decode(model.decoderInputs(labels), encoder.hidden, encoder.mask, options);
+    const encoder = fidEncode(model, inputIds, attentionMask, numPassages, { checkpointRows: options.checkpointRows });
+    const { hidden, crossAttentions } = model.decode(model.decoderInputs(labels), encoder.hidden, encoder.mask, { crossAttentions: options.crossAttentions });
     const logits = model.logits(hidden) as tf.Tensor3D;
     const loss = meanTokenCrossEntropy(logits, labels);
     return crossAttentions ? { encoder, logits, loss, crossAttentions } : { encoder, logits, loss };
