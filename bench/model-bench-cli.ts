@@ -9,6 +9,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';
 import type { BackendName, BackendReport } from '../src/model/backend';
+import { parseT5Config } from '../src/model/t5/config';
+import { trainMemoryBench, trainMemoryTable, TRAIN_PATHS, type TrainMemoryRow, type TrainPath } from './train-memory';
 import { benchModel, linearLayoutBench, linearLayoutTable, markdownTable, matmulGflops, t5SmallWorkload, tinyWorkload, type BenchRow, type LinearLayoutRow, type Workload } from './model-bench';
 
 export type StartBackend = (name: BackendName) => Promise<BackendReport>;
@@ -19,7 +21,14 @@ const USAGE = `usage: npm run bench:model -- [options]
   --matmul N        matmul baseline size (default: 4096 on a hardware GPU, 512 otherwise)
   --batches LIST    comma-separated questions per step, e.g. 1,4,8 (default 1); encoder tok/s at batch 1 only
   --reps N          timed repetitions per measurement, median reported (default 3)
-  --out DIR         results folder (default results/); writes model-bench.md and model-bench.json`;
+  --out DIR         results folder (default results/); writes model-bench.md and model-bench.json
+  --memory          instead: peak memory of one FiD train step per training path (bench/train-memory.ts),
+                    t5-small's dimensions (random weights) at the shape below; writes train-memory.md/.json
+  --passages K      (--memory) passages per question (default 2)
+  --length L        (--memory) tokens per passage (default 128)
+  --target T        (--memory) target tokens (default 32)
+  --paths LIST      (--memory) among ${TRAIN_PATHS.join(',')} (default all)
+  --checkpoint-rows N  (--memory) passages recomputed at a time by lean+ckpt (default 1)`;
 
 /** SwiftShader is a CPU implementation of Vulkan: correct, but not a GPU to measure. */
 function isHardwareGpu(report: BackendReport): boolean {
@@ -37,12 +46,19 @@ export async function runModelBench(startBackend: StartBackend, argv: string[]):
       reps: { type: 'string', default: '3' },
       out: { type: 'string', default: 'results' },
       help: { type: 'boolean', default: false },
+      memory: { type: 'boolean', default: false },
+      passages: { type: 'string', default: '2' },
+      length: { type: 'string', default: '128' },
+      target: { type: 'string', default: '32' },
+      paths: { type: 'string', default: TRAIN_PATHS.join(',') },
+      'checkpoint-rows': { type: 'string', default: '1' },
     },
   });
   if (values.help) {
     console.log(USAGE);
     return 0;
   }
+  if (values.memory) return runTrainMemory(startBackend, values as Required<typeof values>);
   const backends = values.backends!.split(',').map((s) => s.trim()) as BackendName[];
   const reps = Number(values.reps);
   if (!Number.isInteger(reps) || reps < 1) throw new Error(`--reps must be a positive integer, got ${values.reps}`);
@@ -86,4 +102,37 @@ export async function runModelBench(startBackend: StartBackend, argv: string[]):
   writeFileSync(join(values.out!, 'model-bench.md'), `# Model benchmark (${stamp})\n\n${table}${notes}\n`);
   writeFileSync(join(values.out!, 'model-bench.json'), JSON.stringify({ date: stamp, rows, linearRows, skipped }, null, 2) + '\n');
   return rows.length > 0 ? 0 : 1;
+}
+
+/** `--memory`: the training paths' peak memory side by side, per backend and batch size. */
+async function runTrainMemory(startBackend: StartBackend, values: Record<string, string | boolean>): Promise<number> {
+  const int = (name: string) => {
+    const n = Number(values[name]);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${values[name]}`);
+    return n;
+  };
+  const paths = String(values.paths).split(',').map((p) => p.trim()) as TrainPath[];
+  for (const p of paths) if (!TRAIN_PATHS.includes(p)) throw new Error(`--paths: unknown path ${p}`);
+  const batches = String(values.batches).split(',').map(Number);
+  const workload: Workload = {
+    model: 't5-small dims (random)', config: parseT5Config({ model_type: 't5' }),
+    passages: int('passages'), passageLength: int('length'), targetLength: int('target'), newTokens: 0,
+  };
+  const rows: TrainMemoryRow[] = [];
+  for (const name of String(values.backends).split(',').map((s) => s.trim()) as BackendName[]) {
+    const report = await startBackend(name);
+    for (const batch of batches) {
+      const out = await trainMemoryBench(workload, { backend: report.name, batch, reps: int('reps'), paths, checkpointRows: int('checkpoint-rows') });
+      out.forEach((r) => console.error(`[bench] ${JSON.stringify(r)}`));
+      rows.push(...out);
+    }
+  }
+  const table = trainMemoryTable(rows);
+  console.log(table);
+  const dir = String(values.out);
+  mkdirSync(dir, { recursive: true });
+  const stamp = new Date().toISOString();
+  writeFileSync(join(dir, 'train-memory.md'), `# Training-step peak memory (${stamp})\n\n${table}\n`);
+  writeFileSync(join(dir, 'train-memory.json'), JSON.stringify({ date: stamp, rows }, null, 2) + '\n');
+  return 0;
 }

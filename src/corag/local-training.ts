@@ -60,6 +60,17 @@ export interface LocalTrainingOptions {
   readonly clipNorm?: number;
   readonly trainable?: TrainableSelection;
   readonly retrieverLoss?: RetrieverLoss;
+  /**
+   * Gradient checkpointing of the reader's FiD encoder: recompute its activations in the backward
+   * pass this many passages at a time instead of keeping them (lower peak memory for one more
+   * encoder forward; src/model/gradients.ts). Default: off.
+   */
+  readonly encoderCheckpointRows?: number;
+  /**
+   * false: tfjs-core's tf.variableGrads instead of the memory-saving backward pass
+   * (src/model/gradients.ts; same gradients, several times the peak memory). Default true.
+   */
+  readonly lowMemoryGradients?: boolean;
   /** Seeds the order of QA pairs (default 0). */
   readonly seed?: number;
   readonly signal?: AbortSignal;
@@ -112,6 +123,7 @@ export async function trainLocally(bundle: ModelBundle, qaPairs: readonly QAPair
   const retrieverOptimizer = new AdamW({ lr: options.retrieverLr ?? options.lr, ...schedule });
   const isRetrieverParam = (name: string) => name.startsWith(QUERY_PREFIX);
 
+  const encodeOptions = { checkpointRows: options.encoderCheckpointRows };
   const random = seededRandom(options.seed ?? 0);
   const batches = batchOrder(qaPairs.length, batchSize, random);
   const losses: number[] = [];
@@ -145,11 +157,11 @@ export async function trainLocally(bundle: ModelBundle, qaPairs: readonly QAPair
         // Summed as Atlas adds reader_loss and retriever_loss before backward().
         let attention: tf.Tensor2D | null = null;
         if (retrieverLossKind === 'adist') {
-          const out = fidLossWithAttention(bundle, batch);
+          const out = fidLossWithAttention(bundle, batch, encodeOptions);
           readerLoss = tf.keep(out.loss);
           attention = out.attention;
         } else {
-          readerLoss = tf.keep(fidBatchLoss(bundle, batch));
+          readerLoss = tf.keep(fidBatchLoss(bundle, batch, encodeOptions));
         }
         if (retrieverLossKind === 'none') {
           retrieverLoss = tf.keep(tf.scalar(0));
@@ -160,7 +172,7 @@ export async function trainLocally(bundle: ModelBundle, qaPairs: readonly QAPair
           ? perplexityDistillationLoss(q, passageEmbeddings!, goldCe!)
           : attentionDistillationLoss(q, passageEmbeddings!, attention!));
         return tf.add(readerLoss, retrieverLoss) as tf.Scalar;
-      }, trainable);
+      }, trainable, { lowMemory: options.lowMemoryGradients });
 
       const split = (retriever: boolean) => new Map([...grads].filter(([name]) => isRetrieverParam(name) === retriever));
       await readerOptimizer.apply(trainable, split(false));

@@ -9,7 +9,7 @@ import type { AnswerRerankConfig } from '../model/t5/config';
 import { rerankAnswers } from './answer-rerank';
 import { fidCopyDecoding } from './copy-answers';
 import { passageSpanConstraint } from './extractive';
-import { fidEncode, fidForward, fidInputText, fidTargetText, FID_MAX_LENGTH, padIdRows, passageAttentionScores } from '../model/t5/fid';
+import { fidEncode, fidForward, fidInputText, fidTargetText, FID_MAX_LENGTH, padIdRows, passageAttentionScores, type FidEncodeOptions } from '../model/t5/fid';
 import { IGNORE_INDEX, sequenceCrossEntropy } from '../model/t5/loss';
 import type { ModelBundle } from './model-bundle';
 import type { PassageText } from './retrieve';
@@ -88,19 +88,19 @@ export function buildFidBatch(
 }
 
 /** Mean token CE of the batch's answers given all their passages fused (differentiable). */
-export function fidBatchLoss(bundle: ModelBundle, batch: FidBatch): tf.Scalar {
+export function fidBatchLoss(bundle: ModelBundle, batch: FidBatch, options: FidEncodeOptions = {}): tf.Scalar {
   if (!batch.labels) throw new Error('fidBatchLoss: the batch has no answers');
-  return tf.tidy(() => fidForward(bundle.reader, batch.inputIds, batch.attentionMask, batch.numPassages, batch.labels!).loss);
+  return tf.tidy(() => fidForward(bundle.reader, batch.inputIds, batch.attentionMask, batch.numPassages, batch.labels!, options).loss);
 }
 
 /**
  * The reader loss and its per-passage cross-attention scores [B, k] from the same forward pass
  * (for attention distillation); the scores carry no gradient meaning of their own.
  */
-export function fidLossWithAttention(bundle: ModelBundle, batch: FidBatch): { loss: tf.Scalar; attention: tf.Tensor2D } {
+export function fidLossWithAttention(bundle: ModelBundle, batch: FidBatch, options: FidEncodeOptions = {}): { loss: tf.Scalar; attention: tf.Tensor2D } {
   if (!batch.labels) throw new Error('fidLossWithAttention: the batch has no answers');
   return tf.tidy(() => {
-    const out = fidForward(bundle.reader, batch.inputIds, batch.attentionMask, batch.numPassages, batch.labels!, { crossAttentions: true });
+    const out = fidForward(bundle.reader, batch.inputIds, batch.attentionMask, batch.numPassages, batch.labels!, { ...options, crossAttentions: true });
     return { loss: out.loss, attention: passageAttentionScores(out.crossAttentions!, batch.numPassages, batch.labels) };
   });
 }

@@ -119,20 +119,23 @@ export class AdamW {
     const moments1 = names.map((name, i) => this.moment(this.m, name, variables[i].shape));
     const moments2 = names.map((name, i) => this.moment(this.v, name, variables[i].shape));
 
-    // On webgpu the update runs once over all parameters concatenated into flat vectors:
-    // per-parameter elementwise maths costs ~14 GPU dispatches per tensor (1,800 per step for
-    // t5-small), the flat form a few dozen plus one slice per tensor to write the results back.
+    // On webgpu the update runs over parameters concatenated into flat vectors: per-parameter
+    // elementwise maths costs ~14 GPU dispatches per tensor (1,800 per step for t5-small), the
+    // flat form a few dozen per group plus one slice per tensor to write the results back.
     // On wasm and cpu a kernel call is cheap but splitting the flat vector copies element by
     // element (~0.3 s per split of the demo retriever's 3.5M parameters), so they go per tensor.
+    // Memory: the update frees every temporary as soon as it is consumed and writes each new
+    // moment back before computing the next (a Variable's assign releases the old buffer), so it
+    // holds about three temporaries of the size of what it updates at a time; the flat form goes
+    // in groups of at most FLAT_GROUP_ELEMENTS (a larger tensor alone), not all parameters at once
+    // (which held ~16 copies of every parameter: 3.9 GB for t5-small, most of a webgpu step's peak).
     const flat = this.options.flat ?? tf.getBackend() === 'webgpu';
-    const gradFlat = flat ? tf.tidy(() => flatten(names.map((n) => gradients.get(n)!))) : null;
-    const normTensor = tf.tidy(() => tf.sqrt(gradFlat ? tf.sum(tf.square(gradFlat)) : sumTensors(names.map((n) => tf.sum(tf.square(gradients.get(n)!))))));
+    const groups = flat ? flatGroups(variables.map((p) => p.size)) : names.map((_, i) => [i]);
+    const gradientOf = (group: readonly number[]) => flattenGroup(group.map((i) => gradients.get(names[i])!));
+    const normTensor = tf.tidy(() => tf.sqrt(sumTensors(groups.map((group) => tf.tidy(() => tf.sum(tf.square(gradientOf(group))))))));
     const gradNorm = (await normTensor.data())[0];
     normTensor.dispose();
-    if (!Number.isFinite(gradNorm)) {
-      gradFlat?.dispose();
-      throw new Error(`AdamW: gradient norm is ${gradNorm}; refusing to update`);
-    }
+    if (!Number.isFinite(gradNorm)) throw new Error(`AdamW: gradient norm is ${gradNorm}; refusing to update`);
     const { clipNorm, beta1, beta2, eps } = this.options;
     // torch.nn.utils.clip_grad_norm_: scale by max_norm / (norm + 1e-6) when above max_norm.
     const clipScale = clipNorm > 0 && gradNorm > clipNorm ? clipNorm / (gradNorm + 1e-6) : 1;
@@ -141,33 +144,48 @@ export class AdamW {
     const lr = linearScheduleLr(this.options, step);
     const bias1 = 1 - beta1 ** step;
     const bias2 = 1 - beta2 ** step;
-    const update = (gradient: tf.Tensor, param: tf.Tensor, m: tf.Tensor, v: tf.Tensor, decay: number | tf.Tensor) => {
-      const g = clipScale === 1 ? gradient : tf.mul(gradient, clipScale);
-      const mNew = tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1));
-      const vNew = tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2));
-      const direction = tf.div(tf.div(mNew, bias1), tf.add(tf.sqrt(tf.div(vNew, bias2)), eps));
-      const decayed = decay === 0 ? direction : tf.add(direction, tf.mul(param, decay));
-      return { mNew, vNew, paramNew: tf.sub(param, tf.mul(decayed, lr)) };
-    };
-    if (gradFlat) {
-      const decay = this.decayFor(names, variables);
+    const { weightDecay, noDecay } = this.options;
+    const decayMask = flat ? this.decayFor(names, variables) : 0;
+    let offset = 0;
+    for (const group of groups) {
+      const size = group.reduce((n, i) => n + variables[i].size, 0);
+      const groupParams = group.map((i) => variables[i]);
+      let decay: number | tf.Tensor;
+      if (!flat) decay = noDecay?.(names[group[0]]) ? 0 : weightDecay;
+      else decay = typeof decayMask === 'number' ? decayMask : tf.slice(decayMask, offset, size);
+      offset += size;
+      // Every temporary is disposed as soon as it is consumed (`take`); the tidy only collects
+      // the scalar constants tf makes of the numbers.
       tf.tidy(() => {
-        const { mNew, vNew, paramNew } = update(gradFlat, flatten(variables), flatten(moments1), flatten(moments2), decay);
-        const sizes = variables.map((p) => p.size);
-        unflattenInto(mNew as tf.Tensor1D, sizes, moments1);
-        unflattenInto(vNew as tf.Tensor1D, sizes, moments2);
-        unflattenInto(paramNew as tf.Tensor1D, sizes, variables);
+        const gradient = gradientOf(group);
+        const g = clipScale === 1 ? gradient : take(tf.mul(gradient, clipScale), gradient);
+        const m = flattenGroup(group.map((i) => moments1[i]));
+        const mDecayed = take(tf.mul(m, beta1), m);
+        const gScaled = tf.mul(g, 1 - beta1);
+        const mNew = take(tf.add(mDecayed, gScaled), mDecayed, gScaled);
+        writeBack(mNew, group.map((i) => moments1[i]));
+        const v = flattenGroup(group.map((i) => moments2[i]));
+        const vDecayed = take(tf.mul(v, beta2), v);
+        const gSquared = take(tf.square(g), g);
+        const gSquaredScaled = take(tf.mul(gSquared, 1 - beta2), gSquared);
+        const vNew = take(tf.add(vDecayed, gSquaredScaled), vDecayed, gSquaredScaled);
+        writeBack(vNew, group.map((i) => moments2[i]));
+        const vHat = take(tf.div(vNew, bias2), vNew);
+        const root = take(tf.sqrt(vHat), vHat);
+        const denominator = take(tf.add(root, eps), root);
+        const mHat = take(tf.div(mNew, bias1), mNew);
+        let direction = take(tf.div(mHat, denominator), mHat, denominator);
+        const param = flattenGroup(groupParams);
+        if (decay !== 0) {
+          const decayTerm = tf.mul(param, decay);
+          if (typeof decay !== 'number' && decay !== decayMask) decay.dispose();
+          direction = take(tf.add(direction, decayTerm), direction, decayTerm);
+        }
+        const scaled = take(tf.mul(direction, lr), direction);
+        const paramNew = take(tf.sub(param, scaled), param, scaled);
+        writeBack(paramNew, groupParams);
+        paramNew.dispose();
       });
-      gradFlat.dispose();
-    } else {
-      const { weightDecay, noDecay } = this.options;
-      names.forEach((name, i) => tf.tidy(() => {
-        const decay = noDecay?.(name) ? 0 : weightDecay;
-        const { mNew, vNew, paramNew } = update(gradients.get(name)!, variables[i], moments1[i], moments2[i], decay);
-        moments1[i].assign(mNew);
-        moments2[i].assign(vNew);
-        variables[i].assign(paramNew);
-      }));
     }
     this.stepCount = step;
     return { step, lr, gradNorm };
@@ -265,16 +283,59 @@ export class AdamW {
   }
 }
 
-/** All tensors as one 1-D vector (a reshape, no copy, when there is only one). */
-function flatten(tensors: readonly tf.Tensor[]): tf.Tensor1D {
-  const flat = tensors.map((t) => tf.reshape(t, [-1]) as tf.Tensor1D);
-  return flat.length === 1 ? flat[0] : tf.concat1d(flat);
+/**
+ * Elements per group of the flat update: large enough that t5-small's 131 tensors go in a handful
+ * of groups (few dispatches), small enough that a group's temporaries stay a small fraction of the
+ * model (16M float32 = 64 MiB; t5-small's tied embedding alone is 16.4M).
+ */
+export const FLAT_GROUP_ELEMENTS = 1 << 24;
+
+/** Consecutive parameter indices in groups of at most FLAT_GROUP_ELEMENTS elements (a larger tensor goes alone). */
+function flatGroups(sizes: readonly number[]): number[][] {
+  const groups: number[][] = [];
+  let current: number[] = [];
+  let total = 0;
+  sizes.forEach((size, i) => {
+    if (current.length > 0 && total + size > FLAT_GROUP_ELEMENTS) {
+      groups.push(current);
+      current = [];
+      total = 0;
+    }
+    current.push(i);
+    total += size;
+  });
+  if (current.length > 0) groups.push(current);
+  return groups;
 }
 
-/** Writes consecutive pieces of `flat` into the variables, each reshaped to its variable's shape. */
-function unflattenInto(flat: tf.Tensor1D, sizes: readonly number[], targets: readonly tf.Variable[]): void {
-  const pieces = sizes.length === 1 ? [flat] : tf.split(flat, sizes as number[]);
-  pieces.forEach((piece, i) => targets[i].assign(tf.reshape(piece, targets[i].shape)));
+/**
+ * The tensors as one 1-D vector the caller owns: a reshape view (no copy) of a lone tensor,
+ * else a concatenation.
+ */
+function flattenGroup(tensors: readonly tf.Tensor[]): tf.Tensor1D {
+  if (tensors.length === 1) return tf.reshape(tensors[0], [-1]);
+  return tf.tidy(() => tf.concat1d(tensors.map((t) => tf.reshape(t, [-1]) as tf.Tensor1D)));
+}
+
+/** Returns `result` after disposing `used` (temporaries consumed by the op that made `result`). */
+function take<T extends tf.Tensor>(result: T, ...used: Array<tf.Tensor | undefined>): T {
+  for (const t of used) t?.dispose();
+  return result;
+}
+
+/**
+ * Writes consecutive pieces of `flat` into the variables, each reshaped to its variable's shape
+ * (assign releases the variable's old buffer; a lone variable then shares `flat`'s buffer, no
+ * copy). `flat` stays the caller's.
+ */
+function writeBack(flat: tf.Tensor, targets: readonly tf.Variable[]): void {
+  const pieces = targets.length === 1 ? [flat] : tf.split(flat, targets.map((t) => t.size));
+  pieces.forEach((piece, i) => {
+    const shaped = tf.reshape(piece, targets[i].shape);
+    targets[i].assign(shaped);
+    shaped.dispose();
+    if (piece !== flat) piece.dispose();
+  });
 }
 
 /** √(Σ‖g‖²) over all tensors, read back as a number. */

@@ -10,6 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { QUERY_PREFIX } from './contriever';
+import { leanVariableGrads } from './gradients';
 import type { ParameterStore } from './params';
 
 export interface ModelParts {
@@ -84,11 +85,24 @@ export interface NamedGradients {
   readonly grads: Map<string, tf.Tensor>;
 }
 
-/** Gradients of `lossFn` w.r.t. the `trainable` parameters only, keyed by parameter name. */
-export function namedGradients(lossFn: () => tf.Scalar, trainable: ReadonlyMap<string, tf.Variable>): NamedGradients {
+export interface GradientOptions {
+  /**
+   * Free saved activations and intermediate gradients as the backward pass goes
+   * (src/model/gradients.ts; default true). false: tfjs-core's tf.variableGrads, which keeps
+   * them all until the backward pass ends (same values, several times the peak memory).
+   */
+  readonly lowMemory?: boolean;
+}
+
+/**
+ * Gradients of `lossFn` w.r.t. the `trainable` parameters only, keyed by parameter name. Other
+ * parameters (frozen embeddings, the passage encoder) are not differentiated: no gradient is
+ * computed or held for them.
+ */
+export function namedGradients(lossFn: () => tf.Scalar, trainable: ReadonlyMap<string, tf.Variable>, options: GradientOptions = {}): NamedGradients {
   const variables = [...trainable.values()];
   if (variables.length === 0) throw new Error('namedGradients: no parameters to differentiate');
-  const { value, grads } = tf.variableGrads(lossFn, variables);
+  const { value, grads } = options.lowMemory === false ? tf.variableGrads(lossFn, variables) : leanVariableGrads(lossFn, variables);
   const named = new Map<string, tf.Tensor>();
   for (const [name, v] of trainable) {
     const g = grads[v.name];

@@ -52,6 +52,25 @@ describe('trainLocally', () => {
     expect(after).toBeGreaterThanOrEqual(0.5);
   });
 
+  it('gives the same losses with the stock tape walk and with the encoder checkpointed per passage (PDist and ADist)', async () => {
+    const run = async (retrieverLoss: 'pdist' | 'adist', extra: { lowMemoryGradients?: boolean; encoderCheckpointRows?: number }) => {
+      const fresh = await tinyBundle();
+      const freshStore = LocalPassageStore.empty(fresh.embeddingDim);
+      await freshStore.addTexts(fresh, FACTS);
+      try {
+        return (await trainLocally(fresh, QA, freshStore, { k: 3, steps: 3, batchSize: 2, lr: 1e-2, seed: 2, maxLength: 32, retrieverLoss, ...extra })).losses;
+      } finally {
+        fresh.dispose();
+      }
+    };
+    for (const retrieverLoss of ['pdist', 'adist'] as const) {
+      const lean = await run(retrieverLoss, {});
+      for (const other of [await run(retrieverLoss, { lowMemoryGradients: false }), await run(retrieverLoss, { encoderCheckpointRows: 1 })]) {
+        other.forEach((loss, i) => expect(Math.abs(loss - lean[i]) / Math.abs(lean[i])).toBeLessThan(1e-5));
+      }
+    }
+  });
+
   it('trains the query encoder with attention distillation from the same forward pass as the reader loss', async () => {
     const result = await trainLocally(bundle, QA, store, { k: 2, steps: 2, batchSize: 2, lr: 1e-3, retrieverLoss: 'adist', maxLength: 32 });
     expect(result.metrics.retrieverLoss).toBeGreaterThan(0);

@@ -1,8 +1,9 @@
 /** The T5 encoder stack: embeddings, N × (self-attention, feed-forward) with pre-norm residuals, final RMS norm. */
 import * as tf from '@tensorflow/tfjs-core';
+import { checkpointedRows } from '../gradients';
 import { embeddingLookup } from '../ops';
 import { attend, paddingMaskBias, projectKeyValue } from './attention';
-import type { T5Config } from './config';
+import { t5ParameterShapes, type T5Config } from './config';
 import { feedForward, rmsNorm } from './layers';
 import { positionBias } from './position-bias';
 import type { WeightGetter } from './weights';
@@ -34,4 +35,31 @@ export function encode(w: WeightGetter, config: T5Config, inputIds: tf.Tensor, a
     }
     return rmsNorm(x, w('encoder.final_layer_norm.weight'), eps) as tf.Tensor3D;
   });
+}
+
+/** The parameters `encode` reads: shared.weight (the embedding) and every encoder.* tensor. */
+export function encoderParameterNames(config: T5Config): string[] {
+  return [...t5ParameterShapes(config).keys()].filter((n) => n === 'shared.weight' || n.startsWith('encoder.'));
+}
+
+/**
+ * `encode` with gradient checkpointing (src/model/gradients.ts, checkpointedRows): the forward
+ * keeps none of the encoder's activations, the backward recomputes them `chunkRows` input rows
+ * (FiD passages) at a time. Same values and gradients as `encode`. Frozen parameters (tf.Variables
+ * with trainable = false) are read as constants and get no gradient.
+ */
+export function encodeCheckpointed(w: WeightGetter, config: T5Config, inputIds: tf.Tensor, attentionMask: tf.Tensor, chunkRows: number): tf.Tensor3D {
+  const names = encoderParameterNames(config).filter((n) => {
+    const t = w(n);
+    return !(t instanceof tf.Variable) || t.trainable;
+  });
+  const rows = inputIds.shape[0]!;
+  return checkpointedRows(names.map((n) => w(n)), rows, chunkRows, (ws, start, count) => tf.tidy(() => {
+    const byName = new Map(names.map((n, i) => [n, ws[i]]));
+    const getter: WeightGetter = (name) => byName.get(name) ?? w(name);
+    const whole = start === 0 && count === rows;
+    const ids = whole ? inputIds : tf.slice(inputIds, [start, 0], [count, -1]);
+    const mask = whole ? attentionMask : tf.slice(attentionMask, [start, 0], [count, -1]);
+    return encode(getter, config, ids, mask);
+  })) as tf.Tensor3D;
 }

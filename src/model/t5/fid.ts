@@ -17,18 +17,27 @@ export type FusedEncoding = {
   readonly mask: tf.Tensor2D;
 };
 
+export interface FidEncodeOptions {
+  /**
+   * Gradient checkpointing of the encoder: keep none of its activations for the backward pass and
+   * recompute them this many passages (encoder rows) at a time (fewer: lower peak memory, same
+   * extra compute). Undefined: keep them (no recomputation).
+   */
+  readonly checkpointRows?: number;
+}
+
 /**
  * Encodes `inputIds` / `attentionMask` [B·k, L] (rows b·k .. b·k+k−1 are example b's passages)
  * and fuses them per example. The caller owns the result.
  */
-export function fidEncode(model: T5Model, inputIds: tf.Tensor, attentionMask: tf.Tensor, numPassages: number): FusedEncoding {
+export function fidEncode(model: T5Model, inputIds: tf.Tensor, attentionMask: tf.Tensor, numPassages: number, options: FidEncodeOptions = {}): FusedEncoding {
   const [rows, length] = inputIds.shape as [number, number];
   if (!Number.isInteger(numPassages) || numPassages <= 0 || rows % numPassages !== 0) {
     throw new Error(`FiD: ${rows} encoder rows are not a whole number of examples of ${numPassages} passages`);
   }
   const batch = rows / numPassages;
   return tf.tidy(() => {
-    const encoded = model.encode(inputIds, attentionMask);
+    const encoded = model.encode(inputIds, attentionMask, options);
     return {
       hidden: tf.reshape(encoded, [batch, numPassages * length, model.config.d_model]) as tf.Tensor3D,
       mask: tf.reshape(tf.cast(attentionMask, 'float32'), [batch, numPassages * length]) as tf.Tensor2D,
@@ -49,11 +58,11 @@ export type FidOutput = {
 /** Encode, fuse, and decode `labels` [B, T] with teacher forcing. The caller owns the result. */
 export function fidForward(
   model: T5Model, inputIds: tf.Tensor, attentionMask: tf.Tensor, numPassages: number, labels: tf.Tensor,
-  options: { crossAttentions?: boolean } = {},
+  options: { crossAttentions?: boolean } & FidEncodeOptions = {},
 ): FidOutput {
   return tf.tidy(() => {
-    const encoder = fidEncode(model, inputIds, attentionMask, numPassages);
-    const { hidden, crossAttentions } = model.decode(model.decoderInputs(labels), encoder.hidden, encoder.mask, options);
+    const encoder = fidEncode(model, inputIds, attentionMask, numPassages, { checkpointRows: options.checkpointRows });
+    const { hidden, crossAttentions } = model.decode(model.decoderInputs(labels), encoder.hidden, encoder.mask, { crossAttentions: options.crossAttentions });
     const logits = model.logits(hidden) as tf.Tensor3D;
     const loss = meanTokenCrossEntropy(logits, labels);
     return crossAttentions ? { encoder, logits, loss, crossAttentions } : { encoder, logits, loss };
@@ -64,9 +73,12 @@ export function fidForward(
  * The FiD loss alone (for tf.variableGrads / tf.grads). `logitMask` [B, T, vocab], added to the
  * logits before the softmax, restricts it (e.g. to passage spans: src/corag/extractive.ts).
  */
-export function fidLoss(model: T5Model, inputIds: tf.Tensor, attentionMask: tf.Tensor, numPassages: number, labels: tf.Tensor, logitMask?: tf.Tensor): tf.Scalar {
+export function fidLoss(
+  model: T5Model, inputIds: tf.Tensor, attentionMask: tf.Tensor, numPassages: number, labels: tf.Tensor, logitMask?: tf.Tensor,
+  options: FidEncodeOptions = {},
+): tf.Scalar {
   return tf.tidy(() => {
-    const encoder = fidEncode(model, inputIds, attentionMask, numPassages);
+    const encoder = fidEncode(model, inputIds, attentionMask, numPassages, options);
     const { hidden } = model.decode(model.decoderInputs(labels), encoder.hidden, encoder.mask);
     const logits = model.logits(hidden);
     return meanTokenCrossEntropy(logitMask ? tf.add(logits, logitMask) : logits, labels);

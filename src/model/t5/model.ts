@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { T5Config } from './config';
 import { createDecoderCache, decode, decodeStep, lmHead, type DecoderCache, type DecoderOutput } from './decoder';
-import { encode } from './encoder';
+import { encode, encodeCheckpointed } from './encoder';
 import { meanTokenCrossEntropy, shiftRight } from './loss';
 import { weightGetter, type T5WeightSource, type WeightGetter } from './weights';
 
@@ -27,8 +27,13 @@ export class T5Model {
     this.w = weightGetter(weights);
   }
 
-  /** Encoder last hidden state [B, L, d] of int32 ids [B, L] and mask [B, L]. */
-  encode(inputIds: tf.Tensor, attentionMask: tf.Tensor): tf.Tensor3D {
+  /**
+   * Encoder last hidden state [B, L, d] of int32 ids [B, L] and mask [B, L]. With
+   * `checkpointRows`, under a gradient computation the encoder's activations are not kept but
+   * recomputed in the backward pass that many rows at a time (same values; src/model/gradients.ts).
+   */
+  encode(inputIds: tf.Tensor, attentionMask: tf.Tensor, options: { checkpointRows?: number } = {}): tf.Tensor3D {
+    if (options.checkpointRows !== undefined) return encodeCheckpointed(this.w, this.config, inputIds, attentionMask, options.checkpointRows);
     return encode(this.w, this.config, inputIds, attentionMask);
   }
 
