@@ -109,6 +109,7 @@ async function participate(round: RoundInfo, signal: AbortSignal): Promise<void>
     // Download (with progress) into the cache first; participate() then reads it from there.
     await atStage('download', () => fetchVersion(round.baseVersion), round.round);
     const source = await atStage('retrieve', () => sourceFor(scope), round.round);
+    // (Reads the session's info: a failure here has no stage of its own.)
     federated = await FederatedCoragClient.resume(server(), credentials!, {
       bundle: bundle!,
       qaPairs,
@@ -149,8 +150,11 @@ async function scoreVersion(roundNumber: number, version: number, k: number, tra
   if (sample.length === 0) return;
   await exclusive(async () => {
     const st = await openStore();
-    bundle!.applyGlobal(await fetchVersion(version), version);
-    const result = await evaluate(bundle!, sample, await sourceFor(trainingScope() ?? 'shared'), { k, maxNewTokens: 16 });
+    bundle!.applyGlobal(await atStage('download', () => fetchVersion(version)), version);
+    const source = await atStage('retrieve', () => sourceFor(trainingScope() ?? 'shared'));
+    // Searches fail as the 'retrieve' stage; anything else (generation) keeps its own message.
+    const staged: PassageSource = { name: source.name, search: (queries, k) => atStage('retrieve', () => source.search(queries, k)) };
+    const result = await evaluate(bundle!, sample, staged, { k, maxNewTokens: 16 });
     const record: RoundRecord = { round: roundNumber, version, em: result.exactMatch, f1: result.f1, nll: result.answerNll, examples: sample.length, loss: trainLoss };
     const history = ((await st.get<RoundRecord[]>(KV.history)) ?? []).filter((r) => r.round !== roundNumber);
     await st.set(KV.history, [...history, record].sort((a, b) => a.round - b.round));
@@ -173,7 +177,7 @@ function reportFailure(round: number | undefined): (e: unknown) => void {
 function reportEvaluationFailure(version: number | null): (e: unknown) => void {
   return (e) => {
     if (isAbort(e)) return;
-    emit({ type: 'notice', kind: 'error', text: `Scoring global version ${version ?? '?'} on the evaluation questions failed — ${describeTrainingFailure(e).message}` });
+    emit({ type: 'notice', kind: 'error', text: describeTrainingFailure(e, undefined, version ?? undefined).message });
   };
 }
 

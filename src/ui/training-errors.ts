@@ -61,14 +61,27 @@ const DOING: Record<RoundStage, string> = {
   upload: 'uploading the update',
 };
 
-const NOTHING_SENT = 'No update was sent (the coordinator only ever receives whole updates) and nothing stored in this tab is lost';
-const NEXT_ROUND = 'this tab takes part again when the next round opens';
+/** What the failure did not touch and what happens next, for a round and for scoring a version. */
+const AFTERMATH = {
+  round: {
+    nothingSent: 'no update was sent (the coordinator only ever receives whole updates) and nothing stored in this tab is lost',
+    next: 'this tab takes part again when the next round opens',
+  },
+  evaluation: {
+    nothingSent: 'training and updates are not affected; only this point of the dashboard is missing',
+    next: 'the next global version is scored as usual',
+  },
+} as const;
 
-/** The failure `e` of round `round` (or of starting to take part, without a round), for the page. */
-export function describeTrainingFailure(e: unknown, round?: number): TrainingFailure {
+/**
+ * The failure `e` of round `round` (or of starting to take part, without a round), for the page;
+ * `scoring`: it happened while scoring global version `scoring` on the evaluation questions.
+ */
+export function describeTrainingFailure(e: unknown, round?: number, scoring?: number): TrainingFailure {
   const stage = e instanceof RoundStageError ? e.stage : undefined;
   const cause = e instanceof RoundStageError ? e.cause : e;
-  const at = round !== undefined ? `Round ${round}: ` : '';
+  const { nothingSent: NOTHING_SENT, next: NEXT_ROUND } = AFTERMATH[scoring !== undefined ? 'evaluation' : 'round'];
+  const at = scoring !== undefined ? `Scoring global version ${scoring} on the evaluation questions: ` : round !== undefined ? `Round ${round}: ` : '';
   const out = (kind: TrainingFailureKind, message: string): TrainingFailure => ({ kind, ...(stage ? { stage } : {}), ...(round !== undefined ? { round } : {}), message: at + message });
   const detail = String((cause as { message?: unknown } | null)?.message ?? cause);
 
@@ -93,27 +106,27 @@ export function describeTrainingFailure(e: unknown, round?: number): TrainingFai
     }
   }
   if (isOutOfMemory(cause)) {
-    return out('out_of_memory', `the model did not fit in this device’s memory while ${DOING[stage ?? 'train']} (${detail}). Close other tabs and programs and reload this page, or take part from a device with more memory; ${NOTHING_SENT}.`);
+    return out('out_of_memory', `the model did not fit in this device’s memory${stage ? ` while ${DOING[stage]}` : ''} (${detail}). Close other tabs and programs and reload this page, or take part from a device with more memory; ${NOTHING_SENT}.`);
   }
   if (isQuotaError(cause) || (cause as { name?: unknown } | null)?.name === 'StorageQuotaError') {
     return out('storage_full', `browser storage is full, so the global model could not be kept (${detail}). Free space (remove files on the Passages page or clear this site’s data in another session) and reload; ${NOTHING_SENT}.`);
   }
   if (isNetworkError(cause)) {
-    return out('connection_lost', `lost the connection to the coordinator while ${DOING[stage ?? 'download']} (${detail}). Check the network and that the coordinator is still running; ${NOTHING_SENT}; ${NEXT_ROUND}.`);
+    return out('connection_lost', `lost the connection to the coordinator while ${stage ? DOING[stage] : 'talking to it'} (${detail}). Check the network and that the coordinator is still running; ${NOTHING_SENT}; ${NEXT_ROUND}.`);
   }
   if (cause instanceof CoragHttpError) {
     if (cause.status === 401) {
       return out('not_authorized', `the coordinator no longer knows this tab (${cause.message}): it was probably restarted with a new data folder. Leave the session and join again.`);
     }
     if (stage === 'upload') {
-      return out('upload_failed', `the update could not be uploaded: the coordinator answered ${cause.message}, also on every retry until the round’s deadline. ${NOTHING_SENT}; ${NEXT_ROUND}.`);
+      return out('upload_failed', `the update could not be uploaded: the coordinator answered ${cause.message}, also on every retry until the round’s deadline. ${capitalize(NOTHING_SENT)}; ${NEXT_ROUND}.`);
     }
     if (stage === 'download') {
       return out('download_failed', `the global model could not be downloaded: the coordinator answered ${cause.message}. ${capitalize(NEXT_ROUND)}.`);
     }
-    return out('coordinator_error', `the coordinator answered ${cause.message} while ${DOING[stage ?? 'train']}. ${capitalize(NEXT_ROUND)}.`);
+    return out('coordinator_error', `the coordinator answered ${cause.message}${stage ? ` while ${DOING[stage]}` : ''}. ${capitalize(NEXT_ROUND)}.`);
   }
-  return out('unknown', `failed while ${DOING[stage ?? 'train']}: ${detail}. ${NOTHING_SENT}; ${NEXT_ROUND}.`);
+  return out('unknown', `failed${stage ? ` while ${DOING[stage]}` : ''}: ${detail}. ${capitalize(NOTHING_SENT)}; ${NEXT_ROUND}.`);
 }
 
 function capitalize(s: string): string {

@@ -110,6 +110,9 @@ describe('a newcomer: two tabs, only "Join" and "Take part in rounds"', () => {
       const r = app.coordinator.round(sid!, 1);
       return r.state === 'closed' || r.state === 'failed' ? r : undefined;
     }, 280_000);
+    // From now on the second tab's passage searches get no answer: its next round fails at
+    // retrieval, which it must say, while its event stream (and so its status dot) stays connected.
+    await tabs[1].context().route('**/passages/search', (route) => route.abort('connectionreset'));
     expect(closed).toMatchObject({ state: 'closed', accepted: 2, resultVersion: 1, failureReason: null });
     expect(closed.metrics.loss).toBeGreaterThan(0);
     lap('round 1: both tabs train and upload, the coordinator aggregates (s)');
@@ -130,8 +133,21 @@ describe('a newcomer: two tabs, only "Join" and "Take part in rounds"', () => {
     lap('score versions 0 and 1 on the 30 held-out questions (s)');
     await shot(dash, 'dashboard');
 
+    // The second tab's round 2 failed at retrieval: said as such, in the notices and under
+    // "Updates sent", and the status still says connected.
+    const failing = tabs[1];
+    await openSection(failing, 'Training');
+    const failed = failing.locator('#uploads li.failed', { hasText: 'Round 2' });
+    await failed.waitFor({ timeout: 120_000 });
+    expect(await failed.textContent()).toMatch(/not sent — lost the connection to the coordinator while retrieving passages from the session store .*; no update was sent/);
+    await failing.locator('.notice.error', { hasText: 'Round 2: lost the connection to the coordinator while retrieving passages' }).waitFor();
+    expect(await failing.locator('#connection').getAttribute('class')).toBe('status online');
+    expect(await failing.locator('#connection').textContent()).toMatch(/connected/);
+    lap('the second tab reports its failed round 2 (s)');
+    await shot(failing, 'training-round-2-failed');
+
     // A question, asked with the defaults, is answered from the passages.
-    const ask = tabs[1];
+    const ask = tabs[0];
     await openSection(ask, 'Ask');
     await ask.fill('#question', 'What day was the Super Bowl played on?');
     await ask.click('form button[type=submit]');
@@ -143,7 +159,9 @@ describe('a newcomer: two tabs, only "Join" and "Take part in rounds"', () => {
     clearInterval(sampling);
     // The connection was fine all along: never shown as lost, no round failure, no page error.
     expect([...statusSeen].filter((c) => /offline/.test(c))).toEqual([]);
-    for (const page of tabs) expect(await page.locator('.notice.error').allTextContents()).toEqual([]);
+    expect(await tabs[0].locator('.notice.error').allTextContents()).toEqual([]);
+    // The second tab's errors are the ones its cut searches caused, each naming retrieval.
+    for (const text of await tabs[1].locator('.notice.error').allTextContents()) expect(text).toMatch(/while retrieving passages/);
     expect(app.errors.filter((e) => !/Failed to load resource|net::ERR/.test(e))).toEqual([]);
   });
 }, 600_000);

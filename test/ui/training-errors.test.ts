@@ -57,10 +57,12 @@ describe('describeTrainingFailure', () => {
         const f = describeTrainingFailure(at(stage, cause), 4);
         expect(f).toMatchObject({ kind: 'connection_lost', stage });
         expect(f.message).toContain(`lost the connection to the coordinator while ${words}`);
-        expect(f.message).toMatch(/No update was sent/);
+        expect(f.message).toMatch(/; no update was sent/);
       }
     }
     expect(isNetworkError(new CoragHttpError(503, 'unavailable', 'down'))).toBe(false);
+    // Without a stage it does not pretend to know which one.
+    expect(describeTrainingFailure(new TypeError('Failed to fetch'), 2).message).toMatch(/^Round 2: lost the connection to the coordinator while talking to it \(Failed to fetch\)/);
   });
 
   it('tells a failed upload (the coordinator answered) from a lost connection, a failed download, and a forgotten token', () => {
@@ -80,6 +82,11 @@ describe('describeTrainingFailure', () => {
     const other = describeTrainingFailure(at('train', new Error('fidBatchLoss: the batch has no answers')), 6);
     expect(other).toMatchObject({ kind: 'unknown', stage: 'train' });
     expect(other.message).toBe('Round 6: failed while training: fidBatchLoss: the batch has no answers. No update was sent (the coordinator only ever receives whole updates) and nothing stored in this tab is lost; this tab takes part again when the next round opens.');
+  });
+
+  it('words a failure while scoring a version as such: nothing about updates or rounds', () => {
+    const f = describeTrainingFailure(at('retrieve', new TypeError('Failed to fetch')), undefined, 1);
+    expect(f.message).toBe('Scoring global version 1 on the evaluation questions: lost the connection to the coordinator while retrieving passages from the session store (Failed to fetch). Check the network and that the coordinator is still running; training and updates are not affected; only this point of the dashboard is missing; the next global version is scored as usual.');
   });
 
   it('gives every kind its own message', () => {

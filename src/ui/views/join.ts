@@ -8,6 +8,7 @@ import { CoragClient } from '../../federated/client';
 import { formatBytes } from '../ingest';
 import { h, progressBar, replace } from '../dom';
 import { errorText, type AppContext, type View } from '../context';
+import { isNetworkError, isOutOfMemory } from '../training-errors';
 
 /** What joining means for the participant's passages and device, said before they join. */
 export const JOIN_PRIVACY = [
@@ -64,7 +65,11 @@ export function joinView(ctx: AppContext): View {
       await ctx.connect(code.value.trim(), name.value.trim());
       location.hash = '#/passages';
     } catch (e) {
-      ctx.store.notify('error', `Could not join: ${errorText(e)}`);
+      // Loading the model is where a device without enough memory fails first: say so.
+      const why = isOutOfMemory(e) ? `the session’s model does not fit in this device’s memory (${errorText(e)}). Close other tabs and programs and try again, or join from a device with more memory.`
+        : isNetworkError(e) ? `no answer from the coordinator (${errorText(e)}). Check the network and that the coordinator is running.`
+        : errorText(e);
+      ctx.store.notify('error', `Could not join: ${why}`);
     } finally {
       button.disabled = false;
       button.textContent = 'Join session';
