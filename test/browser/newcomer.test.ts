@@ -27,6 +27,8 @@ async function waitFor<T>(what: string, probe: () => Promise<T | undefined | fal
   }
 }
 
+const PRETRAINED = process.env.CORAG_NEWCOMER_MODELS === 'pretrained';
+
 /** The section link a person clicks (navigation, not a setting). */
 const openSection = (page: Page, title: string) => page.locator('nav a', { hasText: title }).click();
 
@@ -51,9 +53,11 @@ describe('a newcomer: two tabs, only "Join" and "Take part in rounds"', () => {
     lap('build the app and start the coordinator (s)');
     // As server/main.ts does in an empty data folder: the demo session, seeded by the coordinator.
     await initBackend('wasm');
-    const created = await createDemoSession(app.coordinator, undefined, { tiny: true });
+    // CORAG_NEWCOMER_MODELS=pretrained runs the same path with the shipped demo models (slower:
+    // for timing them by hand; `npm test` uses the tiny ones).
+    const created = await createDemoSession(app.coordinator, undefined, { tiny: !PRETRAINED });
     sid = created.session.id;
-    lap('create the demo session and embed its 347 passages (s)');
+    lap(`create the demo session (${PRETRAINED ? 'pretrained' : 'tiny'} models) and embed its 347 passages (s)`);
   }, 300_000);
 
   afterAll(async () => {
@@ -73,7 +77,7 @@ describe('a newcomer: two tabs, only "Join" and "Take part in rounds"', () => {
       // (SwiftShader) here, where round 1 did not get through one training step in 120 s on this
       // 2-core machine (the backend's automatic choice is being changed to prefer wasm there).
       await page.goto(`${app.url}/?backend=wasm`);
-      const join = page.locator('#join-public', { hasText: 'Join “CoRAG demo (tiny random models)”' });
+      const join = page.locator('#join-public', { hasText: `Join “CoRAG demo (${PRETRAINED ? 'pretrained SQuAD models' : 'tiny random models'})”` });
       await join.waitFor({ timeout: 60_000 });
       // Before joining, the page says what leaves the device and what stays.
       expect(await page.locator('#join-privacy').textContent()).toMatch(/What leaves this device: the weight updates .* only the passages you choose to share.*What stays in this browser: your private passages, your questions/);
