@@ -14,7 +14,8 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import fastifyStatic from '@fastify/static';
 import {
-  addPassagesSchema, createSessionSchema, errorBodySchema, joinSchema, MAX_SEARCH_K_WITH_EMBEDDINGS, searchSchema, sessionInfoSchema, type PassageInput, type ServerEvent,
+  addPassagesSchema, createSessionSchema, errorBodySchema, joinSchema, MAX_SEARCH_K_WITH_EMBEDDINGS, searchSchema, sessionInfoSchema, trainingQuestionsResponseSchema,
+  type PassageInput, type ServerEvent,
 } from '../src/federated/protocol';
 import { Coordinator, type Principal, type SessionConfigInput } from './coordinator';
 import { crashPoint } from './crash-points';
@@ -482,6 +483,14 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
       if (deleted) coordinator.events.emit(sessionId, { type: 'passages-changed', total: coordinator.passages.count(sessionId), added: 0, removed: 1 });
       return { id: req.params.id, deleted, contributorsLeft };
     },
+  );
+
+  // This client's shard of the session's training questions and the held-out evaluation set
+  // (server/training-questions.ts); 404 `no_training_questions` when the session hands out none.
+  app.get(
+    '/api/sessions/:sessionId/training-questions',
+    { schema: { params: sessionParams, response: { 200: trainingQuestionsResponseSchema, ...errorResponses } } },
+    async (req: SessionReq) => coordinator.trainingQuestionsFor(req.params.sessionId, requireClient(req)),
   );
 
   app.get('/api/sessions/:sessionId/contributions', { schema: { params: sessionParams, response: errorResponses } }, async (req: SessionReq) => {

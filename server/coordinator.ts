@@ -36,6 +36,7 @@ import { ApiError, badRequest, conflict, forbidden, notFound, unauthorized } fro
 import { EventHub } from './events';
 import { PassageIntake } from './passage-intake';
 import { PassageStore } from './passages';
+import { preparePool, TrainingQuestionStore, type TrainingQuestionsInput } from './training-questions';
 import { fileDeltaChunks } from './delta-files';
 import { readSumFile, writeSumFile } from './sum-file';
 import { hashToken, newId, newJoinCode, newToken } from './tokens';
@@ -53,10 +54,12 @@ export type Principal = { readonly role: 'admin' } | { readonly role: 'client'; 
 
 /** Session config as a creator sends it: defaults fill the rest. */
 export type SessionConfigInput = Pick<SessionConfig, 'name' | 'models'> &
-  Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy' | 'updateLimits' | 'passages'>> & {
+  Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy' | 'updateLimits' | 'passages' | 'trainingQuestions'>> & {
     roundPolicy?: Partial<SessionConfig['roundPolicy']>;
     updateLimits?: Partial<UpdateLimits>;
     passages?: Partial<PassagePolicy>;
+    /** A pool of questions to hand out, a shard per client (server/training-questions.ts). */
+    trainingQuestions?: TrainingQuestionsInput;
   };
 
 interface RoundRow {
@@ -98,6 +101,8 @@ export class Coordinator {
   readonly passages: PassageStore;
   /** Checks contributed passages (frozen-encoder spot checks, norms, quotas) before the store. */
   readonly passageIntake: PassageIntake;
+  /** Training questions sessions hand out, a shard per client. */
+  readonly trainingQuestions: TrainingQuestionStore;
   readonly events = new EventHub();
   private readonly random: () => number;
   private readonly live = new Map<string, LiveRound>();
@@ -111,6 +116,7 @@ export class Coordinator {
     mkdirSync(this.tmpDir(), { recursive: true });
     this.db = openDatabase(join(options.dataDir, 'coordinator.sqlite'));
     this.passages = new PassageStore(this.db);
+    this.trainingQuestions = new TrainingQuestionStore(this.db);
     this.passageIntake = new PassageIntake({
       db: this.db, passages: this.passages, config: (id) => this.config(id), modelPath: (id, v) => this.modelPath(id, v), readModel: (path) => readFileSync(path),
     });
@@ -158,6 +164,7 @@ export class Coordinator {
       throw e;
     }
     const training = input.training ?? {};
+    const pool = input.trainingQuestions ? preparePool(input.trainingQuestions) : undefined;
     const config: SessionConfig = {
       name: input.name,
       models: input.models,
@@ -168,6 +175,7 @@ export class Coordinator {
       strategyParams: strategy.params,
       updateLimits: defaultUpdateLimits(training, strategy, input.updateLimits),
       passages: passagePolicyOf(input),
+      ...(pool ? { trainingQuestions: pool.policy } : {}),
     };
     if (strategy.storage === 'running-sum' && config.updateLimits.maxWeightShare < 1) {
       throw badRequest('invalid_update_limits', `strategy "${strategy.name}" streams a running sum and cannot cap weight shares (maxWeightShare must be 1); choose a robust strategy such as norm-clip to cap them`);
@@ -186,6 +194,7 @@ export class Coordinator {
         .prepare('INSERT INTO sessions (id, config, admin_token_hash, join_code, current_version, created_at) VALUES (?, ?, ?, ?, ?, ?)')
         .run(id, JSON.stringify(config), hashToken(adminToken), joinCode, model ? 0 : null, nowIso());
       if (model) this.db.prepare('INSERT INTO model_versions (session_id, version, file, round, created_at) VALUES (?, 0, ?, NULL, ?)').run(id, 'v0.safetensors', nowIso());
+      if (pool) this.trainingQuestions.insert(id, pool.ordered);
     })();
     return { session: this.sessionInfo(id), adminToken, joinCode };
   }
@@ -245,6 +254,11 @@ export class Coordinator {
     const client = this.db.prepare('SELECT id FROM clients WHERE session_id = ? AND token_hash = ?').get(sessionId, h) as { id: string } | undefined;
     if (client) return { role: 'client', clientId: client.id };
     throw unauthorized('the bearer token is not valid for this session');
+  }
+
+  /** The training questions `clientId` is handed (its shard) and the session's held-out set. */
+  trainingQuestionsFor(sessionId: string, clientId: string) {
+    return this.trainingQuestions.forClient(sessionId, this.config(sessionId).trainingQuestions, clientId);
   }
 
   join(code: string, name?: string): JoinResult {

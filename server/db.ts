@@ -80,6 +80,15 @@ CREATE TABLE IF NOT EXISTS passage_contributors (
   client_id TEXT NOT NULL,
   PRIMARY KEY (passage_id, client_id)
 );
+-- A session's pool of training questions in handing-out order (server/training-questions.ts):
+-- positions below the policy's heldOut are the evaluation set.
+CREATE TABLE IF NOT EXISTS training_questions (
+  session_id TEXT NOT NULL REFERENCES sessions(id),
+  position INTEGER NOT NULL,
+  question TEXT NOT NULL,
+  answers TEXT NOT NULL,
+  PRIMARY KEY (session_id, position)
+);
 `;
 
 export function openDatabase(path: string): Db {

@@ -20,9 +20,10 @@ import { tinyBertConfig, tinyBertWeights, tinyT5Config, tinyT5Weights } from '..
 import { folderModelSource } from '../src/platform/node/folder-source';
 import type { PassageText } from '../src/corag/retrieve';
 import { ingestFile } from '../src/ingest/files';
+import { readQaJsonl, splitLines } from '../src/crab/loaders';
 import type { Coordinator } from './coordinator';
 import { COORDINATOR_CONTRIBUTOR } from './passage-intake';
-import { PASSAGE_ENCODER_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX, READER_WIRE_PREFIX, type CreatedSession, type SessionModels } from '../src/federated/protocol';
+import { PASSAGE_ENCODER_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX, READER_WIRE_PREFIX, type CreatedSession, type SessionModels, type TrainingQuestion } from '../src/federated/protocol';
 
 export const DEMO_MODELS = {
   reader: 'corag/tiny-t5 (random, seed 1)',
@@ -130,6 +131,19 @@ export function demoPassages(): PassageText[] {
   return ingestFile('demo-passages.jsonl', new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)).passages.map((p) => ({ title: p.title, text: p.text }));
 }
 
+/** The demo questions (public/demo/qa.jsonl, 150 SQuAD questions about the demo passages). */
+export function demoQuestions(): TrainingQuestion[] {
+  const text = readFileSync(fileURLToPath(new URL('../public/demo/qa.jsonl', import.meta.url)), 'utf8');
+  return [...readQaJsonl(splitLines(text), { source: 'public/demo/qa.jsonl' })].map((q) => ({ question: q.question, answers: [...q.answers] }));
+}
+
+/**
+ * How the demo hands out its questions: 30 held out for evaluating every new global version, and
+ * shards of 24 (one round's localSteps × batchSize) by join order, so five participants train on
+ * disjoint questions before shards repeat.
+ */
+export const DEMO_QUESTION_SHARDS = { perClient: 24, heldOut: 30, seed: 1 } as const;
+
 /**
  * The coordinator contributes the demo passages to the session's store itself (contributor
  * "coordinator"), embedded with the session's frozen passage encoder, so training and the shared
@@ -201,6 +215,9 @@ export async function createDemoSession(coordinator: Coordinator, checkpoints?: 
       strategy: 'norm-clip',
       strategyParams: { clipMultiplier: 1 },
       passages: { embeddingCheck: 'all' },
+      // Each participant is handed its own shard of the demo questions, so "Take part in rounds"
+      // is the only click a newcomer needs; 30 are held out for the dashboard's evaluation.
+      trainingQuestions: { questions: demoQuestions(), ...DEMO_QUESTION_SHARDS },
     },
     pretrained?.bytes ?? demoGlobalModel(),
   );

@@ -1,6 +1,7 @@
 /** Types the page and the workers exchange (plain structured-clone data). */
 import type { TrainProgress } from '../src/corag/local-training';
 import type { ServerEvent } from '../src/federated/protocol';
+import type { TrainingFailure } from '../src/corag/training-errors';
 
 /** Where a question retrieves from: the tab's own store, the session's shared store, or both. */
 export type { RetrievalScope } from '../src/corag/retrieve';
@@ -19,6 +20,8 @@ export interface RoundRecord {
   readonly version: number;
   readonly em?: number;
   readonly f1?: number;
+  /** Mean token NLL of the gold answers (src/corag/evaluate.ts answerNll): lower is better. */
+  readonly nll?: number;
   readonly examples: number;
   /** Example-weighted training loss the coordinator reports for the round. */
   readonly loss?: number;
@@ -33,7 +36,10 @@ export type TrainWorkerEvent =
   | { readonly type: 'uploaded'; readonly round: number; readonly bytes: number; readonly numExamples: number }
   | { readonly type: 'upload-refused'; readonly round: number; readonly code: string; readonly message: string }
   | { readonly type: 'upload-retrying'; readonly round: number; readonly attempt: number; readonly delayMs: number; readonly message: string }
-  | { readonly type: 'evaluated'; readonly record: RoundRecord };
+  | { readonly type: 'evaluated'; readonly record: RoundRecord }
+  /** This tab's part in a round failed (what, and what to do); says nothing about the connection's state. */
+  | { readonly type: 'round-failed'; readonly failure: TrainingFailure }
+  | { readonly type: 'notice'; readonly kind: 'error' | 'info'; readonly text: string };
 
 export interface AskResult {
   readonly answer: string;

@@ -22,6 +22,8 @@ import { globalVersionBytes } from '../src/platform/browser/session-bundle';
 import { buildBundle, startBackend, type SessionAccess } from './runtime';
 import type { RoundRecord, StoredCredentials, TrainWorkerEvent, AskResult, RetrievalScope } from './protocol';
 import { requestedTrainingScope, trainingScopeWithConsent } from '../src/corag/training-consent';
+import { atStage, isAbort, TrainingInputError } from '../src/corag/errors';
+import { describeTrainingFailure } from '../src/corag/training-errors';
 
 let store: BrowserStore | undefined;
 let access: SessionAccess | undefined;
@@ -32,6 +34,11 @@ let federated: FederatedCoragClient | undefined;
 let following: AbortController | undefined;
 /** Set while the user takes part in rounds: the QA pairs to train on. */
 let trainingPairs: QAPair[] | null = null;
+/**
+ * What each new global version is scored on: the session's held-out questions when it hands
+ * questions out (never trained on by anyone), else the first of the tab's own.
+ */
+let evaluationPairs: QAPair[] = [];
 /** The participant agreed (in this tab) that training may retrieve from their private passages. */
 let privateConsent = false;
 let currentRound: RoundInfo | null = null;
@@ -100,8 +107,9 @@ async function participate(round: RoundInfo, signal: AbortSignal): Promise<void>
   attempted.add(round.round);
   await exclusive(async () => {
     // Download (with progress) into the cache first; participate() then reads it from there.
-    await fetchVersion(round.baseVersion);
-    const source = await sourceFor(scope);
+    await atStage('download', () => fetchVersion(round.baseVersion), round.round);
+    const source = await atStage('retrieve', () => sourceFor(scope), round.round);
+    // (Reads the session's info: a failure here has no stage of its own.)
     federated = await FederatedCoragClient.resume(server(), credentials!, {
       bundle: bundle!,
       qaPairs,
@@ -128,26 +136,49 @@ async function fetchVersion(version: number): Promise<Uint8Array> {
 
 async function evaluateVersion(round: RoundInfo): Promise<void> {
   currentRound = round;
-  const qaPairs = trainingPairs ?? [];
   if (round.state !== 'closed' || round.resultVersion === null) return;
-  const version = round.resultVersion;
+  await scoreVersion(round.round, round.resultVersion, Number(round.config.passagesPerQuestion ?? 5), round.metrics.loss);
+}
+
+/**
+ * Scores global `version` (what round `roundNumber` produced; round 0 = the starting model) on the
+ * evaluation questions: EM/F1 of the answers and the gold answers' NLL, kept in the tab's history
+ * for the dashboard. Does nothing without evaluation questions.
+ */
+async function scoreVersion(roundNumber: number, version: number, k: number, trainLoss?: number): Promise<void> {
+  const sample = evaluationPairs.slice(0, 30);
+  if (sample.length === 0) return;
   await exclusive(async () => {
     const st = await openStore();
-    bundle!.applyGlobal(await fetchVersion(version), version);
-    const k = Number(round.config.passagesPerQuestion ?? 5);
-    const sample = qaPairs.slice(0, 16);
-    const result = sample.length ? await evaluate(bundle!, sample, await sourceFor(trainingScope() ?? 'shared'), { k, maxNewTokens: 16 }) : undefined;
-    const record: RoundRecord = { round: round.round, version, em: result?.exactMatch, f1: result?.f1, examples: sample.length, loss: round.metrics.loss };
-    const history = ((await st.get<RoundRecord[]>(KV.history)) ?? []).filter((r) => r.round !== round.round);
+    bundle!.applyGlobal(await atStage('download', () => fetchVersion(version)), version);
+    const source = await atStage('retrieve', () => sourceFor(trainingScope() ?? 'shared'));
+    // Searches fail as the 'retrieve' stage; anything else (generation) keeps its own message.
+    const staged: PassageSource = { name: source.name, search: (queries, k) => atStage('retrieve', () => source.search(queries, k)) };
+    const result = await evaluate(bundle!, sample, staged, { k, maxNewTokens: 16 });
+    const record: RoundRecord = { round: roundNumber, version, em: result.exactMatch, f1: result.f1, nll: result.answerNll, examples: sample.length, loss: trainLoss };
+    const history = ((await st.get<RoundRecord[]>(KV.history)) ?? []).filter((r) => r.round !== roundNumber);
     await st.set(KV.history, [...history, record].sort((a, b) => a.round - b.round));
     emit({ type: 'evaluated', record });
   });
 }
 
-/** A round's work failed (typically the connection, mid-upload): say so; stored data is untouched. */
-function reportFailure(e: unknown): void {
-  const message = e instanceof CoragHttpError ? e.message : `lost the connection to the coordinator during this round (${(e as Error).message}); the update was not sent — the coordinator only ever receives whole updates. Nothing stored in this tab is lost.`;
-  emit({ type: 'connection', online: false, message });
+/**
+ * A round's work failed: say what failed and what to do (src/corag/training-errors.ts). Not a word
+ * about the connection unless it was the connection, and the status dot is left to the event
+ * stream (follow). Stored data is untouched; an abort is no failure.
+ */
+function reportFailure(round: number | undefined): (e: unknown) => void {
+  return (e) => {
+    if (isAbort(e)) return;
+    emit({ type: 'round-failed', failure: describeTrainingFailure(e, round) });
+  };
+}
+
+function reportEvaluationFailure(version: number | null): (e: unknown) => void {
+  return (e) => {
+    if (isAbort(e)) return;
+    emit({ type: 'notice', kind: 'error', text: describeTrainingFailure(e, undefined, version ?? undefined).message });
+  };
 }
 
 /** Follows the session until stopped; reconnects after a lost connection (the hello snapshot catches up). */
@@ -161,9 +192,9 @@ async function follow(signal: AbortSignal): Promise<void> {
           session = event.session;
           currentRound = event.session.round;
           emit({ type: 'connection', online: true });
-          if (event.session.round) void participate(event.session.round, signal).catch(reportFailure);
-        } else if (event.type === 'round-opened') void participate(event.round, signal).catch(reportFailure);
-        else if (event.type === 'round-closed') void evaluateVersion(event.round).catch(reportFailure);
+          if (event.session.round) void participate(event.session.round, signal).catch(reportFailure(event.session.round.round));
+        } else if (event.type === 'round-opened') void participate(event.round, signal).catch(reportFailure(event.round.round));
+        else if (event.type === 'round-closed') void evaluateVersion(event.round).catch(reportEvaluationFailure(event.round.resultVersion));
       }
     } catch (e) {
       if (signal.aborted) return;
@@ -173,6 +204,20 @@ async function follow(signal: AbortSignal): Promise<void> {
     }
     await new Promise((r) => setTimeout(r, 3000));
   }
+}
+
+/**
+ * Scores the global version this tab joined with, once, so the dashboard's curves start at the
+ * round that produced it (round 0: the session's starting model) before this tab's first round.
+ */
+async function scoreStartingVersion(): Promise<void> {
+  const version = bundle?.version;
+  if (version === null || version === undefined || !session) return;
+  const producedBy = version === 0 ? 0 : currentRound?.resultVersion === version ? currentRound.round : undefined;
+  if (producedBy === undefined) return;
+  const history = (await (await openStore()).get<RoundRecord[]>(KV.history)) ?? [];
+  if (history.some((r) => r.round === producedBy && r.nll !== undefined)) return;
+  await scoreVersion(producedBy, version, Number(session.config.training.passagesPerQuestion ?? 5), producedBy === 0 ? undefined : currentRound?.metrics.loss);
 }
 
 const api = {
@@ -209,22 +254,40 @@ const api = {
 
   /**
    * Takes part in every round this client is selected for, training on `qaPairs` (also the round
-   * open right now, when it selected this client). `consentToPrivate`: the participant ticked that
-   * training may use their private passages (needed when the session asks for them).
+   * open right now, when it selected this client). Without questions of its own the tab trains on
+   * the shard the session hands it (GET .../training-questions); a session that hands questions
+   * out also supplies the held-out ones each new version is scored on. `consentToPrivate`: the
+   * participant ticked that training may use their private passages (needed when the session asks
+   * for them). Errors carry a message for the participant (src/corag/training-errors.ts).
    */
-  start(qaPairs: QAPair[], consentToPrivate = false): void {
-    if (!bundle || !following) throw new Error('join a session first');
-    if (qaPairs.length === 0) throw new Error('load training questions first');
-    const decision = trainingScopeWithConsent(requestedTrainingScope(session?.config.training ?? {}), consentToPrivate);
+  async start(qaPairs: QAPair[], consentToPrivate = false): Promise<{ questions: number; handedOut: boolean; shard?: number; evaluation: number }> {
+    if (!bundle || !following || !session || !access) throw new Error('Join a session first.');
+    const decision = trainingScopeWithConsent(requestedTrainingScope(session.config.training ?? {}), consentToPrivate);
     if (decision.scope === null) throw new Error(decision.explanation);
+    let handed: Awaited<ReturnType<CoragClient['trainingQuestions']>> | undefined;
+    if (session.config.trainingQuestions) {
+      try {
+        handed = await client().trainingQuestions(access.sessionId);
+      } catch (e) {
+        // Own questions still work without the session's; without either there is nothing to train on.
+        if (qaPairs.length === 0) throw new Error(`Could not get this session's training questions — ${describeTrainingFailure(e).message}`);
+      }
+    }
+    const pairs = qaPairs.length > 0 ? qaPairs : handed?.questions.map((q) => ({ question: q.question, answers: [...q.answers] })) ?? [];
+    if (pairs.length === 0) throw new Error(describeTrainingFailure(new TrainingInputError('no_questions', 'no training questions')).message);
     privateConsent = consentToPrivate;
-    trainingPairs = qaPairs;
-    if (currentRound?.state === 'open') void participate(currentRound, following.signal).catch(reportFailure);
+    trainingPairs = pairs;
+    evaluationPairs = handed?.evaluation.length ? handed.evaluation.map((q) => ({ question: q.question, answers: [...q.answers] })) : pairs.slice(0, 16);
+    if (currentRound?.state === 'open') void participate(currentRound, following.signal).catch(reportFailure(currentRound.round));
+    // The starting point of the dashboard's curves: the version this tab holds, scored once.
+    void scoreStartingVersion().catch(reportEvaluationFailure(bundle.version));
+    return { questions: pairs.length, handedOut: qaPairs.length === 0, shard: qaPairs.length === 0 ? handed?.shard : undefined, evaluation: evaluationPairs.length };
   },
 
   /** Stops taking part from the next round on (a round in training finishes and uploads). */
   stop(): void {
     trainingPairs = null;
+    evaluationPairs = [];
   },
 
   /** Sends passages with their stored embeddings to the collaborative store; returns their store ids. */

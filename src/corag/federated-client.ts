@@ -13,6 +13,7 @@ import type { WireDtype } from '../federated/codec';
 import { trainLocally, type LocalTrainingOptions, type LocalTrainingResult, type QAPair, type RetrieverLoss, type TrainProgress } from './local-training';
 import { trainableForWirePrefixes, type ModelBundle } from './model-bundle';
 import { embedPassages, type EmbedOptions, type PassageSource, type PassageText } from './retrieve';
+import { atStage, isAbort, RoundStageError, TrainingInputError } from './errors';
 
 /** Where downloaded global versions are kept (the browser backs it with IndexedDB). Versions are immutable. */
 export interface ModelCache {
@@ -150,7 +151,7 @@ export class FederatedCoragClient {
     this.cache = options.cache ?? new MemoryModelCache();
     this.source = typeof options.passageSource === 'function' ? options.passageSource(client, session.id) : options.passageSource;
     if (session.config.models.embeddingDim !== options.bundle.embeddingDim) {
-      throw new Error(`session "${session.config.name}" stores ${session.config.models.embeddingDim}-dimensional embeddings but this retriever makes ${options.bundle.embeddingDim}`);
+      throw new TrainingInputError('model_mismatch', `session "${session.config.name}" stores ${session.config.models.embeddingDim}-dimensional embeddings but this retriever makes ${options.bundle.embeddingDim}`);
     }
   }
 
@@ -216,7 +217,11 @@ export class FederatedCoragClient {
     this.bundle.applyGlobal(bytes, version);
   }
 
-  /** Trains on an open round this client was selected for and uploads its delta once. */
+  /**
+   * Trains on an open round this client was selected for and uploads its delta once. A failure
+   * is a TrainingInputError (what it was given cannot be trained on) or a RoundStageError naming
+   * the stage (download, retrieve, train, upload) with the original error as its cause.
+   */
   async participate(round: RoundInfo, signal?: AbortSignal): Promise<LocalTrainingResult | null> {
     if (this.done.has(round.round)) return null;
     if (round.state !== 'open' || !round.participants.includes(this.clientId)) {
@@ -224,29 +229,32 @@ export class FederatedCoragClient {
       return null;
     }
     this.done.add(round.round);
-    await this.loadGlobal(round.baseVersion, round.round);
+    await atStage('download', () => this.loadGlobal(round.baseVersion, round.round), round.round);
     const options = { ...trainingOptionsFromRound(round.config), ...this.options.training };
-    if (options.lr === undefined || options.k === undefined) throw new Error(`round ${round.round}: no learning rate or k in the round config or the client's training options`);
-    const result = await trainLocally(this.bundle, this.options.qaPairs, this.source, {
+    if (options.lr === undefined || options.k === undefined) {
+      throw new TrainingInputError('bad_round_config', `round ${round.round} names no learning rate or passages per question (k), and this client sets none`);
+    }
+    // Retrieval failures inside come out as the 'retrieve' stage (trainLocally wraps its searches).
+    const result = await atStage('train', () => trainLocally(this.bundle, this.options.qaPairs, this.source, {
       // Train what the session aggregates (a client's own `trainable` still wins, e.g. CRAB's closed-book).
       trainable: trainableForWirePrefixes(this.session.config.trainedPrefixes),
       ...(options as LocalTrainingOptions),
       signal,
       onProgress: (progress) => this.options.onEvent?.({ type: 'training', round: round.round, progress }),
-    });
+    }), round.round);
     // The whole body is built before the request starts: the coordinator never sees half an update.
     const trainedNames = this.bundle.wireNamesMatching(this.session.config.trainedPrefixes);
-    const body = await this.bundle.encodeDelta(
+    const body = await atStage('train', () => this.bundle.encodeDelta(
       trainedNames,
       { round: round.round, numExamples: result.numExamples, metrics: { loss: result.metrics.loss, readerLoss: result.metrics.readerLoss, retrieverLoss: result.metrics.retrieverLoss } },
       this.options.updateDtype,
-    );
+    ), round.round);
     signal?.throwIfAborted();
     try {
       await this.uploadWithRetry(round, body, signal);
     } catch (e) {
       // A refusal (round closed by the deadline, not a participant) ends this round for us.
-      if (isTransient(e)) throw e;
+      if (isTransient(e)) throw isAbort(e) ? e : new RoundStageError('upload', e, round.round);
       const refusal = e as CoragHttpError;
       this.options.onEvent?.({ type: 'upload-refused', round: round.round, code: refusal.code, message: refusal.message });
       return result;

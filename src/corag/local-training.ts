@@ -20,6 +20,7 @@ import type { ModelBundle } from './model-bundle';
 import { buildFidBatch, disposeFidBatch, fidBatchLoss, fidLossWithAttention, perPassageLoss } from './reader';
 import { embedQueries, retrievedPassageEmbeddings, type PassageSource } from './retrieve';
 import { seededRandom } from '../util/random';
+import { atStage, TrainingInputError } from './errors';
 
 export interface QAPair {
   readonly question: string;
@@ -103,12 +104,14 @@ function* batchOrder(n: number, batchSize: number, random: () => number): Genera
 const mean = (xs: readonly number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
 
 export async function trainLocally(bundle: ModelBundle, qaPairs: readonly QAPair[], source: PassageSource, options: LocalTrainingOptions): Promise<LocalTrainingResult> {
-  if (qaPairs.length === 0) throw new Error('trainLocally: no QA pairs');
-  for (const qa of qaPairs) if (qa.answers.length === 0) throw new Error(`trainLocally: question "${qa.question}" has no answer`);
+  if (qaPairs.length === 0) throw new TrainingInputError('no_questions', 'there are no training questions to train on');
+  for (const qa of qaPairs) {
+    if (qa.answers.length === 0 || !qa.answers[0].trim()) throw new TrainingInputError('bad_questions', `training question "${qa.question.slice(0, 120)}" has no answer to train on`);
+  }
   const batchSize = Math.min(options.batchSize ?? 4, qaPairs.length);
   const stepsPerEpoch = Math.ceil(qaPairs.length / batchSize);
   const total = options.steps ?? stepsPerEpoch * (options.epochs ?? 1);
-  if (!Number.isInteger(total) || total <= 0) throw new Error(`trainLocally: the number of steps must be a positive integer, got ${total}`);
+  if (!Number.isInteger(total) || total <= 0) throw new TrainingInputError('bad_round_config', `the number of training steps must be a positive integer, got ${total}`);
 
   const trainable = selectTrainable(bundle.parts, options.trainable ?? 'reader+query-encoder');
   const trainsQuery = [...trainable.keys()].some((n) => n.startsWith(QUERY_PREFIX));
@@ -139,9 +142,12 @@ export async function trainLocally(bundle: ModelBundle, qaPairs: readonly QAPair
       const answers = pairs.map((p) => p.answers[0]);
 
       // Re-retrieve with the query encoder as it is now; every question gets the same k.
-      const retrieved = await source.search(await embedQueries(bundle, questions), options.k);
+      const queries = await embedQueries(bundle, questions);
+      const retrieved = await atStage('retrieve', () => source.search(queries, options.k));
       const k = Math.min(...retrieved.map((r) => r.length));
-      if (k === 0) throw new Error(`trainLocally: the passage source "${source.name}" returned no passages`);
+      if (k === 0) {
+        throw new TrainingInputError('empty_store', `the passage source "${source.name}" has no passages to retrieve from`, { source: source.name });
+      }
       const passages = retrieved.map((r) => r.slice(0, k));
 
       const batch = buildFidBatch(bundle, questions, passages, answers, { maxLength: options.maxLength });

@@ -5,7 +5,7 @@
  */
 import type {
   AddPassagesResult, ContributionCount, CreatedSession, ErrorBody, JoinResult, Passage, PassageInput, PassagePolicy,
-  RoundInfo, SearchHit, ServerEvent, SessionConfig, SessionInfo, UpdateReceipt,
+  RoundInfo, SearchHit, ServerEvent, SessionConfig, SessionInfo, TrainingQuestion, TrainingQuestionsResponse, UpdateReceipt,
 } from './protocol';
 import { readSse } from './sse';
 
@@ -20,10 +20,12 @@ export class CoragHttpError extends Error {
 export type FetchLike = typeof fetch;
 
 /** The session config a creator supplies: everything but name and models has a default. */
-export type NewSession = Pick<SessionConfig, 'name' | 'models'> & Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy' | 'updateLimits' | 'passages'>> & {
+export type NewSession = Pick<SessionConfig, 'name' | 'models'> & Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy' | 'updateLimits' | 'passages' | 'trainingQuestions'>> & {
   readonly roundPolicy?: Partial<SessionConfig['roundPolicy']>;
   readonly updateLimits?: Partial<SessionConfig['updateLimits']>;
   readonly passages?: Partial<PassagePolicy>;
+  /** Questions the session hands out, a shard per client (see TrainingQuestionPolicy). */
+  readonly trainingQuestions?: { readonly questions: readonly TrainingQuestion[]; readonly perClient?: number; readonly heldOut?: number; readonly seed?: number };
 };
 
 export class CoragClient {
@@ -171,6 +173,11 @@ export class CoragClient {
       }
     }
     return out;
+  }
+
+  /** This client's shard of the session's training questions and the held-out evaluation set (404 `no_training_questions` when it hands out none). */
+  trainingQuestions(sessionId: string): Promise<TrainingQuestionsResponse> {
+    return this.json('GET', `/api/sessions/${encodeURIComponent(sessionId)}/training-questions`);
   }
 
   async contributions(sessionId: string): Promise<ContributionCount[]> {

@@ -67,7 +67,43 @@ export interface SessionConfig {
    * Sessions stored before this setting existed have none: read it with `passagePolicyOf`.
    */
   readonly passages?: PassagePolicy;
+  /**
+   * The session hands its participants training questions (a classroom shard each, as an organiser
+   * would): GET /api/sessions/:id/training-questions. Absent: participants bring their own.
+   */
+  readonly trainingQuestions?: TrainingQuestionPolicy;
 }
+
+/**
+ * How a session's pool of training questions is handed out (server/training-questions.ts). The
+ * pool is shuffled once with `seed`; the first `heldOut` questions are never part of a shard and
+ * are the evaluation set every participant scores new global versions on; the rest are cut into
+ * shards of `perClient` by join order (the n-th client to join gets shard n), so shards are
+ * disjoint until the pool runs out and then wrap around.
+ */
+export interface TrainingQuestionPolicy {
+  /** Questions in the pool, held-out ones included. */
+  readonly pool: number;
+  readonly perClient: number;
+  readonly heldOut: number;
+  readonly seed: number;
+}
+
+export interface TrainingQuestion {
+  readonly question: string;
+  readonly answers: readonly string[];
+}
+
+/** GET /api/sessions/:id/training-questions: this client's shard and the held-out evaluation set. */
+export interface TrainingQuestionsResponse {
+  /** 0-based shard number (the client's join order). */
+  readonly shard: number;
+  readonly questions: readonly TrainingQuestion[];
+  readonly evaluation: readonly TrainingQuestion[];
+}
+
+/** Limits of a question pool a session is created with. */
+export const MAX_TRAINING_QUESTIONS = 10_000;
 
 /**
  * What the coordinator does with contributed passages (server/passage-intake.ts, docs/COORDINATOR.md
@@ -313,6 +349,17 @@ export const passagePolicySchema = {
   },
 } as const;
 
+/** One question with its gold answers (a pool entry, and each item the route returns). */
+export const trainingQuestionSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['question', 'answers'],
+  properties: {
+    question: { type: 'string', minLength: 1, maxLength: 1000 },
+    answers: { type: 'array', minItems: 1, maxItems: 32, items: { type: 'string', minLength: 1, maxLength: 500 } },
+  },
+} as const;
+
 export const createSessionSchema = {
   type: 'object',
   additionalProperties: false,
@@ -343,6 +390,17 @@ export const createSessionSchema = {
       },
     },
     passages: passagePolicySchema,
+    trainingQuestions: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['questions'],
+      properties: {
+        questions: { type: 'array', minItems: 1, maxItems: MAX_TRAINING_QUESTIONS, items: trainingQuestionSchema },
+        perClient: { type: 'integer', minimum: 1, maximum: MAX_TRAINING_QUESTIONS },
+        heldOut: { type: 'integer', minimum: 0, maximum: MAX_TRAINING_QUESTIONS },
+        seed: { type: 'integer', minimum: 0, maximum: 2 ** 32 - 1 },
+      },
+    },
   },
 } as const;
 
@@ -411,6 +469,18 @@ export const sessionInfoSchema = {
     online: { type: 'integer', description: 'distinct joined clients holding an open event stream now (admin streams not counted)' },
     passages: { type: 'integer' },
     round: { type: ['object', 'null'], additionalProperties: true },
+  },
+} as const;
+
+/** GET /api/sessions/:id/training-questions response, published in the OpenAPI document. */
+export const trainingQuestionsResponseSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['shard', 'questions', 'evaluation'],
+  properties: {
+    shard: { type: 'integer', minimum: 0, description: 'this client\'s shard: its place in the join order' },
+    questions: { type: 'array', items: trainingQuestionSchema, description: 'the questions this client trains on' },
+    evaluation: { type: 'array', items: trainingQuestionSchema, description: 'held-out questions, in no shard: score each new global version on them' },
   },
 } as const;
 

@@ -110,6 +110,14 @@ function handleWorkerEvent(store: Store, e: TrainWorkerEvent): void {
         s.history = [...s.history.filter((r) => r.round !== e.record.round), e.record].sort((a, b) => a.round - b.round);
       });
       return;
+    case 'round-failed':
+      // What failed and what to do; the connection status is the event stream's alone.
+      if (e.failure.round !== undefined) store.update((s) => { setUpload(s, { round: e.failure.round!, status: 'failed', detail: e.failure.message }); });
+      store.notify('error', e.failure.message);
+      return;
+    case 'notice':
+      store.notify(e.kind, e.text);
+      return;
   }
 }
 
@@ -144,11 +152,14 @@ async function main(): Promise<void> {
       store.update((s) => { s.history = history; });
       // Taking part survives a reload: rejoin the open round (retraining from its base) or wait for the next.
       const qa = await db.get<{ pairs: QAPair[] }>(KV.qaPairs);
-      if ((await db.get<boolean>(KV.participating)) && qa?.pairs.length) {
+      if ((await db.get<boolean>(KV.participating)) && (qa?.pairs.length || session.config.trainingQuestions)) {
         // The consent to train on private passages is per tab (sessionStorage): a new tab asks again.
         try {
-          await train.start(qa.pairs, sessionStorage.getItem(consentKey(credentials.sessionId)) === 'yes');
-          store.update((s) => { s.participating = true; });
+          const started = await train.start(qa?.pairs ?? [], sessionStorage.getItem(consentKey(credentials.sessionId)) === 'yes');
+          store.update((s) => {
+            s.participating = true;
+            s.handedOut = started.handedOut ? started : undefined;
+          });
         } catch (e) {
           store.notify('error', `Not taking part in rounds: ${errorText(e)}`);
         }

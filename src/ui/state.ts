@@ -29,7 +29,9 @@ export interface AppState {
   loss: Array<{ step: number; loss: number }>;
   training?: { round: number; progress?: TrainProgress };
   /** One entry per round: the latest word on its update ('retrying' until it lands or is refused). */
-  uploads: Array<{ round: number; status: 'uploaded' | 'refused' | 'retrying'; detail: string }>;
+  uploads: Array<{ round: number; status: 'uploaded' | 'refused' | 'retrying' | 'failed'; detail: string }>;
+  /** Questions the session handed this tab when it took part without its own (shard number, counts). */
+  handedOut?: { questions: number; shard?: number; evaluation: number };
   history: RoundRecord[];
   passages: number;
   notices: Notice[];

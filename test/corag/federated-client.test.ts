@@ -43,7 +43,7 @@ describe('three headless CoRAG clients over the real coordinator', () => {
    * `fetchImpl` (the fault tests' injected failures): version 0 is client i's bundle, applied,
    * and its facts are contributed.
    */
-  async function oneClientSession(name: string, i: number, fetchImpl: typeof fetch, options: { deadlineSeconds?: number; uploadRetry?: UploadRetryPolicy; onEvent?: (e: ClientEvent) => void } = {}) {
+  async function oneClientSession(name: string, i: number, fetchImpl: typeof fetch, options: { deadlineSeconds?: number; uploadRetry?: UploadRetryPolicy; onEvent?: (e: ClientEvent) => void; contribute?: boolean } = {}) {
     const anon = new CoragClient(server.url);
     const created = await anon.createSession({
       name,
@@ -63,7 +63,7 @@ describe('three headless CoRAG clients over the real coordinator', () => {
       onEvent: options.onEvent,
     });
     await client.loadGlobal(0);
-    await client.contributePassages(FACTS[i]);
+    if (options.contribute !== false) await client.contributePassages(FACTS[i]);
     return { sid, admin, client };
   }
 
@@ -215,10 +215,37 @@ describe('three headless CoRAG clients over the real coordinator', () => {
       uploadRetry: { attempts: 3, initialDelayMs: 5 },
       onEvent: (e) => { if (e.type === 'upload-retrying') retries.push(e.delayMs); },
     });
-    await expect(client.participate(await admin.openRound(sid))).rejects.toThrow(/fetch failed/);
+    const failure = client.participate(await admin.openRound(sid));
+    await expect(failure).rejects.toThrow(/fetch failed/);
+    // The failure names its stage and keeps the network error as its cause.
+    await expect(failure).rejects.toMatchObject({ name: 'RoundStageError', stage: 'upload', round: 1, cause: { name: 'TypeError' } });
     expect(retries).toEqual([5, 10]);
     expect(client.roundsTrained).toBe(0);
     expect((await admin.round(sid, 1)).state).toBe('open');
+  });
+
+  it('says which stage failed: an empty store is a TrainingInputError, a lost download the download stage, a failing search the retrieve stage', async () => {
+    const empty = await oneClientSession('corag-empty-store', 1, fetch, { contribute: false });
+    await expect(empty.client.participate(await empty.admin.openRound(empty.sid))).rejects.toMatchObject({ name: 'TrainingInputError', problem: 'empty_store', detail: { source: 'session' } });
+
+    let offline = false;
+    const flaky: typeof fetch = async (input, init) => {
+      if (offline && /\/model\/\d+$|\/passages\/search$/.test(String(input))) throw new TypeError('fetch failed');
+      return fetch(input, init);
+    };
+    const { sid, admin, client } = await oneClientSession('corag-stages', 1, flaky);
+    offline = true;
+    // A new version 1 is not cached: its download is the first thing that fails.
+    expect((await admin.uploadModel(sid, await bundles[1].exportGlobal())).version).toBe(1);
+    const r1 = await admin.openRound(sid);
+    expect(r1.baseVersion).toBe(1);
+    await expect(client.participate(r1)).rejects.toMatchObject({ name: 'RoundStageError', stage: 'download', round: 1, cause: { message: 'fetch failed' } });
+    await admin.closeRound(sid, r1.round);
+    // With the version in the cache, the search is what fails.
+    offline = false;
+    await client.loadGlobal(1);
+    offline = true;
+    await expect(client.participate(await admin.openRound(sid))).rejects.toMatchObject({ name: 'RoundStageError', stage: 'retrieve' });
   });
 
   it('by default keeps retrying a failing upload until the round\'s deadline, then gives up', async () => {
@@ -233,7 +260,7 @@ describe('three headless CoRAG clients over the real coordinator', () => {
       onEvent: (e) => { if (e.type === 'upload-retrying') retries.push(e.attempt); },
     });
     const round = await admin.openRound(sid);
-    await expect(client.participate(round)).rejects.toThrow(/503/);
+    await expect(client.participate(round)).rejects.toMatchObject({ name: 'RoundStageError', stage: 'upload', cause: { status: 503, code: 'unavailable' } });
     // 100, 200, 400, 400, … ms waits fit many more than the 6 tries of a fixed policy, and none past the deadline.
     expect(retries.length).toBeGreaterThan(5);
     expect(Date.now()).toBeLessThan(Date.parse(round.deadlineAt) + 1000);

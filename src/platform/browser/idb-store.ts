@@ -10,6 +10,7 @@
  */
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { ClientCredentials, ModelCache } from '../../corag/federated-client';
+import { isQuotaError } from '../../corag/errors';
 
 export type ShareChoice = 'private' | 'contribute';
 
@@ -54,11 +55,6 @@ export class StorageQuotaError extends Error {
     this.name = 'StorageQuotaError';
     this.cause = cause;
   }
-}
-
-export function isQuotaError(e: unknown): boolean {
-  const name = (e as { name?: string })?.name;
-  return name === 'QuotaExceededError' || name === 'NS_ERROR_DOM_QUOTA_REACHED';
 }
 
 export async function guardQuota<T>(what: string, write: () => Promise<T>): Promise<T> {

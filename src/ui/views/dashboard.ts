@@ -1,8 +1,9 @@
 /**
  * Dashboard: the session at a glance — clients joined and online (live, from `presence` events),
- * participants, round progress, the global version, the store size and who contributed what, the
- * round loss the coordinator reports, and the EM this tab measured on each new global version (its
- * own questions).
+ * participants, round progress, the global version, the store size and who contributed what, and
+ * the EM and gold-answer loss this tab measured on each new global version from round 0 (the
+ * starting model) on — on the session's held-out questions when it hands questions out, else on
+ * the tab's own — with the training loss the participants reported per round.
  *
  * Organiser controls: whoever holds the session's admin token (a teacher running a classroom
  * demo: `npm start` writes it to data/demo-admin-token.txt) can open a round now — without
@@ -27,6 +28,8 @@ export function dashboardView(ctx: AppContext): View {
   const roundBar = progressBar('Round progress');
   const emChart = h('div', { class: 'chart', id: 'em-chart' });
   const lossChart = h('div', { class: 'chart', id: 'round-loss-chart' });
+  const lossNote = h('p', { class: 'muted small', id: 'round-loss-note' });
+  const emNote = h('p', { class: 'muted small', id: 'em-note' });
   const contributions = h('div', { id: 'contributions' });
   let rounds: RoundInfo[] = [];
   let counts: ContributionCount[] = [];
@@ -146,8 +149,14 @@ export function dashboardView(ctx: AppContext): View {
       tile('passages in the store', s.session.passages, 'tile-passages'),
       tile('your passages', s.passages, 'tile-yours'));
     roundBar.set(r ? r.accepted / Math.max(1, r.participants.length) : 0, r ? `round ${r.round} ${r.state}: ${r.accepted} of ${r.participants.length} updates` : 'no round yet');
-    emChart.innerHTML = linePlotSvg(s.history.filter((x) => x.em !== undefined).map((x) => ({ x: x.round, y: x.em! })), { title: 'Exact match per round (this tab’s questions)', xLabel: 'round', yLabel: 'EM', yRange: [0, 1], dots: true, height: 220 });
-    lossChart.innerHTML = linePlotSvg(rounds.filter((x) => Number.isFinite(x.metrics.loss)).map((x) => ({ x: x.round, y: x.metrics.loss })), { title: 'Mean training loss per round (all clients)', xLabel: 'round', yLabel: 'loss', dots: true, height: 220 });
+    // Round 0 is the session's starting model; each later point the version that round produced.
+    const scoredOn = s.handedOut ? 'the session’s held-out questions' : 'this tab’s questions';
+    emChart.innerHTML = linePlotSvg(s.history.filter((x) => x.em !== undefined).map((x) => ({ x: x.round, y: x.em! })), { title: `Exact match per round (${scoredOn})`, xLabel: 'round', yLabel: 'EM', yRange: [0, 1], dots: true, height: 220 });
+    lossChart.innerHTML = linePlotSvg(s.history.filter((x) => x.nll !== undefined && Number.isFinite(x.nll)).map((x) => ({ x: x.round, y: x.nll! })), { title: `Answer loss per round (${scoredOn})`, xLabel: 'round', yLabel: 'answer NLL', dots: true, height: 220 });
+    const trained = rounds.filter((x) => Number.isFinite(x.metrics.loss));
+    lossNote.textContent = `Mean token loss of the gold answers on ${scoredOn} (lower is better), scored in this tab on each new global version. `
+      + (trained.length ? `Training loss the participants reported: ${trained.map((x) => `round ${x.round} ${x.metrics.loss.toFixed(3)}`).join(', ')}.` : 'No round has reported a training loss yet.');
+    emNote.textContent = s.history.length ? '' : 'Take part in rounds (Training page) to score each new global version here, starting with the current one.';
     renderJoinBox(s.credentials?.joinCode);
     if (!adminToken.value) adminToken.value = sessionStorage.getItem(tokenKey()) ?? '';
     const policy = s.session.config.roundPolicy;
@@ -166,8 +175,8 @@ export function dashboardView(ctx: AppContext): View {
     tiles,
     h('section', { class: 'card stack', 'aria-labelledby': 'progress-title' }, h('h2', { id: 'progress-title' }, 'Round progress'), roundBar.root),
     h('div', { class: 'grid-2' },
-      h('section', { class: 'card stack', 'aria-labelledby': 'em-title' }, h('h2', { id: 'em-title' }, 'Exact match per round'), emChart),
-      h('section', { class: 'card stack', 'aria-labelledby': 'rloss-title' }, h('h2', { id: 'rloss-title' }, 'Training loss per round'), lossChart)),
+      h('section', { class: 'card stack', 'aria-labelledby': 'em-title' }, h('h2', { id: 'em-title' }, 'Exact match per round'), emChart, emNote),
+      h('section', { class: 'card stack', 'aria-labelledby': 'rloss-title' }, h('h2', { id: 'rloss-title' }, 'Answer loss per round'), lossChart, lossNote)),
     h('section', { class: 'card stack', 'aria-labelledby': 'contrib-title' }, h('h2', { id: 'contrib-title' }, 'Contributions'), contributions),
     h('section', { class: 'card stack', 'aria-labelledby': 'join-device-title' }, h('h2', { id: 'join-device-title' }, 'Join from another device'), joinBox),
     h('section', { class: 'card stack', 'aria-labelledby': 'admin-title' },

@@ -90,11 +90,15 @@ export function trainView(ctx: AppContext): View {
         store.update((s) => { s.participating = false; });
         return;
       }
+      // Without questions of its own the tab trains on the shard the session hands it (if it does).
       const saved = await db.get<{ pairs: QAPair[] }>(KV.qaPairs);
-      if (!saved?.pairs.length) throw new Error('load training questions first');
-      await ctx.train.start(saved.pairs, consentGiven());
+      const started = await ctx.train.start(saved?.pairs ?? [], consentGiven());
       await db.set(KV.participating, true);
-      store.update((s) => { s.participating = true; });
+      store.update((s) => {
+        s.participating = true;
+        s.handedOut = started.handedOut ? started : undefined;
+      });
+      if (started.handedOut) store.notify('ok', `Taking part with the session's questions: shard ${(started.shard ?? 0) + 1}, ${started.questions} questions; each new model is scored on ${started.evaluation} held-out ones.`);
     } catch (e) {
       store.notify('error', errorText(e));
     }
@@ -116,13 +120,17 @@ export function trainView(ctx: AppContext): View {
     root,
     update() {
       const s = store.state;
-      qaStatus.textContent = s.qaCount ? `${s.qaCount} questions ready.` : 'No questions loaded yet.';
+      const handsOut = s.session?.config.trainingQuestions;
+      qaStatus.textContent = s.qaCount ? `${s.qaCount} questions ready.`
+        : s.handedOut ? `Training on the session's questions: shard ${(s.handedOut.shard ?? 0) + 1}, ${s.handedOut.questions} questions (no other participant has them while the pool lasts); each new model is scored on ${s.handedOut.evaluation} questions nobody trains on.`
+        : handsOut ? `None needed: when you take part, this session hands this tab ${handsOut.perClient} of its questions and keeps ${handsOut.heldOut} aside to score each new model. Load your own to train on them instead.`
+        : 'No questions loaded yet: load a .jsonl file (or the demo questions) before taking part.';
       toggle.textContent = s.participating ? 'Stop taking part' : 'Take part in rounds';
       const requested = s.session ? requestedTrainingScope(s.session.config.training) : 'shared';
       consentBox.checked = consentGiven();
       consentRow.hidden = requested === 'shared';
       sourceNote.textContent = s.session ? trainingScopeWithConsent(requested, consentBox.checked).explanation : '';
-      toggle.disabled = !s.session || (!s.participating && s.qaCount === 0);
+      toggle.disabled = !s.session || (!s.participating && s.qaCount === 0 && !handsOut);
       const r = s.round;
       const me = s.credentials?.clientId;
       if (!s.session) replace(roundCard, h('p', { class: 'muted' }, 'Join a session first.'));
@@ -142,7 +150,7 @@ export function trainView(ctx: AppContext): View {
       const p = t?.progress;
       stepBar.set(p ? p.step / p.total : 0, p ? `round ${t!.round}: step ${p.step} / ${p.total} · loss ${p.loss.toFixed(3)} · ${p.examplesPerSecond.toFixed(1)} examples/s · ${formatDuration(p.etaSeconds)} left` : 'idle');
       chart.innerHTML = linePlotSvg(s.loss.map((l) => ({ x: l.step, y: l.loss })), { title: `Training loss per step${t ? ` (round ${t.round})` : ''}`, xLabel: 'step', yLabel: 'loss', width: 960, height: 240, dots: s.loss.length <= 30 });
-      replace(uploads, ...(s.uploads.length ? s.uploads.slice().reverse().map((u) => h('li', { class: u.status }, h('strong', {}, `Round ${u.round}: `), u.status === 'uploaded' ? `update sent (${u.detail})` : u.status === 'retrying' ? `sending — ${u.detail}` : `refused — ${u.detail}`)) : [h('li', { class: 'muted' }, 'Nothing sent yet.')]));
+      replace(uploads, ...(s.uploads.length ? s.uploads.slice().reverse().map((u) => h('li', { class: u.status }, h('strong', {}, `Round ${u.round}: `), u.status === 'uploaded' ? `update sent (${u.detail})` : u.status === 'retrying' ? `sending — ${u.detail}` : u.status === 'failed' ? `not sent — ${u.detail.replace(/^Round \d+: /, '')}` : `refused — ${u.detail}`)) : [h('li', { class: 'muted' }, 'Nothing sent yet.')]));
     },
   };
 }
