@@ -90,11 +90,6 @@ export async function waitModelReady(page: Page): Promise<void> {
   await page.waitForFunction(() => /model v\d+(?! \(loading\))/.test(document.querySelector('#connection')?.textContent ?? '') && /connected/.test(document.querySelector('#connection')?.textContent ?? ''), undefined, { timeout: 90_000 });
 }
 
-/** Texts of the visible notices (errors, warnings, confirmations). */
-export async function noticeTexts(page: Page): Promise<string[]> {
-  return page.locator('.notice').allTextContents();
-}
-
 /** The client token a tab keeps in IndexedDB (read through the page, as the app stores it). */
 export async function storedToken(page: Page): Promise<string> {
   return page.evaluate(() => new Promise<string>((ok, fail) => {
