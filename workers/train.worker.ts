@@ -14,7 +14,7 @@ import { hybridRetrieve, KeywordPassageIndex } from '../src/corag/hybrid-retriev
 import { generateAnswers } from '../src/corag/reader';
 import { CoordinatorPassageSource, mergedPassageSource, retrieve, type PassageSource } from '../src/corag/retrieve';
 import { CoragClient, CoragHttpError } from '../src/federated/client';
-import { MAX_PASSAGES_PER_REQUEST, type RoundInfo, type SessionInfo } from '../src/federated/protocol';
+import type { RoundInfo, SessionInfo } from '../src/federated/protocol';
 import type { BackendName, BackendReport } from '../src/model/backend';
 import { ExactVectorIndex } from '../src/retrieval/vector-index';
 import { BrowserStore, KV } from '../src/platform/browser/idb-store';
@@ -292,14 +292,10 @@ const api = {
 
   /** Sends passages with their stored embeddings to the collaborative store; returns their store ids. */
   async contribute(passages: Array<{ title: string; text: string; embedding: Float32Array }>): Promise<Array<{ id: number; duplicate: boolean }>> {
-    const out: Array<{ id: number; duplicate: boolean }> = [];
-    for (let i = 0; i < passages.length; i += MAX_PASSAGES_PER_REQUEST) {
-      const batch = passages.slice(i, i + MAX_PASSAGES_PER_REQUEST).map((p) => ({
-        title: p.title, text: p.text, embedding: Array.from(p.embedding), encoder: session!.config.models.passageEncoder,
-      }));
-      out.push(...(await client().addPassages(access!.sessionId, batch)).results);
-    }
-    return out;
+    const results = await client().addPassagesInBatches(access!.sessionId, passages.length, (i) => ({
+      title: passages[i].title, text: passages[i].text, embedding: Array.from(passages[i].embedding), encoder: session!.config.models.passageEncoder,
+    }));
+    return [...results];
   },
 
   /** Takes this tab's passages (store ids) back out of the session store: client.withdrawPassages. */

@@ -8,7 +8,7 @@
  * tensors, encoded into ONE body → a single PUT → wait for the next round.
  */
 import { CoragClient, CoragHttpError } from '../federated/client';
-import { MAX_PASSAGES_PER_REQUEST, type RoundInfo, type SessionInfo } from '../federated/protocol';
+import type { RoundInfo, SessionInfo } from '../federated/protocol';
 import type { WireDtype } from '../federated/codec';
 import { trainLocally, type LocalTrainingOptions, type LocalTrainingResult, type QAPair, type RetrieverLoss, type TrainProgress } from './local-training';
 import { trainableForWirePrefixes, type ModelBundle } from './model-bundle';
@@ -192,18 +192,13 @@ export class FederatedCoragClient {
    */
   async contributePassages(passages: readonly PassageText[], options: EmbedOptions = {}): Promise<number[]> {
     const embeddings = await embedPassages(this.bundle, passages, options);
-    const ids: number[] = [];
-    for (let start = 0; start < passages.length; start += MAX_PASSAGES_PER_REQUEST) {
-      const chunk = passages.slice(start, start + MAX_PASSAGES_PER_REQUEST).map((p, i) => ({
-        title: p.title,
-        text: p.text,
-        embedding: Array.from(embeddings[start + i]),
-        encoder: this.session.config.models.passageEncoder,
-      }));
-      const result = await this.client.addPassages(this.session.id, chunk);
-      ids.push(...result.results.map((r) => r.id));
-    }
-    return ids;
+    const results = await this.client.addPassagesInBatches(this.session.id, passages.length, (i) => ({
+      title: passages[i].title,
+      text: passages[i].text,
+      embedding: Array.from(embeddings[i]),
+      encoder: this.session.config.models.passageEncoder,
+    }));
+    return results.map((r) => r.id);
   }
 
   /** Sets the bundle to global `version`, from the cache when it has it. */

@@ -28,7 +28,7 @@ import { trainLocally, type LocalTrainingOptions, type QAPair as TrainingPair } 
 import type { ModelBundle } from '../corag/model-bundle';
 import { CoordinatorPassageSource, embedPassages, LocalPassageStore, type PassageSource, type RetrievedPassage } from '../corag/retrieve';
 import { CoragClient } from '../federated/client';
-import { MAX_PASSAGES_PER_REQUEST, QUERY_ENCODER_WIRE_PREFIX, READER_WIRE_PREFIX } from '../federated/protocol';
+import { QUERY_ENCODER_WIRE_PREFIX, READER_WIRE_PREFIX } from '../federated/protocol';
 import type { CrabQaRecord } from './build';
 import type { EvalSplit, PredictionRow } from './predictions';
 import type { ExperimentSpec, Method, RunnerConfig } from './runner-config';
@@ -692,13 +692,10 @@ class SeedRun {
     for (const [c, p] of participants.entries()) {
       const view = clientView(this.x.layout(e), c);
       sizes.push(view.length);
-      for (let start = 0; start < view.length; start += MAX_PASSAGES_PER_REQUEST) {
-        const chunk = view.slice(start, start + MAX_PASSAGES_PER_REQUEST).map((id) => {
-          const passage = this.x.passage(id);
-          return { title: passage.title, text: passage.text, embedding: Array.from(this.embeddings.get(id)!), encoder: this.config.models.retriever };
-        });
-        await p.client.addPassages(sid, chunk);
-      }
+      await p.client.addPassagesInBatches(sid, view.length, (i) => {
+        const passage = this.x.passage(view[i]);
+        return { title: passage.title, text: passage.text, embedding: Array.from(this.embeddings.get(view[i])!), encoder: this.config.models.retriever };
+      });
       this.x.deps.log?.(`${label}: client ${c} contributed ${view.length} passages`);
     }
     return sizes;

@@ -7,6 +7,7 @@ import type {
   AddPassagesResult, ContributionCount, CreatedSession, ErrorBody, JoinResult, Passage, PassageInput, PassagePolicy,
   RoundInfo, SearchHit, ServerEvent, SessionConfig, SessionInfo, TrainingQuestion, TrainingQuestionsResponse, UpdateReceipt,
 } from './protocol';
+import { MAX_PASSAGES_PER_REQUEST } from './protocol';
 import { readSse } from './sse';
 
 /** A refused request: the server's status, stable error code and message. */
@@ -128,8 +129,24 @@ export class CoragClient {
     return this.json('PUT', `/api/sessions/${encodeURIComponent(sessionId)}/rounds/${round}/update`, update);
   }
 
+  /** One request: at most MAX_PASSAGES_PER_REQUEST passages (the server refuses more). */
   addPassages(sessionId: string, passages: readonly PassageInput[]): Promise<AddPassagesResult> {
     return this.json('POST', `/api/sessions/${encodeURIComponent(sessionId)}/passages`, { passages });
+  }
+
+  /**
+   * Any number of passages, sent in requests of MAX_PASSAGES_PER_REQUEST, one after another;
+   * `passageAt(i)` builds passage i only when its batch is sent (embeddings are large). Returns
+   * one result per passage, in order. A failed batch throws; the earlier batches stay stored
+   * (contributing is idempotent: a retry reports them as duplicates).
+   */
+  async addPassagesInBatches(sessionId: string, count: number, passageAt: (i: number) => PassageInput): Promise<AddPassagesResult['results']> {
+    const results: Array<AddPassagesResult['results'][number]> = [];
+    for (let start = 0; start < count; start += MAX_PASSAGES_PER_REQUEST) {
+      const batch = Array.from({ length: Math.min(MAX_PASSAGES_PER_REQUEST, count - start) }, (_, i) => passageAt(start + i));
+      results.push(...(await this.addPassages(sessionId, batch)).results);
+    }
+    return results;
   }
 
   /** Top-k of the session store; `withEmbeddings` adds each hit's stored embedding (k ≤ MAX_SEARCH_K_WITH_EMBEDDINGS). */
