@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { softwareAdapterName, type AdapterInfoLike, type BackendName, type BackendProbe } from './backend-choice';
-import { backendStarted, loadBackend, runningBackendInfo } from './backend';
+import { loadBackend, runningBackendInfo } from './backend';
 
 export interface ProbeOptions {
   /** Matmul shape [m, k] · [k, n]. */
@@ -25,7 +25,7 @@ export async function probeBackend(name: BackendName, options: ProbeOptions = {}
   let info: { adapter?: AdapterInfoLike; threads?: number } = {};
   try {
     await loadBackend(name);
-    if (!(await tf.setBackend(name).finally(backendStarted))) throw new Error(`tf.setBackend('${name}') returned false`);
+    if (!(await tf.setBackend(name))) throw new Error(`tf.setBackend('${name}') returned false`);
     await tf.ready();
     info = await runningBackendInfo(name);
     const a = tf.randomUniform([m, k], -1, 1, 'float32', 1) as tf.Tensor2D;

@@ -61,36 +61,6 @@ function nodeModule(name: string): string {
   return new URL(`../platform/node/${name}` + (import.meta.url.endsWith('.ts') ? '.ts' : '.js'), import.meta.url).href;
 }
 
-let restoreCoreCount: (() => void) | undefined;
-
-/**
- * tfjs-backend-wasm 4.22's threaded build caps its XNNPACK thread pool at
- * navigator.hardwareConcurrency / 2 (it assumes two hyperthreads per core; src/cc/backend.cc), read
- * once when the module instantiates: 1 thread on a 2-core laptop, whatever setThreadsCount asks.
- * Until the backend has started (`backendStarted()`), this worker's navigator reports twice its
- * cores, so the cap becomes the real core count; returns that count (at most 8, the workers the
- * build preallocates). Without cross-origin isolation the unthreaded build loads and runs 1 thread.
- */
-function useAllCoresForWasm(): number {
-  const nav = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator;
-  const cores = Math.max(1, Math.min(8, nav?.hardwareConcurrency ?? 1));
-  if (nav && !restoreCoreCount && !Object.prototype.hasOwnProperty.call(nav, 'hardwareConcurrency')) {
-    try {
-      Object.defineProperty(nav, 'hardwareConcurrency', { value: cores * 2, configurable: true });
-      restoreCoreCount = () => { delete (nav as { hardwareConcurrency?: number }).hardwareConcurrency; };
-    } catch {
-      // A navigator that refuses the property keeps the library's cap.
-    }
-  }
-  return cores;
-}
-
-/** Undoes useAllCoresForWasm's navigator change once the wasm module has instantiated. */
-export function backendStarted(): void {
-  restoreCoreCount?.();
-  restoreCoreCount = undefined;
-}
-
 /** Imports and registers a backend (and the gradients) without making it the active one. */
 export async function loadBackend(name: BackendName): Promise<void> {
   await registerGradients();
@@ -106,9 +76,12 @@ export async function loadBackend(name: BackendName): Promise<void> {
         // In Node the .wasm binaries are read from the package folder.
         const { tfjsWasmDir } = (await import(/* @vite-ignore */ nodeModule('tfjs-wasm'))) as { tfjsWasmDir(): string };
         wasm.setWasmPaths(tfjsWasmDir());
-      } else {
-        wasm.setThreadsCount(useAllCoresForWasm());
       }
+      // Threads: cross-origin isolated pages get the threaded SIMD build, whose XNNPACK pool
+      // tfjs-backend-wasm 4.22 caps at navigator.hardwareConcurrency / 2 (src/cc/backend.cc: it
+      // assumes two hyperthreads per core), so a 2-core machine runs 1 thread. Forcing one per
+      // logical core measured slower on the 2-core test machine (docs/PERFORMANCE.md), so the
+      // library's count stands; the banner reports it (getThreadsCount).
       return;
     }
     case 'webgpu': {
@@ -171,7 +144,7 @@ export async function initBackend(preference: BackendName | readonly BackendName
   for (const name of order) {
     try {
       await loadBackend(name);
-      const ok = await tf.setBackend(name).finally(backendStarted);
+      const ok = await tf.setBackend(name);
       if (!ok) throw new Error(`tf.setBackend('${name}') returned false`);
       await tf.ready();
       const info = await runningBackendInfo(name);
