@@ -53,6 +53,11 @@ export interface AppOptions {
   readonly joinsPerMinutePerIp?: number;
   /** Built web app to serve at / (falls back to a status page when absent). */
   readonly staticDir?: string;
+  /**
+   * Serve the web app cross-origin isolated (COOP same-origin + COEP require-corp), so the wasm
+   * backend may run threads (SharedArrayBuffer). Default true; false only to measure without.
+   */
+  readonly crossOriginIsolation?: boolean;
   readonly random?: () => number;
   /** Log every request as JSON lines to stdout (tokens redacted). */
   readonly logger?: boolean;
@@ -527,7 +532,17 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
 
   // ---------------------------------------------------------------- web app or status page
   if (options.staticDir && existsSync(options.staticDir)) {
-    await app.register(fastifyStatic, { root: options.staticDir, prefix: '/' });
+    // Cross-origin isolation lets tfjs-backend-wasm use its threaded SIMD build in the page's
+    // workers. Everything the app loads is same-origin (bundles, workers, .wasm, pdf.js, models).
+    const isolate = options.crossOriginIsolation ?? true;
+    await app.register(fastifyStatic, {
+      root: options.staticDir,
+      prefix: '/',
+      setHeaders: isolate ? (reply) => {
+        reply.header('cross-origin-opener-policy', 'same-origin');
+        reply.header('cross-origin-embedder-policy', 'require-corp');
+      } : undefined,
+    });
   } else {
     app.get('/', { schema: { hide: true } }, async (_req, reply) => {
       const sessions = coordinator.sessionIds().map((id) => coordinator.sessionInfo(id));

@@ -51,6 +51,12 @@ export interface EmbedOptions {
   readonly maxLength?: number;
   readonly onProgress?: Progress;
   readonly signal?: AbortSignal;
+  /**
+   * Batch texts of similar token length together (default true): each batch is padded to its
+   * longest text, so batching in input order pads short passages up to long ones. The rows come
+   * back in input order either way; false only to measure the difference.
+   */
+  readonly sortByLength?: boolean;
 }
 
 /** What embedding needs of a model: a retriever and its tokenizer (a ModelBundle is one). */
@@ -68,13 +74,16 @@ export async function embedTexts(bundle: RetrieverWithTokenizer, side: Contrieve
   const maxLength = Math.min(options.maxLength ?? 512, bundle.retriever.config.max_position_embeddings);
   const dim = bundle.retriever.config.hidden_size;
   const out = new Float32Array(texts.length * dim);
+  const ids = texts.map((t) => bundle.retrieverTokenizer.encode(t, { maxLength }));
+  const order = ids.map((_, i) => i);
+  if (options.sortByLength ?? true) order.sort((a, b) => ids[a].length - ids[b].length || a - b);
   for (let start = 0; start < texts.length; start += batchSize) {
     options.signal?.throwIfAborted();
-    const chunk = texts.slice(start, start + batchSize);
-    const ids = chunk.map((t) => bundle.retrieverTokenizer.encode(t, { maxLength }));
-    const embedded = bundle.retriever.embedTokens(side, ids);
-    out.set((await embedded.data()) as Float32Array, start * dim);
+    const rows = order.slice(start, start + batchSize);
+    const embedded = bundle.retriever.embedTokens(side, rows.map((i) => ids[i]));
+    const data = (await embedded.data()) as Float32Array;
     embedded.dispose();
+    rows.forEach((row, j) => out.set(data.subarray(j * dim, (j + 1) * dim), row * dim));
     options.onProgress?.(Math.min(start + batchSize, texts.length), texts.length);
   }
   return texts.map((_, i) => out.subarray(i * dim, (i + 1) * dim));

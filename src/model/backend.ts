@@ -4,8 +4,9 @@
  * reference-accurate one) or `wasm` (fast, threaded SIMD).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { softwareAdapterName, type AdapterInfoLike, type BackendName } from './backend-choice';
 
-export type BackendName = 'webgpu' | 'wasm' | 'cpu';
+export type { BackendName } from './backend-choice';
 
 export interface BackendReport {
   /** The backend actually running. */
@@ -14,6 +15,14 @@ export interface BackendReport {
   readonly detail: string;
   /** Why a preferred backend was not used, if it wasn't. */
   readonly fallbackReason?: string;
+  /** webgpu: the adapter (plain fields of GPUAdapter.info). */
+  readonly adapter?: AdapterInfoLike;
+  /** webgpu: the software rasteriser's name when the adapter is not a hardware GPU (SwiftShader, llvmpipe, …). */
+  readonly software?: string;
+  /** wasm: the threads XNNPACK runs on (tfjs-backend-wasm getThreadsCount()). */
+  readonly threads?: number;
+  /** Browser: whether the context is cross-origin isolated (SharedArrayBuffer, hence wasm threads). */
+  readonly crossOriginIsolated?: boolean;
 }
 
 const isNode = typeof process !== 'undefined' && !!process.versions?.node;
@@ -52,7 +61,8 @@ function nodeModule(name: string): string {
   return new URL(`../platform/node/${name}` + (import.meta.url.endsWith('.ts') ? '.ts' : '.js'), import.meta.url).href;
 }
 
-async function register(name: BackendName): Promise<void> {
+/** Imports and registers a backend (and the gradients) without making it the active one. */
+export async function loadBackend(name: BackendName): Promise<void> {
   await registerGradients();
   switch (name) {
     case 'cpu':
@@ -67,6 +77,11 @@ async function register(name: BackendName): Promise<void> {
         const { tfjsWasmDir } = (await import(/* @vite-ignore */ nodeModule('tfjs-wasm'))) as { tfjsWasmDir(): string };
         wasm.setWasmPaths(tfjsWasmDir());
       }
+      // Threads: cross-origin isolated pages get the threaded SIMD build, whose XNNPACK pool
+      // tfjs-backend-wasm 4.22 caps at navigator.hardwareConcurrency / 2 (src/cc/backend.cc: it
+      // assumes two hyperthreads per core), so a 2-core machine runs 1 thread. Forcing one per
+      // logical core measured slower on the 2-core test machine (docs/PERFORMANCE.md), so the
+      // library's count stands; the banner reports it (getThreadsCount).
       return;
     }
     case 'webgpu': {
@@ -80,14 +95,42 @@ async function register(name: BackendName): Promise<void> {
   }
 }
 
-async function describe(name: BackendName): Promise<string> {
+/** The WebGPU adapter the browser (or Dawn in Node) offers, as plain fields; undefined without WebGPU. */
+export async function webGpuAdapterInfo(): Promise<AdapterInfoLike | undefined> {
+  type Adapter = { info?: AdapterInfoLike; isFallbackAdapter?: boolean; requestAdapterInfo?(): Promise<AdapterInfoLike> };
+  const gpu = (globalThis as { navigator?: { gpu?: { requestAdapter(): Promise<Adapter | null> } } }).navigator?.gpu;
+  const adapter = await gpu?.requestAdapter();
+  if (!adapter) return undefined;
+  const info = adapter.info ?? (await adapter.requestAdapterInfo?.()) ?? {};
+  return {
+    vendor: info.vendor ?? '',
+    architecture: info.architecture ?? '',
+    device: info.device ?? '',
+    description: info.description ?? '',
+    isFallbackAdapter: !!(info.isFallbackAdapter ?? adapter.isFallbackAdapter),
+  };
+}
+
+/** What the running backend `name` runs on: the WebGPU adapter, or wasm's thread count. */
+export async function runningBackendInfo(name: BackendName): Promise<{ adapter?: AdapterInfoLike; software?: string; threads?: number }> {
   if (name === 'webgpu') {
-    const gpu = (globalThis as { navigator?: { gpu?: { requestAdapter(): Promise<unknown> } } }).navigator?.gpu;
-    const adapter = (await gpu?.requestAdapter()) as { info?: { vendor?: string; architecture?: string; description?: string } } | null;
-    const info = adapter?.info;
-    return info ? [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'WebGPU adapter' : 'WebGPU adapter';
+    const adapter = await webGpuAdapterInfo();
+    return { adapter, software: softwareAdapterName(adapter) };
   }
-  if (name === 'wasm') return 'WebAssembly (SIMD/threads when the platform allows)';
+  if (name === 'wasm') {
+    const { getThreadsCount } = await import('@tensorflow/tfjs-backend-wasm');
+    return { threads: getThreadsCount() };
+  }
+  return {};
+}
+
+function describe(name: BackendName, info: { adapter?: AdapterInfoLike; software?: string; threads?: number }): string {
+  if (name === 'webgpu') {
+    const a = info.adapter;
+    const all = a ? [a.vendor, a.architecture, a.device, a.description].filter(Boolean).join(' ') : '';
+    return `${all || 'WebGPU adapter'}${info.software ? ` (software: ${info.software})` : ''}`;
+  }
+  if (name === 'wasm') return `WebAssembly, ${info.threads ?? 1} thread${info.threads === 1 ? '' : 's'}`;
   return 'JavaScript CPU kernels';
 }
 
@@ -100,11 +143,13 @@ export async function initBackend(preference: BackendName | readonly BackendName
   const failures: string[] = [];
   for (const name of order) {
     try {
-      await register(name);
+      await loadBackend(name);
       const ok = await tf.setBackend(name);
       if (!ok) throw new Error(`tf.setBackend('${name}') returned false`);
       await tf.ready();
-      const report: BackendReport = { name, detail: await describe(name) };
+      const info = await runningBackendInfo(name);
+      const isolated = (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated;
+      const report: BackendReport = { name, detail: describe(name, info), ...info, ...(isNode ? {} : { crossOriginIsolated: !!isolated }) };
       return failures.length ? { ...report, fallbackReason: failures.join('; ') } : report;
     } catch (e) {
       failures.push(`${name}: ${(e as Error).message}`);

@@ -6,7 +6,7 @@
 import * as Comlink from 'comlink';
 import type { EmbedWorkerApi } from '../../workers/embed.worker';
 import type { TrainWorkerApi } from '../../workers/train.worker';
-import { parseBackendName, type BackendName, type BackendReport } from '../model/backend';
+import { backendBanner, decideBackend } from './backend-setting';
 import { BrowserStore, KV } from '../platform/browser/idb-store';
 import { errorText, type AppContext, type View } from './context';
 import { h, replace } from './dom';
@@ -29,11 +29,6 @@ const ROUTES: Record<string, { title: string; make: (ctx: AppContext) => View }>
   ask: { title: 'Ask', make: askView },
   dashboard: { title: 'Dashboard', make: dashboardView },
 };
-
-function backendPreference(): BackendName[] {
-  const forced = new URLSearchParams(location.search).get('backend');
-  return forced ? [parseBackendName(forced)] : ['webgpu', 'wasm', 'cpu'];
-}
 
 /** The latest word on a round's update replaces the earlier one (retrying → uploaded). */
 function setUpload(s: AppState, entry: AppState['uploads'][number]): void {
@@ -121,15 +116,6 @@ function handleWorkerEvent(store: Store, e: TrainWorkerEvent): void {
   }
 }
 
-function backendBanner(reports: readonly BackendReport[]): HTMLElement {
-  const r = reports[0];
-  if (r.name === 'webgpu') return h('div', { class: 'banner ok', id: 'backend-banner', role: 'status' }, h('strong', {}, 'WebGPU'), ` on ${r.detail}. Models run on your GPU.`);
-  const name = r.name === 'wasm' ? 'WebAssembly' : 'JavaScript CPU';
-  const why = r.fallbackReason ? `WebGPU is not available here (${r.fallbackReason}).` : `Chosen with ?backend=${r.name}.`;
-  return h('div', { class: 'banner warn', id: 'backend-banner', role: 'status' },
-    h('strong', {}, `${name} backend`), ` — ${why} Everything works, more slowly than on a GPU.`);
-}
-
 async function main(): Promise<void> {
   const appBase = location.origin + location.pathname.replace(/[^/]*$/, '');
   const store = new Store();
@@ -210,10 +196,12 @@ async function main(): Promise<void> {
 
   // ----- backend, then resume a stored session (a reload keeps identity, passages and cached model)
   try {
-    const preference = backendPreference();
+    // Measured once (in the embedding worker, unless a setting or ?backend= decides); both workers start the choice.
+    const choice = await decideBackend((candidates) => embed.probe(candidates));
+    const preference = [...choice.order];
     const reports = await Promise.all([train.init(preference, Comlink.proxy((e: TrainWorkerEvent) => handleWorkerEvent(store, e))), embed.init(preference)]);
     store.update((s) => { s.backend = reports[0]; });
-    replace(bannerSlot, backendBanner(reports));
+    replace(bannerSlot, backendBanner(reports[0], choice));
   } catch (e) {
     replace(bannerSlot, h('div', { class: 'banner error', role: 'alert' }, `No model backend could start: ${errorText(e)}`));
     return;

@@ -36,6 +36,20 @@ describe('retrieval', () => {
     }
   });
 
+  it('batches texts by length and returns the rows in input order', async () => {
+    // Lengths out of order, so length-sorted batches differ from input-order batches.
+    const texts = ['a long text about the river that runs through the old town and the bridges over it', 'short', 'a text of middling length here', 'x', 'another fairly long text, with several words in it, about trains'];
+    const sorted = await embedTexts(bundle, 'passage', texts, { batchSize: 2 });
+    const inOrder = await embedTexts(bundle, 'passage', texts, { batchSize: 2, sortByLength: false });
+    for (const [i, t] of texts.entries()) {
+      const [alone] = await embedTexts(bundle, 'passage', [t]);
+      for (let j = 0; j < alone.length; j++) {
+        expect(sorted[i][j]).toBeCloseTo(alone[j], 5);
+        expect(inOrder[i][j]).toBeCloseTo(alone[j], 5);
+      }
+    }
+  });
+
   it('the local store returns the exact top-k by inner product of the query embedding, with stored embeddings', async () => {
     const store = LocalPassageStore.empty(bundle.embeddingDim);
     await store.addTexts(bundle, PASSAGES);
