@@ -8,9 +8,8 @@ import type { ModelBundle } from '../src/corag/model-bundle';
 import { embedPassages, type PassageText } from '../src/corag/retrieve';
 import type { SessionInfo } from '../src/federated/protocol';
 import type { BackendName, BackendReport } from '../src/model/backend';
-import type { BackendProbe } from '../src/model/backend-choice';
 import { BrowserStore } from '../src/platform/browser/idb-store';
-import { buildBundle, probeCandidates, startBackend, type SessionAccess } from './runtime';
+import { buildBundle, startBackend, type SessionAccess } from './runtime';
 
 let bundle: ModelBundle | undefined;
 let loadedFor: string | undefined;
@@ -19,11 +18,6 @@ let abort: AbortController | undefined;
 const api = {
   init(preference: BackendName[]): Promise<BackendReport> {
     return startBackend(preference);
-  },
-
-  /** Matmul rates of `candidates`, for the page's automatic choice (call before init). */
-  probe(candidates: BackendName[]): Promise<BackendProbe[]> {
-    return probeCandidates(candidates);
   },
 
   /** Loads the session's encoder from `version` (IndexedDB cache first). */

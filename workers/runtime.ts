@@ -15,6 +15,17 @@ import type { BrowserStore } from '../src/platform/browser/idb-store';
 import { globalVersionBytes, loadBundleSpec, type DownloadProgress } from '../src/platform/browser/session-bundle';
 
 let backend: Promise<BackendReport> | undefined;
+let markStarted: (report: Promise<BackendReport>) => void = () => undefined;
+const started = new Promise<BackendReport>((resolve) => { markStarted = (report) => resolve(report); });
+
+/**
+ * Resolves once this worker's backend has started (startBackend). Model work must wait for it:
+ * a tensor op before it makes tfjs initialise its highest-priority backend (wasm) by itself,
+ * without the asset paths below — the .wasm fetch fails and the backend is lost for the worker.
+ */
+export function backendStarted(): Promise<BackendReport> {
+  return started;
+}
 
 /** The wasm binaries are emitted by Vite as assets; tell the backend where they ended up. */
 function setWasmAssetPaths(): void {
@@ -23,14 +34,18 @@ function setWasmAssetPaths(): void {
 
 /** Starts the first backend of `preference` that works (once per worker). */
 export function startBackend(preference: readonly BackendName[]): Promise<BackendReport> {
-  if (!backend) setWasmAssetPaths();
-  backend ??= initBackend(preference);
+  if (!backend) {
+    setWasmAssetPaths();
+    backend = initBackend(preference);
+    markStarted(backend);
+  }
   return backend;
 }
 
 /**
- * Measures each candidate backend (src/model/backend-probe.ts) so the page can choose; one worker
- * does it, before either worker starts its backend, so the cores are measured once and unshared.
+ * Measures each candidate backend (src/model/backend-probe.ts) so the page can choose. Only in
+ * the probe worker (workers/probe.worker.ts), which the page ends afterwards: the working workers
+ * never have a backend started by the probe.
  */
 export function probeCandidates(names: readonly BackendName[]): Promise<BackendProbe[]> {
   if (backend) throw new Error('probe the backends before starting one');
@@ -46,6 +61,7 @@ export interface SessionAccess {
 
 /** The session's model at `version` (cached in IndexedDB, else downloaded with progress). */
 export async function buildBundle(access: SessionAccess, session: SessionInfo, version: number, store: BrowserStore, onProgress?: DownloadProgress): Promise<ModelBundle> {
+  await backendStarted();
   const [spec, { bytes }] = await Promise.all([
     loadBundleSpec(access.appBase, session.config.models),
     globalVersionBytes(access.appBase, access, version, store.modelCache(), onProgress),

@@ -5,6 +5,7 @@
  */
 import * as Comlink from 'comlink';
 import type { EmbedWorkerApi } from '../../workers/embed.worker';
+import type { ProbeWorkerApi } from '../../workers/probe.worker';
 import type { TrainWorkerApi } from '../../workers/train.worker';
 import { backendBanner, decideBackend } from './backend-setting';
 import { BrowserStore, KV } from '../platform/browser/idb-store';
@@ -123,9 +124,18 @@ async function main(): Promise<void> {
   const embed = Comlink.wrap<EmbedWorkerApi>(new Worker(new URL('../../workers/embed.worker.ts', import.meta.url), { type: 'module', name: 'embed' }));
   const train = Comlink.wrap<TrainWorkerApi>(new Worker(new URL('../../workers/train.worker.ts', import.meta.url), { type: 'module', name: 'train' }));
 
+  // The page renders (and offers Join) before the backend is measured and started; a join waits
+  // for it (see ctx.connect).
+  let backendIsReady!: () => void;
+  let backendFailed!: (e: Error) => void;
+  const backendReady = new Promise<void>((ok, fail) => { backendIsReady = ok; backendFailed = fail; });
+  backendReady.catch(() => undefined); // the banner reports it; a join reports it again
+
   const ctx: AppContext = {
     store, db, embed, train, appBase,
     async connect(joinCode, name) {
+      // Joining loads the model in the workers: not before their backend has started.
+      await backendReady;
       const { credentials, session } = await train.connect(appBase, joinCode, name);
       store.update((s) => {
         s.credentials = credentials;
@@ -197,12 +207,20 @@ async function main(): Promise<void> {
   // ----- backend, then resume a stored session (a reload keeps identity, passages and cached model)
   try {
     // Measured once (in the embedding worker, unless a setting or ?backend= decides); both workers start the choice.
-    const choice = await decideBackend((candidates) => embed.probe(candidates));
+    // The probe runs in a worker of its own, ended as soon as the choice is made — also when
+    // decideBackend stopped waiting for it: a probe still running would compete with the real work.
+    let probeWorker: Worker | undefined;
+    const choice = await decideBackend((candidates) => {
+      probeWorker = new Worker(new URL('../../workers/probe.worker.ts', import.meta.url), { type: 'module', name: 'probe' });
+      return Comlink.wrap<ProbeWorkerApi>(probeWorker).probe(candidates);
+    }).finally(() => probeWorker?.terminate());
     const preference = [...choice.order];
     const reports = await Promise.all([train.init(preference, Comlink.proxy((e: TrainWorkerEvent) => handleWorkerEvent(store, e))), embed.init(preference)]);
     store.update((s) => { s.backend = reports[0]; });
     replace(bannerSlot, backendBanner(reports[0], choice));
+    backendIsReady();
   } catch (e) {
+    backendFailed(new Error(`no model backend could start: ${errorText(e)}`));
     replace(bannerSlot, h('div', { class: 'banner error', role: 'alert' }, `No model backend could start: ${errorText(e)}`));
     return;
   }
