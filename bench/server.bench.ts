@@ -111,7 +111,7 @@ lines.push('', '## Search over HTTP, with the stored embeddings (10,000 × 768 s
     // Filled through the store directly (10k HTTP adds would measure the adds, not the search).
     const models = coordinator.config(created.session.id).models;
     for (let start = 0; start < 10_000; start += 500) {
-      coordinator.passages.add(created.session.id, models, joined.clientId, Array.from({ length: 500 }, (_, i) => ({
+      await coordinator.passages.add(created.session.id, models, joined.clientId, Array.from({ length: 500 }, (_, i) => ({
         title: `passage ${start + i}`, text: `text of passage ${start + i} `.repeat(12), embedding: Array.from({ length: dim }, rand), encoder: 'enc',
       })));
     }
