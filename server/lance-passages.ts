@@ -30,6 +30,7 @@ import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import type { Connection, Table } from '@lancedb/lancedb';
 import type { Db } from './db';
+import { crashPoint } from './crash-points';
 import { ApiError } from './errors';
 import { checkQuery, PassageRecords, type AddResult, type PassageQuota, type PassageStore } from './passages';
 import { ExactVectorIndex } from '../src/retrieval/vector-index';
@@ -53,10 +54,14 @@ export interface LanceStoreOptions {
 }
 
 /**
- * Measured crossover (docs/BENCH-SERVER.md, "Passage search: exact vs LanceDB IVF-PQ"): below it
- * the exact scan is fast enough and exact; above it IVF-PQ answers in a fraction of the time.
+ * Measured on this 2-core machine (docs/BENCH-SERVER.md, "Passage search: exact vs LanceDB
+ * IVF-PQ", 768-d): the exact scan and IVF-PQ are equally fast at 10,000 passages (12 ms); at
+ * 20,000 IVF-PQ saves 8 ms a query for a ~40 s build; at 100,000 the scan takes 124 ms and IVF-PQ
+ * 28 ms. So a session is indexed from 20,000 passages. nprobes 40 (of √n partitions) with
+ * refineFactor 10 gave recall@40 1.000 at 20k and 100k for the same latency as nprobes 20 (0.985
+ * and 0.996).
  */
-export const LANCE_DEFAULTS = { indexAbove: 20_000, nprobes: 20, refineFactor: 10 } as const;
+export const LANCE_DEFAULTS = { indexAbove: 20_000, nprobes: 40, refineFactor: 10 } as const;
 
 /**
  * `--passage-store` / CORAG_PASSAGE_STORE: a local folder (created if absent; an existing path
@@ -100,6 +105,14 @@ interface SessionVectors {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** The `vector` column of a record batch as one row-major Float32Array view (no per-value copies). */
+function vectorsOf(batch: { numRows: number; getChild(name: string): { data: ReadonlyArray<{ offset: number; children: ReadonlyArray<{ offset: number; values: unknown }> }> } | null }, dim: number): Float32Array {
+  const data = batch.getChild('vector')!.data[0];
+  const child = data.children[0];
+  const start = data.offset * dim + child.offset;
+  return (child.values as Float32Array).subarray(start, start + batch.numRows * dim);
+}
 const tableName = (sessionId: string) => `passages_${sessionId}`;
 
 export class LancePassageStore extends PassageRecords implements PassageStore {
@@ -194,12 +207,7 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
     for (const batch of result.batches) {
       const idColumn = batch.getChild('id')!;
       for (let i = 0; i < batch.numRows; i++) ids.push(Number(idColumn.get(i) as bigint));
-      if (withVectors) {
-        const data = batch.getChild('vector')!.data[0];
-        const child = data.children[0];
-        const start = (data.offset * dim) + child.offset;
-        vectors.set((child.values as Float32Array).subarray(start, start + batch.numRows * dim), (ids.length - batch.numRows) * dim);
-      }
+      if (withVectors) vectors.set(vectorsOf(batch, dim), (ids.length - batch.numRows) * dim);
     }
     return { ids, vectors };
   }
@@ -385,6 +393,7 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
         if (e instanceof ApiError) throw e;
         throw this.unavailable('store the embeddings', e);
       }
+      if (fresh.length > 0) crashPoint('passages:vectors-committed');
       let added: Array<{ id: number; embedding: Float32Array }>;
       let results: AddResult[];
       try {
@@ -428,9 +437,9 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
         top = [];
         for (const batch of result.batches) {
           const idColumn = batch.getChild('id')!;
-          const vectorColumn = batch.getChild('vector')!;
+          const vectors = vectorsOf(batch, s.dim);
           for (let i = 0; i < batch.numRows; i++) {
-            const v = Float32Array.from(vectorColumn.get(i) as Iterable<number>);
+            const v = vectors.slice(i * s.dim, (i + 1) * s.dim);
             let dot = 0;
             for (let j = 0; j < v.length; j++) dot += q[j] * v[j];
             top.push({ id: Number(idColumn.get(i) as bigint), score: dot, embedding: v });
@@ -453,6 +462,7 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
     return this.exclusive(async () => {
       const outcome = this.removeContribution(sessionId, clientId, id);
       if (!outcome.deleted) return outcome;
+      crashPoint('passages:records-withdrawn');
       // Committed: the record is gone, so no search returns it; then the vector goes.
       const s = await this.session(sessionId, models.embeddingDim, false).catch(() => undefined);
       if (!s) return outcome; // the next open removes the stray vector
