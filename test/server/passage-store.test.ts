@@ -243,7 +243,7 @@ describe('LanceDB passage store', () => {
     const dim = 32;
     const models = { ...MODELS, embeddingDim: dim };
     const lines: string[] = [];
-    const kind: Kind = { name: 'lancedb', make: (db, dir) => new LancePassageStore(db, { uri: join(dir, 'lance'), indexAbove: 3000, numPartitions: 32, numSubVectors: 8, log: (l) => lines.push(l) }) };
+    const kind: Kind = { name: 'lancedb', make: (db, dir) => new LancePassageStore(db, { uri: join(dir, 'lance'), indexAbove: 3000, numPartitions: 32, numSubVectors: 8, reindexEvery: 400, log: (l) => lines.push(l) }) };
     const { store, dir, close } = await opened(kind);
     const lance = store as LancePassageStore;
     const r = seeded(7);
@@ -269,7 +269,9 @@ describe('LanceDB passage store', () => {
     await lance.settled('s', dim);
     expect(await lance.searchMode('s', dim)).toBe('ivf-pq');
     expect(lines.some((l) => l.includes('index built'))).toBe(true);
-    await addRange(3500, 4000); // after the build: searched flat beside the index
+    await addRange(3500, 4000); // after the build: searched flat beside the index, then folded in (reindexEvery)
+    await lance.settled('s', dim);
+    expect(lines.some((l) => /index updated to \d+ passages/.test(l))).toBe(true);
     const recall = async (s: PassageStore) => {
       let found = 0;
       let asked = 0;
