@@ -18,6 +18,7 @@ import {
   type PassageInput, type ServerEvent,
 } from '../src/federated/protocol';
 import { Coordinator, type Principal, type SessionConfigInput } from './coordinator';
+import type { LanceStoreOptions } from './lance-passages';
 import { crashPoint } from './crash-points';
 import { addressBucket } from './address-bucket';
 import { ApiError, badRequest, forbidden, notFound, unauthorized } from './errors';
@@ -29,6 +30,8 @@ import { checkDeclaredLength, declaredLength, pacedStream, readUploadBody, recei
 
 export interface AppOptions {
   readonly dataDir: string;
+  /** Keep the passage embeddings in LanceDB (server/lance-passages.ts); absent: the embedded store. */
+  readonly passageStore?: LanceStoreOptions;
   /**
    * If set, creating sessions requires `Authorization: Bearer <serverKey>` (server/main.ts sets one
    * whenever it listens beyond loopback: server/server-key.ts).
@@ -123,7 +126,12 @@ export interface CoordinatorApp {
 
 export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   const limits = { ...DEFAULT_LIMITS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof DEFAULT_LIMITS;
-  const coordinator = new Coordinator({ dataDir: options.dataDir, random: options.random });
+  const coordinator = new Coordinator({ dataDir: options.dataDir, random: options.random, passageStore: options.passageStore });
+  // The passage store connects (and reconciles with the database) before anything is served.
+  await coordinator.passages.open().catch(async (e: unknown) => {
+    await coordinator.close();
+    throw e;
+  });
   await coordinator.resume();
 
   const logging = options.logSink !== undefined || options.logger === true;
@@ -459,7 +467,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
       if (withEmbeddings && k > MAX_SEARCH_K_WITH_EMBEDDINGS) {
         throw badRequest('k_too_large', `k is at most ${MAX_SEARCH_K_WITH_EMBEDDINGS} when embeddings are returned (asked ${k})`);
       }
-      return { hits: coordinator.passages.search(req.params.sessionId, coordinator.config(req.params.sessionId).models, embedding, k, withEmbeddings) };
+      return { hits: await coordinator.passages.search(req.params.sessionId, coordinator.config(req.params.sessionId).models, embedding, k, withEmbeddings) };
     },
   );
 
@@ -484,7 +492,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     async (req: FastifyRequest<{ Params: { sessionId: string; id: number } }>) => {
       const clientId = requireClient(req);
       const sessionId = req.params.sessionId;
-      const { deleted, contributorsLeft } = coordinator.passages.withdraw(sessionId, coordinator.config(sessionId).models, clientId, req.params.id);
+      const { deleted, contributorsLeft } = await coordinator.passages.withdraw(sessionId, coordinator.config(sessionId).models, clientId, req.params.id);
       if (deleted) coordinator.events.emit(sessionId, { type: 'passages-changed', total: coordinator.passages.count(sessionId), added: 0, removed: 1 });
       return { id: req.params.id, deleted, contributorsLeft };
     },

@@ -35,7 +35,8 @@ import { nowIso, openDatabase, type Db } from './db';
 import { ApiError, badRequest, conflict, forbidden, notFound, unauthorized } from './errors';
 import { EventHub } from './events';
 import { PassageIntake } from './passage-intake';
-import { PassageStore } from './passages';
+import { EmbeddedPassageStore, type PassageStore } from './passages';
+import { LancePassageStore, type LanceStoreOptions } from './lance-passages';
 import { preparePool, TrainingQuestionStore, type TrainingQuestionsInput } from './training-questions';
 import { fileDeltaChunks } from './delta-files';
 import { readSumFile, writeSumFile } from './sum-file';
@@ -47,6 +48,8 @@ export interface CoordinatorOptions {
   readonly dataDir: string;
   /** Uniform [0,1) source for client selection (tests inject a seeded one). */
   readonly random?: () => number;
+  /** The LanceDB passage store's location and settings; absent: the embedded store (SQLite + exact index). */
+  readonly passageStore?: LanceStoreOptions;
 }
 
 /** Who a bearer token belongs to, within one session. */
@@ -115,7 +118,7 @@ export class Coordinator {
     rmSync(this.tmpDir(), { recursive: true, force: true });
     mkdirSync(this.tmpDir(), { recursive: true });
     this.db = openDatabase(join(options.dataDir, 'coordinator.sqlite'));
-    this.passages = new PassageStore(this.db);
+    this.passages = options.passageStore ? new LancePassageStore(this.db, options.passageStore) : new EmbeddedPassageStore(this.db);
     this.trainingQuestions = new TrainingQuestionStore(this.db);
     this.passageIntake = new PassageIntake({
       db: this.db, passages: this.passages, config: (id) => this.config(id), modelPath: (id, v) => this.modelPath(id, v), readModel: (path) => readFileSync(path),
@@ -643,6 +646,7 @@ export class Coordinator {
     for (const live of this.live.values()) clearTimeout(live.timer);
     this.live.clear();
     this.passageIntake.dispose();
+    await this.passages.close();
     this.db.close();
   }
 }

@@ -10,7 +10,9 @@ export type CrashPoint =
   | 'upload:committed' // update committed, response not yet sent
   | 'aggregate:start' // round marked closing, new version not yet written
   | 'aggregate:written' // new version file on disk, SQLite not yet committed
-  | 'passages:committed'; // passages committed, response not yet sent
+  | 'passages:committed' // passages committed, response not yet sent
+  | 'passages:vectors-committed' // LanceDB store: new vectors committed, their records not yet
+  | 'passages:records-withdrawn'; // LanceDB store: a withdrawal's records committed, its vector not yet deleted
 
 const armed = new Map<string, number>();
 for (const spec of (process.env.CORAG_CRASH_AT ?? '').split(',').filter(Boolean)) {

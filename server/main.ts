@@ -10,6 +10,7 @@ import { renderUnicodeCompact } from 'uqr';
 import { lanUrls } from '../src/platform/node/lan-urls';
 import { chooseServerKey } from './server-key';
 import { buildApp, DEFAULT_LIMITS } from './app';
+import { LANCE_DEFAULTS, parsePassageStoreLocation } from './lance-passages';
 import { checkpointFromSpec, createDemoSession, hasCoordinatorPassages, seedDemoPassages, type DemoCheckpoints } from './demo';
 
 const HELP = `Usage: npm start -- [options]
@@ -21,6 +22,12 @@ Options (environment variable in brackets):
   --host <addr>         address to bind [HOST] (default 127.0.0.1; 0.0.0.0 for a LAN)
   --data-dir <path>     data folder: SQLite database, model versions, running sums
                         [CORAG_DATA_DIR] (default ./data)
+  --passage-store <dir | s3://bucket/prefix>
+                        keep the passage embeddings in LanceDB there (a local folder, created
+                        if absent, or S3 with the usual AWS_* credentials) and index a session's
+                        store (IVF-PQ) once it passes ${LANCE_DEFAULTS.indexAbove.toLocaleString('en')} passages
+                        [CORAG_PASSAGE_STORE] (default: in the data folder's SQLite database,
+                        searched exactly); docs/DEPLOY.md
   --static-dir <path>   built web app to serve at / (default ./dist; a status page when absent)
   --server-key <key>    require this bearer key to create sessions [CORAG_SERVER_KEY]; when
                         --host is not a loopback address and no key is given, one is generated
@@ -61,6 +68,7 @@ async function main(): Promise<void> {
       host: { type: 'string' },
       'data-dir': { type: 'string' },
       'static-dir': { type: 'string' },
+      'passage-store': { type: 'string' },
       'server-key': { type: 'string' },
       'no-demo': { type: 'boolean', default: false },
       reader: { type: 'string' },
@@ -94,6 +102,8 @@ async function main(): Promise<void> {
   const retrieverSpec = values.retriever ?? process.env.CORAG_RETRIEVER;
   if (!readerSpec !== !retrieverSpec) throw new Error('--reader and --retriever go together: give both checkpoints or neither');
   const checkpoints = readerSpec && retrieverSpec ? demoCheckpoints(readerSpec, retrieverSpec) : undefined;
+  const passageStoreRaw = values['passage-store'] ?? process.env.CORAG_PASSAGE_STORE;
+  const passageStore = passageStoreRaw === undefined ? undefined : parsePassageStoreLocation(passageStoreRaw);
   mkdirSync(dataDir, { recursive: true });
   const bodyTimeout = number('body-timeout', values['body-timeout']);
   if (bodyTimeout === 0) throw new Error('--body-timeout must be above 0 seconds');
@@ -112,6 +122,7 @@ async function main(): Promise<void> {
     // --no-demo no session is offered.
     publicSession: () => (values['no-demo'] ? undefined : demo?.id),
     dataDir,
+    ...(passageStore ? { passageStore: { uri: passageStore, log: (line: string) => process.stdout.write(`${line}\n`) } } : {}),
     serverKey: serverKey.key,
     staticDir: resolve(values['static-dir'] ?? 'dist'),
     maxUpdateBytes: maxUpdateMb === undefined ? undefined : Math.floor(maxUpdateMb * 2 ** 20),
@@ -139,7 +150,7 @@ async function main(): Promise<void> {
   const url = address.replace('://0.0.0.0', '://localhost').replace('://[::]', '://localhost');
   networkUrls = lanUrls(host, Number(new URL(address).port));
   process.stdout.write(`CoRAG coordinator listening on ${url}\n`);
-  process.stdout.write(`  data folder: ${dataDir}\n  API docs:    ${url}/api/openapi.json\n`);
+  process.stdout.write(`  data folder: ${dataDir}\n  passages:    ${passageStore ? `LanceDB at ${passageStore}` : 'in the data folder (SQLite, exact search)'}\n  API docs:    ${url}/api/openapi.json\n`);
   if (demo) process.stdout.write(`  join link:   ${url}/?join=${demo.joinCode}   (session ${demo.id})\n`);
   if (demo && networkUrls.length) {
     // For a classroom: the link other devices use, and its QR code for phones.

@@ -227,11 +227,11 @@ export class PassageIntake {
           }
         }
       }
-      const results = this.deps.passages.add(sessionId, config.models, clientId, inputs, quotaOf(policy, true));
+      const results = await this.deps.passages.add(sessionId, config.models, clientId, inputs, quotaOf(policy, true));
       if (fresh.length > 0) this.record(sessionId, clientId, 'batches');
       return results;
     }
-    return this.deps.passages.add(sessionId, config.models, clientId, inputs, quotaOf(policy, true));
+    return await this.deps.passages.add(sessionId, config.models, clientId, inputs, quotaOf(policy, true));
   }
 
   /**
@@ -253,7 +253,7 @@ export class PassageIntake {
         const slice = todo.slice(i, i + batch);
         const rows = await this.serial(() => encoder.embed(slice));
         const inputs = slice.map((p, j) => ({ title: p.title, text: p.text, embedding: Array.from(rows[j]), encoder: config.models.passageEncoder }));
-        added += this.deps.passages.add(sessionId, config.models, COORDINATOR_CONTRIBUTOR, inputs, quotaOf(passagePolicyOf(config), false)).filter((r) => !r.duplicate).length;
+        added += (await this.deps.passages.add(sessionId, config.models, COORDINATOR_CONTRIBUTOR, inputs, quotaOf(passagePolicyOf(config), false))).filter((r) => !r.duplicate).length;
         onProgress?.(i + slice.length, todo.length);
       }
     }

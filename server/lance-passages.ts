@@ -1,0 +1,474 @@
+/**
+ * The LanceDB passage store (`npm start -- --passage-store <dir | s3://bucket/prefix>`, issue 22):
+ * the passage records (title, text, hash, contributors, quotas) stay in the coordinator's SQLite
+ * database exactly as in the embedded store (server/passages.ts `PassageRecords`); the embeddings
+ * live in LanceDB, one table per session (`passages_<sessionId>`: `id` int64 = the passage id,
+ * `vector` float32[dim]).
+ *
+ * Search: below `indexAbove` passages a session is searched exactly by our own scan
+ * (ExactVectorIndex, loaded from LanceDB once; faster than LanceDB's flat search, see
+ * docs/BENCH-SERVER.md). When a session's store reaches `indexAbove`, an IVF-PQ index (metric
+ * `dot`) is built in the background while the exact scan keeps answering; once it is committed the
+ * session is searched through it (`nprobes`, `refineFactor`: the top candidates are re-ranked with
+ * their stored vectors) and the in-memory copy is dropped. Every hit's score is recomputed exactly
+ * from its stored vector, so scores match the exact index. Passages added after the build are
+ * searched flat by LanceDB beside the index until `optimize` folds them in (after `reindexEvery`).
+ * HNSW-SQ is not used: with `dot` it has a recall bug in lancedb 0.31 (recall@40 0.40–0.60).
+ *
+ * Durability and atomicity. All writes go through one queue. An add validates and checks quotas,
+ * chooses the ids of the new passages, commits their vectors to LanceDB (one atomic LanceDB
+ * version), then commits the records in one SQLite transaction (re-checking the quota); if that
+ * transaction fails the vectors are deleted again. A withdrawal commits the records first, then
+ * deletes the vector. So a crash leaves at most vectors without records; `open` (every start)
+ * deletes them before anything else, and searches ignore them meanwhile. A record without a vector
+ * cannot arise from a crash; `open` refuses to start on one (the store is not the one this data
+ * folder used) with the count. A data folder whose embeddings are in SQLite (the embedded store's)
+ * is migrated on open: the vectors are copied to LanceDB, then the SQLite blobs emptied.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { resolve } from 'node:path';
+import type { Connection, Table } from '@lancedb/lancedb';
+import type { Db } from './db';
+import { crashPoint } from './crash-points';
+import { ApiError } from './errors';
+import { checkQuery, PassageRecords, type AddResult, type PassageQuota, type PassageStore } from './passages';
+import { ExactVectorIndex } from '../src/retrieval/vector-index';
+import type { PassageInput, SearchHit, SessionModels } from '../src/federated/protocol';
+
+export interface LanceStoreOptions {
+  /** A local folder (absolute) or an object-store URI (`s3://bucket/prefix`); see parsePassageStoreLocation. */
+  readonly uri: string;
+  /** A session's store is indexed (IVF-PQ) once it holds this many passages (default LANCE_DEFAULTS.indexAbove). */
+  readonly indexAbove?: number;
+  /** IVF partitions; default round(sqrt(rows)), at least 1. */
+  readonly numPartitions?: number;
+  /** PQ sub-vectors; default dim / 16 (dim / 8 … 1, whichever divides dim first). */
+  readonly numSubVectors?: number;
+  readonly nprobes?: number;
+  readonly refineFactor?: number;
+  /** Passages added since the index was built (or last optimized) after which `optimize` runs (default 10% of the indexed rows, at least 1,000). */
+  readonly reindexEvery?: number;
+  /** Progress lines (index builds). */
+  readonly log?: (line: string) => void;
+}
+
+/**
+ * Measured on this 2-core machine (docs/BENCH-SERVER.md, "Passage search: exact vs LanceDB
+ * IVF-PQ", 768-d, top-40): at 10,000 passages the exact scan (12 ms) is as fast as IVF-PQ
+ * (11–16 ms); at 20,000 it takes 24–34 ms against 14–16 ms, at 100,000 124–178 ms against
+ * 28–34 ms. So a session is indexed from 20,000 passages. nprobes 40 (of √n partitions) with
+ * refineFactor 10: recall@40 0.994–0.998 in the store runs (nprobes 20: 0.985–0.996), same latency.
+ */
+export const LANCE_DEFAULTS = { indexAbove: 20_000, nprobes: 40, refineFactor: 10 } as const;
+
+/**
+ * `--passage-store` / CORAG_PASSAGE_STORE: a local folder (created if absent; an existing path
+ * must be a folder) or `s3://bucket[/prefix]` (credentials from the usual AWS_* variables). Throws
+ * a one-line reason for anything else.
+ */
+export function parsePassageStoreLocation(raw: string, cwd = process.cwd()): string {
+  const value = raw.trim();
+  if (value === '') throw new Error('--passage-store needs a folder or an s3://bucket/prefix URI, got an empty value');
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(value);
+  if (scheme) {
+    if (scheme[1].toLowerCase() !== 's3') throw new Error(`--passage-store: "${scheme[1]}://" is not supported; give a local folder or an s3://bucket/prefix URI`);
+    if (!/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[^\s]*)?$/.test(value)) throw new Error(`--passage-store: "${value}" is not an s3://bucket/prefix URI (bucket names: 3–63 lowercase letters, digits, dots, hyphens)`);
+    return value.replace(/\/+$/, '');
+  }
+  if (/[\0\n\r]/.test(value)) throw new Error('--passage-store: the folder name holds a control character');
+  const path = resolve(cwd, value);
+  if (existsSync(path) && !statSync(path).isDirectory()) throw new Error(`--passage-store: ${path} exists and is not a folder`);
+  return path;
+}
+
+type Lance = typeof import('@lancedb/lancedb');
+type Arrow = typeof import('apache-arrow');
+
+interface SessionVectors {
+  readonly table: Table;
+  readonly dim: number;
+  /** The exact index, while the session is searched exactly (loaded on first search). */
+  exact?: ExactVectorIndex;
+  loadingExact?: Promise<ExactVectorIndex>;
+  /** An IVF-PQ index on `vector` is committed: searches go through it. */
+  indexed: boolean;
+  building?: Promise<void>;
+  /** When the last build failed (retried on a later add, not sooner than a minute). */
+  failedAt?: number;
+  /** Rows the index had when built or last optimized, and rows added since. */
+  indexedRows: number;
+  addedSince: number;
+  /** Ids deleted from the records whose vectors could not be deleted yet (retried on the next write). */
+  readonly orphans: Set<number>;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** The `vector` column of a record batch as one row-major Float32Array view (no per-value copies). */
+function vectorsOf(batch: { numRows: number; getChild(name: string): { data: ReadonlyArray<{ offset: number; children: ReadonlyArray<{ offset: number; values: unknown }> }> } | null }, dim: number): Float32Array {
+  const data = batch.getChild('vector')!.data[0];
+  const child = data.children[0];
+  const start = data.offset * dim + child.offset;
+  return (child.values as Float32Array).subarray(start, start + batch.numRows * dim);
+}
+const tableName = (sessionId: string) => `passages_${sessionId}`;
+
+export class LancePassageStore extends PassageRecords implements PassageStore {
+  readonly kind = 'lancedb';
+  private lance?: Lance;
+  private arrow?: Arrow;
+  private conn?: Connection;
+  private opening?: Promise<void>;
+  private readonly sessions = new Map<string, Promise<SessionVectors | undefined>>();
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+  private readonly indexAbove: number;
+
+  constructor(db: Db, readonly options: LanceStoreOptions) {
+    super(db);
+    this.indexAbove = options.indexAbove ?? LANCE_DEFAULTS.indexAbove;
+    if (!Number.isInteger(this.indexAbove) || this.indexAbove < 1) throw new Error(`passage store: indexAbove must be a positive integer, got ${options.indexAbove}`);
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  open(): Promise<void> {
+    this.opening ??= this.connectAndReconcile().catch((e: unknown) => {
+      this.opening = undefined;
+      throw new Error(`passage store ${this.options.uri}: ${(e as Error).message}`);
+    });
+    return this.opening;
+  }
+
+  private async connectAndReconcile(): Promise<void> {
+    this.lance = await import('@lancedb/lancedb');
+    // The CommonJS build lancedb itself loads: Arrow objects from the ES module build are another
+    // class to it ("schemas must be equivalent").
+    this.arrow = createRequire(import.meta.url)('apache-arrow') as Arrow;
+    this.conn = await this.lance.connect(this.options.uri);
+    const sessions = this.db.prepare('SELECT id FROM sessions ORDER BY id').all() as Array<{ id: string }>;
+    for (const { id } of sessions) await this.reconcile(id);
+  }
+
+  /** Waits for queued writes. Index builds in flight are not waited for: a restart rebuilds one that did not commit. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.queue.catch(() => undefined);
+    this.conn?.close();
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.queue.then(fn, fn);
+    this.queue = next.catch(() => undefined);
+    return next;
+  }
+
+  private unavailable(what: string, e: unknown): ApiError {
+    return new ApiError(503, 'passage_store_unavailable', `the passage store could not ${what} (${(e as Error).message}); nothing was changed, try again later`, { 'retry-after': '10' });
+  }
+
+  // ------------------------------------------------------------------ tables
+
+  private async tableExists(name: string): Promise<boolean> {
+    let startAfter: string | undefined;
+    for (;;) {
+      const page = await this.conn!.tableNames({ limit: 1000, ...(startAfter === undefined ? {} : { startAfter }) });
+      if (page.includes(name)) return true;
+      if (page.length < 1000) return false;
+      startAfter = page[page.length - 1];
+    }
+  }
+
+  private schema(dim: number) {
+    const { Schema, Field, Int64, FixedSizeList, Float32 } = this.arrow!;
+    return new Schema([new Field('id', new Int64(), false), new Field('vector', new FixedSizeList(dim, new Field('item', new Float32(), true)), false)]);
+  }
+
+  /** Rows (id, vector) as one Arrow table, without per-value copies. */
+  private rows(ids: readonly number[], vectors: readonly Float32Array[], dim: number) {
+    const { makeData, Struct, Int64, Float32, FixedSizeList, Field, RecordBatch, Table: ArrowTable } = this.arrow!;
+    const schema = this.schema(dim);
+    const flat = new Float32Array(ids.length * dim);
+    vectors.forEach((v, i) => flat.set(v, i * dim));
+    const id = makeData({ type: new Int64(), length: ids.length, nullCount: 0, data: BigInt64Array.from(ids, (x) => BigInt(x)) });
+    const values = makeData({ type: new Float32(), length: flat.length, nullCount: 0, data: flat });
+    const vector = makeData({ type: new FixedSizeList(dim, new Field('item', new Float32(), true)), length: ids.length, nullCount: 0, child: values });
+    const struct = makeData({ type: new Struct(schema.fields), length: ids.length, nullCount: 0, children: [id, vector] });
+    return new ArrowTable(schema, new RecordBatch(schema, struct));
+  }
+
+  /** Every (id, vector) of a table; `withVectors: false` reads the ids only. */
+  private async scan(table: Table, dim: number, withVectors: boolean): Promise<{ ids: number[]; vectors: Float32Array }> {
+    const result = await table.query().select(withVectors ? ['id', 'vector'] : ['id']).toArrow();
+    const ids: number[] = [];
+    const vectors = new Float32Array(withVectors ? result.numRows * dim : 0);
+    for (const batch of result.batches) {
+      const idColumn = batch.getChild('id')!;
+      for (let i = 0; i < batch.numRows; i++) ids.push(Number(idColumn.get(i) as bigint));
+      if (withVectors) vectors.set(vectorsOf(batch, dim), (ids.length - batch.numRows) * dim);
+    }
+    return { ids, vectors };
+  }
+
+  private async hasVectorIndex(table: Table): Promise<boolean> {
+    return (await table.listIndices()).some((i) => i.columns.includes('vector'));
+  }
+
+  private async vectorDim(table: Table): Promise<number> {
+    const field = (await table.schema()).fields.find((f) => f.name === 'vector');
+    const dim = (field?.type as { listSize?: number } | undefined)?.listSize;
+    if (!dim) throw new Error(`table ${table.name} has no fixed-size "vector" column`);
+    return dim;
+  }
+
+  /**
+   * Brings a session's vectors in line with its records (on open, before any other use): vectors
+   * without a record are deleted; records whose embedding is still in SQLite are moved to
+   * LanceDB; a record with neither is an error.
+   */
+  private async reconcile(sessionId: string): Promise<void> {
+    const name = tableName(sessionId);
+    const recorded = this.db.prepare('SELECT id, length(embedding) AS bytes FROM passages WHERE session_id = ?').all(sessionId) as Array<{ id: number; bytes: number }>;
+    const exists = await this.tableExists(name);
+    if (!exists && recorded.length === 0) return;
+    let table: Table;
+    let dim: number;
+    if (exists) {
+      table = await this.conn!.openTable(name);
+      dim = await this.vectorDim(table);
+    } else {
+      dim = recorded.find((r) => r.bytes > 0)!.bytes / 4;
+      if (!Number.isInteger(dim) || dim < 1) throw new Error(`session ${sessionId}: its records name no embedding dimension`);
+      table = await this.conn!.createEmptyTable(name, this.schema(dim));
+    }
+    const stored = new Set((await this.scan(table, dim, false)).ids);
+    const records = new Set(recorded.map((r) => r.id));
+    const strays = [...stored].filter((id) => !records.has(id));
+    if (strays.length > 0) await table.delete(`id IN (${strays.join(',')})`);
+    const missing = recorded.filter((r) => !stored.has(r.id) && r.bytes === 0);
+    if (missing.length > 0) {
+      throw new Error(`session ${sessionId}: ${missing.length} of its ${recorded.length} passages have no vector in this store (e.g. passage ${missing[0].id}); is --passage-store the store this data folder was used with?`);
+    }
+    // Embeddings still in SQLite (a folder the embedded store wrote): copied, then emptied there.
+    const toMove = recorded.filter((r) => r.bytes > 0);
+    const blob = this.db.prepare('SELECT embedding FROM passages WHERE id = ?');
+    for (let i = 0; i < toMove.length; i += 5000) {
+      const chunk = toMove.slice(i, i + 5000).filter((r) => !stored.has(r.id));
+      const vectors = chunk.map((r) => {
+        const b = (blob.get(r.id) as { embedding: Buffer }).embedding;
+        return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+      });
+      if (chunk.length > 0) await table.add(this.rows(chunk.map((r) => r.id), vectors, dim));
+    }
+    if (toMove.length > 0) {
+      const empty = this.db.prepare('UPDATE passages SET embedding = ? WHERE id = ?');
+      this.db.transaction(() => { for (const r of toMove) empty.run(EMPTY, r.id); })();
+      this.options.log?.(`passage store: moved ${toMove.length} embeddings of session ${sessionId} from SQLite to ${this.options.uri}`);
+    }
+  }
+
+  /** The session's vectors; `create` makes the table when absent (else undefined: no passages yet). */
+  private session(sessionId: string, dim: number, create: boolean): Promise<SessionVectors | undefined> {
+    let s = this.sessions.get(sessionId);
+    if (!s) {
+      s = (async () => {
+        const name = tableName(sessionId);
+        let table: Table;
+        if (await this.tableExists(name)) table = await this.conn!.openTable(name);
+        else if (create) table = await this.conn!.createEmptyTable(name, this.schema(dim));
+        else return undefined;
+        const stored = await this.vectorDim(table);
+        if (stored !== dim) throw new Error(`session ${sessionId}: the store's vectors have ${stored} values, the session's dimension is ${dim}`);
+        const indexed = await this.hasVectorIndex(table);
+        const rows = await table.countRows();
+        const vectors: SessionVectors = { table, dim, indexed, indexedRows: indexed ? rows : 0, addedSince: 0, orphans: new Set() };
+        this.maybeIndex(sessionId, vectors, rows);
+        return vectors;
+      })();
+      this.sessions.set(sessionId, s);
+      // A failure (store unreachable) is not remembered: the next call tries again.
+      s.then((v) => { if (!v) this.sessions.delete(sessionId); }, () => this.sessions.delete(sessionId));
+    }
+    return s;
+  }
+
+  private exactIndex(s: SessionVectors): Promise<ExactVectorIndex> {
+    if (s.exact) return Promise.resolve(s.exact);
+    // Loaded inside the write queue, so no add or withdrawal runs while it is read.
+    s.loadingExact ??= this.exclusive(async () => {
+      const { ids, vectors } = await this.scan(s.table, s.dim, true);
+      const index = new ExactVectorIndex(s.dim, ids.length);
+      index.add(ids, vectors);
+      s.exact = index;
+      return index;
+    }).finally(() => { s.loadingExact = undefined; });
+    return s.loadingExact;
+  }
+
+  // ------------------------------------------------------------------ index
+
+  private indexParams(rows: number, dim: number): { numPartitions: number; numSubVectors: number } {
+    const numPartitions = this.options.numPartitions ?? Math.max(1, Math.round(Math.sqrt(rows)));
+    const numSubVectors = this.options.numSubVectors ?? [16, 8, 4, 2, 1].map((d) => dim / d).find((n) => Number.isInteger(n) && n >= 1) ?? 1;
+    return { numPartitions, numSubVectors };
+  }
+
+  /** Starts a background build (or optimize) when due. Searches keep using what they use until it commits. */
+  private maybeIndex(sessionId: string, s: SessionVectors, rows: number): void {
+    if (this.closed || s.building) return;
+    if (!s.indexed) {
+      if (rows < this.indexAbove || (s.failedAt !== undefined && Date.now() - s.failedAt < 60_000)) return;
+      s.building = this.build(sessionId, s, rows);
+      return;
+    }
+    const every = this.options.reindexEvery ?? Math.max(1_000, Math.ceil(0.1 * s.indexedRows));
+    if (s.addedSince >= every) {
+      // Folding new rows into the index rewrites fragments: inside the write queue, so no
+      // add or delete commits against them meanwhile (searches go on).
+      s.building = this.exclusive(async () => {
+        const started = performance.now();
+        await s.table.optimize();
+        s.indexedRows = await s.table.countRows();
+        s.addedSince = 0;
+        this.options.log?.(`passage store: session ${sessionId}: index updated to ${s.indexedRows} passages in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+      }).catch((e: unknown) => {
+        this.options.log?.(`passage store: session ${sessionId}: optimize failed (${(e as Error).message}); new passages stay searched flat`);
+      }).finally(() => { s.building = undefined; });
+    }
+  }
+
+  private async build(sessionId: string, s: SessionVectors, rows: number): Promise<void> {
+    const { numPartitions, numSubVectors } = this.indexParams(rows, s.dim);
+    const started = performance.now();
+    this.options.log?.(`passage store: session ${sessionId}: ${rows} passages, building an IVF-PQ index (${numPartitions} partitions, ${numSubVectors} sub-vectors) in the background; exact search meanwhile`);
+    try {
+      await s.table.createIndex('vector', { config: this.lance!.Index.ivfPq({ distanceType: 'dot', numPartitions, numSubVectors }), replace: true });
+      s.indexedRows = rows;
+      s.addedSince = Math.max(0, (await s.table.countRows()) - rows);
+      s.indexed = true;
+      s.exact = undefined; // searches go through the index from now on: free the copy
+      this.options.log?.(`passage store: session ${sessionId}: index built in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    } catch (e) {
+      s.failedAt = Date.now();
+      if (!this.closed) this.options.log?.(`passage store: session ${sessionId}: index build failed (${(e as Error).message}); exact search goes on, retried later`);
+    } finally {
+      s.building = undefined;
+    }
+  }
+
+  /** 'exact' | 'building' (exact meanwhile) | 'ivf-pq'; 'empty' without a table. For tests, the bench and logs. */
+  async searchMode(sessionId: string, dim: number): Promise<'empty' | 'exact' | 'building' | 'ivf-pq'> {
+    await this.open();
+    const s = await this.session(sessionId, dim, false);
+    if (!s) return 'empty';
+    return s.indexed ? 'ivf-pq' : s.building ? 'building' : 'exact';
+  }
+
+  /** Resolves when no build or optimize is running for the session. */
+  async settled(sessionId: string, dim: number): Promise<void> {
+    await this.open();
+    const s = await this.session(sessionId, dim, false);
+    while (s?.building) await s.building;
+  }
+
+  // ------------------------------------------------------------------ the store
+
+  async add(sessionId: string, models: SessionModels, clientId: string, inputs: readonly PassageInput[], quota?: PassageQuota): Promise<AddResult[]> {
+    const prepared = this.validate(models, inputs);
+    await this.open();
+    return this.exclusive(async () => {
+      const fresh = this.fresh(sessionId, prepared);
+      // Refused before any vector is written (and checked again inside the commit).
+      if (quota) this.db.transaction(() => this.enforceQuota(sessionId, clientId, prepared, quota))();
+      let s: SessionVectors;
+      const first = this.nextId();
+      const ids = new Map(fresh.map((p, i) => [p.hash, first + i]));
+      try {
+        s = (await this.session(sessionId, models.embeddingDim, true))!;
+        await this.retryOrphans(s);
+        if (fresh.length > 0) await s.table.add(this.rows(fresh.map((p) => ids.get(p.hash)!), fresh.map((p) => p.embedding), s.dim));
+      } catch (e) {
+        if (e instanceof ApiError) throw e;
+        throw this.unavailable('store the embeddings', e);
+      }
+      if (fresh.length > 0) crashPoint('passages:vectors-committed');
+      let added: Array<{ id: number; embedding: Float32Array }>;
+      let results: AddResult[];
+      try {
+        ({ results, added } = this.commit(sessionId, clientId, prepared, quota, () => EMPTY, (p) => ids.get(p.hash)!));
+      } catch (e) {
+        // The records were not committed: their vectors go too (if this fails, the next open removes them).
+        if (fresh.length > 0) await s.table.delete(`id >= ${first} AND id < ${first + fresh.length}`).catch(() => undefined);
+        throw e;
+      }
+      s.exact?.add(added.map((a) => a.id), added.map((a) => a.embedding));
+      s.addedSince += added.length;
+      this.maybeIndex(sessionId, s, this.count(sessionId));
+      return results;
+    });
+  }
+
+  /** The first free passage id (ids are chosen before the records commit; writes are serialized). */
+  private nextId(): number {
+    const row = this.db.prepare("SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'passages'), 0), COALESCE((SELECT MAX(id) FROM passages), 0)) AS last").get() as { last: number };
+    return row.last + 1;
+  }
+
+  private async retryOrphans(s: SessionVectors): Promise<void> {
+    if (s.orphans.size === 0) return;
+    const ids = [...s.orphans];
+    await s.table.delete(`id IN (${ids.join(',')})`);
+    for (const id of ids) s.orphans.delete(id);
+  }
+
+  async search(sessionId: string, models: SessionModels, query: readonly number[], k: number, withEmbeddings = false): Promise<SearchHit[]> {
+    const q = checkQuery(models, query);
+    let top: Array<{ id: number; score: number; embedding?: Float32Array }>;
+    try {
+      await this.open();
+      const s = await this.session(sessionId, models.embeddingDim, false);
+      if (!s) return [];
+      if (s.indexed) {
+        // Vectors whose records are gone may still be found: ask for that many more.
+        const result = await s.table.vectorSearch(q).distanceType('dot').nprobes(this.options.nprobes ?? LANCE_DEFAULTS.nprobes)
+          .refineFactor(this.options.refineFactor ?? LANCE_DEFAULTS.refineFactor).limit(k + s.orphans.size).select(['id', 'vector', '_distance']).toArrow();
+        top = [];
+        for (const batch of result.batches) {
+          const idColumn = batch.getChild('id')!;
+          const vectors = vectorsOf(batch, s.dim);
+          for (let i = 0; i < batch.numRows; i++) {
+            const v = vectors.slice(i * s.dim, (i + 1) * s.dim);
+            let dot = 0;
+            for (let j = 0; j < v.length; j++) dot += q[j] * v[j];
+            top.push({ id: Number(idColumn.get(i) as bigint), score: dot, embedding: v });
+          }
+        }
+        top.sort((a, b) => b.score - a.score || a.id - b.id);
+      } else {
+        const index = await this.exactIndex(s);
+        top = index.search(q, k).map((t) => ({ ...t, ...(withEmbeddings ? { embedding: index.embedding(t.id) } : {}) }));
+      }
+    } catch (e) {
+      if (e instanceof ApiError) throw e;
+      throw this.unavailable('be searched', e);
+    }
+    return this.hits(sessionId, top, k, withEmbeddings);
+  }
+
+  async withdraw(sessionId: string, models: SessionModels, clientId: string, id: number): Promise<{ deleted: boolean; contributorsLeft: number }> {
+    await this.open().catch((e: unknown) => { throw this.unavailable('be opened', e); });
+    return this.exclusive(async () => {
+      const outcome = this.removeContribution(sessionId, clientId, id);
+      if (!outcome.deleted) return outcome;
+      crashPoint('passages:records-withdrawn');
+      // Committed: the record is gone, so no search returns it; then the vector goes.
+      const s = await this.session(sessionId, models.embeddingDim, false).catch(() => undefined);
+      if (!s) return outcome; // the next open removes the stray vector
+      s.exact?.remove([id]);
+      s.orphans.add(id);
+      await this.retryOrphans(s).catch(() => undefined);
+      return outcome;
+    });
+  }
+}

@@ -1,0 +1,444 @@
+/**
+ * The passage store behind its interface (server/passages.ts): the same behaviour suite runs
+ * against the embedded store (SQLite + exact in-memory index, the default) and the LanceDB store
+ * (server/lance-passages.ts, a real LanceDB folder; its index threshold set high so these stores
+ * are searched exactly). Then what only the LanceDB store does: the IVF-PQ index built in the
+ * background past the crossover (recall@40 against exact), crash leftovers reconciled on open,
+ * a folder written by the embedded store migrated, the --passage-store option validated.
+ */
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { nowIso, openDatabase, type Db } from '../../server/db';
+import { ApiError } from '../../server/errors';
+import { LancePassageStore, parsePassageStoreLocation } from '../../server/lance-passages';
+import { EmbeddedPassageStore, type PassageStore } from '../../server/passages';
+import { CoragClient, CoragHttpError } from '../../src/federated/client';
+import type { PassageInput } from '../../src/federated/protocol';
+import { ExactVectorIndex } from '../../src/retrieval/vector-index';
+import { seeded, startServer, tempDir } from './helpers';
+
+const DIM = 16;
+const MODELS = { reader: 'r', passageEncoder: 'enc', embeddingDim: DIM };
+const cleanups: Array<() => unknown> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+interface Kind {
+  readonly name: 'embedded' | 'lancedb';
+  make(db: Db, dir: string): PassageStore;
+}
+const KINDS: Kind[] = [
+  { name: 'embedded', make: (db) => new EmbeddedPassageStore(db) },
+  // Searched exactly: the index threshold is far above these stores.
+  { name: 'lancedb', make: (db, dir) => new LancePassageStore(db, { uri: join(dir, 'lance'), indexAbove: 1_000_000 }) },
+];
+
+/** A database with session 's' in a temp folder, and the store of `kind` on it (reopen: same folder). */
+async function opened(kind: Kind, dir = tempDir()) {
+  const db = openDatabase(join(dir.path, 'coordinator.sqlite'));
+  if (!db.prepare("SELECT 1 FROM sessions WHERE id = 's'").get()) db.prepare("INSERT INTO sessions (id, config, admin_token_hash, join_code, created_at) VALUES ('s', '{}', 'h', 'j', ?)").run(nowIso());
+  const store = kind.make(db, dir.path);
+  await store.open();
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await store.close();
+    db.close();
+  };
+  cleanups.push(close);
+  return { db, store, dir, close };
+}
+
+const vector = (random: () => number, dim = DIM) => Array.from({ length: dim }, () => random() * 2 - 1);
+const input = (i: number, embedding: number[], text = `passage ${i}`): PassageInput => ({ title: `t${i}`, text, embedding, encoder: 'enc' });
+
+async function apiError(p: Promise<unknown>): Promise<ApiError> {
+  const e = await p.then(() => undefined, (x: unknown) => x);
+  expect(e).toBeInstanceOf(ApiError);
+  return e as ApiError;
+}
+
+/** Exact top-k computed here, independently of both stores. */
+function exactTop(rows: ReadonlyMap<number, readonly number[]>, q: readonly number[], k: number): number[] {
+  const index = new ExactVectorIndex(q.length);
+  for (const [id, v] of rows) index.add([id], [v]);
+  return index.search(q, k).map((h) => h.id);
+}
+
+describe.each(KINDS)('$name passage store', (kind) => {
+  it('adds, dedupes identical contributions (same batch, other clients), counts and credits as before', async () => {
+    const { store } = await opened(kind);
+    const r = seeded(1);
+    const e = [vector(r), vector(r), vector(r)];
+    const first = await store.add('s', MODELS, 'alice', [input(0, e[0]), input(1, e[1]), input(0, e[2])]);
+    expect(first.map((x) => x.duplicate)).toEqual([false, false, true]);
+    expect(first[2].id).toBe(first[0].id);
+    const second = await store.add('s', MODELS, 'bob', [input(1, e[2]), input(2, e[2])]);
+    expect(second).toEqual([{ id: first[1].id, duplicate: true }, { id: expect.any(Number), duplicate: false }]);
+    expect(store.count('s')).toBe(3);
+    expect(store.contributions('s')).toEqual([{ clientId: 'alice', passages: 2 }, { clientId: 'bob', passages: 1 }]);
+    expect(store.get('s', [second[1].id, first[0].id, 999]).map((p) => p.text)).toEqual(['passage 2', 'passage 0']);
+    // The duplicate kept the stored embedding, not the one sent with it.
+    const hit = (await store.search('s', MODELS, e[1], 1, true))[0];
+    expect(hit.id).toBe(first[1].id);
+    expect(hit.embedding).toEqual(Array.from(Float32Array.from(e[1])));
+    expect(store.existingHashes('s', [store.get('s', [first[0].id])[0].hash, 'nope']).size).toBe(1);
+  });
+
+  it('withdraws: refuses strangers and unknown ids, keeps a passage others still contribute, removes it from search with its last contributor', async () => {
+    const { store } = await opened(kind);
+    const r = seeded(2);
+    const e = vector(r);
+    const [{ id }] = await store.add('s', MODELS, 'alice', [input(0, e)]);
+    await store.add('s', MODELS, 'bob', [input(0, e), input(1, vector(r))]);
+    expect((await apiError(store.withdraw('s', MODELS, 'carol', id))).code).toBe('not_your_passage');
+    expect((await apiError(store.withdraw('s', MODELS, 'alice', 12345))).code).toBe('passage_not_found');
+    expect(await store.withdraw('s', MODELS, 'alice', id)).toEqual({ deleted: false, contributorsLeft: 1 });
+    expect(store.get('s', [id])[0].clientId).toBe('bob');
+    expect((await store.search('s', MODELS, e, 1))[0].id).toBe(id);
+    expect(await store.withdraw('s', MODELS, 'bob', id)).toEqual({ deleted: true, contributorsLeft: 0 });
+    expect((await store.search('s', MODELS, e, 10)).map((h) => h.id)).not.toContain(id);
+    expect(store.count('s')).toBe(1);
+    expect((await apiError(store.withdraw('s', MODELS, 'bob', id))).code).toBe('passage_not_found');
+  });
+
+  it('searches exactly: the same ids, order and scores as an exact top-k, embeddings bit for bit', async () => {
+    const { store } = await opened(kind);
+    const r = seeded(3);
+    const rows = new Map<number, readonly number[]>();
+    for (let b = 0; b < 3; b++) {
+      const batch = Array.from({ length: 100 }, (_, i) => input(b * 100 + i, vector(r)));
+      (await store.add('s', MODELS, 'c', batch)).forEach((x, i) => rows.set(x.id, batch[i].embedding));
+    }
+    // Withdrawn passages leave the reference too.
+    for (const id of [...rows.keys()].slice(0, 30)) {
+      await store.withdraw('s', MODELS, 'c', id);
+      rows.delete(id);
+    }
+    for (let t = 0; t < 5; t++) {
+      const q = vector(r);
+      for (const k of [1, 10, 40, 1000]) {
+        const hits = await store.search('s', MODELS, q, k, true);
+        expect(hits.map((h) => h.id)).toEqual(exactTop(rows, q, k));
+        for (const h of hits) {
+          const v = Float32Array.from(rows.get(h.id)!);
+          expect(Float32Array.from(h.embedding!)).toEqual(v);
+          let dot = 0;
+          for (let j = 0; j < DIM; j++) dot += Math.fround(q[j]) * v[j];
+          expect(h.score).toBe(dot);
+        }
+      }
+    }
+  });
+
+  it('finds the same passages after a restart', async () => {
+    const first = await opened(kind);
+    const r = seeded(4);
+    const batch = Array.from({ length: 50 }, (_, i) => input(i, vector(r)));
+    await first.store.add('s', MODELS, 'c', batch);
+    const q = vector(r);
+    const before = await first.store.search('s', MODELS, q, 20, true);
+    await first.store.withdraw('s', MODELS, 'c', before[0].id);
+    const after = await first.store.search('s', MODELS, q, 20, true);
+    await first.close();
+    const again = await opened(kind, first.dir);
+    expect(again.store.count('s')).toBe(49);
+    expect(await again.store.search('s', MODELS, q, 20, true)).toEqual(after);
+    // Ids keep growing: a new passage does not reuse the withdrawn one's id.
+    const [{ id }] = await again.store.add('s', MODELS, 'c', [input(99, vector(r))]);
+    expect(id).toBeGreaterThan(Math.max(...before.map((h) => h.id)));
+    again.dir.remove();
+  });
+
+  it('refuses hostile input with the same 4xx as before and leaves the store unchanged', async () => {
+    const { store } = await opened(kind);
+    const r = seeded(5);
+    await store.add('s', MODELS, 'c', [input(0, vector(r))]);
+    const good = input(1, vector(r));
+    const cases: Array<[PassageInput, string]> = [
+      [{ ...good, embedding: vector(r, DIM - 1) }, 'wrong_embedding_dimension'],
+      [{ ...good, encoder: 'other' }, 'wrong_encoder'],
+      [{ ...good, text: '  \n' }, 'empty_text'],
+      [{ ...good, embedding: [...vector(r, DIM - 1), 1e39] }, 'non_finite'],
+      [{ ...good, embedding: [...vector(r, DIM - 1), Number.NaN] }, 'non_finite'],
+    ];
+    for (const [bad, code] of cases) {
+      // A bad passage after a good one: the whole batch is refused.
+      expect((await apiError(store.add('s', MODELS, 'c', [good, bad]))).code).toBe(code);
+    }
+    const quota = { client: { maxPassages: 1, maxBytes: 1e9 } };
+    const refused = await apiError(store.add('s', MODELS, 'c', [good], quota));
+    expect([refused.status, refused.code]).toEqual([413, 'passage_quota_exceeded']);
+    expect((await apiError(store.search('s', MODELS, vector(r, DIM + 1), 5))).code).toBe('wrong_embedding_dimension');
+    expect((await apiError(store.search('s', MODELS, [...vector(r, DIM - 1), Infinity], 5))).code).toBe('non_finite');
+    expect(store.count('s')).toBe(1);
+    expect((await store.search('s', MODELS, vector(r), 10)).length).toBe(1);
+    // Quota bytes count 4 per embedding value in both stores.
+    const bytes = Buffer.byteLength('t0') + Buffer.byteLength('passage 0') + 4 * DIM;
+    await store.add('s', MODELS, 'c', [good], { session: { maxPassages: 10, maxBytes: bytes + Buffer.byteLength('t1passage 1') + 4 * DIM } });
+    expect((await apiError(store.add('s', MODELS, 'c', [input(2, vector(r))], { session: { maxPassages: 10, maxBytes: 2 * bytes + 4 * DIM } }))).code).toBe('passage_quota_exceeded');
+    expect(store.count('s')).toBe(2);
+  });
+});
+
+describe.each(KINDS)('$name passage store over HTTP', (kind) => {
+  it('answers bad bytes with 4xx, never 5xx, and serves the same store after a restart', async () => {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    const options = { dataDir: join(dir.path, 'data'), rateLimitPerMinute: 100_000, ...(kind.name === 'lancedb' ? { passageStore: { uri: join(dir.path, 'lance'), indexAbove: 1_000_000 } } : {}) };
+    let server = await startServer(options);
+    cleanups.push(() => server.app.close());
+    const anon = new CoragClient(server.url);
+    const created = await anon.createSession({ name: 'p', models: MODELS, passages: { embeddingCheck: 'off' } });
+    const sid = created.session.id;
+    const token = (await anon.join(created.joinCode)).token;
+    const client = () => new CoragClient(server.url).withToken(token);
+    const r = seeded(6);
+    const added = await client().addPassages(sid, Array.from({ length: 20 }, (_, i) => input(i, vector(r))));
+    expect(added.results.every((x) => !x.duplicate)).toBe(true);
+    const q = vector(r);
+    const hits = await client().search(sid, q, 5, { withEmbeddings: true });
+    for (const [body, path] of [
+      ['{"embedding": [1, 2', 'passages/search'],
+      [JSON.stringify({ embedding: 'abc', k: 5 }), 'passages/search'],
+      [JSON.stringify({ embedding: vector(r), k: -1 }), 'passages/search'],
+      [JSON.stringify({ embedding: vector(r), k: 1e9 }), 'passages/search'],
+      // 1e400 parses to Infinity.
+      [JSON.stringify({ passages: [{ ...input(30, vector(r)), embedding: [...vector(r, DIM - 1), 0] }] }).replace(/,0\]/, ',1e400]'), 'passages'],
+      [JSON.stringify({ passages: [{ ...input(30, vector(r)), embedding: vector(r, DIM + 3) }] }), 'passages'],
+      ['\u0000\u00ff\u0001garbage', 'passages'],
+    ]) {
+      const res = await fetch(`${server.url}/api/sessions/${sid}/${path}`, { method: 'POST', body, headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` } });
+      expect(res.status, body).toBeGreaterThanOrEqual(400);
+      expect(res.status, body).toBeLessThan(500);
+      expect(await res.json()).toHaveProperty('error');
+    }
+    const del = await fetch(`${server.url}/api/sessions/${sid}/passages/99999`, { method: 'DELETE', headers: { authorization: `Bearer ${token}` } });
+    expect(del.status).toBe(404);
+    expect((await client().session(sid)).passages).toBe(20);
+    await server.app.close();
+    server = await startServer(options);
+    expect(await client().search(sid, q, 5, { withEmbeddings: true })).toEqual(hits);
+    await client().deletePassage(sid, hits[0].id);
+    const left = (await client().search(sid, q, 5)).map((h) => h.id);
+    expect(left.slice(0, 4)).toEqual(hits.slice(1).map((h) => h.id));
+    expect(left).not.toContain(hits[0].id);
+    const err = await client().search(sid, vector(r, 3), 5).then(() => undefined, (e: unknown) => e as CoragHttpError);
+    expect(err?.code).toBe('wrong_embedding_dimension');
+  });
+});
+
+describe('LanceDB passage store', () => {
+  /** A Gaussian mixture (64 centres): clustered like real embeddings, so IVF has structure to find. */
+  function clustered(n: number, dim: number, random: () => number): number[][] {
+    const centres = Array.from({ length: 64 }, () => vector(random, dim));
+    return Array.from({ length: n }, (_, i) => centres[i % 64].map((c) => c + 0.35 * (random() * 2 - 1)));
+  }
+
+  it('past the crossover builds an IVF-PQ index in the background, searching exactly meanwhile; recall@40 ≥ 0.99 after', async () => {
+    const dim = 32;
+    const models = { ...MODELS, embeddingDim: dim };
+    const lines: string[] = [];
+    const kind: Kind = { name: 'lancedb', make: (db, dir) => new LancePassageStore(db, { uri: join(dir, 'lance'), indexAbove: 3000, numPartitions: 32, numSubVectors: 8, reindexEvery: 400, log: (l) => lines.push(l) }) };
+    const { store, dir, close } = await opened(kind);
+    const lance = store as LancePassageStore;
+    const r = seeded(7);
+    const data = clustered(4000, dim, r);
+    const rows = new Map<number, readonly number[]>();
+    const addRange = async (from: number, to: number) => {
+      const batch = data.slice(from, to).map((v, i) => input(from + i, v));
+      (await store.add('s', models, 'c', batch)).forEach((x, i) => rows.set(x.id, batch[i].embedding));
+    };
+    for (let i = 0; i < 2500; i += 500) await addRange(i, i + 500);
+    expect(await lance.searchMode('s', dim)).toBe('exact');
+    await addRange(2500, 3000); // reaches the crossover: the build starts
+    expect(await lance.searchMode('s', dim)).toBe('building');
+    // While it builds: searches are answered (exactly), adds and withdrawals go on.
+    const q0 = vector(r, dim);
+    expect((await store.search('s', models, q0, 40)).map((h) => h.id)).toEqual(exactTop(rows, q0, 40));
+    await addRange(3000, 3500);
+    const withdrawn = [...rows.keys()].filter((_, i) => i % 50 === 0);
+    for (const id of withdrawn) {
+      await store.withdraw('s', models, 'c', id);
+      rows.delete(id);
+    }
+    await lance.settled('s', dim);
+    expect(await lance.searchMode('s', dim)).toBe('ivf-pq');
+    expect(lines.some((l) => l.includes('index built'))).toBe(true);
+    await addRange(3500, 4000); // after the build: searched flat beside the index, then folded in (reindexEvery)
+    await lance.settled('s', dim);
+    expect(lines.some((l) => /index updated to \d+ passages/.test(l))).toBe(true);
+    const recall = async (s: PassageStore) => {
+      let found = 0;
+      let asked = 0;
+      for (let t = 0; t < 20; t++) {
+        const q = data[(t * 97) % data.length].map((x) => x + 0.1 * (r() * 2 - 1));
+        const want = new Set(exactTop(rows, q, 40));
+        const hits = await s.search('s', models, q, 40);
+        expect(hits).toHaveLength(40);
+        for (const h of hits) expect(withdrawn).not.toContain(h.id);
+        found += hits.filter((h) => want.has(h.id)).length;
+        asked += want.size;
+      }
+      return found / asked;
+    };
+    expect(await recall(store)).toBeGreaterThanOrEqual(0.99);
+    // A restart finds the index (no rebuild) and the same passages.
+    await close();
+    const again = await opened(kind, dir);
+    expect(await (again.store as LancePassageStore).searchMode('s', dim)).toBe('ivf-pq');
+    expect(again.store.count('s')).toBe(rows.size);
+    expect(await recall(again.store)).toBeGreaterThanOrEqual(0.99);
+    dir.remove();
+  }, 60_000);
+
+  it('on open deletes vectors whose records never committed, and refuses records whose vectors are missing', async () => {
+    const kind = KINDS[1];
+    const first = await opened(kind);
+    const r = seeded(8);
+    await first.store.add('s', MODELS, 'c', Array.from({ length: 5 }, (_, i) => input(i, vector(r))));
+    await first.close();
+    // A crash between the vectors' commit and the records' commit leaves vectors under unrecorded ids.
+    const { connect } = await import('@lancedb/lancedb');
+    const conn = await connect(join(first.dir.path, 'lance'));
+    const table = await conn.openTable('passages_s');
+    await table.add([{ id: 6, vector: vector(r) }, { id: 7, vector: vector(r) }]);
+    expect(await table.countRows()).toBe(7);
+    const again = await opened(kind, first.dir);
+    await table.checkoutLatest(); // this handle reads the version it opened until told otherwise
+    expect(await table.countRows()).toBe(5);
+    expect((await again.store.search('s', MODELS, vector(r), 10)).length).toBe(5);
+    // The next add takes the ids the strays had: they are gone, so nothing mixes.
+    const [{ id }] = await again.store.add('s', MODELS, 'c', [input(9, vector(r))]);
+    expect(id).toBe(6);
+    await again.close();
+    await table.delete('id = 1');
+    const err = await opened(kind, first.dir).then(() => undefined, (e: unknown) => e as Error);
+    expect(err?.message).toMatch(/1 of its 6 passages have no vector in this store \(e\.g\. passage 1\).*--passage-store/);
+    conn.close();
+    first.dir.remove();
+  });
+
+  it('moves the embeddings of a folder the embedded store wrote; the embedded store then refuses that folder', async () => {
+    const embedded = await opened(KINDS[0]);
+    const r = seeded(9);
+    const batch = Array.from({ length: 30 }, (_, i) => input(i, vector(r)));
+    await embedded.store.add('s', MODELS, 'c', batch);
+    const q = vector(r);
+    const before = await embedded.store.search('s', MODELS, q, 10, true);
+    await embedded.close();
+    const lance = await opened(KINDS[1], embedded.dir);
+    expect(await lance.store.search('s', MODELS, q, 10, true)).toEqual(before);
+    expect(lance.db.prepare('SELECT COUNT(*) AS n FROM passages WHERE length(embedding) > 0').get()).toEqual({ n: 0 });
+    await lance.close();
+    const err = await opened(KINDS[0], embedded.dir).then(() => undefined, (e: unknown) => e as Error);
+    expect(err?.message).toMatch(/session s are in a LanceDB passage store.*--passage-store/);
+    embedded.dir.remove();
+  });
+
+  it('validates --passage-store / CORAG_PASSAGE_STORE with a clear error', () => {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    expect(parsePassageStoreLocation('lance', dir.path)).toBe(join(dir.path, 'lance'));
+    expect(parsePassageStoreLocation('s3://my-bucket/corag/passages/')).toBe('s3://my-bucket/corag/passages');
+    expect(() => parsePassageStoreLocation('  ')).toThrow(/empty value/);
+    expect(() => parsePassageStoreLocation('http://example.org/x')).toThrow(/"http:\/\/" is not supported/);
+    expect(() => parsePassageStoreLocation('s3://A_Bucket')).toThrow(/not an s3:\/\/bucket\/prefix URI/);
+    const file = join(dir.path, 'file.txt');
+    writeFileSync(file, 'x');
+    expect(() => parsePassageStoreLocation(file)).toThrow(/exists and is not a folder/);
+    const cli = spawnSync(process.execPath, ['--import', 'tsx', 'server/main.ts', '--no-demo', '--port', '0', '--data-dir', join(dir.path, 'data'), '--passage-store', 'gs://bucket/x'], { encoding: 'utf8', timeout: 30_000 });
+    expect(cli.status).toBe(1);
+    expect(cli.stderr).toContain('coordinator: --passage-store: "gs://" is not supported');
+    const env = spawnSync(process.execPath, ['--import', 'tsx', 'server/main.ts', '--no-demo', '--port', '0', '--data-dir', join(dir.path, 'data')], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, CORAG_PASSAGE_STORE: file } });
+    expect(env.status).toBe(1);
+    expect(env.stderr).toContain('is not a folder');
+  }, 60_000);
+});
+
+describe('LanceDB passage store: SIGKILL between its two commits', () => {
+  const ROOT = new URL('../../', import.meta.url).pathname;
+  /** `npm start` with a LanceDB store in a child process, optionally killed at a crash point. */
+  async function child(dataDir: string, store: string, crashAt = ''): Promise<{ url: string; exited: Promise<unknown>; kill: () => void }> {
+    const { spawn } = await import('node:child_process');
+    const proc = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts', '--port', '0', '--no-demo', '--data-dir', dataDir, '--passage-store', store], {
+      cwd: ROOT, env: { ...process.env, CORAG_CRASH_AT: crashAt }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const exited = new Promise((res) => proc.once('exit', res));
+    const kill = () => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL'); };
+    cleanups.push(kill);
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      proc.stdout!.on('data', (b: Buffer) => {
+        out += b.toString();
+        const m = /listening on (http:\/\/\S+)/.exec(out);
+        if (m) resolve(m[1]);
+      });
+      proc.stderr!.on('data', (b: Buffer) => { out += b.toString(); });
+      proc.once('exit', () => reject(new Error(`coordinator exited before listening:\n${out}`)));
+    });
+    return { url, exited, kill };
+  }
+
+  it('loses no committed passage, keeps no stray vector, reuses nothing wrongly', async () => {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    const data = join(dir.path, 'data');
+    const store = join(dir.path, 'lance');
+    const r = seeded(10);
+    const vectorsIn = async () => {
+      const { connect } = await import('@lancedb/lancedb');
+      const conn = await connect(store);
+      const table = await conn.openTable(`passages_${sid}`);
+      const n = await table.countRows();
+      conn.close();
+      return n;
+    };
+
+    let c = await child(data, store);
+    const anon = new CoragClient(c.url);
+    const created = await anon.createSession({ name: 'crash', models: MODELS, passages: { embeddingCheck: 'off' } });
+    const sid = created.session.id;
+    const token = (await anon.join(created.joinCode)).token;
+    const as = () => new CoragClient(c.url).withToken(token);
+    const first = await as().addPassages(sid, [input(0, vector(r)), input(1, vector(r))]);
+    c.kill();
+    await c.exited;
+
+    // Killed after the vectors' commit, before the records': the client never got an answer.
+    c = await child(data, store, 'passages:vectors-committed');
+    const batch = [input(2, vector(r)), input(3, vector(r)), input(0, vector(r))];
+    await expect(as().addPassages(sid, batch)).rejects.toThrow();
+    await c.exited;
+    expect(await vectorsIn()).toBe(4); // two committed, two strays
+    c = await child(data, store);
+    expect(await vectorsIn()).toBe(2); // the strays went on open
+    expect((await as().session(sid)).passages).toBe(2);
+    // The retry stores them (once); the duplicate of passage 0 stays a duplicate.
+    const retry = await as().addPassages(sid, batch);
+    expect(retry.results.map((x) => x.duplicate)).toEqual([false, false, true]);
+    expect(retry.results[2].id).toBe(first.results[0].id);
+    const hit = await as().search(sid, batch[1].embedding, 1, { withEmbeddings: true });
+    expect([hit[0].id, hit[0].embedding]).toEqual([retry.results[1].id, Array.from(Float32Array.from(batch[1].embedding))]);
+    c.kill();
+    await c.exited;
+
+    // Killed after a withdrawal's records commit, before its vector is deleted.
+    c = await child(data, store, 'passages:records-withdrawn');
+    await expect(as().deletePassage(sid, retry.results[0].id)).rejects.toThrow();
+    await c.exited;
+    expect(await vectorsIn()).toBe(4);
+    c = await child(data, store);
+    expect(await vectorsIn()).toBe(3);
+    expect((await as().session(sid)).passages).toBe(3);
+    expect((await as().search(sid, batch[0].embedding, 10)).map((h) => h.id)).not.toContain(retry.results[0].id);
+    const err = await as().deletePassage(sid, retry.results[0].id).then(() => undefined, (e: unknown) => e as CoragHttpError);
+    expect(err?.status).toBe(404);
+    c.kill();
+    await c.exited;
+  }, 120_000);
+});
