@@ -72,19 +72,30 @@ interface Row {
   answers: string[];
 }
 
-const DEMO_LINES = readFileSync(join(repoRoot, 'public/demo/passages.jsonl'), 'utf8').split('\n').filter((l) => l.trim());
-const QUESTIONS = readFileSync(join(repoRoot, 'public/demo/qa.jsonl'), 'utf8').split('\n').filter((l) => l.trim()).map((l) => (JSON.parse(l) as { question: string }).question);
+const DEMO_LINES = readFileSync(join(repoRoot, 'public/demo/passages.jsonl'), 'utf8')
+  .split('\n')
+  .filter((l) => l.trim());
+const QUESTIONS = readFileSync(join(repoRoot, 'public/demo/qa.jsonl'), 'utf8')
+  .split('\n')
+  .filter((l) => l.trim())
+  .map((l) => (JSON.parse(l) as { question: string }).question);
 
 async function fileRowDone(page: Page, name: string): Promise<void> {
-  await page.waitForFunction((file) => [...document.querySelectorAll('#files-table tbody tr')]
-    .some((tr) => tr.querySelector('th')?.textContent === file && tr.children[2]?.textContent === '✓'), name, { timeout: 1_800_000, polling: 100 });
+  await page.waitForFunction(
+    (file) =>
+      [...document.querySelectorAll('#files-table tbody tr')].some((tr) => tr.querySelector('th')?.textContent === file && tr.children[2]?.textContent === '✓'),
+    name,
+    { timeout: 1_800_000, polling: 100 },
+  );
 }
 
 async function measure(browser: Browser, url: string, joinCode: string, variant: Variant, o: Options): Promise<Row> {
   const context = await browser.newContext({ viewport: { width: 1200, height: 860 } });
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error(`[${variant}] uncaught ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') console.error(`[${variant}] ${m.text()}`); });
+  page.on('console', (m) => {
+    if (m.type() === 'error') console.error(`[${variant}] ${m.text()}`);
+  });
   try {
     const backend = variant === 'wasm-noniso' ? 'wasm' : variant;
     const query = `?join=${encodeURIComponent(joinCode)}${backend === 'auto' ? '' : `&backend=${backend}`}`;
@@ -95,7 +106,9 @@ async function measure(browser: Browser, url: string, joinCode: string, variant:
     const isolated = await page.evaluate(() => crossOriginIsolated);
     await page.fill('#join-name', `bench ${variant}`);
     await page.click('button[type=submit]');
-    await page.waitForFunction(() => /model v\d+(?! \(loading\))/.test(document.querySelector('#connection')?.textContent ?? ''), undefined, { timeout: 600_000 });
+    await page.waitForFunction(() => /model v\d+(?! \(loading\))/.test(document.querySelector('#connection')?.textContent ?? ''), undefined, {
+      timeout: 600_000,
+    });
     const modelLoadS = (performance.now() - t0) / 1000;
     console.error(`[bench] ${variant}: ${banner}; isolated=${isolated}; ready in ${modelLoadS.toFixed(1)} s`);
 
@@ -133,7 +146,19 @@ async function measure(browser: Browser, url: string, joinCode: string, variant:
       answers.push((await page.locator('#answer-text').textContent()) ?? '');
       console.error(`[bench] ${variant}: "${QUESTIONS[q]}" → "${answers.at(-1)}" in ${askS.at(-1)!.toFixed(1)} s (page: ${askPageS.at(-1)} s)`);
     }
-    return { variant, banner, isolated, modelLoadS, passages: n, embedS, embedAllS: (embedS * DEMO_LINES.length) / n, extrapolated: n !== DEMO_LINES.length, askS, askPageS, answers };
+    return {
+      variant,
+      banner,
+      isolated,
+      modelLoadS,
+      passages: n,
+      embedS,
+      embedAllS: (embedS * DEMO_LINES.length) / n,
+      extrapolated: n !== DEMO_LINES.length,
+      askS,
+      askPageS,
+      answers,
+    };
   } finally {
     await context.close();
   }
@@ -146,7 +171,9 @@ function table(rows: readonly Row[]): string {
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const r of rows) {
-    lines.push(`| ${r.variant} | ${r.banner.replace(/\|/g, '\\|')} | ${r.isolated ? 'yes' : 'no'} | ${f(r.modelLoadS)} | ${r.passages} | ${f(r.embedS)} (${(r.passages / r.embedS).toFixed(1)}) | ${f(r.embedAllS)}${r.extrapolated ? ' (extrapolated)' : ''} | ${r.askS[0] !== undefined ? f(r.askS[0]) : '–'} | ${r.askS[1] !== undefined ? f(r.askS[1]) : '–'} |`);
+    lines.push(
+      `| ${r.variant} | ${r.banner.replace(/\|/g, '\\|')} | ${r.isolated ? 'yes' : 'no'} | ${f(r.modelLoadS)} | ${r.passages} | ${f(r.embedS)} (${(r.passages / r.embedS).toFixed(1)}) | ${f(r.embedAllS)}${r.extrapolated ? ' (extrapolated)' : ''} | ${r.askS[0] !== undefined ? f(r.askS[0]) : '–'} | ${r.askS[1] !== undefined ? f(r.askS[1]) : '–'} |`,
+    );
   }
   return lines.join('\n');
 }
@@ -159,9 +186,21 @@ async function main(): Promise<void> {
   let browser: Browser | undefined;
   try {
     console.error('[bench] building the web app…');
-    await build({ configFile: join(repoRoot, 'vite.config.ts'), root: repoRoot, logLevel: 'warn', cacheDir: join(work, '.vite-cache'), build: { outDir: dist, emptyOutDir: true, minify: true, sourcemap: false, reportCompressedSize: false } });
+    await build({
+      configFile: join(repoRoot, 'vite.config.ts'),
+      root: repoRoot,
+      logLevel: 'warn',
+      cacheDir: join(work, '.vite-cache'),
+      build: { outDir: dist, emptyOutDir: true, minify: true, sourcemap: false, reportCompressedSize: false },
+    });
     const start = async (crossOriginIsolation: boolean, dataDir: string) => {
-      const built = await buildApp({ dataDir: join(work, dataDir), staticDir: dist, rateLimitPerMinute: 100_000, joinsPerMinutePerIp: 1_000_000, crossOriginIsolation });
+      const built = await buildApp({
+        dataDir: join(work, dataDir),
+        staticDir: dist,
+        rateLimitPerMinute: 100_000,
+        joinsPerMinutePerIp: 1_000_000,
+        crossOriginIsolation,
+      });
       apps.push(built.app);
       console.error(`[bench] demo session (${pretrainedDemoAvailable() ? 'pretrained demo models' : 'tiny random models'}), seeding the store…`);
       const created = await createDemoSession(built.coordinator, undefined, { log: (l) => console.error(`[bench] ${l.trim()}`) });
@@ -188,7 +227,10 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(() => process.exit(0), (e: unknown) => {
-  console.error(e);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

@@ -21,7 +21,10 @@ async function main(): Promise<void> {
   await embedPassages(bundle, passages.slice(0, 32), { batchSize: 16 }); // warm-up
   const times: Record<'input order' | 'by length', number[]> = { 'input order': [], 'by length': [] };
   for (let r = 0; r < reps; r++) {
-    for (const [label, sortByLength] of [['input order', false], ['by length', true]] as const) {
+    for (const [label, sortByLength] of [
+      ['input order', false],
+      ['by length', true],
+    ] as const) {
       const t0 = performance.now();
       await embedPassages(bundle, passages, { batchSize: 16, sortByLength });
       times[label].push((performance.now() - t0) / 1000);
@@ -29,11 +32,15 @@ async function main(): Promise<void> {
   }
   console.log(`${backend.name} (${backend.detail}), ${passages.length} demo passages, batch 16`);
   console.log('| batches | seconds per run | passages/s (best) |\n| --- | --- | --- |');
-  for (const [label, t] of Object.entries(times)) console.log(`| ${label} | ${t.map((x) => x.toFixed(1)).join(', ')} | ${(passages.length / Math.min(...t)).toFixed(1)} |`);
+  for (const [label, t] of Object.entries(times))
+    console.log(`| ${label} | ${t.map((x) => x.toFixed(1)).join(', ')} | ${(passages.length / Math.min(...t)).toFixed(1)} |`);
   bundle.dispose();
 }
 
-main().then(() => process.exit(0), (e: unknown) => {
-  console.error(e);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    console.error(e);
+    process.exit(1);
+  },
+);

@@ -11,7 +11,18 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { BackendName, BackendReport } from '../src/model/backend';
 import { parseT5Config } from '../src/model/t5/config';
 import { trainMemoryBench, trainMemoryTable, TRAIN_PATHS, type TrainMemoryRow, type TrainPath } from './train-memory';
-import { benchModel, linearLayoutBench, linearLayoutTable, markdownTable, matmulGflops, t5SmallWorkload, tinyWorkload, type BenchRow, type LinearLayoutRow, type Workload } from './model-bench';
+import {
+  benchModel,
+  linearLayoutBench,
+  linearLayoutTable,
+  markdownTable,
+  matmulGflops,
+  t5SmallWorkload,
+  tinyWorkload,
+  type BenchRow,
+  type LinearLayoutRow,
+  type Workload,
+} from './model-bench';
 
 export type StartBackend = (name: BackendName) => Promise<BackendReport>;
 
@@ -111,15 +122,23 @@ async function runTrainMemory(startBackend: StartBackend, values: Record<string,
     if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${values[name]}`);
     return n;
   };
-  const paths = String(values.paths).split(',').map((p) => p.trim()) as TrainPath[];
+  const paths = String(values.paths)
+    .split(',')
+    .map((p) => p.trim()) as TrainPath[];
   for (const p of paths) if (!TRAIN_PATHS.includes(p)) throw new Error(`--paths: unknown path ${p}`);
   const batches = String(values.batches).split(',').map(Number);
   const workload: Workload = {
-    model: 't5-small dims (random)', config: parseT5Config({ model_type: 't5' }),
-    passages: int('passages'), passageLength: int('length'), targetLength: int('target'), newTokens: 0,
+    model: 't5-small dims (random)',
+    config: parseT5Config({ model_type: 't5' }),
+    passages: int('passages'),
+    passageLength: int('length'),
+    targetLength: int('target'),
+    newTokens: 0,
   };
   const rows: TrainMemoryRow[] = [];
-  for (const name of String(values.backends).split(',').map((s) => s.trim()) as BackendName[]) {
+  for (const name of String(values.backends)
+    .split(',')
+    .map((s) => s.trim()) as BackendName[]) {
     const report = await startBackend(name);
     for (const batch of batches) {
       const out = await trainMemoryBench(workload, { backend: report.name, batch, reps: int('reps'), paths, checkpointRows: int('checkpoint-rows') });

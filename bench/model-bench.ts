@@ -62,7 +62,8 @@ export function workloadFlops(w: Workload): { encoder: number; fidForward: numbe
   const encoder = c.num_layers * encoderPerToken * S;
   // Decoder, per target token: self-attention, cross-attention q/o and scores over S, FFN, LM head.
   const crossKv = c.num_decoder_layers * 2 * 2 * c.d_model * inner * S;
-  const decoderPerToken = (t: number) => c.num_decoder_layers * (2 * 4 * c.d_model * inner + 2 * 2 * t * inner + 2 * 2 * c.d_model * inner + 2 * 2 * S * inner + ffn) + 2 * c.d_model * c.vocab_size;
+  const decoderPerToken = (t: number) =>
+    c.num_decoder_layers * (2 * 4 * c.d_model * inner + 2 * 2 * t * inner + 2 * 2 * c.d_model * inner + 2 * 2 * S * inner + ffn) + 2 * c.d_model * c.vocab_size;
   const fidForward = encoder + crossKv + T * decoderPerToken(T);
   let generation = encoder + crossKv;
   for (let t = 1; t <= w.newTokens; t++) generation += decoderPerToken(t);
@@ -315,15 +316,27 @@ const MiB = 1024 * 1024;
 /** The results as a markdown table (one row per backend and batch size). */
 export function markdownTable(rows: readonly BenchRow[]): string {
   const header = [
-    'backend', 'adapter', 'model / shape', 'batch', 'matmul GFLOPS (n)', 'encoder tok/s (of matmul)',
-    'FiD train step ms (of matmul)', 'generate tok/s (of matmul)',
-    'kernels / train step: all, fwd+bwd (GPU dispatches)', 'kernels / token (GPU dispatches)',
-    'peak train MiB', 'GPU MiB allocated',
+    'backend',
+    'adapter',
+    'model / shape',
+    'batch',
+    'matmul GFLOPS (n)',
+    'encoder tok/s (of matmul)',
+    'FiD train step ms (of matmul)',
+    'generate tok/s (of matmul)',
+    'kernels / train step: all, fwd+bwd (GPU dispatches)',
+    'kernels / token (GPU dispatches)',
+    'peak train MiB',
+    'GPU MiB allocated',
   ];
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
   const dispatches = (k: KernelCount) => `${k.computeKernels}${k.gpuDispatches === undefined ? '' : ` (${k.gpuDispatches})`}`;
   const lines = rows.map((r) => [
-    r.backend, r.adapter, `${r.model}; ${r.shape}`, String(r.batch), `${r.matmulGflops.toFixed(1)} (${r.matmulSize})`,
+    r.backend,
+    r.adapter,
+    `${r.model}; ${r.shape}`,
+    String(r.batch),
+    `${r.matmulGflops.toFixed(1)} (${r.matmulSize})`,
     r.encoderTokensPerS === undefined ? '–' : `${r.encoderTokensPerS.toFixed(0)} (${pct(r.encoderFraction!)})`,
     `${r.trainStepMs.toFixed(0)} (${pct(r.trainFraction)})`,
     `${r.generationTokensPerS.toFixed(1)} (${pct(r.generationFraction)})`,
@@ -371,6 +384,12 @@ export async function linearLayoutBench(backend: string, rows: number, inDim: nu
 
 export function linearLayoutTable(rows: readonly LinearLayoutRow[]): string {
   const header = ['backend', 'Linear x·Wᵀ, forward + backward', 'tf.matMul transposeB GFLOPS', 'matMulWeightTransposed GFLOPS', 'speed-up'];
-  const lines = rows.map((r) => [r.backend, r.shape, r.transposeBGflops.toFixed(1), r.modelOpGflops.toFixed(1), `${(r.modelOpGflops / r.transposeBGflops).toFixed(2)}×`]);
+  const lines = rows.map((r) => [
+    r.backend,
+    r.shape,
+    r.transposeBGflops.toFixed(1),
+    r.modelOpGflops.toFixed(1),
+    `${(r.modelOpGflops / r.transposeBGflops).toFixed(2)}×`,
+  ]);
   return [header, header.map(() => '---'), ...lines].map((cells) => `| ${cells.join(' | ')} |`).join('\n');
 }

@@ -25,7 +25,10 @@ await installNodeWebGpu();
 if (!(await tf.setBackend('webgpu'))) throw new Error('webgpu backend did not start');
 await tf.ready();
 const PUBLIC = fileURLToPath(new URL('../public/', import.meta.url));
-const passages = readFileSync(join(PUBLIC, 'demo/passages.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { title: string; text: string });
+const passages = readFileSync(join(PUBLIC, 'demo/passages.jsonl'), 'utf8')
+  .trim()
+  .split('\n')
+  .map((l) => JSON.parse(l) as { title: string; text: string });
 
 const report: Record<string, unknown> = { backend: tf.getBackend() };
 for (const kind of kinds.split(',') as Array<'tiny' | 'demo'>) {

@@ -62,7 +62,9 @@ const medianMs = (f: () => void, runs = 5) => {
   return times[Math.floor(runs / 2)];
 };
 
-const { values: args } = parseArgs({ options: { 'passages-only': { type: 'boolean', default: false }, sizes: { type: 'string', default: '10000,20000,100000' } } });
+const { values: args } = parseArgs({
+  options: { 'passages-only': { type: 'boolean', default: false }, sizes: { type: 'string', default: '10000,20000,100000' } },
+});
 const passageSizes = args.sizes.split(',').map(Number);
 if (!passageSizes.every((n) => Number.isInteger(n) && n >= 1000)) throw new Error(`--sizes: comma-separated integers of at least 1000, got "${args.sizes}"`);
 const progress = (line: string) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
@@ -75,9 +77,14 @@ async function passageSearchSection(sizes: readonly number[]): Promise<string[]>
   const dim = 768;
   const k = 40;
   const queries = 20;
-  const out = ['## Passage search: exact vs LanceDB IVF-PQ (top-40, dim 768, clustered)', '',
-    `One LanceDB passage store per size (server/lance-passages.ts), filled through the store API in batches of 5,000; 768-d vectors from 256 Gaussian clusters; ${queries} queries drawn the same way. Latency: the store's \`search\` (records joined from SQLite, scores recomputed exactly), median of the ${queries} queries after one warm-up query. *exact*: the store below the crossover (our scan over the vectors loaded from LanceDB); *IVF-PQ*: after the background build (metric dot, partitions = round(√n), sub-vectors = dim/16 = 48, nprobes ${LANCE_DEFAULTS.nprobes}, refineFactor ${LANCE_DEFAULTS.refineFactor}, the store's defaults); *IVF-PQ query alone*: the same LanceDB query without the store around it (ids only); *LanceDB flat*: LanceDB's own exhaustive search on the same table (bypassVectorIndex). Exact and flat are timed before the build, IVF-PQ after it, nothing else running; the build is the store's own background build (started when the store, reopened, finds the session past the crossover), timed to its commit; fill: storing the passages (SQLite records + LanceDB vectors). Recall@40: the IVF-PQ top-40 against the exact top-40, over all queries. This 2-core machine is shared with other jobs: compare within a row.`, '',
-    '| passages | exact ms | LanceDB flat ms | IVF-PQ ms | IVF-PQ query alone ms | IVF-PQ recall@40 | index build s | fill s |', '|---:|---:|---:|---:|---:|---:|---:|---:|'];
+  const out = [
+    '## Passage search: exact vs LanceDB IVF-PQ (top-40, dim 768, clustered)',
+    '',
+    `One LanceDB passage store per size (server/lance-passages.ts), filled through the store API in batches of 5,000; 768-d vectors from 256 Gaussian clusters; ${queries} queries drawn the same way. Latency: the store's \`search\` (records joined from SQLite, scores recomputed exactly), median of the ${queries} queries after one warm-up query. *exact*: the store below the crossover (our scan over the vectors loaded from LanceDB); *IVF-PQ*: after the background build (metric dot, partitions = round(√n), sub-vectors = dim/16 = 48, nprobes ${LANCE_DEFAULTS.nprobes}, refineFactor ${LANCE_DEFAULTS.refineFactor}, the store's defaults); *IVF-PQ query alone*: the same LanceDB query without the store around it (ids only); *LanceDB flat*: LanceDB's own exhaustive search on the same table (bypassVectorIndex). Exact and flat are timed before the build, IVF-PQ after it, nothing else running; the build is the store's own background build (started when the store, reopened, finds the session past the crossover), timed to its commit; fill: storing the passages (SQLite records + LanceDB vectors). Recall@40: the IVF-PQ top-40 against the exact top-40, over all queries. This 2-core machine is shared with other jobs: compare within a row.`,
+    '',
+    '| passages | exact ms | LanceDB flat ms | IVF-PQ ms | IVF-PQ query alone ms | IVF-PQ recall@40 | index build s | fill s |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ];
   for (const n of sizes) {
     const dir = mkdtempSync(join(tmpdir(), 'corag-bench-lance-'));
     const db = openDatabase(join(dir, 'coordinator.sqlite'));
@@ -102,9 +109,17 @@ async function passageSearchSection(sizes: readonly number[]): Promise<string[]>
       const started = performance.now();
       for (let start = 0; start < n; start += 5000) {
         const size = Math.min(5000, n - start);
-        await store.add('bench', models, 'bench', Array.from({ length: size }, (_, i) => ({
-          title: `passage ${start + i}`, text: `text of passage ${start + i}`, embedding: sample((start + i) % 256), encoder: 'enc',
-        })));
+        await store.add(
+          'bench',
+          models,
+          'bench',
+          Array.from({ length: size }, (_, i) => ({
+            title: `passage ${start + i}`,
+            text: `text of passage ${start + i}`,
+            embedding: sample((start + i) % 256),
+            encoder: 'enc',
+          })),
+        );
         progress(`${n}: ${start + size} of ${n} passages stored`);
       }
       const fill = (performance.now() - started) / 1000;
@@ -138,7 +153,16 @@ async function passageSearchSection(sizes: readonly number[]): Promise<string[]>
       if ((await store.searchMode('bench', dim)) !== 'ivf-pq') throw new Error(`the index build at ${n} failed (see the log above)`);
       const annMs = await timeAll(async (q) => store.search('bench', models, q, k));
       table = await conn.openTable('passages_bench');
-      const rawMs = await timeAll((q) => table.vectorSearch(q).distanceType('dot').nprobes(LANCE_DEFAULTS.nprobes).refineFactor(LANCE_DEFAULTS.refineFactor).limit(k).select(['id', '_distance']).toArray());
+      const rawMs = await timeAll((q) =>
+        table
+          .vectorSearch(q)
+          .distanceType('dot')
+          .nprobes(LANCE_DEFAULTS.nprobes)
+          .refineFactor(LANCE_DEFAULTS.refineFactor)
+          .limit(k)
+          .select(['id', '_distance'])
+          .toArray(),
+      );
       conn.close();
       let found = 0;
       for (const [i, q] of qs.entries()) {
@@ -155,9 +179,12 @@ async function passageSearchSection(sizes: readonly number[]): Promise<string[]>
       rmSync(dir, { recursive: true, force: true });
     }
   }
-  out.push('',
+  out.push(
+    '',
     `**Crossover: a session is indexed from ${LANCE_DEFAULTS.indexAbove.toLocaleString('en')} passages** (\`LANCE_DEFAULTS.indexAbove\`, server/lance-passages.ts; a test or deployment may set \`indexAbove\`). Over three runs while choosing it (2026-12-05, this machine, other jobs running): at 10,000 the exact scan took 12.1–12.7 ms and IVF-PQ 11.1–16.1 ms, no gain for a build of 10–18 s and recall below 1; at 20,000 the scan took 23.5–33.9 ms against 14.3–15.9 ms; at 100,000 124–178 ms against 28–34 ms. The scan grows linearly with the store and IVF-PQ barely does, so the index pays from about 20,000 on. Below the crossover the exact scan is also the right exhaustive search: LanceDB's flat search was 1.6–5× slower. nprobes 40 rather than 20: on one index over the same data (LanceDB query alone, a scratch measurement) recall@40 went from 0.995 to 1.000 at 20k and from 0.9988 to 1.000 at 100k, latency unchanged; across the store runs it was 0.994–0.998 with 40 and 0.985–0.996 with 20 (k-means starts at random, so recall varies from build to build). HNSW-SQ is not offered: with \`dot\` it has a recall bug in lancedb 0.31.`,
-    '', '1,000,000 × 768 was not run: 3 GB of vectors (twice, the exact reference beside LanceDB) and an index build extrapolated to well over 15 minutes on 2 shared cores do not fit this benchmark\'s budget.');
+    '',
+    "1,000,000 × 768 was not run: 3 GB of vectors (twice, the exact reference beside LanceDB) and an index build extrapolated to well over 15 minutes on 2 shared cores do not fit this benchmark's budget.",
+  );
   return out;
 }
 
@@ -174,9 +201,18 @@ if (args['passages-only']) {
   process.exit(0);
 }
 
-const lines: string[] = ['# Coordinator benchmark', '', `Node ${process.version}, ${new Date().toISOString()}`, '', '## Aggregation (validate + running sum)', '',
-  'Each time: one warm-up call, then the median of 5 timed calls. Baseline: the same float64 a[i] += w·d[i] over the same float32 deltas, without decoding or validation.', '',
-  '| params | clients | GB/s | baseline GB/s | ratio |', '|---:|---:|---:|---:|---:|'];
+const lines: string[] = [
+  '# Coordinator benchmark',
+  '',
+  `Node ${process.version}, ${new Date().toISOString()}`,
+  '',
+  '## Aggregation (validate + running sum)',
+  '',
+  'Each time: one warm-up call, then the median of 5 timed calls. Baseline: the same float64 a[i] += w·d[i] over the same float32 deltas, without decoding or validation.',
+  '',
+  '| params | clients | GB/s | baseline GB/s | ratio |',
+  '|---:|---:|---:|---:|---:|',
+];
 for (const params of [1_000_000, 10_000_000]) {
   const shapes = new Map<string, number[]>([['w', [params]]]);
   const delta: Map<string, NamedTensor> = new Map([['w', { shape: [params], data: Float32Array.from({ length: params }, rand) }]]);
@@ -197,7 +233,15 @@ for (const params of [1_000_000, 10_000_000]) {
   }
 }
 
-lines.push('', '## Search (exact top-10, dim 768)', '', 'Each time: one warm-up call, then the median of 5 timed calls. Baseline: the same float32 dot products into a JS number, without top-k selection.', '', '| passages | ms / query | baseline ms (score only) | ratio |', '|---:|---:|---:|---:|');
+lines.push(
+  '',
+  '## Search (exact top-10, dim 768)',
+  '',
+  'Each time: one warm-up call, then the median of 5 timed calls. Baseline: the same float32 dot products into a JS number, without top-k selection.',
+  '',
+  '| passages | ms / query | baseline ms (score only) | ratio |',
+  '|---:|---:|---:|---:|',
+);
 const dim = 768;
 for (const n of [1_000, 10_000, 100_000]) {
   const index = new ExactVectorIndex(dim, n);
@@ -208,19 +252,26 @@ for (const n of [1_000, 10_000, 100_000]) {
   }
   const q = Float32Array.from({ length: dim }, rand);
   const queries = n >= 100_000 ? 5 : 20;
-  const t = medianMs(() => {
-    for (let r = 0; r < queries; r++) index.search(q, 10);
-  }) / queries;
+  const t =
+    medianMs(() => {
+      for (let r = 0; r < queries; r++) index.search(q, 10);
+    }) / queries;
   const flat = new Float32Array(n * dim);
   for (let i = 0; i < flat.length; i++) flat[i] = rand();
   const scores = new Float64Array(n);
-  const tb = medianMs(() => {
-    for (let r = 0; r < queries; r++) scoreAll(flat, q, scores, n, dim);
-  }) / queries;
+  const tb =
+    medianMs(() => {
+      for (let r = 0; r < queries; r++) scoreAll(flat, q, scores, n, dim);
+    }) / queries;
   lines.push(`| ${n.toLocaleString('en')} | ${t.toFixed(2)} | ${tb.toFixed(2)} | ${(tb / t).toFixed(2)} |`);
 }
-lines.push('', '## Search over HTTP, with the stored embeddings (10,000 × 768 store, 127.0.0.1)', '',
-  '| k | ms / query | KiB | baseline ms (texts only) | baseline KiB | time ratio |', '|---:|---:|---:|---:|---:|---:|');
+lines.push(
+  '',
+  '## Search over HTTP, with the stored embeddings (10,000 × 768 store, 127.0.0.1)',
+  '',
+  '| k | ms / query | KiB | baseline ms (texts only) | baseline KiB | time ratio |',
+  '|---:|---:|---:|---:|---:|---:|',
+);
 {
   const dir = mkdtempSync(join(tmpdir(), 'corag-bench-'));
   const { app, coordinator } = await buildApp({ dataDir: dir, rateLimitPerMinute: 1_000_000, joinsPerMinutePerIp: 1_000_000 });
@@ -232,15 +283,26 @@ lines.push('', '## Search over HTTP, with the stored embeddings (10,000 × 768 s
     // Filled through the store directly (10k HTTP adds would measure the adds, not the search).
     const models = coordinator.config(created.session.id).models;
     for (let start = 0; start < 10_000; start += 500) {
-      await coordinator.passages.add(created.session.id, models, joined.clientId, Array.from({ length: 500 }, (_, i) => ({
-        title: `passage ${start + i}`, text: `text of passage ${start + i} `.repeat(12), embedding: Array.from({ length: dim }, rand), encoder: 'enc',
-      })));
+      await coordinator.passages.add(
+        created.session.id,
+        models,
+        joined.clientId,
+        Array.from({ length: 500 }, (_, i) => ({
+          title: `passage ${start + i}`,
+          text: `text of passage ${start + i} `.repeat(12),
+          embedding: Array.from({ length: dim }, rand),
+          encoder: 'enc',
+        })),
+      );
     }
     const q = Array.from({ length: dim }, rand);
     const path = `${url}/api/sessions/${created.session.id}/passages/search`;
     const timed = async (k: number, withEmbeddings: boolean) => {
       const body = JSON.stringify({ embedding: q, k, ...(withEmbeddings ? { withEmbeddings } : {}) });
-      const post = () => fetch(path, { method: 'POST', headers: { authorization: `Bearer ${joined.token}`, 'content-type': 'application/json' }, body }).then((r) => r.arrayBuffer());
+      const post = () =>
+        fetch(path, { method: 'POST', headers: { authorization: `Bearer ${joined.token}`, 'content-type': 'application/json' }, body }).then((r) =>
+          r.arrayBuffer(),
+        );
       const bytes = (await post()).byteLength;
       const reps = 20;
       const t = performance.now();
@@ -250,7 +312,9 @@ lines.push('', '## Search over HTTP, with the stored embeddings (10,000 × 768 s
     for (const k of [5, 40]) {
       const base = await timed(k, false);
       const withVectors = await timed(k, true);
-      lines.push(`| ${k} | ${withVectors.ms.toFixed(2)} | ${withVectors.kib.toFixed(0)} | ${base.ms.toFixed(2)} | ${base.kib.toFixed(0)} | ${(withVectors.ms / base.ms).toFixed(2)} |`);
+      lines.push(
+        `| ${k} | ${withVectors.ms.toFixed(2)} | ${withVectors.kib.toFixed(0)} | ${base.ms.toFixed(2)} | ${base.kib.toFixed(0)} | ${(withVectors.ms / base.ms).toFixed(2)} |`,
+      );
     }
   } finally {
     await app.close();
@@ -260,7 +324,7 @@ lines.push('', '## Search over HTTP, with the stored embeddings (10,000 × 768 s
 // ---- Robust aggregation strategies against FedAvg (issue 17; scripts/robustness/throughput.ts).
 lines.push('', '## Aggregation strategies vs FedAvg (same deltas, same run)', '', ...throughputTable(1_000_000, 8), '', ...throughputTable(1_000_000, 32));
 
-lines.push('', ...await passageSearchSection(passageSizes));
+lines.push('', ...(await passageSearchSection(passageSizes)));
 
 const table = lines.join('\n') + '\n';
 process.stdout.write(table);

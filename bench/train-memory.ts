@@ -105,7 +105,10 @@ async function median(reps: number, run: () => Promise<void>): Promise<number> {
  * a tf.profile'd step, then `reps` timed steps. Every path starts from the same random weights and
  * inputs, so the first-step losses must agree.
  */
-export async function trainMemoryBench(w: Workload, options: { backend: string; batch: number; reps: number; paths?: readonly TrainPath[]; checkpointRows?: number }): Promise<TrainMemoryRow[]> {
+export async function trainMemoryBench(
+  w: Workload,
+  options: { backend: string; batch: number; reps: number; paths?: readonly TrainPath[]; checkpointRows?: number },
+): Promise<TrainMemoryRow[]> {
   const { batch, reps } = options;
   const rows: TrainMemoryRow[] = [];
   for (const path of options.paths ?? TRAIN_PATHS) {
@@ -121,7 +124,7 @@ export async function trainMemoryBench(w: Workload, options: { backend: string; 
     const mask = tf.onesLike(ids);
     const labels = tf.tidy(() => tf.cast(tf.randomUniform([batch, w.targetLength], 2, w.config.vocab_size, 'float32', 4), 'int32'));
     const optimizer = new AdamW({ lr: 1e-4, clipNorm: 1 });
-    const checkpointRows = path === 'lean+ckpt' ? options.checkpointRows ?? 1 : undefined;
+    const checkpointRows = path === 'lean+ckpt' ? (options.checkpointRows ?? 1) : undefined;
     const loss = () => fidLoss(model, ids, mask, w.passages, labels, undefined, { checkpointRows });
     let lastLoss = NaN;
     const step = async () => {
@@ -138,9 +141,19 @@ export async function trainMemoryBench(w: Workload, options: { backend: string; 
       const profile = await tf.profile(step);
       const stepMs = await median(reps, step);
       rows.push({
-        backend: options.backend, model: w.model, passages: w.passages, passageLength: w.passageLength, targetLength: w.targetLength,
-        batch, path, ...(checkpointRows !== undefined && { checkpointRows }),
-        peakBytes, profilePeakBytes: profile.peakBytes, staticBytes, stepMs, loss: firstLoss,
+        backend: options.backend,
+        model: w.model,
+        passages: w.passages,
+        passageLength: w.passageLength,
+        targetLength: w.targetLength,
+        batch,
+        path,
+        ...(checkpointRows !== undefined && { checkpointRows }),
+        peakBytes,
+        profilePeakBytes: profile.peakBytes,
+        staticBytes,
+        stepMs,
+        loss: firstLoss,
       });
     } finally {
       optimizer.dispose();
@@ -154,17 +167,37 @@ const MiB = 1024 * 1024;
 
 /** The rows as a markdown table, each path's peak as a multiple of the `tfjs` row of the same shape. */
 export function trainMemoryTable(rows: readonly TrainMemoryRow[]): string {
-  const header = ['backend', 'model', 'FiD shape', 'batch', 'path', 'peak MiB (buffers)', 'vs tfjs', 'peak MiB (tf.profile)', 'params+moments MiB', 'step ms', 'step vs tfjs', 'loss (step 1)'];
+  const header = [
+    'backend',
+    'model',
+    'FiD shape',
+    'batch',
+    'path',
+    'peak MiB (buffers)',
+    'vs tfjs',
+    'peak MiB (tf.profile)',
+    'params+moments MiB',
+    'step ms',
+    'step vs tfjs',
+    'loss (step 1)',
+  ];
   const key = (r: TrainMemoryRow) => `${r.backend}|${r.model}|${r.passages}|${r.passageLength}|${r.targetLength}|${r.batch}`;
   const base = new Map(rows.filter((r) => r.path === 'tfjs').map((r) => [key(r), r]));
   const lines = rows.map((r) => {
     const b = base.get(key(r));
     return [
-      r.backend, r.model, `k=${r.passages} × ${r.passageLength} tok, target ${r.targetLength}`, String(r.batch),
+      r.backend,
+      r.model,
+      `k=${r.passages} × ${r.passageLength} tok, target ${r.targetLength}`,
+      String(r.batch),
       r.path + (r.checkpointRows !== undefined ? ` (${r.checkpointRows} row${r.checkpointRows === 1 ? '' : 's'}/chunk)` : ''),
-      (r.peakBytes / MiB).toFixed(1), b ? `${(r.peakBytes / b.peakBytes).toFixed(2)}×` : '–',
-      (r.profilePeakBytes / MiB).toFixed(1), (r.staticBytes / MiB).toFixed(1),
-      r.stepMs.toFixed(0), b ? `${(r.stepMs / b.stepMs).toFixed(2)}×` : '–', r.loss.toFixed(6),
+      (r.peakBytes / MiB).toFixed(1),
+      b ? `${(r.peakBytes / b.peakBytes).toFixed(2)}×` : '–',
+      (r.profilePeakBytes / MiB).toFixed(1),
+      (r.staticBytes / MiB).toFixed(1),
+      r.stepMs.toFixed(0),
+      b ? `${(r.stepMs / b.stepMs).toFixed(2)}×` : '–',
+      r.loss.toFixed(6),
     ];
   });
   return [header, header.map(() => '---'), ...lines].map((cells) => `| ${cells.join(' | ')} |`).join('\n');

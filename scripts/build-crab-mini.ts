@@ -40,7 +40,10 @@ function main(): void {
   set('clients', int('clients', values.clients));
   set('devPerClient', int('dev-per-client', values['dev-per-client']));
   set('testPerClient', int('test-per-client', values['test-per-client']));
-  set('shots', values.shots?.split(',').map((s) => int('shots', s.trim())!));
+  set(
+    'shots',
+    values.shots?.split(',').map((s) => int('shots', s.trim())!),
+  );
   const started = Date.now();
   const { manifest, manifestSha256 } = buildCrabMini({
     squad: values.squad,
@@ -48,7 +51,9 @@ function main(): void {
     out: resolve(values.out ?? (values['data-dir'] ? resolve(REPO, 'results/cache/crab') : DEFAULT_OUT)),
     config,
     words: int('words', values.words),
-    demo: values.demo ? { dir: resolve(values.demo), articles: int('demo-articles', values['demo-articles'])!, maxQa: int('demo-qa', values['demo-qa'])! } : undefined,
+    demo: values.demo
+      ? { dir: resolve(values.demo), articles: int('demo-articles', values['demo-articles'])!, maxQa: int('demo-qa', values['demo-qa'])! }
+      : undefined,
     log: (line) => console.log(line),
   });
   console.log(JSON.stringify({ ...manifest.stats, trainingStores: undefined, manifestSha256, seconds: (Date.now() - started) / 1000 }));

@@ -74,9 +74,15 @@ const { values: flags, positionals } = parseArgs({
   },
 });
 const [dModel = '64', lr = '3e-3', steps = '600', keyTokens = '3', mode] = positionals;
-const Q = Number(flags.queries), V = Number(flags.vocab), P = Number(flags.passage), B = Number(flags.batch), K = Number(keyTokens), N = Number(flags.next);
+const Q = Number(flags.queries),
+  V = Number(flags.vocab),
+  P = Number(flags.passage),
+  B = Number(flags.batch),
+  K = Number(keyTokens),
+  N = Number(flags.next);
 const PREFIX = mode === 'prefix';
-if (![V, P, B, K, N, Q].every((n) => Number.isInteger(n) && n > 0) || P < Q * (K + N)) throw new Error('vocab, passage, batch, key tokens and --next must be positive integers, passage ≥ key + next');
+if (![V, P, B, K, N, Q].every((n) => Number.isInteger(n) && n > 0) || P < Q * (K + N))
+  throw new Error('vocab, passage, batch, key tokens and --next must be positive integers, passage ≥ key + next');
 
 // --backend webgpu: Dawn in Node (SwiftShader here, the NVIDIA GPU on the device: pack this script
 // with ../shared/gpu/pack.sh as bench/pretrain.gpu.ts is, and pass the flags to .gpu/run.sh).
@@ -84,9 +90,19 @@ if (flags.backend === 'webgpu') await installNodeWebGpu();
 else if (flags.backend !== 'wasm') throw new Error(`--backend is wasm or webgpu, got ${flags.backend}`);
 await initBackend(flags.backend);
 const cfg = parseT5Config({
-  model_type: 't5', vocab_size: V, d_model: Number(dModel), d_kv: Number(flags['d-kv']), num_heads: Number(flags.heads), d_ff: Number(flags['d-ff']),
-  num_layers: Number(flags['enc-layers']), num_decoder_layers: Number(flags['dec-layers']), feed_forward_proj: 'gated-gelu',
-  tie_word_embeddings: !flags.untied, decoder_start_token_id: 0, pad_token_id: 0, eos_token_id: 1,
+  model_type: 't5',
+  vocab_size: V,
+  d_model: Number(dModel),
+  d_kv: Number(flags['d-kv']),
+  num_heads: Number(flags.heads),
+  d_ff: Number(flags['d-ff']),
+  num_layers: Number(flags['enc-layers']),
+  num_decoder_layers: Number(flags['dec-layers']),
+  feed_forward_proj: 'gated-gelu',
+  tie_word_embeddings: !flags.untied,
+  decoder_start_token_id: 0,
+  pad_token_id: 0,
+  eos_token_id: 1,
 });
 /**
  * rows×cols with each block of `cols` rows orthonormal (Gram–Schmidt on Gaussian rows), so every
@@ -118,8 +134,11 @@ for (const [n, t] of tinyT5Weights(cfg, 3, { initializerFactor: Number(flags['in
   // initialisation (Trockman & Kolter 2023): per head W_q = W_k = X·Qᵢ with Qᵢ orthonormal
   // columns, so W_q W_kᵀ ≈ X² × a projection, summed over heads ≈ X²·I: a position attends to
   // positions holding the same token from the first step. (Weights are [out, in] = [h·d_kv, d].)
-  const mimetic = /^encoder\.block\.\d+\.layer\.0\.SelfAttention\.[qk]\.weight$/.test(n) ? Number(flags.mimetic)
-    : /^decoder\.block\.\d+\.layer\.1\.EncDecAttention\.[qk]\.weight$/.test(n) ? Number(flags['mimetic-cross']) : 0;
+  const mimetic = /^encoder\.block\.\d+\.layer\.0\.SelfAttention\.[qk]\.weight$/.test(n)
+    ? Number(flags.mimetic)
+    : /^decoder\.block\.\d+\.layer\.1\.EncDecAttention\.[qk]\.weight$/.test(n)
+      ? Number(flags['mimetic-cross'])
+      : 0;
   if (mimetic) {
     const layer = n.replace(/\.[qk]\.weight$/, '');
     let shared = mimeticShared.get(layer);
@@ -137,7 +156,9 @@ const anyToken: WordPieces = { startsWord: () => true, continuesWord: () => fals
 const COPY_WEIGHT = Number(flags['copy-attention']);
 const rowLength = Q * (K + 1) + P + 2;
 function batch() {
-  const ids: number[] = [], labels: number[] = [], passages: number[][][] = [];
+  const ids: number[] = [],
+    labels: number[] = [],
+    passages: number[][][] = [];
   // Per example and target position, the encoder position of the passage token it copies.
   const sources: number[][][] = [];
   for (let b = 0; b < B; b++) {
@@ -190,6 +211,16 @@ for (let s = 1; s <= Number(steps); s++) {
   await opt.apply(vars, named);
   const loss = (await (tokenLoss ?? value).data())[0];
   const copy = copyLoss ? ` copy-attention ${(await (copyLoss as tf.Scalar).data())[0].toFixed(3)}` : '';
-  tf.dispose([value, ...Object.values(grads), ids, labels, mask, ...(logitMask ? [logitMask] : []), ...(allowed ? [allowed] : []), ...(tokenLoss ? [tokenLoss] : []), ...(copyLoss ? [copyLoss] : [])]);
+  tf.dispose([
+    value,
+    ...Object.values(grads),
+    ids,
+    labels,
+    mask,
+    ...(logitMask ? [logitMask] : []),
+    ...(allowed ? [allowed] : []),
+    ...(tokenLoss ? [tokenLoss] : []),
+    ...(copyLoss ? [copyLoss] : []),
+  ]);
   if (s % Number(flags['log-every']) === 0) console.log(`step ${s} loss ${loss.toFixed(3)}${copy} (${((Date.now() - t0) / 1000).toFixed(0)}s)`);
 }

@@ -67,14 +67,18 @@ async function main(): Promise<void> {
 
   const startedAt = new Date();
   const experiments: ExperimentResult[] = [];
-  const resultsOf = () => buildResults({
-    name: config.name,
-    config,
-    backend: backend.name,
-    startedAt: startedAt.toISOString(),
-    seconds: (Date.now() - startedAt.getTime()) / 1000,
-    data: { cache: config.data.cache, manifest: data.manifest },
-  }, experiments);
+  const resultsOf = () =>
+    buildResults(
+      {
+        name: config.name,
+        config,
+        backend: backend.name,
+        startedAt: startedAt.toISOString(),
+        seconds: (Date.now() - startedAt.getTime()) / 1000,
+        data: { cache: config.data.cache, manifest: data.manifest },
+      },
+      experiments,
+    );
   const write = () => {
     const { results, predictions } = resultsOf();
     return { results, paths: writeOutputs(outDir, reportFiles(results, predictions)) };
@@ -100,7 +104,9 @@ async function main(): Promise<void> {
       write(); // partial results survive an interrupted run
     },
   });
-  log(`${runner.experiments.length} experiments: ${config.methods.join(', ')} × ${config.shots.join('/')} shots × ${config.seeds.length} seed(s)${config.storeAblation ? ` + store ablation (${config.storeAblation.stores.join(', ')})` : ''}`);
+  log(
+    `${runner.experiments.length} experiments: ${config.methods.join(', ')} × ${config.shots.join('/')} shots × ${config.seeds.length} seed(s)${config.storeAblation ? ` + store ablation (${config.storeAblation.stores.join(', ')})` : ''}`,
+  );
   try {
     await runner.run();
   } finally {

@@ -72,7 +72,14 @@ async function waitEmbedded(page: Page): Promise<string> {
     if (errors.length) throw new Error(`the passages page reported: ${errors.join(' | ')}`);
     const row = await demoRow(page);
     if (row && row[2] === '✓') return row[1];
-    const bar = (await page.locator('.bar-text').first().textContent().catch(() => null))?.trim() ?? '';
+    const bar =
+      (
+        await page
+          .locator('.bar-text')
+          .first()
+          .textContent()
+          .catch(() => null)
+      )?.trim() ?? '';
     const now = row ? `${row[1]} passages stored; ${bar || `embedded ${row[2]}`}` : 'waiting for the file to be stored';
     if (now !== last) log(now);
     last = now;
@@ -82,7 +89,9 @@ async function waitEmbedded(page: Page): Promise<string> {
 }
 
 async function run(opts: ReturnType<typeof options>, app: RunningApp): Promise<void> {
-  log(`creating the demo session (${pretrainedDemoAvailable() ? 'pretrained checkpoints of public/models/demo' : 'tiny random models: public/models/demo is incomplete'})…`);
+  log(
+    `creating the demo session (${pretrainedDemoAvailable() ? 'pretrained checkpoints of public/models/demo' : 'tiny random models: public/models/demo is incomplete'})…`,
+  );
   const created = await createDemoSession(app.coordinator);
   log(`session "${created.session.config.name}", join code ${created.joinCode}`);
 

@@ -71,12 +71,22 @@ const { passages, questions: dev } = readQuestionFolder(crabDir, split, limit);
 const byId = new Map(passages.map((p, i) => [p.id, i]));
 console.log(`backend ${backend.name}; ${passages.length} passages, ${dev.length} ${split === 'all' ? '' : `${split} `}questions with a relevant passage`);
 
-const recallAt = (ranked: number[][], ks: number[]) => Object.fromEntries(ks.map((n) => [`R@${n}`, ranked.filter((r, q) => r.slice(0, n).some((p) => dev[q].relevant.includes(passages[p].id))).length / dev.length]));
+const recallAt = (ranked: number[][], ks: number[]) =>
+  Object.fromEntries(
+    ks.map((n) => [`R@${n}`, ranked.filter((r, q) => r.slice(0, n).some((p) => dev[q].relevant.includes(passages[p].id))).length / dev.length]),
+  );
 
 /** Top-20 passage indices per dev question, by inner product of Contriever embeddings. */
 async function denseRanking(model: RetrieverWithTokenizer): Promise<number[][]> {
-  const index = tf.tensor2d(concatRows(await embedPassages(model, passages, { batchSize: 64, maxLength: 160 })), [passages.length, model.retriever.config.hidden_size]);
-  const queries = await embedQueries(model, dev.map((d) => d.question), { batchSize: 64, maxLength: 64 });
+  const index = tf.tensor2d(concatRows(await embedPassages(model, passages, { batchSize: 64, maxLength: 160 })), [
+    passages.length,
+    model.retriever.config.hidden_size,
+  ]);
+  const queries = await embedQueries(
+    model,
+    dev.map((d) => d.question),
+    { batchSize: 64, maxLength: 64 },
+  );
   const top = tf.tidy(() => tf.topk(tf.matMul(tf.tensor2d(concatRows(queries), [dev.length, index.shape[1]]), index, false, true), 20).indices);
   const ranked = (await top.array()) as number[][];
   tf.dispose([index, top]);
@@ -111,7 +121,10 @@ async function rankings() {
 }
 
 // The product's path: the same bundle, generation and copy decoding as the app and CRAB.
-const bundle = await ModelBundle.fromCheckpoints({ reader: folderModelSource(join(modelsDir, 'reader')), retriever: folderModelSource(join(modelsDir, 'retriever')) });
+const bundle = await ModelBundle.fromCheckpoints({
+  reader: folderModelSource(join(modelsDir, 'reader')),
+  retriever: folderModelSource(join(modelsDir, 'retriever')),
+});
 const copyWeight = copyOverride ?? bundle.readerConfig.copy_decoding_weight ?? 0;
 console.log(`copy decoding: ${copyWeight > 0 ? `weight ${copyWeight}` : 'off'}`);
 const ANSWER_BATCH = 8;
@@ -129,12 +142,21 @@ async function answers(items: readonly Asked[], decoding: Decoding): Promise<str
   const out: string[] = [];
   for (let i = 0; i < items.length; i += ANSWER_BATCH) {
     const chunk = items.slice(i, i + ANSWER_BATCH);
-    const generated = await generateAnswers(bundle, chunk.map((a) => a.question), chunk.map((a) => a.context), { maxLength: 192, maxNewTokens: 16, extractive: decoding !== 'free', rerank: decoding === 'reranked' ? rerank : null, copyWeight });
+    const generated = await generateAnswers(
+      bundle,
+      chunk.map((a) => a.question),
+      chunk.map((a) => a.context),
+      { maxLength: 192, maxNewTokens: 16, extractive: decoding !== 'free', rerank: decoding === 'reranked' ? rerank : null, copyWeight },
+    );
     out.push(...generated.map((g) => g.answer));
   }
   return out;
 }
-interface Asked { question: string; answers: string[]; context: Passage[] }
+interface Asked {
+  question: string;
+  answers: string[];
+  context: Passage[];
+}
 type Scored = { EM: number; F1: number; examples: { question: string; prediction: string; answers: string[] }[] };
 /** SQuAD EM/F1 of predictions over `items`, with the first 8 of them. */
 const scorePredictions = (items: readonly Asked[], predictions: readonly string[]): Scored => {
@@ -170,7 +192,8 @@ const rulesAlone = (items: readonly Asked[]) => {
   });
   return scorePredictions(items, predictions);
 };
-const devWith = (context: (q: Qa, i: number) => Passage[]): Asked[] => dev.map((q, i) => ({ question: q.question, answers: q.answers, context: context(q, i) }));
+const devWith = (context: (q: Qa, i: number) => Passage[]): Asked[] =>
+  dev.map((q, i) => ({ question: q.question, answers: q.answers, context: context(q, i) }));
 const goldPassage = (q: Qa) => passages[byId.get(q.relevant[0])!];
 const pct = (x: number) => (100 * x).toFixed(1);
 const ks = [1, 5, 20];
@@ -179,20 +202,31 @@ const printRecall = (retrieval: Record<string, Record<string, number>>) => {
   for (const [name, r] of Object.entries(retrieval)) console.log(`| ${name} | ${ks.map((n) => pct(r[`R@${n}`])).join(' | ')} |`);
 };
 /** Recall of the three rankings every run measures, in table order. */
-const recallOf = (r: Awaited<ReturnType<typeof rankings>>) => ({ pretrained: recallAt(r.pretrainedRanked, ks), untrained: recallAt(r.untrainedRanked, ks), bm25: recallAt(r.bm25Ranked, ks) });
+const recallOf = (r: Awaited<ReturnType<typeof rankings>>) => ({
+  pretrained: recallAt(r.pretrainedRanked, ks),
+  untrained: recallAt(r.untrainedRanked, ks),
+  bm25: recallAt(r.bm25Ranked, ks),
+});
 /** The app's hybrid ranking (src/corag/hybrid-retrieval.ts): both top-20 lists fused by reciprocal rank, BM25's weighted. */
 const hybridRanking = (r: Awaited<ReturnType<typeof rankings>>, keywordWeight: number) =>
-  dev.map((_, i) => reciprocalRankFusion([r.pretrainedRanked[i].map(String), r.bm25Ranked[i].map(String)], 60, [1, keywordWeight]).slice(0, 20).map((f) => Number(f.key)));
+  dev.map((_, i) =>
+    reciprocalRankFusion([r.pretrainedRanked[i].map(String), r.bm25Ranked[i].map(String)], 60, [1, keywordWeight])
+      .slice(0, 20)
+      .map((f) => Number(f.key)),
+  );
 const keywordWeights = opt('keyword-weights', '').split(',').filter(Boolean).map(Number);
 // The app's weight: the retriever's own hybrid_keyword_weight (config.json), unless overridden.
-const keywordWeight = argv.includes('--keyword-weight') ? Number(opt('keyword-weight', '1')) : bundle.retrieverConfig.hybrid_keyword_weight ?? 1;
+const keywordWeight = argv.includes('--keyword-weight') ? Number(opt('keyword-weight', '1')) : (bundle.retrieverConfig.hybrid_keyword_weight ?? 1);
 if (retrievalOnly) {
   const ranked = await rankings();
   const retrieval: Record<string, Record<string, number>> = recallOf(ranked);
   retrieval.hybrid = recallAt(hybridRanking(ranked, keywordWeight), ks);
   for (const w of keywordWeights) retrieval[`hybrid, keyword weight ${w}`] = recallAt(hybridRanking(ranked, w), ks);
   printRecall(retrieval);
-  writeFileSync(outPath, JSON.stringify({ backend: backend.name, models: modelsDir, devQuestions: dev.length, passages: passages.length, retrieval }, null, 2) + '\n');
+  writeFileSync(
+    outPath,
+    JSON.stringify({ backend: backend.name, models: modelsDir, devQuestions: dev.length, passages: passages.length, retrieval }, null, 2) + '\n',
+  );
   bundle.dispose();
   process.exit(0);
 }
@@ -234,11 +268,23 @@ const byDecoding = (parts: Record<string, Record<Decoding, Scored> & { k?: numbe
 if (goldOnly) {
   printReaderTable([['gold passage', gold]]);
   printExamples();
-  writeFileSync(outPath, JSON.stringify({
-    backend: backend.name, models: modelsDir, copyWeight, answerRerank: rerank, devQuestions: dev.length,
-    reader: { goldPassage: gold.free, cloze }, readerExtractive: { goldPassage: gold.extractive },
-    ...(rerank ? { readerReranked: { goldPassage: gold.reranked }, rulesAlone: { goldPassage: goldRules } } : {}),
-  }, null, 2) + '\n');
+  writeFileSync(
+    outPath,
+    JSON.stringify(
+      {
+        backend: backend.name,
+        models: modelsDir,
+        copyWeight,
+        answerRerank: rerank,
+        devQuestions: dev.length,
+        reader: { goldPassage: gold.free, cloze },
+        readerExtractive: { goldPassage: gold.extractive },
+        ...(rerank ? { readerReranked: { goldPassage: gold.reranked }, rulesAlone: { goldPassage: goldRules } } : {}),
+      },
+      null,
+      2,
+    ) + '\n',
+  );
 } else {
   const ranked = await rankings();
   const { pretrainedRanked } = ranked;
@@ -262,7 +308,11 @@ if (goldOnly) {
     ...(rerank ? { readerReranked: byDecoding(parts, 'reranked'), rulesAlone: { goldPassage: goldRules } } : {}),
   };
   printRecall(results.retrieval);
-  printReaderTable([['gold passage', gold], [`top-${k} retrieved (pretrained retriever)`, retrieved], [`top-${k} hybrid (retriever + BM25, keyword weight ${keywordWeight})`, hybrid]]);
+  printReaderTable([
+    ['gold passage', gold],
+    [`top-${k} retrieved (pretrained retriever)`, retrieved],
+    [`top-${k} hybrid (retriever + BM25, keyword weight ${keywordWeight})`, hybrid],
+  ]);
   printExamples();
   writeFileSync(outPath, JSON.stringify(results, null, 2) + '\n');
 }

@@ -21,8 +21,15 @@ interface Point {
   devEm?: number;
   devF1?: number;
 }
-interface Run { lr: number; trainable: string; points: Point[] }
-interface Curves { config: Record<string, unknown>; runs: Run[] }
+interface Run {
+  lr: number;
+  trainable: string;
+  points: Point[];
+}
+interface Curves {
+  config: Record<string, unknown>;
+  runs: Run[];
+}
 
 const argv = process.argv.slice(2);
 const out = optionValue(argv, 'out', 'docs/crab/finetune-curves');
@@ -48,7 +55,10 @@ mkdirSync(out, { recursive: true });
 writeFileSync(join(out, 'curves.json'), JSON.stringify({ sources: files.map((f) => ({ file: f.file, config: f.curves.config })), runs }, null, 1));
 
 const series = (value: (p: Point) => number): PlotSeries[] =>
-  runs.map((r) => ({ name: `${r.trainable === 'reader' ? 'reader' : 'reader+query'} ${r.lr}${r.points.some((p) => p.devEm !== undefined) ? ' (EM run)' : ''}`, points: r.points.map((p) => ({ x: p.step, y: value(p) })) }));
+  runs.map((r) => ({
+    name: `${r.trainable === 'reader' ? 'reader' : 'reader+query'} ${r.lr}${r.points.some((p) => p.devEm !== undefined) ? ' (EM run)' : ''}`,
+    points: r.points.map((p) => ({ x: p.step, y: value(p) })),
+  }));
 const charts = [
   { name: 'dev-nll.svg', title: 'Dev gold-answer NLL, top-k retrieved (lower is better)', yLabel: 'NLL (nats/token)', value: (p: Point) => p.devNllRetrieved },
   { name: 'dev-gold-nll.svg', title: 'Dev gold-answer NLL, gold passage given', yLabel: 'NLL (nats/token)', value: (p: Point) => p.devNllGold },
@@ -56,14 +66,22 @@ const charts = [
   { name: 'train-nll.svg', title: 'Train gold-answer NLL (64 training pairs)', yLabel: 'NLL (nats/token)', value: (p: Point) => p.trainNll },
 ];
 for (const c of charts) {
-  writeFileSync(join(out, c.name), lineChartSvg({ title: c.title, xLabel: 'local training steps (a fresh AdamW every 6)', yLabel: c.yLabel, series: series(c.value), fitY: true }));
+  writeFileSync(
+    join(out, c.name),
+    lineChartSvg({ title: c.title, xLabel: 'local training steps (a fresh AdamW every 6)', yLabel: c.yLabel, series: series(c.value), fitY: true }),
+  );
 }
 
-const lines = ['| trained | lr | step | train NLL | dev NLL | dev NLL (gold passage) | dev R@k | dev EM | dev F1 |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
+const lines = [
+  '| trained | lr | step | train NLL | dev NLL | dev NLL (gold passage) | dev R@k | dev EM | dev F1 |',
+  '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+];
 const pct = (x: number | undefined) => (x === undefined ? '' : (100 * x).toFixed(1));
 for (const r of runs) {
   for (const p of r.points) {
-    lines.push(`| ${r.trainable} | ${r.lr} | ${p.step} | ${p.trainNll.toFixed(3)} | ${p.devNllRetrieved.toFixed(3)} | ${p.devNllGold.toFixed(3)} | ${pct(p.devRecallAtK)} | ${pct(p.devEm)} | ${pct(p.devF1)} |`);
+    lines.push(
+      `| ${r.trainable} | ${r.lr} | ${p.step} | ${p.trainNll.toFixed(3)} | ${p.devNllRetrieved.toFixed(3)} | ${p.devNllGold.toFixed(3)} | ${pct(p.devRecallAtK)} | ${pct(p.devEm)} | ${pct(p.devF1)} |`,
+    );
   }
 }
 process.stdout.write(lines.join('\n') + '\n');

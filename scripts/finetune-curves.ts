@@ -36,7 +36,11 @@ import { optionValue } from './options';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, fallback: string) => optionValue(argv, name, fallback);
-const list = (name: string, fallback: string) => opt(name, fallback).split(',').map((s) => s.trim()).filter(Boolean);
+const list = (name: string, fallback: string) =>
+  opt(name, fallback)
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 const modelsDir = opt('models', 'public/models/demo');
 const crabDir = opt('crab', 'results/cache/crab-mini');
 const shots = Number(opt('shots', '64'));
@@ -71,12 +75,16 @@ const dev = crab.qa.filter((q) => q.split === 'dev' && inClients(q.client) && q.
 const trainProbe = train.slice(0, 64);
 const relLayout = crab.stores.training[String(shots)]?.REL;
 if (!relLayout) throw new Error(`${crabDir} has no ${shots}-shot stores`);
-const trainStoreIds = [...new Set(clients.length === crab.splits.clients.length ? collaborativeView(relLayout) : clients.flatMap((c) => clientView(relLayout, c)))];
+const trainStoreIds = [
+  ...new Set(clients.length === crab.splits.clients.length ? collaborativeView(relLayout) : clients.flatMap((c) => clientView(relLayout, c))),
+];
 // CRAB builds no dev store: dev questions retrieve from the test background slices plus their own
 // relevant passages (a test store's recipe with dev in place of test; no test-relevant passage).
 const testRelevant = new Set(crab.qa.filter((q) => q.split === 'test').flatMap((q) => q.relevant));
 const devStoreIds = [...new Set([...dev.flatMap((q) => q.relevant), ...collaborativeView(crab.stores.test).filter((id) => !testRelevant.has(id))])];
-log(`backend ${backend.name}; ${train.length} train pairs (${shots}-shot, clients ${clients.join(',')}), ${dev.length} dev questions, stores: train ${trainStoreIds.length}, dev ${devStoreIds.length} passages`);
+log(
+  `backend ${backend.name}; ${train.length} train pairs (${shots}-shot, clients ${clients.join(',')}), ${dev.length} dev questions, stores: train ${trainStoreIds.length}, dev ${devStoreIds.length} passages`,
+);
 
 const bundle = await ModelBundle.fromCheckpoints({
   reader: folderModelSource(join(modelsDir, 'reader')),
@@ -116,7 +124,15 @@ async function nllOver(questions: ReadonlyArray<{ question: string; answers: rea
   const rows: Array<{ sum: number; tokens: number }> = [];
   for (let s = 0; s < questions.length; s += 16) {
     const chunk = questions.slice(s, s + 16);
-    rows.push(...(await goldAnswerNll(bundle, chunk.map((q) => q.question), chunk.map((_, i) => passagesOf(s + i)), chunk.map((q) => q.answers[0]), { maxLength })));
+    rows.push(
+      ...(await goldAnswerNll(
+        bundle,
+        chunk.map((q) => q.question),
+        chunk.map((_, i) => passagesOf(s + i)),
+        chunk.map((q) => q.answers[0]),
+        { maxLength },
+      )),
+    );
   }
   return meanNll(rows);
 }
@@ -133,14 +149,25 @@ interface Point {
 }
 
 async function measure(step: number, em: boolean, trainLoss?: number): Promise<Point> {
-  const trainRetrieved = await retrieve(bundle, trainStore, trainProbe.map((q) => q.question), { k });
-  const devRetrieved = await retrieve(bundle, devStore, dev.map((q) => q.question), { k });
+  const trainRetrieved = await retrieve(
+    bundle,
+    trainStore,
+    trainProbe.map((q) => q.question),
+    { k },
+  );
+  const devRetrieved = await retrieve(
+    bundle,
+    devStore,
+    dev.map((q) => q.question),
+    { k },
+  );
   const point: Point = {
     step,
     trainNll: await nllOver(trainProbe, (i) => trainRetrieved[i]),
     devNllRetrieved: await nllOver(dev, (i) => devRetrieved[i]),
     devNllGold: await nllOver(dev, (i) => [text(dev[i].relevant[0])]),
-    devRecallAtK: devRetrieved.filter((r, i) => r.some((p) => p.title === text(dev[i].relevant[0]).title && p.text === text(dev[i].relevant[0]).text)).length / dev.length,
+    devRecallAtK:
+      devRetrieved.filter((r, i) => r.some((p) => p.title === text(dev[i].relevant[0]).title && p.text === text(dev[i].relevant[0]).text)).length / dev.length,
     trainLoss,
   };
   if (em) {
@@ -148,13 +175,19 @@ async function measure(step: number, em: boolean, trainLoss?: number): Promise<P
     point.devEm = result.exactMatch;
     point.devF1 = result.f1;
   }
-  log(`  step ${step}: train NLL ${point.trainNll.toFixed(3)}, dev NLL ${point.devNllRetrieved.toFixed(3)} (gold passage ${point.devNllGold.toFixed(3)}), dev R@${k} ${(100 * point.devRecallAtK).toFixed(1)}${em ? `, dev EM ${(100 * point.devEm!).toFixed(1)} F1 ${(100 * point.devF1!).toFixed(1)}` : ''}`);
+  log(
+    `  step ${step}: train NLL ${point.trainNll.toFixed(3)}, dev NLL ${point.devNllRetrieved.toFixed(3)} (gold passage ${point.devNllGold.toFixed(3)}), dev R@${k} ${(100 * point.devRecallAtK).toFixed(1)}${em ? `, dev EM ${(100 * point.devEm!).toFixed(1)} F1 ${(100 * point.devF1!).toFixed(1)}` : ''}`,
+  );
   return point;
 }
 
 const runs: Array<{ lr: number; trainable: string; points: Point[] }> = [];
 // Written after every point, so a run cut short still leaves its curves so far.
-const save = () => writeFileSync(outPath, JSON.stringify({ config: { modelsDir, shots, clients, steps, evalEvery, batchSize, k, maxLength, dev: dev.length, seed }, runs }, null, 1));
+const save = () =>
+  writeFileSync(
+    outPath,
+    JSON.stringify({ config: { modelsDir, shots, clients, steps, evalEvery, batchSize, k, maxLength, dev: dev.length, seed }, runs }, null, 1),
+  );
 const baseline = await measure(0, withEmBaseline);
 for (const trainable of trainables) {
   for (const lr of lrs) {
@@ -167,7 +200,13 @@ for (const trainable of trainables) {
       // One chunk = one round's local training: a fresh AdamW each time, as a client starts one
       // every round (so `--eval-every` is the local steps per round of a federated run).
       const result = await trainLocally(bundle, train.map(toPair), trainStore, {
-        k, maxLength, steps: chunk, batchSize, lr, trainable, seed: seed * 1000 + done,
+        k,
+        maxLength,
+        steps: chunk,
+        batchSize,
+        lr,
+        trainable,
+        seed: seed * 1000 + done,
       });
       points.push(await measure(done + chunk, withEm && done + chunk >= steps, result.metrics.loss));
       save();

@@ -37,7 +37,10 @@ await initBackend('wasm');
 const folder = readQuestionFolder(crabDir, split, limit);
 const passages = new Map(folder.passages.map((p) => [p.id, p]));
 const questions = folder.questions;
-const bundle = await ModelBundle.fromCheckpoints({ reader: folderModelSource(join(modelsDir, 'reader')), retriever: folderModelSource(join(modelsDir, 'retriever')) });
+const bundle = await ModelBundle.fromCheckpoints({
+  reader: folderModelSource(join(modelsDir, 'reader')),
+  retriever: folderModelSource(join(modelsDir, 'retriever')),
+});
 console.log(`${questions.length} ${split} questions with their gold passage, ${beams} candidates each`);
 
 // The reader's candidates and their features, computed once.
@@ -47,14 +50,24 @@ const BATCH = 8;
 for (let i = 0; i < questions.length; i += BATCH) {
   const chunk = questions.slice(i, i + BATCH);
   const context = chunk.map((q) => [passages.get(q.relevant[0])!]);
-  const candidates = await candidateAnswers(bundle, chunk.map((q) => q.question), context, beams, { extractive: true, maxLength: 192, maxNewTokens: 16 });
+  const candidates = await candidateAnswers(
+    bundle,
+    chunk.map((q) => q.question),
+    context,
+    beams,
+    { extractive: true, maxLength: 192, maxNewTokens: 16 },
+  );
   candidates.forEach((cands, j) => {
     const texts = context[j].map((p) => p.text);
-    const features = candidateFeatures(cands.map((c) => c.text), chunk[j].question, texts);
+    const features = candidateFeatures(
+      cands.map((c) => c.text),
+      chunk[j].question,
+      texts,
+    );
     scored.push({ answers: chunk[j].answers, candidates: cands.map((c, n) => ({ text: c.text, score: c.score, features: features[n] })) });
   });
   const done = Math.min(i + BATCH, questions.length);
-  const eta = ((Date.now() - started) / done) * (questions.length - done) / 1000;
+  const eta = (((Date.now() - started) / done) * (questions.length - done)) / 1000;
   process.stdout.write(`\rcandidates ${done}/${questions.length} (${((100 * done) / questions.length).toFixed(0)}%), ETA ${eta.toFixed(0)} s   `);
 }
 process.stdout.write('\n');
@@ -90,9 +103,12 @@ for (const reader of [0, 0.5, 1, 2]) {
 grid.sort((a, b) => b.EM - a.EM || b.F1 - a.F1 || b.w.reader - a.w.reader);
 const firstChoice = evaluate({ reader: 1, type: 0, proximity: 0, questionOverlap: 0 });
 const oracle = (100 * scored.filter((q) => q.candidates.some((c) => exactMatch(c.text, q.answers))).length) / scored.length;
-console.log(`\nthe reader's first choice: EM ${firstChoice.EM.toFixed(1)}, F1 ${firstChoice.F1.toFixed(1)}; an exact answer among the ${beams} candidates: ${oracle.toFixed(1)} %`);
+console.log(
+  `\nthe reader's first choice: EM ${firstChoice.EM.toFixed(1)}, F1 ${firstChoice.F1.toFixed(1)}; an exact answer among the ${beams} candidates: ${oracle.toFixed(1)} %`,
+);
 console.log('\n| reader | type | proximity | question overlap | EM | F1 |\n| --- | --- | --- | --- | --- | --- |');
-for (const g of grid.slice(0, 10)) console.log(`| ${g.w.reader} | ${g.w.type} | ${g.w.proximity} | ${g.w.questionOverlap} | ${g.EM.toFixed(1)} | ${g.F1.toFixed(1)} |`);
+for (const g of grid.slice(0, 10))
+  console.log(`| ${g.w.reader} | ${g.w.type} | ${g.w.proximity} | ${g.w.questionOverlap} | ${g.EM.toFixed(1)} | ${g.F1.toFixed(1)} |`);
 
 if (argv.includes('--write')) {
   const path = join(modelsDir, 'reader', 'config.json');

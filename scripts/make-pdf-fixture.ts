@@ -15,10 +15,14 @@ import { chromium } from 'playwright-core';
 import { chromiumPath, CHROMIUM_FLAGS } from '../test/browser/harness';
 
 const out = resolve(dirname(fileURLToPath(import.meta.url)), '../test/fixtures/ingest/field-notes.pdf');
-const PAGE_1 = 'The village of Marrowby holds its lantern festival on the second Saturday of October. '
-  + 'Each household carries one paper lantern to the old stone bridge, and the miller lights the first one at dusk.';
-const PAGE_2 = Array.from({ length: 9 }, (_, i) =>
-  `Note ${i + 1}: the river below the bridge rose by ${i + 2} centimetres overnight, and the ferry keeper counted ${12 + i} boats moored along the eastern bank before sunrise.`).join(' ');
+const PAGE_1 =
+  'The village of Marrowby holds its lantern festival on the second Saturday of October. ' +
+  'Each household carries one paper lantern to the old stone bridge, and the miller lights the first one at dusk.';
+const PAGE_2 = Array.from(
+  { length: 9 },
+  (_, i) =>
+    `Note ${i + 1}: the river below the bridge rose by ${i + 2} centimetres overnight, and the ferry keeper counted ${12 + i} boats moored along the eastern bank before sunrise.`,
+).join(' ');
 
 const html = `<!doctype html><html><head><meta charset="utf-8"><title>Marrowby field notes</title>
 <style>body{font-family:serif;font-size:12pt;margin:2cm} section{page-break-after:always}</style></head><body>

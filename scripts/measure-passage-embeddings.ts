@@ -72,7 +72,10 @@ const summary = (xs: number[]) => {
 };
 
 async function main(): Promise<void> {
-  const passages = readFileSync(PUBLIC + 'demo/passages.jsonl', 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { title: string; text: string });
+  const passages = readFileSync(PUBLIC + 'demo/passages.jsonl', 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { title: string; text: string });
   const global = await passageEncoderGlobal(values.encoder!);
   const timed = async (backend: 'wasm' | 'cpu', bytes: Uint8Array) => {
     await initBackend(backend);

@@ -22,14 +22,19 @@ function args(argv: string[]): Map<string, string> {
     if (!a.startsWith('--')) throw new Error(`unexpected argument "${a}"`);
     const next = argv[i + 1];
     if (next === undefined || next.startsWith('--')) out.set(a.slice(2), 'true');
-    else { out.set(a.slice(2), next); i++; }
+    else {
+      out.set(a.slice(2), next);
+      i++;
+    }
   }
   return out;
 }
 
 const opts = args(process.argv.slice(2));
 if (opts.has('help') || !opts.has('config')) {
-  console.log('usage: npm run pretrain -- --config <file> [--work DIR] [--backend wasm|cpu|webgpu] [--export DIR] [--max-minutes N] [--stop-at-step N] [--init-from EXPORTED_DIR] [--prepare-only]');
+  console.log(
+    'usage: npm run pretrain -- --config <file> [--work DIR] [--backend wasm|cpu|webgpu] [--export DIR] [--max-minutes N] [--stop-at-step N] [--init-from EXPORTED_DIR] [--prepare-only]',
+  );
   process.exit(opts.has('help') ? 0 : 2);
 }
 const { config, baseDir } = loadPretrainConfig(opts.get('config')!);
@@ -55,4 +60,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     stop.abort();
   });
 }
-await runPretraining(config, { workDir, exportDir: opts.get('export'), maxMinutes: num('max-minutes'), initFrom: opts.get('init-from'), stopAtStep: num('stop-at-step'), signal: stop.signal, backend: `${backend.name} (${backend.detail})` });
+await runPretraining(config, {
+  workDir,
+  exportDir: opts.get('export'),
+  maxMinutes: num('max-minutes'),
+  initFrom: opts.get('init-from'),
+  stopAtStep: num('stop-at-step'),
+  signal: stop.signal,
+  backend: `${backend.name} (${backend.detail})`,
+});

@@ -17,7 +17,10 @@ import { throughputTable } from './robustness/throughput';
 import { optionValue } from './options';
 
 const rounds = Number(optionValue(process.argv.slice(2), 'rounds', '5'));
-const SCENARIOS = [{ participants: 4, hostile: 1 }, { participants: 8, hostile: 2 }] as const;
+const SCENARIOS = [
+  { participants: 4, hostile: 1 },
+  { participants: 8, hostile: 2 },
+] as const;
 const strategies = strategyNames();
 const fmt = (x: number) => (!Number.isFinite(x) ? String(x) : x === 0 ? '0' : Math.abs(x) >= 1e4 || Math.abs(x) < 1e-3 ? x.toExponential(1) : x.toPrecision(3));
 
@@ -33,7 +36,9 @@ const started = performance.now();
 try {
   for (const { participants, hostile } of SCENARIOS) {
     for (const attack of ATTACKS) {
-      const runs = await Promise.all(strategies.map(async (strategy, s) => [strategy, await runScenario(url, { strategy, participants, hostile, attack, rounds, seed: 100 + s })] as const));
+      const runs = await Promise.all(
+        strategies.map(async (strategy, s) => [strategy, await runScenario(url, { strategy, participants, hostile, attack, rounds, seed: 100 + s })] as const),
+      );
       for (const [strategy, r] of runs) {
         if (r.statuses.some((st) => st >= 500 || st === 0)) throw new Error(`${strategy} vs ${attack.name}: a 5xx or no answer (${r.statuses})`);
         results.set(`${hostile}/${participants} ${attack.name} ${strategy}`, r);
@@ -71,39 +76,71 @@ const lines: string[] = [
 
 for (const { participants, hostile } of SCENARIOS) {
   const key = (a: string, s: string) => `${hostile}/${participants} ${a} ${s}`;
-  lines.push('', `## ${hostile} of ${participants} participants hostile`, '',
-    '### Distance to honest-only FedAvg after round 1', '',
-    '‖published − FedAvg(honest deltas)‖ / ‖FedAvg(honest deltas) − base‖, both from the same base model: 0 = exactly honest FedAvg, 1 = as far off as the honest step is long. A failed round (model unchanged) scores 1.', '',
-    `| attack | ${strategies.join(' | ')} |`, `|---|${strategies.map(() => '---:').join('|')}|`);
+  lines.push(
+    '',
+    `## ${hostile} of ${participants} participants hostile`,
+    '',
+    '### Distance to honest-only FedAvg after round 1',
+    '',
+    '‖published − FedAvg(honest deltas)‖ / ‖FedAvg(honest deltas) − base‖, both from the same base model: 0 = exactly honest FedAvg, 1 = as far off as the honest step is long. A failed round (model unchanged) scores 1.',
+    '',
+    `| attack | ${strategies.join(' | ')} |`,
+    `|---|${strategies.map(() => '---:').join('|')}|`,
+  );
   for (const a of ATTACKS) {
-    lines.push(`| ${a.name} | ${strategies.map((s) => {
-      const r = results.get(key(a.name, s))!;
-      return fmt(r.relativeDistance[0]) + (r.rounds[0].state === 'failed' ? ' (failed)' : '');
-    }).join(' | ')} |`);
+    lines.push(
+      `| ${a.name} | ${strategies
+        .map((s) => {
+          const r = results.get(key(a.name, s))!;
+          return fmt(r.relativeDistance[0]) + (r.rounds[0].state === 'failed' ? ' (failed)' : '');
+        })
+        .join(' | ')} |`,
+    );
   }
-  const worst = (s: string, attacks = ATTACKS) => Math.max(...attacks.filter((a) => a.name !== 'none').map((a) => results.get(key(a.name, s))!.relativeDistance[0]));
+  const worst = (s: string, attacks = ATTACKS) =>
+    Math.max(...attacks.filter((a) => a.name !== 'none').map((a) => results.get(key(a.name, s))!.relativeDistance[0]));
   lines.push(`| **worst attack** | ${strategies.map((s) => `**${fmt(worst(s))}**`).join(' | ')} |`);
-  lines.push('', `### Held-out loss after ${rounds} rounds`, '',
-    `Mean squared error on held-out samples of the task (initial model: ${fmt(initialLoss)}; the noise floor is about ${fmt(TASK.noise ** 2 / 3)}).`, '',
-    `| attack | ${strategies.join(' | ')} |`, `|---|${strategies.map(() => '---:').join('|')}|`);
+  lines.push(
+    '',
+    `### Held-out loss after ${rounds} rounds`,
+    '',
+    `Mean squared error on held-out samples of the task (initial model: ${fmt(initialLoss)}; the noise floor is about ${fmt(TASK.noise ** 2 / 3)}).`,
+    '',
+    `| attack | ${strategies.join(' | ')} |`,
+    `|---|${strategies.map(() => '---:').join('|')}|`,
+  );
   for (const a of ATTACKS) {
-    lines.push(`| ${a.name} | ${strategies.map((s) => {
-      const r = results.get(key(a.name, s))!;
-      const failed = r.rounds.filter((x) => x.state === 'failed').length;
-      return fmt(r.finalLoss) + (failed ? ` (${failed} failed)` : '');
-    }).join(' | ')} |`);
+    lines.push(
+      `| ${a.name} | ${strategies
+        .map((s) => {
+          const r = results.get(key(a.name, s))!;
+          const failed = r.rounds.filter((x) => x.state === 'failed').length;
+          return fmt(r.finalLoss) + (failed ? ` (${failed} failed)` : '');
+        })
+        .join(' | ')} |`,
+    );
   }
 }
 
-lines.push('', '## Reading the tables', '',
-  '- FedAvg is exact when everyone is honest and has no bound at all otherwise: one scaled, FLT_MAX or model-replacement update moves the model arbitrarily far (finite, so it is published). The sample cap limits what a claimed 10^15 examples buys to localSteps × batchSize examples, which is still several honest participants\' worth.',
-  '- norm-clip (the demo default) bounds every update to the round\'s (lower) median norm: magnitude attacks become one ordinary step, but a bounded update pointing the wrong way (sign flip, ALIE) still counts in full — clipping limits size, not direction.',
+lines.push(
+  '',
+  '## Reading the tables',
+  '',
+  "- FedAvg is exact when everyone is honest and has no bound at all otherwise: one scaled, FLT_MAX or model-replacement update moves the model arbitrarily far (finite, so it is published). The sample cap limits what a claimed 10^15 examples buys to localSteps × batchSize examples, which is still several honest participants' worth.",
+  "- norm-clip (the demo default) bounds every update to the round's (lower) median norm: magnitude attacks become one ordinary step, but a bounded update pointing the wrong way (sign flip, ALIE) still counts in full — clipping limits size, not direction.",
   '- median and trimmed mean ignore extreme coordinates, so they resist direction and magnitude alike, at a cost without an attack (they are not the mean of honest non-IID updates).',
   '- multi-Krum drops the updates farthest from the others; with the default f = ⌊n/4⌋ it removes the 1 of 4 or 2 of 8 attackers exactly when they stand out, and drops honest ones when nobody attacks (its no-attack cost). ALIE is built to stay inside the honest spread: where its row is not ~0, Krum kept the attackers and dropped honest updates instead.',
-  '- centered clipping is close to FedAvg without an attack and limits every update\'s pull on the center to the clipping radius, direction attacks included; it costs the most passes over the stored deltas.',
-  '- Refused updates (NaN, Inf) never count: the round aggregates the honest ones only.');
-lines.push('', '## Aggregation throughput against FedAvg (same run)', '', ...throughput, '',
-  'FedAvg adds each delta into one float64 running sum as it arrives (memory: one model); the stored-delta strategies keep every delta on disk until the round closes (disk: clients × model) and read them back in chunks of 65,536 coordinates (memory: clients × chunk plus one or two float64 models). Median and trimmed mean sort every coordinate\'s column; centered clipping makes two passes per iteration; multi-Krum one pass for the pairwise distances (clients² per chunk) and one for the mean.',
-  '');
+  "- centered clipping is close to FedAvg without an attack and limits every update's pull on the center to the clipping radius, direction attacks included; it costs the most passes over the stored deltas.",
+  '- Refused updates (NaN, Inf) never count: the round aggregates the honest ones only.',
+);
+lines.push(
+  '',
+  '## Aggregation throughput against FedAvg (same run)',
+  '',
+  ...throughput,
+  '',
+  "FedAvg adds each delta into one float64 running sum as it arrives (memory: one model); the stored-delta strategies keep every delta on disk until the round closes (disk: clients × model) and read them back in chunks of 65,536 coordinates (memory: clients × chunk plus one or two float64 models). Median and trimmed mean sort every coordinate's column; centered clipping makes two passes per iteration; multi-Krum one pass for the pairwise distances (clients² per chunk) and one for the mean.",
+  '',
+);
 writeFileSync(new URL('../docs/ROBUSTNESS.md', import.meta.url), lines.join('\n'));
 process.stdout.write(lines.join('\n'));

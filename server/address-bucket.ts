@@ -12,8 +12,12 @@ export function addressBucket(ip: string): string {
   if (isIP(address) !== 6) return address;
   const [head, tail] = address.split('::');
   const groups = (s: string | undefined) => (s ? s.split(':') : []);
-  const full = tail === undefined
-    ? groups(head)
-    : [...groups(head), ...Array<string>(Math.max(0, 8 - groups(head).length - groups(tail).length)).fill('0'), ...groups(tail)];
-  return `${full.slice(0, 4).map((g) => parseInt(g, 16).toString(16)).join(':')}::/64`;
+  const full =
+    tail === undefined
+      ? groups(head)
+      : [...groups(head), ...Array<string>(Math.max(0, 8 - groups(head).length - groups(tail).length)).fill('0'), ...groups(tail)];
+  return `${full
+    .slice(0, 4)
+    .map((g) => parseInt(g, 16).toString(16))
+    .join(':')}::/64`;
 }

@@ -14,8 +14,16 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import fastifyStatic from '@fastify/static';
 import {
-  addPassagesSchema, createSessionSchema, errorBodySchema, joinSchema, MAX_SEARCH_K_WITH_EMBEDDINGS, searchSchema, sessionInfoSchema, trainingQuestionsResponseSchema,
-  type PassageInput, type ServerEvent,
+  addPassagesSchema,
+  createSessionSchema,
+  errorBodySchema,
+  joinSchema,
+  MAX_SEARCH_K_WITH_EMBEDDINGS,
+  searchSchema,
+  sessionInfoSchema,
+  trainingQuestionsResponseSchema,
+  type PassageInput,
+  type ServerEvent,
 } from '../src/federated/protocol';
 import { Coordinator, type Principal, type SessionConfigInput } from './coordinator';
 import type { LanceStoreOptions } from './lance-passages';
@@ -26,7 +34,16 @@ import { redactingSink, serializeRequest, type LogSink } from './log-redaction';
 import { serverKeyMatches } from './server-key';
 import { bearer } from './tokens';
 import { statusPage } from './status-page';
-import { checkDeclaredLength, declaredLength, pacedStream, readUploadBody, receiveUploadToFile, safetensorsHeaderBound, type UploadBodyLimits, type UploadedFile } from './upload-body';
+import {
+  checkDeclaredLength,
+  declaredLength,
+  pacedStream,
+  readUploadBody,
+  receiveUploadToFile,
+  safetensorsHeaderBound,
+  type UploadBodyLimits,
+  type UploadedFile,
+} from './upload-body';
 
 export interface AppOptions {
   readonly dataDir: string;
@@ -245,7 +262,8 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     let tensors: number;
     if (kind === 'update') {
       const round = Number(rawRound);
-      if (!/^\d{1,13}$/.test(rawRound ?? '') || round < 1 || round > 1e12) throw badRequest('invalid_request', 'params/round must be an integer from 1 to 1e12');
+      if (!/^\d{1,13}$/.test(rawRound ?? '') || round < 1 || round > 1e12)
+        throw badRequest('invalid_request', 'params/round must be an integer from 1 to 1e12');
       if (who.role !== 'client') throw forbidden('client_only', 'this action needs a client token (join the session first)');
       tensors = coordinator.admitUpdate(sessionId, round, who.clientId).expectedTensors;
       maxBytes = limits.maxUpdateBytes;
@@ -262,7 +280,9 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     takeUploadSlot(request, reply, callerOf(request).key);
     allowBody(request, reply);
     uploadLimits.set(request, {
-      maxBytes, ...pace, maxSafetensorsHeaderBytes: safetensorsHeaderBound(tensors),
+      maxBytes,
+      ...pace,
+      maxSafetensorsHeaderBytes: safetensorsHeaderBound(tensors),
     });
     return payload;
   };
@@ -322,26 +342,30 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   });
   // The rate-limit plugin throws what errorResponseBuilder returns; an ApiError keeps its code
   // (a plain object fell through to the generic 4xx branch above and read `bad_request`).
-  const rateLimited = (message: string, ttlMs: number) => new ApiError(429, 'rate_limited', message, { 'retry-after': String(Math.max(1, Math.ceil(ttlMs / 1000))) });
+  const rateLimited = (message: string, ttlMs: number) =>
+    new ApiError(429, 'rate_limited', message, { 'retry-after': String(Math.max(1, Math.ceil(ttlMs / 1000))) });
   await app.register(rateLimit, {
     global: true,
     max: limits.rateLimitPerMinute,
     timeWindow: 60_000,
     keyGenerator: (req) => callerOf(req).key,
-    errorResponseBuilder: (req, ctx) => rateLimited(
-      `more than ${ctx.max} requests per minute ${callerOf(req).principal ? 'with this token' : 'from this address without a valid token'}; retry in ${ctx.after}`,
-      ctx.ttl,
-    ),
+    errorResponseBuilder: (req, ctx) =>
+      rateLimited(
+        `more than ${ctx.max} requests per minute ${callerOf(req).principal ? 'with this token' : 'from this address without a valid token'}; retry in ${ctx.after}`,
+        ctx.ttl,
+      ),
   });
   // Joins get their own, smaller bucket per IP: each join mints a client (a sybil otherwise).
   const joinRateLimit = {
     max: limits.joinsPerMinutePerIp,
     timeWindow: 60_000,
     keyGenerator: (req: FastifyRequest) => `join:${addressBucket(req.ip)}`,
-    errorResponseBuilder: (_req: FastifyRequest, ctx: { max: number; ttl: number; after: string }) => rateLimited(`more than ${ctx.max} joins per minute from this address; retry in ${ctx.after}`, ctx.ttl),
+    errorResponseBuilder: (_req: FastifyRequest, ctx: { max: number; ttl: number; after: string }) =>
+      rateLimited(`more than ${ctx.max} joins per minute from this address; retry in ${ctx.after}`, ctx.ttl),
   };
 
-  const principal = (req: SessionReq): Principal => callerOf(req).principal ?? coordinator.authenticate(req.params.sessionId, bearer(req.headers.authorization));
+  const principal = (req: SessionReq): Principal =>
+    callerOf(req).principal ?? coordinator.authenticate(req.params.sessionId, bearer(req.headers.authorization));
   const requireAdmin = (req: SessionReq): void => {
     if (principal(req).role !== 'admin') throw forbidden('admin_only', 'this action needs the session admin token');
   };
@@ -376,10 +400,14 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     return reply.code(201).send(coordinator.join(code, name));
   });
 
-  app.get('/api/sessions/:sessionId', { schema: { params: sessionParams, response: { 200: sessionInfoSchema, ...errorResponses } } }, async (req: SessionReq) => {
-    principal(req);
-    return coordinator.sessionInfo(req.params.sessionId);
-  });
+  app.get(
+    '/api/sessions/:sessionId',
+    { schema: { params: sessionParams, response: { 200: sessionInfoSchema, ...errorResponses } } },
+    async (req: SessionReq) => {
+      principal(req);
+      return coordinator.sessionInfo(req.params.sessionId);
+    },
+  );
 
   app.put(
     MODEL_UPLOAD_ROUTE,
@@ -393,7 +421,15 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
 
   app.get(
     '/api/sessions/:sessionId/model/:version',
-    { schema: { params: { type: 'object', required: ['sessionId', 'version'], properties: { sessionId: sessionParams.properties.sessionId, version: { type: 'integer', minimum: 0, maximum: 1e12 } } } } },
+    {
+      schema: {
+        params: {
+          type: 'object',
+          required: ['sessionId', 'version'],
+          properties: { sessionId: sessionParams.properties.sessionId, version: { type: 'integer', minimum: 0, maximum: 1e12 } },
+        },
+      },
+    },
     async (req: FastifyRequest<{ Params: { sessionId: string; version: number } }>, reply) => {
       principal(req);
       const path = coordinator.modelFile(req.params.sessionId, req.params.version);
@@ -410,14 +446,10 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     return reply.code(201).send(await coordinator.openRound(req.params.sessionId));
   });
 
-  app.get(
-    '/api/sessions/:sessionId/rounds/current',
-    { schema: { params: sessionParams, response: errorResponses } },
-    async (req: SessionReq) => {
-      principal(req);
-      return coordinator.round(req.params.sessionId, 'current');
-    },
-  );
+  app.get('/api/sessions/:sessionId/rounds/current', { schema: { params: sessionParams, response: errorResponses } }, async (req: SessionReq) => {
+    principal(req);
+    return coordinator.round(req.params.sessionId, 'current');
+  });
 
   app.get('/api/sessions/:sessionId/rounds/:round', { schema: { params: roundParams, response: errorResponses } }, async (req: RoundReq) => {
     principal(req);
@@ -488,7 +520,16 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
 
   app.delete(
     '/api/sessions/:sessionId/passages/:id',
-    { schema: { params: { type: 'object', required: ['sessionId', 'id'], properties: { sessionId: sessionParams.properties.sessionId, id: { type: 'integer', minimum: 1 } } }, response: errorResponses } },
+    {
+      schema: {
+        params: {
+          type: 'object',
+          required: ['sessionId', 'id'],
+          properties: { sessionId: sessionParams.properties.sessionId, id: { type: 'integer', minimum: 1 } },
+        },
+        response: errorResponses,
+      },
+    },
     async (req: FastifyRequest<{ Params: { sessionId: string; id: number } }>) => {
       const clientId = requireClient(req);
       const sessionId = req.params.sessionId;
@@ -546,10 +587,12 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     await app.register(fastifyStatic, {
       root: options.staticDir,
       prefix: '/',
-      setHeaders: isolate ? (reply) => {
-        reply.header('cross-origin-opener-policy', 'same-origin');
-        reply.header('cross-origin-embedder-policy', 'require-corp');
-      } : undefined,
+      setHeaders: isolate
+        ? (reply) => {
+            reply.header('cross-origin-opener-policy', 'same-origin');
+            reply.header('cross-origin-embedder-policy', 'require-corp');
+          }
+        : undefined,
     });
   } else {
     app.get('/', { schema: { hide: true } }, async (_req, reply) => {

@@ -20,11 +20,31 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { join } from 'node:path';
 import { decodeModel, encodeModel, UpdateError, type NamedTensor, type NamedTensors } from '../src/federated/codec';
 import {
-  DEFAULT_MAX_EXAMPLES_PER_UPDATE, DEFAULT_MAX_WEIGHT_SHARE, DEFAULT_ROUND_POLICY, isTrainedTensor, passagePolicyOf, UPDATE_METRIC_RANGES, type CreatedSession, type JoinResult,
-  type PassagePolicy, type RoundInfo, type RoundState, type SessionConfig, type SessionInfo, type UpdateLimits, type UpdateReceipt,
+  DEFAULT_MAX_EXAMPLES_PER_UPDATE,
+  DEFAULT_MAX_WEIGHT_SHARE,
+  DEFAULT_ROUND_POLICY,
+  isTrainedTensor,
+  passagePolicyOf,
+  UPDATE_METRIC_RANGES,
+  type CreatedSession,
+  type JoinResult,
+  type PassagePolicy,
+  type RoundInfo,
+  type RoundState,
+  type SessionConfig,
+  type SessionInfo,
+  type UpdateLimits,
+  type UpdateReceipt,
 } from '../src/federated/protocol';
 import {
-  applyDelta, createStrategy, emptyRunningSum, StrategyConfigError, type AcceptedUpdate, type AggregateResult, type RunningSum, type Strategy,
+  applyDelta,
+  createStrategy,
+  emptyRunningSum,
+  StrategyConfigError,
+  type AcceptedUpdate,
+  type AggregateResult,
+  type RunningSum,
+  type Strategy,
 } from '../src/federated/strategy';
 import { deltaNorm } from '../src/federated/strategies/delta-chunks';
 import { cappedWeight, defaultMaxExamples } from '../src/federated/strategies/weights';
@@ -121,7 +141,11 @@ export class Coordinator {
     this.passages = options.passageStore ? new LancePassageStore(this.db, options.passageStore) : new EmbeddedPassageStore(this.db);
     this.trainingQuestions = new TrainingQuestionStore(this.db);
     this.passageIntake = new PassageIntake({
-      db: this.db, passages: this.passages, config: (id) => this.config(id), modelPath: (id, v) => this.modelPath(id, v), readModel: (path) => readFileSync(path),
+      db: this.db,
+      passages: this.passages,
+      config: (id) => this.config(id),
+      modelPath: (id, v) => this.modelPath(id, v),
+      readModel: (path) => readFileSync(path),
     });
     this.random = options.random ?? Math.random;
   }
@@ -152,7 +176,10 @@ export class Coordinator {
   private serial<T>(sessionId: string, fn: () => T | Promise<T>): Promise<T> {
     const prev = this.chains.get(sessionId) ?? Promise.resolve();
     const next = prev.then(fn, fn);
-    this.chains.set(sessionId, next.catch(() => undefined));
+    this.chains.set(
+      sessionId,
+      next.catch(() => undefined),
+    );
     return next;
   }
 
@@ -181,10 +208,16 @@ export class Coordinator {
       ...(pool ? { trainingQuestions: pool.policy } : {}),
     };
     if (strategy.storage === 'running-sum' && config.updateLimits.maxWeightShare < 1) {
-      throw badRequest('invalid_update_limits', `strategy "${strategy.name}" streams a running sum and cannot cap weight shares (maxWeightShare must be 1); choose a robust strategy such as norm-clip to cap them`);
+      throw badRequest(
+        'invalid_update_limits',
+        `strategy "${strategy.name}" streams a running sum and cannot cap weight shares (maxWeightShare must be 1); choose a robust strategy such as norm-clip to cap them`,
+      );
     }
     if (config.roundPolicy.minUpdates > config.roundPolicy.minClients) {
-      throw badRequest('invalid_round_policy', `roundPolicy.minUpdates (${config.roundPolicy.minUpdates}) cannot exceed minClients (${config.roundPolicy.minClients})`);
+      throw badRequest(
+        'invalid_round_policy',
+        `roundPolicy.minUpdates (${config.roundPolicy.minUpdates}) cannot exceed minClients (${config.roundPolicy.minClients})`,
+      );
     }
     const model = initialModel ? this.validateModel(config, initialModel) : undefined;
     const id = newId();
@@ -196,7 +229,10 @@ export class Coordinator {
       this.db
         .prepare('INSERT INTO sessions (id, config, admin_token_hash, join_code, current_version, created_at) VALUES (?, ?, ?, ?, ?, ?)')
         .run(id, JSON.stringify(config), hashToken(adminToken), joinCode, model ? 0 : null, nowIso());
-      if (model) this.db.prepare('INSERT INTO model_versions (session_id, version, file, round, created_at) VALUES (?, 0, ?, NULL, ?)').run(id, 'v0.safetensors', nowIso());
+      if (model)
+        this.db
+          .prepare('INSERT INTO model_versions (session_id, version, file, round, created_at) VALUES (?, 0, ?, NULL, ?)')
+          .run(id, 'v0.safetensors', nowIso());
       if (pool) this.trainingQuestions.insert(id, pool.ordered);
     })();
     return { session: this.sessionInfo(id), adminToken, joinCode };
@@ -223,8 +259,7 @@ export class Coordinator {
 
   private sessionRow(sessionId: string): { config: SessionConfig; currentVersion: number | null; joinCode: string } {
     const row = this.db.prepare('SELECT config, current_version, join_code FROM sessions WHERE id = ?').get(sessionId) as
-      | { config: string; current_version: number | null; join_code: string }
-      | undefined;
+      { config: string; current_version: number | null; join_code: string } | undefined;
     if (!row) throw notFound('session_not_found', `session "${sessionId}" does not exist`);
     return { config: withDefaults(JSON.parse(row.config) as SessionConfig), currentVersion: row.current_version, joinCode: row.join_code };
   }
@@ -245,7 +280,15 @@ export class Coordinator {
     const { config, currentVersion } = this.sessionRow(sessionId);
     const clients = (this.db.prepare('SELECT COUNT(*) AS n FROM clients WHERE session_id = ?').get(sessionId) as { n: number }).n;
     const last = this.db.prepare('SELECT * FROM rounds WHERE session_id = ? ORDER BY number DESC LIMIT 1').get(sessionId) as RoundRow | undefined;
-    return { id: sessionId, config, currentVersion, clients, online: this.events.online(sessionId), passages: this.passages.count(sessionId), round: last ? this.roundInfo(last) : null };
+    return {
+      id: sessionId,
+      config,
+      currentVersion,
+      clients,
+      online: this.events.online(sessionId),
+      passages: this.passages.count(sessionId),
+      round: last ? this.roundInfo(last) : null,
+    };
   }
 
   /** Resolves a bearer token to its role in `sessionId`; anything else is 401. */
@@ -269,7 +312,9 @@ export class Coordinator {
     if (!session) throw notFound('unknown_join_code', 'no session has this join code');
     const clientId = newId();
     const token = newToken();
-    this.db.prepare('INSERT INTO clients (id, session_id, name, token_hash, joined_at) VALUES (?, ?, ?, ?, ?)').run(clientId, session.id, name ?? '', hashToken(token), nowIso());
+    this.db
+      .prepare('INSERT INTO clients (id, session_id, name, token_hash, joined_at) VALUES (?, ?, ?, ?, ?)')
+      .run(clientId, session.id, name ?? '', hashToken(token), nowIso());
     const policy = this.config(session.id).roundPolicy;
     if (policy.autoStart) void this.serial(session.id, () => this.maybeAutoStart(session.id)).catch(() => undefined);
     return { sessionId: session.id, clientId, token };
@@ -287,7 +332,9 @@ export class Coordinator {
       mkdirSync(join(this.sessionDir(sessionId), 'models'), { recursive: true });
       writeFileAtomic(this.modelPath(sessionId, version), [model]);
       this.db.transaction(() => {
-        this.db.prepare('INSERT INTO model_versions (session_id, version, file, round, created_at) VALUES (?, ?, ?, NULL, ?)').run(sessionId, version, `v${version}.safetensors`, nowIso());
+        this.db
+          .prepare('INSERT INTO model_versions (session_id, version, file, round, created_at) VALUES (?, ?, ?, NULL, ?)')
+          .run(sessionId, version, `v${version}.safetensors`, nowIso());
         this.db.prepare('UPDATE sessions SET current_version = ? WHERE id = ?').run(version, sessionId);
       })();
       return { version };
@@ -305,9 +352,10 @@ export class Coordinator {
 
   private roundInfo(r: RoundRow): RoundInfo {
     const live = r.state === 'open' || r.state === 'closing' ? this.live.get(r.session_id) : undefined;
-    const accepted = live && live.number === r.number
-      ? live.accepted.size
-      : (this.db.prepare('SELECT COUNT(*) AS n FROM updates WHERE session_id = ? AND round = ?').get(r.session_id, r.number) as { n: number }).n;
+    const accepted =
+      live && live.number === r.number
+        ? live.accepted.size
+        : (this.db.prepare('SELECT COUNT(*) AS n FROM updates WHERE session_id = ? AND round = ?').get(r.session_id, r.number) as { n: number }).n;
     return {
       sessionId: r.session_id,
       round: r.number,
@@ -331,9 +379,10 @@ export class Coordinator {
 
   round(sessionId: string, round: number | 'current'): RoundInfo {
     this.sessionRow(sessionId);
-    const row = round === 'current'
-      ? (this.db.prepare('SELECT * FROM rounds WHERE session_id = ? ORDER BY number DESC LIMIT 1').get(sessionId) as RoundRow | undefined)
-      : this.roundRow(sessionId, round);
+    const row =
+      round === 'current'
+        ? (this.db.prepare('SELECT * FROM rounds WHERE session_id = ? ORDER BY number DESC LIMIT 1').get(sessionId) as RoundRow | undefined)
+        : this.roundRow(sessionId, round);
     if (!row) throw notFound('round_not_found', round === 'current' ? 'no round has been opened in this session yet' : `round ${round} does not exist`);
     return this.roundInfo(row);
   }
@@ -357,9 +406,12 @@ export class Coordinator {
   private openRoundNow(sessionId: string): RoundInfo {
     const { config, currentVersion } = this.sessionRow(sessionId);
     if (currentVersion === null) throw conflict('no_model', 'upload the initial global model before opening a round');
-    const openRow = this.db.prepare("SELECT number FROM rounds WHERE session_id = ? AND state IN ('open','closing')").get(sessionId) as { number: number } | undefined;
+    const openRow = this.db.prepare("SELECT number FROM rounds WHERE session_id = ? AND state IN ('open','closing')").get(sessionId) as
+      { number: number } | undefined;
     if (openRow) throw conflict('round_open', `round ${openRow.number} is still open`);
-    const candidates = (this.db.prepare('SELECT id FROM clients WHERE session_id = ? ORDER BY joined_at, id').all(sessionId) as Array<{ id: string }>).map((r) => r.id);
+    const candidates = (this.db.prepare('SELECT id FROM clients WHERE session_id = ? ORDER BY joined_at, id').all(sessionId) as Array<{ id: string }>).map(
+      (r) => r.id,
+    );
     const policy = config.roundPolicy;
     if (candidates.length < policy.minClients) {
       throw conflict('not_enough_clients', `a round needs at least ${policy.minClients} joined clients; ${candidates.length} have joined`);
@@ -367,13 +419,27 @@ export class Coordinator {
     const last = this.db.prepare('SELECT MAX(number) AS n FROM rounds WHERE session_id = ?').get(sessionId) as { n: number | null };
     const number = (last.n ?? 0) + 1;
     const plan = this.strategyOf(config).configureRound({
-      round: number, candidates, fraction: policy.fraction, minClients: policy.minClients, training: config.training, random: this.random,
+      round: number,
+      candidates,
+      fraction: policy.fraction,
+      minClients: policy.minClients,
+      training: config.training,
+      random: this.random,
     });
     const opened = new Date();
     const deadline = new Date(opened.getTime() + policy.deadlineSeconds * 1000);
     this.db
       .prepare('INSERT INTO rounds (session_id, number, state, base_version, participants, config, opened_at, deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(sessionId, number, 'open', currentVersion, JSON.stringify(plan.participants), JSON.stringify(plan.config), opened.toISOString(), deadline.toISOString());
+      .run(
+        sessionId,
+        number,
+        'open',
+        currentVersion,
+        JSON.stringify(plan.participants),
+        JSON.stringify(plan.config),
+        opened.toISOString(),
+        deadline.toISOString(),
+      );
     this.goLive(sessionId, this.roundRow(sessionId, number)!, config);
     const info = this.round(sessionId, number);
     this.events.emit(sessionId, { type: 'round-opened', round: info });
@@ -386,13 +452,19 @@ export class Coordinator {
     const strategy = this.strategyOf(config);
     const dir = this.roundDir(sessionId, row.number);
     mkdirSync(dir, { recursive: true });
-    const rows = this.db.prepare('SELECT client_id, sum_seq FROM updates WHERE session_id = ? AND round = ?').all(sessionId, row.number) as Array<{ client_id: string; sum_seq: number }>;
+    const rows = this.db.prepare('SELECT client_id, sum_seq FROM updates WHERE session_id = ? AND round = ?').all(sessionId, row.number) as Array<{
+      client_id: string;
+      sum_seq: number;
+    }>;
     // Files the database does not point at were written by an update that never committed.
     const named = strategy.storage === 'running-sum' ? new Set([`sum-${row.sum_seq}.safetensors`]) : new Set(rows.map((r) => `delta-${r.sum_seq}.safetensors`));
     for (const f of readdirSync(dir)) if (!named.has(f)) rmSync(join(dir, f), { force: true });
-    const sum = strategy.storage !== 'running-sum'
-      ? null
-      : row.sum_seq > 0 ? readSumFile(this.sumPath(sessionId, row.number, row.sum_seq), shapes, row.weight_total) : emptyRunningSum(shapes);
+    const sum =
+      strategy.storage !== 'running-sum'
+        ? null
+        : row.sum_seq > 0
+          ? readSumFile(this.sumPath(sessionId, row.number, row.sum_seq), shapes, row.weight_total)
+          : emptyRunningSum(shapes);
     const accepted = new Set(rows.map((r) => r.client_id));
     const live: LiveRound = {
       number: row.number,
@@ -477,7 +549,9 @@ export class Coordinator {
         crashPoint('upload:sum-written');
         this.db.transaction(() => {
           this.db
-            .prepare('INSERT INTO updates (session_id, round, client_id, num_examples, weight, sum_seq, bytes, accepted_at, norm) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+            .prepare(
+              'INSERT INTO updates (session_id, round, client_id, num_examples, weight, sum_seq, bytes, accepted_at, norm) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+            )
             .run(sessionId, round, clientId, update.numExamples, weight, seq, upload.bytes, nowIso(), norm);
           this.db
             .prepare('UPDATE rounds SET sum_seq = ?, weight_total = ?, metric_sums = ? WHERE session_id = ? AND number = ?')
@@ -526,7 +600,10 @@ export class Coordinator {
       // A retry whose first attempt landed (and closed the round) learns that, not "closed".
       const landed = this.db.prepare('SELECT 1 FROM updates WHERE session_id = ? AND round = ? AND client_id = ?').get(sessionId, round, clientId);
       if (landed) throw conflict('duplicate_update', `this client's update for round ${round} was already accepted (the round has closed since)`);
-      throw conflict('round_closed', `round ${round} is ${row.state === 'failed' ? 'over (failed)' : 'closed'}; updates for it are refused — wait for the next round`);
+      throw conflict(
+        'round_closed',
+        `round ${round} is ${row.state === 'failed' ? 'over (failed)' : 'closed'}; updates for it are refused — wait for the next round`,
+      );
     }
     if (!live.participants.has(clientId)) throw forbidden('not_selected', `this client was not selected for round ${round}`);
     if (live.accepted.has(clientId)) throw conflict('duplicate_update', `this client's update for round ${round} was already accepted`);
@@ -556,7 +633,9 @@ export class Coordinator {
     clearTimeout(live.timer);
     const closedAt = nowIso();
     const fail = (why: string) =>
-      this.db.prepare("UPDATE rounds SET state = 'failed', closed_at = ?, failure_reason = ? WHERE session_id = ? AND number = ?").run(closedAt, why, sessionId, round);
+      this.db
+        .prepare("UPDATE rounds SET state = 'failed', closed_at = ?, failure_reason = ? WHERE session_id = ? AND number = ?")
+        .run(closedAt, why, sessionId, round);
     if (live.accepted.size < config.roundPolicy.minUpdates) {
       fail(`too_few_updates: ${live.accepted.size} accepted, the round policy needs at least ${config.roundPolicy.minUpdates}`);
     } else {
@@ -582,8 +661,12 @@ export class Coordinator {
           crashPoint('aggregate:written');
           const metrics = strategy.evaluate(live.metricSums, this.committedWeightTotal(sessionId, round));
           this.db.transaction(() => {
-            this.db.prepare('INSERT OR REPLACE INTO model_versions (session_id, version, file, round, created_at) VALUES (?, ?, ?, ?, ?)').run(sessionId, version, `v${version}.safetensors`, round, closedAt);
-            this.db.prepare("UPDATE rounds SET state = 'closed', result_version = ?, closed_at = ?, metrics = ? WHERE session_id = ? AND number = ?").run(version, closedAt, JSON.stringify(metrics), sessionId, round);
+            this.db
+              .prepare('INSERT OR REPLACE INTO model_versions (session_id, version, file, round, created_at) VALUES (?, ?, ?, ?, ?)')
+              .run(sessionId, version, `v${version}.safetensors`, round, closedAt);
+            this.db
+              .prepare("UPDATE rounds SET state = 'closed', result_version = ?, closed_at = ?, metrics = ? WHERE session_id = ? AND number = ?")
+              .run(version, closedAt, JSON.stringify(metrics), sessionId, round);
             this.db.prepare('UPDATE sessions SET current_version = ? WHERE id = ?').run(version, sessionId);
           })();
         }
@@ -598,17 +681,23 @@ export class Coordinator {
   }
 
   private committedWeightTotal(sessionId: string, round: number): number {
-    return (this.db.prepare('SELECT weight_total FROM rounds WHERE session_id = ? AND number = ?').get(sessionId, round) as { weight_total: number }).weight_total;
+    return (this.db.prepare('SELECT weight_total FROM rounds WHERE session_id = ? AND number = ?').get(sessionId, round) as { weight_total: number })
+      .weight_total;
   }
 
   /** The round's aggregated delta, from the running sum or from the stored deltas (in accept order). */
   private aggregate(sessionId: string, live: LiveRound, config: SessionConfig): AggregateResult {
-    const rows = this.db.prepare('SELECT weight, norm, sum_seq FROM updates WHERE session_id = ? AND round = ? ORDER BY sum_seq').all(sessionId, live.number) as Array<{ weight: number; norm: number | null; sum_seq: number }>;
+    const rows = this.db
+      .prepare('SELECT weight, norm, sum_seq FROM updates WHERE session_id = ? AND round = ? ORDER BY sum_seq')
+      .all(sessionId, live.number) as Array<{ weight: number; norm: number | null; sum_seq: number }>;
     // A norm unknown (an update accepted before norms were recorded, by FedAvg) bounds nothing.
     const updates: AcceptedUpdate[] = rows.map((r) => ({ weight: r.weight, norm: r.norm ?? Number.POSITIVE_INFINITY }));
     const strategy = live.strategy;
     if (strategy.storage === 'running-sum') return strategy.aggregate(live.sum!, updates);
-    const deltas = fileDeltaChunks(rows.map((r) => this.deltaPath(sessionId, live.number, r.sum_seq)), live.shapes);
+    const deltas = fileDeltaChunks(
+      rows.map((r) => this.deltaPath(sessionId, live.number, r.sum_seq)),
+      live.shapes,
+    );
     try {
       return strategy.aggregate(deltas, updates, config.updateLimits.maxWeightShare);
     } finally {
@@ -634,7 +723,8 @@ export class Coordinator {
       const { config } = this.sessionRow(row.session_id);
       const live = this.goLive(row.session_id, row, config);
       const finished = row.state === 'closing' || live.accepted.size === live.participants.size || Date.parse(row.deadline_at) <= Date.now();
-      if (finished) await this.closeRound(row.session_id, row.number, row.state === 'closing' || live.accepted.size === live.participants.size ? 'complete' : 'deadline');
+      if (finished)
+        await this.closeRound(row.session_id, row.number, row.state === 'closing' || live.accepted.size === live.participants.size ? 'complete' : 'deadline');
     }
     for (const id of this.sessionIds()) await this.serial(id, () => this.maybeAutoStart(id)).catch(() => undefined);
   }

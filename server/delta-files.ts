@@ -57,7 +57,11 @@ function openDelta(path: string, shapes: ReadonlyMap<string, readonly number[]>)
 }
 
 /** The delta files `paths` (in that order) as DeltaChunks; call close() when done. */
-export function fileDeltaChunks(paths: readonly string[], shapes: ReadonlyMap<string, readonly number[]>, chunkElements = 65_536): DeltaChunks & { close(): void } {
+export function fileDeltaChunks(
+  paths: readonly string[],
+  shapes: ReadonlyMap<string, readonly number[]>,
+  chunkElements = 65_536,
+): DeltaChunks & { close(): void } {
   const files: OpenDelta[] = [];
   try {
     for (const p of paths) files.push(openDelta(p, shapes));

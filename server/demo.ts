@@ -23,7 +23,14 @@ import { ingestFile } from '../src/ingest/files';
 import { readQaJsonl, splitLines } from '../src/crab/loaders';
 import type { Coordinator } from './coordinator';
 import { COORDINATOR_CONTRIBUTOR } from './passage-intake';
-import { PASSAGE_ENCODER_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX, READER_WIRE_PREFIX, type CreatedSession, type SessionModels, type TrainingQuestion } from '../src/federated/protocol';
+import {
+  PASSAGE_ENCODER_WIRE_PREFIX,
+  QUERY_ENCODER_WIRE_PREFIX,
+  READER_WIRE_PREFIX,
+  type CreatedSession,
+  type SessionModels,
+  type TrainingQuestion,
+} from '../src/federated/protocol';
 
 export const DEMO_MODELS = {
   reader: 'corag/tiny-t5 (random, seed 1)',
@@ -52,7 +59,9 @@ export function demoGlobalModel(): Uint8Array {
 
 /** True when both pretrained demo checkpoints are complete on disk. */
 export function pretrainedDemoAvailable(): boolean {
-  return [PRETRAINED.reader, PRETRAINED.retriever].every((p) => existsSync(PRETRAINED.folder(p) + 'config.json') && existsSync(PRETRAINED.folder(p) + 'model.safetensors'));
+  return [PRETRAINED.reader, PRETRAINED.retriever].every(
+    (p) => existsSync(PRETRAINED.folder(p) + 'config.json') && existsSync(PRETRAINED.folder(p) + 'model.safetensors'),
+  );
 }
 
 /** Where a session's checkpoints come from: what the server reads and what browsers are told. */
@@ -128,7 +137,10 @@ function pretrainedDemoCheckpoints(): DemoCheckpoints {
  */
 export function demoPassages(): PassageText[] {
   const bytes = readFileSync(fileURLToPath(new URL('../public/demo/passages.jsonl', import.meta.url)));
-  return ingestFile('demo-passages.jsonl', new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)).passages.map((p) => ({ title: p.title, text: p.text }));
+  return ingestFile('demo-passages.jsonl', new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)).passages.map((p) => ({
+    title: p.title,
+    text: p.text,
+  }));
 }
 
 /** The demo questions (public/demo/qa.jsonl, 150 SQuAD questions about the demo passages). */
@@ -150,7 +162,11 @@ export const DEMO_QUESTION_SHARDS = { perClient: 24, heldOut: 30, seed: 1 } as c
  * search work before anyone adds a file. Each batch is committed as it is embedded; passages
  * already stored are skipped, so a restart after a crash resumes and a second call does nothing.
  */
-export async function seedDemoPassages(coordinator: Coordinator, sessionId: string, log: (line: string) => void = () => undefined): Promise<{ added: number; alreadyStored: number; seconds: number }> {
+export async function seedDemoPassages(
+  coordinator: Coordinator,
+  sessionId: string,
+  log: (line: string) => void = () => undefined,
+): Promise<{ added: number; alreadyStored: number; seconds: number }> {
   const passages = demoPassages();
   let lastPrinted = 0;
   const result = await coordinator.passageIntake.seed(sessionId, passages, (done, total) => {
@@ -159,9 +175,11 @@ export async function seedDemoPassages(coordinator: Coordinator, sessionId: stri
       log(`  embedding the demo passages into the session store: ${done} / ${total}`);
     }
   });
-  log(result.added > 0
-    ? `Demo store: ${result.added} demo passages embedded and stored by the coordinator in ${result.seconds.toFixed(1)} s (${(result.added / Math.max(result.seconds, 1e-9)).toFixed(1)} passages/s)${result.alreadyStored ? `; ${result.alreadyStored} were stored already` : ''}`
-    : `Demo store: all ${result.alreadyStored} demo passages are stored already`);
+  log(
+    result.added > 0
+      ? `Demo store: ${result.added} demo passages embedded and stored by the coordinator in ${result.seconds.toFixed(1)} s (${(result.added / Math.max(result.seconds, 1e-9)).toFixed(1)} passages/s)${result.alreadyStored ? `; ${result.alreadyStored} were stored already` : ''}`
+      : `Demo store: all ${result.alreadyStored} demo passages are stored already`,
+  );
   return result;
 }
 
@@ -187,7 +205,11 @@ export interface DemoSessionOptions {
 export async function createDemoSession(coordinator: Coordinator, checkpoints?: DemoCheckpoints, options: DemoSessionOptions = {}): Promise<CreatedSession> {
   const chosen = checkpoints ?? (!options.tiny && pretrainedDemoAvailable() ? pretrainedDemoCheckpoints() : undefined);
   const pretrained = chosen ? await checkpointGlobalModel(chosen) : undefined;
-  const name = checkpoints ? `CoRAG (${checkpoints.readerId} + ${checkpoints.retrieverId})` : pretrained ? 'CoRAG demo (pretrained SQuAD models)' : 'CoRAG demo (tiny random models)';
+  const name = checkpoints
+    ? `CoRAG (${checkpoints.readerId} + ${checkpoints.retrieverId})`
+    : pretrained
+      ? 'CoRAG demo (pretrained SQuAD models)'
+      : 'CoRAG demo (tiny random models)';
   const created = coordinator.createSession(
     {
       name,

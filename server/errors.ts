@@ -1,6 +1,11 @@
 /** A refusal the HTTP layer answers as `{error, message}` with a 4xx status. */
 export class ApiError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string, readonly headers: Record<string, string> = {}) {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
     super(message);
     this.name = 'ApiError';
   }

@@ -72,8 +72,10 @@ export function parsePassageStoreLocation(raw: string, cwd = process.cwd()): str
   if (value === '') throw new Error('--passage-store needs a folder or an s3://bucket/prefix URI, got an empty value');
   const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(value);
   if (scheme) {
-    if (scheme[1].toLowerCase() !== 's3') throw new Error(`--passage-store: "${scheme[1]}://" is not supported; give a local folder or an s3://bucket/prefix URI`);
-    if (!/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[^\s]*)?$/.test(value)) throw new Error(`--passage-store: "${value}" is not an s3://bucket/prefix URI (bucket names: 3–63 lowercase letters, digits, dots, hyphens)`);
+    if (scheme[1].toLowerCase() !== 's3')
+      throw new Error(`--passage-store: "${scheme[1]}://" is not supported; give a local folder or an s3://bucket/prefix URI`);
+    if (!/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/[^\s]*)?$/.test(value))
+      throw new Error(`--passage-store: "${value}" is not an s3://bucket/prefix URI (bucket names: 3–63 lowercase letters, digits, dots, hyphens)`);
     return value.replace(/\/+$/, '');
   }
   if (/[\0\n\r]/.test(value)) throw new Error('--passage-store: the folder name holds a control character');
@@ -106,7 +108,13 @@ interface SessionVectors {
 const EMPTY = Buffer.alloc(0);
 
 /** The `vector` column of a record batch as one row-major Float32Array view (no per-value copies). */
-function vectorsOf(batch: { numRows: number; getChild(name: string): { data: ReadonlyArray<{ offset: number; children: ReadonlyArray<{ offset: number; values: unknown }> }> } | null }, dim: number): Float32Array {
+function vectorsOf(
+  batch: {
+    numRows: number;
+    getChild(name: string): { data: ReadonlyArray<{ offset: number; children: ReadonlyArray<{ offset: number; values: unknown }> }> } | null;
+  },
+  dim: number,
+): Float32Array {
   const data = batch.getChild('vector')!.data[0];
   const child = data.children[0];
   const start = data.offset * dim + child.offset;
@@ -125,10 +133,14 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
   private closed = false;
   private readonly indexAbove: number;
 
-  constructor(db: Db, readonly options: LanceStoreOptions) {
+  constructor(
+    db: Db,
+    readonly options: LanceStoreOptions,
+  ) {
     super(db);
     this.indexAbove = options.indexAbove ?? LANCE_DEFAULTS.indexAbove;
-    if (!Number.isInteger(this.indexAbove) || this.indexAbove < 1) throw new Error(`passage store: indexAbove must be a positive integer, got ${options.indexAbove}`);
+    if (!Number.isInteger(this.indexAbove) || this.indexAbove < 1)
+      throw new Error(`passage store: indexAbove must be a positive integer, got ${options.indexAbove}`);
   }
 
   // ------------------------------------------------------------------ lifecycle
@@ -165,7 +177,12 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
   }
 
   private unavailable(what: string, e: unknown): ApiError {
-    return new ApiError(503, 'passage_store_unavailable', `the passage store could not ${what} (${(e as Error).message}); nothing was changed, try again later`, { 'retry-after': '10' });
+    return new ApiError(
+      503,
+      'passage_store_unavailable',
+      `the passage store could not ${what} (${(e as Error).message}); nothing was changed, try again later`,
+      { 'retry-after': '10' },
+    );
   }
 
   // ------------------------------------------------------------------ tables
@@ -200,7 +217,10 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
 
   /** Every (id, vector) of a table; `withVectors: false` reads the ids only. */
   private async scan(table: Table, dim: number, withVectors: boolean): Promise<{ ids: number[]; vectors: Float32Array }> {
-    const result = await table.query().select(withVectors ? ['id', 'vector'] : ['id']).toArrow();
+    const result = await table
+      .query()
+      .select(withVectors ? ['id', 'vector'] : ['id'])
+      .toArrow();
     const ids: number[] = [];
     const vectors = new Float32Array(withVectors ? result.numRows * dim : 0);
     for (const batch of result.batches) {
@@ -229,7 +249,10 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
    */
   private async reconcile(sessionId: string): Promise<void> {
     const name = tableName(sessionId);
-    const recorded = this.db.prepare('SELECT id, length(embedding) AS bytes FROM passages WHERE session_id = ?').all(sessionId) as Array<{ id: number; bytes: number }>;
+    const recorded = this.db.prepare('SELECT id, length(embedding) AS bytes FROM passages WHERE session_id = ?').all(sessionId) as Array<{
+      id: number;
+      bytes: number;
+    }>;
     const exists = await this.tableExists(name);
     if (!exists && recorded.length === 0) return;
     let table: Table;
@@ -248,7 +271,9 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
     if (strays.length > 0) await table.delete(`id IN (${strays.join(',')})`);
     const missing = recorded.filter((r) => !stored.has(r.id) && r.bytes === 0);
     if (missing.length > 0) {
-      throw new Error(`session ${sessionId}: ${missing.length} of its ${recorded.length} passages have no vector in this store (e.g. passage ${missing[0].id}); is --passage-store the store this data folder was used with?`);
+      throw new Error(
+        `session ${sessionId}: ${missing.length} of its ${recorded.length} passages have no vector in this store (e.g. passage ${missing[0].id}); is --passage-store the store this data folder was used with?`,
+      );
     }
     // Embeddings still in SQLite (a folder the embedded store wrote): copied, then emptied there.
     const toMove = recorded.filter((r) => r.bytes > 0);
@@ -259,11 +284,20 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
         const b = (blob.get(r.id) as { embedding: Buffer }).embedding;
         return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
       });
-      if (chunk.length > 0) await table.add(this.rows(chunk.map((r) => r.id), vectors, dim));
+      if (chunk.length > 0)
+        await table.add(
+          this.rows(
+            chunk.map((r) => r.id),
+            vectors,
+            dim,
+          ),
+        );
     }
     if (toMove.length > 0) {
       const empty = this.db.prepare('UPDATE passages SET embedding = ? WHERE id = ?');
-      this.db.transaction(() => { for (const r of toMove) empty.run(EMPTY, r.id); })();
+      this.db.transaction(() => {
+        for (const r of toMove) empty.run(EMPTY, r.id);
+      })();
       this.options.log?.(`passage store: moved ${toMove.length} embeddings of session ${sessionId} from SQLite to ${this.options.uri}`);
     }
   }
@@ -288,7 +322,12 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
       })();
       this.sessions.set(sessionId, s);
       // A failure (store unreachable) is not remembered: the next call tries again.
-      s.then((v) => { if (!v) this.sessions.delete(sessionId); }, () => this.sessions.delete(sessionId));
+      s.then(
+        (v) => {
+          if (!v) this.sessions.delete(sessionId);
+        },
+        () => this.sessions.delete(sessionId),
+      );
     }
     return s;
   }
@@ -302,7 +341,9 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
       index.add(ids, vectors);
       s.exact = index;
       return index;
-    }).finally(() => { s.loadingExact = undefined; });
+    }).finally(() => {
+      s.loadingExact = undefined;
+    });
     return s.loadingExact;
   }
 
@@ -331,17 +372,25 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
         await s.table.optimize();
         s.indexedRows = await s.table.countRows();
         s.addedSince = 0;
-        this.options.log?.(`passage store: session ${sessionId}: index updated to ${s.indexedRows} passages in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-      }).catch((e: unknown) => {
-        this.options.log?.(`passage store: session ${sessionId}: optimize failed (${(e as Error).message}); new passages stay searched flat`);
-      }).finally(() => { s.building = undefined; });
+        this.options.log?.(
+          `passage store: session ${sessionId}: index updated to ${s.indexedRows} passages in ${((performance.now() - started) / 1000).toFixed(1)} s`,
+        );
+      })
+        .catch((e: unknown) => {
+          this.options.log?.(`passage store: session ${sessionId}: optimize failed (${(e as Error).message}); new passages stay searched flat`);
+        })
+        .finally(() => {
+          s.building = undefined;
+        });
     }
   }
 
   private async build(sessionId: string, s: SessionVectors, rows: number): Promise<void> {
     const { numPartitions, numSubVectors } = this.indexParams(rows, s.dim);
     const started = performance.now();
-    this.options.log?.(`passage store: session ${sessionId}: ${rows} passages, building an IVF-PQ index (${numPartitions} partitions, ${numSubVectors} sub-vectors) in the background; exact search meanwhile`);
+    this.options.log?.(
+      `passage store: session ${sessionId}: ${rows} passages, building an IVF-PQ index (${numPartitions} partitions, ${numSubVectors} sub-vectors) in the background; exact search meanwhile`,
+    );
     try {
       await s.table.createIndex('vector', { config: this.lance!.Index.ivfPq({ distanceType: 'dot', numPartitions, numSubVectors }), replace: true });
       s.indexedRows = rows;
@@ -351,7 +400,8 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
       this.options.log?.(`passage store: session ${sessionId}: index built in ${((performance.now() - started) / 1000).toFixed(1)} s`);
     } catch (e) {
       s.failedAt = Date.now();
-      if (!this.closed) this.options.log?.(`passage store: session ${sessionId}: index build failed (${(e as Error).message}); exact search goes on, retried later`);
+      if (!this.closed)
+        this.options.log?.(`passage store: session ${sessionId}: index build failed (${(e as Error).message}); exact search goes on, retried later`);
     } finally {
       s.building = undefined;
     }
@@ -387,7 +437,14 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
       try {
         s = (await this.session(sessionId, models.embeddingDim, true))!;
         await this.retryOrphans(s);
-        if (fresh.length > 0) await s.table.add(this.rows(fresh.map((p) => ids.get(p.hash)!), fresh.map((p) => p.embedding), s.dim));
+        if (fresh.length > 0)
+          await s.table.add(
+            this.rows(
+              fresh.map((p) => ids.get(p.hash)!),
+              fresh.map((p) => p.embedding),
+              s.dim,
+            ),
+          );
       } catch (e) {
         if (e instanceof ApiError) throw e;
         throw this.unavailable('store the embeddings', e);
@@ -396,13 +453,23 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
       let added: Array<{ id: number; embedding: Float32Array }>;
       let results: AddResult[];
       try {
-        ({ results, added } = this.commit(sessionId, clientId, prepared, quota, () => EMPTY, (p) => ids.get(p.hash)!));
+        ({ results, added } = this.commit(
+          sessionId,
+          clientId,
+          prepared,
+          quota,
+          () => EMPTY,
+          (p) => ids.get(p.hash)!,
+        ));
       } catch (e) {
         // The records were not committed: their vectors go too (if this fails, the next open removes them).
         if (fresh.length > 0) await s.table.delete(`id >= ${first} AND id < ${first + fresh.length}`).catch(() => undefined);
         throw e;
       }
-      s.exact?.add(added.map((a) => a.id), added.map((a) => a.embedding));
+      s.exact?.add(
+        added.map((a) => a.id),
+        added.map((a) => a.embedding),
+      );
       s.addedSince += added.length;
       this.maybeIndex(sessionId, s, this.count(sessionId));
       return results;
@@ -411,7 +478,9 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
 
   /** The first free passage id (ids are chosen before the records commit; writes are serialized). */
   private nextId(): number {
-    const row = this.db.prepare("SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'passages'), 0), COALESCE((SELECT MAX(id) FROM passages), 0)) AS last").get() as { last: number };
+    const row = this.db
+      .prepare("SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'passages'), 0), COALESCE((SELECT MAX(id) FROM passages), 0)) AS last")
+      .get() as { last: number };
     return row.last + 1;
   }
 
@@ -431,8 +500,14 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
       if (!s) return [];
       if (s.indexed) {
         // Vectors whose records are gone may still be found: ask for that many more.
-        const result = await s.table.vectorSearch(q).distanceType('dot').nprobes(this.options.nprobes ?? LANCE_DEFAULTS.nprobes)
-          .refineFactor(this.options.refineFactor ?? LANCE_DEFAULTS.refineFactor).limit(k + s.orphans.size).select(['id', 'vector', '_distance']).toArrow();
+        const result = await s.table
+          .vectorSearch(q)
+          .distanceType('dot')
+          .nprobes(this.options.nprobes ?? LANCE_DEFAULTS.nprobes)
+          .refineFactor(this.options.refineFactor ?? LANCE_DEFAULTS.refineFactor)
+          .limit(k + s.orphans.size)
+          .select(['id', 'vector', '_distance'])
+          .toArrow();
         top = [];
         for (const batch of result.batches) {
           const idColumn = batch.getChild('id')!;
@@ -457,7 +532,9 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
   }
 
   async withdraw(sessionId: string, models: SessionModels, clientId: string, id: number): Promise<{ deleted: boolean; contributorsLeft: number }> {
-    await this.open().catch((e: unknown) => { throw this.unavailable('be opened', e); });
+    await this.open().catch((e: unknown) => {
+      throw this.unavailable('be opened', e);
+    });
     return this.exclusive(async () => {
       const outcome = this.removeContribution(sessionId, clientId, id);
       if (!outcome.deleted) return outcome;

@@ -24,6 +24,12 @@ export function redactingSink(sink: LogSink): LogSink {
 }
 
 /** The fields of a request worth logging, with its URL redacted (Fastify `serializers.req`). */
-export function serializeRequest(req: { method?: string; url?: string; host?: string; ip?: string; socket?: { remotePort?: number } }): Record<string, unknown> {
+export function serializeRequest(req: {
+  method?: string;
+  url?: string;
+  host?: string;
+  ip?: string;
+  socket?: { remotePort?: number };
+}): Record<string, unknown> {
   return { method: req.method, url: redactSecrets(req.url ?? ''), host: req.host, remoteAddress: req.ip, remotePort: req.socket?.remotePort };
 }

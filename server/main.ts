@@ -150,7 +150,9 @@ async function main(): Promise<void> {
   const url = address.replace('://0.0.0.0', '://localhost').replace('://[::]', '://localhost');
   networkUrls = lanUrls(host, Number(new URL(address).port));
   process.stdout.write(`CoRAG coordinator listening on ${url}\n`);
-  process.stdout.write(`  data folder: ${dataDir}\n  passages:    ${passageStore ? `LanceDB at ${passageStore}` : 'in the data folder (SQLite, exact search)'}\n  API docs:    ${url}/api/openapi.json\n`);
+  process.stdout.write(
+    `  data folder: ${dataDir}\n  passages:    ${passageStore ? `LanceDB at ${passageStore}` : 'in the data folder (SQLite, exact search)'}\n  API docs:    ${url}/api/openapi.json\n`,
+  );
   if (demo) process.stdout.write(`  join link:   ${url}/?join=${demo.joinCode}   (session ${demo.id})\n`);
   if (demo && networkUrls.length) {
     // For a classroom: the link other devices use, and its QR code for phones.
@@ -161,9 +163,12 @@ async function main(): Promise<void> {
     process.stdout.write('  (only this computer can connect; `npm start -- --host 0.0.0.0` lets phones and other computers on the network join)\n');
   }
   if (serverKey.file) {
-    process.stdout.write(`  server key:  ${serverKey.generated ? 'generated into' : 'in'} ${serverKey.file} (creating a session needs it: Authorization: Bearer <key>)\n`);
+    process.stdout.write(
+      `  server key:  ${serverKey.generated ? 'generated into' : 'in'} ${serverKey.file} (creating a session needs it: Authorization: Bearer <key>)\n`,
+    );
   } else if (serverKey.key) process.stdout.write('  server key:  the one configured (creating a session needs it)\n');
-  if (demo && existsSync(tokenFile)) process.stdout.write(`  admin token: in ${tokenFile} (paste it under Dashboard → Organiser controls to open and close rounds)\n`);
+  if (demo && existsSync(tokenFile))
+    process.stdout.write(`  admin token: in ${tokenFile} (paste it under Dashboard → Organiser controls to open and close rounds)\n`);
   process.stdout.write(`Open ${url} in a browser.\n`);
 
   const stop = () => void app.close().then(() => process.exit(0));

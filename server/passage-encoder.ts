@@ -94,7 +94,10 @@ export class FrozenPassageEncoder {
    */
   static async load(id: string, globalModel: Uint8Array, expectedDim: number): Promise<FrozenPassageEncoder> {
     const files = passageEncoderFiles(id);
-    if (!files) throw new PassageEncoderError(`"${id}" names no passage encoder the coordinator can load (expected corag/tiny-contriever…, a folder of the web app, a hub id or an http(s) URL)`);
+    if (!files)
+      throw new PassageEncoderError(
+        `"${id}" names no passage encoder the coordinator can load (expected corag/tiny-contriever…, a folder of the web app, a hub id or an http(s) URL)`,
+      );
     let config: BertConfig;
     let tokenizer: TextTokenizer;
     try {
@@ -103,15 +106,20 @@ export class FrozenPassageEncoder {
     } catch (e) {
       throw new PassageEncoderError(`cannot load the config or tokenizer of passage encoder "${id}" from ${files.describe}: ${(e as Error).message}`);
     }
-    if (config.hidden_size !== expectedDim) throw new PassageEncoderError(`passage encoder "${id}" makes ${config.hidden_size}-dimensional embeddings but the session stores ${expectedDim}`);
+    if (config.hidden_size !== expectedDim)
+      throw new PassageEncoderError(`passage encoder "${id}" makes ${config.hidden_size}-dimensional embeddings but the session stores ${expectedDim}`);
     const global = decodeModel(globalModel, 'global model');
     const backend = await ensureBackend();
     const store = new ParameterStore();
     try {
       for (const [name, shape] of bertParameterShapes(config)) {
         const t = global.get(PASSAGE_ENCODER_WIRE_PREFIX + name);
-        if (!t) throw new PassageEncoderError(`the session's global model has no "${PASSAGE_ENCODER_WIRE_PREFIX}${name}" tensor, so the coordinator cannot recompute passage embeddings`);
-        if (!tf.util.arraysEqual([...t.shape], [...shape])) throw new PassageEncoderError(`"${PASSAGE_ENCODER_WIRE_PREFIX}${name}" has shape [${t.shape}] but the config of "${id}" implies [${shape}]`);
+        if (!t)
+          throw new PassageEncoderError(
+            `the session's global model has no "${PASSAGE_ENCODER_WIRE_PREFIX}${name}" tensor, so the coordinator cannot recompute passage embeddings`,
+          );
+        if (!tf.util.arraysEqual([...t.shape], [...shape]))
+          throw new PassageEncoderError(`"${PASSAGE_ENCODER_WIRE_PREFIX}${name}" has shape [${t.shape}] but the config of "${id}" implies [${shape}]`);
         store.set(name, tf.tensor(t.data, [...t.shape], 'float32'), false);
       }
       // Contriever holds two sides; the query side is never used here (a copy of the passage side).
@@ -122,8 +130,14 @@ export class FrozenPassageEncoder {
   }
 
   /** Passage embeddings exactly as a browser tab computes them (title + text, 512 tokens). */
-  async embed(passages: readonly PassageText[], options: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {}): Promise<Float32Array[]> {
-    const rows = await embedPassages({ retriever: this.contriever, retrieverTokenizer: this.tokenizer }, passages, { batchSize: options.batchSize ?? 16, onProgress: options.onProgress });
+  async embed(
+    passages: readonly PassageText[],
+    options: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {},
+  ): Promise<Float32Array[]> {
+    const rows = await embedPassages({ retriever: this.contriever, retrieverTokenizer: this.tokenizer }, passages, {
+      batchSize: options.batchSize ?? 16,
+      onProgress: options.onProgress,
+    });
     return rows.map((r) => r.slice());
   }
 

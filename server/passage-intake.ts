@@ -53,8 +53,14 @@ const RETRY_FAILED_LOAD_MS = 60_000;
  * them sets the norm bound.
  */
 export const REFERENCE_TEXTS: readonly PassageText[] = [
-  { title: 'Super Bowl 50', text: 'Super Bowl 50 was an American football game to determine the champion of the National Football League (NFL) for the 2015 season.' },
-  { title: 'Photosynthesis', text: 'Photosynthesis is a process used by plants and other organisms to convert light energy into chemical energy that can later be released to fuel the organisms\' activities.' },
+  {
+    title: 'Super Bowl 50',
+    text: 'Super Bowl 50 was an American football game to determine the champion of the National Football League (NFL) for the 2015 season.',
+  },
+  {
+    title: 'Photosynthesis',
+    text: "Photosynthesis is a process used by plants and other organisms to convert light energy into chemical energy that can later be released to fuel the organisms' activities.",
+  },
   { title: '', text: 'a' },
   { title: '', text: '?' },
   { title: '', text: '1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 1999 2024 3.14159 42' },
@@ -130,7 +136,10 @@ export class PassageIntake {
   private work: Promise<unknown> = Promise.resolve();
 
   /** `random`: which passages a batch has recomputed must be unpredictable to the sender. */
-  constructor(private readonly deps: PassageIntakeDeps, private readonly random: () => number = () => randomInt(2 ** 47) / 2 ** 47) {
+  constructor(
+    private readonly deps: PassageIntakeDeps,
+    private readonly random: () => number = () => randomInt(2 ** 47) / 2 ** 47,
+  ) {
     deps.db.exec(`CREATE TABLE IF NOT EXISTS passage_checks (
       session_id TEXT NOT NULL,
       client_id TEXT NOT NULL,
@@ -151,32 +160,49 @@ export class PassageIntake {
    * encoder comes from the newest version not produced by a round). Throws PassageEncoderError.
    */
   encoder(sessionId: string): Promise<LoadedEncoder> {
-    const row = this.deps.db.prepare('SELECT version FROM model_versions WHERE session_id = ? AND round IS NULL ORDER BY version DESC LIMIT 1').get(sessionId) as { version: number } | undefined;
+    const row = this.deps.db
+      .prepare('SELECT version FROM model_versions WHERE session_id = ? AND round IS NULL ORDER BY version DESC LIMIT 1')
+      .get(sessionId) as { version: number } | undefined;
     if (!row) return Promise.reject(new PassageEncoderError('the session has no global model yet, so its passage encoder has no weights'));
     const key = `${row.version}`;
     const slot = this.encoders.get(sessionId);
     if (slot && slot.key === key && (slot.failedAt === undefined || Date.now() - slot.failedAt < RETRY_FAILED_LOAD_MS)) return slot.loading;
-    if (slot && slot.failedAt === undefined) void slot.loading.then((l) => l.encoder.dispose(), () => undefined);
+    if (slot && slot.failedAt === undefined)
+      void slot.loading.then(
+        (l) => l.encoder.dispose(),
+        () => undefined,
+      );
     const { models } = this.deps.config(sessionId);
     const loading = this.serial(async () => {
-      const encoder = await FrozenPassageEncoder.load(models.passageEncoder, this.deps.readModel(this.deps.modelPath(sessionId, row.version)), models.embeddingDim);
+      const encoder = await FrozenPassageEncoder.load(
+        models.passageEncoder,
+        this.deps.readModel(this.deps.modelPath(sessionId, row.version)),
+        models.embeddingDim,
+      );
       const norms = (await encoder.embed(REFERENCE_TEXTS)).map((e) => Math.hypot(...e));
       const referenceMaxNorm = Math.max(...norms);
       return { encoder, referenceMaxNorm };
     });
     const next: EncoderSlot = { key, loading };
-    loading.catch(() => { next.failedAt = Date.now(); });
+    loading.catch(() => {
+      next.failedAt = Date.now();
+    });
     this.encoders.set(sessionId, next);
     return loading;
   }
 
   private history(sessionId: string, clientId: string): { batches: number; mismatches: number } {
-    const row = this.deps.db.prepare('SELECT batches, mismatches FROM passage_checks WHERE session_id = ? AND client_id = ?').get(sessionId, clientId) as { batches: number; mismatches: number } | undefined;
+    const row = this.deps.db.prepare('SELECT batches, mismatches FROM passage_checks WHERE session_id = ? AND client_id = ?').get(sessionId, clientId) as
+      { batches: number; mismatches: number } | undefined;
     return row ?? { batches: 0, mismatches: 0 };
   }
 
   private record(sessionId: string, clientId: string, column: 'batches' | 'mismatches'): void {
-    this.deps.db.prepare(`INSERT INTO passage_checks (session_id, client_id, ${column}) VALUES (?, ?, 1) ON CONFLICT (session_id, client_id) DO UPDATE SET ${column} = ${column} + 1`).run(sessionId, clientId);
+    this.deps.db
+      .prepare(
+        `INSERT INTO passage_checks (session_id, client_id, ${column}) VALUES (?, ?, 1) ON CONFLICT (session_id, client_id) DO UPDATE SET ${column} = ${column} + 1`,
+      )
+      .run(sessionId, clientId);
   }
 
   /** `k` distinct indexes of [0, n), uniformly. */
@@ -195,7 +221,10 @@ export class PassageIntake {
     const policy = passagePolicyOf(config);
     const prepared = this.deps.passages.validate(config.models, inputs);
     if (policy.embeddingCheck !== 'off') {
-      const known = this.deps.passages.existingHashes(sessionId, prepared.map((p) => p.hash));
+      const known = this.deps.passages.existingHashes(
+        sessionId,
+        prepared.map((p) => p.hash),
+      );
       const fresh = prepared.map((p, index) => ({ ...p, index })).filter((p, i, all) => !known.has(p.hash) && all.findIndex((q) => q.hash === p.hash) === i);
       if (fresh.length > 0) {
         let loaded: LoadedEncoder;
@@ -203,7 +232,12 @@ export class PassageIntake {
           loaded = await this.encoder(sessionId);
         } catch (e) {
           if (!(e instanceof PassageEncoderError)) throw e;
-          throw new ApiError(503, 'passage_encoder_unavailable', `the coordinator cannot check contributed embeddings for this session, so it accepts none: ${e.message}. The session owner can fix the model, or create the session with passages.embeddingCheck "off" if every participant is trusted.`, { 'retry-after': '60' });
+          throw new ApiError(
+            503,
+            'passage_encoder_unavailable',
+            `the coordinator cannot check contributed embeddings for this session, so it accepts none: ${e.message}. The session owner can fix the model, or create the session with passages.embeddingCheck "off" if every participant is trusted.`,
+            { 'retry-after': '60' },
+          );
         }
         const refuseAbove = NORM_BOUNDS.refuseAbove * loaded.referenceMaxNorm;
         const verifyAbove = NORM_BOUNDS.verifyAbove * loaded.referenceMaxNorm;
@@ -211,7 +245,10 @@ export class PassageIntake {
         for (const [i, p] of fresh.entries()) {
           const norm = Math.hypot(...p.embedding);
           if (!(norm <= refuseAbove)) {
-            throw badRequest('embedding_norm_out_of_range', `passages[${p.index}] ("${p.title.slice(0, 80)}"): embedding norm ${norm.toPrecision(3)} is far beyond what this session's passage encoder produces (its largest reference norm is ${loaded.referenceMaxNorm.toPrecision(4)}); the whole batch was refused, nothing was stored`);
+            throw badRequest(
+              'embedding_norm_out_of_range',
+              `passages[${p.index}] ("${p.title.slice(0, 80)}"): embedding norm ${norm.toPrecision(3)} is far beyond what this session's passage encoder produces (its largest reference norm is ${loaded.referenceMaxNorm.toPrecision(4)}); the whole batch was refused, nothing was stored`,
+            );
           }
           if (norm > verifyAbove) outliers.add(i);
         }
@@ -223,7 +260,10 @@ export class PassageIntake {
           const a = embeddingAgreement(p.embedding, recomputed[j]);
           if (!agrees(a)) {
             this.record(sessionId, clientId, 'mismatches');
-            throw badRequest('embedding_mismatch', `passages[${p.index}] ("${p.title.slice(0, 80)}"): the embedding is not what this session's passage encoder computes for its text (cosine ${a.cosine.toFixed(4)}, relative L2 error ${a.relativeL2.toExponential(2)}; accepted: cosine ≥ ${EMBEDDING_TOLERANCE.minCosine} and error ≤ ${EMBEDDING_TOLERANCE.maxRelativeL2}); the whole batch was refused, nothing was stored, and this client's later batches are checked in full`);
+            throw badRequest(
+              'embedding_mismatch',
+              `passages[${p.index}] ("${p.title.slice(0, 80)}"): the embedding is not what this session's passage encoder computes for its text (cosine ${a.cosine.toFixed(4)}, relative L2 error ${a.relativeL2.toExponential(2)}; accepted: cosine ≥ ${EMBEDDING_TOLERANCE.minCosine} and error ≤ ${EMBEDDING_TOLERANCE.maxRelativeL2}); the whole batch was refused, nothing was stored, and this client's later batches are checked in full`,
+            );
           }
         }
       }
@@ -239,10 +279,17 @@ export class PassageIntake {
    * batches committed one by one (a restart resumes: passages already stored are not embedded
    * again). Returns what was added and how long embedding took.
    */
-  async seed(sessionId: string, passages: readonly PassageText[], onProgress?: (done: number, total: number) => void): Promise<{ added: number; alreadyStored: number; seconds: number }> {
+  async seed(
+    sessionId: string,
+    passages: readonly PassageText[],
+    onProgress?: (done: number, total: number) => void,
+  ): Promise<{ added: number; alreadyStored: number; seconds: number }> {
     const config = this.deps.config(sessionId);
     const { contentHash } = await import('./passages');
-    const known = this.deps.passages.existingHashes(sessionId, passages.map((p) => contentHash(p.title, p.text)));
+    const known = this.deps.passages.existingHashes(
+      sessionId,
+      passages.map((p) => contentHash(p.title, p.text)),
+    );
     const todo = passages.filter((p) => !known.has(contentHash(p.title, p.text)));
     const started = performance.now();
     let added = 0;
@@ -253,7 +300,9 @@ export class PassageIntake {
         const slice = todo.slice(i, i + batch);
         const rows = await this.serial(() => encoder.embed(slice));
         const inputs = slice.map((p, j) => ({ title: p.title, text: p.text, embedding: Array.from(rows[j]), encoder: config.models.passageEncoder }));
-        added += (await this.deps.passages.add(sessionId, config.models, COORDINATOR_CONTRIBUTOR, inputs, quotaOf(passagePolicyOf(config), false))).filter((r) => !r.duplicate).length;
+        added += (await this.deps.passages.add(sessionId, config.models, COORDINATOR_CONTRIBUTOR, inputs, quotaOf(passagePolicyOf(config), false))).filter(
+          (r) => !r.duplicate,
+        ).length;
         onProgress?.(i + slice.length, todo.length);
       }
     }
@@ -261,7 +310,11 @@ export class PassageIntake {
   }
 
   dispose(): void {
-    for (const slot of this.encoders.values()) void slot.loading.then((l) => l.encoder.dispose(), () => undefined);
+    for (const slot of this.encoders.values())
+      void slot.loading.then(
+        (l) => l.encoder.dispose(),
+        () => undefined,
+      );
     this.encoders.clear();
   }
 }

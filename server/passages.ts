@@ -46,7 +46,9 @@ const toPassage = (r: PassageRow): Passage => ({ id: r.id, title: r.title, text:
 
 /** SHA-256 of title and text: the identity of a passage's content. */
 export function contentHash(title: string, text: string): string {
-  return createHash('sha256').update(JSON.stringify([title, text]), 'utf8').digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify([title, text]), 'utf8')
+    .digest('hex');
 }
 
 /** A passage's outcome in an add: its id, and whether the same content was stored already. */
@@ -123,7 +125,10 @@ export abstract class PassageRecords {
         throw badRequest('wrong_encoder', `${where}: embedding computed with "${p.encoder}" but this session's passage encoder is "${models.passageEncoder}"`);
       }
       if (p.embedding.length !== models.embeddingDim) {
-        throw badRequest('wrong_embedding_dimension', `${where}: embedding has ${p.embedding.length} values but this session's dimension is ${models.embeddingDim}`);
+        throw badRequest(
+          'wrong_embedding_dimension',
+          `${where}: embedding has ${p.embedding.length} values but this session's dimension is ${models.embeddingDim}`,
+        );
       }
       const embedding = Float32Array.from(p.embedding);
       if (!embedding.every(Number.isFinite)) throw badRequest('non_finite', `${where}: embedding holds a non-finite value (or one beyond float32 range)`);
@@ -141,7 +146,10 @@ export abstract class PassageRecords {
   /** The passages of a batch a commit would store as new: first occurrences of hashes not stored yet, in order. */
   protected fresh(sessionId: string, prepared: readonly PreparedPassage[]): PreparedPassage[] {
     const unique = prepared.filter((p, i) => prepared.findIndex((q) => q.hash === p.hash) === i);
-    const known = this.existingHashes(sessionId, unique.map((p) => p.hash));
+    const known = this.existingHashes(
+      sessionId,
+      unique.map((p) => p.hash),
+    );
     return unique.filter((p) => !known.has(p.hash));
   }
 
@@ -151,9 +159,14 @@ export abstract class PassageRecords {
    */
   protected usage(sessionId: string, embeddingDim: number, clientId?: string): { passages: number; bytes: number } {
     const size = 'length(CAST(p.title AS BLOB)) + length(CAST(p.text AS BLOB))';
-    const row = clientId === undefined
-      ? this.db.prepare(`SELECT COUNT(*) AS n, COALESCE(SUM(${size}), 0) AS b FROM passages p WHERE p.session_id = ?`).get(sessionId)
-      : this.db.prepare(`SELECT COUNT(*) AS n, COALESCE(SUM(${size}), 0) AS b FROM passage_contributors c JOIN passages p ON p.id = c.passage_id WHERE p.session_id = ? AND c.client_id = ?`).get(sessionId, clientId);
+    const row =
+      clientId === undefined
+        ? this.db.prepare(`SELECT COUNT(*) AS n, COALESCE(SUM(${size}), 0) AS b FROM passages p WHERE p.session_id = ?`).get(sessionId)
+        : this.db
+            .prepare(
+              `SELECT COUNT(*) AS n, COALESCE(SUM(${size}), 0) AS b FROM passage_contributors c JOIN passages p ON p.id = c.passage_id WHERE p.session_id = ? AND c.client_id = ?`,
+            )
+            .get(sessionId, clientId);
     const { n, b } = row as { n: number; b: number };
     return { passages: n, bytes: b + n * 4 * embeddingDim };
   }
@@ -164,8 +177,12 @@ export abstract class PassageRecords {
    * each new passage (the LanceDB store writes the vectors first, under ids chosen before).
    */
   protected commit(
-    sessionId: string, clientId: string, prepared: readonly PreparedPassage[], quota: PassageQuota | undefined,
-    blob: (p: PreparedPassage) => Buffer, idOf?: (p: PreparedPassage) => number,
+    sessionId: string,
+    clientId: string,
+    prepared: readonly PreparedPassage[],
+    quota: PassageQuota | undefined,
+    blob: (p: PreparedPassage) => Buffer,
+    idOf?: (p: PreparedPassage) => number,
   ): { results: AddResult[]; added: Array<{ id: number; embedding: Float32Array }> } {
     const find = this.db.prepare('SELECT id FROM passages WHERE session_id = ? AND hash = ?');
     const insert = this.db.prepare(
@@ -193,20 +210,38 @@ export abstract class PassageRecords {
   /** Throws 413 when storing `prepared` would take the client or the session past `quota`. */
   protected enforceQuota(sessionId: string, clientId: string, prepared: readonly PreparedPassage[], quota: PassageQuota): void {
     const bytesOf = (p: PreparedPassage) => Buffer.byteLength(p.title, 'utf8') + Buffer.byteLength(p.text, 'utf8') + p.embedding.byteLength;
-    const isContributor = this.db.prepare('SELECT 1 FROM passage_contributors c JOIN passages p ON p.id = c.passage_id WHERE p.session_id = ? AND p.hash = ? AND c.client_id = ?');
+    const isContributor = this.db.prepare(
+      'SELECT 1 FROM passage_contributors c JOIN passages p ON p.id = c.passage_id WHERE p.session_id = ? AND p.hash = ? AND c.client_id = ?',
+    );
     const unique = prepared.filter((p, i) => prepared.findIndex((q) => q.hash === p.hash) === i);
-    const known = this.existingHashes(sessionId, unique.map((p) => p.hash));
+    const known = this.existingHashes(
+      sessionId,
+      unique.map((p) => p.hash),
+    );
     const forSession = unique.filter((p) => !known.has(p.hash));
     const forClient = unique.filter((p) => isContributor.get(sessionId, p.hash, clientId) === undefined);
     const dim = prepared[0]?.embedding.length ?? 0;
-    const check = (who: string, limit: { maxPassages: number; maxBytes: number } | undefined, used: { passages: number; bytes: number }, adding: readonly PreparedPassage[]) => {
+    const check = (
+      who: string,
+      limit: { maxPassages: number; maxBytes: number } | undefined,
+      used: { passages: number; bytes: number },
+      adding: readonly PreparedPassage[],
+    ) => {
       if (!limit || adding.length === 0) return;
       const bytes = adding.reduce((a, p) => a + bytesOf(p), 0);
       if (used.passages + adding.length > limit.maxPassages) {
-        throw new ApiError(413, 'passage_quota_exceeded', `${who} holds ${used.passages} passages and this batch adds ${adding.length}, past the limit of ${limit.maxPassages}; nothing was stored (withdraw passages, or ask the session owner for a larger quota)`);
+        throw new ApiError(
+          413,
+          'passage_quota_exceeded',
+          `${who} holds ${used.passages} passages and this batch adds ${adding.length}, past the limit of ${limit.maxPassages}; nothing was stored (withdraw passages, or ask the session owner for a larger quota)`,
+        );
       }
       if (used.bytes + bytes > limit.maxBytes) {
-        throw new ApiError(413, 'passage_quota_exceeded', `${who} holds ${used.bytes} bytes of passages and this batch adds ${bytes}, past the limit of ${limit.maxBytes} bytes; nothing was stored (withdraw passages, or ask the session owner for a larger quota)`);
+        throw new ApiError(
+          413,
+          'passage_quota_exceeded',
+          `${who} holds ${used.bytes} bytes of passages and this batch adds ${bytes}, past the limit of ${limit.maxBytes} bytes; nothing was stored (withdraw passages, or ask the session owner for a larger quota)`,
+        );
       }
     };
     check('this client', quota.client, this.usage(sessionId, dim, clientId), forClient);
@@ -228,26 +263,43 @@ export abstract class PassageRecords {
       const row = this.db.prepare('SELECT 1 FROM passages WHERE session_id = ? AND id = ?').get(sessionId, id);
       if (!row) throw notFound('passage_not_found', `passage ${id} does not exist in this session`);
       const removed = this.db.prepare('DELETE FROM passage_contributors WHERE passage_id = ? AND client_id = ?').run(id, clientId).changes;
-      if (removed === 0) throw forbidden('not_your_passage', `passage ${id} was contributed by other clients, not by this one; only its contributors can withdraw it`);
+      if (removed === 0)
+        throw forbidden('not_your_passage', `passage ${id} was contributed by other clients, not by this one; only its contributors can withdraw it`);
       const left = (this.db.prepare('SELECT COUNT(*) AS n FROM passage_contributors WHERE passage_id = ?').get(id) as { n: number }).n;
       if (left === 0) this.db.prepare('DELETE FROM passages WHERE session_id = ? AND id = ?').run(sessionId, id);
       // The passage is credited (contributions, Passage.clientId) to its earliest remaining contributor.
-      else this.db.prepare('UPDATE passages SET client_id = (SELECT client_id FROM passage_contributors WHERE passage_id = ? ORDER BY rowid LIMIT 1) WHERE id = ?').run(id, id);
+      else
+        this.db
+          .prepare('UPDATE passages SET client_id = (SELECT client_id FROM passage_contributors WHERE passage_id = ? ORDER BY rowid LIMIT 1) WHERE id = ?')
+          .run(id, id);
       return { deleted: left === 0, contributorsLeft: left };
     })();
   }
 
   /** Hits (id, exact score, embedding) joined with their records; ids no longer recorded are dropped. */
-  protected hits(sessionId: string, top: ReadonlyArray<{ id: number; score: number; embedding?: Float32Array }>, k: number, withEmbeddings: boolean): SearchHit[] {
-    const byId = new Map(this.get(sessionId, top.map((t) => t.id)).map((p) => [p.id, p]));
-    return top.filter((t) => byId.has(t.id)).slice(0, k).map((t) => ({
-      id: t.id,
-      score: t.score,
-      passage: byId.get(t.id)!,
-      // float32 → double is exact and JSON prints the shortest round-trip form: the client's
-      // Float32Array.from gives back the stored values bit for bit.
-      ...(withEmbeddings && t.embedding ? { embedding: Array.from(t.embedding) } : {}),
-    }));
+  protected hits(
+    sessionId: string,
+    top: ReadonlyArray<{ id: number; score: number; embedding?: Float32Array }>,
+    k: number,
+    withEmbeddings: boolean,
+  ): SearchHit[] {
+    const byId = new Map(
+      this.get(
+        sessionId,
+        top.map((t) => t.id),
+      ).map((p) => [p.id, p]),
+    );
+    return top
+      .filter((t) => byId.has(t.id))
+      .slice(0, k)
+      .map((t) => ({
+        id: t.id,
+        score: t.score,
+        passage: byId.get(t.id)!,
+        // float32 → double is exact and JSON prints the shortest round-trip form: the client's
+        // Float32Array.from gives back the stored values bit for bit.
+        ...(withEmbeddings && t.embedding ? { embedding: Array.from(t.embedding) } : {}),
+      }));
   }
 
   contributions(sessionId: string): ContributionCount[] {
@@ -270,7 +322,9 @@ export class EmbeddedPassageStore extends PassageRecords implements PassageStore
     // A folder whose embeddings were moved to LanceDB cannot be searched from SQLite alone.
     const moved = this.db.prepare('SELECT session_id FROM passages WHERE length(embedding) = 0 LIMIT 1').get() as { session_id: string } | undefined;
     if (moved) {
-      throw new Error(`the passage embeddings of session ${moved.session_id} are in a LanceDB passage store, not in this data folder's database: start the coordinator with --passage-store <that store's folder or s3:// URI>`);
+      throw new Error(
+        `the passage embeddings of session ${moved.session_id} are in a LanceDB passage store, not in this data folder's database: start the coordinator with --passage-store <that store's folder or s3:// URI>`,
+      );
     }
   }
 
@@ -280,8 +334,12 @@ export class EmbeddedPassageStore extends PassageRecords implements PassageStore
     let idx = this.indexes.get(sessionId);
     if (!idx) {
       idx = new ExactVectorIndex(dim);
-      const rows = this.db.prepare('SELECT id, embedding FROM passages WHERE session_id = ? ORDER BY id').iterate(sessionId) as Iterable<{ id: number; embedding: Buffer }>;
-      for (const r of rows) idx.add([r.id], [new Float32Array(r.embedding.buffer.slice(r.embedding.byteOffset, r.embedding.byteOffset + r.embedding.byteLength))]);
+      const rows = this.db.prepare('SELECT id, embedding FROM passages WHERE session_id = ? ORDER BY id').iterate(sessionId) as Iterable<{
+        id: number;
+        embedding: Buffer;
+      }>;
+      for (const r of rows)
+        idx.add([r.id], [new Float32Array(r.embedding.buffer.slice(r.embedding.byteOffset, r.embedding.byteOffset + r.embedding.byteLength))]);
       this.indexes.set(sessionId, idx);
     }
     return idx;
@@ -291,7 +349,10 @@ export class EmbeddedPassageStore extends PassageRecords implements PassageStore
     const prepared = this.validate(models, inputs);
     const { results, added } = this.commit(sessionId, clientId, prepared, quota, (p) => Buffer.from(p.embedding.buffer));
     // Committed: only now does the in-memory index learn about them.
-    this.index(sessionId, models.embeddingDim).add(added.map((a) => a.id), added.map((a) => a.embedding));
+    this.index(sessionId, models.embeddingDim).add(
+      added.map((a) => a.id),
+      added.map((a) => a.embedding),
+    );
     return results;
   }
 

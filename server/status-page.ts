@@ -10,7 +10,9 @@ const escape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)}
 export function statusPage(sessions: readonly SessionInfo[]): string {
   const rows = sessions
     .map((info) => {
-      const round = info.round ? `round ${info.round.round} (${info.round.state}, ${info.round.accepted}/${info.round.participants.length} updates)` : 'no round yet';
+      const round = info.round
+        ? `round ${info.round.round} (${info.round.state}, ${info.round.accepted}/${info.round.participants.length} updates)`
+        : 'no round yet';
       return `<tr><td>${escape(info.config.name)}</td><td>${info.currentVersion ?? '—'}</td><td>${info.clients}</td><td>${info.passages}</td><td>${escape(round)}</td></tr>`;
     })
     .join('\n');

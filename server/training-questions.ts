@@ -53,7 +53,10 @@ export function preparePool(input: TrainingQuestionsInput): { policy: TrainingQu
   const training = unique.length - heldOut;
   const perClient = input.perClient ?? defaultPerClient(training);
   if (perClient > training) {
-    throw badRequest('invalid_training_questions', `shards of ${perClient} questions need at least ${perClient} questions besides the ${heldOut} held out; the pool has ${training}`);
+    throw badRequest(
+      'invalid_training_questions',
+      `shards of ${perClient} questions need at least ${perClient} questions besides the ${heldOut} held out; the pool has ${training}`,
+    );
   }
   const seed = input.seed ?? 1;
   return { policy: { pool: unique.length, perClient, heldOut, seed }, ordered: shuffled(unique, seededRandom(seed)) };

@@ -81,7 +81,13 @@ export async function openUpdateFile(path: string, expected: ReadonlyMap<string,
     const meta = checkUpdateHeader({ tensors: tensorsInfo, metadata, dataOffset }, expected);
     const tensors: TensorSpan[] = [...expected].map(([name, shape]) => {
       const info = tensorsInfo.get(name)!;
-      return { name, shape, dtype: info.dtype as 'F32' | 'F16', offset: dataOffset + info.begin, elements: (info.end - info.begin) / bytesPerElement(info.dtype) };
+      return {
+        name,
+        shape,
+        dtype: info.dtype as 'F32' | 'F16',
+        offset: dataOffset + info.begin,
+        elements: (info.end - info.begin) / bytesPerElement(info.dtype),
+      };
     });
     const raw = new Uint8Array(chunkBytes);
     const values = new Float32Array(chunkBytes / 2);

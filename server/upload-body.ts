@@ -62,7 +62,13 @@ export function watchPace(limits: BodyPaceLimits, cut: (refusal: ApiError) => vo
       received += bytes;
       const elapsed = now() - started;
       if (elapsed > limits.idleTimeoutMs && (received * 1000) / elapsed < limits.minBytesPerSecond) {
-        return stopWith(new ApiError(408, 'body_too_slow', `the body arrives at ${Math.round((received * 1000) / elapsed)} bytes/s; at least ${limits.minBytesPerSecond} are needed`));
+        return stopWith(
+          new ApiError(
+            408,
+            'body_too_slow',
+            `the body arrives at ${Math.round((received * 1000) / elapsed)} bytes/s; at least ${limits.minBytesPerSecond} are needed`,
+          ),
+        );
       }
       idle.refresh();
       return true;
@@ -159,7 +165,13 @@ export interface UploadedFile {
  * its file before the promise rejects; a complete one is left for the caller (closed, not fsynced:
  * it is a temp file no durable state names).
  */
-export function receiveUploadToFile(stream: Readable, declared: number | undefined, limits: UploadBodyLimits, path: string, now: () => number = Date.now): Promise<UploadedFile> {
+export function receiveUploadToFile(
+  stream: Readable,
+  declared: number | undefined,
+  limits: UploadBodyLimits,
+  path: string,
+  now: () => number = Date.now,
+): Promise<UploadedFile> {
   let fd: number | undefined;
   const closeFile = () => {
     if (fd !== undefined) closeSync(fd);
@@ -249,7 +261,12 @@ function receiveUpload<T>(stream: Readable, declared: number | undefined, limits
           headerChecked = true;
           const headerBytes = first8.readBigUInt64LE(0);
           if (headerBytes > BigInt(limits.maxSafetensorsHeaderBytes!)) {
-            finish(badRequest('header_too_large', `the safetensors header declares ${headerBytes} bytes; at most ${limits.maxSafetensorsHeaderBytes} are accepted for this upload`));
+            finish(
+              badRequest(
+                'header_too_large',
+                `the safetensors header declares ${headerBytes} bytes; at most ${limits.maxSafetensorsHeaderBytes} are accepted for this upload`,
+              ),
+            );
             return;
           }
         }

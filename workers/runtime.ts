@@ -16,7 +16,9 @@ import { globalVersionBytes, loadBundleSpec, type DownloadProgress } from '../sr
 
 let backend: Promise<BackendReport> | undefined;
 let markStarted: (report: Promise<BackendReport>) => void = () => undefined;
-const started = new Promise<BackendReport>((resolve) => { markStarted = (report) => resolve(report); });
+const started = new Promise<BackendReport>((resolve) => {
+  markStarted = (report) => resolve(report);
+});
 
 /**
  * Resolves once this worker's backend has started (startBackend). Model work must wait for it:
@@ -60,7 +62,13 @@ export interface SessionAccess {
 }
 
 /** The session's model at `version` (cached in IndexedDB, else downloaded with progress). */
-export async function buildBundle(access: SessionAccess, session: SessionInfo, version: number, store: BrowserStore, onProgress?: DownloadProgress): Promise<ModelBundle> {
+export async function buildBundle(
+  access: SessionAccess,
+  session: SessionInfo,
+  version: number,
+  store: BrowserStore,
+  onProgress?: DownloadProgress,
+): Promise<ModelBundle> {
   await backendStarted();
   const [spec, { bytes }] = await Promise.all([
     loadBundleSpec(access.appBase, session.config.models),

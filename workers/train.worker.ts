@@ -68,15 +68,20 @@ type LocalPassage = Awaited<ReturnType<typeof localPassages>>[number];
 /** This tab's own store: exact inner-product search over its embedded passages. */
 function localSource(passages: readonly LocalPassage[]): PassageSource {
   const index = new ExactVectorIndex(bundle!.embeddingDim);
-  index.add(passages.map((p) => p.id), passages.map((p) => p.embedding!));
+  index.add(
+    passages.map((p) => p.id),
+    passages.map((p) => p.embedding!),
+  );
   const byId = new Map(passages.map((p) => [p.id, p]));
   return {
     name: 'yours',
     async search(queries, k) {
-      return queries.map((q) => index.search(q, k).map(({ id, score }) => {
-        const p = byId.get(id)!;
-        return { title: p.title, text: p.text, source: 'yours', id, score, embedding: p.embedding };
-      }));
+      return queries.map((q) =>
+        index.search(q, k).map(({ id, score }) => {
+          const p = byId.get(id)!;
+          return { title: p.title, text: p.text, source: 'yours', id, score, embedding: p.embedding };
+        }),
+      );
     },
   };
 }
@@ -129,7 +134,9 @@ async function participate(round: RoundInfo, signal: AbortSignal): Promise<void>
 
 /** Global version bytes from the IndexedDB cache, else downloaded with progress events. */
 async function fetchVersion(version: number): Promise<Uint8Array> {
-  const { bytes, cached } = await globalVersionBytes(access!.appBase, access!, version, (await openStore()).modelCache(), (loaded, total) => emit({ type: 'model', version, cached: false, loaded, total }));
+  const { bytes, cached } = await globalVersionBytes(access!.appBase, access!, version, (await openStore()).modelCache(), (loaded, total) =>
+    emit({ type: 'model', version, cached: false, loaded, total }),
+  );
   emit({ type: 'model', version, cached, loaded: bytes.byteLength, total: bytes.byteLength, ready: true });
   return bytes;
 }
@@ -155,9 +162,20 @@ async function scoreVersion(roundNumber: number, version: number, k: number, tra
     // Searches fail as the 'retrieve' stage; anything else (generation) keeps its own message.
     const staged: PassageSource = { name: source.name, search: (queries, k) => atStage('retrieve', () => source.search(queries, k)) };
     const result = await evaluate(bundle!, sample, staged, { k, maxNewTokens: 16 });
-    const record: RoundRecord = { round: roundNumber, version, em: result.exactMatch, f1: result.f1, nll: result.answerNll, examples: sample.length, loss: trainLoss };
+    const record: RoundRecord = {
+      round: roundNumber,
+      version,
+      em: result.exactMatch,
+      f1: result.f1,
+      nll: result.answerNll,
+      examples: sample.length,
+      loss: trainLoss,
+    };
     const history = ((await st.get<RoundRecord[]>(KV.history)) ?? []).filter((r) => r.round !== roundNumber);
-    await st.set(KV.history, [...history, record].sort((a, b) => a.round - b.round));
+    await st.set(
+      KV.history,
+      [...history, record].sort((a, b) => a.round - b.round),
+    );
     emit({ type: 'evaluated', record });
   });
 }
@@ -199,7 +217,13 @@ async function follow(signal: AbortSignal): Promise<void> {
     } catch (e) {
       if (signal.aborted) return;
       const refused = e instanceof CoragHttpError && e.status < 500;
-      emit({ type: 'connection', online: false, message: refused ? (e as Error).message : `lost the connection to the coordinator (${(e as Error).message}); retrying in 3 s — nothing stored is lost, an interrupted upload is never half-sent` });
+      emit({
+        type: 'connection',
+        online: false,
+        message: refused
+          ? (e as Error).message
+          : `lost the connection to the coordinator (${(e as Error).message}); retrying in 3 s — nothing stored is lost, an interrupted upload is never half-sent`,
+      });
       if (refused && (e as CoragHttpError).status === 401) return;
     }
     await new Promise((r) => setTimeout(r, 3000));
@@ -273,7 +297,7 @@ const api = {
         if (qaPairs.length === 0) throw new Error(`Could not get this session's training questions — ${describeTrainingFailure(e).message}`);
       }
     }
-    const pairs = qaPairs.length > 0 ? qaPairs : handed?.questions.map((q) => ({ question: q.question, answers: [...q.answers] })) ?? [];
+    const pairs = qaPairs.length > 0 ? qaPairs : (handed?.questions.map((q) => ({ question: q.question, answers: [...q.answers] })) ?? []);
     if (pairs.length === 0) throw new Error(describeTrainingFailure(new TrainingInputError('no_questions', 'no training questions')).message);
     privateConsent = consentToPrivate;
     trainingPairs = pairs;
@@ -281,7 +305,12 @@ const api = {
     if (currentRound?.state === 'open') void participate(currentRound, following.signal).catch(reportFailure(currentRound.round));
     // The starting point of the dashboard's curves: the version this tab holds, scored once.
     void scoreStartingVersion().catch(reportEvaluationFailure(bundle.version));
-    return { questions: pairs.length, handedOut: qaPairs.length === 0, shard: qaPairs.length === 0 ? handed?.shard : undefined, evaluation: evaluationPairs.length };
+    return {
+      questions: pairs.length,
+      handedOut: qaPairs.length === 0,
+      shard: qaPairs.length === 0 ? handed?.shard : undefined,
+      evaluation: evaluationPairs.length,
+    };
   },
 
   /** Stops taking part from the next round on (a round in training finishes and uploads). */
@@ -293,7 +322,10 @@ const api = {
   /** Sends passages with their stored embeddings to the collaborative store; returns their store ids. */
   async contribute(passages: Array<{ title: string; text: string; embedding: Float32Array }>): Promise<Array<{ id: number; duplicate: boolean }>> {
     const results = await client().addPassagesInBatches(access!.sessionId, passages.length, (i) => ({
-      title: passages[i].title, text: passages[i].text, embedding: Array.from(passages[i].embedding), encoder: session!.config.models.passageEncoder,
+      title: passages[i].title,
+      text: passages[i].text,
+      embedding: Array.from(passages[i].embedding),
+      encoder: session!.config.models.passageEncoder,
     }));
     return [...results];
   },
@@ -317,9 +349,21 @@ const api = {
       const own = scope === 'shared' ? [] : await localPassages();
       const source = await sourceFor(scope, own);
       const keywordPassages = hybrid ? own : [];
-      const [hits] = keywordPassages.length > 0
-        ? [await hybridRetrieve(bundle, source, new KeywordPassageIndex(keywordPassages.map((p) => ({ id: p.id, title: p.title, text: p.text, embedding: p.embedding! })), 'yours'), question, { k })]
-        : await retrieve(bundle, source, [question], { k });
+      const [hits] =
+        keywordPassages.length > 0
+          ? [
+              await hybridRetrieve(
+                bundle,
+                source,
+                new KeywordPassageIndex(
+                  keywordPassages.map((p) => ({ id: p.id, title: p.title, text: p.text, embedding: p.embedding! })),
+                  'yours',
+                ),
+                question,
+                { k },
+              ),
+            ]
+          : await retrieve(bundle, source, [question], { k });
       if (hits.length === 0) return { answer: '', passages: [], millis: performance.now() - started, version: bundle.version };
       const [generated] = await generateAnswers(bundle, [question], [hits], { maxNewTokens: 24, extractive });
       return {

@@ -45,23 +45,54 @@ function map(deltas: ReadonlyMap<string, NamedTensor>, f: (v: number, name: stri
 }
 
 export const ATTACKS: readonly Attack[] = [
-  { name: 'none', description: 'every participant honest (the cost of robustness without an attack)', refused: false, craft: (c) => ({ deltas: c.own, numExamples: c.honestExamples }) },
-  { name: 'sign-flip', description: '−Δ (own honest delta negated)', refused: false, craft: (c) => ({ deltas: map(c.own, (v) => -v), numExamples: c.honestExamples }) },
-  { name: 'scale-1e3', description: '1000·Δ', refused: false, craft: (c) => ({ deltas: map(c.own, (v) => 1e3 * v), numExamples: c.honestExamples }) },
-  { name: 'nan', description: 'Δ with one NaN', refused: true, craft: (c) => ({ deltas: map(c.own, (v, name, i) => (i === 0 && name === [...c.own.keys()][0] ? NaN : v)), numExamples: c.honestExamples }) },
-  { name: 'inf', description: 'Δ with one +Inf', refused: true, craft: (c) => ({ deltas: map(c.own, (v, name, i) => (i === 0 && name === [...c.own.keys()][0] ? Infinity : v)), numExamples: c.honestExamples }) },
-  { name: 'flt-max', description: '±FLT_MAX in every coordinate (sign of Δ)', refused: false, craft: (c) => ({ deltas: map(c.own, (v) => (v < 0 ? -FLT_MAX : FLT_MAX)), numExamples: c.honestExamples }) },
   {
-    name: 'sample-inflation', description: '−Δ claiming 10^15 − 1 examples', refused: false,
+    name: 'none',
+    description: 'every participant honest (the cost of robustness without an attack)',
+    refused: false,
+    craft: (c) => ({ deltas: c.own, numExamples: c.honestExamples }),
+  },
+  {
+    name: 'sign-flip',
+    description: '−Δ (own honest delta negated)',
+    refused: false,
+    craft: (c) => ({ deltas: map(c.own, (v) => -v), numExamples: c.honestExamples }),
+  },
+  { name: 'scale-1e3', description: '1000·Δ', refused: false, craft: (c) => ({ deltas: map(c.own, (v) => 1e3 * v), numExamples: c.honestExamples }) },
+  {
+    name: 'nan',
+    description: 'Δ with one NaN',
+    refused: true,
+    craft: (c) => ({ deltas: map(c.own, (v, name, i) => (i === 0 && name === [...c.own.keys()][0] ? NaN : v)), numExamples: c.honestExamples }),
+  },
+  {
+    name: 'inf',
+    description: 'Δ with one +Inf',
+    refused: true,
+    craft: (c) => ({ deltas: map(c.own, (v, name, i) => (i === 0 && name === [...c.own.keys()][0] ? Infinity : v)), numExamples: c.honestExamples }),
+  },
+  {
+    name: 'flt-max',
+    description: '±FLT_MAX in every coordinate (sign of Δ)',
+    refused: false,
+    craft: (c) => ({ deltas: map(c.own, (v) => (v < 0 ? -FLT_MAX : FLT_MAX)), numExamples: c.honestExamples }),
+  },
+  {
+    name: 'sample-inflation',
+    description: '−Δ claiming 10^15 − 1 examples',
+    refused: false,
     craft: (c) => ({ deltas: map(c.own, (v) => -v), numExamples: MAX_WIRE_EXAMPLES }),
   },
   {
     // Bagdasaryan et al. 2020: boost (X − G) by the number of participants so FedAvg lands on X.
-    name: 'model-replacement', description: 'n·(X − G) for a target model X = 0 (the whole model wiped)', refused: false,
+    name: 'model-replacement',
+    description: 'n·(X − G) for a target model X = 0 (the whole model wiped)',
+    refused: false,
     craft: (c) => ({ deltas: map(c.own, (_v, name, i) => c.participants * (0 - c.base.get(name)!.data[i])), numExamples: c.honestExamples }),
   },
   {
-    name: 'alie', description: `μ − ${ALIE_Z}·σ of the honest deltas per coordinate ("a little is enough")`, refused: false,
+    name: 'alie',
+    description: `μ − ${ALIE_Z}·σ of the honest deltas per coordinate ("a little is enough")`,
+    refused: false,
     craft: (c) => ({
       deltas: map(c.own, (_v, name, i) => {
         const xs = c.honest.map((d) => d.get(name)!.data[i]);

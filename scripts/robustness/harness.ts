@@ -41,7 +41,10 @@ export class RegressionTask {
   readonly clients: ClientData[] = [];
   readonly heldOut: ClientData;
 
-  constructor(readonly seed: number, clients: number) {
+  constructor(
+    readonly seed: number,
+    clients: number,
+  ) {
     const random = seededRandom(seed);
     for (const [name, [r, c]] of trained) this.optimum.set(name, uniform(random, r * c, 1));
     const make = (shift: number): ClientData => {
@@ -50,11 +53,12 @@ export class RegressionTask {
         const w = this.optimum.get(name)!.map((v) => v + (random() * 2 - 1) * shift);
         const x = uniform(random, TASK.samples * c, 1);
         const y = new Float64Array(TASK.samples * r);
-        for (let s = 0; s < TASK.samples; s++) for (let i = 0; i < r; i++) {
-          let v = 0;
-          for (let j = 0; j < c; j++) v += w[i * c + j] * x[s * c + j];
-          y[s * r + i] = v + (random() * 2 - 1) * TASK.noise;
-        }
+        for (let s = 0; s < TASK.samples; s++)
+          for (let i = 0; i < r; i++) {
+            let v = 0;
+            for (let j = 0; j < c; j++) v += w[i * c + j] * x[s * c + j];
+            y[s * r + i] = v + (random() * 2 - 1) * TASK.noise;
+          }
         data.set(name, { x, y, r, c });
       }
       return { data };
@@ -77,11 +81,12 @@ export class RegressionTask {
       const w = Float64Array.from(start);
       for (let step = 0; step < TASK.localSteps; step++) {
         const grad = new Float64Array(w.length);
-        for (let s = 0; s < TASK.samples; s++) for (let a = 0; a < d.r; a++) {
-          let err = -d.y[s * d.r + a];
-          for (let b = 0; b < d.c; b++) err += w[a * d.c + b] * d.x[s * d.c + b];
-          for (let b = 0; b < d.c; b++) grad[a * d.c + b] += (err * d.x[s * d.c + b]) / TASK.samples;
-        }
+        for (let s = 0; s < TASK.samples; s++)
+          for (let a = 0; a < d.r; a++) {
+            let err = -d.y[s * d.r + a];
+            for (let b = 0; b < d.c; b++) err += w[a * d.c + b] * d.x[s * d.c + b];
+            for (let b = 0; b < d.c; b++) grad[a * d.c + b] += (err * d.x[s * d.c + b]) / TASK.samples;
+          }
         for (let k = 0; k < w.length; k++) w[k] -= TASK.learningRate * grad[k];
       }
       out.set(name, { shape: model.get(name)!.shape, data: Float32Array.from(w, (v, k) => v - start[k]) });
@@ -95,12 +100,13 @@ export class RegressionTask {
     let count = 0;
     for (const [name, d] of this.heldOut.data) {
       const w = model.get(name)!.data;
-      for (let s = 0; s < TASK.samples; s++) for (let a = 0; a < d.r; a++) {
-        let err = -d.y[s * d.r + a];
-        for (let b = 0; b < d.c; b++) err += w[a * d.c + b] * d.x[s * d.c + b];
-        total += Number.isFinite(err) ? err * err : Infinity;
-        count++;
-      }
+      for (let s = 0; s < TASK.samples; s++)
+        for (let a = 0; a < d.r; a++) {
+          let err = -d.y[s * d.r + a];
+          for (let b = 0; b < d.c; b++) err += w[a * d.c + b] * d.x[s * d.c + b];
+          total += Number.isFinite(err) ? err * err : Infinity;
+          count++;
+        }
     }
     return total / count;
   }
@@ -132,9 +138,18 @@ function distance(a: ReadonlyMap<string, ArrayLike<number>>, b: ReadonlyMap<stri
  * One session on the coordinator at `url`: `participants` clients of which the first `hostile`
  * send `attack`, `rounds` rounds, aggregated by `strategy`.
  */
-export async function runScenario(url: string, options: {
-  strategy: string; strategyParams?: Record<string, number>; participants: number; hostile: number; attack: Attack; rounds: number; seed: number;
-}): Promise<ScenarioResult> {
+export async function runScenario(
+  url: string,
+  options: {
+    strategy: string;
+    strategyParams?: Record<string, number>;
+    participants: number;
+    hostile: number;
+    attack: Attack;
+    rounds: number;
+    seed: number;
+  },
+): Promise<ScenarioResult> {
   const { participants, hostile, attack } = options;
   const task = new RegressionTask(options.seed, participants);
   const anon = new CoragClient(url);
@@ -180,9 +195,7 @@ export async function runScenario(url: string, options: {
     const honest = attack.name === 'none' ? deltas : deltas.slice(hostile);
     for (let i = 0; i < participants; i++) {
       const own = deltas[i];
-      const update = i < hostile
-        ? attack.craft({ own, honest, base, participants, honestExamples })
-        : { deltas: own, numExamples: honestExamples };
+      const update = i < hostile ? attack.craft({ own, honest, base, participants, honestExamples }) : { deltas: own, numExamples: honestExamples };
       const body = encodeUpdate(update.deltas, { round: r, baseVersion: round.baseVersion, numExamples: update.numExamples, metrics: { loss: 1 } });
       // The round as the admin sees it before a hostile upload, to check a refusal changed nothing.
       const before = i < hostile ? JSON.stringify(await admin.round(sid, r)) : undefined;
@@ -216,7 +229,10 @@ export async function runScenario(url: string, options: {
     for (const [name] of trained) {
       const b = base.get(name)!.data;
       const e = Float64Array.from(b);
-      for (const d of honest) { const x = d.get(name)!.data; for (let k = 0; k < e.length; k++) e[k] += x[k] / honest.length; }
+      for (const d of honest) {
+        const x = d.get(name)!.data;
+        for (let k = 0; k < e.length; k++) e[k] += x[k] / honest.length;
+      }
       expected.set(name, e);
       baseline.set(name, Float64Array.from(b));
     }

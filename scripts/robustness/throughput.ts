@@ -27,7 +27,10 @@ export interface ThroughputRow {
 export function aggregationThroughput(params: number, clients: number): ThroughputRow[] {
   const random = seededRandom(3);
   const shapes = new Map<string, readonly number[]>([['w', [params]]]);
-  const deltas = Array.from({ length: clients }, () => new Map<string, NamedTensor>([['w', { shape: [params], data: Float32Array.from({ length: params }, () => random() * 2 - 1) }]]));
+  const deltas = Array.from(
+    { length: clients },
+    () => new Map<string, NamedTensor>([['w', { shape: [params], data: Float32Array.from({ length: params }, () => random() * 2 - 1) }]]),
+  );
   const updates = deltas.map((d, i) => ({ weight: 10 + i, norm: deltaNorm(new Map([['w', d.get('w')!.data]])) }));
   const dir = mkdtempSync(join(tmpdir(), 'corag-throughput-'));
   try {
@@ -69,8 +72,10 @@ export function aggregationThroughput(params: number, clients: number): Throughp
 export function throughputTable(params: number, clients: number): string[] {
   const rows = aggregationThroughput(params, clients);
   return [
-    `${params.toLocaleString('en')} parameters × ${clients} clients, best of 3 (FedAvg: adding every delta into the running sum and dividing; the others: reading the stored deltas back from their files and aggregating):`, '',
-    '| strategy | ms | M values / s | speed vs fedavg |', '|---|---:|---:|---:|',
+    `${params.toLocaleString('en')} parameters × ${clients} clients, best of 3 (FedAvg: adding every delta into the running sum and dividing; the others: reading the stored deltas back from their files and aggregating):`,
+    '',
+    '| strategy | ms | M values / s | speed vs fedavg |',
+    '|---|---:|---:|---:|',
     ...rows.map((r) => `| ${r.strategy} | ${r.ms.toFixed(0)} | ${r.mValuesPerSecond.toFixed(1)} | ${r.relativeToFedAvg.toFixed(2)} |`),
   ];
 }

@@ -52,7 +52,10 @@ export function expectedAnswerTypes(question: string): ReadonlySet<AnswerType> |
 
 /** A word reduced for matching: lower case, letters and digits only, a plural or verb ending cut. */
 export function matchForm(word: string): string {
-  return word.toLowerCase().replace(/[^\p{L}\p{N}]/gu, '').replace(/(?:ing|ed|es|s)$/u, '');
+  return word
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}]/gu, '')
+    .replace(/(?:ing|ed|es|s)$/u, '');
 }
 
 /** Question words that are not function words of a passage. */
@@ -60,10 +63,14 @@ const QUESTION_WORDS = new Set(['what', 'how', 'why', 'whom', 'whose']);
 
 /** The content words of a text in match form (function words, question words and one-letter words left out). */
 export function contentWords(text: string): string[] {
-  return text.split(/\s+/).filter((w) => {
-    const plain = w.toLowerCase().replace(/[^\p{L}]/gu, '');
-    return !FUNCTION_WORDS.has(plain) && !QUESTION_WORDS.has(plain);
-  }).map(matchForm).filter((w) => w.length > 1);
+  return text
+    .split(/\s+/)
+    .filter((w) => {
+      const plain = w.toLowerCase().replace(/[^\p{L}]/gu, '');
+      return !FUNCTION_WORDS.has(plain) && !QUESTION_WORDS.has(plain);
+    })
+    .map(matchForm)
+    .filter((w) => w.length > 1);
 }
 
 /**
@@ -92,7 +99,8 @@ class QuestionContext {
       let answers = this.typed.get(sentence);
       if (!answers) this.typed.set(sentence, (answers = typedAnswers(sentence)));
       for (const a of answers) {
-        const overlaps = (a.text.includes(candidate) && candidate.length * 2 >= a.text.length) || (candidate.includes(a.text) && a.text.length * 2 >= candidate.length);
+        const overlaps =
+          (a.text.includes(candidate) && candidate.length * 2 >= a.text.length) || (candidate.includes(a.text) && a.text.length * 2 >= candidate.length);
         if (overlaps) return a.type;
       }
     }
@@ -149,8 +157,17 @@ export interface RankedAnswer<T> {
 }
 
 /** The candidates (each with its text and reader score) best first; ties keep the reader's order. */
-export function rerankAnswers<T extends { readonly text: string; readonly score: number }>(candidates: readonly T[], question: string, passages: readonly string[], weights: AnswerRerankWeights): RankedAnswer<T>[] {
-  const features = candidateFeatures(candidates.map((c) => c.text), question, passages);
+export function rerankAnswers<T extends { readonly text: string; readonly score: number }>(
+  candidates: readonly T[],
+  question: string,
+  passages: readonly string[],
+  weights: AnswerRerankWeights,
+): RankedAnswer<T>[] {
+  const features = candidateFeatures(
+    candidates.map((c) => c.text),
+    question,
+    passages,
+  );
   return candidates
     .map((candidate, i) => ({ candidate, features: features[i], total: rerankScore(candidate.score, features[i], weights) }))
     .sort((a, b) => b.total - a.total);

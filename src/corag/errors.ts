@@ -23,7 +23,11 @@ export type TrainingInputProblem =
   | 'model_mismatch';
 
 export class TrainingInputError extends Error {
-  constructor(readonly problem: TrainingInputProblem, message: string, readonly detail: Readonly<Record<string, string | number>> = {}) {
+  constructor(
+    readonly problem: TrainingInputProblem,
+    message: string,
+    readonly detail: Readonly<Record<string, string | number>> = {},
+  ) {
     super(message);
     this.name = 'TrainingInputError';
   }
@@ -33,7 +37,11 @@ export class TrainingInputError extends Error {
 export type RoundStage = 'download' | 'retrieve' | 'train' | 'upload';
 
 export class RoundStageError extends Error {
-  constructor(readonly stage: RoundStage, override readonly cause: unknown, readonly round?: number) {
+  constructor(
+    readonly stage: RoundStage,
+    override readonly cause: unknown,
+    readonly round?: number,
+  ) {
     super(`${round !== undefined ? `round ${round}, ` : ''}${stage}: ${(cause as Error)?.message ?? String(cause)}`);
     this.name = 'RoundStageError';
   }

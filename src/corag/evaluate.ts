@@ -61,7 +61,12 @@ export interface EvaluationResult {
 /** The closed-book "passage": nothing but the question reaches the reader. */
 const NO_PASSAGE = { title: '', text: '' } as const;
 
-export async function evaluate(bundle: ModelBundle, qaPairs: readonly QAPair[], source: PassageSource | null, options: EvaluateOptions): Promise<EvaluationResult> {
+export async function evaluate(
+  bundle: ModelBundle,
+  qaPairs: readonly QAPair[],
+  source: PassageSource | null,
+  options: EvaluateOptions,
+): Promise<EvaluationResult> {
   if (options.k > 0 && !source) throw new Error('evaluate: k > 0 needs a passage source');
   const batchSize = options.batchSize ?? 8;
   const predictions: Prediction[] = [];
@@ -77,7 +82,13 @@ export async function evaluate(bundle: ModelBundle, qaPairs: readonly QAPair[], 
     }
     const readerPassages = retrieved.map((r) => (r.length ? r : [NO_PASSAGE]));
     const generated = await generateAnswers(bundle, questions, readerPassages, options);
-    const nll = await goldAnswerNll(bundle, questions, readerPassages, pairs.map((p) => p.answers[0]), options);
+    const nll = await goldAnswerNll(
+      bundle,
+      questions,
+      readerPassages,
+      pairs.map((p) => p.answers[0]),
+      options,
+    );
     pairs.forEach((qa, i) => {
       const prediction = generated[i].answer;
       predictions.push({

@@ -92,12 +92,23 @@ export class PassageSpanConstraint implements DecodingConstraint {
  * freely; undefined when no question has one. With `questions`, a span that only repeats words
  * of its question may not be the answer (PassageSpanOptions.questionPieces).
  */
-export function passageSpanConstraint(tokenizer: TextTokenizer, eosId: number, passageTexts: readonly (readonly string[])[], questions?: readonly string[]): DecodingConstraint | undefined {
+export function passageSpanConstraint(
+  tokenizer: TextTokenizer,
+  eosId: number,
+  passageTexts: readonly (readonly string[])[],
+  questions?: readonly string[],
+): DecodingConstraint | undefined {
   const ids = passageTexts.map((texts) => texts.filter((t) => t.trim() !== '').map((t) => tokenizer.encode(t, { addSpecialTokens: false })));
   if (ids.every((p) => p.length === 0)) return undefined;
-  if (questions && questions.length !== passageTexts.length) throw new Error(`passageSpanConstraint: ${questions.length} questions for ${passageTexts.length} passage lists`);
+  if (questions && questions.length !== passageTexts.length)
+    throw new Error(`passageSpanConstraint: ${questions.length} questions for ${passageTexts.length} passage lists`);
   const questionPieces = questions?.map((q) => new Set(tokenizer.encode(q, { addSpecialTokens: false })));
-  const spans = new PassageSpanConstraint(ids, { sentinelId: tokenizer.tokenToId('<extra_id_0>'), eosId, words: sentencePieceWords(tokenizer), questionPieces });
+  const spans = new PassageSpanConstraint(ids, {
+    sentinelId: tokenizer.tokenToId('<extra_id_0>'),
+    eosId,
+    words: sentencePieceWords(tokenizer),
+    questionPieces,
+  });
   return { allowedNext: (example, generated) => (ids[example].length === 0 ? null : spans.allowedNext(example, generated)) };
 }
 

@@ -101,8 +101,14 @@ function isTransient(e: unknown): boolean {
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     signal?.throwIfAborted();
-    const timer = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
-    const onAbort = () => { clearTimeout(timer); reject(signal!.reason); };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
@@ -151,7 +157,10 @@ export class FederatedCoragClient {
     this.cache = options.cache ?? new MemoryModelCache();
     this.source = typeof options.passageSource === 'function' ? options.passageSource(client, session.id) : options.passageSource;
     if (session.config.models.embeddingDim !== options.bundle.embeddingDim) {
-      throw new TrainingInputError('model_mismatch', `session "${session.config.name}" stores ${session.config.models.embeddingDim}-dimensional embeddings but this retriever makes ${options.bundle.embeddingDim}`);
+      throw new TrainingInputError(
+        'model_mismatch',
+        `session "${session.config.name}" stores ${session.config.models.embeddingDim}-dimensional embeddings but this retriever makes ${options.bundle.embeddingDim}`,
+      );
     }
   }
 
@@ -230,20 +239,34 @@ export class FederatedCoragClient {
       throw new TrainingInputError('bad_round_config', `round ${round.round} names no learning rate or passages per question (k), and this client sets none`);
     }
     // Retrieval failures inside come out as the 'retrieve' stage (trainLocally wraps its searches).
-    const result = await atStage('train', () => trainLocally(this.bundle, this.options.qaPairs, this.source, {
-      // Train what the session aggregates (a client's own `trainable` still wins, e.g. CRAB's closed-book).
-      trainable: trainableForWirePrefixes(this.session.config.trainedPrefixes),
-      ...(options as LocalTrainingOptions),
-      signal,
-      onProgress: (progress) => this.options.onEvent?.({ type: 'training', round: round.round, progress }),
-    }), round.round);
+    const result = await atStage(
+      'train',
+      () =>
+        trainLocally(this.bundle, this.options.qaPairs, this.source, {
+          // Train what the session aggregates (a client's own `trainable` still wins, e.g. CRAB's closed-book).
+          trainable: trainableForWirePrefixes(this.session.config.trainedPrefixes),
+          ...(options as LocalTrainingOptions),
+          signal,
+          onProgress: (progress) => this.options.onEvent?.({ type: 'training', round: round.round, progress }),
+        }),
+      round.round,
+    );
     // The whole body is built before the request starts: the coordinator never sees half an update.
     const trainedNames = this.bundle.wireNamesMatching(this.session.config.trainedPrefixes);
-    const body = await atStage('train', () => this.bundle.encodeDelta(
-      trainedNames,
-      { round: round.round, numExamples: result.numExamples, metrics: { loss: result.metrics.loss, readerLoss: result.metrics.readerLoss, retrieverLoss: result.metrics.retrieverLoss } },
-      this.options.updateDtype,
-    ), round.round);
+    const body = await atStage(
+      'train',
+      () =>
+        this.bundle.encodeDelta(
+          trainedNames,
+          {
+            round: round.round,
+            numExamples: result.numExamples,
+            metrics: { loss: result.metrics.loss, readerLoss: result.metrics.readerLoss, retrieverLoss: result.metrics.retrieverLoss },
+          },
+          this.options.updateDtype,
+        ),
+      round.round,
+    );
     signal?.throwIfAborted();
     try {
       await this.uploadWithRetry(round, body, signal);

@@ -28,7 +28,10 @@ export class KeywordPassageIndex {
     readonly source: string,
     options: Bm25Options = {},
   ) {
-    this.index = new Bm25Index(passages.map((p, i) => ({ id: String(i), text: `${p.title}\n${p.text}` })), options);
+    this.index = new Bm25Index(
+      passages.map((p, i) => ({ id: String(i), text: `${p.title}\n${p.text}` })),
+      options,
+    );
   }
 
   get size(): number {
@@ -41,10 +44,13 @@ export class KeywordPassageIndex {
    * two kinds can be shown side by side.
    */
   search(question: string, queryEmbedding: Float32Array, n: number): RetrievedPassage[] {
-    return this.index.search(question, n).filter((hit) => hit.score > 0).map((hit) => {
-      const p = this.passages[hit.index];
-      return { title: p.title, text: p.text, source: this.source, id: p.id, score: dot(queryEmbedding, p.embedding), embedding: p.embedding };
-    });
+    return this.index
+      .search(question, n)
+      .filter((hit) => hit.score > 0)
+      .map((hit) => {
+        const p = this.passages[hit.index];
+        return { title: p.title, text: p.text, source: this.source, id: p.id, score: dot(queryEmbedding, p.embedding), embedding: p.embedding };
+      });
   }
 }
 
@@ -73,7 +79,13 @@ export interface HybridOptions {
  * by (weighted) reciprocal rank. A passage found by both counts once (same title and text), as the first
  * ranking (dense) returned it.
  */
-export async function hybridRetrieve(bundle: ModelBundle, dense: PassageSource, keywords: KeywordPassageIndex, question: string, options: HybridOptions): Promise<RetrievedPassage[]> {
+export async function hybridRetrieve(
+  bundle: ModelBundle,
+  dense: PassageSource,
+  keywords: KeywordPassageIndex,
+  question: string,
+  options: HybridOptions,
+): Promise<RetrievedPassage[]> {
   const { k } = options;
   if (!Number.isInteger(k) || k < 1) throw new RangeError(`hybridRetrieve: k must be a positive integer, got ${k}`);
   const candidates = Math.max(options.candidates ?? 20, k);

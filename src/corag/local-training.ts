@@ -88,7 +88,6 @@ export interface LocalTrainingResult {
   readonly losses: number[];
 }
 
-
 /** Batches of indices: epoch after epoch, each a fresh seeded shuffle, cut into `batchSize`. */
 function* batchOrder(n: number, batchSize: number, random: () => number): Generator<number[]> {
   for (;;) {
@@ -103,19 +102,26 @@ function* batchOrder(n: number, batchSize: number, random: () => number): Genera
 
 const mean = (xs: readonly number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
 
-export async function trainLocally(bundle: ModelBundle, qaPairs: readonly QAPair[], source: PassageSource, options: LocalTrainingOptions): Promise<LocalTrainingResult> {
+export async function trainLocally(
+  bundle: ModelBundle,
+  qaPairs: readonly QAPair[],
+  source: PassageSource,
+  options: LocalTrainingOptions,
+): Promise<LocalTrainingResult> {
   if (qaPairs.length === 0) throw new TrainingInputError('no_questions', 'there are no training questions to train on');
   for (const qa of qaPairs) {
-    if (qa.answers.length === 0 || !qa.answers[0].trim()) throw new TrainingInputError('bad_questions', `training question "${qa.question.slice(0, 120)}" has no answer to train on`);
+    if (qa.answers.length === 0 || !qa.answers[0].trim())
+      throw new TrainingInputError('bad_questions', `training question "${qa.question.slice(0, 120)}" has no answer to train on`);
   }
   const batchSize = Math.min(options.batchSize ?? 4, qaPairs.length);
   const stepsPerEpoch = Math.ceil(qaPairs.length / batchSize);
   const total = options.steps ?? stepsPerEpoch * (options.epochs ?? 1);
-  if (!Number.isInteger(total) || total <= 0) throw new TrainingInputError('bad_round_config', `the number of training steps must be a positive integer, got ${total}`);
+  if (!Number.isInteger(total) || total <= 0)
+    throw new TrainingInputError('bad_round_config', `the number of training steps must be a positive integer, got ${total}`);
 
   const trainable = selectTrainable(bundle.parts, options.trainable ?? 'reader+query-encoder');
   const trainsQuery = [...trainable.keys()].some((n) => n.startsWith(QUERY_PREFIX));
-  const retrieverLossKind: RetrieverLoss = trainsQuery ? options.retrieverLoss ?? 'pdist' : 'none';
+  const retrieverLossKind: RetrieverLoss = trainsQuery ? (options.retrieverLoss ?? 'pdist') : 'none';
   const schedule = {
     warmupSteps: options.warmupSteps ?? 0,
     totalSteps: total,
@@ -153,32 +159,42 @@ export async function trainLocally(bundle: ModelBundle, qaPairs: readonly QAPair
       const batch = buildFidBatch(bundle, questions, passages, answers, { maxLength: options.maxLength });
       const passageEmbeddings = retrieverLossKind === 'none' ? null : await retrievedPassageEmbeddings(bundle, passages);
       const goldCe = retrieverLossKind === 'pdist' ? perPassageLoss(bundle, batch) : null;
-      const queryTokens = retrieverLossKind === 'none'
-        ? null
-        : padTokenBatch(questions.map((q) => bundle.retrieverTokenizer.encode(q, { maxLength: bundle.retrieverConfig.max_position_embeddings })), bundle.retrieverConfig.pad_token_id);
+      const queryTokens =
+        retrieverLossKind === 'none'
+          ? null
+          : padTokenBatch(
+              questions.map((q) => bundle.retrieverTokenizer.encode(q, { maxLength: bundle.retrieverConfig.max_position_embeddings })),
+              bundle.retrieverConfig.pad_token_id,
+            );
 
       let readerLoss!: tf.Scalar;
       let retrieverLoss!: tf.Scalar;
-      const { loss, grads } = namedGradients(() => {
-        // Summed as Atlas adds reader_loss and retriever_loss before backward().
-        let attention: tf.Tensor2D | null = null;
-        if (retrieverLossKind === 'adist') {
-          const out = fidLossWithAttention(bundle, batch, encodeOptions);
-          readerLoss = tf.keep(out.loss);
-          attention = out.attention;
-        } else {
-          readerLoss = tf.keep(fidBatchLoss(bundle, batch, encodeOptions));
-        }
-        if (retrieverLossKind === 'none') {
-          retrieverLoss = tf.keep(tf.scalar(0));
-          return tf.clone(readerLoss);
-        }
-        const q = bundle.retriever.embed('query', queryTokens!);
-        retrieverLoss = tf.keep(retrieverLossKind === 'pdist'
-          ? perplexityDistillationLoss(q, passageEmbeddings!, goldCe!)
-          : attentionDistillationLoss(q, passageEmbeddings!, attention!));
-        return tf.add(readerLoss, retrieverLoss) as tf.Scalar;
-      }, trainable, { lowMemory: options.lowMemoryGradients });
+      const { loss, grads } = namedGradients(
+        () => {
+          // Summed as Atlas adds reader_loss and retriever_loss before backward().
+          let attention: tf.Tensor2D | null = null;
+          if (retrieverLossKind === 'adist') {
+            const out = fidLossWithAttention(bundle, batch, encodeOptions);
+            readerLoss = tf.keep(out.loss);
+            attention = out.attention;
+          } else {
+            readerLoss = tf.keep(fidBatchLoss(bundle, batch, encodeOptions));
+          }
+          if (retrieverLossKind === 'none') {
+            retrieverLoss = tf.keep(tf.scalar(0));
+            return tf.clone(readerLoss);
+          }
+          const q = bundle.retriever.embed('query', queryTokens!);
+          retrieverLoss = tf.keep(
+            retrieverLossKind === 'pdist'
+              ? perplexityDistillationLoss(q, passageEmbeddings!, goldCe!)
+              : attentionDistillationLoss(q, passageEmbeddings!, attention!),
+          );
+          return tf.add(readerLoss, retrieverLoss) as tf.Scalar;
+        },
+        trainable,
+        { lowMemory: options.lowMemoryGradients },
+      );
 
       const split = (retriever: boolean) => new Map([...grads].filter(([name]) => isRetrieverParam(name) === retriever));
       await readerOptimizer.apply(trainable, split(false));

@@ -48,7 +48,9 @@ export function trainableForWirePrefixes(prefixes: readonly string[]): 'reader' 
   if (reader && query) return 'reader+query-encoder';
   if (reader) return 'reader';
   if (query) return 'query-encoder';
-  throw new Error(`trained prefixes ${JSON.stringify(prefixes)} name neither the reader ("${READER_WIRE_PREFIX}") nor the query encoder ("${QUERY_ENCODER_WIRE_PREFIX}")`);
+  throw new Error(
+    `trained prefixes ${JSON.stringify(prefixes)} name neither the reader ("${READER_WIRE_PREFIX}") nor the query encoder ("${QUERY_ENCODER_WIRE_PREFIX}")`,
+  );
 }
 
 /** Global wire name → local (store) name; throws on a name outside the three parts. */
@@ -56,7 +58,9 @@ export function localName(wire: string): string {
   if (wire.startsWith(READER_WIRE_PREFIX)) return wire.slice(READER_WIRE_PREFIX.length);
   if (wire.startsWith(QUERY_ENCODER_WIRE_PREFIX)) return QUERY_PREFIX + wire.slice(QUERY_ENCODER_WIRE_PREFIX.length);
   if (wire.startsWith(PASSAGE_ENCODER_WIRE_PREFIX)) return PASSAGE_PREFIX + wire.slice(PASSAGE_ENCODER_WIRE_PREFIX.length);
-  throw new Error(`global tensor "${wire}" belongs to no model part (expected a "${READER_WIRE_PREFIX}", "${QUERY_ENCODER_WIRE_PREFIX}" or "${PASSAGE_ENCODER_WIRE_PREFIX}" prefix)`);
+  throw new Error(
+    `global tensor "${wire}" belongs to no model part (expected a "${READER_WIRE_PREFIX}", "${QUERY_ENCODER_WIRE_PREFIX}" or "${PASSAGE_ENCODER_WIRE_PREFIX}" prefix)`,
+  );
 }
 
 /** Where a bundle's configs, tokenizers and initial weights come from. */
@@ -125,10 +129,14 @@ export class ModelBundle {
       for (const [name, shape] of t5ParameterShapes(spec.readerConfig)) {
         const t = global.get(READER_WIRE_PREFIX + name);
         if (!t) throw new Error(`global model v${version} lacks tensor "${READER_WIRE_PREFIX + name}"`);
-        if (!tf.util.arraysEqual([...t.shape], [...shape])) throw new Error(`global model v${version}: "${READER_WIRE_PREFIX + name}" has shape [${t.shape}] but the reader config implies [${shape}]`);
+        if (!tf.util.arraysEqual([...t.shape], [...shape]))
+          throw new Error(`global model v${version}: "${READER_WIRE_PREFIX + name}" has shape [${t.shape}] but the reader config implies [${shape}]`);
         readerStore.set(name, tf.tensor(t.data, [...t.shape], 'float32'));
       }
-      for (const [prefix, side] of [[QUERY_ENCODER_WIRE_PREFIX, QUERY_PREFIX], [PASSAGE_ENCODER_WIRE_PREFIX, PASSAGE_PREFIX]]) {
+      for (const [prefix, side] of [
+        [QUERY_ENCODER_WIRE_PREFIX, QUERY_PREFIX],
+        [PASSAGE_ENCODER_WIRE_PREFIX, PASSAGE_PREFIX],
+      ]) {
         for (const name of bertParameterShapes(spec.retrieverConfig).keys()) {
           const t = global.get(prefix + name);
           if (t) retrieverStore.set(side + name, tf.tensor(t.data, [...t.shape], 'float32'));

@@ -114,7 +114,10 @@ export function perPassageLoss(bundle: ModelBundle, batch: FidBatch): tf.Tensor2
   const { batchSize: b, numPassages: k } = batch;
   return tf.tidy(() => {
     // Each encoder row becomes its own example: labels repeated k times per question.
-    const repeat = tf.tensor1d(Int32Array.from({ length: b * k }, (_, r) => Math.floor(r / k)), 'int32');
+    const repeat = tf.tensor1d(
+      Int32Array.from({ length: b * k }, (_, r) => Math.floor(r / k)),
+      'int32',
+    );
     const labels = tf.gather(batch.labels!, repeat);
     const { logits } = bundle.reader.forward(batch.inputIds, batch.attentionMask, labels);
     return tf.reshape(sequenceCrossEntropy(logits, labels), [b, k]) as tf.Tensor2D;
@@ -157,13 +160,26 @@ interface EncodedQuestions {
   readonly copy: ReturnType<typeof fidCopyDecoding> | undefined;
 }
 
-async function encodeQuestions(bundle: ModelBundle, questions: readonly string[], passages: readonly (readonly PassageText[])[], options: GenerateAnswerOptions): Promise<EncodedQuestions> {
+async function encodeQuestions(
+  bundle: ModelBundle,
+  questions: readonly string[],
+  passages: readonly (readonly PassageText[])[],
+  options: GenerateAnswerOptions,
+): Promise<EncodedQuestions> {
   const batch = buildFidBatch(bundle, questions, passages, undefined, options);
-  const constraint = options.extractive ? passageSpanConstraint(bundle.readerTokenizer, eosId(bundle), passages.map((ps) => ps.map((p) => p.text)), questions) : undefined;
-  const copyWeight = options.copyWeight ?? bundle.readerConfig.copy_decoding_weight ?? 0;
-  const copy = copyWeight > 0
-    ? fidCopyDecoding(bundle.readerTokenizer, (await batch.inputIds.data()) as Int32Array, batch.batchSize, batch.numPassages, copyWeight)
+  const constraint = options.extractive
+    ? passageSpanConstraint(
+        bundle.readerTokenizer,
+        eosId(bundle),
+        passages.map((ps) => ps.map((p) => p.text)),
+        questions,
+      )
     : undefined;
+  const copyWeight = options.copyWeight ?? bundle.readerConfig.copy_decoding_weight ?? 0;
+  const copy =
+    copyWeight > 0
+      ? fidCopyDecoding(bundle.readerTokenizer, (await batch.inputIds.data()) as Int32Array, batch.batchSize, batch.numPassages, copyWeight)
+      : undefined;
   return { batch, constraint, copy, encoded: fidEncode(bundle.reader, batch.inputIds, batch.attentionMask, batch.numPassages) };
 }
 
@@ -183,10 +199,17 @@ export async function generateAnswers(
   const numBeams = options.numBeams ?? 1;
   const e = await encodeQuestions(bundle, questions, passages, options);
   const { encoded, constraint, copy } = e;
-  const rerank = options.extractive && constraint ? (options.rerank === undefined ? bundle.readerConfig.answer_rerank : options.rerank ?? undefined) : undefined;
+  const rerank =
+    options.extractive && constraint ? (options.rerank === undefined ? bundle.readerConfig.answer_rerank : (options.rerank ?? undefined)) : undefined;
   try {
     const sequences = rerank
-      ? rerankedSequences(bundle, await beamSearch(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, numBeams: Math.max(rerank.beams, numBeams), constraint, copy }), questions, passages, rerank)
+      ? rerankedSequences(
+          bundle,
+          await beamSearch(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, numBeams: Math.max(rerank.beams, numBeams), constraint, copy }),
+          questions,
+          passages,
+          rerank,
+        )
       : numBeams > 1
         ? (await beamSearch(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, numBeams, constraint, copy })).map((h) => h[0].tokens)
         : await greedyGenerate(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, constraint, copy });
@@ -212,10 +235,21 @@ export interface CandidateAnswer {
  * The reader's `beams` best answers to each question by beam search, best first (extractive
  * when `options.extractive`): what answer reranking chooses from, for fitting its weights.
  */
-export async function candidateAnswers(bundle: ModelBundle, questions: readonly string[], passages: readonly (readonly PassageText[])[], beams: number, options: GenerateAnswerOptions = {}): Promise<CandidateAnswer[][]> {
+export async function candidateAnswers(
+  bundle: ModelBundle,
+  questions: readonly string[],
+  passages: readonly (readonly PassageText[])[],
+  beams: number,
+  options: GenerateAnswerOptions = {},
+): Promise<CandidateAnswer[][]> {
   const e = await encodeQuestions(bundle, questions, passages, options);
   try {
-    const hypotheses = await beamSearch(bundle.reader, e.encoded.hidden, e.encoded.mask, { maxNewTokens: options.maxNewTokens ?? 32, numBeams: beams, constraint: e.constraint, copy: e.copy });
+    const hypotheses = await beamSearch(bundle.reader, e.encoded.hidden, e.encoded.mask, {
+      maxNewTokens: options.maxNewTokens ?? 32,
+      numBeams: beams,
+      constraint: e.constraint,
+      copy: e.copy,
+    });
     return hypotheses.map((hyps) => asCandidates(bundle, hyps));
   } finally {
     disposeEncoded(e);
@@ -227,14 +261,32 @@ function asCandidates(bundle: ModelBundle, hypotheses: readonly BeamHypothesis[]
 }
 
 /** Per question, the tokens of the hypothesis answer reranking puts first (the reader's first when it proposed none). */
-function rerankedSequences(bundle: ModelBundle, hypotheses: readonly (readonly BeamHypothesis[])[], questions: readonly string[], passages: readonly (readonly PassageText[])[], rerank: AnswerRerankConfig): number[][] {
+function rerankedSequences(
+  bundle: ModelBundle,
+  hypotheses: readonly (readonly BeamHypothesis[])[],
+  questions: readonly string[],
+  passages: readonly (readonly PassageText[])[],
+  rerank: AnswerRerankConfig,
+): number[][] {
   return hypotheses.map((hyps, i) => {
-    return rerankAnswers(asCandidates(bundle, hyps), questions[i], passages[i].map((p) => p.text), rerank)[0]?.candidate.tokens ?? [];
+    return (
+      rerankAnswers(
+        asCandidates(bundle, hyps),
+        questions[i],
+        passages[i].map((p) => p.text),
+        rerank,
+      )[0]?.candidate.tokens ?? []
+    );
   });
 }
 
 /** Re-reads the generated tokens with teacher forcing to get the cross-attention per passage. */
-async function attentionOverPassages(bundle: ModelBundle, encoded: { hidden: tf.Tensor3D; mask: tf.Tensor2D }, sequences: number[][], k: number): Promise<number[][]> {
+async function attentionOverPassages(
+  bundle: ModelBundle,
+  encoded: { hidden: tf.Tensor3D; mask: tf.Tensor2D },
+  sequences: number[][],
+  k: number,
+): Promise<number[][]> {
   const length = Math.max(2, ...sequences.map((s) => s.length));
   // Decoder inputs are the sequences themselves (they start with the start token); positions past
   // a sequence's end are ignored through -100 "labels" in the weighting.
@@ -257,5 +309,8 @@ async function attentionOverPassages(bundle: ModelBundle, encoded: { hidden: tf.
 
 /** Drops the sentinel the target format starts with (`<extra_id_0> answer`). */
 export function cleanAnswer(decoded: string): string {
-  return decoded.replace(/<extra_id_\d+>/g, ' ').replace(/\s+/g, ' ').trim();
+  return decoded
+    .replace(/<extra_id_\d+>/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
 }

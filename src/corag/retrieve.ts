@@ -69,7 +69,12 @@ export interface RetrieverWithTokenizer {
  * Embeds texts with one side of the retriever, no gradient. Returns one row per text (views into
  * one Float32Array).
  */
-export async function embedTexts(bundle: RetrieverWithTokenizer, side: ContrieverSide, texts: readonly string[], options: EmbedOptions = {}): Promise<Float32Array[]> {
+export async function embedTexts(
+  bundle: RetrieverWithTokenizer,
+  side: ContrieverSide,
+  texts: readonly string[],
+  options: EmbedOptions = {},
+): Promise<Float32Array[]> {
   const batchSize = options.batchSize ?? 32;
   const maxLength = Math.min(options.maxLength ?? 512, bundle.retriever.config.max_position_embeddings);
   const dim = bundle.retriever.config.hidden_size;
@@ -80,7 +85,10 @@ export async function embedTexts(bundle: RetrieverWithTokenizer, side: Contrieve
   for (let start = 0; start < texts.length; start += batchSize) {
     options.signal?.throwIfAborted();
     const rows = order.slice(start, start + batchSize);
-    const embedded = bundle.retriever.embedTokens(side, rows.map((i) => ids[i]));
+    const embedded = bundle.retriever.embedTokens(
+      side,
+      rows.map((i) => ids[i]),
+    );
     const data = (await embedded.data()) as Float32Array;
     embedded.dispose();
     rows.forEach((row, j) => out.set(data.subarray(j * dim, (j + 1) * dim), row * dim));
@@ -102,7 +110,10 @@ export class LocalPassageStore implements PassageSource {
   private readonly texts = new Map<number, PassageText>();
   private nextId = 1;
 
-  constructor(readonly index: VectorIndex, readonly name = 'local') {}
+  constructor(
+    readonly index: VectorIndex,
+    readonly name = 'local',
+  ) {}
 
   static empty(dim: number, name = 'local'): LocalPassageStore {
     return new LocalPassageStore(new ExactVectorIndex(dim), name);
@@ -149,17 +160,24 @@ export class CoordinatorPassageSource implements PassageSource {
    * loss needs no passage-encoder pass over them (the encoder is frozen: those are the vectors it
    * would compute). k is then capped at MAX_SEARCH_K_WITH_EMBEDDINGS.
    */
-  constructor(private readonly client: CoragClient, private readonly sessionId: string, readonly name = 'session', private readonly withEmbeddings = true) {}
+  constructor(
+    private readonly client: CoragClient,
+    private readonly sessionId: string,
+    readonly name = 'session',
+    private readonly withEmbeddings = true,
+  ) {}
 
   async search(queries: readonly Float32Array[], k: number): Promise<RetrievedPassage[][]> {
     const withEmbeddings = this.withEmbeddings && k <= MAX_SEARCH_K_WITH_EMBEDDINGS;
-    return Promise.all(queries.map(async (q) => {
-      const hits = await this.client.search(this.sessionId, q, k, { withEmbeddings });
-      return hits.map((h) => {
-        const embedding = receivedEmbedding(h.embedding, q.length);
-        return { title: h.passage.title, text: h.passage.text, source: this.name, id: h.id, score: h.score, ...(embedding ? { embedding } : {}) };
-      });
-    }));
+    return Promise.all(
+      queries.map(async (q) => {
+        const hits = await this.client.search(this.sessionId, q, k, { withEmbeddings });
+        return hits.map((h) => {
+          const embedding = receivedEmbedding(h.embedding, q.length);
+          return { title: h.passage.title, text: h.passage.text, source: this.name, id: h.id, score: h.score, ...(embedding ? { embedding } : {}) };
+        });
+      }),
+    );
   }
 }
 
@@ -202,7 +220,12 @@ export interface RetrieveOptions extends EmbedOptions {
 }
 
 /** Embeds the questions with the (current) query encoder and retrieves top-k for each. */
-export async function retrieve(bundle: ModelBundle, source: PassageSource, questions: readonly string[], options: RetrieveOptions): Promise<RetrievedPassage[][]> {
+export async function retrieve(
+  bundle: ModelBundle,
+  source: PassageSource,
+  questions: readonly string[],
+  options: RetrieveOptions,
+): Promise<RetrievedPassage[][]> {
   const queries = await embedQueries(bundle, questions, options);
   return source.search(queries, options.k);
 }
@@ -211,9 +234,14 @@ export async function retrieve(bundle: ModelBundle, source: PassageSource, quest
  * Embeddings [B, k, dim] of each question's retrieved passages for the retriever loss: the
  * stored embedding when the source returned it, else the frozen passage encoder's (no gradient).
  */
-export async function retrievedPassageEmbeddings(bundle: ModelBundle, retrieved: readonly (readonly RetrievedPassage[])[], options: EmbedOptions = {}): Promise<tf.Tensor3D> {
+export async function retrievedPassageEmbeddings(
+  bundle: ModelBundle,
+  retrieved: readonly (readonly RetrievedPassage[])[],
+  options: EmbedOptions = {},
+): Promise<tf.Tensor3D> {
   const k = retrieved[0]?.length ?? 0;
-  if (k === 0 || retrieved.some((r) => r.length !== k)) throw new Error('retrievedPassageEmbeddings: every question needs the same, non-zero number of passages');
+  if (k === 0 || retrieved.some((r) => r.length !== k))
+    throw new Error('retrievedPassageEmbeddings: every question needs the same, non-zero number of passages');
   const flat = retrieved.flat();
   const dim = bundle.embeddingDim;
   const usable = (p: RetrievedPassage) => p.embedding !== undefined && p.embedding.length === dim;

@@ -26,20 +26,33 @@ export interface TrainingScopeDecision {
 /** What this tab trains on, given what the session asks and whether the participant agreed. */
 export function trainingScopeWithConsent(requested: RetrievalScope, consentToPrivate: boolean): TrainingScopeDecision {
   if (requested === 'shared') {
-    return { scope: 'shared', withheld: false, explanation: 'Training retrieves from the session\'s shared store only (passages participants contributed); your private passages are not used.' };
+    return {
+      scope: 'shared',
+      withheld: false,
+      explanation: "Training retrieves from the session's shared store only (passages participants contributed); your private passages are not used.",
+    };
   }
   if (consentToPrivate) {
     return {
       scope: requested,
       withheld: false,
-      explanation: requested === 'yours'
-        ? 'Training retrieves from your private passages: the weight update this tab sends is derived from them (their text is never sent).'
-        : 'Training retrieves from your private passages and the shared store: the weight update this tab sends is derived from both (private text is never sent).',
+      explanation:
+        requested === 'yours'
+          ? 'Training retrieves from your private passages: the weight update this tab sends is derived from them (their text is never sent).'
+          : 'Training retrieves from your private passages and the shared store: the weight update this tab sends is derived from both (private text is never sent).',
     };
   }
   return requested === 'both'
-    ? { scope: 'shared', withheld: true, explanation: 'This session asks to also train on your private passages. Without your consent this tab trains on the shared store only.' }
-    : { scope: null, withheld: true, explanation: 'This session trains on each participant\'s private passages only. This tab takes part only if you allow it to use your private passages.' };
+    ? {
+        scope: 'shared',
+        withheld: true,
+        explanation: 'This session asks to also train on your private passages. Without your consent this tab trains on the shared store only.',
+      }
+    : {
+        scope: null,
+        withheld: true,
+        explanation: "This session trains on each participant's private passages only. This tab takes part only if you allow it to use your private passages.",
+      };
 }
 
 /** sessionStorage key of a tab's consent for one session (per tab, gone when the tab closes). */

@@ -43,14 +43,18 @@ export function isOutOfMemory(e: unknown): boolean {
   const name = (e as { name?: unknown } | null)?.name;
   if (name === 'GPUOutOfMemoryError') return true;
   const message = String((e as { message?: unknown } | null)?.message ?? e);
-  return /out of memory|\bOOM\b|allocation failed|failed to allocate|could not allocate|cannot enlarge memory|maximum memory size exceeded|WebAssembly\.Memory.*grow|memory access out of bounds|invalid (typed )?array( buffer)? length|device (was )?lost/i.test(message);
+  return /out of memory|\bOOM\b|allocation failed|failed to allocate|could not allocate|cannot enlarge memory|maximum memory size exceeded|WebAssembly\.Memory.*grow|memory access out of bounds|invalid (typed )?array( buffer)? length|device (was )?lost/i.test(
+    message,
+  );
 }
 
 /** No HTTP answer at all: the network, or the coordinator is not running (fetch's TypeError, Node's "fetch failed"). */
 export function isNetworkError(e: unknown): boolean {
   if (e instanceof CoragHttpError) return false;
   const message = String((e as { message?: unknown } | null)?.message ?? e);
-  return /failed to fetch|fetch failed|networkerror|network error|load failed|ECONNREFUSED|ECONNRESET|ETIMEDOUT|socket hang up|network connection was lost/i.test(message);
+  return /failed to fetch|fetch failed|networkerror|network error|load failed|ECONNREFUSED|ECONNRESET|ETIMEDOUT|socket hang up|network connection was lost/i.test(
+    message,
+  );
 }
 
 const DOING: Record<RoundStage, string> = {
@@ -81,21 +85,30 @@ export function describeTrainingFailure(e: unknown, round?: number, scoring?: nu
   const cause = e instanceof RoundStageError ? e.cause : e;
   const { nothingSent: NOTHING_SENT, next: NEXT_ROUND } = AFTERMATH[scoring !== undefined ? 'evaluation' : 'round'];
   const at = scoring !== undefined ? `Scoring global version ${scoring} on the evaluation questions: ` : round !== undefined ? `Round ${round}: ` : '';
-  const out = (kind: TrainingFailureKind, message: string): TrainingFailure => ({ kind, ...(stage ? { stage } : {}), ...(round !== undefined ? { round } : {}), message: at + message });
+  const out = (kind: TrainingFailureKind, message: string): TrainingFailure => ({
+    kind,
+    ...(stage ? { stage } : {}),
+    ...(round !== undefined ? { round } : {}),
+    message: at + message,
+  });
   const detail = String((cause as { message?: unknown } | null)?.message ?? cause);
 
   if (isAbort(cause)) return out('aborted', 'stopped before it finished; nothing was sent.');
   if (cause instanceof TrainingInputError) {
     switch (cause.problem) {
       case 'no_questions':
-        return out('no_questions', 'there are no training questions. Load a .jsonl file of questions on the Training page (or press “Use the demo questions”); this session hands out none.');
+        return out(
+          'no_questions',
+          'there are no training questions. Load a .jsonl file of questions on the Training page (or press “Use the demo questions”); this session hands out none.',
+        );
       case 'bad_questions':
         return out('bad_questions', `${detail}. Fix or remove that question in your file and load it again.`);
       case 'empty_store': {
         const source = String(cause.detail.source ?? '');
-        const where = source === 'yours'
-          ? 'Your own passages are empty: add files on the Passages page.'
-          : 'The session’s shared store has no passages yet: contribute some on the Passages page (set “New files are” to “Contribute”, or tick passages of a file), or wait until another participant does.';
+        const where =
+          source === 'yours'
+            ? 'Your own passages are empty: add files on the Passages page.'
+            : 'The session’s shared store has no passages yet: contribute some on the Passages page (set “New files are” to “Contribute”, or tick passages of a file), or wait until another participant does.';
         return out('empty_store', `nothing to retrieve from, so there is nothing to train on. ${where} ${capitalize(NEXT_ROUND)}.`);
       }
       case 'bad_round_config':
@@ -105,20 +118,35 @@ export function describeTrainingFailure(e: unknown, round?: number, scoring?: nu
     }
   }
   if (isOutOfMemory(cause)) {
-    return out('out_of_memory', `the model did not fit in this device’s memory${stage ? ` while ${DOING[stage]}` : ''} (${detail}). Close other tabs and programs and reload this page, or take part from a device with more memory; ${NOTHING_SENT}.`);
+    return out(
+      'out_of_memory',
+      `the model did not fit in this device’s memory${stage ? ` while ${DOING[stage]}` : ''} (${detail}). Close other tabs and programs and reload this page, or take part from a device with more memory; ${NOTHING_SENT}.`,
+    );
   }
   if (isQuotaError(cause) || (cause as { name?: unknown } | null)?.name === 'StorageQuotaError') {
-    return out('storage_full', `browser storage is full, so the global model could not be kept (${detail}). Free space (remove files on the Passages page or clear this site’s data in another session) and reload; ${NOTHING_SENT}.`);
+    return out(
+      'storage_full',
+      `browser storage is full, so the global model could not be kept (${detail}). Free space (remove files on the Passages page or clear this site’s data in another session) and reload; ${NOTHING_SENT}.`,
+    );
   }
   if (isNetworkError(cause)) {
-    return out('connection_lost', `lost the connection to the coordinator while ${stage ? DOING[stage] : 'talking to it'} (${detail}). Check the network and that the coordinator is still running; ${NOTHING_SENT}; ${NEXT_ROUND}.`);
+    return out(
+      'connection_lost',
+      `lost the connection to the coordinator while ${stage ? DOING[stage] : 'talking to it'} (${detail}). Check the network and that the coordinator is still running; ${NOTHING_SENT}; ${NEXT_ROUND}.`,
+    );
   }
   if (cause instanceof CoragHttpError) {
     if (cause.status === 401) {
-      return out('not_authorized', `the coordinator no longer knows this tab (${cause.message}): it was probably restarted with a new data folder. Leave the session and join again.`);
+      return out(
+        'not_authorized',
+        `the coordinator no longer knows this tab (${cause.message}): it was probably restarted with a new data folder. Leave the session and join again.`,
+      );
     }
     if (stage === 'upload') {
-      return out('upload_failed', `the update could not be uploaded: the coordinator answered ${cause.message}, also on every retry until the round’s deadline. ${capitalize(NOTHING_SENT)}; ${NEXT_ROUND}.`);
+      return out(
+        'upload_failed',
+        `the update could not be uploaded: the coordinator answered ${cause.message}, also on every retry until the round’s deadline. ${capitalize(NOTHING_SENT)}; ${NEXT_ROUND}.`,
+      );
     }
     if (stage === 'download') {
       return out('download_failed', `the global model could not be downloaded: the coordinator answered ${cause.message}. ${capitalize(NEXT_ROUND)}.`);

@@ -84,7 +84,13 @@ function strata(units: readonly BootstrapUnit[], arms: number): Stratum[] {
  * The contrast of one draw: `draw(n, out)` fills `out[0..n)` with the unit indices of a stratum
  * (0..n-1 in order for the observed value).
  */
-function contrast(all: readonly Stratum[], weights: readonly number[], aggregation: Aggregation, draw: (n: number, out: Int32Array) => void, scratch: Int32Array): number {
+function contrast(
+  all: readonly Stratum[],
+  weights: readonly number[],
+  aggregation: Aggregation,
+  draw: (n: number, out: Int32Array) => void,
+  scratch: Int32Array,
+): number {
   const arms = weights.length;
   const seedIndex = new Map<number, number>();
   for (const s of all) if (!seedIndex.has(s.seed)) seedIndex.set(s.seed, seedIndex.size);

@@ -60,7 +60,12 @@ export class PassageCategorizer {
   ) {
     this.relevantDepth = options.relevantDepth ?? 5;
     this.hardNegativeDepth = options.hardNegativeDepth ?? 50;
-    if (!Number.isInteger(this.relevantDepth) || this.relevantDepth < 1 || !Number.isInteger(this.hardNegativeDepth) || this.hardNegativeDepth < this.relevantDepth) {
+    if (
+      !Number.isInteger(this.relevantDepth) ||
+      this.relevantDepth < 1 ||
+      !Number.isInteger(this.hardNegativeDepth) ||
+      this.hardNegativeDepth < this.relevantDepth
+    ) {
       throw new RangeError(`categories need integers 1 <= relevantDepth <= hardNegativeDepth (got ${this.relevantDepth}, ${this.hardNegativeDepth})`);
     }
     this.index = new Bm25Index(

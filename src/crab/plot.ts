@@ -58,7 +58,8 @@ export function lineChartSvg(chart: LineChart): string {
   const xTicks = [...(chart.xTicks ?? xs)].sort((a, b) => a - b);
   const ys = chart.series.flatMap((s) => s.points.filter((p) => Number.isFinite(p.y)).map((p) => p.y));
   const yTop = Math.max(0, ...chart.series.flatMap((s) => s.points.filter((p) => Number.isFinite(p.y)).map((p) => p.y + (p.err ?? 0))));
-  const yLow = chart.fitY && ys.length ? Math.min(...chart.series.flatMap((s) => s.points.filter((p) => Number.isFinite(p.y)).map((p) => p.y - (p.err ?? 0)))) : 0;
+  const yLow =
+    chart.fitY && ys.length ? Math.min(...chart.series.flatMap((s) => s.points.filter((p) => Number.isFinite(p.y)).map((p) => p.y - (p.err ?? 0)))) : 0;
   const yStep = chart.fitY ? niceStep(yTop - yLow > 0 ? yTop - yLow : Math.abs(yTop) || 1) : niceStep(yTop);
   const yMin = chart.fitY ? Math.floor(yLow / yStep + 1e-9) * yStep : 0;
   const yMax = Math.max(yMin + yStep, Math.ceil(yTop / yStep - 1e-9) * yStep);
@@ -99,9 +100,13 @@ export function lineChartSvg(chart: LineChart): string {
     const colour = COLOURS[i % COLOURS.length];
     const pts = [...s.points].sort((a, b) => a.x - b.x);
     parts.push(`<g class="series" data-name="${escapeXml(s.name)}">`);
-    if (pts.length > 1) parts.push(`<polyline fill="none" stroke="${colour}" stroke-width="2" points="${pts.map((p) => `${r(px(p.x))},${r(py(p.y))}`).join(' ')}"/>`);
+    if (pts.length > 1)
+      parts.push(`<polyline fill="none" stroke="${colour}" stroke-width="2" points="${pts.map((p) => `${r(px(p.x))},${r(py(p.y))}`).join(' ')}"/>`);
     for (const p of pts) {
-      if (p.err) parts.push(`<line class="errorbar" x1="${r(px(p.x))}" x2="${r(px(p.x))}" y1="${r(py(p.y + p.err))}" y2="${r(py(Math.max(yMin, p.y - p.err)))}" stroke="${colour}"/>`);
+      if (p.err)
+        parts.push(
+          `<line class="errorbar" x1="${r(px(p.x))}" x2="${r(px(p.x))}" y1="${r(py(p.y + p.err))}" y2="${r(py(Math.max(yMin, p.y - p.err)))}" stroke="${colour}"/>`,
+        );
       parts.push(`<circle cx="${r(px(p.x))}" cy="${r(py(p.y))}" r="3.5" fill="${colour}" data-x="${fmt(p.x)}" data-y="${fmt(p.y)}"/>`);
     }
     parts.push('</g>');

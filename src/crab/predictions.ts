@@ -28,10 +28,27 @@ export interface PredictionRow {
 
 /** One JSON object per line, keys in the documented order. */
 export function predictionsJsonl(rows: readonly PredictionRow[]): string {
-  return rows.map((r) => JSON.stringify({
-    method: r.method, shots: r.shots, store: r.store, seed: r.seed, round: r.round, split: r.split, client: r.client,
-    question_id: r.question_id, prediction: r.prediction, em: r.em, f1: r.f1, nll_sum: r.nll_sum, nll_tokens: r.nll_tokens,
-  })).join('\n') + (rows.length ? '\n' : '');
+  return (
+    rows
+      .map((r) =>
+        JSON.stringify({
+          method: r.method,
+          shots: r.shots,
+          store: r.store,
+          seed: r.seed,
+          round: r.round,
+          split: r.split,
+          client: r.client,
+          question_id: r.question_id,
+          prediction: r.prediction,
+          em: r.em,
+          f1: r.f1,
+          nll_sum: r.nll_sum,
+          nll_tokens: r.nll_tokens,
+        }),
+      )
+      .join('\n') + (rows.length ? '\n' : '')
+  );
 }
 
 /** Parses predictions.jsonl; a malformed line throws with its line number. */
@@ -61,9 +78,19 @@ export function parsePredictionsJsonl(text: string): PredictionRow[] {
     const em = int('em');
     if (em !== 0 && em !== 1) throw new Error(`${where}: em must be 0 or 1`);
     rows.push({
-      method: v.method as Method, shots: int('shots'), store: v.store as TrainingStoreName, seed: int('seed'), round: int('round'),
-      split: v.split, client: int('client'), question_id: v.question_id, prediction: v.prediction, em, f1: num('f1'),
-      nll_sum: num('nll_sum'), nll_tokens: int('nll_tokens'),
+      method: v.method as Method,
+      shots: int('shots'),
+      store: v.store as TrainingStoreName,
+      seed: int('seed'),
+      round: int('round'),
+      split: v.split,
+      client: int('client'),
+      question_id: v.question_id,
+      prediction: v.prediction,
+      em,
+      f1: num('f1'),
+      nll_sum: num('nll_sum'),
+      nll_tokens: int('nll_tokens'),
     });
   });
   return rows;

@@ -73,12 +73,34 @@ export function metricTable(summary: CrabSummary, metric: Metric): string {
     const selected = formatScore(c.macro.selected[metric], metric) + (seeds > 1 ? ` ± ${formatScore(c.selectedStd[metric], metric)}` : '');
     const rounds = c.selection.map((s) => (metric === 'nll' ? s.nllRound : s.emRound)).join(', ');
     return [
-      methodLabel(c.method), String(c.shots), c.store,
-      formatScore(c.macro.roundZero[metric], metric), selected, formatScore(c.micro.selected[metric], metric), formatScore(c.macro.last[metric], metric),
-      formatInterval(c.trainedVsRoundZero[metric], metric), rounds, `${c.testQuestions} × ${seeds}`,
+      methodLabel(c.method),
+      String(c.shots),
+      c.store,
+      formatScore(c.macro.roundZero[metric], metric),
+      selected,
+      formatScore(c.micro.selected[metric], metric),
+      formatScore(c.macro.last[metric], metric),
+      formatInterval(c.trainedVsRoundZero[metric], metric),
+      rounds,
+      `${c.testQuestions} × ${seeds}`,
     ];
   });
-  return table(['Method', 'Shots', 'Store', 'round 0', 'dev-selected', 'micro', 'last round', 'Δ selected − round 0 [95% CI]', 'selected round(s)', 'test questions × seeds'], rows, [0, 2]);
+  return table(
+    [
+      'Method',
+      'Shots',
+      'Store',
+      'round 0',
+      'dev-selected',
+      'micro',
+      'last round',
+      'Δ selected − round 0 [95% CI]',
+      'selected round(s)',
+      'test questions × seeds',
+    ],
+    rows,
+    [0, 2],
+  );
 }
 
 /** Every stated difference with its paired-bootstrap CI. */
@@ -105,18 +127,47 @@ export function curvesTable(summary: CrabSummary, experiments: readonly StoredEx
   const rows = summary.cells.map((c: CellSummary) => {
     const mine = experiments.filter((e) => e.method === c.method && e.shots === c.shots && e.store === c.store);
     const rounds = c.testByRound.length;
-    const meanOf = (f: (r: StoredExperiment['rounds'][number]) => number | null | undefined) => Array.from({ length: rounds - 1 }, (_, i) => {
-      const xs = mine.map((e) => (e.rounds[i + 1] ? f(e.rounds[i + 1]) : null)).filter((x): x is number => typeof x === 'number');
-      return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
-    });
+    const meanOf = (f: (r: StoredExperiment['rounds'][number]) => number | null | undefined) =>
+      Array.from({ length: rounds - 1 }, (_, i) => {
+        const xs = mine.map((e) => (e.rounds[i + 1] ? f(e.rounds[i + 1]) : null)).filter((x): x is number => typeof x === 'number');
+        return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
+      });
     const loss = meanOf((r) => r.trainLoss);
     const readerLoss = meanOf((r) => r.trainReaderLoss);
     return [
-      methodLabel(c.method), String(c.shots), c.store,
-      byRound(loss, 'loss'), byRound(readerLoss, 'loss'), byRound(c.devByRound.map((s) => s.nll), 'nll'), byRound(c.testByRound.map((s) => s.nll), 'nll'), byRound(c.devByRound.map((s) => s.em), 'em'),
+      methodLabel(c.method),
+      String(c.shots),
+      c.store,
+      byRound(loss, 'loss'),
+      byRound(readerLoss, 'loss'),
+      byRound(
+        c.devByRound.map((s) => s.nll),
+        'nll',
+      ),
+      byRound(
+        c.testByRound.map((s) => s.nll),
+        'nll',
+      ),
+      byRound(
+        c.devByRound.map((s) => s.em),
+        'em',
+      ),
     ];
   });
-  return table(['Method', 'Shots', 'Store', 'train loss (reader + retriever), rounds 1…', 'of which reader', 'dev NLL, rounds 0…', 'test NLL, rounds 0…', 'dev EM %, rounds 0…'], rows, [0, 2]);
+  return table(
+    [
+      'Method',
+      'Shots',
+      'Store',
+      'train loss (reader + retriever), rounds 1…',
+      'of which reader',
+      'dev NLL, rounds 0…',
+      'test NLL, rounds 0…',
+      'dev EM %, rounds 0…',
+    ],
+    rows,
+    [0, 2],
+  );
 }
 
 /** The tables of a summary (and, when given, the experiments' training curves). */
@@ -124,15 +175,26 @@ export function summaryMarkdown(summary: CrabSummary, experiments: readonly Stor
   const out: string[] = [];
   const b = summary.bootstrap;
   out.push(
-    `Scoring: ${summary.scoring}.`, '',
+    `Scoring: ${summary.scoring}.`,
+    '',
     `Confidence intervals: ${Math.round(b.confidence * 100)}% ${b.resampling}; ${b.replicates} replicates, seed ${b.seed}. ` +
-      'Verdicts: supported / contradicted when the interval lies wholly on the claimed / opposite side of 0, otherwise undecided.', '',
+      'Verdicts: supported / contradicted when the interval lies wholly on the claimed / opposite side of 0, otherwise undecided.',
+    '',
   );
   for (const m of METRICS) out.push(`${METRIC_TITLES[m]}:`, '', metricTable(summary, m), '');
   if (summary.comparisons.length) out.push('Differences between methods, test, each at its dev-selected round(s):', '', comparisonTable(summary), '');
   if (summary.claims.length) out.push("The paper's claims (estimate [95% CI] of each contrast behind the word):", '', claimsTable(summary), '');
   const stores = [...new Set(summary.cells.map((c) => c.store))];
-  if (stores.length > 1) out.push('Stores:', '', table(['Store', 'What each client holds'], stores.map((s) => [s, STORE_DESCRIPTIONS[s]])), '');
+  if (stores.length > 1)
+    out.push(
+      'Stores:',
+      '',
+      table(
+        ['Store', 'What each client holds'],
+        stores.map((s) => [s, STORE_DESCRIPTIONS[s]]),
+      ),
+      '',
+    );
   if (experiments.length) out.push('Curves (mean over seeds; round 0 = the initial model):', '', curvesTable(summary, experiments), '');
   return out.join('\n');
 }
@@ -153,7 +215,13 @@ export function markdownReport(results: CrabResults): string {
     '',
   );
   out.push(summaryMarkdown(results.summary, results.experiments));
-  out.push('Plots: ' + plotFiles(results.summary).map((f) => `[${f.name}](${f.name})`).join(', '), '');
+  out.push(
+    'Plots: ' +
+      plotFiles(results.summary)
+        .map((f) => `[${f.name}](${f.name})`)
+        .join(', '),
+    '',
+  );
   return out.join('\n');
 }
 

@@ -122,7 +122,16 @@ export const DEFAULT_TRAINING: TrainingSpec = {
   clipNorm: 1,
 };
 
-export const DEFAULT_EVALUATION: EvaluationSpec = { testPerClient: null, devPerClient: null, k: 40, maxNewTokens: 16, numBeams: 1, batchSize: 8, extractive: false, copyWeight: null };
+export const DEFAULT_EVALUATION: EvaluationSpec = {
+  testPerClient: null,
+  devPerClient: null,
+  k: 40,
+  maxNewTokens: 16,
+  numBeams: 1,
+  batchSize: 8,
+  extractive: false,
+  copyWeight: null,
+};
 
 export class RunnerConfigError extends Error {
   constructor(message: string) {
@@ -140,7 +149,8 @@ function object(value: unknown, key: string): Json {
 
 /** Rejects keys the schema does not know (a typo would otherwise silently keep a default). */
 function known(json: Json, key: string, keys: readonly string[]): void {
-  for (const k of Object.keys(json)) if (!keys.includes(k)) throw new RunnerConfigError(`${key ? `${key}.` : ''}${k} is not a known setting (expected one of ${keys.join(', ')})`);
+  for (const k of Object.keys(json))
+    if (!keys.includes(k)) throw new RunnerConfigError(`${key ? `${key}.` : ''}${k} is not a known setting (expected one of ${keys.join(', ')})`);
 }
 
 function str(json: Json, key: string, path: string, fallback?: string): string {
@@ -165,7 +175,8 @@ const isPositiveInt = (n: number) => Number.isInteger(n) && n > 0;
 const int = (json: Json, key: string, path: string, fallback: number) => num(json, key, path, fallback, isPositiveInt, 'a positive integer');
 
 function oneOf<T extends string>(value: unknown, allowed: readonly T[], key: string): T {
-  if (typeof value !== 'string' || !allowed.includes(value as T)) throw new RunnerConfigError(`${key} must be one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`);
+  if (typeof value !== 'string' || !allowed.includes(value as T))
+    throw new RunnerConfigError(`${key} must be one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`);
   return value as T;
 }
 
@@ -221,13 +232,28 @@ function parseEvaluation(value: unknown): EvaluationSpec {
     numBeams: int(json, 'numBeams', p, d.numBeams),
     batchSize: int(json, 'batchSize', p, d.batchSize),
     extractive: bool(json, 'extractive', p, d.extractive),
-    copyWeight: json.copyWeight === undefined || json.copyWeight === null ? d.copyWeight : num(json, 'copyWeight', p, 0, (n) => n >= 0 && n <= 1, 'a number in [0, 1]'),
+    copyWeight:
+      json.copyWeight === undefined || json.copyWeight === null ? d.copyWeight : num(json, 'copyWeight', p, 0, (n) => n >= 0 && n <= 1, 'a number in [0, 1]'),
   };
 }
 
 const CONFIG_KEYS = [
-  '$comment', 'name', 'backend', 'data', 'models', 'clients', 'shots', 'methods', 'store', 'storeAblation', 'seeds',
-  'rounds', 'training', 'evaluation', 'passageMaxLength', 'updateDtype',
+  '$comment',
+  'name',
+  'backend',
+  'data',
+  'models',
+  'clients',
+  'shots',
+  'methods',
+  'store',
+  'storeAblation',
+  'seeds',
+  'rounds',
+  'training',
+  'evaluation',
+  'passageMaxLength',
+  'updateDtype',
 ] as const;
 
 /** Parses a runner config (the JSON of configs/crab/*.json); unknown keys and bad values throw RunnerConfigError. */
@@ -235,7 +261,8 @@ export function parseRunnerConfig(value: unknown): RunnerConfig {
   const json = object(value, 'the config');
   known(json, '', CONFIG_KEYS);
   const name = str(json, 'name', '');
-  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new RunnerConfigError(`name must be usable as a folder name (letters, digits, . _ -), got ${JSON.stringify(name)}`);
+  if (!/^[A-Za-z0-9._-]+$/.test(name))
+    throw new RunnerConfigError(`name must be usable as a folder name (letters, digits, . _ -), got ${JSON.stringify(name)}`);
   const data = object(json.data ?? {}, 'data');
   known(data, 'data', ['cache', 'dataDir', 'seed']);
   const models = object(json.models, 'models');

@@ -235,10 +235,17 @@ function meanLoss(xs: readonly RoundLoss[]): RoundLoss {
  * answer token once, as one evaluation of the pooled test set would. Every method is reported
  * both ways (client-averaged first).
  */
-export function aggregateScores(perClient: readonly ClientScore[], aggregation: 'client-average' | 'micro'): { exactMatch: number; f1: number; answerNll: number; perplexity: number } {
+export function aggregateScores(
+  perClient: readonly ClientScore[],
+  aggregation: 'client-average' | 'micro',
+): { exactMatch: number; f1: number; answerNll: number; perplexity: number } {
   const withPerplexity = (s: { exactMatch: number; f1: number; answerNll: number }) => ({ ...s, perplexity: Math.exp(s.answerNll) });
   if (aggregation === 'client-average') {
-    return withPerplexity({ exactMatch: mean(perClient.map((c) => c.exactMatch)), f1: mean(perClient.map((c) => c.f1)), answerNll: mean(perClient.map((c) => c.answerNll)) });
+    return withPerplexity({
+      exactMatch: mean(perClient.map((c) => c.exactMatch)),
+      f1: mean(perClient.map((c) => c.f1)),
+      answerNll: mean(perClient.map((c) => c.answerNll)),
+    });
   }
   const n = perClient.reduce((a, c) => a + c.count, 0);
   const sum = (f: (c: ClientScore) => number) => perClient.reduce((a, c) => a + f(c) * c.count, 0) / Math.max(n, 1);
@@ -261,13 +268,17 @@ export class CrabRunner {
   private total = 0;
   private current = 0;
 
-  constructor(readonly config: RunnerConfig, private readonly deps: RunnerDeps) {
+  constructor(
+    readonly config: RunnerConfig,
+    private readonly deps: RunnerDeps,
+  ) {
     const built = deps.data.stores.test.perClient.length;
     this.clients = config.clients ?? built;
     if (this.clients > built) throw new Error(`the config asks for ${this.clients} clients but the CRAB data has ${built}`);
     this.passageById = new Map(deps.data.passages.map((p) => [p.id, p]));
     for (const s of new Set([...config.shots, ...(config.storeAblation ? [config.storeAblation.shots] : [])])) {
-      if (!deps.data.stores.training[String(s)]) throw new Error(`the CRAB data has no ${s}-shot stores (built: ${Object.keys(deps.data.stores.training).join(', ')})`);
+      if (!deps.data.stores.training[String(s)])
+        throw new Error(`the CRAB data has no ${s}-shot stores (built: ${Object.keys(deps.data.stores.training).join(', ')})`);
     }
     this.grid = experimentGrid(config);
   }
@@ -307,9 +318,10 @@ export class CrabRunner {
   private plannedUnits(e: ExperimentSpec): number {
     const rounds = this.config.rounds;
     const tests = this.clientIds().reduce((a, c) => a + this.testPairs(c).length + this.devPairs(c).length, 0);
-    const train = e.method === 'centralized'
-      ? rounds * stepsPerRound(this.config, e.shots * this.clients, this.clients)
-      : rounds * this.clients * stepsPerRound(this.config, e.shots);
+    const train =
+      e.method === 'centralized'
+        ? rounds * stepsPerRound(this.config, e.shots * this.clients, this.clients)
+        : rounds * this.clients * stepsPerRound(this.config, e.shots);
     return train + (rounds + 1) * tests;
   }
 
@@ -365,16 +377,20 @@ export class CrabRunner {
   private async embedNeeded(bundle: ModelBundle, seed: number, batchSize: number): Promise<Map<string, Float32Array>> {
     const ids = this.neededPassages();
     let reported = 0;
-    const vectors = await embedPassages(bundle, ids.map((id) => this.passage(id)), {
-      batchSize,
-      maxLength: this.config.passageMaxLength,
-      signal: this.deps.signal,
-      onProgress: (done) => {
-        const batches = Math.ceil(done / batchSize);
-        this.advance(batches - reported, `seed ${seed}: embedding ${ids.length} passages`);
-        reported = batches;
+    const vectors = await embedPassages(
+      bundle,
+      ids.map((id) => this.passage(id)),
+      {
+        batchSize,
+        maxLength: this.config.passageMaxLength,
+        signal: this.deps.signal,
+        onProgress: (done) => {
+          const batches = Math.ceil(done / batchSize);
+          this.advance(batches - reported, `seed ${seed}: embedding ${ids.length} passages`);
+          reported = batches;
+        },
       },
-    });
+    );
     return new Map(ids.map((id, i) => [id, vectors[i]]));
   }
 
@@ -436,7 +452,10 @@ class SeedRun {
 
   private store(ids: readonly string[], name: string): LocalPassageStore {
     const store = LocalPassageStore.empty(this.bundle.embeddingDim, name);
-    store.add(ids.map((id) => this.x.passage(id)), ids.map((id) => this.embeddings.get(id)!));
+    store.add(
+      ids.map((id) => this.x.passage(id)),
+      ids.map((id) => this.embeddings.get(id)!),
+    );
     return store;
   }
 
@@ -492,11 +511,19 @@ class SeedRun {
         reported = done;
       },
     });
-    if (client === 0 && split === 'test') this.lastSamples = result.predictions.slice(0, 3).map((p) => ({ question: p.question, answers: p.answers, prediction: p.prediction }));
+    if (client === 0 && split === 'test')
+      this.lastSamples = result.predictions.slice(0, 3).map((p) => ({ question: p.question, answers: p.answers, prediction: p.prediction }));
     return {
       score: { exactMatch: result.exactMatch, f1: result.f1, answerNll: result.answerNll, answerTokens: result.answerTokens, count: result.count },
       questions: result.predictions.map((p, i) => ({
-        split, client, question_id: pairs[i].id, prediction: p.prediction, em: p.exactMatch === 1 ? 1 : 0, f1: p.f1, nll_sum: p.answerNllSum, nll_tokens: p.answerTokens,
+        split,
+        client,
+        question_id: pairs[i].id,
+        prediction: p.prediction,
+        em: p.exactMatch === 1 ? 1 : 0,
+        f1: p.f1,
+        nll_sum: p.answerNllSum,
+        nll_tokens: p.answerTokens,
       })),
     };
   }
@@ -527,7 +554,10 @@ class SeedRun {
       scores = await this.evaluateClients(method, this.x.clients, `${label} round 0`);
       this.roundZero.set(key, scores);
     } else {
-      this.x.advance([...scores.test, ...scores.dev].reduce((a, s) => a + s.score.count, 0), `${label} round 0 (same initial model as before)`);
+      this.x.advance(
+        [...scores.test, ...scores.dev].reduce((a, s) => a + s.score.count, 0),
+        `${label} round 0 (same initial model as before)`,
+      );
     }
     return scores;
   }
@@ -542,20 +572,33 @@ class SeedRun {
     return `${e.method} ${e.shots}-shot${e.method === 'closed-book' ? '' : ` ${e.store}`} seed ${e.seed}`;
   }
 
-  private result(e: ExperimentSpec, perRound: RoundEvaluation[], losses: (RoundLoss | null)[], globalVersions: number[] | null, sizes: number[]): Omit<ExperimentResult, 'seconds'> {
+  private result(
+    e: ExperimentSpec,
+    perRound: RoundEvaluation[],
+    losses: (RoundLoss | null)[],
+    globalVersions: number[] | null,
+    sizes: number[],
+  ): Omit<ExperimentResult, 'seconds'> {
     const split = (s: { exactMatch: number; f1: number; answerNll: number }): SplitScores => ({ exactMatch: s.exactMatch, f1: s.f1, answerNll: s.answerNll });
     const rounds: RoundScore[] = perRound.map((evaluation, round) => {
       const perClient = evaluation.test.map((c) => c.score);
       const perClientDev = evaluation.dev.map((c) => c.score);
       return {
-        round, ...aggregateScores(perClient, 'client-average'),
+        round,
+        ...aggregateScores(perClient, 'client-average'),
         micro: split(aggregateScores(perClient, 'micro')),
         dev: split(aggregateScores(perClientDev, 'client-average')),
-        perClient, perClientDev, trainLoss: losses[round]?.loss ?? null, trainReaderLoss: losses[round]?.readerLoss ?? null,
+        perClient,
+        perClientDev,
+        trainLoss: losses[round]?.loss ?? null,
+        trainReaderLoss: losses[round]?.readerLoss ?? null,
       };
     });
     const predictions: PredictionRow[] = perRound.flatMap((evaluation, round) =>
-      [...evaluation.test, ...evaluation.dev].flatMap((c) => c.questions.map((q) => ({ method: e.method, shots: e.shots, store: e.store, seed: e.seed, round, ...q }))));
+      [...evaluation.test, ...evaluation.dev].flatMap((c) =>
+        c.questions.map((q) => ({ method: e.method, shots: e.shots, store: e.store, seed: e.seed, round, ...q })),
+      ),
+    );
     return { ...e, rounds, selected: devSelectedRounds(rounds), predictions, globalVersions, trainingStoreSizes: sizes, samples: this.lastSamples };
   }
 
@@ -585,7 +628,13 @@ class SeedRun {
         perRound[r].dev[c] = dev;
       }
     }
-    return this.result(e, perRound, losses.map((l, r) => (r === 0 ? null : meanLoss(l))), null, sizes);
+    return this.result(
+      e,
+      perRound,
+      losses.map((l, r) => (r === 0 ? null : meanLoss(l))),
+      null,
+      sizes,
+    );
   }
 
   /** Centralized: the pooled training pairs, the union of the clients' views, one model. */
@@ -606,7 +655,13 @@ class SeedRun {
       losses.push(trained.metrics);
       perRound.push(await this.evaluateClients(e.method, clients, `${label} round ${r}`));
     }
-    return this.result(e, perRound, losses, null, clients.map(() => ids.length));
+    return this.result(
+      e,
+      perRound,
+      losses,
+      null,
+      clients.map(() => ids.length),
+    );
   }
 
   /** CoRAG and closed-book: a coordinator session, every client joined over HTTP, FedAvg rounds. */
@@ -644,19 +699,22 @@ class SeedRun {
     const participants: FederatedCoragClient[] = [];
     for (const c of clients) {
       const pairs = this.x.trainPairs(c, e.shots);
-      participants.push(await FederatedCoragClient.join(anon, created.joinCode, `client-${c}`, {
-        bundle: this.bundle,
-        qaPairs: pairs,
-        passageSource: closedBook ? NO_RETRIEVAL : (client, session) => observed(new CoordinatorPassageSource(client, session), deps, e.method, c),
-        // One version at a time: each client downloads every global version it trains from.
-        cache: new MemoryModelCache(1),
-        training: this.trainingOptions(e.method, stepsPerRound(this.config, pairs.length), c),
-        updateDtype: this.config.updateDtype,
-        onEvent: (ev) => {
-          if (ev.type === 'training') this.x.advance(1, `${label} client ${c} round ${ev.round}: step ${ev.progress.step}/${ev.progress.total}, loss ${ev.progress.loss.toFixed(3)}`);
-          if (ev.type === 'upload-refused') deps.log?.(`${label}: client ${c}'s update for round ${ev.round} was refused: ${ev.message}`);
-        },
-      }));
+      participants.push(
+        await FederatedCoragClient.join(anon, created.joinCode, `client-${c}`, {
+          bundle: this.bundle,
+          qaPairs: pairs,
+          passageSource: closedBook ? NO_RETRIEVAL : (client, session) => observed(new CoordinatorPassageSource(client, session), deps, e.method, c),
+          // One version at a time: each client downloads every global version it trains from.
+          cache: new MemoryModelCache(1),
+          training: this.trainingOptions(e.method, stepsPerRound(this.config, pairs.length), c),
+          updateDtype: this.config.updateDtype,
+          onEvent: (ev) => {
+            if (ev.type === 'training')
+              this.x.advance(1, `${label} client ${c} round ${ev.round}: step ${ev.progress.step}/${ev.progress.total}, loss ${ev.progress.loss.toFixed(3)}`);
+            if (ev.type === 'upload-refused') deps.log?.(`${label}: client ${c}'s update for round ${ev.round} was refused: ${ev.message}`);
+          },
+        }),
+      );
     }
     const sizes = closedBook ? clients.map(() => 0) : await this.contribute(e, participants, sid, label);
 
@@ -665,7 +723,8 @@ class SeedRun {
     const versions = [0];
     for (let r = 1; r <= this.config.rounds; r++) {
       const opened = await admin.openRound(sid);
-      if (opened.participants.length !== clients.length) throw new Error(`${label}: round ${r} selected ${opened.participants.length} of ${clients.length} clients`);
+      if (opened.participants.length !== clients.length)
+        throw new Error(`${label}: round ${r} selected ${opened.participants.length} of ${clients.length} clients`);
       const roundLosses: RoundLoss[] = [];
       for (const p of participants) {
         // Each client reads the open round with its own token, as a browser tab would after SSE.

@@ -221,15 +221,24 @@ export function scoreRun(rows: readonly PredictionRow[], settings: BootstrapSett
     c.add(r);
   }
   // Cells in the paper's order: store, shots, method.
-  const ordered = [...cells.values()].sort((a, b) =>
-    TRAINING_STORES.indexOf(a.key.store) - TRAINING_STORES.indexOf(b.key.store) || a.key.shots - b.key.shots || METHODS.indexOf(a.key.method) - METHODS.indexOf(b.key.method));
+  const ordered = [...cells.values()].sort(
+    (a, b) =>
+      TRAINING_STORES.indexOf(a.key.store) - TRAINING_STORES.indexOf(b.key.store) ||
+      a.key.shots - b.key.shots ||
+      METHODS.indexOf(a.key.method) - METHODS.indexOf(b.key.method),
+  );
   const selections = new Map<string, Map<number, SeedSelection>>();
   const summaries: CellSummary[] = [];
   for (const cell of ordered) {
     const seeds = [...cell.bySeed.keys()].sort((a, b) => a - b);
     const sel = new Map<number, SeedSelection>();
     for (const seed of seeds) {
-      const dev = new Map(cell.rounds(seed).map((r) => [r, scoreRows(cell.rows(seed, r, 'dev'), 'macro')] as const).filter(([, s]) => !Number.isNaN(s.em)));
+      const dev = new Map(
+        cell
+          .rounds(seed)
+          .map((r) => [r, scoreRows(cell.rows(seed, r, 'dev'), 'macro')] as const)
+          .filter(([, s]) => !Number.isNaN(s.em)),
+      );
       sel.set(seed, { seed, ...selectRounds(dev) });
     }
     selections.set(cellId(cell.key), sel);
@@ -243,16 +252,21 @@ export function scoreRun(rows: readonly PredictionRow[], settings: BootstrapSett
       return { em: mean(per.map((p) => p.em)), f1: mean(per.map((p) => p.f1)), nll: mean(per.map((p) => p.nll)) };
     };
     const last: RoundOf = (s) => s.lastRound;
-    const test = (aggregation: 'macro' | 'micro'): TestScores => ({ roundZero: at(aggregation, ROUND_ZERO), selected: at(aggregation, SELECTED), last: at(aggregation, last) });
+    const test = (aggregation: 'macro' | 'micro'): TestScores => ({
+      roundZero: at(aggregation, ROUND_ZERO),
+      selected: at(aggregation, SELECTED),
+      last: at(aggregation, last),
+    });
     const selectedPerSeed = seeds.map((seed) => {
       const s = sel.get(seed)!;
       return { em: scoreRows(cell.rows(seed, s.emRound, 'test'), 'macro'), nll: scoreRows(cell.rows(seed, s.nllRound, 'test'), 'macro') };
     });
     const roundCount = Math.min(...seeds.map((seed) => cell.rounds(seed).length));
-    const byRound = (split: 'dev' | 'test') => Array.from({ length: roundCount }, (_, r) => {
-      const per = seeds.map((seed) => scoreRows(cell.rows(seed, r, split), 'macro'));
-      return { em: mean(per.map((p) => p.em)), f1: mean(per.map((p) => p.f1)), nll: mean(per.map((p) => p.nll)) };
-    });
+    const byRound = (split: 'dev' | 'test') =>
+      Array.from({ length: roundCount }, (_, r) => {
+        const per = seeds.map((seed) => scoreRows(cell.rows(seed, r, split), 'macro'));
+        return { em: mean(per.map((p) => p.em)), f1: mean(per.map((p) => p.f1)), nll: mean(per.map((p) => p.nll)) };
+      });
     const self = (round: RoundOf): Arm => ({ cell, selection: sel, round });
     summaries.push({
       ...cell.key,
@@ -260,7 +274,11 @@ export function scoreRun(rows: readonly PredictionRow[], settings: BootstrapSett
       selection: seeds.map((s) => sel.get(s)!),
       macro: test('macro'),
       micro: test('micro'),
-      selectedStd: { em: std(selectedPerSeed.map((p) => p.em.em)), f1: std(selectedPerSeed.map((p) => p.em.f1)), nll: std(selectedPerSeed.map((p) => p.nll.nll)) },
+      selectedStd: {
+        em: std(selectedPerSeed.map((p) => p.em.em)),
+        f1: std(selectedPerSeed.map((p) => p.em.f1)),
+        nll: std(selectedPerSeed.map((p) => p.nll.nll)),
+      },
       testByRound: byRound('test'),
       devByRound: byRound('dev'),
       testQuestions: cell.rows(seeds[0], 0, 'test').length,
@@ -288,7 +306,13 @@ export function scoreRun(rows: readonly PredictionRow[], settings: BootstrapSett
     for (const other of ['rag-local', 'centralized', 'closed-book'] as const) {
       const b: CellKey = { method: other, shots, store };
       const d = difference(corag, b);
-      if (d) comparisons.push({ label: `CoRAG − ${other === 'rag-local' ? 'RAG-Local' : other === 'centralized' ? 'Centralized' : 'Closed-book'}`, a: corag, b, difference: d });
+      if (d)
+        comparisons.push({
+          label: `CoRAG − ${other === 'rag-local' ? 'RAG-Local' : other === 'centralized' ? 'Centralized' : 'Closed-book'}`,
+          a: corag,
+          b,
+          difference: d,
+        });
     }
   }
 
@@ -302,35 +326,57 @@ export function scoreRun(rows: readonly PredictionRow[], settings: BootstrapSett
     claims.push({ id, statement, parts: built, verdicts });
   };
   const has = (k: CellKey) => cells.has(cellId(k));
-  const mainStore: TrainingStoreName = [...cells.values()].some((c) => c.key.store === 'REL' && c.key.method === 'corag') ? 'REL' : (ordered.find((c) => c.key.method === 'corag')?.key.store ?? 'REL');
-  const shotsOf = (store: TrainingStoreName, method: Method) => [...new Set(ordered.filter((c) => c.key.store === store && c.key.method === method).map((c) => c.key.shots))].sort((a, b) => a - b);
+  const mainStore: TrainingStoreName = [...cells.values()].some((c) => c.key.store === 'REL' && c.key.method === 'corag')
+    ? 'REL'
+    : (ordered.find((c) => c.key.method === 'corag')?.key.store ?? 'REL');
+  const shotsOf = (store: TrainingStoreName, method: Method) =>
+    [...new Set(ordered.filter((c) => c.key.store === store && c.key.method === method).map((c) => c.key.shots))].sort((a, b) => a - b);
   const coragShots = shotsOf(mainStore, 'corag');
   for (const shots of coragShots) {
     const c: CellKey = { method: 'corag', shots, store: mainStore };
     const l: CellKey = { method: 'rag-local', shots, store: mainStore };
-    if (has(l)) claim(`corag>rag-local@${shots}`, `CoRAG beats RAG-Local at ${shots} shots (${mainStore})`, [{ label: `${label(c)} − ${label(l)}`, arms: [c, l], weights: [1, -1] }]);
+    if (has(l))
+      claim(`corag>rag-local@${shots}`, `CoRAG beats RAG-Local at ${shots} shots (${mainStore})`, [
+        { label: `${label(c)} − ${label(l)}`, arms: [c, l], weights: [1, -1] },
+      ]);
   }
   const both = coragShots.filter((s) => has({ method: 'rag-local', shots: s, store: mainStore }));
   if (both.length > 1) {
     const first = both[0];
-    const gap = (s: number): CellKey[] => [{ method: 'corag', shots: s, store: mainStore }, { method: 'rag-local', shots: s, store: mainStore }];
-    claim(`gap-largest@${first}`, `CoRAG's gain over RAG-Local is largest at ${first} shots`, both.slice(1).map((s) => ({
-      label: `(CoRAG − RAG-Local) at ${first} minus at ${s} shots`, arms: [...gap(first), ...gap(s)], weights: [1, -1, -1, 1],
-    })));
+    const gap = (s: number): CellKey[] => [
+      { method: 'corag', shots: s, store: mainStore },
+      { method: 'rag-local', shots: s, store: mainStore },
+    ];
+    claim(
+      `gap-largest@${first}`,
+      `CoRAG's gain over RAG-Local is largest at ${first} shots`,
+      both.slice(1).map((s) => ({
+        label: `(CoRAG − RAG-Local) at ${first} minus at ${s} shots`,
+        arms: [...gap(first), ...gap(s)],
+        weights: [1, -1, -1, 1],
+      })),
+    );
   }
   for (const shots of coragShots) {
     const c: CellKey = { method: 'corag', shots, store: mainStore };
     const z: CellKey = { method: 'centralized', shots, store: mainStore };
-    if (has(z)) claim(`centralized>=corag@${shots}`, `Centralized is at least as good as CoRAG at ${shots} shots (an upper bound; supported only if strictly better)`, [{ label: `${label(z)} − ${label(c)}`, arms: [z, c], weights: [1, -1] }]);
+    if (has(z))
+      claim(`centralized>=corag@${shots}`, `Centralized is at least as good as CoRAG at ${shots} shots (an upper bound; supported only if strictly better)`, [
+        { label: `${label(z)} − ${label(c)}`, arms: [z, c], weights: [1, -1] },
+      ]);
   }
   for (const method of ['corag', 'rag-local'] as const) {
     const shotsList = [...new Set(ordered.filter((c) => c.key.method === method && c.key.store === 'REL+IRR').map((c) => c.key.shots))];
     for (const shots of shotsList) {
       const k = (store: TrainingStoreName): CellKey => ({ method, shots, store });
-      claim(`store-order/${method}@${shots}`, `${method === 'corag' ? 'CoRAG' : 'RAG-Local'} at ${shots} shots: REL+IRR > REL > REL+HARD (irrelevant passages help, hard negatives hurt)`, [
-        { label: `${label(k('REL+IRR'))} − ${label(k('REL'))}`, arms: [k('REL+IRR'), k('REL')], weights: [1, -1] },
-        { label: `${label(k('REL'))} − ${label(k('REL+HARD'))}`, arms: [k('REL'), k('REL+HARD')], weights: [1, -1] },
-      ]);
+      claim(
+        `store-order/${method}@${shots}`,
+        `${method === 'corag' ? 'CoRAG' : 'RAG-Local'} at ${shots} shots: REL+IRR > REL > REL+HARD (irrelevant passages help, hard negatives hurt)`,
+        [
+          { label: `${label(k('REL+IRR'))} − ${label(k('REL'))}`, arms: [k('REL+IRR'), k('REL')], weights: [1, -1] },
+          { label: `${label(k('REL'))} − ${label(k('REL+HARD'))}`, arms: [k('REL'), k('REL+HARD')], weights: [1, -1] },
+        ],
+      );
     }
   }
   for (const store of ['SPLIT', 'REL-1'] as const) {
@@ -338,13 +384,22 @@ export function scoreRun(rows: readonly PredictionRow[], settings: BootstrapSett
       const c: CellKey = { method: 'corag', shots, store };
       const l: CellKey = { method: 'rag-local', shots, store };
       const why = store === 'SPLIT' ? 'each client holds only its own relevant passages' : 'one client holds every relevant passage';
-      claim(`corag>rag-local/${store}@${shots}`, `CoRAG beats RAG-Local on ${store} at ${shots} shots (${why})`, [{ label: `${label(c)} − ${label(l)}`, arms: [c, l], weights: [1, -1] }]);
+      claim(`corag>rag-local/${store}@${shots}`, `CoRAG beats RAG-Local on ${store} at ${shots} shots (${why})`, [
+        { label: `${label(c)} − ${label(l)}`, arms: [c, l], weights: [1, -1] },
+      ]);
     }
   }
   return {
     format: 'crab-summary/1',
-    scoring: 'test scores client-averaged (macro) as the main number, micro beside it; EM/F1 at the trained round with the best dev EM (ties: dev F1, dev NLL, earlier), NLL at the trained round with the lowest dev NLL; mean over seeds',
-    bootstrap: { replicates: settings.replicates, confidence: settings.confidence, seed: settings.seed, resampling: 'paired percentile bootstrap over test questions: in every replicate each (seed, client) stratum\'s questions are drawn with replacement, the same draw for every arm; the statistic is the mean over seeds of the client-averaged difference' },
+    scoring:
+      'test scores client-averaged (macro) as the main number, micro beside it; EM/F1 at the trained round with the best dev EM (ties: dev F1, dev NLL, earlier), NLL at the trained round with the lowest dev NLL; mean over seeds',
+    bootstrap: {
+      replicates: settings.replicates,
+      confidence: settings.confidence,
+      seed: settings.seed,
+      resampling:
+        "paired percentile bootstrap over test questions: in every replicate each (seed, client) stratum's questions are drawn with replacement, the same draw for every arm; the statistic is the mean over seeds of the client-averaged difference",
+    },
     cells: summaries,
     comparisons,
     claims,

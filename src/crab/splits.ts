@@ -43,7 +43,8 @@ export interface CrabSplits {
 export const DEFAULT_SPLIT = { clients: 8, shots: [16, 32, 64], devPerClient: 16, testPerClient: 32 } as const;
 
 function positiveInteger(name: string, value: number, allowZero = false): number {
-  if (!Number.isInteger(value) || value < (allowZero ? 0 : 1)) throw new RangeError(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${value}`);
+  if (!Number.isInteger(value) || value < (allowZero ? 0 : 1))
+    throw new RangeError(`${name} must be a ${allowZero ? 'non-negative' : 'positive'} integer, got ${value}`);
   return value;
 }
 
@@ -65,7 +66,9 @@ export function splitQaPairs(candidates: readonly SplitCandidate[], options: Spl
   const order = shuffled(candidates, seededRandom(options.seed));
   const need = (what: string, count: number, available: number) => {
     if (available < count) {
-      throw new RangeError(`CRAB split needs ${count} ${what} QA pairs but only ${available} are available; lower clients, shots or per-client counts, or use more data`);
+      throw new RangeError(
+        `CRAB split needs ${count} ${what} QA pairs but only ${available} are available; lower clients, shots or per-client counts, or use more data`,
+      );
     }
   };
   const deal = (pairs: readonly SplitCandidate[], perClient: number) =>

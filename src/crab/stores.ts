@@ -102,8 +102,7 @@ export function partitionBackground(background: readonly string[], options: Back
   const order = new Map(background.map((id, i) => [id, i]));
   const inCorpusOrder = (ids: string[]) => ids.sort((a, b) => order.get(a)! - order.get(b)!);
   const mixed = shuffled(background, seededRandom(options.seed));
-  const slices = (from: number, size: number) =>
-    Array.from({ length: clients }, (_, c) => inCorpusOrder(mixed.slice(from + c * size, from + (c + 1) * size)));
+  const slices = (from: number, size: number) => Array.from({ length: clients }, (_, c) => inCorpusOrder(mixed.slice(from + c * size, from + (c + 1) * size)));
   return {
     all: [...background],
     train: inCorpusOrder(mixed.slice(0, nTrain)),
@@ -167,7 +166,12 @@ export function buildTrainingStores(inputs: StoreInputs, shots: number, relOneHo
   const relevantOf = (cats: QaCategories[]) => order.union(...cats.map((q) => q.relevant));
   const relevant = relevantOf(clientTrain.flat());
   const trainBackground = new Set(background.train);
-  const hard = order.union(clientTrain.flat().flatMap((q) => q.hardNegatives).filter((id) => trainBackground.has(id)));
+  const hard = order.union(
+    clientTrain
+      .flat()
+      .flatMap((q) => q.hardNegatives)
+      .filter((id) => trainBackground.has(id)),
+  );
   const irrelevant = minus(background.train, new Set(hard));
   const irr = minus(background.train, allSplitRelevant(splits, categories));
   const none = () => Array.from({ length: clients }, () => [] as string[]);
@@ -198,8 +202,6 @@ export function buildTestStores(inputs: StoreInputs): StoreLayout {
   return {
     name: 'TEST',
     common: [],
-    perClient: splits.clients.map((client, c) =>
-      order.union(...client.test.map((id) => categoriesOf(categories, id).relevant), background.test[c]),
-    ),
+    perClient: splits.clients.map((client, c) => order.union(...client.test.map((id) => categoriesOf(categories, id).relevant), background.test[c])),
   };
 }

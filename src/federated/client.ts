@@ -4,15 +4,33 @@
  * only for small control messages.
  */
 import type {
-  AddPassagesResult, ContributionCount, CreatedSession, ErrorBody, JoinResult, Passage, PassageInput, PassagePolicy,
-  RoundInfo, SearchHit, ServerEvent, SessionConfig, SessionInfo, TrainingQuestion, TrainingQuestionsResponse, UpdateReceipt,
+  AddPassagesResult,
+  ContributionCount,
+  CreatedSession,
+  ErrorBody,
+  JoinResult,
+  Passage,
+  PassageInput,
+  PassagePolicy,
+  RoundInfo,
+  SearchHit,
+  ServerEvent,
+  SessionConfig,
+  SessionInfo,
+  TrainingQuestion,
+  TrainingQuestionsResponse,
+  UpdateReceipt,
 } from './protocol';
 import { MAX_PASSAGES_PER_REQUEST } from './protocol';
 import { readSse } from './sse';
 
 /** A refused request: the server's status, stable error code and message. */
 export class CoragHttpError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
     super(`${status} ${code}: ${message}`);
     this.name = 'CoragHttpError';
   }
@@ -21,19 +39,29 @@ export class CoragHttpError extends Error {
 export type FetchLike = typeof fetch;
 
 /** The session config a creator supplies: everything but name and models has a default. */
-export type NewSession = Pick<SessionConfig, 'name' | 'models'> & Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy' | 'updateLimits' | 'passages' | 'trainingQuestions'>> & {
-  readonly roundPolicy?: Partial<SessionConfig['roundPolicy']>;
-  readonly updateLimits?: Partial<SessionConfig['updateLimits']>;
-  readonly passages?: Partial<PassagePolicy>;
-  /** Questions the session hands out, a shard per client (see TrainingQuestionPolicy). */
-  readonly trainingQuestions?: { readonly questions: readonly TrainingQuestion[]; readonly perClient?: number; readonly heldOut?: number; readonly seed?: number };
-};
+export type NewSession = Pick<SessionConfig, 'name' | 'models'> &
+  Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy' | 'updateLimits' | 'passages' | 'trainingQuestions'>> & {
+    readonly roundPolicy?: Partial<SessionConfig['roundPolicy']>;
+    readonly updateLimits?: Partial<SessionConfig['updateLimits']>;
+    readonly passages?: Partial<PassagePolicy>;
+    /** Questions the session hands out, a shard per client (see TrainingQuestionPolicy). */
+    readonly trainingQuestions?: {
+      readonly questions: readonly TrainingQuestion[];
+      readonly perClient?: number;
+      readonly heldOut?: number;
+      readonly seed?: number;
+    };
+  };
 
 export class CoragClient {
   private readonly base: string;
 
   /** `token` is a session admin token or a client token (or a server key when creating sessions). */
-  constructor(baseUrl: string, readonly token?: string, private readonly fetchImpl: FetchLike = globalThis.fetch.bind(globalThis)) {
+  constructor(
+    baseUrl: string,
+    readonly token?: string,
+    private readonly fetchImpl: FetchLike = globalThis.fetch.bind(globalThis),
+  ) {
     this.base = baseUrl.replace(/\/+$/, '');
   }
 

@@ -4,7 +4,15 @@
  * decodeUpdate is the server's gate: it checks every name, shape, dtype and value against the
  * global model before anything is aggregated, and names the problem when it refuses.
  */
-import { bytesPerElement, parseSafetensors, readTensor, writeSafetensors, SafetensorsError, type ParsedSafetensors, type TensorToWrite } from '../model/safetensors';
+import {
+  bytesPerElement,
+  parseSafetensors,
+  readTensor,
+  writeSafetensors,
+  SafetensorsError,
+  type ParsedSafetensors,
+  type TensorToWrite,
+} from '../model/safetensors';
 import { UPDATE_METADATA } from './protocol';
 
 /** A named tensor as plain data; the coordinator never needs TF.js. */
@@ -29,7 +37,10 @@ export interface DecodedUpdate extends UpdateMeta {
 
 /** Why an update was refused; `code` is the stable error code the HTTP layer returns. */
 export class UpdateError extends Error {
-  constructor(readonly code: string, message: string) {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
     super(message);
     this.name = 'UpdateError';
   }
@@ -86,7 +97,8 @@ function metricsField(meta: Record<string, string>): Record<string, number> {
  * (server/update-file.ts), which then checks the values chunk by chunk.
  */
 export function checkUpdateHeader(
-  file: Pick<ParsedSafetensors, 'tensors' | 'metadata' | 'dataOffset'>, expected: ReadonlyMap<string, readonly number[]>,
+  file: Pick<ParsedSafetensors, 'tensors' | 'metadata' | 'dataOffset'>,
+  expected: ReadonlyMap<string, readonly number[]>,
 ): UpdateMeta {
   const meta = file.metadata as Record<string, string>;
   const round = integerField(meta, UPDATE_METADATA.round, 1);
@@ -107,7 +119,10 @@ export function checkUpdateHeader(
     // offset that is not a multiple of its element size is refused rather than guessed at.
     const offsetInFile = file.dataOffset + info.begin;
     if (offsetInFile % bytesPerElement(info.dtype) !== 0) {
-      throw new UpdateError('misaligned_tensor', `tensor "${name}" (${info.dtype}) starts at byte ${offsetInFile} of the body, not a multiple of ${bytesPerElement(info.dtype)}`);
+      throw new UpdateError(
+        'misaligned_tensor',
+        `tensor "${name}" (${info.dtype}) starts at byte ${offsetInFile} of the body, not a multiple of ${bytesPerElement(info.dtype)}`,
+      );
     }
   }
   for (const name of expected.keys()) {

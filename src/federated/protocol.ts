@@ -478,7 +478,7 @@ export const trainingQuestionsResponseSchema = {
   additionalProperties: false,
   required: ['shard', 'questions', 'evaluation'],
   properties: {
-    shard: { type: 'integer', minimum: 0, description: 'this client\'s shard: its place in the join order' },
+    shard: { type: 'integer', minimum: 0, description: "this client's shard: its place in the join order" },
     questions: { type: 'array', items: trainingQuestionSchema, description: 'the questions this client trains on' },
     evaluation: { type: 'array', items: trainingQuestionSchema, description: 'held-out questions, in no shard: score each new global version on them' },
   },

@@ -28,12 +28,23 @@ export { addWeighted, emptyRunningSum, type RunningSum } from './strategies/runn
 export { selectClients } from './strategies/selection';
 
 export type {
-  AcceptedUpdate, AggregateResult, ParamSpec, RoundPlan, RoundPlanInput, Strategy, StrategyDefinition, StoredDeltaStrategy, StreamingStrategy,
+  AcceptedUpdate,
+  AggregateResult,
+  ParamSpec,
+  RoundPlan,
+  RoundPlanInput,
+  Strategy,
+  StrategyDefinition,
+  StoredDeltaStrategy,
+  StreamingStrategy,
 } from './strategies/definition';
 export { weightedMetrics } from './strategies/definition';
 
 export class StrategyConfigError extends Error {
-  constructor(readonly code: 'unknown_strategy' | 'invalid_strategy_params', message: string) {
+  constructor(
+    readonly code: 'unknown_strategy' | 'invalid_strategy_params',
+    message: string,
+  ) {
     super(message);
     this.name = 'StrategyConfigError';
   }
@@ -58,10 +69,16 @@ export function createStrategy(name: string, params: Readonly<Record<string, num
     const spec = def.params[key];
     if (!spec) {
       const known = Object.keys(def.params);
-      throw new StrategyConfigError('invalid_strategy_params', `strategy "${name}" has no parameter "${key}"${known.length ? ` (it takes: ${known.join(', ')})` : ' (it takes none)'}`);
+      throw new StrategyConfigError(
+        'invalid_strategy_params',
+        `strategy "${name}" has no parameter "${key}"${known.length ? ` (it takes: ${known.join(', ')})` : ' (it takes none)'}`,
+      );
     }
     if (typeof value !== 'number' || !Number.isFinite(value) || value < spec.min || value > spec.max || (spec.integer && !Number.isInteger(value))) {
-      throw new StrategyConfigError('invalid_strategy_params', `strategy "${name}" parameter "${key}" must be ${spec.integer ? 'an integer' : 'a number'} in [${spec.min}, ${spec.max}], got ${JSON.stringify(value)}`);
+      throw new StrategyConfigError(
+        'invalid_strategy_params',
+        `strategy "${name}" parameter "${key}" must be ${spec.integer ? 'an integer' : 'a number'} in [${spec.min}, ${spec.max}], got ${JSON.stringify(value)}`,
+      );
     }
     filled[key] = value;
   }

@@ -47,7 +47,10 @@ export interface IngestResult {
 }
 
 export class IngestError extends Error {
-  constructor(readonly file: string, message: string) {
+  constructor(
+    readonly file: string,
+    message: string,
+  ) {
     super(`${file}: ${message}`);
     this.name = 'IngestError';
   }

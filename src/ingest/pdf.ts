@@ -46,7 +46,12 @@ export function pageText(items: ReadonlyArray<object>): string {
 }
 
 /** `onPage(done, total)` after each page: a long PDF takes a while to read. */
-export async function ingestPdf(name: string, bytes: Uint8Array, pdfjs: PdfJsLib, options: IngestOptions & { onPage?: (done: number, total: number) => void } = {}): Promise<IngestResult> {
+export async function ingestPdf(
+  name: string,
+  bytes: Uint8Array,
+  pdfjs: PdfJsLib,
+  options: IngestOptions & { onPage?: (done: number, total: number) => void } = {},
+): Promise<IngestResult> {
   refuseOversize(name, bytes.byteLength, options.maxBytes);
   // pdf.js takes ownership of (detaches) the buffer it is given: hand it a copy. Verbosity 0
   // (errors only): its warnings (a damaged xref it repairs, no glyph data for a standard font,
@@ -85,7 +90,10 @@ export async function ingestPdf(name: string, bytes: Uint8Array, pdfjs: PdfJsLib
       options.onPage?.(page, doc.numPages);
     }
     if (passages.length === 0) {
-      throw new IngestError(name, `no text found in ${doc.numPages} page${doc.numPages === 1 ? '' : 's'}: the PDF has no text layer (a scan?); run OCR on it first`);
+      throw new IngestError(
+        name,
+        `no text found in ${doc.numPages} page${doc.numPages === 1 ? '' : 's'}: the PDF has no text layer (a scan?); run OCR on it first`,
+      );
     }
     return { file: name, passages, problems };
   } finally {

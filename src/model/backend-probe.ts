@@ -51,13 +51,27 @@ export async function probeBackend(name: BackendName, options: ProbeOptions = {}
         group = Math.min(group * 2, 64);
       }
       const gflops = (2 * m * k * n * products) / (elapsed / 1000) / 1e9;
-      return { name, ok: true, gflops, ...info, software: name === 'webgpu' ? softwareAdapterName(info.adapter) : undefined, millis: performance.now() - started };
+      return {
+        name,
+        ok: true,
+        gflops,
+        ...info,
+        software: name === 'webgpu' ? softwareAdapterName(info.adapter) : undefined,
+        millis: performance.now() - started,
+      };
     } finally {
       a.dispose();
       b.dispose();
     }
   } catch (e) {
-    return { name, ok: false, error: (e as Error)?.message ?? String(e), ...info, software: name === 'webgpu' ? softwareAdapterName(info.adapter) : undefined, millis: performance.now() - started };
+    return {
+      name,
+      ok: false,
+      error: (e as Error)?.message ?? String(e),
+      ...info,
+      software: name === 'webgpu' ? softwareAdapterName(info.adapter) : undefined,
+      millis: performance.now() - started,
+    };
   }
 }
 

@@ -52,7 +52,9 @@ export function fixtureFilesFromBytes(read: (name: FixtureFileName) => Uint8Arra
     const b = read(name);
     if (!b) {
       const alt = name === 'model.safetensors' ? ` or ${FIXTURE_TORCH_WEIGHTS}` : '';
-      throw new Error(`${where}: ${name}${alt} is missing (a fixture folder holds ${FIXTURE_FILES.join(', ')}; ${FIXTURE_TORCH_WEIGHTS} may stand in for model.safetensors)`);
+      throw new Error(
+        `${where}: ${name}${alt} is missing (a fixture folder holds ${FIXTURE_FILES.join(', ')}; ${FIXTURE_TORCH_WEIGHTS} may stand in for model.safetensors)`,
+      );
     }
     return b;
   };

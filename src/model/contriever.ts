@@ -87,7 +87,11 @@ export class Contriever {
    * the `bert.` prefix; pooler and heads ignored). The two sides start equal and are untied.
    * A separate passage checkpoint may be given (e.g. after query-side fine-tuning).
    */
-  static fromCheckpoint(configJson: unknown, weights: ParsedSafetensors | Uint8Array | ArrayBuffer, passageWeights?: ParsedSafetensors | Uint8Array | ArrayBuffer): Contriever {
+  static fromCheckpoint(
+    configJson: unknown,
+    weights: ParsedSafetensors | Uint8Array | ArrayBuffer,
+    passageWeights?: ParsedSafetensors | Uint8Array | ArrayBuffer,
+  ): Contriever {
     const config = parseBertConfig(configJson);
     const store = new ParameterStore();
     try {
@@ -108,7 +112,10 @@ export class Contriever {
   static fromParameters(config: BertConfig, query: ParameterStore, passage: ParameterStore = query): Contriever {
     const store = new ParameterStore();
     try {
-      for (const [prefix, source] of [[QUERY_PREFIX, query], [PASSAGE_PREFIX, passage]] as const) {
+      for (const [prefix, source] of [
+        [QUERY_PREFIX, query],
+        [PASSAGE_PREFIX, passage],
+      ] as const) {
         for (const name of bertParameterShapes(config).keys()) {
           if (!source.has(name)) throw new Error(`Contriever: BERT parameter "${name}" is missing`);
           store.set(prefix + name, tf.clone(source.get(name)));

@@ -98,7 +98,8 @@ export interface GradientResult {
 export function leanGradients(f: () => tf.Tensor, xs: readonly tf.Tensor[], dy?: tf.Tensor): GradientResult {
   if (xs.length === 0) throw new Error('leanGradients: no tensors to differentiate');
   const engine = tapeApi();
-  if (engine.state.gradientDepth > 0) throw new Error('leanGradients: called while another gradient tape is recording (higher-order gradients are not supported)');
+  if (engine.state.gradientDepth > 0)
+    throw new Error('leanGradients: called while another gradient tape is recording (higher-order gradients are not supported)');
   const outerTape = engine.state.activeTape;
   let tape: TapeNode[] = [];
   let y: tf.Tensor;
@@ -144,8 +145,12 @@ export function leanGradients(f: () => tf.Tensor, xs: readonly tf.Tensor[], dy?:
         for (const [name, x] of Object.entries(node.inputs)) {
           if (!(name in inputGradients)) throw new Error(`Cannot backprop through input ${name}. Available gradients found: ${Object.keys(inputGradients)}.`);
           const dx = tf.tidy(() => inputGradients[name]());
-          if (dx.dtype !== 'float32') throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input ${name} must have 'float32' dtype, but has '${dx.dtype}'`);
-          if (!tf.util.arraysEqual(dx.shape, x.shape)) throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input '${name}' has shape '${dx.shape}', which does not match the shape of the input '${x.shape}'`);
+          if (dx.dtype !== 'float32')
+            throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input ${name} must have 'float32' dtype, but has '${dx.dtype}'`);
+          if (!tf.util.arraysEqual(dx.shape, x.shape))
+            throw new Error(
+              `Error in gradient for op ${node.kernelName}. The gradient of input '${name}' has shape '${dx.shape}', which does not match the shape of the input '${x.shape}'`,
+            );
           const current = accumulated.get(x.id);
           if (current === undefined) {
             accumulated.set(x.id, dx);
@@ -212,7 +217,9 @@ export function leanVariableGrads(f: () => tf.Scalar, variables: readonly tf.Var
  * reaches them); everything else `forward` reads is treated as a constant.
  */
 export function checkpointedRows(
-  weights: readonly tf.Tensor[], rows: number, chunkRows: number,
+  weights: readonly tf.Tensor[],
+  rows: number,
+  chunkRows: number,
   forward: (ws: readonly tf.Tensor[], start: number, count: number) => tf.Tensor,
 ): tf.Tensor {
   if (!Number.isInteger(chunkRows) || chunkRows <= 0) throw new Error(`checkpointedRows: chunkRows must be a positive integer, got ${chunkRows}`);

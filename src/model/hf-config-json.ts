@@ -44,7 +44,11 @@ export function hfConfigJsonText(config: Record<string, unknown>, floatFields: R
  * written before it existed (the shipped demo models), at the top level. Returns the value and the
  * field path to name in errors.
  */
-export function coragSetting(json: Record<string, unknown>, name: string, onError: (message: string) => Error = (m) => new Error(m)): { value: unknown; field: string } {
+export function coragSetting(
+  json: Record<string, unknown>,
+  name: string,
+  onError: (message: string) => Error = (m) => new Error(m),
+): { value: unknown; field: string } {
   const ours = json[CORAG_CONFIG_KEY];
   if (ours !== undefined && ours !== null) {
     if (typeof ours !== 'object' || Array.isArray(ours)) throw onError(`config field "${CORAG_CONFIG_KEY}" must be an object, got ${JSON.stringify(ours)}`);

@@ -102,12 +102,18 @@ export class AdamW {
    * Applies one update to each named parameter that has a gradient. `gradients` are not disposed
    * (the caller owns them). Returns the step number, learning rate and pre-clipping norm.
    */
-  async apply(params: ReadonlyMap<string, UpdatableParameter> | ((name: string) => UpdatableParameter), gradients: ReadonlyMap<string, tf.Tensor>): Promise<StepReport> {
-    const get = typeof params === 'function' ? params : (name: string) => {
-      const p = params.get(name);
-      if (!p) throw new Error(`AdamW: gradient for unknown parameter "${name}"`);
-      return p;
-    };
+  async apply(
+    params: ReadonlyMap<string, UpdatableParameter> | ((name: string) => UpdatableParameter),
+    gradients: ReadonlyMap<string, tf.Tensor>,
+  ): Promise<StepReport> {
+    const get =
+      typeof params === 'function'
+        ? params
+        : (name: string) => {
+            const p = params.get(name);
+            if (!p) throw new Error(`AdamW: gradient for unknown parameter "${name}"`);
+            return p;
+          };
     for (const [name, g] of gradients) {
       const p = get(name);
       if (!tf.util.arraysEqual(p.shape, g.shape)) throw new Error(`AdamW: gradient "${name}" has shape [${g.shape}] but the parameter is [${p.shape}]`);
@@ -163,13 +169,19 @@ export class AdamW {
         const mDecayed = take(tf.mul(m, beta1), m);
         const gScaled = tf.mul(g, 1 - beta1);
         const mNew = take(tf.add(mDecayed, gScaled), mDecayed, gScaled);
-        writeBack(mNew, group.map((i) => moments1[i]));
+        writeBack(
+          mNew,
+          group.map((i) => moments1[i]),
+        );
         const v = flattenGroup(group.map((i) => moments2[i]));
         const vDecayed = take(tf.mul(v, beta2), v);
         const gSquared = take(tf.square(g), g);
         const gSquaredScaled = take(tf.mul(gSquared, 1 - beta2), gSquared);
         const vNew = take(tf.add(vDecayed, gSquaredScaled), vDecayed, gSquaredScaled);
-        writeBack(vNew, group.map((i) => moments2[i]));
+        writeBack(
+          vNew,
+          group.map((i) => moments2[i]),
+        );
         const vHat = take(tf.div(vNew, bias2), vNew);
         const root = take(tf.sqrt(vHat), vHat);
         const denominator = take(tf.add(root, eps), root);
@@ -233,7 +245,10 @@ export class AdamW {
    */
   async stateTensors(): Promise<Map<string, TensorToWrite>> {
     const out = new Map<string, TensorToWrite>();
-    for (const [kind, store] of [['m', this.m], ['v', this.v]] as const) {
+    for (const [kind, store] of [
+      ['m', this.m],
+      ['v', this.v],
+    ] as const) {
       for (const [name, t] of store) out.set(`${kind}.${name}`, { dtype: 'F32', shape: t.shape, data: (await t.data()) as Float32Array });
     }
     out.set(STATE_STEP, { dtype: 'F32', shape: [1], data: new Float32Array([this.stepCount]) });
@@ -329,7 +344,13 @@ function take<T extends tf.Tensor>(result: T, ...used: Array<tf.Tensor | undefin
  * copy). `flat` stays the caller's.
  */
 function writeBack(flat: tf.Tensor, targets: readonly tf.Variable[]): void {
-  const pieces = targets.length === 1 ? [flat] : tf.split(flat, targets.map((t) => t.size));
+  const pieces =
+    targets.length === 1
+      ? [flat]
+      : tf.split(
+          flat,
+          targets.map((t) => t.size),
+        );
   pieces.forEach((piece, i) => {
     const shaped = tf.reshape(piece, targets[i].shape);
     targets[i].assign(shaped);

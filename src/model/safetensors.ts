@@ -8,7 +8,15 @@
 export type SafetensorsDtype = 'F32' | 'F16' | 'BF16' | 'I32' | 'I64' | 'U8' | 'I8' | 'BOOL' | 'F64';
 
 const BYTES_PER_ELEMENT: Record<SafetensorsDtype, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, U8: 1, I8: 1, BOOL: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  U8: 1,
+  I8: 1,
+  BOOL: 1,
 };
 
 /** Largest header we accept (the reference implementation uses 100 MB). */
@@ -85,7 +93,9 @@ export function safetensorsHeaderLength(first8: Uint8Array, fileBytes: number, s
  * in pieces (server/update-file.ts streams uploads from disk).
  */
 export function parseSafetensorsHeader(
-  headerBytes: Uint8Array, dataLength: number, source = 'safetensors',
+  headerBytes: Uint8Array,
+  dataLength: number,
+  source = 'safetensors',
 ): { tensors: Map<string, TensorInfo>; metadata: Record<string, string> } {
   let header: unknown;
   try {
@@ -164,7 +174,7 @@ function halfToFloat(h: number): number {
   const e = (h & 0x7c00) >> 10;
   const f = h & 0x03ff;
   if (e === 0) return (s ? -1 : 1) * 2 ** -14 * (f / 1024);
-  if (e === 0x1f) return f ? NaN : (s ? -Infinity : Infinity);
+  if (e === 0x1f) return f ? NaN : s ? -Infinity : Infinity;
   return (s ? -1 : 1) * 2 ** (e - 15) * (1 + f / 1024);
 }
 
@@ -188,12 +198,12 @@ export function floatToHalf(value: number): number {
     let half = mant >>> shift;
     const rem = mant & ((1 << shift) - 1);
     const mid = 1 << (shift - 1);
-    if (rem > mid || (rem === mid && (half & 1))) half++;
+    if (rem > mid || (rem === mid && half & 1)) half++;
     return sign | half;
   }
   let half = (e << 10) | (mant >>> 13);
   const rem = mant & 0x1fff;
-  if (rem > 0x1000 || (rem === 0x1000 && (half & 1))) half++;
+  if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
   return sign | half;
 }
 
@@ -225,11 +235,17 @@ export function readTensor(file: ParsedSafetensors, name: string): { dtype: Safe
     return out;
   };
   switch (info.dtype) {
-    case 'F32': return { dtype: info.dtype, shape, data: view(Float32Array, 4) };
-    case 'F64': return { dtype: info.dtype, shape, data: view(Float64Array, 8) };
-    case 'I32': return { dtype: info.dtype, shape, data: view(Int32Array, 4) };
-    case 'U8': case 'BOOL': return { dtype: info.dtype, shape, data: raw };
-    case 'I8': return { dtype: info.dtype, shape, data: new Int8Array(buf, start, numel) };
+    case 'F32':
+      return { dtype: info.dtype, shape, data: view(Float32Array, 4) };
+    case 'F64':
+      return { dtype: info.dtype, shape, data: view(Float64Array, 8) };
+    case 'I32':
+      return { dtype: info.dtype, shape, data: view(Int32Array, 4) };
+    case 'U8':
+    case 'BOOL':
+      return { dtype: info.dtype, shape, data: raw };
+    case 'I8':
+      return { dtype: info.dtype, shape, data: new Int8Array(buf, start, numel) };
     case 'F16': {
       const dv = new DataView(buf, start, byteLen);
       const out = new Float32Array(numel);
@@ -306,7 +322,9 @@ function encodeTensor(name: string, t: TensorToWrite): Uint8Array {
       else if (d instanceof Int32Array) for (let i = 0; i < numel; i++) dv.setBigInt64(8 * i, BigInt(d[i]), true);
       else throw new SafetensorsError(`tensor "${name}": I64 needs an Int32Array or BigInt64Array`);
       break;
-    case 'U8': case 'BOOL': case 'I8':
+    case 'U8':
+    case 'BOOL':
+    case 'I8':
       if (!(d instanceof Uint8Array)) throw new SafetensorsError(`tensor "${name}": ${t.dtype} needs a Uint8Array`);
       out.set(d);
       break;

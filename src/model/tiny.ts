@@ -78,7 +78,10 @@ function splitmix32(state: { s: number }): number {
 /** sfc32 (Small Fast Counting generator): 128-bit state, uniform 32-bit outputs. */
 function sfc32(seedWord: number): () => number {
   const mix = { s: seedWord };
-  let a = splitmix32(mix), b = splitmix32(mix), c = splitmix32(mix), d = splitmix32(mix);
+  let a = splitmix32(mix),
+    b = splitmix32(mix),
+    c = splitmix32(mix),
+    d = splitmix32(mix);
   const next = (): number => {
     const t = (((a + b) >>> 0) + d) >>> 0;
     d = (d + 1) >>> 0;
@@ -188,9 +191,10 @@ function toSafetensors(weights: TinyWeights, seed: number): Uint8Array {
 export function tinyCheckpointFiles(kind: 't5', config: T5Config, seed: number): CheckpointFiles;
 export function tinyCheckpointFiles(kind: 'bert', config: BertConfig, seed: number): CheckpointFiles;
 export function tinyCheckpointFiles(kind: 't5' | 'bert', config: T5Config | BertConfig, seed: number): CheckpointFiles {
-  const [configText, weights] = kind === 't5'
-    ? [t5ConfigJsonText(config as T5Config), tinyT5Weights(config as T5Config, seed)]
-    : [bertConfigJsonText(config as BertConfig), tinyBertWeights(config as BertConfig, seed)];
+  const [configText, weights] =
+    kind === 't5'
+      ? [t5ConfigJsonText(config as T5Config), tinyT5Weights(config as T5Config, seed)]
+      : [bertConfigJsonText(config as BertConfig), tinyBertWeights(config as BertConfig, seed)];
   return new Map([
     ['config.json', new TextEncoder().encode(configText)],
     ['model.safetensors', toSafetensors(weights, seed)],

@@ -64,7 +64,11 @@ export class TextTokenizer {
   private readonly prefix: number[];
   private readonly suffix: number[];
 
-  private constructor(private readonly tokenizer: Tokenizer, config: Record<string, unknown>, source: string) {
+  private constructor(
+    private readonly tokenizer: Tokenizer,
+    config: Record<string, unknown>,
+    source: string,
+  ) {
     const idOf = (name: string | undefined): number | undefined => (name === undefined ? undefined : tokenizer.token_to_id(name));
     const padId = idOf(tokenName(config.pad_token)) ?? idOf('<pad>') ?? idOf('[PAD]');
     if (padId === undefined) throw new TokenizerError(`${source}: the tokenizer defines no padding token (pad_token in tokenizer_config.json)`);
@@ -174,9 +178,5 @@ export async function loadTokenizer(source: ModelSource): Promise<TextTokenizer>
   if (!json) {
     throw new TokenizerError(`tokenizer missing: ${where} has no tokenizer.json (slow-tokenizer files like spiece.model or vocab.txt alone are not supported)`);
   }
-  return TextTokenizer.fromJson(
-    parseJsonFile(json, `${where}: tokenizer.json`),
-    config ? parseJsonFile(config, `${where}: tokenizer_config.json`) : {},
-    where,
-  );
+  return TextTokenizer.fromJson(parseJsonFile(json, `${where}: tokenizer.json`), config ? parseJsonFile(config, `${where}: tokenizer_config.json`) : {}, where);
 }

@@ -20,8 +20,20 @@ export interface PretrainConfig {
     /** See PrepareOptions.questionGenerator: 'cloze' (default) or 'typed'. */
     readonly questionGenerator: 'cloze' | 'typed';
   };
-  readonly reader: { readonly d_model: number; readonly d_kv: number; readonly num_heads: number; readonly d_ff: number; readonly num_layers: number; readonly num_decoder_layers: number };
-  readonly retriever: { readonly hidden_size: number; readonly num_hidden_layers: number; readonly num_attention_heads: number; readonly intermediate_size: number };
+  readonly reader: {
+    readonly d_model: number;
+    readonly d_kv: number;
+    readonly num_heads: number;
+    readonly d_ff: number;
+    readonly num_layers: number;
+    readonly num_decoder_layers: number;
+  };
+  readonly retriever: {
+    readonly hidden_size: number;
+    readonly num_hidden_layers: number;
+    readonly num_attention_heads: number;
+    readonly intermediate_size: number;
+  };
   readonly steps: number;
   readonly lr: number;
   readonly warmupSteps: number;
@@ -112,7 +124,16 @@ export interface PretrainConfig {
 
 export const DEFAULT_PRETRAIN_CONFIG: PretrainConfig = {
   seed: 1234,
-  data: { dprPassages: '', squadParagraphs: '', maxWords: 100, mlmPerPassage: 2, clozePerPassage: 4, clozeContextWords: 0, questionStyleShare: 0, questionGenerator: 'cloze' },
+  data: {
+    dprPassages: '',
+    squadParagraphs: '',
+    maxWords: 100,
+    mlmPerPassage: 2,
+    clozePerPassage: 4,
+    clozeContextWords: 0,
+    questionStyleShare: 0,
+    questionGenerator: 'cloze',
+  },
   reader: { d_model: 192, d_kv: 32, num_heads: 6, d_ff: 512, num_layers: 3, num_decoder_layers: 3 },
   retriever: { hidden_size: 128, num_hidden_layers: 4, num_attention_heads: 4, intermediate_size: 512 },
   steps: 3000,
@@ -173,16 +194,32 @@ function merge(defaults: Obj, given: Obj, path: string): Obj {
 export function parsePretrainConfig(json: unknown): PretrainConfig {
   if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new Error('pretrain config: expected a JSON object');
   const c = merge(DEFAULT_PRETRAIN_CONFIG as unknown as Obj, json as Obj, '') as unknown as PretrainConfig;
-  for (const k of ['steps', 'readerBatch', 'passagesPerQuestion', 'contrastiveBatch', 'reindexEvery', 'readerMaxLength', 'targetMaxLength', 'queryMaxLength', 'cropMaxLength', 'indexMaxLength'] as const) {
+  for (const k of [
+    'steps',
+    'readerBatch',
+    'passagesPerQuestion',
+    'contrastiveBatch',
+    'reindexEvery',
+    'readerMaxLength',
+    'targetMaxLength',
+    'queryMaxLength',
+    'cropMaxLength',
+    'indexMaxLength',
+  ] as const) {
     if (!Number.isInteger(c[k]) || c[k] <= 0) throw new Error(`pretrain config: "${k}" must be a positive integer, got ${c[k]}`);
   }
   if (!Number.isInteger(c.copyAttentionHead) || c.copyAttentionHead >= c.reader.num_heads) {
-    throw new Error(`pretrain config: "copyAttentionHead" must be one of the reader's ${c.reader.num_heads} heads (0 … ${c.reader.num_heads - 1}), got ${c.copyAttentionHead}`);
+    throw new Error(
+      `pretrain config: "copyAttentionHead" must be one of the reader's ${c.reader.num_heads} heads (0 … ${c.reader.num_heads - 1}), got ${c.copyAttentionHead}`,
+    );
   }
   if (!Number.isInteger(c.copyAttentionHeads) || c.copyAttentionHeads < 1 || c.copyAttentionHead + c.copyAttentionHeads > c.reader.num_heads) {
-    throw new Error(`pretrain config: "copyAttentionHeads" must be 1 … ${c.reader.num_heads - c.copyAttentionHead} (heads from copyAttentionHead on), got ${c.copyAttentionHeads}`);
+    throw new Error(
+      `pretrain config: "copyAttentionHeads" must be 1 … ${c.reader.num_heads - c.copyAttentionHead} (heads from copyAttentionHead on), got ${c.copyAttentionHeads}`,
+    );
   }
-  if (!['cloze', 'typed'].includes(c.data.questionGenerator)) throw new Error(`pretrain config: "data.questionGenerator" must be "cloze" or "typed", got ${JSON.stringify(c.data.questionGenerator)}`);
+  if (!['cloze', 'typed'].includes(c.data.questionGenerator))
+    throw new Error(`pretrain config: "data.questionGenerator" must be "cloze" or "typed", got ${JSON.stringify(c.data.questionGenerator)}`);
   if (c.data.questionStyleShare > 1) throw new Error(`pretrain config: "data.questionStyleShare" must be in [0, 1], got ${c.data.questionStyleShare}`);
   if (c.copyDecodingWeight > 1) throw new Error(`pretrain config: "copyDecodingWeight" must be in [0, 1], got ${c.copyDecodingWeight}`);
   if (c.readerWeight === 0 && c.contrastiveWeight === 0 && c.ictWeight === 0) {

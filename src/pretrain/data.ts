@@ -101,7 +101,12 @@ function plainCloze(text: string, rng: Rng, options: PrepareOptions): ClozeExamp
   return order.map((i) => (share > 0 && rng.next() < share ? questionStyleCloze(cloze[i], rng) : cloze[i]));
 }
 
-export function preparePretrainData(passages: readonly CorpusPassage[], reader: TextTokenizer, retriever: TextTokenizer, options: PrepareOptions): PretrainData {
+export function preparePretrainData(
+  passages: readonly CorpusPassage[],
+  reader: TextTokenizer,
+  retriever: TextTokenizer,
+  options: PrepareOptions,
+): PretrainData {
   const rng = new Rng(options.seed);
   const t5 = (s: string) => reader.encode(s, { addSpecialTokens: false });
   const bert = (s: string) => retriever.encode(s, { addSpecialTokens: false });
@@ -120,9 +125,18 @@ export function preparePretrainData(passages: readonly CorpusPassage[], reader: 
       // The retriever sees the window without the sentinels (BERT has no use for them).
       const visible = ex.query.replace(/<extra_id_\d+>/g, ' ').replace(/\s+/g, ' ');
       const firstSpan = ex.target.split('<extra_id_1>')[0].replace('<extra_id_0>', '').trim();
-      examples.push({ kind: 'mlm', passage: index, readerQuery: t5(`question: ${ex.query}`), retrieverQuery: bert(visible), target: reader.encode(ex.target), anchor: t5(firstSpan) });
+      examples.push({
+        kind: 'mlm',
+        passage: index,
+        readerQuery: t5(`question: ${ex.query}`),
+        retrieverQuery: bert(visible),
+        target: reader.encode(ex.target),
+        anchor: t5(firstSpan),
+      });
     }
-    for (const c of typed ? typedClozeExamples(p.text, rng, options.clozePerPassage, options.questionStyleShare ?? 0, { people }) : plainCloze(p.text, rng, options)) {
+    for (const c of typed
+      ? typedClozeExamples(p.text, rng, options.clozePerPassage, options.questionStyleShare ?? 0, { people })
+      : plainCloze(p.text, rng, options)) {
       examples.push({
         kind: 'cloze',
         passage: index,
@@ -155,7 +169,8 @@ export function parsePretrainData(json: unknown): PretrainData {
   if (!Array.isArray(d.passages) || d.passages.length < 2) throw new Error('pretrain data: needs at least 2 passages');
   if (!Array.isArray(d.examples) || d.examples.length === 0) throw new Error('pretrain data: has no examples');
   for (const e of d.examples) {
-    if (!(e.passage >= 0 && e.passage < d.passages.length)) throw new Error(`pretrain data: example refers to passage ${e.passage} outside [0, ${d.passages.length})`);
+    if (!(e.passage >= 0 && e.passage < d.passages.length))
+      throw new Error(`pretrain data: example refers to passage ${e.passage} outside [0, ${d.passages.length})`);
   }
   return d;
 }

@@ -24,7 +24,11 @@ export interface MaskedSpanExample {
  * Masks ~`density` of the words of a `windowWords`-word window of `text` in spans of ~`meanSpan`
  * words (at least one span, at most `maxSpans`).
  */
-export function maskedSpanExample(text: string, rng: Rng, options: { windowWords?: number; density?: number; meanSpan?: number; maxSpans?: number } = {}): MaskedSpanExample | null {
+export function maskedSpanExample(
+  text: string,
+  rng: Rng,
+  options: { windowWords?: number; density?: number; meanSpan?: number; maxSpans?: number } = {},
+): MaskedSpanExample | null {
   const { windowWords = 40, density = 0.15, meanSpan = 3, maxSpans = 4 } = options;
   const all = text.split(/\s+/).filter(Boolean);
   if (all.length < 8) return null;
@@ -70,7 +74,51 @@ const CANDIDATE = new RegExp(
   'g',
 );
 
-const STOP_CAPITALISED = new Set(['The', 'A', 'An', 'In', 'On', 'At', 'It', 'He', 'She', 'They', 'This', 'That', 'These', 'Those', 'His', 'Her', 'Their', 'Its', 'As', 'After', 'Before', 'During', 'However', 'When', 'While', 'Although', 'For', 'By', 'With', 'From', 'Since', 'There', 'Some', 'Many', 'Most', 'Other', 'If', 'But', 'And', 'Of', 'To', 'We', 'I']);
+const STOP_CAPITALISED = new Set([
+  'The',
+  'A',
+  'An',
+  'In',
+  'On',
+  'At',
+  'It',
+  'He',
+  'She',
+  'They',
+  'This',
+  'That',
+  'These',
+  'Those',
+  'His',
+  'Her',
+  'Their',
+  'Its',
+  'As',
+  'After',
+  'Before',
+  'During',
+  'However',
+  'When',
+  'While',
+  'Although',
+  'For',
+  'By',
+  'With',
+  'From',
+  'Since',
+  'There',
+  'Some',
+  'Many',
+  'Most',
+  'Other',
+  'If',
+  'But',
+  'And',
+  'Of',
+  'To',
+  'We',
+  'I',
+]);
 
 function questionWord(answer: string): string {
   if (new RegExp(`^(?:${MONTHS})|^\\d{1,2} (?:${MONTHS})|^(1[0-9]|20)\\d\\d$`).test(answer)) return 'when';
@@ -92,7 +140,10 @@ export function clozeExamples(text: string, options: { minSentenceWords?: number
       // A capitalised word opening the sentence is usually not a name on its own.
       if (at === 0 && !/ /.test(answer) && !/^\d/.test(answer)) continue;
       const before = sentence.slice(0, at).trimEnd();
-      const after = sentence.slice(at + answer.length).replace(/^[.!?]+$/, '').trimStart();
+      const after = sentence
+        .slice(at + answer.length)
+        .replace(/^[.!?]+$/, '')
+        .trimStart();
       const question = `${before} ${questionWord(answer)} ${after}`.trim().replace(/[.!]$/, '').replace(/\s+/g, ' ');
       out.push({ question: question.endsWith('?') ? question : `${question}?`, answer, before, after: after.replace(/[.!]$/, '') });
     }
@@ -109,7 +160,11 @@ function questionWords(answer: string): string[] {
   return ['what', 'which', 'who'];
 }
 
-const words = (s: string) => s.split(/\s+/).map((w) => w.replace(/^["“(]+|[,;:"”)]+$/g, '')).filter(Boolean);
+const words = (s: string) =>
+  s
+    .split(/\s+/)
+    .map((w) => w.replace(/^["“(]+|[,;:"”)]+$/g, ''))
+    .filter(Boolean);
 
 /**
  * Rewrites a cloze question the way people phrase questions: a question word suited to the

@@ -26,8 +26,13 @@ function tokenizerFiles(t: TokenizerFiles): [string, Uint8Array][] {
 }
 
 /** Reader and retriever folders (file name -> bytes) of the trainer's current weights. */
-export async function exportCheckpoints(trainer: Pretrainer, tokenizers: { reader: TokenizerFiles; retriever: TokenizerFiles }, metadata: Record<string, string>): Promise<{ reader: CheckpointFiles; retriever: CheckpointFiles }> {
-  const rc = trainer.config.copyDecodingWeight > 0 ? { ...trainer.readerConfig, copy_decoding_weight: trainer.config.copyDecodingWeight } : trainer.readerConfig;
+export async function exportCheckpoints(
+  trainer: Pretrainer,
+  tokenizers: { reader: TokenizerFiles; retriever: TokenizerFiles },
+  metadata: Record<string, string>,
+): Promise<{ reader: CheckpointFiles; retriever: CheckpointFiles }> {
+  const rc =
+    trainer.config.copyDecodingWeight > 0 ? { ...trainer.readerConfig, copy_decoding_weight: trainer.config.copyDecodingWeight } : trainer.readerConfig;
   const reader: CheckpointFiles = new Map([
     // Hugging Face's field types (floats as floats), our settings under "corag": transformers loads it.
     ['config.json', new TextEncoder().encode(t5ConfigJsonText(rc))],
@@ -36,7 +41,16 @@ export async function exportCheckpoints(trainer: Pretrainer, tokenizers: { reade
     ...tokenizerFiles(tokenizers.reader),
   ]);
   const retriever: CheckpointFiles = new Map([
-    ['config.json', new TextEncoder().encode(bertConfigJsonText(trainer.config.hybridKeywordWeight > 0 ? { ...trainer.retrieverConfig, hybrid_keyword_weight: trainer.config.hybridKeywordWeight } : trainer.retrieverConfig))],
+    [
+      'config.json',
+      new TextEncoder().encode(
+        bertConfigJsonText(
+          trainer.config.hybridKeywordWeight > 0
+            ? { ...trainer.retrieverConfig, hybrid_keyword_weight: trainer.config.hybridKeywordWeight }
+            : trainer.retrieverConfig,
+        ),
+      ),
+    ],
     ['model.safetensors', await trainer.retrieverParams.toSafetensors({ dtype: 'F16', metadata: { format: 'pt', ...metadata } })],
     ...tokenizerFiles(tokenizers.retriever),
   ]);

@@ -227,14 +227,23 @@ export class Pretrainer {
     const t5 = readerT5Config(config, data.readerVocabSize, { pad: data.special.readerPad, eos: data.special.readerEos });
     const bert = retrieverBertConfig(config, data.retrieverVocabSize, data.special.retrieverPad);
     if (initial) {
-      for (const [store, shapes, what] of [[initial.reader, t5ParameterShapes(t5), 'reader'], [initial.retriever, bertParameterShapes(bert), 'retriever']] as const) {
+      for (const [store, shapes, what] of [
+        [initial.reader, t5ParameterShapes(t5), 'reader'],
+        [initial.retriever, bertParameterShapes(bert), 'retriever'],
+      ] as const) {
         for (const [name, shape] of shapes) {
-          if (!store.has(name) || !tf.util.arraysEqual(store.get(name).shape, shape)) throw new Error(`initial ${what} weights do not fit the config: "${name}" should be [${shape}]`);
+          if (!store.has(name) || !tf.util.arraysEqual(store.get(name).shape, shape))
+            throw new Error(`initial ${what} weights do not fit the config: "${name}" should be [${shape}]`);
         }
       }
       return new Pretrainer(config, data, withPreviousTokenBias(initial.reader, t5, config), initial.retriever);
     }
-    return new Pretrainer(config, data, withPreviousTokenBias(storeOf(tinyT5Weights(t5, config.seed)), t5, config), storeOf(tinyBertWeights(bert, config.seed + 1)));
+    return new Pretrainer(
+      config,
+      data,
+      withPreviousTokenBias(storeOf(tinyT5Weights(t5, config.seed)), t5, config),
+      storeOf(tinyBertWeights(bert, config.seed + 1)),
+    );
   }
 
   /** Continues a run from `saveCheckpoint` output; the next step is the one that would have followed. */
@@ -349,7 +358,10 @@ export class Pretrainer {
    */
   private async retrieve(examples: readonly PreparedExample[]): Promise<number[][]> {
     const k = this.config.passagesPerQuestion;
-    const queries = this.embed(examples.map((e) => this.bertRow(e.retrieverQuery, this.config.queryMaxLength)), this.config.queryMaxLength);
+    const queries = this.embed(
+      examples.map((e) => this.bertRow(e.retrieverQuery, this.config.queryMaxLength)),
+      this.config.queryMaxLength,
+    );
     const top = tf.tidy(() => tf.topk(tf.matMul(queries, this.index!, false, true), Math.min(k + 1, this.data.passages.length)).indices);
     const ids = (await top.data()) as Int32Array;
     const width = top.shape[1]!;
@@ -373,10 +385,14 @@ export class Pretrainer {
       const rows: number[][] = [];
       retrieved[b].forEach((p, j) => {
         const source = p === ex.passage && this.config.readerPassageWindow > 0;
-        const passageIds = source && ex.kind === 'cloze' ? answerWindow(this.data.passages[p].readerIds, ex.target, this.config.readerPassageWindow, this.rng)
-          : source && ex.kind === 'mlm' && ex.anchor ? spanWindow(this.data.passages[p].readerIds, ex.anchor, this.config.readerPassageWindow)
-          : this.config.windowEveryPassage && this.config.readerPassageWindow > 0 ? randomWindow(this.data.passages[p].readerIds, this.config.readerPassageWindow, this.rng)
-          : this.data.passages[p].readerIds;
+        const passageIds =
+          source && ex.kind === 'cloze'
+            ? answerWindow(this.data.passages[p].readerIds, ex.target, this.config.readerPassageWindow, this.rng)
+            : source && ex.kind === 'mlm' && ex.anchor
+              ? spanWindow(this.data.passages[p].readerIds, ex.anchor, this.config.readerPassageWindow)
+              : this.config.windowEveryPassage && this.config.readerPassageWindow > 0
+                ? randomWindow(this.data.passages[p].readerIds, this.config.readerPassageWindow, this.rng)
+                : this.data.passages[p].readerIds;
         const row = [...ex.readerQuery, ...passageIds].slice(0, L - 1);
         row.push(readerEos);
         ids.set(row, (b * k + j) * L);
@@ -387,7 +403,14 @@ export class Pretrainer {
       labels.set(target, b * T);
       if (this.config.copyAttentionWeight > 0) {
         const queryLength = Math.min(ex.readerQuery.length, L - 1);
-        alignments.push(copyAlignment(target, rows.map((r) => ({ ids: r, passageStart: queryLength, passageEnd: r.length - 1 })), ex.readerQuery, L));
+        alignments.push(
+          copyAlignment(
+            target,
+            rows.map((r) => ({ ids: r, passageStart: queryLength, passageEnd: r.length - 1 })),
+            ex.readerQuery,
+            L,
+          ),
+        );
       }
     });
     return {
@@ -451,14 +474,29 @@ export class Pretrainer {
       reader = { inputs };
       if (usePdist) {
         reader.passageLoss = keep(this.perPassageLoss(inputs.ids, inputs.mask, inputs.labels));
-        reader.passageEmb = keep(tf.tidy(() => tf.reshape(tf.gather(this.index!, tf.tensor1d(retrieved.flat(), 'int32')), [examples.length, config.passagesPerQuestion, -1])) as tf.Tensor3D);
+        reader.passageEmb = keep(
+          tf.tidy(() =>
+            tf.reshape(tf.gather(this.index!, tf.tensor1d(retrieved.flat(), 'int32')), [examples.length, config.passagesPerQuestion, -1]),
+          ) as tf.Tensor3D,
+        );
       }
     }
-    const queryBatch = usePdist || useIct ? bertBatch(examples.map((e) => this.bertRow(e.retrieverQuery, config.queryMaxLength)), config.queryMaxLength) : null;
+    const queryBatch =
+      usePdist || useIct
+        ? bertBatch(
+            examples.map((e) => this.bertRow(e.retrieverQuery, config.queryMaxLength)),
+            config.queryMaxLength,
+          )
+        : null;
     // Inverse cloze task: each example's query should find the passage it was made from among the
     // step's source passages (in-batch negatives).
     const ictPassages = [...new Set(examples.map((e) => e.passage))];
-    const ictBatch = useIct ? bertBatch(ictPassages.map((p) => this.bertRow(data.passages[p].retrieverIds, config.indexMaxLength)), config.indexMaxLength) : null;
+    const ictBatch = useIct
+      ? bertBatch(
+          ictPassages.map((p) => this.bertRow(data.passages[p].retrieverIds, config.indexMaxLength)),
+          config.indexMaxLength,
+        )
+      : null;
     const batchA = useContrastive ? bertBatch(cropsA, cropLen) : null;
     const batchB = useContrastive ? bertBatch(cropsB, cropLen) : null;
     const bert = paramsFromStore(this.retrieverParams);
@@ -472,7 +510,9 @@ export class Pretrainer {
       if (reader) {
         const { inputs } = reader;
         const fused = fidEncode(this.reader, inputs.ids, inputs.mask, config.passagesPerQuestion);
-        const { hidden, crossAttentions } = this.reader.decode(this.reader.decoderInputs(inputs.labels), fused.hidden, fused.mask, { crossAttentions: !!inputs.copyAllowed });
+        const { hidden, crossAttentions } = this.reader.decode(this.reader.decoderInputs(inputs.labels), fused.hidden, fused.mask, {
+          crossAttentions: !!inputs.copyAllowed,
+        });
         parts.reader = tf.keep(meanTokenCrossEntropy(this.reader.logits(hidden), inputs.labels));
         terms.push(tf.mul(parts.reader, config.readerWeight));
         if (inputs.copyAllowed) {
@@ -488,13 +528,27 @@ export class Pretrainer {
         const a = contrieverEmbed(this.retrieverConfig, bert, batchA);
         const b = contrieverEmbed(this.retrieverConfig, bert, batchB);
         const negatives = this.queue ? tf.concat([b, this.queue], 0) : b;
-        parts.contrastive = tf.keep(inBatchContrastiveLoss(a, negatives, ps.items.map((_, i) => i), config.contrastiveTemperature));
+        parts.contrastive = tf.keep(
+          inBatchContrastiveLoss(
+            a,
+            negatives,
+            ps.items.map((_, i) => i),
+            config.contrastiveTemperature,
+          ),
+        );
         terms.push(tf.mul(parts.contrastive, config.contrastiveWeight));
         keys = tf.keep(tf.clone(b));
       }
       if (ictBatch) {
         const p = contrieverEmbed(this.retrieverConfig, bert, ictBatch);
-        parts.ict = tf.keep(inBatchContrastiveLoss(q!, p, examples.map((e) => ictPassages.indexOf(e.passage)), config.contrastiveTemperature));
+        parts.ict = tf.keep(
+          inBatchContrastiveLoss(
+            q!,
+            p,
+            examples.map((e) => ictPassages.indexOf(e.passage)),
+            config.contrastiveTemperature,
+          ),
+        );
         terms.push(tf.mul(parts.ict, config.ictWeight));
       }
       if (terms.length === 0) throw new Error('pretrain config: every objective weight is 0');
@@ -504,7 +558,13 @@ export class Pretrainer {
     for (const [name, v] of this.trainable) if (grads[v.name]) named.set(name, grads[v.name]);
     const report = await this.optimizer.apply(this.trainable, named);
     const valueOf = async (t?: tf.Scalar) => (t ? (await t.data())[0] : NaN);
-    const losses = { reader: await valueOf(parts.reader), contrastive: await valueOf(parts.contrastive), pdist: await valueOf(parts.pdist), ict: await valueOf(parts.ict), copy: await valueOf(parts.copy) };
+    const losses = {
+      reader: await valueOf(parts.reader),
+      contrastive: await valueOf(parts.contrastive),
+      pdist: await valueOf(parts.pdist),
+      ict: await valueOf(parts.ict),
+      copy: await valueOf(parts.copy),
+    };
 
     if (keys) {
       // Newest keys first; the oldest fall off the end of the queue.
@@ -526,12 +586,21 @@ export class Pretrainer {
 
   async saveCheckpoint(): Promise<PretrainCheckpoint> {
     const tensors = new Map<string, TensorToWrite>();
-    for (const [prefix, store] of [['reader.', this.readerParams], ['retriever.', this.retrieverParams]] as const) {
+    for (const [prefix, store] of [
+      ['reader.', this.readerParams],
+      ['retriever.', this.retrieverParams],
+    ] as const) {
       for (const [name, v] of store.entries()) tensors.set(prefix + name, { dtype: 'F32', shape: v.shape, data: (await v.data()) as Float32Array });
     }
     if (this.queue) tensors.set('__queue__', { dtype: 'F32', shape: this.queue.shape, data: (await this.queue.data()) as Float32Array });
     if (this.index) tensors.set('__index__', { dtype: 'F32', shape: this.index.shape, data: (await this.index.data()) as Float32Array });
-    const state: PretrainerState = { step: this.stepCount, rng: this.rng.state, examples: this.examplePos, passages: this.passagePos, indexedAtStep: this.indexedAtStep };
+    const state: PretrainerState = {
+      step: this.stepCount,
+      rng: this.rng.state,
+      examples: this.examplePos,
+      passages: this.passagePos,
+      indexedAtStep: this.indexedAtStep,
+    };
     return { weights: writeSafetensors(tensors, { format: 'corag-pretrain' }), optimizer: await this.optimizer.saveState(), state: JSON.stringify(state) };
   }
 

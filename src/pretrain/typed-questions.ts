@@ -33,18 +33,73 @@ export interface TypedCloze extends ClozeExample {
 /** Question phrases for a type, with their chances; the chosen one opens the question. */
 function questionPhrases(a: TypedAnswer): [string, number][] {
   switch (a.type) {
-    case 'date': return [['when', 0.6], ['what day', 0.2], ['on what date', 0.2]];
-    case 'month': return [['when', 0.6], ['what month', 0.2], ['in what month', 0.2]];
-    case 'year': return [['when', 0.5], ['what year', 0.25], ['in what year', 0.25]];
-    case 'decade': return [['when', 0.5], ['what decade', 0.25], ['in what decade', 0.25]];
-    case 'money': return [['how much', 0.6], ['how much money', 0.4]];
-    case 'percent': return [['what percentage', 0.5], ['what percent', 0.2], ['how much', 0.3]];
-    case 'count': return a.countedNoun ? [[`how many ${a.countedNoun}`, 1]] : [['how many', 0.7], ['what number', 0.3]];
-    case 'person': return [['who', 0.85], ['which person', 0.15]];
-    case 'place': return [['where', 0.65], ['what', 0.2], ['which', 0.15]];
-    case 'organization': return [['what', 0.35], ['which', 0.2], ['who', 0.2], ['what organization', 0.25]];
-    case 'thing': return [['what', 0.7], ['which', 0.3]];
-    case 'phrase': return [['what', 1]];
+    case 'date':
+      return [
+        ['when', 0.6],
+        ['what day', 0.2],
+        ['on what date', 0.2],
+      ];
+    case 'month':
+      return [
+        ['when', 0.6],
+        ['what month', 0.2],
+        ['in what month', 0.2],
+      ];
+    case 'year':
+      return [
+        ['when', 0.5],
+        ['what year', 0.25],
+        ['in what year', 0.25],
+      ];
+    case 'decade':
+      return [
+        ['when', 0.5],
+        ['what decade', 0.25],
+        ['in what decade', 0.25],
+      ];
+    case 'money':
+      return [
+        ['how much', 0.6],
+        ['how much money', 0.4],
+      ];
+    case 'percent':
+      return [
+        ['what percentage', 0.5],
+        ['what percent', 0.2],
+        ['how much', 0.3],
+      ];
+    case 'count':
+      return a.countedNoun
+        ? [[`how many ${a.countedNoun}`, 1]]
+        : [
+            ['how many', 0.7],
+            ['what number', 0.3],
+          ];
+    case 'person':
+      return [
+        ['who', 0.85],
+        ['which person', 0.15],
+      ];
+    case 'place':
+      return [
+        ['where', 0.65],
+        ['what', 0.2],
+        ['which', 0.15],
+      ];
+    case 'organization':
+      return [
+        ['what', 0.35],
+        ['which', 0.2],
+        ['who', 0.2],
+        ['what organization', 0.25],
+      ];
+    case 'thing':
+      return [
+        ['what', 0.7],
+        ['which', 0.3],
+      ];
+    case 'phrase':
+      return [['what', 1]];
   }
 }
 
@@ -64,11 +119,19 @@ function clause(text: string, side: 'left' | 'right', max: number): string[] {
   const raw = text.split(/\s+/).filter(Boolean);
   if (side === 'left') {
     let from = 0;
-    for (let i = raw.length - 1; i >= 0; i--) if (/[;()]/.test(raw[i]) && raw.length - i - 1 >= 2) { from = i + 1; break; }
+    for (let i = raw.length - 1; i >= 0; i--)
+      if (/[;()]/.test(raw[i]) && raw.length - i - 1 >= 2) {
+        from = i + 1;
+        break;
+      }
     return raw.slice(from).slice(-max).map(cleanWord).filter(Boolean);
   }
   let to = raw.length;
-  for (let i = 0; i < raw.length; i++) if (/[;()]/.test(raw[i]) && i >= 2) { to = i; break; }
+  for (let i = 0; i < raw.length; i++)
+    if (/[;()]/.test(raw[i]) && i >= 2) {
+      to = i;
+      break;
+    }
   return raw.slice(0, to).slice(0, max).map(cleanWord).filter(Boolean);
 }
 
@@ -86,7 +149,10 @@ export interface TypedQuestionOptions {
 export function typedQuestion(sentence: string, answer: TypedAnswer, rng: Rng, options: TypedQuestionOptions = {}): TypedCloze | null {
   const { windowWords = 10, dropFunction = 0.35, dropContent = 0.08, lowerCase = 0.08 } = options;
   const beforeText = sentence.slice(0, answer.start).trimEnd();
-  let afterText = sentence.slice(answer.start + answer.text.length).replace(/[.!?]+$/, '').trimStart();
+  let afterText = sentence
+    .slice(answer.start + answer.text.length)
+    .replace(/[.!?]+$/, '')
+    .trimStart();
   let left = clause(beforeText, 'left', windowWords);
   // A noun phrase's determiner goes with it: "… the what of citizens" is no question.
   if (answer.type === 'phrase' && /^(?:the|a|an)$/i.test(left[left.length - 1] ?? '')) left = left.slice(0, -1);
@@ -107,7 +173,8 @@ export function typedQuestion(sentence: string, answer: TypedAnswer, rng: Rng, o
   const right = clause(afterText, 'right', windowWords);
   const keep = (words: string[]) => words.filter((w) => rng.next() >= (FUNCTION_WORDS.has(w.toLowerCase()) ? dropFunction : dropContent));
   // The sentence's capitalised first word is not a name once it moves behind the question word: "Where did he begin …".
-  if (left.length > 0 && beforeText.startsWith(left[0]) && (STOP_CAPITALISED.has(left[0]) || FUNCTION_WORDS.has(left[0].toLowerCase()))) left = [left[0].toLowerCase(), ...left.slice(1)];
+  if (left.length > 0 && beforeText.startsWith(left[0]) && (STOP_CAPITALISED.has(left[0]) || FUNCTION_WORDS.has(left[0].toLowerCase())))
+    left = [left[0].toLowerCase(), ...left.slice(1)];
   const keptLeft = keep(left);
   const keptRight = keep(right);
   if (keptLeft.length + keptRight.length < 3) return null;
@@ -116,7 +183,18 @@ export function typedQuestion(sentence: string, answer: TypedAnswer, rng: Rng, o
   const subject = left.length === 0 || (left.length === 1 && FUNCTION_WORDS.has(left[0].toLowerCase()));
   const words = [phrase];
   if (!subject && !/^(?:was|were|is|are|has|had|have|can|could|will|would)$/i.test(keptRight[0] ?? '') && rng.next() < 0.5) {
-    words.push(pick([['did', 0.55], ['was', 0.2], ['is', 0.1], ['does', 0.1], ['were', 0.05]], rng));
+    words.push(
+      pick(
+        [
+          ['did', 0.55],
+          ['was', 0.2],
+          ['is', 0.1],
+          ['does', 0.1],
+          ['were', 0.05],
+        ],
+        rng,
+      ),
+    );
   }
   words.push(...keptLeft, ...keptRight);
   let text = words.join(' ').replace(/\s+/g, ' ').trim();
@@ -125,7 +203,10 @@ export function typedQuestion(sentence: string, answer: TypedAnswer, rng: Rng, o
 }
 
 /** Every typed answer of a passage's sentences, with its sentence (6–60 words). */
-export function typedAnswerSites(text: string, options: { minSentenceWords?: number; maxSentenceWords?: number; people?: PersonLexicon } = {}): { sentence: string; answer: TypedAnswer }[] {
+export function typedAnswerSites(
+  text: string,
+  options: { minSentenceWords?: number; maxSentenceWords?: number; people?: PersonLexicon } = {},
+): { sentence: string; answer: TypedAnswer }[] {
   const { minSentenceWords = 6, maxSentenceWords = 60, people } = options;
   const out: { sentence: string; answer: TypedAnswer }[] = [];
   for (const sentence of sentences(text)) {
@@ -142,7 +223,13 @@ export function typedAnswerSites(text: string, options: { minSentenceWords?: num
  * `rewriteShare` is rewritten question-style (typedQuestion); the rest keep their sentence, with
  * the question phrase in the answer's place ("Tesla went to what city in 1881?").
  */
-export function typedClozeExamples(text: string, rng: Rng, count: number, rewriteShare: number, options: TypedQuestionOptions & { people?: PersonLexicon } = {}): TypedCloze[] {
+export function typedClozeExamples(
+  text: string,
+  rng: Rng,
+  count: number,
+  rewriteShare: number,
+  options: TypedQuestionOptions & { people?: PersonLexicon } = {},
+): TypedCloze[] {
   const sites = typedAnswerSites(text, { people: options.people });
   const order = rng.permutation(sites.length);
   const out: TypedCloze[] = [];
@@ -161,7 +248,10 @@ export function typedClozeExamples(text: string, rng: Rng, count: number, rewrit
     }
     let before = sentence.slice(0, answer.start).trimEnd();
     if (answer.type === 'phrase') before = before.replace(/\b(?:the|a|an)$/i, '').trimEnd();
-    let after = sentence.slice(answer.start + answer.text.length).replace(/[.!?]+$/, '').trimStart();
+    let after = sentence
+      .slice(answer.start + answer.text.length)
+      .replace(/[.!?]+$/, '')
+      .trimStart();
     if (answer.type === 'count' && answer.countedNoun) after = after.replace(/^\S+\s*/, '');
     const phrase = pick(questionPhrases(answer), rng);
     const question = `${before} ${phrase} ${after}`.replace(/\s+/g, ' ').trim();

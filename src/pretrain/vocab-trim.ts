@@ -92,7 +92,7 @@ export function trimUnigramTokenizer(tokenizerJson: Json, tokenizerConfig: Json,
   const chars = charactersOf(texts, ASCII);
   model.vocab.forEach(([piece], id) => {
     const bare = piece.startsWith('\u2581') ? piece.slice(1) : piece;
-    if (specials.has(id) || (model.unk_id === id)) keep.add(id);
+    if (specials.has(id) || model.unk_id === id) keep.add(id);
     else if ([...bare].length === 1 && chars.has(bare)) keep.add(id);
     else if (piece === '\u2581') keep.add(id);
   });

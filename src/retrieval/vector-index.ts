@@ -46,7 +46,8 @@ class TopK {
 
   /** a is worse than b: lower score, or equal score and larger id. */
   private worse(i: number, j: number): boolean {
-    const a = this.scores[i], b = this.scores[j];
+    const a = this.scores[i],
+      b = this.scores[j];
     return a < b || (a === b && this.ids[i] > this.ids[j]);
   }
 
@@ -72,7 +73,8 @@ class TopK {
     this.scores[0] = score;
     this.ids[0] = id;
     for (let i = 0; ;) {
-      const l = 2 * i + 1, r = l + 1;
+      const l = 2 * i + 1,
+        r = l + 1;
       let m = i;
       if (l < this.scores.length && this.worse(l, m)) m = l;
       if (r < this.scores.length && this.worse(r, m)) m = r;
@@ -83,9 +85,7 @@ class TopK {
   }
 
   sorted(): ScoredId[] {
-    return this.ids
-      .map((id, i) => ({ id, score: this.scores[i] }))
-      .sort((a, b) => b.score - a.score || a.id - b.id);
+    return this.ids.map((id, i) => ({ id, score: this.scores[i] })).sort((a, b) => b.score - a.score || a.id - b.id);
   }
 }
 
@@ -94,7 +94,10 @@ export class ExactVectorIndex implements VectorIndex {
   private ids: number[] = [];
   private readonly rowOf = new Map<number, number>();
 
-  constructor(readonly dim: number, initialCapacity = 256) {
+  constructor(
+    readonly dim: number,
+    initialCapacity = 256,
+  ) {
     if (!Number.isInteger(dim) || dim <= 0) throw new Error(`vector index: dimension must be a positive integer, got ${dim}`);
     this.matrix = new Float32Array(dim * Math.max(1, initialCapacity));
   }
@@ -199,7 +202,8 @@ export class ExactVectorIndex implements VectorIndex {
     const dim = view.getUint32(8, true);
     const count = view.getUint32(12, true);
     const expected = HEADER_BYTES + count * 8 + count * dim * 4;
-    if (bytes.byteLength !== expected) throw new Error(`vector index snapshot: ${bytes.byteLength} bytes, expected ${expected} for ${count} rows of dimension ${dim}`);
+    if (bytes.byteLength !== expected)
+      throw new Error(`vector index snapshot: ${bytes.byteLength} bytes, expected ${expected} for ${count} rows of dimension ${dim}`);
     const index = new ExactVectorIndex(dim, count);
     const ids = Array.from({ length: count }, (_, i) => view.getFloat64(HEADER_BYTES + i * 8, true));
     // Copy the rows out (the snapshot's offset need not be 4-byte aligned).

@@ -23,7 +23,8 @@ export interface TypedAnswer {
 }
 
 const MONTHS = 'January|February|March|April|May|June|July|August|September|October|November|December';
-const SPELLED = 'two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|hundred|thousand|dozens|hundreds|thousands|millions';
+const SPELLED =
+  'two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|hundred|thousand|dozens|hundreds|thousands|millions';
 /** A capitalised word (Unicode: "Máel", "Ōtomo"), with internal apostrophes, dots and hyphens. */
 const CAP = "\\p{Lu}[\\p{L}\\p{M}\\p{N}'’.\\-]*";
 /** Joining words inside a multi-word name ("University of Chicago", "Robert the Bruce"). */
@@ -47,21 +48,101 @@ const ANSWER = new RegExp(
 );
 
 /** Lower-case noun phrases after a determiner, ending before punctuation or a function word. */
-const PHRASE = /\b(?:the|a|an) ((?:[a-z][a-z-]+ ){0,2}[a-z][a-z-]{3,})(?=[,.;:)]|$| (?:of|in|on|at|to|for|with|by|and|or|that|which|who|was|were|is|are|from|as|into|during)\b)/g;
+const PHRASE =
+  /\b(?:the|a|an) ((?:[a-z][a-z-]+ ){0,2}[a-z][a-z-]{3,})(?=[,.;:)]|$| (?:of|in|on|at|to|for|with|by|and|or|that|which|who|was|were|is|are|from|as|into|during)\b)/g;
 
-export const STOP_CAPITALISED = new Set(['The', 'A', 'An', 'In', 'On', 'At', 'It', 'He', 'She', 'They', 'This', 'That', 'These', 'Those', 'His', 'Her', 'Their', 'Its', 'As', 'After', 'Before', 'During', 'However', 'When', 'While', 'Although', 'For', 'By', 'With', 'From', 'Since', 'There', 'Some', 'Many', 'Most', 'Other', 'If', 'But', 'And', 'Of', 'To', 'We', 'I', 'According', 'Despite', 'Following', 'Today', 'Also', 'Because', 'Each', 'Both', 'Such', 'Between', 'Under', 'Over', 'Until', 'Through', 'Unlike', 'Like', 'Although', 'Thus', 'Later', 'Early', 'First', 'Many', 'One', 'Another', 'Several']);
+export const STOP_CAPITALISED = new Set([
+  'The',
+  'A',
+  'An',
+  'In',
+  'On',
+  'At',
+  'It',
+  'He',
+  'She',
+  'They',
+  'This',
+  'That',
+  'These',
+  'Those',
+  'His',
+  'Her',
+  'Their',
+  'Its',
+  'As',
+  'After',
+  'Before',
+  'During',
+  'However',
+  'When',
+  'While',
+  'Although',
+  'For',
+  'By',
+  'With',
+  'From',
+  'Since',
+  'There',
+  'Some',
+  'Many',
+  'Most',
+  'Other',
+  'If',
+  'But',
+  'And',
+  'Of',
+  'To',
+  'We',
+  'I',
+  'According',
+  'Despite',
+  'Following',
+  'Today',
+  'Also',
+  'Because',
+  'Each',
+  'Both',
+  'Such',
+  'Between',
+  'Under',
+  'Over',
+  'Until',
+  'Through',
+  'Unlike',
+  'Like',
+  'Although',
+  'Thus',
+  'Later',
+  'Early',
+  'First',
+  'Many',
+  'One',
+  'Another',
+  'Several',
+]);
 
-const PERSON_TITLES = /(?:^|\s)(?:King|Queen|President|Sir|Saint|St\.|Pope|Emperor|Empress|Dr\.|General|Prince|Princess|Lord|Lady|Bishop|Archbishop|Professor|Governor|Senator|Chancellor|Duke|Count|Cardinal|Mr\.|Mrs\.|Ms\.|Judge|Captain|Admiral|Sultan|Shah|Khan|Tsar|Czar|Pharaoh|Caliph|Rabbi|Reverend|Father)$/;
-const PERSON_AFTER = /^(?:,? who\b|'s (?:wife|husband|son|daughter|father|mother|brother|sister|death|life|birth)\b| \((?:born|c\.|\d{4}) | (?:said|says|wrote|writes|was born|died|married|argued|claimed|stated|became|invented|discovered|proposed|believed|suggested|described|published|himself|herself|won|played|sang|directed|painted|composed)\b)/;
+const PERSON_TITLES =
+  /(?:^|\s)(?:King|Queen|President|Sir|Saint|St\.|Pope|Emperor|Empress|Dr\.|General|Prince|Princess|Lord|Lady|Bishop|Archbishop|Professor|Governor|Senator|Chancellor|Duke|Count|Cardinal|Mr\.|Mrs\.|Ms\.|Judge|Captain|Admiral|Sultan|Shah|Khan|Tsar|Czar|Pharaoh|Caliph|Rabbi|Reverend|Father)$/;
+const PERSON_AFTER =
+  /^(?:,? who\b|'s (?:wife|husband|son|daughter|father|mother|brother|sister|death|life|birth)\b| \((?:born|c\.|\d{4}) | (?:said|says|wrote|writes|was born|died|married|argued|claimed|stated|became|invented|discovered|proposed|believed|suggested|described|published|himself|herself|won|played|sang|directed|painted|composed)\b)/;
 /** A role noun just before a two- or three-word name: "physicist Albert Einstein", "the Provost is Eric Isaacs". */
-const ROLE_BEFORE = /\b(?:[Cc]hairman|[Cc]hairwoman|[Pp]resident|[Dd]irector|[Pp]rovost|[Pp]rofessor|[Dd]ean|author|writer|poet|novelist|scientist|physicist|chemist|biologist|mathematician|engineer|inventor|philosopher|theologian|historian|economist|composer|painter|architect|actor|actress|singer|player|coach|manager|founder|leader|minister|[Ss]ecretary|mayor|student|alumnus|alumna|son|daughter|wife|husband|brother|sister|father|mother|nephew|niece|uncle|aunt|friend|colleague|rival|successor|predecessor)(?: (?:is|was|of the \S+ (?:is|was)))?,?$/;
-const ORG_WORDS = /\b(?:University|College|School|Institute|Academy|Company|Corporation|Corp\.|Inc\.|Ltd|Party|Church|Council|Association|Society|Committee|Museum|Department|Ministry|Agency|Bank|Group|League|Union|Club|Network|Army|Navy|Force|Parliament|Commission|Court|Board|Foundation|Broadcasting|Records|Orchestra|Organization|Organisation|Federation|Service|Office|Assembly|Senate|Congress|Government|Conference|Team|Railway|Airlines|Studios|Press|Times|News)\b/;
-const PLACE_WORDS = /\b(?:River|Mountains?|Mount|Lake|Sea|Ocean|Islands?|City|County|Street|Valley|Bay|Province|Kingdom|Republic|Empire|Coast|Desert|Forest|Gulf|Peninsula|Canyon|Falls|Park|Square|Road|Avenue|Bridge|Castle|Palace|Cathedral|Abbey|Stadium|Airport|Harbour|Harbor|Region|District|Basin|Delta|Strait|Channel|Hills?|Plains?)\b/;
-const PLACE_BEFORE = /\b(?:in|at|near|from|into|across|throughout|towards|toward|outside|inside|within|around|reached|visited|entered|invaded|fled to|moved to|returned to|travelled to|traveled to|sailed to|emigrated to)$/;
+const ROLE_BEFORE =
+  /\b(?:[Cc]hairman|[Cc]hairwoman|[Pp]resident|[Dd]irector|[Pp]rovost|[Pp]rofessor|[Dd]ean|author|writer|poet|novelist|scientist|physicist|chemist|biologist|mathematician|engineer|inventor|philosopher|theologian|historian|economist|composer|painter|architect|actor|actress|singer|player|coach|manager|founder|leader|minister|[Ss]ecretary|mayor|student|alumnus|alumna|son|daughter|wife|husband|brother|sister|father|mother|nephew|niece|uncle|aunt|friend|colleague|rival|successor|predecessor)(?: (?:is|was|of the \S+ (?:is|was)))?,?$/;
+const ORG_WORDS =
+  /\b(?:University|College|School|Institute|Academy|Company|Corporation|Corp\.|Inc\.|Ltd|Party|Church|Council|Association|Society|Committee|Museum|Department|Ministry|Agency|Bank|Group|League|Union|Club|Network|Army|Navy|Force|Parliament|Commission|Court|Board|Foundation|Broadcasting|Records|Orchestra|Organization|Organisation|Federation|Service|Office|Assembly|Senate|Congress|Government|Conference|Team|Railway|Airlines|Studios|Press|Times|News)\b/;
+const PLACE_WORDS =
+  /\b(?:River|Mountains?|Mount|Lake|Sea|Ocean|Islands?|City|County|Street|Valley|Bay|Province|Kingdom|Republic|Empire|Coast|Desert|Forest|Gulf|Peninsula|Canyon|Falls|Park|Square|Road|Avenue|Bridge|Castle|Palace|Cathedral|Abbey|Stadium|Airport|Harbour|Harbor|Region|District|Basin|Delta|Strait|Channel|Hills?|Plains?)\b/;
+const PLACE_BEFORE =
+  /\b(?:in|at|near|from|into|across|throughout|towards|toward|outside|inside|within|around|reached|visited|entered|invaded|fled to|moved to|returned to|travelled to|traveled to|sailed to|emigrated to)$/;
 const NATIONALITY = /^\p{Lu}[\p{L}]*(?:ish|ian|ese|ic|an|i)$/u;
 
 /** Function words (English): the words a question shares with a passage without saying what it is about. */
-export const FUNCTION_WORDS = new Set('a an the of in on at to for with by from as into during and or but that which who whom whose this these those it its is are was were be been being has have had do does did not also there their his her they he she we our than then so such very some any each other most more many much can could would should will may might must about after before between over under through while when where if both either'.split(' '));
+export const FUNCTION_WORDS = new Set(
+  'a an the of in on at to for with by from as into during and or but that which who whom whose this these those it its is are was were be been being has have had do does did not also there their his her they he she we our than then so such very some any each other most more many much can could would should will may might must about after before between over under through while when where if both either'.split(
+    ' ',
+  ),
+);
 
 /**
  * Words that name people somewhere in a corpus: the given names and surnames of names typed
@@ -77,7 +158,8 @@ export class PersonLexicon {
     const lexicon = new PersonLexicon();
     for (const text of texts) {
       for (const sentence of sentences(text)) {
-        for (const a of typedAnswers(sentence)) if (a.type === 'person' || a.type === 'place' || a.type === 'organization') lexicon.add(a.text, a.type === 'person');
+        for (const a of typedAnswers(sentence))
+          if (a.type === 'person' || a.type === 'place' || a.type === 'organization') lexicon.add(a.text, a.type === 'person');
       }
     }
     return lexicon;
@@ -119,7 +201,12 @@ function typeOfName(sentence: string, start: number, text: string): AnswerType {
   const before = sentence.slice(0, start).trimEnd();
   const after = sentence.slice(start + text.length);
   if (ORG_WORDS.test(text)) return 'organization';
-  if (PERSON_TITLES.test(before) || /^(?:King|Queen|President|Sir|Saint|Pope|Emperor|Prince|Princess|Lord|Duke|General|Dr\.) /.test(text) || PERSON_AFTER.test(after)) return 'person';
+  if (
+    PERSON_TITLES.test(before) ||
+    /^(?:King|Queen|President|Sir|Saint|Pope|Emperor|Prince|Princess|Lord|Duke|General|Dr\.) /.test(text) ||
+    PERSON_AFTER.test(after)
+  )
+    return 'person';
   if (ROLE_BEFORE.test(before) && /^\p{Lu}\p{Ll}+(?: \p{Lu}\.?)?(?: \p{Lu}\p{Ll}+){1,2}$/u.test(text) && !PLACE_WORDS.test(text)) return 'person';
   if (/\bby$/.test(before) && /^\p{Lu}\p{Ll}+ (?:\S+ )?\p{Lu}\p{Ll}+$/u.test(text) && !PLACE_WORDS.test(text)) return 'person';
   if (PLACE_WORDS.test(text) || PLACE_BEFORE.test(before)) return 'place';
@@ -138,8 +225,11 @@ function listRanges(sentence: string): [number, number][] {
 
 /** A number that refers rather than counts: "article 45", "section 3", "20(1)". */
 function isReference(sentence: string, start: number, text: string): boolean {
-  return /\b(?:[Aa]rticles?|[Ss]ections?|[Cc]hapters?|[Pp]aragraphs?|[Nn]o\.|[Nn]umber|[Pp]ages?|[Vv]olume|[Rr]oute|[Ss]tate|v\.)\s*$|[(]$/.test(sentence.slice(0, start))
-    || /^\(/.test(sentence.slice(start + text.length));
+  return (
+    /\b(?:[Aa]rticles?|[Ss]ections?|[Cc]hapters?|[Pp]aragraphs?|[Nn]o\.|[Nn]umber|[Pp]ages?|[Vv]olume|[Rr]oute|[Ss]tate|v\.)\s*$|[(]$/.test(
+      sentence.slice(0, start),
+    ) || /^\(/.test(sentence.slice(start + text.length))
+  );
 }
 
 /** The typed answer candidates of one sentence, in order. */

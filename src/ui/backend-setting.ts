@@ -4,7 +4,16 @@
  * fastest (src/model/backend-choice.ts); the "Backend" setting (kept in localStorage, applied on
  * reload) or a `?backend=` URL parameter overrides the measurement.
  */
-import { backendHeadline, BACKEND_SETTINGS, chooseBackend, formatProbes, parseBackendSetting, type BackendChoice, type BackendName, type BackendSetting } from '../model/backend-choice';
+import {
+  backendHeadline,
+  BACKEND_SETTINGS,
+  chooseBackend,
+  formatProbes,
+  parseBackendSetting,
+  type BackendChoice,
+  type BackendName,
+  type BackendSetting,
+} from '../model/backend-choice';
 import { parseBackendName, type BackendReport } from '../model/backend';
 import type { BackendProbe } from '../model/backend-choice';
 import { h } from './dom';
@@ -35,7 +44,9 @@ export async function decideBackend(probe: (candidates: BackendName[]) => Promis
   if (url || setting !== 'auto') return chooseBackend([], setting, url);
   const candidates: BackendName[] = 'gpu' in navigator ? ['webgpu', 'wasm', 'cpu'] : ['wasm', 'cpu'];
   // A probe that never answers (a wedged driver) must not keep the page from starting.
-  const timeout = new Promise<BackendProbe[]>((ok) => setTimeout(() => ok(candidates.map((name) => ({ name, ok: false, error: `not measured within ${PROBE_TIMEOUT_MS / 1000} s` }))), PROBE_TIMEOUT_MS));
+  const timeout = new Promise<BackendProbe[]>((ok) =>
+    setTimeout(() => ok(candidates.map((name) => ({ name, ok: false, error: `not measured within ${PROBE_TIMEOUT_MS / 1000} s` }))), PROBE_TIMEOUT_MS),
+  );
   return chooseBackend(await Promise.race([probe(candidates), timeout]), 'auto');
 }
 
@@ -51,14 +62,21 @@ export function backendBanner(report: BackendReport, choice: BackendChoice): HTM
   const note = gpu ? ' Models run on your GPU.' : report.name === 'webgpu' ? ' This adapter is a software rasteriser on the CPU, not a GPU.' : '';
 
   const setting = readBackendSetting();
-  const select = h('select', { id: 'backend-setting', 'aria-label': 'Backend' },
-    ...BACKEND_SETTINGS.map((s) => h('option', { value: s, ...(s === setting ? { selected: true } : {}) }, SETTING_LABELS[s])));
+  const select = h(
+    'select',
+    { id: 'backend-setting', 'aria-label': 'Backend' },
+    ...BACKEND_SETTINGS.map((s) => h('option', { value: s, ...(s === setting ? { selected: true } : {}) }, SETTING_LABELS[s])),
+  );
   select.addEventListener('change', () => {
     localStorage.setItem(BACKEND_SETTING_KEY, (select as HTMLSelectElement).value);
     location.reload();
   });
   const ok = gpu || (report.name === 'wasm' && (report.threads ?? 1) > 1 && !report.fallbackReason);
-  return h('div', { class: `banner ${ok ? 'ok' : 'warn'}`, id: 'backend-banner', role: 'status', 'data-backend': report.name },
-    h('strong', { id: 'backend-name' }, headline), ` — ${how}${fellBack}${note} `,
-    h('label', { class: 'backend-setting' }, 'Backend ', select));
+  return h(
+    'div',
+    { class: `banner ${ok ? 'ok' : 'warn'}`, id: 'backend-banner', role: 'status', 'data-backend': report.name },
+    h('strong', { id: 'backend-name' }, headline),
+    ` — ${how}${fellBack}${note} `,
+    h('label', { class: 'backend-setting' }, 'Backend ', select),
+  );
 }

@@ -108,7 +108,10 @@ function handleWorkerEvent(store: Store, e: TrainWorkerEvent): void {
       return;
     case 'round-failed':
       // What failed and what to do; the connection status is the event stream's alone.
-      if (e.failure.round !== undefined) store.update((s) => { setUpload(s, { round: e.failure.round!, status: 'failed', detail: e.failure.message }); });
+      if (e.failure.round !== undefined)
+        store.update((s) => {
+          setUpload(s, { round: e.failure.round!, status: 'failed', detail: e.failure.message });
+        });
       store.notify('error', e.failure.message);
       return;
     case 'notice':
@@ -128,11 +131,18 @@ async function main(): Promise<void> {
   // for it (see ctx.connect).
   let backendIsReady!: () => void;
   let backendFailed!: (e: Error) => void;
-  const backendReady = new Promise<void>((ok, fail) => { backendIsReady = ok; backendFailed = fail; });
+  const backendReady = new Promise<void>((ok, fail) => {
+    backendIsReady = ok;
+    backendFailed = fail;
+  });
   backendReady.catch(() => undefined); // the banner reports it; a join reports it again
 
   const ctx: AppContext = {
-    store, db, embed, train, appBase,
+    store,
+    db,
+    embed,
+    train,
+    appBase,
     async connect(joinCode, name) {
       // Joining loads the model in the workers: not before their backend has started.
       await backendReady;
@@ -143,9 +153,13 @@ async function main(): Promise<void> {
         s.round = session.round;
       });
       await embed.load({ appBase, sessionId: credentials.sessionId, token: credentials.token }, session, session.currentVersion!);
-      store.update((s) => { s.embedderReady = true; });
+      store.update((s) => {
+        s.embedderReady = true;
+      });
       const history = (await db.get<RoundRecord[]>(KV.history)) ?? [];
-      store.update((s) => { s.history = history; });
+      store.update((s) => {
+        s.history = history;
+      });
       // Taking part survives a reload: rejoin the open round (retraining from its base) or wait for the next.
       const qa = await db.get<{ pairs: QAPair[] }>(KV.qaPairs);
       if ((await db.get<boolean>(KV.participating)) && (qa?.pairs.length || session.config.trainingQuestions)) {
@@ -177,8 +191,11 @@ async function main(): Promise<void> {
   const main = h('main', { id: 'view' });
   document.body.replaceChildren(
     h('header', { class: 'top' }, h('a', { class: 'brand', href: '#/join' }, 'CoRAG', h('span', {}, ' collaborative QA')), nav, status),
-    bannerSlot, notices, main,
-    h('footer', {}, 'Your passages and questions stay in this browser unless you contribute them. Demo data: SQuAD (CC BY-SA 4.0).'));
+    bannerSlot,
+    notices,
+    main,
+    h('footer', {}, 'Your passages and questions stay in this browser unless you contribute them. Demo data: SQuAD (CC BY-SA 4.0).'),
+  );
 
   let current: { key: string; view: View } | undefined;
   const route = () => {
@@ -197,9 +214,20 @@ async function main(): Promise<void> {
 
   store.subscribe((s) => {
     status.className = `status ${s.session ? (s.online ? 'online' : 'offline') : ''}`;
-    status.textContent = s.session ? `${s.session.config.name} · ${s.online ? 'connected' : 'offline'}${s.model ? ` · model v${s.model.version}${s.model.ready ? '' : ' (loading)'}` : ''}` : 'not joined';
-    replace(notices, ...s.notices.map((n) => h('div', { class: `notice ${n.kind}`, role: n.kind === 'error' ? 'alert' : 'status' },
-      h('span', {}, n.text), h('button', { type: 'button', class: 'close', 'aria-label': 'Dismiss', onclick: () => store.dismiss(n.id) }, '×'))));
+    status.textContent = s.session
+      ? `${s.session.config.name} · ${s.online ? 'connected' : 'offline'}${s.model ? ` · model v${s.model.version}${s.model.ready ? '' : ' (loading)'}` : ''}`
+      : 'not joined';
+    replace(
+      notices,
+      ...s.notices.map((n) =>
+        h(
+          'div',
+          { class: `notice ${n.kind}`, role: n.kind === 'error' ? 'alert' : 'status' },
+          h('span', {}, n.text),
+          h('button', { type: 'button', class: 'close', 'aria-label': 'Dismiss', onclick: () => store.dismiss(n.id) }, '×'),
+        ),
+      ),
+    );
     current?.view.update();
   });
   route();
@@ -215,8 +243,16 @@ async function main(): Promise<void> {
       return Comlink.wrap<ProbeWorkerApi>(probeWorker).probe(candidates);
     }).finally(() => probeWorker?.terminate());
     const preference = [...choice.order];
-    const reports = await Promise.all([train.init(preference, Comlink.proxy((e: TrainWorkerEvent) => handleWorkerEvent(store, e))), embed.init(preference)]);
-    store.update((s) => { s.backend = reports[0]; });
+    const reports = await Promise.all([
+      train.init(
+        preference,
+        Comlink.proxy((e: TrainWorkerEvent) => handleWorkerEvent(store, e)),
+      ),
+      embed.init(preference),
+    ]);
+    store.update((s) => {
+      s.backend = reports[0];
+    });
     replace(bannerSlot, backendBanner(reports[0], choice));
     backendIsReady();
   } catch (e) {

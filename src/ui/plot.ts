@@ -58,7 +58,9 @@ export function linePlotSvg(points: readonly Point[], options: PlotOptions): str
   const x = linearScale(xDomain, [pad.left, width - pad.right]);
   const y = linearScale(yDomain, [height - pad.bottom, pad.top]);
   const parts: string[] = [];
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="100%" role="img" aria-label="${escapeXml(options.title)}" class="plot">`);
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="100%" role="img" aria-label="${escapeXml(options.title)}" class="plot">`,
+  );
   parts.push(`<title>${escapeXml(options.title)}</title>`);
   // Grid lines and y ticks at quarters of the range.
   for (let i = 0; i <= 4; i++) {
@@ -70,16 +72,26 @@ export function linePlotSvg(points: readonly Point[], options: PlotOptions): str
   // Integer x (steps, rounds): every value when few, else ends and middle; otherwise ends only.
   const integral = xs.every(Number.isInteger);
   const span = xDomain[1] - xDomain[0];
-  const xTicks = !xs.length ? [] : integral && span <= 10 ? Array.from({ length: span + 1 }, (_, i) => xDomain[0] + i)
-    : integral ? [xDomain[0], Math.round(xDomain[0] + span / 2), xDomain[1]] : [xDomain[0], xDomain[1]];
+  const xTicks = !xs.length
+    ? []
+    : integral && span <= 10
+      ? Array.from({ length: span + 1 }, (_, i) => xDomain[0] + i)
+      : integral
+        ? [xDomain[0], Math.round(xDomain[0] + span / 2), xDomain[1]]
+        : [xDomain[0], xDomain[1]];
   for (const v of xTicks) parts.push(`<text class="tick" x="${x(v).toFixed(1)}" y="${height - pad.bottom + 14}" text-anchor="middle">${niceNumber(v)}</text>`);
   parts.push(`<line class="axis" x1="${pad.left}" x2="${width - pad.right}" y1="${height - pad.bottom}" y2="${height - pad.bottom}"/>`);
-  if (options.xLabel) parts.push(`<text class="label" x="${(pad.left + width - pad.right) / 2}" y="${height - 4}" text-anchor="middle">${escapeXml(options.xLabel)}</text>`);
-  if (options.yLabel) parts.push(`<text class="label" x="12" y="${(pad.top + height - pad.bottom) / 2}" text-anchor="middle" transform="rotate(-90 12 ${(pad.top + height - pad.bottom) / 2})">${escapeXml(options.yLabel)}</text>`);
+  if (options.xLabel)
+    parts.push(`<text class="label" x="${(pad.left + width - pad.right) / 2}" y="${height - 4}" text-anchor="middle">${escapeXml(options.xLabel)}</text>`);
+  if (options.yLabel)
+    parts.push(
+      `<text class="label" x="12" y="${(pad.top + height - pad.bottom) / 2}" text-anchor="middle" transform="rotate(-90 12 ${(pad.top + height - pad.bottom) / 2})">${escapeXml(options.yLabel)}</text>`,
+    );
   if (finite.length) {
     const d = finite.map((p, i) => `${i ? 'L' : 'M'}${x(p.x).toFixed(1)},${y(p.y).toFixed(1)}`).join('');
     parts.push(`<path class="series" d="${d}" fill="none"/>`);
-    if (options.dots || finite.length === 1) for (const p of finite) parts.push(`<circle class="dot" cx="${x(p.x).toFixed(1)}" cy="${y(p.y).toFixed(1)}" r="3.5"/>`);
+    if (options.dots || finite.length === 1)
+      for (const p of finite) parts.push(`<circle class="dot" cx="${x(p.x).toFixed(1)}" cy="${y(p.y).toFixed(1)}" r="3.5"/>`);
   } else {
     parts.push(`<text class="empty" x="${width / 2}" y="${height / 2}" text-anchor="middle">no data yet</text>`);
   }

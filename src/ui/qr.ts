@@ -18,7 +18,7 @@ export function qrSvg(modules: readonly (readonly boolean[])[], label: string): 
   const n = modules.length;
   let d = '';
   modules.forEach((row, y) => {
-    for (let x = 0; x < n; ) {
+    for (let x = 0; x < n;) {
       if (!row[x]) {
         x++;
         continue;
@@ -28,6 +28,8 @@ export function qrSvg(modules: readonly (readonly boolean[])[], label: string): 
       d += `M${start} ${y}h${x - start}v1h${start - x}z`;
     }
   });
-  return `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${n} ${n}" shape-rendering="crispEdges" role="img" aria-label="${escapeAttr(label)}">`
-    + `<rect width="${n}" height="${n}" fill="#fff"/><path d="${d}" fill="#000"/></svg>`;
+  return (
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${n} ${n}" shape-rendering="crispEdges" role="img" aria-label="${escapeAttr(label)}">` +
+    `<rect width="${n}" height="${n}" fill="#fff"/><path d="${d}" fill="#000"/></svg>`
+  );
 }

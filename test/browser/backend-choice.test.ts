@@ -48,7 +48,9 @@ describe('backend choice in the page', () => {
     await page.goto(`${app.url}/`);
     expect(await page.evaluate(() => crossOriginIsolated)).toBe(true);
     adapter = await page.evaluate(async () => {
-      const a = await (navigator as unknown as { gpu?: { requestAdapter(): Promise<{ info: { vendor: string; architecture: string; description: string } } | null> } }).gpu?.requestAdapter();
+      const a = await (
+        navigator as unknown as { gpu?: { requestAdapter(): Promise<{ info: { vendor: string; architecture: string; description: string } } | null> } }
+      ).gpu?.requestAdapter();
       return a ? { vendor: a.info.vendor, architecture: a.info.architecture, description: a.info.description } : null;
     });
   });

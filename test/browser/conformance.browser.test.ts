@@ -41,8 +41,10 @@ describe('hf-reference conformance in headless chromium', () => {
     it(`${name}: forward outputs and every parameter gradient match Hugging Face`, async () => {
       const r = await harness.call<BrowserConformance>('checkServedFixture', name);
       results.push(r);
-      console.info(`[conformance:${name}] backend=${r.backend.name} (${r.backend.detail})${r.backend.fallbackReason ? ` fallback: ${r.backend.fallbackReason}` : ''} ` +
-        `bounds=${JSON.stringify(r.bounds)} max_rel_err=${JSON.stringify(r.max_rel_err)} grad_rel_l2=${r.grad_rel_l2} (${r.worst_grad})`);
+      console.info(
+        `[conformance:${name}] backend=${r.backend.name} (${r.backend.detail})${r.backend.fallbackReason ? ` fallback: ${r.backend.fallbackReason}` : ''} ` +
+          `bounds=${JSON.stringify(r.bounds)} max_rel_err=${JSON.stringify(r.max_rel_err)} grad_rel_l2=${r.grad_rel_l2} (${r.worst_grad})`,
+      );
       expect(r.ok_forward).toBe(true);
       expect(r.ok_grads).toBe(true);
       expect(Math.max(...Object.values(r.max_rel_err))).toBeLessThan(r.bounds.forward);

@@ -60,8 +60,14 @@ describe('the passages page adds the demo passages like an uploaded file', () =>
     // The confirmation fades after a few seconds: look for it before the embedding finishes.
     await page.locator('.notice', { hasText: `${DEMO_FILE}: ${n} passages stored` }).waitFor();
     // Row cells: file, passages, embedded (✓ when all), sharing, contributed, remove.
-    await page.waitForFunction(([name, count]) => [...document.querySelectorAll('#files-table tbody tr')]
-      .some((tr) => tr.querySelector('th')?.textContent === name && tr.children[2]?.textContent === '✓' && tr.children[4]?.textContent === count), [DEMO_FILE, n], { timeout: 180_000 });
+    await page.waitForFunction(
+      ([name, count]) =>
+        [...document.querySelectorAll('#files-table tbody tr')].some(
+          (tr) => tr.querySelector('th')?.textContent === name && tr.children[2]?.textContent === '✓' && tr.children[4]?.textContent === count,
+        ),
+      [DEMO_FILE, n],
+      { timeout: 180_000 },
+    );
     const row = await fileRow(page, DEMO_FILE);
     expect(row?.slice(0, 3)).toEqual([DEMO_FILE, n, '✓']);
     // The coordinator keeps each distinct text once.

@@ -17,18 +17,32 @@ import { joinTab, startApp, storedToken, waitModelReady, type RunningApp } from 
 
 const LAN_URL = 'http://192.0.2.10:8787';
 const COMMON = { title: 'Shared fact', text: 'The coordinator keeps every contributed passage exactly once, whoever sends it.' };
-const PEOPLE = [['alice', 'paris'], ['bob', 'london'], ['carol', 'berlin'], ['david', 'madrid'], ['emma', 'rome'], ['frank', 'vienna']];
+const PEOPLE = [
+  ['alice', 'paris'],
+  ['bob', 'london'],
+  ['carol', 'berlin'],
+  ['david', 'madrid'],
+  ['emma', 'rome'],
+  ['frank', 'vienna'],
+];
 
 /** Tab i: a contributed jsonl (two facts of its own + the common passage) and a private text file. */
 function filesOf(i: number) {
   const facts = PEOPLE.slice(2 * i, 2 * i + 2).map(([who, city]) => ({ title: who, text: `${who} lives in ${city} and works there as a teacher.` }));
   const jsonl = [...facts, COMMON].map((p) => JSON.stringify(p)).join('\n') + '\n';
   const notes = `Private notes of tab ${i}. ` + 'These words stay in this browser and are never sent to the coordinator. '.repeat(12);
-  const qa = PEOPLE.slice(2 * i, 2 * i + 2).map(([who, city]) => JSON.stringify({ question: `where does ${who} live?`, answers: [city] })).join('\n') + '\n';
+  const qa =
+    PEOPLE.slice(2 * i, 2 * i + 2)
+      .map(([who, city]) => JSON.stringify({ question: `where does ${who} live?`, answers: [city] }))
+      .join('\n') + '\n';
   return { facts, jsonl, notes, qa };
 }
 
-const file = (name: string, content: string | Buffer) => ({ name, mimeType: 'application/octet-stream', buffer: typeof content === 'string' ? Buffer.from(content) : content });
+const file = (name: string, content: string | Buffer) => ({
+  name,
+  mimeType: 'application/octet-stream',
+  buffer: typeof content === 'string' ? Buffer.from(content) : content,
+});
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 120_000): Promise<T> {
   const until = Date.now() + timeoutMs;
@@ -54,10 +68,15 @@ describe('the CoRAG web app, three tabs, one session', () => {
   const tabs: Array<{ page: Page; context: import('playwright-core').BrowserContext }> = [];
   const shot = (page: Page, label: string) => page.screenshot({ path: join(app.resultsDir, `${label}.png`), fullPage: true });
 
-  const closedRound = (r: number) => waitFor(`round ${r} to close`, async () => {
-    const info = await admin.round(sid, r);
-    return info.state === 'closed' || info.state === 'failed' ? info : undefined;
-  }, 180_000);
+  const closedRound = (r: number) =>
+    waitFor(
+      `round ${r} to close`,
+      async () => {
+        const info = await admin.round(sid, r);
+        return info.state === 'closed' || info.state === 'failed' ? info : undefined;
+      },
+      180_000,
+    );
 
   beforeAll(async () => {
     // A documentation-range address stands in for the machine's LAN address (the join QR code).
@@ -92,16 +111,23 @@ describe('the CoRAG web app, three tabs, one session', () => {
     await Promise.all(tabs.slice(1).map(({ page }, i) => joinTab(page, app.url, joinCode, `tab ${i + 1}`)));
     expect(await tabs[0].page.locator('#backend-banner').textContent()).toMatch(/WebAssembly/);
 
-    await Promise.all(tabs.map(async ({ page }, i) => {
-      const f = filesOf(i);
-      await page.goto(`${app.url}/?join=${joinCode}&backend=wasm#/passages`);
-      await page.selectOption('#default-share', 'private');
-      await page.setInputFiles('#file-input', [file(`notes-${i}.txt`, f.notes)]);
-      await page.selectOption('#default-share', 'contribute');
-      await page.setInputFiles('#file-input', [file(`facts-${i}.jsonl`, f.jsonl)]);
-      // Contributed once embedded: the file's "Contributed" cell reaches 3.
-      await page.waitForFunction((name) => [...document.querySelectorAll('#files-table tr')].some((tr) => tr.querySelector('th')?.textContent === name && tr.children[4]?.textContent === '3'), `facts-${i}.jsonl`, { timeout: 90_000 });
-    }));
+    await Promise.all(
+      tabs.map(async ({ page }, i) => {
+        const f = filesOf(i);
+        await page.goto(`${app.url}/?join=${joinCode}&backend=wasm#/passages`);
+        await page.selectOption('#default-share', 'private');
+        await page.setInputFiles('#file-input', [file(`notes-${i}.txt`, f.notes)]);
+        await page.selectOption('#default-share', 'contribute');
+        await page.setInputFiles('#file-input', [file(`facts-${i}.jsonl`, f.jsonl)]);
+        // Contributed once embedded: the file's "Contributed" cell reaches 3.
+        await page.waitForFunction(
+          (name) =>
+            [...document.querySelectorAll('#files-table tr')].some((tr) => tr.querySelector('th')?.textContent === name && tr.children[4]?.textContent === '3'),
+          `facts-${i}.jsonl`,
+          { timeout: 90_000 },
+        );
+      }),
+    );
     await shot(tabs[0].page, 'passages-page');
 
     const info = await admin.session(sid);
@@ -121,7 +147,9 @@ describe('the CoRAG web app, three tabs, one session', () => {
     await page.locator('.notice.error', { hasText: 'not UTF-8' }).waitFor();
     await page.setInputFiles('#file-input', [file('big.txt', Buffer.alloc(21 * 2 ** 20, 'a'))]);
     await page.locator('.notice.error', { hasText: 'over the 20.0 MiB limit' }).waitFor();
-    await page.setInputFiles('#file-input', [file('mixed.jsonl', '{"title":"ok","text":"a fine line"}\n{"title":"no text here"}\n{"text":"another fine line"}\n')]);
+    await page.setInputFiles('#file-input', [
+      file('mixed.jsonl', '{"title":"ok","text":"a fine line"}\n{"title":"no text here"}\n{"text":"another fine line"}\n'),
+    ]);
     await page.locator('.notice.warn', { hasText: 'line 2: no "text"' }).waitFor();
     await page.setInputFiles('#file-input', [file('paper.pdf', '%PDF-1.4')]);
     await page.locator('.notice.error', { hasText: 'paper.pdf: not a readable PDF' }).waitFor();
@@ -137,13 +165,15 @@ describe('the CoRAG web app, three tabs, one session', () => {
   });
 
   it('completes two federated rounds; a tab reloaded mid-training rejoins and keeps its passages and cached model', async () => {
-    await Promise.all(tabs.map(async ({ page }, i) => {
-      await page.goto(`${app.url}/?join=${joinCode}&backend=wasm#/train`);
-      await page.setInputFiles('#qa-input', [file(`qa-${i}.jsonl`, filesOf(i).qa)]);
-      await page.locator('#qa-status', { hasText: '2 questions ready' }).waitFor();
-      await page.click('#participate');
-      await page.locator('#participate', { hasText: 'Stop taking part' }).waitFor();
-    }));
+    await Promise.all(
+      tabs.map(async ({ page }, i) => {
+        await page.goto(`${app.url}/?join=${joinCode}&backend=wasm#/train`);
+        await page.setInputFiles('#qa-input', [file(`qa-${i}.jsonl`, filesOf(i).qa)]);
+        await page.locator('#qa-status', { hasText: '2 questions ready' }).waitFor();
+        await page.click('#participate');
+        await page.locator('#participate', { hasText: 'Stop taking part' }).waitFor();
+      }),
+    );
 
     const r1: RoundInfo = await admin.openRound(sid);
     expect(r1.participants).toHaveLength(3);
@@ -249,7 +279,13 @@ describe('the CoRAG web app, three tabs, one session', () => {
   });
   it('sharing chosen passage by passage: an unticked passage leaves the session store, unless another tab contributed it too', async () => {
     const { page } = tabs[0];
-    const storeTexts = async () => (await admin.passages(sid, Array.from({ length: 20 }, (_, i) => i + 1))).map((p) => p.text);
+    const storeTexts = async () =>
+      (
+        await admin.passages(
+          sid,
+          Array.from({ length: 20 }, (_, i) => i + 1),
+        )
+      ).map((p) => p.text);
     await page.goto(`${app.url}/?join=${joinCode}&backend=wasm#/passages`);
     await page.getByRole('button', { name: 'Choose passages of facts-0.jsonl one by one' }).click();
     const own = page.locator('#file-passages li', { hasText: 'alice lives in paris' });

@@ -80,7 +80,9 @@ describe('a newcomer: two tabs, only "Join" and "Take part in rounds"', () => {
       const join = page.locator('#join-public', { hasText: `Join “CoRAG demo (${PRETRAINED ? 'pretrained SQuAD models' : 'tiny random models'})”` });
       await join.waitFor({ timeout: 60_000 });
       // Before joining, the page says what leaves the device and what stays.
-      expect(await page.locator('#join-privacy').textContent()).toMatch(/What leaves this device: the weight updates .* only the passages you choose to share.*What stays in this browser: your private passages, your questions/);
+      expect(await page.locator('#join-privacy').textContent()).toMatch(
+        /What leaves this device: the weight updates .* only the passages you choose to share.*What stays in this browser: your private passages, your questions/,
+      );
       // The second tab clicks Join as soon as it shows, before its backend is measured and started:
       // the join must wait for the backend (model work before it made tfjs start wasm without its
       // asset paths: "No model backend could start").
@@ -95,7 +97,14 @@ describe('a newcomer: two tabs, only "Join" and "Take part in rounds"', () => {
     }
     lap('two tabs join and load the model (s)');
     sampling = setInterval(() => {
-      for (const page of tabs) void page.locator('#connection').getAttribute('class').then((c) => statusSeen.add(c ?? ''), () => undefined);
+      for (const page of tabs)
+        void page
+          .locator('#connection')
+          .getAttribute('class')
+          .then(
+            (c) => statusSeen.add(c ?? ''),
+            () => undefined,
+          );
     }, 200);
     const banner = await tabs[0].locator('#backend-banner').textContent();
     expect(banner).toMatch(/WebAssembly/);
@@ -115,10 +124,14 @@ describe('a newcomer: two tabs, only "Join" and "Take part in rounds"', () => {
     await tabs[0].locator('.bar-text', { hasText: /round 1: step \d/ }).waitFor({ timeout: 120_000 });
     await shot(tabs[0], 'training-round-1');
 
-    const closed: RoundInfo = await waitFor('round 1 to aggregate', () => {
-      const r = app.coordinator.round(sid!, 1);
-      return r.state === 'closed' || r.state === 'failed' ? r : undefined;
-    }, 280_000);
+    const closed: RoundInfo = await waitFor(
+      'round 1 to aggregate',
+      () => {
+        const r = app.coordinator.round(sid!, 1);
+        return r.state === 'closed' || r.state === 'failed' ? r : undefined;
+      },
+      280_000,
+    );
     // From now on the second tab's passage searches get no answer: its next round fails at
     // retrieval, which it must say, while its event stream (and so its status dot) stays connected.
     await tabs[1].context().route('**/passages/search', (route) => route.abort('connectionreset'));
@@ -132,7 +145,11 @@ describe('a newcomer: two tabs, only "Join" and "Take part in rounds"', () => {
     const dash = tabs[0];
     await openSection(dash, 'Dashboard');
     const roundsPlotted = (chart: string) => dash.locator(`${chart} circle`).count();
-    await waitFor('the EM and loss plots to show rounds 0 and 1', async () => (await roundsPlotted('#em-chart')) === 2 && (await roundsPlotted('#round-loss-chart')) === 2, 120_000);
+    await waitFor(
+      'the EM and loss plots to show rounds 0 and 1',
+      async () => (await roundsPlotted('#em-chart')) === 2 && (await roundsPlotted('#round-loss-chart')) === 2,
+      120_000,
+    );
     for (const chart of ['#em-chart', '#round-loss-chart']) {
       expect(await dash.locator(`${chart} text.tick[text-anchor="middle"]`).allTextContents()).toEqual(['0', '1']);
     }
@@ -148,7 +165,9 @@ describe('a newcomer: two tabs, only "Join" and "Take part in rounds"', () => {
     await openSection(failing, 'Training');
     const failed = failing.locator('#uploads li.failed', { hasText: 'Round 2' });
     await failed.waitFor({ timeout: 120_000 });
-    expect(await failed.textContent()).toMatch(/not sent — lost the connection to the coordinator while retrieving passages from the session store .*; no update was sent/);
+    expect(await failed.textContent()).toMatch(
+      /not sent — lost the connection to the coordinator while retrieving passages from the session store .*; no update was sent/,
+    );
     await failing.locator('.notice.error', { hasText: 'Round 2: lost the connection to the coordinator while retrieving passages' }).waitFor();
     expect(await failing.locator('#connection').getAttribute('class')).toBe('status online');
     expect(await failing.locator('#connection').textContent()).toMatch(/connected/);

@@ -46,7 +46,9 @@ export async function startApp(name: string, options: Pick<AppOptions, 'networkU
   const built = await buildApp({ dataDir: join(work, 'data'), staticDir: dist, rateLimitPerMinute: 100_000, joinsPerMinutePerIp: 1_000_000, ...options });
   const requests: string[] = [];
   // The token's last characters tell which client made a request (tokens are random).
-  built.app.addHook('onRequest', async (req) => { requests.push(`${req.method} ${req.url.split('?')[0]} ${(req.headers.authorization ?? '').slice(-8)}`.trim()); });
+  built.app.addHook('onRequest', async (req) => {
+    requests.push(`${req.method} ${req.url.split('?')[0]} ${(req.headers.authorization ?? '').slice(-8)}`.trim());
+  });
   const url = await built.app.listen({ port: 0, host: '127.0.0.1' });
   const browser = await chromium.launch({ executablePath: chromiumPath(), headless: false, args: [...CHROMIUM_FLAGS], timeout: 60_000 });
   const resultsDir = join(repoRoot, 'test-results', name);
@@ -64,7 +66,9 @@ export async function startApp(name: string, options: Pick<AppOptions, 'networkU
       const context = await browser.newContext({ viewport: { width: 1200, height: 860 } });
       contexts.push(context);
       const page = await context.newPage();
-      page.on('console', (m) => { if (m.type() === 'error') errors.push(`[${label}] ${m.text()}`); });
+      page.on('console', (m) => {
+        if (m.type() === 'error') errors.push(`[${label}] ${m.text()}`);
+      });
       page.on('pageerror', (e) => errors.push(`[${label}] uncaught ${e.message}`));
       return { context, page };
     },
@@ -87,18 +91,30 @@ export async function joinTab(page: Page, url: string, joinCode: string, name: s
 }
 
 export async function waitModelReady(page: Page): Promise<void> {
-  await page.waitForFunction(() => /model v\d+(?! \(loading\))/.test(document.querySelector('#connection')?.textContent ?? '') && /connected/.test(document.querySelector('#connection')?.textContent ?? ''), undefined, { timeout: 90_000 });
+  await page.waitForFunction(
+    () =>
+      /model v\d+(?! \(loading\))/.test(document.querySelector('#connection')?.textContent ?? '') &&
+      /connected/.test(document.querySelector('#connection')?.textContent ?? ''),
+    undefined,
+    { timeout: 90_000 },
+  );
 }
 
 /** The client token a tab keeps in IndexedDB (read through the page, as the app stores it). */
 export async function storedToken(page: Page): Promise<string> {
-  return page.evaluate(() => new Promise<string>((ok, fail) => {
-    const open = indexedDB.open('corag-web');
-    open.onerror = () => fail(open.error);
-    open.onsuccess = () => {
-      const get = open.result.transaction('kv').objectStore('kv').get('credentials');
-      get.onsuccess = () => { ok((get.result as { token: string }).token); open.result.close(); };
-      get.onerror = () => fail(get.error);
-    };
-  }));
+  return page.evaluate(
+    () =>
+      new Promise<string>((ok, fail) => {
+        const open = indexedDB.open('corag-web');
+        open.onerror = () => fail(open.error);
+        open.onsuccess = () => {
+          const get = open.result.transaction('kv').objectStore('kv').get('credentials');
+          get.onsuccess = () => {
+            ok((get.result as { token: string }).token);
+            open.result.close();
+          };
+          get.onerror = () => fail(get.error);
+        };
+      }),
+  );
 }

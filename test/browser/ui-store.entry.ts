@@ -29,7 +29,13 @@ exposeToTests({
   async listPassages() {
     const store = await BrowserStore.open(DB);
     try {
-      return (await store.allPassages()).map((p) => ({ id: p.id, title: p.title, file: p.file, embedding: p.embedding ? [...p.embedding] : null, isFloat32: p.embedding instanceof Float32Array }));
+      return (await store.allPassages()).map((p) => ({
+        id: p.id,
+        title: p.title,
+        file: p.file,
+        embedding: p.embedding ? [...p.embedding] : null,
+        isFloat32: p.embedding instanceof Float32Array,
+      }));
     } finally {
       store.close();
     }

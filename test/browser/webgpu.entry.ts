@@ -78,7 +78,9 @@ async function compareWithCpu(backend: BackendName): Promise<BackendAgreement> {
 }
 
 /** Parses a served safetensors file in the page; returns what a test can check against Node. */
-async function parseServedSafetensors(url: string): Promise<{ names: string[]; firstTensor: { name: string; dtype: string; shape: number[]; head: number[] } }> {
+async function parseServedSafetensors(
+  url: string,
+): Promise<{ names: string[]; firstTensor: { name: string; dtype: string; shape: number[]; head: number[] } }> {
   const file = parseSafetensors(await fetchBytes(url), url);
   const names = [...file.tensors.keys()].sort();
   const { dtype, shape, data } = readTensor(file, names[0]);

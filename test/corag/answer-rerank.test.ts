@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { answerFeatures, contentWords, expectedAnswerTypes, rerankAnswers, spanType } from '../../src/corag/answer-rerank';
 
-const PASSAGE = 'Tesla moved to New York in 1884 to work for Thomas Edison. In 1887 he founded his own company in Manhattan, where he built the first induction motor.';
+const PASSAGE =
+  'Tesla moved to New York in 1884 to work for Thomas Edison. In 1887 he founded his own company in Manhattan, where he built the first induction motor.';
 
 describe('answer reranking', () => {
   it('reads the answer type a question asks for from its question words', () => {
@@ -37,11 +38,23 @@ describe('answer reranking', () => {
 
   it('orders candidates by the weighted score, keeping the reader order on ties', () => {
     const question = 'In what year did Tesla found his own company?';
-    const candidates = [{ text: 'Tesla', score: -0.1 }, { text: '1884', score: -0.5 }, { text: '1887', score: -0.9 }];
+    const candidates = [
+      { text: 'Tesla', score: -0.1 },
+      { text: '1884', score: -0.5 },
+      { text: '1887', score: -0.9 },
+    ];
     const passages = [PASSAGE];
-    expect(rerankAnswers(candidates, question, passages, { reader: 1, type: 0, proximity: 0, questionOverlap: 0 }).map((r) => r.candidate.text)).toEqual(['Tesla', '1884', '1887']);
+    expect(rerankAnswers(candidates, question, passages, { reader: 1, type: 0, proximity: 0, questionOverlap: 0 }).map((r) => r.candidate.text)).toEqual([
+      'Tesla',
+      '1884',
+      '1887',
+    ]);
     expect(rerankAnswers(candidates, question, passages, { reader: 0.1, type: 2, proximity: 4, questionOverlap: 1 })[0].candidate.text).toBe('1887');
-    expect(rerankAnswers(candidates, question, passages, { reader: 0, type: 0, proximity: 0, questionOverlap: 0 }).map((r) => r.candidate.text)).toEqual(['Tesla', '1884', '1887']);
+    expect(rerankAnswers(candidates, question, passages, { reader: 0, type: 0, proximity: 0, questionOverlap: 0 }).map((r) => r.candidate.text)).toEqual([
+      'Tesla',
+      '1884',
+      '1887',
+    ]);
     expect(rerankAnswers([], question, passages, { reader: 1, type: 1, proximity: 1, questionOverlap: 1 })).toEqual([]);
   });
 });

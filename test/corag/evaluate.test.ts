@@ -43,9 +43,22 @@ describe('reader and evaluation', () => {
 
   it('generates answers greedily and with beams, with cross-attention shares over the passages that sum to 1', async () => {
     const tensors = tf.memory().numTensors;
-    const passages = [[PASSAGES[0], PASSAGES[1]], [PASSAGES[1], PASSAGES[2]]];
-    const greedy = await generateAnswers(bundle, QA.map((q) => q.question), passages, { maxNewTokens: 4, maxLength: 32 });
-    const beams = await generateAnswers(bundle, QA.map((q) => q.question), passages, { maxNewTokens: 4, maxLength: 32, numBeams: 2 });
+    const passages = [
+      [PASSAGES[0], PASSAGES[1]],
+      [PASSAGES[1], PASSAGES[2]],
+    ];
+    const greedy = await generateAnswers(
+      bundle,
+      QA.map((q) => q.question),
+      passages,
+      { maxNewTokens: 4, maxLength: 32 },
+    );
+    const beams = await generateAnswers(
+      bundle,
+      QA.map((q) => q.question),
+      passages,
+      { maxNewTokens: 4, maxLength: 32, numBeams: 2 },
+    );
     expect(tf.memory().numTensors).toBe(tensors);
     for (const g of [...greedy, ...beams]) {
       expect(g.tokens[0]).toBe(bundle.readerConfig.decoder_start_token_id);
@@ -56,8 +69,11 @@ describe('reader and evaluation', () => {
     }
   });
 
-  it('with copy decoding at weight 1 answers only with tokens of the question\'s inputs; the weight comes from the reader\'s config.json unless given', async () => {
-    const passages = [[PASSAGES[0], PASSAGES[1]], [PASSAGES[1], PASSAGES[2]]];
+  it("with copy decoding at weight 1 answers only with tokens of the question's inputs; the weight comes from the reader's config.json unless given", async () => {
+    const passages = [
+      [PASSAGES[0], PASSAGES[1]],
+      [PASSAGES[1], PASSAGES[2]],
+    ];
     const questions = QA.map((q) => q.question);
     const control = controlTokens(bundle.readerTokenizer);
     const pointed = await generateAnswers(bundle, questions, passages, { maxNewTokens: 6, maxLength: 32, copyWeight: 1 });
@@ -112,10 +128,20 @@ describe('reader and evaluation', () => {
     // Independently: one FiD batch of both questions with the passages evaluate retrieved,
     // teacher forced, and the T5 loss helpers' mean token CE over all its labels.
     const passages = result.predictions.map((p) => p.passages.map(({ title, text }) => ({ title, text })));
-    const batch = buildFidBatch(bundle, QA.map((q) => q.question), passages, QA.map((q) => q.answers[0]), { maxLength: 32 });
+    const batch = buildFidBatch(
+      bundle,
+      QA.map((q) => q.question),
+      passages,
+      QA.map((q) => q.answers[0]),
+      { maxLength: 32 },
+    );
     const [mean, perQuestion, tokens] = tf.tidy((): tf.Tensor[] => {
       const { logits } = fidForward(bundle.reader, batch.inputIds, batch.attentionMask, batch.numPassages, batch.labels!);
-      return [meanTokenCrossEntropy(logits, batch.labels!), sequenceCrossEntropy(logits, batch.labels!), tf.sum(tf.cast(tf.notEqual(batch.labels!, -100), 'int32'), 1)];
+      return [
+        meanTokenCrossEntropy(logits, batch.labels!),
+        sequenceCrossEntropy(logits, batch.labels!),
+        tf.sum(tf.cast(tf.notEqual(batch.labels!, -100), 'int32'), 1),
+      ];
     });
     const expectedMean = mean.dataSync()[0];
     const expectedPerQuestion = Array.from(perQuestion.dataSync());

@@ -9,7 +9,10 @@ import { TextTokenizer } from '../../src/model/tokenizer';
 import { tinyBundle } from './helpers';
 
 const T5_DIR = new URL('../../public/models/tokenizers/t5/', import.meta.url);
-const tokenizer = TextTokenizer.fromJson(JSON.parse(readFileSync(new URL('tokenizer.json', T5_DIR), 'utf8')), JSON.parse(readFileSync(new URL('tokenizer_config.json', T5_DIR), 'utf8')));
+const tokenizer = TextTokenizer.fromJson(
+  JSON.parse(readFileSync(new URL('tokenizer.json', T5_DIR), 'utf8')),
+  JSON.parse(readFileSync(new URL('tokenizer_config.json', T5_DIR), 'utf8')),
+);
 const id = (piece: string) => tokenizer.tokenToId(piece)!;
 const SENTINEL = id('<extra_id_0>');
 const EOS = 1;
@@ -56,7 +59,7 @@ describe('PassageSpanConstraint', () => {
     expect(constraint.allowedNext(0, [SENTINEL, id('\u2581Panthers'), id('\u2581Denver')])).toEqual([]);
   });
 
-  it('with the question\'s pieces, a span that only repeats question words may not end, while one with a new word may', () => {
+  it("with the question's pieces, a span that only repeats question words may not end, while one with a new word may", () => {
     const question = new Set(tokenizer.encode('Who did the Denver Broncos defeat?', { addSpecialTokens: false }));
     const guarded = new PassageSpanConstraint([[ids]], { sentinelId: SENTINEL, eosId: EOS, words: sentencePieceWords(tokenizer), questionPieces: [question] });
     const denverBroncos = [id('\u2581Denver'), ...tokenizer.encode('Broncos', { addSpecialTokens: false })];
@@ -69,8 +72,14 @@ describe('PassageSpanConstraint', () => {
   });
 
   it('keeps each example to its own passages', () => {
-    const two = new PassageSpanConstraint([[ids], [tokenizer.encode('Levi Stadium', { addSpecialTokens: false })]], { sentinelId: SENTINEL, eosId: EOS, words: sentencePieceWords(tokenizer) });
-    expect(new Set(two.allowedNext(1, [SENTINEL]))).toEqual(new Set(tokenizer.encode('Levi Stadium', { addSpecialTokens: false }).filter((t) => tokenizer.idToToken(t)!.startsWith('\u2581'))));
+    const two = new PassageSpanConstraint([[ids], [tokenizer.encode('Levi Stadium', { addSpecialTokens: false })]], {
+      sentinelId: SENTINEL,
+      eosId: EOS,
+      words: sentencePieceWords(tokenizer),
+    });
+    expect(new Set(two.allowedNext(1, [SENTINEL]))).toEqual(
+      new Set(tokenizer.encode('Levi Stadium', { addSpecialTokens: false }).filter((t) => tokenizer.idToToken(t)!.startsWith('\u2581'))),
+    );
   });
 });
 
@@ -98,7 +107,7 @@ describe('extractive generateAnswers', () => {
     }
   });
 
-  it('with answer reranking picks, among the reader\'s candidates, the one the weights prefer; null or no weights keep its first choice', async () => {
+  it("with answer reranking picks, among the reader's candidates, the one the weights prefer; null or no weights keep its first choice", async () => {
     const beams = 6;
     const candidates = await candidateAnswers(bundle, questions, passages, beams, { maxNewTokens: 6, maxLength: 48, extractive: true });
     const firstChoice = await generateAnswers(bundle, questions, passages, { maxNewTokens: 6, maxLength: 48, extractive: true, numBeams: beams });
@@ -107,14 +116,23 @@ describe('extractive generateAnswers', () => {
     const rerank = { beams, reader: 0, type: 0, proximity: 1, questionOverlap: 0 };
     const reranked = await generateAnswers(bundle, questions, passages, { maxNewTokens: 6, maxLength: 48, extractive: true, rerank });
     reranked.forEach((a, i) => {
-      const expected = rerankAnswers(candidates[i], questions[i], passages[i].map((p) => p.text), rerank)[0].candidate.text;
+      const expected = rerankAnswers(
+        candidates[i],
+        questions[i],
+        passages[i].map((p) => p.text),
+        rerank,
+      )[0].candidate.text;
       expect(a.answer).toBe(expected);
     });
     // A reader whose config.json carries answer_rerank gets it by default; null turns it off.
     const fitted = Object.create(bundle, { readerConfig: { value: { ...bundle.readerConfig, answer_rerank: rerank } } }) as ModelBundle;
-    expect((await generateAnswers(fitted, questions, passages, { maxNewTokens: 6, maxLength: 48, extractive: true })).map((a) => a.answer)).toEqual(reranked.map((a) => a.answer));
+    expect((await generateAnswers(fitted, questions, passages, { maxNewTokens: 6, maxLength: 48, extractive: true })).map((a) => a.answer)).toEqual(
+      reranked.map((a) => a.answer),
+    );
     const off = await generateAnswers(fitted, questions, passages, { maxNewTokens: 6, maxLength: 48, extractive: true, rerank: null });
-    expect(off.map((a) => a.answer)).toEqual((await generateAnswers(bundle, questions, passages, { maxNewTokens: 6, maxLength: 48, extractive: true })).map((a) => a.answer));
+    expect(off.map((a) => a.answer)).toEqual(
+      (await generateAnswers(bundle, questions, passages, { maxNewTokens: 6, maxLength: 48, extractive: true })).map((a) => a.answer),
+    );
   });
 
   it('leaves a closed-book row (no passage text) free while constraining the others', async () => {

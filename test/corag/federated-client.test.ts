@@ -17,11 +17,21 @@ import { tinyBundle } from './helpers';
 const TINY_PASSAGE_ENCODER = 'corag/tiny-contriever (random, seed 2)';
 
 const FACTS: PassageText[][] = [
-  [{ title: 'alice', text: 'alice lives in paris.' }, { title: 'bob', text: 'bob lives in london.' }],
-  [{ title: 'carol', text: 'carol lives in berlin.' }, { title: 'david', text: 'david lives in madrid.' }],
-  [{ title: 'emma', text: 'emma lives in rome.' }, { title: 'frank', text: 'frank lives in vienna.' }],
+  [
+    { title: 'alice', text: 'alice lives in paris.' },
+    { title: 'bob', text: 'bob lives in london.' },
+  ],
+  [
+    { title: 'carol', text: 'carol lives in berlin.' },
+    { title: 'david', text: 'david lives in madrid.' },
+  ],
+  [
+    { title: 'emma', text: 'emma lives in rome.' },
+    { title: 'frank', text: 'frank lives in vienna.' },
+  ],
 ];
-const qaOf = (facts: PassageText[]): QAPair[] => facts.map((f) => ({ question: `where does ${f.title} live?`, answers: [f.text.split(' ').pop()!.replace('.', '')] }));
+const qaOf = (facts: PassageText[]): QAPair[] =>
+  facts.map((f) => ({ question: `where does ${f.title} live?`, answers: [f.text.split(' ').pop()!.replace('.', '')] }));
 
 describe('three headless CoRAG clients over the real coordinator', () => {
   const dir = tempDir();
@@ -43,7 +53,12 @@ describe('three headless CoRAG clients over the real coordinator', () => {
    * `fetchImpl` (the fault tests' injected failures): version 0 is client i's bundle, applied,
    * and its facts are contributed.
    */
-  async function oneClientSession(name: string, i: number, fetchImpl: typeof fetch, options: { deadlineSeconds?: number; uploadRetry?: UploadRetryPolicy; onEvent?: (e: ClientEvent) => void; contribute?: boolean } = {}) {
+  async function oneClientSession(
+    name: string,
+    i: number,
+    fetchImpl: typeof fetch,
+    options: { deadlineSeconds?: number; uploadRetry?: UploadRetryPolicy; onEvent?: (e: ClientEvent) => void; contribute?: boolean } = {},
+  ) {
     const anon = new CoragClient(server.url);
     const created = await anon.createSession({
       name,
@@ -83,14 +98,19 @@ describe('three headless CoRAG clients over the real coordinator', () => {
 
     const uploads: Array<{ round: number; body: Uint8Array }> = [];
     const caches = bundles.map(() => new MemoryModelCache());
-    const clients = await Promise.all(bundles.map((bundle, i) =>
-      FederatedCoragClient.join(anon, created.joinCode, `client-${i}`, {
-        bundle,
-        qaPairs: qaOf(FACTS[i]),
-        passageSource: (c, s) => new CoordinatorPassageSource(c, s),
-        cache: caches[i],
-        onEvent: (e: ClientEvent) => { if (e.type === 'uploaded') uploads.push({ round: e.round, body: e.body }); },
-      })));
+    const clients = await Promise.all(
+      bundles.map((bundle, i) =>
+        FederatedCoragClient.join(anon, created.joinCode, `client-${i}`, {
+          bundle,
+          qaPairs: qaOf(FACTS[i]),
+          passageSource: (c, s) => new CoordinatorPassageSource(c, s),
+          cache: caches[i],
+          onEvent: (e: ClientEvent) => {
+            if (e.type === 'uploaded') uploads.push({ round: e.round, body: e.body });
+          },
+        }),
+      ),
+    );
     for (const [i, c] of clients.entries()) {
       await c.loadGlobal(0);
       expect(await c.contributePassages(FACTS[i])).toHaveLength(2);
@@ -120,7 +140,10 @@ describe('three headless CoRAG clients over the real coordinator', () => {
       const updates = uploads.filter((u) => u.round === r).map((u) => decodeUpdate(u.body, trainedShapes));
       expect(updates).toHaveLength(3);
       for (const u of updates) expect(u.baseVersion).toBe(r - 1);
-      const expected = fedAvgExpected(versions[r - 1], updates.map((u) => ({ n: u.numExamples, deltas: u.deltas as Map<string, NamedTensor> })));
+      const expected = fedAvgExpected(
+        versions[r - 1],
+        updates.map((u) => ({ n: u.numExamples, deltas: u.deltas as Map<string, NamedTensor> })),
+      );
       for (const [name, t] of versions[r]) {
         const want = expected.get(name)!;
         // Zero-initialised tensors (BERT biases) stay near zero: compare those absolutely.
@@ -129,14 +152,18 @@ describe('three headless CoRAG clients over the real coordinator', () => {
       }
       // Training moved the trained tensors; the frozen passage encoder is carried over bit for bit.
       expect(versions[r].get('reader.lm_head.weight')!.data).not.toEqual(versions[r - 1].get('reader.lm_head.weight')!.data);
-      expect(versions[r].get('passage_encoder.embeddings.word_embeddings.weight')!.data).toEqual(versions[0].get('passage_encoder.embeddings.word_embeddings.weight')!.data);
+      expect(versions[r].get('passage_encoder.embeddings.word_embeddings.weight')!.data).toEqual(
+        versions[0].get('passage_encoder.embeddings.word_embeddings.weight')!.data,
+      );
     }
     // Every version a client trained from went through its cache.
     for (const cache of caches) for (const v of [0, 1]) expect(await cache.get(sid, v)).toBeDefined();
 
     // A reloaded tab reconnects with its stored credentials as the same client.
     const resumed = await FederatedCoragClient.resume(anon, clients[0].credentials, {
-      bundle: bundles[0], qaPairs: qaOf(FACTS[0]), passageSource: (c, s) => new CoordinatorPassageSource(c, s),
+      bundle: bundles[0],
+      qaPairs: qaOf(FACTS[0]),
+      passageSource: (c, s) => new CoordinatorPassageSource(c, s),
     });
     expect(resumed.clientId).toBe(clients[0].clientId);
     expect(resumed.session.currentVersion).toBe(2);
@@ -147,17 +174,28 @@ describe('three headless CoRAG clients over the real coordinator', () => {
     let fault: 'before-send' | 'after-send' | null = null;
     const faultyFetch: typeof fetch = async (input, init) => {
       const isUpload = init?.method === 'PUT' && String(input).endsWith('/update');
-      if (isUpload && fault === 'before-send') { fault = null; throw new TypeError('fetch failed'); }
+      if (isUpload && fault === 'before-send') {
+        fault = null;
+        throw new TypeError('fetch failed');
+      }
       const res = await fetch(input, init);
-      if (isUpload && fault === 'after-send') { fault = null; throw new TypeError('network connection lost'); }
+      if (isUpload && fault === 'after-send') {
+        fault = null;
+        throw new TypeError('network connection lost');
+      }
       return res;
     };
     const events: ClientEvent[] = [];
     const { sid, admin, client } = await oneClientSession('corag-retry', 0, faultyFetch, {
       uploadRetry: { initialDelayMs: 10 },
-      onEvent: (e) => { if (e.type !== 'training') events.push(e); },
+      onEvent: (e) => {
+        if (e.type !== 'training') events.push(e);
+      },
     });
-    for (const [round, mode] of [[1, 'before-send'], [2, 'after-send']] as const) {
+    for (const [round, mode] of [
+      [1, 'before-send'],
+      [2, 'after-send'],
+    ] as const) {
       fault = mode;
       const opened = await admin.openRound(sid);
       expect(await client.participate(opened)).not.toBeNull();
@@ -182,14 +220,19 @@ describe('three headless CoRAG clients over the real coordinator', () => {
     const stalling: typeof fetch = async (input, init) => {
       if (init?.method === 'PUT' && String(input).endsWith('/update') && cutOff === 0) {
         cutOff++;
-        return new Response('{"error":"body_timeout","message":"no body bytes arrived for 30000 ms"}', { status: 408, headers: { 'content-type': 'application/json' } });
+        return new Response('{"error":"body_timeout","message":"no body bytes arrived for 30000 ms"}', {
+          status: 408,
+          headers: { 'content-type': 'application/json' },
+        });
       }
       return fetch(input, init);
     };
     const retries: number[] = [];
     const { sid, admin, client } = await oneClientSession('corag-stalled', 0, stalling, {
       uploadRetry: { initialDelayMs: 5 },
-      onEvent: (e) => { if (e.type === 'upload-retrying') retries.push(e.attempt); },
+      onEvent: (e) => {
+        if (e.type === 'upload-retrying') retries.push(e.attempt);
+      },
     });
     expect(await client.participate(await admin.openRound(sid))).not.toBeNull();
     expect([cutOff, retries]).toEqual([1, [1]]);
@@ -200,12 +243,13 @@ describe('three headless CoRAG clients over the real coordinator', () => {
     const { sid, admin, client } = await oneClientSession('corag-reader-only', 2, fetch);
     await client.participate(await admin.openRound(sid));
     const bundle = bundles[2];
-    const moved = async (prefix: string) => [...(await bundle.delta(bundle.wireNamesMatching([prefix]))).values()].reduce((a, t) => a + t.data.reduce((b, x) => b + Math.abs(x), 0), 0);
+    const moved = async (prefix: string) =>
+      [...(await bundle.delta(bundle.wireNamesMatching([prefix]))).values()].reduce((a, t) => a + t.data.reduce((b, x) => b + Math.abs(x), 0), 0);
     expect(await moved('reader.')).toBeGreaterThan(0);
     expect(await moved('query_encoder.')).toBe(0);
   });
 
-  it('gives up on an upload after the policy\'s attempts and leaves the round to its deadline', async () => {
+  it("gives up on an upload after the policy's attempts and leaves the round to its deadline", async () => {
     const failing: typeof fetch = async (input, init) => {
       if (init?.method === 'PUT' && String(input).endsWith('/update')) throw new TypeError('fetch failed');
       return fetch(input, init);
@@ -213,7 +257,9 @@ describe('three headless CoRAG clients over the real coordinator', () => {
     const retries: number[] = [];
     const { sid, admin, client } = await oneClientSession('corag-offline', 1, failing, {
       uploadRetry: { attempts: 3, initialDelayMs: 5 },
-      onEvent: (e) => { if (e.type === 'upload-retrying') retries.push(e.delayMs); },
+      onEvent: (e) => {
+        if (e.type === 'upload-retrying') retries.push(e.delayMs);
+      },
     });
     const failure = client.participate(await admin.openRound(sid));
     await expect(failure).rejects.toThrow(/fetch failed/);
@@ -226,7 +272,11 @@ describe('three headless CoRAG clients over the real coordinator', () => {
 
   it('says which stage failed: an empty store is a TrainingInputError, a lost download the download stage, a failing search the retrieve stage', async () => {
     const empty = await oneClientSession('corag-empty-store', 1, fetch, { contribute: false });
-    await expect(empty.client.participate(await empty.admin.openRound(empty.sid))).rejects.toMatchObject({ name: 'TrainingInputError', problem: 'empty_store', detail: { source: 'session' } });
+    await expect(empty.client.participate(await empty.admin.openRound(empty.sid))).rejects.toMatchObject({
+      name: 'TrainingInputError',
+      problem: 'empty_store',
+      detail: { source: 'session' },
+    });
 
     let offline = false;
     const flaky: typeof fetch = async (input, init) => {
@@ -248,7 +298,7 @@ describe('three headless CoRAG clients over the real coordinator', () => {
     await expect(client.participate(await admin.openRound(sid))).rejects.toMatchObject({ name: 'RoundStageError', stage: 'retrieve' });
   });
 
-  it('by default keeps retrying a failing upload until the round\'s deadline, then gives up', async () => {
+  it("by default keeps retrying a failing upload until the round's deadline, then gives up", async () => {
     const failing: typeof fetch = async (input, init) => {
       if (init?.method === 'PUT' && String(input).endsWith('/update')) return new Response('{"error":"unavailable","message":"down"}', { status: 503 });
       return fetch(input, init);
@@ -257,7 +307,9 @@ describe('three headless CoRAG clients over the real coordinator', () => {
     const { sid, admin, client } = await oneClientSession('corag-deadline', 1, failing, {
       deadlineSeconds: 4,
       uploadRetry: { initialDelayMs: 100, maxDelayMs: 400 },
-      onEvent: (e) => { if (e.type === 'upload-retrying') retries.push(e.attempt); },
+      onEvent: (e) => {
+        if (e.type === 'upload-retrying') retries.push(e.attempt);
+      },
     });
     const round = await admin.openRound(sid);
     await expect(client.participate(round)).rejects.toMatchObject({ name: 'RoundStageError', stage: 'upload', cause: { status: 503, code: 'unavailable' } });
@@ -271,7 +323,7 @@ describe('three headless CoRAG clients over the real coordinator', () => {
     const tampering: typeof fetch = async (input, init) => {
       const res = await fetch(input, init);
       if (!corrupt || !String(input).endsWith('/passages/search')) return res;
-      const body = await res.json() as { hits: Array<{ embedding?: unknown }> };
+      const body = (await res.json()) as { hits: Array<{ embedding?: unknown }> };
       body.hits[0].embedding = [1, 2];
       body.hits[1].embedding = body.hits[1].embedding && (body.hits[1].embedding as number[]).map(() => 'x');
       return new Response(JSON.stringify(body), { status: res.status, headers: res.headers });
@@ -295,7 +347,16 @@ describe('three headless CoRAG clients over the real coordinator', () => {
   });
 
   it('reads the round config the coordinator hands out (numbers arrive as strings) into training options', () => {
-    expect(trainingOptionsFromRound({ learningRate: '0.001', localSteps: '2', passagesPerQuestion: 5, maxLength: '384', retrieverLoss: 'adist', note: 'x', batchSize: 'many' }))
-      .toEqual({ lr: 0.001, steps: 2, k: 5, maxLength: 384, retrieverLoss: 'adist' });
+    expect(
+      trainingOptionsFromRound({
+        learningRate: '0.001',
+        localSteps: '2',
+        passagesPerQuestion: 5,
+        maxLength: '384',
+        retrieverLoss: 'adist',
+        note: 'x',
+        batchSize: 'many',
+      }),
+    ).toEqual({ lr: 0.001, steps: 2, k: 5, maxLength: 384, retrieverLoss: 'adist' });
   });
 });

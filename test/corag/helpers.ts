@@ -13,7 +13,12 @@ function tokenizerFiles(folder: 't5' | 'bert-base-uncased'): Map<string, Uint8Ar
 const generated = new Map<string, { reader: Map<string, Uint8Array>; retriever: Map<string, Uint8Array> }>();
 
 /** Reader checkpoint seed 1 and retriever seed 2 (gated-GELU reader), as the coordinator's demo session. */
-export function tinyBundle(readerSeed = 1, retrieverSeed = 2, feedForward: T5FeedForward = 'gated-gelu', readerConfigFields: Record<string, unknown> = {}): Promise<ModelBundle> {
+export function tinyBundle(
+  readerSeed = 1,
+  retrieverSeed = 2,
+  feedForward: T5FeedForward = 'gated-gelu',
+  readerConfigFields: Record<string, unknown> = {},
+): Promise<ModelBundle> {
   // Generating the weights takes seconds; loading the same files again is fast.
   const key = `${readerSeed}/${retrieverSeed}/${feedForward}`;
   let files = generated.get(key);

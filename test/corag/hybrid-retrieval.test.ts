@@ -28,7 +28,7 @@ describe('hybrid retrieval (dense + BM25, reciprocal rank fusion)', () => {
   });
   afterAll(() => bundle.dispose());
 
-  it('the keyword index finds the passage with the question\'s rare word, scored by the same inner product as dense hits', async () => {
+  it("the keyword index finds the passage with the question's rare word, scored by the same inner product as dense hits", async () => {
     const keywords = new KeywordPassageIndex(indexed, 'yours');
     const [query] = await embedQueries(bundle, ['who keeps zebras?']);
     const hits = keywords.search('who keeps zebras?', query, 3);
@@ -45,7 +45,10 @@ describe('hybrid retrieval (dense + BM25, reciprocal rank fusion)', () => {
     const embeddings = indexed.map((p) => (p.title === 'emma' ? query.map((v) => -100 * v) : p.embedding));
     const rigged = LocalPassageStore.empty(bundle.embeddingDim, 'yours');
     const ids = rigged.add(PASSAGES, embeddings);
-    const riggedIndex = new KeywordPassageIndex(PASSAGES.map((p, i) => ({ ...p, id: ids[i], embedding: embeddings[i] })), 'yours');
+    const riggedIndex = new KeywordPassageIndex(
+      PASSAGES.map((p, i) => ({ ...p, id: ids[i], embedding: embeddings[i] })),
+      'yours',
+    );
     const [dense] = await rigged.search([query], PASSAGES.length);
     expect(dense.at(-1)!.title).toBe('emma');
     const k = 2;

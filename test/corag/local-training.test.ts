@@ -13,7 +13,13 @@ const FACTS: PassageText[] = PEOPLE.map((p, i) => ({ title: p, text: `${p} lives
 const QA: QAPair[] = PEOPLE.map((p, i) => ({ question: `where does ${p} live?`, answers: [CITIES[i]] }));
 
 async function goldFirst(bundle: ModelBundle, store: LocalPassageStore): Promise<number> {
-  const hits = await store.search(await embedQueries(bundle, QA.map((q) => q.question)), 1);
+  const hits = await store.search(
+    await embedQueries(
+      bundle,
+      QA.map((q) => q.question),
+    ),
+    1,
+  );
   return hits.filter((h, i) => h[0].title === PEOPLE[i]).length / QA.length;
 }
 
@@ -34,7 +40,14 @@ describe('trainLocally', () => {
     // Tensors alive after each step: must not grow from step to step.
     const alive: number[] = [];
     const result = await trainLocally(bundle, QA, store, {
-      k: 4, steps: STEPS, batchSize: 4, lr: 1e-2, retrieverLr: 3e-3, weightDecay: 0, seed: 1, maxLength: 32,
+      k: 4,
+      steps: STEPS,
+      batchSize: 4,
+      lr: 1e-2,
+      retrieverLr: 3e-3,
+      weightDecay: 0,
+      seed: 1,
+      maxLength: 32,
       onProgress: () => alive.push(tf.memory().numTensors),
     });
     const after = await goldFirst(bundle, store);
@@ -87,8 +100,16 @@ describe('trainLocally', () => {
     const abort = new AbortController();
     const steps: number[] = [];
     const run = trainLocally(bundle, QA, store, {
-      k: 2, steps: 10, batchSize: 2, lr: 1e-3, maxLength: 32, signal: abort.signal,
-      onProgress: (p) => { steps.push(p.step); if (p.step === 2) abort.abort(); },
+      k: 2,
+      steps: 10,
+      batchSize: 2,
+      lr: 1e-3,
+      maxLength: 32,
+      signal: abort.signal,
+      onProgress: (p) => {
+        steps.push(p.step);
+        if (p.step === 2) abort.abort();
+      },
     });
     await expect(run).rejects.toThrow(/abort/i);
     expect(steps).toEqual([1, 2]);

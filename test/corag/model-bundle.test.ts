@@ -22,7 +22,7 @@ describe('ModelBundle', () => {
     expect(() => localName('decoder.final_layer_norm.weight')).toThrow(/belongs to no model part/);
   });
 
-  it('trains what a session\'s trained prefixes aggregate, never the passage encoder', () => {
+  it("trains what a session's trained prefixes aggregate, never the passage encoder", () => {
     expect(trainableForWirePrefixes(['reader.'])).toBe('reader');
     expect(trainableForWirePrefixes(['query_encoder.'])).toBe('query-encoder');
     expect(trainableForWirePrefixes(['reader.', 'query_encoder.'])).toBe('reader+query-encoder');

@@ -2,7 +2,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ModelBundle } from '../../src/corag/model-bundle';
 import {
-  embedPassages, embedQueries, embedTexts, LocalPassageStore, mergedPassageSource, passageRetrieverText, retrieve, retrievedPassageEmbeddings,
+  embedPassages,
+  embedQueries,
+  embedTexts,
+  LocalPassageStore,
+  mergedPassageSource,
+  passageRetrieverText,
+  retrieve,
+  retrievedPassageEmbeddings,
 } from '../../src/corag/retrieve';
 import { initBackend } from '../../src/model/backend';
 import { tinyBundle } from './helpers';
@@ -27,7 +34,11 @@ describe('retrieval', () => {
     const tensors = tf.memory().numTensors;
     const progress: Array<[number, number]> = [];
     const batched = await embedPassages(bundle, PASSAGES, { batchSize: 2, onProgress: (d, t) => progress.push([d, t]) });
-    expect(progress).toEqual([[2, 5], [4, 5], [5, 5]]);
+    expect(progress).toEqual([
+      [2, 5],
+      [4, 5],
+      [5, 5],
+    ]);
     expect(tf.memory().numTensors).toBe(tensors);
     for (const [i, p] of PASSAGES.entries()) {
       const [alone] = await embedTexts(bundle, 'passage', [passageRetrieverText(p)]);
@@ -38,7 +49,13 @@ describe('retrieval', () => {
 
   it('batches texts by length and returns the rows in input order', async () => {
     // Lengths out of order, so length-sorted batches differ from input-order batches.
-    const texts = ['a long text about the river that runs through the old town and the bridges over it', 'short', 'a text of middling length here', 'x', 'another fairly long text, with several words in it, about trains'];
+    const texts = [
+      'a long text about the river that runs through the old town and the bridges over it',
+      'short',
+      'a text of middling length here',
+      'x',
+      'another fairly long text, with several words in it, about trains',
+    ];
     const sorted = await embedTexts(bundle, 'passage', texts, { batchSize: 2 });
     const inOrder = await embedTexts(bundle, 'passage', texts, { batchSize: 2, sortByLength: false });
     for (const [i, t] of texts.entries()) {

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { consentKey, requestedTrainingScope, trainingScopeWithConsent } from '../../src/corag/training-consent';
 
 describe('what a tab trains on', () => {
-  it('reads the session\'s training.retrievalSource, falling back to the shared store for unset or unknown values', () => {
+  it("reads the session's training.retrievalSource, falling back to the shared store for unset or unknown values", () => {
     expect(requestedTrainingScope({})).toBe('shared');
     expect(requestedTrainingScope({ retrievalSource: 'both' })).toBe('both');
     expect(requestedTrainingScope({ retrievalSource: 'yours' })).toBe('yours');

@@ -2,7 +2,14 @@
 import { describe, expect, it } from 'vitest';
 import { combineVerdicts, pairedBootstrap, quantile, verdict, type BootstrapUnit } from '../../src/crab/bootstrap';
 
-const em = (seed: number, client: number, a: number, b: number): BootstrapUnit => ({ seed, client, arms: [[a, 1], [b, 1]] });
+const em = (seed: number, client: number, a: number, b: number): BootstrapUnit => ({
+  seed,
+  client,
+  arms: [
+    [a, 1],
+    [b, 1],
+  ],
+});
 
 describe('pairedBootstrap', () => {
   it('gives [0, 1] for one client whose two questions differ by 0 and 1 (resampled means 0, ½, 1 with odds ¼, ½, ¼)', () => {
@@ -14,7 +21,14 @@ describe('pairedBootstrap', () => {
   });
 
   it('collapses to the estimate when every question differs by the same amount (pairing removes the shared noise)', () => {
-    const units = [0, 1, 0, 1, 1].map((b, i) => ({ seed: 0, client: i % 2, arms: [[b + 0.25, 1], [b, 1]] as Array<[number, number]> }));
+    const units = [0, 1, 0, 1, 1].map((b, i) => ({
+      seed: 0,
+      client: i % 2,
+      arms: [
+        [b + 0.25, 1],
+        [b, 1],
+      ] as Array<[number, number]>,
+    }));
     const ci = pairedBootstrap(units, { weights: [1, -1], replicates: 500 });
     expect(ci.estimate).toBeCloseTo(0.25, 12);
     expect(ci.low).toBeCloseTo(0.25, 12);
@@ -29,7 +43,24 @@ describe('pairedBootstrap', () => {
   });
 
   it('scores an NLL arm as summed NLL over answer tokens within a client', () => {
-    const units: BootstrapUnit[] = [{ seed: 0, client: 0, arms: [[2, 1], [3, 1]] }, { seed: 0, client: 0, arms: [[4, 3], [3, 3]] }];
+    const units: BootstrapUnit[] = [
+      {
+        seed: 0,
+        client: 0,
+        arms: [
+          [2, 1],
+          [3, 1],
+        ],
+      },
+      {
+        seed: 0,
+        client: 0,
+        arms: [
+          [4, 3],
+          [3, 3],
+        ],
+      },
+    ];
     const ci = pairedBootstrap(units, { weights: [1, -1], replicates: 1 });
     expect(ci.estimate).toBeCloseTo(6 / 4 - 6 / 4, 12);
     expect(pairedBootstrap(units, { weights: [1, 0], replicates: 1 }).estimate).toBeCloseTo(1.5, 12);

@@ -1,14 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import {
-  DataFormatError,
-  parseSquadJson,
-  readDprPassagesTsv,
-  readNqOpenJsonl,
-  readPassagesJsonl,
-  readQaJsonl,
-  splitLines,
-} from '../../src/crab/loaders';
+import { DataFormatError, parseSquadJson, readDprPassagesTsv, readNqOpenJsonl, readPassagesJsonl, readQaJsonl, splitLines } from '../../src/crab/loaders';
 
 const shared = (path: string) => new URL(`../../../shared/data/${path}`, import.meta.url);
 const read = (path: string) => readFileSync(shared(path), 'utf8');
@@ -25,7 +17,11 @@ describe('NQ-open and QA jsonl', () => {
   it('reads the shared NQ-open dev file (3,610 questions)', () => {
     const qa = [...readNqOpenJsonl(splitLines(read('nq-open/NQ-open.dev.jsonl')), { source: 'NQ-open.dev' })];
     expect(qa).toHaveLength(3610);
-    expect(qa[0]).toEqual({ id: 'NQ-open.dev:1', question: 'when was the last time anyone was on the moon', answers: ['14 December 1972 UTC', 'December 1972'] });
+    expect(qa[0]).toEqual({
+      id: 'NQ-open.dev:1',
+      question: 'when was the last time anyone was on the moon',
+      answers: ['14 December 1972 UTC', 'December 1972'],
+    });
   });
 
   it('reports the line of invalid JSON or a bad field', () => {
@@ -57,7 +53,13 @@ describe('passage jsonl', () => {
 
 describe('DPR psgs_w100.tsv', () => {
   it('reads csv-quoted fields: doubled quotes, tabs and newlines inside quotes', () => {
-    const lines = ['id\ttext\ttitle', '1\t"He said ""hi""\tthere"\tGreeting', '2\t"first line', 'second line"\t"Quoted ""Title"""', '3\tplain "inner" quote\tT'];
+    const lines = [
+      'id\ttext\ttitle',
+      '1\t"He said ""hi""\tthere"\tGreeting',
+      '2\t"first line',
+      'second line"\t"Quoted ""Title"""',
+      '3\tplain "inner" quote\tT',
+    ];
     expect([...readDprPassagesTsv(lines, { source: 'p.tsv' })]).toEqual([
       { id: '1', text: 'He said "hi"\tthere', title: 'Greeting' },
       { id: '2', text: 'first line\nsecond line', title: 'Quoted "Title"' },
@@ -96,8 +98,11 @@ describe('SQuAD v1.1 json', () => {
   });
 
   it('names the path of a bad field and the line of a JSON syntax error', () => {
-    const doc = (answer: object) => JSON.stringify({ data: [{ title: 'T', paragraphs: [{ context: 'abc def', qas: [{ id: 'q', question: 'Q?', answers: [answer] }] }] }] });
-    expect(() => parseSquadJson(doc({ text: 'def', answer_start: 0 }), { source: 's' })).toThrow(/s:data\[0\]\.paragraphs\[0\]\.qas\[0\]\.answers\[0\]: answer "def" is not at offset 0/);
+    const doc = (answer: object) =>
+      JSON.stringify({ data: [{ title: 'T', paragraphs: [{ context: 'abc def', qas: [{ id: 'q', question: 'Q?', answers: [answer] }] }] }] });
+    expect(() => parseSquadJson(doc({ text: 'def', answer_start: 0 }), { source: 's' })).toThrow(
+      /s:data\[0\]\.paragraphs\[0\]\.qas\[0\]\.answers\[0\]: answer "def" is not at offset 0/,
+    );
     expect(() => parseSquadJson(doc({ text: 'def', answer_start: -1 }), { source: 's' })).toThrow(/"answer_start" must be a non-negative integer/);
     expect(parseSquadJson(doc({ text: 'def', answer_start: 4 }), { source: 's' })[0].paragraphs[0].qas[0].answers).toEqual([{ text: 'def', start: 4 }]);
     expect(() => parseSquadJson('{"data": [\n{"title": "t"', { source: 's' })).toThrow(/^s:2: not valid JSON/);

@@ -9,12 +9,30 @@ import { scoreRun } from '../../src/crab/scoring';
 /** CoRAG right on `right` of 4 test questions per client after round 1; RAG-Local never; 2 clients, 1 round, given seeds. */
 function predictions(seeds: number[], right: number): PredictionRow[] {
   const out: PredictionRow[] = [];
-  for (const seed of seeds) for (const method of ['rag-local', 'corag'] as const) for (const round of [0, 1]) for (const split of ['test', 'dev'] as const) for (const client of [0, 1]) {
-    for (let q = 0; q < (split === 'test' ? 4 : 2); q++) {
-      const em = method === 'corag' && round === 1 && split === 'test' && q < right ? 1 : 0;
-      out.push({ method, shots: 16, store: 'REL', seed, round, split, client, question_id: `${split}${client}${q}`, prediction: em ? 'x' : 'y', em, f1: em, nll_sum: em ? 2 : 8, nll_tokens: 2 });
-    }
-  }
+  for (const seed of seeds)
+    for (const method of ['rag-local', 'corag'] as const)
+      for (const round of [0, 1])
+        for (const split of ['test', 'dev'] as const)
+          for (const client of [0, 1]) {
+            for (let q = 0; q < (split === 'test' ? 4 : 2); q++) {
+              const em = method === 'corag' && round === 1 && split === 'test' && q < right ? 1 : 0;
+              out.push({
+                method,
+                shots: 16,
+                store: 'REL',
+                seed,
+                round,
+                split,
+                client,
+                question_id: `${split}${client}${q}`,
+                prediction: em ? 'x' : 'y',
+                em,
+                f1: em,
+                nll_sum: em ? 2 : 8,
+                nll_tokens: 2,
+              });
+            }
+          }
   return out;
 }
 
@@ -45,10 +63,34 @@ describe('report tables', () => {
 
   it('writes results.json without predictions, predictions.jsonl that re-scores to summary.json, results.md and the plots', () => {
     const rows = predictions([0, 1, 2], 1);
-    const config = parseRunnerConfig({ name: 'x', models: { reader: 'tiny', retriever: 'tiny' }, shots: [16], methods: ['rag-local', 'corag'], seeds: [0, 1, 2] });
-    const results: CrabResults = { format: 'crab-results/2', name: 'x', config, backend: 'cpu', startedAt: '', seconds: 60, data: { cache: '' }, experiments: [], summary: scoreRun(rows) };
+    const config = parseRunnerConfig({
+      name: 'x',
+      models: { reader: 'tiny', retriever: 'tiny' },
+      shots: [16],
+      methods: ['rag-local', 'corag'],
+      seeds: [0, 1, 2],
+    });
+    const results: CrabResults = {
+      format: 'crab-results/2',
+      name: 'x',
+      config,
+      backend: 'cpu',
+      startedAt: '',
+      seconds: 60,
+      data: { cache: '' },
+      experiments: [],
+      summary: scoreRun(rows),
+    };
     const files = new Map(reportFiles(results, rows).map((f) => [f.name, f.text]));
-    expect([...files.keys()]).toEqual(['results.json', 'predictions.jsonl', 'summary.json', 'results.md', 'em-vs-round-16shot.svg', 'nll-vs-round-16shot.svg', 'em-vs-shots.svg']);
+    expect([...files.keys()]).toEqual([
+      'results.json',
+      'predictions.jsonl',
+      'summary.json',
+      'results.md',
+      'em-vs-round-16shot.svg',
+      'nll-vs-round-16shot.svg',
+      'em-vs-shots.svg',
+    ]);
     expect(files.get('results.json')).not.toContain('question_id');
     expect(files.get('predictions.jsonl')!.trim().split('\n')).toHaveLength(rows.length);
     expect(JSON.stringify(scoreRun(parsePredictionsJsonl(files.get('predictions.jsonl')!)), null, 2) + '\n').toBe(files.get('summary.json'));
@@ -63,7 +105,21 @@ describe('SVG plots', () => {
   it('places every point by its value on linear axes with nice ticks', () => {
     expect(niceStep(37)).toBe(10);
     expect(niceStep(0.8)).toBe(0.2);
-    const svg = lineChartSvg({ title: 'T <1>', xLabel: 'round', yLabel: 'EM', series: [{ name: 'A', points: [{ x: 0, y: 0 }, { x: 2, y: 40 }] }, { name: 'B', points: [{ x: 1, y: 20, err: 5 }] }] });
+    const svg = lineChartSvg({
+      title: 'T <1>',
+      xLabel: 'round',
+      yLabel: 'EM',
+      series: [
+        {
+          name: 'A',
+          points: [
+            { x: 0, y: 0 },
+            { x: 2, y: 40 },
+          ],
+        },
+        { name: 'B', points: [{ x: 1, y: 20, err: 5 }] },
+      ],
+    });
     expect(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
     expect(svg).toContain('T &lt;1&gt;');
     expect(svg.match(/<g class="series"/g)).toHaveLength(2);
@@ -75,12 +131,25 @@ describe('SVG plots', () => {
   });
 
   it('fits the y axis to the data when asked (a loss moving by tenths is not a flat line)', () => {
-    const svg = lineChartSvg({ title: 'NLL', xLabel: 'round', yLabel: 'NLL', fitY: true, series: [{ name: 'A', points: [{ x: 0, y: 10.4 }, { x: 1, y: 10.0 }] }] });
+    const svg = lineChartSvg({
+      title: 'NLL',
+      xLabel: 'round',
+      yLabel: 'NLL',
+      fitY: true,
+      series: [
+        {
+          name: 'A',
+          points: [
+            { x: 0, y: 10.4 },
+            { x: 1, y: 10.0 },
+          ],
+        },
+      ],
+    });
     // Step 0.1 over 10.0..10.4: 10.4 at the top (y 40), 10.0 at the bottom (y 308).
     expect(svg).toContain('cy="40.0" r="3.5" fill="#0072B2" data-x="0" data-y="10.4"');
     expect(svg).toContain('cy="308.0" r="3.5" fill="#0072B2" data-x="1" data-y="10"');
     expect(svg).not.toMatch(/class="ytick"[^>]*>0<\/text>/);
     expect(svg).toMatch(/class="ytick"[^>]*>10<\/text>/);
   });
-
 });

@@ -69,8 +69,18 @@ describe('CrabRunner over the real coordinator', () => {
     const experiments = await runner.run();
 
     expect(experiments.map((e) => e.method)).toEqual(['closed-book', 'rag-local', 'corag', 'centralized']);
-    const testIds = (c: number) => data.qa.filter((q) => q.client === c && q.split === 'test').sort((x, y) => x.position - y.position).slice(0, 2).map((q) => q.id);
-    const devIds = (c: number) => data.qa.filter((q) => q.client === c && q.split === 'dev').sort((x, y) => x.position - y.position).slice(0, 2).map((q) => q.id);
+    const testIds = (c: number) =>
+      data.qa
+        .filter((q) => q.client === c && q.split === 'test')
+        .sort((x, y) => x.position - y.position)
+        .slice(0, 2)
+        .map((q) => q.id);
+    const devIds = (c: number) =>
+      data.qa
+        .filter((q) => q.client === c && q.split === 'dev')
+        .sort((x, y) => x.position - y.position)
+        .slice(0, 2)
+        .map((q) => q.id);
     for (const e of experiments) {
       expect(e.rounds.map((r) => r.round)).toEqual([0, 1, 2]);
       // One prediction per (round, split, client, question), named by the SQuAD id.
@@ -91,7 +101,18 @@ describe('CrabRunner over the real coordinator', () => {
         expect(r.perplexity).toBeCloseTo(Math.exp(r.answerNll), 6);
       }
       // Rounds are selected from the dev predictions, whatever test says.
-      const dev = new Map([0, 1, 2].map((round) => [round, scoreRows(e.predictions.filter((p) => p.round === round && p.split === 'dev'), 'macro')] as const));
+      const dev = new Map(
+        [0, 1, 2].map(
+          (round) =>
+            [
+              round,
+              scoreRows(
+                e.predictions.filter((p) => p.round === round && p.split === 'dev'),
+                'macro',
+              ),
+            ] as const,
+        ),
+      );
       expect(e.selected).toEqual(selectRounds(dev));
       expect(e.selected.lastRound).toBe(2);
       expect(e.rounds[0].trainLoss).toBeNull();
@@ -100,7 +121,13 @@ describe('CrabRunner over the real coordinator', () => {
       expect(e.rounds[1].trainReaderLoss).toBeGreaterThan(0);
       expect(e.rounds[1].trainReaderLoss!).toBeLessThanOrEqual(e.rounds[1].trainLoss! + 1e-6);
       // What client 0's final model answered to its first test questions, kept to be read.
-      expect(e.samples!.map((x) => x.question)).toEqual(data.qa.filter((q) => q.client === 0 && q.split === 'test').sort((a, b) => a.position - b.position).slice(0, 2).map((q) => q.question));
+      expect(e.samples!.map((x) => x.question)).toEqual(
+        data.qa
+          .filter((q) => q.client === 0 && q.split === 'test')
+          .sort((a, b) => a.position - b.position)
+          .slice(0, 2)
+          .map((q) => q.question),
+      );
     }
     // FedAvg rounds happened on the coordinator: the global version advanced 0 -> 1 -> 2.
     const byMethod = new Map(experiments.map((e) => [e.method, e]));
@@ -146,9 +173,21 @@ describe('CrabRunner over the real coordinator', () => {
     expect(retrievals.filter((r) => r.method === 'rag-local' && r.client === 0).reduce((a, r) => a + r.queries, 0)).toBe(2 * 2); // rounds × its own shots
     expect(progress.at(-1)).toBeCloseTo(1, 10);
 
-    const { results, predictions } = buildResults({ name: config.name, config, backend: 'wasm', startedAt: new Date(0).toISOString(), seconds: 1, data: { cache: config.data.cache } }, experiments, { replicates: 100, confidence: 0.95, seed: 0 });
+    const { results, predictions } = buildResults(
+      { name: config.name, config, backend: 'wasm', startedAt: new Date(0).toISOString(), seconds: 1, data: { cache: config.data.cache } },
+      experiments,
+      { replicates: 100, confidence: 0.95, seed: 0 },
+    );
     const files = new Map(reportFiles(results, predictions).map((f) => [f.name, f.text]));
-    expect([...files.keys()]).toEqual(['results.json', 'predictions.jsonl', 'summary.json', 'results.md', 'em-vs-round-2shot.svg', 'nll-vs-round-2shot.svg', 'em-vs-shots.svg']);
+    expect([...files.keys()]).toEqual([
+      'results.json',
+      'predictions.jsonl',
+      'summary.json',
+      'results.md',
+      'em-vs-round-2shot.svg',
+      'nll-vs-round-2shot.svg',
+      'em-vs-shots.svg',
+    ]);
     // Anyone can re-score: predictions.jsonl alone gives the same summary.
     expect(scoreRun(parsePredictionsJsonl(files.get('predictions.jsonl')!), { replicates: 100, confidence: 0.95, seed: 0 })).toEqual(results.summary);
     const md = files.get('results.md')!;
@@ -160,21 +199,27 @@ describe('CrabRunner over the real coordinator', () => {
     expect(files.get('em-vs-round-2shot.svg')!.match(/<g class="series"/g)).toHaveLength(4);
   }, 240_000);
 
-  it('holds each client\'s dev relevant passages and test background, and no passage of any training store', async () => {
-    const data = await loadCrabData(parseRunnerConfig({ name: 'x', models: { reader: 'tiny', retriever: 'tiny' }, data: { cache: join(dir, 'crab'), seed: 0 }, clients: 2, shots: [2] }));
+  it("holds each client's dev relevant passages and test background, and no passage of any training store", async () => {
+    const data = await loadCrabData(
+      parseRunnerConfig({ name: 'x', models: { reader: 'tiny', retriever: 'tiny' }, data: { cache: join(dir, 'crab'), seed: 0 }, clients: 2, shots: [2] }),
+    );
     for (const c of [0, 1]) {
       const view = new Set(devStoreView(data, c));
       for (const q of data.qa.filter((r) => r.client === c && r.split === 'dev')) for (const id of q.relevant) expect(view.has(id)).toBe(true);
-      for (const shots of Object.keys(data.stores.training)) for (const store of TRAINING_STORES) {
-        expect(collaborativeView(data.stores.training[shots][store]).filter((id) => view.has(id))).toEqual([]);
-      }
+      for (const shots of Object.keys(data.stores.training))
+        for (const store of TRAINING_STORES) {
+          expect(collaborativeView(data.stores.training[shots][store]).filter((id) => view.has(id))).toEqual([]);
+        }
     }
   }, 60_000);
 });
 
 describe('score aggregation', () => {
   it('averages clients equally, or counts every answer once (micro), for every method', () => {
-    const clients = [{ exactMatch: 1, f1: 1, count: 1, answerNll: 2, answerTokens: 2 }, { exactMatch: 0.25, f1: 0.5, count: 3, answerNll: 4, answerTokens: 6 }];
+    const clients = [
+      { exactMatch: 1, f1: 1, count: 1, answerNll: 2, answerTokens: 2 },
+      { exactMatch: 0.25, f1: 0.5, count: 3, answerNll: 4, answerTokens: 6 },
+    ];
     expect(aggregateScores(clients, 'client-average')).toEqual({ exactMatch: 0.625, f1: 0.75, answerNll: 3, perplexity: Math.exp(3) });
     // Micro NLL: every answer token once, (2·2 + 4·6) / 8.
     expect(aggregateScores(clients, 'micro')).toEqual({ exactMatch: (1 + 0.75) / 4, f1: (1 + 1.5) / 4, answerNll: 3.5, perplexity: Math.exp(3.5) });
@@ -206,22 +251,40 @@ describe('runner config', () => {
     expect(() => parseRunnerConfig({ ...minimal, name: '../x' })).toThrow(/folder name/);
   });
 
-  it('parses every shipped config; paper.json has the paper\'s batch 64, lr 4e-5, 8 clients with all 32 test and 16 dev questions, 3 seeds', () => {
+  it("parses every shipped config; paper.json has the paper's batch 64, lr 4e-5, 8 clients with all 32 test and 16 dev questions, 3 seeds", () => {
     const dirOf = new URL('../../configs/crab/', import.meta.url);
     for (const name of readdirSync(dirOf)) expect(() => parseRunnerConfig(JSON.parse(readFileSync(new URL(name, dirOf), 'utf8')))).not.toThrow();
     const paper = parseRunnerConfig(JSON.parse(readFileSync(new URL('paper.json', dirOf), 'utf8')));
-    expect([paper.training.batchSize, paper.training.lr, paper.clients, paper.evaluation.testPerClient, paper.evaluation.devPerClient, paper.seeds.length]).toEqual([64, 4e-5, 8, null, null, 3]);
+    expect([
+      paper.training.batchSize,
+      paper.training.lr,
+      paper.clients,
+      paper.evaluation.testPerClient,
+      paper.evaluation.devPerClient,
+      paper.seeds.length,
+    ]).toEqual([64, 4e-5, 8, null, null, 3]);
   });
 
   it('grids methods × shots × seeds, then the store ablation, running a shared cell once', () => {
     const c = parseRunnerConfig({
-      ...minimal, shots: [16, 64], methods: ['closed-book', 'corag'], seeds: [0, 1],
+      ...minimal,
+      shots: [16, 64],
+      methods: ['closed-book', 'corag'],
+      seeds: [0, 1],
       storeAblation: { shots: 64, methods: ['corag', 'closed-book'], stores: ['REL', 'IRR'] },
     });
     const grid = experimentGrid(c).map((e) => `${e.method}/${e.shots}/${e.store}/${e.seed}`);
     expect(grid).toEqual([
-      'closed-book/16/REL/0', 'corag/16/REL/0', 'closed-book/64/REL/0', 'corag/64/REL/0', 'corag/64/IRR/0',
-      'closed-book/16/REL/1', 'corag/16/REL/1', 'closed-book/64/REL/1', 'corag/64/REL/1', 'corag/64/IRR/1',
+      'closed-book/16/REL/0',
+      'corag/16/REL/0',
+      'closed-book/64/REL/0',
+      'corag/64/REL/0',
+      'corag/64/IRR/0',
+      'closed-book/16/REL/1',
+      'corag/16/REL/1',
+      'closed-book/64/REL/1',
+      'corag/64/REL/1',
+      'corag/64/IRR/1',
     ]);
   });
 });

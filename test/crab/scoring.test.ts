@@ -6,17 +6,45 @@ import { scoreRows, scoreRun, selectRounds } from '../../src/crab/scoring';
 
 type Answer = { em: 0 | 1; nll?: number };
 /** Rows of one (method, shots, seed, round, split): per client, per question, right (1) or wrong (0). */
-function rows(method: Method, shots: number, seed: number, round: number, split: 'dev' | 'test', perClient: Answer[][], store: PredictionRow['store'] = 'REL'): PredictionRow[] {
-  return perClient.flatMap((answers, client) => answers.map((a, q) => ({
-    method, shots, store, seed, round, split, client, question_id: `${split}-c${client}-q${q}`,
-    prediction: a.em ? 'gold' : 'wrong', em: a.em, f1: a.em, nll_sum: (a.nll ?? (a.em ? 1 : 3)) * 2, nll_tokens: 2,
-  })));
+function rows(
+  method: Method,
+  shots: number,
+  seed: number,
+  round: number,
+  split: 'dev' | 'test',
+  perClient: Answer[][],
+  store: PredictionRow['store'] = 'REL',
+): PredictionRow[] {
+  return perClient.flatMap((answers, client) =>
+    answers.map((a, q) => ({
+      method,
+      shots,
+      store,
+      seed,
+      round,
+      split,
+      client,
+      question_id: `${split}-c${client}-q${q}`,
+      prediction: a.em ? 'gold' : 'wrong',
+      em: a.em,
+      f1: a.em,
+      nll_sum: (a.nll ?? (a.em ? 1 : 3)) * 2,
+      nll_tokens: 2,
+    })),
+  );
 }
 const all = (n: number, em: 0 | 1, nll?: number): Answer[] => Array.from({ length: n }, () => ({ em, nll }));
 
 describe('scoreRows', () => {
   it('averages clients equally (macro) or questions equally (micro), NLL per answer token', () => {
-    const r = rows('corag', 16, 0, 0, 'test', [[{ em: 1, nll: 1 }], [{ em: 0, nll: 2 }, { em: 0, nll: 2 }, { em: 0, nll: 5 }]]);
+    const r = rows('corag', 16, 0, 0, 'test', [
+      [{ em: 1, nll: 1 }],
+      [
+        { em: 0, nll: 2 },
+        { em: 0, nll: 2 },
+        { em: 0, nll: 5 },
+      ],
+    ]);
     expect(scoreRows(r, 'macro')).toEqual({ em: 0.5, f1: 0.5, nll: (1 + 3) / 2 });
     expect(scoreRows(r, 'micro')).toEqual({ em: 0.25, f1: 0.25, nll: 10 / 4 });
   });
@@ -41,17 +69,27 @@ describe('scoreRun', () => {
   const corag = [0, 1, 2].flatMap((seed) => [
     ...rows('corag', 16, seed, 0, 'test', [all(4, 0), all(4, 0)]),
     ...rows('corag', 16, seed, 0, 'dev', [all(2, 0), all(2, 0)]),
-    ...rows('corag', 16, seed, 1, 'test', [[{ em: 1 }, { em: 1 }, { em: 0 }, { em: 0 }], [{ em: 1 }, { em: 0 }, { em: 0 }, { em: 0 }]]),
+    ...rows('corag', 16, seed, 1, 'test', [
+      [{ em: 1 }, { em: 1 }, { em: 0 }, { em: 0 }],
+      [{ em: 1 }, { em: 0 }, { em: 0 }, { em: 0 }],
+    ]),
     ...rows('corag', 16, seed, 1, 'dev', [all(2, 1), all(2, 1)]),
     ...rows('corag', 16, seed, 2, 'test', [all(4, 1), all(4, 1)]),
     ...rows('corag', 16, seed, 2, 'dev', [all(2, 0), all(2, 0)]),
   ]);
   // RAG-Local answers nothing; Centralized: client 0 everything, client 1 nothing, at every round.
-  const local = [0, 1, 2].flatMap((seed) => [0, 1, 2].flatMap((round) => [...rows('rag-local', 16, seed, round, 'test', [all(4, 0), all(4, 0)]), ...rows('rag-local', 16, seed, round, 'dev', [all(2, 0), all(2, 0)])]));
-  const central = [0, 1, 2].flatMap((seed) => [0, 1, 2].flatMap((round) => [
-    ...rows('centralized', 16, seed, round, 'test', [all(4, 1), [...all(4, 0), ...all(4, 0)]]),
-    ...rows('centralized', 16, seed, round, 'dev', [all(2, 1), all(2, 0)]),
-  ]));
+  const local = [0, 1, 2].flatMap((seed) =>
+    [0, 1, 2].flatMap((round) => [
+      ...rows('rag-local', 16, seed, round, 'test', [all(4, 0), all(4, 0)]),
+      ...rows('rag-local', 16, seed, round, 'dev', [all(2, 0), all(2, 0)]),
+    ]),
+  );
+  const central = [0, 1, 2].flatMap((seed) =>
+    [0, 1, 2].flatMap((round) => [
+      ...rows('centralized', 16, seed, round, 'test', [all(4, 1), [...all(4, 0), ...all(4, 0)]]),
+      ...rows('centralized', 16, seed, round, 'dev', [all(2, 1), all(2, 0)]),
+    ]),
+  );
   const summary = scoreRun([...corag, ...local, ...central], { replicates: 400, confidence: 0.95, seed: 1 });
   const cell = (m: Method) => summary.cells.find((c) => c.method === m)!;
 
@@ -90,10 +128,11 @@ describe('scoreRun', () => {
   });
 
   it('says contradicted when the interval lies on the other side, and checks the store ordering claim', () => {
-    const store = (s: PredictionRow['store'], em: 0 | 1) => [0, 1].flatMap((round) => [
-      ...rows('corag', 64, 0, round, 'test', [all(5, round ? em : 0), all(5, round ? em : 0)], s),
-      ...rows('corag', 64, 0, round, 'dev', [all(2, 0), all(2, 0)], s),
-    ]);
+    const store = (s: PredictionRow['store'], em: 0 | 1) =>
+      [0, 1].flatMap((round) => [
+        ...rows('corag', 64, 0, round, 'test', [all(5, round ? em : 0), all(5, round ? em : 0)], s),
+        ...rows('corag', 64, 0, round, 'dev', [all(2, 0), all(2, 0)], s),
+      ]);
     // REL+IRR worst, REL+HARD best: the opposite of the paper's REL+IRR > REL > REL+HARD.
     const s = scoreRun([...store('REL', 0), ...store('REL+IRR', 0), ...store('REL+HARD', 1)], { replicates: 200, confidence: 0.95, seed: 0 });
     const c = s.claims.find((x) => x.id === 'store-order/corag@64')!;
@@ -104,7 +143,9 @@ describe('scoreRun', () => {
   it('gives the same summary after a round trip through predictions.jsonl', () => {
     const input = [...corag, ...local];
     const text = predictionsJsonl(input);
-    expect(text.split('\n')[0]).toBe('{"method":"corag","shots":16,"store":"REL","seed":0,"round":0,"split":"test","client":0,"question_id":"test-c0-q0","prediction":"wrong","em":0,"f1":0,"nll_sum":6,"nll_tokens":2}');
+    expect(text.split('\n')[0]).toBe(
+      '{"method":"corag","shots":16,"store":"REL","seed":0,"round":0,"split":"test","client":0,"question_id":"test-c0-q0","prediction":"wrong","em":0,"f1":0,"nll_sum":6,"nll_tokens":2}',
+    );
     const back = parsePredictionsJsonl(text);
     expect(back).toEqual(input);
     expect(scoreRun(back, { replicates: 50, confidence: 0.9, seed: 2 })).toEqual(scoreRun(input, { replicates: 50, confidence: 0.9, seed: 2 }));

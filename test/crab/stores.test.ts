@@ -22,10 +22,23 @@ const splits: CrabSplits = {
   ],
 };
 const relevantOf: Record<string, string[]> = {
-  t0: ['r0'], t1: ['r1'], t2: ['r2', 'r0'], t3: ['r3'], d0: ['rd0'], d1: ['rd1'], s0: ['rs0'], s1: ['rs1'],
+  t0: ['r0'],
+  t1: ['r1'],
+  t2: ['r2', 'r0'],
+  t3: ['r3'],
+  d0: ['rd0'],
+  d1: ['rd1'],
+  s0: ['rs0'],
+  s1: ['rs1'],
 };
 const backgroundIds = Array.from({ length: 40 }, (_, i) => `b${String(i).padStart(2, '0')}`);
-const corpusIds = [...Object.values(relevantOf).flat().filter((id, i, a) => a.indexOf(id) === i), ...backgroundIds, 'unused'].sort();
+const corpusIds = [
+  ...Object.values(relevantOf)
+    .flat()
+    .filter((id, i, a) => a.indexOf(id) === i),
+  ...backgroundIds,
+  'unused',
+].sort();
 const allRelevantIds = new Set(Object.values(relevantOf).flat());
 const set = (ids: Iterable<string>) => new Set(ids);
 const sorted = (ids: Iterable<string>) => [...ids].sort();
@@ -59,7 +72,9 @@ describe('background partition', () => {
 
   it('refuses fractions whose slices would overlap', () => {
     expect(() => partitionBackground(background, { seed: 0, clients: 8, trainFraction: 0.8, splitFraction: 0.2 })).toThrow(/splitFraction <= trainFraction/);
-    expect(() => partitionBackground(background, { seed: 0, clients: 8, trainFraction: 0.9, testFraction: 0.025 })).toThrow(/trainFraction \+ clients × testFraction <= 1/);
+    expect(() => partitionBackground(background, { seed: 0, clients: 8, trainFraction: 0.9, testFraction: 0.025 })).toThrow(
+      /trainFraction \+ clients × testFraction <= 1/,
+    );
   });
 });
 

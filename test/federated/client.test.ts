@@ -13,7 +13,9 @@ describe('CoragClient.addPassagesInBatches: any number of passages, in requests 
     server = await startServer({ dataDir: dir.path, random: seeded(9), rateLimitPerMinute: 10_000 });
     const anon = new CoragClient(server.url);
     const created = await anon.createSession({
-      name: 'batches', models: { reader: 'r', passageEncoder: 'enc', embeddingDim: 4 }, trainedPrefixes: [''],
+      name: 'batches',
+      models: { reader: 'r', passageEncoder: 'enc', embeddingDim: 4 },
+      trainedPrefixes: [''],
       // 'enc' is no encoder the coordinator can load; passage trust is tested in test/server/passage-intake.test.ts.
       passages: { embeddingCheck: 'off' },
     });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { isTrainedTensor, PASSAGE_ENCODER_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX, READER_WIRE_PREFIX } from '../../src/federated/protocol';
 
 describe('isTrainedTensor: which global tensors a session trains', () => {
-  it('selects exactly the tensors under the session\'s trained prefixes', () => {
+  it("selects exactly the tensors under the session's trained prefixes", () => {
     const prefixes = [READER_WIRE_PREFIX];
     expect(isTrainedTensor(prefixes, 'reader.shared.weight')).toBe(true);
     expect(isTrainedTensor(prefixes, 'query_encoder.embeddings.word_embeddings.weight')).toBe(false);

@@ -6,20 +6,26 @@ import { deltaNorm, inMemoryDeltaChunks } from '../../src/federated/strategies/d
 import { cappedShares, defaultMaxExamples, robustShares } from '../../src/federated/strategies/weights';
 import { seededRandom } from '../../src/util/random';
 
-const SHAPES: Array<[string, number[]]> = [['a', [5, 3]], ['b', [7]]];
+const SHAPES: Array<[string, number[]]> = [
+  ['a', [5, 3]],
+  ['b', [7]],
+];
 
 function randomDelta(random: () => number, scale = 1, offset = 0): Map<string, NamedTensor> {
-  return new Map(SHAPES.map(([name, shape]) => {
-    const data = new Float32Array(shape.reduce((x, y) => x * y, 1));
-    for (let i = 0; i < data.length; i++) data[i] = offset + (random() * 2 - 1) * scale;
-    return [name, { shape, data }];
-  }));
+  return new Map(
+    SHAPES.map(([name, shape]) => {
+      const data = new Float32Array(shape.reduce((x, y) => x * y, 1));
+      for (let i = 0; i < data.length; i++) data[i] = offset + (random() * 2 - 1) * scale;
+      return [name, { shape, data }];
+    }),
+  );
 }
 
 const flat = (d: ReadonlyMap<string, NamedTensor>) => SHAPES.flatMap(([name]) => Array.from(d.get(name)!.data));
 const flatOut = (d: ReadonlyMap<string, Float64Array>) => SHAPES.flatMap(([name]) => Array.from(d.get(name)!));
 const norm = (d: ReadonlyMap<string, NamedTensor>) => deltaNorm(new Map([...d].map(([n, t]) => [n, t.data])));
-const updatesOf = (ds: ReadonlyArray<ReadonlyMap<string, NamedTensor>>, weights: number[]): AcceptedUpdate[] => ds.map((d, i) => ({ weight: weights[i], norm: norm(d) }));
+const updatesOf = (ds: ReadonlyArray<ReadonlyMap<string, NamedTensor>>, weights: number[]): AcceptedUpdate[] =>
+  ds.map((d, i) => ({ weight: weights[i], norm: norm(d) }));
 const stored = (name: string, params: Record<string, number> = {}) => createStrategy(name, params) as StoredDeltaStrategy;
 
 describe('weight shares', () => {
@@ -75,7 +81,10 @@ describe('robust strategies', () => {
     const result = stored('norm-clip').aggregate(inMemoryDeltaChunks(big, 3), u, 0.25);
     const bound = [...u.map((x) => x.norm)].sort((a, b) => a - b)[3];
     expect(result.normBound).toBeCloseTo(bound, 12);
-    const shares = robustShares(u.map((x) => x.weight), 0.25);
+    const shares = robustShares(
+      u.map((x) => x.weight),
+      0.25,
+    );
     expect(shares[6]).toBeCloseTo(1 / 7, 12); // the 1e6 examples count as the median weight, 1
     const expected = flat(big[0]).map((_, j) => big.reduce((acc, d, i) => acc + shares[i] * Math.min(1, bound / u[i].norm) * flat(d)[j], 0));
     flatOut(result.delta).forEach((v, j) => expect(v).toBeCloseTo(expected[j], 10));
@@ -97,7 +106,14 @@ describe('robust strategies', () => {
     const honest = Array.from({ length: 6 }, () => randomDelta(random, 0.1, 1));
     const hostile = [randomDelta(random, 0.1, -50), randomDelta(random, 0.1, 80)];
     const all = [...honest, ...hostile];
-    const result = stored('multi-krum', { byzantineFraction: 0.25 }).aggregate(inMemoryDeltaChunks(all, 4), updatesOf(all, all.map(() => 1)), 1);
+    const result = stored('multi-krum', { byzantineFraction: 0.25 }).aggregate(
+      inMemoryDeltaChunks(all, 4),
+      updatesOf(
+        all,
+        all.map(() => 1),
+      ),
+      1,
+    );
     expect(result.details).toEqual({ assumedByzantine: 2, selected: 6 });
     const mean = flat(honest[0]).map((_, j) => honest.reduce((a, d) => a + flat(d)[j], 0) / 6);
     flatOut(result.delta).forEach((v, j) => expect(v).toBeCloseTo(mean[j], 6));
@@ -106,7 +122,14 @@ describe('robust strategies', () => {
   it('centered clipping lands near the honest center despite a far outlier, within its norm bound', () => {
     const honest = Array.from({ length: 6 }, () => randomDelta(random, 0.1, 1));
     const all = [...honest, randomDelta(random, 0.1, 1e4)];
-    const result = stored('centered-clip', { iterations: 5 }).aggregate(inMemoryDeltaChunks(all, 8), updatesOf(all, all.map(() => 1)), 1);
+    const result = stored('centered-clip', { iterations: 5 }).aggregate(
+      inMemoryDeltaChunks(all, 8),
+      updatesOf(
+        all,
+        all.map(() => 1),
+      ),
+      1,
+    );
     const mean = flat(honest[0]).map((_, j) => honest.reduce((a, d) => a + flat(d)[j], 0) / 6);
     const out = flatOut(result.delta);
     const dist = Math.sqrt(out.reduce((a, v, j) => a + (v - mean[j]) ** 2, 0));

@@ -13,7 +13,13 @@ describe('ingestFile', () => {
   });
 
   it('reads jsonl title/text lines, chunks each, and reports a line without text by number while keeping the others', () => {
-    const text = [JSON.stringify({ title: 'A', text: 'alpha beta' }), JSON.stringify({ title: 'B' }), '', 'not json', JSON.stringify({ title: 'C', text: words(130) })].join('\n');
+    const text = [
+      JSON.stringify({ title: 'A', text: 'alpha beta' }),
+      JSON.stringify({ title: 'B' }),
+      '',
+      'not json',
+      JSON.stringify({ title: 'C', text: words(130) }),
+    ].join('\n');
     const r = ingestFile('docs.jsonl', bytes(text));
     expect(r.passages.map((p) => p.title)).toEqual(['A', 'C', 'C']);
     expect(r.problems.map((p) => p.line)).toEqual([2, 4]);

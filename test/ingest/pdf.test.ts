@@ -23,7 +23,10 @@ function minimalPdf(contents: string[]): Uint8Array {
     out += `${id} 0 obj\n${objects[id]}\nendobj\n`;
   }
   const xref = out.length;
-  out += `xref\n0 ${objects.length}\n0000000000 65535 f \n${offsets.slice(1).map((o) => `${String(o).padStart(10, '0')} 00000 n \n`).join('')}`;
+  out += `xref\n0 ${objects.length}\n0000000000 65535 f \n${offsets
+    .slice(1)
+    .map((o) => `${String(o).padStart(10, '0')} 00000 n \n`)
+    .join('')}`;
   out += `trailer\n<< /Size ${objects.length} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`;
   return new TextEncoder().encode(out);
 }
@@ -35,8 +38,10 @@ describe('ingestPdf', () => {
     expect(pages).toEqual(['1/3', '2/3', '3/3']); // progress for every page, the text-less one too
     expect(r.file).toBe('field-notes.pdf');
     expect(r.passages.map((p) => p.title)).toEqual(['Marrowby field notes, p. 1', ...Array(3).fill('Marrowby field notes, p. 2')]);
-    expect(r.passages[0].text).toBe('Marrowby field notes The village of Marrowby holds its lantern festival on the second Saturday of October. '
-      + 'Each household carries one paper lantern to the old stone bridge, and the miller lights the first one at dusk.');
+    expect(r.passages[0].text).toBe(
+      'Marrowby field notes The village of Marrowby holds its lantern festival on the second Saturday of October. ' +
+        'Each household carries one paper lantern to the old stone bridge, and the miller lights the first one at dusk.',
+    );
     // Page 2 is one ~250-word paragraph: ~100-word passages in order, none taking text from another page.
     expect(r.passages.slice(1).map((p) => p.text.split(' ')[0] + ' ' + p.text.split(' ')[1])).toEqual(['Note 1:', 'Note 4:', 'Note 7:']);
     for (const p of r.passages) expect(p.text.split(' ').length).toBeLessThanOrEqual(100);
@@ -54,7 +59,9 @@ describe('ingestPdf', () => {
   it('refuses bytes that are not a PDF, a PDF without any text layer, and oversize files, with the file named', async () => {
     await expect(ingestPdf('notes.pdf', new TextEncoder().encode('just some text, renamed'), pdfjs)).rejects.toThrow(/^notes\.pdf: not a readable PDF/);
     await expect(ingestPdf('cut.pdf', fixture().slice(0, 9), pdfjs)).rejects.toThrow(/^cut\.pdf: not a readable PDF/);
-    await expect(ingestPdf('scan.pdf', minimalPdf(['0 0 1 rg 72 72 200 200 re f', '']), pdfjs)).rejects.toThrow(/no text found in 2 pages: the PDF has no text layer \(a scan\?\); run OCR/);
+    await expect(ingestPdf('scan.pdf', minimalPdf(['0 0 1 rg 72 72 200 200 re f', '']), pdfjs)).rejects.toThrow(
+      /no text found in 2 pages: the PDF has no text layer \(a scan\?\); run OCR/,
+    );
     await expect(ingestPdf('big.pdf', fixture(), pdfjs, { maxBytes: 1000 })).rejects.toThrow(/over the 1000 B limit/);
   });
 
@@ -64,7 +71,7 @@ describe('ingestPdf', () => {
     await expect(ingestPdf('locked.pdf', locked, pdfjs)).rejects.toThrow(/^locked\.pdf: the PDF is password-protected; save a copy without the password/);
   });
 
-  it('leaves the caller\'s bytes intact (pdf.js detaches the buffer it parses)', async () => {
+  it("leaves the caller's bytes intact (pdf.js detaches the buffer it parses)", async () => {
     const bytes = fixture();
     await ingestPdf('field-notes.pdf', bytes, pdfjs);
     expect(bytes.byteLength).toBeGreaterThan(1000);
@@ -74,11 +81,22 @@ describe('ingestPdf', () => {
 
 describe('pageText', () => {
   it('joins a word hyphenated across a line end, turns other line ends into spaces and skips marked-content items', () => {
-    const items = [{ str: 'Dense retrie-', hasEOL: true }, { str: 'val works; ', hasEOL: false }, { type: 'beginMarkedContent' }, { str: 'well-known', hasEOL: true }, { str: 'Atlas.', hasEOL: false }];
+    const items = [
+      { str: 'Dense retrie-', hasEOL: true },
+      { str: 'val works; ', hasEOL: false },
+      { type: 'beginMarkedContent' },
+      { str: 'well-known', hasEOL: true },
+      { str: 'Atlas.', hasEOL: false },
+    ];
     expect(pageText(items)).toBe('Dense retrieval works; well-known Atlas.');
   });
 
   it('keeps a hyphen before a capitalised word (a compound or a name, not a split word)', () => {
-    expect(pageText([{ str: 'Franco-', hasEOL: true }, { str: 'Prussian war', hasEOL: false }])).toBe('Franco- Prussian war');
+    expect(
+      pageText([
+        { str: 'Franco-', hasEOL: true },
+        { str: 'Prussian war', hasEOL: false },
+      ]),
+    ).toBe('Franco- Prussian war');
   });
 });

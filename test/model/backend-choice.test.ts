@@ -22,7 +22,7 @@ describe('softwareAdapterName', () => {
     expect(softwareAdapterName({ architecture: 'cpu' })).toBe('CPU');
   });
 
-  it('takes the browser\'s fallback flag even without a known name', () => {
+  it("takes the browser's fallback flag even without a known name", () => {
     expect(softwareAdapterName({ vendor: 'acme', description: 'Acme Adapter', isFallbackAdapter: true })).toBe('fallback adapter');
   });
 
@@ -42,7 +42,11 @@ describe('chooseBackend', () => {
   });
 
   it('takes a hardware GPU when it measures fastest', () => {
-    const c = chooseBackend([{ name: 'webgpu', ok: true, gflops: 400, adapter: nvidia }, { name: 'wasm', ok: true, gflops: 30, threads: 8 }, { name: 'cpu', ok: true, gflops: 2 }]);
+    const c = chooseBackend([
+      { name: 'webgpu', ok: true, gflops: 400, adapter: nvidia },
+      { name: 'wasm', ok: true, gflops: 30, threads: 8 },
+      { name: 'cpu', ok: true, gflops: 2 },
+    ]);
     expect(c.order).toEqual(['webgpu', 'wasm', 'cpu']);
   });
 
@@ -89,6 +93,11 @@ describe('backendHeadline and formatProbes', () => {
 
   it('lists the measured rates fastest first, and failures with their reason', () => {
     expect(formatProbes(laptopWithoutGpu)).toBe('WebAssembly (2 threads) 18 GFLOP/s, JavaScript CPU 1.1 GFLOP/s, WebGPU (SwiftShader) 0.30 GFLOP/s');
-    expect(formatProbes([{ name: 'webgpu', ok: false, error: 'no adapter' }, { name: 'cpu', ok: true, gflops: 1.25 }])).toBe('JavaScript CPU 1.3 GFLOP/s, WebGPU (unknown adapter): no adapter');
+    expect(
+      formatProbes([
+        { name: 'webgpu', ok: false, error: 'no adapter' },
+        { name: 'cpu', ok: true, gflops: 1.25 },
+      ]),
+    ).toBe('JavaScript CPU 1.3 GFLOP/s, WebGPU (unknown adapter): no adapter');
   });
 });

@@ -56,7 +56,10 @@ describe('Contriever', () => {
   });
 
   it('embeds unpadded token arrays like transformers (mean over non-pad tokens), on both sides', async () => {
-    for (const [side, prefix] of [['query', 'q'], ['passage', 'p']] as const) {
+    for (const [side, prefix] of [
+      ['query', 'q'],
+      ['passage', 'p'],
+    ] as const) {
       for (const encoder of ['query', 'passage'] as const) {
         const emb = model.embedTokens(encoder, unpadded(prefix));
         const err = maxRelativeError(await emb.data(), readTensor(expected, `${prefix}_embedding`).data as Float32Array);
@@ -132,14 +135,31 @@ describe('Contriever', () => {
 
   it('padTokenBatch right-pads with the pad id and masks the padding', async () => {
     const { inputIds, attentionMask } = padTokenBatch([[5, 6, 7], [8]], 0);
-    expect(await inputIds.array()).toEqual([[5, 6, 7], [8, 0, 0]]);
-    expect(await attentionMask.array()).toEqual([[1, 1, 1], [1, 0, 0]]);
+    expect(await inputIds.array()).toEqual([
+      [5, 6, 7],
+      [8, 0, 0],
+    ]);
+    expect(await attentionMask.array()).toEqual([
+      [1, 1, 1],
+      [1, 0, 0],
+    ]);
     tf.dispose([inputIds, attentionMask]);
     expect(() => padTokenBatch([], 0)).toThrow('empty batch');
   });
 
   it('meanPool averages only masked-in positions', async () => {
-    const pooled = tf.tidy(() => meanPool(tf.tensor3d([[[1, 2], [3, 4], [100, 100]]]), tf.tensor2d([[1, 1, 0]], [1, 3], 'int32')));
+    const pooled = tf.tidy(() =>
+      meanPool(
+        tf.tensor3d([
+          [
+            [1, 2],
+            [3, 4],
+            [100, 100],
+          ],
+        ]),
+        tf.tensor2d([[1, 1, 0]], [1, 3], 'int32'),
+      ),
+    );
     expect(await pooled.array()).toEqual([[2, 3]]);
     pooled.dispose();
   });

@@ -10,7 +10,11 @@ import { intInput, loadT5Fixture, readT5Fixture, T5_FIXTURES } from './t5/fixtur
 
 /** Bytes of distinct live buffers at their peak while `run` runs (the bench's measure, inlined). */
 function peakBuffers(run: () => void): number {
-  const engine = tf.engine() as unknown as { state: { tensorInfo: WeakMap<object, { bytes: number }> }; trackTensor: (a: tf.Tensor, b: unknown) => void; removeDataId: (d: object, b: unknown) => void };
+  const engine = tf.engine() as unknown as {
+    state: { tensorInfo: WeakMap<object, { bytes: number }> };
+    trackTensor: (a: tf.Tensor, b: unknown) => void;
+    removeDataId: (d: object, b: unknown) => void;
+  };
   const { trackTensor, removeDataId } = engine;
   const info = engine.state.tensorInfo;
   let current = 0;
@@ -48,7 +52,10 @@ describe.each(['cpu', 'wasm'] as const)('leanGradients on %s', (backend) => {
   });
 
   it('equals tf.grads on a small graph with shared inputs, broadcasting, a customGrad and an unused input', async () => {
-    const a = tf.tensor2d([[0.5, -1.2, 2], [0.3, 0.7, -0.4]]);
+    const a = tf.tensor2d([
+      [0.5, -1.2, 2],
+      [0.3, 0.7, -0.4],
+    ]);
     const b = tf.tensor1d([0.25, -0.5, 1.5]);
     const unused = tf.tensor1d([1, 2]);
     const twice = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
@@ -56,7 +63,8 @@ describe.each(['cpu', 'wasm'] as const)('leanGradients on %s', (backend) => {
       (args[1] as tf.GradSaveFunc)([x]);
       return { value: tf.mul(x, 2), gradFunc: (dy: tf.Tensor) => tf.mul(dy, 2) };
     });
-    const f = (x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.tanh(tf.add(x, y)), twice(tf.matMul(x as tf.Tensor2D, tf.reshape(tf.square(y), [3, 1]) as tf.Tensor2D))));
+    const f = (x: tf.Tensor, y: tf.Tensor) =>
+      tf.sum(tf.mul(tf.tanh(tf.add(x, y)), twice(tf.matMul(x as tf.Tensor2D, tf.reshape(tf.square(y), [3, 1]) as tf.Tensor2D))));
     const reference = tf.grads(f)([a, b]);
     const before = tf.memory().numTensors;
     const { value, grads } = leanGradients(() => f(a, b) as tf.Scalar, [a, b, unused]);
@@ -93,10 +101,11 @@ describe.each(['cpu', 'wasm'] as const)('leanGradients on %s', (backend) => {
     const w1 = tf.randomNormal([4, 6], 0, 1, 'float32', 1);
     const w2 = tf.randomNormal([6], 0, 1, 'float32', 2);
     const input = tf.randomNormal([5, 3, 4], 0, 1, 'float32', 3);
-    const forward = (ws: readonly tf.Tensor[], start: number, count: number) => tf.tidy(() => {
-      const x = tf.slice(input, start, count);
-      return tf.mul(tf.tanh(tf.reshape(tf.matMul(tf.reshape(x, [-1, 4]), ws[0]), [count, 3, 6])), ws[1]);
-    });
+    const forward = (ws: readonly tf.Tensor[], start: number, count: number) =>
+      tf.tidy(() => {
+        const x = tf.slice(input, start, count);
+        return tf.mul(tf.tanh(tf.reshape(tf.matMul(tf.reshape(x, [-1, 4]), ws[0]), [count, 3, 6])), ws[1]);
+      });
     const loss = (out: tf.Tensor) => tf.sum(tf.mul(out, tf.reshape(tf.linspace(-1, 1, out.size), out.shape)));
     const plain = leanGradients(() => loss(forward([w1, w2], 0, 5)), [w1, w2]);
     for (const chunk of [1, 2, 5, 8]) {
@@ -155,15 +164,21 @@ describe.each(T5_FIXTURES)('%s: memory-saving training paths equal the stock one
     const k = fidIds.shape[0];
     const stockFn = () => fidLoss(fix.model, fidIds, fidMask, k, fidLabels);
     let stock!: ReturnType<typeof namedGradients>;
-    const stockPeak = peakBuffers(() => { stock = namedGradients(stockFn, params, { lowMemory: false }); });
+    const stockPeak = peakBuffers(() => {
+      stock = namedGradients(stockFn, params, { lowMemory: false });
+    });
     expect(Math.abs((await stock.loss.data())[0] - fix.expectedJson.fid_loss) / fix.expectedJson.fid_loss).toBeLessThan(1e-5);
     let lean!: ReturnType<typeof namedGradients>;
-    const leanPeak = peakBuffers(() => { lean = namedGradients(stockFn, params); });
+    const leanPeak = peakBuffers(() => {
+      lean = namedGradients(stockFn, params);
+    });
     await expectSameGradients(lean.grads, stock.grads, 1e-6);
     expect(leanPeak).toBeLessThan(stockPeak);
     for (const rows of [1, 2]) {
       let ck!: ReturnType<typeof namedGradients>;
-      const ckPeak = peakBuffers(() => { ck = namedGradients(() => fidLoss(fix.model, fidIds, fidMask, k, fidLabels, undefined, { checkpointRows: rows }), params); });
+      const ckPeak = peakBuffers(() => {
+        ck = namedGradients(() => fidLoss(fix.model, fidIds, fidMask, k, fidLabels, undefined, { checkpointRows: rows }), params);
+      });
       expect(Math.abs((await ck.loss.data())[0] - (await stock.loss.data())[0]) / (await stock.loss.data())[0]).toBeLessThan(1e-6);
       await expectSameGradients(ck.grads, stock.grads, 1e-5);
       if (rows === 1) expect(ckPeak).toBeLessThan(leanPeak);

@@ -8,12 +8,30 @@ import { tinyBertConfig, tinyCheckpointFiles, tinyT5Config } from '../../src/mod
 import { HF_CONFIG_TYPES, hfConfigTypeProblems, topLevelRawValues } from './hf-config-types';
 
 const reader: T5Config = {
-  ...parseT5Config({ model_type: 't5', vocab_size: 100, d_model: 16, d_kv: 4, d_ff: 32, num_layers: 2, num_heads: 4, feed_forward_proj: 'gated-gelu', tie_word_embeddings: false }),
+  ...parseT5Config({
+    model_type: 't5',
+    vocab_size: 100,
+    d_model: 16,
+    d_kv: 4,
+    d_ff: 32,
+    num_layers: 2,
+    num_heads: 4,
+    feed_forward_proj: 'gated-gelu',
+    tie_word_embeddings: false,
+  }),
   copy_decoding_weight: 0.5,
   answer_rerank: { beams: 16, reader: 1, type: 2, proximity: 4, questionOverlap: 0.5 },
 };
 const retriever: BertConfig = {
-  ...parseBertConfig({ model_type: 'bert', vocab_size: 100, hidden_size: 16, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 32, max_position_embeddings: 64 }),
+  ...parseBertConfig({
+    model_type: 'bert',
+    vocab_size: 100,
+    hidden_size: 16,
+    num_hidden_layers: 2,
+    num_attention_heads: 2,
+    intermediate_size: 32,
+    max_position_embeddings: 64,
+  }),
   hybrid_keyword_weight: 10,
 };
 
@@ -81,17 +99,26 @@ describe('exported config.json files have the types Hugging Face declares', () =
 
 describe('the loaders read our settings from either placement', () => {
   it('the old top-level placement (checkpoints written before "corag") still loads', () => {
-    const old = { ...t5ConfigToJson(reader), corag: undefined, copy_decoding_weight: 0.5, answer_rerank: { beams: 16, reader: 1, type: 2, proximity: 4, question_overlap: 0.5 } };
+    const old = {
+      ...t5ConfigToJson(reader),
+      corag: undefined,
+      copy_decoding_weight: 0.5,
+      answer_rerank: { beams: 16, reader: 1, type: 2, proximity: 4, question_overlap: 0.5 },
+    };
     expect(parseT5Config(old)).toEqual(reader);
     expect(parseBertConfig({ ...bertConfigToJson(retriever), corag: undefined, hybrid_keyword_weight: 10 })).toEqual(retriever);
   });
 
   it('"corag" wins over a stale top-level copy; errors name the field where it was found', () => {
     expect(parseT5Config({ model_type: 't5', copy_decoding_weight: 0.1, corag: { copy_decoding_weight: 0.9 } }).copy_decoding_weight).toBe(0.9);
-    expect(() => parseT5Config({ model_type: 't5', corag: { copy_decoding_weight: 2 } })).toThrow('T5 config field "corag.copy_decoding_weight" must be a number in [0, 1]');
+    expect(() => parseT5Config({ model_type: 't5', corag: { copy_decoding_weight: 2 } })).toThrow(
+      'T5 config field "corag.copy_decoding_weight" must be a number in [0, 1]',
+    );
     expect(() => parseT5Config({ model_type: 't5', corag: { answer_rerank: { beams: 0 } } })).toThrow('"corag.answer_rerank.beams"');
     expect(() => parseT5Config({ model_type: 't5', corag: [1] })).toThrow('T5 config field "corag" must be an object');
-    expect(() => parseBertConfig({ ...bertConfigToJson(retriever), corag: { hybrid_keyword_weight: -1 } })).toThrow('BERT config: "corag.hybrid_keyword_weight" must be a finite number >= 0');
+    expect(() => parseBertConfig({ ...bertConfigToJson(retriever), corag: { hybrid_keyword_weight: -1 } })).toThrow(
+      'BERT config: "corag.hybrid_keyword_weight" must be a finite number >= 0',
+    );
   });
 
   it('the shipped demo checkpoints parse, with their settings', () => {
@@ -105,7 +132,16 @@ describe('the loaders read our settings from either placement', () => {
 
 describe('the float writer', () => {
   it('always writes a decimal point, and the same number back', () => {
-    const cases: Array<[number, string]> = [[1, '1.0'], [0, '0.0'], [-2, '-2.0'], [0.1, '0.1'], [1e-6, '0.000001'], [1e-12, '1.0e-12'], [1e21, '1.0e+21'], [1.5e-7, '1.5e-7']];
+    const cases: Array<[number, string]> = [
+      [1, '1.0'],
+      [0, '0.0'],
+      [-2, '-2.0'],
+      [0.1, '0.1'],
+      [1e-6, '0.000001'],
+      [1e-12, '1.0e-12'],
+      [1e21, '1.0e+21'],
+      [1.5e-7, '1.5e-7'],
+    ];
     for (const [value, text] of cases) {
       expect(formatJsonFloat(value, 'x')).toBe(text);
       expect(JSON.parse(text)).toBe(value);

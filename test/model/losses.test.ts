@@ -1,13 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../src/model/backend';
-import {
-  attentionDistillationLoss,
-  inBatchContrastiveLoss,
-  perplexityDistillationLoss,
-  retrieverScores,
-  stopGradient,
-} from '../../src/model/losses';
+import { attentionDistillationLoss, inBatchContrastiveLoss, perplexityDistillationLoss, retrieverScores, stopGradient } from '../../src/model/losses';
 
 /** Deterministic pseudo-random numbers in [-1, 1) (mulberry32). */
 function randoms(n: number, seed: number): number[] {
@@ -30,10 +24,15 @@ function softmax(xs: number[]): number[] {
 const dot = (a: number[], b: number[]) => a.reduce((s, x, i) => s + x * b[i], 0);
 
 // Two queries, three retrieved passages each, dimension 4.
-const B = 2, K = 3, D = 4;
+const B = 2,
+  K = 3,
+  D = 4;
 const qRows = [randoms(D, 1), randoms(D, 2)];
 const pRows = [0, 1].map((i) => [0, 1, 2].map((j) => randoms(D, 10 + 3 * i + j).map((x) => x * 0.05)));
-const ce = [[1.2, 1.25, 2.0], [0.7, 0.69, 0.71]];
+const ce = [
+  [1.2, 1.25, 2.0],
+  [0.7, 0.69, 0.71],
+];
 
 /** Atlas's loss written out: KLDivLoss(mean) over B*K elements, temperatures 0.01. */
 function handPdist(): { loss: number; gradQ: number[][] } {
@@ -86,10 +85,20 @@ describe('retriever losses', () => {
   });
 
   it('ADist uses the attention scores themselves as gold (higher attention = better)', async () => {
-    const attention = [[0.3, 0.1, 0.6], [0.2, 0.5, 0.3]];
+    const attention = [
+      [0.3, 0.1, 0.6],
+      [0.2, 0.5, 0.3],
+    ];
     const viaAdist = tf.tidy(() => attentionDistillationLoss(tf.tensor2d(qRows), tf.tensor3d(pRows), attention, { temperatureGold: 0.1 }));
     // Equivalent PDist input: CE = -attention, with the same gold temperature.
-    const viaPdist = tf.tidy(() => perplexityDistillationLoss(tf.tensor2d(qRows), tf.tensor3d(pRows), attention.map((r) => r.map((x) => -x)), { temperatureGold: 0.1 }));
+    const viaPdist = tf.tidy(() =>
+      perplexityDistillationLoss(
+        tf.tensor2d(qRows),
+        tf.tensor3d(pRows),
+        attention.map((r) => r.map((x) => -x)),
+        { temperatureGold: 0.1 },
+      ),
+    );
     expect((await viaAdist.data())[0]).toBeCloseTo((await viaPdist.data())[0], 6);
     tf.dispose([viaAdist, viaPdist]);
   });
@@ -106,8 +115,15 @@ describe('retriever losses', () => {
   });
 
   it('in-batch contrastive loss is the cross-entropy of q·pᵀ/temperature', async () => {
-    const q = [[1, 0], [0, 1]];
-    const p = [[0.1, 0.02], [0.03, 0.05], [-0.02, 0.04]];
+    const q = [
+      [1, 0],
+      [0, 1],
+    ];
+    const p = [
+      [0.1, 0.02],
+      [0.03, 0.05],
+      [-0.02, 0.04],
+    ];
     const positives = [0, 2];
     let want = 0;
     q.forEach((row, i) => {

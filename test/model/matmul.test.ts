@@ -6,9 +6,18 @@ import { maxRelativeError } from '../../src/model/numerics';
 
 /** Value and gradients (w.r.t. a and the weight, under a random upstream gradient) of a·Wᵀ. */
 async function valueAndGrads(f: (a: tf.Tensor2D, w: tf.Tensor2D) => tf.Tensor2D) {
-  const a = tf.tensor2d(Float32Array.from({ length: 6 * 5 }, (_, i) => Math.sin(i * 1.3)), [6, 5]);
-  const w = tf.tensor2d(Float32Array.from({ length: 4 * 5 }, (_, i) => Math.cos(i * 0.7)), [4, 5]);
-  const upstream = tf.tensor2d(Float32Array.from({ length: 6 * 4 }, (_, i) => Math.sin(i * 2.1 + 1)), [6, 4]);
+  const a = tf.tensor2d(
+    Float32Array.from({ length: 6 * 5 }, (_, i) => Math.sin(i * 1.3)),
+    [6, 5],
+  );
+  const w = tf.tensor2d(
+    Float32Array.from({ length: 4 * 5 }, (_, i) => Math.cos(i * 0.7)),
+    [4, 5],
+  );
+  const upstream = tf.tensor2d(
+    Float32Array.from({ length: 6 * 4 }, (_, i) => Math.sin(i * 2.1 + 1)),
+    [6, 4],
+  );
   const y = f(a, w);
   const grads = tf.grads((x: tf.Tensor, weight: tf.Tensor) => tf.sum(tf.mul(f(x as tf.Tensor2D, weight as tf.Tensor2D), upstream)))([a, w]);
   const out = { y: await y.data(), da: await grads[0].data(), dw: await grads[1].data() };

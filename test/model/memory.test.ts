@@ -41,17 +41,39 @@ describe('memory over 1,000 training steps', () => {
     const config = parseT5Config(JSON.parse(read('t5-tiny-gated/config.json').toString()));
     const model = new T5Model(config, reader);
     const k = 3;
-    const ids = tf.tensor2d([[5, 6, 7, 8, 1], [9, 10, 11, 1, 0], [12, 13, 14, 15, 1]], [k, 5], 'int32');
-    const mask = tf.tensor2d([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0], [1, 1, 1, 1, 1]], [k, 5], 'int32');
+    const ids = tf.tensor2d(
+      [
+        [5, 6, 7, 8, 1],
+        [9, 10, 11, 1, 0],
+        [12, 13, 14, 15, 1],
+      ],
+      [k, 5],
+      'int32',
+    );
+    const mask = tf.tensor2d(
+      [
+        [1, 1, 1, 1, 1],
+        [1, 1, 1, 1, 0],
+        [1, 1, 1, 1, 1],
+      ],
+      [k, 5],
+      'int32',
+    );
     const labels = tf.tensor2d([[20, 21, 1]], [1, 3], 'int32');
-    const passageTokens = [[101, 7, 8, 102], [101, 9, 102], [101, 12, 13, 14, 102]];
+    const passageTokens = [
+      [101, 7, 8, 102],
+      [101, 9, 102],
+      [101, 12, 13, 14, 102],
+    ];
     const passages = tf.tidy(() => tf.expandDims(retriever.embedPassages(passageTokens), 0) as tf.Tensor3D);
     const trainable = selectTrainable({ reader, retriever: retriever.params }, 'reader+query-encoder');
     const optimizer = new AdamW({ lr: 1e-3, clipNorm: 1, warmupSteps: 10, totalSteps: 1000 });
     const step = async () => {
       // Each passage scored alone by the reader, without gradient (Atlas PDist target).
       const passageCE = tf.tidy(() => {
-        const perPassage = [0, 1, 2].map((p) => sequenceCrossEntropy(model.forward(tf.slice(ids, [p, 0], [1, -1]), tf.slice(mask, [p, 0], [1, -1]), labels).logits, labels));
+        const perPassage = [0, 1, 2].map((p) =>
+          sequenceCrossEntropy(model.forward(tf.slice(ids, [p, 0], [1, -1]), tf.slice(mask, [p, 0], [1, -1]), labels).logits, labels),
+        );
         return tf.reshape(tf.concat(perPassage), [1, k]) as tf.Tensor2D;
       });
       const { loss, grads } = namedGradients(() => {

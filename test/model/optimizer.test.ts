@@ -13,7 +13,11 @@ class ReferenceAdamW {
   step(params: Record<string, number[]>, grads: Record<string, number[]>): void {
     this.t++;
     const lr = linearScheduleLr(this.o, this.t);
-    const norm = Math.sqrt(Object.values(grads).flat().reduce((s, g) => s + g * g, 0));
+    const norm = Math.sqrt(
+      Object.values(grads)
+        .flat()
+        .reduce((s, g) => s + g * g, 0),
+    );
     const scale = this.o.clipNorm > 0 && norm > this.o.clipNorm ? this.o.clipNorm / (norm + 1e-6) : 1;
     for (const name of Object.keys(grads)) {
       const p = params[name];
@@ -51,7 +55,7 @@ describe('linearScheduleLr', () => {
     expect(linearScheduleLr({ lr: 0.3 }, 1000)).toBe(0.3);
   });
 
-  it('moves the weights on every one of a few-step run\'s updates (the first at the full rate, the last at lr/T)', () => {
+  it("moves the weights on every one of a few-step run's updates (the first at the full rate, the last at lr/T)", () => {
     expect([1, 2, 3].map((s) => linearScheduleLr({ lr: 0.3, totalSteps: 3 }, s))).toEqual([0.3, 0.3 * (2 / 3), 0.3 / 3].map((x) => expect.closeTo(x, 12)));
     expect(linearScheduleLr({ lr: 0.3, totalSteps: 1 }, 1)).toBe(0.3);
   });

@@ -48,7 +48,7 @@ beforeAll(async () => {
 });
 
 describe('tiny configs', () => {
-  it('use the real tokenizers\' vocabulary sizes, small widths and 2 layers', () => {
+  it("use the real tokenizers' vocabulary sizes, small widths and 2 layers", () => {
     for (const config of [tinyT5Config('gated-gelu'), tinyT5Config('relu')]) {
       expect(config.vocab_size).toBe(T5_VOCAB_ROWS);
       expect(config.d_model).toBeLessThanOrEqual(64);
@@ -111,8 +111,16 @@ describe('tiny BERT weights', () => {
     expect([...weights.keys()]).toEqual([...shapes.keys()]);
     for (const [name, t] of weights) {
       expect(t.shape, name).toEqual(shapes.get(name));
-      if (name.endsWith('LayerNorm.weight')) expect(t.data.every((x) => x === 1), name).toBe(true);
-      else if (name.endsWith('.bias')) expect(t.data.every((x) => x === 0), name).toBe(true);
+      if (name.endsWith('LayerNorm.weight'))
+        expect(
+          t.data.every((x) => x === 1),
+          name,
+        ).toBe(true);
+      else if (name.endsWith('.bias'))
+        expect(
+          t.data.every((x) => x === 0),
+          name,
+        ).toBe(true);
       else expectNormal(t, 0.02, name);
     }
     const words = weights.get('embeddings.word_embeddings.weight')!;

@@ -45,7 +45,7 @@ function unigramSegment(word: string): string[] {
 /** WordPiece: greedy longest match first, continuation pieces prefixed with ##. */
 function wordPiece(word: string): string[] {
   const out: string[] = [];
-  for (let start = 0; start < word.length; ) {
+  for (let start = 0; start < word.length;) {
     let end = word.length;
     while (end > start && !bertVocab.has((start ? '##' : '') + word.slice(start, end))) end--;
     if (end === start) return ['[UNK]'];

@@ -18,9 +18,29 @@ describe('trainable parameter selection and named gradients', () => {
   let readerModel: T5Model;
   let retriever: Contriever;
   let parts: ModelParts;
-  const queries = [[101, 7, 8, 102], [101, 9, 102]];
-  const passages = [[101, 20, 21, 22, 102], [101, 30, 31, 102], [101, 40, 102]];
-  const readerInput = { ids: [[5, 6, 7, 1], [8, 9, 1, 0]], mask: [[1, 1, 1, 1], [1, 1, 1, 0]], labels: [[10, 11, 1], [12, 1, -100]] };
+  const queries = [
+    [101, 7, 8, 102],
+    [101, 9, 102],
+  ];
+  const passages = [
+    [101, 20, 21, 22, 102],
+    [101, 30, 31, 102],
+    [101, 40, 102],
+  ];
+  const readerInput = {
+    ids: [
+      [5, 6, 7, 1],
+      [8, 9, 1, 0],
+    ],
+    mask: [
+      [1, 1, 1, 1],
+      [1, 1, 1, 0],
+    ],
+    labels: [
+      [10, 11, 1],
+      [12, 1, -100],
+    ],
+  };
 
   beforeAll(async () => {
     await initBackend('cpu');
@@ -55,7 +75,10 @@ describe('trainable parameter selection and named gradients', () => {
     expect([...selectTrainable(parts, 'reader+query-encoder').keys()]).toEqual([...readerNames, ...queryNames]);
     expect(selectTrainable(parts, 'all').size).toBe(reader.size + retriever.params.size);
     expect([...selectTrainable(parts, /^query\.encoder\.layer\.1\./).keys()]).toHaveLength(16);
-    expect([...selectTrainable(parts, ['lm_head.weight', 'query.embeddings.LayerNorm.bias']).keys()]).toEqual(['lm_head.weight', 'query.embeddings.LayerNorm.bias']);
+    expect([...selectTrainable(parts, ['lm_head.weight', 'query.embeddings.LayerNorm.bias']).keys()]).toEqual([
+      'lm_head.weight',
+      'query.embeddings.LayerNorm.bias',
+    ]);
   });
 
   it('rejects unknown names, empty matches, missing parts, frozen and duplicated parameters', () => {

@@ -26,8 +26,11 @@ import { namedGradients, selectTrainable } from '../../src/model/trainable';
 import { seededRandom as rng } from '../../src/util/random';
 
 // Reader vocabulary: the question is the key token itself; a passage is `key answer`.
-const PAD = 0, EOS = 1, SEP = 2;
-const NUM_KEYS = 12, NUM_ANSWERS = 12;
+const PAD = 0,
+  EOS = 1,
+  SEP = 2;
+const NUM_KEYS = 12,
+  NUM_ANSWERS = 12;
 const key = (i: number) => 3 + i;
 const answer = (i: number) => 3 + NUM_KEYS + i;
 const READER_VOCAB = 3 + NUM_KEYS + NUM_ANSWERS;
@@ -42,7 +45,6 @@ const BATCH = 8;
 const STEPS = 600;
 const READER_LR = 3e-3;
 const RETRIEVER_LR = 3e-2;
-
 
 interface Example {
   /** Distinct keys of the K passages, and each passage's answer index. */
@@ -71,7 +73,11 @@ function readerBatch(examples: readonly Example[]): { ids: tf.Tensor2D; mask: tf
   return {
     ids: tf.tensor2d(rows, undefined, 'int32'),
     mask: tf.ones([rows.length, rows[0].length], 'int32') as tf.Tensor2D,
-    labels: tf.tensor2d(examples.map((e) => [goldAnswer(e), EOS]), undefined, 'int32'),
+    labels: tf.tensor2d(
+      examples.map((e) => [goldAnswer(e), EOS]),
+      undefined,
+      'int32',
+    ),
   };
 }
 
@@ -88,15 +94,33 @@ describe('joint FiD reader + Contriever training on a toy copy task', () => {
     // wasm: about 2.5x faster than cpu for these tiny ops (measured: 40 ms vs 100 ms a step).
     await initBackend('wasm');
     const t5Config = parseT5Config({
-      model_type: 't5', vocab_size: READER_VOCAB, d_model: 32, d_kv: 8, d_ff: 64, num_layers: 2, num_decoder_layers: 1,
-      num_heads: 4, relative_attention_num_buckets: 8, relative_attention_max_distance: 16,
-      feed_forward_proj: 'gated-gelu', tie_word_embeddings: false, pad_token_id: PAD, eos_token_id: EOS, decoder_start_token_id: PAD,
+      model_type: 't5',
+      vocab_size: READER_VOCAB,
+      d_model: 32,
+      d_kv: 8,
+      d_ff: 64,
+      num_layers: 2,
+      num_decoder_layers: 1,
+      num_heads: 4,
+      relative_attention_num_buckets: 8,
+      relative_attention_max_distance: 16,
+      feed_forward_proj: 'gated-gelu',
+      tie_word_embeddings: false,
+      pad_token_id: PAD,
+      eos_token_id: EOS,
+      decoder_start_token_id: PAD,
     });
     readerParams = new ParameterStore(toTensors(tinyT5Weights(t5Config, 11)));
     reader = new T5Model(t5Config, readerParams);
     const bertConfig = parseBertConfig({
-      model_type: 'bert', vocab_size: RETRIEVER_VOCAB, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 4,
-      intermediate_size: 64, max_position_embeddings: 16, pad_token_id: PAD,
+      model_type: 'bert',
+      vocab_size: RETRIEVER_VOCAB,
+      hidden_size: 32,
+      num_hidden_layers: 1,
+      num_attention_heads: 4,
+      intermediate_size: 64,
+      max_position_embeddings: 16,
+      pad_token_id: PAD,
     });
     const bert = tinyBertWeights(bertConfig, 12, { initializerRange: 0.2 });
     retriever = new Contriever(bertConfig, new ParameterStore([...toTensors(bert, QUERY_PREFIX), ...toTensors(bert, PASSAGE_PREFIX)]));
@@ -109,7 +133,11 @@ describe('joint FiD reader + Contriever training on a toy copy task', () => {
   /** Reader CE of each (question, passage) pair scored ALONE, no gradient: [B, K] (Atlas perplexity_score). */
   function perPassageLoss(examples: readonly Example[], batch: ReturnType<typeof readerBatch>): tf.Tensor2D {
     return tf.tidy(() => {
-      const repeatedLabels = tf.tensor2d(examples.flatMap((e) => e.keys.map(() => [goldAnswer(e), EOS])), undefined, 'int32');
+      const repeatedLabels = tf.tensor2d(
+        examples.flatMap((e) => e.keys.map(() => [goldAnswer(e), EOS])),
+        undefined,
+        'int32',
+      );
       const { logits } = reader.forward(batch.ids, batch.mask, repeatedLabels);
       return tf.reshape(sequenceCrossEntropy(logits, repeatedLabels), [examples.length, K]) as tf.Tensor2D;
     });
@@ -164,8 +192,20 @@ describe('joint FiD reader + Contriever training on a toy copy task', () => {
       await retrieverOptimizer.apply(trainable, split(false));
       readerLosses.push((await readerLoss.data())[0]);
       retrieverLosses.push((await retrieverLoss.data())[0]);
-      tf.dispose([loss, readerLoss, retrieverLoss, goldCe, batch.ids, batch.mask, batch.labels,
-        passages.inputIds, passages.attentionMask, queries.inputIds, queries.attentionMask, ...grads.values()]);
+      tf.dispose([
+        loss,
+        readerLoss,
+        retrieverLoss,
+        goldCe,
+        batch.ids,
+        batch.mask,
+        batch.labels,
+        passages.inputIds,
+        passages.attentionMask,
+        queries.inputIds,
+        queries.attentionMask,
+        ...grads.values(),
+      ]);
       if (step === 0) tensorsAfterFirstStep = tf.memory().numTensors;
     }
 
@@ -173,11 +213,17 @@ describe('joint FiD reader + Contriever training on a toy copy task', () => {
     const finalReaderLoss = mean(readerLosses.slice(-20));
     const rankAfter = retrieverRanksGoldFirst(heldOut);
     const seconds = (performance.now() - started) / 1000;
-    console.log(JSON.stringify({
-      reader_loss_first: mean(readerLosses.slice(0, 20)), reader_loss_last: finalReaderLoss,
-      pdist_first: mean(retrieverLosses.slice(0, 20)), pdist_last: mean(retrieverLosses.slice(-20)),
-      gold_first_before: rankBefore, gold_first_after: rankAfter, seconds,
-    }));
+    console.log(
+      JSON.stringify({
+        reader_loss_first: mean(readerLosses.slice(0, 20)),
+        reader_loss_last: finalReaderLoss,
+        pdist_first: mean(retrieverLosses.slice(0, 20)),
+        pdist_last: mean(retrieverLosses.slice(-20)),
+        gold_first_before: rankBefore,
+        gold_first_after: rankAfter,
+        seconds,
+      }),
+    );
 
     expect(finalReaderLoss).toBeLessThan(0.05);
     expect(rankBefore).toBeLessThan(0.5); // chance is 1/K = 0.25

@@ -24,7 +24,12 @@ describe('copyAlignment', () => {
     const question = [100, 7];
     const a = [...question, 250, 300, 1];
     const b = [...question, 251, 300, 1];
-    const got = copyAlignment([7, 300, 1], [a, b].map((ids) => ({ ids, passageStart: question.length, passageEnd: ids.length - 1 })), question, L);
+    const got = copyAlignment(
+      [7, 300, 1],
+      [a, b].map((ids) => ({ ids, passageStart: question.length, passageEnd: ids.length - 1 })),
+      question,
+      L,
+    );
     expect(got[1]).toEqual([3, L + 3]);
   });
 

@@ -44,13 +44,18 @@ describe('shipped demo checkpoints (public/models/demo)', () => {
     }
   }, 30_000);
 
-  it('answer demo questions from their gold passage with the reader\'s own copy decoding, as the app asks them', async () => {
+  it("answer demo questions from their gold passage with the reader's own copy decoding, as the app asks them", async () => {
     await initBackend('wasm');
     const { qa, goldPassages } = demoQuestions(QUESTIONS);
     const bundle = await demoBundle();
     try {
       expect(bundle.readerConfig.copy_decoding_weight).toBeGreaterThan(0);
-      const generated = await generateAnswers(bundle, qa.map((q) => q.question), goldPassages, { maxNewTokens: 16, maxLength: 192 });
+      const generated = await generateAnswers(
+        bundle,
+        qa.map((q) => q.question),
+        goldPassages,
+        { maxNewTokens: 16, maxLength: 192 },
+      );
       const right = generated.filter((g, i) => exactMatch(g.answer, qa[i].answers) === 1).length;
       console.log(`demo reader: ${right} of ${qa.length} exactly right`);
       // Measured when these checkpoints were shipped: see docs/MODEL-CARD.md. A guard against a
@@ -67,7 +72,13 @@ describe('shipped demo checkpoints (public/models/demo)', () => {
     const bundle = await demoBundle();
     try {
       expect(bundle.readerConfig.answer_rerank).toBeDefined();
-      const ask = (rerank?: null) => generateAnswers(bundle, qa.map((q) => q.question), goldPassages, { maxNewTokens: 16, maxLength: 192, extractive: true, rerank });
+      const ask = (rerank?: null) =>
+        generateAnswers(
+          bundle,
+          qa.map((q) => q.question),
+          goldPassages,
+          { maxNewTokens: 16, maxLength: 192, extractive: true, rerank },
+        );
       const rightOf = (answers: { answer: string }[]) => answers.filter((g, i) => exactMatch(g.answer, qa[i].answers) === 1).length;
       const first = rightOf(await ask(null));
       const reranked = rightOf(await ask());

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { clozeExamples, maskedSpanExample, questionStyleCloze, randomCrop } from '../../src/pretrain/examples';
 import { Rng } from '../../src/pretrain/rng';
 
-const TEXT = "The game was played on February 7, 2016, at Levi's Stadium in the San Francisco Bay Area at Santa Clara, California. The Denver Broncos defeated the Carolina Panthers 24–10 to earn their third Super Bowl title.";
+const TEXT =
+  "The game was played on February 7, 2016, at Levi's Stadium in the San Francisco Bay Area at Santa Clara, California. The Denver Broncos defeated the Carolina Panthers 24–10 to earn their third Super Bowl title.";
 
 describe('self-supervised examples', () => {
   it('cloze questions replace one answer span by a question word, and the answer is in the passage', () => {
@@ -15,7 +16,12 @@ describe('self-supervised examples', () => {
       // The answer follows its left context directly ("24–10") or after a space.
       expect([`${c.before} ${c.answer}`.trim(), `${c.before}${c.answer}`]).toContainEqual(expect.toSatisfy((s: string) => TEXT.includes(s)));
     }
-    expect(cloze).toContainEqual({ question: "The game was played on when , at Levi's Stadium in the San Francisco Bay Area at Santa Clara, California?", answer: 'February 7, 2016', before: 'The game was played on', after: ", at Levi's Stadium in the San Francisco Bay Area at Santa Clara, California" });
+    expect(cloze).toContainEqual({
+      question: "The game was played on when , at Levi's Stadium in the San Francisco Bay Area at Santa Clara, California?",
+      answer: 'February 7, 2016',
+      before: 'The game was played on',
+      after: ", at Levi's Stadium in the San Francisco Bay Area at Santa Clara, California",
+    });
     expect(cloze.map((c) => c.answer)).toContain('Carolina Panthers');
   });
 
@@ -38,7 +44,9 @@ describe('self-supervised examples', () => {
     const first = clozeExamples(TEXT)[0];
     expect(questionStyleCloze(first, new Rng(9)).question).toBe(questionStyleCloze(first, new Rng(9)).question);
     const date = clozeExamples(TEXT).find((c) => c.answer === 'February 7, 2016')!;
-    expect(questionStyleCloze(date, new Rng(1), { dropProbability: 0 }).question).toMatch(/^(When|What day|On what date) The game was played on at Levi's Stadium in the San Francisco Bay\?$/);
+    expect(questionStyleCloze(date, new Rng(1), { dropProbability: 0 }).question).toMatch(
+      /^(When|What day|On what date) The game was played on at Levi's Stadium in the San Francisco Bay\?$/,
+    );
   });
 
   it('a masked-span example puts back together into a window of the passage', () => {

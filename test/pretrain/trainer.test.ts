@@ -45,9 +45,21 @@ let data: PretrainData;
 function tinyCorpus() {
   const passages = parseDprPassages(readFileSync(new URL('../../../shared/data/wikipedia/psgs_w100.sample1000.tsv', import.meta.url), 'utf8')).slice(0, 12);
   const texts = passages.flatMap((p) => [p.title, p.text, `title: ${p.title} context: ${p.text}`, 'question: answer: what when how many']);
-  const t5 = trimUnigramTokenizer(read('../../public/models/tokenizers/t5/tokenizer.json'), read('../../public/models/tokenizers/t5/tokenizer_config.json'), texts);
-  const bert = trimWordPieceTokenizer(read('../../public/models/tokenizers/bert-base-uncased/tokenizer.json'), read('../../public/models/tokenizers/bert-base-uncased/tokenizer_config.json'), texts);
-  return { passages, reader: TextTokenizer.fromJson(t5.tokenizerJson, t5.tokenizerConfig), retriever: TextTokenizer.fromJson(bert.tokenizerJson, bert.tokenizerConfig) };
+  const t5 = trimUnigramTokenizer(
+    read('../../public/models/tokenizers/t5/tokenizer.json'),
+    read('../../public/models/tokenizers/t5/tokenizer_config.json'),
+    texts,
+  );
+  const bert = trimWordPieceTokenizer(
+    read('../../public/models/tokenizers/bert-base-uncased/tokenizer.json'),
+    read('../../public/models/tokenizers/bert-base-uncased/tokenizer_config.json'),
+    texts,
+  );
+  return {
+    passages,
+    reader: TextTokenizer.fromJson(t5.tokenizerJson, t5.tokenizerConfig),
+    retriever: TextTokenizer.fromJson(bert.tokenizerJson, bert.tokenizerConfig),
+  };
 }
 
 beforeAll(async () => {
@@ -155,7 +167,14 @@ describe('Pretrainer', () => {
     // Through the disk, as `npm run pretrain` resumes: cut into small parts, read back, verified.
     const dir = mkdtempSync(join(tmpdir(), 'corag-ckpt-'));
     saveCheckpointFiles(dir, saved, { partBytes: 256 * 1024 });
-    expect(readdirSync(join(dir, readdirSync(dir).find((n) => n.startsWith('step-000006'))!)).length).toBeGreaterThan(2);
+    expect(
+      readdirSync(
+        join(
+          dir,
+          readdirSync(dir).find((n) => n.startsWith('step-000006'))!,
+        ),
+      ).length,
+    ).toBeGreaterThan(2);
     const resumed = Pretrainer.resume(config, data, readCheckpointFiles(dir)!);
     rmSync(dir, { recursive: true, force: true });
     try {
@@ -223,7 +242,9 @@ describe('Pretrainer', () => {
   }, 60_000);
 
   it('refuses a config whose every objective weight is 0', () => {
-    expect(() => parsePretrainConfig({ ...config, readerWeight: 0, pdistWeight: 1, contrastiveWeight: 0, ictWeight: 0 })).toThrow(/every objective weight is 0/);
+    expect(() => parsePretrainConfig({ ...config, readerWeight: 0, pdistWeight: 1, contrastiveWeight: 0, ictWeight: 0 })).toThrow(
+      /every objective weight is 0/,
+    );
   });
 });
 
@@ -265,7 +286,7 @@ describe('spanWindow (mlmWithSource)', () => {
     expect(spanWindow(passage.slice(0, 10), [1003], 16)).toEqual(passage.slice(0, 10));
   });
 
-  it('finds each prepared masked span\'s first span in its source passage', () => {
+  it("finds each prepared masked span's first span in its source passage", () => {
     const mlm = data.examples.filter((e) => e.kind === 'mlm');
     expect(mlm.length).toBeGreaterThan(5);
     let found = 0;
@@ -280,7 +301,7 @@ describe('spanWindow (mlmWithSource)', () => {
 });
 
 describe('masked spans with their source passage (mlmWithSource)', () => {
-  it('puts each masked-span example\'s own passage among its k passages only when asked, as a window holding the first span', async () => {
+  it("puts each masked-span example's own passage among its k passages only when asked, as a window holding the first span", async () => {
     const mlm = data.examples.filter((e) => e.kind === 'mlm');
     for (const withSource of [false, true]) {
       // Inputs long enough for a masked window's query (~55 tokens) and the 40-token source window.

@@ -54,7 +54,7 @@ describe('typed questions', () => {
     expect(typedQuestion(sentence, person!, new Rng(5))).toEqual(typedQuestion(sentence, person!, new Rng(5)));
   });
 
-  it('lower-cases the sentence\'s first word when it is a function word that moves behind the question word', () => {
+  it("lower-cases the sentence's first word when it is a function word that moves behind the question word", () => {
     const sentence = 'He began his career as an intern in Chicago in 1992.';
     const year = typedAnswers(sentence).find((a) => a.type === 'year')!;
     for (let seed = 0; seed < 10; seed++) {
@@ -70,7 +70,8 @@ describe('typed questions', () => {
   });
 
   it('a passage gives at most `count` questions, at most a third of them noun phrases, every answer from the passage', () => {
-    const text = 'The Rhine is a European river that begins in the Swiss canton of Graubünden in the southeastern Swiss Alps. It forms part of the Swiss-Austrian border and flows for 1,230 kilometres through the Netherlands. In 1815, the Congress of Vienna made the river an international waterway with free navigation for all ships.';
+    const text =
+      'The Rhine is a European river that begins in the Swiss canton of Graubünden in the southeastern Swiss Alps. It forms part of the Swiss-Austrian border and flows for 1,230 kilometres through the Netherlands. In 1815, the Congress of Vienna made the river an international waterway with free navigation for all ships.';
     for (let seed = 1; seed <= 5; seed++) {
       const qs = typedClozeExamples(text, new Rng(seed), 6, 0.85);
       expect(qs.length).toBeGreaterThan(0);

@@ -66,7 +66,13 @@ describe('Bm25Index', () => {
   });
 
   it('rejects duplicate ids and invalid parameters', () => {
-    expect(() => new Bm25Index([{ id: 'x', text: 'a' }, { id: 'x', text: 'b' }])).toThrow(/duplicate document id "x"/);
+    expect(
+      () =>
+        new Bm25Index([
+          { id: 'x', text: 'a' },
+          { id: 'x', text: 'b' },
+        ]),
+    ).toThrow(/duplicate document id "x"/);
     expect(() => new Bm25Index(corpus, { b: 2 })).toThrow(/0 <= b <= 1/);
   });
 

@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { ExactVectorIndex } from '../../src/retrieval/vector-index';
 import { seededRandom as seeded } from '../../src/util/random';
 
-
 function randomRows(n: number, dim: number, random: () => number): Float32Array {
   return Float32Array.from({ length: n * dim }, () => random() * 2 - 1);
 }
@@ -40,13 +39,31 @@ describe('ExactVectorIndex', () => {
 
   it('returns every row when k exceeds the size, and breaks score ties by smaller id', () => {
     const index = new ExactVectorIndex(2);
-    index.add([5, 3, 9], [[1, 0], [1, 0], [0, 1]]);
-    expect(index.search([1, 0], 10)).toEqual([{ id: 3, score: 1 }, { id: 5, score: 1 }, { id: 9, score: 0 }]);
+    index.add(
+      [5, 3, 9],
+      [
+        [1, 0],
+        [1, 0],
+        [0, 1],
+      ],
+    );
+    expect(index.search([1, 0], 10)).toEqual([
+      { id: 3, score: 1 },
+      { id: 5, score: 1 },
+      { id: 9, score: 0 },
+    ]);
   });
 
   it('removes ids (moving the last row into the hole) and replaces re-added ids', () => {
     const index = new ExactVectorIndex(2);
-    index.add([1, 2, 3], [[1, 0], [0, 1], [1, 1]]);
+    index.add(
+      [1, 2, 3],
+      [
+        [1, 0],
+        [0, 1],
+        [1, 1],
+      ],
+    );
     expect(index.remove([1, 42])).toBe(1);
     expect(index.has(1)).toBe(false);
     expect(index.embedding(3)).toEqual(Float32Array.from([1, 1]));

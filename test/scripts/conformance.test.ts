@@ -31,10 +31,12 @@ describe('npm run conformance', () => {
     expect(code).toBe(0);
   });
 
-  it.each(['t5-tiny-gated', 't5-tiny-relu', 'bert-tiny'].flatMap((name) => [
-    [name, 'pytorch_model.bin'],
-    [name, 'pytorch_model.legacy.bin'],
-  ]))('passes for %s with only %s (saved as pytorch_model.bin) in place of model.safetensors', async (name, weights) => {
+  it.each(
+    ['t5-tiny-gated', 't5-tiny-relu', 'bert-tiny'].flatMap((name) => [
+      [name, 'pytorch_model.bin'],
+      [name, 'pytorch_model.legacy.bin'],
+    ]),
+  )('passes for %s with only %s (saved as pytorch_model.bin) in place of model.safetensors', async (name, weights) => {
     const dir = join(work, `torch-${name}-${weights}`);
     mkdirSync(dir);
     for (const file of ['config.json', 'expected.safetensors', 'expected.json', 'grads.safetensors']) copyFileSync(join(FIXTURES, name, file), join(dir, file));
@@ -51,7 +53,8 @@ describe('npm run conformance', () => {
   it('exits 2 naming the file when pytorch_model.bin is hostile', async () => {
     const dir = join(work, 'hostile-bin');
     mkdirSync(dir);
-    for (const file of ['config.json', 'expected.safetensors', 'expected.json', 'grads.safetensors']) copyFileSync(join(FIXTURES, 'bert-tiny', file), join(dir, file));
+    for (const file of ['config.json', 'expected.safetensors', 'expected.json', 'grads.safetensors'])
+      copyFileSync(join(FIXTURES, 'bert-tiny', file), join(dir, file));
     // protocol 2: GLOBAL os.system, ("ls",), REDUCE, STOP: refused before anything runs.
     writeFileSync(join(dir, 'pytorch_model.bin'), Uint8Array.from([0x80, 2, ...Buffer.from('cos\nsystem\n'), 0x58, 2, 0, 0, 0, 0x6c, 0x73, 0x85, 0x52, 0x2e]));
     const { code, stdout, stderr } = await conformance(dir);

@@ -16,7 +16,9 @@ import { fedAvgExpected, maxRelativeError, MODEL_SHAPES, randomTensors, seeded, 
  * to the running sum before the request failed.
  */
 function misalignedUpdate(deltas: ReadonlyMap<string, NamedTensor>, numExamples: string): Uint8Array {
-  const header: Record<string, unknown> = { __metadata__: { 'corag.round': '1', 'corag.base_version': '0', 'corag.num_examples': numExamples, 'corag.metrics': '{}' } };
+  const header: Record<string, unknown> = {
+    __metadata__: { 'corag.round': '1', 'corag.base_version': '0', 'corag.num_examples': numExamples, 'corag.metrics': '{}' },
+  };
   const names = [...deltas.keys()];
   let offset = 0;
   const parts: Array<[number, Float32Array]> = [];
@@ -51,8 +53,11 @@ describe('all-or-nothing acceptance over HTTP', () => {
 
   async function session(extra: Partial<NewSession>, model: Map<string, NamedTensor>, clients: number) {
     const created = await anon.createSession({
-      name: 'acceptance', models: { reader: 'r', passageEncoder: 'p', embeddingDim: 8 },
-      roundPolicy: { minClients: clients, minUpdates: 1, deadlineSeconds: 60 }, trainedPrefixes: TRAINED_PREFIXES, ...extra,
+      name: 'acceptance',
+      models: { reader: 'r', passageEncoder: 'p', embeddingDim: 8 },
+      roundPolicy: { minClients: clients, minUpdates: 1, deadlineSeconds: 60 },
+      trainedPrefixes: TRAINED_PREFIXES,
+      ...extra,
     });
     const admin = anon.withToken(created.adminToken);
     await admin.uploadModel(created.session.id, encodeModel(model));
@@ -60,7 +65,11 @@ describe('all-or-nothing acceptance over HTTP', () => {
     return { sid: created.session.id, admin, clients: joined };
   }
 
-  const refusal = (p: Promise<unknown>) => p.then(() => ({ status: 0, code: 'accepted' }), (e: CoragHttpError) => ({ status: e.status, code: e.code }));
+  const refusal = (p: Promise<unknown>) =>
+    p.then(
+      () => ({ status: 0, code: 'accepted' }),
+      (e: CoragHttpError) => ({ status: e.status, code: e.code }),
+    );
 
   for (const strategy of ['fedavg', 'norm-clip']) {
     it(`${strategy}: three misaligned updates claiming 1e15−1 examples are refused and leave no trace; the published version is the honest update alone`, async () => {
@@ -71,7 +80,10 @@ describe('all-or-nothing acceptance over HTTP', () => {
       const before = JSON.stringify(await admin.round(sid, 1));
       const hostile = randomTensors(trainedShapes(), random, 1e3);
       for (let i = 0; i < 3; i++) {
-        expect(await refusal(clients[0].uploadUpdate(sid, 1, misalignedUpdate(hostile, '999999999999999')))).toEqual({ status: 400, code: 'misaligned_tensor' });
+        expect(await refusal(clients[0].uploadUpdate(sid, 1, misalignedUpdate(hostile, '999999999999999')))).toEqual({
+          status: 400,
+          code: 'misaligned_tensor',
+        });
         expect(JSON.stringify(await admin.round(sid, 1))).toBe(before);
       }
       const honest = randomTensors(trainedShapes(), random, 0.1);
@@ -130,7 +142,7 @@ describe('all-or-nothing acceptance over HTTP', () => {
     expect(closed.metrics).toEqual({ loss: 2.5 });
   });
 
-  it('names why an aggregate above its strategy\'s norm bound or non-finite is not published', () => {
+  it("names why an aggregate above its strategy's norm bound or non-finite is not published", () => {
     const global = new Map([['w', { shape: [2], data: new Float32Array([0, 0]) }]]);
     expect(checkAggregate(global, { delta: new Map([['w', new Float64Array([3, 4])]]), normBound: 5, details: {} })).toBeNull();
     expect(checkAggregate(global, { delta: new Map([['w', new Float64Array([3, 4])]]), normBound: 4.9, details: {} })).toMatch(/^aggregate_norm_exceeds_bound/);

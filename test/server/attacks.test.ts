@@ -14,7 +14,10 @@ import { ATTACKS } from '../../scripts/robustness/attacks';
 import { runScenario, type ScenarioResult } from '../../scripts/robustness/harness';
 import { startServer } from './helpers';
 
-const SCENARIOS = [{ participants: 4, hostile: 1 }, { participants: 8, hostile: 2 }] as const;
+const SCENARIOS = [
+  { participants: 4, hostile: 1 },
+  { participants: 8, hostile: 2 },
+] as const;
 /** Attacks whose hostile deltas are huge: a robust strategy must keep the result near honest FedAvg. */
 const MAGNITUDE_ATTACKS = new Set(['scale-1e3', 'flt-max', 'model-replacement']);
 
@@ -45,13 +48,19 @@ describe('attack suite over HTTP', () => {
     for (const attack of ATTACKS) {
       it(`${hostile} of ${participants} hostile, ${attack.name}: no 5xx, refusals change nothing, every strategy publishes a finite model`, async () => {
         // One session per strategy, run side by side (the coordinator serialises within a session only).
-        const runs = await Promise.all(strategyNames().map(async (strategy, s) => ({
-          strategy, result: await runScenario(server.url, { strategy, participants, hostile, attack, rounds: 1, seed: 100 + s }),
-        })));
+        const runs = await Promise.all(
+          strategyNames().map(async (strategy, s) => ({
+            strategy,
+            result: await runScenario(server.url, { strategy, participants, hostile, attack, rounds: 1, seed: 100 + s }),
+          })),
+        );
         for (const { strategy, result } of runs) {
           results.set(`${hostile}/${participants} ${attack.name} ${strategy}`, result);
           const label = `${strategy} vs ${attack.name}`;
-          expect(result.statuses.every((st) => st > 0 && st < 500), `${label}: ${result.statuses}`).toBe(true);
+          expect(
+            result.statuses.every((st) => st > 0 && st < 500),
+            `${label}: ${result.statuses}`,
+          ).toBe(true);
           expect(result.refusedUnchanged, label).toBe(result.refused);
           expect(result.refused, label).toBe(attack.refused ? hostile : 0);
           expect(result.publishedFinite, label).toBe(true);

@@ -19,10 +19,17 @@ describe('stored-delta rounds', () => {
       const random = seeded(31);
       const global = randomTensors(MODEL_SHAPES, random);
       let coordinator = new Coordinator({ dataDir: dir.path, random: seeded(1) });
-      const created = coordinator.createSession({
-        name: 'restart', models: { reader: 'r', passageEncoder: 'p', embeddingDim: 8 }, trainedPrefixes: TRAINED_PREFIXES,
-        roundPolicy: { minClients: 3, minUpdates: 1 }, strategy: 'trimmed-mean', strategyParams: { trimFraction: 0.34 },
-      }, encodeModel(global));
+      const created = coordinator.createSession(
+        {
+          name: 'restart',
+          models: { reader: 'r', passageEncoder: 'p', embeddingDim: 8 },
+          trainedPrefixes: TRAINED_PREFIXES,
+          roundPolicy: { minClients: 3, minUpdates: 1 },
+          strategy: 'trimmed-mean',
+          strategyParams: { trimFraction: 0.34 },
+        },
+        encodeModel(global),
+      );
       const sid = created.session.id;
       const ids = [0, 1, 2].map(() => coordinator.join(created.joinCode).clientId);
       await coordinator.openRound(sid);
@@ -62,13 +69,20 @@ describe('stored-delta rounds', () => {
     try {
       const random = seeded(32);
       let coordinator = new Coordinator({ dataDir: dir.path });
-      const created = coordinator.createSession({ name: 'upgrade', models: { reader: 'r', passageEncoder: 'p', embeddingDim: 8 }, trainedPrefixes: TRAINED_PREFIXES, roundPolicy: { minClients: 2 } },
-        encodeModel(randomTensors(MODEL_SHAPES, random)));
+      const created = coordinator.createSession(
+        { name: 'upgrade', models: { reader: 'r', passageEncoder: 'p', embeddingDim: 8 }, trainedPrefixes: TRAINED_PREFIXES, roundPolicy: { minClients: 2 } },
+        encodeModel(randomTensors(MODEL_SHAPES, random)),
+      );
       const sid = created.session.id;
       const a = coordinator.join(created.joinCode).clientId;
       coordinator.join(created.joinCode);
       await coordinator.openRound(sid);
-      await coordinator.acceptUpdate(sid, 1, a, encodeUpdate(randomTensors(trainedShapes(), random, 0.1), { round: 1, baseVersion: 0, numExamples: 4, metrics: {} }));
+      await coordinator.acceptUpdate(
+        sid,
+        1,
+        a,
+        encodeUpdate(randomTensors(trainedShapes(), random, 0.1), { round: 1, baseVersion: 0, numExamples: 4, metrics: {} }),
+      );
       coordinator.db.prepare('UPDATE updates SET norm = NULL').run(); // the row an older coordinator wrote
       await coordinator.close();
       coordinator = new Coordinator({ dataDir: dir.path });
@@ -88,7 +102,10 @@ describe('stored-delta rounds', () => {
       expect(() => coordinator.createSession({ ...base, strategy: 'median', strategyParams: { trimFraction: 0.2 } })).toThrow(/no parameter "trimFraction"/);
       expect(() => coordinator.createSession({ ...base, strategy: 'fedavg', updateLimits: { maxWeightShare: 0.3 } })).toThrow(/cannot cap weight shares/);
       const made = coordinator.createSession({ ...base, strategy: 'multi-krum', training: { localSteps: 10, batchSize: 2 } });
-      expect([made.session.config.strategyParams, made.session.config.updateLimits]).toEqual([{ byzantineFraction: 0.25 }, { maxExamplesPerUpdate: 20, maxWeightShare: 0.25 }]);
+      expect([made.session.config.strategyParams, made.session.config.updateLimits]).toEqual([
+        { byzantineFraction: 0.25 },
+        { maxExamplesPerUpdate: 20, maxWeightShare: 0.25 },
+      ]);
     } finally {
       void coordinator.close().then(dir.remove);
     }

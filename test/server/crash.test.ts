@@ -48,8 +48,10 @@ describe('crash safety: SIGKILL inside a round, restart on the same data folder'
     let s = await start();
     const anon = new CoragClient(s.url);
     const created = await anon.createSession({
-      name: 'crash', models: { reader: 'r', passageEncoder: 'enc', embeddingDim: 8 },
-      roundPolicy: { minClients: 4, minUpdates: 4, deadlineSeconds: 3600 }, trainedPrefixes: TRAINED_PREFIXES,
+      name: 'crash',
+      models: { reader: 'r', passageEncoder: 'enc', embeddingDim: 8 },
+      roundPolicy: { minClients: 4, minUpdates: 4, deadlineSeconds: 3600 },
+      trainedPrefixes: TRAINED_PREFIXES,
       passages: { embeddingCheck: 'off' }, // made-up encoder 'enc'; checks: passage-intake.test.ts
     });
     const sid = created.session.id;
@@ -60,8 +62,15 @@ describe('crash safety: SIGKILL inside a round, restart on the same data folder'
     const updates = tokens.map((_, i) => ({ n: 3 + i, deltas: randomTensors(trainedShapes(), random, 0.1) as Map<string, NamedTensor> }));
     const body = (i: number) => encodeUpdate(updates[i].deltas, { round: 1, baseVersion: 0, numExamples: updates[i].n, metrics: {} });
     const as = (url: string, i: number) => new CoragClient(url, tokens[i]);
-    const passages = (i: number) => [0, 1].map((j) => ({ title: `c${i}`, text: `passage ${j} of client ${i}`, embedding: Array.from({ length: 8 }, (_, k) => i + j + k), encoder: 'enc' }));
-    const expectDisconnect = async (p: Promise<unknown>) => expect(await p.then(() => 'answered', (e: unknown) => (e instanceof CoragHttpError ? e.message : 'disconnected'))).toBe('disconnected');
+    const passages = (i: number) =>
+      [0, 1].map((j) => ({ title: `c${i}`, text: `passage ${j} of client ${i}`, embedding: Array.from({ length: 8 }, (_, k) => i + j + k), encoder: 'enc' }));
+    const expectDisconnect = async (p: Promise<unknown>) =>
+      expect(
+        await p.then(
+          () => 'answered',
+          (e: unknown) => (e instanceof CoragHttpError ? e.message : 'disconnected'),
+        ),
+      ).toBe('disconnected');
 
     // 1. Killed during an upload, after the new running sum hit the disk but before the commit.
     s.child.kill('SIGKILL');
@@ -77,7 +86,9 @@ describe('crash safety: SIGKILL inside a round, restart on the same data folder'
 
     // 3. The retry is recognised as a duplicate; passages killed after their commit.
     s = await start('passages:committed');
-    const dup = await as(s.url, 0).uploadUpdate(sid, 1, body(0)).catch((e: CoragHttpError) => e.code);
+    const dup = await as(s.url, 0)
+      .uploadUpdate(sid, 1, body(0))
+      .catch((e: CoragHttpError) => e.code);
     expect(dup).toBe('duplicate_update');
     await expectDisconnect(as(s.url, 1).addPassages(sid, passages(1)));
     expect(await s.exited).toBe('SIGKILL');
@@ -88,7 +99,9 @@ describe('crash safety: SIGKILL inside a round, restart on the same data folder'
     expect(again.results.every((r) => r.duplicate)).toBe(true);
     await as(s.url, 2).uploadUpdate(sid, 1, body(2));
     await as(s.url, 1).uploadUpdate(sid, 1, body(1));
-    await as(s.url, 3).uploadUpdate(sid, 1, body(3)).catch(() => undefined);
+    await as(s.url, 3)
+      .uploadUpdate(sid, 1, body(3))
+      .catch(() => undefined);
     expect(await s.exited).toBe('SIGKILL');
 
     // 5. A clean restart finishes the aggregation exactly once.

@@ -43,7 +43,10 @@ describe('the checkpoints a session starts from (npm start --reader/--retriever)
     const t5 = tinyT5Config();
     const bert = tinyBertConfig();
     const repos: Record<string, string> = {};
-    for (const [id, files] of [['acme/reader', tinyCheckpointFiles('t5', t5, 11)], ['acme/retriever', tinyCheckpointFiles('bert', bert, 12)]] as const) {
+    for (const [id, files] of [
+      ['acme/reader', tinyCheckpointFiles('t5', t5, 11)],
+      ['acme/retriever', tinyCheckpointFiles('bert', bert, 12)],
+    ] as const) {
       const dir = join(work.path, id.replace('/', '_'));
       mkdirSync(dir, { recursive: true });
       for (const [name, bytes] of files) writeFileSync(join(dir, name), bytes);
@@ -52,16 +55,23 @@ describe('the checkpoints a session starts from (npm start --reader/--retriever)
     const hub = await startLocalHub({ repos });
     try {
       const coordinator = new Coordinator({ dataDir: join(work.path, 'data') });
-      const created = await createDemoSession(coordinator, {
-        reader: hubModelSource('acme/reader', { endpoint: hub.url }),
-        retriever: hubModelSource('acme/retriever', { endpoint: hub.url }),
-        readerId: 'acme/reader',
-        retrieverId: 'acme/retriever',
-      }, { seed: false }); // seeding would resolve 'acme/retriever' on the real hub (seeding: below)
+      const created = await createDemoSession(
+        coordinator,
+        {
+          reader: hubModelSource('acme/reader', { endpoint: hub.url }),
+          retriever: hubModelSource('acme/retriever', { endpoint: hub.url }),
+          readerId: 'acme/reader',
+          retrieverId: 'acme/retriever',
+        },
+        { seed: false },
+      ); // seeding would resolve 'acme/retriever' on the real hub (seeding: below)
       expect(created.session.config.models).toEqual({ reader: 'acme/reader', passageEncoder: 'acme/retriever', embeddingDim: bert.hidden_size });
       // Anyone may join the demo: it aggregates robustly, with sample counts capped at localSteps × batchSize.
-      expect([created.session.config.strategy, created.session.config.strategyParams, created.session.config.updateLimits])
-        .toEqual(['norm-clip', { clipMultiplier: 1 }, { maxExamplesPerUpdate: 24, maxWeightShare: 0.25 }]);
+      expect([created.session.config.strategy, created.session.config.strategyParams, created.session.config.updateLimits]).toEqual([
+        'norm-clip',
+        { clipMultiplier: 1 },
+        { maxExamplesPerUpdate: 24, maxWeightShare: 0.25 },
+      ]);
       // Fine-tuning the pretrained retriever's query side collapses retrieval: the demo trains the reader only.
       expect(created.session.config.trainedPrefixes).toEqual(['reader.']);
       expect(hub.requests).toContain('/acme/reader/resolve/main/model.safetensors');
@@ -80,7 +90,7 @@ describe('the checkpoints a session starts from (npm start --reader/--retriever)
 });
 
 describe('the open demo session (GET /api/public-session)', () => {
-  it('offers the configured session\'s join code and name, and nothing when none is configured or it does not exist', async () => {
+  it("offers the configured session's join code and name, and nothing when none is configured or it does not exist", async () => {
     const dir = tempDir();
     let open: string | undefined;
     const server = await startServer({ dataDir: dir.path, publicSession: () => open });
@@ -107,7 +117,7 @@ describe('the open demo session (GET /api/public-session)', () => {
   });
 });
 
-describe('the demo session\'s store, seeded by the coordinator', () => {
+describe("the demo session's store, seeded by the coordinator", () => {
   it('holds the demo passages from the start, contributed by "coordinator" and embedded as a tab embeds them; a restart embeds nothing again', async () => {
     await initBackend('wasm');
     const dir = tempDir();
@@ -133,19 +143,29 @@ describe('the demo session\'s store, seeded by the coordinator', () => {
 
         // A tab that adds the demo passages computes the same embeddings and finds them stored.
         const tokenizers = (name: string) => loadTokenizer(folderModelSource(join(PUBLIC, 'models/tokenizers', name)));
-        const spec = { readerConfig: tinyT5Config(), retrieverConfig: tinyBertConfig(), readerTokenizer: await tokenizers('t5'), retrieverTokenizer: await tokenizers('bert-base-uncased') };
+        const spec = {
+          readerConfig: tinyT5Config(),
+          retrieverConfig: tinyBertConfig(),
+          readerTokenizer: await tokenizers('t5'),
+          retrieverTokenizer: await tokenizers('bert-base-uncased'),
+        };
         const tab = ModelBundle.fromGlobal(spec, readFileSync(server.coordinator.modelPath(sid, 0)), 0);
         try {
           const sample = [demo[0], demo[100], demo[demo.length - 1]];
           const embeddings = await embedPassages(tab, sample);
           const client = new CoragClient(server.url).withToken((await new CoragClient(server.url).join(created.joinCode, 'tab')).token);
           for (const [i, e] of embeddings.entries()) {
-            const row = server.coordinator.db.prepare('SELECT client_id, embedding FROM passages WHERE session_id = ? AND hash = ?').get(sid, contentHash(sample[i].title, sample[i].text)) as { client_id: string; embedding: Buffer };
+            const row = server.coordinator.db
+              .prepare('SELECT client_id, embedding FROM passages WHERE session_id = ? AND hash = ?')
+              .get(sid, contentHash(sample[i].title, sample[i].text)) as { client_id: string; embedding: Buffer };
             expect(row.client_id).toBe('coordinator');
             const stored = new Float32Array(row.embedding.buffer.slice(row.embedding.byteOffset, row.embedding.byteOffset + row.embedding.byteLength));
             expect(agrees(embeddingAgreement(e, stored))).toBe(true);
           }
-          const added = await client.addPassages(sid, sample.map((p, i) => ({ ...p, embedding: Array.from(embeddings[i]), encoder: created.session.config.models.passageEncoder })));
+          const added = await client.addPassages(
+            sid,
+            sample.map((p, i) => ({ ...p, embedding: Array.from(embeddings[i]), encoder: created.session.config.models.passageEncoder })),
+          );
           expect(added.results.every((r) => r.duplicate)).toBe(true);
         } finally {
           tab.dispose();

@@ -42,7 +42,13 @@ class RawUpload {
 
   constructor(url: string, path: string, headers: Record<string, string | number>, method = 'PUT') {
     const target = new URL(path, url);
-    this.req = httpRequest({ method, host: target.hostname, port: target.port, path: target.pathname, headers: { 'content-type': 'application/octet-stream', ...headers } });
+    this.req = httpRequest({
+      method,
+      host: target.hostname,
+      port: target.port,
+      path: target.pathname,
+      headers: { 'content-type': 'application/octet-stream', ...headers },
+    });
     this.answer = new Promise<Answer>((resolve, reject) => {
       this.req.on('response', (res) => {
         const at = this.sent;
@@ -50,7 +56,9 @@ class RawUpload {
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (s: string) => (text += s));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: JSON.parse(text) as Answer['body'], bytesSentBeforeAnswer: at }));
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: JSON.parse(text) as Answer['body'], bytesSentBeforeAnswer: at }),
+        );
         res.on('error', reject);
       });
       this.req.on('continue', () => (this.continued = true));
@@ -98,7 +106,10 @@ class RawUpload {
 }
 
 const errorOf = async (p: Promise<unknown>): Promise<CoragHttpError> => {
-  const e = await p.then(() => undefined, (err: unknown) => err);
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   expect(e).toBeInstanceOf(CoragHttpError);
   return e as CoragHttpError;
 };
@@ -107,8 +118,10 @@ const errorOf = async (p: Promise<unknown>): Promise<CoragHttpError> => {
 async function openRound(url: string, clients: number, random: () => number) {
   const anon = new CoragClient(url);
   const created = await anon.createSession({
-    name: 'edge', models: { reader: 'r', passageEncoder: 'enc', embeddingDim: 8 },
-    roundPolicy: { minClients: clients, minUpdates: 1 }, trainedPrefixes: TRAINED_PREFIXES,
+    name: 'edge',
+    models: { reader: 'r', passageEncoder: 'enc', embeddingDim: 8 },
+    roundPolicy: { minClients: clients, minUpdates: 1 },
+    trainedPrefixes: TRAINED_PREFIXES,
     // 'enc' is a made-up encoder the coordinator cannot load to check embeddings: trust the test's.
     passages: { embeddingCheck: 'off' },
   });
@@ -119,7 +132,16 @@ async function openRound(url: string, clients: number, random: () => number) {
   for (let i = 0; i < clients; i++) joined.push(await anon.join(created.joinCode, `c${i}`));
   await admin.openRound(sid);
   const update = (n = 5) => encodeUpdate(randomTensors(trainedShapes(), random, 0.01), { round: 1, baseVersion: 0, numExamples: n, metrics: {} });
-  return { anon, sid, admin, created, tokens: joined.map((j) => j.token), clients: joined.map((j) => anon.withToken(j.token)), update, updatePath: `/api/sessions/${sid}/rounds/1/update` };
+  return {
+    anon,
+    sid,
+    admin,
+    created,
+    tokens: joined.map((j) => j.token),
+    clients: joined.map((j) => anon.withToken(j.token)),
+    update,
+    updatePath: `/api/sessions/${sid}/rounds/1/update`,
+  };
 }
 
 async function withServer<T>(options: Omit<AppOptions, 'dataDir'>, fn: (server: Awaited<ReturnType<typeof startServer>>) => Promise<T>): Promise<T> {
@@ -134,13 +156,17 @@ async function withServer<T>(options: Omit<AppOptions, 'dataDir'>, fn: (server: 
 }
 
 describe('uploads are admitted from their headers, before the body', () => {
-  it('answers four anonymous trickling uploads 401 without giving them a slot, so a real client\'s update is accepted', async () => {
+  it("answers four anonymous trickling uploads 401 without giving them a slot, so a real client's update is accepted", async () => {
     await withServer({ maxConcurrentUploads: 4, rateLimitPerMinute: 10_000 }, async (server) => {
       const s = await openRound(server.url, 2, seeded(1));
       const before = JSON.stringify(await s.admin.session(s.sid));
-      const tricklers = [0, 1, 2, 3].map((i) => new RawUpload(server.url, s.updatePath, {
-        'content-length': 1_000_000, ...(i % 2 ? { authorization: `Bearer ${'z'.repeat(43)}` } : {}),
-      }));
+      const tricklers = [0, 1, 2, 3].map(
+        (i) =>
+          new RawUpload(server.url, s.updatePath, {
+            'content-length': 1_000_000,
+            ...(i % 2 ? { authorization: `Bearer ${'z'.repeat(43)}` } : {}),
+          }),
+      );
       for (const t of tricklers) t.write(new Uint8Array(8));
       const answers = await Promise.all(tricklers.map((t) => t.answer));
       expect(answers.map((a) => [a.status, a.body.error])).toEqual(Array(4).fill([401, 'unauthorized']));
@@ -266,9 +292,16 @@ describe('upload bodies are read under an idle timeout, a minimum rate and one s
     await withServer({ bodyIdleTimeoutMs: 300, rateLimitPerMinute: 10_000 }, async (server) => {
       const s = await openRound(server.url, 1, seeded(10));
       const json = Buffer.from(JSON.stringify({ passages: [{ title: 't', text: 'trickled', embedding: new Array(8).fill(0.5), encoder: 'enc' }] }));
-      const stalled = new RawUpload(server.url, `/api/sessions/${s.sid}/passages`, {
-        authorization: `Bearer ${s.tokens[0]}`, 'content-type': 'application/json', 'content-length': json.length,
-      }, 'POST');
+      const stalled = new RawUpload(
+        server.url,
+        `/api/sessions/${s.sid}/passages`,
+        {
+          authorization: `Bearer ${s.tokens[0]}`,
+          'content-type': 'application/json',
+          'content-length': json.length,
+        },
+        'POST',
+      );
       stalled.write(json.subarray(0, json.length - 5));
       const a = await stalled.answer;
       stalled.destroy();
@@ -303,7 +336,7 @@ describe('upload bodies are read under an idle timeout, a minimum rate and one s
 });
 
 describe('rate limits hold', () => {
-  it('puts tokens that do not verify into the caller IP\'s bucket, answers 429 rate_limited with retry-after, and keeps a verified client\'s own bucket', async () => {
+  it("puts tokens that do not verify into the caller IP's bucket, answers 429 rate_limited with retry-after, and keeps a verified client's own bucket", async () => {
     const limit = 8;
     await withServer({ rateLimitPerMinute: limit }, async (server) => {
       const anon = new CoragClient(server.url);
@@ -349,7 +382,11 @@ describe('rate limits hold', () => {
       const created = await anon.createSession({ name: 'joins', models: { reader: 'r', passageEncoder: 'enc', embeddingDim: 8 } });
       const admin = anon.withToken(created.adminToken);
       for (let i = 0; i < 3; i++) await anon.join(created.joinCode, `j${i}`);
-      const res = await fetch(`${server.url}/api/join`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code: created.joinCode }) });
+      const res = await fetch(`${server.url}/api/join`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ code: created.joinCode }),
+      });
       expect(res.status).toBe(429);
       expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
       expect(await res.json()).toEqual({ error: 'rate_limited', message: expect.stringContaining('joins per minute') });
@@ -412,7 +449,8 @@ describe('session creation needs the server key beyond loopback', () => {
   it('npm start on 0.0.0.0 without a key generates one, says where it is, and refuses session creation without it', async () => {
     const dir = tempDir();
     const child = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts', '--host', '0.0.0.0', '--port', '0', '--no-demo', '--data-dir', dir.path], {
-      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     try {
       const out = await new Promise<string>((resolve, reject) => {
@@ -489,18 +527,43 @@ describe('exposure', () => {
   });
 });
 
-describe('no 5xx for a client\'s bytes at the edge', () => {
+describe("no 5xx for a client's bytes at the edge", () => {
   it('answers octet-stream bodies on JSON routes and garbage round numbers with 4xx {error, message}', async () => {
     await withServer({ rateLimitPerMinute: 10_000 }, async (server) => {
       const s = await openRound(server.url, 1, seeded(9));
       const requests: Array<[string, string, Record<string, string>, BodyInit | undefined]> = [
         ['POST', '/api/join', { 'content-type': 'application/octet-stream' }, new Uint8Array(100)],
         ['POST', '/api/sessions', { 'content-type': 'application/octet-stream' }, new Uint8Array(128 * 1024)],
-        ['PUT', `/api/sessions/${s.sid}/rounds/abc/update`, { authorization: `Bearer ${s.tokens[0]}`, 'content-type': 'application/octet-stream' }, new Uint8Array(10)],
-        ['PUT', `/api/sessions/${s.sid}/rounds/99999999999999/update`, { authorization: `Bearer ${s.tokens[0]}`, 'content-type': 'application/octet-stream' }, new Uint8Array(10)],
-        ['PUT', `/api/sessions/${s.sid}/rounds/1/update`, { authorization: `Bearer ${s.tokens[0]}`, 'content-type': 'application/octet-stream' }, new Uint8Array(0)],
-        ['PUT', `/api/sessions/${s.sid}/rounds/1/update`, { authorization: `Bearer ${s.tokens[0]}`, 'content-type': 'application/octet-stream' }, new Uint8Array(7)],
-        ['PUT', `/api/sessions/${s.sid}/rounds/1/update`, { authorization: `Bearer ${s.tokens[0]}`, 'content-type': 'application/octet-stream' }, Buffer.from('\xff\xff\xff\xff\xff\xff\xff\xff{', 'latin1')],
+        [
+          'PUT',
+          `/api/sessions/${s.sid}/rounds/abc/update`,
+          { authorization: `Bearer ${s.tokens[0]}`, 'content-type': 'application/octet-stream' },
+          new Uint8Array(10),
+        ],
+        [
+          'PUT',
+          `/api/sessions/${s.sid}/rounds/99999999999999/update`,
+          { authorization: `Bearer ${s.tokens[0]}`, 'content-type': 'application/octet-stream' },
+          new Uint8Array(10),
+        ],
+        [
+          'PUT',
+          `/api/sessions/${s.sid}/rounds/1/update`,
+          { authorization: `Bearer ${s.tokens[0]}`, 'content-type': 'application/octet-stream' },
+          new Uint8Array(0),
+        ],
+        [
+          'PUT',
+          `/api/sessions/${s.sid}/rounds/1/update`,
+          { authorization: `Bearer ${s.tokens[0]}`, 'content-type': 'application/octet-stream' },
+          new Uint8Array(7),
+        ],
+        [
+          'PUT',
+          `/api/sessions/${s.sid}/rounds/1/update`,
+          { authorization: `Bearer ${s.tokens[0]}`, 'content-type': 'application/octet-stream' },
+          Buffer.from('\xff\xff\xff\xff\xff\xff\xff\xff{', 'latin1'),
+        ],
       ];
       const before = JSON.stringify(await s.admin.session(s.sid));
       for (const [method, path, headers, body] of requests) {

@@ -44,7 +44,10 @@ export function randomTensors(shapes: ReadonlyArray<[string, number[]]>, random:
 export const trainedShapes = () => MODEL_SHAPES.filter(([n]) => TRAINED_PREFIXES.some((p) => n.startsWith(p)));
 
 /** Expected FedAvg result, computed independently in float64: g + Σ n_i d_i / Σ n_i. */
-export function fedAvgExpected(global: ReadonlyMap<string, NamedTensor>, updates: ReadonlyArray<{ n: number; deltas: ReadonlyMap<string, NamedTensor> }>): Map<string, Float64Array> {
+export function fedAvgExpected(
+  global: ReadonlyMap<string, NamedTensor>,
+  updates: ReadonlyArray<{ n: number; deltas: ReadonlyMap<string, NamedTensor> }>,
+): Map<string, Float64Array> {
   const total = updates.reduce((a, u) => a + u.n, 0);
   const out = new Map<string, Float64Array>();
   for (const [name, g] of global) {
@@ -57,4 +60,3 @@ export function fedAvgExpected(global: ReadonlyMap<string, NamedTensor>, updates
   }
   return out;
 }
-

@@ -20,8 +20,10 @@ describe('hostile input', () => {
     server = await startServer({ dataDir: dir.path, maxUpdateBytes: 64 * 1024, rateLimitPerMinute: 10_000 });
     const anon = new CoragClient(server.url);
     const created = await anon.createSession({
-      name: 'hostile', models: { reader: 'r', passageEncoder: 'enc', embeddingDim: 8 },
-      roundPolicy: { minClients: 2, minUpdates: 1 }, trainedPrefixes: TRAINED_PREFIXES,
+      name: 'hostile',
+      models: { reader: 'r', passageEncoder: 'enc', embeddingDim: 8 },
+      roundPolicy: { minClients: 2, minUpdates: 1 },
+      trainedPrefixes: TRAINED_PREFIXES,
       // 'enc' is no encoder the coordinator can load; passage trust is tested in passage-intake.test.ts.
       passages: { embeddingCheck: 'off' },
     });
@@ -39,7 +41,10 @@ describe('hostile input', () => {
 
   async function refused(request: () => Promise<unknown>, status: number, code: string, mention?: string): Promise<void> {
     const before = JSON.stringify(await admin.session(sid));
-    const err = await request().then(() => undefined, (e: unknown) => e);
+    const err = await request().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(CoragHttpError);
     const e = err as CoragHttpError;
     expect([e.status, e.code]).toEqual([status, code]);
@@ -49,7 +54,11 @@ describe('hostile input', () => {
 
   it('refuses missing and invalid tokens (401)', async () => {
     await refused(() => new CoragClient(server.url).uploadUpdate(sid, 1, encodeUpdate(goodDeltas(), meta)), 401, 'unauthorized');
-    await refused(() => new CoragClient(server.url, 'x'.repeat(43)).addPassages(sid, [{ title: '', text: 'a', embedding: new Array(8).fill(0), encoder: 'enc' }]), 401, 'unauthorized');
+    await refused(
+      () => new CoragClient(server.url, 'x'.repeat(43)).addPassages(sid, [{ title: '', text: 'a', embedding: new Array(8).fill(0), encoder: 'enc' }]),
+      401,
+      'unauthorized',
+    );
   });
 
   it('refuses a client that was not selected for the round (403)', async () => {
@@ -115,8 +124,14 @@ describe('hostile input', () => {
   it('stores, dedupes, searches (with stored embeddings when asked); a passage leaves the store when its last contributor withdraws it', async () => {
     const [a, b] = inRound;
     const e = (i: number) => Array.from({ length: 8 }, (_, j) => (j === i ? 1 : 0));
-    const r1 = await a.addPassages(sid, [0, 1, 2].map((i) => ({ title: `t${i}`, text: `passage ${i}`, embedding: e(i), encoder: 'enc' })));
-    const r2 = await b.addPassages(sid, [{ title: 't1', text: 'passage 1', embedding: e(1), encoder: 'enc' }, { title: 'b', text: 'by b', embedding: e(3), encoder: 'enc' }]);
+    const r1 = await a.addPassages(
+      sid,
+      [0, 1, 2].map((i) => ({ title: `t${i}`, text: `passage ${i}`, embedding: e(i), encoder: 'enc' })),
+    );
+    const r2 = await b.addPassages(sid, [
+      { title: 't1', text: 'passage 1', embedding: e(1), encoder: 'enc' },
+      { title: 'b', text: 'by b', embedding: e(3), encoder: 'enc' },
+    ]);
     expect(r2.results[0]).toEqual({ id: r1.results[1].id, duplicate: true });
     const hits = await b.search(sid, e(2), 2);
     expect(hits[0].passage.text).toBe('passage 2');
@@ -129,7 +144,12 @@ describe('hostile input', () => {
     expect(withVectors.every((h) => h.embedding?.length === 8)).toBe(true);
     await refused(() => b.search(sid, odd, 101, { withEmbeddings: true }), 400, 'k_too_large', 'at most 100');
     await a.deletePassage(sid, added.id);
-    expect(await a.contributions(sid)).toEqual(expect.arrayContaining([{ clientId: expect.any(String), passages: 3 }, { clientId: expect.any(String), passages: 1 }]));
+    expect(await a.contributions(sid)).toEqual(
+      expect.arrayContaining([
+        { clientId: expect.any(String), passages: 3 },
+        { clientId: expect.any(String), passages: 1 },
+      ]),
+    );
     await refused(() => b.deletePassage(sid, r1.results[0].id), 403, 'not_your_passage');
     await a.deletePassage(sid, r1.results[0].id);
     expect((await b.search(sid, e(0), 10)).map((h) => h.id)).not.toContain(r1.results[0].id);
@@ -141,7 +161,10 @@ describe('hostile input', () => {
     expect((await b.passages(sid, [shared]))[0].clientId).toBe(bId); // now credited to b
     expect((await b.search(sid, e(1), 1))[0].id).toBe(shared);
     await refused(() => a.deletePassage(sid, shared), 403, 'not_your_passage'); // a is no contributor any more
-    expect(await b.withdrawPassages(sid, [shared, r2.results[1].id])).toEqual([{ id: shared, outcome: 'withdrawn' }, { id: r2.results[1].id, outcome: 'withdrawn' }]);
+    expect(await b.withdrawPassages(sid, [shared, r2.results[1].id])).toEqual([
+      { id: shared, outcome: 'withdrawn' },
+      { id: r2.results[1].id, outcome: 'withdrawn' },
+    ]);
     expect(await a.withdrawPassages(sid, [r1.results[0].id])).toEqual([{ id: r1.results[0].id, outcome: 'gone' }]);
     expect(await b.passages(sid, [shared, r2.results[1].id])).toEqual([]);
     expect((await b.search(sid, e(1), 10)).map((h) => h.id)).not.toContain(shared);

@@ -27,8 +27,9 @@ describe('the served OpenAPI document', () => {
 
   it('documents only operations the coordinator really serves, /api/join among them', async () => {
     const doc = await (await fetch(`${server.url}/api/openapi.json`)).json();
-    const operations = Object.entries(doc.paths as Record<string, Record<string, unknown>>)
-      .flatMap(([path, item]) => Object.keys(item).map((method) => ({ method: method.toUpperCase(), url: path.replace(/\{(\w+)\}/g, ':$1') })));
+    const operations = Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(([path, item]) =>
+      Object.keys(item).map((method) => ({ method: method.toUpperCase(), url: path.replace(/\{(\w+)\}/g, ':$1') })),
+    );
     expect(operations).toContainEqual({ method: 'POST', url: '/api/join' });
     for (const op of operations) expect(server.app.hasRoute(op as Parameters<typeof server.app.hasRoute>[0]), `${op.method} ${op.url}`).toBe(true);
   });

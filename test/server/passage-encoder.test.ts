@@ -17,7 +17,7 @@ function tinyGlobal(drop?: string): Uint8Array {
   return encodeModel(tensors);
 }
 
-describe('the coordinator\'s frozen passage encoder', () => {
+describe("the coordinator's frozen passage encoder", () => {
   beforeAll(async () => {
     await initBackend('wasm');
   });
@@ -37,7 +37,10 @@ describe('the coordinator\'s frozen passage encoder', () => {
     const encoder = await FrozenPassageEncoder.load(DEMO_MODELS.passageEncoder, tinyGlobal(), tinyBertConfig().hidden_size);
     const bundle = await tinyBundle();
     try {
-      const passages = [{ title: 'Vistula', text: 'The Vistula flows through Warsaw.' }, { title: '', text: 'a' }];
+      const passages = [
+        { title: 'Vistula', text: 'The Vistula flows through Warsaw.' },
+        { title: '', text: 'a' },
+      ];
       expect(await encoder.embed(passages)).toEqual(await embedPassages(bundle, passages));
     } finally {
       encoder.dispose();
@@ -47,7 +50,11 @@ describe('the coordinator\'s frozen passage encoder', () => {
 
   it('says why it cannot load: unknown id, another dimension, a missing tensor', async () => {
     await expect(FrozenPassageEncoder.load('no such encoder!', tinyGlobal(), 32)).rejects.toThrow(PassageEncoderError);
-    await expect(FrozenPassageEncoder.load(DEMO_MODELS.passageEncoder, tinyGlobal(), 768)).rejects.toThrow(/makes 32-dimensional embeddings but the session stores 768/);
-    await expect(FrozenPassageEncoder.load(DEMO_MODELS.passageEncoder, tinyGlobal('encoder.layer.0.output.dense.weight'), 32)).rejects.toThrow(/has no "passage_encoder.encoder.layer.0.output.dense.weight" tensor/);
+    await expect(FrozenPassageEncoder.load(DEMO_MODELS.passageEncoder, tinyGlobal(), 768)).rejects.toThrow(
+      /makes 32-dimensional embeddings but the session stores 768/,
+    );
+    await expect(FrozenPassageEncoder.load(DEMO_MODELS.passageEncoder, tinyGlobal('encoder.layer.0.output.dense.weight'), 32)).rejects.toThrow(
+      /has no "passage_encoder.encoder.layer.0.output.dense.weight" tensor/,
+    );
   });
 });

@@ -47,7 +47,12 @@ describe('passages the coordinator can trust', () => {
 
   /** A session over the tiny models (the passage encoder id the coordinator resolves) and `n` joined clients. */
   async function session(n: number, extra: Partial<NewSession> = {}) {
-    const created = await anon().createSession({ name: 'trust', models: { ...DEMO_MODELS, embeddingDim: bundle.embeddingDim }, trainedPrefixes: ['reader.'], ...extra });
+    const created = await anon().createSession({
+      name: 'trust',
+      models: { ...DEMO_MODELS, embeddingDim: bundle.embeddingDim },
+      trainedPrefixes: ['reader.'],
+      ...extra,
+    });
     const sid = created.session.id;
     const admin = anon().withToken(created.adminToken);
     await admin.uploadModel(sid, globalModel);
@@ -56,13 +61,28 @@ describe('passages the coordinator can trust', () => {
     return { sid, admin, clients };
   }
 
-  const input = (p: PassageText, embedding: ArrayLike<number>, encoder: string = DEMO_MODELS.passageEncoder) => ({ title: p.title, text: p.text, embedding: Array.from(embedding), encoder });
+  const input = (p: PassageText, embedding: ArrayLike<number>, encoder: string = DEMO_MODELS.passageEncoder) => ({
+    title: p.title,
+    text: p.text,
+    embedding: Array.from(embedding),
+    encoder,
+  });
   const honestInputs = (from: number, to: number) => PASSAGES.slice(from, to).map((p, i) => input(p, honest[from + i]));
 
   /** The request is refused with status/code (naming `mention`), and the session and its store are unchanged. */
-  async function refused(admin: CoragClient, sid: string, request: () => Promise<unknown>, status: number, code: string, mention?: string): Promise<CoragHttpError> {
+  async function refused(
+    admin: CoragClient,
+    sid: string,
+    request: () => Promise<unknown>,
+    status: number,
+    code: string,
+    mention?: string,
+  ): Promise<CoragHttpError> {
     const before = JSON.stringify([await admin.session(sid), await admin.contributions(sid)]);
-    const err = await request().then(() => undefined, (e: unknown) => e);
+    const err = await request().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(CoragHttpError);
     const e = err as CoragHttpError;
     expect([e.status, e.code]).toEqual([status, code]);
@@ -72,30 +92,59 @@ describe('passages the coordinator can trust', () => {
   }
 
   it('accepts honest batches: a first batch checked whole, later batches sampled, and embeddings a tab rounded to float16', async () => {
-    const { sid, admin, clients: [a] } = await session(1);
+    const {
+      sid,
+      admin,
+      clients: [a],
+    } = await session(1);
     expect((await a.addPassages(sid, honestInputs(0, 16))).results.every((r) => !r.duplicate)).toBe(true);
     expect((await a.addPassages(sid, honestInputs(16, 32))).results).toHaveLength(16);
     // float16-rounded embeddings (a tab that stores halves) are within the tolerance.
-    const halves = honest.slice(32, 40).map((e) => Float32Array.from([...decodeModel(writeSafetensors(new Map([['e', { shape: [e.length], data: e, dtype: 'F16' as const }]]))).values()][0].data));
+    const halves = honest
+      .slice(32, 40)
+      .map((e) =>
+        Float32Array.from([...decodeModel(writeSafetensors(new Map([['e', { shape: [e.length], data: e, dtype: 'F16' as const }]]))).values()][0].data),
+      );
     expect(halves.some((h, i) => h.some((v, j) => v !== honest[32 + i][j]))).toBe(true);
-    await a.addPassages(sid, PASSAGES.slice(32, 40).map((p, i) => input(p, halves[i])));
+    await a.addPassages(
+      sid,
+      PASSAGES.slice(32, 40).map((p, i) => input(p, halves[i])),
+    );
     expect((await admin.session(sid)).passages).toBe(40);
   });
 
   it('refuses an embedding of norm 2.8e30 (embedding_norm_out_of_range), stores nothing of its batch, and it never becomes top-1', async () => {
-    const { sid, admin, clients: [a, attacker] } = await session(2);
+    const {
+      sid,
+      admin,
+      clients: [a, attacker],
+    } = await session(2);
     await a.addPassages(sid, honestInputs(0, 10));
     const huge = honest[10].map((v) => v * (2.8e30 / Math.hypot(...honest[10])));
     expect(Math.hypot(...huge)).toBeGreaterThan(2e30);
-    const e = await refused(admin, sid, () => attacker.addPassages(sid, [...honestInputs(11, 13), { ...input(PASSAGES[10], huge), text: 'BUY NOW' }]), 400, 'embedding_norm_out_of_range', 'passages[2]');
+    const e = await refused(
+      admin,
+      sid,
+      () => attacker.addPassages(sid, [...honestInputs(11, 13), { ...input(PASSAGES[10], huge), text: 'BUY NOW' }]),
+      400,
+      'embedding_norm_out_of_range',
+      'passages[2]',
+    );
     expect(e.message).toContain('nothing was stored');
     // Every question still gets an honest passage first.
-    const queries = await embedQueries(bundle, PASSAGES.slice(0, 10).map((p) => `where does ${p.title} flow?`));
+    const queries = await embedQueries(
+      bundle,
+      PASSAGES.slice(0, 10).map((p) => `where does ${p.title} flow?`),
+    );
     for (const q of queries) expect((await a.search(sid, q, 1))[0].passage.text).not.toBe('BUY NOW');
   });
 
-  it('catches an honest text carrying another passage\'s embedding (embedding_mismatch), refuses the whole batch, then checks that client\'s later batches in full', async () => {
-    const { sid, admin, clients: [attacker] } = await session(1, { passages: { embeddingCheck: 'sample', sampleFraction: 0, minSampleChecks: 1 } });
+  it("catches an honest text carrying another passage's embedding (embedding_mismatch), refuses the whole batch, then checks that client's later batches in full", async () => {
+    const {
+      sid,
+      admin,
+      clients: [attacker],
+    } = await session(1, { passages: { embeddingCheck: 'sample', sampleFraction: 0, minSampleChecks: 1 } });
     // The closest other passage: the subtlest swap available.
     const agreement = honest.map((e, j) => (j === 3 ? -Infinity : embeddingAgreement(e, honest[3]).cosine));
     const closest = agreement.indexOf(Math.max(...agreement));
@@ -110,7 +159,10 @@ describe('passages the coordinator can trust', () => {
   });
 
   it('checks only new passages: a duplicate keeps the stored embedding whatever the second sender claims', async () => {
-    const { sid, clients: [a, b] } = await session(2);
+    const {
+      sid,
+      clients: [a, b],
+    } = await session(2);
     const [first] = (await a.addPassages(sid, honestInputs(0, 1))).results;
     const [dup] = (await b.addPassages(sid, [input(PASSAGES[0], honest[1])])).results;
     expect(dup).toEqual({ id: first.id, duplicate: true });
@@ -120,21 +172,52 @@ describe('passages the coordinator can trust', () => {
 
   it('refuses contributions with a clear 503 when the coordinator cannot load the passage encoder, unless the session turned checks off', async () => {
     const unknown = { reader: 'r', passageEncoder: 'no such encoder!', embeddingDim: bundle.embeddingDim };
-    const { sid, admin, clients: [a] } = await session(1, { models: unknown });
-    await refused(admin, sid, () => a.addPassages(sid, honestInputs(0, 2).map((p) => ({ ...p, encoder: unknown.passageEncoder }))), 503, 'passage_encoder_unavailable', 'no such encoder!');
+    const {
+      sid,
+      admin,
+      clients: [a],
+    } = await session(1, { models: unknown });
+    await refused(
+      admin,
+      sid,
+      () =>
+        a.addPassages(
+          sid,
+          honestInputs(0, 2).map((p) => ({ ...p, encoder: unknown.passageEncoder })),
+        ),
+      503,
+      'passage_encoder_unavailable',
+      'no such encoder!',
+    );
     const off = await session(1, { models: unknown, passages: { embeddingCheck: 'off' } });
-    expect((await off.clients[0].addPassages(off.sid, honestInputs(0, 2).map((p) => ({ ...p, encoder: unknown.passageEncoder })))).results).toHaveLength(2);
+    expect(
+      (
+        await off.clients[0].addPassages(
+          off.sid,
+          honestInputs(0, 2).map((p) => ({ ...p, encoder: unknown.passageEncoder })),
+        )
+      ).results,
+    ).toHaveLength(2);
     // No global model yet: nothing to check with.
     const created = await anon().createSession({ name: 'no model', models: { ...DEMO_MODELS, embeddingDim: bundle.embeddingDim } });
     const c = anon().withToken((await anon().join(created.joinCode)).token);
-    const err = await c.addPassages(created.session.id, honestInputs(0, 1)).then(() => undefined, (e: unknown) => e as CoragHttpError);
+    const err = await c.addPassages(created.session.id, honestInputs(0, 1)).then(
+      () => undefined,
+      (e: unknown) => e as CoragHttpError,
+    );
     expect([err?.status, err?.code]).toEqual([503, 'passage_encoder_unavailable']);
     expect(err?.message).toContain('no global model');
   });
 
   it('holds per-client and per-session passage quotas (count and bytes) with 413 passage_quota_exceeded, the store unchanged', async () => {
     const bytesOf = (p: PassageText) => Buffer.byteLength(p.title) + Buffer.byteLength(p.text) + 4 * bundle.embeddingDim;
-    const { sid, admin, clients: [a, b, c] } = await session(3, { passages: { embeddingCheck: 'off', maxPassagesPerClient: 5, maxPassagesPerSession: 8, maxBytesPerClient: 1e9, maxBytesPerSession: 1e9 } });
+    const {
+      sid,
+      admin,
+      clients: [a, b, c],
+    } = await session(3, {
+      passages: { embeddingCheck: 'off', maxPassagesPerClient: 5, maxPassagesPerSession: 8, maxBytesPerClient: 1e9, maxBytesPerSession: 1e9 },
+    });
     await a.addPassages(sid, honestInputs(0, 4));
     await refused(admin, sid, () => a.addPassages(sid, honestInputs(4, 6)), 413, 'passage_quota_exceeded', 'this client holds 4 passages');
     await a.addPassages(sid, honestInputs(4, 5)); // exactly at the limit
@@ -151,13 +234,25 @@ describe('passages the coordinator can trust', () => {
     const limit = bytesOf(PASSAGES[0]) + bytesOf(PASSAGES[1]) + 10;
     const bytes = await session(1, { passages: { embeddingCheck: 'off', maxBytesPerClient: limit } });
     await bytes.clients[0].addPassages(bytes.sid, honestInputs(0, 2));
-    await refused(bytes.admin, bytes.sid, () => bytes.clients[0].addPassages(bytes.sid, honestInputs(2, 3)), 413, 'passage_quota_exceeded', `past the limit of ${limit} bytes`);
+    await refused(
+      bytes.admin,
+      bytes.sid,
+      () => bytes.clients[0].addPassages(bytes.sid, honestInputs(2, 3)),
+      413,
+      'passage_quota_exceeded',
+      `past the limit of ${limit} bytes`,
+    );
   });
 
   it('fills in the passage policy defaults, and refuses a malformed one', async () => {
     const { sid, admin } = await session(0);
     expect((await admin.session(sid)).config.passages).toEqual(DEFAULT_PASSAGE_POLICY);
-    const err = await anon().createSession({ name: 'bad', models: DEMO_MODELS, passages: { embeddingCheck: 'maybe' as 'off' } }).then(() => undefined, (e: unknown) => e as CoragHttpError);
+    const err = await anon()
+      .createSession({ name: 'bad', models: DEMO_MODELS, passages: { embeddingCheck: 'maybe' as 'off' } })
+      .then(
+        () => undefined,
+        (e: unknown) => e as CoragHttpError,
+      );
     expect([err?.status, err?.code]).toEqual([400, 'invalid_request']);
   });
 });

@@ -39,7 +39,8 @@ const KINDS: Kind[] = [
 /** A database with session 's' in a temp folder, and the store of `kind` on it (reopen: same folder). */
 async function opened(kind: Kind, dir = tempDir()) {
   const db = openDatabase(join(dir.path, 'coordinator.sqlite'));
-  if (!db.prepare("SELECT 1 FROM sessions WHERE id = 's'").get()) db.prepare("INSERT INTO sessions (id, config, admin_token_hash, join_code, created_at) VALUES ('s', '{}', 'h', 'j', ?)").run(nowIso());
+  if (!db.prepare("SELECT 1 FROM sessions WHERE id = 's'").get())
+    db.prepare("INSERT INTO sessions (id, config, admin_token_hash, join_code, created_at) VALUES ('s', '{}', 'h', 'j', ?)").run(nowIso());
   const store = kind.make(db, dir.path);
   await store.open();
   let closed = false;
@@ -57,7 +58,10 @@ const vector = (random: () => number, dim = DIM) => Array.from({ length: dim }, 
 const input = (i: number, embedding: number[], text = `passage ${i}`): PassageInput => ({ title: `t${i}`, text, embedding, encoder: 'enc' });
 
 async function apiError(p: Promise<unknown>): Promise<ApiError> {
-  const e = await p.then(() => undefined, (x: unknown) => x);
+  const e = await p.then(
+    () => undefined,
+    (x: unknown) => x,
+  );
   expect(e).toBeInstanceOf(ApiError);
   return e as ApiError;
 }
@@ -78,9 +82,15 @@ describe.each(KINDS)('$name passage store', (kind) => {
     expect(first.map((x) => x.duplicate)).toEqual([false, false, true]);
     expect(first[2].id).toBe(first[0].id);
     const second = await store.add('s', MODELS, 'bob', [input(1, e[2]), input(2, e[2])]);
-    expect(second).toEqual([{ id: first[1].id, duplicate: true }, { id: expect.any(Number), duplicate: false }]);
+    expect(second).toEqual([
+      { id: first[1].id, duplicate: true },
+      { id: expect.any(Number), duplicate: false },
+    ]);
     expect(store.count('s')).toBe(3);
-    expect(store.contributions('s')).toEqual([{ clientId: 'alice', passages: 2 }, { clientId: 'bob', passages: 1 }]);
+    expect(store.contributions('s')).toEqual([
+      { clientId: 'alice', passages: 2 },
+      { clientId: 'bob', passages: 1 },
+    ]);
     expect(store.get('s', [second[1].id, first[0].id, 999]).map((p) => p.text)).toEqual(['passage 2', 'passage 0']);
     // The duplicate kept the stored embedding, not the one sent with it.
     const hit = (await store.search('s', MODELS, e[1], 1, true))[0];
@@ -180,7 +190,9 @@ describe.each(KINDS)('$name passage store', (kind) => {
     // Quota bytes count 4 per embedding value in both stores.
     const bytes = Buffer.byteLength('t0') + Buffer.byteLength('passage 0') + 4 * DIM;
     await store.add('s', MODELS, 'c', [good], { session: { maxPassages: 10, maxBytes: bytes + Buffer.byteLength('t1passage 1') + 4 * DIM } });
-    expect((await apiError(store.add('s', MODELS, 'c', [input(2, vector(r))], { session: { maxPassages: 10, maxBytes: 2 * bytes + 4 * DIM } }))).code).toBe('passage_quota_exceeded');
+    expect((await apiError(store.add('s', MODELS, 'c', [input(2, vector(r))], { session: { maxPassages: 10, maxBytes: 2 * bytes + 4 * DIM } }))).code).toBe(
+      'passage_quota_exceeded',
+    );
     expect(store.count('s')).toBe(2);
   });
 });
@@ -189,7 +201,11 @@ describe.each(KINDS)('$name passage store over HTTP', (kind) => {
   it('answers bad bytes with 4xx, never 5xx, and serves the same store after a restart', async () => {
     const dir = tempDir();
     cleanups.push(dir.remove);
-    const options = { dataDir: join(dir.path, 'data'), rateLimitPerMinute: 100_000, ...(kind.name === 'lancedb' ? { passageStore: { uri: join(dir.path, 'lance'), indexAbove: 1_000_000 } } : {}) };
+    const options = {
+      dataDir: join(dir.path, 'data'),
+      rateLimitPerMinute: 100_000,
+      ...(kind.name === 'lancedb' ? { passageStore: { uri: join(dir.path, 'lance'), indexAbove: 1_000_000 } } : {}),
+    };
     let server = await startServer(options);
     cleanups.push(() => server.app.close());
     const anon = new CoragClient(server.url);
@@ -198,7 +214,10 @@ describe.each(KINDS)('$name passage store over HTTP', (kind) => {
     const token = (await anon.join(created.joinCode)).token;
     const client = () => new CoragClient(server.url).withToken(token);
     const r = seeded(6);
-    const added = await client().addPassages(sid, Array.from({ length: 20 }, (_, i) => input(i, vector(r))));
+    const added = await client().addPassages(
+      sid,
+      Array.from({ length: 20 }, (_, i) => input(i, vector(r))),
+    );
     expect(added.results.every((x) => !x.duplicate)).toBe(true);
     const q = vector(r);
     const hits = await client().search(sid, q, 5, { withEmbeddings: true });
@@ -212,7 +231,11 @@ describe.each(KINDS)('$name passage store over HTTP', (kind) => {
       [JSON.stringify({ passages: [{ ...input(30, vector(r)), embedding: vector(r, DIM + 3) }] }), 'passages'],
       ['\u0000\u00ff\u0001garbage', 'passages'],
     ]) {
-      const res = await fetch(`${server.url}/api/sessions/${sid}/${path}`, { method: 'POST', body, headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` } });
+      const res = await fetch(`${server.url}/api/sessions/${sid}/${path}`, {
+        method: 'POST',
+        body,
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      });
       expect(res.status, body).toBeGreaterThanOrEqual(400);
       expect(res.status, body).toBeLessThan(500);
       expect(await res.json()).toHaveProperty('error');
@@ -227,7 +250,12 @@ describe.each(KINDS)('$name passage store over HTTP', (kind) => {
     const left = (await client().search(sid, q, 5)).map((h) => h.id);
     expect(left.slice(0, 4)).toEqual(hits.slice(1).map((h) => h.id));
     expect(left).not.toContain(hits[0].id);
-    const err = await client().search(sid, vector(r, 3), 5).then(() => undefined, (e: unknown) => e as CoragHttpError);
+    const err = await client()
+      .search(sid, vector(r, 3), 5)
+      .then(
+        () => undefined,
+        (e: unknown) => e as CoragHttpError,
+      );
     expect(err?.code).toBe('wrong_embedding_dimension');
   });
 });
@@ -243,7 +271,18 @@ describe('LanceDB passage store', () => {
     const dim = 32;
     const models = { ...MODELS, embeddingDim: dim };
     const lines: string[] = [];
-    const kind: Kind = { name: 'lancedb', make: (db, dir) => new LancePassageStore(db, { uri: join(dir, 'lance'), indexAbove: 3000, numPartitions: 32, numSubVectors: 8, reindexEvery: 400, log: (l) => lines.push(l) }) };
+    const kind: Kind = {
+      name: 'lancedb',
+      make: (db, dir) =>
+        new LancePassageStore(db, {
+          uri: join(dir, 'lance'),
+          indexAbove: 3000,
+          numPartitions: 32,
+          numSubVectors: 8,
+          reindexEvery: 400,
+          log: (l) => lines.push(l),
+        }),
+    };
     const { store, dir, close } = await opened(kind);
     const lance = store as LancePassageStore;
     const r = seeded(7);
@@ -300,13 +339,21 @@ describe('LanceDB passage store', () => {
     const kind = KINDS[1];
     const first = await opened(kind);
     const r = seeded(8);
-    await first.store.add('s', MODELS, 'c', Array.from({ length: 5 }, (_, i) => input(i, vector(r))));
+    await first.store.add(
+      's',
+      MODELS,
+      'c',
+      Array.from({ length: 5 }, (_, i) => input(i, vector(r))),
+    );
     await first.close();
     // A crash between the vectors' commit and the records' commit leaves vectors under unrecorded ids.
     const { connect } = await import('@lancedb/lancedb');
     const conn = await connect(join(first.dir.path, 'lance'));
     const table = await conn.openTable('passages_s');
-    await table.add([{ id: 6, vector: vector(r) }, { id: 7, vector: vector(r) }]);
+    await table.add([
+      { id: 6, vector: vector(r) },
+      { id: 7, vector: vector(r) },
+    ]);
     expect(await table.countRows()).toBe(7);
     const again = await opened(kind, first.dir);
     await table.checkoutLatest(); // this handle reads the version it opened until told otherwise
@@ -317,7 +364,10 @@ describe('LanceDB passage store', () => {
     expect(id).toBe(6);
     await again.close();
     await table.delete('id = 1');
-    const err = await opened(kind, first.dir).then(() => undefined, (e: unknown) => e as Error);
+    const err = await opened(kind, first.dir).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
     expect(err?.message).toMatch(/1 of its 6 passages have no vector in this store \(e\.g\. passage 1\).*--passage-store/);
     conn.close();
     first.dir.remove();
@@ -335,7 +385,10 @@ describe('LanceDB passage store', () => {
     expect(await lance.store.search('s', MODELS, q, 10, true)).toEqual(before);
     expect(lance.db.prepare('SELECT COUNT(*) AS n FROM passages WHERE length(embedding) > 0').get()).toEqual({ n: 0 });
     await lance.close();
-    const err = await opened(KINDS[0], embedded.dir).then(() => undefined, (e: unknown) => e as Error);
+    const err = await opened(KINDS[0], embedded.dir).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
     expect(err?.message).toMatch(/session s are in a LanceDB passage store.*--passage-store/);
     embedded.dir.remove();
   });
@@ -351,10 +404,18 @@ describe('LanceDB passage store', () => {
     const file = join(dir.path, 'file.txt');
     writeFileSync(file, 'x');
     expect(() => parsePassageStoreLocation(file)).toThrow(/exists and is not a folder/);
-    const cli = spawnSync(process.execPath, ['--import', 'tsx', 'server/main.ts', '--no-demo', '--port', '0', '--data-dir', join(dir.path, 'data'), '--passage-store', 'gs://bucket/x'], { encoding: 'utf8', timeout: 30_000 });
+    const cli = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'server/main.ts', '--no-demo', '--port', '0', '--data-dir', join(dir.path, 'data'), '--passage-store', 'gs://bucket/x'],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
     expect(cli.status).toBe(1);
     expect(cli.stderr).toContain('coordinator: --passage-store: "gs://" is not supported');
-    const env = spawnSync(process.execPath, ['--import', 'tsx', 'server/main.ts', '--no-demo', '--port', '0', '--data-dir', join(dir.path, 'data')], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, CORAG_PASSAGE_STORE: file } });
+    const env = spawnSync(process.execPath, ['--import', 'tsx', 'server/main.ts', '--no-demo', '--port', '0', '--data-dir', join(dir.path, 'data')], {
+      encoding: 'utf8',
+      timeout: 30_000,
+      env: { ...process.env, CORAG_PASSAGE_STORE: file },
+    });
     expect(env.status).toBe(1);
     expect(env.stderr).toContain('is not a folder');
   }, 60_000);
@@ -366,10 +427,14 @@ describe('LanceDB passage store: SIGKILL between its two commits', () => {
   async function child(dataDir: string, store: string, crashAt = ''): Promise<{ url: string; exited: Promise<unknown>; kill: () => void }> {
     const { spawn } = await import('node:child_process');
     const proc = spawn(process.execPath, ['--import', 'tsx', 'server/main.ts', '--port', '0', '--no-demo', '--data-dir', dataDir, '--passage-store', store], {
-      cwd: ROOT, env: { ...process.env, CORAG_CRASH_AT: crashAt }, stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: ROOT,
+      env: { ...process.env, CORAG_CRASH_AT: crashAt },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
     const exited = new Promise((res) => proc.once('exit', res));
-    const kill = () => { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL'); };
+    const kill = () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+    };
     cleanups.push(kill);
     const url = await new Promise<string>((resolve, reject) => {
       let out = '';
@@ -378,7 +443,9 @@ describe('LanceDB passage store: SIGKILL between its two commits', () => {
         const m = /listening on (http:\/\/\S+)/.exec(out);
         if (m) resolve(m[1]);
       });
-      proc.stderr!.on('data', (b: Buffer) => { out += b.toString(); });
+      proc.stderr!.on('data', (b: Buffer) => {
+        out += b.toString();
+      });
       proc.once('exit', () => reject(new Error(`coordinator exited before listening:\n${out}`)));
     });
     return { url, exited, kill };
@@ -436,7 +503,12 @@ describe('LanceDB passage store: SIGKILL between its two commits', () => {
     expect(await vectorsIn()).toBe(3);
     expect((await as().session(sid)).passages).toBe(3);
     expect((await as().search(sid, batch[0].embedding, 10)).map((h) => h.id)).not.toContain(retry.results[0].id);
-    const err = await as().deletePassage(sid, retry.results[0].id).then(() => undefined, (e: unknown) => e as CoragHttpError);
+    const err = await as()
+      .deletePassage(sid, retry.results[0].id)
+      .then(
+        () => undefined,
+        (e: unknown) => e as CoragHttpError,
+      );
     expect(err?.status).toBe(404);
     c.kill();
     await c.exited;

@@ -19,8 +19,10 @@ describe('FedAvg rounds over real HTTP with 4 simulated clients', () => {
     const random = seeded(1);
     const anon = new CoragClient(server.url);
     const created = await anon.createSession({
-      name: 'rounds', models: { reader: 'r', passageEncoder: 'p', embeddingDim: 8 },
-      roundPolicy: { minClients: 4, minUpdates: 2, deadlineSeconds: 60 }, trainedPrefixes: TRAINED_PREFIXES,
+      name: 'rounds',
+      models: { reader: 'r', passageEncoder: 'p', embeddingDim: 8 },
+      roundPolicy: { minClients: 4, minUpdates: 2, deadlineSeconds: 60 },
+      trainedPrefixes: TRAINED_PREFIXES,
     });
     const sid = created.session.id;
     const admin = anon.withToken(created.adminToken);
@@ -40,16 +42,18 @@ describe('FedAvg rounds over real HTTP with 4 simulated clients', () => {
       expect(round.participants).toHaveLength(4);
       const base = decodeModel(await clients[0].downloadModel(sid, round.baseVersion));
       const sent: Array<{ n: number; deltas: Map<string, NamedTensor> }> = [];
-      await Promise.all(clients.map(async (c, i) => {
-        const deltas = randomTensors(trainedShapes(), random, 0.1);
-        const n = 10 * (i + 1) + r;
-        sent.push({ n, deltas });
-        // Half the clients send fp16: the expectation then uses the fp16-rounded values.
-        const dtype = i % 2 ? 'F16' : 'F32';
-        const body = encodeUpdate(deltas, { round: r, baseVersion: round.baseVersion, numExamples: n, metrics: { loss: i } }, dtype);
-        if (dtype === 'F16') for (const [name, t] of decodeModel(body)) deltas.set(name, t);
-        await c.uploadUpdate(sid, r, body);
-      }));
+      await Promise.all(
+        clients.map(async (c, i) => {
+          const deltas = randomTensors(trainedShapes(), random, 0.1);
+          const n = 10 * (i + 1) + r;
+          sent.push({ n, deltas });
+          // Half the clients send fp16: the expectation then uses the fp16-rounded values.
+          const dtype = i % 2 ? 'F16' : 'F32';
+          const body = encodeUpdate(deltas, { round: r, baseVersion: round.baseVersion, numExamples: n, metrics: { loss: i } }, dtype);
+          if (dtype === 'F16') for (const [name, t] of decodeModel(body)) deltas.set(name, t);
+          await c.uploadUpdate(sid, r, body);
+        }),
+      );
       let info = await admin.round(sid, r);
       for (let tries = 0; info.state !== 'closed' && tries < 100; tries++) {
         await new Promise((res) => setTimeout(res, 20));
@@ -61,7 +65,9 @@ describe('FedAvg rounds over real HTTP with 4 simulated clients', () => {
       const expected = fedAvgExpected(base, sent);
       for (const [name, t] of next) expect(maxRelativeError(t.data, expected.get(name)!), name).toBeLessThan(1e-6);
       // The frozen passage encoder is carried over bit for bit.
-      expect(next.get('passage_encoder.embeddings.word_embeddings.weight')!.data).toEqual(global.get('passage_encoder.embeddings.word_embeddings.weight')!.data);
+      expect(next.get('passage_encoder.embeddings.word_embeddings.weight')!.data).toEqual(
+        global.get('passage_encoder.embeddings.word_embeddings.weight')!.data,
+      );
       const w = sent.map((s) => s.n);
       expect(info.metrics.loss).toBeCloseTo(w.reduce((a, n, i) => a + n * i, 0) / w.reduce((a, b) => a + b, 0), 9);
       global = next;

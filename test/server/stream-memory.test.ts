@@ -34,14 +34,18 @@ const TRAINED = (name: string) => name.startsWith('reader.');
 /** PUTs `body` over plain HTTP in 1 MiB slices, waiting for 'drain', so the sender copies nothing whole. */
 function putSliced(url: string, token: string, body: Uint8Array): Promise<{ status: number; json: Record<string, unknown> }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, {
-      method: 'PUT',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', 'content-length': String(body.byteLength) },
-    }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (c: Buffer) => parts.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(parts).toString('utf8')) as Record<string, unknown> }));
-    });
+    const req = request(
+      url,
+      {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', 'content-length': String(body.byteLength) },
+      },
+      (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (c: Buffer) => parts.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(parts).toString('utf8')) as Record<string, unknown> }));
+      },
+    );
     req.on('error', reject);
     let at = 0;
     const pump = () => {
@@ -105,8 +109,11 @@ describe('update bodies are streamed to disk and aggregated in bounded memory', 
     const global = randomTensors(SHAPES, random);
     const anon = new CoragClient(server.url);
     const created = await anon.createSession({
-      name: 'stream', models: { reader: 'r', passageEncoder: 'p', embeddingDim: 8 },
-      roundPolicy: { minClients: 3, minUpdates: 2, deadlineSeconds: 600 }, trainedPrefixes: ['reader.'], updateLimits: { maxExamplesPerUpdate: 1000 },
+      name: 'stream',
+      models: { reader: 'r', passageEncoder: 'p', embeddingDim: 8 },
+      roundPolicy: { minClients: 3, minUpdates: 2, deadlineSeconds: 600 },
+      trainedPrefixes: ['reader.'],
+      updateLimits: { maxExamplesPerUpdate: 1000 },
     });
     const sid = created.session.id;
     const admin = anon.withToken(created.adminToken);
@@ -132,7 +139,9 @@ describe('update bodies are streamed to disk and aggregated in bounded memory', 
       // Whole-body buffering would hold at least the body (plus its decoded copy for F16).
       expect(peak, `update ${i}: ${sent[i].body.byteLength} bytes sent, held memory grew by ${peak} bytes at most`).toBeLessThan(sent[i].body.byteLength / 4);
     }
-    console.log(`stream-memory: bodies ${sent.map((s) => (s.body.byteLength / MiB).toFixed(1)).join(' / ')} MiB; peak held ArrayBuffer growth ${peaks.map((p) => (p / MiB).toFixed(2)).join(' / ')} MiB`);
+    console.log(
+      `stream-memory: bodies ${sent.map((s) => (s.body.byteLength / MiB).toFixed(1)).join(' / ')} MiB; peak held ArrayBuffer growth ${peaks.map((p) => (p / MiB).toFixed(2)).join(' / ')} MiB`,
+    );
     expect(readdirSync(join(dir.path, 'tmp'))).toEqual([]);
 
     const info = await admin.closeRound(sid, 1);
@@ -158,7 +167,10 @@ describe('update bodies are streamed to disk and aggregated in bounded memory', 
       expect(mismatches, name).toBe(0);
     }
     // And the textbook formula, computed term by term in float64, to float32 precision.
-    const formula = fedAvgExpected(global, sent.map((s, i) => ({ n: s.n, deltas: deltas[i] as Map<string, NamedTensor> })));
+    const formula = fedAvgExpected(
+      global,
+      sent.map((s, i) => ({ n: s.n, deltas: deltas[i] as Map<string, NamedTensor> })),
+    );
     for (const [name, t] of published) expect(maxRelativeError(t.data, formula.get(name)!), name).toBeLessThan(1e-6);
   });
 
@@ -166,8 +178,10 @@ describe('update bodies are streamed to disk and aggregated in bounded memory', 
     const random = seeded(405);
     const anon = new CoragClient(server.url);
     const created = await anon.createSession({
-      name: 'stream-refusals', models: { reader: 'r', passageEncoder: 'p', embeddingDim: 8 },
-      roundPolicy: { minClients: 2, minUpdates: 1, deadlineSeconds: 600 }, trainedPrefixes: TRAINED_PREFIXES,
+      name: 'stream-refusals',
+      models: { reader: 'r', passageEncoder: 'p', embeddingDim: 8 },
+      roundPolicy: { minClients: 2, minUpdates: 1, deadlineSeconds: 600 },
+      trainedPrefixes: TRAINED_PREFIXES,
     });
     const sid = created.session.id;
     const admin = anon.withToken(created.adminToken);
@@ -181,13 +195,18 @@ describe('update bodies are streamed to disk and aggregated in bounded memory', 
     // Half the body (it lands in a temp file), then the connection drops.
     let midway: string[] = [];
     await new Promise<void>((resolve) => {
-      const req = request(url, { method: 'PUT', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', 'content-length': String(honest.byteLength) } });
+      const req = request(url, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/octet-stream', 'content-length': String(honest.byteLength) },
+      });
       req.on('error', () => resolve());
-      req.write(honest.subarray(0, honest.byteLength >> 1), () => setTimeout(() => {
-        midway = readdirSync(join(dir.path, 'tmp'));
-        req.destroy();
-        resolve();
-      }, 100));
+      req.write(honest.subarray(0, honest.byteLength >> 1), () =>
+        setTimeout(() => {
+          midway = readdirSync(join(dir.path, 'tmp'));
+          req.destroy();
+          resolve();
+        }, 100),
+      );
     });
     expect(midway).toHaveLength(1);
     for (let i = 0; i < 50 && readdirSync(join(dir.path, 'tmp')).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
@@ -205,7 +224,7 @@ describe('update bodies are streamed to disk and aggregated in bounded memory', 
     expect(readdirSync(join(dir.path, 'tmp'))).toEqual([]);
   });
 
-  it('deletes update bodies a crash left in the data folder\'s tmp/ when the coordinator starts', async () => {
+  it("deletes update bodies a crash left in the data folder's tmp/ when the coordinator starts", async () => {
     const other = tempDir();
     try {
       mkdirSync(join(other.path, 'tmp'), { recursive: true });

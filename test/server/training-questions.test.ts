@@ -15,7 +15,10 @@ const pool = (n: number): TrainingQuestion[] => Array.from({ length: n }, (_, i)
 const texts = (qs: readonly TrainingQuestion[]) => qs.map((q) => q.question);
 
 async function refused(call: () => Promise<unknown>, status: number, code: string): Promise<CoragHttpError> {
-  const e = await call().then(() => undefined, (err: unknown) => err);
+  const e = await call().then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   expect(e).toBeInstanceOf(CoragHttpError);
   expect([(e as CoragHttpError).status, (e as CoragHttpError).code]).toEqual([status, code]);
   return e as CoragHttpError;
@@ -95,7 +98,9 @@ describe('GET /api/sessions/:id/training-questions', () => {
   it('refuses pools that cannot be handed out, and malformed ones, with 400', async () => {
     const create = (trainingQuestions: unknown) => anon.createSession({ name: 'bad', models: MODELS, trainingQuestions } as never);
     expect((await refused(() => create({ questions: pool(5), heldOut: 5 }), 400, 'invalid_training_questions')).message).toMatch(/leaves none to train on/);
-    expect((await refused(() => create({ questions: pool(5), heldOut: 2, perClient: 4 }), 400, 'invalid_training_questions')).message).toMatch(/shards of 4 questions/);
+    expect((await refused(() => create({ questions: pool(5), heldOut: 2, perClient: 4 }), 400, 'invalid_training_questions')).message).toMatch(
+      /shards of 4 questions/,
+    );
     await refused(() => create({ questions: [{ question: '   ', answers: ['a'] }, ...pool(3)] }), 400, 'invalid_training_questions');
     await refused(() => create({ questions: [{ question: 'q?', answers: ['  '] }, ...pool(3)] }), 400, 'invalid_training_questions');
     for (const bad of [
@@ -109,7 +114,8 @@ describe('GET /api/sessions/:id/training-questions', () => {
       { questions: pool(3), seed: 1.5 },
       { questions: 'all of them' },
       { perClient: 3 },
-    ]) await refused(() => create(bad), 400, 'invalid_request');
+    ])
+      await refused(() => create(bad), 400, 'invalid_request');
     // Route parameters are checked too: never a 5xx.
     const res = await fetch(`${server.url}/api/sessions/${encodeURIComponent('../x')}/training-questions`, { headers: { authorization: 'Bearer x' } });
     expect(res.status).toBeGreaterThanOrEqual(400);

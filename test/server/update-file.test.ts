@@ -14,7 +14,11 @@ import { writeDeltaFile } from '../../server/delta-files';
 import { addToRunningSum, openUpdateFile, writeDeltaFileFrom } from '../../server/update-file';
 import { randomTensors, seeded, tempDir } from './helpers';
 
-const SHAPES: ReadonlyArray<[string, number[]]> = [['a', [33, 7]], ['b', [101]], ['c', [2, 3, 5]]];
+const SHAPES: ReadonlyArray<[string, number[]]> = [
+  ['a', [33, 7]],
+  ['b', [101]],
+  ['c', [2, 3, 5]],
+];
 const expected = new Map(SHAPES.map(([n, s]) => [n, s] as const));
 const meta = { round: 2, baseVersion: 1, numExamples: 7, metrics: { loss: 0.5 } };
 const CHUNK = 64; // bytes: 16 F32 or 32 F16 values per read
@@ -53,8 +57,13 @@ describe('streamed update reader', () => {
       const decoded = decodeUpdate(body, expected);
       const file = await openUpdateFile(onDisk(body), expected, CHUNK);
       try {
-        expect({ round: file.round, baseVersion: file.baseVersion, numExamples: file.numExamples, metrics: file.metrics, bytes: file.bytes })
-          .toEqual({ round: 2, baseVersion: 1, numExamples: 7, metrics: { loss: 0.5 }, bytes: body.byteLength });
+        expect({ round: file.round, baseVersion: file.baseVersion, numExamples: file.numExamples, metrics: file.metrics, bytes: file.bytes }).toEqual({
+          round: 2,
+          baseVersion: 1,
+          numExamples: 7,
+          metrics: { loss: 0.5 },
+          bytes: body.byteLength,
+        });
         expect(file.norm).toBe(deltaNorm(new Map([...decoded.deltas].map(([k, t]) => [k, t.data]))));
         // Running sum: start from a non-zero sum so the addition order matters.
         const streamed = emptyRunningSum(expected);
@@ -103,15 +112,79 @@ describe('streamed update reader', () => {
       ['5 bytes', new Uint8Array(5)],
       ['truncated header', good.subarray(0, 40)],
       ['truncated data', good.subarray(0, good.byteLength - 4)],
-      ['header length beyond 100 MB', (() => { const b = new Uint8Array(16); new DataView(b.buffer).setBigUint64(0, 200_000_000n, true); return b; })()],
-      ['header not JSON', (() => { const b = new Uint8Array(16).fill(0x7b); new DataView(b.buffer).setBigUint64(0, 8n, true); return b; })()],
+      [
+        'header length beyond 100 MB',
+        (() => {
+          const b = new Uint8Array(16);
+          new DataView(b.buffer).setBigUint64(0, 200_000_000n, true);
+          return b;
+        })(),
+      ],
+      [
+        'header not JSON',
+        (() => {
+          const b = new Uint8Array(16).fill(0x7b);
+          new DataView(b.buffer).setBigUint64(0, 8n, true);
+          return b;
+        })(),
+      ],
       ['missing metadata', header({ a: { dtype: 'F32', shape: [33, 7], data_offsets: [0, 924] } }, 924)],
-      ['wrong dtype', header({ __metadata__: md, a: { dtype: 'I32', shape: [33, 7], data_offsets: [0, 924] }, b: { dtype: 'F32', shape: [101], data_offsets: [924, 1328] }, c: { dtype: 'F32', shape: [2, 3, 5], data_offsets: [1328, 1448] } }, 1448)],
-      ['wrong shape', header({ __metadata__: md, a: { dtype: 'F32', shape: [7, 33], data_offsets: [0, 924] }, b: { dtype: 'F32', shape: [101], data_offsets: [924, 1328] }, c: { dtype: 'F32', shape: [2, 3, 5], data_offsets: [1328, 1448] } }, 1448)],
-      ['misaligned', header({ __metadata__: md, a: { dtype: 'F32', shape: [33, 7], data_offsets: [0, 924] }, b: { dtype: 'F32', shape: [101], data_offsets: [925, 1329] }, c: { dtype: 'F32', shape: [2, 3, 5], data_offsets: [1329, 1449] } }, 1449)],
-      ['missing tensor', header({ __metadata__: md, a: { dtype: 'F32', shape: [33, 7], data_offsets: [0, 924] }, b: { dtype: 'F32', shape: [101], data_offsets: [924, 1328] } }, 1328)],
+      [
+        'wrong dtype',
+        header(
+          {
+            __metadata__: md,
+            a: { dtype: 'I32', shape: [33, 7], data_offsets: [0, 924] },
+            b: { dtype: 'F32', shape: [101], data_offsets: [924, 1328] },
+            c: { dtype: 'F32', shape: [2, 3, 5], data_offsets: [1328, 1448] },
+          },
+          1448,
+        ),
+      ],
+      [
+        'wrong shape',
+        header(
+          {
+            __metadata__: md,
+            a: { dtype: 'F32', shape: [7, 33], data_offsets: [0, 924] },
+            b: { dtype: 'F32', shape: [101], data_offsets: [924, 1328] },
+            c: { dtype: 'F32', shape: [2, 3, 5], data_offsets: [1328, 1448] },
+          },
+          1448,
+        ),
+      ],
+      [
+        'misaligned',
+        header(
+          {
+            __metadata__: md,
+            a: { dtype: 'F32', shape: [33, 7], data_offsets: [0, 924] },
+            b: { dtype: 'F32', shape: [101], data_offsets: [925, 1329] },
+            c: { dtype: 'F32', shape: [2, 3, 5], data_offsets: [1329, 1449] },
+          },
+          1449,
+        ),
+      ],
+      [
+        'missing tensor',
+        header(
+          { __metadata__: md, a: { dtype: 'F32', shape: [33, 7], data_offsets: [0, 924] }, b: { dtype: 'F32', shape: [101], data_offsets: [924, 1328] } },
+          1328,
+        ),
+      ],
       ['unknown tensor', header({ __metadata__: md, z: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, 4)],
-      ['overlapping tensors', header({ __metadata__: md, a: { dtype: 'F32', shape: [33, 7], data_offsets: [0, 924] }, b: { dtype: 'F32', shape: [101], data_offsets: [900, 1304] }, c: { dtype: 'F32', shape: [2, 3, 5], data_offsets: [1328, 1448] } }, 1448)],
+      [
+        'overlapping tensors',
+        header(
+          {
+            __metadata__: md,
+            a: { dtype: 'F32', shape: [33, 7], data_offsets: [0, 924] },
+            b: { dtype: 'F32', shape: [101], data_offsets: [900, 1304] },
+            c: { dtype: 'F32', shape: [2, 3, 5], data_offsets: [1328, 1448] },
+          },
+          1448,
+        ),
+      ],
     ];
     const refusedCodes = new Set<string>();
     for (const [what, bytes] of cases) {
@@ -124,6 +197,15 @@ describe('streamed update reader', () => {
         refusedCodes.add(streamed.split(':')[0]);
       }
     }
-    expect([...refusedCodes].sort()).toEqual(['malformed_safetensors', 'misaligned_tensor', 'missing_metadata', 'missing_tensor', 'non_finite', 'unknown_tensor', 'wrong_dtype', 'wrong_shape']);
+    expect([...refusedCodes].sort()).toEqual([
+      'malformed_safetensors',
+      'misaligned_tensor',
+      'missing_metadata',
+      'missing_tensor',
+      'non_finite',
+      'unknown_tensor',
+      'wrong_dtype',
+      'wrong_shape',
+    ]);
   });
 });

@@ -49,7 +49,13 @@ describe('typed answers', () => {
     expect(typedAnswers('The laboratory of Tesla burned down.', people).find((a) => a.text === 'Tesla')?.type).toBe('person');
     // "Edison" had one: not enough.
     expect(typedAnswers('The laboratory of Edison burned down.', people).find((a) => a.text === 'Edison')?.type).toBe('thing');
-    const places = PersonLexicon.fromTexts(['Sydney said that it would rain.', 'Sydney wrote the report.', 'They lived in Sydney for years.', 'He moved to Sydney.', 'Rain fell in Sydney all week.']);
+    const places = PersonLexicon.fromTexts([
+      'Sydney said that it would rain.',
+      'Sydney wrote the report.',
+      'They lived in Sydney for years.',
+      'He moved to Sydney.',
+      'Rain fell in Sydney all week.',
+    ]);
     expect(typedAnswers('The harbour of Sydney was busy.', places).find((a) => a.text === 'Sydney')?.type).toBe('thing');
   });
 });

@@ -32,7 +32,11 @@ describe('highlightOccurrences', () => {
   });
 
   it('matches multi-word answers across any whitespace and escapes regex characters', () => {
-    expect(highlightOccurrences('founded in\n1842 (c.)', 'in 1842').filter((s) => s.match).map((s) => s.text)).toEqual(['in\n1842']);
+    expect(
+      highlightOccurrences('founded in\n1842 (c.)', 'in 1842')
+        .filter((s) => s.match)
+        .map((s) => s.text),
+    ).toEqual(['in\n1842']);
     expect(highlightOccurrences('cost $5.00 (approx.)', '$5.00').filter((s) => s.match)).toHaveLength(1);
     expect(highlightOccurrences('nothing here', '')).toEqual([{ text: 'nothing here', match: false }]);
     expect(highlightOccurrences('nothing here', 'absent')).toEqual([{ text: 'nothing here', match: false }]);
@@ -44,7 +48,13 @@ describe('linePlotSvg', () => {
     const scale = linearScale([0, 10], [48, 468]);
     expect(scale(0)).toBe(48);
     expect(scale(10)).toBe(468);
-    const svg = linePlotSvg([{ x: 1, y: 0.5 }, { x: 2, y: 1 }], { title: 'EM <per> round', yRange: [0, 1], width: 480, height: 200, dots: true });
+    const svg = linePlotSvg(
+      [
+        { x: 1, y: 0.5 },
+        { x: 2, y: 1 },
+      ],
+      { title: 'EM <per> round', yRange: [0, 1], width: 480, height: 200, dots: true },
+    );
     // y=1 maps to the top padding (12), y=0.5 halfway down the plot area (12 + 154/2).
     expect(svg).toContain('d="M48.0,89.0L468.0,12.0"');
     expect(svg.match(/<circle/g)).toHaveLength(2);

@@ -13,7 +13,9 @@ export function modulesOfSvg(svg: string): boolean[][] {
 
 /** Decodes modules as a camera would see them: 4 px per module, black on white. */
 export function decodeModules(modules: readonly (readonly boolean[])[]): string | null {
-  const scale = 4, n = modules.length, size = n * scale;
+  const scale = 4,
+    n = modules.length,
+    size = n * scale;
   const rgba = new Uint8ClampedArray(size * size * 4);
   for (let y = 0; y < size; y++) {
     for (let x = 0; x < size; x++) {

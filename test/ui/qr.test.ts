@@ -9,7 +9,12 @@ describe('join QR code', () => {
     const modules = qrModules(link);
     expect(decodeModules(modules)).toBe(link);
     expect(modules.slice(0, 4).flat().some(Boolean)).toBe(false);
-    expect(modules.map((row) => row.slice(-4)).flat().some(Boolean)).toBe(false);
+    expect(
+      modules
+        .map((row) => row.slice(-4))
+        .flat()
+        .some(Boolean),
+    ).toBe(false);
   });
 
   it('draws exactly those modules in the SVG, labelled for screen readers and escaped', () => {

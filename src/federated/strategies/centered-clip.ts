@@ -44,7 +44,10 @@ export const centeredClip: StrategyDefinition = {
       params,
       ...uniformSelection,
       aggregate(deltas, updates, maxWeightShare) {
-        const shares = robustShares(updates.map((u) => u.weight), maxWeightShare);
+        const shares = robustShares(
+          updates.map((u) => u.weight),
+          maxWeightShare,
+        );
         const v = zeroDelta(deltas.tensors);
         let moved = 0;
         let lastRadius = 0;

@@ -89,4 +89,3 @@ export function weightedMetrics(metricSums: Readonly<Record<string, number>>, we
   }
   return out;
 }
-

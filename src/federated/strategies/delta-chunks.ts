@@ -47,7 +47,11 @@ export function inMemoryDeltaChunks(deltas: readonly NamedTensors[], chunkElemen
       for (const t of tensors) {
         for (let start = 0; start < t.size; start += chunkElements) {
           const end = Math.min(t.size, start + chunkElements);
-          visit(t.name, start, deltas.map((d) => d.get(t.name)!.data.subarray(start, end)));
+          visit(
+            t.name,
+            start,
+            deltas.map((d) => d.get(t.name)!.data.subarray(start, end)),
+          );
         }
       }
     },

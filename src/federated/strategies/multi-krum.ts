@@ -40,7 +40,11 @@ export function krumSelect(d2: readonly Float64Array[], f: number, m: number): n
     const others = [...row].filter((_, j) => j !== i).sort((a, b) => a - b);
     return others.slice(0, neighbours).reduce((a, b) => a + b, 0);
   });
-  return scores.map((s, i) => [s, i] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]).slice(0, m).map(([, i]) => i);
+  return scores
+    .map((s, i) => [s, i] as const)
+    .sort((a, b) => a[0] - b[0] || a[1] - b[1])
+    .slice(0, m)
+    .map(([, i]) => i);
 }
 
 /**
@@ -69,7 +73,10 @@ export const multiKrum: StrategyDefinition = {
         const n = deltas.count;
         const f = assumedByzantine(n, params.byzantineFraction);
         const selected = n === 1 ? [0] : krumSelect(pairwiseSquaredDistances(deltas), f, n - f);
-        const shares = robustShares(selected.map((i) => updates[i].weight), maxWeightShare);
+        const shares = robustShares(
+          selected.map((i) => updates[i].weight),
+          maxWeightShare,
+        );
         const coef = new Float64Array(n);
         selected.forEach((i, k) => (coef[i] = shares[k]));
         const out = zeroDelta(deltas.tensors);

@@ -17,7 +17,7 @@ export const normClip: StrategyDefinition = {
   description: 'share-capped weighted mean of deltas clipped to an L2 bound (fixed, or a multiple of the round median norm)',
   params: {
     clipNorm: { min: 0, max: 1e12, description: 'fixed L2 bound; when absent the bound is adaptive' },
-    clipMultiplier: { min: 0.1, max: 100, default: 1, description: 'adaptive bound = this × the median norm of the round\'s updates' },
+    clipMultiplier: { min: 0.1, max: 100, default: 1, description: "adaptive bound = this × the median norm of the round's updates" },
   },
   create(params) {
     return {
@@ -27,7 +27,10 @@ export const normClip: StrategyDefinition = {
       ...uniformSelection,
       aggregate(deltas, updates, maxWeightShare) {
         const bound = params.clipNorm ?? params.clipMultiplier * lowerMedianOf(updates.map((u) => u.norm));
-        const shares = robustShares(updates.map((u) => u.weight), maxWeightShare);
+        const shares = robustShares(
+          updates.map((u) => u.weight),
+          maxWeightShare,
+        );
         const coef = updates.map((u, i) => shares[i] * (u.norm > bound ? bound / u.norm : 1));
         const out = zeroDelta(deltas.tensors);
         deltas.forEachChunk((name, start, rows) => {

@@ -19,7 +19,10 @@ export function robustShares(weights: readonly number[], maxShare: number): numb
   const sorted = [...weights].sort((a, b) => a - b);
   const m = sorted.length >> 1;
   const median = sorted.length % 2 ? sorted[m] : (sorted[m - 1] + sorted[m]) / 2;
-  return cappedShares(weights.map((w) => Math.min(w, median)), maxShare);
+  return cappedShares(
+    weights.map((w) => Math.min(w, median)),
+    maxShare,
+  );
 }
 
 /**

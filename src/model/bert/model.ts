@@ -92,8 +92,17 @@ function selfAttention(config: BertConfig, p: BertParams, prefix: string, hidden
 function encoderLayer(config: BertConfig, p: BertParams, i: number, hidden: tf.Tensor, maskBias: tf.Tensor): tf.Tensor {
   const prefix = `encoder.layer.${i}.`;
   const eps = config.layer_norm_eps;
-  const attended = linear(selfAttention(config, p, prefix, hidden, maskBias), p(`${prefix}attention.output.dense.weight`), p(`${prefix}attention.output.dense.bias`));
-  const afterAttention = layerNorm(tf.add(attended, hidden), p(`${prefix}attention.output.LayerNorm.weight`), p(`${prefix}attention.output.LayerNorm.bias`), eps);
+  const attended = linear(
+    selfAttention(config, p, prefix, hidden, maskBias),
+    p(`${prefix}attention.output.dense.weight`),
+    p(`${prefix}attention.output.dense.bias`),
+  );
+  const afterAttention = layerNorm(
+    tf.add(attended, hidden),
+    p(`${prefix}attention.output.LayerNorm.weight`),
+    p(`${prefix}attention.output.LayerNorm.bias`),
+    eps,
+  );
   const act = config.hidden_act === 'gelu' ? geluExact : geluTanh;
   const intermediate = act(linear(afterAttention, p(`${prefix}intermediate.dense.weight`), p(`${prefix}intermediate.dense.bias`)));
   const out = linear(intermediate, p(`${prefix}output.dense.weight`), p(`${prefix}output.dense.bias`));

@@ -73,7 +73,10 @@ export interface ParameterNaming {
 const MAX_NAMES_IN_MESSAGE = 5;
 
 function listNames(names: string[]): string {
-  const shown = names.slice(0, MAX_NAMES_IN_MESSAGE).map((n) => `"${n}"`).join(', ');
+  const shown = names
+    .slice(0, MAX_NAMES_IN_MESSAGE)
+    .map((n) => `"${n}"`)
+    .join(', ');
   return names.length > MAX_NAMES_IN_MESSAGE ? `${shown} and ${names.length - MAX_NAMES_IN_MESSAGE} more` : shown;
 }
 
@@ -100,7 +103,9 @@ export function buildCheckedParameters(
     }
     const previous = chosen.get(name);
     if (previous) {
-      throw new CheckpointError(`${sourceName}: tensor "${name}" appears twice ("${previous.info.name}" in ${previous.file} and "${fileName}" in ${location.file})`);
+      throw new CheckpointError(
+        `${sourceName}: tensor "${name}" appears twice ("${previous.info.name}" in ${previous.file} and "${fileName}" in ${location.file})`,
+      );
     }
     const actual = location.info.shape;
     if (actual.length !== shape.length || actual.some((d, i) => d !== shape[i])) {
@@ -141,7 +146,10 @@ export interface LoadedModel<Config> {
 export async function loadTypedCheckpoint<Config>(
   source: ModelSource,
   options: LoadModelOptions,
-  describeModel: (configJson: Record<string, unknown>, sourceName: string) => {
+  describeModel: (
+    configJson: Record<string, unknown>,
+    sourceName: string,
+  ) => {
     config: Config;
     expected: ReadonlyMap<string, readonly number[]>;
     naming: ParameterNaming;

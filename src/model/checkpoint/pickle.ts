@@ -33,7 +33,10 @@ export class PyDict {
 
 /** A global the allowlist accepted, e.g. `collections.OrderedDict`: a name, never a resolved object. */
 export class PyGlobal {
-  constructor(readonly module: string, readonly name: string) {}
+  constructor(
+    readonly module: string,
+    readonly name: string,
+  ) {}
   get qualifiedName(): string {
     return `${this.module}.${this.name}`;
   }
@@ -41,21 +44,13 @@ export class PyGlobal {
 
 /** What the caller's hooks return (a storage, a tensor); the unpickler treats it as opaque. */
 export class PyOpaque<T = unknown> {
-  constructor(readonly kind: string, readonly value: T) {}
+  constructor(
+    readonly kind: string,
+    readonly value: T,
+  ) {}
 }
 
-export type PyValue =
-  | null
-  | boolean
-  | number
-  | bigint
-  | string
-  | Uint8Array
-  | PyValue[]
-  | PyTuple
-  | PyDict
-  | PyGlobal
-  | PyOpaque;
+export type PyValue = null | boolean | number | bigint | string | Uint8Array | PyValue[] | PyTuple | PyDict | PyGlobal | PyOpaque;
 
 export interface UnpickleOptions {
   /** Names the file in every message, e.g. "pytorch_model.bin". */
@@ -74,18 +69,73 @@ export interface UnpickleOptions {
 const MAX_ITEMS = 50_000_000;
 
 const OPCODE_NAMES: Record<number, string> = {
-  0x28: 'MARK', 0x2e: 'STOP', 0x30: 'POP', 0x31: 'POP_MARK', 0x32: 'DUP', 0x46: 'FLOAT', 0x49: 'INT',
-  0x4a: 'BININT', 0x4b: 'BININT1', 0x4c: 'LONG', 0x4d: 'BININT2', 0x4e: 'NONE', 0x50: 'PERSID',
-  0x51: 'BINPERSID', 0x52: 'REDUCE', 0x53: 'STRING', 0x54: 'BINSTRING', 0x55: 'SHORT_BINSTRING',
-  0x56: 'UNICODE', 0x58: 'BINUNICODE', 0x61: 'APPEND', 0x62: 'BUILD', 0x63: 'GLOBAL', 0x64: 'DICT',
-  0x7d: 'EMPTY_DICT', 0x65: 'APPENDS', 0x67: 'GET', 0x68: 'BINGET', 0x69: 'INST', 0x6a: 'LONG_BINGET',
-  0x6c: 'LIST', 0x5d: 'EMPTY_LIST', 0x6f: 'OBJ', 0x70: 'PUT', 0x71: 'BINPUT', 0x72: 'LONG_BINPUT',
-  0x73: 'SETITEM', 0x74: 'TUPLE', 0x29: 'EMPTY_TUPLE', 0x75: 'SETITEMS', 0x47: 'BINFLOAT',
-  0x80: 'PROTO', 0x81: 'NEWOBJ', 0x82: 'EXT1', 0x83: 'EXT2', 0x84: 'EXT4', 0x85: 'TUPLE1',
-  0x86: 'TUPLE2', 0x87: 'TUPLE3', 0x88: 'NEWTRUE', 0x89: 'NEWFALSE', 0x8a: 'LONG1', 0x8b: 'LONG4',
-  0x42: 'BINBYTES', 0x43: 'SHORT_BINBYTES', 0x8c: 'SHORT_BINUNICODE', 0x8d: 'BINUNICODE8',
-  0x8e: 'BINBYTES8', 0x8f: 'EMPTY_SET', 0x90: 'ADDITEMS', 0x91: 'FROZENSET', 0x92: 'NEWOBJ_EX',
-  0x93: 'STACK_GLOBAL', 0x94: 'MEMOIZE', 0x95: 'FRAME', 0x96: 'BYTEARRAY8', 0x97: 'NEXT_BUFFER',
+  0x28: 'MARK',
+  0x2e: 'STOP',
+  0x30: 'POP',
+  0x31: 'POP_MARK',
+  0x32: 'DUP',
+  0x46: 'FLOAT',
+  0x49: 'INT',
+  0x4a: 'BININT',
+  0x4b: 'BININT1',
+  0x4c: 'LONG',
+  0x4d: 'BININT2',
+  0x4e: 'NONE',
+  0x50: 'PERSID',
+  0x51: 'BINPERSID',
+  0x52: 'REDUCE',
+  0x53: 'STRING',
+  0x54: 'BINSTRING',
+  0x55: 'SHORT_BINSTRING',
+  0x56: 'UNICODE',
+  0x58: 'BINUNICODE',
+  0x61: 'APPEND',
+  0x62: 'BUILD',
+  0x63: 'GLOBAL',
+  0x64: 'DICT',
+  0x7d: 'EMPTY_DICT',
+  0x65: 'APPENDS',
+  0x67: 'GET',
+  0x68: 'BINGET',
+  0x69: 'INST',
+  0x6a: 'LONG_BINGET',
+  0x6c: 'LIST',
+  0x5d: 'EMPTY_LIST',
+  0x6f: 'OBJ',
+  0x70: 'PUT',
+  0x71: 'BINPUT',
+  0x72: 'LONG_BINPUT',
+  0x73: 'SETITEM',
+  0x74: 'TUPLE',
+  0x29: 'EMPTY_TUPLE',
+  0x75: 'SETITEMS',
+  0x47: 'BINFLOAT',
+  0x80: 'PROTO',
+  0x81: 'NEWOBJ',
+  0x82: 'EXT1',
+  0x83: 'EXT2',
+  0x84: 'EXT4',
+  0x85: 'TUPLE1',
+  0x86: 'TUPLE2',
+  0x87: 'TUPLE3',
+  0x88: 'NEWTRUE',
+  0x89: 'NEWFALSE',
+  0x8a: 'LONG1',
+  0x8b: 'LONG4',
+  0x42: 'BINBYTES',
+  0x43: 'SHORT_BINBYTES',
+  0x8c: 'SHORT_BINUNICODE',
+  0x8d: 'BINUNICODE8',
+  0x8e: 'BINBYTES8',
+  0x8f: 'EMPTY_SET',
+  0x90: 'ADDITEMS',
+  0x91: 'FROZENSET',
+  0x92: 'NEWOBJ_EX',
+  0x93: 'STACK_GLOBAL',
+  0x94: 'MEMOIZE',
+  0x95: 'FRAME',
+  0x96: 'BYTEARRAY8',
+  0x97: 'NEXT_BUFFER',
   0x98: 'READONLY_BUFFER',
 };
 
@@ -263,7 +313,8 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions, offset = 0
     }
     op = bytes[pos++];
     switch (op) {
-      case 0x80: { // PROTO
+      case 0x80: {
+        // PROTO
         const proto = u8('protocol number');
         if (proto > 5) fail(`unsupported pickle protocol ${proto}`);
         break;
@@ -271,7 +322,8 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions, offset = 0
       case 0x95: // FRAME: a length hint only; the frame's opcodes follow inline.
         u64('frame length');
         break;
-      case 0x2e: { // STOP
+      case 0x2e: {
+        // STOP
         if (marks.length) fail('STOP with an open MARK (malformed pickle)');
         if (stack.length !== 1) fail(`STOP with ${stack.length} items on the stack, expected 1 (malformed pickle)`);
         return { value: stack[0] as PyValue, end: pos };
@@ -291,34 +343,53 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions, offset = 0
         push(top());
         break;
 
-      case 0x4e: push(null); break; // NONE
-      case 0x88: push(true); break; // NEWTRUE
-      case 0x89: push(false); break; // NEWFALSE
-      case 0x4a: push(i32('BININT')); break;
-      case 0x4b: push(u8('BININT1')); break;
-      case 0x4d: push(u16('BININT2')); break;
-      case 0x49: { // INT (protocol 0; "00"/"01" are False/True)
+      case 0x4e:
+        push(null);
+        break; // NONE
+      case 0x88:
+        push(true);
+        break; // NEWTRUE
+      case 0x89:
+        push(false);
+        break; // NEWFALSE
+      case 0x4a:
+        push(i32('BININT'));
+        break;
+      case 0x4b:
+        push(u8('BININT1'));
+        break;
+      case 0x4d:
+        push(u16('BININT2'));
+        break;
+      case 0x49: {
+        // INT (protocol 0; "00"/"01" are False/True)
         const s = line('INT');
         if (s === '00') push(false);
         else if (s === '01') push(true);
         else push(parseDecimal(s, 'INT'));
         break;
       }
-      case 0x4c: push(parseDecimal(line('LONG'), 'LONG')); break;
-      case 0x8a: push(decodeLong(take(u8('LONG1 length'), 'LONG1'))); break;
+      case 0x4c:
+        push(parseDecimal(line('LONG'), 'LONG'));
+        break;
+      case 0x8a:
+        push(decodeLong(take(u8('LONG1 length'), 'LONG1')));
+        break;
       case 0x8b: {
         const n = i32('LONG4 length');
         if (n < 0) fail(`negative LONG4 length ${n}`);
         push(decodeLong(take(n, 'LONG4')));
         break;
       }
-      case 0x47: { // BINFLOAT (big-endian double)
+      case 0x47: {
+        // BINFLOAT (big-endian double)
         need(8, 'BINFLOAT');
         push(dv.getFloat64(pos, false));
         pos += 8;
         break;
       }
-      case 0x46: { // FLOAT
+      case 0x46: {
+        // FLOAT
         const s = line('FLOAT');
         const v = Number(s);
         if (s.trim() === '' || (Number.isNaN(v) && !/^[-+]?nan$/i.test(s.trim()))) fail(`FLOAT ${JSON.stringify(s)} is not a number`);
@@ -326,74 +397,151 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions, offset = 0
         break;
       }
 
-      case 0x58: push(decodeUtf8(take(u32('BINUNICODE length'), 'BINUNICODE'))); break;
-      case 0x8c: push(decodeUtf8(take(u8('SHORT_BINUNICODE length'), 'SHORT_BINUNICODE'))); break;
-      case 0x8d: push(decodeUtf8(take(u64('BINUNICODE8 length'), 'BINUNICODE8'))); break;
-      case 0x56: { // UNICODE (raw-unicode-escape); state dicts only need plain text
+      case 0x58:
+        push(decodeUtf8(take(u32('BINUNICODE length'), 'BINUNICODE')));
+        break;
+      case 0x8c:
+        push(decodeUtf8(take(u8('SHORT_BINUNICODE length'), 'SHORT_BINUNICODE')));
+        break;
+      case 0x8d:
+        push(decodeUtf8(take(u64('BINUNICODE8 length'), 'BINUNICODE8')));
+        break;
+      case 0x56: {
+        // UNICODE (raw-unicode-escape); state dicts only need plain text
         const s = line('UNICODE');
         if (s.includes('\\')) fail('escaped UNICODE arguments are not supported');
         push(s);
         break;
       }
       // Python 2 str: torch reads these as latin-1 text.
-      case 0x55: push(latin1.decode(take(u8('SHORT_BINSTRING length'), 'SHORT_BINSTRING'))); break;
+      case 0x55:
+        push(latin1.decode(take(u8('SHORT_BINSTRING length'), 'SHORT_BINSTRING')));
+        break;
       case 0x54: {
         const n = i32('BINSTRING length');
         if (n < 0) fail(`negative BINSTRING length ${n}`);
         push(latin1.decode(take(n, 'BINSTRING')));
         break;
       }
-      case 0x53: push(quoted(line('STRING'))); break;
-      case 0x43: push(take(u8('SHORT_BINBYTES length'), 'SHORT_BINBYTES')); break;
-      case 0x42: push(take(u32('BINBYTES length'), 'BINBYTES')); break;
-      case 0x8e: push(take(u64('BINBYTES8 length'), 'BINBYTES8')); break;
+      case 0x53:
+        push(quoted(line('STRING')));
+        break;
+      case 0x43:
+        push(take(u8('SHORT_BINBYTES length'), 'SHORT_BINBYTES'));
+        break;
+      case 0x42:
+        push(take(u32('BINBYTES length'), 'BINBYTES'));
+        break;
+      case 0x8e:
+        push(take(u64('BINBYTES8 length'), 'BINBYTES8'));
+        break;
 
-      case 0x29: push(new PyTuple([])); break; // EMPTY_TUPLE
-      case 0x74: push(new PyTuple(popMark())); break; // TUPLE
-      case 0x85: push(new PyTuple([pop()])); break; // TUPLE1
-      case 0x86: { const b = pop(); const a = pop(); push(new PyTuple([a, b])); break; } // TUPLE2
-      case 0x87: { const c = pop(); const b = pop(); const a = pop(); push(new PyTuple([a, b, c])); break; } // TUPLE3
-      case 0x5d: push([]); break; // EMPTY_LIST
-      case 0x6c: push(popMark()); break; // LIST
-      case 0x61: { const item = pop(); appendItems(top(), [item]); break; } // APPEND
-      case 0x65: { const items = popMark(); appendItems(top(), items); break; } // APPENDS
-      case 0x7d: push(new PyDict()); break; // EMPTY_DICT
-      case 0x64: { const d = new PyDict(); setItems(d, popMark()); push(d); break; } // DICT
-      case 0x73: { const v = pop(); const k = pop(); setItems(top(), [k, v]); break; } // SETITEM
-      case 0x75: { const items = popMark(); setItems(top(), items); break; } // SETITEMS
+      case 0x29:
+        push(new PyTuple([]));
+        break; // EMPTY_TUPLE
+      case 0x74:
+        push(new PyTuple(popMark()));
+        break; // TUPLE
+      case 0x85:
+        push(new PyTuple([pop()]));
+        break; // TUPLE1
+      case 0x86: {
+        const b = pop();
+        const a = pop();
+        push(new PyTuple([a, b]));
+        break;
+      } // TUPLE2
+      case 0x87: {
+        const c = pop();
+        const b = pop();
+        const a = pop();
+        push(new PyTuple([a, b, c]));
+        break;
+      } // TUPLE3
+      case 0x5d:
+        push([]);
+        break; // EMPTY_LIST
+      case 0x6c:
+        push(popMark());
+        break; // LIST
+      case 0x61: {
+        const item = pop();
+        appendItems(top(), [item]);
+        break;
+      } // APPEND
+      case 0x65: {
+        const items = popMark();
+        appendItems(top(), items);
+        break;
+      } // APPENDS
+      case 0x7d:
+        push(new PyDict());
+        break; // EMPTY_DICT
+      case 0x64: {
+        const d = new PyDict();
+        setItems(d, popMark());
+        push(d);
+        break;
+      } // DICT
+      case 0x73: {
+        const v = pop();
+        const k = pop();
+        setItems(top(), [k, v]);
+        break;
+      } // SETITEM
+      case 0x75: {
+        const items = popMark();
+        setItems(top(), items);
+        break;
+      } // SETITEMS
 
-      case 0x70: { // PUT
+      case 0x70: {
+        // PUT
         const s = line('PUT');
         if (!/^\d+$/.test(s)) fail(`PUT index ${JSON.stringify(s)} is not a number`);
         memoPut(Number(s));
         break;
       }
-      case 0x71: memoPut(u8('BINPUT index')); break;
-      case 0x72: memoPut(u32('LONG_BINPUT index')); break;
-      case 0x94: memoPut(memo.size); break; // MEMOIZE
-      case 0x67: { // GET
+      case 0x71:
+        memoPut(u8('BINPUT index'));
+        break;
+      case 0x72:
+        memoPut(u32('LONG_BINPUT index'));
+        break;
+      case 0x94:
+        memoPut(memo.size);
+        break; // MEMOIZE
+      case 0x67: {
+        // GET
         const s = line('GET');
         if (!/^\d+$/.test(s)) fail(`GET index ${JSON.stringify(s)} is not a number`);
         memoGet(Number(s));
         break;
       }
-      case 0x68: memoGet(u8('BINGET index')); break;
-      case 0x6a: memoGet(u32('LONG_BINGET index')); break;
+      case 0x68:
+        memoGet(u8('BINGET index'));
+        break;
+      case 0x6a:
+        memoGet(u32('LONG_BINGET index'));
+        break;
 
-      case 0x63: { // GLOBAL "module\nname\n"
+      case 0x63: {
+        // GLOBAL "module\nname\n"
         const module = line('GLOBAL module');
         const name = line('GLOBAL name');
         push(resolveGlobal(module, name));
         break;
       }
-      case 0x93: { // STACK_GLOBAL
+      case 0x93: {
+        // STACK_GLOBAL
         const name = pop();
         const module = pop();
         if (typeof module !== 'string' || typeof name !== 'string') fail('STACK_GLOBAL needs two strings');
         push(resolveGlobal(module as string, name as string));
         break;
       }
-      case 0x69: { // INST "module\nname\n": instantiates a class; refused, naming the class.
+      case 0x69: {
+        // INST "module\nname\n": instantiates a class; refused, naming the class.
         const module = line('INST module');
         const name = line('INST name');
         const qualified = `${module}.${name}`;
@@ -403,7 +551,8 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions, offset = 0
         fail(`INST of "${qualified}" is not allowed (a state dict never instantiates classes)`);
         break;
       }
-      case 0x52: { // REDUCE
+      case 0x52: {
+        // REDUCE
         const args = pop();
         const callable = pop();
         if (!(callable instanceof PyGlobal)) fail(`REDUCE needs an allowed global to call, got ${describePyValue(callable)}`);
@@ -411,14 +560,16 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions, offset = 0
         push(options.reduce(callable as PyGlobal, (args as PyTuple).items));
         break;
       }
-      case 0x62: { // BUILD
+      case 0x62: {
+        // BUILD
         const state = pop();
         const obj = pop();
         if (!options.build) fail(`BUILD (setting the state of ${describePyValue(obj)}) is not allowed`);
         push(options.build!(obj, state));
         break;
       }
-      case 0x51: { // BINPERSID
+      case 0x51: {
+        // BINPERSID
         const pid = pop();
         if (!options.persistentLoad) fail('persistent ids are not allowed here');
         push(options.persistentLoad!(pid));
@@ -428,10 +579,14 @@ export function unpickle(bytes: Uint8Array, options: UnpickleOptions, offset = 0
         fail('text persistent ids (PERSID) are not allowed; torch writes BINPERSID');
         break;
 
-      case 0x6f: case 0x81: case 0x92: // OBJ, NEWOBJ, NEWOBJ_EX
+      case 0x6f:
+      case 0x81:
+      case 0x92: // OBJ, NEWOBJ, NEWOBJ_EX
         fail(`${opName(op)} would instantiate a class, which a state dict never does; refused`);
         break;
-      case 0x82: case 0x83: case 0x84: // EXT1/2/4
+      case 0x82:
+      case 0x83:
+      case 0x84: // EXT1/2/4
         fail(`${opName(op)} names a global through the extension registry; refused`);
         break;
       default:

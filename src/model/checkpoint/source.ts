@@ -28,12 +28,7 @@ export class ModelSourceError extends Error {
  */
 export function checkFileName(name: string): string {
   const segments = name.split('/');
-  if (
-    name.length === 0 ||
-    name.includes('\\') ||
-    name.includes('\0') ||
-    segments.some((s) => s === '' || s === '.' || s === '..')
-  ) {
+  if (name.length === 0 || name.includes('\\') || name.includes('\0') || segments.some((s) => s === '' || s === '.' || s === '..')) {
     throw new ModelSourceError(`invalid model file name ${JSON.stringify(name)}: expected a relative path inside the model folder`);
   }
   return name;

@@ -91,7 +91,8 @@ interface TensorView {
 }
 
 function asInt(v: PyValue, what: string, fail: (m: string) => never): number {
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) fail(`${what} must be a non-negative integer, got ${typeof v === 'number' || typeof v === 'bigint' ? String(v) : describePyValue(v)}`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+    fail(`${what} must be a non-negative integer, got ${typeof v === 'number' || typeof v === 'bigint' ? String(v) : describePyValue(v)}`);
   return v as number;
 }
 
@@ -207,7 +208,9 @@ function materialise(dict: PyDict, source: string): Map<string, TorchBinTensor> 
       let last = offset;
       for (let i = 0; i < shape.length; i++) last += (shape[i] - 1) * stride[i];
       if (!Number.isSafeInteger(last) || last >= storage.numel) {
-        fail(`view (offset ${offset}, size [${shape.join(', ')}], stride [${stride.join(', ')}]) reaches element ${last} of a ${storage.numel}-element storage "${storage.key}"`);
+        fail(
+          `view (offset ${offset}, size [${shape.join(', ')}], stride [${stride.join(', ')}]) reaches element ${last} of a ${storage.numel}-element storage "${storage.key}"`,
+        );
       }
       let contiguous = true;
       for (let i = shape.length - 1, expect = 1; i >= 0; i--) {
@@ -290,19 +293,29 @@ function readZipFormat(bytes: Uint8Array, source: string): Map<string, TorchBinT
 }
 
 function readLegacyFormat(bytes: Uint8Array, source: string): Map<string, TorchBinTensor> {
-  const noCode = { source, allowedGlobals: new Set<string>(), reduce: (g: PyGlobal): never => { throw new TorchBinError(`${source}: refused REDUCE of "${g.qualifiedName}"`); } };
+  const noCode = {
+    source,
+    allowedGlobals: new Set<string>(),
+    reduce: (g: PyGlobal): never => {
+      throw new TorchBinError(`${source}: refused REDUCE of "${g.qualifiedName}"`);
+    },
+  };
   let magic: PyValue;
   let pos: number;
   try {
     ({ value: magic, end: pos } = unpickle(bytes, noCode, 0));
   } catch (e) {
     if (e instanceof PickleError && !e.message.includes('refused')) {
-      throw new TorchBinError(`${source}: not a PyTorch checkpoint (neither a zip archive nor a legacy torch.save file: ${e.message.slice(source.length + 2)})`);
+      throw new TorchBinError(
+        `${source}: not a PyTorch checkpoint (neither a zip archive nor a legacy torch.save file: ${e.message.slice(source.length + 2)})`,
+      );
     }
     throw e;
   }
   if (typeof magic !== 'bigint' || magic !== LEGACY_MAGIC) {
-    throw new TorchBinError(`${source}: not a PyTorch checkpoint (wrong magic number ${typeof magic === 'bigint' || typeof magic === 'number' ? String(magic) : describePyValue(magic)})`);
+    throw new TorchBinError(
+      `${source}: not a PyTorch checkpoint (wrong magic number ${typeof magic === 'bigint' || typeof magic === 'number' ? String(magic) : describePyValue(magic)})`,
+    );
   }
   const protocol = unpickle(bytes, noCode, pos);
   if (protocol.value !== LEGACY_PROTOCOL_VERSION) {
@@ -310,7 +323,8 @@ function readLegacyFormat(bytes: Uint8Array, source: string): Map<string, TorchB
   }
   const sysInfo = unpickle(bytes, noCode, protocol.end);
   const littleEndian = sysInfo.value instanceof PyDict ? sysInfo.value.entries.get('little_endian') : undefined;
-  if (littleEndian !== true) throw new TorchBinError(`${source}: the checkpoint was saved on a big-endian machine (or its sys info is missing); only little-endian is supported`);
+  if (littleEndian !== true)
+    throw new TorchBinError(`${source}: the checkpoint was saved on a big-endian machine (or its sys info is missing); only little-endian is supported`);
 
   const storages = new Map<string, Storage>();
   const { dict, end } = unpickleStateDict(bytes, source, sysInfo.end, (typeName, key, numel, extra) => {
@@ -373,7 +387,8 @@ export function torchBinToSafetensors(bytes: Uint8Array, source: string): Uint8A
   for (const [name, t] of readTorchBin(bytes, source)) {
     const info = { name, dtype: t.dtype, shape: t.shape, begin: 0, end: t.bytes.byteLength };
     const { shape, data } = readTensor({ tensors: new Map([[name, info]]), metadata: {}, bytes: t.bytes, dataOffset: 0 }, name);
-    if (data instanceof Float32Array || data instanceof Float64Array) out.set(name, { dtype: 'F32', shape, data: data instanceof Float32Array ? data : Float32Array.from(data) });
+    if (data instanceof Float32Array || data instanceof Float64Array)
+      out.set(name, { dtype: 'F32', shape, data: data instanceof Float32Array ? data : Float32Array.from(data) });
     else if (data instanceof Int32Array) out.set(name, { dtype: 'I32', shape, data });
     else out.set(name, { dtype: 'U8', shape, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
   }

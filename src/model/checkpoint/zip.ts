@@ -162,7 +162,8 @@ export function readZip(bytes: Uint8Array, source: string): ZipArchive {
           `entry "${entryName}" is compressed (method ${entry.method}); torch.save writes stored (uncompressed) entries, so this archive was rewritten by another tool: re-save it with torch.save or convert it to safetensors`,
         );
       }
-      if (entry.compressedSize !== entry.size) fail(`stored entry "${entryName}" declares ${entry.compressedSize} stored bytes but size ${entry.size} (corrupt ZIP)`);
+      if (entry.compressedSize !== entry.size)
+        fail(`stored entry "${entryName}" declares ${entry.compressedSize} stored bytes but size ${entry.size} (corrupt ZIP)`);
       const h = entry.localHeaderOffset;
       if (h + 30 > size || dv.getUint32(h, true) !== LOCAL_SIG) fail(`entry "${entryName}": no local header at byte ${h} (corrupt or truncated ZIP)`);
       const start = h + 30 + dv.getUint16(h + 26, true) + dv.getUint16(h + 28, true);

@@ -107,9 +107,7 @@ function tokenId(obj: Record<string, unknown>, field: string, fallback: number, 
 
 function parseFeedForward(v: unknown): T5FeedForward {
   if (v === 'relu' || v === 'gated-gelu') return v;
-  throw new T5ConfigError(
-    `T5 config field "feed_forward_proj" must be "relu" (original T5) or "gated-gelu" (T5 v1.1 / flan-t5), got ${JSON.stringify(v)}`,
-  );
+  throw new T5ConfigError(`T5 config field "feed_forward_proj" must be "relu" (original T5) or "gated-gelu" (T5 v1.1 / flan-t5), got ${JSON.stringify(v)}`);
 }
 
 /** Validates a parsed `config.json` and returns a complete T5Config. */
@@ -161,14 +159,17 @@ function answerRerank(obj: Record<string, unknown>): { answer_rerank?: AnswerRer
   const o = v as Record<string, unknown>;
   const weight = (key: string) => {
     const w = o[key];
-    if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) throw new T5ConfigError(`T5 config field "${field}.${key}" must be a finite number >= 0, got ${JSON.stringify(w)}`);
+    if (typeof w !== 'number' || !Number.isFinite(w) || w < 0)
+      throw new T5ConfigError(`T5 config field "${field}.${key}" must be a finite number >= 0, got ${JSON.stringify(w)}`);
     return w;
   };
   const beams = o.beams;
   if (typeof beams !== 'number' || !Number.isInteger(beams) || beams < 1 || beams > 64) {
     throw new T5ConfigError(`T5 config field "${field}.beams" must be an integer in 1 … 64, got ${JSON.stringify(beams)}`);
   }
-  return { answer_rerank: { beams, reader: weight('reader'), type: weight('type'), proximity: weight('proximity'), questionOverlap: weight('question_overlap') } };
+  return {
+    answer_rerank: { beams, reader: weight('reader'), type: weight('type'), proximity: weight('proximity'), questionOverlap: weight('question_overlap') },
+  };
 }
 
 function copyDecodingWeight(obj: Record<string, unknown>): { copy_decoding_weight?: number } {
@@ -238,9 +239,13 @@ function attentionShapes(prefix: string, config: T5Config, withRelativeBias: boo
 }
 
 function feedForwardShapes(prefix: string, config: T5Config): Array<[string, number[]]> {
-  const wi: Array<[string, number[]]> = config.feed_forward_proj === 'gated-gelu'
-    ? [[`${prefix}.DenseReluDense.wi_0.weight`, [config.d_ff, config.d_model]], [`${prefix}.DenseReluDense.wi_1.weight`, [config.d_ff, config.d_model]]]
-    : [[`${prefix}.DenseReluDense.wi.weight`, [config.d_ff, config.d_model]]];
+  const wi: Array<[string, number[]]> =
+    config.feed_forward_proj === 'gated-gelu'
+      ? [
+          [`${prefix}.DenseReluDense.wi_0.weight`, [config.d_ff, config.d_model]],
+          [`${prefix}.DenseReluDense.wi_1.weight`, [config.d_ff, config.d_model]],
+        ]
+      : [[`${prefix}.DenseReluDense.wi.weight`, [config.d_ff, config.d_model]]];
   return [...wi, [`${prefix}.DenseReluDense.wo.weight`, [config.d_model, config.d_ff]]];
 }
 

@@ -139,7 +139,10 @@ export async function checkT5Fixture(files: T5FixtureFiles, tolerances: T5Tolera
 
     // Every parameter gradient of the padded batch's loss.
     const variables = [...store.entries()];
-    const { value, grads } = tf.variableGrads(() => model.loss(ids, mask, labels), variables.map(([, v]) => v));
+    const { value, grads } = tf.variableGrads(
+      () => model.loss(ids, mask, labels),
+      variables.map(([, v]) => v),
+    );
     owned.push(value, ...Object.values(grads));
     let grad_rel_l2 = 0;
     let worst_grad = '';

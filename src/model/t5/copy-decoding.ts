@@ -46,8 +46,14 @@ export function validateCopyDecoding(copy: CopyDecodingOptions, examples: number
  * the new position; `exampleOf(row)` the example whose source ids the row reads (beams share one).
  */
 export function mixCopyDistribution(
-  logProbs: Float32Array, attention: Float32Array, rows: number, vocab: number, numHeads: number, sourceLength: number,
-  copy: CopyDecodingOptions, exampleOf: (row: number) => number,
+  logProbs: Float32Array,
+  attention: Float32Array,
+  rows: number,
+  vocab: number,
+  numHeads: number,
+  sourceLength: number,
+  copy: CopyDecodingOptions,
+  exampleOf: (row: number) => number,
 ): void {
   const heads = copy.heads ?? Array.from({ length: numHeads }, (_, h) => h);
   const pointer = new Float32Array(vocab);

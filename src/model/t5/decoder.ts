@@ -29,9 +29,14 @@ interface BlockOutput {
  * (the fresh projection when teacher forcing, cache + fresh projection when stepping).
  */
 function decoderBlock(
-  w: WeightGetter, config: T5Config, i: number, x: tf.Tensor,
-  selfKV: (normed: tf.Tensor) => KeyValue, selfBiases: readonly tf.Tensor[],
-  crossKV: KeyValue, crossBiases: readonly tf.Tensor[],
+  w: WeightGetter,
+  config: T5Config,
+  i: number,
+  x: tf.Tensor,
+  selfKV: (normed: tf.Tensor) => KeyValue,
+  selfBiases: readonly tf.Tensor[],
+  crossKV: KeyValue,
+  crossBiases: readonly tf.Tensor[],
 ): BlockOutput {
   const eps = config.layer_norm_epsilon;
   const block = `decoder.block.${i}`;
@@ -56,7 +61,11 @@ export type DecoderOutput = {
  * `encoderMask` [B, S]. The caller owns the returned tensors.
  */
 export function decode(
-  w: WeightGetter, config: T5Config, decoderInputIds: tf.Tensor, encoderHidden: tf.Tensor, encoderMask: tf.Tensor,
+  w: WeightGetter,
+  config: T5Config,
+  decoderInputIds: tf.Tensor,
+  encoderHidden: tf.Tensor,
+  encoderMask: tf.Tensor,
   options: { crossAttentions?: boolean } = {},
 ): DecoderOutput {
   return tf.tidy(() => {
@@ -68,7 +77,16 @@ export function decode(
     const crossAttentions: tf.Tensor4D[] = [];
     for (let i = 0; i < config.num_decoder_layers; i++) {
       const crossKV = projectKeyValue(w, crossAttentionName(i), encoderHidden, config.num_heads);
-      const out = decoderBlock(w, config, i, x, (normed) => projectKeyValue(w, selfAttentionName(i), normed, config.num_heads), selfBiases, crossKV, crossBiases);
+      const out = decoderBlock(
+        w,
+        config,
+        i,
+        x,
+        (normed) => projectKeyValue(w, selfAttentionName(i), normed, config.num_heads),
+        selfBiases,
+        crossKV,
+        crossBiases,
+      );
       x = out.hidden;
       if (options.crossAttentions) crossAttentions.push(out.crossProbs);
     }
@@ -82,14 +100,16 @@ export function decode(
  * shared.weight and first rescale by d_model^-0.5; untied ones (v1.1 / flan) use lm_head.weight as is.
  */
 export function lmHead(w: WeightGetter, config: T5Config, hidden: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => config.tie_word_embeddings
-    ? linear(tf.mul(hidden, config.d_model ** -0.5), w('shared.weight'))
-    : linear(hidden, w('lm_head.weight')));
+  return tf.tidy(() => (config.tie_word_embeddings ? linear(tf.mul(hidden, config.d_model ** -0.5), w('shared.weight')) : linear(hidden, w('lm_head.weight'))));
 }
 
 /** Exempts cache tensors from any enclosing tf.tidy: the cache alone disposes them. */
 function keepAll<T extends KeyValue | null>(kvs: T[]): T[] {
-  for (const kv of kvs) if (kv) { tf.keep(kv.keys); tf.keep(kv.values); }
+  for (const kv of kvs)
+    if (kv) {
+      tf.keep(kv.keys);
+      tf.keep(kv.values);
+    }
   return kvs;
 }
 
@@ -103,7 +123,11 @@ export class DecoderCache {
   /** Number of positions already decoded. */
   length = 0;
 
-  constructor(readonly crossKV: readonly KeyValue[], readonly encoderBias: tf.Tensor4D, numLayers: number) {
+  constructor(
+    readonly crossKV: readonly KeyValue[],
+    readonly encoderBias: tf.Tensor4D,
+    numLayers: number,
+  ) {
     keepAll([...crossKV]);
     tf.keep(encoderBias);
     this.selfKV = new Array<KeyValue | null>(numLayers).fill(null);
@@ -161,7 +185,11 @@ export function createDecoderCache(w: WeightGetter, config: T5Config, encoderHid
  * costs O(length).
  */
 export function decodeStep(
-  w: WeightGetter, config: T5Config, tokens: tf.Tensor, cache: DecoderCache, options: { lastCrossAttention?: boolean } = {},
+  w: WeightGetter,
+  config: T5Config,
+  tokens: tf.Tensor,
+  cache: DecoderCache,
+  options: { lastCrossAttention?: boolean } = {},
 ): { hidden: tf.Tensor3D; lastCrossAttention?: tf.Tensor4D } {
   const position = cache.length;
   const { hidden, selfKV, lastCrossAttention } = tf.tidy(() => {
@@ -173,7 +201,16 @@ export function decodeStep(
     let crossProbs: tf.Tensor4D | undefined;
     for (let i = 0; i < config.num_decoder_layers; i++) {
       const past = cache.past(i);
-      const out = decoderBlock(w, config, i, x, (normed) => appendKeyValue(past, projectKeyValue(w, selfAttentionName(i), normed, config.num_heads)), selfBiases, cache.crossKV[i], crossBiases);
+      const out = decoderBlock(
+        w,
+        config,
+        i,
+        x,
+        (normed) => appendKeyValue(past, projectKeyValue(w, selfAttentionName(i), normed, config.num_heads)),
+        selfBiases,
+        cache.crossKV[i],
+        crossBiases,
+      );
       x = out.hidden;
       kvs.push(out.selfKV);
       crossProbs = out.crossProbs;

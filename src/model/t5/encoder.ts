@@ -54,12 +54,18 @@ export function encodeCheckpointed(w: WeightGetter, config: T5Config, inputIds: 
     return !(t instanceof tf.Variable) || t.trainable;
   });
   const rows = inputIds.shape[0]!;
-  return checkpointedRows(names.map((n) => w(n)), rows, chunkRows, (ws, start, count) => tf.tidy(() => {
-    const byName = new Map(names.map((n, i) => [n, ws[i]]));
-    const getter: WeightGetter = (name) => byName.get(name) ?? w(name);
-    const whole = start === 0 && count === rows;
-    const ids = whole ? inputIds : tf.slice(inputIds, [start, 0], [count, -1]);
-    const mask = whole ? attentionMask : tf.slice(attentionMask, [start, 0], [count, -1]);
-    return encode(getter, config, ids, mask);
-  })) as tf.Tensor3D;
+  return checkpointedRows(
+    names.map((n) => w(n)),
+    rows,
+    chunkRows,
+    (ws, start, count) =>
+      tf.tidy(() => {
+        const byName = new Map(names.map((n, i) => [n, ws[i]]));
+        const getter: WeightGetter = (name) => byName.get(name) ?? w(name);
+        const whole = start === 0 && count === rows;
+        const ids = whole ? inputIds : tf.slice(inputIds, [start, 0], [count, -1]);
+        const mask = whole ? attentionMask : tf.slice(attentionMask, [start, 0], [count, -1]);
+        return encode(getter, config, ids, mask);
+      }),
+  ) as tf.Tensor3D;
 }

@@ -57,7 +57,11 @@ export type FidOutput = {
 
 /** Encode, fuse, and decode `labels` [B, T] with teacher forcing. The caller owns the result. */
 export function fidForward(
-  model: T5Model, inputIds: tf.Tensor, attentionMask: tf.Tensor, numPassages: number, labels: tf.Tensor,
+  model: T5Model,
+  inputIds: tf.Tensor,
+  attentionMask: tf.Tensor,
+  numPassages: number,
+  labels: tf.Tensor,
   options: { crossAttentions?: boolean } & FidEncodeOptions = {},
 ): FidOutput {
   return tf.tidy(() => {
@@ -74,7 +78,12 @@ export function fidForward(
  * logits before the softmax, restricts it (e.g. to passage spans: src/corag/extractive.ts).
  */
 export function fidLoss(
-  model: T5Model, inputIds: tf.Tensor, attentionMask: tf.Tensor, numPassages: number, labels: tf.Tensor, logitMask?: tf.Tensor,
+  model: T5Model,
+  inputIds: tf.Tensor,
+  attentionMask: tf.Tensor,
+  numPassages: number,
+  labels: tf.Tensor,
+  logitMask?: tf.Tensor,
   options: FidEncodeOptions = {},
 ): tf.Scalar {
   return tf.tidy(() => {
@@ -99,9 +108,7 @@ export function passageAttentionScores(crossAttentions: readonly tf.Tensor[], nu
     // Sum over layers first: one [B, H, T, k, L] view, then the passage tokens and heads.
     const summed = sumTensors(crossAttentions.map((a) => a as tf.Tensor4D));
     const perPassage = tf.sum(tf.reshape(summed, [batch, heads, targets, numPassages, keys / numPassages]), [1, 4]); // [B, T, k]
-    const tokenWeight = labels
-      ? tf.cast(tf.notEqual(tf.cast(labels, 'int32'), IGNORE_INDEX), 'float32')
-      : tf.ones([batch, targets]);
+    const tokenWeight = labels ? tf.cast(tf.notEqual(tf.cast(labels, 'int32'), IGNORE_INDEX), 'float32') : tf.ones([batch, targets]);
     const weighted = tf.sum(tf.mul(perPassage, tf.expandDims(tokenWeight, 2)), 1); // [B, k]
     const norm = tf.mul(tf.maximum(tf.sum(tokenWeight, 1, true), 1), crossAttentions.length * heads);
     return tf.div(weighted, norm) as tf.Tensor2D;

@@ -61,7 +61,14 @@ function resolve(model: T5Model, encoderHidden: tf.Tensor, options: GenerateOpti
 }
 
 /** Additive mask [rows, vocab]: 0 where the constraint allows a token, -∞ elsewhere. */
-function constraintMask(constraint: DecodingConstraint, rows: number, vocab: number, eos: number, exampleOf: (row: number) => number, generatedOf: (row: number) => readonly number[]): tf.Tensor2D {
+function constraintMask(
+  constraint: DecodingConstraint,
+  rows: number,
+  vocab: number,
+  eos: number,
+  exampleOf: (row: number) => number,
+  generatedOf: (row: number) => readonly number[],
+): tf.Tensor2D {
   const mask = new Float32Array(rows * vocab).fill(-Infinity);
   for (let r = 0; r < rows; r++) {
     const allowed = constraint.allowedNext(exampleOf(r), generatedOf(r));
@@ -80,8 +87,14 @@ function constraintMask(constraint: DecodingConstraint, rows: number, vocab: num
  * [rows, vocab] (always log-probabilities with copy decoding; `exampleOf` maps a row to its example).
  */
 async function nextTokenScores(
-  model: T5Model, cache: DecoderCache, tokens: Int32Array, suppressEos: number | null, logProbs: boolean,
-  allowedMask: tf.Tensor2D | undefined, copy: CopyDecodingOptions | undefined, exampleOf: (row: number) => number,
+  model: T5Model,
+  cache: DecoderCache,
+  tokens: Int32Array,
+  suppressEos: number | null,
+  logProbs: boolean,
+  allowedMask: tf.Tensor2D | undefined,
+  copy: CopyDecodingOptions | undefined,
+  exampleOf: (row: number) => number,
 ): Promise<tf.Tensor2D> {
   const input = tf.tensor2d(tokens, [tokens.length, 1], 'int32');
   let logits: tf.Tensor2D;
@@ -128,7 +141,16 @@ export async function greedyGenerate(model: T5Model, encoderHidden: tf.Tensor, e
   try {
     let last = new Int32Array(rows).fill(o.start);
     for (let step = 0; step < o.maxNewTokens && !finished.every(Boolean); step++) {
-      const mask = o.constraint && constraintMask(o.constraint, rows, model.config.vocab_size, o.eos, (r) => r, (r) => sequences[r].slice(1));
+      const mask =
+        o.constraint &&
+        constraintMask(
+          o.constraint,
+          rows,
+          model.config.vocab_size,
+          o.eos,
+          (r) => r,
+          (r) => sequences[r].slice(1),
+        );
       const scores = await nextTokenScores(model, cache, last, step < o.minNewTokens ? o.eos : null, false, mask, o.copy, (r) => r);
       const best = tf.argMax(scores, 1);
       const ids = (await best.data()) as Int32Array;
@@ -201,7 +223,10 @@ export async function beamSearch(model: T5Model, encoderHidden: tf.Tensor, encod
 
   // Row b·numBeams + j is beam j of example b; the encoder side is repeated per beam once.
   const [beamHidden, beamMask] = tf.tidy(() => {
-    const repeat = tf.tensor1d(Int32Array.from({ length: rows }, (_, r) => Math.floor(r / numBeams)), 'int32');
+    const repeat = tf.tensor1d(
+      Int32Array.from({ length: rows }, (_, r) => Math.floor(r / numBeams)),
+      'int32',
+    );
     return [tf.gather(encoderHidden, repeat), tf.gather(encoderMask, repeat)];
   });
   const cache = model.createDecoderCache(beamHidden, beamMask);
@@ -216,7 +241,16 @@ export async function beamSearch(model: T5Model, encoderHidden: tf.Tensor, encod
     let last = new Int32Array(rows).fill(o.start);
     for (let step = 0; step < o.maxNewTokens && !done.every(Boolean); step++) {
       const generated = step + 1;
-      const mask = o.constraint && constraintMask(o.constraint, rows, vocab, o.eos, (r) => Math.floor(r / numBeams), (r) => sequences[r].slice(1));
+      const mask =
+        o.constraint &&
+        constraintMask(
+          o.constraint,
+          rows,
+          vocab,
+          o.eos,
+          (r) => Math.floor(r / numBeams),
+          (r) => sequences[r].slice(1),
+        );
       const logProbs = await nextTokenScores(model, cache, last, step < o.minNewTokens ? o.eos : null, true, mask, o.copy, (r) => Math.floor(r / numBeams));
       const top = tf.tidy(() => {
         const total = tf.add(logProbs, tf.tensor2d(beamScores, [rows, 1]));

@@ -68,8 +68,9 @@ export function geluNew(x: tf.Tensor): tf.Tensor {
  * relu: wo(relu(wi x)); gated-gelu: wo(gelu_new(wi_0 x) * wi_1 x).
  */
 export function feedForward(w: WeightGetter, prefix: string, x: tf.Tensor, config: T5Config): tf.Tensor {
-  const hidden = config.feed_forward_proj === 'gated-gelu'
-    ? tf.mul(geluNew(linear(x, w(`${prefix}.wi_0.weight`))), linear(x, w(`${prefix}.wi_1.weight`)))
-    : linear(x, w(`${prefix}.wi.weight`), 'relu');
+  const hidden =
+    config.feed_forward_proj === 'gated-gelu'
+      ? tf.mul(geluNew(linear(x, w(`${prefix}.wi_0.weight`))), linear(x, w(`${prefix}.wi_1.weight`)))
+      : linear(x, w(`${prefix}.wi.weight`), 'relu');
   return linear(hidden, w(`${prefix}.wo.weight`));
 }

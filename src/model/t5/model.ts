@@ -23,7 +23,10 @@ export type T5ForwardOutput = {
 export class T5Model {
   private readonly w: WeightGetter;
 
-  constructor(readonly config: T5Config, weights: T5WeightSource) {
+  constructor(
+    readonly config: T5Config,
+    weights: T5WeightSource,
+  ) {
     this.w = weightGetter(weights);
   }
 

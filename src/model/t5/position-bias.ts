@@ -40,7 +40,8 @@ export function relativePositionBucket(relativePosition: number, bidirectional: 
 export function bucketsByDistance(queryStart: number, queryLength: number, keyLength: number, bidirectional: boolean, config: T5Config): Int32Array {
   const minRelative = -(queryStart + queryLength - 1);
   return Int32Array.from({ length: queryLength + keyLength - 1 }, (_, j) =>
-    relativePositionBucket(minRelative + j, bidirectional, config.relative_attention_num_buckets, config.relative_attention_max_distance));
+    relativePositionBucket(minRelative + j, bidirectional, config.relative_attention_num_buckets, config.relative_attention_max_distance),
+  );
 }
 
 /**
@@ -54,7 +55,14 @@ export function bucketsByDistance(queryStart: number, queryLength: number, keyLe
  * a gather: a gather's scatter-add gradient over L² pairs into 32 buckets serialises on GPU
  * atomics (a quarter second per step for L=256 on WebGPU).
  */
-export function positionBias(table: tf.Tensor, queryStart: number, queryLength: number, keyLength: number, bidirectional: boolean, config: T5Config): tf.Tensor4D {
+export function positionBias(
+  table: tf.Tensor,
+  queryStart: number,
+  queryLength: number,
+  keyLength: number,
+  bidirectional: boolean,
+  config: T5Config,
+): tf.Tensor4D {
   return tf.tidy(() => {
     const heads = table.shape[1]!;
     const width = queryLength + keyLength - 1;

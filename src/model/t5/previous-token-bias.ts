@@ -24,7 +24,9 @@ export function addPreviousTokenBias(weights: Float32Array, config: T5Config, he
     throw new Error(`previous-token heads: ${heads} must be an integer from 0 to ${Math.min(config.num_heads, exact - 1)}`);
   }
   if (weights.length !== config.relative_attention_num_buckets * config.num_heads) {
-    throw new Error(`previous-token heads: the relative bias has ${weights.length} values, expected ${config.relative_attention_num_buckets} × ${config.num_heads}`);
+    throw new Error(
+      `previous-token heads: the relative bias has ${weights.length} values, expected ${config.relative_attention_num_buckets} × ${config.num_heads}`,
+    );
   }
   for (let h = 0; h < heads; h++) weights[(h + 1) * config.num_heads + h] += bias;
 }

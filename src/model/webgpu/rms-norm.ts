@@ -14,13 +14,7 @@
  * tfjs-op formula in src/model/t5/layers.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import {
-  FLAT_WORKGROUP_INDEX_WGSL,
-  flatLayout,
-  workgroupSumWgsl,
-  type FusedProgram,
-  type WebGpuProgramRunner,
-} from './program';
+import { FLAT_WORKGROUP_INDEX_WGSL, flatLayout, workgroupSumWgsl, type FusedProgram, type WebGpuProgramRunner } from './program';
 
 /** Threads per row in the row programs (a power of two; a t5-small row is 512 wide, 8 per thread). */
 const ROW_THREADS = 64;

@@ -51,7 +51,9 @@ const DB_VERSION = 1;
 
 export class StorageQuotaError extends Error {
   constructor(what: string, cause: unknown) {
-    super(`Browser storage is full: could not save ${what}. Nothing from this batch was stored; what was stored before is intact. Free space (delete files or old passages) and try again.`);
+    super(
+      `Browser storage is full: could not save ${what}. Nothing from this batch was stored; what was stored before is intact. Free space (delete files or old passages) and try again.`,
+    );
     this.name = 'StorageQuotaError';
     this.cause = cause;
   }

@@ -71,7 +71,8 @@ export async function globalVersionBytes(
   if (hit) return { bytes: hit, cached: true };
   const url = new URL(`api/sessions/${encodeURIComponent(credentials.sessionId)}/model/${version}`, appBase);
   const res = await fetch(url, { headers: { authorization: `Bearer ${credentials.token}` } });
-  if (!res.ok || !res.body) throw new Error(`downloading model version ${version} failed: HTTP ${res.status} ${(await res.text().catch(() => '')).slice(0, 200)}`);
+  if (!res.ok || !res.body)
+    throw new Error(`downloading model version ${version} failed: HTTP ${res.status} ${(await res.text().catch(() => '')).slice(0, 200)}`);
   const header = res.headers.get('content-length');
   const total = header && /^\d+$/.test(header) ? Number(header) : undefined;
   const chunks: Uint8Array[] = [];

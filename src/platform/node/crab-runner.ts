@@ -30,9 +30,10 @@ function folderFiles(dir: string): Map<string, Uint8Array> {
 export function modelSource(spec: string, kind: 'reader' | 'retriever', seed: number): ModelSource {
   if (spec === TINY_MODEL) {
     // Reader and retriever get different weight streams from one seed.
-    const files = kind === 'reader'
-      ? new Map([...folderFiles(join(TOKENIZERS, 't5')), ...tinyCheckpointFiles('t5', tinyT5Config(), 2 * seed + 1)])
-      : new Map([...folderFiles(join(TOKENIZERS, 'bert-base-uncased')), ...tinyCheckpointFiles('bert', tinyBertConfig(), 2 * seed + 2)]);
+    const files =
+      kind === 'reader'
+        ? new Map([...folderFiles(join(TOKENIZERS, 't5')), ...tinyCheckpointFiles('t5', tinyT5Config(), 2 * seed + 1)])
+        : new Map([...folderFiles(join(TOKENIZERS, 'bert-base-uncased')), ...tinyCheckpointFiles('bert', tinyBertConfig(), 2 * seed + 2)]);
     return memoryModelSource(`tiny-${kind === 'reader' ? 't5' : 'contriever'} (seed ${seed})`, files);
   }
   return resolveModelSource(spec, { openFolder: folderModelSource });
@@ -43,10 +44,11 @@ export function modelSource(spec: string, kind: 'reader' | 'retriever', seed: nu
  * vary the batch order only); `tiny` models differ per seed.
  */
 export function bundleLoader(config: RunnerConfig): (seed: number) => Promise<ModelBundle> {
-  return (seed) => ModelBundle.fromCheckpoints({
-    reader: modelSource(config.models.reader, 'reader', seed),
-    retriever: modelSource(config.models.retriever, 'retriever', seed),
-  });
+  return (seed) =>
+    ModelBundle.fromCheckpoints({
+      reader: modelSource(config.models.reader, 'reader', seed),
+      retriever: modelSource(config.models.retriever, 'retriever', seed),
+    });
 }
 
 /**

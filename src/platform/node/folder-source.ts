@@ -20,7 +20,10 @@ export function folderModelSource(folder: string): ModelSource {
         const code = (e as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') {
           // A missing model folder is a different mistake from a missing file in it.
-          const folderExists = await stat(root).then((s) => s.isDirectory(), () => false);
+          const folderExists = await stat(root).then(
+            (s) => s.isDirectory(),
+            () => false,
+          );
           if (!folderExists) throw new ModelSourceError(`model folder ${root} does not exist`);
           return null;
         }

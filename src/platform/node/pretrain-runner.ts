@@ -39,15 +39,24 @@ export function loadCorpus(config: PretrainConfig, baseDir: string): CorpusPassa
 }
 
 /** Extra text whose pieces the trimmed vocabularies keep: the reader's prompt words and common question words. */
-export const PROMPT_TEXT = 'question: answer: title: context: What who Who whom whose when When where Where which Which why Why how How many much is are was were did does do the of in ? .';
+export const PROMPT_TEXT =
+  'question: answer: title: context: What who Who whom whose when When where Where which Which why Why how How many much is are was were did does do the of in ? .';
 
 /** Builds the trimmed tokenizers and the prepared data into `workDir` (from the full tokenizers in `tokenizerDir`). */
 export function preparePretrainWork(config: PretrainConfig, baseDir: string, tokenizerDir: string, workDir: string, log = console.log): PretrainData {
   const corpus = loadCorpus(config, baseDir);
   const texts = [...corpus.flatMap((p) => [p.title, p.text, `title: ${p.title} context: ${p.text}`, `${p.title} ${p.text}`]), PROMPT_TEXT];
   const trimmed = {
-    reader: trimUnigramTokenizer(readJson(join(tokenizerDir, 't5/tokenizer.json')) as Record<string, unknown>, readJson(join(tokenizerDir, 't5/tokenizer_config.json')) as Record<string, unknown>, texts),
-    retriever: trimWordPieceTokenizer(readJson(join(tokenizerDir, 'bert-base-uncased/tokenizer.json')) as Record<string, unknown>, readJson(join(tokenizerDir, 'bert-base-uncased/tokenizer_config.json')) as Record<string, unknown>, texts),
+    reader: trimUnigramTokenizer(
+      readJson(join(tokenizerDir, 't5/tokenizer.json')) as Record<string, unknown>,
+      readJson(join(tokenizerDir, 't5/tokenizer_config.json')) as Record<string, unknown>,
+      texts,
+    ),
+    retriever: trimWordPieceTokenizer(
+      readJson(join(tokenizerDir, 'bert-base-uncased/tokenizer.json')) as Record<string, unknown>,
+      readJson(join(tokenizerDir, 'bert-base-uncased/tokenizer_config.json')) as Record<string, unknown>,
+      texts,
+    ),
   };
   const maps = { reader: join(tokenizerDir, 't5/special_tokens_map.json'), retriever: join(tokenizerDir, 'bert-base-uncased/special_tokens_map.json') };
   for (const side of ['reader', 'retriever'] as const) {
@@ -61,7 +70,9 @@ export function preparePretrainWork(config: PretrainConfig, baseDir: string, tok
   const retriever = TextTokenizer.fromJson(trimmed.retriever.tokenizerJson, trimmed.retriever.tokenizerConfig, 'trimmed BERT');
   const data = preparePretrainData(corpus, reader, retriever, { seed: config.seed, ...config.data });
   writeFileSync(join(workDir, 'data.json.gz'), gzipSync(JSON.stringify(data)));
-  log(`prepared ${data.passages.length} passages, ${data.examples.length} examples; vocab reader ${data.readerVocabSize}, retriever ${data.retrieverVocabSize}`);
+  log(
+    `prepared ${data.passages.length} passages, ${data.examples.length} examples; vocab reader ${data.readerVocabSize}, retriever ${data.retrieverVocabSize}`,
+  );
   return data;
 }
 
@@ -70,7 +81,11 @@ export function readPretrainData(workDir: string): PretrainData {
 }
 
 function readTokenizerFiles(dir: string): TokenizerFiles {
-  return { tokenizerJson: readJson(join(dir, 'tokenizer.json')), tokenizerConfig: readJson(join(dir, 'tokenizer_config.json')), specialTokensMap: readJson(join(dir, 'special_tokens_map.json')) };
+  return {
+    tokenizerJson: readJson(join(dir, 'tokenizer.json')),
+    tokenizerConfig: readJson(join(dir, 'tokenizer_config.json')),
+    specialTokensMap: readJson(join(dir, 'special_tokens_map.json')),
+  };
 }
 
 /** Reader and retriever weights of exported HF folders (`<dir>/reader`, `<dir>/retriever`). */
@@ -108,10 +123,14 @@ export async function runPretraining(config: PretrainConfig, options: TrainOptio
   const data = readPretrainData(options.workDir);
   const checkpointDir = join(options.workDir, 'checkpoint');
   const saved = readCheckpointFiles(checkpointDir);
-  const trainer = saved ? Pretrainer.resume(config, data, saved) : Pretrainer.create(config, data, options.initFrom ? await loadInitialWeights(options.initFrom) : undefined);
+  const trainer = saved
+    ? Pretrainer.resume(config, data, saved)
+    : Pretrainer.create(config, data, options.initFrom ? await loadInitialWeights(options.initFrom) : undefined);
   try {
     const sizes = trainer.numParameters;
-    log(`${saved ? `resumed at step ${trainer.step}` : options.initFrom ? `continued from ${options.initFrom} (new optimizer)` : 'fresh run'} on ${options.backend}: reader ${(sizes.reader / 1e6).toFixed(2)}M, retriever ${(sizes.retriever / 1e6).toFixed(2)}M parameters; ${data.passages.length} passages, ${data.examples.length} examples`);
+    log(
+      `${saved ? `resumed at step ${trainer.step}` : options.initFrom ? `continued from ${options.initFrom} (new optimizer)` : 'fresh run'} on ${options.backend}: reader ${(sizes.reader / 1e6).toFixed(2)}M, retriever ${(sizes.retriever / 1e6).toFixed(2)}M parameters; ${data.passages.length} passages, ${data.examples.length} examples`,
+    );
     const start = Date.now();
     let lastCheckpoint = start;
     const firstStep = trainer.step;
@@ -136,7 +155,9 @@ export async function runPretraining(config: PretrainConfig, options: TrainOptio
         // Objectives switched off in this phase report NaN and are left out of the line.
         const losses = objectives.filter((o) => !Number.isNaN(sums[o])).map((o) => `${o} ${(sums[o] / n).toFixed(o === 'pdist' ? 4 : 3)}`);
         const percent = ((100 * l.step) / config.steps).toFixed(1);
-        log(`step ${l.step}/${config.steps} (${percent}%)  ${losses.join('  ')}  lr ${l.lr.toExponential(2)}  ${rate.toFixed(2)} step/s  ETA ${formatDuration((end - l.step) / rate)}`);
+        log(
+          `step ${l.step}/${config.steps} (${percent}%)  ${losses.join('  ')}  lr ${l.lr.toExponential(2)}  ${rate.toFixed(2)} step/s  ETA ${formatDuration((end - l.step) / rate)}`,
+        );
         for (const o of objectives) sums[o] = 0;
         n = 0;
       }
@@ -155,7 +176,10 @@ export async function runPretraining(config: PretrainConfig, options: TrainOptio
     saveCheckpointFiles(checkpointDir, await trainer.saveCheckpoint());
     log(`checkpoint at step ${trainer.step}`);
     if (options.exportDir) {
-      const tokenizers = { reader: readTokenizerFiles(join(options.workDir, 'tokenizers/reader')), retriever: readTokenizerFiles(join(options.workDir, 'tokenizers/retriever')) };
+      const tokenizers = {
+        reader: readTokenizerFiles(join(options.workDir, 'tokenizers/reader')),
+        retriever: readTokenizerFiles(join(options.workDir, 'tokenizers/retriever')),
+      };
       const files = await exportCheckpoints(trainer, tokenizers, { generator: 'corag-web pretrain', step: String(trainer.step) });
       for (const [side, folder] of Object.entries(files)) {
         const dir = join(options.exportDir, side);

@@ -39,7 +39,8 @@ export function dashboardView(ctx: AppContext): View {
   const joinBox = h('div', { class: 'join-device', id: 'join-device' });
   let networkUrls: string[] | null = null;
   let joinKey = '';
-  void new CoragClient(ctx.appBase).network()
+  void new CoragClient(ctx.appBase)
+    .network()
     .catch(() => [])
     .then((urls) => {
       networkUrls = urls;
@@ -55,21 +56,42 @@ export function dashboardView(ctx: AppContext): View {
       return;
     }
     if (networkUrls.length === 0) {
-      replace(joinBox, h('p', { class: 'muted' }, 'This coordinator accepts connections from this computer only. To let phones and other computers on the network join, restart it with ',
-        h('code', {}, 'npm start -- --host 0.0.0.0'), '; their join link and QR code then appear here.'));
+      replace(
+        joinBox,
+        h(
+          'p',
+          { class: 'muted' },
+          'This coordinator accepts connections from this computer only. To let phones and other computers on the network join, restart it with ',
+          h('code', {}, 'npm start -- --host 0.0.0.0'),
+          '; their join link and QR code then appear here.',
+        ),
+      );
       return;
     }
     const links = networkUrls.map((base) => `${base}/?join=${encodeURIComponent(joinCode)}`);
     const code = h('div', { class: 'qr', id: 'join-qr' });
     code.innerHTML = qrSvg(qrModules(links[0]), `QR code of the join link ${links[0]}`);
-    replace(joinBox, code, h('div', { class: 'stack' },
-      h('p', {}, 'Scan the code, or open one of these links, on the same network:'),
-      h('ul', { class: 'join-links' }, ...links.map((l) => h('li', {}, h('a', { href: l }, l)))),
-      h('p', { class: 'muted small' }, `Join code: ${joinCode}`)));
+    replace(
+      joinBox,
+      code,
+      h(
+        'div',
+        { class: 'stack' },
+        h('p', {}, 'Scan the code, or open one of these links, on the same network:'),
+        h('ul', { class: 'join-links' }, ...links.map((l) => h('li', {}, h('a', { href: l }, l)))),
+        h('p', { class: 'muted small' }, `Join code: ${joinCode}`),
+      ),
+    );
   }
 
   const tokenKey = () => `corag-admin-token/${store.state.session?.id ?? ''}`;
-  const adminToken = h('input', { type: 'password', id: 'admin-token', autocomplete: 'off', spellcheck: 'false', placeholder: 'paste the admin token' }) as HTMLInputElement;
+  const adminToken = h('input', {
+    type: 'password',
+    id: 'admin-token',
+    autocomplete: 'off',
+    spellcheck: 'false',
+    placeholder: 'paste the admin token',
+  }) as HTMLInputElement;
   const openButton = h('button', { type: 'button', id: 'open-round' }, 'Open a round now') as HTMLButtonElement;
   const closeButton = h('button', { type: 'button', id: 'close-round' }, 'Close the open round now') as HTMLButtonElement;
   const adminStatus = h('p', { class: 'muted', id: 'admin-status' });
@@ -87,11 +109,14 @@ export function dashboardView(ctx: AppContext): View {
     try {
       const round = await call(new CoragClient(ctx.appBase, token), s.session.id);
       sessionStorage.setItem(tokenKey(), token);
-      const outcome = round.state === 'failed'
-        ? `round ${round.round} failed: ${round.failureReason ?? `${round.accepted} updates arrived, ${s.session.config.roundPolicy.minUpdates} needed`}; the model stays at version ${round.baseVersion}`
-        : `round ${round.round} is ${round.state} (${round.accepted} of ${round.participants.length} updates)`;
+      const outcome =
+        round.state === 'failed'
+          ? `round ${round.round} failed: ${round.failureReason ?? `${round.accepted} updates arrived, ${s.session.config.roundPolicy.minUpdates} needed`}; the model stays at version ${round.baseVersion}`
+          : `round ${round.round} is ${round.state} (${round.accepted} of ${round.participants.length} updates)`;
       store.notify(round.state === 'failed' ? 'info' : 'ok', `${what}: ${outcome}.`);
-      store.update((st) => { st.round = round; });
+      store.update((st) => {
+        st.round = round;
+      });
     } catch (e) {
       store.notify('error', `${what}: ${errorText(e)}`);
     } finally {
@@ -101,11 +126,15 @@ export function dashboardView(ctx: AppContext): View {
     }
   }
   openButton.addEventListener('click', () => void asAdmin('Open a round', (api, sid) => api.openRound(sid)));
-  closeButton.addEventListener('click', () => void asAdmin('Close the round', async (api, sid) => {
-    const current = store.state.round;
-    if (!current || current.state !== 'open') throw new Error('no round is open');
-    return api.closeRound(sid, current.round);
-  }));
+  closeButton.addEventListener(
+    'click',
+    () =>
+      void asAdmin('Close the round', async (api, sid) => {
+        const current = store.state.round;
+        if (!current || current.state !== 'open') throw new Error('no round is open');
+        return api.closeRound(sid, current.round);
+      }),
+  );
 
   async function fetchDetails() {
     const s = store.state;
@@ -121,7 +150,9 @@ export function dashboardView(ctx: AppContext): View {
       counts = await api.contributions(s.session.id);
       // Joined clients and store size are not pushed as events: refresh the session snapshot.
       const info = await api.session(s.session.id);
-      store.update((st) => { st.session = info; });
+      store.update((st) => {
+        st.session = info;
+      });
       render();
     } catch (e) {
       store.notify('error', `Dashboard: ${errorText(e)}`);
@@ -141,50 +172,87 @@ export function dashboardView(ctx: AppContext): View {
       return;
     }
     const r = s.round;
-    replace(tiles,
+    replace(
+      tiles,
       tile('clients joined', s.session.clients, 'tile-clients'),
       tile('clients online', s.session.online, 'tile-online'),
       tile(r?.state === 'open' ? 'in this round' : 'in the last round', r ? r.participants.length : 0, 'tile-participants'),
       tile('global version', s.session.currentVersion ?? '—', 'tile-version'),
       tile('passages in the store', s.session.passages, 'tile-passages'),
-      tile('your passages', s.passages, 'tile-yours'));
-    roundBar.set(r ? r.accepted / Math.max(1, r.participants.length) : 0, r ? `round ${r.round} ${r.state}: ${r.accepted} of ${r.participants.length} updates` : 'no round yet');
+      tile('your passages', s.passages, 'tile-yours'),
+    );
+    roundBar.set(
+      r ? r.accepted / Math.max(1, r.participants.length) : 0,
+      r ? `round ${r.round} ${r.state}: ${r.accepted} of ${r.participants.length} updates` : 'no round yet',
+    );
     // Round 0 is the session's starting model; each later point the version that round produced.
     const scoredOn = s.handedOut ? 'the session’s held-out questions' : 'this tab’s questions';
-    emChart.innerHTML = linePlotSvg(s.history.filter((x) => x.em !== undefined).map((x) => ({ x: x.round, y: x.em! })), { title: `Exact match per round (${scoredOn})`, xLabel: 'round', yLabel: 'EM', yRange: [0, 1], dots: true, height: 220 });
-    lossChart.innerHTML = linePlotSvg(s.history.filter((x) => x.nll !== undefined && Number.isFinite(x.nll)).map((x) => ({ x: x.round, y: x.nll! })), { title: `Answer loss per round (${scoredOn})`, xLabel: 'round', yLabel: 'answer NLL', dots: true, height: 220 });
+    emChart.innerHTML = linePlotSvg(
+      s.history.filter((x) => x.em !== undefined).map((x) => ({ x: x.round, y: x.em! })),
+      { title: `Exact match per round (${scoredOn})`, xLabel: 'round', yLabel: 'EM', yRange: [0, 1], dots: true, height: 220 },
+    );
+    lossChart.innerHTML = linePlotSvg(
+      s.history.filter((x) => x.nll !== undefined && Number.isFinite(x.nll)).map((x) => ({ x: x.round, y: x.nll! })),
+      { title: `Answer loss per round (${scoredOn})`, xLabel: 'round', yLabel: 'answer NLL', dots: true, height: 220 },
+    );
     const trained = rounds.filter((x) => Number.isFinite(x.metrics.loss));
-    lossNote.textContent = `Mean token loss of the gold answers on ${scoredOn} (lower is better), scored in this tab on each new global version. `
-      + (trained.length ? `Training loss the participants reported: ${trained.map((x) => `round ${x.round} ${x.metrics.loss.toFixed(3)}`).join(', ')}.` : 'No round has reported a training loss yet.');
+    lossNote.textContent =
+      `Mean token loss of the gold answers on ${scoredOn} (lower is better), scored in this tab on each new global version. ` +
+      (trained.length
+        ? `Training loss the participants reported: ${trained.map((x) => `round ${x.round} ${x.metrics.loss.toFixed(3)}`).join(', ')}.`
+        : 'No round has reported a training loss yet.');
     emNote.textContent = s.history.length ? '' : 'Take part in rounds (Training page) to score each new global version here, starting with the current one.';
     renderJoinBox(s.credentials?.joinCode);
     if (!adminToken.value) adminToken.value = sessionStorage.getItem(tokenKey()) ?? '';
     const policy = s.session.config.roundPolicy;
-    adminStatus.textContent = `A round needs at least ${policy.minClients} joined clients. `
-      + (policy.autoStart ? 'The next round opens by itself once enough have joined and the last one ended. ' : 'Auto-start is off: open each round here. ')
-      + `At its deadline (${policy.deadlineSeconds} s), or when closed here, a round aggregates the updates in if there are at least ${policy.minUpdates}, else it fails.`;
+    adminStatus.textContent =
+      `A round needs at least ${policy.minClients} joined clients. ` +
+      (policy.autoStart ? 'The next round opens by itself once enough have joined and the last one ended. ' : 'Auto-start is off: open each round here. ') +
+      `At its deadline (${policy.deadlineSeconds} s), or when closed here, a round aggregates the updates in if there are at least ${policy.minUpdates}, else it fails.`;
     closeButton.hidden = r?.state !== 'open';
     const me = s.credentials?.clientId;
-    replace(contributions, counts.length
-      ? h('table', { class: 'table' }, h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Client'), h('th', { scope: 'col', class: 'num' }, 'Passages'))),
-        h('tbody', {}, ...counts.map((c) => h('tr', {}, h('th', { scope: 'row' }, h('code', {}, c.clientId), c.clientId === me ? ' (you)' : ''), h('td', { class: 'num' }, c.passages)))))
-      : h('p', { class: 'muted' }, 'No contributions yet.'));
+    replace(
+      contributions,
+      counts.length
+        ? h(
+            'table',
+            { class: 'table' },
+            h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Client'), h('th', { scope: 'col', class: 'num' }, 'Passages'))),
+            h(
+              'tbody',
+              {},
+              ...counts.map((c) =>
+                h('tr', {}, h('th', { scope: 'row' }, h('code', {}, c.clientId), c.clientId === me ? ' (you)' : ''), h('td', { class: 'num' }, c.passages)),
+              ),
+            ),
+          )
+        : h('p', { class: 'muted' }, 'No contributions yet.'),
+    );
   }
 
-  const root = h('div', { class: 'page' },
+  const root = h(
+    'div',
+    { class: 'page' },
     tiles,
     h('section', { class: 'card stack', 'aria-labelledby': 'progress-title' }, h('h2', { id: 'progress-title' }, 'Round progress'), roundBar.root),
-    h('div', { class: 'grid-2' },
+    h(
+      'div',
+      { class: 'grid-2' },
       h('section', { class: 'card stack', 'aria-labelledby': 'em-title' }, h('h2', { id: 'em-title' }, 'Exact match per round'), emChart, emNote),
-      h('section', { class: 'card stack', 'aria-labelledby': 'rloss-title' }, h('h2', { id: 'rloss-title' }, 'Answer loss per round'), lossChart, lossNote)),
+      h('section', { class: 'card stack', 'aria-labelledby': 'rloss-title' }, h('h2', { id: 'rloss-title' }, 'Answer loss per round'), lossChart, lossNote),
+    ),
     h('section', { class: 'card stack', 'aria-labelledby': 'contrib-title' }, h('h2', { id: 'contrib-title' }, 'Contributions'), contributions),
     h('section', { class: 'card stack', 'aria-labelledby': 'join-device-title' }, h('h2', { id: 'join-device-title' }, 'Join from another device'), joinBox),
-    h('section', { class: 'card stack', 'aria-labelledby': 'admin-title' },
+    h(
+      'section',
+      { class: 'card stack', 'aria-labelledby': 'admin-title' },
       h('h2', { id: 'admin-title' }, 'Organiser controls'),
       adminStatus,
       h('label', { for: 'admin-token' }, 'Admin token of this session (the demo session’s is in data/demo-admin-token.txt on the coordinator)'),
       adminToken,
-      h('div', { class: 'row' }, openButton, closeButton)));
+      h('div', { class: 'row' }, openButton, closeButton),
+    ),
+  );
 
   return {
     root,

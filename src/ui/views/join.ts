@@ -24,21 +24,40 @@ export function joinView(ctx: AppContext): View {
   const params = new URLSearchParams(location.search);
   // Said once: in the form, or in the offer of the open session when there is one.
   const formNote = privacyNote('join-privacy-form');
-  const code = h('input', { id: 'join-code', name: 'code', required: true, autocomplete: 'off', spellcheck: 'false', value: params.get('join') ?? '', placeholder: 'e.g. K7Q2-9XHD' });
-  const name = h('input', { id: 'join-name', name: 'name', maxlength: 64, value: params.get('name') ?? '', placeholder: 'optional, shown to the session owner' });
+  const code = h('input', {
+    id: 'join-code',
+    name: 'code',
+    required: true,
+    autocomplete: 'off',
+    spellcheck: 'false',
+    value: params.get('join') ?? '',
+    placeholder: 'e.g. K7Q2-9XHD',
+  });
+  const name = h('input', {
+    id: 'join-name',
+    name: 'name',
+    maxlength: 64,
+    value: params.get('name') ?? '',
+    placeholder: 'optional, shown to the session owner',
+  });
   const button = h('button', { type: 'submit', class: 'primary' }, 'Join session');
-  const form = h('form', { class: 'card stack', 'aria-labelledby': 'join-title' },
+  const form = h(
+    'form',
+    { class: 'card stack', 'aria-labelledby': 'join-title' },
     h('h2', { id: 'join-title' }, 'Join a session'),
     h('p', { class: 'muted' }, 'Open the join link you were given, or paste its code. Your tab becomes one participant of the session.'),
     formNote,
-    h('label', { for: 'join-code' }, 'Join code'), code,
-    h('label', { for: 'join-name' }, 'Your name'), name,
+    h('label', { for: 'join-code' }, 'Join code'),
+    code,
+    h('label', { for: 'join-name' }, 'Your name'),
+    name,
     h('div', { class: 'row' }, button),
   );
   const offer = h('section', { class: 'card stack', id: 'public-join', 'aria-labelledby': 'public-join-title' });
   offer.hidden = true;
   if (!params.get('join')) {
-    void new CoragClient(ctx.appBase).publicSession()
+    void new CoragClient(ctx.appBase)
+      .publicSession()
       .then((open) => {
         if (!open) return;
         const { joinCode } = open;
@@ -47,11 +66,17 @@ export function joinView(ctx: AppContext): View {
           code.value = joinCode;
           form.requestSubmit();
         });
-        replace(offer,
+        replace(
+          offer,
           h('h2', { id: 'public-join-title' }, 'Try it now'),
-          h('p', { class: 'muted' }, `This coordinator runs an open session, “${open.name}”, with its models and demo passages: join it to ask questions over them and your own passages, or to take part in its training rounds (it hands you training questions).`),
+          h(
+            'p',
+            { class: 'muted' },
+            `This coordinator runs an open session, “${open.name}”, with its models and demo passages: join it to ask questions over them and your own passages, or to take part in its training rounds (it hands you training questions).`,
+          ),
           privacyNote('join-privacy'),
-          h('div', { class: 'row' }, tryIt));
+          h('div', { class: 'row' }, tryIt),
+        );
         offer.hidden = !!ctx.store.state.session;
         formNote.hidden = true;
       })
@@ -66,9 +91,11 @@ export function joinView(ctx: AppContext): View {
       location.hash = '#/passages';
     } catch (e) {
       // Loading the model is where a device without enough memory fails first: say so.
-      const why = isOutOfMemory(e) ? `the session’s model does not fit in this device’s memory (${errorText(e)}). Close other tabs and programs and try again, or join from a device with more memory.`
-        : isNetworkError(e) ? `no answer from the coordinator (${errorText(e)}). Check the network and that the coordinator is running.`
-        : errorText(e);
+      const why = isOutOfMemory(e)
+        ? `the session’s model does not fit in this device’s memory (${errorText(e)}). Close other tabs and programs and try again, or join from a device with more memory.`
+        : isNetworkError(e)
+          ? `no answer from the coordinator (${errorText(e)}). Check the network and that the coordinator is running.`
+          : errorText(e);
       ctx.store.notify('error', `Could not join: ${why}`);
     } finally {
       button.disabled = false;
@@ -89,18 +116,35 @@ export function joinView(ctx: AppContext): View {
       joined.hidden = !s.session;
       if (!s.session || !s.credentials) return;
       const m = s.model;
-      if (m) download.set(m.ready ? 1 : m.total ? m.loaded / m.total : 0, m.ready ? `version ${m.version} ready` : `downloading version ${m.version}: ${formatBytes(m.loaded)}${m.total ? ` of ${formatBytes(m.total)}` : ''}`);
+      if (m)
+        download.set(
+          m.ready ? 1 : m.total ? m.loaded / m.total : 0,
+          m.ready ? `version ${m.version} ready` : `downloading version ${m.version}: ${formatBytes(m.loaded)}${m.total ? ` of ${formatBytes(m.total)}` : ''}`,
+        );
       const leave = h('button', { type: 'button', class: 'ghost', onclick: () => void ctx.leave() }, 'Leave session');
-      replace(joined,
+      replace(
+        joined,
         h('h2', { id: 'joined-title' }, `Joined “${s.session.config.name}”`),
-        h('dl', { class: 'facts' },
-          h('dt', {}, 'You'), h('dd', {}, s.credentials.name || s.credentials.clientId),
-          h('dt', {}, 'Client id'), h('dd', {}, h('code', {}, s.credentials.clientId)),
-          h('dt', {}, 'Reader'), h('dd', {}, s.session.config.models.reader),
-          h('dt', {}, 'Retriever'), h('dd', {}, s.session.config.models.passageEncoder),
+        h(
+          'dl',
+          { class: 'facts' },
+          h('dt', {}, 'You'),
+          h('dd', {}, s.credentials.name || s.credentials.clientId),
+          h('dt', {}, 'Client id'),
+          h('dd', {}, h('code', {}, s.credentials.clientId)),
+          h('dt', {}, 'Reader'),
+          h('dd', {}, s.session.config.models.reader),
+          h('dt', {}, 'Retriever'),
+          h('dd', {}, s.session.config.models.passageEncoder),
         ),
         download.root,
-        h('div', { class: 'row' }, h('a', { class: 'button primary', href: '#/passages' }, 'Add passages →'), h('a', { class: 'button', href: '#/train' }, 'Training'), leave),
+        h(
+          'div',
+          { class: 'row' },
+          h('a', { class: 'button primary', href: '#/passages' }, 'Add passages →'),
+          h('a', { class: 'button', href: '#/train' }, 'Training'),
+          leave,
+        ),
       );
     },
   };

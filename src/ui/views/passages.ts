@@ -9,7 +9,17 @@
  */
 import { h, progressBar, replace } from '../dom';
 import { errorText, type AppContext, type View } from '../context';
-import { type IngestProblem, describeProblem, extension, IngestError, ingestFile, MAX_FILE_BYTES, refuseOversize, SUPPORTED_EXTENSIONS, formatBytes } from '../../ingest/files';
+import {
+  type IngestProblem,
+  describeProblem,
+  extension,
+  IngestError,
+  ingestFile,
+  MAX_FILE_BYTES,
+  refuseOversize,
+  SUPPORTED_EXTENSIONS,
+  formatBytes,
+} from '../../ingest/files';
 import { ingestPdf } from '../../ingest/pdf';
 import { loadPdfJs } from '../../platform/browser/pdfjs';
 import { describeProgress, ProgressMeter } from '../progress';
@@ -36,7 +46,8 @@ export const DEMO_PASSAGES_FILE = 'demo-passages.jsonl';
 const DEMO_PASSAGES_PATH = 'demo/passages.jsonl';
 
 /** What making a contributed passage private again does, said wherever the choice is made. */
-export const WITHDRAW_NOTE = 'Making a contributed passage private again withdraws your contribution: if another participant contributed the same text, it stays in the store until its last contributor withdraws it (models already trained keep what they learnt from it).';
+export const WITHDRAW_NOTE =
+  'Making a contributed passage private again withdraws your contribution: if another participant contributed the same text, it stays in the store until its last contributor withdraws it (models already trained keep what they learnt from it).';
 
 const passagesWord = (n: number) => (n === 1 ? '1 passage' : `${n} passages`);
 
@@ -65,12 +76,24 @@ export function passagesView(ctx: AppContext): View {
   const passageList = h('section', { class: 'card stack', id: 'file-passages', 'aria-labelledby': 'file-passages-title' });
   passageList.hidden = true;
   const input = h('input', { type: 'file', id: 'file-input', multiple: true, accept: SUPPORTED_EXTENSIONS.join(','), class: 'visually-hidden' });
-  const defaultShare = h('select', { id: 'default-share' },
+  const defaultShare = h(
+    'select',
+    { id: 'default-share' },
     h('option', { value: 'private' }, 'Keep private (only this tab)'),
-    h('option', { value: 'contribute' }, 'Contribute to the session'));
-  const drop = h('div', { class: 'dropzone', id: 'dropzone', tabindex: 0, role: 'button', 'aria-describedby': 'drop-help' },
-    h('strong', {}, 'Drop files here'), ' or ', h('label', { for: 'file-input', class: 'linklike' }, 'choose files'),
-    h('p', { id: 'drop-help', class: 'muted small' }, `${SUPPORTED_EXTENSIONS.join(', ')} — up to ${formatBytes(MAX_FILE_BYTES)} each. .jsonl: one {"title","text"} per line. Text is split into ~100-word passages.`));
+    h('option', { value: 'contribute' }, 'Contribute to the session'),
+  );
+  const drop = h(
+    'div',
+    { class: 'dropzone', id: 'dropzone', tabindex: 0, role: 'button', 'aria-describedby': 'drop-help' },
+    h('strong', {}, 'Drop files here'),
+    ' or ',
+    h('label', { for: 'file-input', class: 'linklike' }, 'choose files'),
+    h(
+      'p',
+      { id: 'drop-help', class: 'muted small' },
+      `${SUPPORTED_EXTENSIONS.join(', ')} — up to ${formatBytes(MAX_FILE_BYTES)} each. .jsonl: one {"title","text"} per line. Text is split into ~100-word passages.`,
+    ),
+  );
   const demoButton = h('button', { type: 'button', class: 'ghost', id: 'demo-passages' }, 'Add the demo passages');
   const embedBar = progressBar('Embedding passages');
   embedBar.root.hidden = true;
@@ -79,10 +102,15 @@ export function passagesView(ctx: AppContext): View {
 
   const refresh = async () => {
     const all = await db.allPassages();
-    store.update((s) => { s.passages = all.length; });
+    store.update((s) => {
+      s.passages = all.length;
+    });
     const sessionId = store.state.credentials?.sessionId;
     renderFiles(summarize(all, sessionId));
-    renderPassageList(all.filter((p) => p.file === openFile), sessionId);
+    renderPassageList(
+      all.filter((p) => p.file === openFile),
+      sessionId,
+    );
   };
 
   /** Sets the sharing choice of `passages`, then brings the session store in line with it. */
@@ -101,21 +129,37 @@ export function passagesView(ctx: AppContext): View {
     passageList.hidden = false;
     const file = openFile;
     const items = passages.slice(0, PASSAGE_LIST_LIMIT).map((p) => {
-      const box = h('input', { type: 'checkbox', checked: p.share === 'contribute', 'aria-label': `Contribute "${p.title}" (passage ${p.id})` }) as HTMLInputElement;
+      const box = h('input', {
+        type: 'checkbox',
+        checked: p.share === 'contribute',
+        'aria-label': `Contribute "${p.title}" (passage ${p.id})`,
+      }) as HTMLInputElement;
       box.addEventListener('change', () => void setShare([p], box.checked ? 'contribute' : 'private'));
       const inStore = p.contributedAs?.sessionId === sessionId;
       const snippet = p.text.length > 160 ? `${p.text.slice(0, 160)}…` : p.text;
-      return h('li', { class: 'passage-choice', 'data-passage': p.id },
+      return h(
+        'li',
+        { class: 'passage-choice', 'data-passage': p.id },
         h('label', {}, box, h('span', {}, h('strong', {}, p.title || '(untitled)'), ' ', h('span', { class: 'muted small' }, snippet))),
-        h('span', { class: `small ${inStore ? 'ok-text' : 'muted'}` }, inStore ? 'in the session store' : p.share === 'contribute' ? 'to be sent' : 'private'));
+        h('span', { class: `small ${inStore ? 'ok-text' : 'muted'}` }, inStore ? 'in the session store' : p.share === 'contribute' ? 'to be sent' : 'private'),
+      );
     });
-    const more = passages.length > PASSAGE_LIST_LIMIT ? [h('p', { class: 'muted small' }, `… and ${passages.length - PASSAGE_LIST_LIMIT} more passages: the file's Sharing setting applies to all of them.`)] : [];
+    const more =
+      passages.length > PASSAGE_LIST_LIMIT
+        ? [h('p', { class: 'muted small' }, `… and ${passages.length - PASSAGE_LIST_LIMIT} more passages: the file's Sharing setting applies to all of them.`)]
+        : [];
     const close = h('button', { type: 'button', class: 'ghost small', id: 'close-file-passages' }, 'Close');
-    close.addEventListener('click', () => { openFile = null; passageList.hidden = true; });
-    replace(passageList,
+    close.addEventListener('click', () => {
+      openFile = null;
+      passageList.hidden = true;
+    });
+    replace(
+      passageList,
       h('div', { class: 'row' }, h('h2', { id: 'file-passages-title' }, `Passages of ${file}`), close),
       h('p', { class: 'muted small' }, `Tick the passages to contribute to the session store; the others stay in this tab. ${WITHDRAW_NOTE}`),
-      h('ul', { class: 'passage-list' }, ...items), ...more);
+      h('ul', { class: 'passage-list' }, ...items),
+      ...more,
+    );
   }
 
   function renderFiles(files: FileSummary[]) {
@@ -124,12 +168,18 @@ export function passagesView(ctx: AppContext): View {
       return;
     }
     const rows = files.map((f) => {
-      const select = h('select', { 'aria-label': `Sharing for ${f.file}` },
+      const select = h(
+        'select',
+        { 'aria-label': `Sharing for ${f.file}` },
         h('option', { value: 'private', selected: f.share === 'private' }, 'Private'),
         h('option', { value: 'contribute', selected: f.share === 'contribute' }, 'Contribute'),
-        ...(f.share === 'mixed' ? [h('option', { value: 'mixed', selected: true, disabled: true }, 'Some passages')] : []));
+        ...(f.share === 'mixed' ? [h('option', { value: 'mixed', selected: true, disabled: true }, 'Some passages')] : []),
+      );
       select.addEventListener('change', async () => {
-        await setShare((await db.allPassages()).filter((p) => p.file === f.file), select.value as ShareChoice);
+        await setShare(
+          (await db.allPassages()).filter((p) => p.file === f.file),
+          select.value as ShareChoice,
+        );
       });
       const choose = h('button', { type: 'button', class: 'ghost small', 'aria-label': `Choose passages of ${f.file} one by one` }, 'Passages…');
       choose.addEventListener('click', async () => {
@@ -143,18 +193,27 @@ export function passagesView(ctx: AppContext): View {
         store.notify('info', `Removed ${f.file} from this tab${f.contributed ? ' (its contributed passages stay in the session store)' : ''}.`);
         await refresh();
       });
-      return h('tr', {},
+      return h(
+        'tr',
+        {},
         h('th', { scope: 'row' }, f.file),
         h('td', { class: 'num' }, f.total),
         h('td', { class: 'num' }, f.embedded === f.total ? '✓' : `${f.embedded}/${f.total}`),
         h('td', {}, select, ' ', choose),
         h('td', { class: 'num' }, f.contributed),
-        h('td', {}, remove));
+        h('td', {}, remove),
+      );
     });
-    replace(table, h('table', { class: 'table', id: 'files-table' },
-      h('caption', { class: 'visually-hidden' }, 'Your files'),
-      h('thead', {}, h('tr', {}, ...['File', 'Passages', 'Embedded', 'Sharing', 'Contributed', ''].map((t) => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, ...rows)));
+    replace(
+      table,
+      h(
+        'table',
+        { class: 'table', id: 'files-table' },
+        h('caption', { class: 'visually-hidden' }, 'Your files'),
+        h('thead', {}, h('tr', {}, ...['File', 'Passages', 'Embedded', 'Sharing', 'Contributed', ''].map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, ...rows),
+      ),
+    );
   }
 
   async function guard<T>(write: () => Promise<T>): Promise<T | undefined> {
@@ -196,9 +255,15 @@ export function passagesView(ctx: AppContext): View {
         const ids = await guard(() => db.addPassages(result.passages.map((p) => ({ ...p, share }))));
         if (!ids) continue;
         if (result.problems.length) {
-          replace(problems, h('div', { class: 'notice warn', role: 'status' },
-            h('strong', {}, `${file.name}: ${skipped(result.problems)} skipped`),
-            h('ul', {}, ...result.problems.slice(0, 5).map((p) => h('li', {}, describeProblem(p))))));
+          replace(
+            problems,
+            h(
+              'div',
+              { class: 'notice warn', role: 'status' },
+              h('strong', {}, `${file.name}: ${skipped(result.problems)} skipped`),
+              h('ul', {}, ...result.problems.slice(0, 5).map((p) => h('li', {}, describeProblem(p)))),
+            ),
+          );
         }
         store.notify('ok', `${file.name}: ${ids.length} passages stored${result.problems.length ? `, ${skipped(result.problems)} skipped` : ''}.`);
       } catch (e) {
@@ -239,10 +304,13 @@ export function passagesView(ctx: AppContext): View {
     const batch = 64;
     for (let i = 0; i < pending.length; i += batch) {
       const slice = pending.slice(i, i + batch);
-      const rows = await ctx.embed.embed(slice.map((p) => ({ title: p.title, text: p.text })), Comlink.proxy((done: number) => {
-        const est = meter.estimate(i + done, pending.length);
-        embedBar.set(est.fraction, `Embedding ${describeProgress(est, 'passages')}`);
-      }));
+      const rows = await ctx.embed.embed(
+        slice.map((p) => ({ title: p.title, text: p.text })),
+        Comlink.proxy((done: number) => {
+          const est = meter.estimate(i + done, pending.length);
+          embedBar.set(est.fraction, `Embedding ${describeProgress(est, 'passages')}`);
+        }),
+      );
       // Each batch is committed before the next is embedded; a full disk stops here, earlier batches kept.
       await db.updatePassages(slice.map((p, j) => ({ id: p.id, change: { embedding: rows[j], encoder } })));
     }
@@ -283,11 +351,16 @@ export function passagesView(ctx: AppContext): View {
       const taken = pending.length - kept;
       const parts = [
         ...(taken ? [`${passagesWord(taken)} taken out of the session store`] : []),
-        ...(kept ? [`${passagesWord(kept)} made private here ${kept === 1 ? 'stays' : 'stay'} in the session store: another participant contributed the same text`] : []),
+        ...(kept
+          ? [`${passagesWord(kept)} made private here ${kept === 1 ? 'stays' : 'stay'} in the session store: another participant contributed the same text`]
+          : []),
       ];
       store.notify('ok', `${parts.join('; ')}.`);
     } catch (e) {
-      store.notify('error', `Withdrawing passages from the session store failed: ${errorText(e)}. They are private in this tab; withdrawing is tried again next time.`);
+      store.notify(
+        'error',
+        `Withdrawing passages from the session store failed: ${errorText(e)}. They are private in this tab; withdrawing is tried again next time.`,
+      );
     }
     await refresh();
   }
@@ -299,7 +372,10 @@ export function passagesView(ctx: AppContext): View {
       const results = await ctx.train.contribute(pending.map((p) => ({ title: p.title, text: p.text, embedding: p.embedding! })));
       await guard(() => db.updatePassages(pending.map((p, i) => ({ id: p.id, change: { contributedAs: { sessionId, id: results[i].id } } }))));
       const dup = results.filter((r) => r.duplicate).length;
-      store.notify('ok', `Contributed ${passagesWord(pending.length)} to the session store${dup ? ` (${dup === 1 ? '1 was' : `${dup} were`} already there)` : ''}.`);
+      store.notify(
+        'ok',
+        `Contributed ${passagesWord(pending.length)} to the session store${dup ? ` (${dup === 1 ? '1 was' : `${dup} were`} already there)` : ''}.`,
+      );
     } catch (e) {
       store.notify('error', `Contributing failed: ${errorText(e)}. The passages stay in this tab and are sent again next time.`);
     }
@@ -324,26 +400,50 @@ export function passagesView(ctx: AppContext): View {
     void addFiles([...(input.files ?? [])]);
     input.value = '';
   });
-  drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+  drop.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    drop.classList.add('over');
+  });
   drop.addEventListener('dragleave', () => drop.classList.remove('over'));
   drop.addEventListener('drop', (e) => {
     e.preventDefault();
     drop.classList.remove('over');
     void addFiles([...(e.dataTransfer?.files ?? [])]);
   });
-  drop.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); input.click(); } });
+  drop.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' || e.key === ' ') {
+      e.preventDefault();
+      input.click();
+    }
+  });
 
-  const root = h('div', { class: 'page' },
-    h('section', { class: 'card stack', 'aria-labelledby': 'add-title' },
+  const root = h(
+    'div',
+    { class: 'page' },
+    h(
+      'section',
+      { class: 'card stack', 'aria-labelledby': 'add-title' },
       h('h2', { id: 'add-title' }, 'Add passages'),
       h('div', { class: 'row' }, h('label', { for: 'default-share' }, 'New files are'), defaultShare),
-      h('p', { class: 'muted small', id: 'share-help' }, `Private passages never leave this tab. Contributed ones are sent with their embedding to the session store, where every participant can retrieve them. ${WITHDRAW_NOTE}`),
-      drop, input,
-      h('div', { class: 'row' }, demoButton,
-        h('span', { class: 'muted small' }, `${DEMO_PASSAGES_FILE}: Wikipedia paragraphs from SQuAD (CC BY-SA 4.0), to try the app without files of your own.`)),
-      embedBar.root, problems),
+      h(
+        'p',
+        { class: 'muted small', id: 'share-help' },
+        `Private passages never leave this tab. Contributed ones are sent with their embedding to the session store, where every participant can retrieve them. ${WITHDRAW_NOTE}`,
+      ),
+      drop,
+      input,
+      h(
+        'div',
+        { class: 'row' },
+        demoButton,
+        h('span', { class: 'muted small' }, `${DEMO_PASSAGES_FILE}: Wikipedia paragraphs from SQuAD (CC BY-SA 4.0), to try the app without files of your own.`),
+      ),
+      embedBar.root,
+      problems,
+    ),
     h('section', { class: 'card stack', 'aria-labelledby': 'files-title' }, h('h2', { id: 'files-title' }, 'Your files'), table),
-    passageList);
+    passageList,
+  );
 
   void refresh();
   let lastReady = false;

@@ -28,8 +28,16 @@ export function trainView(ctx: AppContext): View {
   // What training retrieves from, said before the user takes part; private passages need consent.
   const sourceNote = h('p', { class: 'small', id: 'training-source' });
   const consentBox = h('input', { type: 'checkbox', id: 'private-consent' }) as HTMLInputElement;
-  const consentRow = h('label', { class: 'row small', for: 'private-consent' }, consentBox,
-    h('span', {}, 'Allow training in this tab to use my private passages (the update sent to the coordinator is then derived from them; their text is never sent)'));
+  const consentRow = h(
+    'label',
+    { class: 'row small', for: 'private-consent' },
+    consentBox,
+    h(
+      'span',
+      {},
+      'Allow training in this tab to use my private passages (the update sent to the coordinator is then derived from them; their text is never sent)',
+    ),
+  );
   const consentGiven = () => {
     const id = store.state.session?.id;
     return id !== undefined && sessionStorage.getItem(consentKey(id)) === 'yes';
@@ -47,7 +55,9 @@ export function trainView(ctx: AppContext): View {
       } catch (e) {
         await ctx.train.stop();
         await db.set(KV.participating, false);
-        store.update((st) => { st.participating = false; });
+        store.update((st) => {
+          st.participating = false;
+        });
         store.notify('error', errorText(e));
       }
     }
@@ -57,7 +67,9 @@ export function trainView(ctx: AppContext): View {
   async function setPairs(pairs: QAPair[], from: string) {
     try {
       await db.set(KV.qaPairs, { from, pairs });
-      store.update((s) => { s.qaCount = pairs.length; });
+      store.update((s) => {
+        s.qaCount = pairs.length;
+      });
       store.notify('ok', `${pairs.length} training questions loaded from ${from}.`);
     } catch (e) {
       store.notify('error', errorText(e));
@@ -87,7 +99,9 @@ export function trainView(ctx: AppContext): View {
       if (store.state.participating) {
         await ctx.train.stop();
         await db.set(KV.participating, false);
-        store.update((s) => { s.participating = false; });
+        store.update((s) => {
+          s.participating = false;
+        });
         return;
       }
       // Without questions of its own the tab trains on the shard the session hands it (if it does).
@@ -98,33 +112,55 @@ export function trainView(ctx: AppContext): View {
         s.participating = true;
         s.handedOut = started.handedOut ? started : undefined;
       });
-      if (started.handedOut) store.notify('ok', `Taking part with the session's questions: shard ${(started.shard ?? 0) + 1}, ${started.questions} questions; each new model is scored on ${started.evaluation} held-out ones.`);
+      if (started.handedOut)
+        store.notify(
+          'ok',
+          `Taking part with the session's questions: shard ${(started.shard ?? 0) + 1}, ${started.questions} questions; each new model is scored on ${started.evaluation} held-out ones.`,
+        );
     } catch (e) {
       store.notify('error', errorText(e));
     }
   });
 
-  const root = h('div', { class: 'page grid-2' },
+  const root = h(
+    'div',
+    { class: 'page grid-2' },
     h('section', { class: 'card stack', 'aria-labelledby': 'round-title' }, h('h2', { id: 'round-title' }, 'Round'), roundCard, sourceNote, consentRow, toggle),
-    h('section', { class: 'card stack', 'aria-labelledby': 'qa-title' },
+    h(
+      'section',
+      { class: 'card stack', 'aria-labelledby': 'qa-title' },
       h('h2', { id: 'qa-title' }, 'Training questions'),
-      h('p', { class: 'muted small' }, 'A .jsonl file with one {"question": …, "answers": [...]} per line. They never leave this tab; only the weight update does.'),
-      h('div', { class: 'row' }, h('label', { for: 'qa-input', class: 'button' }, 'Load questions…'), demoButton), qaInput, qaStatus),
+      h(
+        'p',
+        { class: 'muted small' },
+        'A .jsonl file with one {"question": …, "answers": [...]} per line. They never leave this tab; only the weight update does.',
+      ),
+      h('div', { class: 'row' }, h('label', { for: 'qa-input', class: 'button' }, 'Load questions…'), demoButton),
+      qaInput,
+      qaStatus,
+    ),
     h('section', { class: 'card stack wide', 'aria-labelledby': 'loss-title' }, h('h2', { id: 'loss-title' }, 'Local training'), stepBar.root, chart),
     h('section', { class: 'card stack wide', 'aria-labelledby': 'uploads-title' }, h('h2', { id: 'uploads-title' }, 'Updates sent'), uploads),
   );
 
-  void db.get<{ pairs: QAPair[] }>(KV.qaPairs).then((saved) => store.update((s) => { s.qaCount = saved?.pairs.length ?? 0; }));
+  void db.get<{ pairs: QAPair[] }>(KV.qaPairs).then((saved) =>
+    store.update((s) => {
+      s.qaCount = saved?.pairs.length ?? 0;
+    }),
+  );
 
   return {
     root,
     update() {
       const s = store.state;
       const handsOut = s.session?.config.trainingQuestions;
-      qaStatus.textContent = s.qaCount ? `${s.qaCount} questions ready.`
-        : s.handedOut ? `Training on the session's questions: shard ${(s.handedOut.shard ?? 0) + 1}, ${s.handedOut.questions} questions (no other participant has them while the pool lasts); each new model is scored on ${s.handedOut.evaluation} questions nobody trains on.`
-        : handsOut ? `None needed: when you take part, this session hands this tab ${handsOut.perClient} of its questions and keeps ${handsOut.heldOut} aside to score each new model. Load your own to train on them instead.`
-        : 'No questions loaded yet: load a .jsonl file (or the demo questions) before taking part.';
+      qaStatus.textContent = s.qaCount
+        ? `${s.qaCount} questions ready.`
+        : s.handedOut
+          ? `Training on the session's questions: shard ${(s.handedOut.shard ?? 0) + 1}, ${s.handedOut.questions} questions (no other participant has them while the pool lasts); each new model is scored on ${s.handedOut.evaluation} questions nobody trains on.`
+          : handsOut
+            ? `None needed: when you take part, this session hands this tab ${handsOut.perClient} of its questions and keeps ${handsOut.heldOut} aside to score each new model. Load your own to train on them instead.`
+            : 'No questions loaded yet: load a .jsonl file (or the demo questions) before taking part.';
       toggle.textContent = s.participating ? 'Stop taking part' : 'Take part in rounds';
       const requested = s.session ? requestedTrainingScope(s.session.config.training) : 'shared';
       consentBox.checked = consentGiven();
@@ -138,19 +174,76 @@ export function trainView(ctx: AppContext): View {
       else {
         const selected = me !== undefined && r.participants.includes(me);
         const deadline = r.state === 'open' ? Math.max(0, (Date.parse(r.deadlineAt) - Date.now()) / 1000) : undefined;
-        replace(roundCard,
+        replace(
+          roundCard,
           h('div', { class: 'round-head' }, h('span', { class: `pill ${r.state}` }, r.state), h('strong', {}, ` Round ${r.round}`)),
-          h('dl', { class: 'facts' },
-            h('dt', {}, 'Global version'), h('dd', {}, r.resultVersion !== null ? `${r.baseVersion} → ${r.resultVersion}` : `${r.baseVersion}`),
-            h('dt', {}, 'Updates'), h('dd', {}, `${r.accepted} of ${r.participants.length}`),
-            h('dt', {}, 'This tab'), h('dd', {}, r.state !== 'open' ? (selected ? 'was selected' : 'was not selected') : selected ? (s.participating ? 'selected — training' : 'selected — press “Take part”') : 'not selected in this round'),
-            deadline !== undefined ? h('dt', {}, 'Deadline') : null, deadline !== undefined ? h('dd', {}, `in ${formatDuration(deadline)}`) : null));
+          h(
+            'dl',
+            { class: 'facts' },
+            h('dt', {}, 'Global version'),
+            h('dd', {}, r.resultVersion !== null ? `${r.baseVersion} → ${r.resultVersion}` : `${r.baseVersion}`),
+            h('dt', {}, 'Updates'),
+            h('dd', {}, `${r.accepted} of ${r.participants.length}`),
+            h('dt', {}, 'This tab'),
+            h(
+              'dd',
+              {},
+              r.state !== 'open'
+                ? selected
+                  ? 'was selected'
+                  : 'was not selected'
+                : selected
+                  ? s.participating
+                    ? 'selected — training'
+                    : 'selected — press “Take part”'
+                  : 'not selected in this round',
+            ),
+            deadline !== undefined ? h('dt', {}, 'Deadline') : null,
+            deadline !== undefined ? h('dd', {}, `in ${formatDuration(deadline)}`) : null,
+          ),
+        );
       }
       const t = s.training;
       const p = t?.progress;
-      stepBar.set(p ? p.step / p.total : 0, p ? `round ${t!.round}: step ${p.step} / ${p.total} · loss ${p.loss.toFixed(3)} · ${p.examplesPerSecond.toFixed(1)} examples/s · ${formatDuration(p.etaSeconds)} left` : 'idle');
-      chart.innerHTML = linePlotSvg(s.loss.map((l) => ({ x: l.step, y: l.loss })), { title: `Training loss per step${t ? ` (round ${t.round})` : ''}`, xLabel: 'step', yLabel: 'loss', width: 960, height: 240, dots: s.loss.length <= 30 });
-      replace(uploads, ...(s.uploads.length ? s.uploads.slice().reverse().map((u) => h('li', { class: u.status }, h('strong', {}, `Round ${u.round}: `), u.status === 'uploaded' ? `update sent (${u.detail})` : u.status === 'retrying' ? `sending — ${u.detail}` : u.status === 'failed' ? `not sent — ${u.detail.replace(/^Round \d+: /, '')}` : `refused — ${u.detail}`)) : [h('li', { class: 'muted' }, 'Nothing sent yet.')]));
+      stepBar.set(
+        p ? p.step / p.total : 0,
+        p
+          ? `round ${t!.round}: step ${p.step} / ${p.total} · loss ${p.loss.toFixed(3)} · ${p.examplesPerSecond.toFixed(1)} examples/s · ${formatDuration(p.etaSeconds)} left`
+          : 'idle',
+      );
+      chart.innerHTML = linePlotSvg(
+        s.loss.map((l) => ({ x: l.step, y: l.loss })),
+        {
+          title: `Training loss per step${t ? ` (round ${t.round})` : ''}`,
+          xLabel: 'step',
+          yLabel: 'loss',
+          width: 960,
+          height: 240,
+          dots: s.loss.length <= 30,
+        },
+      );
+      replace(
+        uploads,
+        ...(s.uploads.length
+          ? s.uploads
+              .slice()
+              .reverse()
+              .map((u) =>
+                h(
+                  'li',
+                  { class: u.status },
+                  h('strong', {}, `Round ${u.round}: `),
+                  u.status === 'uploaded'
+                    ? `update sent (${u.detail})`
+                    : u.status === 'retrying'
+                      ? `sending — ${u.detail}`
+                      : u.status === 'failed'
+                        ? `not sent — ${u.detail.replace(/^Round \d+: /, '')}`
+                        : `refused — ${u.detail}`,
+                ),
+              )
+          : [h('li', { class: 'muted' }, 'Nothing sent yet.')]),
+      );
     },
   };
 }

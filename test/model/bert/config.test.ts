@@ -11,9 +11,16 @@ describe('parseBertConfig', () => {
   it('reads the fixture config', () => {
     const c = parseBertConfig(json);
     expect(c).toEqual({
-      hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 64,
-      max_position_embeddings: 512, type_vocab_size: 2, vocab_size: 448, layer_norm_eps: 1e-12,
-      hidden_act: 'gelu', pad_token_id: 0,
+      hidden_size: 32,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      intermediate_size: 64,
+      max_position_embeddings: 512,
+      type_vocab_size: 2,
+      vocab_size: 448,
+      layer_norm_eps: 1e-12,
+      hidden_act: 'gelu',
+      pad_token_id: 0,
     });
   });
 

@@ -25,9 +25,14 @@ describe('checkBertFixture on bert-tiny (cpu backend, bounds 1e-4 forward / 1e-3
 
   it('matches hidden states, embeddings, scores, loss and every parameter gradient of transformers', async () => {
     const result = await checkBertFixture(fixtureFiles());
-    expect(Object.keys(result.max_rel_err).sort()).toEqual(
-      ['contrastive_loss', 'p_embedding', 'p_last_hidden_state', 'q_embedding', 'q_last_hidden_state', 'scores'],
-    );
+    expect(Object.keys(result.max_rel_err).sort()).toEqual([
+      'contrastive_loss',
+      'p_embedding',
+      'p_last_hidden_state',
+      'q_embedding',
+      'q_last_hidden_state',
+      'scores',
+    ]);
     for (const [name, err] of Object.entries(result.max_rel_err)) expect(err, name).toBeLessThan(1e-4);
     expect(result.grad_rel_l2, result.worst_grad).toBeLessThan(1e-3);
     expect(result.ok_forward && result.ok_grads).toBe(true);

@@ -13,7 +13,7 @@ function normalCdf(x: number): number {
   for (let i = 0; i <= n; i++) {
     const t = lo + i * h;
     const w = i === 0 || i === n ? 1 : i % 2 ? 4 : 2; // Simpson
-    s += w * Math.exp(-t * t / 2);
+    s += w * Math.exp((-t * t) / 2);
   }
   return (s * h) / 3 / Math.sqrt(2 * Math.PI);
 }
@@ -31,7 +31,7 @@ describe('BERT building blocks', () => {
     const dy = tf.grad((t: tf.Tensor) => tf.sum(geluExact(t)))(x);
     const [values, grads] = [await y.data(), await dy.data()];
     xs.forEach((v, i) => {
-      const phi = Math.exp(-v * v / 2) / Math.sqrt(2 * Math.PI);
+      const phi = Math.exp((-v * v) / 2) / Math.sqrt(2 * Math.PI);
       expect(values[i]).toBeCloseTo(v * normalCdf(v), 6);
       expect(grads[i]).toBeCloseTo(normalCdf(v) + v * phi, 5);
     });
@@ -60,15 +60,35 @@ describe('BERT building blocks', () => {
   });
 
   it('linear multiplies by the transposed [out, in] weight over any leading axes', async () => {
-    const out = tf.tidy(() => linear(tf.tensor3d([[[1, 2]], [[3, 4]]]), tf.tensor2d([[1, 0], [0, 1], [1, 1]]), tf.tensor1d([0, 0, 10])));
+    const out = tf.tidy(() =>
+      linear(
+        tf.tensor3d([[[1, 2]], [[3, 4]]]),
+        tf.tensor2d([
+          [1, 0],
+          [0, 1],
+          [1, 1],
+        ]),
+        tf.tensor1d([0, 0, 10]),
+      ),
+    );
     expect(out.shape).toEqual([2, 1, 3]);
     expect(await out.array()).toEqual([[[1, 2, 13]], [[3, 4, 17]]]);
     out.dispose();
   });
 
   it('bertEncode rejects float ids, mismatched masks and over-long inputs', () => {
-    const config = parseBertConfig({ model_type: 'bert', vocab_size: 10, hidden_size: 4, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 8, max_position_embeddings: 3 });
-    const params = (name: string): tf.Tensor => { throw new Error(`unexpected read of ${name}`); };
+    const config = parseBertConfig({
+      model_type: 'bert',
+      vocab_size: 10,
+      hidden_size: 4,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      intermediate_size: 8,
+      max_position_embeddings: 3,
+    });
+    const params = (name: string): tf.Tensor => {
+      throw new Error(`unexpected read of ${name}`);
+    };
     const ids = tf.tensor2d([[1, 2]], [1, 2], 'int32');
     const floatIds = tf.tensor2d([[1, 2]]) as tf.Tensor2D;
     const long = tf.tensor2d([[1, 2, 3, 4]], [1, 4], 'int32');

@@ -49,7 +49,11 @@ let tmp: string;
 let tmpCount = 0;
 
 /** A checkpoint folder in the temp dir: a config, tensors and optional extra files. */
-async function writeCheckpoint(config: unknown, tensors: Tensors | Map<string, TensorToWrite> | null, extra: Record<string, Uint8Array | string> = {}): Promise<string> {
+async function writeCheckpoint(
+  config: unknown,
+  tensors: Tensors | Map<string, TensorToWrite> | null,
+  extra: Record<string, Uint8Array | string> = {},
+): Promise<string> {
   const folder = join(tmp, `ckpt-${tmpCount++}`);
   await mkdir(folder);
   if (config !== null) await writeFile(join(folder, 'config.json'), JSON.stringify(config));
@@ -259,7 +263,9 @@ describe('bad input gets a clear error naming the problem', () => {
 
   it('missing weights', async () => {
     const folder = await writeCheckpoint(await fixtureConfig('t5-tiny-relu'), null);
-    await expect(load(folder)).rejects.toThrow(`missing weights: ${folder} has none of model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json`);
+    await expect(load(folder)).rejects.toThrow(
+      `missing weights: ${folder} has none of model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json`,
+    );
   });
 
   it('corrupt (truncated) safetensors, with the file named', async () => {
@@ -300,7 +306,10 @@ describe('bad input gets a clear error naming the problem', () => {
   });
 
   it('weights for more layers than the config has', async () => {
-    const folder = await writeCheckpoint({ ...(await fixtureConfig('t5-tiny-gated')), num_layers: 1, num_decoder_layers: 2 }, await readFixtureTensors(fixture('t5-tiny-gated')));
+    const folder = await writeCheckpoint(
+      { ...(await fixtureConfig('t5-tiny-gated')), num_layers: 1, num_decoder_layers: 2 },
+      await readFixtureTensors(fixture('t5-tiny-gated')),
+    );
     await expect(load(folder)).rejects.toThrow(/holds 9 tensor\(s\) that are not part of a T5 model with this config: "encoder\.block\.1\./);
   });
 
@@ -322,9 +331,9 @@ describe('bad input gets a clear error naming the problem', () => {
   });
 
   it('a tokenizer with more tokens than the embedding has rows', async () => {
-    await expect(
-      loadT5Checkpoint(folderModelSource(fixture('t5-tiny-relu')), { tokenizer: folderModelSource(join(TOKENIZERS, 't5')) }),
-    ).rejects.toThrow(/tokenizer does not fit the model: it has 32100 tokens but the T5 embedding in .* has only 384 rows/);
+    await expect(loadT5Checkpoint(folderModelSource(fixture('t5-tiny-relu')), { tokenizer: folderModelSource(join(TOKENIZERS, 't5')) })).rejects.toThrow(
+      /tokenizer does not fit the model: it has 32100 tokens but the T5 embedding in .* has only 384 rows/,
+    );
   });
 
   describe('sharded checkpoints', () => {
@@ -346,7 +355,9 @@ describe('bad input gets a clear error naming the problem', () => {
       const index = JSON.parse(await readFile(join(folder, 'model.safetensors.index.json'), 'utf8'));
       index.weight_map['encoder.block.9.layer.0.layer_norm.weight'] = shards[0];
       await writeFile(join(folder, 'model.safetensors.index.json'), JSON.stringify(index));
-      await expect(load(folder)).rejects.toThrow(`missing tensor: ${folder}/model.safetensors.index.json places "encoder.block.9.layer.0.layer_norm.weight" in ${shards[0]}`);
+      await expect(load(folder)).rejects.toThrow(
+        `missing tensor: ${folder}/model.safetensors.index.json places "encoder.block.9.layer.0.layer_norm.weight" in ${shards[0]}`,
+      );
     });
 
     it('a shard holds a tensor the index places elsewhere', async () => {

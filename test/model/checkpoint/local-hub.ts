@@ -52,19 +52,16 @@ export async function startLocalHub(options: LocalHubOptions): Promise<LocalHub>
     const file = resolvePath(path);
     const notFound = () => res.writeHead(404, { 'content-type': 'text/plain' }).end('Entry not found');
     if (!file) return notFound();
-    readFile(file).then(
-      (bytes) => {
-        if (options.chunked) {
-          res.writeHead(200, { 'content-type': 'application/octet-stream' });
-          const step = Math.max(1, Math.ceil(bytes.byteLength / 4));
-          for (let i = 0; i < bytes.byteLength; i += step) res.write(bytes.subarray(i, i + step));
-          res.end();
-        } else {
-          res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(bytes.byteLength) }).end(bytes);
-        }
-      },
-      notFound,
-    );
+    readFile(file).then((bytes) => {
+      if (options.chunked) {
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        const step = Math.max(1, Math.ceil(bytes.byteLength / 4));
+        for (let i = 0; i < bytes.byteLength; i += step) res.write(bytes.subarray(i, i + step));
+        res.end();
+      } else {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(bytes.byteLength) }).end(bytes);
+      }
+    }, notFound);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;

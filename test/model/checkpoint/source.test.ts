@@ -1,14 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
 import { readFile } from 'node:fs/promises';
-import {
-  checkFileName,
-  hubModelSource,
-  isHubModelId,
-  resolveModelSource,
-  urlModelSource,
-  type ModelSource,
-} from '../../../src/model/checkpoint/source';
+import { checkFileName, hubModelSource, isHubModelId, resolveModelSource, urlModelSource, type ModelSource } from '../../../src/model/checkpoint/source';
 import { startLocalHub, type LocalHub } from './local-hub';
 
 const FIXTURE = fileURLToPath(new URL('../../../../shared/fixtures/hf-reference/bert-tiny/', import.meta.url));

@@ -121,9 +121,10 @@ describe('pytorch_model.bin variants of the reference fixtures equal model.safet
         const expected = await readFixtureTensors(model);
         const folder = await folderWith(model, { 'pytorch_model.bin': await readFile(join(fixture(model), file)) });
         const bf16 = variant === 'bf16';
-        const typed = model === 'bert-tiny'
-          ? await loadBertCheckpoint(folderModelSource(folder), { tokenizer: false })
-          : await loadT5Checkpoint(folderModelSource(folder), { tokenizer: false });
+        const typed =
+          model === 'bert-tiny'
+            ? await loadBertCheckpoint(folderModelSource(folder), { tokenizer: false })
+            : await loadT5Checkpoint(folderModelSource(folder), { tokenizer: false });
         expectParams(typed.params, expected, bf16);
         typed.params.dispose();
 
@@ -148,7 +149,9 @@ describe('pytorch_model.bin variants of the reference fixtures equal model.safet
       for (const info of parsed.tensors.values()) {
         const t = tensors.get(info.name)!;
         expect(t.dtype).toBe('F32');
-        expect(Buffer.from(t.bytes).equals(Buffer.from(parsed.bytes.subarray(parsed.dataOffset + info.begin, parsed.dataOffset + info.end))), info.name).toBe(true);
+        expect(Buffer.from(t.bytes).equals(Buffer.from(parsed.bytes.subarray(parsed.dataOffset + info.begin, parsed.dataOffset + info.end))), info.name).toBe(
+          true,
+        );
       }
     }
   });
@@ -164,7 +167,10 @@ describe('pytorch_model.bin variants of the reference fixtures equal model.safet
 });
 
 describe('tensor views, shared storages and dtypes', () => {
-  for (const [format, write] of [['zip', torchZip], ['legacy', torchLegacy]] as const) {
+  for (const [format, write] of [
+    ['zip', torchZip],
+    ['legacy', torchLegacy],
+  ] as const) {
     it(`${format}: offsets, strides and shared storages materialise as contiguous tensors`, () => {
       const t = readTorchBin(write(VIEWS, STORAGES), 'views.bin');
       const floats = (name: string) => {
@@ -202,9 +208,14 @@ describe('tensor views, shared storages and dtypes', () => {
     // OrderedDict() REDUCE, items, then BUILD {"_metadata": {...}} as pickle writes an OrderedDict with attributes.
     const body = inner.subarray(3, inner.length - 1); // drop PROTO 2, EMPTY_DICT and STOP
     const pickle = new PickleBuilder()
-      .op(OP.PROTO, 2).global('collections', 'OrderedDict').op(OP.EMPTY_TUPLE, OP.REDUCE)
+      .op(OP.PROTO, 2)
+      .global('collections', 'OrderedDict')
+      .op(OP.EMPTY_TUPLE, OP.REDUCE)
       .raw(body)
-      .op(OP.EMPTY_DICT).str('_metadata').global('collections', 'OrderedDict').op(OP.EMPTY_TUPLE, OP.REDUCE, 0x73, OP.BUILD, OP.STOP)
+      .op(OP.EMPTY_DICT)
+      .str('_metadata')
+      .global('collections', 'OrderedDict')
+      .op(OP.EMPTY_TUPLE, OP.REDUCE, 0x73, OP.BUILD, OP.STOP)
       .bytes();
     const t = readTorchBin(torchZipWithPickle(pickle, STORAGES), 'meta.bin');
     expect([...t.keys()]).toEqual(['w']);
@@ -234,7 +245,13 @@ describe('hostile pickles are refused, naming what was refused', () => {
   it('STACK_GLOBAL builtins.eval and other globals outside the allowlist', () => {
     const evil = new PickleBuilder().op(OP.PROTO, 4).str('builtins').str('eval').op(OP.STACK_GLOBAL).str('1+1').op(0x85, OP.REDUCE, OP.STOP).bytes();
     expect(read(torchZipWithPickle(evil))).toThrow('pytorch_model.bin: refused pickle global "builtins.eval"');
-    for (const [m, n] of [['torch', 'load'], ['torch._utils', '_rebuild_device_tensor_from_numpy'], ['__builtin__', 'getattr'], ['subprocess', 'Popen'], ['collections', 'defaultdict']]) {
+    for (const [m, n] of [
+      ['torch', 'load'],
+      ['torch._utils', '_rebuild_device_tensor_from_numpy'],
+      ['__builtin__', 'getattr'],
+      ['subprocess', 'Popen'],
+      ['collections', 'defaultdict'],
+    ]) {
       const p = new PickleBuilder().op(OP.PROTO, 2).global(m, n).op(OP.STOP).bytes();
       expect(read(torchZipWithPickle(p))).toThrow(`refused pickle global "${m}.${n}"`);
     }
@@ -275,7 +292,15 @@ describe('hostile pickles are refused, naming what was refused', () => {
   it('persistent ids that are not tensor storages', () => {
     const moduleId = new PickleBuilder().op(OP.PROTO, 2, OP.MARK).str('module').str('os').op(OP.TUPLE, OP.BINPERSID, OP.STOP).bytes();
     expect(read(torchZipWithPickle(moduleId))).toThrow('only tensor storages may be referenced');
-    const badType = new PickleBuilder().op(OP.PROTO, 2, OP.MARK).str('storage').global('collections', 'OrderedDict').str('0').str('cpu').int(1).op(OP.TUPLE, OP.BINPERSID, OP.STOP).bytes();
+    const badType = new PickleBuilder()
+      .op(OP.PROTO, 2, OP.MARK)
+      .str('storage')
+      .global('collections', 'OrderedDict')
+      .str('0')
+      .str('cpu')
+      .int(1)
+      .op(OP.TUPLE, OP.BINPERSID, OP.STOP)
+      .bytes();
     expect(read(torchZipWithPickle(badType))).toThrow(/storage type must be one of torch\.FloatStorage.*got the global "collections\.OrderedDict"/);
   });
 
@@ -300,7 +325,9 @@ describe('malformed files are refused with clear errors', () => {
     expect(read(zipBytes.subarray(0, zipBytes.length - 30))).toThrow('bad.bin: not a ZIP archive, or truncated (no end-of-central-directory record)');
     expect(read(zipBytes.subarray(0, 100))).toThrow('not a ZIP archive, or truncated');
     expect(read(legacyBytes.subarray(0, 3000))).toThrow(/^bad\.bin: truncated pickle/);
-    expect(read(legacyBytes.subarray(0, legacyBytes.length - 100))).toThrow(/^bad\.bin: truncated file: storage "\d+" needs \d+ bytes at byte \d+ but the file has \d+ left/);
+    expect(read(legacyBytes.subarray(0, legacyBytes.length - 100))).toThrow(
+      /^bad\.bin: truncated file: storage "\d+" needs \d+ bytes at byte \d+ but the file has \d+ left/,
+    );
     expect(read(concat([legacyBytes, new Uint8Array(3)]))).toThrow('3 unexpected bytes after the last storage');
     expect(read(new Uint8Array(0))).toThrow('bad.bin: not a PyTorch checkpoint');
   });
@@ -327,20 +354,28 @@ describe('malformed files are refused with clear errors', () => {
     expect(read(torchZipWithPickle(new PickleBuilder().op(OP.PROTO, 9).bytes()))).toThrow('unsupported pickle protocol 9');
     expect(read(torchLegacy(VIEWS, STORAGES, { magic: 12345n }))).toThrow('bad.bin: not a PyTorch checkpoint (wrong magic number 12345)');
     expect(read(torchLegacy(VIEWS, STORAGES, { littleEndian: false }))).toThrow('saved on a big-endian machine');
-    expect(read(new TextEncoder().encode('<html>not found</html>'))).toThrow(/^bad\.bin: not a PyTorch checkpoint \(neither a zip archive nor a legacy torch\.save file/);
+    expect(read(new TextEncoder().encode('<html>not found</html>'))).toThrow(
+      /^bad\.bin: not a PyTorch checkpoint \(neither a zip archive nor a legacy torch\.save file/,
+    );
   });
 
   it('huge declared lengths are checked against the bytes present before anything is allocated', () => {
     const u32 = (v: number) => Array.from(new Uint8Array(new Uint32Array([v]).buffer));
     const hugeString = new PickleBuilder().op(OP.PROTO, 2, 0x58).raw(u32(0xfffffff0)).op(OP.STOP).bytes();
     expect(read(torchZipWithPickle(hugeString))).toThrow(/truncated pickle: BINUNICODE needs 4294967280 bytes but only 1 remain/);
-    const hugeBytes8 = new PickleBuilder().op(OP.PROTO, 4, 0x8e).raw(new Uint8Array(new BigUint64Array([1n << 62n]).buffer)).op(OP.STOP).bytes();
+    const hugeBytes8 = new PickleBuilder()
+      .op(OP.PROTO, 4, 0x8e)
+      .raw(new Uint8Array(new BigUint64Array([1n << 62n]).buffer))
+      .op(OP.STOP)
+      .bytes();
     expect(read(torchZipWithPickle(hugeBytes8))).toThrow(`BINBYTES8 needs ${1n << 62n} bytes`);
     const hugeLong = new PickleBuilder().op(OP.PROTO, 2, 0x8b).raw(u32(0x7fffffff)).op(OP.STOP).bytes();
     expect(read(torchZipWithPickle(hugeLong))).toThrow('LONG4 needs 2147483647 bytes');
     const claims = new Map([['0', { type: 'FloatStorage', bytes: STORAGES.get('0')!.bytes, numel: 0x7fffffff }]]);
     const w = new Map([['w', { storage: '0', shape: [12] }]]);
-    expect(read(torchZip(w, claims))).toThrow('bad.bin: storage "0" declares 2147483647 FloatStorage elements (8589934588 bytes) but archive/data/0 holds 48 bytes');
+    expect(read(torchZip(w, claims))).toThrow(
+      'bad.bin: storage "0" declares 2147483647 FloatStorage elements (8589934588 bytes) but archive/data/0 holds 48 bytes',
+    );
     expect(read(torchLegacy(w, claims))).toThrow('bad.bin: truncated file: storage "0" needs 8589934588 bytes at byte');
     // A central directory that claims more entries than it can hold.
     const plain = writeZip([{ name: 'a/data.pkl', bytes: osSystemPickle() }]);
@@ -367,7 +402,13 @@ describe('malformed files are refused with clear errors', () => {
     const wrongCount = Uint8Array.from(legacy);
     new DataView(wrongCount.buffer).setBigInt64(legacy.length - 48 - 8, 11n, true);
     expect(read(wrongCount)).toThrow('bad.bin: storage "0" is stored with 11 elements but the state dict declares 12');
-    const unused = torchLegacy(new Map([['w', { storage: '0', shape: [12] }]]), new Map([['0', STORAGES.get('0')!], ['9', STORAGES.get('0')!]]));
+    const unused = torchLegacy(
+      new Map([['w', { storage: '0', shape: [12] }]]),
+      new Map([
+        ['0', STORAGES.get('0')!],
+        ['9', STORAGES.get('0')!],
+      ]),
+    );
     expect(read(unused)).toThrow('bad.bin: the storage key list names "9", which no tensor uses');
     const noDict = new PickleBuilder().op(OP.PROTO, 2, OP.EMPTY_LIST, OP.STOP).bytes();
     expect(read(torchZipWithPickle(noDict))).toThrow('bad.bin: expected a state dict (tensor name -> tensor), got a list');
@@ -375,7 +416,14 @@ describe('malformed files are refused with clear errors', () => {
     expect(read(torchZipWithPickle(notTensor))).toThrow('bad.bin: state dict entry "step" is an int, not a tensor');
     const twoTypes = new Map<string, TensorSpec>([['a', { storage: '0', shape: [12] }]]);
     const pk = stateDictPickle(twoTypes, STORAGES, false);
-    const clash = concat([pk.subarray(0, pk.length - 2), stateDictPickle(new Map([['b', { storage: '0', shape: [6] }]]), new Map([['0', { type: 'HalfStorage', bytes: new Uint8Array(24) }]]), false).subarray(4, -2), pk.subarray(pk.length - 2)]);
+    const clash = concat([
+      pk.subarray(0, pk.length - 2),
+      stateDictPickle(new Map([['b', { storage: '0', shape: [6] }]]), new Map([['0', { type: 'HalfStorage', bytes: new Uint8Array(24) }]]), false).subarray(
+        4,
+        -2,
+      ),
+      pk.subarray(pk.length - 2),
+    ]);
     expect(read(torchZipWithPickle(clash, STORAGES))).toThrow('storage "0" is declared both as FloatStorage(12) and HalfStorage(12)');
   });
 

@@ -8,9 +8,26 @@
 import { crc32, deflateRawSync } from 'node:zlib';
 
 export const OP = {
-  PROTO: 0x80, STOP: 0x2e, MARK: 0x28, EMPTY_DICT: 0x7d, SETITEMS: 0x75, TUPLE: 0x74, EMPTY_TUPLE: 0x29,
-  REDUCE: 0x52, BINPERSID: 0x51, NEWFALSE: 0x89, NONE: 0x4e, BUILD: 0x62, EMPTY_LIST: 0x5d, APPENDS: 0x65,
-  TUPLE2: 0x86, INST: 0x69, OBJ: 0x6f, NEWOBJ: 0x81, EXT1: 0x82, STACK_GLOBAL: 0x93,
+  PROTO: 0x80,
+  STOP: 0x2e,
+  MARK: 0x28,
+  EMPTY_DICT: 0x7d,
+  SETITEMS: 0x75,
+  TUPLE: 0x74,
+  EMPTY_TUPLE: 0x29,
+  REDUCE: 0x52,
+  BINPERSID: 0x51,
+  NEWFALSE: 0x89,
+  NONE: 0x4e,
+  BUILD: 0x62,
+  EMPTY_LIST: 0x5d,
+  APPENDS: 0x65,
+  TUPLE2: 0x86,
+  INST: 0x69,
+  OBJ: 0x6f,
+  NEWOBJ: 0x81,
+  EXT1: 0x82,
+  STACK_GLOBAL: 0x93,
 } as const;
 
 /** Builds pickle bytes opcode by opcode. */
@@ -68,7 +85,18 @@ export interface StorageSpec {
   readonly numel?: number;
 }
 
-const ELEMENT_SIZE: Record<string, number> = { FloatStorage: 4, DoubleStorage: 8, HalfStorage: 2, BFloat16Storage: 2, LongStorage: 8, IntStorage: 4, ShortStorage: 2, CharStorage: 1, ByteStorage: 1, BoolStorage: 1 };
+const ELEMENT_SIZE: Record<string, number> = {
+  FloatStorage: 4,
+  DoubleStorage: 8,
+  HalfStorage: 2,
+  BFloat16Storage: 2,
+  LongStorage: 8,
+  IntStorage: 4,
+  ShortStorage: 2,
+  CharStorage: 1,
+  ByteStorage: 1,
+  BoolStorage: 1,
+};
 
 export function storageNumel(s: StorageSpec): number {
   return s.numel ?? s.bytes.byteLength / ELEMENT_SIZE[s.type];
@@ -92,7 +120,9 @@ export function stateDictPickle(tensors: ReadonlyMap<string, TensorSpec>, storag
     p.op(OP.MARK).str('storage').global('torch', s.type).str(t.storage).str('cpu').int(storageNumel(s));
     if (legacy) p.op(OP.NONE);
     p.op(OP.TUPLE, OP.BINPERSID);
-    p.int(t.offset ?? 0).intTuple(t.shape).intTuple(t.stride ?? contiguousStride(t.shape));
+    p.int(t.offset ?? 0)
+      .intTuple(t.shape)
+      .intTuple(t.stride ?? contiguousStride(t.shape));
     p.op(OP.NEWFALSE).global('collections', 'OrderedDict').op(OP.EMPTY_TUPLE, OP.REDUCE, OP.TUPLE, OP.REDUCE);
   }
   return p.op(OP.SETITEMS, OP.STOP).bytes();
@@ -192,14 +222,21 @@ export function legacyHeaderParts(magic?: bigint, littleEndian = true): [Uint8Ar
   const protocol = new PickleBuilder().op(OP.PROTO, 2).int(1001).op(OP.STOP).bytes();
   const sysInfo = new PickleBuilder()
     .op(OP.PROTO, 2, OP.EMPTY_DICT, OP.MARK)
-    .str('protocol_version').int(1001)
-    .str('little_endian').op(littleEndian ? 0x88 : 0x89)
-    .op(OP.SETITEMS, OP.STOP).bytes();
+    .str('protocol_version')
+    .int(1001)
+    .str('little_endian')
+    .op(littleEndian ? 0x88 : 0x89)
+    .op(OP.SETITEMS, OP.STOP)
+    .bytes();
   return [magicPickle(magic), protocol, sysInfo];
 }
 
 /** The pre-1.6 format: header pickles, the state dict, the key list, then each storage as int64 count + bytes. */
-export function torchLegacy(tensors: ReadonlyMap<string, TensorSpec>, storages: ReadonlyMap<string, StorageSpec>, options: { magic?: bigint; littleEndian?: boolean } = {}): Uint8Array {
+export function torchLegacy(
+  tensors: ReadonlyMap<string, TensorSpec>,
+  storages: ReadonlyMap<string, StorageSpec>,
+  options: { magic?: bigint; littleEndian?: boolean } = {},
+): Uint8Array {
   const keys = [...storages.keys()];
   const keyList = new PickleBuilder().op(OP.PROTO, 2, OP.EMPTY_LIST, OP.MARK);
   for (const k of keys) keyList.str(k);

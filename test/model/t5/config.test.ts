@@ -3,28 +3,54 @@ import { describe, expect, it } from 'vitest';
 import { parseSafetensors } from '../../../src/model/safetensors';
 import { parseT5Config, t5ConfigToJson, t5ParameterShapes } from '../../../src/model/t5/config';
 
-const fixture = (name: string, file: string) =>
-  readFileSync(new URL(`../../../../shared/fixtures/hf-reference/${name}/${file}`, import.meta.url));
+const fixture = (name: string, file: string) => readFileSync(new URL(`../../../../shared/fixtures/hf-reference/${name}/${file}`, import.meta.url));
 
 describe('parseT5Config', () => {
   it('reads both fixture layouts', () => {
     const gated = parseT5Config(JSON.parse(fixture('t5-tiny-gated', 'config.json').toString()));
-    expect(gated).toMatchObject({ d_model: 32, d_kv: 8, d_ff: 64, num_layers: 2, num_decoder_layers: 2, num_heads: 4, feed_forward_proj: 'gated-gelu', tie_word_embeddings: false, vocab_size: 384, eos_token_id: 1 });
+    expect(gated).toMatchObject({
+      d_model: 32,
+      d_kv: 8,
+      d_ff: 64,
+      num_layers: 2,
+      num_decoder_layers: 2,
+      num_heads: 4,
+      feed_forward_proj: 'gated-gelu',
+      tie_word_embeddings: false,
+      vocab_size: 384,
+      eos_token_id: 1,
+    });
     const relu = parseT5Config(JSON.parse(fixture('t5-tiny-relu', 'config.json').toString()));
     expect(relu).toMatchObject({ feed_forward_proj: 'relu', tie_word_embeddings: true });
   });
 
   it('fills missing fields with Hugging Face defaults (num_decoder_layers follows num_layers)', () => {
     const c = parseT5Config({ model_type: 't5', num_layers: 3 });
-    expect(c).toMatchObject({ vocab_size: 32128, d_model: 512, num_layers: 3, num_decoder_layers: 3, feed_forward_proj: 'relu', tie_word_embeddings: true, relative_attention_max_distance: 128 });
+    expect(c).toMatchObject({
+      vocab_size: 32128,
+      d_model: 512,
+      num_layers: 3,
+      num_decoder_layers: 3,
+      feed_forward_proj: 'relu',
+      tie_word_embeddings: true,
+      relative_attention_max_distance: 128,
+    });
   });
 
   it('round-trips through t5ConfigToJson', () => {
-    const c = parseT5Config({ model_type: 't5', d_model: 16, d_kv: 4, num_heads: 2, vocab_size: 100, feed_forward_proj: 'gated-gelu', tie_word_embeddings: false });
+    const c = parseT5Config({
+      model_type: 't5',
+      d_model: 16,
+      d_kv: 4,
+      num_heads: 2,
+      vocab_size: 100,
+      feed_forward_proj: 'gated-gelu',
+      tie_word_embeddings: false,
+    });
     expect(parseT5Config(t5ConfigToJson(c))).toEqual(c);
   });
 
-  it('keeps a reader\'s copy-decoding weight (a CoRAG extension) through t5ConfigToJson, and has none by default', () => {
+  it("keeps a reader's copy-decoding weight (a CoRAG extension) through t5ConfigToJson, and has none by default", () => {
     const c = parseT5Config({ model_type: 't5', copy_decoding_weight: 0.5 });
     expect(c.copy_decoding_weight).toBe(0.5);
     expect(parseT5Config(t5ConfigToJson(c)).copy_decoding_weight).toBe(0.5);
@@ -33,7 +59,7 @@ describe('parseT5Config', () => {
     expect('corag' in t5ConfigToJson(parseT5Config({ model_type: 't5' }))).toBe(false);
   });
 
-  it('keeps a reader\'s answer-reranking weights through t5ConfigToJson, and refuses malformed ones naming the field', () => {
+  it("keeps a reader's answer-reranking weights through t5ConfigToJson, and refuses malformed ones naming the field", () => {
     const answer_rerank = { beams: 16, reader: 0.5, type: 2, proximity: 4, question_overlap: 1 };
     const c = parseT5Config({ model_type: 't5', answer_rerank });
     expect(c.answer_rerank).toEqual({ beams: 16, reader: 0.5, type: 2, proximity: 4, questionOverlap: 1 });

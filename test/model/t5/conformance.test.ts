@@ -14,7 +14,17 @@ describe('checkT5Fixture (cpu, bounds: forward 1e-4, gradients 1e-3)', () => {
     it(`${name}: encoder states, logits, losses, FiD outputs, cross-attention, greedy ids and every gradient equal Hugging Face`, async () => {
       const before = tf.memory().numTensors;
       const result = await checkT5Fixture(readT5Fixture(name));
-      const outputs = ['encoder_last_hidden_state', 'logits', 'loss', 'fid_encoder_hidden', 'fid_logits', 'fid_loss', 'fid_cross_attention_0', 'fid_cross_attention_1', 'fid_greedy_ids'];
+      const outputs = [
+        'encoder_last_hidden_state',
+        'logits',
+        'loss',
+        'fid_encoder_hidden',
+        'fid_logits',
+        'fid_loss',
+        'fid_cross_attention_0',
+        'fid_cross_attention_1',
+        'fid_greedy_ids',
+      ];
       expect(Object.keys(result.max_rel_err).sort()).toEqual(outputs.sort());
       for (const output of outputs) expect(result.max_rel_err[output], output).toBeLessThan(1e-4);
       expect(result.max_rel_err.fid_greedy_ids).toBe(0);
@@ -55,6 +65,8 @@ describe('checkT5Fixture detects disagreement', () => {
 
   it('rejects a checkpoint whose shapes do not match its config, naming the parameter', async () => {
     const files = readT5Fixture('t5-tiny-gated');
-    await expect(checkT5Fixture({ ...files, config: { ...files.config, d_ff: 48 } })).rejects.toThrow('"encoder.block.0.layer.1.DenseReluDense.wi_0.weight" has shape [64,32] but the config implies [48,32]');
+    await expect(checkT5Fixture({ ...files, config: { ...files.config, d_ff: 48 } })).rejects.toThrow(
+      '"encoder.block.0.layer.1.DenseReluDense.wi_0.weight" has shape [64,32] but the config implies [48,32]',
+    );
   });
 });

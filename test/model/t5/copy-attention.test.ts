@@ -8,18 +8,17 @@ beforeAll(async () => {
 });
 
 describe('copyAttentionLoss', () => {
-  it('is the mean −log of the chosen head\'s mass on the allowed positions, over supervised target positions only', async () => {
+  it("is the mean −log of the chosen head's mass on the allowed positions, over supervised target positions only", async () => {
     // B=1, heads=2, T=3, S=4.
-    const probs = tf.tensor4d([
-      // head 0
-      0.1, 0.2, 0.3, 0.4,
-      0.5, 0.25, 0.25, 0,
-      0.25, 0.25, 0.25, 0.25,
-      // head 1 (not the supervised head)
-      1, 0, 0, 0,
-      1, 0, 0, 0,
-      1, 0, 0, 0,
-    ], [1, 2, 3, 4]);
+    const probs = tf.tensor4d(
+      [
+        // head 0
+        0.1, 0.2, 0.3, 0.4, 0.5, 0.25, 0.25, 0, 0.25, 0.25, 0.25, 0.25,
+        // head 1 (not the supervised head)
+        1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0,
+      ],
+      [1, 2, 3, 4],
+    );
     // t=0: position 3; t=1: positions 1 or 2 (either counts); t=2: not supervised.
     const allowed = tf.tensor3d(allowedPositions([[[3], [1, 2], []]], 3, 4), [1, 3, 4]);
     const loss = copyAttentionLoss(probs, allowed, 0);

@@ -11,7 +11,12 @@ const expOf = (logs: Float32Array) => Array.from(logs, Math.exp);
 
 describe('mixing the copy pointer into next-token probabilities', () => {
   // vocab: 0 = pad, 1 = EOS (control), 2 … 5 content tokens; one example, source = [4, 5, 1, 0].
-  const copy = (weight: number, heads?: number[]): CopyDecodingOptions => ({ weight, heads, sourceIds: [Int32Array.from([4, 5, 1, 0])], controlTokens: new Set([0, 1]) });
+  const copy = (weight: number, heads?: number[]): CopyDecodingOptions => ({
+    weight,
+    heads,
+    sourceIds: [Int32Array.from([4, 5, 1, 0])],
+    controlTokens: new Set([0, 1]),
+  });
   const lm = [0.05, 0.15, 0.4, 0.2, 0.1, 0.1];
 
   it('leaves the LM distribution unchanged at weight 0', () => {
@@ -52,7 +57,7 @@ describe('mixing the copy pointer into next-token probabilities', () => {
     expOf(row).forEach((p, v) => expect(p).toBeCloseTo(lm[v], 6));
   });
 
-  it('reads each row\'s source through exampleOf (beams share their example\'s source)', () => {
+  it("reads each row's source through exampleOf (beams share their example's source)", () => {
     const options: CopyDecodingOptions = { weight: 1, sourceIds: [Int32Array.from([2, 2]), Int32Array.from([3, 3])], controlTokens: new Set([0, 1]) };
     const rows = new Float32Array([...logOf(lm), ...logOf(lm), ...logOf(lm)]);
     mixCopyDistribution(rows, Float32Array.from([0.5, 0.5, 0.5, 0.5, 0.5, 0.5]), 3, 6, 1, 2, options, (r) => (r < 2 ? 0 : 1));

@@ -6,8 +6,9 @@ import { intInput, loadT5Fixture } from './fixtures';
 
 describe('Atlas input format', () => {
   it('writes the reader input and target as Atlas does', () => {
-    expect(fidInputText('who wrote Faust?', { title: 'Goethe', text: 'Johann Wolfgang von Goethe wrote Faust.' }))
-      .toBe('question: who wrote Faust? answer: <extra_id_0> title: Goethe context: Johann Wolfgang von Goethe wrote Faust.');
+    expect(fidInputText('who wrote Faust?', { title: 'Goethe', text: 'Johann Wolfgang von Goethe wrote Faust.' })).toBe(
+      'question: who wrote Faust? answer: <extra_id_0> title: Goethe context: Johann Wolfgang von Goethe wrote Faust.',
+    );
     expect(fidTargetText('Goethe')).toBe('<extra_id_0> Goethe');
   });
 
@@ -19,7 +20,13 @@ describe('Atlas input format', () => {
   });
 
   it('pads rows to the longest row or to the fixed max length, with a mask', () => {
-    const longest = padIdRows([[4, 1], [5, 6, 7, 8, 1]], { maxLength: 4, padTokenId: 0, eosTokenId: 1 });
+    const longest = padIdRows(
+      [
+        [4, 1],
+        [5, 6, 7, 8, 1],
+      ],
+      { maxLength: 4, padTokenId: 0, eosTokenId: 1 },
+    );
     expect(longest.shape).toEqual([2, 4]);
     expect([...longest.ids]).toEqual([4, 1, 0, 0, 5, 6, 7, 1]);
     expect([...longest.mask]).toEqual([1, 1, 0, 0, 1, 1, 1, 1]);
@@ -36,10 +43,19 @@ describe('passageAttentionScores', () => {
 
   it('averages the attention mass per passage over layers, heads and counted target tokens', async () => {
     // 1 example, 2 heads, 2 target tokens, 2 passages of 2 tokens.
-    const layer0 = tf.tensor4d([
-      [[0.5, 0.25, 0.25, 0], [1, 0, 0, 0]],
-      [[0, 0, 0.5, 0.5], [0.25, 0.25, 0.25, 0.25]],
-    ].flat(2), [1, 2, 2, 4]);
+    const layer0 = tf.tensor4d(
+      [
+        [
+          [0.5, 0.25, 0.25, 0],
+          [1, 0, 0, 0],
+        ],
+        [
+          [0, 0, 0.5, 0.5],
+          [0.25, 0.25, 0.25, 0.25],
+        ],
+      ].flat(2),
+      [1, 2, 2, 4],
+    );
     const layer1 = tf.tensor4d(new Array(16).fill(0.25), [1, 2, 2, 4]);
     const all = passageAttentionScores([layer0, layer1], 2);
     // layer0 passage 0: (0.75 + 1 + 0 + 0.5) / 4 heads·tokens; layer1: 0.5 everywhere.
@@ -90,7 +106,20 @@ describe('Fusion-in-Decoder over the t5-tiny-gated fixture', () => {
     expect(both.encoder.hidden.shape).toEqual([2, k * ids.shape[1], 32]);
     const diff = tf.max(tf.abs(tf.sub(tf.slice(both.logits, [0, 0, 0], [1, -1, -1]), alone.logits)));
     expect((await diff.data())[0]).toBeLessThan(1e-5);
-    tf.dispose([twoIds, twoMask, twoLabels, both.encoder.hidden, both.encoder.mask, both.logits, both.loss, alone.encoder.hidden, alone.encoder.mask, alone.logits, alone.loss, diff]);
+    tf.dispose([
+      twoIds,
+      twoMask,
+      twoLabels,
+      both.encoder.hidden,
+      both.encoder.mask,
+      both.logits,
+      both.loss,
+      alone.encoder.hidden,
+      alone.encoder.mask,
+      alone.logits,
+      alone.loss,
+      diff,
+    ]);
   });
 
   it('fidLoss equals fidForward().loss, and the cross-attention scores sum to one per example', async () => {

@@ -14,7 +14,13 @@ function file(name: string, f: string): Uint8Array {
 
 export function readT5Fixture(name: string) {
   const json = (f: string) => JSON.parse(new TextDecoder().decode(file(name, f)));
-  return { config: json('config.json'), model: file(name, 'model.safetensors'), expected: file(name, 'expected.safetensors'), expectedJson: json('expected.json'), grads: file(name, 'grads.safetensors') };
+  return {
+    config: json('config.json'),
+    model: file(name, 'model.safetensors'),
+    expected: file(name, 'expected.safetensors'),
+    expectedJson: json('expected.json'),
+    grads: file(name, 'grads.safetensors'),
+  };
 }
 
 /** The fixture's model over a fresh ParameterStore (dispose the store when done). */

@@ -126,7 +126,12 @@ for (const name of T5_FIXTURES) {
       expect(greedy).toEqual([0, first[a] >= first[b] ? a : b, c, model().config.eos_token_id]);
       const [hyps] = await beamSearch(model(), encoder.hidden, encoder.mask, { maxNewTokens: 8, numBeams: 3, constraint });
       // Only two sequences satisfy the constraint, so only two hypotheses are found.
-      expect(hyps.map((h) => h.tokens).sort()).toEqual([[0, a, c, 1], [0, b, c, 1]].sort());
+      expect(hyps.map((h) => h.tokens).sort()).toEqual(
+        [
+          [0, a, c, 1],
+          [0, b, c, 1],
+        ].sort(),
+      );
       // Scores stay the model's own log-probabilities (the mask does not renormalise), best first.
       for (const h of hyps) expect(h.score).toBeCloseTo((await teacherForcedLogProb(model(), encoder, h.tokens, 0)) / 3, 4);
       expect(hyps[0].score).toBeGreaterThanOrEqual(hyps[1].score);
@@ -134,7 +139,11 @@ for (const name of T5_FIXTURES) {
 
     it('a constraint that answers null leaves decoding unconstrained', async () => {
       const [free] = await greedyGenerate(model(), encoder.hidden, encoder.mask, { maxNewTokens: 6, minNewTokens: 6 });
-      const [nulled] = await greedyGenerate(model(), encoder.hidden, encoder.mask, { maxNewTokens: 6, minNewTokens: 6, constraint: { allowedNext: () => null } });
+      const [nulled] = await greedyGenerate(model(), encoder.hidden, encoder.mask, {
+        maxNewTokens: 6,
+        minNewTokens: 6,
+        constraint: { allowedNext: () => null },
+      });
       expect(nulled).toEqual(free);
     });
 

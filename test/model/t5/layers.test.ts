@@ -42,7 +42,14 @@ describe('T5 layers', () => {
   });
 
   it('linear applies a torch [out, in] weight over any leading dims', async () => {
-    const y = linear(tf.tensor3d([[[1, 2]], [[3, 4]]]), tf.tensor2d([[1, 0], [1, 1], [0, 2]]));
+    const y = linear(
+      tf.tensor3d([[[1, 2]], [[3, 4]]]),
+      tf.tensor2d([
+        [1, 0],
+        [1, 1],
+        [0, 2],
+      ]),
+    );
     expect(y.shape).toEqual([2, 1, 3]);
     expect(await y.array()).toEqual([[[1, 3, 4]], [[3, 7, 8]]]);
   });

@@ -100,16 +100,42 @@ describe('teacher forcing and loss', () => {
   });
 
   it('shifts labels right behind the start token and turns -100 into pad', async () => {
-    const labels = tf.tensor2d([[5, 6, 1, -100], [7, -100, -100, -100]], [2, 4], 'int32');
+    const labels = tf.tensor2d(
+      [
+        [5, 6, 1, -100],
+        [7, -100, -100, -100],
+      ],
+      [2, 4],
+      'int32',
+    );
     const shifted = shiftRight(labels, 9, 0);
-    expect(await shifted.array()).toEqual([[9, 5, 6, 1], [9, 7, 0, 0]]);
+    expect(await shifted.array()).toEqual([
+      [9, 5, 6, 1],
+      [9, 7, 0, 0],
+    ]);
     tf.dispose([labels, shifted]);
   });
 
   it('averages cross-entropy over labels != -100 only, per batch and per sequence', async () => {
     // Row 0: p(label) = softmax([0, ln 3])[1] = 3/4 at t=0, t=1 ignored; row 1: uniform over 2 at both.
-    const logits = tf.tensor3d([[[0, Math.log(3)], [5, -5]], [[0, 0], [0, 0]]]);
-    const labels = tf.tensor2d([[1, -100], [0, 1]], [2, 2], 'int32');
+    const logits = tf.tensor3d([
+      [
+        [0, Math.log(3)],
+        [5, -5],
+      ],
+      [
+        [0, 0],
+        [0, 0],
+      ],
+    ]);
+    const labels = tf.tensor2d(
+      [
+        [1, -100],
+        [0, 1],
+      ],
+      [2, 2],
+      'int32',
+    );
     const mean = meanTokenCrossEntropy(logits, labels);
     const perSequence = sequenceCrossEntropy(logits, labels);
     expect((await mean.data())[0]).toBeCloseTo((-Math.log(0.75) + 2 * Math.log(2)) / 3, 6);

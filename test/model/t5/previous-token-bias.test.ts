@@ -5,7 +5,17 @@ import { parseT5Config } from '../../../src/model/t5/config';
 import { positionBias } from '../../../src/model/t5/position-bias';
 import { addPreviousTokenBias } from '../../../src/model/t5/previous-token-bias';
 
-const config = parseT5Config({ model_type: 't5', vocab_size: 10, d_model: 8, d_kv: 2, num_heads: 4, d_ff: 16, num_layers: 1, num_decoder_layers: 1, relative_attention_num_buckets: 32 });
+const config = parseT5Config({
+  model_type: 't5',
+  vocab_size: 10,
+  d_model: 8,
+  d_kv: 2,
+  num_heads: 4,
+  d_ff: 16,
+  num_layers: 1,
+  num_decoder_layers: 1,
+  relative_attention_num_buckets: 32,
+});
 
 beforeAll(async () => {
   await initBackend('cpu');

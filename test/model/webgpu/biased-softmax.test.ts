@@ -12,7 +12,11 @@ function plainBiasedSoftmax(scores: tf.Tensor4D, bias: tf.Tensor4D): tf.Tensor4D
   return tf.softmax(tf.add(scores, bias)) as tf.Tensor4D;
 }
 
-interface SoftmaxResult { probs: Float32Array; dScores: Float32Array; dBias: Float32Array }
+interface SoftmaxResult {
+  probs: Float32Array;
+  dScores: Float32Array;
+  dBias: Float32Array;
+}
 
 /**
  * probs and both gradients of sum(softmax · upstream) for seeded random scores [B, H, T, S] and a
@@ -69,7 +73,9 @@ describe('fused softmax(scores + bias) on WebGPU', () => {
       const bias = tf.randomNormal([2, 3, 4, 5], 0, 1, 'float32', 2) as tf.Tensor4D;
       const dy = tf.randomNormal([2, 3, 4, 5], 0, 1, 'float32', 3);
       expect(countDispatches(() => fusedBiasedSoftmax(scores, bias))).toBe(1);
-      const forwardAndBackward = countDispatches(() => tf.grads((s: tf.Tensor, b: tf.Tensor) => fusedBiasedSoftmax(s as tf.Tensor4D, b as tf.Tensor4D))([scores, bias], dy));
+      const forwardAndBackward = countDispatches(() =>
+        tf.grads((s: tf.Tensor, b: tf.Tensor) => fusedBiasedSoftmax(s as tf.Tensor4D, b as tf.Tensor4D))([scores, bias], dy),
+      );
       expect(forwardAndBackward).toBe(2);
     });
   });

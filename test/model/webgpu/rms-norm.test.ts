@@ -11,7 +11,11 @@ function plainRmsNorm(x: tf.Tensor, w: tf.Tensor, epsilon: number): tf.Tensor {
   return tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), epsilon))), w);
 }
 
-interface NormResult { y: Float32Array; dx: Float32Array; dw: Float32Array }
+interface NormResult {
+  y: Float32Array;
+  dx: Float32Array;
+  dw: Float32Array;
+}
 
 /** y, dx and dw of sum(norm(x, w) · upstream) for seeded random inputs of `shape`. */
 async function evaluate(norm: typeof plainRmsNorm, shape: number[], epsilon: number): Promise<NormResult> {

@@ -12,15 +12,27 @@ const TOKENIZERS = new URL('../../../public/models/tokenizers', import.meta.url)
 
 describe('runPretraining', () => {
   let dir: string;
-  const config = () => parsePretrainConfig({
-    seed: 3,
-    data: { dprPassages: 'passages.tsv', maxWords: 100, mlmPerPassage: 1, clozePerPassage: 2 },
-    reader: { d_model: 32, d_kv: 8, num_heads: 4, d_ff: 64, num_layers: 1, num_decoder_layers: 1 },
-    retriever: { hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 4, intermediate_size: 64 },
-    steps: 50, warmupSteps: 0, readerBatch: 2, passagesPerQuestion: 2, readerMaxLength: 48, targetMaxLength: 12,
-    queryMaxLength: 24, contrastiveBatch: 4, cropMaxLength: 24, queueSize: 8, reindexEvery: 50, indexMaxLength: 48,
-    logEvery: 1, copyDecodingWeight: 0.5,
-  });
+  const config = () =>
+    parsePretrainConfig({
+      seed: 3,
+      data: { dprPassages: 'passages.tsv', maxWords: 100, mlmPerPassage: 1, clozePerPassage: 2 },
+      reader: { d_model: 32, d_kv: 8, num_heads: 4, d_ff: 64, num_layers: 1, num_decoder_layers: 1 },
+      retriever: { hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 4, intermediate_size: 64 },
+      steps: 50,
+      warmupSteps: 0,
+      readerBatch: 2,
+      passagesPerQuestion: 2,
+      readerMaxLength: 48,
+      targetMaxLength: 12,
+      queryMaxLength: 24,
+      contrastiveBatch: 4,
+      cropMaxLength: 24,
+      queueSize: 8,
+      reindexEvery: 50,
+      indexMaxLength: 48,
+      logEvery: 1,
+      copyDecodingWeight: 0.5,
+    });
 
   beforeAll(async () => {
     await initBackend('cpu');
