@@ -13,7 +13,7 @@ import { CoragClient } from '../../src/federated/client';
 import type { RoundInfo } from '../../src/federated/protocol';
 import { DEMO_MODELS, demoGlobalModel } from '../../server/demo';
 import { decodeModules, modulesOfSvg } from '../ui/qr-decode';
-import { joinTab, startApp, storedToken, waitModelReady, type RunningApp } from './ui-app';
+import { joinTab, startApp, storedToken, waitFor, waitModelReady, type RunningApp } from './ui-app';
 
 const LAN_URL = 'http://192.0.2.10:8787';
 const COMMON = { title: 'Shared fact', text: 'The coordinator keeps every contributed passage exactly once, whoever sends it.' };
@@ -43,16 +43,6 @@ const file = (name: string, content: string | Buffer) => ({
   mimeType: 'application/octet-stream',
   buffer: typeof content === 'string' ? Buffer.from(content) : content,
 });
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 120_000): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 async function fileRows(page: Page): Promise<string[]> {
   await page.goto(page.url().replace(/#.*$/, '') + '#/passages');

@@ -16,17 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDemoSession, DEMO_QUESTION_SHARDS } from '../../server/demo';
 import { initBackend } from '../../src/model/backend';
 import type { RoundInfo } from '../../src/federated/protocol';
-import { startApp, waitModelReady, type RunningApp } from './ui-app';
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+import { startApp, waitFor, waitModelReady, type RunningApp } from './ui-app';
 
 const PRETRAINED = process.env.CORAG_NEWCOMER_MODELS === 'pretrained';
 
