@@ -1,6 +1,6 @@
 /**
  * npx tsx scripts/finetune-curves.ts [--models public/models/demo] [--crab results/cache/crab-mini]
- *   [--shots 64] [--clients 0,1,…] [--lrs 1e-5,1e-4,1e-3] [--trainable reader,reader+query-encoder]
+ *   [--shots 64] [--clients 0,1,…] [--lrs 1e-5,1e-4,1e-3] [--retriever-lrs 1e-6,…] [--trainable reader,reader+query-encoder]
  *   [--steps 32] [--eval-every 8] [--batch 4] [--k 4] [--max-length 128] [--dev 64] [--em] [--em-baseline]
  *   [--backend wasm] [--seed 0] [--out results/finetune-curves.json]
  *
@@ -20,18 +20,18 @@
  * Choices are made on dev only; nothing here reads a test question. Every configuration starts
  * from the same weights (the bundle is reset from a snapshot). Output: one JSON with every curve.
  */
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { evaluate, goldAnswerNll } from '../src/corag/evaluate';
 import { trainLocally, type QAPair } from '../src/corag/local-training';
 import { ModelBundle } from '../src/corag/model-bundle';
-import { embedPassages, LocalPassageStore, retrieve, type PassageText } from '../src/corag/retrieve';
+import { retrieve, type PassageText } from '../src/corag/retrieve';
 import { clientView, collaborativeView } from '../src/crab/stores';
 import { initBackend, parseBackendName } from '../src/model/backend';
 import type { TrainableSelection } from '../src/model/trainable';
 import { readCrabCache } from '../src/platform/node/crab-files';
 import { folderModelSource } from '../src/platform/node/folder-source';
+import { cachedEmbeddedStore } from '../src/platform/node/crab-embedding-cache';
 import { optionValue } from './options';
 
 const argv = process.argv.slice(2);
@@ -45,6 +45,8 @@ const modelsDir = opt('models', 'public/models/demo');
 const crabDir = opt('crab', 'results/cache/crab-mini');
 const shots = Number(opt('shots', '64'));
 const lrs = list('lrs', '1e-5,1e-4,1e-3').map(Number);
+// The query encoder's own rates (Atlas's lr_retriever) when it trains; absent: the reader's.
+const retrieverLrs: Array<number | undefined> = opt('retriever-lrs', '') ? list('retriever-lrs', '').map(Number) : [undefined];
 const trainables = list('trainable', 'reader,reader+query-encoder') as TrainableSelection[];
 const steps = Number(opt('steps', '32'));
 const evalEvery = Number(opt('eval-every', '8'));
@@ -91,28 +93,10 @@ const bundle = await ModelBundle.fromCheckpoints({
   retriever: folderModelSource(join(modelsDir, 'retriever')),
 });
 const snapshot = await bundle.exportGlobal();
-// The passage encoder is frozen in every configuration: embed both stores once, and keep the
-// vectors beside the CRAB cache (keyed by the passage encoder's weights and the passage ids), so
-// the next run of the grid skips the slowest part.
-async function embeddedStore(name: string, ids: readonly string[]): Promise<LocalPassageStore> {
-  const encoderBytes = readFileSync(join(modelsDir, 'retriever', 'model.safetensors'));
-  const key = createHash('sha256').update(encoderBytes).update(JSON.stringify(ids)).digest('hex').slice(0, 16);
-  const cacheFile = join(crabDir, `embeddings-${key}.f32`);
-  const dim = bundle.embeddingDim;
-  let vectors: Float32Array[];
-  if (existsSync(cacheFile)) {
-    const flat = new Float32Array(new Uint8Array(readFileSync(cacheFile)).buffer);
-    vectors = ids.map((_, i) => flat.subarray(i * dim, (i + 1) * dim));
-  } else {
-    vectors = await embedPassages(bundle, ids.map(text), { batchSize: 32 });
-    const flat = new Float32Array(ids.length * dim);
-    vectors.forEach((v, i) => flat.set(v, i * dim));
-    writeFileSync(cacheFile, new Uint8Array(flat.buffer));
-  }
-  const store = LocalPassageStore.empty(dim, name);
-  store.add(ids.map(text), vectors);
-  return store;
-}
+// The passage encoder is frozen in every configuration: both stores are embedded once and cached
+// beside the CRAB cache, so the next run of the grid skips the slowest part.
+const embeddedStore = (name: string, ids: readonly string[]) =>
+  cachedEmbeddedStore(bundle, { name, ids, text, encoderFile: join(modelsDir, 'retriever', 'model.safetensors'), cacheDir: crabDir });
 const trainStore = await embeddedStore('REL', trainStoreIds);
 const devStore = await embeddedStore('dev', devStoreIds);
 log('stores embedded');
@@ -142,6 +126,8 @@ interface Point {
   trainNll: number;
   devNllRetrieved: number;
   devNllGold: number;
+  /** With no passage at all: what the reader knows of the answer from the question alone. */
+  devNllClosedBook: number;
   devRecallAtK: number;
   devEm?: number;
   devF1?: number;
@@ -166,6 +152,7 @@ async function measure(step: number, em: boolean, trainLoss?: number): Promise<P
     trainNll: await nllOver(trainProbe, (i) => trainRetrieved[i]),
     devNllRetrieved: await nllOver(dev, (i) => devRetrieved[i]),
     devNllGold: await nllOver(dev, (i) => [text(dev[i].relevant[0])]),
+    devNllClosedBook: await nllOver(dev, () => [{ title: '', text: '' }]),
     devRecallAtK:
       devRetrieved.filter((r, i) => r.some((p) => p.title === text(dev[i].relevant[0]).title && p.text === text(dev[i].relevant[0]).text)).length / dev.length,
     trainLoss,
@@ -176,12 +163,12 @@ async function measure(step: number, em: boolean, trainLoss?: number): Promise<P
     point.devF1 = result.f1;
   }
   log(
-    `  step ${step}: train NLL ${point.trainNll.toFixed(3)}, dev NLL ${point.devNllRetrieved.toFixed(3)} (gold passage ${point.devNllGold.toFixed(3)}), dev R@${k} ${(100 * point.devRecallAtK).toFixed(1)}${em ? `, dev EM ${(100 * point.devEm!).toFixed(1)} F1 ${(100 * point.devF1!).toFixed(1)}` : ''}`,
+    `  step ${step}: train NLL ${point.trainNll.toFixed(3)}, dev NLL ${point.devNllRetrieved.toFixed(3)} (gold passage ${point.devNllGold.toFixed(3)}, no passage ${point.devNllClosedBook.toFixed(3)}), dev R@${k} ${(100 * point.devRecallAtK).toFixed(1)}${em ? `, dev EM ${(100 * point.devEm!).toFixed(1)} F1 ${(100 * point.devF1!).toFixed(1)}` : ''}`,
   );
   return point;
 }
 
-const runs: Array<{ lr: number; trainable: string; points: Point[] }> = [];
+const runs: Array<{ lr: number; retrieverLr?: number; trainable: string; points: Point[] }> = [];
 // Written after every point, so a run cut short still leaves its curves so far.
 const save = () =>
   writeFileSync(
@@ -191,25 +178,29 @@ const save = () =>
 const baseline = await measure(0, withEmBaseline);
 for (const trainable of trainables) {
   for (const lr of lrs) {
-    bundle.applyGlobal(snapshot, 0);
-    log(`lr ${lr}, trains ${trainable}`);
-    const points: Point[] = [baseline];
-    runs.push({ lr, trainable: String(trainable), points });
-    for (let done = 0; done < steps; done += evalEvery) {
-      const chunk = Math.min(evalEvery, steps - done);
-      // One chunk = one round's local training: a fresh AdamW each time, as a client starts one
-      // every round (so `--eval-every` is the local steps per round of a federated run).
-      const result = await trainLocally(bundle, train.map(toPair), trainStore, {
-        k,
-        maxLength,
-        steps: chunk,
-        batchSize,
-        lr,
-        trainable,
-        seed: seed * 1000 + done,
-      });
-      points.push(await measure(done + chunk, withEm && done + chunk >= steps, result.metrics.loss));
-      save();
+    // A reader-only run has no query-encoder rate to vary.
+    for (const retrieverLr of trainable === 'reader' ? [undefined] : retrieverLrs) {
+      bundle.applyGlobal(snapshot, 0);
+      log(`lr ${lr}${retrieverLr === undefined ? '' : `, query-encoder lr ${retrieverLr}`}, trains ${trainable}`);
+      const points: Point[] = [baseline];
+      runs.push({ lr, ...(retrieverLr === undefined ? {} : { retrieverLr }), trainable: String(trainable), points });
+      for (let done = 0; done < steps; done += evalEvery) {
+        const chunk = Math.min(evalEvery, steps - done);
+        // One chunk = one round's local training: a fresh AdamW each time, as a client starts one
+        // every round (so `--eval-every` is the local steps per round of a federated run).
+        const result = await trainLocally(bundle, train.map(toPair), trainStore, {
+          k,
+          maxLength,
+          steps: chunk,
+          batchSize,
+          lr,
+          ...(retrieverLr === undefined ? {} : { retrieverLr }),
+          trainable,
+          seed: seed * 1000 + done,
+        });
+        points.push(await measure(done + chunk, withEm && done + chunk >= steps, result.metrics.loss));
+        save();
+      }
     }
   }
 }
