@@ -13,24 +13,23 @@ import { decodeModel, encodeModel, encodeUpdate, type NamedTensor } from '../../
 import { applyDelta, createStrategy, type StoredDeltaStrategy } from '../../src/federated/strategy';
 import { deltaNorm, inMemoryDeltaChunks } from '../../src/federated/strategies/delta-chunks';
 import { MODEL_SHAPES, randomTensors, seeded, tempDir, TRAINED_PREFIXES, trainedShapes } from './helpers';
-import { startTestPostgres } from './postgres';
+import { stateBackends, startTestPostgres } from './postgres';
 
 const cluster = await startTestPostgres();
 afterAll(() => cluster?.stop());
 
-/** Where the state lives: `database` for the Coordinator (undefined: SQLite) and a way to run SQL on it. */
-const backends = [
-  { name: 'SQLite', skip: false, database: async () => undefined },
-  { name: 'PostgreSQL', skip: !cluster, database: () => cluster!.createDatabase() },
-];
-async function execSql(coordinator: Coordinator, database: string | undefined, sql: string): Promise<void> {
+/** Runs SQL on where the state lives (the data folder's SQLite, or the PostgreSQL database). */ async function execSql(
+  coordinator: Coordinator,
+  database: string | undefined,
+  sql: string,
+): Promise<void> {
   if (!database) return void coordinator.db.exec(sql);
   const c = new pg.Client({ connectionString: database });
   await c.connect();
   await c.query(sql).finally(() => c.end());
 }
 
-for (const backend of backends)
+for (const backend of stateBackends(cluster))
   describe.skipIf(backend.skip)(`stored-delta rounds (state in ${backend.name})`, () => {
     it('keep committed deltas across a restart, drop orphans, and publish the strategy aggregate of exactly the accepted updates', async () => {
       const dir = tempDir();

@@ -96,3 +96,18 @@ export async function startTestPostgres(): Promise<TestPostgres | undefined> {
     },
   };
 }
+
+/** Where a test's coordinator keeps its state: SQLite (database undefined) or a fresh PostgreSQL database. */
+export interface StateBackend {
+  readonly name: 'SQLite' | 'PostgreSQL';
+  /** True where PostgreSQL is absent (never under CI): the variant is skipped. */
+  readonly skip: boolean;
+  database(): Promise<string | undefined>;
+}
+
+export function stateBackends(cluster: TestPostgres | undefined): StateBackend[] {
+  return [
+    { name: 'SQLite', skip: false, database: async () => undefined },
+    { name: 'PostgreSQL', skip: !cluster, database: () => cluster!.createDatabase() },
+  ];
+}

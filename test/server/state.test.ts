@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { openDatabase } from '../../server/db';
 import { ApiError } from '../../server/errors';
-import { PostgresState } from '../../server/pg-state';
+import { parseDatabaseUrl, PostgresState, redactUrl } from '../../server/pg-state';
 import { SqliteState } from '../../server/sqlite-state';
 import type { CoordinatorState, NewUpdate } from '../../server/state';
 import { tempDir } from './helpers';
@@ -285,6 +285,32 @@ describe.skipIf(!cluster)('several coordinator processes on one PostgreSQL', () 
       expect((await processes[2].activeRounds()).map((r) => r.number)).toEqual([1]);
     } finally {
       for (const p of processes) await p.close();
+    }
+  });
+});
+
+describe('--database / CORAG_DATABASE_URL', () => {
+  it('takes postgres:// and postgresql:// URLs (a Unix socket too), refuses anything else with one line, and never prints a password', () => {
+    expect(parseDatabaseUrl(' postgres://u:p@db:5432/corag ')).toBe('postgres://u:p@db:5432/corag');
+    expect(parseDatabaseUrl('postgresql://u@/corag?host=/run/postgresql')).toBe('postgresql://u@/corag?host=/run/postgresql');
+    expect(() => parseDatabaseUrl('')).toThrow(/needs a postgres:\/\/user:password@host:port\/database URL/);
+    expect(() => parseDatabaseUrl('mysql://u:p@h/db')).toThrow(/"mysql:\/\/" is not supported/);
+    expect(() => parseDatabaseUrl('./data/coordinator.sqlite')).toThrow(/not a URL/);
+    expect(redactUrl('postgres://corag:s3cr%40t@db.example:5432/corag')).toBe('postgres://corag:***@db.example:5432/corag');
+    expect(redactUrl('postgres://corag@/corag?host=/tmp')).toBe('postgres://corag@/corag?host=/tmp');
+  });
+
+  it('a PostgreSQL that cannot be reached fails the start with the reason and the URL without its password', async () => {
+    const state = new PostgresState('postgres://corag:hunter2@127.0.0.1:1/corag');
+    try {
+      const err = await state.open().then(
+        () => undefined,
+        (e: Error) => e.message,
+      );
+      expect(err).toMatch(/^PostgreSQL postgres:\/\/corag:\*\*\*@127\.0\.0\.1:1\/corag: .*ECONNREFUSED/);
+      expect(err).not.toMatch(/hunter2/);
+    } finally {
+      await state.close();
     }
   });
 });
