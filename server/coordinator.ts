@@ -129,6 +129,12 @@ export class Coordinator {
     rmSync(this.tmpDir(), { recursive: true, force: true });
     mkdirSync(this.tmpDir(), { recursive: true });
     this.db = openDatabase(join(options.dataDir, 'coordinator.sqlite'), { foreignKeys: !options.database });
+    try {
+      checkStateLocation(this.db, options);
+    } catch (e) {
+      this.db.close();
+      throw e;
+    }
     this.state = options.database ? new PostgresState(options.database) : new SqliteState(this.db);
     this.passages = options.passageStore
       ? new LancePassageStore(this.db, options.passageStore, () => this.state.sessionIds())
@@ -679,6 +685,29 @@ export class Coordinator {
     await this.passages.close();
     await this.state.close();
     this.db.close();
+  }
+}
+
+/**
+ * Refuses a data folder used with the other state store: its sessions would silently vanish (SQLite
+ * state ignored under --database), or its passages would belong to no session (PostgreSQL state
+ * forgotten). Copying a deployment into PostgreSQL is not built yet.
+ */
+function checkStateLocation(db: Db, options: CoordinatorOptions): void {
+  if (options.database) {
+    const n = (db.prepare('SELECT COUNT(*) AS n FROM sessions').get() as { n: number }).n;
+    if (n > 0) {
+      throw new Error(
+        `the data folder ${options.dataDir} holds ${n} session${n === 1 ? '' : 's'} in its SQLite database, which --database would ignore: start without --database, or give another --data-dir (copying a deployment into PostgreSQL is not built yet)`,
+      );
+    }
+  } else {
+    const n = (db.prepare('SELECT COUNT(DISTINCT session_id) AS n FROM passages WHERE session_id NOT IN (SELECT id FROM sessions)').get() as { n: number }).n;
+    if (n > 0) {
+      throw new Error(
+        `the data folder ${options.dataDir} holds passages of ${n} session${n === 1 ? '' : 's'} whose state is in PostgreSQL: start the coordinator with the --database it was used with`,
+      );
+    }
   }
 }
 

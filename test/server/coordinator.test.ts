@@ -138,3 +138,33 @@ for (const backend of stateBackends(cluster))
       }
     });
   });
+
+describe.skipIf(!cluster)('a data folder is used with one state store', () => {
+  it('refuses --database on a folder whose sessions are in SQLite, and no --database on a folder whose passages belong to PostgreSQL sessions', async () => {
+    const dir = tempDir();
+    const other = tempDir();
+    try {
+      const models = { reader: 'r', passageEncoder: 'enc', embeddingDim: 2 };
+      const local = new Coordinator({ dataDir: dir.path });
+      await local.createSession({ name: 'local', models });
+      await local.close();
+      const database = await cluster!.createDatabase();
+      expect(() => new Coordinator({ dataDir: dir.path, database })).toThrow(/holds 1 session in its SQLite database, which --database would ignore/);
+
+      const shared = new Coordinator({ dataDir: other.path, database });
+      const { session } = await shared.createSession({ name: 'pg', models, passages: { embeddingCheck: 'off' } });
+      const { clientId } = await shared.join(await shared.joinCode(session.id));
+      await shared.passages.add(session.id, models, clientId, [{ title: 't', text: 'a passage', embedding: [1, 0], encoder: 'enc' }]);
+      await shared.close();
+      expect(() => new Coordinator({ dataDir: other.path })).toThrow(/passages of 1 session whose state is in PostgreSQL/);
+      // With the right --database it starts and serves the same session and passage.
+      const again = new Coordinator({ dataDir: other.path, database });
+      await again.resume();
+      expect(await again.sessionInfo(session.id)).toMatchObject({ clients: 1, passages: 1 });
+      await again.close();
+    } finally {
+      dir.remove();
+      other.remove();
+    }
+  });
+});
