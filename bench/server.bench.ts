@@ -281,7 +281,7 @@ lines.push(
     const created = await anon.createSession({ name: 'bench', models: { reader: 'r', passageEncoder: 'enc', embeddingDim: dim } });
     const joined = await anon.join(created.joinCode, 'bench');
     // Filled through the store directly (10k HTTP adds would measure the adds, not the search).
-    const models = coordinator.config(created.session.id).models;
+    const models = (await coordinator.config(created.session.id)).models;
     for (let start = 0; start < 10_000; start += 500) {
       await coordinator.passages.add(
         created.session.id,

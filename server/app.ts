@@ -49,6 +49,8 @@ export interface AppOptions {
   readonly dataDir: string;
   /** Keep the passage embeddings in LanceDB (server/lance-passages.ts); absent: the embedded store. */
   readonly passageStore?: LanceStoreOptions;
+  /** A PostgreSQL URL for the coordinator state (server/pg-state.ts); absent: the data folder's SQLite database. */
+  readonly database?: string;
   /**
    * If set, creating sessions requires `Authorization: Bearer <serverKey>` (server/main.ts sets one
    * whenever it listens beyond loopback: server/server-key.ts).
@@ -143,7 +145,7 @@ export interface CoordinatorApp {
 
 export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   const limits = { ...DEFAULT_LIMITS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof DEFAULT_LIMITS;
-  const coordinator = new Coordinator({ dataDir: options.dataDir, random: options.random, passageStore: options.passageStore });
+  const coordinator = new Coordinator({ dataDir: options.dataDir, random: options.random, passageStore: options.passageStore, database: options.database });
   // The passage store connects (and reconciles with the database) before anything is served.
   await coordinator.passages.open().catch(async (e: unknown) => {
     await coordinator.close();
@@ -175,26 +177,27 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     return bearer(req.headers.authorization) ?? (typeof fromQuery === 'string' ? fromQuery : undefined);
   };
   const callers = new WeakMap<FastifyRequest, Caller>();
-  const callerOf = (req: FastifyRequest): Caller => {
-    const known = callers.get(req);
-    if (known) return known;
+  // Resolved once per request, in the first onRequest hook (before the rate limiter's, which keys on it).
+  const resolveCaller = async (req: FastifyRequest): Promise<void> => {
     const params = req.params as { sessionId?: unknown } | undefined;
     const sessionId = typeof params?.sessionId === 'string' && SESSION_ID.test(params.sessionId) ? params.sessionId : undefined;
     const token = tokenOf(req);
     let caller: Caller = { key: `ip:${addressBucket(req.ip)}` };
     if (token && sessionId) {
       try {
-        const principal = coordinator.authenticate(sessionId, token);
+        const principal = await coordinator.authenticate(sessionId, token);
         caller = { key: principal.role === 'admin' ? `admin:${sessionId}` : `client:${sessionId}:${principal.clientId}`, principal };
-      } catch {
-        /* not valid here: the IP's bucket */
+      } catch (e) {
+        // Not valid here: the IP's bucket. A store that cannot answer is an error, not "no token".
+        if (!(e instanceof ApiError)) throw e;
       }
     } else if (token && options.serverKey && req.routeOptions.url === '/api/sessions' && serverKeyMatches(token, options.serverKey)) {
       caller = { key: 'server-key' };
     }
     callers.set(req, caller);
-    return caller;
   };
+  const callerOf = (req: FastifyRequest): Caller => callers.get(req) ?? { key: `ip:${addressBucket(req.ip)}` };
+  app.addHook('onRequest', resolveCaller);
 
   // A sender that asks first (`Expect: 100-continue`) is told to go on only once its request was
   // admitted (Node would answer 100 at once); a refused one never sends its body at all.
@@ -212,7 +215,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   app.addHook('preParsing', async (req, reply, payload) => {
     const route = req.routeOptions.url ?? '';
     if (route.includes(':sessionId') && !callerOf(req).principal) {
-      coordinator.authenticate((req.params as { sessionId: string }).sessionId, tokenOf(req));
+      await coordinator.authenticate((req.params as { sessionId: string }).sessionId, tokenOf(req));
     }
     if (route === '/api/sessions' && req.method === 'POST') requireServerKey(req);
     if (!UPLOAD_ROUTES.has(route)) allowBody(req, reply);
@@ -257,7 +260,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   const admitUpload = (kind: 'update' | 'model') => async (request: FastifyRequest, reply: FastifyReply, payload: NodeJS.ReadableStream) => {
     const { sessionId, round: rawRound } = request.params as { sessionId: string; round?: string };
     if (!SESSION_ID.test(sessionId)) throw badRequest('invalid_request', 'params/sessionId must match pattern "^[A-Za-z0-9_-]{1,64}$"');
-    const who = principal(request as SessionReq);
+    const who = await principal(request as SessionReq);
     let maxBytes: number;
     let tensors: number;
     if (kind === 'update') {
@@ -265,11 +268,11 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
       if (!/^\d{1,13}$/.test(rawRound ?? '') || round < 1 || round > 1e12)
         throw badRequest('invalid_request', 'params/round must be an integer from 1 to 1e12');
       if (who.role !== 'client') throw forbidden('client_only', 'this action needs a client token (join the session first)');
-      tensors = coordinator.admitUpdate(sessionId, round, who.clientId).expectedTensors;
+      tensors = (await coordinator.admitUpdate(sessionId, round, who.clientId)).expectedTensors;
       maxBytes = limits.maxUpdateBytes;
     } else {
       if (who.role !== 'admin') throw forbidden('admin_only', 'this action needs the session admin token');
-      coordinator.admitModel(sessionId);
+      await coordinator.admitModel(sessionId);
       tensors = MAX_MODEL_TENSORS;
       maxBytes = limits.maxModelBytes;
     }
@@ -364,13 +367,13 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
       rateLimited(`more than ${ctx.max} joins per minute from this address; retry in ${ctx.after}`, ctx.ttl),
   };
 
-  const principal = (req: SessionReq): Principal =>
-    callerOf(req).principal ?? coordinator.authenticate(req.params.sessionId, bearer(req.headers.authorization));
-  const requireAdmin = (req: SessionReq): void => {
-    if (principal(req).role !== 'admin') throw forbidden('admin_only', 'this action needs the session admin token');
+  const principal = async (req: SessionReq): Promise<Principal> =>
+    callerOf(req).principal ?? (await coordinator.authenticate(req.params.sessionId, bearer(req.headers.authorization)));
+  const requireAdmin = async (req: SessionReq): Promise<void> => {
+    if ((await principal(req)).role !== 'admin') throw forbidden('admin_only', 'this action needs the session admin token');
   };
-  const requireClient = (req: SessionReq): string => {
-    const p = principal(req);
+  const requireClient = async (req: SessionReq): Promise<string> => {
+    const p = await principal(req);
     if (p.role !== 'client') throw forbidden('client_only', 'this action needs a client token (join the session first)');
     return p.clientId;
   };
@@ -386,25 +389,25 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   app.get('/api/network', async () => ({ urls: options.networkUrls?.() ?? [] }));
   app.get('/api/public-session', async () => {
     const id = options.publicSession?.();
-    if (!id || !coordinator.sessionIds().includes(id)) throw notFound('no_public_session', 'this coordinator offers no session to join without a code');
-    return { joinCode: coordinator.joinCode(id), name: coordinator.config(id).name };
+    if (!id || !(await coordinator.sessionIds()).includes(id)) throw notFound('no_public_session', 'this coordinator offers no session to join without a code');
+    return { joinCode: await coordinator.joinCode(id), name: (await coordinator.config(id)).name };
   });
 
   app.post('/api/sessions', { schema: { body: createSessionSchema, response: errorResponses } }, async (req, reply) => {
     requireServerKey(req);
-    return reply.code(201).send(coordinator.createSession(req.body as SessionConfigInput));
+    return reply.code(201).send(await coordinator.createSession(req.body as SessionConfigInput));
   });
 
   app.post('/api/join', { config: { rateLimit: joinRateLimit }, schema: { body: joinSchema, response: errorResponses } }, async (req, reply) => {
     const { code, name } = req.body as { code: string; name?: string };
-    return reply.code(201).send(coordinator.join(code, name));
+    return reply.code(201).send(await coordinator.join(code, name));
   });
 
   app.get(
     '/api/sessions/:sessionId',
     { schema: { params: sessionParams, response: { 200: sessionInfoSchema, ...errorResponses } } },
     async (req: SessionReq) => {
-      principal(req);
+      await principal(req);
       return coordinator.sessionInfo(req.params.sessionId);
     },
   );
@@ -414,7 +417,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     { bodyLimit: limits.maxModelBytes, preParsing: admitUpload('model'), schema: { params: sessionParams, response: errorResponses } },
     async (request) => {
       const req = request as SessionReq;
-      requireAdmin(req);
+      await requireAdmin(req);
       return coordinator.replaceModel(req.params.sessionId, binaryBody(req));
     },
   );
@@ -431,8 +434,8 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
       },
     },
     async (req: FastifyRequest<{ Params: { sessionId: string; version: number } }>, reply) => {
-      principal(req);
-      const path = coordinator.modelFile(req.params.sessionId, req.params.version);
+      await principal(req);
+      const path = await coordinator.modelFile(req.params.sessionId, req.params.version);
       return reply
         .header('content-type', 'application/octet-stream')
         .header('content-length', statSync(path).size)
@@ -442,22 +445,22 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   );
 
   app.post('/api/sessions/:sessionId/rounds', { schema: { params: sessionParams, response: errorResponses } }, async (req: SessionReq, reply) => {
-    requireAdmin(req);
+    await requireAdmin(req);
     return reply.code(201).send(await coordinator.openRound(req.params.sessionId));
   });
 
   app.get('/api/sessions/:sessionId/rounds/current', { schema: { params: sessionParams, response: errorResponses } }, async (req: SessionReq) => {
-    principal(req);
+    await principal(req);
     return coordinator.round(req.params.sessionId, 'current');
   });
 
   app.get('/api/sessions/:sessionId/rounds/:round', { schema: { params: roundParams, response: errorResponses } }, async (req: RoundReq) => {
-    principal(req);
+    await principal(req);
     return coordinator.round(req.params.sessionId, req.params.round);
   });
 
   app.post('/api/sessions/:sessionId/rounds/:round/close', { schema: { params: roundParams, response: errorResponses } }, async (req: RoundReq) => {
-    requireAdmin(req);
+    await requireAdmin(req);
     return coordinator.closeRound(req.params.sessionId, req.params.round, 'admin');
   });
 
@@ -466,7 +469,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     { bodyLimit: limits.maxUpdateBytes, preParsing: admitUpload('update'), schema: { params: roundParams, response: errorResponses } },
     async (request) => {
       const req = request as RoundReq;
-      const clientId = requireClient(req);
+      const clientId = await requireClient(req);
       const file = updateFiles.get(req);
       if (!file) throw badRequest('expected_octet_stream', 'send the safetensors body with Content-Type: application/octet-stream');
       updateFiles.delete(req); // acceptUpdate deletes it when it settles
@@ -478,7 +481,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     '/api/sessions/:sessionId/passages',
     { bodyLimit: limits.maxPassageBytes, schema: { params: sessionParams, body: addPassagesSchema, response: errorResponses } },
     async (req: SessionReq, reply) => {
-      const clientId = requireClient(req);
+      const clientId = await requireClient(req);
       const sessionId = req.params.sessionId;
       const { passages } = req.body as { passages: PassageInput[] };
       // Embeddings spot-checked against the frozen passage encoder, quotas enforced (server/passage-intake.ts).
@@ -494,12 +497,14 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     '/api/sessions/:sessionId/passages/search',
     { bodyLimit: limits.maxPassageBytes, schema: { params: sessionParams, body: searchSchema, response: errorResponses } },
     async (req: SessionReq) => {
-      principal(req);
+      await principal(req);
       const { embedding, k = 10, withEmbeddings = false } = req.body as { embedding: number[]; k?: number; withEmbeddings?: boolean };
       if (withEmbeddings && k > MAX_SEARCH_K_WITH_EMBEDDINGS) {
         throw badRequest('k_too_large', `k is at most ${MAX_SEARCH_K_WITH_EMBEDDINGS} when embeddings are returned (asked ${k})`);
       }
-      return { hits: await coordinator.passages.search(req.params.sessionId, coordinator.config(req.params.sessionId).models, embedding, k, withEmbeddings) };
+      return {
+        hits: await coordinator.passages.search(req.params.sessionId, (await coordinator.config(req.params.sessionId)).models, embedding, k, withEmbeddings),
+      };
     },
   );
 
@@ -513,7 +518,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
       },
     },
     async (req: FastifyRequest<{ Params: { sessionId: string }; Querystring: { ids: string } }>) => {
-      principal(req);
+      await principal(req);
       return { passages: coordinator.passages.get(req.params.sessionId, req.query.ids.split(',').map(Number)) };
     },
   );
@@ -531,9 +536,14 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
       },
     },
     async (req: FastifyRequest<{ Params: { sessionId: string; id: number } }>) => {
-      const clientId = requireClient(req);
+      const clientId = await requireClient(req);
       const sessionId = req.params.sessionId;
-      const { deleted, contributorsLeft } = await coordinator.passages.withdraw(sessionId, coordinator.config(sessionId).models, clientId, req.params.id);
+      const { deleted, contributorsLeft } = await coordinator.passages.withdraw(
+        sessionId,
+        (await coordinator.config(sessionId)).models,
+        clientId,
+        req.params.id,
+      );
       if (deleted) coordinator.events.emit(sessionId, { type: 'passages-changed', total: coordinator.passages.count(sessionId), added: 0, removed: 1 });
       return { id: req.params.id, deleted, contributorsLeft };
     },
@@ -544,11 +554,11 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   app.get(
     '/api/sessions/:sessionId/training-questions',
     { schema: { params: sessionParams, response: { 200: trainingQuestionsResponseSchema, ...errorResponses } } },
-    async (req: SessionReq) => coordinator.trainingQuestionsFor(req.params.sessionId, requireClient(req)),
+    async (req: SessionReq) => coordinator.trainingQuestionsFor(req.params.sessionId, await requireClient(req)),
   );
 
   app.get('/api/sessions/:sessionId/contributions', { schema: { params: sessionParams, response: errorResponses } }, async (req: SessionReq) => {
-    principal(req);
+    await principal(req);
     return { counts: coordinator.passages.contributions(req.params.sessionId) };
   });
 
@@ -558,15 +568,16 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     { schema: { params: sessionParams, querystring: { type: 'object', properties: { token: { type: 'string', maxLength: 200 } } } } },
     async (req: FastifyRequest<{ Params: { sessionId: string }; Querystring: { token?: string } }>, reply) => {
       const sessionId = req.params.sessionId;
-      const who = coordinator.authenticate(sessionId, bearer(req.headers.authorization) ?? req.query.token);
+      const who = await coordinator.authenticate(sessionId, bearer(req.headers.authorization) ?? req.query.token);
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
       const send = (e: ServerEvent) => res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
       // Presence first (the other streams hear it), so this stream's hello already counts itself.
       const closeStream = who.role === 'client' ? coordinator.events.openStream(sessionId, who.clientId) : () => {};
-      send({ type: 'hello', session: coordinator.sessionInfo(sessionId) });
-      const unsubscribe = coordinator.events.subscribe(sessionId, send);
+      // Events emitted while the hello is being read wait for it, in order.
+      let pending: ServerEvent[] | undefined = [];
+      const unsubscribe = coordinator.events.subscribe(sessionId, (e) => (pending ? pending.push(e) : send(e)));
       eventStreams.add(res);
       const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
       heartbeat.unref();
@@ -576,6 +587,9 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
         closeStream();
         eventStreams.delete(res);
       });
+      send({ type: 'hello', session: await coordinator.sessionInfo(sessionId) });
+      for (const e of pending) send(e);
+      pending = undefined;
     },
   );
 
@@ -596,7 +610,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     });
   } else {
     app.get('/', { schema: { hide: true } }, async (_req, reply) => {
-      const sessions = coordinator.sessionIds().map((id) => coordinator.sessionInfo(id));
+      const sessions = await Promise.all((await coordinator.sessionIds()).map((id) => coordinator.sessionInfo(id)));
       return reply.type('text/html; charset=utf-8').send(statusPage(sessions));
     });
   }

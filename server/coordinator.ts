@@ -10,11 +10,14 @@
  * bound) before it is published; otherwise the round fails with a stored reason and the previous
  * version stays current.
  *
- * Durability protocol (see docs/COORDINATOR.md): SQLite is the truth; model versions and running
+ * Durability protocol (see docs/COORDINATOR.md): the state store (server/state.ts: SQLite, or
+ * PostgreSQL) is the truth; model versions and running
  * sums are immutable files written atomically BEFORE the transaction that points at them, so after
  * a SIGKILL anywhere the database names only complete files, and files it does not name are
  * deleted on restart. All mutations of one session run one at a time (a promise chain), so the
- * read-modify-write of the running sum never interleaves.
+ * read-modify-write of the running sum never interleaves; the state store's transactions re-check
+ * what they depend on under a row lock (an accept at a running-sum position another accept took, a
+ * second open round), so a decision made on a stale view is refused, never applied.
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -30,7 +33,6 @@ import {
   type JoinResult,
   type PassagePolicy,
   type RoundInfo,
-  type RoundState,
   type SessionConfig,
   type SessionInfo,
   type UpdateLimits,
@@ -57,6 +59,9 @@ import { EventHub } from './events';
 import { PassageIntake } from './passage-intake';
 import { EmbeddedPassageStore, type PassageStore } from './passages';
 import { LancePassageStore, type LanceStoreOptions } from './lance-passages';
+import { PostgresState } from './pg-state';
+import { SqliteState } from './sqlite-state';
+import type { CoordinatorState, Principal, RoundRecord, UpdateRecord } from './state';
 import { preparePool, TrainingQuestionStore, type TrainingQuestionsInput } from './training-questions';
 import { fileDeltaChunks } from './delta-files';
 import { readSumFile, writeSumFile } from './sum-file';
@@ -70,10 +75,11 @@ export interface CoordinatorOptions {
   readonly random?: () => number;
   /** The LanceDB passage store's location and settings; absent: the embedded store (SQLite + exact index). */
   readonly passageStore?: LanceStoreOptions;
+  /** A PostgreSQL URL (postgres://…) for the coordinator state; absent: the data folder's SQLite database. */
+  readonly database?: string;
 }
 
-/** Who a bearer token belongs to, within one session. */
-export type Principal = { readonly role: 'admin' } | { readonly role: 'client'; readonly clientId: string };
+export type { Principal } from './state';
 
 /** Session config as a creator sends it: defaults fill the rest. */
 export type SessionConfigInput = Pick<SessionConfig, 'name' | 'models'> &
@@ -84,24 +90,6 @@ export type SessionConfigInput = Pick<SessionConfig, 'name' | 'models'> &
     /** A pool of questions to hand out, a shard per client (server/training-questions.ts). */
     trainingQuestions?: TrainingQuestionsInput;
   };
-
-interface RoundRow {
-  session_id: string;
-  number: number;
-  state: RoundState;
-  base_version: number;
-  result_version: number | null;
-  participants: string;
-  config: string;
-  opened_at: string;
-  deadline_at: string;
-  closed_at: string | null;
-  sum_seq: number;
-  weight_total: number;
-  metric_sums: string;
-  metrics: string;
-  failure_reason: string | null;
-}
 
 /** The in-memory side of the one open round of a session. */
 interface LiveRound {
@@ -120,7 +108,10 @@ interface LiveRound {
 }
 
 export class Coordinator {
+  /** The data folder's SQLite database: the passage records, and the state unless `database` names PostgreSQL. */
   readonly db: Db;
+  /** Sessions, clients, model versions, rounds, updates, training questions (server/state.ts). */
+  readonly state: CoordinatorState;
   readonly passages: PassageStore;
   /** Checks contributed passages (frozen-encoder spot checks, norms, quotas) before the store. */
   readonly passageIntake: PassageIntake;
@@ -137,13 +128,23 @@ export class Coordinator {
     // Update bodies a crash left half-received or unvalidated: no durable state names them.
     rmSync(this.tmpDir(), { recursive: true, force: true });
     mkdirSync(this.tmpDir(), { recursive: true });
-    this.db = openDatabase(join(options.dataDir, 'coordinator.sqlite'));
-    this.passages = options.passageStore ? new LancePassageStore(this.db, options.passageStore) : new EmbeddedPassageStore(this.db);
-    this.trainingQuestions = new TrainingQuestionStore(this.db);
+    this.db = openDatabase(join(options.dataDir, 'coordinator.sqlite'), { foreignKeys: !options.database });
+    try {
+      checkStateLocation(this.db, options);
+    } catch (e) {
+      this.db.close();
+      throw e;
+    }
+    this.state = options.database ? new PostgresState(options.database) : new SqliteState(this.db);
+    this.passages = options.passageStore
+      ? new LancePassageStore(this.db, options.passageStore, () => this.state.sessionIds())
+      : new EmbeddedPassageStore(this.db);
+    this.trainingQuestions = new TrainingQuestionStore(this.state);
     this.passageIntake = new PassageIntake({
       db: this.db,
       passages: this.passages,
       config: (id) => this.config(id),
+      encoderVersion: (id) => this.state.latestInstalledVersion(id),
       modelPath: (id, v) => this.modelPath(id, v),
       readModel: (path) => readFileSync(path),
     });
@@ -185,7 +186,7 @@ export class Coordinator {
 
   // ------------------------------------------------------------------ sessions
 
-  createSession(input: SessionConfigInput, initialModel?: Uint8Array): CreatedSession {
+  async createSession(input: SessionConfigInput, initialModel?: Uint8Array): Promise<CreatedSession> {
     let strategy: Strategy;
     try {
       strategy = createStrategy(input.strategy ?? 'fedavg', input.strategyParams ?? {});
@@ -225,17 +226,16 @@ export class Coordinator {
     const joinCode = newJoinCode();
     mkdirSync(join(this.sessionDir(id), 'models'), { recursive: true });
     if (model) writeFileAtomic(this.modelPath(id, 0), [model]);
-    this.db.transaction(() => {
-      this.db
-        .prepare('INSERT INTO sessions (id, config, admin_token_hash, join_code, current_version, created_at) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(id, JSON.stringify(config), hashToken(adminToken), joinCode, model ? 0 : null, nowIso());
-      if (model)
-        this.db
-          .prepare('INSERT INTO model_versions (session_id, version, file, round, created_at) VALUES (?, 0, ?, NULL, ?)')
-          .run(id, 'v0.safetensors', nowIso());
-      if (pool) this.trainingQuestions.insert(id, pool.ordered);
-    })();
-    return { session: this.sessionInfo(id), adminToken, joinCode };
+    await this.state.createSession({
+      id,
+      config: JSON.stringify(config),
+      adminTokenHash: hashToken(adminToken),
+      joinCode,
+      withModel: model !== undefined,
+      ...(pool ? { questions: pool.ordered } : {}),
+      createdAt: nowIso(),
+    });
+    return { session: await this.sessionInfo(id), adminToken, joinCode };
   }
 
   /** Checks a model upload and returns it re-encoded as F32 safetensors. */
@@ -257,29 +257,28 @@ export class Coordinator {
     return encodeModel(tensors);
   }
 
-  private sessionRow(sessionId: string): { config: SessionConfig; currentVersion: number | null; joinCode: string } {
-    const row = this.db.prepare('SELECT config, current_version, join_code FROM sessions WHERE id = ?').get(sessionId) as
-      { config: string; current_version: number | null; join_code: string } | undefined;
+  private async sessionRow(sessionId: string): Promise<{ config: SessionConfig; currentVersion: number | null; joinCode: string }> {
+    const row = await this.state.session(sessionId);
     if (!row) throw notFound('session_not_found', `session "${sessionId}" does not exist`);
-    return { config: withDefaults(JSON.parse(row.config) as SessionConfig), currentVersion: row.current_version, joinCode: row.join_code };
+    return { config: withDefaults(JSON.parse(row.config) as SessionConfig), currentVersion: row.currentVersion, joinCode: row.joinCode };
   }
 
-  config(sessionId: string): SessionConfig {
-    return this.sessionRow(sessionId).config;
+  async config(sessionId: string): Promise<SessionConfig> {
+    return (await this.sessionRow(sessionId)).config;
   }
 
-  joinCode(sessionId: string): string {
-    return this.sessionRow(sessionId).joinCode;
+  async joinCode(sessionId: string): Promise<string> {
+    return (await this.sessionRow(sessionId)).joinCode;
   }
 
-  sessionIds(): string[] {
-    return (this.db.prepare('SELECT id FROM sessions ORDER BY created_at').all() as Array<{ id: string }>).map((r) => r.id);
+  sessionIds(): Promise<string[]> {
+    return this.state.sessionIds();
   }
 
-  sessionInfo(sessionId: string): SessionInfo {
-    const { config, currentVersion } = this.sessionRow(sessionId);
-    const clients = (this.db.prepare('SELECT COUNT(*) AS n FROM clients WHERE session_id = ?').get(sessionId) as { n: number }).n;
-    const last = this.db.prepare('SELECT * FROM rounds WHERE session_id = ? ORDER BY number DESC LIMIT 1').get(sessionId) as RoundRow | undefined;
+  async sessionInfo(sessionId: string): Promise<SessionInfo> {
+    const { config, currentVersion } = await this.sessionRow(sessionId);
+    const clients = await this.state.clientCount(sessionId);
+    const last = await this.state.lastRound(sessionId);
     return {
       id: sessionId,
       config,
@@ -287,102 +286,81 @@ export class Coordinator {
       clients,
       online: this.events.online(sessionId),
       passages: this.passages.count(sessionId),
-      round: last ? this.roundInfo(last) : null,
+      round: last ? await this.roundInfo(last) : null,
     };
   }
 
   /** Resolves a bearer token to its role in `sessionId`; anything else is 401. */
-  authenticate(sessionId: string, token: string | undefined): Principal {
+  async authenticate(sessionId: string, token: string | undefined): Promise<Principal> {
     if (!token) throw unauthorized();
-    const h = hashToken(token);
-    const admin = this.db.prepare('SELECT id FROM sessions WHERE id = ? AND admin_token_hash = ?').get(sessionId, h);
-    if (admin) return { role: 'admin' };
-    const client = this.db.prepare('SELECT id FROM clients WHERE session_id = ? AND token_hash = ?').get(sessionId, h) as { id: string } | undefined;
-    if (client) return { role: 'client', clientId: client.id };
-    throw unauthorized('the bearer token is not valid for this session');
+    const principal = await this.state.principal(sessionId, hashToken(token));
+    if (!principal) throw unauthorized('the bearer token is not valid for this session');
+    return principal;
   }
 
   /** The training questions `clientId` is handed (its shard) and the session's held-out set. */
-  trainingQuestionsFor(sessionId: string, clientId: string) {
-    return this.trainingQuestions.forClient(sessionId, this.config(sessionId).trainingQuestions, clientId);
+  async trainingQuestionsFor(sessionId: string, clientId: string) {
+    return this.trainingQuestions.forClient(sessionId, (await this.config(sessionId)).trainingQuestions, clientId);
   }
 
-  join(code: string, name?: string): JoinResult {
-    const session = this.db.prepare('SELECT id FROM sessions WHERE join_code = ?').get(code.trim().toUpperCase()) as { id: string } | undefined;
-    if (!session) throw notFound('unknown_join_code', 'no session has this join code');
+  async join(code: string, name?: string): Promise<JoinResult> {
+    const sessionId = await this.state.sessionIdByJoinCode(code.trim().toUpperCase());
+    if (!sessionId) throw notFound('unknown_join_code', 'no session has this join code');
     const clientId = newId();
     const token = newToken();
-    this.db
-      .prepare('INSERT INTO clients (id, session_id, name, token_hash, joined_at) VALUES (?, ?, ?, ?, ?)')
-      .run(clientId, session.id, name ?? '', hashToken(token), nowIso());
-    const policy = this.config(session.id).roundPolicy;
-    if (policy.autoStart) void this.serial(session.id, () => this.maybeAutoStart(session.id)).catch(() => undefined);
-    return { sessionId: session.id, clientId, token };
+    await this.state.addClient({ id: clientId, sessionId, name: name ?? '', tokenHash: hashToken(token), joinedAt: nowIso() });
+    const policy = (await this.config(sessionId)).roundPolicy;
+    if (policy.autoStart) void this.serial(sessionId, () => this.maybeAutoStart(sessionId)).catch(() => undefined);
+    return { sessionId, clientId, token };
   }
 
   // ------------------------------------------------------------------ models
 
   /** Admin: install a new global model version (not while a round is open). */
   replaceModel(sessionId: string, bytes: Uint8Array): Promise<{ version: number }> {
-    return this.serial(sessionId, () => {
-      const { config, currentVersion } = this.sessionRow(sessionId);
+    return this.serial(sessionId, async () => {
+      const { config, currentVersion } = await this.sessionRow(sessionId);
       if (this.live.has(sessionId)) throw conflict('round_open', 'the global model cannot be replaced while a round is open');
       const model = this.validateModel(config, bytes);
       const version = currentVersion === null ? 0 : currentVersion + 1;
       mkdirSync(join(this.sessionDir(sessionId), 'models'), { recursive: true });
       writeFileAtomic(this.modelPath(sessionId, version), [model]);
-      this.db.transaction(() => {
-        this.db
-          .prepare('INSERT INTO model_versions (session_id, version, file, round, created_at) VALUES (?, ?, ?, NULL, ?)')
-          .run(sessionId, version, `v${version}.safetensors`, nowIso());
-        this.db.prepare('UPDATE sessions SET current_version = ? WHERE id = ?').run(version, sessionId);
-      })();
+      await this.state.installModel(sessionId, currentVersion, version, nowIso());
       return { version };
     });
   }
 
   /** Path of an existing model version's file, or 404. */
-  modelFile(sessionId: string, version: number): string {
-    const row = this.db.prepare('SELECT file FROM model_versions WHERE session_id = ? AND version = ?').get(sessionId, version);
-    if (!row) throw notFound('version_not_found', `session has no model version ${version}`);
+  async modelFile(sessionId: string, version: number): Promise<string> {
+    if (!(await this.state.hasModelVersion(sessionId, version))) throw notFound('version_not_found', `session has no model version ${version}`);
     return this.modelPath(sessionId, version);
   }
 
   // ------------------------------------------------------------------ rounds
 
-  private roundInfo(r: RoundRow): RoundInfo {
-    const live = r.state === 'open' || r.state === 'closing' ? this.live.get(r.session_id) : undefined;
-    const accepted =
-      live && live.number === r.number
-        ? live.accepted.size
-        : (this.db.prepare('SELECT COUNT(*) AS n FROM updates WHERE session_id = ? AND round = ?').get(r.session_id, r.number) as { n: number }).n;
+  private async roundInfo(r: RoundRecord): Promise<RoundInfo> {
+    const live = r.state === 'open' || r.state === 'closing' ? this.live.get(r.sessionId) : undefined;
+    const accepted = live && live.number === r.number ? live.accepted.size : await this.state.updateCount(r.sessionId, r.number);
     return {
-      sessionId: r.session_id,
+      sessionId: r.sessionId,
       round: r.number,
       state: r.state,
-      baseVersion: r.base_version,
-      resultVersion: r.result_version,
-      participants: JSON.parse(r.participants) as string[],
+      baseVersion: r.baseVersion,
+      resultVersion: r.resultVersion,
+      participants: r.participants,
       accepted,
-      openedAt: r.opened_at,
-      deadlineAt: r.deadline_at,
-      closedAt: r.closed_at,
-      config: JSON.parse(r.config) as Record<string, string | number | boolean>,
-      metrics: JSON.parse(r.metrics) as Record<string, number>,
-      failureReason: r.failure_reason ?? null,
+      openedAt: r.openedAt,
+      deadlineAt: r.deadlineAt,
+      closedAt: r.closedAt,
+      config: r.config,
+      metrics: r.metrics,
+      failureReason: r.failureReason,
     };
   }
 
-  private roundRow(sessionId: string, round: number): RoundRow | undefined {
-    return this.db.prepare('SELECT * FROM rounds WHERE session_id = ? AND number = ?').get(sessionId, round) as RoundRow | undefined;
-  }
-
-  round(sessionId: string, round: number | 'current'): RoundInfo {
-    this.sessionRow(sessionId);
-    const row =
-      round === 'current'
-        ? (this.db.prepare('SELECT * FROM rounds WHERE session_id = ? ORDER BY number DESC LIMIT 1').get(sessionId) as RoundRow | undefined)
-        : this.roundRow(sessionId, round);
+  async round(sessionId: string, round: number | 'current'): Promise<RoundInfo> {
+    await this.sessionRow(sessionId);
+    const row = round === 'current' ? await this.state.lastRound(sessionId) : await this.state.round(sessionId, round);
     if (!row) throw notFound('round_not_found', round === 'current' ? 'no round has been opened in this session yet' : `round ${round} does not exist`);
     return this.roundInfo(row);
   }
@@ -403,81 +381,62 @@ export class Coordinator {
     return this.serial(sessionId, () => this.openRoundNow(sessionId));
   }
 
-  private openRoundNow(sessionId: string): RoundInfo {
-    const { config, currentVersion } = this.sessionRow(sessionId);
+  private async openRoundNow(sessionId: string): Promise<RoundInfo> {
+    const { config, currentVersion } = await this.sessionRow(sessionId);
     if (currentVersion === null) throw conflict('no_model', 'upload the initial global model before opening a round');
-    const openRow = this.db.prepare("SELECT number FROM rounds WHERE session_id = ? AND state IN ('open','closing')").get(sessionId) as
-      { number: number } | undefined;
-    if (openRow) throw conflict('round_open', `round ${openRow.number} is still open`);
-    const candidates = (this.db.prepare('SELECT id FROM clients WHERE session_id = ? ORDER BY joined_at, id').all(sessionId) as Array<{ id: string }>).map(
-      (r) => r.id,
-    );
     const policy = config.roundPolicy;
-    if (candidates.length < policy.minClients) {
-      throw conflict('not_enough_clients', `a round needs at least ${policy.minClients} joined clients; ${candidates.length} have joined`);
-    }
-    const last = this.db.prepare('SELECT MAX(number) AS n FROM rounds WHERE session_id = ?').get(sessionId) as { n: number | null };
-    const number = (last.n ?? 0) + 1;
-    const plan = this.strategyOf(config).configureRound({
-      round: number,
-      candidates,
-      fraction: policy.fraction,
-      minClients: policy.minClients,
-      training: config.training,
-      random: this.random,
+    // One transaction with the session's row locked: no other process opens a round meanwhile.
+    const row = await this.state.openRound(sessionId, currentVersion, (number, candidates) => {
+      if (candidates.length < policy.minClients) {
+        throw conflict('not_enough_clients', `a round needs at least ${policy.minClients} joined clients; ${candidates.length} have joined`);
+      }
+      const plan = this.strategyOf(config).configureRound({
+        round: number,
+        candidates,
+        fraction: policy.fraction,
+        minClients: policy.minClients,
+        training: config.training,
+        random: this.random,
+      });
+      const opened = new Date();
+      const deadline = new Date(opened.getTime() + policy.deadlineSeconds * 1000);
+      return { participants: plan.participants, config: plan.config, openedAt: opened.toISOString(), deadlineAt: deadline.toISOString() };
     });
-    const opened = new Date();
-    const deadline = new Date(opened.getTime() + policy.deadlineSeconds * 1000);
-    this.db
-      .prepare('INSERT INTO rounds (session_id, number, state, base_version, participants, config, opened_at, deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(
-        sessionId,
-        number,
-        'open',
-        currentVersion,
-        JSON.stringify(plan.participants),
-        JSON.stringify(plan.config),
-        opened.toISOString(),
-        deadline.toISOString(),
-      );
-    this.goLive(sessionId, this.roundRow(sessionId, number)!, config);
-    const info = this.round(sessionId, number);
+    await this.goLive(sessionId, row, config);
+    const info = await this.roundInfo(row);
     this.events.emit(sessionId, { type: 'round-opened', round: info });
     return info;
   }
 
   /** Loads an open round into memory (on open, or on restart from its committed state). */
-  private goLive(sessionId: string, row: RoundRow, config: SessionConfig): LiveRound {
-    const shapes = this.trainedShapes(sessionId, config, row.base_version);
+  private async goLive(sessionId: string, row: RoundRecord, config: SessionConfig): Promise<LiveRound> {
+    const shapes = this.trainedShapes(sessionId, config, row.baseVersion);
     const strategy = this.strategyOf(config);
     const dir = this.roundDir(sessionId, row.number);
     mkdirSync(dir, { recursive: true });
-    const rows = this.db.prepare('SELECT client_id, sum_seq FROM updates WHERE session_id = ? AND round = ?').all(sessionId, row.number) as Array<{
-      client_id: string;
-      sum_seq: number;
-    }>;
+    const rows = await this.state.updates(sessionId, row.number);
     // Files the database does not point at were written by an update that never committed.
-    const named = strategy.storage === 'running-sum' ? new Set([`sum-${row.sum_seq}.safetensors`]) : new Set(rows.map((r) => `delta-${r.sum_seq}.safetensors`));
+    const named = strategy.storage === 'running-sum' ? new Set([`sum-${row.sumSeq}.safetensors`]) : new Set(rows.map((r) => `delta-${r.sumSeq}.safetensors`));
     for (const f of readdirSync(dir)) if (!named.has(f)) rmSync(join(dir, f), { force: true });
     const sum =
       strategy.storage !== 'running-sum'
         ? null
-        : row.sum_seq > 0
-          ? readSumFile(this.sumPath(sessionId, row.number, row.sum_seq), shapes, row.weight_total)
+        : row.sumSeq > 0
+          ? readSumFile(this.sumPath(sessionId, row.number, row.sumSeq), shapes, row.weightTotal)
           : emptyRunningSum(shapes);
-    const accepted = new Set(rows.map((r) => r.client_id));
+    const accepted = new Set(rows.map((r) => r.clientId));
     const live: LiveRound = {
       number: row.number,
-      baseVersion: row.base_version,
-      participants: new Set(JSON.parse(row.participants) as string[]),
+      baseVersion: row.baseVersion,
+      participants: new Set(row.participants),
       shapes,
       strategy,
       sum,
-      seq: row.sum_seq,
-      metricSums: JSON.parse(row.metric_sums) as Record<string, number>,
+      seq: row.sumSeq,
+      metricSums: row.metricSums,
       accepted,
     };
-    const wait = Math.max(0, Date.parse(row.deadline_at) - Date.now());
+    const wait = Math.max(0, Date.parse(row.deadlineAt) - Date.now());
     live.timer = setTimeout(() => void this.closeRound(sessionId, row.number, 'deadline').catch(() => undefined), Math.min(wait, 2 ** 31 - 1));
     live.timer.unref();
     this.live.set(sessionId, live);
@@ -512,8 +471,8 @@ export class Coordinator {
   }
 
   private async acceptUpdateFile(sessionId: string, round: number, clientId: string, upload: UploadedFile): Promise<UpdateReceipt> {
-    const { config } = this.sessionRow(sessionId);
-    const live = this.liveRoundTaking(sessionId, round, clientId);
+    const { config } = await this.sessionRow(sessionId);
+    const live = await this.liveRoundTaking(sessionId, round, clientId);
     crashPoint('upload:received');
     // 1. Validate ALL of it, reading the file in chunks, before anything changes.
     let update: UpdateFile;
@@ -535,7 +494,7 @@ export class Coordinator {
       const seq = live.seq + 1;
       const metricSums = { ...live.metricSums };
       for (const [k, v] of Object.entries(metrics)) metricSums[k] = (metricSums[k] ?? 0) + weight * v;
-      const weightTotal = this.committedWeightTotal(sessionId, round) + weight;
+      const before = live.sum?.weightTotal ?? 0;
       // 2. Durable file first (a new sum, or this delta), then one transaction, then memory. The
       // values are read from the upload's file a second time, chunk by chunk.
       const newFile = live.sum ? this.sumPath(sessionId, round, seq) : this.deltaPath(sessionId, round, seq);
@@ -547,21 +506,24 @@ export class Coordinator {
           await writeDeltaFileFrom(update, newFile);
         }
         crashPoint('upload:sum-written');
-        this.db.transaction(() => {
-          this.db
-            .prepare(
-              'INSERT INTO updates (session_id, round, client_id, num_examples, weight, sum_seq, bytes, accepted_at, norm) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-            )
-            .run(sessionId, round, clientId, update.numExamples, weight, seq, upload.bytes, nowIso(), norm);
-          this.db
-            .prepare('UPDATE rounds SET sum_seq = ?, weight_total = ?, metric_sums = ? WHERE session_id = ? AND number = ?')
-            .run(seq, weightTotal, JSON.stringify(metricSums), sessionId, round);
-        })();
+        // The round's row locked; refused if the round moved on (closed, or another update took this position).
+        await this.state.acceptUpdate({
+          sessionId,
+          round,
+          clientId,
+          numExamples: update.numExamples,
+          weight,
+          sumSeq: seq,
+          bytes: upload.bytes,
+          norm,
+          metricSums,
+          acceptedAt: nowIso(),
+        });
       } catch (e) {
         // Nothing committed: go back to exactly what the database points at.
         rmSync(newFile, { force: true });
         if (live.sum) {
-          live.sum = live.seq > 0 ? readSumFile(this.sumPath(sessionId, round, live.seq), live.shapes, weightTotal - weight) : emptyRunningSum(live.shapes);
+          live.sum = live.seq > 0 ? readSumFile(this.sumPath(sessionId, round, live.seq), live.shapes, before) : emptyRunningSum(live.shapes);
         }
         throw e;
       }
@@ -586,20 +548,21 @@ export class Coordinator {
   // again once the body is in (the round can close while it arrives).
 
   /** Would `clientId`'s update for `round` be considered now? Returns how many tensors it must carry. */
-  admitUpdate(sessionId: string, round: number, clientId: string): { expectedTensors: number } {
-    this.sessionRow(sessionId);
-    return { expectedTensors: this.liveRoundTaking(sessionId, round, clientId).shapes.size };
+  async admitUpdate(sessionId: string, round: number, clientId: string): Promise<{ expectedTensors: number }> {
+    await this.sessionRow(sessionId);
+    return { expectedTensors: (await this.liveRoundTaking(sessionId, round, clientId)).shapes.size };
   }
 
   /** The open round `round` if it takes an update from `clientId` now (selected, none accepted yet); else the ApiError saying why. */
-  private liveRoundTaking(sessionId: string, round: number, clientId: string): LiveRound {
+  private async liveRoundTaking(sessionId: string, round: number, clientId: string): Promise<LiveRound> {
     const live = this.live.get(sessionId);
     if (!live || live.number !== round) {
-      const row = this.roundRow(sessionId, round);
+      const row = await this.state.round(sessionId, round);
       if (!row) throw notFound('round_not_found', `round ${round} does not exist`);
       // A retry whose first attempt landed (and closed the round) learns that, not "closed".
-      const landed = this.db.prepare('SELECT 1 FROM updates WHERE session_id = ? AND round = ? AND client_id = ?').get(sessionId, round, clientId);
-      if (landed) throw conflict('duplicate_update', `this client's update for round ${round} was already accepted (the round has closed since)`);
+      if (await this.state.hasUpdate(sessionId, round, clientId)) {
+        throw conflict('duplicate_update', `this client's update for round ${round} was already accepted (the round has closed since)`);
+      }
       throw conflict(
         'round_closed',
         `round ${round} is ${row.state === 'failed' ? 'over (failed)' : 'closed'}; updates for it are refused — wait for the next round`,
@@ -611,8 +574,8 @@ export class Coordinator {
   }
 
   /** Would an admin's model upload be considered now (the session exists, no round is open)? */
-  admitModel(sessionId: string): void {
-    this.sessionRow(sessionId);
+  async admitModel(sessionId: string): Promise<void> {
+    await this.sessionRow(sessionId);
     if (this.live.has(sessionId)) throw conflict('round_open', 'the global model cannot be replaced while a round is open');
   }
 
@@ -621,81 +584,64 @@ export class Coordinator {
     return this.serial(sessionId, () => this.closeRoundNow(sessionId, round, reason));
   }
 
-  private closeRoundNow(sessionId: string, round: number, reason: 'complete' | 'deadline' | 'admin'): RoundInfo {
+  private async closeRoundNow(sessionId: string, round: number, reason: 'complete' | 'deadline' | 'admin'): Promise<RoundInfo> {
     const live = this.live.get(sessionId);
     if (!live || live.number !== round) {
       if (reason !== 'admin') return this.round(sessionId, round);
-      const row = this.roundRow(sessionId, round);
+      const row = await this.state.round(sessionId, round);
       if (!row) throw notFound('round_not_found', `round ${round} does not exist`);
       throw conflict('round_closed', `round ${round} is already ${row.state}`);
     }
-    const { config } = this.sessionRow(sessionId);
+    const { config } = await this.sessionRow(sessionId);
     clearTimeout(live.timer);
     const closedAt = nowIso();
-    const fail = (why: string) =>
-      this.db
-        .prepare("UPDATE rounds SET state = 'failed', closed_at = ?, failure_reason = ? WHERE session_id = ? AND number = ?")
-        .run(closedAt, why, sessionId, round);
+    const fail = (why: string) => this.state.failRound(sessionId, round, closedAt, why);
     if (live.accepted.size < config.roundPolicy.minUpdates) {
-      fail(`too_few_updates: ${live.accepted.size} accepted, the round policy needs at least ${config.roundPolicy.minUpdates}`);
+      await fail(`too_few_updates: ${live.accepted.size} accepted, the round policy needs at least ${config.roundPolicy.minUpdates}`);
     } else {
-      this.db.prepare("UPDATE rounds SET state = 'closing' WHERE session_id = ? AND number = ?").run(sessionId, round);
+      await this.state.markClosing(sessionId, round);
       crashPoint('aggregate:start');
       const strategy = live.strategy;
       const global = decodeModel(readFileSync(this.modelPath(sessionId, live.baseVersion)), `model v${live.baseVersion}`);
-      const result = this.aggregate(sessionId, live, config);
+      const rows = await this.state.updates(sessionId, live.number);
+      const result = this.aggregate(sessionId, live, config, rows);
       // Published only if it is what the strategy promises: finite, and within its norm bound.
       const problem = checkAggregate(global, result);
       if (problem) {
-        fail(problem);
+        await fail(problem);
       } else {
         const updated = applyDelta(global, result.delta);
         const nonFinite = [...updated].find(([, t]) => t.data.some((v) => !Number.isFinite(v)));
         if (nonFinite) {
-          fail(`non_finite_model: global + aggregate overflows float32 in tensor "${nonFinite[0]}"`);
+          await fail(`non_finite_model: global + aggregate overflows float32 in tensor "${nonFinite[0]}"`);
         } else {
           for (const [name, t] of updated) global.set(name, t);
           const version = live.baseVersion + 1;
           // Deterministic from committed state, so a crash before the commit below just redoes it.
           writeFileAtomic(this.modelPath(sessionId, version), [encodeModel(global)]);
           crashPoint('aggregate:written');
-          const metrics = strategy.evaluate(live.metricSums, this.committedWeightTotal(sessionId, round));
-          this.db.transaction(() => {
-            this.db
-              .prepare('INSERT OR REPLACE INTO model_versions (session_id, version, file, round, created_at) VALUES (?, ?, ?, ?, ?)')
-              .run(sessionId, version, `v${version}.safetensors`, round, closedAt);
-            this.db
-              .prepare("UPDATE rounds SET state = 'closed', result_version = ?, closed_at = ?, metrics = ? WHERE session_id = ? AND number = ?")
-              .run(version, closedAt, JSON.stringify(metrics), sessionId, round);
-            this.db.prepare('UPDATE sessions SET current_version = ? WHERE id = ?').run(version, sessionId);
-          })();
+          const committed = (await this.state.round(sessionId, round))!;
+          const metrics = strategy.evaluate(live.metricSums, committed.weightTotal);
+          await this.state.publishRound(sessionId, round, version, closedAt, metrics);
         }
       }
     }
     this.live.delete(sessionId);
     rmSync(this.roundDir(sessionId, round), { recursive: true, force: true });
-    const info = this.round(sessionId, round);
+    const info = await this.round(sessionId, round);
     this.events.emit(sessionId, { type: 'round-closed', round: info });
-    this.maybeAutoStart(sessionId);
+    await this.maybeAutoStart(sessionId);
     return info;
   }
 
-  private committedWeightTotal(sessionId: string, round: number): number {
-    return (this.db.prepare('SELECT weight_total FROM rounds WHERE session_id = ? AND number = ?').get(sessionId, round) as { weight_total: number })
-      .weight_total;
-  }
-
   /** The round's aggregated delta, from the running sum or from the stored deltas (in accept order). */
-  private aggregate(sessionId: string, live: LiveRound, config: SessionConfig): AggregateResult {
-    const rows = this.db
-      .prepare('SELECT weight, norm, sum_seq FROM updates WHERE session_id = ? AND round = ? ORDER BY sum_seq')
-      .all(sessionId, live.number) as Array<{ weight: number; norm: number | null; sum_seq: number }>;
+  private aggregate(sessionId: string, live: LiveRound, config: SessionConfig, rows: readonly UpdateRecord[]): AggregateResult {
     // A norm unknown (an update accepted before norms were recorded, by FedAvg) bounds nothing.
     const updates: AcceptedUpdate[] = rows.map((r) => ({ weight: r.weight, norm: r.norm ?? Number.POSITIVE_INFINITY }));
     const strategy = live.strategy;
     if (strategy.storage === 'running-sum') return strategy.aggregate(live.sum!, updates);
     const deltas = fileDeltaChunks(
-      rows.map((r) => this.deltaPath(sessionId, live.number, r.sum_seq)),
+      rows.map((r) => this.deltaPath(sessionId, live.number, r.sumSeq)),
       live.shapes,
     );
     try {
@@ -705,12 +651,12 @@ export class Coordinator {
     }
   }
 
-  private maybeAutoStart(sessionId: string): void {
+  private async maybeAutoStart(sessionId: string): Promise<void> {
     if (this.closed || this.live.has(sessionId)) return;
-    const { config, currentVersion } = this.sessionRow(sessionId);
+    const { config, currentVersion } = await this.sessionRow(sessionId);
     if (!config.roundPolicy.autoStart || currentVersion === null) return;
-    const clients = (this.db.prepare('SELECT COUNT(*) AS n FROM clients WHERE session_id = ?').get(sessionId) as { n: number }).n;
-    if (clients >= config.roundPolicy.minClients) this.openRoundNow(sessionId);
+    const clients = await this.state.clientCount(sessionId);
+    if (clients >= config.roundPolicy.minClients && !this.closed) await this.openRoundNow(sessionId);
   }
 
   /**
@@ -718,18 +664,18 @@ export class Coordinator {
    * rounds that were complete or closing when the process died.
    */
   async resume(): Promise<void> {
-    const rows = this.db.prepare("SELECT * FROM rounds WHERE state IN ('open','closing')").all() as RoundRow[];
-    for (const row of rows) {
-      const { config } = this.sessionRow(row.session_id);
-      const live = this.goLive(row.session_id, row, config);
-      const finished = row.state === 'closing' || live.accepted.size === live.participants.size || Date.parse(row.deadline_at) <= Date.now();
+    await this.state.open();
+    for (const row of await this.state.activeRounds()) {
+      const { config } = await this.sessionRow(row.sessionId);
+      const live = await this.goLive(row.sessionId, row, config);
+      const finished = row.state === 'closing' || live.accepted.size === live.participants.size || Date.parse(row.deadlineAt) <= Date.now();
       if (finished)
-        await this.closeRound(row.session_id, row.number, row.state === 'closing' || live.accepted.size === live.participants.size ? 'complete' : 'deadline');
+        await this.closeRound(row.sessionId, row.number, row.state === 'closing' || live.accepted.size === live.participants.size ? 'complete' : 'deadline');
     }
-    for (const id of this.sessionIds()) await this.serial(id, () => this.maybeAutoStart(id)).catch(() => undefined);
+    for (const id of await this.sessionIds()) await this.serial(id, () => this.maybeAutoStart(id)).catch(() => undefined);
   }
 
-  /** Stops timers and closes the database (after in-flight mutations finish). */
+  /** Stops timers and closes the databases (after in-flight mutations finish). */
   async close(): Promise<void> {
     this.closed = true;
     await Promise.all([...this.chains.values()]);
@@ -737,7 +683,31 @@ export class Coordinator {
     this.live.clear();
     this.passageIntake.dispose();
     await this.passages.close();
+    await this.state.close();
     this.db.close();
+  }
+}
+
+/**
+ * Refuses a data folder used with the other state store: its sessions would silently vanish (SQLite
+ * state ignored under --database), or its passages would belong to no session (PostgreSQL state
+ * forgotten). Copying a deployment into PostgreSQL is not built yet.
+ */
+function checkStateLocation(db: Db, options: CoordinatorOptions): void {
+  if (options.database) {
+    const n = (db.prepare('SELECT COUNT(*) AS n FROM sessions').get() as { n: number }).n;
+    if (n > 0) {
+      throw new Error(
+        `the data folder ${options.dataDir} holds ${n} session${n === 1 ? '' : 's'} in its SQLite database, which --database would ignore: start without --database, or give another --data-dir (copying a deployment into PostgreSQL is not built yet)`,
+      );
+    }
+  } else {
+    const n = (db.prepare('SELECT COUNT(DISTINCT session_id) AS n FROM passages WHERE session_id NOT IN (SELECT id FROM sessions)').get() as { n: number }).n;
+    if (n > 0) {
+      throw new Error(
+        `the data folder ${options.dataDir} holds passages of ${n} session${n === 1 ? '' : 's'} whose state is in PostgreSQL: start the coordinator with the --database it was used with`,
+      );
+    }
   }
 }
 

@@ -1,7 +1,14 @@
 /**
- * SQLite (better-sqlite3, WAL) is the system of record: sessions, clients, model versions, rounds,
- * accepted updates and passages. Every accept commits here before the HTTP response. Big blobs
- * (model versions, the running sum) live in files whose names the database points to.
+ * The data folder's SQLite database (better-sqlite3, WAL). It always holds the passage records
+ * (server/passages.ts); with the default state store (server/sqlite-state.ts) it is also the
+ * system of record for sessions, clients, model versions, rounds and accepted updates (with
+ * `--database postgres://…` those live in PostgreSQL instead: server/pg-state.ts). Every accept
+ * commits before the HTTP response. Big blobs (model versions, the running sum) live in files whose
+ * names the database points to.
+ *
+ * Schema versions: `schema_migrations` records each version applied. Version 1 is the schema below
+ * together with the upgrades made before versions were recorded (they stay idempotent and run on
+ * every open); later changes are appended to MIGRATIONS and run once, in order, in a transaction.
  */
 import Database from 'better-sqlite3';
 
@@ -91,12 +98,20 @@ CREATE TABLE IF NOT EXISTS training_questions (
 );
 `;
 
-export function openDatabase(path: string): Db {
+/** Schema changes after version 1, in order: version i + 2 is MIGRATIONS[i]. */
+const MIGRATIONS: ReadonlyArray<{ name: string; up: (db: Db) => void }> = [];
+export const SQLITE_SCHEMA_VERSION = 1 + MIGRATIONS.length;
+
+/**
+ * `foreignKeys: false` when the sessions live elsewhere (PostgreSQL): the passage records then name
+ * sessions this database does not hold, and the coordinator checks the session before every call.
+ */
+export function openDatabase(path: string, options: { foreignKeys?: boolean } = {}): Db {
   const db = new Database(path);
   db.pragma('journal_mode = WAL');
   // FULL: a commit is on disk when the statement returns (the response follows it).
   db.pragma('synchronous = FULL');
-  db.pragma('foreign_keys = ON');
+  db.pragma(`foreign_keys = ${options.foreignKeys === false ? 'OFF' : 'ON'}`);
   db.pragma('busy_timeout = 5000');
   db.exec(SCHEMA);
   // A database from before passage_contributors: every passage gets its first contributor. (Once
@@ -108,7 +123,25 @@ export function openDatabase(path: string): Db {
   // recorded: unknown, so no norm bound can be derived from them), and why a failed round failed.
   addColumnIfMissing(db, 'updates', 'norm', 'REAL');
   addColumnIfMissing(db, 'rounds', 'failure_reason', 'TEXT');
+  migrate(db);
   return db;
+}
+
+function migrate(db: Db): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
+  db.transaction(() => {
+    const at = (db.prepare('SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations').get() as { v: number }).v;
+    if (at > SQLITE_SCHEMA_VERSION) {
+      throw new Error(`the database's schema is version ${at}, newer than this coordinator's (${SQLITE_SCHEMA_VERSION}): run a newer coordinator`);
+    }
+    const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
+    if (at < 1) record.run(1, 'initial', nowIso());
+    for (let v = Math.max(at, 1) + 1; v <= SQLITE_SCHEMA_VERSION; v++) {
+      const m = MIGRATIONS[v - 2];
+      m.up(db);
+      record.run(v, m.name, nowIso());
+    }
+  }).immediate();
 }
 
 function addColumnIfMissing(db: Db, table: string, column: string, type: string): void {

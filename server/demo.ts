@@ -210,7 +210,7 @@ export async function createDemoSession(coordinator: Coordinator, checkpoints?: 
     : pretrained
       ? 'CoRAG demo (pretrained SQuAD models)'
       : 'CoRAG demo (tiny random models)';
-  const created = coordinator.createSession(
+  const created = await coordinator.createSession(
     {
       name,
       models: pretrained?.models ?? DEMO_MODELS,
@@ -244,5 +244,5 @@ export async function createDemoSession(coordinator: Coordinator, checkpoints?: 
     pretrained?.bytes ?? demoGlobalModel(),
   );
   if (options.seed !== false) await seedDemoPassages(coordinator, created.session.id, options.log);
-  return { ...created, session: coordinator.sessionInfo(created.session.id) };
+  return { ...created, session: await coordinator.sessionInfo(created.session.id) };
 }

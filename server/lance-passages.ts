@@ -133,9 +133,12 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
   private closed = false;
   private readonly indexAbove: number;
 
+  /** `sessionIds`: every session's id (the state store's); default: the sessions table of `db`. */
   constructor(
     db: Db,
     readonly options: LanceStoreOptions,
+    private readonly sessionIds: () => Promise<readonly string[]> = async () =>
+      (db.prepare('SELECT id FROM sessions ORDER BY id').all() as Array<{ id: string }>).map((r) => r.id),
   ) {
     super(db);
     this.indexAbove = options.indexAbove ?? LANCE_DEFAULTS.indexAbove;
@@ -159,8 +162,7 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
     // class to it ("schemas must be equivalent").
     this.arrow = createRequire(import.meta.url)('apache-arrow') as Arrow;
     this.conn = await this.lance.connect(this.options.uri);
-    const sessions = this.db.prepare('SELECT id FROM sessions ORDER BY id').all() as Array<{ id: string }>;
-    for (const { id } of sessions) await this.reconcile(id);
+    for (const id of await this.sessionIds()) await this.reconcile(id);
   }
 
   /** Waits for queued writes. Index builds in flight are not waited for: a restart rebuilds one that did not commit. */

@@ -11,6 +11,7 @@ import { lanUrls } from '../src/platform/node/lan-urls';
 import { chooseServerKey } from './server-key';
 import { buildApp, DEFAULT_LIMITS } from './app';
 import { LANCE_DEFAULTS, parsePassageStoreLocation } from './lance-passages';
+import { parseDatabaseUrl, redactUrl } from './pg-state';
 import { checkpointFromSpec, createDemoSession, hasCoordinatorPassages, seedDemoPassages, type DemoCheckpoints } from './demo';
 
 const HELP = `Usage: npm start -- [options]
@@ -28,6 +29,10 @@ Options (environment variable in brackets):
                         store (IVF-PQ) once it passes ${LANCE_DEFAULTS.indexAbove.toLocaleString('en')} passages
                         [CORAG_PASSAGE_STORE] (default: in the data folder's SQLite database,
                         searched exactly); docs/DEPLOY.md
+  --database <postgres://user:password@host:port/database>
+                        keep the coordinator state (sessions, clients, rounds, updates, model
+                        versions) in PostgreSQL [CORAG_DATABASE_URL] (default: in the data
+                        folder's SQLite database); docs/DEPLOY.md
   --static-dir <path>   built web app to serve at / (default ./dist; a status page when absent)
   --server-key <key>    require this bearer key to create sessions [CORAG_SERVER_KEY]; when
                         --host is not a loopback address and no key is given, one is generated
@@ -69,6 +74,7 @@ async function main(): Promise<void> {
       'data-dir': { type: 'string' },
       'static-dir': { type: 'string' },
       'passage-store': { type: 'string' },
+      database: { type: 'string' },
       'server-key': { type: 'string' },
       'no-demo': { type: 'boolean', default: false },
       reader: { type: 'string' },
@@ -104,6 +110,8 @@ async function main(): Promise<void> {
   const checkpoints = readerSpec && retrieverSpec ? demoCheckpoints(readerSpec, retrieverSpec) : undefined;
   const passageStoreRaw = values['passage-store'] ?? process.env.CORAG_PASSAGE_STORE;
   const passageStore = passageStoreRaw === undefined ? undefined : parsePassageStoreLocation(passageStoreRaw);
+  const databaseRaw = values.database ?? process.env.CORAG_DATABASE_URL;
+  const database = databaseRaw === undefined ? undefined : parseDatabaseUrl(databaseRaw);
   mkdirSync(dataDir, { recursive: true });
   const bodyTimeout = number('body-timeout', values['body-timeout']);
   if (bodyTimeout === 0) throw new Error('--body-timeout must be above 0 seconds');
@@ -122,6 +130,7 @@ async function main(): Promise<void> {
     // --no-demo no session is offered.
     publicSession: () => (values['no-demo'] ? undefined : demo?.id),
     dataDir,
+    ...(database ? { database } : {}),
     ...(passageStore ? { passageStore: { uri: passageStore, log: (line: string) => process.stdout.write(`${line}\n`) } } : {}),
     serverKey: serverKey.key,
     staticDir: resolve(values['static-dir'] ?? 'dist'),
@@ -134,14 +143,15 @@ async function main(): Promise<void> {
     logger: values.log,
   });
 
-  if (!values['no-demo'] && coordinator.sessionIds().length === 0) {
+  const sessionIds = await coordinator.sessionIds();
+  if (!values['no-demo'] && sessionIds.length === 0) {
     const created = await createDemoSession(coordinator, checkpoints, { log: (line) => process.stdout.write(`${line}\n`) });
     if (!existsSync(tokenFile)) writeFileSync(tokenFile, `${created.adminToken}\n`, { mode: 0o600 });
     demo = { id: created.session.id, joinCode: created.joinCode };
     process.stdout.write(`Demo session ${created.session.id} created; admin token in ${tokenFile}\n`);
-  } else if (coordinator.sessionIds().length > 0) {
-    const id = coordinator.sessionIds()[0];
-    demo = { id, joinCode: coordinator.joinCode(id) };
+  } else if (sessionIds.length > 0) {
+    const id = sessionIds[0];
+    demo = { id, joinCode: await coordinator.joinCode(id) };
     // A demo store whose seeding a crash interrupted is completed (nothing happens when it is whole).
     if (hasCoordinatorPassages(coordinator, id)) await seedDemoPassages(coordinator, id, (line) => process.stdout.write(`${line}\n`));
   }
@@ -151,7 +161,7 @@ async function main(): Promise<void> {
   networkUrls = lanUrls(host, Number(new URL(address).port));
   process.stdout.write(`CoRAG coordinator listening on ${url}\n`);
   process.stdout.write(
-    `  data folder: ${dataDir}\n  passages:    ${passageStore ? `LanceDB at ${passageStore}` : 'in the data folder (SQLite, exact search)'}\n  API docs:    ${url}/api/openapi.json\n`,
+    `  data folder: ${dataDir}\n  state:       ${database ? `PostgreSQL at ${redactUrl(database)}` : 'in the data folder (SQLite)'}\n  passages:    ${passageStore ? `LanceDB at ${passageStore}` : 'in the data folder (SQLite, exact search)'}\n  API docs:    ${url}/api/openapi.json\n`,
   );
   if (demo) process.stdout.write(`  join link:   ${url}/?join=${demo.joinCode}   (session ${demo.id})\n`);
   if (demo && networkUrls.length) {

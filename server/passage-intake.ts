@@ -125,7 +125,9 @@ interface EncoderSlot {
 export interface PassageIntakeDeps {
   readonly db: Db;
   readonly passages: PassageStore;
-  config(sessionId: string): SessionConfig;
+  config(sessionId: string): Promise<SessionConfig>;
+  /** The newest model version an admin installed (the frozen passage encoder's weights), if any. */
+  encoderVersion(sessionId: string): Promise<number | undefined>;
   modelPath(sessionId: string, version: number): string;
   readModel(path: string): Uint8Array;
 }
@@ -159,12 +161,12 @@ export class PassageIntake {
    * The session's passage encoder, loaded once (again after an admin installs a new model: the
    * encoder comes from the newest version not produced by a round). Throws PassageEncoderError.
    */
-  encoder(sessionId: string): Promise<LoadedEncoder> {
-    const row = this.deps.db
-      .prepare('SELECT version FROM model_versions WHERE session_id = ? AND round IS NULL ORDER BY version DESC LIMIT 1')
-      .get(sessionId) as { version: number } | undefined;
-    if (!row) return Promise.reject(new PassageEncoderError('the session has no global model yet, so its passage encoder has no weights'));
-    const key = `${row.version}`;
+  async encoder(sessionId: string): Promise<LoadedEncoder> {
+    // Both lookups first: from here on nothing awaits, so two callers share one slot.
+    const version = await this.deps.encoderVersion(sessionId);
+    const { models } = await this.deps.config(sessionId);
+    if (version === undefined) throw new PassageEncoderError('the session has no global model yet, so its passage encoder has no weights');
+    const key = `${version}`;
     const slot = this.encoders.get(sessionId);
     if (slot && slot.key === key && (slot.failedAt === undefined || Date.now() - slot.failedAt < RETRY_FAILED_LOAD_MS)) return slot.loading;
     if (slot && slot.failedAt === undefined)
@@ -172,13 +174,8 @@ export class PassageIntake {
         (l) => l.encoder.dispose(),
         () => undefined,
       );
-    const { models } = this.deps.config(sessionId);
     const loading = this.serial(async () => {
-      const encoder = await FrozenPassageEncoder.load(
-        models.passageEncoder,
-        this.deps.readModel(this.deps.modelPath(sessionId, row.version)),
-        models.embeddingDim,
-      );
+      const encoder = await FrozenPassageEncoder.load(models.passageEncoder, this.deps.readModel(this.deps.modelPath(sessionId, version)), models.embeddingDim);
       const norms = (await encoder.embed(REFERENCE_TEXTS)).map((e) => Math.hypot(...e));
       const referenceMaxNorm = Math.max(...norms);
       return { encoder, referenceMaxNorm };
@@ -217,7 +214,7 @@ export class PassageIntake {
 
   /** A client's batch: validated, checked against the frozen encoder, within quota, then stored. */
   async add(sessionId: string, clientId: string, inputs: readonly PassageInput[]): Promise<Array<{ id: number; duplicate: boolean }>> {
-    const config = this.deps.config(sessionId);
+    const config = await this.deps.config(sessionId);
     const policy = passagePolicyOf(config);
     const prepared = this.deps.passages.validate(config.models, inputs);
     if (policy.embeddingCheck !== 'off') {
@@ -284,7 +281,7 @@ export class PassageIntake {
     passages: readonly PassageText[],
     onProgress?: (done: number, total: number) => void,
   ): Promise<{ added: number; alreadyStored: number; seconds: number }> {
-    const config = this.deps.config(sessionId);
+    const config = await this.deps.config(sessionId);
     const { contentHash } = await import('./passages');
     const known = this.deps.passages.existingHashes(
       sessionId,

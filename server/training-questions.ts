@@ -9,8 +9,8 @@
  * shard n: `perClient` consecutive questions of the rest starting at n × perClient, wrapping
  * around, so shards are disjoint until the pool runs out and then repeat.
  */
-import type { Db } from './db';
 import { badRequest, notFound } from './errors';
+import type { CoordinatorState } from './state';
 import type { TrainingQuestion, TrainingQuestionPolicy, TrainingQuestionsResponse } from '../src/federated/protocol';
 import { seededRandom, shuffled } from '../src/util/random';
 
@@ -63,37 +63,16 @@ export function preparePool(input: TrainingQuestionsInput): { policy: TrainingQu
 }
 
 export class TrainingQuestionStore {
-  constructor(private readonly db: Db) {}
-
-  /** Stores a prepared pool (inside the caller's transaction). */
-  insert(sessionId: string, ordered: readonly TrainingQuestion[]): void {
-    const insert = this.db.prepare('INSERT INTO training_questions (session_id, position, question, answers) VALUES (?, ?, ?, ?)');
-    ordered.forEach((q, i) => insert.run(sessionId, i, q.question, JSON.stringify(q.answers)));
-  }
-
-  /** The n-th client to join (0-based). */
-  joinOrder(sessionId: string, clientId: string): number {
-    const row = this.db
-      .prepare('SELECT COUNT(*) AS n FROM clients WHERE session_id = ? AND rowid < (SELECT rowid FROM clients WHERE id = ? AND session_id = ?)')
-      .get(sessionId, clientId, sessionId) as { n: number };
-    return row.n;
-  }
-
-  private range(sessionId: string, from: number, count: number): TrainingQuestion[] {
-    const rows = this.db
-      .prepare('SELECT question, answers FROM training_questions WHERE session_id = ? AND position >= ? AND position < ? ORDER BY position')
-      .all(sessionId, from, from + count) as Array<{ question: string; answers: string }>;
-    return rows.map((r) => ({ question: r.question, answers: JSON.parse(r.answers) as string[] }));
-  }
+  constructor(private readonly state: CoordinatorState) {}
 
   /** `clientId`'s shard and the held-out evaluation set; 404 when the session hands out none. */
-  forClient(sessionId: string, policy: TrainingQuestionPolicy | undefined, clientId: string): TrainingQuestionsResponse {
+  async forClient(sessionId: string, policy: TrainingQuestionPolicy | undefined, clientId: string): Promise<TrainingQuestionsResponse> {
     if (!policy) throw notFound('no_training_questions', 'this session hands out no training questions: load your own');
-    const shard = this.joinOrder(sessionId, clientId);
+    const shard = await this.state.joinOrder(sessionId, clientId);
     const training = policy.pool - policy.heldOut;
     const start = (shard * policy.perClient) % training;
-    const first = this.range(sessionId, policy.heldOut + start, Math.min(policy.perClient, training - start));
-    const wrapped = policy.perClient - first.length > 0 ? this.range(sessionId, policy.heldOut, policy.perClient - first.length) : [];
-    return { shard, questions: [...first, ...wrapped], evaluation: this.range(sessionId, 0, policy.heldOut) };
+    const first = await this.state.trainingQuestions(sessionId, policy.heldOut + start, Math.min(policy.perClient, training - start));
+    const wrapped = policy.perClient - first.length > 0 ? await this.state.trainingQuestions(sessionId, policy.heldOut, policy.perClient - first.length) : [];
+    return { shard, questions: [...first, ...wrapped], evaluation: await this.state.trainingQuestions(sessionId, 0, policy.heldOut) };
   }
 }

@@ -116,8 +116,8 @@ describe('a newcomer: two tabs, only "Join" and "Take part in rounds"', () => {
 
     const closed: RoundInfo = await waitFor(
       'round 1 to aggregate',
-      () => {
-        const r = app.coordinator.round(sid!, 1);
+      async () => {
+        const r = await app.coordinator.round(sid!, 1);
         return r.state === 'closed' || r.state === 'failed' ? r : undefined;
       },
       280_000,

@@ -404,7 +404,7 @@ describe('session creation needs the server key beyond loopback', () => {
         const e = await errorOf(client.createSession(config));
         expect([e.status, e.code]).toEqual([401, 'unauthorized']);
       }
-      expect(server.coordinator.sessionIds()).toEqual([]);
+      expect(await server.coordinator.sessionIds()).toEqual([]);
       expect((await new CoragClient(server.url, key).createSession(config)).session.config.name).toBe('keyed');
     });
   });
@@ -424,7 +424,7 @@ describe('session creation needs the server key beyond loopback', () => {
         req.destroy();
         expect([a.status, a.body.error], path).toEqual([code, 'unauthorized']);
       }
-      expect(server.coordinator.sessionIds()).toEqual([created.session.id]);
+      expect(await server.coordinator.sessionIds()).toEqual([created.session.id]);
     });
   });
 

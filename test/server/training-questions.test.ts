@@ -148,9 +148,9 @@ describe('the demo session hands out the demo questions', () => {
       expect(all).toHaveLength(150);
       expect(created.session.config.trainingQuestions).toEqual({ pool: 150, ...DEMO_QUESTION_SHARDS });
       const sid = created.session.id;
-      const a = coordinator.join(created.joinCode, 'a');
-      const b = coordinator.join(created.joinCode, 'b');
-      const [qa, qb] = [coordinator.trainingQuestionsFor(sid, a.clientId), coordinator.trainingQuestionsFor(sid, b.clientId)];
+      const a = await coordinator.join(created.joinCode, 'a');
+      const b = await coordinator.join(created.joinCode, 'b');
+      const [qa, qb] = [await coordinator.trainingQuestionsFor(sid, a.clientId), await coordinator.trainingQuestionsFor(sid, b.clientId)];
       expect([qa.questions.length, qb.questions.length, qa.evaluation.length]).toEqual([24, 24, 30]);
       // Stored trimmed (some SQuAD questions end in a space).
       const known = new Map(all.map((q) => [q.question.trim(), q.answers.map((x) => x.trim())]));
