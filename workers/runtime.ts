@@ -6,13 +6,15 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import wasmPlain from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm?url';
 import wasmSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url';
 import wasmThreaded from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url';
+import { globalVersionBytes } from '../src/corag/federated-client';
 import { ModelBundle } from '../src/corag/model-bundle';
+import { CoragClient, type DownloadProgress } from '../src/federated/client';
 import type { SessionInfo } from '../src/federated/protocol';
 import { initBackend, type BackendName, type BackendReport } from '../src/model/backend';
 import type { BackendProbe } from '../src/model/backend-choice';
 import { probeBackends } from '../src/model/backend-probe';
 import type { BrowserStore } from '../src/platform/browser/idb-store';
-import { globalVersionBytes, loadBundleSpec, type DownloadProgress } from '../src/platform/browser/session-bundle';
+import { loadBundleSpec } from '../src/platform/browser/session-bundle';
 
 let backend: Promise<BackendReport> | undefined;
 let markStarted: (report: Promise<BackendReport>) => void = () => undefined;
@@ -61,7 +63,7 @@ export interface SessionAccess {
   readonly token: string;
 }
 
-/** The session's model at `version` (cached in IndexedDB, else downloaded with progress). */
+/** The session's model at `version` (cached in IndexedDB, else downloaded with progress through CoragClient). */
 export async function buildBundle(
   access: SessionAccess,
   session: SessionInfo,
@@ -72,7 +74,7 @@ export async function buildBundle(
   await backendStarted();
   const [spec, { bytes }] = await Promise.all([
     loadBundleSpec(access.appBase, session.config.models),
-    globalVersionBytes(access.appBase, access, version, store.modelCache(), onProgress),
+    globalVersionBytes(new CoragClient(access.appBase, access.token), access.sessionId, version, store.modelCache(), onProgress),
   ]);
   return ModelBundle.fromGlobal(spec, bytes, version);
 }

@@ -1,38 +1,35 @@
 /**
- * The training worker: this tab's CoRAG client. It joins (or resumes) a session, keeps the model,
- * follows the session's events, trains when selected (FederatedCoragClient.participate: one delta,
- * built whole, one upload), evaluates each new global version on the tab's QA pairs, contributes
- * passages, and answers questions (FiD). Everything that touches the model runs one at a time
- * (`exclusive`), so a question asked mid-round never sees half-applied weights.
+ * The training worker: this tab's CoRAG client, a thin comlink adapter over the one client runtime,
+ * FederatedCoragClient (src/corag/federated-client.ts). It keeps ONE runtime per connection (join
+ * or resume), which follows the session's events, reconnects, trains when selected (one delta,
+ * built whole, one upload) and contributes passages; this worker adds what belongs to a tab: the
+ * stored credentials, the tab's own passages as a retrieval source, the evaluation of each new
+ * global version on the tab's questions (kept for the dashboard), and answering questions (FiD).
+ * Everything that touches the model runs one at a time (`modelQueue`), so a question asked
+ * mid-round never sees half-applied weights.
  */
 import * as Comlink from 'comlink';
-import { evaluate } from '../src/corag/evaluate';
-import { FederatedCoragClient } from '../src/corag/federated-client';
+import { FederatedCoragClient, SerialQueue, type BackgroundFailure, type ClientEvent } from '../src/corag/federated-client';
 import type { QAPair } from '../src/corag/local-training';
-import type { ModelBundle } from '../src/corag/model-bundle';
 import { hybridRetrieve, KeywordPassageIndex } from '../src/corag/hybrid-retrieval';
 import { generateAnswers } from '../src/corag/reader';
 import { CoordinatorPassageSource, mergedPassageSource, retrieve, type PassageSource } from '../src/corag/retrieve';
-import { CoragClient, CoragHttpError } from '../src/federated/client';
+import { CoragClient } from '../src/federated/client';
 import type { RoundInfo, SessionInfo } from '../src/federated/protocol';
 import type { BackendName, BackendReport } from '../src/model/backend';
 import { ExactVectorIndex } from '../src/retrieval/vector-index';
 import { BrowserStore, KV } from '../src/platform/browser/idb-store';
-import { globalVersionBytes } from '../src/platform/browser/session-bundle';
 import { buildBundle, startBackend, type SessionAccess } from './runtime';
 import type { RoundRecord, StoredCredentials, TrainWorkerEvent, AskResult, RetrievalScope } from './protocol';
 import { requestedTrainingScope, trainingScopeWithConsent } from '../src/corag/training-consent';
-import { atStage, isAbort, TrainingInputError } from '../src/corag/errors';
+import { isAbort, TrainingInputError } from '../src/corag/errors';
 import { describeTrainingFailure } from '../src/corag/training-errors';
 
 let store: BrowserStore | undefined;
-let access: SessionAccess | undefined;
-let credentials: StoredCredentials | undefined;
-let session: SessionInfo | undefined;
-let bundle: ModelBundle | undefined;
-let federated: FederatedCoragClient | undefined;
+/** This connection's client: one per join or resume, replaced by the next. */
+let runtime: FederatedCoragClient | undefined;
 let following: AbortController | undefined;
-/** Set while the user takes part in rounds: the QA pairs to train on. */
+/** Set while the user takes part in rounds: the QA pairs to train on (kept for the next connection too). */
 let trainingPairs: QAPair[] | null = null;
 /**
  * What each new global version is scored on: the session's held-out questions when it hands
@@ -41,33 +38,75 @@ let trainingPairs: QAPair[] | null = null;
 let evaluationPairs: QAPair[] = [];
 /** The participant agreed (in this tab) that training may retrieve from their private passages. */
 let privateConsent = false;
-let currentRound: RoundInfo | null = null;
-/** Rounds this tab has trained in (or started to): one update per round, never a second. */
-const attempted = new Set<number>();
 let emit: (e: TrainWorkerEvent) => void = () => undefined;
-
-let queue: Promise<unknown> = Promise.resolve();
-/** Runs model work one task at a time. */
-function exclusive<T>(task: () => Promise<T>): Promise<T> {
-  const next = queue.then(task, task);
-  queue = next.catch(() => undefined);
-  return next;
-}
+/** The model's work, one task at a time, across connections: rounds, evaluations, questions. */
+const modelQueue = new SerialQueue();
+/** Read-modify-writes of the tab's round history, one at a time. */
+const historyWrites = new SerialQueue();
 
 const openStore = async () => (store ??= await BrowserStore.open());
-const server = () => new CoragClient(access!.appBase);
-const client = () => server().withToken(access!.token);
+
+function connected(): FederatedCoragClient {
+  if (!runtime) throw new Error('Join a session first.');
+  return runtime;
+}
+
+/** The one place a runtime event becomes the page's event (null: the page has no use for it). */
+function workerEvent(e: ClientEvent): TrainWorkerEvent | null {
+  switch (e.type) {
+    case 'server':
+      return { type: 'server', event: e.event };
+    case 'connection':
+      return e.message === undefined ? { type: 'connection', online: e.online } : { type: 'connection', online: e.online, message: e.message };
+    case 'download-progress':
+      return { type: 'model', version: e.version, cached: false, loaded: e.loaded, total: e.total };
+    case 'model-loaded':
+      return { type: 'model', version: e.version, cached: e.cached, loaded: e.bytes, total: e.bytes, ready: true };
+    case 'training-started':
+      return { type: 'round-training', round: e.round };
+    case 'training':
+      return { type: 'training', round: e.round, progress: e.progress };
+    case 'uploaded':
+      return { type: 'uploaded', round: e.round, bytes: e.bytes, numExamples: e.numExamples };
+    case 'upload-refused':
+      return { type: 'upload-refused', round: e.round, message: e.message, code: e.code };
+    case 'upload-retrying':
+      return { type: 'upload-retrying', round: e.round, attempt: e.attempt, delayMs: e.delayMs, message: e.message };
+    // The page follows rounds through the 'server' events.
+    case 'round-skipped':
+    case 'downloading':
+    case 'round-closed':
+      return null;
+  }
+}
+
+/**
+ * Something failed in the background (a round's part, or scoring a new version): say what failed
+ * and what to do (src/corag/training-errors.ts). Not a word about the connection unless it was the
+ * connection, and the status dot is left to the event stream. Stored data is untouched; an abort
+ * is no failure.
+ */
+function reportFailure(e: unknown, failure: BackgroundFailure): void {
+  if (isAbort(e)) return;
+  if (failure.during === 'round') emit({ type: 'round-failed', failure: describeTrainingFailure(e, failure.round) });
+  else emit({ type: 'notice', kind: 'error', text: describeTrainingFailure(e, undefined, failure.version ?? undefined).message });
+}
+
+function reportEvaluationFailure(version: number | null): (e: unknown) => void {
+  return (e) => reportFailure(e, { during: 'round-closed', round: 0, version });
+}
 
 /** This tab's passages embedded with the session's passage encoder. */
 async function localPassages() {
-  return (await (await openStore()).allPassages()).filter((p) => p.embedding && p.encoder === session!.config.models.passageEncoder);
+  const encoder = connected().session.config.models.passageEncoder;
+  return (await (await openStore()).allPassages()).filter((p) => p.embedding && p.encoder === encoder);
 }
 
 type LocalPassage = Awaited<ReturnType<typeof localPassages>>[number];
 
 /** This tab's own store: exact inner-product search over its embedded passages. */
 function localSource(passages: readonly LocalPassage[]): PassageSource {
-  const index = new ExactVectorIndex(bundle!.embeddingDim);
+  const index = new ExactVectorIndex(connected().bundle.embeddingDim);
   index.add(
     passages.map((p) => p.id),
     passages.map((p) => p.embedding!),
@@ -88,7 +127,8 @@ function localSource(passages: readonly LocalPassage[]): PassageSource {
 
 /** Where `scope` retrieves from; `ownPassages`: this tab's passages when the caller has read them already. */
 async function sourceFor(scope: RetrievalScope, ownPassages?: readonly LocalPassage[]): Promise<PassageSource> {
-  const shared = new CoordinatorPassageSource(client(), access!.sessionId, 'shared');
+  const rt = connected();
+  const shared = new CoordinatorPassageSource(rt.client, rt.session.id, 'shared');
   if (scope === 'shared') return shared;
   const own = localSource(ownPassages ?? (await localPassages()));
   if (scope === 'yours') return own;
@@ -101,48 +141,20 @@ async function sourceFor(scope: RetrievalScope, ownPassages?: readonly LocalPass
  * does not take part.
  */
 function trainingScope(): RetrievalScope | null {
-  return trainingScopeWithConsent(requestedTrainingScope(session?.config.training ?? {}), privateConsent).scope;
+  return trainingScopeWithConsent(requestedTrainingScope(runtime?.session.config.training ?? {}), privateConsent).scope;
 }
 
-async function participate(round: RoundInfo, signal: AbortSignal): Promise<void> {
-  currentRound = round;
-  const qaPairs = trainingPairs;
-  const scope = trainingScope();
-  if (!qaPairs || scope === null || !round.participants.includes(credentials!.clientId) || round.state !== 'open' || attempted.has(round.round)) return;
-  attempted.add(round.round);
-  await exclusive(async () => {
-    // Download (with progress) into the cache first; participate() then reads it from there.
-    await atStage('download', () => fetchVersion(round.baseVersion), round.round);
-    const source = await atStage('retrieve', () => sourceFor(scope), round.round);
-    // (Reads the session's info: a failure here has no stage of its own.)
-    federated = await FederatedCoragClient.resume(server(), credentials!, {
-      bundle: bundle!,
-      qaPairs,
-      passageSource: source,
-      cache: (await openStore()).modelCache(),
-      onEvent: (e) => {
-        if (e.type === 'training') emit({ type: 'training', round: e.round, progress: e.progress });
-        else if (e.type === 'uploaded') emit({ type: 'uploaded', round: e.round, bytes: e.bytes, numExamples: e.numExamples });
-        else if (e.type === 'upload-refused') emit({ type: 'upload-refused', round: e.round, message: e.message, code: e.code });
-        else if (e.type === 'upload-retrying') emit({ type: 'upload-retrying', round: e.round, attempt: e.attempt, delayMs: e.delayMs, message: e.message });
-      },
-    });
-    emit({ type: 'round-training', round: round.round });
-    await federated.participate(round, signal);
+/** The training input the runtime asks for at each round: the QA pairs, and a source built then (own passages change). */
+function setTraining(rt: FederatedCoragClient, pairs: QAPair[]): void {
+  rt.setTraining(pairs, () => {
+    const scope = trainingScope();
+    if (scope === null) throw new Error(trainingScopeWithConsent(requestedTrainingScope(rt.session.config.training ?? {}), privateConsent).explanation);
+    return sourceFor(scope);
   });
 }
 
-/** Global version bytes from the IndexedDB cache, else downloaded with progress events. */
-async function fetchVersion(version: number): Promise<Uint8Array> {
-  const { bytes, cached } = await globalVersionBytes(access!.appBase, access!, version, (await openStore()).modelCache(), (loaded, total) =>
-    emit({ type: 'model', version, cached: false, loaded, total }),
-  );
-  emit({ type: 'model', version, cached, loaded: bytes.byteLength, total: bytes.byteLength, ready: true });
-  return bytes;
-}
-
-async function evaluateVersion(round: RoundInfo): Promise<void> {
-  currentRound = round;
+/** The round-closed hook: scores the version a round produced. */
+async function evaluateRound(round: RoundInfo): Promise<void> {
   if (round.state !== 'closed' || round.resultVersion === null) return;
   await scoreVersion(round.round, round.resultVersion, Number(round.config.passagesPerQuestion ?? 5), round.metrics.loss);
 }
@@ -155,93 +167,45 @@ async function evaluateVersion(round: RoundInfo): Promise<void> {
 async function scoreVersion(roundNumber: number, version: number, k: number, trainLoss?: number): Promise<void> {
   const sample = evaluationPairs.slice(0, 30);
   if (sample.length === 0) return;
-  await exclusive(async () => {
+  const result = await connected().evaluateGlobal(version, sample, () => sourceFor(trainingScope() ?? 'shared'), { k, maxNewTokens: 16, round: roundNumber });
+  const record: RoundRecord = {
+    round: roundNumber,
+    version,
+    em: result.exactMatch,
+    f1: result.f1,
+    nll: result.answerNll,
+    examples: sample.length,
+    loss: trainLoss,
+  };
+  await historyWrites.run(async () => {
     const st = await openStore();
-    bundle!.applyGlobal(await atStage('download', () => fetchVersion(version)), version);
-    const source = await atStage('retrieve', () => sourceFor(trainingScope() ?? 'shared'));
-    // Searches fail as the 'retrieve' stage; anything else (generation) keeps its own message.
-    const staged: PassageSource = { name: source.name, search: (queries, k) => atStage('retrieve', () => source.search(queries, k)) };
-    const result = await evaluate(bundle!, sample, staged, { k, maxNewTokens: 16 });
-    const record: RoundRecord = {
-      round: roundNumber,
-      version,
-      em: result.exactMatch,
-      f1: result.f1,
-      nll: result.answerNll,
-      examples: sample.length,
-      loss: trainLoss,
-    };
     const history = ((await st.get<RoundRecord[]>(KV.history)) ?? []).filter((r) => r.round !== roundNumber);
     await st.set(
       KV.history,
       [...history, record].sort((a, b) => a.round - b.round),
     );
-    emit({ type: 'evaluated', record });
   });
-}
-
-/**
- * A round's work failed: say what failed and what to do (src/corag/training-errors.ts). Not a word
- * about the connection unless it was the connection, and the status dot is left to the event
- * stream (follow). Stored data is untouched; an abort is no failure.
- */
-function reportFailure(round: number | undefined): (e: unknown) => void {
-  return (e) => {
-    if (isAbort(e)) return;
-    emit({ type: 'round-failed', failure: describeTrainingFailure(e, round) });
-  };
-}
-
-function reportEvaluationFailure(version: number | null): (e: unknown) => void {
-  return (e) => {
-    if (isAbort(e)) return;
-    emit({ type: 'notice', kind: 'error', text: describeTrainingFailure(e, undefined, version ?? undefined).message });
-  };
-}
-
-/** Follows the session until stopped; reconnects after a lost connection (the hello snapshot catches up). */
-async function follow(signal: AbortSignal): Promise<void> {
-  while (!signal.aborted) {
-    try {
-      for await (const event of client().events(access!.sessionId, signal)) {
-        emit({ type: 'server', event });
-        // Model work queues behind `exclusive`; the event loop keeps reading so the page stays live.
-        if (event.type === 'hello') {
-          session = event.session;
-          currentRound = event.session.round;
-          emit({ type: 'connection', online: true });
-          if (event.session.round) void participate(event.session.round, signal).catch(reportFailure(event.session.round.round));
-        } else if (event.type === 'round-opened') void participate(event.round, signal).catch(reportFailure(event.round.round));
-        else if (event.type === 'round-closed') void evaluateVersion(event.round).catch(reportEvaluationFailure(event.round.resultVersion));
-      }
-    } catch (e) {
-      if (signal.aborted) return;
-      const refused = e instanceof CoragHttpError && e.status < 500;
-      emit({
-        type: 'connection',
-        online: false,
-        message: refused
-          ? (e as Error).message
-          : `lost the connection to the coordinator (${(e as Error).message}); retrying in 3 s — nothing stored is lost, an interrupted upload is never half-sent`,
-      });
-      if (refused && (e as CoragHttpError).status === 401) return;
-    }
-    await new Promise((r) => setTimeout(r, 3000));
-  }
+  emit({ type: 'evaluated', record });
 }
 
 /**
  * Scores the global version this tab joined with, once, so the dashboard's curves start at the
  * round that produced it (round 0: the session's starting model) before this tab's first round.
  */
-async function scoreStartingVersion(): Promise<void> {
-  const version = bundle?.version;
-  if (version === null || version === undefined || !session) return;
+async function scoreStartingVersion(rt: FederatedCoragClient): Promise<void> {
+  const version = rt.bundle.version;
+  const currentRound = rt.currentRound;
+  if (version === null) return;
   const producedBy = version === 0 ? 0 : currentRound?.resultVersion === version ? currentRound.round : undefined;
   if (producedBy === undefined) return;
   const history = (await (await openStore()).get<RoundRecord[]>(KV.history)) ?? [];
   if (history.some((r) => r.round === producedBy && r.nll !== undefined)) return;
-  await scoreVersion(producedBy, version, Number(session.config.training.passagesPerQuestion ?? 5), producedBy === 0 ? undefined : currentRound?.metrics.loss);
+  await scoreVersion(
+    producedBy,
+    version,
+    Number(rt.session.config.training.passagesPerQuestion ?? 5),
+    producedBy === 0 ? undefined : currentRound?.metrics.loss,
+  );
 }
 
 const api = {
@@ -254,6 +218,7 @@ const api = {
   async connect(appBase: string, joinCode: string | undefined, name: string): Promise<{ credentials: StoredCredentials; session: SessionInfo }> {
     const st = await openStore();
     const stored = await st.get<StoredCredentials>(KV.credentials);
+    let credentials: StoredCredentials;
     if (joinCode === undefined || stored?.joinCode === joinCode) {
       if (!stored) throw new Error('no stored session: open a join link first');
       credentials = stored;
@@ -262,17 +227,38 @@ const api = {
       credentials = { ...joined, joinCode, name };
       await st.set(KV.credentials, credentials);
     }
-    access = { appBase, sessionId: credentials.sessionId, token: credentials.token };
-    session = await client().session(credentials.sessionId);
+    const access: SessionAccess = { appBase, sessionId: credentials.sessionId, token: credentials.token };
+    const server = new CoragClient(appBase);
+    const session = await server.withToken(credentials.token).session(credentials.sessionId);
     const version = session.currentVersion;
     if (version === null) throw new Error(`session "${session.config.name}" has no global model yet; ask its owner to upload one`);
-    const next = await buildBundle(access, session, version, st, (loaded, total) => emit({ type: 'model', version, cached: false, loaded, total }));
-    bundle?.dispose();
-    bundle = next;
-    emit({ type: 'model', version, cached: true, loaded: 1, total: 1, ready: true });
+    const bundle = await buildBundle(access, session, version, st, (loaded, total) => emit({ type: 'model', version, cached: false, loaded, total }));
+    let next: FederatedCoragClient;
+    try {
+      next = await FederatedCoragClient.resume(server, credentials, {
+        bundle,
+        cache: st.modelCache(),
+        queue: modelQueue,
+        onEvent: (e) => {
+          const event = workerEvent(e);
+          if (event) emit(event);
+        },
+      });
+    } catch (e) {
+      bundle.dispose();
+      throw e;
+    }
+    // The previous connection stops; its model is freed once the work queued on it is done.
     following?.abort();
+    const previous = runtime;
+    if (previous) void modelQueue.run(async () => previous.bundle.dispose());
+    runtime = next;
+    if (trainingPairs) setTraining(next, trainingPairs);
+    emit({ type: 'model', version, cached: true, loaded: 1, total: 1, ready: true });
     following = new AbortController();
-    void follow(following.signal);
+    void next
+      .run({ signal: following.signal, onError: reportFailure, onRoundClosed: evaluateRound })
+      .catch((e) => emit({ type: 'notice', kind: 'error', text: (e as Error).message }));
     return { credentials, session };
   },
 
@@ -285,13 +271,14 @@ const api = {
    * for them). Errors carry a message for the participant (src/corag/training-errors.ts).
    */
   async start(qaPairs: QAPair[], consentToPrivate = false): Promise<{ questions: number; handedOut: boolean; shard?: number; evaluation: number }> {
-    if (!bundle || !following || !session || !access) throw new Error('Join a session first.');
+    const rt = connected();
+    const session = rt.session;
     const decision = trainingScopeWithConsent(requestedTrainingScope(session.config.training ?? {}), consentToPrivate);
     if (decision.scope === null) throw new Error(decision.explanation);
     let handed: Awaited<ReturnType<CoragClient['trainingQuestions']>> | undefined;
     if (session.config.trainingQuestions) {
       try {
-        handed = await client().trainingQuestions(access.sessionId);
+        handed = await rt.client.trainingQuestions(session.id);
       } catch (e) {
         // Own questions still work without the session's; without either there is nothing to train on.
         if (qaPairs.length === 0) throw new Error(`Could not get this session's training questions — ${describeTrainingFailure(e).message}`);
@@ -302,9 +289,10 @@ const api = {
     privateConsent = consentToPrivate;
     trainingPairs = pairs;
     evaluationPairs = handed?.evaluation.length ? handed.evaluation.map((q) => ({ question: q.question, answers: [...q.answers] })) : pairs.slice(0, 16);
-    if (currentRound?.state === 'open') void participate(currentRound, following.signal).catch(reportFailure(currentRound.round));
+    // Also the round open right now, when it selected this client.
+    setTraining(rt, pairs);
     // The starting point of the dashboard's curves: the version this tab holds, scored once.
-    void scoreStartingVersion().catch(reportEvaluationFailure(bundle.version));
+    void scoreStartingVersion(rt).catch(reportEvaluationFailure(rt.bundle.version));
     return {
       questions: pairs.length,
       handedOut: qaPairs.length === 0,
@@ -315,24 +303,21 @@ const api = {
 
   /** Stops taking part from the next round on (a round in training finishes and uploads). */
   stop(): void {
+    runtime?.stopTraining();
     trainingPairs = null;
     evaluationPairs = [];
   },
 
   /** Sends passages with their stored embeddings to the collaborative store; returns their store ids. */
   async contribute(passages: Array<{ title: string; text: string; embedding: Float32Array }>): Promise<Array<{ id: number; duplicate: boolean }>> {
-    const results = await client().addPassagesInBatches(access!.sessionId, passages.length, (i) => ({
-      title: passages[i].title,
-      text: passages[i].text,
-      embedding: Array.from(passages[i].embedding),
-      encoder: session!.config.models.passageEncoder,
-    }));
+    const results = await connected().contributeEmbedded(passages.length, (i) => passages[i]);
     return [...results];
   },
 
   /** Takes this tab's passages (store ids) back out of the session store: client.withdrawPassages. */
   withdraw(storeIds: number[]): Promise<Array<{ id: number; outcome: 'withdrawn' | 'kept' | 'gone' }>> {
-    return client().withdrawPassages(access!.sessionId, storeIds);
+    const rt = connected();
+    return rt.client.withdrawPassages(rt.session.id, storeIds);
   },
 
   /**
@@ -342,8 +327,9 @@ const api = {
    * (src/corag/hybrid-retrieval.ts; the session store is searched densely only).
    */
   ask(question: string, scope: RetrievalScope, k: number, extractive = false, hybrid = false): Promise<AskResult> {
-    return exclusive(async () => {
-      if (!bundle) throw new Error('join a session first');
+    return modelQueue.run(async () => {
+      if (!runtime) throw new Error('join a session first');
+      const bundle = runtime.bundle;
       const started = performance.now();
       // One read of this tab's passages serves both the dense source and the keyword index.
       const own = scope === 'shared' ? [] : await localPassages();

@@ -1,15 +1,21 @@
 /**
- * A headless CoRAG participant over the coordinator's real protocol (src/federated/client.ts):
- * browser tabs and Node CLI clients (the benchmark) run the same code.
+ * The one CoRAG client runtime: browser tabs (workers/train.worker.ts, a thin comlink adapter over
+ * it), the CRAB runner and headless Node clients run rounds through `FederatedCoragClient`, over the
+ * coordinator's real protocol (src/federated/client.ts).
  *
- * One round's journey: SSE `round-opened` (or the `hello` snapshot of an open round) naming this
- * client → global version N from the cache or a download (then cached) → applied to the bundle →
- * trainLocally with the round's hyper-parameters → delta = local − N for the session's trained
- * tensors, encoded into ONE body → a single PUT → wait for the next round.
+ * `run()` follows the session's event stream and reconnects when it is lost (3 s apart; a 401 ends
+ * it), and dispatches each round this client is selected for without awaiting it, so events keep
+ * flowing while a round trains. One round's journey: SSE `round-opened` (or the `hello` snapshot of
+ * an open round) naming this client → global version N from the cache or a download with progress
+ * (then cached) → applied to the bundle → trainLocally with the round's hyper-parameters on the
+ * current training input (setTraining / stopTraining) → delta = local − N for the session's trained
+ * tensors, encoded into ONE body → a single PUT, retried while the round is open → one update per
+ * round, never a second → `round-closed` → the host's hook (evaluation of the new version).
  */
 import { CoragClient, CoragHttpError } from '../federated/client';
-import type { RoundInfo, SessionInfo } from '../federated/protocol';
+import type { AddPassagesResult, RoundInfo, ServerEvent, SessionInfo } from '../federated/protocol';
 import type { WireDtype } from '../federated/codec';
+import { evaluate, type EvaluateOptions, type EvaluationResult } from './evaluate';
 import { trainLocally, type LocalTrainingOptions, type LocalTrainingResult, type QAPair, type RetrieverLoss, type TrainProgress } from './local-training';
 import { trainableForWirePrefixes, type ModelBundle } from './model-bundle';
 import { embedPassages, type EmbedOptions, type PassageSource, type PassageText } from './retrieve';
@@ -42,8 +48,18 @@ export type TrainingDefaults = Partial<Omit<LocalTrainingOptions, 'signal' | 'on
 
 /** What a client reports as it goes (for a UI, a progress display or logs). */
 export type ClientEvent =
+  /** Every event of the session's stream, as it arrives (run). */
+  | { readonly type: 'server'; readonly event: ServerEvent }
+  /** The event stream connected (its `hello` arrived) or was lost; `message` says why and what happens next. */
+  | { readonly type: 'connection'; readonly online: boolean; readonly message?: string }
   | { readonly type: 'round-skipped'; readonly round: number; readonly reason: string }
   | { readonly type: 'downloading'; readonly round: number; readonly version: number; readonly cached: boolean }
+  /** Bytes of a global version downloaded so far (`total` undefined when the server sends no length). */
+  | { readonly type: 'download-progress'; readonly round: number; readonly version: number; readonly loaded: number; readonly total?: number }
+  /** Global `version` is applied to the bundle. */
+  | { readonly type: 'model-loaded'; readonly round: number; readonly version: number; readonly cached: boolean; readonly bytes: number }
+  /** The round's model and passage source are ready: training starts. */
+  | { readonly type: 'training-started'; readonly round: number }
   | { readonly type: 'training'; readonly round: number; readonly progress: TrainProgress }
   | { readonly type: 'uploaded'; readonly round: number; readonly numExamples: number; readonly bytes: number; readonly body: Uint8Array }
   | { readonly type: 'upload-refused'; readonly round: number; readonly code: string; readonly message: string }
@@ -56,17 +72,70 @@ export interface ClientCredentials {
   readonly token: string;
 }
 
+/**
+ * Where a round's training retrieves from: a source, or a function asked once per round (at its
+ * retrieve stage), for a source that changes between rounds (a tab's own passages).
+ */
+export type TrainingSource = PassageSource | (() => PassageSource | Promise<PassageSource>);
+
+/** What this client trains on in the rounds it takes part in. */
+interface TrainingInput {
+  readonly qaPairs: readonly QAPair[];
+  readonly source: TrainingSource;
+}
+
+/**
+ * Runs tasks one at a time. The model queue (FederatedClientOptions.queue): rounds, evaluations and
+ * a host's questions take turns, so a question asked mid-round never sees half-applied weights.
+ */
+export class SerialQueue {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  run<T>(task: () => Promise<T>): Promise<T> {
+    const next = this.tail.then(task, task);
+    this.tail = next.catch(() => undefined);
+    return next;
+  }
+}
+
 export interface FederatedClientOptions {
   readonly bundle: ModelBundle;
-  readonly qaPairs: readonly QAPair[];
-  /** Where training retrieves from; a function receives this client's coordinator connection. */
-  readonly passageSource: PassageSource | ((client: CoragClient, sessionId: string) => PassageSource);
+  /** What to train on from the start; without it (and `passageSource`) the client trains once setTraining is called. */
+  readonly qaPairs?: readonly QAPair[];
+  /** Where training retrieves from; a function receives this client's coordinator connection (called once). */
+  readonly passageSource?: PassageSource | ((client: CoragClient, sessionId: string) => PassageSource);
   readonly cache?: ModelCache;
   /** Overrides of the round's hyper-parameters (the benchmark fixes its own). */
   readonly training?: TrainingDefaults;
   readonly updateDtype?: WireDtype;
   readonly uploadRetry?: UploadRetryPolicy;
+  /** The queue `run()`'s rounds and evaluateGlobal take their turn in (share it with the host's other model work); default: one per client. */
+  readonly queue?: SerialQueue;
+  /** Wait before following the event stream again after it was lost or ended (default 3 s). */
+  readonly reconnectDelayMs?: number;
   readonly onEvent?: (e: ClientEvent) => void;
+}
+
+/** What failed in the background of `run()`: a round's part (download to upload) or the round-closed hook. */
+export interface BackgroundFailure {
+  readonly during: 'round' | 'round-closed';
+  readonly round: number;
+  /** For `round-closed`: the version the round produced. */
+  readonly version?: number | null;
+}
+
+export interface RunOptions {
+  /** Stop once this client has trained in this many rounds (default: no limit). */
+  readonly maxRounds?: number;
+  /** Stops following and aborts the round in training. */
+  readonly signal?: AbortSignal;
+  /**
+   * A round's part or the round-closed hook failed (aborts are not reported). Without it, the first
+   * failure ends `run()`, which rejects with it.
+   */
+  readonly onError?: (error: unknown, failure: BackgroundFailure) => void;
+  /** After every `round-closed` event (e.g. evaluate the new version: evaluateGlobal); not awaited by the event loop. */
+  readonly onRoundClosed?: (round: RoundInfo) => Promise<void>;
 }
 
 /**
@@ -141,26 +210,64 @@ export function trainingOptionsFromRound(config: RoundInfo['config']): TrainingD
   return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined)) as TrainingDefaults;
 }
 
+/**
+ * Global version `version` as safetensors bytes: from `cache` when it holds it, else downloaded
+ * through `client` (with progress) and put in the cache before it is returned.
+ */
+export async function globalVersionBytes(
+  client: CoragClient,
+  sessionId: string,
+  version: number,
+  cache: ModelCache,
+  onProgress?: (loaded: number, total: number | undefined) => void,
+): Promise<{ bytes: Uint8Array; cached: boolean }> {
+  const hit = await cache.get(sessionId, version);
+  if (hit) return { bytes: hit, cached: true };
+  const bytes = await client.downloadModel(sessionId, version, onProgress);
+  await cache.put(sessionId, version, bytes);
+  return { bytes, cached: false };
+}
+
+/** What `run()` keeps while it follows the session. */
+interface Following {
+  readonly signal?: AbortSignal;
+  readonly onError: (error: unknown, failure: BackgroundFailure) => void;
+  /** After each round's part settles (ends run() at maxRounds). */
+  readonly afterRound: () => void;
+}
+
 export class FederatedCoragClient {
-  readonly source: PassageSource;
   private readonly cache: ModelCache;
-  /** Rounds this client already uploaded to (or was refused in): never twice. */
+  private readonly queue: SerialQueue;
+  /** Rounds this client started to train in (or was refused in): one update per round, never a second. */
   private readonly done = new Set<number>();
   private trained = 0;
+  private info: SessionInfo;
+  private input: TrainingInput | null = null;
+  private latestRound: RoundInfo | null;
+  private following: Following | undefined;
+  /** Rounds' parts and hooks dispatched by run() and not settled yet. */
+  private readonly inflight = new Set<Promise<unknown>>();
 
   private constructor(
     readonly client: CoragClient,
-    readonly session: SessionInfo,
+    session: SessionInfo,
     readonly clientId: string,
     private readonly options: FederatedClientOptions,
   ) {
+    this.info = session;
+    this.latestRound = session.round;
     this.cache = options.cache ?? new MemoryModelCache();
-    this.source = typeof options.passageSource === 'function' ? options.passageSource(client, session.id) : options.passageSource;
+    this.queue = options.queue ?? new SerialQueue();
     if (session.config.models.embeddingDim !== options.bundle.embeddingDim) {
       throw new TrainingInputError(
         'model_mismatch',
         `session "${session.config.name}" stores ${session.config.models.embeddingDim}-dimensional embeddings but this retriever makes ${options.bundle.embeddingDim}`,
       );
+    }
+    if (options.qaPairs && options.passageSource) {
+      const source = typeof options.passageSource === 'function' ? options.passageSource(client, session.id) : options.passageSource;
+      this.input = { qaPairs: options.qaPairs, source };
     }
   }
 
@@ -185,6 +292,16 @@ export class FederatedCoragClient {
     return { sessionId: this.session.id, clientId: this.clientId, token: this.client.token! };
   }
 
+  /** The session as last seen (at join, then each `hello` of the event stream). */
+  get session(): SessionInfo {
+    return this.info;
+  }
+
+  /** The latest round this client has seen (open or closed), or null. */
+  get currentRound(): RoundInfo | null {
+    return this.latestRound;
+  }
+
   get bundle(): ModelBundle {
     return this.options.bundle;
   }
@@ -194,6 +311,38 @@ export class FederatedCoragClient {
     return this.trained;
   }
 
+  /** The passage source training retrieves from, when it is a fixed one. */
+  get source(): PassageSource {
+    const source = this.input?.source;
+    if (!source || typeof source === 'function') throw new Error('this client has no fixed training passage source');
+    return source;
+  }
+
+  /** True while the client has a training input (setTraining, or qaPairs + passageSource at construction). */
+  get training(): boolean {
+    return this.input !== null;
+  }
+
+  /**
+   * Takes part in the rounds this client is selected for from now on, training on `qaPairs` and
+   * retrieving from `source`; while `run()` follows the session, also in the round open right now
+   * (unless this client already took part in it).
+   */
+  setTraining(qaPairs: readonly QAPair[], source: TrainingSource): void {
+    this.input = { qaPairs, source };
+    if (this.following && this.latestRound?.state === 'open') this.dispatch(this.latestRound);
+  }
+
+  /** Takes part in no further round (a round already training finishes and uploads). */
+  stopTraining(): void {
+    this.input = null;
+  }
+
+  /** Runs `task` in this client's model queue (after the round in training, if any). */
+  exclusive<T>(task: () => Promise<T>): Promise<T> {
+    return this.queue.run(task);
+  }
+
   /**
    * Embeds passages with the bundle's passage encoder (client-side, as the protocol requires) and
    * contributes them to the collaborative store. Returns the store ids, in order (duplicates
@@ -201,35 +350,71 @@ export class FederatedCoragClient {
    */
   async contributePassages(passages: readonly PassageText[], options: EmbedOptions = {}): Promise<number[]> {
     const embeddings = await embedPassages(this.bundle, passages, options);
-    const results = await this.client.addPassagesInBatches(this.session.id, passages.length, (i) => ({
-      title: passages[i].title,
-      text: passages[i].text,
-      embedding: Array.from(embeddings[i]),
-      encoder: this.session.config.models.passageEncoder,
-    }));
+    const results = await this.contributeEmbedded(passages.length, (i) => ({ ...passages[i], embedding: embeddings[i] }));
     return results.map((r) => r.id);
   }
 
-  /** Sets the bundle to global `version`, from the cache when it has it. */
+  /**
+   * Contributes `count` passages already embedded with the session's passage encoder, in batches
+   * (CoragClient.addPassagesInBatches); `passageAt(i)` is asked only when its batch is sent.
+   */
+  contributeEmbedded(count: number, passageAt: (i: number) => PassageText & { readonly embedding: ArrayLike<number> }): Promise<AddPassagesResult['results']> {
+    return this.client.addPassagesInBatches(this.session.id, count, (i) => {
+      const p = passageAt(i);
+      return { title: p.title, text: p.text, embedding: Array.from(p.embedding), encoder: this.session.config.models.passageEncoder };
+    });
+  }
+
+  /** Sets the bundle to global `version`, from the cache when it has it, else downloaded with progress. */
   async loadGlobal(version: number, round = 0): Promise<void> {
+    const emit = this.options.onEvent;
     let bytes = await this.cache.get(this.session.id, version);
-    this.options.onEvent?.({ type: 'downloading', round, version, cached: bytes !== undefined });
+    const cached = bytes !== undefined;
+    emit?.({ type: 'downloading', round, version, cached });
     if (!bytes) {
-      bytes = await this.client.downloadModel(this.session.id, version);
+      bytes = await this.client.downloadModel(this.session.id, version, (loaded, total) =>
+        emit?.({ type: 'download-progress', round, version, loaded, total }),
+      );
       await this.cache.put(this.session.id, version, bytes);
     }
     this.bundle.applyGlobal(bytes, version);
+    emit?.({ type: 'model-loaded', round, version, cached, bytes: bytes.byteLength });
+  }
+
+  /**
+   * Scores global `version` on `qaPairs` (src/corag/evaluate.ts), in the model queue: the version
+   * is applied first (the download stage), then `source` is resolved and searched (the retrieve
+   * stage). `round`: the round that produced the version, for the download events.
+   */
+  evaluateGlobal(
+    version: number,
+    qaPairs: readonly QAPair[],
+    source: TrainingSource,
+    options: EvaluateOptions & { round?: number },
+  ): Promise<EvaluationResult> {
+    return this.queue.run(async () => {
+      await atStage('download', () => this.loadGlobal(version, options.round));
+      const resolved = typeof source === 'function' ? await atStage('retrieve', async () => source()) : source;
+      const staged: PassageSource = { name: resolved.name, search: (queries, k) => atStage('retrieve', () => resolved.search(queries, k)) };
+      return evaluate(this.bundle, qaPairs, staged, options);
+    });
   }
 
   /**
    * Trains on an open round this client was selected for and uploads its delta once. A failure
    * is a TrainingInputError (what it was given cannot be trained on) or a RoundStageError naming
-   * the stage (download, retrieve, train, upload) with the original error as its cause.
+   * the stage (download, retrieve, train, upload) with the original error as its cause. Returns
+   * null when it does not take part (already did, not selected, not open, no training input).
    */
-  async participate(round: RoundInfo, signal?: AbortSignal): Promise<LocalTrainingResult | null> {
+  participate(round: RoundInfo, signal?: AbortSignal): Promise<LocalTrainingResult | null> {
+    return this.participateWith(round, this.input, signal);
+  }
+
+  private async participateWith(round: RoundInfo, input: TrainingInput | null, signal?: AbortSignal): Promise<LocalTrainingResult | null> {
     if (this.done.has(round.round)) return null;
-    if (round.state !== 'open' || !round.participants.includes(this.clientId)) {
-      this.options.onEvent?.({ type: 'round-skipped', round: round.round, reason: round.state !== 'open' ? `round is ${round.state}` : 'not selected' });
+    if (round.state !== 'open' || !round.participants.includes(this.clientId) || !input) {
+      const reason = round.state !== 'open' ? `round is ${round.state}` : !input ? 'not training' : 'not selected';
+      this.options.onEvent?.({ type: 'round-skipped', round: round.round, reason });
       return null;
     }
     this.done.add(round.round);
@@ -238,11 +423,14 @@ export class FederatedCoragClient {
     if (options.lr === undefined || options.k === undefined) {
       throw new TrainingInputError('bad_round_config', `round ${round.round} names no learning rate or passages per question (k), and this client sets none`);
     }
+    const from = input.source;
+    const source = typeof from === 'function' ? await atStage('retrieve', async () => from(), round.round) : from;
+    this.options.onEvent?.({ type: 'training-started', round: round.round });
     // Retrieval failures inside come out as the 'retrieve' stage (trainLocally wraps its searches).
     const result = await atStage(
       'train',
       () =>
-        trainLocally(this.bundle, this.options.qaPairs, this.source, {
+        trainLocally(this.bundle, input.qaPairs, source, {
           // Train what the session aggregates (a client's own `trainable` still wins, e.g. CRAB's closed-book).
           trainable: trainableForWirePrefixes(this.session.config.trainedPrefixes),
           ...(options as LocalTrainingOptions),
@@ -308,26 +496,103 @@ export class FederatedCoragClient {
   }
 
   /**
-   * Follows the session's events and takes part in every round it is selected for, until it has
-   * trained in `maxRounds` rounds (default: no limit) or `signal` aborts.
+   * Follows the session's events and takes part in every round it is selected for while it has a
+   * training input, until it has trained in `maxRounds` rounds, `signal` aborts or the coordinator
+   * refuses this client (401). A lost or ended stream is followed again after `reconnectDelayMs`
+   * (its `hello` snapshot catches up). Rounds are dispatched, not awaited: they take their turn in
+   * the model queue while the stream keeps being read, and their failures go to `onError`.
+   * Resolves once what it dispatched has settled.
    */
-  async run(options: { maxRounds?: number; signal?: AbortSignal } = {}): Promise<void> {
-    const stop = new AbortController();
-    const onAbort = () => stop.abort(options.signal?.reason);
+  async run(options: RunOptions = {}): Promise<void> {
+    if (this.following) throw new Error('this client is already following its session');
+    const stream = new AbortController();
+    const onAbort = () => stream.abort(options.signal?.reason);
     options.signal?.addEventListener('abort', onAbort);
-    const enough = () => options.maxRounds !== undefined && this.trained >= options.maxRounds;
+    if (options.signal?.aborted) onAbort();
+    let failure: { error: unknown } | undefined;
+    const emit = this.options.onEvent;
+    this.following = {
+      signal: options.signal,
+      onError:
+        options.onError ??
+        ((error) => {
+          failure ??= { error };
+          stream.abort();
+        }),
+      afterRound: () => {
+        if (options.maxRounds !== undefined && this.trained >= options.maxRounds) stream.abort();
+      },
+    };
+    const following = this.following;
     try {
-      for await (const event of this.client.events(this.session.id, stop.signal)) {
-        if (event.type === 'hello' && event.session.round) await this.participate(event.session.round, stop.signal);
-        else if (event.type === 'round-opened') await this.participate(event.round, stop.signal);
-        else if (event.type === 'round-closed') this.options.onEvent?.({ type: 'round-closed', round: event.round });
-        if (enough()) break;
+      while (!stream.signal.aborted) {
+        try {
+          for await (const event of this.client.events(this.session.id, stream.signal)) {
+            emit?.({ type: 'server', event });
+            if (event.type === 'hello') {
+              this.info = event.session;
+              this.latestRound = event.session.round;
+              emit?.({ type: 'connection', online: true });
+              if (event.session.round) this.dispatch(event.session.round);
+            } else if (event.type === 'round-opened') {
+              this.latestRound = event.round;
+              this.dispatch(event.round);
+            } else if (event.type === 'round-closed') {
+              this.latestRound = event.round;
+              emit?.({ type: 'round-closed', round: event.round });
+              if (options.onRoundClosed) {
+                const round = event.round;
+                this.track(options.onRoundClosed(round), (e) =>
+                  following.onError(e, { during: 'round-closed', round: round.round, version: round.resultVersion }),
+                );
+              }
+            }
+          }
+        } catch (e) {
+          if (stream.signal.aborted) break;
+          const refused = e instanceof CoragHttpError && e.status < 500;
+          emit?.({
+            type: 'connection',
+            online: false,
+            message: refused
+              ? (e as Error).message
+              : `lost the connection to the coordinator (${(e as Error).message}); retrying in ${Math.round(this.reconnectDelayMs / 1000)} s — nothing stored is lost, an interrupted upload is never half-sent`,
+          });
+          if (refused && (e as CoragHttpError).status === 401) break;
+        }
+        await sleep(this.reconnectDelayMs, stream.signal).catch(() => undefined);
       }
-    } catch (e) {
-      if (!stop.signal.aborted) throw e;
+      while (this.inflight.size > 0) await Promise.allSettled([...this.inflight]);
     } finally {
       options.signal?.removeEventListener('abort', onAbort);
-      stop.abort();
+      stream.abort();
+      this.following = undefined;
     }
+    if (failure) throw failure.error;
+  }
+
+  private get reconnectDelayMs(): number {
+    return this.options.reconnectDelayMs ?? 3000;
+  }
+
+  /** Queues this client's part in `round` (with the training input of this moment) without awaiting it. */
+  private dispatch(round: RoundInfo): void {
+    const following = this.following;
+    if (!following) return;
+    const input = this.input;
+    const part = this.queue.run(() => this.participateWith(round, input, following.signal));
+    this.track(
+      part.then(() => following.afterRound()),
+      (e) => following.onError(e, { during: 'round', round: round.round }),
+    );
+  }
+
+  /** Keeps `work` in flight until it settles; a failure that is no abort goes to `onError`. */
+  private track(work: Promise<unknown>, onError: (e: unknown) => void): void {
+    const tracked = work.catch((e) => {
+      if (!isAbort(e)) onError(e);
+    });
+    this.inflight.add(tracked);
+    void tracked.finally(() => this.inflight.delete(tracked));
   }
 }

@@ -716,7 +716,7 @@ class SeedRun {
         }),
       );
     }
-    const sizes = closedBook ? clients.map(() => 0) : await this.contribute(e, participants, sid, label);
+    const sizes = closedBook ? clients.map(() => 0) : await this.contribute(e, participants, label);
 
     const perRound: RoundEvaluation[] = [await this.initialScores(e.method, label)];
     const losses: (RoundLoss | null)[] = [null];
@@ -746,14 +746,14 @@ class SeedRun {
    * coordinator keeps one copy of a passage several clients hold). Embeddings are the frozen
    * passage encoder's, computed once per seed: the same vectors contributePassages would send.
    */
-  private async contribute(e: ExperimentSpec, participants: readonly FederatedCoragClient[], sid: string, label: string): Promise<number[]> {
+  private async contribute(e: ExperimentSpec, participants: readonly FederatedCoragClient[], label: string): Promise<number[]> {
     const sizes: number[] = [];
     for (const [c, p] of participants.entries()) {
       const view = clientView(this.x.layout(e), c);
       sizes.push(view.length);
-      await p.client.addPassagesInBatches(sid, view.length, (i) => {
+      await p.contributeEmbedded(view.length, (i) => {
         const passage = this.x.passage(view[i]);
-        return { title: passage.title, text: passage.text, embedding: Array.from(this.embeddings.get(view[i])!), encoder: this.config.models.retriever };
+        return { title: passage.title, text: passage.text, embedding: this.embeddings.get(view[i])! };
       });
       this.x.deps.log?.(`${label}: client ${c} contributed ${view.length} passages`);
     }

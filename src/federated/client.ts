@@ -38,6 +38,9 @@ export class CoragHttpError extends Error {
 
 export type FetchLike = typeof fetch;
 
+/** Progress of a model download (bytes; `total` undefined when the server sends no length). */
+export type DownloadProgress = (loaded: number, total: number | undefined) => void;
+
 /** The session config a creator supplies: everything but name and models has a default. */
 export type NewSession = Pick<SessionConfig, 'name' | 'models'> &
   Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy' | 'updateLimits' | 'passages' | 'trainingQuestions'>> & {
@@ -132,10 +135,33 @@ export class CoragClient {
     return this.json('PUT', `/api/sessions/${encodeURIComponent(sessionId)}/model`, safetensors);
   }
 
-  /** Global model version `version` as safetensors bytes (immutable: cache by version). */
-  async downloadModel(sessionId: string, version: number): Promise<Uint8Array> {
+  /**
+   * Global model version `version` as safetensors bytes (immutable: cache by version). With
+   * `onProgress` the body is read as a stream and reported after each chunk (`total` is undefined
+   * when the server sends no content-length).
+   */
+  async downloadModel(sessionId: string, version: number, onProgress?: DownloadProgress): Promise<Uint8Array> {
     const res = await this.request('GET', `/api/sessions/${encodeURIComponent(sessionId)}/model/${version}`);
-    return new Uint8Array(await res.arrayBuffer());
+    if (!onProgress || !res.body) return new Uint8Array(await res.arrayBuffer());
+    const header = res.headers.get('content-length');
+    const total = header && /^\d+$/.test(header) ? Number(header) : undefined;
+    const chunks: Uint8Array[] = [];
+    let loaded = 0;
+    const reader = res.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      loaded += value.byteLength;
+      onProgress(loaded, total);
+    }
+    const bytes = new Uint8Array(loaded);
+    let at = 0;
+    for (const c of chunks) {
+      bytes.set(c, at);
+      at += c.byteLength;
+    }
+    return bytes;
   }
 
   /** Admin: open the next round. */

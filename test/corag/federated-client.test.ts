@@ -57,7 +57,16 @@ describe('three headless CoRAG clients over the real coordinator', () => {
     name: string,
     i: number,
     fetchImpl: typeof fetch,
-    options: { deadlineSeconds?: number; uploadRetry?: UploadRetryPolicy; onEvent?: (e: ClientEvent) => void; contribute?: boolean } = {},
+    options: {
+      deadlineSeconds?: number;
+      uploadRetry?: UploadRetryPolicy;
+      onEvent?: (e: ClientEvent) => void;
+      contribute?: boolean;
+      /** false: no training input until setTraining. */
+      train?: boolean;
+      /** Other clients joined before this one (they are selected for every round too, and never upload). */
+      others?: number;
+    } = {},
   ) {
     const anon = new CoragClient(server.url);
     const created = await anon.createSession({
@@ -70,16 +79,79 @@ describe('three headless CoRAG clients over the real coordinator', () => {
     const sid = created.session.id;
     const admin = anon.withToken(created.adminToken);
     expect((await admin.uploadModel(sid, await bundles[i].exportGlobal())).version).toBe(0);
+    for (let o = 0; o < (options.others ?? 0); o++) await anon.join(created.joinCode, `${name}-other-${o}`);
     const client = await FederatedCoragClient.join(new CoragClient(server.url, undefined, fetchImpl), created.joinCode, name, {
       bundle: bundles[i],
-      qaPairs: qaOf(FACTS[i]).slice(0, 1),
-      passageSource: (c, s) => new CoordinatorPassageSource(c, s),
+      ...(options.train === false
+        ? {}
+        : { qaPairs: qaOf(FACTS[i]).slice(0, 1), passageSource: (c: CoragClient, s: string) => new CoordinatorPassageSource(c, s) }),
       uploadRetry: options.uploadRetry,
       onEvent: options.onEvent,
+      reconnectDelayMs: 50,
     });
     await client.loadGlobal(0);
     if (options.contribute !== false) await client.contributePassages(FACTS[i]);
-    return { sid, admin, client };
+    return { sid, admin, client, joinCode: created.joinCode };
+  }
+
+  /**
+   * A fetch whose event streams can be cut like a lost connection: `drop()` errors every open
+   * stream on the client's side (the coordinator sees the request end). Counts event requests.
+   */
+  function droppableEvents(base: typeof fetch = fetch) {
+    const open = new Set<() => void>();
+    let requests = 0;
+    const fetchImpl: typeof fetch = async (input, init) => {
+      const res = await base(input, init);
+      if (!String(input).endsWith('/events')) return res;
+      requests++;
+      if (!res.ok || !res.body) return res;
+      const reader = res.body.getReader();
+      let cut = false;
+      let controller!: ReadableStreamDefaultController<Uint8Array>;
+      const body = new ReadableStream<Uint8Array>({
+        start: (c) => {
+          controller = c;
+        },
+        pull: async (c) => {
+          try {
+            const { value, done } = await reader.read();
+            if (cut) return;
+            if (done) c.close();
+            else c.enqueue(value);
+          } catch (e) {
+            if (!cut) c.error(e);
+          }
+        },
+        cancel: (reason) => reader.cancel(reason),
+      });
+      const drop = () => {
+        open.delete(drop);
+        cut = true;
+        controller.error(new TypeError('network connection lost'));
+        void reader.cancel().catch(() => undefined);
+      };
+      open.add(drop);
+      return new Response(body, { status: res.status, headers: res.headers });
+    };
+    return { fetchImpl, drop: () => [...open].forEach((d) => d()), requests: () => requests };
+  }
+
+  /** Polls until `ok()` (every 20 ms, at most `ms`). */
+  async function until(ok: () => boolean, ms = 60_000): Promise<void> {
+    for (const start = Date.now(); !ok();) {
+      if (Date.now() - start > ms) throw new Error('timed out waiting');
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  }
+
+  async function closedRound(admin: CoragClient, sid: string, round: number) {
+    let info = await admin.round(sid, round);
+    for (let t = 0; info.state !== 'closed' && t < 600; t++) {
+      await new Promise((res) => setTimeout(res, 50));
+      info = await admin.round(sid, round);
+    }
+    return info;
   }
 
   it('contribute passages, train in two rounds, and the global model advances twice to the FedAvg of their deltas', async () => {
@@ -344,6 +416,161 @@ describe('three headless CoRAG clients over the real coordinator', () => {
     expect(maxRelativeError(await recomputed.data(), await fromStore.data())).toBeLessThan(1e-5);
     fromStore.dispose();
     recomputed.dispose();
+  });
+
+  it('run() follows the session again after the connection is lost (connection events), and trains in a round opened after the reconnect', async () => {
+    const net = droppableEvents();
+    const events: ClientEvent[] = [];
+    const { sid, admin, client } = await oneClientSession('corag-reconnect', 0, net.fetchImpl, { onEvent: (e) => events.push(e) });
+    const connection = () => events.flatMap((e) => (e.type === 'connection' ? [e] : []));
+    const stop = new AbortController();
+    const errors: unknown[] = [];
+    const running = client.run({ signal: stop.signal, onError: (e) => errors.push(e) });
+    await until(() => connection().length === 1);
+    net.drop();
+    await until(() => connection().length === 3);
+    expect(connection().map((e) => e.online)).toEqual([true, false, true]);
+    expect(connection()[1].message).toMatch(/lost the connection to the coordinator \(network connection lost\); retrying/);
+    expect(net.requests()).toBe(2);
+    // Each connection starts with its hello snapshot.
+    expect(events.filter((e) => e.type === 'server' && e.event.type === 'hello')).toHaveLength(2);
+
+    await admin.openRound(sid);
+    expect((await closedRound(admin, sid, 1)).accepted).toBe(1);
+    await until(() => events.some((e) => e.type === 'round-closed'));
+    stop.abort();
+    await running;
+    expect(errors).toEqual([]);
+    expect(client.roundsTrained).toBe(1);
+    expect(events.filter((e) => e.type === 'uploaded').map((e) => e.round)).toEqual([1]);
+  });
+
+  it('run() stops following when the coordinator refuses its token (401) instead of retrying', async () => {
+    // The coordinator no longer knows this tab's token (its data was reset, say): the stream is refused.
+    const forgotten: typeof fetch = (input, init) =>
+      String(input).endsWith('/events')
+        ? fetch(input, { ...init, headers: { ...(init?.headers as Record<string, string>), authorization: 'Bearer forgotten' } })
+        : fetch(input, init);
+    const net = droppableEvents(forgotten);
+    const events: ClientEvent[] = [];
+    const { client } = await oneClientSession('corag-401', 1, net.fetchImpl, { onEvent: (e) => events.push(e), contribute: false });
+    // Resolves by itself (no abort): the refusal ends it.
+    await client.run();
+    await new Promise((res) => setTimeout(res, 200)); // 4 reconnect delays: none is tried
+    expect(net.requests()).toBe(1);
+    const connection = events.flatMap((e) => (e.type === 'connection' ? [e] : []));
+    expect(connection).toEqual([{ type: 'connection', online: false, message: expect.stringMatching(/^401 unauthorized/) }]);
+  });
+
+  it('takes part once per round: a reconnect whose hello shows the open round it uploaded to, or setTraining again, starts no second update', async () => {
+    const net = droppableEvents();
+    const events: ClientEvent[] = [];
+    // One other selected client that never uploads keeps the round open after this client's update.
+    const { sid, admin, client } = await oneClientSession('corag-once', 1, net.fetchImpl, { onEvent: (e) => events.push(e), others: 1 });
+    const stop = new AbortController();
+    const errors: unknown[] = [];
+    const running = client.run({ signal: stop.signal, onError: (e) => errors.push(e) });
+    await until(() => events.some((e) => e.type === 'connection'));
+    const opened = await admin.openRound(sid);
+    expect(opened.participants).toHaveLength(2);
+    await until(() => events.some((e) => e.type === 'uploaded'));
+    net.drop();
+    await until(() => events.filter((e) => e.type === 'server' && e.event.type === 'hello').length === 2);
+    const hello = events.filter((e) => e.type === 'server' && e.event.type === 'hello').pop()!;
+    expect(hello.type === 'server' && hello.event.type === 'hello' && hello.event.session.round?.state).toBe('open');
+    client.setTraining(qaOf(FACTS[1]).slice(0, 1), client.source);
+    await new Promise((res) => setTimeout(res, 300));
+    stop.abort();
+    await running;
+    expect(errors).toEqual([]);
+    expect(events.filter((e) => e.type === 'training-started').map((e) => e.round)).toEqual([1]);
+    expect(events.filter((e) => e.type === 'uploaded').map((e) => e.round)).toEqual([1]);
+    expect(events.some((e) => e.type === 'upload-refused')).toBe(false);
+    const round = await admin.round(sid, 1);
+    expect([round.state, round.accepted]).toEqual(['open', 1]);
+  });
+
+  it('trains only while it has a training input: setTraining joins the open round, stopTraining skips the next', async () => {
+    const events: ClientEvent[] = [];
+    const { sid, admin, client } = await oneClientSession('corag-set-training', 2, fetch, { onEvent: (e) => events.push(e), train: false });
+    expect(client.training).toBe(false);
+    const stop = new AbortController();
+    const errors: unknown[] = [];
+    const running = client.run({ signal: stop.signal, onError: (e) => errors.push(e) });
+    await until(() => events.some((e) => e.type === 'connection'));
+    await admin.openRound(sid);
+    await until(() => events.some((e) => e.type === 'round-skipped'));
+    expect(events.filter((e) => e.type === 'round-skipped')).toEqual([{ type: 'round-skipped', round: 1, reason: 'not training' }]);
+
+    // A source asked for once per round (a tab's own passages change between rounds).
+    let asked = 0;
+    const shared = new CoordinatorPassageSource(client.client, sid);
+    client.setTraining(qaOf(FACTS[2]).slice(0, 1), () => {
+      asked++;
+      return shared;
+    });
+    expect(client.training).toBe(true);
+    expect((await closedRound(admin, sid, 1)).accepted).toBe(1);
+    expect(asked).toBe(1);
+
+    client.stopTraining();
+    expect(client.training).toBe(false);
+    await until(() => events.some((e) => e.type === 'round-closed'));
+    await admin.openRound(sid);
+    await until(() => events.some((e) => e.type === 'round-skipped' && e.round === 2));
+    stop.abort();
+    await running;
+    expect(errors).toEqual([]);
+    expect(events.filter((e) => e.type === 'round-skipped').map((e) => e.type === 'round-skipped' && [e.round, e.reason])).toEqual([
+      [1, 'not training'],
+      [2, 'not training'],
+    ]);
+    expect(events.filter((e) => e.type === 'uploaded').map((e) => e.round)).toEqual([1]);
+    expect(asked).toBe(1);
+    expect((await admin.round(sid, 2)).accepted).toBe(0);
+  });
+
+  it('keeps reading events while a round is in progress, and runs the round-closed hook: the new version evaluated', async () => {
+    const events: ClientEvent[] = [];
+    const { sid, admin, client, joinCode } = await oneClientSession('corag-hook', 0, fetch, { onEvent: (e) => events.push(e), train: false });
+    const pairs = qaOf(FACTS[0]);
+    const shared = new CoordinatorPassageSource(client.client, sid);
+    let release!: () => void;
+    const gate = new Promise<void>((res) => (release = res));
+    client.setTraining(pairs.slice(0, 1), async () => {
+      await gate;
+      return shared;
+    });
+    const evaluations: Array<{ round: number; version: number | null; count: number; bundleVersion: number | null; uploadedBefore: boolean }> = [];
+    const stop = new AbortController();
+    const errors: unknown[] = [];
+    const running = client.run({
+      signal: stop.signal,
+      onError: (e) => errors.push(e),
+      onRoundClosed: async (round) => {
+        const uploadedBefore = events.some((e) => e.type === 'uploaded' && e.round === round.round);
+        const result = await client.evaluateGlobal(round.resultVersion!, pairs, shared, { k: 1, maxNewTokens: 4, round: round.round });
+        evaluations.push({ round: round.round, version: round.resultVersion, count: result.count, bundleVersion: client.bundle.version, uploadedBefore });
+      },
+    });
+    await until(() => events.some((e) => e.type === 'connection'));
+    await admin.openRound(sid);
+    await until(() => events.some((e) => e.type === 'model-loaded' && e.round === 1));
+    // The round waits on its passage source; another client's stream opening is still heard.
+    const other = new CoragClient(server.url).withToken((await new CoragClient(server.url).join(joinCode, 'listener')).token);
+    const listening = new AbortController();
+    const otherEvents = other.events(sid, listening.signal);
+    await otherEvents.next();
+    await until(() => events.some((e) => e.type === 'server' && e.event.type === 'presence' && e.event.online === 2));
+    expect(events.some((e) => e.type === 'training-started')).toBe(false);
+    release();
+    await until(() => evaluations.length === 1);
+    listening.abort();
+    await otherEvents.return(undefined);
+    stop.abort();
+    await running;
+    expect(errors).toEqual([]);
+    expect(evaluations).toEqual([{ round: 1, version: 1, count: 2, bundleVersion: 1, uploadedBefore: true }]);
   });
 
   it('reads the round config the coordinator hands out (numbers arrive as strings) into training options', () => {

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CoragClient } from '../../src/federated/client';
+import { encodeModel } from '../../src/federated/codec';
 import { MAX_PASSAGES_PER_REQUEST } from '../../src/federated/protocol';
-import { seeded, startServer, tempDir } from '../server/helpers';
+import { randomTensors, seeded, startServer, tempDir } from '../server/helpers';
 
 describe('CoragClient.addPassagesInBatches: any number of passages, in requests the server takes', () => {
   const dir = tempDir();
@@ -52,5 +53,40 @@ describe('CoragClient.addPassagesInBatches: any number of passages, in requests 
     requests.length = 0;
     expect(await client.addPassagesInBatches(sid, 0, passage)).toEqual([]);
     expect(requests).toEqual([]);
+  });
+});
+
+describe('CoragClient.downloadModel: the bytes of a global version, with progress when asked', () => {
+  const dir = tempDir();
+  let server: Awaited<ReturnType<typeof startServer>>;
+  afterAll(async () => {
+    await server.app.close();
+    dir.remove();
+  });
+
+  it('reports the bytes read so far against the content-length and returns exactly what the admin uploaded', async () => {
+    server = await startServer({ dataDir: dir.path, random: seeded(4) });
+    const anon = new CoragClient(server.url);
+    const created = await anon.createSession({
+      name: 'download',
+      models: { reader: 'r', passageEncoder: 'enc', embeddingDim: 4 },
+      trainedPrefixes: ['reader.'],
+      passages: { embeddingCheck: 'off' },
+    });
+    const sid = created.session.id;
+    // 1 MiB: more than one chunk of the response stream.
+    const model = encodeModel(randomTensors([['reader.shared.weight', [512, 512]]], seeded(1)));
+    const same = (a: Uint8Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(model.buffer, model.byteOffset, model.byteLength));
+    expect((await anon.withToken(created.adminToken).uploadModel(sid, model)).version).toBe(0);
+    const client = anon.withToken((await anon.join(created.joinCode)).token);
+
+    const progress: Array<[number, number | undefined]> = [];
+    const bytes = await client.downloadModel(sid, 0, (loaded, total) => progress.push([loaded, total]));
+    expect(same(bytes)).toBe(true);
+    expect(same(await client.downloadModel(sid, 0))).toBe(true);
+    expect(progress.length).toBeGreaterThan(1);
+    expect(progress.at(-1)).toEqual([model.byteLength, model.byteLength]);
+    for (let i = 1; i < progress.length; i++) expect(progress[i][0]).toBeGreaterThan(progress[i - 1][0]);
+    for (const [, total] of progress) expect(total).toBe(model.byteLength);
   });
 });

@@ -1,7 +1,8 @@
 /**
- * What a browser tab needs to build a session's model: the reader and retriever configs and
- * tokenizers (fetched from the coordinator, which serves public/ as static files) plus a global
- * model version (the weights, from the IndexedDB cache or a download).
+ * What a browser tab needs to build a session's model besides its weights: the reader and
+ * retriever configs and tokenizers (fetched from the coordinator, which serves public/ as static
+ * files). The weights, a global version, come from the IndexedDB cache or a download through
+ * CoragClient (src/corag/federated-client.ts globalVersionBytes).
  *
  * A session names its models in `models.reader` / `models.passageEncoder`:
  * - `corag/tiny-t5 ...` / `corag/tiny-contriever ...`: the tiny random models of src/model/tiny
@@ -18,7 +19,6 @@ import { parseT5CheckpointConfig } from '../../model/checkpoint/t5';
 import { tinyBertConfig, tinyT5Config } from '../../model/tiny';
 import { loadTokenizer } from '../../model/tokenizer';
 import type { SessionModels } from '../../federated/protocol';
-import type { ModelCache } from '../../corag/federated-client';
 
 const TINY_READER = /^corag\/tiny-t5\b/;
 const TINY_RETRIEVER = /^corag\/tiny-contriever\b/;
@@ -51,46 +51,4 @@ export async function loadBundleSpec(appBase: string, models: SessionModels): Pr
     throw new Error(`session stores ${models.embeddingDim}-dimensional embeddings but ${models.passageEncoder} makes ${retrieverConfig.hidden_size}`);
   }
   return { readerConfig, retrieverConfig, readerTokenizer, retrieverTokenizer };
-}
-
-/** Progress of a model download (bytes; total undefined when the server sends no length). */
-export type DownloadProgress = (loaded: number, total: number | undefined) => void;
-
-/**
- * Global version `version` as safetensors bytes: from `cache` when it holds it, else downloaded
- * (streamed, with progress) and put in the cache before it is returned.
- */
-export async function globalVersionBytes(
-  appBase: string,
-  credentials: { sessionId: string; token: string },
-  version: number,
-  cache: ModelCache,
-  onProgress?: DownloadProgress,
-): Promise<{ bytes: Uint8Array; cached: boolean }> {
-  const hit = await cache.get(credentials.sessionId, version);
-  if (hit) return { bytes: hit, cached: true };
-  const url = new URL(`api/sessions/${encodeURIComponent(credentials.sessionId)}/model/${version}`, appBase);
-  const res = await fetch(url, { headers: { authorization: `Bearer ${credentials.token}` } });
-  if (!res.ok || !res.body)
-    throw new Error(`downloading model version ${version} failed: HTTP ${res.status} ${(await res.text().catch(() => '')).slice(0, 200)}`);
-  const header = res.headers.get('content-length');
-  const total = header && /^\d+$/.test(header) ? Number(header) : undefined;
-  const chunks: Uint8Array[] = [];
-  let loaded = 0;
-  const reader = res.body.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    loaded += value.byteLength;
-    onProgress?.(loaded, total);
-  }
-  const bytes = new Uint8Array(loaded);
-  let at = 0;
-  for (const c of chunks) {
-    bytes.set(c, at);
-    at += c.byteLength;
-  }
-  await cache.put(credentials.sessionId, version, bytes);
-  return { bytes, cached: false };
 }
