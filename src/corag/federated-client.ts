@@ -136,6 +136,8 @@ export function trainingOptionsFromRound(config: RoundInfo['config']): TrainingD
     clipNorm: num('clipNorm'),
     seed: num('seed'),
   };
+  // 'refuse': tabs whose memory cannot hold the session's step refuse instead of lowering its batch.
+  if (config.memoryFit === 'adapt' || config.memoryFit === 'refuse') out.memoryFit = config.memoryFit;
   const loss = config.retrieverLoss;
   if (loss === 'pdist' || loss === 'adist' || loss === 'none') out.retrieverLoss = loss as RetrieverLoss;
   return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined)) as TrainingDefaults;
