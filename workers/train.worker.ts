@@ -15,7 +15,9 @@ import { generateAnswers } from '../src/corag/reader';
 import { CoordinatorPassageSource, mergedPassageSource, retrieve, type PassageSource } from '../src/corag/retrieve';
 import { CoragClient, CoragHttpError } from '../src/federated/client';
 import type { RoundInfo, SessionInfo } from '../src/federated/protocol';
-import type { BackendName, BackendReport } from '../src/model/backend';
+import * as tf from '@tensorflow/tfjs-core';
+import { webGpuBufferLimit, type BackendName, type BackendReport } from '../src/model/backend';
+import { defaultMemoryLimits, describeAdaptedStep, type MemoryLimits } from '../src/corag/training-fit';
 import { ExactVectorIndex } from '../src/retrieval/vector-index';
 import { BrowserStore, KV } from '../src/platform/browser/idb-store';
 import { globalVersionBytes } from '../src/platform/browser/session-bundle';
@@ -45,6 +47,20 @@ let currentRound: RoundInfo | null = null;
 /** Rounds this tab has trained in (or started to): one update per round, never a second. */
 const attempted = new Set<number>();
 let emit: (e: TrainWorkerEvent) => void = () => undefined;
+/** The participant's memory budget for training (the page's ?memoryBudget= or setting); undefined: the default. */
+let memoryBudgetBytes: number | undefined;
+
+/**
+ * What a training step may use here (src/corag/training-fit.ts): the participant's budget, else
+ * half the device memory the browser reports (capped by wasm's heap), and WebGPU's largest buffer.
+ */
+function memoryLimits(): MemoryLimits {
+  const deviceMemory = (navigator as { deviceMemory?: number }).deviceMemory;
+  const budget: MemoryLimits =
+    memoryBudgetBytes !== undefined ? { budgetBytes: memoryBudgetBytes, budgetSource: 'set for this tab' } : defaultMemoryLimits(tf.getBackend(), deviceMemory);
+  const maxBufferBytes = webGpuBufferLimit();
+  return maxBufferBytes === undefined ? budget : { ...budget, maxBufferBytes };
+}
 
 let queue: Promise<unknown> = Promise.resolve();
 /** Runs model work one task at a time. */
@@ -120,8 +136,11 @@ async function participate(round: RoundInfo, signal: AbortSignal): Promise<void>
       qaPairs,
       passageSource: source,
       cache: (await openStore()).modelCache(),
+      // Checked before training: a step that does not fit is made smaller (when the session allows) or refused, with what would fit.
+      training: { memoryLimits: memoryLimits() },
       onEvent: (e) => {
         if (e.type === 'training') emit({ type: 'training', round: e.round, progress: e.progress });
+        else if (e.type === 'step-adapted') emit({ type: 'notice', kind: 'info', text: describeAdaptedStep(e.plan, e.round) });
         else if (e.type === 'uploaded') emit({ type: 'uploaded', round: e.round, bytes: e.bytes, numExamples: e.numExamples });
         else if (e.type === 'upload-refused') emit({ type: 'upload-refused', round: e.round, message: e.message, code: e.code });
         else if (e.type === 'upload-retrying') emit({ type: 'upload-retrying', round: e.round, attempt: e.attempt, delayMs: e.delayMs, message: e.message });
@@ -245,8 +264,10 @@ async function scoreStartingVersion(): Promise<void> {
 }
 
 const api = {
-  init(preference: BackendName[], onEvent: (e: TrainWorkerEvent) => void): Promise<BackendReport> {
+  /** `memoryBudget`: the participant's budget for training in bytes (src/ui/memory-setting.ts); absent: the default. */
+  init(preference: BackendName[], onEvent: (e: TrainWorkerEvent) => void, memoryBudget?: number): Promise<BackendReport> {
     emit = onEvent;
+    memoryBudgetBytes = memoryBudget;
     return startBackend(preference);
   },
 

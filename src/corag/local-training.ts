@@ -86,6 +86,8 @@ export interface LocalTrainingOptions {
    * TrainingMemoryError saying what would fit. Either way nothing is trained when nothing fits.
    */
   readonly memoryFit?: MemoryFitPolicy;
+  /** Told the memory check's plan before the first step (with `memoryLimits`). */
+  readonly onFit?: (plan: FitPlan) => void;
   /** Seeds the order of QA pairs (default 0). */
   readonly seed?: number;
   readonly signal?: AbortSignal;
@@ -164,6 +166,7 @@ export async function trainLocally(
     );
     batchSize = fit.config.batchSize;
     encoderCheckpointRows = fit.config.encoderCheckpointRows;
+    options.onFit?.(fit);
   }
   const stepsPerEpoch = Math.ceil(qaPairs.length / batchSize);
   const total = options.steps ?? stepsPerEpoch * (options.epochs ?? 1);

@@ -121,7 +121,7 @@ export function defaultMemoryLimits(backend: string, deviceMemoryGiB?: number): 
   if (deviceMemoryGiB !== undefined && Number.isFinite(deviceMemoryGiB) && deviceMemoryGiB > 0) {
     const half = (deviceMemoryGiB * GiB) / 2;
     if (backend === 'wasm' && half > WASM_HEAP_LIMIT_BYTES) return { budgetBytes: WASM_HEAP_LIMIT_BYTES, budgetSource: 'the WebAssembly heap limit (4 GB)' };
-    return { budgetBytes: half, budgetSource: `half of this device’s memory (${deviceMemoryGiB} GB)` };
+    return { budgetBytes: half, budgetSource: `half of this device’s ${deviceMemoryGiB} GB` };
   }
   if (backend === 'wasm') return { budgetBytes: WASM_HEAP_LIMIT_BYTES, budgetSource: 'the WebAssembly heap limit (4 GB)' };
   return {};
@@ -143,4 +143,16 @@ export function parseMemoryBudget(text: string): number {
 /** Bytes for people: "~71 MB", "~1.3 GB". */
 export function formatBytes(bytes: number): string {
   return bytes >= GiB ? `${(bytes / GiB).toFixed(1)} GB` : `${Math.max(1, Math.round(bytes / 2 ** 20))} MB`;
+}
+
+function stepText(c: StepConfig): string {
+  return `batch ${c.batchSize} with k ${c.k}${c.encoderCheckpointRows ? ' and encoder checkpointing' : ''}`;
+}
+
+/** What the page says when the step was made smaller to fit ("Round 1: … training with batch 2 with k 4 instead"). */
+export function describeAdaptedStep(plan: Extract<FitPlan, { kind: 'adapted' }>, round?: number): string {
+  return (
+    `${round !== undefined ? `Round ${round}: ` : ''}the session’s training step (${stepText(plan.requested)}, ~${formatBytes(plan.requestedEstimate.peakBytes)}) ` +
+    `does not fit this tab’s memory; training with ${stepText(plan.config)} (~${formatBytes(plan.estimate.peakBytes)}) instead.`
+  );
 }

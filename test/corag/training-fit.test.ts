@@ -197,7 +197,7 @@ describe('planStepToFit', () => {
     expect(parseMemoryBudget('300')).toBe(300 * MiB);
     expect(() => parseMemoryBudget('lots')).toThrow(/not a size/);
     expect(() => parseMemoryBudget('0')).toThrow(/more than zero/);
-    expect(defaultMemoryLimits('webgpu', 8)).toEqual({ budgetBytes: 4 * GiB, budgetSource: 'half of this device’s memory (8 GB)' });
+    expect(defaultMemoryLimits('webgpu', 8)).toEqual({ budgetBytes: 4 * GiB, budgetSource: 'half of this device’s 8 GB' });
     expect(defaultMemoryLimits('wasm', 16).budgetBytes).toBe(4 * GiB);
     expect(defaultMemoryLimits('cpu')).toEqual({});
     expect(formatBytes(71 * MiB)).toBe('71 MB');
