@@ -16,7 +16,9 @@ import { generateAnswers } from '../src/corag/reader';
 import { CoordinatorPassageSource, mergedPassageSource, retrieve, type PassageSource } from '../src/corag/retrieve';
 import { CoragClient } from '../src/federated/client';
 import type { RoundInfo, SessionInfo } from '../src/federated/protocol';
-import type { BackendName, BackendReport } from '../src/model/backend';
+import * as tf from '@tensorflow/tfjs-core';
+import { webGpuBufferLimit, type BackendName, type BackendReport } from '../src/model/backend';
+import { defaultMemoryLimits, describeAdaptedStep, type MemoryLimits } from '../src/corag/training-fit';
 import { ExactVectorIndex } from '../src/retrieval/vector-index';
 import { BrowserStore, KV } from '../src/platform/browser/idb-store';
 import { buildBundle, startBackend, type SessionAccess } from './runtime';
@@ -43,6 +45,20 @@ let emit: (e: TrainWorkerEvent) => void = () => undefined;
 const modelQueue = new SerialQueue();
 /** Read-modify-writes of the tab's round history, one at a time. */
 const historyWrites = new SerialQueue();
+/** The participant's memory budget for training (the page's ?memoryBudget= or setting); undefined: the default. */
+let memoryBudgetBytes: number | undefined;
+
+/**
+ * What a training step may use here (src/corag/training-fit.ts): the participant's budget, else
+ * half the device memory the browser reports (capped by wasm's heap), and WebGPU's largest buffer.
+ */
+function memoryLimits(): MemoryLimits {
+  const deviceMemory = (navigator as { deviceMemory?: number }).deviceMemory;
+  const budget: MemoryLimits =
+    memoryBudgetBytes !== undefined ? { budgetBytes: memoryBudgetBytes, budgetSource: 'set for this tab' } : defaultMemoryLimits(tf.getBackend(), deviceMemory);
+  const maxBufferBytes = webGpuBufferLimit();
+  return maxBufferBytes === undefined ? budget : { ...budget, maxBufferBytes };
+}
 
 const openStore = async () => (store ??= await BrowserStore.open());
 
@@ -66,6 +82,8 @@ function workerEvent(e: ClientEvent): TrainWorkerEvent | null {
       return { type: 'round-training', round: e.round };
     case 'training':
       return { type: 'training', round: e.round, progress: e.progress };
+    case 'step-adapted':
+      return { type: 'notice', kind: 'info', text: describeAdaptedStep(e.plan, e.round) };
     case 'uploaded':
       return { type: 'uploaded', round: e.round, bytes: e.bytes, numExamples: e.numExamples };
     case 'upload-refused':
@@ -209,8 +227,10 @@ async function scoreStartingVersion(rt: FederatedCoragClient): Promise<void> {
 }
 
 const api = {
-  init(preference: BackendName[], onEvent: (e: TrainWorkerEvent) => void): Promise<BackendReport> {
+  /** `memoryBudget`: the participant's budget for training in bytes (src/ui/memory-setting.ts); absent: the default. */
+  init(preference: BackendName[], onEvent: (e: TrainWorkerEvent) => void, memoryBudget?: number): Promise<BackendReport> {
     emit = onEvent;
+    memoryBudgetBytes = memoryBudget;
     return startBackend(preference);
   },
 
@@ -239,6 +259,8 @@ const api = {
         bundle,
         cache: st.modelCache(),
         queue: modelQueue,
+        // Checked before training: a step that does not fit is made smaller (when the session allows) or refused, with what would fit.
+        training: { memoryLimits: memoryLimits() },
         onEvent: (e) => {
           const event = workerEvent(e);
           if (event) emit(event);

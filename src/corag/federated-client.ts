@@ -20,6 +20,7 @@ import { trainLocally, type LocalTrainingOptions, type LocalTrainingResult, type
 import { trainableForWirePrefixes, type ModelBundle } from './model-bundle';
 import { embedPassages, type EmbedOptions, type PassageSource, type PassageText } from './retrieve';
 import { atStage, isAbort, RoundStageError, TrainingInputError } from './errors';
+import type { FitPlan } from './training-fit';
 
 /** Where downloaded global versions are kept (the browser backs it with IndexedDB). Versions are immutable. */
 export interface ModelCache {
@@ -44,7 +45,7 @@ export class MemoryModelCache implements ModelCache {
 }
 
 /** The training options a client can fix itself; the round's config fills the rest. */
-export type TrainingDefaults = Partial<Omit<LocalTrainingOptions, 'signal' | 'onProgress'>>;
+export type TrainingDefaults = Partial<Omit<LocalTrainingOptions, 'signal' | 'onProgress' | 'onFit'>>;
 
 /** What a client reports as it goes (for a UI, a progress display or logs). */
 export type ClientEvent =
@@ -61,6 +62,8 @@ export type ClientEvent =
   /** The round's model and passage source are ready: training starts. */
   | { readonly type: 'training-started'; readonly round: number }
   | { readonly type: 'training'; readonly round: number; readonly progress: TrainProgress }
+  /** The memory check made the round's step smaller to fit this client (src/corag/training-fit.ts). */
+  | { readonly type: 'step-adapted'; readonly round: number; readonly plan: Extract<FitPlan, { kind: 'adapted' }> }
   | { readonly type: 'uploaded'; readonly round: number; readonly numExamples: number; readonly bytes: number; readonly body: Uint8Array }
   | { readonly type: 'upload-refused'; readonly round: number; readonly code: string; readonly message: string }
   | { readonly type: 'upload-retrying'; readonly round: number; readonly attempt: number; readonly delayMs: number; readonly message: string }
@@ -205,6 +208,8 @@ export function trainingOptionsFromRound(config: RoundInfo['config']): TrainingD
     clipNorm: num('clipNorm'),
     seed: num('seed'),
   };
+  // 'refuse': tabs whose memory cannot hold the session's step refuse instead of lowering its batch.
+  if (config.memoryFit === 'adapt' || config.memoryFit === 'refuse') out.memoryFit = config.memoryFit;
   const loss = config.retrieverLoss;
   if (loss === 'pdist' || loss === 'adist' || loss === 'none') out.retrieverLoss = loss as RetrieverLoss;
   return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined)) as TrainingDefaults;
@@ -436,6 +441,9 @@ export class FederatedCoragClient {
           ...(options as LocalTrainingOptions),
           signal,
           onProgress: (progress) => this.options.onEvent?.({ type: 'training', round: round.round, progress }),
+          onFit: (plan) => {
+            if (plan.kind === 'adapted') this.options.onEvent?.({ type: 'step-adapted', round: round.round, plan });
+          },
         }),
       round.round,
     );

@@ -14,13 +14,16 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { attentionDistillationLoss, perplexityDistillationLoss } from '../model/losses';
 import { AdamW } from '../model/optimizer';
-import { namedGradients, selectTrainable, type TrainableSelection } from '../model/trainable';
+import { allParameters, namedGradients, selectTrainable, type TrainableSelection } from '../model/trainable';
 import { QUERY_PREFIX, padTokenBatch } from '../model/contriever';
 import type { ModelBundle } from './model-bundle';
 import { buildFidBatch, disposeFidBatch, fidBatchLoss, fidLossWithAttention, perPassageLoss } from './reader';
 import { embedQueries, retrievedPassageEmbeddings, type PassageSource } from './retrieve';
 import { seededRandom } from '../util/random';
 import { atStage, TrainingInputError } from './errors';
+import { planStepToFit, type FitPlan, type MemoryFitPolicy, type MemoryLimits } from './training-fit';
+import { fidTargetText, FID_MAX_LENGTH } from '../model/t5/fid';
+import { estimateTrainingFootprint, type FootprintBackend, type FootprintEstimate, type HeldParameter, type StepShape } from './training-footprint';
 
 export interface QAPair {
   readonly question: string;
@@ -72,6 +75,19 @@ export interface LocalTrainingOptions {
    * (src/model/gradients.ts; same gradients, several times the peak memory). Default true.
    */
   readonly lowMemoryGradients?: boolean;
+  /**
+   * Before training, hold the step's estimated peak memory (src/corag/training-footprint.ts)
+   * against these limits (src/corag/training-fit.ts). Absent: no check.
+   */
+  readonly memoryLimits?: MemoryLimits;
+  /**
+   * When the step does not fit the limits: 'adapt' (default) trains the largest batch that fits,
+   * then with the encoder checkpointed (the step count stays); 'refuse' throws a
+   * TrainingMemoryError saying what would fit. Either way nothing is trained when nothing fits.
+   */
+  readonly memoryFit?: MemoryFitPolicy;
+  /** Told the memory check's plan before the first step (with `memoryLimits`). */
+  readonly onFit?: (plan: FitPlan) => void;
   /** Seeds the order of QA pairs (default 0). */
   readonly seed?: number;
   readonly signal?: AbortSignal;
@@ -86,6 +102,8 @@ export interface LocalTrainingResult {
   readonly metrics: { readonly loss: number; readonly readerLoss: number; readonly retrieverLoss: number; readonly seconds: number };
   /** Per-step total losses, in order. */
   readonly losses: number[];
+  /** The memory check's outcome, with `memoryLimits` (an adapted step says what it changed). */
+  readonly fit?: FitPlan;
 }
 
 /** Batches of indices: epoch after epoch, each a fresh seeded shuffle, cut into `batchSize`. */
@@ -98,6 +116,23 @@ function* batchOrder(n: number, batchSize: number, random: () => number): Genera
     }
     for (let s = 0; s < n; s += batchSize) yield order.slice(s, s + batchSize);
   }
+}
+
+/**
+ * The estimated peak memory of a training step of `bundle` with `trainable` at `shape`
+ * (src/corag/training-footprint.ts): every parameter the bundle holds, the trained ones marked.
+ */
+export function stepFootprint(
+  bundle: ModelBundle,
+  trainable: ReadonlyMap<string, tf.Variable>,
+  shape: StepShape,
+  retrieverLoss: RetrieverLoss,
+  backend: FootprintBackend,
+): FootprintEstimate {
+  // Without a retriever loss the query encoder gets no gradient: nothing of it is trained.
+  const trained = new Set([...trainable].filter(([name]) => retrieverLoss !== 'none' || !name.startsWith(QUERY_PREFIX)).map(([, v]) => v));
+  const parameters: HeldParameter[] = [...allParameters(bundle.parts)].map(([name, v]) => ({ name, shape: v.shape, trained: trained.has(v) }));
+  return estimateTrainingFootprint({ ...shape, reader: bundle.readerConfig, retriever: bundle.retrieverConfig, retrieverLoss, parameters, backend });
 }
 
 const mean = (xs: readonly number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
@@ -113,15 +148,31 @@ export async function trainLocally(
     if (qa.answers.length === 0 || !qa.answers[0].trim())
       throw new TrainingInputError('bad_questions', `training question "${qa.question.slice(0, 120)}" has no answer to train on`);
   }
-  const batchSize = Math.min(options.batchSize ?? 4, qaPairs.length);
+  const trainable = selectTrainable(bundle.parts, options.trainable ?? 'reader+query-encoder');
+  const trainsQuery = [...trainable.keys()].some((n) => n.startsWith(QUERY_PREFIX));
+  const retrieverLossKind: RetrieverLoss = trainsQuery ? (options.retrieverLoss ?? 'pdist') : 'none';
+  let batchSize = Math.min(options.batchSize ?? 4, qaPairs.length);
+  let encoderCheckpointRows = options.encoderCheckpointRows;
+  let fit: FitPlan | undefined;
+  if (options.memoryLimits) {
+    // Refuses (TrainingMemoryError) before anything is trained when nothing fits.
+    const lengths = stepLengths(bundle, qaPairs, options.maxLength ?? FID_MAX_LENGTH);
+    const backend = footprintBackend();
+    fit = planStepToFit(
+      { batchSize, k: options.k, encoderCheckpointRows },
+      (config) => stepFootprint(bundle, trainable, { ...lengths, ...config }, retrieverLossKind, backend),
+      options.memoryLimits,
+      options.memoryFit,
+    );
+    batchSize = fit.config.batchSize;
+    encoderCheckpointRows = fit.config.encoderCheckpointRows;
+    options.onFit?.(fit);
+  }
   const stepsPerEpoch = Math.ceil(qaPairs.length / batchSize);
   const total = options.steps ?? stepsPerEpoch * (options.epochs ?? 1);
   if (!Number.isInteger(total) || total <= 0)
     throw new TrainingInputError('bad_round_config', `the number of training steps must be a positive integer, got ${total}`);
 
-  const trainable = selectTrainable(bundle.parts, options.trainable ?? 'reader+query-encoder');
-  const trainsQuery = [...trainable.keys()].some((n) => n.startsWith(QUERY_PREFIX));
-  const retrieverLossKind: RetrieverLoss = trainsQuery ? (options.retrieverLoss ?? 'pdist') : 'none';
   const schedule = {
     warmupSteps: options.warmupSteps ?? 0,
     totalSteps: total,
@@ -132,7 +183,7 @@ export async function trainLocally(
   const retrieverOptimizer = new AdamW({ lr: options.retrieverLr ?? options.lr, ...schedule });
   const isRetrieverParam = (name: string) => name.startsWith(QUERY_PREFIX);
 
-  const encodeOptions = { checkpointRows: options.encoderCheckpointRows };
+  const encodeOptions = { checkpointRows: encoderCheckpointRows };
   const random = seededRandom(options.seed ?? 0);
   const batches = batchOrder(qaPairs.length, batchSize, random);
   const losses: number[] = [];
@@ -228,5 +279,28 @@ export async function trainLocally(
     steps: total,
     metrics: { loss: mean(losses), readerLoss: mean(readerLosses), retrieverLoss: mean(retrieverLosses), seconds: (performance.now() - started) / 1000 },
     losses,
+    ...(fit && { fit }),
+  };
+}
+
+/** The backend the footprint is estimated for (anything but wasm and webgpu keeps buffers as cpu does). */
+function footprintBackend(): FootprintBackend {
+  const name = tf.getBackend();
+  return name === 'wasm' || name === 'webgpu' ? name : 'cpu';
+}
+
+/**
+ * Token lengths of a step on these QA pairs, as long as they can be: reader rows at `maxLength`
+ * (passages are only known once retrieved), the longest training target (at most 32 tokens, as
+ * buildFidBatch cuts them) and the longest question for the query encoder.
+ */
+function stepLengths(bundle: ModelBundle, qaPairs: readonly QAPair[], maxLength: number): Pick<StepShape, 'passageLength' | 'targetLength' | 'queryLength'> {
+  const longest = (lengths: number[]) => Math.max(1, ...lengths);
+  return {
+    passageLength: maxLength,
+    targetLength: longest(qaPairs.map((qa) => bundle.readerTokenizer.encode(fidTargetText(qa.answers[0]), { maxLength: 32 }).length)),
+    queryLength: longest(
+      qaPairs.map((qa) => bundle.retrieverTokenizer.encode(qa.question, { maxLength: bundle.retrieverConfig.max_position_embeddings }).length),
+    ),
   };
 }

@@ -6,7 +6,8 @@
  * the worker to the page — and the page shows `message`. A round failure never says anything about
  * the connection's state: the status dot follows the event stream alone.
  */
-import { isAbort, isQuotaError, RoundStageError, TrainingInputError, type RoundStage } from './errors';
+import { isAbort, isQuotaError, RoundStageError, TrainingInputError, TrainingMemoryError, type RoundStage, type StepConfig } from './errors';
+import { formatBytes } from './training-fit';
 import { CoragHttpError } from '../federated/client';
 
 export type TrainingFailureKind =
@@ -16,6 +17,7 @@ export type TrainingFailureKind =
   | 'bad_round_config'
   | 'model_mismatch'
   | 'out_of_memory'
+  | 'does_not_fit'
   | 'storage_full'
   | 'connection_lost'
   | 'upload_failed'
@@ -117,6 +119,7 @@ export function describeTrainingFailure(e: unknown, round?: number, scoring?: nu
         return out('model_mismatch', `this tab’s model does not match the session’s (${detail}). Leave the session and join again to load its model.`);
     }
   }
+  if (cause instanceof TrainingMemoryError) return out('does_not_fit', memoryMessage(cause, NOTHING_SENT, NEXT_ROUND));
   if (isOutOfMemory(cause)) {
     return out(
       'out_of_memory',
@@ -154,6 +157,23 @@ export function describeTrainingFailure(e: unknown, round?: number, scoring?: nu
     return out('coordinator_error', `the coordinator answered ${cause.message}${stage ? ` while ${DOING[stage]}` : ''}. ${capitalize(NEXT_ROUND)}.`);
   }
   return out('unknown', `failed${stage ? ` while ${DOING[stage]}` : ''}: ${detail}. ${capitalize(NOTHING_SENT)}; ${NEXT_ROUND}.`);
+}
+
+function stepWords(c: StepConfig): string {
+  return `batch ${c.batchSize} with k ${c.k}${c.encoderCheckpointRows ? ' and encoder checkpointing' : ''}`;
+}
+
+/** "needs ~X, budget Y; batch 1 with k 4 would fit (~Z)", and what the participant can do about it. */
+function memoryMessage(e: TrainingMemoryError, nothingSent: string, next: string): string {
+  const d = e.detail;
+  const overBudget = d.budgetBytes !== undefined && d.peakBytes > d.budgetBytes;
+  const need = overBudget
+    ? `it needs ~${formatBytes(d.peakBytes)}, budget ${formatBytes(d.budgetBytes!)}${d.budgetSource ? ` (${d.budgetSource})` : ''}`
+    : `its largest tensor (${d.largestTensor}) needs ${formatBytes(d.largestTensorBytes)}, more than the GPU’s largest buffer (${formatBytes(d.maxBufferBytes ?? 0)})`;
+  const fits = d.suggestion
+    ? `${capitalize(stepWords(d.suggestion.config))} would fit (~${formatBytes(d.suggestion.peakBytes)})${d.policy === 'refuse' ? ', but this session does not let tabs change its batch' : ''}: ask the session’s organiser for it${overBudget ? ', or raise this tab’s memory budget (?memoryBudget=… in the address) if the device has memory to spare' : ''}.`
+    : `No smaller step fits: the model’s weights and optimizer state alone need ~${formatBytes(d.weightBytes)}. Take part from a device with more memory${overBudget ? ', or raise this tab’s memory budget (?memoryBudget=… in the address) if this one has memory to spare' : ''}.`;
+  return `the session’s training step (${stepWords(d.requested)}) does not fit this tab: ${need}. ${fits} Nothing was trained; ${nothingSent}; ${next}.`;
 }
 
 function capitalize(s: string): string {

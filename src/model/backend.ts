@@ -162,3 +162,15 @@ export function parseBackendName(s: string): BackendName {
   if (s === 'webgpu' || s === 'wasm' || s === 'cpu') return s;
   throw new Error(`unknown backend "${s}": expected webgpu, wasm or cpu`);
 }
+
+/**
+ * The largest tensor the running WebGPU device can hold: min(maxBufferSize,
+ * maxStorageBufferBindingSize) of its limits (tfjs binds every tensor as one storage buffer).
+ * Undefined on other backends.
+ */
+export function webGpuBufferLimit(): number | undefined {
+  if (tf.getBackend() !== 'webgpu') return undefined;
+  const limits = (tf.backend() as unknown as { device?: { limits?: { maxBufferSize?: number; maxStorageBufferBindingSize?: number } } }).device?.limits;
+  const sizes = [limits?.maxBufferSize, limits?.maxStorageBufferBindingSize].filter((n): n is number => typeof n === 'number' && n > 0);
+  return sizes.length ? Math.min(...sizes) : undefined;
+}

@@ -8,6 +8,7 @@ import type { EmbedWorkerApi } from '../../workers/embed.worker';
 import type { ProbeWorkerApi } from '../../workers/probe.worker';
 import type { TrainWorkerApi } from '../../workers/train.worker';
 import { backendBanner, decideBackend } from './backend-setting';
+import { readMemoryBudget } from './memory-setting';
 import { BrowserStore, KV } from '../platform/browser/idb-store';
 import { errorText, type AppContext, type View } from './context';
 import { h, replace } from './dom';
@@ -232,6 +233,16 @@ async function main(): Promise<void> {
   });
   route();
 
+  /** The participant's training memory budget; an unreadable one is said and the default used. */
+  const memoryBudget = (): number | undefined => {
+    try {
+      return readMemoryBudget();
+    } catch (e) {
+      store.notify('error', `${errorText(e)}; training uses the default memory budget.`);
+      return undefined;
+    }
+  };
+
   // ----- backend, then resume a stored session (a reload keeps identity, passages and cached model)
   try {
     // Measured once (in the embedding worker, unless a setting or ?backend= decides); both workers start the choice.
@@ -247,6 +258,7 @@ async function main(): Promise<void> {
       train.init(
         preference,
         Comlink.proxy((e: TrainWorkerEvent) => handleWorkerEvent(store, e)),
+        memoryBudget(),
       ),
       embed.init(preference),
     ]);
