@@ -29,7 +29,7 @@
  * - `--copy-attention W`: adds W × copy-attention supervision (src/model/t5/copy-attention.ts):
  *   head 0 of the last decoder layer is told where in the passage each answer (and prefix) token
  *   is. The printed loss is still the token loss alone, comparable with the other runs.
- * docs/PRETRAINING.md records what these showed.
+ * docs/lab/PRETRAINING.md records what these showed.
  */
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs-core';

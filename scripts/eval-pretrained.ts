@@ -1,6 +1,6 @@
 /**
  * npx tsx scripts/eval-pretrained.ts [--models public/models/demo] [--crab results/cache/crab-mini]
- *                                    [--backend wasm] [--k 4] [--limit N] [--out docs/pretrain-eval.json]
+ *                                    [--backend wasm] [--k 4] [--limit N] [--out docs/lab/pretrain-eval.json]
  *                                    [--gold-only] [--cloze N] [--copy W] [--split dev|train|all] [--retrieval-only]
  *                                    [--keyword-weight W] [--keyword-weights W1,W2,…]
  *
@@ -55,7 +55,7 @@ const modelsDir = opt('models', 'public/models/demo');
 const crabDir = opt('crab', 'results/cache/crab-mini');
 const k = Number(opt('k', '4'));
 const limit = Number(opt('limit', '1000000'));
-const outPath = opt('out', 'docs/pretrain-eval.json');
+const outPath = opt('out', 'docs/lab/pretrain-eval.json');
 const goldOnly = argv.includes('--gold-only');
 const retrievalOnly = argv.includes('--retrieval-only');
 const copyOverride = argv.includes('--copy') ? Number(opt('copy', '0')) : undefined;

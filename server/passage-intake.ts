@@ -26,7 +26,7 @@ import type { SessionConfig } from '../src/federated/protocol';
 
 /**
  * Recomputed and received embeddings must agree this well. Measured on the 347 demo passages with
- * the pretrained demo encoder (docs/passage-embeddings-demo.json, scripts/measure-passage-embeddings.ts):
+ * the pretrained demo encoder (docs/lab/passage-embeddings-demo.json, scripts/measure-passage-embeddings.ts):
  * honest recomputations differ by relative L2 ≤ 2.5e-7 across backends (cpu vs wasm, float32) and
  * ≤ 2.4e-4 when a tab rounds the embedding to float16 (cosine ≥ 0.99999997), while the embedding of
  * the closest OTHER passage differs by relative L2 ≥ 4.1e-3 (median 1.5e-2) — with cosine as high as

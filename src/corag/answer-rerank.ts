@@ -13,7 +13,7 @@
  * questionOverlap·(share). The answer is always one of the reader's candidates.
  *
  * Why: a small reader often has the right span among its 16 best while its first choice is a
- * phrase of the question or a span of the wrong kind (docs/PRETRAINING.md, session 8: with the
+ * phrase of the question or a span of the wrong kind (docs/lab/PRETRAINING.md, session 8: with the
  * demo reader and the gold passage the right answer is among the 16 best for 41 % of CRAB-mini
  * dev questions, first for 9 %). The weights are fitted on CRAB-mini *train* questions
  * (scripts/fit-answer-rerank.ts) and travel in the reader's config.json (`answer_rerank`), so a

@@ -61,7 +61,7 @@ export interface PretrainConfig {
    * false (Atlas): a masked-span example's own passage is never among its passages, so the spans
    * must be inferred. true: it is put in (as for cloze), so the reader fills every span by finding
    * it in the passage — several copy lookups per example, the dense signal under which a small
-   * transformer learns the lookup (docs/PRETRAINING.md, "Session 4"). With readerPassageWindow N
+   * transformer learns the lookup (docs/lab/PRETRAINING.md, "Session 4"). With readerPassageWindow N
    * the source enters as N tokens starting a little before the first masked span.
    */
   readonly mlmWithSource: boolean;

@@ -4,7 +4,7 @@
  * answers directly instead of discovering the lookup from the token loss alone.
  *
  * Why: a small T5 trained from scratch learns to copy an answer out of a passage only after
- * millions of lookups seen (docs/PRETRAINING.md, the copy task): the token loss gives no gradient
+ * millions of lookups seen (docs/lab/PRETRAINING.md, the copy task): the token loss gives no gradient
  * towards the right passage position until attention already lands near it by chance. Supervising
  * an attention distribution with known alignments is the standard remedy (supervised / guided
  * attention in NMT, the copy alignments of pointer-generator training). The architecture does not

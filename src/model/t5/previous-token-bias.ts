@@ -3,7 +3,7 @@
  * bias start out favouring the key 1 … n positions before the query, so from the first step the
  * encoder holds, at every position, what precedes it. With copy-attention supervision
  * (copy-attention.ts) this is the piece that makes locating an answer learnable in hundreds
- * instead of tens of thousands of steps (docs/PRETRAINING.md, "Session 5"): the decoder's
+ * instead of tens of thousands of steps (docs/lab/PRETRAINING.md, "Session 5"): the decoder's
  * supervised head only has to match "what precedes the gap in the question" against "what
  * precedes this passage position". The result is still a plain T5 (only initial values change).
  */

@@ -1,7 +1,7 @@
 /**
  * A pretraining checkpoint on disk (Node), written so that a kill at any moment leaves the last
  * complete checkpoint readable, and in parts small enough for the GPU machine's file transfers
- * (16 MiB per file coming back; docs/PRETRAINING.md says what that does and does not allow).
+ * (16 MiB per file coming back; docs/lab/PRETRAINING.md says what that does and does not allow).
  *
  *   checkpoint/
  *     manifest.json            step, trainer state, and per blob its parts with size and SHA-256
