@@ -1,17 +1,18 @@
 /**
  * The embedding worker: passages → Contriever passage-encoder embeddings, in batches, with
- * progress, off the page's thread. The passage encoder is frozen in every session, so one bundle
- * (any version) serves for the whole session.
+ * progress, off the page's thread. The passage encoder is frozen in every session, so one encoder
+ * (from any version) serves for the whole session; the worker holds it alone (src/corag/passage-encoder.ts),
+ * not the reader and query encoder beside it.
  */
 import * as Comlink from 'comlink';
-import type { ModelBundle } from '../src/corag/model-bundle';
+import type { PassageEncoder } from '../src/corag/passage-encoder';
 import { embedPassages, type PassageText } from '../src/corag/retrieve';
 import type { SessionInfo } from '../src/federated/protocol';
 import type { BackendName, BackendReport } from '../src/model/backend';
 import { BrowserStore } from '../src/platform/browser/idb-store';
-import { buildBundle, startBackend, type SessionAccess } from './runtime';
+import { buildPassageEncoder, startBackend, type SessionAccess } from './runtime';
 
-let bundle: ModelBundle | undefined;
+let encoder: PassageEncoder | undefined;
 let loadedFor: string | undefined;
 let abort: AbortController | undefined;
 
@@ -20,15 +21,15 @@ const api = {
     return startBackend(preference);
   },
 
-  /** Loads the session's encoder from `version` (IndexedDB cache first). */
+  /** Loads the session's passage encoder from `version` (IndexedDB cache first). */
   async load(access: SessionAccess, session: SessionInfo, version: number): Promise<void> {
     const key = `${access.sessionId}/${session.config.models.passageEncoder}`;
-    if (bundle && loadedFor === key) return;
+    if (encoder && loadedFor === key) return;
     const store = await BrowserStore.open();
     try {
-      const next = await buildBundle(access, session, version, store);
-      bundle?.dispose();
-      bundle = next;
+      const next = await buildPassageEncoder(access, session, version, store);
+      encoder?.dispose();
+      encoder = next;
       loadedFor = key;
     } finally {
       store.close();
@@ -37,10 +38,10 @@ const api = {
 
   /** Embeddings of `passages` (title + text, as the store expects); `onProgress(done, total)` per batch. */
   async embed(passages: PassageText[], onProgress: (done: number, total: number) => void): Promise<Float32Array[]> {
-    if (!bundle) throw new Error('the embedding model is not loaded yet: join a session first');
+    if (!encoder) throw new Error('the embedding model is not loaded yet: join a session first');
     abort = new AbortController();
     try {
-      const rows = await embedPassages(bundle, passages, { batchSize: 16, onProgress, signal: abort.signal });
+      const rows = await embedPassages(encoder, passages, { batchSize: 16, onProgress, signal: abort.signal });
       // Own copies: the rows are views into one buffer, which would be cloned once per row.
       return rows.map((r) => r.slice());
     } finally {

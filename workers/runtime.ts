@@ -8,13 +8,14 @@ import wasmSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.
 import wasmThreaded from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url';
 import { globalVersionBytes } from '../src/corag/federated-client';
 import { ModelBundle } from '../src/corag/model-bundle';
+import { PassageEncoder } from '../src/corag/passage-encoder';
 import { CoragClient, type DownloadProgress } from '../src/federated/client';
 import type { SessionInfo } from '../src/federated/protocol';
 import { initBackend, type BackendName, type BackendReport } from '../src/model/backend';
 import type { BackendProbe } from '../src/model/backend-choice';
 import { probeBackends } from '../src/model/backend-probe';
 import type { BrowserStore } from '../src/platform/browser/idb-store';
-import { loadBundleSpec } from '../src/platform/browser/session-bundle';
+import { loadBundleSpec, loadRetrieverSpec } from '../src/platform/browser/session-bundle';
 
 let backend: Promise<BackendReport> | undefined;
 let markStarted: (report: Promise<BackendReport>) => void = () => undefined;
@@ -77,4 +78,14 @@ export async function buildBundle(
     globalVersionBytes(new CoragClient(access.appBase, access.token), access.sessionId, version, store.modelCache(), onProgress),
   ]);
   return ModelBundle.fromGlobal(spec, bytes, version);
+}
+
+/** The session's frozen passage encoder alone, from version `version`'s bytes (the same cache and download as buildBundle). */
+export async function buildPassageEncoder(access: SessionAccess, session: SessionInfo, version: number, store: BrowserStore): Promise<PassageEncoder> {
+  await backendStarted();
+  const [spec, { bytes }] = await Promise.all([
+    loadRetrieverSpec(access.appBase, session.config.models),
+    globalVersionBytes(new CoragClient(access.appBase, access.token), access.sessionId, version, store.modelCache()),
+  ]);
+  return PassageEncoder.fromGlobal(spec.retrieverConfig, spec.retrieverTokenizer, bytes, version);
 }

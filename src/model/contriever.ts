@@ -65,12 +65,17 @@ export function contrieverEmbed(config: BertConfig, params: BertParams, batch: T
 
 export class Contriever {
   /** Owns `params` (names `query.*` and `passage.*`) and disposes it. */
+  /**
+   * `sides`: the encoders `params` holds (default both). A passage-only Contriever serves whoever
+   * only embeds passages (the tab's embedding worker) without holding the query encoder too.
+   */
   constructor(
     readonly config: BertConfig,
     readonly params: ParameterStore,
+    readonly sides: readonly ContrieverSide[] = ['query', 'passage'],
   ) {
     const expected = bertParameterShapes(config);
-    for (const side of ['query', 'passage'] as const) {
+    for (const side of sides) {
       for (const [name, shape] of expected) {
         const full = sidePrefix(side) + name;
         if (!params.has(full)) throw new Error(`Contriever: parameter "${full}" is missing`);
@@ -135,6 +140,7 @@ export class Contriever {
   }
 
   sideParams(side: ContrieverSide): BertParams {
+    if (!this.sides.includes(side)) throw new Error(`Contriever: this model holds only the ${this.sides.join(' and ')} encoder, not the ${side} encoder`);
     return paramsFromStore(this.params, sidePrefix(side));
   }
 

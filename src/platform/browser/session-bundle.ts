@@ -35,20 +35,28 @@ async function tokenizerFrom(primary: ModelSource | null, fallback: ModelSource)
   return loadTokenizer(fallback);
 }
 
-/** Configs and tokenizers of a session's models; `appBase` is the page's origin + path ("http://host/"). */
-export async function loadBundleSpec(appBase: string, models: SessionModels): Promise<BundleSpec> {
-  const t5Tokenizers = urlModelSource(new URL('models/tokenizers/t5/', appBase).href);
+/** The retriever's config and tokenizer: all the embedding worker needs besides the weights. */
+export async function loadRetrieverSpec(appBase: string, models: SessionModels): Promise<Pick<BundleSpec, 'retrieverConfig' | 'retrieverTokenizer'>> {
   const bertTokenizers = urlModelSource(new URL('models/tokenizers/bert-base-uncased/', appBase).href);
-  const readerSource = TINY_READER.test(models.reader) ? null : sessionModelSource(appBase, models.reader);
   const retrieverSource = TINY_RETRIEVER.test(models.passageEncoder) ? null : sessionModelSource(appBase, models.passageEncoder);
-  const [readerConfig, retrieverConfig, readerTokenizer, retrieverTokenizer] = await Promise.all([
-    readerSource ? readConfigJson(readerSource).then((j) => parseT5CheckpointConfig(j, readerSource.describe())) : tinyT5Config(),
+  const [retrieverConfig, retrieverTokenizer] = await Promise.all([
     retrieverSource ? readConfigJson(retrieverSource).then((j) => parseBertCheckpointConfig(j, retrieverSource.describe())) : tinyBertConfig(),
-    tokenizerFrom(readerSource, t5Tokenizers),
     tokenizerFrom(retrieverSource, bertTokenizers),
   ]);
   if (retrieverConfig.hidden_size !== models.embeddingDim) {
     throw new Error(`session stores ${models.embeddingDim}-dimensional embeddings but ${models.passageEncoder} makes ${retrieverConfig.hidden_size}`);
   }
-  return { readerConfig, retrieverConfig, readerTokenizer, retrieverTokenizer };
+  return { retrieverConfig, retrieverTokenizer };
+}
+
+/** Configs and tokenizers of a session's models; `appBase` is the page's origin + path ("http://host/"). */
+export async function loadBundleSpec(appBase: string, models: SessionModels): Promise<BundleSpec> {
+  const t5Tokenizers = urlModelSource(new URL('models/tokenizers/t5/', appBase).href);
+  const readerSource = TINY_READER.test(models.reader) ? null : sessionModelSource(appBase, models.reader);
+  const [readerConfig, readerTokenizer, retriever] = await Promise.all([
+    readerSource ? readConfigJson(readerSource).then((j) => parseT5CheckpointConfig(j, readerSource.describe())) : tinyT5Config(),
+    tokenizerFrom(readerSource, t5Tokenizers),
+    loadRetrieverSpec(appBase, models),
+  ]);
+  return { readerConfig, readerTokenizer, ...retriever };
 }
