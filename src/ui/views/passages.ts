@@ -24,7 +24,7 @@ import { ingestPdf } from '../../ingest/pdf';
 import { loadPdfJs } from '../../platform/browser/pdfjs';
 import { describeProgress, ProgressMeter } from '../progress';
 import type { ShareChoice, StoredPassage } from '../../platform/browser/idb-store';
-import * as Comlink from 'comlink';
+import { PassageSync } from '../passage-sync';
 
 interface FileSummary {
   file: string;
@@ -49,8 +49,6 @@ const DEMO_PASSAGES_PATH = 'demo/passages.jsonl';
 export const WITHDRAW_NOTE =
   'Making a contributed passage private again withdraws your contribution: if another participant contributed the same text, it stays in the store until its last contributor withdraws it (models already trained keep what they learnt from it).';
 
-const passagesWord = (n: number) => (n === 1 ? '1 passage' : `${n} passages`);
-
 function summarize(passages: readonly StoredPassage[], sessionId: string | undefined): FileSummary[] {
   const byFile = new Map<string, FileSummary>();
   for (const p of passages) {
@@ -66,11 +64,6 @@ function summarize(passages: readonly StoredPassage[], sessionId: string | undef
 
 export function passagesView(ctx: AppContext): View {
   const { store, db } = ctx;
-  // One embedding pass and one contribution pass at a time; a request during a pass runs another after it.
-  let embedding = false;
-  let embedAgain = false;
-  let syncing = false;
-  let syncAgain = false;
   /** The file whose passages are listed for per-passage sharing, if any. */
   let openFile: string | null = null;
   const passageList = h('section', { class: 'card stack', id: 'file-passages', 'aria-labelledby': 'file-passages-title' });
@@ -100,6 +93,15 @@ export function passagesView(ctx: AppContext): View {
   const problems = h('div', { class: 'problems', 'aria-live': 'polite' });
   const table = h('div', { class: 'files' });
 
+  // Embedding and the session-store sync run in the background (src/ui/passage-sync.ts).
+  const sync = new PassageSync(ctx, {
+    progress: (fraction, label) => {
+      embedBar.root.hidden = false;
+      embedBar.set(fraction, label);
+    },
+    refresh: () => refresh(),
+  });
+
   const refresh = async () => {
     const all = await db.allPassages();
     store.update((s) => {
@@ -117,7 +119,7 @@ export function passagesView(ctx: AppContext): View {
   async function setShare(passages: readonly StoredPassage[], share: ShareChoice): Promise<void> {
     await guard(() => db.updatePassages(passages.map((p) => ({ id: p.id, change: { share } }))));
     await refresh();
-    void syncWithSessionStore();
+    void sync.syncWithSessionStore();
   }
 
   function renderPassageList(passages: readonly StoredPassage[], sessionId: string | undefined) {
@@ -272,114 +274,7 @@ export function passagesView(ctx: AppContext): View {
       }
     }
     await refresh();
-    await embedPending();
-  }
-
-  /** Embeds every stored passage without an embedding, in batches committed one by one. */
-  async function embedPending(): Promise<void> {
-    const session = store.state.session;
-    if (!store.state.model?.ready || !store.state.embedderReady || !session) return;
-    if (embedding) {
-      embedAgain = true;
-      return;
-    }
-    embedding = true;
-    embedAgain = false;
-    try {
-      await embedOnce(session.config.models.passageEncoder);
-    } catch (e) {
-      store.notify('error', `Embedding stopped: ${errorText(e)}. Stored passages are kept; it resumes next time.`);
-    } finally {
-      embedding = false;
-    }
-    if (embedAgain) return embedPending();
-    await syncWithSessionStore();
-  }
-
-  async function embedOnce(encoder: string): Promise<void> {
-    const pending = (await db.allPassages()).filter((p) => !p.embedding || p.encoder !== encoder);
-    if (pending.length === 0) return;
-    embedBar.root.hidden = false;
-    const meter = new ProgressMeter();
-    const batch = 64;
-    for (let i = 0; i < pending.length; i += batch) {
-      const slice = pending.slice(i, i + batch);
-      const rows = await ctx.embed.embed(
-        slice.map((p) => ({ title: p.title, text: p.text })),
-        Comlink.proxy((done: number) => {
-          const est = meter.estimate(i + done, pending.length);
-          embedBar.set(est.fraction, `Embedding ${describeProgress(est, 'passages')}`);
-        }),
-      );
-      // Each batch is committed before the next is embedded; a full disk stops here, earlier batches kept.
-      await db.updatePassages(slice.map((p, j) => ({ id: p.id, change: { embedding: rows[j], encoder } })));
-    }
-    embedBar.set(1, `Embedded ${describeProgress(meter.estimate(pending.length, pending.length), 'passages')}`);
-    await refresh();
-  }
-
-  /**
-   * Brings the session store in line with the sharing choices: withdraws contributed passages now
-   * marked private, sends embedded passages marked "contribute" it does not have yet. A failure is
-   * reported and the next sync (the next change, embedding pass or page visit) tries again.
-   */
-  async function syncWithSessionStore(): Promise<void> {
-    const s = store.state;
-    if (!s.session || !s.model?.ready) return;
-    if (syncing) {
-      syncAgain = true;
-      return;
-    }
-    syncing = true;
-    syncAgain = false;
-    try {
-      await withdrawOnce(s.session.id);
-      await contributeOnce(s.session.id);
-    } finally {
-      syncing = false;
-    }
-    if (syncAgain) return syncWithSessionStore();
-  }
-
-  async function withdrawOnce(sessionId: string): Promise<void> {
-    const pending = (await db.allPassages()).filter((p) => p.share === 'private' && p.contributedAs?.sessionId === sessionId);
-    if (pending.length === 0) return;
-    try {
-      const results = await ctx.train.withdraw(pending.map((p) => p.contributedAs!.id));
-      await db.updatePassages(pending.map((p) => ({ id: p.id, change: { contributedAs: undefined } })));
-      const kept = results.filter((r) => r.outcome === 'kept').length;
-      const taken = pending.length - kept;
-      const parts = [
-        ...(taken ? [`${passagesWord(taken)} taken out of the session store`] : []),
-        ...(kept
-          ? [`${passagesWord(kept)} made private here ${kept === 1 ? 'stays' : 'stay'} in the session store: another participant contributed the same text`]
-          : []),
-      ];
-      store.notify('ok', `${parts.join('; ')}.`);
-    } catch (e) {
-      store.notify(
-        'error',
-        `Withdrawing passages from the session store failed: ${errorText(e)}. They are private in this tab; withdrawing is tried again next time.`,
-      );
-    }
-    await refresh();
-  }
-
-  async function contributeOnce(sessionId: string): Promise<void> {
-    const pending = (await db.allPassages()).filter((p) => p.share === 'contribute' && p.embedding && p.contributedAs?.sessionId !== sessionId);
-    if (pending.length === 0) return;
-    try {
-      const results = await ctx.train.contribute(pending.map((p) => ({ title: p.title, text: p.text, embedding: p.embedding! })));
-      await guard(() => db.updatePassages(pending.map((p, i) => ({ id: p.id, change: { contributedAs: { sessionId, id: results[i].id } } }))));
-      const dup = results.filter((r) => r.duplicate).length;
-      store.notify(
-        'ok',
-        `Contributed ${passagesWord(pending.length)} to the session store${dup ? ` (${dup === 1 ? '1 was' : `${dup} were`} already there)` : ''}.`,
-      );
-    } catch (e) {
-      store.notify('error', `Contributing failed: ${errorText(e)}. The passages stay in this tab and are sent again next time.`);
-    }
-    await refresh();
+    await sync.embedPending();
   }
 
   demoButton.addEventListener('click', async () => {
@@ -452,7 +347,7 @@ export function passagesView(ctx: AppContext): View {
     update() {
       // Both workers' models: the embedder loads after the training worker's (state.ts).
       const ready = !!store.state.model?.ready && !!store.state.embedderReady;
-      if (ready && !lastReady) void embedPending();
+      if (ready && !lastReady) void sync.embedPending();
       lastReady = ready;
     },
   };
