@@ -15,14 +15,14 @@
  * queue, index) is saved by `saveCheckpoint` and restored by `Pretrainer.resume`.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { bertParameterShapes, parseBertConfig, type BertConfig } from '../model/bert/config';
+import { bertParameterShapes, type BertConfig } from '../model/bert/config';
 import { paramsFromStore } from '../model/bert/model';
 import { contrieverEmbed } from '../model/contriever';
 import { inBatchContrastiveLoss, perplexityDistillationLoss } from '../model/losses';
 import { AdamW } from '../model/optimizer';
 import { ParameterStore } from '../model/params';
 import { parseSafetensors, readTensor, writeSafetensors, type TensorToWrite } from '../model/safetensors';
-import { parseT5Config, t5ParameterShapes, type T5Config } from '../model/t5/config';
+import { t5ParameterShapes, type T5Config } from '../model/t5/config';
 import { fidEncode } from '../model/t5/fid';
 import { allowedPositions, copyAttentionLoss } from '../model/t5/copy-attention';
 import { copyAlignment } from './copy-alignment';
@@ -34,6 +34,8 @@ import type { PretrainConfig } from './config';
 import type { PretrainData, PreparedExample } from './data';
 import { randomCrop } from './examples';
 import { Rng } from './rng';
+import { readerT5Config, retrieverBertConfig } from './model-configs';
+import { answerWindow, randomWindow, spanWindow } from './windows';
 
 export interface StepLosses {
   readonly step: number;
@@ -71,77 +73,6 @@ export interface PretrainCheckpoint {
   readonly optimizer: Uint8Array;
   /** PretrainerState as JSON. */
   readonly state: string;
-}
-
-export function readerT5Config(config: PretrainConfig, vocabSize: number, special: { pad: number; eos: number }): T5Config {
-  return parseT5Config({
-    model_type: 't5',
-    vocab_size: vocabSize,
-    ...config.reader,
-    relative_attention_num_buckets: 32,
-    relative_attention_max_distance: 128,
-    feed_forward_proj: 'gated-gelu',
-    // Tied input/output embedding: the vocabulary matrix is most of a small model's size.
-    tie_word_embeddings: true,
-    decoder_start_token_id: special.pad,
-    pad_token_id: special.pad,
-    eos_token_id: special.eos,
-  });
-}
-
-export function retrieverBertConfig(config: PretrainConfig, vocabSize: number, padId: number): BertConfig {
-  return parseBertConfig({
-    model_type: 'bert',
-    vocab_size: vocabSize,
-    ...config.retriever,
-    max_position_embeddings: Math.max(512, config.indexMaxLength),
-    type_vocab_size: 2,
-    hidden_act: 'gelu',
-    pad_token_id: padId,
-  });
-}
-
-/** Where `run` first occurs as consecutive ids in `ids`; -1 when it does not (or is empty). */
-function indexOfRun(ids: readonly number[], run: readonly number[]): number {
-  for (let i = 0; run.length > 0 && i + run.length <= ids.length; i++) {
-    if (run.every((t, k) => ids[i + k] === t)) return i;
-  }
-  return -1;
-}
-
-/**
- * `size` tokens of a passage around a cloze answer: the answer's ids (the target without its
- * leading sentinel and final EOS) are looked up in the passage and the window starts a random
- * number of tokens before them, so the answer sits anywhere in it. The passage's first `size`
- * tokens when the answer is not found as is (tokenized differently in context).
- */
-export function answerWindow(passageIds: readonly number[], target: readonly number[], size: number, rng: Rng): number[] {
-  if (passageIds.length <= size) return [...passageIds];
-  const answer = target.slice(1, -1);
-  const at = indexOfRun(passageIds, answer);
-  if (at < 0) return passageIds.slice(0, size);
-  const slack = Math.max(0, size - answer.length);
-  const start = Math.min(passageIds.length - size, Math.max(0, at - rng.int(slack + 1)));
-  return passageIds.slice(start, start + size);
-}
-
-/** `size` consecutive tokens of a passage at a random place; a shorter passage whole. */
-export function randomWindow(passageIds: readonly number[], size: number, rng: Rng): number[] {
-  if (passageIds.length <= size) return [...passageIds];
-  const start = rng.int(passageIds.length - size + 1);
-  return passageIds.slice(start, start + size);
-}
-
-/**
- * `size` tokens of a passage holding a masked-span window: they start `lead` tokens before the
- * first masked span (`anchor`), so the spans after it fit too. The first `size` tokens when the
- * span is not found as is.
- */
-export function spanWindow(passageIds: readonly number[], anchor: readonly number[], size: number, lead = 8): number[] {
-  if (passageIds.length <= size) return [...passageIds];
-  const at = indexOfRun(passageIds, anchor);
-  const start = at < 0 ? 0 : Math.min(passageIds.length - size, Math.max(0, at - lead));
-  return passageIds.slice(start, start + size);
 }
 
 interface ReaderInputs {

@@ -13,8 +13,8 @@ import { parseBertConfig } from '../../src/model/bert/config';
 import { parseDprPassages } from '../../src/pretrain/corpus';
 import { preparePretrainData, type PretrainData } from '../../src/pretrain/data';
 import type { ParameterStore } from '../../src/model/params';
-import { answerWindow, Pretrainer, randomWindow, spanWindow } from '../../src/pretrain/trainer';
-import { Rng } from '../../src/pretrain/rng';
+import { Pretrainer } from '../../src/pretrain/trainer';
+import { spanWindow } from '../../src/pretrain/windows';
 import { trimUnigramTokenizer, trimWordPieceTokenizer } from '../../src/pretrain/vocab-trim';
 import { hfConfigTypeProblems } from '../model/hf-config-types';
 
@@ -248,44 +248,7 @@ describe('Pretrainer', () => {
   });
 });
 
-describe('answerWindow', () => {
-  const passage = Array.from({ length: 100 }, (_, i) => 1000 + i);
-  const target = [7, 1040, 1041, 1]; // sentinel, answer ids 1040 1041, EOS
-
-  it('always holds the whole answer, at varying places, and has the requested size', () => {
-    const rng = new Rng(3);
-    const starts = new Set<number>();
-    for (let i = 0; i < 50; i++) {
-      const w = answerWindow(passage, target, 16, rng);
-      expect(w).toHaveLength(16);
-      const at = w.indexOf(1040);
-      expect(at).toBeGreaterThanOrEqual(0);
-      expect(w[at + 1]).toBe(1041);
-      starts.add(w[0]);
-    }
-    expect(starts.size).toBeGreaterThan(5);
-  });
-
-  it('falls back to the passage start when the answer is not in it, and keeps short passages whole', () => {
-    expect(answerWindow(passage, [7, 5, 1], 16, new Rng(1))).toEqual(passage.slice(0, 16));
-    expect(answerWindow(passage.slice(0, 10), target, 16, new Rng(1))).toEqual(passage.slice(0, 10));
-  });
-});
-
-describe('spanWindow (mlmWithSource)', () => {
-  const passage = Array.from({ length: 100 }, (_, i) => 1000 + i);
-
-  it('starts a few tokens before the first masked span, so the spans after it fit', () => {
-    expect(spanWindow(passage, [1040, 1041], 32)).toEqual(passage.slice(32, 64));
-    expect(spanWindow(passage, [1003], 32)).toEqual(passage.slice(0, 32)); // near the start
-    expect(spanWindow(passage, [1095], 32)).toEqual(passage.slice(68, 100)); // near the end
-  });
-
-  it('falls back to the passage start when the span is not in it, and keeps short passages whole', () => {
-    expect(spanWindow(passage, [5], 16)).toEqual(passage.slice(0, 16));
-    expect(spanWindow(passage.slice(0, 10), [1003], 16)).toEqual(passage.slice(0, 10));
-  });
-
+describe('spanWindow (mlmWithSource) on prepared data', () => {
   it("finds each prepared masked span's first span in its source passage", () => {
     const mlm = data.examples.filter((e) => e.kind === 'mlm');
     expect(mlm.length).toBeGreaterThan(5);
@@ -338,20 +301,6 @@ describe('masked spans with their source passage (mlmWithSource)', () => {
 });
 
 describe('every passage as a window (windowEveryPassage)', () => {
-  it('randomWindow takes `size` consecutive tokens at varying places, and a shorter passage whole', () => {
-    const ids = Array.from({ length: 50 }, (_, i) => i);
-    const rng = new Rng(4);
-    const starts = new Set<number>();
-    for (let i = 0; i < 30; i++) {
-      const w = randomWindow(ids, 10, rng);
-      expect(w).toHaveLength(10);
-      expect(w).toEqual(ids.slice(w[0], w[0] + 10));
-      starts.add(w[0]);
-    }
-    expect(starts.size).toBeGreaterThan(5);
-    expect(randomWindow([1, 2, 3], 10, rng)).toEqual([1, 2, 3]);
-  });
-
   it('with it, no reader row of a cloze example is longer than its question plus the window; without it, the other passages enter whole', async () => {
     const cloze = data.examples.filter((e) => e.kind === 'cloze');
     const window = 16;
