@@ -28,7 +28,7 @@ import { ModelBundle } from '../src/corag/model-bundle';
 import { candidateAnswers } from '../src/corag/reader';
 import { retrieve, type PassageText } from '../src/corag/retrieve';
 import { pairedBootstrap } from '../src/crab/bootstrap';
-import { devStoreView } from '../src/crab/runner';
+import { devStoreView } from '../src/crab/run-data';
 import { collaborativeView } from '../src/crab/stores';
 import { initBackend, parseBackendName } from '../src/model/backend';
 import { exactMatch } from '../src/text/answer-metrics';

@@ -8,7 +8,7 @@
 import { lineChartSvg } from './plot';
 import { predictionsJsonl, type PredictionRow } from './predictions';
 import { METHOD_LABELS, METHODS, type Method, type RunnerConfig } from './runner-config';
-import type { ExperimentResult } from './runner';
+import type { ExperimentResult } from './round-scores';
 import type { ConfidenceInterval } from './bootstrap';
 import { METRICS, scoreRun, type BootstrapSettings, type CellSummary, type CrabSummary, type Metric, type Scores } from './scoring';
 import { STORE_DESCRIPTIONS } from './stores';

@@ -2,7 +2,7 @@
  * The runner's progress line: a bar, percent, experiment i/n, ETA from the rate so far, and what
  * is happening now. Pure formatting; the CLI decides where and how often to draw it.
  */
-import type { RunnerProgress } from './runner';
+import type { RunnerProgress } from './seed-run';
 
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return '?';
