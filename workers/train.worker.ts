@@ -14,7 +14,7 @@ import { hybridRetrieve, KeywordPassageIndex } from '../src/corag/hybrid-retriev
 import { generateAnswers } from '../src/corag/reader';
 import { CoordinatorPassageSource, mergedPassageSource, retrieve, type PassageSource } from '../src/corag/retrieve';
 import { CoragClient, CoragHttpError } from '../src/federated/client';
-import type { RoundInfo, SessionInfo } from '../src/federated/protocol';
+import { parseTrainingConfig, type RoundInfo, type SessionInfo } from '../src/federated/protocol';
 import type { BackendName, BackendReport } from '../src/model/backend';
 import { ExactVectorIndex } from '../src/retrieval/vector-index';
 import { BrowserStore, KV } from '../src/platform/browser/idb-store';
@@ -144,7 +144,7 @@ async function fetchVersion(version: number): Promise<Uint8Array> {
 async function evaluateVersion(round: RoundInfo): Promise<void> {
   currentRound = round;
   if (round.state !== 'closed' || round.resultVersion === null) return;
-  await scoreVersion(round.round, round.resultVersion, Number(round.config.passagesPerQuestion ?? 5), round.metrics.loss);
+  await scoreVersion(round.round, round.resultVersion, parseTrainingConfig(round.config).passagesPerQuestion ?? 5, round.metrics.loss);
 }
 
 /**
@@ -241,7 +241,12 @@ async function scoreStartingVersion(): Promise<void> {
   if (producedBy === undefined) return;
   const history = (await (await openStore()).get<RoundRecord[]>(KV.history)) ?? [];
   if (history.some((r) => r.round === producedBy && r.nll !== undefined)) return;
-  await scoreVersion(producedBy, version, Number(session.config.training.passagesPerQuestion ?? 5), producedBy === 0 ? undefined : currentRound?.metrics.loss);
+  await scoreVersion(
+    producedBy,
+    version,
+    parseTrainingConfig(session.config.training).passagesPerQuestion ?? 5,
+    producedBy === 0 ? undefined : currentRound?.metrics.loss,
+  );
 }
 
 const api = {
