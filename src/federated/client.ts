@@ -88,7 +88,7 @@ export class CoragClient {
   }
 
   /** The JSON answer, checked against `schema` (the route's response schema in ./protocol). */
-  private async json<T extends TSchema>(schema: T, method: string, path: string, body?: unknown): Promise<Static<T>> {
+  private async json<T extends TSchema>(schema: T, method: string, path: string, body?: unknown, tolerate?: (value: unknown) => void): Promise<Static<T>> {
     const res = await this.request(method, path, body);
     const what = `${method} ${path.split('?')[0]} answer`;
     let value: unknown;
@@ -97,6 +97,7 @@ export class CoragClient {
     } catch {
       throw new CoragProtocolError(what, '', 'is not JSON');
     }
+    tolerate?.(value);
     return checkWire(schema, value, what);
   }
 
@@ -187,11 +188,13 @@ export class CoragClient {
 
   /** Top-k of the session store; `withEmbeddings` adds each hit's stored embedding (k ≤ MAX_SEARCH_K_WITH_EMBEDDINGS). */
   async search(sessionId: string, embedding: ArrayLike<number>, k = 10, options: { withEmbeddings?: boolean } = {}): Promise<SearchHit[]> {
-    const r = await this.json(searchResultSchema, 'POST', `/api/sessions/${encodeURIComponent(sessionId)}/passages/search`, {
-      embedding: Array.from(embedding),
-      k,
-      ...(options.withEmbeddings ? { withEmbeddings: true } : {}),
-    });
+    const r = await this.json(
+      searchResultSchema,
+      'POST',
+      `/api/sessions/${encodeURIComponent(sessionId)}/passages/search`,
+      { embedding: Array.from(embedding), k, ...(options.withEmbeddings ? { withEmbeddings: true } : {}) },
+      dropMalformedEmbeddings,
+    );
     return r.hits;
   }
 
@@ -252,6 +255,22 @@ export class CoragClient {
       const event = parseServerEvent(m.event, m.data);
       if (event) yield event;
     }
+  }
+}
+
+/**
+ * A hit's embedding only spares the caller re-embedding the passage (src/corag/retrieve.ts
+ * recomputes one that is missing or of the wrong dimension): one that is not an array of numbers is
+ * dropped before the answer is checked, instead of refusing the whole search. Anything else in the
+ * answer must match its schema.
+ */
+function dropMalformedEmbeddings(value: unknown): void {
+  const hits = typeof value === 'object' && value !== null ? (value as { hits?: unknown }).hits : undefined;
+  if (!Array.isArray(hits)) return;
+  for (const hit of hits) {
+    if (typeof hit !== 'object' || hit === null || !('embedding' in hit)) continue;
+    const e = (hit as { embedding?: unknown }).embedding;
+    if (!Array.isArray(e) || !e.every((x) => typeof x === 'number')) delete (hit as { embedding?: unknown }).embedding;
   }
 }
 

@@ -196,6 +196,25 @@ describe('the wire contract against a real coordinator', () => {
     expect(e2.what).toBe('POST /api/join answer');
     expect(e2.message).toMatch(/^POST \/api\/join answer does not match the protocol: the value .*token/);
 
+    // A search hit's embedding is the one part a client may do without (it re-embeds the passage):
+    // one that is not numbers is dropped; a malformed score refuses the answer.
+    const join = await new CoragClient(server.url).join(created.joinCode);
+    await new CoragClient(server.url, join.token).addPassages(sid, [{ text: 'a passage', embedding: [1, 0, 0, 0], encoder: 'enc' }]);
+    const badEmbedding = new CoragClient(
+      server.url,
+      join.token,
+      rewriting((_url, text) => text.replace('"embedding":[1,0,0,0]', '"embedding":["x",0,0,0]')),
+    );
+    const [hit] = await badEmbedding.search(sid, [1, 0, 0, 0], 1, { withEmbeddings: true });
+    expect(hit.passage.text).toBe('a passage');
+    expect(hit).not.toHaveProperty('embedding');
+    const badScore = new CoragClient(
+      server.url,
+      join.token,
+      rewriting((_url, text) => text.replace(/"score":[^,]*/, '"score":"high"')),
+    );
+    expect((await protocolError(badScore.search(sid, [1, 0, 0, 0], 1))).field).toBe('/hits/0/score');
+
     const notJson = new CoragClient(
       server.url,
       token,
