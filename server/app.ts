@@ -10,22 +10,33 @@ import { createReadStream, existsSync, rmSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import fastifyStatic from '@fastify/static';
 import {
+  addPassagesResultSchema,
   addPassagesSchema,
+  contributionsResultSchema,
+  createdSessionSchema,
   createSessionSchema,
   errorBodySchema,
+  joinResultSchema,
   joinSchema,
   MAX_SEARCH_K_WITH_EMBEDDINGS,
+  modelVersionSchema,
+  passagesResultSchema,
+  roundInfoSchema,
+  searchResultSchema,
   searchSchema,
   sessionInfoSchema,
   trainingQuestionsResponseSchema,
-  type PassageInput,
+  updateReceiptSchema,
+  withdrawResultSchema,
   type ServerEvent,
 } from '../src/federated/protocol';
-import { Coordinator, type Principal, type SessionConfigInput } from './coordinator';
+import { Coordinator, type Principal } from './coordinator';
 import type { LanceStoreOptions } from './lance-passages';
 import { crashPoint } from './crash-points';
 import { addressBucket } from './address-bucket';
@@ -123,20 +134,15 @@ const UPDATE_UPLOAD_ROUTE = '/api/sessions/:sessionId/rounds/:round/update';
 /** Routes whose bodies `admitUpload` admits and `readUploadBody` reads. */
 const UPLOAD_ROUTES = new Set([MODEL_UPLOAD_ROUTE, UPDATE_UPLOAD_ROUTE]);
 
-const sessionParams = {
-  type: 'object',
-  required: ['sessionId'],
-  properties: { sessionId: { type: 'string', pattern: SESSION_ID.source } },
-} as const;
-const roundParams = {
-  type: 'object',
-  required: ['sessionId', 'round'],
-  properties: { sessionId: sessionParams.properties.sessionId, round: { type: 'integer', minimum: 1, maximum: 1e12 } },
-} as const;
+// Route parameters and queries: TypeBox like the bodies (src/federated/protocol.ts), so handlers
+// get them typed through the type provider.
+const sessionIdSchema = Type.String({ pattern: SESSION_ID.source });
+const sessionParams = Type.Object({ sessionId: sessionIdSchema });
+const roundParams = Type.Object({ sessionId: sessionIdSchema, round: Type.Integer({ minimum: 1, maximum: 1e12 }) });
 const errorResponses = { '4xx': errorBodySchema };
 
-type SessionReq = FastifyRequest<{ Params: { sessionId: string } }>;
-type RoundReq = FastifyRequest<{ Params: { sessionId: string; round: number } }>;
+/** A request to a session route (its params validated). */
+type SessionReq = FastifyRequest & { readonly params: { readonly sessionId: string } };
 
 export interface CoordinatorApp {
   readonly app: FastifyInstance;
@@ -159,7 +165,12 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     logger: logging ? { level: 'info', stream: redactingSink(options.logSink ?? process.stdout), serializers: { req: serializeRequest } } : false,
     bodyLimit: limits.maxJsonBytes,
     ajv: { customOptions: { allErrors: false, coerceTypes: true, removeAdditional: false } },
-  });
+  }).withTypeProvider<TypeBoxTypeProvider>();
+  // Response schemas document the answers (/api/openapi.json) and type the handlers' return values
+  // (the type provider); the bytes are plain JSON.stringify, as for routes without one: a compiled
+  // serializer would silently drop a field a schema does not list. The client checks every answer
+  // against the same schemas (src/federated/wire-check.ts).
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
   // Event streams never end on their own: close them so app.close() can finish.
   const eventStreams = new Set<ServerResponse>();
   app.addHook('preClose', async () => {
@@ -393,30 +404,30 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     return { joinCode: await coordinator.joinCode(id), name: (await coordinator.config(id)).name };
   });
 
-  app.post('/api/sessions', { schema: { body: createSessionSchema, response: errorResponses } }, async (req, reply) => {
+  app.post('/api/sessions', { schema: { body: createSessionSchema, response: { 201: createdSessionSchema, ...errorResponses } } }, async (req, reply) => {
     requireServerKey(req);
-    return reply.code(201).send(await coordinator.createSession(req.body as SessionConfigInput));
+    return reply.code(201).send(await coordinator.createSession(req.body));
   });
 
-  app.post('/api/join', { config: { rateLimit: joinRateLimit }, schema: { body: joinSchema, response: errorResponses } }, async (req, reply) => {
-    const { code, name } = req.body as { code: string; name?: string };
-    return reply.code(201).send(await coordinator.join(code, name));
-  });
-
-  app.get(
-    '/api/sessions/:sessionId',
-    { schema: { params: sessionParams, response: { 200: sessionInfoSchema, ...errorResponses } } },
-    async (req: SessionReq) => {
-      await principal(req);
-      return coordinator.sessionInfo(req.params.sessionId);
-    },
+  app.post(
+    '/api/join',
+    { config: { rateLimit: joinRateLimit }, schema: { body: joinSchema, response: { 201: joinResultSchema, ...errorResponses } } },
+    async (req, reply) => reply.code(201).send(await coordinator.join(req.body.code, req.body.name)),
   );
+
+  app.get('/api/sessions/:sessionId', { schema: { params: sessionParams, response: { 200: sessionInfoSchema, ...errorResponses } } }, async (req) => {
+    await principal(req);
+    return coordinator.sessionInfo(req.params.sessionId);
+  });
 
   app.put(
     MODEL_UPLOAD_ROUTE,
-    { bodyLimit: limits.maxModelBytes, preParsing: admitUpload('model'), schema: { params: sessionParams, response: errorResponses } },
-    async (request) => {
-      const req = request as SessionReq;
+    {
+      bodyLimit: limits.maxModelBytes,
+      preParsing: admitUpload('model'),
+      schema: { params: sessionParams, response: { 200: modelVersionSchema, ...errorResponses } },
+    },
+    async (req) => {
       await requireAdmin(req);
       return coordinator.replaceModel(req.params.sessionId, binaryBody(req));
     },
@@ -424,16 +435,8 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
 
   app.get(
     '/api/sessions/:sessionId/model/:version',
-    {
-      schema: {
-        params: {
-          type: 'object',
-          required: ['sessionId', 'version'],
-          properties: { sessionId: sessionParams.properties.sessionId, version: { type: 'integer', minimum: 0, maximum: 1e12 } },
-        },
-      },
-    },
-    async (req: FastifyRequest<{ Params: { sessionId: string; version: number } }>, reply) => {
+    { schema: { params: Type.Object({ sessionId: sessionIdSchema, version: Type.Integer({ minimum: 0, maximum: 1e12 }) }) } },
+    async (req, reply) => {
       await principal(req);
       const path = await coordinator.modelFile(req.params.sessionId, req.params.version);
       return reply
@@ -444,31 +447,39 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     },
   );
 
-  app.post('/api/sessions/:sessionId/rounds', { schema: { params: sessionParams, response: errorResponses } }, async (req: SessionReq, reply) => {
-    await requireAdmin(req);
-    return reply.code(201).send(await coordinator.openRound(req.params.sessionId));
-  });
+  const roundResponses = { 200: roundInfoSchema, ...errorResponses };
+  app.post(
+    '/api/sessions/:sessionId/rounds',
+    { schema: { params: sessionParams, response: { 201: roundInfoSchema, ...errorResponses } } },
+    async (req, reply) => {
+      await requireAdmin(req);
+      return reply.code(201).send(await coordinator.openRound(req.params.sessionId));
+    },
+  );
 
-  app.get('/api/sessions/:sessionId/rounds/current', { schema: { params: sessionParams, response: errorResponses } }, async (req: SessionReq) => {
+  app.get('/api/sessions/:sessionId/rounds/current', { schema: { params: sessionParams, response: roundResponses } }, async (req) => {
     await principal(req);
-    return coordinator.round(req.params.sessionId, 'current');
+    return await coordinator.round(req.params.sessionId, 'current');
   });
 
-  app.get('/api/sessions/:sessionId/rounds/:round', { schema: { params: roundParams, response: errorResponses } }, async (req: RoundReq) => {
+  app.get('/api/sessions/:sessionId/rounds/:round', { schema: { params: roundParams, response: roundResponses } }, async (req) => {
     await principal(req);
-    return coordinator.round(req.params.sessionId, req.params.round);
+    return await coordinator.round(req.params.sessionId, req.params.round);
   });
 
-  app.post('/api/sessions/:sessionId/rounds/:round/close', { schema: { params: roundParams, response: errorResponses } }, async (req: RoundReq) => {
+  app.post('/api/sessions/:sessionId/rounds/:round/close', { schema: { params: roundParams, response: roundResponses } }, async (req) => {
     await requireAdmin(req);
     return coordinator.closeRound(req.params.sessionId, req.params.round, 'admin');
   });
 
   app.put(
     UPDATE_UPLOAD_ROUTE,
-    { bodyLimit: limits.maxUpdateBytes, preParsing: admitUpload('update'), schema: { params: roundParams, response: errorResponses } },
-    async (request) => {
-      const req = request as RoundReq;
+    {
+      bodyLimit: limits.maxUpdateBytes,
+      preParsing: admitUpload('update'),
+      schema: { params: roundParams, response: { 200: updateReceiptSchema, ...errorResponses } },
+    },
+    async (req) => {
       const clientId = await requireClient(req);
       const file = updateFiles.get(req);
       if (!file) throw badRequest('expected_octet_stream', 'send the safetensors body with Content-Type: application/octet-stream');
@@ -479,13 +490,15 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
 
   app.post(
     '/api/sessions/:sessionId/passages',
-    { bodyLimit: limits.maxPassageBytes, schema: { params: sessionParams, body: addPassagesSchema, response: errorResponses } },
-    async (req: SessionReq, reply) => {
+    {
+      bodyLimit: limits.maxPassageBytes,
+      schema: { params: sessionParams, body: addPassagesSchema, response: { 201: addPassagesResultSchema, ...errorResponses } },
+    },
+    async (req, reply) => {
       const clientId = await requireClient(req);
       const sessionId = req.params.sessionId;
-      const { passages } = req.body as { passages: PassageInput[] };
       // Embeddings spot-checked against the frozen passage encoder, quotas enforced (server/passage-intake.ts).
-      const results = await coordinator.passageIntake.add(sessionId, clientId, passages);
+      const results = await coordinator.passageIntake.add(sessionId, clientId, req.body.passages);
       const added = results.filter((r) => !r.duplicate).length;
       if (added) coordinator.events.emit(sessionId, { type: 'passages-changed', total: coordinator.passages.count(sessionId), added, removed: 0 });
       crashPoint('passages:committed');
@@ -495,10 +508,13 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
 
   app.post(
     '/api/sessions/:sessionId/passages/search',
-    { bodyLimit: limits.maxPassageBytes, schema: { params: sessionParams, body: searchSchema, response: errorResponses } },
-    async (req: SessionReq) => {
+    {
+      bodyLimit: limits.maxPassageBytes,
+      schema: { params: sessionParams, body: searchSchema, response: { 200: searchResultSchema, ...errorResponses } },
+    },
+    async (req) => {
       await principal(req);
-      const { embedding, k = 10, withEmbeddings = false } = req.body as { embedding: number[]; k?: number; withEmbeddings?: boolean };
+      const { embedding, k = 10, withEmbeddings = false } = req.body;
       if (withEmbeddings && k > MAX_SEARCH_K_WITH_EMBEDDINGS) {
         throw badRequest('k_too_large', `k is at most ${MAX_SEARCH_K_WITH_EMBEDDINGS} when embeddings are returned (asked ${k})`);
       }
@@ -513,11 +529,11 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     {
       schema: {
         params: sessionParams,
-        querystring: { type: 'object', required: ['ids'], properties: { ids: { type: 'string', pattern: '^\\d{1,15}(,\\d{1,15}){0,999}$' } } },
-        response: errorResponses,
+        querystring: Type.Object({ ids: Type.String({ pattern: '^\\d{1,15}(,\\d{1,15}){0,999}$' }) }),
+        response: { 200: passagesResultSchema, ...errorResponses },
       },
     },
-    async (req: FastifyRequest<{ Params: { sessionId: string }; Querystring: { ids: string } }>) => {
+    async (req) => {
       await principal(req);
       return { passages: coordinator.passages.get(req.params.sessionId, req.query.ids.split(',').map(Number)) };
     },
@@ -527,15 +543,11 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     '/api/sessions/:sessionId/passages/:id',
     {
       schema: {
-        params: {
-          type: 'object',
-          required: ['sessionId', 'id'],
-          properties: { sessionId: sessionParams.properties.sessionId, id: { type: 'integer', minimum: 1 } },
-        },
-        response: errorResponses,
+        params: Type.Object({ sessionId: sessionIdSchema, id: Type.Integer({ minimum: 1 }) }),
+        response: { 200: withdrawResultSchema, ...errorResponses },
       },
     },
-    async (req: FastifyRequest<{ Params: { sessionId: string; id: number } }>) => {
+    async (req) => {
       const clientId = await requireClient(req);
       const sessionId = req.params.sessionId;
       const { deleted, contributorsLeft } = await coordinator.passages.withdraw(
@@ -554,19 +566,23 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   app.get(
     '/api/sessions/:sessionId/training-questions',
     { schema: { params: sessionParams, response: { 200: trainingQuestionsResponseSchema, ...errorResponses } } },
-    async (req: SessionReq) => coordinator.trainingQuestionsFor(req.params.sessionId, await requireClient(req)),
+    async (req) => await coordinator.trainingQuestionsFor(req.params.sessionId, await requireClient(req)),
   );
 
-  app.get('/api/sessions/:sessionId/contributions', { schema: { params: sessionParams, response: errorResponses } }, async (req: SessionReq) => {
-    await principal(req);
-    return { counts: coordinator.passages.contributions(req.params.sessionId) };
-  });
+  app.get(
+    '/api/sessions/:sessionId/contributions',
+    { schema: { params: sessionParams, response: { 200: contributionsResultSchema, ...errorResponses } } },
+    async (req) => {
+      await principal(req);
+      return { counts: coordinator.passages.contributions(req.params.sessionId) };
+    },
+  );
 
   // SSE: the token may also come as ?token= because a browser EventSource cannot set headers.
   app.get(
     '/api/sessions/:sessionId/events',
-    { schema: { params: sessionParams, querystring: { type: 'object', properties: { token: { type: 'string', maxLength: 200 } } } } },
-    async (req: FastifyRequest<{ Params: { sessionId: string }; Querystring: { token?: string } }>, reply) => {
+    { schema: { params: sessionParams, querystring: Type.Object({ token: Type.Optional(Type.String({ maxLength: 200 })) }) } },
+    async (req, reply) => {
       const sessionId = req.params.sessionId;
       const who = await coordinator.authenticate(sessionId, bearer(req.headers.authorization) ?? req.query.token);
       reply.hijack();

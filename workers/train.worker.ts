@@ -15,7 +15,7 @@ import { hybridRetrieve, KeywordPassageIndex } from '../src/corag/hybrid-retriev
 import { generateAnswers } from '../src/corag/reader';
 import { CoordinatorPassageSource, mergedPassageSource, retrieve, type PassageSource } from '../src/corag/retrieve';
 import { CoragClient } from '../src/federated/client';
-import type { RoundInfo, SessionInfo } from '../src/federated/protocol';
+import { parseTrainingConfig, type RoundInfo, type SessionInfo } from '../src/federated/protocol';
 import * as tf from '@tensorflow/tfjs-core';
 import { webGpuBufferLimit, type BackendName, type BackendReport } from '../src/model/backend';
 import { defaultMemoryLimits, describeAdaptedStep, type MemoryLimits } from '../src/corag/training-fit';
@@ -174,7 +174,7 @@ function setTraining(rt: FederatedCoragClient, pairs: QAPair[]): void {
 /** The round-closed hook: scores the version a round produced. */
 async function evaluateRound(round: RoundInfo): Promise<void> {
   if (round.state !== 'closed' || round.resultVersion === null) return;
-  await scoreVersion(round.round, round.resultVersion, Number(round.config.passagesPerQuestion ?? 5), round.metrics.loss);
+  await scoreVersion(round.round, round.resultVersion, parseTrainingConfig(round.config).passagesPerQuestion ?? 5, round.metrics.loss);
 }
 
 /**
@@ -221,7 +221,7 @@ async function scoreStartingVersion(rt: FederatedCoragClient): Promise<void> {
   await scoreVersion(
     producedBy,
     version,
-    Number(rt.session.config.training.passagesPerQuestion ?? 5),
+    parseTrainingConfig(rt.session.config.training).passagesPerQuestion ?? 5,
     producedBy === 0 ? undefined : currentRound?.metrics.loss,
   );
 }

@@ -13,10 +13,10 @@
  * round, never a second → `round-closed` → the host's hook (evaluation of the new version).
  */
 import { CoragClient, CoragHttpError } from '../federated/client';
-import type { AddPassagesResult, RoundInfo, ServerEvent, SessionInfo } from '../federated/protocol';
+import { parseTrainingConfig, type AddPassagesResult, type RoundInfo, type ServerEvent, type SessionInfo } from '../federated/protocol';
 import type { WireDtype } from '../federated/codec';
 import { evaluate, type EvaluateOptions, type EvaluationResult } from './evaluate';
-import { trainLocally, type LocalTrainingOptions, type LocalTrainingResult, type QAPair, type RetrieverLoss, type TrainProgress } from './local-training';
+import { trainLocally, type LocalTrainingOptions, type LocalTrainingResult, type QAPair, type TrainProgress } from './local-training';
 import { trainableForWirePrefixes, type ModelBundle } from './model-bundle';
 import { embedPassages, type EmbedOptions, type PassageSource, type PassageText } from './retrieve';
 import { atStage, isAbort, RoundStageError, TrainingInputError } from './errors';
@@ -185,33 +185,25 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/**
- * Session `training` keys (server/demo.ts, the session form) → local training options. Numbers
- * may arrive as numeric strings (the coordinator's JSON schema coerces scalars to strings).
- */
+/** The round's training settings (read once by the protocol's parseTrainingConfig) → local training options. */
 export function trainingOptionsFromRound(config: RoundInfo['config']): TrainingDefaults {
-  const num = (key: string) => {
-    const v = config[key];
-    const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
-    return Number.isFinite(n) ? n : undefined;
+  const t = parseTrainingConfig(config);
+  const out: TrainingDefaults = {
+    lr: t.learningRate,
+    retrieverLr: t.retrieverLearningRate,
+    steps: t.localSteps,
+    epochs: t.localEpochs,
+    k: t.passagesPerQuestion,
+    maxLength: t.maxLength,
+    batchSize: t.batchSize,
+    warmupSteps: t.warmupSteps,
+    weightDecay: t.weightDecay,
+    clipNorm: t.clipNorm,
+    seed: t.seed,
+    retrieverLoss: t.retrieverLoss,
+    // 'refuse': tabs whose memory cannot hold the session's step refuse instead of lowering its batch.
+    memoryFit: t.memoryFit,
   };
-  const out: Record<string, unknown> = {
-    lr: num('learningRate') ?? num('lr'),
-    retrieverLr: num('retrieverLearningRate'),
-    steps: num('localSteps') ?? num('steps'),
-    epochs: num('localEpochs') ?? num('epochs'),
-    k: num('passagesPerQuestion') ?? num('k'),
-    maxLength: num('maxLength'),
-    batchSize: num('batchSize'),
-    warmupSteps: num('warmupSteps'),
-    weightDecay: num('weightDecay'),
-    clipNorm: num('clipNorm'),
-    seed: num('seed'),
-  };
-  // 'refuse': tabs whose memory cannot hold the session's step refuse instead of lowering its batch.
-  if (config.memoryFit === 'adapt' || config.memoryFit === 'refuse') out.memoryFit = config.memoryFit;
-  const loss = config.retrieverLoss;
-  if (loss === 'pdist' || loss === 'adist' || loss === 'none') out.retrieverLoss = loss as RetrieverLoss;
   return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined)) as TrainingDefaults;
 }
 

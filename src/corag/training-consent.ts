@@ -6,12 +6,12 @@
  * not take part when the session trains on private passages alone. Pure functions: the training
  * worker applies them, the training view shows their explanation before the user takes part.
  */
+import { parseTrainingConfig, type TrainingRecord } from '../federated/protocol';
 import type { RetrievalScope } from './retrieve';
 
 /** The retrieval source a session asks tabs to train with ('shared' when unset or unknown). */
-export function requestedTrainingScope(training: Readonly<Record<string, string | number | boolean>>): RetrievalScope {
-  const v = training.retrievalSource;
-  return v === 'yours' || v === 'both' ? v : 'shared';
+export function requestedTrainingScope(training: TrainingRecord): RetrievalScope {
+  return parseTrainingConfig(training).retrievalSource ?? 'shared';
 }
 
 export interface TrainingScopeDecision {

@@ -1,28 +1,44 @@
 /**
  * The HTTP client every participant uses — browser tabs and Node simulated clients alike (fetch +
  * an SSE reader, no Node or DOM specifics). Weights go up and down as safetensors bytes; JSON is
- * only for small control messages.
+ * only for small control messages, and every JSON answer and event is checked against its schema
+ * in ./protocol before it is returned (./wire-check: a CoragProtocolError otherwise).
  */
-import type {
-  AddPassagesResult,
-  ContributionCount,
-  CreatedSession,
-  ErrorBody,
-  JoinResult,
-  Passage,
-  PassageInput,
-  PassagePolicy,
-  RoundInfo,
-  SearchHit,
-  ServerEvent,
-  SessionConfig,
-  SessionInfo,
-  TrainingQuestion,
-  TrainingQuestionsResponse,
-  UpdateReceipt,
+import type { Static, TSchema } from 'typebox';
+import {
+  addPassagesResultSchema,
+  contributionsResultSchema,
+  createdSessionSchema,
+  joinResultSchema,
+  MAX_PASSAGES_PER_REQUEST,
+  modelVersionSchema,
+  passagesResultSchema,
+  roundInfoSchema,
+  searchResultSchema,
+  sessionInfoSchema,
+  trainingQuestionsResponseSchema,
+  updateReceiptSchema,
+  withdrawResultSchema,
+  type AddPassagesResult,
+  type ContributionCount,
+  type CreatedSession,
+  type ErrorBody,
+  type JoinResult,
+  type NewSession,
+  type Passage,
+  type PassageInput,
+  type RoundInfo,
+  type SearchHit,
+  type ServerEvent,
+  type SessionInfo,
+  type TrainingQuestionsResponse,
+  type UpdateReceipt,
 } from './protocol';
-import { MAX_PASSAGES_PER_REQUEST } from './protocol';
 import { readSse } from './sse';
+import { checkWire, CoragProtocolError, parseServerEvent } from './wire-check';
+
+export type { NewSession } from './protocol';
+export { CoragProtocolError };
 
 /** A refused request: the server's status, stable error code and message. */
 export class CoragHttpError extends Error {
@@ -40,21 +56,6 @@ export type FetchLike = typeof fetch;
 
 /** Progress of a model download (bytes; `total` undefined when the server sends no length). */
 export type DownloadProgress = (loaded: number, total: number | undefined) => void;
-
-/** The session config a creator supplies: everything but name and models has a default. */
-export type NewSession = Pick<SessionConfig, 'name' | 'models'> &
-  Partial<Omit<SessionConfig, 'name' | 'models' | 'roundPolicy' | 'updateLimits' | 'passages' | 'trainingQuestions'>> & {
-    readonly roundPolicy?: Partial<SessionConfig['roundPolicy']>;
-    readonly updateLimits?: Partial<SessionConfig['updateLimits']>;
-    readonly passages?: Partial<PassagePolicy>;
-    /** Questions the session hands out, a shard per client (see TrainingQuestionPolicy). */
-    readonly trainingQuestions?: {
-      readonly questions: readonly TrainingQuestion[];
-      readonly perClient?: number;
-      readonly heldOut?: number;
-      readonly seed?: number;
-    };
-  };
 
 export class CoragClient {
   private readonly base: string;
@@ -85,32 +86,40 @@ export class CoragClient {
       payload = JSON.stringify(body);
     }
     const res = await this.fetchImpl(`${this.base}${path}`, { method, headers, body: payload });
-    if (!res.ok) {
-      let err: Partial<ErrorBody> = {};
-      try {
-        err = (await res.json()) as ErrorBody;
-      } catch {
-        /* not JSON: keep the status line */
-      }
-      throw new CoragHttpError(res.status, err.error ?? 'http_error', err.message ?? res.statusText);
-    }
+    if (!res.ok) throw await httpError(res);
     return res;
   }
 
-  private async json<T>(method: string, path: string, body?: unknown): Promise<T> {
-    return (await (await this.request(method, path, body)).json()) as T;
+  /** The JSON answer, checked against `schema` (the route's response schema in ./protocol). */
+  private async json<T extends TSchema>(schema: T, method: string, path: string, body?: unknown, tolerate?: (value: unknown) => void): Promise<Static<T>> {
+    const res = await this.request(method, path, body);
+    const what = `${method} ${path.split('?')[0]} answer`;
+    let value: unknown;
+    try {
+      value = await res.json();
+    } catch {
+      throw new CoragProtocolError(what, '', 'is not JSON');
+    }
+    tolerate?.(value);
+    return checkWire(schema, value, what);
+  }
+
+  /** A JSON answer read field by field by its caller (the informational routes). */
+  private async looseJson(path: string): Promise<Record<string, unknown>> {
+    const value: unknown = await (await this.request('GET', path)).json();
+    return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : {};
   }
 
   /** Base URLs at which other devices reach this coordinator (none when it listens on loopback only). */
   async network(): Promise<string[]> {
-    const { urls } = await this.json<{ urls?: unknown }>('GET', '/api/network');
+    const { urls } = await this.looseJson('/api/network');
     return Array.isArray(urls) ? urls.filter((u): u is string => typeof u === 'string' && /^https?:\/\//.test(u)) : [];
   }
 
   /** The session anyone may join without a code (npm start's demo session), or null when none is offered. */
   async publicSession(): Promise<{ joinCode: string; name: string } | null> {
     try {
-      const open = await this.json<{ joinCode?: unknown; name?: unknown }>('GET', '/api/public-session');
+      const open = await this.looseJson('/api/public-session');
       return typeof open.joinCode === 'string' && typeof open.name === 'string' ? { joinCode: open.joinCode, name: open.name } : null;
     } catch (e) {
       if (e instanceof CoragHttpError && e.code === 'no_public_session') return null;
@@ -119,20 +128,20 @@ export class CoragClient {
   }
 
   createSession(config: NewSession): Promise<CreatedSession> {
-    return this.json('POST', '/api/sessions', config);
+    return this.json(createdSessionSchema, 'POST', '/api/sessions', config);
   }
 
   join(code: string, name?: string): Promise<JoinResult> {
-    return this.json('POST', '/api/join', name === undefined ? { code } : { code, name });
+    return this.json(joinResultSchema, 'POST', '/api/join', name === undefined ? { code } : { code, name });
   }
 
   session(sessionId: string): Promise<SessionInfo> {
-    return this.json('GET', `/api/sessions/${encodeURIComponent(sessionId)}`);
+    return this.json(sessionInfoSchema, 'GET', `/api/sessions/${encodeURIComponent(sessionId)}`);
   }
 
   /** Admin: upload the initial (or a replacement) global model; returns its version. */
   async uploadModel(sessionId: string, safetensors: Uint8Array): Promise<{ version: number }> {
-    return this.json('PUT', `/api/sessions/${encodeURIComponent(sessionId)}/model`, safetensors);
+    return this.json(modelVersionSchema, 'PUT', `/api/sessions/${encodeURIComponent(sessionId)}/model`, safetensors);
   }
 
   /**
@@ -166,26 +175,26 @@ export class CoragClient {
 
   /** Admin: open the next round. */
   openRound(sessionId: string): Promise<RoundInfo> {
-    return this.json('POST', `/api/sessions/${encodeURIComponent(sessionId)}/rounds`);
+    return this.json(roundInfoSchema, 'POST', `/api/sessions/${encodeURIComponent(sessionId)}/rounds`);
   }
 
   /** Admin: close a round now (aggregates what arrived, or fails it when below minUpdates). */
   closeRound(sessionId: string, round: number): Promise<RoundInfo> {
-    return this.json('POST', `/api/sessions/${encodeURIComponent(sessionId)}/rounds/${round}/close`);
+    return this.json(roundInfoSchema, 'POST', `/api/sessions/${encodeURIComponent(sessionId)}/rounds/${round}/close`);
   }
 
   round(sessionId: string, round: number | 'current'): Promise<RoundInfo> {
-    return this.json('GET', `/api/sessions/${encodeURIComponent(sessionId)}/rounds/${round}`);
+    return this.json(roundInfoSchema, 'GET', `/api/sessions/${encodeURIComponent(sessionId)}/rounds/${round}`);
   }
 
   /** One delta per client per round (see encodeUpdate). */
   uploadUpdate(sessionId: string, round: number, update: Uint8Array): Promise<UpdateReceipt> {
-    return this.json('PUT', `/api/sessions/${encodeURIComponent(sessionId)}/rounds/${round}/update`, update);
+    return this.json(updateReceiptSchema, 'PUT', `/api/sessions/${encodeURIComponent(sessionId)}/rounds/${round}/update`, update);
   }
 
   /** One request: at most MAX_PASSAGES_PER_REQUEST passages (the server refuses more). */
   addPassages(sessionId: string, passages: readonly PassageInput[]): Promise<AddPassagesResult> {
-    return this.json('POST', `/api/sessions/${encodeURIComponent(sessionId)}/passages`, { passages });
+    return this.json(addPassagesResultSchema, 'POST', `/api/sessions/${encodeURIComponent(sessionId)}/passages`, { passages });
   }
 
   /**
@@ -205,16 +214,18 @@ export class CoragClient {
 
   /** Top-k of the session store; `withEmbeddings` adds each hit's stored embedding (k ≤ MAX_SEARCH_K_WITH_EMBEDDINGS). */
   async search(sessionId: string, embedding: ArrayLike<number>, k = 10, options: { withEmbeddings?: boolean } = {}): Promise<SearchHit[]> {
-    const r = await this.json<{ hits: SearchHit[] }>('POST', `/api/sessions/${encodeURIComponent(sessionId)}/passages/search`, {
-      embedding: Array.from(embedding),
-      k,
-      ...(options.withEmbeddings ? { withEmbeddings: true } : {}),
-    });
+    const r = await this.json(
+      searchResultSchema,
+      'POST',
+      `/api/sessions/${encodeURIComponent(sessionId)}/passages/search`,
+      { embedding: Array.from(embedding), k, ...(options.withEmbeddings ? { withEmbeddings: true } : {}) },
+      dropMalformedEmbeddings,
+    );
     return r.hits;
   }
 
   async passages(sessionId: string, ids: readonly number[]): Promise<Passage[]> {
-    const r = await this.json<{ passages: Passage[] }>('GET', `/api/sessions/${encodeURIComponent(sessionId)}/passages?ids=${ids.join(',')}`);
+    const r = await this.json(passagesResultSchema, 'GET', `/api/sessions/${encodeURIComponent(sessionId)}/passages?ids=${ids.join(',')}`);
     return r.passages;
   }
 
@@ -223,7 +234,7 @@ export class CoragClient {
    * is left (`deleted`), else it stays for the clients that contributed the same text too.
    */
   deletePassage(sessionId: string, id: number): Promise<{ id: number; deleted: boolean; contributorsLeft: number }> {
-    return this.json('DELETE', `/api/sessions/${encodeURIComponent(sessionId)}/passages/${id}`);
+    return this.json(withdrawResultSchema, 'DELETE', `/api/sessions/${encodeURIComponent(sessionId)}/passages/${id}`);
   }
 
   /**
@@ -248,23 +259,53 @@ export class CoragClient {
 
   /** This client's shard of the session's training questions and the held-out evaluation set (404 `no_training_questions` when it hands out none). */
   trainingQuestions(sessionId: string): Promise<TrainingQuestionsResponse> {
-    return this.json('GET', `/api/sessions/${encodeURIComponent(sessionId)}/training-questions`);
+    return this.json(trainingQuestionsResponseSchema, 'GET', `/api/sessions/${encodeURIComponent(sessionId)}/training-questions`);
   }
 
   async contributions(sessionId: string): Promise<ContributionCount[]> {
-    const r = await this.json<{ counts: ContributionCount[] }>('GET', `/api/sessions/${encodeURIComponent(sessionId)}/contributions`);
+    const r = await this.json(contributionsResultSchema, 'GET', `/api/sessions/${encodeURIComponent(sessionId)}/contributions`);
     return r.counts;
   }
 
-  /** Round and store events until `signal` aborts; the first event is a `hello` snapshot. */
+  /**
+   * Round and store events until `signal` aborts; the first event is a `hello` snapshot. Each is
+   * checked against its schema: a malformed one ends the stream with a CoragProtocolError (nothing
+   * acts on it); types this client does not know are skipped.
+   */
   async *events(sessionId: string, signal?: AbortSignal): AsyncGenerator<ServerEvent> {
     const headers: Record<string, string> = { accept: 'text/event-stream' };
     if (this.token) headers.authorization = `Bearer ${this.token}`;
     const res = await this.fetchImpl(`${this.base}/api/sessions/${encodeURIComponent(sessionId)}/events`, { headers, signal });
-    if (!res.ok || !res.body) {
-      const err = (await res.json().catch(() => ({}))) as Partial<ErrorBody>;
-      throw new CoragHttpError(res.status, err.error ?? 'http_error', err.message ?? res.statusText);
+    if (!res.ok || !res.body) throw await httpError(res);
+    for await (const m of readSse(res.body, signal)) {
+      const event = parseServerEvent(m.event, m.data);
+      if (event) yield event;
     }
-    for await (const m of readSse(res.body, signal)) yield JSON.parse(m.data) as ServerEvent;
   }
+}
+
+/**
+ * A hit's embedding only spares the caller re-embedding the passage (src/corag/retrieve.ts
+ * recomputes one that is missing or of the wrong dimension): one that is not an array of numbers is
+ * dropped before the answer is checked, instead of refusing the whole search. Anything else in the
+ * answer must match its schema.
+ */
+function dropMalformedEmbeddings(value: unknown): void {
+  const hits = typeof value === 'object' && value !== null ? (value as { hits?: unknown }).hits : undefined;
+  if (!Array.isArray(hits)) return;
+  for (const hit of hits) {
+    if (typeof hit !== 'object' || hit === null || !('embedding' in hit)) continue;
+    const e = (hit as { embedding?: unknown }).embedding;
+    if (!Array.isArray(e) || !e.every((x) => typeof x === 'number')) delete (hit as { embedding?: unknown }).embedding;
+  }
+}
+
+/** A refused request's CoragHttpError: the `{error, message}` body when there is one, else the status line. */
+async function httpError(res: Response): Promise<CoragHttpError> {
+  const body: unknown = await res.json().catch(() => undefined);
+  const field = (key: keyof ErrorBody): string | undefined => {
+    const v = typeof body === 'object' && body !== null ? (body as Record<string, unknown>)[key] : undefined;
+    return typeof v === 'string' ? v : undefined;
+  };
+  return new CoragHttpError(res.status, field('error') ?? 'http_error', field('message') ?? res.statusText);
 }

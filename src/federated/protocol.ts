@@ -1,8 +1,11 @@
 /**
- * The coordinator's wire protocol: the types both sides speak and the JSON schemas the server
- * validates every JSON body against (also published in /api/openapi.json). Weights never travel as
- * JSON: models and deltas are safetensors bodies (see ./codec). No Node or DOM APIs here.
+ * The coordinator's wire protocol, one source for both sides: each JSON shape is a TypeBox
+ * definition that is at once the JSON Schema the server validates bodies against (and publishes in
+ * /api/openapi.json), the schema the client checks every answer and event against (./wire-check),
+ * and the TypeScript type (`Static`). Weights never travel as JSON: models and deltas are
+ * safetensors bodies (see ./codec). No Node or DOM APIs here.
  */
+import { Type, type Static, type TArrayOptions, type TObjectOptions, type TProperties, type TSchema } from 'typebox';
 
 /**
  * The global model's wire namespace: every tensor a coordinator stores, serves or aggregates is
@@ -21,89 +24,138 @@ export function isTrainedTensor(trainedPrefixes: readonly string[], name: string
   return trainedPrefixes.some((p) => name.startsWith(p));
 }
 
-/** When a round opens, whom it selects, and when it closes. */
-export interface RoundPolicy {
-  /** Fraction of joined clients selected for a round (at least minClients are selected). */
-  readonly fraction: number;
-  /** A round cannot open with fewer joined clients than this. */
-  readonly minClients: number;
-  /** At the deadline the round aggregates if at least this many updates arrived, else it fails. */
-  readonly minUpdates: number;
-  /** Seconds from opening until stragglers are dropped. */
-  readonly deadlineSeconds: number;
-  /** Open the next round automatically when one ends and enough clients have joined. */
-  readonly autoStart: boolean;
+// ------------------------------------------------------------------ schema helpers
+// Every wire shape below is ONE TypeBox definition: the JSON Schema the coordinator validates
+// bodies with (and publishes in /api/openapi.json), the schema the client checks server answers
+// and events against (./wire-check), and — through Static — the TypeScript type both sides use.
+
+type ReadonlyProperties<P extends TProperties> = { [K in keyof P]: ReturnType<typeof Type.Readonly<P[K]>> };
+
+/** An object schema whose Static type has readonly properties (the wire values are never mutated). */
+function wireObject<P extends TProperties>(properties: P, options?: TObjectOptions) {
+  const readonly = Object.fromEntries(Object.entries(properties).map(([k, v]) => [k, Type.Readonly(v)])) as ReadonlyProperties<P>;
+  return Type.Object(readonly, options);
 }
 
-/** Ids of the models a session trains; clients check them before loading weights. */
-export interface SessionModels {
-  /** Reader checkpoint id (a Hugging Face id or folder name; informational for the server). */
-  readonly reader: string;
-  /** Passage encoder id; every contributed embedding must name exactly this id. */
-  readonly passageEncoder: string;
-  /** Embedding dimension every contributed embedding and search query must have. */
-  readonly embeddingDim: number;
+/** An array schema whose Static type is a readonly array. */
+function list<T extends TSchema>(items: T, options?: TArrayOptions) {
+  return Type.Immutable(Type.Array(items, options));
 }
 
-export interface SessionConfig {
-  readonly name: string;
-  readonly models: SessionModels;
-  /** Client-side training hyper-parameters (learning rate, steps, k...), handed out with each round. */
-  readonly training: Readonly<Record<string, string | number | boolean>>;
-  readonly roundPolicy: RoundPolicy;
-  /**
-   * Name prefixes of the trained parameters ('' = all). Every update must carry exactly the global
-   * tensors matching one of them, so all deltas in a round are comparable.
-   */
-  readonly trainedPrefixes: readonly string[];
-  /** Aggregation strategy name (see ./strategy: fedavg, norm-clip, median, trimmed-mean, multi-krum, centered-clip). */
-  readonly strategy: string;
-  /** The strategy's numeric parameters, defaults filled in (each strategy documents its own). */
-  readonly strategyParams: Readonly<Record<string, number>>;
-  /** What one update can weigh: num_examples is self-reported. */
-  readonly updateLimits: UpdateLimits;
-  /**
-   * How the coordinator checks and bounds contributed passages (embedding spot-checks, quotas).
-   * Sessions stored before this setting existed have none: read it with `passagePolicyOf`.
-   */
-  readonly passages?: PassagePolicy;
-  /**
-   * The session hands its participants training questions (a classroom shard each, as an organiser
-   * would): GET /api/sessions/:id/training-questions. Absent: participants bring their own.
-   */
-  readonly trainingQuestions?: TrainingQuestionPolicy;
+const nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
+
+/** `{type: 'string', enum}` (as the schemas were written by hand; TypeBox would write an anyOf of consts). */
+function stringEnum<const V extends readonly string[]>(values: V) {
+  return Type.Unsafe<V[number]>({ type: 'string', enum: [...values] });
 }
+
+/** A string-keyed map, `{type: 'object', additionalProperties: values}` (TypeBox's Record writes patternProperties). */
+function recordOf<T extends TSchema>(values: T, options: TObjectOptions = {}) {
+  return Type.Unsafe<Record<string, Static<T>>>({ type: 'object', ...options, additionalProperties: values });
+}
+
+/** Scalars of the free-form `training` record (and so of RoundInfo.config). */
+const scalarRecordSchema = recordOf(
+  // number and boolean first: with type coercion on, anyOf's first match wins, and a string branch
+  // first would turn every number into a string.
+  Type.Union([Type.Number(), Type.Boolean(), Type.String({ maxLength: 256 })]),
+  {
+    maxProperties: 64,
+    description:
+      'training settings handed to every participant with each round; read by parseTrainingConfig: learningRate (alias lr), retrieverLearningRate, ' +
+      'localSteps (steps), localEpochs (epochs), passagesPerQuestion (k), maxLength, batchSize, warmupSteps, weightDecay, clipNorm, seed, ' +
+      'retrieverLoss (pdist|adist|none), retrievalSource (shared|yours|both); numbers may be numeric strings',
+  },
+);
+
+// ------------------------------------------------------------------ training config
+
+/** The session's free-form training record as it travels (SessionConfig.training, RoundInfo.config). */
+export type TrainingRecord = Readonly<Static<typeof scalarRecordSchema>>;
+
+const trainingConfigSchema = wireObject({
+  learningRate: Type.Optional(Type.Number()),
+  retrieverLearningRate: Type.Optional(Type.Number()),
+  localSteps: Type.Optional(Type.Number()),
+  localEpochs: Type.Optional(Type.Number()),
+  passagesPerQuestion: Type.Optional(Type.Number()),
+  maxLength: Type.Optional(Type.Number()),
+  batchSize: Type.Optional(Type.Number()),
+  warmupSteps: Type.Optional(Type.Number()),
+  weightDecay: Type.Optional(Type.Number()),
+  clipNorm: Type.Optional(Type.Number()),
+  seed: Type.Optional(Type.Number()),
+  retrieverLoss: Type.Optional(stringEnum(['pdist', 'adist', 'none'])),
+  /** What tabs retrieve from while training (src/corag/training-consent.ts); absent: the shared store. */
+  retrievalSource: Type.Optional(stringEnum(['shared', 'yours', 'both'])),
+  /** A tab whose memory cannot hold the step: 'adapt' (default) lowers its batch, 'refuse' refuses (src/corag/training-fit.ts). */
+  memoryFit: Type.Optional(stringEnum(['adapt', 'refuse'])),
+});
+
+/** The training record read once into its known settings (see parseTrainingConfig). */
+export type TrainingConfig = Static<typeof trainingConfigSchema>;
+
+/** Older short names a session may use instead of a setting's own (the setting's own name wins). */
+const TRAINING_ALIASES: Readonly<Record<string, string>> = { learningRate: 'lr', localSteps: 'steps', localEpochs: 'epochs', passagesPerQuestion: 'k' };
 
 /**
- * How a session's pool of training questions is handed out (server/training-questions.ts). The
- * pool is shuffled once with `seed`; the first `heldOut` questions are never part of a shard and
- * are the evaluation set every participant scores new global versions on; the rest are cut into
- * shards of `perClient` by join order (the n-th client to join gets shard n), so shards are
- * disjoint until the pool runs out and then wrap around.
+ * The one reader of a session's `training` record (server/demo.ts, the session form, the CRAB
+ * runner write it), driven by trainingConfigSchema: each numeric setting it lists is read from its
+ * own name or else its alias (`learningRate`, else `lr`), as a number or a numeric string (the
+ * record admits strings); each word setting only when it is one of its words. Values that are not
+ * finite numbers or not one of the words are left out, as are keys the schema does not list.
  */
-export interface TrainingQuestionPolicy {
-  /** Questions in the pool, held-out ones included. */
-  readonly pool: number;
-  readonly perClient: number;
-  readonly heldOut: number;
-  readonly seed: number;
+export function parseTrainingConfig(record: TrainingRecord): TrainingConfig {
+  const num = (key: string | undefined): number | undefined => {
+    const v = key === undefined ? undefined : record[key];
+    const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+    return Number.isFinite(n) ? n : undefined;
+  };
+  const out: Record<string, number | string> = {};
+  for (const [name, schema] of Object.entries(trainingConfigSchema.properties) as Array<[string, { type?: unknown; enum?: readonly unknown[] }]>) {
+    if (schema.type === 'number') {
+      const v = num(name) ?? num(TRAINING_ALIASES[name]);
+      if (v !== undefined) out[name] = v;
+    } else if (schema.enum?.includes(record[name])) {
+      out[name] = record[name] as string;
+    }
+  }
+  return out as TrainingConfig;
 }
 
-export interface TrainingQuestion {
-  readonly question: string;
-  readonly answers: readonly string[];
-}
+// ------------------------------------------------------------------ session config
 
-/** GET /api/sessions/:id/training-questions: this client's shard and the held-out evaluation set. */
-export interface TrainingQuestionsResponse {
-  /** 0-based shard number (the client's join order). */
-  readonly shard: number;
-  readonly questions: readonly TrainingQuestion[];
-  readonly evaluation: readonly TrainingQuestion[];
-}
+/** When a round opens, whom it selects, and when it closes. */
+const roundPolicySchema = wireObject(
+  {
+    /** Fraction of joined clients selected for a round (at least minClients are selected). */
+    fraction: Type.Number({ exclusiveMinimum: 0, maximum: 1 }),
+    /** A round cannot open with fewer joined clients than this. */
+    minClients: Type.Integer({ minimum: 1, maximum: 100_000 }),
+    /** At the deadline the round aggregates if at least this many updates arrived, else it fails. */
+    minUpdates: Type.Integer({ minimum: 1, maximum: 100_000 }),
+    /** Seconds from opening until stragglers are dropped. */
+    deadlineSeconds: Type.Number({ exclusiveMinimum: 0, maximum: 7 * 24 * 3600 }),
+    /** Open the next round automatically when one ends and enough clients have joined. */
+    autoStart: Type.Boolean(),
+  },
+  { additionalProperties: false },
+);
+export type RoundPolicy = Static<typeof roundPolicySchema>;
 
-/** Limits of a question pool a session is created with. */
-export const MAX_TRAINING_QUESTIONS = 10_000;
+/** Ids of the models a session trains; clients check them before loading weights. */
+const sessionModelsSchema = wireObject(
+  {
+    /** Reader checkpoint id (a Hugging Face id or folder name; informational for the server). */
+    reader: Type.String({ minLength: 1, maxLength: 200 }),
+    /** Passage encoder id; every contributed embedding must name exactly this id. */
+    passageEncoder: Type.String({ minLength: 1, maxLength: 200 }),
+    /** Embedding dimension every contributed embedding and search query must have. */
+    embeddingDim: Type.Integer({ minimum: 1, maximum: 8192 }),
+  },
+  { additionalProperties: false },
+);
+export type SessionModels = Static<typeof sessionModelsSchema>;
 
 /**
  * What the coordinator does with contributed passages (server/passage-intake.ts, docs/COORDINATOR.md
@@ -117,18 +169,22 @@ export const MAX_TRAINING_QUESTIONS = 10_000;
  * Without `off`, a session whose passage encoder the coordinator cannot load refuses
  * contributions (503 `passage_encoder_unavailable`) rather than store unchecked embeddings.
  */
-export interface PassagePolicy {
-  readonly embeddingCheck: 'sample' | 'all' | 'off';
-  readonly firstBatchChecks: number;
-  readonly sampleFraction: number;
-  readonly minSampleChecks: number;
-  /** Passages one client may have contributed (duplicates of others' passages count too). */
-  readonly maxPassagesPerClient: number;
-  /** Bytes (UTF-8 title + text + 4 bytes per embedding value) one client may have contributed. */
-  readonly maxBytesPerClient: number;
-  readonly maxPassagesPerSession: number;
-  readonly maxBytesPerSession: number;
-}
+const passagePolicySchema = wireObject(
+  {
+    embeddingCheck: stringEnum(['sample', 'all', 'off']),
+    firstBatchChecks: Type.Integer({ minimum: 1, maximum: 256 }),
+    sampleFraction: Type.Number({ minimum: 0, maximum: 1 }),
+    minSampleChecks: Type.Integer({ minimum: 1, maximum: 256 }),
+    /** Passages one client may have contributed (duplicates of others' passages count too). */
+    maxPassagesPerClient: Type.Integer({ minimum: 0, maximum: 1e9 }),
+    /** Bytes (UTF-8 title + text + 4 bytes per embedding value) one client may have contributed. */
+    maxBytesPerClient: Type.Integer({ minimum: 0, maximum: 2 ** 50 }),
+    maxPassagesPerSession: Type.Integer({ minimum: 0, maximum: 1e9 }),
+    maxBytesPerSession: Type.Integer({ minimum: 0, maximum: 2 ** 50 }),
+  },
+  { additionalProperties: false },
+);
+export type PassagePolicy = Static<typeof passagePolicySchema>;
 
 export const DEFAULT_PASSAGE_POLICY: PassagePolicy = {
   embeddingCheck: 'sample',
@@ -147,20 +203,24 @@ export function passagePolicyOf(config: { readonly passages?: Partial<PassagePol
 }
 
 /** Caps on one update's influence (see docs/COORDINATOR.md, "Robust aggregation"). */
-export interface UpdateLimits {
-  /**
-   * num_examples above this counts as this (the update is not refused). Default: the examples one
-   * round of the session's training processes, localSteps × batchSize, when the session's training
-   * config names both; else DEFAULT_MAX_EXAMPLES_PER_UPDATE.
-   */
-  readonly maxExamplesPerUpdate: number;
-  /**
-   * Largest share of a round's total weight one update can hold (stored-delta strategies; with
-   * fewer than 1/maxWeightShare updates, equal shares). FedAvg streams and cannot reweight what it
-   * has summed: it requires 1.
-   */
-  readonly maxWeightShare: number;
-}
+const updateLimitsSchema = wireObject(
+  {
+    /**
+     * num_examples above this counts as this (the update is not refused). Default: the examples one
+     * round of the session's training processes, localSteps × batchSize, when the session's training
+     * config names both; else DEFAULT_MAX_EXAMPLES_PER_UPDATE.
+     */
+    maxExamplesPerUpdate: Type.Integer({ minimum: 1, maximum: 1e12 }),
+    /**
+     * Largest share of a round's total weight one update can hold (stored-delta strategies; with
+     * fewer than 1/maxWeightShare updates, equal shares). FedAvg streams and cannot reweight what it
+     * has summed: it requires 1.
+     */
+    maxWeightShare: Type.Number({ exclusiveMinimum: 0, maximum: 1 }),
+  },
+  { additionalProperties: false },
+);
+export type UpdateLimits = Static<typeof updateLimitsSchema>;
 
 /** Sample cap when the training config does not say how many examples a round uses. */
 export const DEFAULT_MAX_EXAMPLES_PER_UPDATE = 10_000;
@@ -175,91 +235,199 @@ export const DEFAULT_ROUND_POLICY: RoundPolicy = {
   autoStart: false,
 };
 
-export type RoundState = 'open' | 'closing' | 'closed' | 'failed';
+/** Limits of a question pool a session is created with. */
+export const MAX_TRAINING_QUESTIONS = 10_000;
 
-export interface RoundInfo {
-  readonly sessionId: string;
-  readonly round: number;
-  readonly state: RoundState;
+/**
+ * How a session's pool of training questions is handed out (server/training-questions.ts). The
+ * pool is shuffled once with `seed`; the first `heldOut` questions are never part of a shard and
+ * are the evaluation set every participant scores new global versions on; the rest are cut into
+ * shards of `perClient` by join order (the n-th client to join gets shard n), so shards are
+ * disjoint until the pool runs out and then wrap around.
+ */
+const trainingQuestionPolicySchema = wireObject({
+  /** Questions in the pool, held-out ones included. */
+  pool: Type.Integer({ minimum: 0 }),
+  perClient: Type.Integer({ minimum: 0 }),
+  heldOut: Type.Integer({ minimum: 0 }),
+  seed: Type.Integer({ minimum: 0 }),
+});
+export type TrainingQuestionPolicy = Static<typeof trainingQuestionPolicySchema>;
+
+/** One question with its gold answers (a pool entry, and each item the route returns). */
+const trainingQuestionSchema = wireObject(
+  {
+    question: Type.String({ minLength: 1, maxLength: 1000 }),
+    answers: list(Type.String({ minLength: 1, maxLength: 500 }), { minItems: 1, maxItems: 32 }),
+  },
+  { additionalProperties: false },
+);
+export type TrainingQuestion = Static<typeof trainingQuestionSchema>;
+
+/** GET /api/sessions/:id/training-questions: this client's shard and the held-out evaluation set. */
+export const trainingQuestionsResponseSchema = wireObject(
+  {
+    /** 0-based shard number (the client's join order). */
+    shard: Type.Integer({ minimum: 0, description: "this client's shard: its place in the join order" }),
+    questions: list(trainingQuestionSchema, { description: 'the questions this client trains on' }),
+    evaluation: list(trainingQuestionSchema, { description: 'held-out questions, in no shard: score each new global version on them' }),
+  },
+  { additionalProperties: false },
+);
+export type TrainingQuestionsResponse = Static<typeof trainingQuestionsResponseSchema>;
+
+const sessionConfigSchema = wireObject({
+  name: Type.String({ minLength: 1, maxLength: 200 }),
+  models: sessionModelsSchema,
+  /** Client-side training hyper-parameters (learning rate, steps, k...), handed out with each round: parseTrainingConfig. */
+  training: scalarRecordSchema,
+  roundPolicy: roundPolicySchema,
+  /**
+   * Name prefixes of the trained parameters ('' = all). Every update must carry exactly the global
+   * tensors matching one of them, so all deltas in a round are comparable.
+   */
+  trainedPrefixes: list(Type.String({ maxLength: 300 }), { maxItems: 256 }),
+  /** Aggregation strategy name (see ./strategy: fedavg, norm-clip, median, trimmed-mean, multi-krum, centered-clip). */
+  strategy: Type.String({ maxLength: 64 }),
+  /** The strategy's numeric parameters, defaults filled in (each strategy documents its own). */
+  strategyParams: recordOf(Type.Number(), { maxProperties: 16 }),
+  /** What one update can weigh: num_examples is self-reported. */
+  updateLimits: updateLimitsSchema,
+  /**
+   * How the coordinator checks and bounds contributed passages (embedding spot-checks, quotas).
+   * Sessions stored before this setting existed have none: read it with `passagePolicyOf`.
+   */
+  passages: Type.Optional(passagePolicySchema),
+  /**
+   * The session hands its participants training questions (a classroom shard each, as an organiser
+   * would): GET /api/sessions/:id/training-questions. Absent: participants bring their own.
+   */
+  trainingQuestions: Type.Optional(trainingQuestionPolicySchema),
+});
+export type SessionConfig = Static<typeof sessionConfigSchema>;
+
+// ------------------------------------------------------------------ rounds and sessions
+
+const roundStateSchema = stringEnum(['open', 'closing', 'closed', 'failed']);
+export type RoundState = Static<typeof roundStateSchema>;
+
+export const roundInfoSchema = wireObject({
+  sessionId: Type.String(),
+  round: Type.Integer({ minimum: 1 }),
+  state: roundStateSchema,
   /** Global model version the deltas of this round are taken against. */
-  readonly baseVersion: number;
+  baseVersion: Type.Integer({ minimum: 0 }),
   /** Version produced by this round (closed rounds only). */
-  readonly resultVersion: number | null;
-  readonly participants: readonly string[];
-  readonly accepted: number;
-  readonly openedAt: string;
-  readonly deadlineAt: string;
-  readonly closedAt: string | null;
-  /** Hyper-parameters the strategy hands to participants. */
-  readonly config: Readonly<Record<string, string | number | boolean>>;
+  resultVersion: nullable(Type.Integer({ minimum: 0 })),
+  participants: list(Type.String()),
+  accepted: Type.Integer({ minimum: 0 }),
+  openedAt: Type.String(),
+  deadlineAt: Type.String(),
+  closedAt: nullable(Type.String()),
+  /** Hyper-parameters the strategy hands to participants (the session's training record: parseTrainingConfig). */
+  config: scalarRecordSchema,
   /** Example-weighted client metrics (closed rounds). */
-  readonly metrics: Readonly<Record<string, number>>;
+  metrics: recordOf(Type.Number()),
   /** Why a failed round failed (too few updates, a non-finite or out-of-bound aggregate); else null. */
-  readonly failureReason: string | null;
-}
+  failureReason: nullable(Type.String()),
+});
+export type RoundInfo = Static<typeof roundInfoSchema>;
 
-export interface SessionInfo {
-  readonly id: string;
-  readonly config: SessionConfig;
-  readonly currentVersion: number | null;
+/** GET /api/sessions/:id; also the `hello` event's snapshot. */
+export const sessionInfoSchema = wireObject({
+  id: Type.String(),
+  config: sessionConfigSchema,
+  currentVersion: nullable(Type.Integer({ minimum: 0 })),
   /** Clients that have joined (ever). */
-  readonly clients: number;
+  clients: Type.Integer({ minimum: 0, description: 'clients that have joined the session' }),
   /** Distinct joined clients holding an open event stream right now (admin streams not counted). */
-  readonly online: number;
-  readonly passages: number;
-  readonly round: RoundInfo | null;
-}
+  online: Type.Integer({ minimum: 0, description: 'distinct joined clients holding an open event stream now (admin streams not counted)' }),
+  passages: Type.Integer({ minimum: 0 }),
+  round: nullable(roundInfoSchema),
+});
+export type SessionInfo = Static<typeof sessionInfoSchema>;
 
-export interface CreatedSession {
-  readonly session: SessionInfo;
-  readonly adminToken: string;
-  readonly joinCode: string;
-}
+export const createdSessionSchema = wireObject({
+  session: sessionInfoSchema,
+  adminToken: Type.String(),
+  joinCode: Type.String(),
+});
+export type CreatedSession = Static<typeof createdSessionSchema>;
 
-export interface JoinResult {
-  readonly sessionId: string;
-  readonly clientId: string;
-  readonly token: string;
-}
+export const joinResultSchema = wireObject({
+  sessionId: Type.String(),
+  clientId: Type.String(),
+  token: Type.String(),
+});
+export type JoinResult = Static<typeof joinResultSchema>;
 
-export interface UpdateReceipt {
-  readonly round: number;
-  readonly clientId: string;
-  readonly numExamples: number;
-  readonly accepted: number;
+/** PUT /api/sessions/:id/model: the version the upload became. */
+export const modelVersionSchema = wireObject({ version: Type.Integer({ minimum: 0 }) });
+
+export const updateReceiptSchema = wireObject({
+  round: Type.Integer({ minimum: 1 }),
+  clientId: Type.String(),
+  numExamples: Type.Number({ minimum: 0 }),
+  accepted: Type.Integer({ minimum: 0 }),
   /** All selected participants have reported: the round is closing now. */
-  readonly roundComplete: boolean;
-}
+  roundComplete: Type.Boolean(),
+});
+export type UpdateReceipt = Static<typeof updateReceiptSchema>;
 
-export interface PassageInput {
-  readonly title: string;
-  readonly text: string;
-  /** Passage embedding computed client-side with `encoder`. */
-  readonly embedding: readonly number[];
-  /** Must equal the session's models.passageEncoder. */
-  readonly encoder: string;
-}
+// ------------------------------------------------------------------ passages
 
-export interface Passage {
-  readonly id: number;
-  readonly title: string;
-  readonly text: string;
-  readonly clientId: string;
-  readonly hash: string;
-}
+/** Passage text limit (characters); Atlas-style passages are ~100 words. */
+export const MAX_PASSAGE_TEXT = 20_000;
+export const MAX_PASSAGES_PER_REQUEST = 256;
 
-export interface AddPassagesResult {
+const passageInputSchema = wireObject(
+  {
+    title: Type.Optional(Type.String({ maxLength: 1000 })),
+    text: Type.String({ minLength: 1, maxLength: MAX_PASSAGE_TEXT }),
+    /** Passage embedding computed client-side with `encoder`. */
+    embedding: list(Type.Number(), { minItems: 1, maxItems: 8192 }),
+    /** Must equal the session's models.passageEncoder. */
+    encoder: Type.String({ minLength: 1, maxLength: 200 }),
+  },
+  { additionalProperties: false },
+);
+/** A passage as a client contributes it (`title` may be left out: it is stored as ''). */
+export type PassageInput = Static<typeof passageInputSchema>;
+
+const passageSchema = wireObject({
+  id: Type.Integer({ minimum: 1 }),
+  title: Type.String(),
+  text: Type.String(),
+  clientId: Type.String(),
+  hash: Type.String(),
+});
+export type Passage = Static<typeof passageSchema>;
+
+export const addPassagesResultSchema = wireObject({
   /** One entry per input passage, in order. */
-  readonly results: ReadonlyArray<{ readonly id: number; readonly duplicate: boolean }>;
-}
+  results: list(wireObject({ id: Type.Integer({ minimum: 1 }), duplicate: Type.Boolean() })),
+});
+export type AddPassagesResult = Static<typeof addPassagesResultSchema>;
 
-export interface SearchHit {
-  readonly id: number;
-  readonly score: number;
-  readonly passage: Passage;
+const searchHitSchema = wireObject({
+  id: Type.Integer({ minimum: 1 }),
+  score: Type.Number(),
+  passage: passageSchema,
   /** The stored passage embedding, when the search asked `withEmbeddings`. */
-  readonly embedding?: number[];
-}
+  embedding: Type.Optional(Type.Array(Type.Number())),
+});
+export type SearchHit = Static<typeof searchHitSchema>;
+
+/** POST /api/sessions/:id/passages/search. */
+export const searchResultSchema = wireObject({ hits: Type.Array(searchHitSchema) });
+/** GET /api/sessions/:id/passages?ids=. */
+export const passagesResultSchema = wireObject({ passages: Type.Array(passageSchema) });
+/** DELETE /api/sessions/:id/passages/:pid: whether the passage left the store, and who still holds it. */
+export const withdrawResultSchema = wireObject({
+  id: Type.Integer({ minimum: 1 }),
+  deleted: Type.Boolean(),
+  contributorsLeft: Type.Integer({ minimum: 0 }),
+});
 
 /**
  * A search that returns embeddings sends dim numbers per hit (~15 KB for 768 dimensions): k is
@@ -268,26 +436,41 @@ export interface SearchHit {
  */
 export const MAX_SEARCH_K_WITH_EMBEDDINGS = 100;
 
-export interface ContributionCount {
-  readonly clientId: string;
-  readonly passages: number;
-}
+const contributionCountSchema = wireObject({ clientId: Type.String(), passages: Type.Integer({ minimum: 0 }) });
+export type ContributionCount = Static<typeof contributionCountSchema>;
+/** GET /api/sessions/:id/contributions. */
+export const contributionsResultSchema = wireObject({ counts: Type.Array(contributionCountSchema) });
 
-/** Events pushed over SSE (`event:` is the type, `data:` the JSON of the whole object). */
-export type ServerEvent =
-  | { readonly type: 'hello'; readonly session: SessionInfo }
-  | { readonly type: 'round-opened'; readonly round: RoundInfo }
-  | { readonly type: 'update-accepted'; readonly round: number; readonly clientId: string; readonly accepted: number }
-  | { readonly type: 'round-closed'; readonly round: RoundInfo }
-  | { readonly type: 'passages-changed'; readonly total: number; readonly added: number; readonly removed: number }
+// ------------------------------------------------------------------ events and errors
+
+/**
+ * Events pushed over SSE (`event:` is the type, `data:` the JSON of the whole object), one schema
+ * per type: the client checks each event against its type's schema before anyone acts on it.
+ */
+export const serverEventSchemas = {
+  hello: wireObject({ type: Type.Literal('hello'), session: sessionInfoSchema }),
+  'round-opened': wireObject({ type: Type.Literal('round-opened'), round: roundInfoSchema }),
+  'update-accepted': wireObject({
+    type: Type.Literal('update-accepted'),
+    round: Type.Integer({ minimum: 1 }),
+    clientId: Type.String(),
+    accepted: Type.Integer({ minimum: 0 }),
+  }),
+  'round-closed': wireObject({ type: Type.Literal('round-closed'), round: roundInfoSchema }),
+  'passages-changed': wireObject({
+    type: Type.Literal('passages-changed'),
+    total: Type.Integer({ minimum: 0 }),
+    added: Type.Integer({ minimum: 0 }),
+    removed: Type.Integer({ minimum: 0 }),
+  }),
   /** The number of distinct clients with an open event stream changed. */
-  | { readonly type: 'presence'; readonly online: number };
+  presence: wireObject({ type: Type.Literal('presence'), online: Type.Integer({ minimum: 0 }) }),
+};
+export type ServerEvent = { [T in keyof typeof serverEventSchemas]: Static<(typeof serverEventSchemas)[T]> }[keyof typeof serverEventSchemas];
 
 /** Every 4xx/5xx body: a stable machine code and a message a person can act on. */
-export interface ErrorBody {
-  readonly error: string;
-  readonly message: string;
-}
+export const errorBodySchema = wireObject({ error: Type.String(), message: Type.String() });
+export type ErrorBody = Static<typeof errorBodySchema>;
 
 /** Metadata keys an update carries inside its safetensors header. */
 export const UPDATE_METADATA = {
@@ -312,180 +495,56 @@ export const UPDATE_METRIC_RANGES: Readonly<Record<string, readonly [number, num
   retrieverLoss: [-1e6, 1e6],
 };
 
-// ---------------------------------------------------------------- JSON schemas
+// ------------------------------------------------------------------ request bodies
 
-const scalarRecord = {
-  type: 'object',
-  maxProperties: 64,
-  // number and boolean first: with type coercion on, anyOf's first match wins, and a string branch
-  // first would turn every number into a string.
-  additionalProperties: { anyOf: [{ type: 'number' }, { type: 'boolean' }, { type: 'string', maxLength: 256 }] },
-} as const;
-
-export const roundPolicySchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    fraction: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
-    minClients: { type: 'integer', minimum: 1, maximum: 100_000 },
-    minUpdates: { type: 'integer', minimum: 1, maximum: 100_000 },
-    deadlineSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 7 * 24 * 3600 },
-    autoStart: { type: 'boolean' },
-  },
-} as const;
-
-export const passagePolicySchema = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    embeddingCheck: { type: 'string', enum: ['sample', 'all', 'off'] },
-    firstBatchChecks: { type: 'integer', minimum: 1, maximum: 256 },
-    sampleFraction: { type: 'number', minimum: 0, maximum: 1 },
-    minSampleChecks: { type: 'integer', minimum: 1, maximum: 256 },
-    maxPassagesPerClient: { type: 'integer', minimum: 0, maximum: 1e9 },
-    maxBytesPerClient: { type: 'integer', minimum: 0, maximum: 2 ** 50 },
-    maxPassagesPerSession: { type: 'integer', minimum: 0, maximum: 1e9 },
-    maxBytesPerSession: { type: 'integer', minimum: 0, maximum: 2 ** 50 },
-  },
-} as const;
-
-/** One question with its gold answers (a pool entry, and each item the route returns). */
-export const trainingQuestionSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['question', 'answers'],
-  properties: {
-    question: { type: 'string', minLength: 1, maxLength: 1000 },
-    answers: { type: 'array', minItems: 1, maxItems: 32, items: { type: 'string', minLength: 1, maxLength: 500 } },
-  },
-} as const;
-
-export const createSessionSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['name', 'models'],
-  properties: {
-    name: { type: 'string', minLength: 1, maxLength: 200 },
-    models: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['reader', 'passageEncoder', 'embeddingDim'],
-      properties: {
-        reader: { type: 'string', minLength: 1, maxLength: 200 },
-        passageEncoder: { type: 'string', minLength: 1, maxLength: 200 },
-        embeddingDim: { type: 'integer', minimum: 1, maximum: 8192 },
-      },
-    },
-    training: scalarRecord,
-    roundPolicy: roundPolicySchema,
-    trainedPrefixes: { type: 'array', maxItems: 256, items: { type: 'string', maxLength: 300 } },
-    strategy: { type: 'string', maxLength: 64 },
-    strategyParams: { type: 'object', maxProperties: 16, additionalProperties: { type: 'number' } },
-    updateLimits: {
-      type: 'object',
-      additionalProperties: false,
-      properties: {
-        maxExamplesPerUpdate: { type: 'integer', minimum: 1, maximum: 1e12 },
-        maxWeightShare: { type: 'number', exclusiveMinimum: 0, maximum: 1 },
-      },
-    },
-    passages: passagePolicySchema,
-    trainingQuestions: {
-      type: 'object',
-      additionalProperties: false,
-      required: ['questions'],
-      properties: {
-        questions: { type: 'array', minItems: 1, maxItems: MAX_TRAINING_QUESTIONS, items: trainingQuestionSchema },
-        perClient: { type: 'integer', minimum: 1, maximum: MAX_TRAINING_QUESTIONS },
-        heldOut: { type: 'integer', minimum: 0, maximum: MAX_TRAINING_QUESTIONS },
-        seed: { type: 'integer', minimum: 0, maximum: 2 ** 32 - 1 },
-      },
-    },
-  },
-} as const;
-
-export const joinSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['code'],
-  properties: {
-    code: { type: 'string', minLength: 1, maxLength: 64 },
-    name: { type: 'string', maxLength: 100 },
-  },
-} as const;
-
-/** Passage text limit (characters); Atlas-style passages are ~100 words. */
-export const MAX_PASSAGE_TEXT = 20_000;
-export const MAX_PASSAGES_PER_REQUEST = 256;
-
-export const addPassagesSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['passages'],
-  properties: {
-    passages: {
-      type: 'array',
-      minItems: 1,
-      maxItems: MAX_PASSAGES_PER_REQUEST,
-      items: {
-        type: 'object',
-        additionalProperties: false,
-        required: ['text', 'embedding', 'encoder'],
-        properties: {
-          title: { type: 'string', maxLength: 1000 },
-          text: { type: 'string', minLength: 1, maxLength: MAX_PASSAGE_TEXT },
-          embedding: { type: 'array', minItems: 1, maxItems: 8192, items: { type: 'number' } },
-          encoder: { type: 'string', minLength: 1, maxLength: 200 },
+/** POST /api/sessions: everything but name and models has a default. */
+export const createSessionSchema = wireObject(
+  {
+    name: sessionConfigSchema.properties.name,
+    models: sessionModelsSchema,
+    training: Type.Optional(scalarRecordSchema),
+    roundPolicy: Type.Optional(Type.Partial(roundPolicySchema, { additionalProperties: false })),
+    trainedPrefixes: Type.Optional(sessionConfigSchema.properties.trainedPrefixes),
+    strategy: Type.Optional(sessionConfigSchema.properties.strategy),
+    strategyParams: Type.Optional(sessionConfigSchema.properties.strategyParams),
+    updateLimits: Type.Optional(Type.Partial(updateLimitsSchema, { additionalProperties: false })),
+    passages: Type.Optional(Type.Partial(passagePolicySchema, { additionalProperties: false })),
+    /** Questions the session hands out, a shard per client (see TrainingQuestionPolicy). */
+    trainingQuestions: Type.Optional(
+      wireObject(
+        {
+          questions: list(trainingQuestionSchema, { minItems: 1, maxItems: MAX_TRAINING_QUESTIONS }),
+          perClient: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_TRAINING_QUESTIONS })),
+          heldOut: Type.Optional(Type.Integer({ minimum: 0, maximum: MAX_TRAINING_QUESTIONS })),
+          seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 32 - 1 })),
         },
-      },
-    },
+        { additionalProperties: false },
+      ),
+    ),
   },
-} as const;
+  { additionalProperties: false },
+);
+/** The session config a creator supplies (POST /api/sessions). */
+export type NewSession = Static<typeof createSessionSchema>;
 
-export const searchSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['embedding'],
-  properties: {
-    embedding: { type: 'array', minItems: 1, maxItems: 8192, items: { type: 'number' } },
-    k: { type: 'integer', minimum: 1, maximum: 1000 },
-    withEmbeddings: { type: 'boolean' },
+export const joinSchema = wireObject(
+  {
+    code: Type.String({ minLength: 1, maxLength: 64 }),
+    name: Type.Optional(Type.String({ maxLength: 100 })),
   },
-} as const;
+  { additionalProperties: false },
+);
 
-/**
- * GET /api/sessions/:id response, published in the OpenAPI document. Config and round are passed
- * through whole (additionalProperties), so the serializer never drops a field added to them.
- */
-export const sessionInfoSchema = {
-  type: 'object',
-  required: ['id', 'config', 'currentVersion', 'clients', 'online', 'passages', 'round'],
-  additionalProperties: true,
-  properties: {
-    id: { type: 'string' },
-    config: { type: 'object', additionalProperties: true },
-    currentVersion: { type: ['integer', 'null'] },
-    clients: { type: 'integer', description: 'clients that have joined the session' },
-    online: { type: 'integer', description: 'distinct joined clients holding an open event stream now (admin streams not counted)' },
-    passages: { type: 'integer' },
-    round: { type: ['object', 'null'], additionalProperties: true },
+export const addPassagesSchema = wireObject(
+  { passages: list(passageInputSchema, { minItems: 1, maxItems: MAX_PASSAGES_PER_REQUEST }) },
+  { additionalProperties: false },
+);
+
+export const searchSchema = wireObject(
+  {
+    embedding: list(Type.Number(), { minItems: 1, maxItems: 8192 }),
+    k: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+    withEmbeddings: Type.Optional(Type.Boolean()),
   },
-} as const;
-
-/** GET /api/sessions/:id/training-questions response, published in the OpenAPI document. */
-export const trainingQuestionsResponseSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['shard', 'questions', 'evaluation'],
-  properties: {
-    shard: { type: 'integer', minimum: 0, description: "this client's shard: its place in the join order" },
-    questions: { type: 'array', items: trainingQuestionSchema, description: 'the questions this client trains on' },
-    evaluation: { type: 'array', items: trainingQuestionSchema, description: 'held-out questions, in no shard: score each new global version on them' },
-  },
-} as const;
-
-export const errorBodySchema = {
-  type: 'object',
-  required: ['error', 'message'],
-  properties: { error: { type: 'string' }, message: { type: 'string' } },
-} as const;
+  { additionalProperties: false },
+);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isTrainedTensor, PASSAGE_ENCODER_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX, READER_WIRE_PREFIX } from '../../src/federated/protocol';
+import { isTrainedTensor, parseTrainingConfig, PASSAGE_ENCODER_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX, READER_WIRE_PREFIX } from '../../src/federated/protocol';
 
 describe('isTrainedTensor: which global tensors a session trains', () => {
   it("selects exactly the tensors under the session's trained prefixes", () => {
@@ -16,5 +16,26 @@ describe('isTrainedTensor: which global tensors a session trains', () => {
   it('matches names by prefix, not by substring', () => {
     expect(isTrainedTensor([QUERY_ENCODER_WIRE_PREFIX], 'reader.query_encoder.x')).toBe(false);
     expect(isTrainedTensor([QUERY_ENCODER_WIRE_PREFIX, PASSAGE_ENCODER_WIRE_PREFIX], 'passage_encoder.x')).toBe(true);
+  });
+});
+
+describe('parseTrainingConfig: the one reader of a session training record', () => {
+  it('reads canonical names before their aliases, numeric strings as numbers, and drops what it cannot use', () => {
+    expect(
+      parseTrainingConfig({
+        learningRate: '0.001',
+        lr: 5,
+        steps: '2',
+        k: 3,
+        maxLength: '384',
+        batchSize: 'many',
+        seed: Infinity,
+        retrieverLoss: 'adist',
+        retrievalSource: 'yours',
+        note: 'x',
+      }),
+    ).toEqual({ learningRate: 0.001, localSteps: 2, passagesPerQuestion: 3, maxLength: 384, retrieverLoss: 'adist', retrievalSource: 'yours' });
+    expect(parseTrainingConfig({ lr: 1e-4, epochs: 2, localEpochs: ' ' })).toEqual({ learningRate: 1e-4, localEpochs: 2 });
+    expect(parseTrainingConfig({ retrieverLoss: 'kl', retrievalSource: 'local', clipNorm: true })).toEqual({});
   });
 });

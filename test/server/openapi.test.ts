@@ -33,4 +33,34 @@ describe('the served OpenAPI document', () => {
     expect(operations).toContainEqual({ method: 'POST', url: '/api/join' });
     for (const op of operations) expect(server.app.hasRoute(op as Parameters<typeof server.app.hasRoute>[0]), `${op.method} ${op.url}`).toBe(true);
   });
+
+  it("documents the JSON answer of every session route (src/federated/protocol.ts's response schemas), and error bodies", async () => {
+    const doc = await (await fetch(`${server.url}/api/openapi.json`)).json();
+    type Operation = { responses: Record<string, { content?: Record<string, { schema?: { properties?: Record<string, unknown> } }> }> };
+    const paths = doc.paths as Record<string, Record<string, Operation>>;
+    // Binary answers (the model download) and the event stream have no JSON schema; health, network and public-session are informational.
+    const noJson = new Set([
+      'GET /api/sessions/{sessionId}/model/{version}',
+      'GET /api/sessions/{sessionId}/events',
+      'GET /api/health',
+      'GET /api/network',
+      'GET /api/public-session',
+    ]);
+    const documented: string[] = [];
+    for (const [path, item] of Object.entries(paths)) {
+      for (const [method, op] of Object.entries(item)) {
+        const key = `${method.toUpperCase()} ${path}`;
+        if (noJson.has(key)) continue;
+        const ok = Object.entries(op.responses).find(([code]) => /^2\d\d$/.test(code));
+        expect(ok?.[1].content?.['application/json']?.schema?.properties, `${key}: a 2xx JSON schema`).toBeDefined();
+        expect(op.responses['4XX']?.content?.['application/json']?.schema?.properties, `${key}: the error body`).toHaveProperty('error');
+        documented.push(key);
+      }
+    }
+    expect(documented).toContain('GET /api/sessions/{sessionId}');
+    expect(documented).toContain('PUT /api/sessions/{sessionId}/rounds/{round}/update');
+    expect(documented.length).toBeGreaterThanOrEqual(15);
+    const session = paths['/api/sessions/{sessionId}'].get.responses['200'].content!['application/json'].schema!;
+    expect(Object.keys(session.properties!).sort()).toEqual(['clients', 'config', 'currentVersion', 'id', 'online', 'passages', 'round']);
+  });
 });

@@ -4,6 +4,7 @@
  * refused), and robust strategies additionally cap every update's share of the round's total
  * weight, so no single participant dominates however many examples it claims.
  */
+import { parseTrainingConfig, type TrainingRecord } from '../protocol';
 
 /** The weight of an update reporting `numExamples`, at most `maxExamples`. */
 export function cappedWeight(numExamples: number, maxExamples: number): number {
@@ -62,17 +63,11 @@ export function cappedShares(weights: readonly number[], maxShare: number): numb
 
 /**
  * The default cap on num_examples: the examples one round of the session's training processes
- * (localSteps × batchSize, the keys src/corag/federated-client.ts reads) when the training config
+ * (localSteps × batchSize, as the protocol's parseTrainingConfig reads them) when the training config
  * names both, else `fallback`. Clients report their number of local QA pairs; more than one round
  * can use does not make an update more informative.
  */
-export function defaultMaxExamples(training: Readonly<Record<string, string | number | boolean>>, fallback: number): number {
-  const num = (key: string) => {
-    const v = training[key];
-    const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
-    return Number.isFinite(n) && n > 0 ? n : undefined;
-  };
-  const steps = num('localSteps') ?? num('steps');
-  const batch = num('batchSize');
-  return steps !== undefined && batch !== undefined ? Math.max(1, Math.ceil(steps * batch)) : fallback;
+export function defaultMaxExamples(training: TrainingRecord, fallback: number): number {
+  const { localSteps: steps, batchSize: batch } = parseTrainingConfig(training);
+  return steps !== undefined && steps > 0 && batch !== undefined && batch > 0 ? Math.max(1, Math.ceil(steps * batch)) : fallback;
 }
