@@ -7,6 +7,7 @@ import wasmPlain from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm
 import wasmSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url';
 import wasmThreaded from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url';
 import { ModelBundle } from '../src/corag/model-bundle';
+import { loraConfigFromTraining } from '../src/corag/federated-client';
 import type { SessionInfo } from '../src/federated/protocol';
 import { initBackend, type BackendName, type BackendReport } from '../src/model/backend';
 import type { BackendProbe } from '../src/model/backend-choice';
@@ -74,5 +75,7 @@ export async function buildBundle(
     loadBundleSpec(access.appBase, session.config.models),
     globalVersionBytes(access.appBase, access, version, store.modelCache(), onProgress),
   ]);
-  return ModelBundle.fromGlobal(spec, bytes, version);
+  // A LoRA session's versions carry reader.lora.* adapters: the reader is built with its config.
+  const lora = loraConfigFromTraining(session.config.training ?? {}) ?? undefined;
+  return ModelBundle.fromGlobal({ ...spec, lora }, bytes, version);
 }

@@ -35,12 +35,6 @@ export class ParameterStore {
     value.dispose();
   }
 
-  /** Disposes and removes one parameter. */
-  delete(name: string): void {
-    this.get(name).dispose();
-    this.vars.delete(name);
-  }
-
   has(name: string): boolean {
     return this.vars.has(name);
   }
