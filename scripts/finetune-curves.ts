@@ -3,6 +3,7 @@
  *   [--shots 64] [--clients 0,1,…] [--lrs 1e-5,1e-4,1e-3] [--retriever-lrs 1e-6,…] [--trainable reader,reader+query-encoder]
  *   [--steps 32] [--eval-every 8] [--batch 4] [--k 4] [--max-length 128] [--dev 64] [--em] [--em-baseline]
  *   [--backend wasm] [--seed 0] [--out results/finetune-curves.json]
+ *   [--lora-rank 8] [--lora-alpha 16] [--lora-targets q,v]
  *
  * Why does few-shot fine-tuning of the pretrained pair make it worse (issue 18)? This measures the
  * curves a CRAB round hides: for each (learning rate, trained parts) it fine-tunes the shipped
@@ -19,6 +20,11 @@
  *     evaluation, with `--em-baseline` also before training (generation is the expensive part).
  * Choices are made on dev only; nothing here reads a test question. Every configuration starts
  * from the same weights (the bundle is reset from a snapshot). Output: one JSON with every curve.
+ *
+ * `--trainable lora` trains LoRA adapters on the reader's attention instead (src/model/lora.ts,
+ * the session option of issue 20: the reader's frozen weights plus adapters with B = 0, so it
+ * starts from the same model); LoRA runs come after the others (the adapters change the model's
+ * tensor set, so they get their own snapshot).
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,6 +35,8 @@ import { retrieve, type PassageText } from '../src/corag/retrieve';
 import { clientView, collaborativeView } from '../src/crab/stores';
 import { initBackend, parseBackendName } from '../src/model/backend';
 import type { TrainableSelection } from '../src/model/trainable';
+import { trainableForWirePrefixes, READER_LORA_WIRE_PREFIX } from '../src/corag/model-bundle';
+import type { LoraTarget } from '../src/model/lora';
 import { readCrabCache } from '../src/platform/node/crab-files';
 import { folderModelSource } from '../src/platform/node/folder-source';
 import { cachedEmbeddedStore } from '../src/platform/node/crab-embedding-cache';
@@ -47,7 +55,14 @@ const shots = Number(opt('shots', '64'));
 const lrs = list('lrs', '1e-5,1e-4,1e-3').map(Number);
 // The query encoder's own rates (Atlas's lr_retriever) when it trains; absent: the reader's.
 const retrieverLrs: Array<number | undefined> = opt('retriever-lrs', '') ? list('retriever-lrs', '').map(Number) : [undefined];
-const trainables = list('trainable', 'reader,reader+query-encoder') as TrainableSelection[];
+const trainables = list('trainable', 'reader,reader+query-encoder');
+const loraRank = Number(opt('lora-rank', '8'));
+const lora = {
+  rank: loraRank,
+  alpha: Number(opt('lora-alpha', String(2 * loraRank))),
+  targets: list('lora-targets', 'q,v') as LoraTarget[],
+  seed: Number(opt('seed', '0')),
+};
 const steps = Number(opt('steps', '32'));
 const evalEvery = Number(opt('eval-every', '8'));
 const batchSize = Number(opt('batch', '4'));
@@ -92,7 +107,7 @@ const bundle = await ModelBundle.fromCheckpoints({
   reader: folderModelSource(join(modelsDir, 'reader')),
   retriever: folderModelSource(join(modelsDir, 'retriever')),
 });
-const snapshot = await bundle.exportGlobal();
+let snapshot = await bundle.exportGlobal();
 // The passage encoder is frozen in every configuration: both stores are embedded once and cached
 // beside the CRAB cache, so the next run of the grid skips the slowest part.
 const embeddedStore = (name: string, ids: readonly string[]) =>
@@ -176,14 +191,22 @@ const save = () =>
     JSON.stringify({ config: { modelsDir, shots, clients, steps, evalEvery, batchSize, k, maxLength, dev: dev.length, seed }, runs }, null, 1),
   );
 const baseline = await measure(0, withEmBaseline);
-for (const trainable of trainables) {
+// LoRA last: enabling it adds adapters to the bundle (and freezes the rest of the reader).
+for (const trainableName of [...trainables.filter((t) => t !== 'lora'), ...trainables.filter((t) => t === 'lora')]) {
+  let trainable = trainableName as TrainableSelection;
+  if (trainableName === 'lora') {
+    bundle.enableLora(lora);
+    snapshot = await bundle.exportGlobal();
+    trainable = trainableForWirePrefixes([READER_LORA_WIRE_PREFIX]);
+  }
+  const label = trainableName === 'lora' ? `lora ${JSON.stringify(lora)}` : trainableName;
   for (const lr of lrs) {
-    // A reader-only run has no query-encoder rate to vary.
-    for (const retrieverLr of trainable === 'reader' ? [undefined] : retrieverLrs) {
+    // Only a run that trains the query encoder has its own rate to vary.
+    for (const retrieverLr of trainableName.includes('query-encoder') ? retrieverLrs : [undefined]) {
       bundle.applyGlobal(snapshot, 0);
-      log(`lr ${lr}${retrieverLr === undefined ? '' : `, query-encoder lr ${retrieverLr}`}, trains ${trainable}`);
+      log(`lr ${lr}${retrieverLr === undefined ? '' : `, query-encoder lr ${retrieverLr}`}, trains ${label}`);
       const points: Point[] = [baseline];
-      runs.push({ lr, ...(retrieverLr === undefined ? {} : { retrieverLr }), trainable: String(trainable), points });
+      runs.push({ lr, ...(retrieverLr === undefined ? {} : { retrieverLr }), trainable: label, points });
       for (let done = 0; done < steps; done += evalEvery) {
         const chunk = Math.min(evalEvery, steps - done);
         // One chunk = one round's local training: a fresh AdamW each time, as a client starts one

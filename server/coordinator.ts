@@ -27,6 +27,7 @@ import {
   DEFAULT_MAX_WEIGHT_SHARE,
   DEFAULT_ROUND_POLICY,
   isTrainedTensor,
+  READER_LORA_WIRE_PREFIX,
   passagePolicyOf,
   UPDATE_METRIC_RANGES,
   type CreatedSession,
@@ -212,6 +213,13 @@ export class Coordinator {
       throw badRequest(
         'invalid_update_limits',
         `strategy "${strategy.name}" streams a running sum and cannot cap weight shares (maxWeightShare must be 1); choose a robust strategy such as norm-clip to cap them`,
+      );
+    }
+    if (training.loraRank !== undefined && !config.trainedPrefixes.every((p) => p.startsWith(READER_LORA_WIRE_PREFIX))) {
+      // Clients train only the adapters of a LoRA session (src/corag/model-bundle.ts trainableForWirePrefixes).
+      throw badRequest(
+        'invalid_lora_session',
+        `a LoRA session (training.loraRank) trains and aggregates the reader's adapters only: its trainedPrefixes must be ["${READER_LORA_WIRE_PREFIX}"], not ${JSON.stringify(config.trainedPrefixes)}`,
       );
     }
     if (config.roundPolicy.minUpdates > config.roundPolicy.minClients) {

@@ -10,6 +10,7 @@ import { globalVersionBytes } from '../src/corag/federated-client';
 import { ModelBundle } from '../src/corag/model-bundle';
 import { PassageEncoder } from '../src/corag/passage-encoder';
 import { CoragClient, type DownloadProgress } from '../src/federated/client';
+import { loraConfigFromTraining } from '../src/corag/federated-client';
 import type { SessionInfo } from '../src/federated/protocol';
 import { initBackend, type BackendName, type BackendReport } from '../src/model/backend';
 import type { BackendProbe } from '../src/model/backend-choice';
@@ -77,7 +78,9 @@ export async function buildBundle(
     loadBundleSpec(access.appBase, session.config.models),
     globalVersionBytes(new CoragClient(access.appBase, access.token), access.sessionId, version, store.modelCache(), onProgress),
   ]);
-  return ModelBundle.fromGlobal(spec, bytes, version);
+  // A LoRA session's versions carry reader.lora.* adapters: the reader is built with its config.
+  const lora = loraConfigFromTraining(session.config.training ?? {}) ?? undefined;
+  return ModelBundle.fromGlobal({ ...spec, lora }, bytes, version);
 }
 
 /** The session's frozen passage encoder alone, from version `version`'s bytes (the same cache and download as buildBundle). */

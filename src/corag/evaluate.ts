@@ -127,7 +127,7 @@ export async function goldAnswerNll(
   const batch = buildFidBatch(bundle, questions, passages, answers, options);
   try {
     const perQuestion = tf.tidy(() => {
-      const { logits } = fidForward(bundle.reader, batch.inputIds, batch.attentionMask, batch.numPassages, batch.labels!);
+      const { logits } = fidForward(bundle.inferenceReader, batch.inputIds, batch.attentionMask, batch.numPassages, batch.labels!);
       const { nll, mask } = tokenNll(logits, batch.labels!);
       return tf.stack([tf.sum(nll, 1), tf.sum(mask, 1)], 1) as tf.Tensor2D; // [B, 2]
     });

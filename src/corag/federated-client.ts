@@ -21,6 +21,7 @@ import { trainableForWirePrefixes, type ModelBundle } from './model-bundle';
 import { embedPassages, type EmbedOptions, type PassageSource, type PassageText } from './retrieve';
 import { atStage, isAbort, RoundStageError, TrainingInputError } from './errors';
 import type { FitPlan } from './training-fit';
+import type { LoraConfig, LoraTarget } from '../model/lora';
 
 /** Where downloaded global versions are kept (the browser backs it with IndexedDB). Versions are immutable. */
 export interface ModelCache {
@@ -205,6 +206,28 @@ export function trainingOptionsFromRound(config: RoundInfo['config']): TrainingD
     memoryFit: t.memoryFit,
   };
   return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined)) as TrainingDefaults;
+}
+
+/**
+ * The session's LoRA option (src/model/lora.ts) from its training config, null when it has none.
+ * Keys: `loraRank` (r; its presence turns LoRA on), `loraAlpha` (default 2·r, so the scale
+ * alpha/r is 2), `loraTargets` (comma-separated among q, k, v, o; default "q,v"), `loraSeed` (seeds
+ * A; default 0). Such a session's trainedPrefixes are ["reader.lora."] (READER_LORA_WIRE_PREFIX).
+ */
+export function loraConfigFromTraining(config: RoundInfo['config']): LoraConfig | null {
+  const num = (key: string) => {
+    const v = config[key];
+    const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+    return Number.isFinite(n) ? n : undefined;
+  };
+  if (config.loraRank === undefined) return null;
+  const rank = num('loraRank');
+  if (rank === undefined) throw new TrainingInputError('bad_round_config', `the session's loraRank ${JSON.stringify(config.loraRank)} is not a number`);
+  const targets = String(config.loraTargets ?? 'q,v')
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t !== '') as LoraTarget[];
+  return { rank, alpha: num('loraAlpha') ?? 2 * rank, targets, seed: num('loraSeed') ?? 0 };
 }
 
 /**
@@ -415,6 +438,15 @@ export class FederatedCoragClient {
       return null;
     }
     this.done.add(round.round);
+    const lora = loraConfigFromTraining(round.config);
+    if (lora) {
+      // Adapters first (A seeded as every client seeds it, B = 0); the global version then sets their values.
+      try {
+        this.bundle.enableLora(lora);
+      } catch (e) {
+        throw new TrainingInputError('bad_round_config', `round ${round.round}'s LoRA settings cannot be used: ${(e as Error).message}`);
+      }
+    }
     await atStage('download', () => this.loadGlobal(round.baseVersion, round.round), round.round);
     const options = { ...trainingOptionsFromRound(round.config), ...this.options.training };
     if (options.lr === undefined || options.k === undefined) {

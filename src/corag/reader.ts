@@ -180,7 +180,7 @@ async function encodeQuestions(
     copyWeight > 0
       ? fidCopyDecoding(bundle.readerTokenizer, (await batch.inputIds.data()) as Int32Array, batch.batchSize, batch.numPassages, copyWeight)
       : undefined;
-  return { batch, constraint, copy, encoded: fidEncode(bundle.reader, batch.inputIds, batch.attentionMask, batch.numPassages) };
+  return { batch, constraint, copy, encoded: fidEncode(bundle.inferenceReader, batch.inputIds, batch.attentionMask, batch.numPassages) };
 }
 
 function disposeEncoded(e: EncodedQuestions): void {
@@ -205,14 +205,19 @@ export async function generateAnswers(
     const sequences = rerank
       ? rerankedSequences(
           bundle,
-          await beamSearch(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, numBeams: Math.max(rerank.beams, numBeams), constraint, copy }),
+          await beamSearch(bundle.inferenceReader, encoded.hidden, encoded.mask, {
+            maxNewTokens,
+            numBeams: Math.max(rerank.beams, numBeams),
+            constraint,
+            copy,
+          }),
           questions,
           passages,
           rerank,
         )
       : numBeams > 1
-        ? (await beamSearch(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, numBeams, constraint, copy })).map((h) => h[0].tokens)
-        : await greedyGenerate(bundle.reader, encoded.hidden, encoded.mask, { maxNewTokens, constraint, copy });
+        ? (await beamSearch(bundle.inferenceReader, encoded.hidden, encoded.mask, { maxNewTokens, numBeams, constraint, copy })).map((h) => h[0].tokens)
+        : await greedyGenerate(bundle.inferenceReader, encoded.hidden, encoded.mask, { maxNewTokens, constraint, copy });
     const scores = await attentionOverPassages(bundle, encoded, sequences, e.batch.numPassages);
     return sequences.map((tokens, i) => ({
       answer: cleanAnswer(bundle.readerTokenizer.decode(tokens)),
@@ -244,7 +249,7 @@ export async function candidateAnswers(
 ): Promise<CandidateAnswer[][]> {
   const e = await encodeQuestions(bundle, questions, passages, options);
   try {
-    const hypotheses = await beamSearch(bundle.reader, e.encoded.hidden, e.encoded.mask, {
+    const hypotheses = await beamSearch(bundle.inferenceReader, e.encoded.hidden, e.encoded.mask, {
       maxNewTokens: options.maxNewTokens ?? 32,
       numBeams: beams,
       constraint: e.constraint,
@@ -299,7 +304,7 @@ async function attentionOverPassages(
   });
   const scores = tf.tidy(() => {
     const ids = tf.tensor2d(inputs, [sequences.length, length - 1], 'int32');
-    const { crossAttentions } = bundle.reader.decode(ids, encoded.hidden, encoded.mask, { crossAttentions: true });
+    const { crossAttentions } = bundle.inferenceReader.decode(ids, encoded.hidden, encoded.mask, { crossAttentions: true });
     return passageAttentionScores(crossAttentions!, k, tf.tensor2d(weights, [sequences.length, length - 1], 'int32'));
   });
   const values = (await scores.array()) as number[][];

@@ -15,6 +15,12 @@ import { Type, type Static, type TArrayOptions, type TObjectOptions, type TPrope
 export const READER_WIRE_PREFIX = 'reader.';
 export const QUERY_ENCODER_WIRE_PREFIX = 'query_encoder.';
 export const PASSAGE_ENCODER_WIRE_PREFIX = 'passage_encoder.';
+/**
+ * The reader's LoRA adapters (src/model/lora.ts): a LoRA session (training config `loraRank`, see
+ * src/corag/federated-client.ts `loraConfigFromTraining`) trains exactly these, so its
+ * trainedPrefixes are [READER_LORA_WIRE_PREFIX] and an update carries the adapters only.
+ */
+export const READER_LORA_WIRE_PREFIX = `${READER_WIRE_PREFIX}lora.`;
 
 /**
  * Whether a session with `trainedPrefixes` (SessionConfig.trainedPrefixes) trains — and so

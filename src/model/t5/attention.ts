@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { fusedBiasedSoftmax } from '../webgpu/biased-softmax';
-import { linear } from './layers';
+import { projection } from './layers';
 import type { WeightGetter } from './weights';
 
 /** float32's lowest value (torch.finfo(float32).min), the value HF adds at masked positions. */
@@ -52,8 +52,8 @@ export function causalMaskBias(length: number): tf.Tensor4D {
 /** Projects `source` [B, S, d] to the keys and values of the attention at `prefix`. */
 export function projectKeyValue(w: WeightGetter, prefix: string, source: tf.Tensor, numHeads: number): KeyValue {
   return {
-    keys: splitHeads(linear(source, w(`${prefix}.k.weight`)), numHeads),
-    values: splitHeads(linear(source, w(`${prefix}.v.weight`)), numHeads),
+    keys: splitHeads(projection(w, `${prefix}.k.weight`, source), numHeads),
+    values: splitHeads(projection(w, `${prefix}.v.weight`, source), numHeads),
   };
 }
 
@@ -77,7 +77,7 @@ export interface AttentionResult {
  * one; src/model/webgpu/biased-softmax.ts).
  */
 export function attend(w: WeightGetter, prefix: string, hidden: tf.Tensor, kv: KeyValue, biases: readonly tf.Tensor[], numHeads: number): AttentionResult {
-  const queries = splitHeads(linear(hidden, w(`${prefix}.q.weight`)), numHeads);
+  const queries = splitHeads(projection(w, `${prefix}.q.weight`, hidden), numHeads);
   let scores = tf.matMul(queries, kv.keys, false, true) as tf.Tensor4D;
   let probs: tf.Tensor4D;
   if (tf.getBackend() === 'webgpu' && biases.length > 0) {
@@ -88,5 +88,5 @@ export function attend(w: WeightGetter, prefix: string, hidden: tf.Tensor, kv: K
     probs = tf.softmax(scores) as tf.Tensor4D;
   }
   const context = tf.matMul(probs, kv.values) as tf.Tensor4D;
-  return { output: linear(mergeHeads(context), w(`${prefix}.o.weight`)) as tf.Tensor3D, probs };
+  return { output: projection(w, `${prefix}.o.weight`, mergeHeads(context)) as tf.Tensor3D, probs };
 }

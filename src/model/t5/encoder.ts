@@ -1,6 +1,7 @@
 /** The T5 encoder stack: embeddings, N × (self-attention, feed-forward) with pre-norm residuals, final RMS norm. */
 import * as tf from '@tensorflow/tfjs-core';
 import { checkpointedRows } from '../gradients';
+import { loraAdapterNames } from '../lora';
 import { embeddingLookup } from '../ops';
 import { attend, paddingMaskBias, projectKeyValue } from './attention';
 import { t5ParameterShapes, type T5Config } from './config';
@@ -49,7 +50,10 @@ export function encoderParameterNames(config: T5Config): string[] {
  * with trainable = false) are read as constants and get no gradient.
  */
 export function encodeCheckpointed(w: WeightGetter, config: T5Config, inputIds: tf.Tensor, attentionMask: tf.Tensor, chunkRows: number): tf.Tensor3D {
-  const names = encoderParameterNames(config).filter((n) => {
+  const base = encoderParameterNames(config);
+  // LoRA adapters on encoder projections are encoder parameters too (the frozen W are skipped below).
+  const adapters = base.filter((n) => w.loraScale?.(n) !== undefined).flatMap((n) => Object.values(loraAdapterNames(n)));
+  const names = [...base, ...adapters].filter((n) => {
     const t = w(n);
     return !(t instanceof tf.Variable) || t.trainable;
   });
@@ -61,7 +65,7 @@ export function encodeCheckpointed(w: WeightGetter, config: T5Config, inputIds: 
     (ws, start, count) =>
       tf.tidy(() => {
         const byName = new Map(names.map((n, i) => [n, ws[i]]));
-        const getter: WeightGetter = (name) => byName.get(name) ?? w(name);
+        const getter: WeightGetter = Object.assign((name: string) => byName.get(name) ?? w(name), { loraScale: w.loraScale });
         const whole = start === 0 && count === rows;
         const ids = whole ? inputIds : tf.slice(inputIds, [start, 0], [count, -1]);
         const mask = whole ? attentionMask : tf.slice(attentionMask, [start, 0], [count, -1]);

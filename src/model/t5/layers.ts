@@ -1,5 +1,6 @@
 /** The small building blocks of a T5 block: linear maps, RMS layer norm and the feed-forward net. */
 import * as tf from '@tensorflow/tfjs-core';
+import { loraAdapterNames } from '../lora';
 import { matMulWeightTransposed } from '../matmul';
 import { fusedRmsNorm } from '../webgpu/rms-norm';
 import type { T5Config } from './config';
@@ -19,6 +20,19 @@ export function linear(x: tf.Tensor, weight: tf.Tensor, activation?: 'relu'): tf
   else if (tf.getBackend() === 'wasm') y = tf.relu(matMulWeightTransposed(a, w));
   else y = tf.fused.matMul({ a, b: w, transposeB: true, activation });
   return tf.reshape(y, [...x.shape.slice(0, -1), weight.shape[0]]);
+}
+
+/**
+ * An attention projection: x Wᵀ for the weight `weightName`, plus its LoRA adapter's
+ * scale · (x Aᵀ) Bᵀ when the getter has one (src/model/lora.ts). The adapter path never forms a
+ * weight-sized tensor, so a frozen W gets neither a gradient nor a merged copy while training.
+ */
+export function projection(w: WeightGetter, weightName: string, x: tf.Tensor): tf.Tensor {
+  const y = linear(x, w(weightName));
+  const scale = w.loraScale?.(weightName);
+  if (scale === undefined) return y;
+  const { a, b } = loraAdapterNames(weightName);
+  return tf.add(y, tf.mul(linear(linear(x, w(a)), w(b)), scale));
 }
 
 /**

@@ -5,6 +5,7 @@
  * tf.grads (a getter over the differentiated tensors).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import type { LoraConfig } from '../lora';
 import type { T5Config } from './config';
 import { createDecoderCache, decode, decodeStep, lmHead, type DecoderCache, type DecoderOutput } from './decoder';
 import { encode, encodeCheckpointed } from './encoder';
@@ -23,11 +24,16 @@ export type T5ForwardOutput = {
 export class T5Model {
   private readonly w: WeightGetter;
 
+  /**
+   * With `lora`, every attention projection whose adapter tensors are in the (ParameterStore)
+   * weights runs with its adapter (src/model/lora.ts); projections without adapters run as before.
+   */
   constructor(
     readonly config: T5Config,
     weights: T5WeightSource,
+    options: { readonly lora?: LoraConfig } = {},
   ) {
-    this.w = weightGetter(weights);
+    this.w = weightGetter(weights, options.lora);
   }
 
   /**
