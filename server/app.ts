@@ -6,45 +6,28 @@
  * share their IP's bucket); tokens never reach the log. Tests build it on 127.0.0.1 with an
  * ephemeral port and a temp data folder.
  */
-import { createReadStream, existsSync, rmSync, statSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Type } from 'typebox';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import fastifyStatic from '@fastify/static';
-import {
-  addPassagesResultSchema,
-  addPassagesSchema,
-  contributionsResultSchema,
-  createdSessionSchema,
-  createSessionSchema,
-  errorBodySchema,
-  joinResultSchema,
-  joinSchema,
-  MAX_SEARCH_K_WITH_EMBEDDINGS,
-  modelVersionSchema,
-  passagesResultSchema,
-  roundInfoSchema,
-  searchResultSchema,
-  searchSchema,
-  sessionInfoSchema,
-  trainingQuestionsResponseSchema,
-  updateReceiptSchema,
-  withdrawResultSchema,
-  type ServerEvent,
-} from '../src/federated/protocol';
 import { Coordinator, type Principal } from './coordinator';
 import type { LanceStoreOptions } from './lance-passages';
-import { crashPoint } from './crash-points';
 import { addressBucket } from './address-bucket';
-import { ApiError, badRequest, forbidden, notFound, unauthorized } from './errors';
+import { ApiError, badRequest, forbidden, unauthorized } from './errors';
 import { redactingSink, serializeRequest, type LogSink } from './log-redaction';
 import { serverKeyMatches } from './server-key';
 import { bearer } from './tokens';
 import { statusPage } from './status-page';
+import { EVENTS_ROUTE, SESSION_ID, UPDATE_UPLOAD_ROUTE, UPLOAD_ROUTES, type RouteContext, type SessionReq } from './routes/context';
+import { registerEventRoutes } from './routes/events';
+import { registerModelRoutes } from './routes/models';
+import { registerPassageRoutes } from './routes/passages';
+import { registerRoundRoutes } from './routes/rounds';
+import { registerSessionRoutes } from './routes/sessions';
 import {
   checkDeclaredLength,
   declaredLength,
@@ -126,23 +109,6 @@ export const MAX_MODEL_TENSORS = 16_384;
 
 /** How long a connection whose request body was refused unread may linger before it is closed. */
 const REFUSED_BODY_LINGER_MS = 2_000;
-
-const SESSION_ID = /^[A-Za-z0-9_-]{1,64}$/;
-const EVENTS_ROUTE = '/api/sessions/:sessionId/events';
-const MODEL_UPLOAD_ROUTE = '/api/sessions/:sessionId/model';
-const UPDATE_UPLOAD_ROUTE = '/api/sessions/:sessionId/rounds/:round/update';
-/** Routes whose bodies `admitUpload` admits and `readUploadBody` reads. */
-const UPLOAD_ROUTES = new Set([MODEL_UPLOAD_ROUTE, UPDATE_UPLOAD_ROUTE]);
-
-// Route parameters and queries: TypeBox like the bodies (src/federated/protocol.ts), so handlers
-// get them typed through the type provider.
-const sessionIdSchema = Type.String({ pattern: SESSION_ID.source });
-const sessionParams = Type.Object({ sessionId: sessionIdSchema });
-const roundParams = Type.Object({ sessionId: sessionIdSchema, round: Type.Integer({ minimum: 1, maximum: 1e12 }) });
-const errorResponses = { '4xx': errorBodySchema };
-
-/** A request to a session route (its params validated). */
-type SessionReq = FastifyRequest & { readonly params: { readonly sessionId: string } };
 
 export interface CoordinatorApp {
   readonly app: FastifyInstance;
@@ -398,216 +364,25 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/api/health', async () => ({ ok: true }));
   app.get('/api/network', async () => ({ urls: options.networkUrls?.() ?? [] }));
-  app.get('/api/public-session', async () => {
-    const id = options.publicSession?.();
-    if (!id || !(await coordinator.sessionIds()).includes(id)) throw notFound('no_public_session', 'this coordinator offers no session to join without a code');
-    return { joinCode: await coordinator.joinCode(id), name: (await coordinator.config(id)).name };
-  });
-
-  app.post('/api/sessions', { schema: { body: createSessionSchema, response: { 201: createdSessionSchema, ...errorResponses } } }, async (req, reply) => {
-    requireServerKey(req);
-    return reply.code(201).send(await coordinator.createSession(req.body));
-  });
-
-  app.post(
-    '/api/join',
-    { config: { rateLimit: joinRateLimit }, schema: { body: joinSchema, response: { 201: joinResultSchema, ...errorResponses } } },
-    async (req, reply) => reply.code(201).send(await coordinator.join(req.body.code, req.body.name)),
-  );
-
-  app.get('/api/sessions/:sessionId', { schema: { params: sessionParams, response: { 200: sessionInfoSchema, ...errorResponses } } }, async (req) => {
-    await principal(req);
-    return coordinator.sessionInfo(req.params.sessionId);
-  });
-
-  app.put(
-    MODEL_UPLOAD_ROUTE,
-    {
-      bodyLimit: limits.maxModelBytes,
-      preParsing: admitUpload('model'),
-      schema: { params: sessionParams, response: { 200: modelVersionSchema, ...errorResponses } },
-    },
-    async (req) => {
-      await requireAdmin(req);
-      return coordinator.replaceModel(req.params.sessionId, binaryBody(req));
-    },
-  );
-
-  app.get(
-    '/api/sessions/:sessionId/model/:version',
-    { schema: { params: Type.Object({ sessionId: sessionIdSchema, version: Type.Integer({ minimum: 0, maximum: 1e12 }) }) } },
-    async (req, reply) => {
-      await principal(req);
-      const path = await coordinator.modelFile(req.params.sessionId, req.params.version);
-      return reply
-        .header('content-type', 'application/octet-stream')
-        .header('content-length', statSync(path).size)
-        .header('cache-control', 'private, max-age=31536000, immutable')
-        .send(createReadStream(path));
-    },
-  );
-
-  const roundResponses = { 200: roundInfoSchema, ...errorResponses };
-  app.post(
-    '/api/sessions/:sessionId/rounds',
-    { schema: { params: sessionParams, response: { 201: roundInfoSchema, ...errorResponses } } },
-    async (req, reply) => {
-      await requireAdmin(req);
-      return reply.code(201).send(await coordinator.openRound(req.params.sessionId));
-    },
-  );
-
-  app.get('/api/sessions/:sessionId/rounds/current', { schema: { params: sessionParams, response: roundResponses } }, async (req) => {
-    await principal(req);
-    return await coordinator.round(req.params.sessionId, 'current');
-  });
-
-  app.get('/api/sessions/:sessionId/rounds/:round', { schema: { params: roundParams, response: roundResponses } }, async (req) => {
-    await principal(req);
-    return await coordinator.round(req.params.sessionId, req.params.round);
-  });
-
-  app.post('/api/sessions/:sessionId/rounds/:round/close', { schema: { params: roundParams, response: roundResponses } }, async (req) => {
-    await requireAdmin(req);
-    return coordinator.closeRound(req.params.sessionId, req.params.round, 'admin');
-  });
-
-  app.put(
-    UPDATE_UPLOAD_ROUTE,
-    {
-      bodyLimit: limits.maxUpdateBytes,
-      preParsing: admitUpload('update'),
-      schema: { params: roundParams, response: { 200: updateReceiptSchema, ...errorResponses } },
-    },
-    async (req) => {
-      const clientId = await requireClient(req);
-      const file = updateFiles.get(req);
-      if (!file) throw badRequest('expected_octet_stream', 'send the safetensors body with Content-Type: application/octet-stream');
-      updateFiles.delete(req); // acceptUpdate deletes it when it settles
-      return coordinator.acceptUpdate(req.params.sessionId, req.params.round, clientId, file);
-    },
-  );
-
-  app.post(
-    '/api/sessions/:sessionId/passages',
-    {
-      bodyLimit: limits.maxPassageBytes,
-      schema: { params: sessionParams, body: addPassagesSchema, response: { 201: addPassagesResultSchema, ...errorResponses } },
-    },
-    async (req, reply) => {
-      const clientId = await requireClient(req);
-      const sessionId = req.params.sessionId;
-      // Embeddings spot-checked against the frozen passage encoder, quotas enforced (server/passage-intake.ts).
-      const results = await coordinator.passageIntake.add(sessionId, clientId, req.body.passages);
-      const added = results.filter((r) => !r.duplicate).length;
-      if (added) coordinator.events.emit(sessionId, { type: 'passages-changed', total: coordinator.passages.count(sessionId), added, removed: 0 });
-      crashPoint('passages:committed');
-      return reply.code(201).send({ results });
-    },
-  );
-
-  app.post(
-    '/api/sessions/:sessionId/passages/search',
-    {
-      bodyLimit: limits.maxPassageBytes,
-      schema: { params: sessionParams, body: searchSchema, response: { 200: searchResultSchema, ...errorResponses } },
-    },
-    async (req) => {
-      await principal(req);
-      const { embedding, k = 10, withEmbeddings = false } = req.body;
-      if (withEmbeddings && k > MAX_SEARCH_K_WITH_EMBEDDINGS) {
-        throw badRequest('k_too_large', `k is at most ${MAX_SEARCH_K_WITH_EMBEDDINGS} when embeddings are returned (asked ${k})`);
-      }
-      return {
-        hits: await coordinator.passages.search(req.params.sessionId, (await coordinator.config(req.params.sessionId)).models, embedding, k, withEmbeddings),
-      };
-    },
-  );
-
-  app.get(
-    '/api/sessions/:sessionId/passages',
-    {
-      schema: {
-        params: sessionParams,
-        querystring: Type.Object({ ids: Type.String({ pattern: '^\\d{1,15}(,\\d{1,15}){0,999}$' }) }),
-        response: { 200: passagesResultSchema, ...errorResponses },
-      },
-    },
-    async (req) => {
-      await principal(req);
-      return { passages: coordinator.passages.get(req.params.sessionId, req.query.ids.split(',').map(Number)) };
-    },
-  );
-
-  app.delete(
-    '/api/sessions/:sessionId/passages/:id',
-    {
-      schema: {
-        params: Type.Object({ sessionId: sessionIdSchema, id: Type.Integer({ minimum: 1 }) }),
-        response: { 200: withdrawResultSchema, ...errorResponses },
-      },
-    },
-    async (req) => {
-      const clientId = await requireClient(req);
-      const sessionId = req.params.sessionId;
-      const { deleted, contributorsLeft } = await coordinator.passages.withdraw(
-        sessionId,
-        (await coordinator.config(sessionId)).models,
-        clientId,
-        req.params.id,
-      );
-      if (deleted) coordinator.events.emit(sessionId, { type: 'passages-changed', total: coordinator.passages.count(sessionId), added: 0, removed: 1 });
-      return { id: req.params.id, deleted, contributorsLeft };
-    },
-  );
-
-  // This client's shard of the session's training questions and the held-out evaluation set
-  // (server/training-questions.ts); 404 `no_training_questions` when the session hands out none.
-  app.get(
-    '/api/sessions/:sessionId/training-questions',
-    { schema: { params: sessionParams, response: { 200: trainingQuestionsResponseSchema, ...errorResponses } } },
-    async (req) => await coordinator.trainingQuestionsFor(req.params.sessionId, await requireClient(req)),
-  );
-
-  app.get(
-    '/api/sessions/:sessionId/contributions',
-    { schema: { params: sessionParams, response: { 200: contributionsResultSchema, ...errorResponses } } },
-    async (req) => {
-      await principal(req);
-      return { counts: coordinator.passages.contributions(req.params.sessionId) };
-    },
-  );
-
-  // SSE: the token may also come as ?token= because a browser EventSource cannot set headers.
-  app.get(
-    '/api/sessions/:sessionId/events',
-    { schema: { params: sessionParams, querystring: Type.Object({ token: Type.Optional(Type.String({ maxLength: 200 })) }) } },
-    async (req, reply) => {
-      const sessionId = req.params.sessionId;
-      const who = await coordinator.authenticate(sessionId, bearer(req.headers.authorization) ?? req.query.token);
-      reply.hijack();
-      const res = reply.raw;
-      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-      const send = (e: ServerEvent) => res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
-      // Presence first (the other streams hear it), so this stream's hello already counts itself.
-      const closeStream = who.role === 'client' ? coordinator.events.openStream(sessionId, who.clientId) : () => {};
-      // Events emitted while the hello is being read wait for it, in order.
-      let pending: ServerEvent[] | undefined = [];
-      const unsubscribe = coordinator.events.subscribe(sessionId, (e) => (pending ? pending.push(e) : send(e)));
-      eventStreams.add(res);
-      const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
-      heartbeat.unref();
-      res.on('close', () => {
-        clearInterval(heartbeat);
-        unsubscribe();
-        closeStream();
-        eventStreams.delete(res);
-      });
-      send({ type: 'hello', session: await coordinator.sessionInfo(sessionId) });
-      for (const e of pending) send(e);
-      pending = undefined;
-    },
-  );
+  const routes: RouteContext = {
+    app,
+    coordinator,
+    limits,
+    principal,
+    requireAdmin,
+    requireClient,
+    requireServerKey,
+    binaryBody,
+    admitUpload,
+    updateFiles,
+    joinRateLimit,
+    eventStreams,
+  };
+  registerSessionRoutes(routes, options.publicSession);
+  registerModelRoutes(routes);
+  registerRoundRoutes(routes);
+  registerPassageRoutes(routes);
+  registerEventRoutes(routes);
 
   // ---------------------------------------------------------------- web app or status page
   if (options.staticDir && existsSync(options.staticDir)) {
