@@ -9,12 +9,12 @@
  *   retriever, an untrained one of the same shape (same seed recipe) and BM25, in the same run;
  * - hybrid retrieval as the app's "Keyword search too" does it (src/corag/hybrid-retrieval.ts:
  *   the retriever's and BM25's top-20 fused by reciprocal rank, BM25's weighted by the retriever's
- *   `hybrid_keyword_weight` or `--keyword-weight W`; `--keyword-weights 1,2,4` adds a recall row
+ *   `corag.hybrid_keyword_weight` or `--keyword-weight W`; `--keyword-weights 1,2,4` adds a recall row
  *   per weight to `--retrieval-only`, for choosing one on `--split train` questions);
  * - reader EM/F1 with the gold (first relevant) passage, and with the top-k retrieved passages
  *   (dense, and hybrid),
  *   each with free generation, with extractive decoding (answers restricted to whole-word
- *   spans of the passages, src/corag/extractive.ts) and, when the reader carries `answer_rerank`
+ *   spans of the passages, src/corag/extractive.ts) and, when the reader carries `corag.answer_rerank`
  *   weights, with reranked extractive answers (src/corag/answer-rerank.ts), beside a baseline
  *   without any model (the passage's typed answers ranked by the same features).
  * Prints a markdown table and writes the numbers as JSON. `--gold-only`: the reader with the gold
@@ -24,7 +24,7 @@
  * the pretrained reader (its corpus holds these passages), so it shows whether it copies at all.
  * `--retrieval-only`: the recall table alone (a quick check of a retriever checkpoint while it trains).
  * `--crab public/demo --split all` measures the same on the app's demo passages and questions.
- * Decoding uses the reader's own copy-decoding weight (config.json `copy_decoding_weight`, src/model/t5/copy-decoding.ts);
+ * Decoding uses the reader's own copy-decoding weight (config.json `corag.copy_decoding_weight`, src/model/t5/copy-decoding.ts);
  * `--copy W` overrides it (0: plain decoding).
  */
 import { writeFileSync } from 'node:fs';
@@ -125,7 +125,7 @@ const bundle = await ModelBundle.fromCheckpoints({
   reader: folderModelSource(join(modelsDir, 'reader')),
   retriever: folderModelSource(join(modelsDir, 'retriever')),
 });
-const copyWeight = copyOverride ?? bundle.readerConfig.copy_decoding_weight ?? 0;
+const copyWeight = copyOverride ?? bundle.policy.reader.copyDecodingWeight ?? 0;
 console.log(`copy decoding: ${copyWeight > 0 ? `weight ${copyWeight}` : 'off'}`);
 const ANSWER_BATCH = 8;
 /**
@@ -134,9 +134,9 @@ const ANSWER_BATCH = 8;
  * `answer_rerank` weights, src/corag/answer-rerank.ts — what the app and CRAB do when it has them).
  */
 type Decoding = 'free' | 'extractive' | 'reranked';
-const rerank = bundle.readerConfig.answer_rerank;
+const rerank = bundle.policy.reader.answerRerank;
 const decodings: Decoding[] = rerank ? ['free', 'extractive', 'reranked'] : ['free', 'extractive'];
-console.log(`answer reranking: ${rerank ? JSON.stringify(rerank) : 'none (the reader has no answer_rerank)'}`);
+console.log(`answer reranking: ${rerank ? JSON.stringify(rerank) : 'none (the reader has no corag.answer_rerank)'}`);
 /** The reader's answers (greedy or reranked beams, ≤ 16 tokens, inputs ≤ 192 tokens) to questions with their passages. */
 async function answers(items: readonly Asked[], decoding: Decoding): Promise<string[]> {
   const out: string[] = [];
@@ -215,8 +215,8 @@ const hybridRanking = (r: Awaited<ReturnType<typeof rankings>>, keywordWeight: n
       .map((f) => Number(f.key)),
   );
 const keywordWeights = opt('keyword-weights', '').split(',').filter(Boolean).map(Number);
-// The app's weight: the retriever's own hybrid_keyword_weight (config.json), unless overridden.
-const keywordWeight = argv.includes('--keyword-weight') ? Number(opt('keyword-weight', '1')) : (bundle.retrieverConfig.hybrid_keyword_weight ?? 1);
+// The app's weight: the retriever's own corag.hybrid_keyword_weight (config.json), unless overridden.
+const keywordWeight = argv.includes('--keyword-weight') ? Number(opt('keyword-weight', '1')) : (bundle.policy.retriever.hybridKeywordWeight ?? 1);
 if (retrievalOnly) {
   const ranked = await rankings();
   const retrieval: Record<string, Record<string, number>> = recallOf(ranked);

@@ -19,7 +19,8 @@ import { ModelBundle } from '../src/corag/model-bundle';
 import { candidateAnswers } from '../src/corag/reader';
 import { exactMatch, f1Score } from '../src/text/answer-metrics';
 import { initBackend } from '../src/model/backend';
-import { answerRerankToJson, parseT5Config, t5ConfigJsonText } from '../src/model/t5/config';
+import { parseReaderPolicy, readerPolicyToJson } from '../src/corag/checkpoint-policy';
+import { parseT5Config, t5ConfigJsonText } from '../src/model/t5/config';
 import { folderModelSource } from '../src/platform/node/folder-source';
 import { readQuestionFolder } from '../src/platform/node/crab-files';
 import { optionValue } from './options';
@@ -113,9 +114,10 @@ for (const g of grid.slice(0, 10))
 if (argv.includes('--write')) {
   const path = join(modelsDir, 'reader', 'config.json');
   // Re-written by the exporter's writer: Hugging Face's field types, our settings under "corag"
-  // (a reader config.json of ours holds only fields parseT5Config knows).
-  const answer_rerank = { beams, ...grid[0].w };
-  writeFileSync(path, t5ConfigJsonText({ ...parseT5Config(JSON.parse(readFileSync(path, 'utf8'))), answer_rerank }));
-  console.log(`\nwrote corag.answer_rerank ${JSON.stringify(answerRerankToJson(answer_rerank))} to ${path}`);
+  // (a reader config.json of ours holds only fields parseT5Config knows); the rest of its policy kept.
+  const config = parseT5Config(JSON.parse(readFileSync(path, 'utf8')));
+  const corag = readerPolicyToJson({ ...parseReaderPolicy(config.corag), answerRerank: { beams, ...grid[0].w } });
+  writeFileSync(path, t5ConfigJsonText({ ...config, corag }));
+  console.log(`\nwrote corag.answer_rerank ${JSON.stringify(corag?.answer_rerank)} to ${path}`);
 }
 bundle.dispose();

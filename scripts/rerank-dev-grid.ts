@@ -179,7 +179,7 @@ const grid: AnswerRerankWeights[] = [];
 for (const reader of [0, 0.5, 1, 2, 4, 8, 16])
   for (const type of [0, 1, 2, 3])
     for (const proximity of [0, 1, 2, 4, 8]) for (const questionOverlap of [0, 0.5, 1, 2]) grid.push({ reader, type, proximity, questionOverlap });
-const shipped = bundle.readerConfig.answer_rerank ?? { reader: 1, type: 0, proximity: 0, questionOverlap: 0 };
+const shipped = bundle.policy.reader.answerRerank ?? { reader: 1, type: 0, proximity: 0, questionOverlap: 0 };
 const all = dev.map((_, i) => i);
 const folds = [all.filter((i) => dev[i].client < clients.length / 2), all.filter((i) => dev[i].client >= clients.length / 2)];
 

@@ -379,7 +379,7 @@ const api = {
         extractive,
         hybrid: keywordPassages.length > 0,
         // generateAnswers reranks extractive answers with the reader's own weights when it has them.
-        rerankedFrom: extractive ? bundle.readerConfig.answer_rerank?.beams : undefined,
+        rerankedFrom: extractive ? bundle.policy.reader.answerRerank?.beams : undefined,
         passages: hits.map((h, i) => ({ title: h.title, text: h.text, score: h.score, source: h.source, attention: generated.passageScores[i] })),
         millis: performance.now() - started,
         version: bundle.version,

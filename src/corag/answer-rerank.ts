@@ -16,14 +16,14 @@
  * phrase of the question or a span of the wrong kind (docs/lab/PRETRAINING.md, session 8: with the
  * demo reader and the gold passage the right answer is among the 16 best for 41 % of CRAB-mini
  * dev questions, first for 9 %). The weights are fitted on CRAB-mini *train* questions
- * (scripts/fit-answer-rerank.ts) and travel in the reader's config.json (`answer_rerank`), so a
+ * (scripts/fit-answer-rerank.ts) and travel in the reader's config.json (`corag.answer_rerank`, src/corag/checkpoint-policy.ts), so a
  * hub checkpoint, which has none, decodes as before.
  */
 import { typedAnswers, FUNCTION_WORDS, type AnswerType } from '../text/answer-types';
 import { sentences } from '../text/sentences';
-import type { AnswerRerankWeights } from '../model/t5/config';
+import type { AnswerRerankWeights } from './checkpoint-policy';
 
-export type { AnswerRerankConfig, AnswerRerankWeights } from '../model/t5/config';
+export type { AnswerRerankConfig, AnswerRerankWeights } from './checkpoint-policy';
 
 export interface AnswerFeatures {
   /** 1 when the candidate's type is one the question asks for, else 0 (also when it asks for none). */

@@ -69,7 +69,7 @@ export interface HybridOptions {
   readonly fusionK?: number;
   /**
    * Weight of the keyword ranking against the dense one's 1 (weighted RRF). Default: the
-   * retriever's own `hybrid_keyword_weight` (config.json), else 1.
+   * retriever's own `corag.hybrid_keyword_weight` (config.json, src/corag/checkpoint-policy.ts), else 1.
    */
   readonly keywordWeight?: number;
 }
@@ -96,7 +96,7 @@ export async function hybridRetrieve(
   const key = (p: RetrievedPassage) => `${p.title}\u0000${p.text}`;
   const byKey = new Map<string, RetrievedPassage>();
   for (const p of [...denseHits, ...keywordHits]) if (!byKey.has(key(p))) byKey.set(key(p), p);
-  const keywordWeight = options.keywordWeight ?? bundle.retrieverConfig.hybrid_keyword_weight ?? 1;
+  const keywordWeight = options.keywordWeight ?? bundle.policy.retriever.hybridKeywordWeight ?? 1;
   return reciprocalRankFusion([denseHits.map(key), keywordHits.map(key)], options.fusionK ?? 60, [1, keywordWeight])
     .slice(0, k)
     .map((f) => byKey.get(f.key)!);

@@ -15,6 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { isTrainedTensor, PASSAGE_ENCODER_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX, READER_LORA_WIRE_PREFIX, READER_WIRE_PREFIX } from '../federated/protocol';
+import { parseCheckpointPolicy, type CheckpointPolicy } from './checkpoint-policy';
 import { decodeModel, encodeModel, encodeUpdate, type NamedTensor, type UpdateMeta, type WireDtype } from '../federated/codec';
 import { bertParameterShapes, type BertConfig } from '../model/bert/config';
 import { loadBertCheckpoint, loadT5Checkpoint, type ModelSource } from '../model/checkpoint';
@@ -117,6 +118,9 @@ export class ModelBundle {
   /** The global weights of `baseVersion`, by wire name (views into the downloaded bytes). */
   private base: Map<string, NamedTensor> | null = null;
 
+  /** The app policy the checkpoints carry (their config.json's `corag` objects), validated. */
+  readonly policy: CheckpointPolicy;
+
   /** Takes ownership of `readerParams` and `retriever`. */
   constructor(
     readonly readerConfig: T5Config,
@@ -125,6 +129,7 @@ export class ModelBundle {
     readonly readerTokenizer: TextTokenizer,
     readonly retrieverTokenizer: TextTokenizer,
   ) {
+    this.policy = parseCheckpointPolicy(readerConfig.corag, retriever.config.corag);
     this.readerModel = new T5Model(readerConfig, readerParams);
   }
 
@@ -202,6 +207,7 @@ export class ModelBundle {
       const bert = await loadBertCheckpoint(sources.retriever, { tokenizer: sources.retrieverTokenizer ?? sources.retriever });
       let retriever: Contriever;
       try {
+        parseCheckpointPolicy(reader.config.corag, bert.config.corag); // refuse a bad policy before the retriever is built
         retriever = Contriever.fromParameters(bert.config, bert.params);
       } finally {
         bert.params.dispose();

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { beamSearch, greedyGenerate, type BeamHypothesis } from '../model/t5/generate';
-import type { AnswerRerankConfig } from '../model/t5/config';
+import type { AnswerRerankConfig } from './checkpoint-policy';
 import { rerankAnswers } from './answer-rerank';
 import { fidCopyDecoding } from './copy-answers';
 import { passageSpanConstraint } from './extractive';
@@ -133,7 +133,7 @@ export interface GenerateAnswerOptions extends FidBatchOptions {
   readonly extractive?: boolean;
   /**
    * Copy-decoding weight (src/model/t5/copy-decoding.ts): 0 turns it off; absent: the reader's
-   * own `copy_decoding_weight` (config.json), else off.
+   * own `corag.copy_decoding_weight` (config.json, src/corag/checkpoint-policy.ts), else off.
    */
   readonly copyWeight?: number;
   /**
@@ -175,7 +175,7 @@ async function encodeQuestions(
         questions,
       )
     : undefined;
-  const copyWeight = options.copyWeight ?? bundle.readerConfig.copy_decoding_weight ?? 0;
+  const copyWeight = options.copyWeight ?? bundle.policy.reader.copyDecodingWeight ?? 0;
   const copy =
     copyWeight > 0
       ? fidCopyDecoding(bundle.readerTokenizer, (await batch.inputIds.data()) as Int32Array, batch.batchSize, batch.numPassages, copyWeight)
@@ -200,7 +200,7 @@ export async function generateAnswers(
   const e = await encodeQuestions(bundle, questions, passages, options);
   const { encoded, constraint, copy } = e;
   const rerank =
-    options.extractive && constraint ? (options.rerank === undefined ? bundle.readerConfig.answer_rerank : (options.rerank ?? undefined)) : undefined;
+    options.extractive && constraint ? (options.rerank === undefined ? bundle.policy.reader.answerRerank : (options.rerank ?? undefined)) : undefined;
   try {
     const sequences = rerank
       ? rerankedSequences(

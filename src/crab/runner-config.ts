@@ -71,7 +71,7 @@ export interface EvaluationSpec {
   readonly extractive: boolean;
   /**
    * Copy-decoding weight (src/model/t5/copy-decoding.ts); null: the reader's own
-   * `copy_decoding_weight` from its config.json (off when it has none).
+   * `corag.copy_decoding_weight` from its config.json (off when it has none).
    */
   readonly copyWeight: number | null;
 }

@@ -40,20 +40,31 @@ export function hfConfigJsonText(config: Record<string, unknown>, floatFields: R
 }
 
 /**
- * A setting of ours from a parsed config.json: under `corag` (current layout) or, for checkpoints
- * written before it existed (the shipped demo models), at the top level. Returns the value and the
- * field path to name in errors.
+ * Our settings as found in a config.json: the object under `corag`, uninterpreted. The model
+ * layer only carries it (so that it round-trips on export); what the settings mean, and whether
+ * they are valid, is src/corag/checkpoint-policy.ts's business.
  */
-export function coragSetting(
-  json: Record<string, unknown>,
-  name: string,
-  onError: (message: string) => Error = (m) => new Error(m),
-): { value: unknown; field: string } {
+export type CoragSection = Readonly<Record<string, unknown>>;
+
+/**
+ * Names this project wrote at the top level of config.json before the `corag` key existed
+ * (checkpoints exported before session 10). Reading such a file lifts them under `corag`
+ * untouched, so the policy parser sees one layout and a re-export writes the current one.
+ */
+const LEGACY_TOP_LEVEL_CORAG_NAMES = ['copy_decoding_weight', 'answer_rerank', 'hybrid_keyword_weight'] as const;
+
+/**
+ * The `corag` section of a parsed config.json (undefined when there is none), with legacy
+ * top-level settings lifted into it; a value under `corag` wins over a stale top-level copy.
+ * Only its shape is checked here: it must be an object.
+ */
+export function coragSection(json: Record<string, unknown>, onError: (message: string) => Error = (m) => new Error(m)): CoragSection | undefined {
   const ours = json[CORAG_CONFIG_KEY];
-  if (ours !== undefined && ours !== null) {
-    if (typeof ours !== 'object' || Array.isArray(ours)) throw onError(`config field "${CORAG_CONFIG_KEY}" must be an object, got ${JSON.stringify(ours)}`);
-    const value = (ours as Record<string, unknown>)[name];
-    if (value !== undefined) return { value, field: `${CORAG_CONFIG_KEY}.${name}` };
+  if (ours !== undefined && ours !== null && (typeof ours !== 'object' || Array.isArray(ours))) {
+    throw onError(`config field "${CORAG_CONFIG_KEY}" must be an object, got ${JSON.stringify(ours)}`);
   }
-  return { value: json[name], field: name };
+  const section: Record<string, unknown> = {};
+  for (const name of LEGACY_TOP_LEVEL_CORAG_NAMES) if (json[name] !== undefined && json[name] !== null) section[name] = json[name];
+  Object.assign(section, ours ?? {});
+  return Object.keys(section).length > 0 ? section : undefined;
 }

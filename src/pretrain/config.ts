@@ -103,13 +103,13 @@ export interface PretrainConfig {
   readonly previousTokenHeads: number;
   readonly previousTokenBias: number;
   /**
-   * Written into the exported reader's config.json as `copy_decoding_weight`: the share of the
+   * Written into the exported reader's config.json as `corag.copy_decoding_weight`: the share of the
    * answer-token probability the app and CRAB give to the copy pointer when decoding
    * (src/model/t5/copy-decoding.ts). For readers trained with copy-attention supervision. 0: not written.
    */
   readonly copyDecodingWeight: number;
   /**
-   * Written into the exported retriever's config.json as `hybrid_keyword_weight`: the weight of
+   * Written into the exported retriever's config.json as `corag.hybrid_keyword_weight`: the weight of
    * BM25's ranking when the app fuses it with this retriever's (src/corag/hybrid-retrieval.ts),
    * chosen on CRAB-mini train questions (`eval-pretrained --retrieval-only --split train
    * --keyword-weights …`). 0: not written (equal shares).

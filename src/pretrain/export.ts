@@ -5,6 +5,7 @@
 import { bertConfigJsonText } from '../model/bert/config';
 import { t5ConfigJsonText } from '../model/t5/config';
 import type { CheckpointFiles } from '../model/tiny';
+import { readerPolicyToJson, retrieverPolicyToJson } from '../corag/checkpoint-policy';
 import type { Pretrainer } from './trainer';
 
 export interface TokenizerFiles {
@@ -31,8 +32,10 @@ export async function exportCheckpoints(
   tokenizers: { reader: TokenizerFiles; retriever: TokenizerFiles },
   metadata: Record<string, string>,
 ): Promise<{ reader: CheckpointFiles; retriever: CheckpointFiles }> {
-  const rc =
-    trainer.config.copyDecodingWeight > 0 ? { ...trainer.readerConfig, copy_decoding_weight: trainer.config.copyDecodingWeight } : trainer.readerConfig;
+  // The recipe's policy (0: not set) written under "corag" (src/corag/checkpoint-policy.ts).
+  const { copyDecodingWeight, hybridKeywordWeight } = trainer.config;
+  const rc = { ...trainer.readerConfig, corag: readerPolicyToJson(copyDecodingWeight > 0 ? { copyDecodingWeight } : {}) };
+  const bc = { ...trainer.retrieverConfig, corag: retrieverPolicyToJson(hybridKeywordWeight > 0 ? { hybridKeywordWeight } : {}) };
   const reader: CheckpointFiles = new Map([
     // Hugging Face's field types (floats as floats), our settings under "corag": transformers loads it.
     ['config.json', new TextEncoder().encode(t5ConfigJsonText(rc))],
@@ -41,16 +44,7 @@ export async function exportCheckpoints(
     ...tokenizerFiles(tokenizers.reader),
   ]);
   const retriever: CheckpointFiles = new Map([
-    [
-      'config.json',
-      new TextEncoder().encode(
-        bertConfigJsonText(
-          trainer.config.hybridKeywordWeight > 0
-            ? { ...trainer.retrieverConfig, hybrid_keyword_weight: trainer.config.hybridKeywordWeight }
-            : trainer.retrieverConfig,
-        ),
-      ),
-    ],
+    ['config.json', new TextEncoder().encode(bertConfigJsonText(bc))],
     ['model.safetensors', await trainer.retrieverParams.toSafetensors({ dtype: 'F16', metadata: { format: 'pt', ...metadata } })],
     ...tokenizerFiles(tokenizers.retriever),
   ]);

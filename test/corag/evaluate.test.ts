@@ -88,9 +88,9 @@ describe('reader and evaluation', () => {
     });
     // The random reader without the pointer does say things that are not in its inputs.
     expect(plain.some((g, i) => g.tokens.slice(1).some((id) => !ids.slice(i * perExample, (i + 1) * perExample).includes(id) && !control.has(id)))).toBe(true);
-    const configured = await tinyBundle(1, 2, 'gated-gelu', { copy_decoding_weight: 1 });
+    const configured = await tinyBundle(1, 2, 'gated-gelu', { corag: { copy_decoding_weight: 1 } });
     try {
-      expect(configured.readerConfig.copy_decoding_weight).toBe(1);
+      expect(configured.policy.reader.copyDecodingWeight).toBe(1);
       const byDefault = await generateAnswers(configured, questions, passages, { maxNewTokens: 6, maxLength: 32 });
       expect(byDefault.map((g) => g.tokens)).toEqual(pointed.map((g) => g.tokens));
       const off = await generateAnswers(configured, questions, passages, { maxNewTokens: 6, maxLength: 32, copyWeight: 0 });

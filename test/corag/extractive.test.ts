@@ -124,8 +124,8 @@ describe('extractive generateAnswers', () => {
       )[0].candidate.text;
       expect(a.answer).toBe(expected);
     });
-    // A reader whose config.json carries answer_rerank gets it by default; null turns it off.
-    const fitted = Object.create(bundle, { readerConfig: { value: { ...bundle.readerConfig, answer_rerank: rerank } } }) as ModelBundle;
+    // A reader whose config.json carries corag.answer_rerank gets it by default; null turns it off.
+    const fitted = Object.create(bundle, { policy: { value: { ...bundle.policy, reader: { answerRerank: rerank } } } }) as ModelBundle;
     expect((await generateAnswers(fitted, questions, passages, { maxNewTokens: 6, maxLength: 48, extractive: true })).map((a) => a.answer)).toEqual(
       reranked.map((a) => a.answer),
     );

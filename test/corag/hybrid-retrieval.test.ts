@@ -75,8 +75,8 @@ describe('hybrid retrieval (dense + BM25, reciprocal rank fusion)', () => {
     const keywordFirst = await hybridRetrieve(bundle, store, keywords, question, { ...all, keywordWeight: 1000 });
     expect(keywordFirst.slice(0, bm25.length).map((p) => p.id)).toEqual(bm25.map((p) => p.id));
     expect(keywordFirst[0].title).toBe('emma');
-    // A retriever whose config.json carries hybrid_keyword_weight gets it without being asked.
-    const weighted = Object.create(bundle, { retrieverConfig: { value: { ...bundle.retrieverConfig, hybrid_keyword_weight: 1000 } } }) as ModelBundle;
+    // A retriever whose config.json carries corag.hybrid_keyword_weight gets it without being asked.
+    const weighted = Object.create(bundle, { policy: { value: { ...bundle.policy, retriever: { hybridKeywordWeight: 1000 } } } }) as ModelBundle;
     expect((await hybridRetrieve(weighted, store, keywords, question, all)).map((p) => p.id)).toEqual(keywordFirst.map((p) => p.id));
   });
 

@@ -49,7 +49,7 @@ describe('shipped demo checkpoints (public/models/demo)', () => {
     const { qa, goldPassages } = demoQuestions(QUESTIONS);
     const bundle = await demoBundle();
     try {
-      expect(bundle.readerConfig.copy_decoding_weight).toBeGreaterThan(0);
+      expect(bundle.policy.reader.copyDecodingWeight).toBeGreaterThan(0);
       const generated = await generateAnswers(
         bundle,
         qa.map((q) => q.question),
@@ -71,7 +71,7 @@ describe('shipped demo checkpoints (public/models/demo)', () => {
     const { qa, goldPassages } = demoQuestions(RERANK_QUESTIONS);
     const bundle = await demoBundle();
     try {
-      expect(bundle.readerConfig.answer_rerank).toBeDefined();
+      expect(bundle.policy.reader.answerRerank).toBeDefined();
       const ask = (rerank?: null) =>
         generateAnswers(
           bundle,

@@ -10,6 +10,7 @@ import { parsePretrainConfig } from '../../src/pretrain/config';
 import { exportCheckpoints } from '../../src/pretrain/export';
 import { parseT5Config } from '../../src/model/t5/config';
 import { parseBertConfig } from '../../src/model/bert/config';
+import { parseReaderPolicy, parseRetrieverPolicy } from '../../src/corag/checkpoint-policy';
 import { parseDprPassages } from '../../src/pretrain/corpus';
 import { preparePretrainData, type PretrainData } from '../../src/pretrain/data';
 import type { ParameterStore } from '../../src/model/params';
@@ -336,7 +337,10 @@ describe('exportCheckpoints', () => {
       // What transformers would check: every top-level field of the declared JSON type, ours under "corag".
       expect(hfConfigTypeProblems(text(reader), 't5')).toEqual([]);
       expect(hfConfigTypeProblems(text(retriever), 'bert')).toEqual([]);
-      return { reader: parseT5Config(JSON.parse(text(reader))), retriever: parseBertConfig(JSON.parse(text(retriever))) };
+      return {
+        reader: parseReaderPolicy(parseT5Config(JSON.parse(text(reader))).corag),
+        retriever: parseRetrieverPolicy(parseBertConfig(JSON.parse(text(retriever))).corag),
+      };
     } finally {
       trainer.dispose();
     }
@@ -344,10 +348,10 @@ describe('exportCheckpoints', () => {
 
   it('writes the copy-decoding and hybrid keyword weights into the config.json files when the recipe sets them, and none otherwise', async () => {
     const set = await configsOf({ copyDecodingWeight: 0.5, hybridKeywordWeight: 4 });
-    expect(set.reader.copy_decoding_weight).toBe(0.5);
-    expect(set.retriever.hybrid_keyword_weight).toBe(4);
+    expect(set.reader.copyDecodingWeight).toBe(0.5);
+    expect(set.retriever.hybridKeywordWeight).toBe(4);
     const unset = await configsOf({ copyDecodingWeight: 0, hybridKeywordWeight: 0 });
-    expect(unset.reader.copy_decoding_weight).toBeUndefined();
-    expect(unset.retriever.hybrid_keyword_weight).toBeUndefined();
+    expect(unset.reader).toEqual({});
+    expect(unset.retriever).toEqual({});
   }, 60_000);
 });

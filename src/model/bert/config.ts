@@ -1,10 +1,10 @@
 /**
  * The BERT configuration (Hugging Face `config.json` of `model_type: "bert"`) that the Contriever
  * retriever needs, parsed and validated at the edge, and the parameter names/shapes it implies.
- * Our own setting (`hybrid_keyword_weight`) is written under `corag` and read from there or, in
- * checkpoints written before that key existed, from the top level.
+ * Only Hugging Face's keys are parsed; our own settings (the `corag` object) are carried
+ * uninterpreted and read by src/corag/checkpoint-policy.ts.
  */
-import { coragSetting, CORAG_CONFIG_KEY, hfConfigJsonText } from '../hf-config-json';
+import { coragSection, CORAG_CONFIG_KEY, hfConfigJsonText, type CoragSection } from '../hf-config-json';
 
 export type BertHiddenAct = 'gelu' | 'gelu_new';
 
@@ -20,12 +20,8 @@ export interface BertConfig {
   /** 'gelu' is the exact erf GELU (BERT, Contriever); 'gelu_new' the tanh approximation. */
   readonly hidden_act: BertHiddenAct;
   readonly pad_token_id: number;
-  /**
-   * Not a Hugging Face field: the weight of a BM25 ranking fused with this retriever's in hybrid
-   * search (src/corag/hybrid-retrieval.ts), measured when the checkpoint was made — above 1 for a
-   * retriever weaker than keywords (the project's small demo retriever). Absent: 1 (equal shares).
-   */
-  readonly hybrid_keyword_weight?: number;
+  /** The config.json's `corag` object, uninterpreted (absent when it has none). */
+  readonly corag?: CoragSection;
 }
 
 /** Defaults of transformers' BertConfig for the fields hub configs sometimes omit. */
@@ -68,13 +64,9 @@ export function parseBertConfig(json: unknown): BertConfig {
   if (typeof pad_token_id !== 'number' || !Number.isInteger(pad_token_id) || pad_token_id < 0) {
     throw new Error(`BERT config: "pad_token_id" must be a non-negative integer, got ${JSON.stringify(pad_token_id)}`);
   }
-  const { value: rawKeywordWeight, field: keywordField } = coragSetting(obj, 'hybrid_keyword_weight', (m) => new Error(`BERT ${m}`));
-  const keywordWeight = rawKeywordWeight ?? undefined;
-  if (keywordWeight !== undefined && (typeof keywordWeight !== 'number' || !(keywordWeight >= 0) || !Number.isFinite(keywordWeight))) {
-    throw new Error(`BERT config: "${keywordField}" must be a finite number >= 0, got ${JSON.stringify(keywordWeight)}`);
-  }
+  const corag = coragSection(obj, (m) => new Error(`BERT ${m}`));
   const config: BertConfig = {
-    ...(keywordWeight === undefined ? {} : { hybrid_keyword_weight: keywordWeight as number }),
+    ...(corag ? { corag } : {}),
     hidden_size,
     num_hidden_layers: positiveInt(withDefaults, 'num_hidden_layers'),
     num_attention_heads,
@@ -97,7 +89,7 @@ export const BERT_FLOAT_FIELDS: ReadonlySet<string> = new Set(['layer_norm_eps',
 
 /**
  * The `config.json` content for a BertConfig: Hugging Face's fields at the top level, ours
- * (`hybrid_keyword_weight`) under `corag`.
+ * (the `corag` object, as it was read or set) under `corag`.
  */
 export function bertConfigToJson(config: BertConfig): Record<string, unknown> {
   return {
@@ -116,7 +108,7 @@ export function bertConfigToJson(config: BertConfig): Record<string, unknown> {
     hidden_dropout_prob: 0.1,
     attention_probs_dropout_prob: 0.1,
     initializer_range: 0.02,
-    ...(config.hybrid_keyword_weight === undefined ? {} : { [CORAG_CONFIG_KEY]: { hybrid_keyword_weight: config.hybrid_keyword_weight } }),
+    ...(config.corag && Object.keys(config.corag).length ? { [CORAG_CONFIG_KEY]: config.corag } : {}),
   };
 }
 

@@ -3,11 +3,11 @@
  *
  * Missing fields take Hugging Face's `T5Config` defaults (older hub checkpoints such as t5-small
  * omit e.g. `relative_attention_max_distance` and `feed_forward_proj`); present fields are
- * checked, and every error names the field so a user can fix the file. Our own settings
- * (`copy_decoding_weight`, `answer_rerank`) are written under `corag` and read from there or,
- * in checkpoints written before that key existed, from the top level.
+ * checked, and every error names the field so a user can fix the file. Only Hugging Face's keys
+ * are parsed here; our own settings (the `corag` object) are carried uninterpreted and read by
+ * src/corag/checkpoint-policy.ts.
  */
-import { coragSetting, CORAG_CONFIG_KEY, hfConfigJsonText } from '../hf-config-json';
+import { coragSection, CORAG_CONFIG_KEY, hfConfigJsonText, type CoragSection } from '../hf-config-json';
 
 /** The two feed-forward layouts we implement: original T5 and T5 v1.1 / flan-t5. */
 export type T5FeedForward = 'relu' | 'gated-gelu';
@@ -33,33 +33,8 @@ export interface T5Config {
   readonly decoder_start_token_id: number;
   readonly pad_token_id: number;
   readonly eos_token_id: number;
-  /**
-   * CoRAG extension (Hugging Face ignores it): the copy-decoding weight this reader was trained
-   * for (src/model/t5/copy-decoding.ts); absent: plain decoding.
-   */
-  readonly copy_decoding_weight?: number;
-  /**
-   * CoRAG extension: how to choose among this reader's extractive candidates
-   * (src/corag/answer-rerank.ts), fitted for it by scripts/fit-answer-rerank.ts; absent: the
-   * reader's first choice.
-   */
-  readonly answer_rerank?: AnswerRerankConfig;
-}
-
-export interface AnswerRerankWeights {
-  /** Weight of the reader's length-normalised log-probability. */
-  readonly reader: number;
-  /** Bonus for a candidate whose type is one the question asks for. */
-  readonly type: number;
-  /** Weight of the share of question content words near the candidate. */
-  readonly proximity: number;
-  /** Penalty weight of the share of the candidate's content words the question has. */
-  readonly questionOverlap: number;
-}
-
-export interface AnswerRerankConfig extends AnswerRerankWeights {
-  /** Beam width: how many candidate spans the reader proposes. */
-  readonly beams: number;
+  /** The config.json's `corag` object, uninterpreted (absent when it has none). */
+  readonly corag?: CoragSection;
 }
 
 /** Hugging Face's T5Config defaults (transformers/models/t5/configuration_t5.py). */
@@ -145,41 +120,11 @@ export function parseT5Config(json: unknown): T5Config {
     decoder_start_token_id: tokenId(obj, 'decoder_start_token_id', DEFAULTS.decoder_start_token_id, vocab_size),
     pad_token_id: tokenId(obj, 'pad_token_id', DEFAULTS.pad_token_id, vocab_size),
     eos_token_id: tokenId(obj, 'eos_token_id', DEFAULTS.eos_token_id, vocab_size),
-    ...copyDecodingWeight(obj),
-    ...answerRerank(obj),
+    ...withCorag(coragSection(obj, (m) => new T5ConfigError(`T5 ${m}`))),
   };
 }
 
-const setting = (obj: Record<string, unknown>, name: string) => coragSetting(obj, name, (m) => new T5ConfigError(`T5 ${m}`));
-
-function answerRerank(obj: Record<string, unknown>): { answer_rerank?: AnswerRerankConfig } {
-  const { value: v, field } = setting(obj, 'answer_rerank');
-  if (v === undefined || v === null) return {};
-  if (typeof v !== 'object' || Array.isArray(v)) throw new T5ConfigError(`T5 config field "${field}" must be an object, got ${JSON.stringify(v)}`);
-  const o = v as Record<string, unknown>;
-  const weight = (key: string) => {
-    const w = o[key];
-    if (typeof w !== 'number' || !Number.isFinite(w) || w < 0)
-      throw new T5ConfigError(`T5 config field "${field}.${key}" must be a finite number >= 0, got ${JSON.stringify(w)}`);
-    return w;
-  };
-  const beams = o.beams;
-  if (typeof beams !== 'number' || !Number.isInteger(beams) || beams < 1 || beams > 64) {
-    throw new T5ConfigError(`T5 config field "${field}.beams" must be an integer in 1 … 64, got ${JSON.stringify(beams)}`);
-  }
-  return {
-    answer_rerank: { beams, reader: weight('reader'), type: weight('type'), proximity: weight('proximity'), questionOverlap: weight('question_overlap') },
-  };
-}
-
-function copyDecodingWeight(obj: Record<string, unknown>): { copy_decoding_weight?: number } {
-  const { value: v, field } = setting(obj, 'copy_decoding_weight');
-  if (v === undefined || v === null) return {};
-  if (typeof v !== 'number' || !(v >= 0 && v <= 1)) {
-    throw new T5ConfigError(`T5 config field "${field}" must be a number in [0, 1], got ${JSON.stringify(v)}`);
-  }
-  return { copy_decoding_weight: v };
-}
+const withCorag = (corag: CoragSection | undefined): { corag?: CoragSection } => (corag ? { corag } : {});
 
 /** The fields of t5ConfigToJson that transformers' T5Config declares as floats. */
 export const T5_FLOAT_FIELDS: ReadonlySet<string> = new Set(['layer_norm_epsilon', 'dropout_rate', 'initializer_factor']);
@@ -189,10 +134,6 @@ export const T5_FLOAT_FIELDS: ReadonlySet<string> = new Set(['layer_norm_epsilon
  * Face's fields at the top level, ours under `corag` (absent when there are none).
  */
 export function t5ConfigToJson(config: T5Config): Record<string, unknown> {
-  const ours = {
-    ...(config.copy_decoding_weight === undefined ? {} : { copy_decoding_weight: config.copy_decoding_weight }),
-    ...(config.answer_rerank === undefined ? {} : { answer_rerank: answerRerankToJson(config.answer_rerank) }),
-  };
   return {
     model_type: 't5',
     architectures: ['T5ForConditionalGeneration'],
@@ -214,7 +155,7 @@ export function t5ConfigToJson(config: T5Config): Record<string, unknown> {
     decoder_start_token_id: config.decoder_start_token_id,
     pad_token_id: config.pad_token_id,
     eos_token_id: config.eos_token_id,
-    ...(Object.keys(ours).length ? { [CORAG_CONFIG_KEY]: ours } : {}),
+    ...(config.corag && Object.keys(config.corag).length ? { [CORAG_CONFIG_KEY]: config.corag } : {}),
   };
 }
 
@@ -281,9 +222,4 @@ export function t5ParameterShapes(config: T5Config): Map<string, number[]> {
   norm('decoder.final_layer_norm.weight');
   if (!config.tie_word_embeddings) shapes.set('lm_head.weight', [config.vocab_size, config.d_model]);
   return shapes;
-}
-
-/** The config.json form of reranking settings (snake case, as Hugging Face configs are). */
-export function answerRerankToJson(c: AnswerRerankConfig): Record<string, number> {
-  return { beams: c.beams, reader: c.reader, type: c.type, proximity: c.proximity, question_overlap: c.questionOverlap };
 }

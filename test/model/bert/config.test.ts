@@ -42,15 +42,17 @@ describe('parseBertConfig', () => {
     const { num_hidden_layers: _, ...missing } = json;
     expect(() => parseBertConfig(missing)).toThrow('"num_hidden_layers"');
     expect(() => parseBertConfig([])).toThrow('JSON object');
-    expect(() => parseBertConfig({ ...json, hybrid_keyword_weight: -1 })).toThrow('"hybrid_keyword_weight"');
+    expect(() => parseBertConfig({ ...json, corag: 4 })).toThrow('BERT config field "corag" must be an object');
   });
 
-  it('keeps the hybrid keyword weight a checkpoint carries, and writes it back to config.json', () => {
-    expect(parseBertConfig(json).hybrid_keyword_weight).toBeUndefined();
-    const weighted = parseBertConfig({ ...json, hybrid_keyword_weight: 4 });
-    expect(weighted.hybrid_keyword_weight).toBe(4);
+  it('carries the "corag" object a checkpoint has uninterpreted, lifting the old top-level placement, and writes it back', () => {
+    expect(parseBertConfig(json).corag).toBeUndefined();
+    const weighted = parseBertConfig({ ...json, corag: { hybrid_keyword_weight: 4 } });
+    expect(weighted.corag).toEqual({ hybrid_keyword_weight: 4 });
     expect(parseBertConfig(bertConfigToJson(weighted))).toEqual(weighted);
-    expect(bertConfigToJson(parseBertConfig(json))).not.toHaveProperty('hybrid_keyword_weight');
+    expect(parseBertConfig({ ...json, hybrid_keyword_weight: 4 }).corag).toEqual({ hybrid_keyword_weight: 4 });
+    expect(bertConfigToJson(parseBertConfig({ ...json, hybrid_keyword_weight: 4 }))).not.toHaveProperty('hybrid_keyword_weight');
+    expect(bertConfigToJson(parseBertConfig(json))).not.toHaveProperty('corag');
   });
 });
 

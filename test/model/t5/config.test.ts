@@ -50,25 +50,25 @@ describe('parseT5Config', () => {
     expect(parseT5Config(t5ConfigToJson(c))).toEqual(c);
   });
 
-  it("keeps a reader's copy-decoding weight (a CoRAG extension) through t5ConfigToJson, and has none by default", () => {
-    const c = parseT5Config({ model_type: 't5', copy_decoding_weight: 0.5 });
-    expect(c.copy_decoding_weight).toBe(0.5);
-    expect(parseT5Config(t5ConfigToJson(c)).copy_decoding_weight).toBe(0.5);
-    expect('copy_decoding_weight' in parseT5Config({ model_type: 't5' })).toBe(false);
-    expect('copy_decoding_weight' in t5ConfigToJson(parseT5Config({ model_type: 't5' }))).toBe(false);
+  it('carries the "corag" object uninterpreted through t5ConfigToJson, and has none by default', () => {
+    // Not validated here: even a value the policy parser refuses round-trips (src/corag/checkpoint-policy.ts judges it).
+    const corag = { copy_decoding_weight: 7, answer_rerank: { beams: 'x' }, later_setting: [1] };
+    const c = parseT5Config({ model_type: 't5', corag });
+    expect(c.corag).toEqual(corag);
+    expect(t5ConfigToJson(c).corag).toEqual(corag);
+    expect(parseT5Config(t5ConfigToJson(c))).toEqual(c);
+    expect('corag' in parseT5Config({ model_type: 't5' })).toBe(false);
     expect('corag' in t5ConfigToJson(parseT5Config({ model_type: 't5' }))).toBe(false);
+    expect('corag' in t5ConfigToJson(parseT5Config({ model_type: 't5', corag: {} }))).toBe(false);
   });
 
-  it("keeps a reader's answer-reranking weights through t5ConfigToJson, and refuses malformed ones naming the field", () => {
+  it('lifts the settings older exports wrote at the top level under "corag", where "corag" wins', () => {
     const answer_rerank = { beams: 16, reader: 0.5, type: 2, proximity: 4, question_overlap: 1 };
-    const c = parseT5Config({ model_type: 't5', answer_rerank });
-    expect(c.answer_rerank).toEqual({ beams: 16, reader: 0.5, type: 2, proximity: 4, questionOverlap: 1 });
-    expect((t5ConfigToJson(c).corag as Record<string, unknown>).answer_rerank).toEqual(answer_rerank);
-    expect('answer_rerank' in parseT5Config({ model_type: 't5' })).toBe(false);
-    expect(() => parseT5Config({ model_type: 't5', answer_rerank: { ...answer_rerank, beams: 0 } })).toThrow('"answer_rerank.beams"');
-    expect(() => parseT5Config({ model_type: 't5', answer_rerank: { ...answer_rerank, proximity: -1 } })).toThrow('"answer_rerank.proximity"');
-    expect(() => parseT5Config({ model_type: 't5', answer_rerank: { beams: 4 } })).toThrow('"answer_rerank.reader"');
-    expect(() => parseT5Config({ model_type: 't5', answer_rerank: [1] })).toThrow('"answer_rerank" must be an object');
+    expect(parseT5Config({ model_type: 't5', copy_decoding_weight: 0.5, answer_rerank }).corag).toEqual({ copy_decoding_weight: 0.5, answer_rerank });
+    expect(parseT5Config({ model_type: 't5', copy_decoding_weight: 0.1, corag: { copy_decoding_weight: 0.9 } }).corag).toEqual({ copy_decoding_weight: 0.9 });
+    const old = t5ConfigToJson(parseT5Config({ model_type: 't5', copy_decoding_weight: 0.5 }));
+    expect(old.corag).toEqual({ copy_decoding_weight: 0.5 });
+    expect('copy_decoding_weight' in old).toBe(false);
   });
 
   it('rejects other model types, naming the type', () => {
@@ -88,8 +88,8 @@ describe('parseT5Config', () => {
       [{ layer_norm_epsilon: 0 }, '"layer_norm_epsilon"'],
       [{ vocab_size: 10, eos_token_id: 10 }, '"eos_token_id"'],
       [{ pad_token_id: -1 }, '"pad_token_id"'],
-      [{ copy_decoding_weight: 1.5 }, '"copy_decoding_weight"'],
-      [{ copy_decoding_weight: '0.5' }, '"copy_decoding_weight"'],
+      [{ corag: 'x' }, '"corag" must be an object'],
+      [{ corag: [1] }, '"corag" must be an object'],
       [{ relative_attention_num_buckets: null, relative_attention_max_distance: 'x' }, '"relative_attention_max_distance"'],
     ];
     for (const [fields, name] of bad) expect(() => parseT5Config({ model_type: 't5', ...fields })).toThrow(name);
