@@ -27,8 +27,10 @@ import {
   DEFAULT_MAX_WEIGHT_SHARE,
   DEFAULT_ROUND_POLICY,
   isTrainedTensor,
+  parseTrainingConfig,
   READER_LORA_WIRE_PREFIX,
   passagePolicyOf,
+  trainingConfigProblems,
   UPDATE_METRIC_RANGES,
   type CreatedSession,
   type JoinResult,
@@ -196,6 +198,9 @@ export class Coordinator {
       throw e;
     }
     const training = input.training ?? {};
+    // Every setting participants will read must fit its schema now, not fail in each tab later.
+    const problems = trainingConfigProblems(training);
+    if (problems.length > 0) throw badRequest('invalid_training_config', problems.join('; '));
     const pool = input.trainingQuestions ? preparePool(input.trainingQuestions) : undefined;
     const config: SessionConfig = {
       name: input.name,
@@ -215,7 +220,7 @@ export class Coordinator {
         `strategy "${strategy.name}" streams a running sum and cannot cap weight shares (maxWeightShare must be 1); choose a robust strategy such as norm-clip to cap them`,
       );
     }
-    if (training.loraRank !== undefined && !config.trainedPrefixes.every((p) => p.startsWith(READER_LORA_WIRE_PREFIX))) {
+    if (parseTrainingConfig(training).loraRank !== undefined && !config.trainedPrefixes.every((p) => p.startsWith(READER_LORA_WIRE_PREFIX))) {
       // Clients train only the adapters of a LoRA session (src/corag/model-bundle.ts trainableForWirePrefixes).
       throw badRequest(
         'invalid_lora_session',

@@ -13,7 +13,7 @@
  * round, never a second → `round-closed` → the host's hook (evaluation of the new version).
  */
 import { CoragClient, CoragHttpError } from '../federated/client';
-import { parseTrainingConfig, type AddPassagesResult, type RoundInfo, type ServerEvent, type SessionInfo } from '../federated/protocol';
+import { parseTrainingConfig, trainingConfigProblems, type AddPassagesResult, type RoundInfo, type ServerEvent, type SessionInfo } from '../federated/protocol';
 import type { WireDtype } from '../federated/codec';
 import { evaluate, type EvaluateOptions, type EvaluationResult } from './evaluate';
 import { trainLocally, type LocalTrainingOptions, type LocalTrainingResult, type QAPair, type TrainProgress } from './local-training';
@@ -209,25 +209,22 @@ export function trainingOptionsFromRound(config: RoundInfo['config']): TrainingD
 }
 
 /**
- * The session's LoRA option (src/model/lora.ts) from its training config, null when it has none.
- * Keys: `loraRank` (r; its presence turns LoRA on), `loraAlpha` (default 2·r, so the scale
- * alpha/r is 2), `loraTargets` (comma-separated among q, k, v, o; default "q,v"), `loraSeed` (seeds
- * A; default 0). Such a session's trainedPrefixes are ["reader.lora."] (READER_LORA_WIRE_PREFIX).
+ * The session's LoRA option (src/model/lora.ts) from its training config (typed by the protocol's
+ * trainingConfigSchema), null when it has none. Keys: `loraRank` (r; its presence turns LoRA on),
+ * `loraAlpha` (default 2·r, so the scale alpha/r is 2), `loraTargets` (comma-separated among q, k,
+ * v, o; default "q,v"), `loraSeed` (seeds A; default 0). Such a session's trainedPrefixes are
+ * ["reader.lora."] (READER_LORA_WIRE_PREFIX). The coordinator refuses bad values when the session
+ * is created; a round that still carries one (a session stored before, a hostile server) fails
+ * here rather than training a different adapter than the others do.
  */
 export function loraConfigFromTraining(config: RoundInfo['config']): LoraConfig | null {
-  const num = (key: string) => {
-    const v = config[key];
-    const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
-    return Number.isFinite(n) ? n : undefined;
-  };
-  if (config.loraRank === undefined) return null;
-  const rank = num('loraRank');
-  if (rank === undefined) throw new TrainingInputError('bad_round_config', `the session's loraRank ${JSON.stringify(config.loraRank)} is not a number`);
-  const targets = String(config.loraTargets ?? 'q,v')
-    .split(',')
-    .map((t) => t.trim())
-    .filter((t) => t !== '') as LoraTarget[];
-  return { rank, alpha: num('loraAlpha') ?? 2 * rank, targets, seed: num('loraSeed') ?? 0 };
+  const bad = trainingConfigProblems(config).filter((p) => p.startsWith('training.lora'));
+  if (bad.length > 0) throw new TrainingInputError('bad_round_config', `the session's LoRA settings are invalid: ${bad.join('; ')}`);
+  const t = parseTrainingConfig(config);
+  if (t.loraRank === undefined) return null;
+  // The schema's pattern admits only LoRA target names between the commas.
+  const targets = (t.loraTargets ?? 'q,v').split(',').map((name) => name.trim() as LoraTarget);
+  return { rank: t.loraRank, alpha: t.loraAlpha ?? 2 * t.loraRank, targets, seed: t.loraSeed ?? 0 };
 }
 
 /**

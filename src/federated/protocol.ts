@@ -6,6 +6,8 @@
  * safetensors bodies (see ./codec). No Node or DOM APIs here.
  */
 import { Type, type Static, type TArrayOptions, type TObjectOptions, type TProperties, type TSchema } from 'typebox';
+import { Value } from 'typebox/value';
+import { LORA_TARGETS as LORA_TARGET_NAMES } from '../model/lora-targets';
 
 /**
  * The global model's wire namespace: every tensor a coordinator stores, serves or aggregates is
@@ -17,7 +19,7 @@ export const QUERY_ENCODER_WIRE_PREFIX = 'query_encoder.';
 export const PASSAGE_ENCODER_WIRE_PREFIX = 'passage_encoder.';
 /**
  * The reader's LoRA adapters (src/model/lora.ts): a LoRA session (training config `loraRank`, see
- * src/corag/federated-client.ts `loraConfigFromTraining`) trains exactly these, so its
+ * trainingConfigSchema and src/corag/federated-client.ts `loraConfigFromTraining`) trains exactly these, so its
  * trainedPrefixes are [READER_LORA_WIRE_PREFIX] and an update carries the adapters only.
  */
 export const READER_LORA_WIRE_PREFIX = `${READER_WIRE_PREFIX}lora.`;
@@ -70,7 +72,9 @@ const scalarRecordSchema = recordOf(
     description:
       'training settings handed to every participant with each round; read by parseTrainingConfig: learningRate (alias lr), retrieverLearningRate, ' +
       'localSteps (steps), localEpochs (epochs), passagesPerQuestion (k), maxLength, batchSize, warmupSteps, weightDecay, clipNorm, seed, ' +
-      'retrieverLoss (pdist|adist|none), retrievalSource (shared|yours|both); numbers may be numeric strings',
+      'retrieverLoss (pdist|adist|none), retrievalSource (shared|yours|both), memoryFit (adapt|refuse), loraRank (integer 1…1024: turns LoRA on), ' +
+      'loraAlpha (> 0), loraTargets (comma-separated among q, k, v, o), loraSeed (integer >= 0); numbers may be numeric strings; ' +
+      'a known setting whose value does not fit is refused when the session is created',
   },
 );
 
@@ -96,37 +100,86 @@ const trainingConfigSchema = wireObject({
   retrievalSource: Type.Optional(stringEnum(['shared', 'yours', 'both'])),
   /** A tab whose memory cannot hold the step: 'adapt' (default) lowers its batch, 'refuse' refuses (src/corag/training-fit.ts). */
   memoryFit: Type.Optional(stringEnum(['adapt', 'refuse'])),
+  // LoRA on the reader (src/model/lora.ts; read by src/corag/federated-client.ts loraConfigFromTraining).
+  /** The adapters' rank r; its presence makes the session a LoRA session. Capped: no T5 projection is wider than 1024 rows in the models we load, and r above min(in, out) adds nothing. */
+  loraRank: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+  /** Scale numerator (the adapter output is multiplied by alpha / r); absent: 2·r. */
+  loraAlpha: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+  /** Which attention projections get adapters, comma-separated; absent: "q,v". */
+  loraTargets: Type.Optional(Type.String({ pattern: `^\\s*[${LORA_TARGET_NAMES.join('')}]\\s*(,\\s*[${LORA_TARGET_NAMES.join('')}]\\s*)*$`, maxLength: 64 })),
+  /** Seeds the adapters' A matrices (every client draws the same); absent: 0. */
+  loraSeed: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })),
 });
 
 /** The training record read once into its known settings (see parseTrainingConfig). */
 export type TrainingConfig = Static<typeof trainingConfigSchema>;
 
+/** What a known setting's value must be, for errors (from its schema). */
+function mustBe(
+  name: string,
+  schema: TSchema & { type?: unknown; enum?: readonly string[]; minimum?: number; maximum?: number; exclusiveMinimum?: number },
+): string {
+  if (name === 'loraTargets') return `one or more of ${LORA_TARGET_NAMES.join(', ')}, comma-separated`;
+  if (schema.enum) return `one of ${schema.enum.join(', ')}`;
+  const bounds = [
+    schema.minimum !== undefined ? `>= ${schema.minimum}` : '',
+    schema.exclusiveMinimum !== undefined ? `> ${schema.exclusiveMinimum}` : '',
+    schema.maximum !== undefined && schema.maximum < Number.MAX_SAFE_INTEGER ? `<= ${schema.maximum}` : '',
+  ].filter((b) => b !== '');
+  return `${schema.type === 'integer' ? 'an integer' : 'a finite number'}${bounds.length ? ` ${bounds.join(' and ')}` : ''}`;
+}
+
 /** Older short names a session may use instead of a setting's own (the setting's own name wins). */
 const TRAINING_ALIASES: Readonly<Record<string, string>> = { learningRate: 'lr', localSteps: 'steps', localEpochs: 'epochs', passagesPerQuestion: 'k' };
 
+type SettingSchema = TSchema & { type?: unknown; enum?: readonly string[] };
+const trainingSettings = Object.entries(trainingConfigSchema.properties) as Array<[string, SettingSchema]>;
+
+/** A raw value as the setting's type — numbers also from numeric strings — or undefined when it does not fit the schema. */
+function settingValue(schema: SettingSchema, raw: unknown): unknown {
+  const numeric = schema.type === 'number' || schema.type === 'integer';
+  const candidate = numeric && typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : raw;
+  return raw !== undefined && Value.Check(schema, candidate) ? candidate : undefined;
+}
+
+/** The names a setting may be given under: its own, then its alias. */
+const namesOf = (name: string): string[] => (TRAINING_ALIASES[name] === undefined ? [name] : [name, TRAINING_ALIASES[name]]);
+
 /**
  * The one reader of a session's `training` record (server/demo.ts, the session form, the CRAB
- * runner write it), driven by trainingConfigSchema: each numeric setting it lists is read from its
- * own name or else its alias (`learningRate`, else `lr`), as a number or a numeric string (the
- * record admits strings); each word setting only when it is one of its words. Values that are not
- * finite numbers or not one of the words are left out, as are keys the schema does not list.
+ * runner write it), driven by trainingConfigSchema: each setting it lists is read from its own
+ * name or else (also when the own name's value does not fit) its alias (`learningRate`, else `lr`), numbers also as numeric strings; a value that
+ * does not fit its schema (not a finite number, out of range, not one of the words) is left out,
+ * as are keys the schema does not list. The coordinator refuses such values when a session is
+ * created (trainingConfigProblems), so this leniency only matters for sessions stored before.
  */
 export function parseTrainingConfig(record: TrainingRecord): TrainingConfig {
-  const num = (key: string | undefined): number | undefined => {
-    const v = key === undefined ? undefined : record[key];
-    const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
-    return Number.isFinite(n) ? n : undefined;
-  };
-  const out: Record<string, number | string> = {};
-  for (const [name, schema] of Object.entries(trainingConfigSchema.properties) as Array<[string, { type?: unknown; enum?: readonly unknown[] }]>) {
-    if (schema.type === 'number') {
-      const v = num(name) ?? num(TRAINING_ALIASES[name]);
-      if (v !== undefined) out[name] = v;
-    } else if (schema.enum?.includes(record[name])) {
-      out[name] = record[name] as string;
-    }
+  const out: Record<string, unknown> = {};
+  for (const [name, schema] of trainingSettings) {
+    const value = namesOf(name)
+      .map((field) => settingValue(schema, record[field]))
+      .find((v) => v !== undefined);
+    if (value !== undefined) out[name] = value;
   }
   return out as TrainingConfig;
+}
+
+/**
+ * What is wrong with a training record: one line per known setting whose value parseTrainingConfig
+ * would leave out, naming the field (`training.loraRank must be an integer >= 1 and <= 1024, got
+ * "big"`). Empty when every known setting fits; unknown keys are not problems (the record is
+ * free-form: sessions may carry notes).
+ */
+export function trainingConfigProblems(record: TrainingRecord): string[] {
+  const problems: string[] = [];
+  for (const [name, schema] of trainingSettings) {
+    for (const field of namesOf(name)) {
+      const raw = record[field];
+      if (raw !== undefined && settingValue(schema, raw) === undefined)
+        problems.push(`training.${field} must be ${mustBe(name, schema)}, got ${JSON.stringify(raw)}`);
+    }
+  }
+  return problems;
 }
 
 // ------------------------------------------------------------------ session config

@@ -20,11 +20,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { seededRandom } from '../util/random';
+import { LORA_TARGETS as ALL_TARGETS, type LoraTarget } from './lora-targets';
 import { t5ParameterShapes, type T5Config } from './t5/config';
 
-/** Which projections of each attention layer get an adapter (query, key, value, output). */
-export type LoraTarget = 'q' | 'k' | 'v' | 'o';
-const ALL_TARGETS: readonly LoraTarget[] = ['q', 'k', 'v', 'o'];
+export type { LoraTarget } from './lora-targets';
 
 export interface LoraConfig {
   /** The adapters' rank r. */

@@ -48,7 +48,10 @@ describe('LoRA session option: training config and update size', () => {
       targets: ['q', 'k', 'v', 'o'],
       seed: 9,
     });
-    expect(() => loraConfigFromTraining({ loraRank: 'big' })).toThrow(/loraRank/);
+    // A round that still carries a bad value (a session stored before the coordinator checked them) fails typed.
+    expect(() => loraConfigFromTraining({ loraRank: 'big' })).toThrow('training.loraRank must be an integer');
+    expect(() => loraConfigFromTraining({ loraRank: 4, loraTargets: 'q,x' })).toThrow(expect.objectContaining({ problem: 'bad_round_config' }));
+    expect(() => loraConfigFromTraining({ loraRank: 4, loraSeed: 0.5 })).toThrow('training.loraSeed');
   });
 
   it('a LoRA update is a small fraction of the fp32 full-weight bytes for t5-small and flan-t5-base', () => {

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { isTrainedTensor, parseTrainingConfig, PASSAGE_ENCODER_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX, READER_WIRE_PREFIX } from '../../src/federated/protocol';
+import {
+  isTrainedTensor,
+  parseTrainingConfig,
+  PASSAGE_ENCODER_WIRE_PREFIX,
+  QUERY_ENCODER_WIRE_PREFIX,
+  READER_WIRE_PREFIX,
+  trainingConfigProblems,
+} from '../../src/federated/protocol';
 
 describe('isTrainedTensor: which global tensors a session trains', () => {
   it("selects exactly the tensors under the session's trained prefixes", () => {
@@ -37,5 +44,27 @@ describe('parseTrainingConfig: the one reader of a session training record', () 
     ).toEqual({ learningRate: 0.001, localSteps: 2, passagesPerQuestion: 3, maxLength: 384, retrieverLoss: 'adist', retrievalSource: 'yours' });
     expect(parseTrainingConfig({ lr: 1e-4, epochs: 2, localEpochs: ' ' })).toEqual({ learningRate: 1e-4, localEpochs: 2 });
     expect(parseTrainingConfig({ retrieverLoss: 'kl', retrievalSource: 'local', clipNorm: true })).toEqual({});
+  });
+
+  it('reads the LoRA keys typed, and leaves out values outside their schema', () => {
+    expect(parseTrainingConfig({ loraRank: '4', loraAlpha: '8', loraTargets: 'q,v', loraSeed: 3 })).toEqual({
+      loraRank: 4,
+      loraAlpha: 8,
+      loraTargets: 'q,v',
+      loraSeed: 3,
+    });
+    expect(parseTrainingConfig({ loraRank: 0, loraAlpha: -1, loraTargets: 'q,,v', loraSeed: 1.5 })).toEqual({});
+    expect(parseTrainingConfig({ loraRank: 1025, loraTargets: 'qv' })).toEqual({});
+  });
+});
+
+describe('trainingConfigProblems: what the coordinator refuses when a session is created', () => {
+  it('names each known setting whose value parseTrainingConfig would leave out, and nothing else', () => {
+    expect(trainingConfigProblems({ learningRate: 1e-3, steps: '2', loraRank: 4, loraTargets: 'q, k', note: 'x' })).toEqual([]);
+    expect(trainingConfigProblems({ k: 'three', loraRank: 4, loraTargets: 'q,z', loraSeed: -2 })).toEqual([
+      'training.k must be a finite number, got "three"',
+      'training.loraTargets must be one or more of q, k, v, o, comma-separated, got "q,z"',
+      'training.loraSeed must be an integer >= 0, got -2',
+    ]);
   });
 });
