@@ -6,7 +6,12 @@ export function selectClients(candidates: readonly string[], fraction: number, m
   const pool = [...candidates];
   for (let i = 0; i < want; i++) {
     const j = i + Math.floor(random() * (pool.length - i));
-    [pool[i], pool[j]] = [pool[j], pool[i]];
+    const a = pool[i];
+    const b = pool[j];
+    // A generator outside [0, 1) would pick past the end and select `undefined` as a client.
+    if (a === undefined || b === undefined) throw new RangeError(`random() must return numbers in [0, 1): index ${j} is outside the ${pool.length} candidates`);
+    pool[i] = b;
+    pool[j] = a;
   }
   return pool.slice(0, want);
 }
