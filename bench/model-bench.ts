@@ -231,7 +231,7 @@ export async function benchModel(w: Workload, options: BenchOptions): Promise<Be
   const loss = () => fidLoss(model, ids, mask, w.passages, labels);
   const trainStep = async () => {
     const { loss: value, grads } = namedGradients(loss, params);
-    await optimizer.apply(params, grads);
+    await optimizer.apply(params, grads, { consumeGradients: true });
     await value.data();
     tf.dispose([value, ...grads.values()]);
   };

@@ -129,7 +129,7 @@ export async function trainMemoryBench(
     let lastLoss = NaN;
     const step = async () => {
       const { loss: value, grads } = namedGradients(loss, params, { lowMemory: path !== 'tfjs' });
-      await optimizer.apply(params, grads);
+      await optimizer.apply(params, grads, { consumeGradients: true });
       lastLoss = (await value.data())[0];
       tf.dispose([value, ...grads.values()]);
     };

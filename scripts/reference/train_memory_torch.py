@@ -8,9 +8,17 @@ clip_grad_norm_(1.0), torch.optim.AdamW step, zero_grad(set_to_none=True).
 
 Peak = the largest number of bytes held by the CPU allocator during the step (PyTorch's CPU
 allocator does not cache, so this is live tensors plus the few scratch buffers kernels allocate),
-read from torch.profiler (profile_memory=True): the running sum, in op start order, of each op's
-own allocations net of its own frees and of the frees outside ops ('[memory]' events), on top of what was live before it (parameters, AdamW moments and
-the inputs, after a warm-up step). The same quantity as bench/train-memory.ts's "peak MiB (buffers)".
+read from torch.profiler (profile_memory=True): the running sum, in time order, of the profiler's
+raw allocation records (one '[memory]' record per allocation or free, with its size and time), on
+top of what was live before it (parameters, AdamW moments and the inputs, after a warm-up step).
+The same quantity as bench/train-memory.ts's "peak MiB (buffers)".
+
+`peakBytesOpSelf` is the accounting this script used until session 12: the running sum of each
+op's *self* memory (its allocations net of its frees) placed at the op's start. It undercounts
+whenever an enclosing event frees what its children allocated: AdamW.step's self is about
+−2 × the parameter bytes (the sqrt and division temporaries it frees), all counted before the
+temporaries themselves, so AdamW's peak (gradients + two temporaries of the embedding) vanished
+and batch 1 read 925 MiB instead of 1,049 MiB at k = 2 × 64.
 
 Diagnostic only. Needs PyTorch (Debian: apt-get install python3-torch, then /usr/bin/python3):
 
@@ -19,6 +27,7 @@ Diagnostic only. Needs PyTorch (Debian: apt-get install python3-torch, then /usr
 import argparse
 import json
 import math
+import time
 
 import torch
 from torch import nn
@@ -135,20 +144,30 @@ def measure(batch, k, length, target):
         return loss.item()
 
     loss = step()  # creates the AdamW moments
+    t0 = time.perf_counter()
+    step()
+    step_ms = (time.perf_counter() - t0) * 1000
     params = sum(p.numel() for p in model.parameters())
     state = sum(t.numel() for s in opt.state.values() for t in s.values() if torch.is_tensor(t) and t.dim() > 0)
     start = 4 * (params + state) + 8 * (ids.numel() + mask.numel() + labels.numel())
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
         step()
-    # Each op's own (self) allocations net of its own frees, at the op's start; frees outside ops
-    # are '[memory]' events. Self counts avoid counting an allocation in the op and its parents.
-    events = sorted((e for e in prof.profiler.function_events if e.self_cpu_memory_usage != 0), key=lambda e: e.time_range.start)
+    # The raw allocation records, in time order (ties keep the recorded order).
+    records = [e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]']
+    order = sorted(range(len(records)), key=lambda i: (records[i].start_us(), i))
     running, peak = 0, 0
-    for e in events:
-        running += e.self_cpu_memory_usage
+    for i in order:
+        running += records[i].nbytes()
         peak = max(peak, running)
+    # The older accounting (see the module comment): op self memory at the op's start.
+    events = sorted((e for e in prof.profiler.function_events if e.self_cpu_memory_usage != 0), key=lambda e: e.time_range.start)
+    self_running, self_peak = 0, 0
+    for e in events:
+        self_running += e.self_cpu_memory_usage
+        self_peak = max(self_peak, self_running)
     return {'batch': batch, 'passages': k, 'passageLength': length, 'targetLength': target, 'loss': loss,
-            'parameters': params, 'startBytes': start, 'peakBytes': start + peak, 'endDelta': running, 'memoryEvents': len(events)}
+            'parameters': params, 'startBytes': start, 'peakBytes': start + peak, 'endDelta': running, 'memoryRecords': len(records),
+            'peakBytesOpSelf': start + self_peak, 'stepMs': step_ms}
 
 
 if __name__ == '__main__':
@@ -162,4 +181,5 @@ if __name__ == '__main__':
     for b in map(int, a.batches.split(',')):
         r = measure(b, a.passages, a.length, a.target)
         r['peakMiB'] = r['peakBytes'] / 2 ** 20
+        r['peakMiBOpSelf'] = r['peakBytesOpSelf'] / 2 ** 20
         print(json.dumps(r), flush=True)

@@ -248,8 +248,10 @@ export async function trainLocally(
       );
 
       const split = (retriever: boolean) => new Map([...grads].filter(([name]) => isRetrieverParam(name) === retriever));
-      await readerOptimizer.apply(trainable, split(false));
-      if (retrieverLossKind !== 'none' || [...grads.keys()].some(isRetrieverParam)) await retrieverOptimizer.apply(trainable, split(true));
+      // Each gradient is disposed once its update has read it (the largest last: lower peak).
+      await readerOptimizer.apply(trainable, split(false), { consumeGradients: true });
+      if (retrieverLossKind !== 'none' || [...grads.keys()].some(isRetrieverParam))
+        await retrieverOptimizer.apply(trainable, split(true), { consumeGradients: true });
       const [lossValue, readerValue, retrieverValue] = await Promise.all([loss.data(), readerLoss.data(), retrieverLoss.data()]);
       tf.dispose([loss, readerLoss, retrieverLoss, ...grads.values()]);
       for (const t of [passageEmbeddings, goldCe, queryTokens?.inputIds, queryTokens?.attentionMask]) t?.dispose();

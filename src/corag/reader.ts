@@ -10,7 +10,8 @@ import { rerankAnswers } from './answer-rerank';
 import { fidCopyDecoding } from './copy-answers';
 import { passageSpanConstraint } from './extractive';
 import { fidEncode, fidForward, fidInputText, fidTargetText, FID_MAX_LENGTH, padIdRows, passageAttentionScores, type FidEncodeOptions } from '../model/t5/fid';
-import { IGNORE_INDEX, sequenceCrossEntropy } from '../model/t5/loss';
+import { IGNORE_INDEX } from '../model/t5/loss';
+import { rowSequenceLosses } from '../model/t5/row-scores';
 import type { ModelBundle } from './model-bundle';
 import type { PassageText } from './retrieve';
 
@@ -107,9 +108,11 @@ export function fidLossWithAttention(bundle: ModelBundle, batch: FidBatch, optio
 
 /**
  * Atlas's perplexity score: the reader's mean token CE of each answer given each passage ALONE,
- * [B, k], no gradient (computed outside any tape; the caller disposes it).
+ * [B, k], no gradient (computed outside any tape; the caller disposes it). The B·k rows are
+ * scored `chunkRows` at a time (default B: the scoring's vocab-sized tensors are then no larger
+ * than the training loss's own [B, T, vocab]); the result does not depend on the chunk size.
  */
-export function perPassageLoss(bundle: ModelBundle, batch: FidBatch): tf.Tensor2D {
+export function perPassageLoss(bundle: ModelBundle, batch: FidBatch, options: { chunkRows?: number } = {}): tf.Tensor2D {
   if (!batch.labels) throw new Error('perPassageLoss: the batch has no answers');
   const { batchSize: b, numPassages: k } = batch;
   return tf.tidy(() => {
@@ -119,8 +122,7 @@ export function perPassageLoss(bundle: ModelBundle, batch: FidBatch): tf.Tensor2
       'int32',
     );
     const labels = tf.gather(batch.labels!, repeat);
-    const { logits } = bundle.reader.forward(batch.inputIds, batch.attentionMask, labels);
-    return tf.reshape(sequenceCrossEntropy(logits, labels), [b, k]) as tf.Tensor2D;
+    return tf.reshape(rowSequenceLosses(bundle.reader, batch.inputIds, batch.attentionMask, labels, options.chunkRows ?? b), [b, k]) as tf.Tensor2D;
   });
 }
 

@@ -11,14 +11,15 @@
  * float32 everywhere), phase by phase, and takes the largest phase:
  *
  *   resident   every parameter the tab holds + AdamW's two moments of every TRAINED parameter
- *   scoring    (PDist only) the reader's forward over B·k (question, passage) rows, no tape: all
- *              of the encoder's intermediates live until its tidy ends, then the loss's five
- *              [B·k, T, vocab] tensors (logits, one-hot, log-softmax, cast, product)
+ *   scoring    (PDist only) the reader's forward over B·k (question, passage) rows, no tape,
+ *              B rows at a time: one chunk's encoder, then its logits and the gathered CE's two
+ *              vocab-sized temporaries
  *   forward    the tensors the gradient functions saved (encoder, decoder, loss) plus the current
  *              tidy's intermediates
  *   backward   all saved tensors + the first gradients (the loss's three vocab-sized ones, the
  *              query encoder's and the LM head's parameter gradients), or at the end all gradients
- *   optimizer  all gradients + AdamW's temporaries (five of the largest tensor it updates at once)
+ *   optimizer  the gradients not yet consumed + AdamW's temporaries of the tensor being updated
+ *              (updates go smallest first and free each gradient: src/model/optimizer.ts)
  *
  * With encoder checkpointing (`encoderCheckpointRows`) the encoder keeps nothing for the backward
  * pass and recomputes `rows` passages at a time. The trained parameters are an input (names and
@@ -95,6 +96,8 @@ const FLAT_GROUP_ELEMENTS = 1 << 24;
  * (the gradient view, the clipped gradient, the new moment, its decayed and scaled parts).
  */
 const OPTIMIZER_TEMPORARIES = 5;
+/** The same when the update consumes the gradients: the clipped gradient's copy and the new moment with its two parts. */
+const CONSUMING_TEMPORARIES = 3;
 
 const elements = (shape: readonly number[]) => shape.reduce((n, s) => n * s, 1);
 
@@ -171,10 +174,10 @@ export function estimateTrainingFootprint(input: FootprintInput): FootprintEstim
   const flat = input.flatOptimizer ?? input.backend === 'webgpu';
   const optimizerGroup = flat ? Math.max(largestTrained, Math.min(FLAT_GROUP_ELEMENTS, trainedElements)) : largestTrained;
 
-  // wasm's Identity kernel copies, so every tensor an op saves is a second buffer (cpu and webgpu
-  // share it), and a saved weight is a copy of the weight.
-  const savedFactor = input.backend === 'wasm' ? 2 : 1;
-  const savedWeights = input.backend === 'wasm' ? weights / F32 - queryTrained : 0;
+  // A saved tensor shares its buffer on every backend (on wasm since session 12:
+  // src/model/wasm/shared-identity.ts; its stock Identity kernel copied).
+  const savedFactor = 1;
+  const savedWeights = 0;
 
   const logits = b * targets * vocab;
   const encoder = encoderCounts(c, rows, length);
@@ -182,12 +185,14 @@ export function estimateTrainingFootprint(input: FootprintInput): FootprintEstim
   const retrieverLoss = input.retriever ? input.retrieverLoss : 'none';
   const query = retrieverLoss === 'none' || !input.retriever ? { all: 0, saved: 0 } : queryEncoderCounts(input.retriever, b, input.queryLength);
 
-  // Scoring (PDist's target): each of the B·k rows decoded alone, outside the tape.
+  // Scoring (PDist's target): each of the B·k rows decoded alone, outside the tape, B rows at a
+  // time (src/model/t5/row-scores.ts); the gathered sequence CE holds the logits and two
+  // vocab-sized temporaries.
   let scoring = 0;
   if (retrieverLoss === 'pdist') {
-    const out = rows * length * c.d_model;
-    const alone = decoderCounts(c, rows, targets, length);
-    scoring = Math.max(encoder.all, out + alone.all, out + 5 * rows * targets * vocab);
+    const out = b * length * c.d_model;
+    const alone = decoderCounts(c, b, targets, length);
+    scoring = Math.max(encoderCounts(c, b, length).all, out + alone.all, out + 3 * b * targets * vocab);
   }
 
   // The training forward and backward (lean gradients).
@@ -205,18 +210,30 @@ export function estimateTrainingFootprint(input: FootprintInput): FootprintEstim
     const chunk = encoderCounts(c, Math.min(ckpt, rows), length);
     backwardEncoder = trainedElements + chunk.all + chunk.saved * (savedFactor - 1) + largestReaderTrained + rows * length * c.d_model;
   }
-  const backward = Math.max(backwardStart, backwardEncoder, trainedElements + rows * length * c.d_model);
-  const optimizer = trainedElements + OPTIMIZER_TEMPORARIES * optimizerGroup;
+  // At the end every gradient exists, and the largest (the shared embedding: LM head and both
+  // lookups) still has two partial sums being added (measured on wasm, t5-small; PyTorch's
+  // backward peaks at the same point).
+  const backward = Math.max(backwardStart, backwardEncoder, trainedElements + rows * length * c.d_model, trainedElements + 2 * largestReaderTrained);
+  // AdamW consumes the gradients smallest first (src/model/optimizer.ts consumeGradients): while
+  // a tensor is updated only the gradients not yet consumed are live, beside the update's
+  // temporaries. The flat (webgpu) layout is kept at the older, larger bound (not measured).
+  let optimizer = trainedElements + OPTIMIZER_TEMPORARIES * optimizerGroup;
+  if (!flat) {
+    const sizes = trained.map((p) => elements(p.shape)).sort((x, y) => x - y);
+    let remaining = trainedElements;
+    optimizer = 0;
+    for (const size of sizes) {
+      optimizer = Math.max(optimizer, remaining + CONSUMING_TEMPORARIES * size);
+      remaining -= size;
+    }
+  }
 
   const phases: Record<FootprintPhase, number> = { scoring, forward, backward, optimizer };
   const phase = (Object.keys(phases) as FootprintPhase[]).reduce((best, p) => (phases[p] > phases[best] ? p : best), 'optimizer');
   const peakPhase = phases[phase] * F32;
 
   const candidates: Array<[number, string]> = [
-    [
-      retrieverLoss === 'pdist' ? rows * targets * vocab : logits,
-      retrieverLoss === 'pdist' ? `[${rows}, ${targets}, ${vocab}] logits scored per passage` : `[${b}, ${targets}, ${vocab}] logits`,
-    ],
+    [logits, `[${b}, ${targets}, ${vocab}] logits`],
     [rows * c.num_heads * length * length, `[${rows}, ${c.num_heads}, ${length}, ${length}] encoder attention`],
     [optimizerGroup, flat ? `${optimizerGroup}-element flat AdamW group` : `${largestTrained}-element trained parameter`],
     [input.parameters.reduce((m, p) => Math.max(m, elements(p.shape)), 0), 'largest parameter'],

@@ -82,6 +82,9 @@ export async function loadBackend(name: BackendName): Promise<void> {
       // assumes two hyperthreads per core), so a 2-core machine runs 1 thread. Forcing one per
       // logical core measured slower on the 2-core test machine (docs/PERFORMANCE.md), so the
       // library's count stands; the banner reports it (getThreadsCount).
+      // Saved activations share their buffer instead of being copied (src/model/wasm/shared-identity.ts).
+      const { installWasmSharedIdentity } = await import('./wasm/shared-identity');
+      installWasmSharedIdentity();
       return;
     }
     case 'webgpu': {

@@ -99,12 +99,30 @@ export class AdamW {
   }
 
   /**
-   * Applies one update to each named parameter that has a gradient. `gradients` are not disposed
-   * (the caller owns them). Returns the step number, learning rate and pre-clipping norm.
+   * Applies one update to each named parameter that has a gradient. Returns the step number,
+   * learning rate and pre-clipping norm. `gradients` stay the caller's unless
+   * `consumeGradients`: then each is disposed as soon as its update has read it, and the updates
+   * go smallest first, so the largest parameter (t5's 63 MiB embedding) is updated when every
+   * other gradient is already gone; without it the update's temporaries come on top of all the
+   * step's gradients. Same arithmetic either way (each element's update is independent).
    */
   async apply(
     params: ReadonlyMap<string, UpdatableParameter> | ((name: string) => UpdatableParameter),
     gradients: ReadonlyMap<string, tf.Tensor>,
+    options: { readonly consumeGradients?: boolean } = {},
+  ): Promise<StepReport> {
+    try {
+      return await this.update(params, gradients, options.consumeGradients === true);
+    } finally {
+      // Also on a refused update (non-finite norm): the caller handed them over.
+      if (options.consumeGradients) for (const g of gradients.values()) g.dispose();
+    }
+  }
+
+  private async update(
+    params: ReadonlyMap<string, UpdatableParameter> | ((name: string) => UpdatableParameter),
+    gradients: ReadonlyMap<string, tf.Tensor>,
+    consume: boolean,
   ): Promise<StepReport> {
     const get =
       typeof params === 'function'
@@ -137,6 +155,7 @@ export class AdamW {
     // (which held ~16 copies of every parameter: 3.9 GB for t5-small, most of a webgpu step's peak).
     const flat = this.options.flat ?? tf.getBackend() === 'webgpu';
     const groups = flat ? flatGroups(variables.map((p) => p.size)) : names.map((_, i) => [i]);
+    const groupSize = (group: readonly number[]) => group.reduce((n, i) => n + variables[i].size, 0);
     const gradientOf = (group: readonly number[]) => flattenGroup(group.map((i) => gradients.get(names[i])!));
     const normTensor = tf.tidy(() => tf.sqrt(sumTensors(groups.map((group) => tf.tidy(() => tf.sum(tf.square(gradientOf(group))))))));
     const gradNorm = (await normTensor.data())[0];
@@ -152,18 +171,29 @@ export class AdamW {
     const bias2 = 1 - beta2 ** step;
     const { weightDecay, noDecay } = this.options;
     const decayMask = flat ? this.decayFor(names, variables) : 0;
+    // Each group's offset into the flat decay mask, before any reordering.
+    const offsets: number[] = [];
     let offset = 0;
     for (const group of groups) {
-      const size = group.reduce((n, i) => n + variables[i].size, 0);
+      offsets.push(offset);
+      offset += groupSize(group);
+    }
+    const order = groups.map((_, i) => i);
+    if (consume) order.sort((a, b) => groupSize(groups[a]) - groupSize(groups[b]));
+    for (const index of order) {
+      const group = groups[index];
+      const size = groupSize(group);
       const groupParams = group.map((i) => variables[i]);
       let decay: number | tf.Tensor;
       if (!flat) decay = noDecay?.(names[group[0]]) ? 0 : weightDecay;
-      else decay = typeof decayMask === 'number' ? decayMask : tf.slice(decayMask, offset, size);
-      offset += size;
+      else decay = typeof decayMask === 'number' ? decayMask : tf.slice(decayMask, offsets[index], size);
       // Every temporary is disposed as soon as it is consumed (`take`); the tidy only collects
       // the scalar constants tf makes of the numbers.
       tf.tidy(() => {
         const gradient = gradientOf(group);
+        // The group's view (or concatenation) holds what it needs: a consumed gradient's buffer
+        // goes with the view's last use below.
+        if (consume) for (const i of group) gradients.get(names[i])!.dispose();
         const g = clipScale === 1 ? gradient : take(tf.mul(gradient, clipScale), gradient);
         const m = flattenGroup(group.map((i) => moments1[i]));
         const mDecayed = take(tf.mul(m, beta1), m);

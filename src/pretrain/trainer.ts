@@ -27,7 +27,8 @@ import { fidEncode } from '../model/t5/fid';
 import { allowedPositions, copyAttentionLoss } from '../model/t5/copy-attention';
 import { copyAlignment } from './copy-alignment';
 import { addPreviousTokenBias, ENCODER_RELATIVE_BIAS } from '../model/t5/previous-token-bias';
-import { IGNORE_INDEX, meanTokenCrossEntropy, sequenceCrossEntropy } from '../model/t5/loss';
+import { IGNORE_INDEX, meanTokenCrossEntropy } from '../model/t5/loss';
+import { rowSequenceLosses } from '../model/t5/row-scores';
 import { T5Model } from '../model/t5/model';
 import { tinyBertWeights, tinyT5Weights, type TinyWeights } from '../model/tiny';
 import type { PretrainConfig } from './config';
@@ -357,10 +358,9 @@ export class Pretrainer {
     const k = this.config.passagesPerQuestion;
     return tf.tidy(() => {
       const [rows] = ids.shape;
-      const hidden = this.reader.encode(ids, mask);
       const tiled = tf.reshape(tf.tile(tf.expandDims(labels, 1), [1, k, 1]), [rows, labels.shape[1]]);
-      const { hidden: dec } = this.reader.decode(this.reader.decoderInputs(tiled), hidden, tf.cast(mask, 'float32'));
-      return tf.reshape(sequenceCrossEntropy(this.reader.logits(dec), tiled), [rows / k, k]) as tf.Tensor2D;
+      // One example's k rows at a time per example in the batch (src/model/t5/row-scores.ts).
+      return tf.reshape(rowSequenceLosses(this.reader, ids, mask, tiled, rows / k), [rows / k, k]) as tf.Tensor2D;
     });
   }
 
@@ -487,7 +487,7 @@ export class Pretrainer {
     }, varList);
     const named = new Map<string, tf.Tensor>();
     for (const [name, v] of this.trainable) if (grads[v.name]) named.set(name, grads[v.name]);
-    const report = await this.optimizer.apply(this.trainable, named);
+    const report = await this.optimizer.apply(this.trainable, named, { consumeGradients: true });
     const valueOf = async (t?: tf.Scalar) => (t ? (await t.data())[0] : NaN);
     const losses = {
       reader: await valueOf(parts.reader),

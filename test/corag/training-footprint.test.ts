@@ -3,8 +3,8 @@
  * training steps: trainLocally on the tiny checkpoints, cpu backend, two steps (the second has
  * AdamW's moments, as every later step does), the peak of distinct live tensor buffers taken by
  * bench/train-memory.ts's hook on the engine (the `npm run bench:model -- --memory` measure).
- * Shapes cover each phase that can peak: the PDist scoring pass, the backward pass, the
- * optimizer, and the encoder checkpointed. Measured on this machine: every shape within 7 % (the
+ * Shapes cover a PDist step, the backward pass and the encoder checkpointed. Measured on this
+ * machine (session 12): every shape within 9 % (the
  * table in docs/PERFORMANCE.md "Fits the tab"); the test allows 15 %.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -81,7 +81,9 @@ describe('training footprint estimate vs measured peak (cpu, tiny models)', () =
     const backward = await measure({ batchSize: 4, k: 4, maxLength: 128, loss: 'none' });
     const halfBatch = await measure({ batchSize: 2, k: 4, maxLength: 128, loss: 'none' });
     const checkpointed = await measure({ batchSize: 2, k: 4, maxLength: 128, loss: 'none', ckpt: 2 });
-    expect([small, scoring, backward, halfBatch, checkpointed].map((r) => r.phase)).toEqual(['optimizer', 'scoring', 'backward', 'backward', 'optimizer']);
+    // Since session 12 the PDist scoring pass goes B rows at a time and AdamW frees each gradient
+    // as it goes, so neither peaks any more at these shapes; the checkpointed step peaks in its forward.
+    expect([small, scoring, backward, halfBatch, checkpointed].map((r) => r.phase)).toEqual(['backward', 'backward', 'backward', 'backward', 'forward']);
     for (const r of rows) {
       expect(r.estimated, JSON.stringify(r)).toBeGreaterThan(r.measured * (1 - TOLERANCE));
       expect(r.estimated, JSON.stringify(r)).toBeLessThan(r.measured * (1 + TOLERANCE));

@@ -159,6 +159,89 @@ describe('AdamW', () => {
     tf.dispose([p, g, bad]);
   });
 
+  it.each([
+    ['tensor by tensor', false],
+    ['as one flat vector (the webgpu layout)', true],
+  ])('gives bit-identical updates when it consumes the gradients, smallest first, updating %s', async (_layout, flat) => {
+    // Sizes out of order (so the consuming update reorders them) and a no-decay parameter (so the
+    // flat decay mask's offsets must follow the reordering).
+    const sizes = { big: 40, norm: 3, mid: 12, small: 1 };
+    const init = (name: string, n: number) => tf.tensor1d(gradAt(`init-${name}`, 0, n));
+    const run = async (consume: boolean) => {
+      const params = new Map(Object.entries(sizes).map(([k, n]) => [k, tf.variable(init(k, n))]));
+      const opt = new AdamW({ ...options, flat, noDecay: (name) => name === 'norm' });
+      for (let s = 1; s <= 4; s++) {
+        const grads = new Map(Object.entries(sizes).map(([k, n]) => [k, tf.tensor1d(gradAt(k, s, n))]));
+        await opt.apply(params, grads, { consumeGradients: consume });
+        for (const g of grads.values()) expect(g.isDisposed).toBe(consume);
+        tf.dispose([...grads.values()]);
+      }
+      const out = Object.fromEntries(await Promise.all([...params].map(async ([k, v]) => [k, Array.from(await v.data())] as const)));
+      opt.dispose();
+      tf.dispose([...params.values()]);
+      return out;
+    };
+    expect(await run(true)).toEqual(await run(false));
+  });
+
+  it('holds fewer buffers at its peak when it consumes the gradients', async () => {
+    const engine = tf.engine() as unknown as {
+      state: { tensorInfo: WeakMap<object, { bytes: number }> };
+      trackTensor: (a: tf.Tensor, b: unknown) => void;
+      removeDataId: (d: object, b: unknown) => void;
+    };
+    const sizes = [4096, 64, 1024, 256];
+    const peak = async (consume: boolean) => {
+      const params = new Map(sizes.map((n, i) => [`p${i}`, tf.variable(tf.ones([n]))]));
+      const opt = new AdamW({ ...options, flat: false });
+      const gradients = () => new Map(sizes.map((n, i) => [`p${i}`, tf.fill([n], 0.01 * (i + 1))]));
+      await opt.apply(params, gradients(), { consumeGradients: true }); // creates the moments
+      const grads = gradients();
+      // The bench's measure: distinct live buffers, sampled at every allocation.
+      const { trackTensor, removeDataId } = engine;
+      const info = engine.state.tensorInfo;
+      let current = 0;
+      let most = 0;
+      engine.trackTensor = function (a, b) {
+        const fresh = !info.has(a.dataId);
+        trackTensor.call(this, a, b);
+        if (fresh) most = Math.max(most, (current += info.get(a.dataId)!.bytes));
+      };
+      engine.removeDataId = function (d, b) {
+        const entry = info.get(d);
+        removeDataId.call(this, d, b);
+        if (entry && !info.has(d)) current -= entry.bytes;
+      };
+      try {
+        await opt.apply(params, grads, { consumeGradients: consume });
+      } finally {
+        engine.trackTensor = trackTensor;
+        engine.removeDataId = removeDataId;
+      }
+      tf.dispose([...grads.values(), ...params.values()]);
+      opt.dispose();
+      return most;
+    };
+    const all = sizes.reduce((n, s) => n + s, 0) * 4;
+    const largest = 4096 * 4;
+    const kept = await peak(false);
+    const consumed = await peak(true);
+    // Kept: the update's temporaries of the largest come on top of every gradient; consumed, the
+    // others' gradients are gone by the time the largest is updated.
+    expect(kept).toBeGreaterThanOrEqual(3 * largest);
+    expect(consumed).toBeLessThanOrEqual(kept - (all - largest));
+  });
+
+  it('disposes consumed gradients also when it refuses the update', async () => {
+    const p = tf.variable(tf.ones([2]));
+    const g = tf.tensor1d([NaN, 1]);
+    const opt = new AdamW(options);
+    await expect(opt.apply(new Map([['p', p]]), new Map([['p', g]]), { consumeGradients: true })).rejects.toThrow(/gradient norm is NaN/);
+    expect(g.isDisposed).toBe(true);
+    opt.dispose();
+    p.dispose();
+  });
+
   it('globalNorm is the L2 norm over all tensors', async () => {
     const ts = [tf.tensor1d([3]), tf.tensor2d([[4, 0]])];
     expect(await globalNorm(ts)).toBeCloseTo(5, 6);

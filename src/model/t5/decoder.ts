@@ -75,20 +75,28 @@ export function decode(
     const selfBiases = [tf.add(positionBias(w(RELATIVE_BIAS), 0, length, length, false, config), causalMaskBias(length))];
     const crossBiases = [paddingMaskBias(encoderMask)];
     const crossAttentions: tf.Tensor4D[] = [];
+    // One tidy per layer, as in the encoder: a layer's intermediates (its cross-attention keys and
+    // values over all k·L encoder positions, the attention maps) go as soon as the next layer's
+    // input exists; what a gradient needs is kept by the tape.
     for (let i = 0; i < config.num_decoder_layers; i++) {
-      const crossKV = projectKeyValue(w, crossAttentionName(i), encoderHidden, config.num_heads);
-      const out = decoderBlock(
-        w,
-        config,
-        i,
-        x,
-        (normed) => projectKeyValue(w, selfAttentionName(i), normed, config.num_heads),
-        selfBiases,
-        crossKV,
-        crossBiases,
-      );
+      const input = x;
+      const out = tf.tidy(() => {
+        const crossKV = projectKeyValue(w, crossAttentionName(i), encoderHidden, config.num_heads);
+        const block = decoderBlock(
+          w,
+          config,
+          i,
+          input,
+          (normed) => projectKeyValue(w, selfAttentionName(i), normed, config.num_heads),
+          selfBiases,
+          crossKV,
+          crossBiases,
+        );
+        return options.crossAttentions ? { hidden: block.hidden, crossProbs: block.crossProbs } : { hidden: block.hidden };
+      });
+      input.dispose();
       x = out.hidden;
-      if (options.crossAttentions) crossAttentions.push(out.crossProbs);
+      if (out.crossProbs) crossAttentions.push(out.crossProbs);
     }
     const hidden = rmsNorm(x, w('decoder.final_layer_norm.weight'), config.layer_norm_epsilon) as tf.Tensor3D;
     return options.crossAttentions ? { hidden, crossAttentions } : { hidden };

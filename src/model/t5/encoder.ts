@@ -26,13 +26,21 @@ export function encode(w: WeightGetter, config: T5Config, inputIds: tf.Tensor, a
       positionBias(w('encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight'), 0, length, length, true, config),
       paddingMaskBias(attentionMask),
     );
+    // One tidy per layer: a layer's intermediates (scores, the feed-forward's d_ff activations,
+    // projections) are released as soon as the next layer's input exists, instead of all layers'
+    // living until the stack returns. Under a gradient tape the tensors a gradient needs survive
+    // (the engine keeps what ops save), so this frees only what nothing reads again.
     for (let i = 0; i < config.num_layers; i++) {
-      const block = `encoder.block.${i}`;
-      const normed = rmsNorm(x, w(`${block}.layer.0.layer_norm.weight`), eps);
-      const selfAttention = `${block}.layer.0.SelfAttention`;
-      const kv = projectKeyValue(w, selfAttention, normed, config.num_heads);
-      x = tf.add(x, attend(w, selfAttention, normed, kv, [bias], config.num_heads).output);
-      x = tf.add(x, feedForward(w, `${block}.layer.1.DenseReluDense`, rmsNorm(x, w(`${block}.layer.1.layer_norm.weight`), eps), config));
+      const input = x;
+      x = tf.tidy(() => {
+        const block = `encoder.block.${i}`;
+        const normed = rmsNorm(input, w(`${block}.layer.0.layer_norm.weight`), eps);
+        const selfAttention = `${block}.layer.0.SelfAttention`;
+        const kv = projectKeyValue(w, selfAttention, normed, config.num_heads);
+        const attended = tf.add(input, attend(w, selfAttention, normed, kv, [bias], config.num_heads).output);
+        return tf.add(attended, feedForward(w, `${block}.layer.1.DenseReluDense`, rmsNorm(attended, w(`${block}.layer.1.layer_norm.weight`), eps), config));
+      });
+      input.dispose();
     }
     return rmsNorm(x, w('encoder.final_layer_norm.weight'), eps) as tf.Tensor3D;
   });

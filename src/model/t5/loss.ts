@@ -44,10 +44,28 @@ export function meanTokenCrossEntropy(logits: tf.Tensor, labels: tf.Tensor): tf.
   });
 }
 
-/** Mean cross-entropy of each sequence over its own labels != -100: [B] (e.g. per-passage scores for PDist). */
+/**
+ * Mean cross-entropy of each sequence over its own labels != -100: [B] (e.g. per-passage scores
+ * for PDist).
+ *
+ * The same numbers as tokenNll's (tf.logSoftmax's own ops: shift by the row maximum, subtract
+ * log Σ exp), but the label's entry is gathered instead of picked by a one-hot product: two
+ * vocab-sized temporaries (the shifted logits and their exponentials) instead of four (one-hot,
+ * log-softmax with its shifted logits and exponentials, product), which is what PDist's scoring
+ * pass over B·k rows peaked on.
+ */
 export function sequenceCrossEntropy(logits: tf.Tensor, labels: tf.Tensor): tf.Tensor1D {
   return tf.tidy(() => {
-    const { nll, mask } = tokenNll(logits, labels);
+    const [b, t, vocab] = logits.shape as [number, number, number];
+    const ids = tf.cast(labels, 'int32');
+    const counted = tf.notEqual(ids, IGNORE_INDEX);
+    const mask = tf.cast(counted, 'float32');
+    const shifted = tf.sub(logits, tf.max(logits, -1, true));
+    const logSumExp = tf.reshape(tf.log(tf.sum(tf.exp(shifted), -1, true)), [b, t]);
+    // Ignored positions pick token 0 and are then zeroed by the mask.
+    const flatIndex = tf.add(tf.mul(tf.range(0, b * t, 1, 'int32'), tf.scalar(vocab, 'int32')), tf.reshape(tf.where(counted, ids, tf.zerosLike(ids)), [-1]));
+    const picked = tf.reshape(tf.gather(tf.reshape(shifted, [-1]), flatIndex), [b, t]);
+    const nll = tf.mul(tf.neg(tf.sub(picked, logSumExp)), mask);
     return tf.div(tf.sum(nll, 1), tf.maximum(tf.sum(mask, 1), 1)) as tf.Tensor1D;
   });
 }
