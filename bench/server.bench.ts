@@ -18,6 +18,8 @@
  *   against the exact top-40, build time, and LanceDB's own flat search for comparison.
  *   `npm run bench:server -- --passages-only [--sizes 2000,10000]` runs just this section and
  *   replaces it in docs/BENCH-SERVER.md.
+ * - Update acceptance, SQLite vs PostgreSQL state (bench/acceptance.ts): updates accepted per second
+ *   over HTTP and round-close latency, one coordinator process; `--acceptance-only [--database URL]`.
  * (The durable sum-file write per accept is disk-bound and excluded; see docs/COORDINATOR.md.)
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -32,6 +34,7 @@ import { decodeUpdate, encodeUpdate, type NamedTensor } from '../src/federated/c
 import { addWeighted, emptyRunningSum } from '../src/federated/strategy';
 import { ExactVectorIndex } from '../src/retrieval/vector-index';
 import { throughputTable } from '../scripts/robustness/throughput';
+import { acceptanceSection } from './acceptance';
 
 const rand = (() => {
   let s = 12345;
@@ -63,7 +66,12 @@ const medianMs = (f: () => void, runs = 5) => {
 };
 
 const { values: args } = parseArgs({
-  options: { 'passages-only': { type: 'boolean', default: false }, sizes: { type: 'string', default: '10000,20000,100000' } },
+  options: {
+    'passages-only': { type: 'boolean', default: false },
+    'acceptance-only': { type: 'boolean', default: false },
+    sizes: { type: 'string', default: '10000,20000,100000' },
+    database: { type: 'string' },
+  },
 });
 const passageSizes = args.sizes.split(',').map(Number);
 if (!passageSizes.every((n) => Number.isInteger(n) && n >= 1000)) throw new Error(`--sizes: comma-separated integers of at least 1000, got "${args.sizes}"`);
@@ -188,16 +196,23 @@ async function passageSearchSection(sizes: readonly number[]): Promise<string[]>
   return out;
 }
 
-if (args['passages-only']) {
-  const section = (await passageSearchSection(passageSizes)).join('\n');
+/** Replaces one `## ` section of docs/BENCH-SERVER.md (found by its heading's start) or appends it. */
+function replaceSection(heading: string, section: string): void {
   const path = new URL('../docs/BENCH-SERVER.md', import.meta.url);
   const doc = readFileSync(path, 'utf8');
-  const heading = '## Passage search: exact vs LanceDB IVF-PQ';
   const at = doc.indexOf(heading);
   const next = at < 0 ? -1 : doc.indexOf('\n## ', at + 1);
   const updated = at < 0 ? `${doc.trimEnd()}\n\n${section}\n` : `${doc.slice(0, at)}${section}\n${next < 0 ? '' : doc.slice(next)}`;
   process.stdout.write(`${section}\n`);
   writeFileSync(path, updated);
+}
+
+if (args['passages-only']) {
+  replaceSection('## Passage search: exact vs LanceDB IVF-PQ', (await passageSearchSection(passageSizes)).join('\n'));
+  process.exit(0);
+}
+if (args['acceptance-only']) {
+  replaceSection('## Update acceptance: SQLite vs PostgreSQL state', (await acceptanceSection(args.database, progress)).join('\n'));
   process.exit(0);
 }
 
@@ -325,6 +340,7 @@ lines.push(
 lines.push('', '## Aggregation strategies vs FedAvg (same deltas, same run)', '', ...throughputTable(1_000_000, 8), '', ...throughputTable(1_000_000, 32));
 
 lines.push('', ...(await passageSearchSection(passageSizes)));
+lines.push('', ...(await acceptanceSection(args.database, progress)));
 
 const table = lines.join('\n') + '\n';
 process.stdout.write(table);

@@ -704,14 +704,14 @@ export class Coordinator {
 /**
  * Refuses a data folder used with the other state store: its sessions would silently vanish (SQLite
  * state ignored under --database), or its passages would belong to no session (PostgreSQL state
- * forgotten). Copying a deployment into PostgreSQL is not built yet.
+ * forgotten). `npm run migrate` (server/copy-deployment.ts) copies a folder into PostgreSQL instead.
  */
 function checkStateLocation(db: Db, options: CoordinatorOptions): void {
   if (options.database) {
     const n = (db.prepare('SELECT COUNT(*) AS n FROM sessions').get() as { n: number }).n;
     if (n > 0) {
       throw new Error(
-        `the data folder ${options.dataDir} holds ${n} session${n === 1 ? '' : 's'} in its SQLite database, which --database would ignore: start without --database, or give another --data-dir (copying a deployment into PostgreSQL is not built yet)`,
+        `the data folder ${options.dataDir} holds ${n} session${n === 1 ? '' : 's'} in its SQLite database, which --database would ignore: start without --database, or give another --data-dir (to move this deployment into PostgreSQL: npm run migrate -- --from <this folder> --to <new folder> --database …, docs/DEPLOY.md)`,
       );
     }
   } else {

@@ -1,0 +1,75 @@
+/**
+ * `npm run migrate -- --from <data dir> --to <new data dir> --database postgres://… [--passage-store <dir | s3://…>]`:
+ * copies an embedded deployment into PostgreSQL (+ LanceDB) and a new data folder, verified, all or
+ * nothing (server/copy-deployment.ts; docs/DEPLOY.md "5. Moving an embedded deployment to PostgreSQL").
+ * Exit status: 0 copied, 2 refused before writing anything, 1 failed and undone.
+ */
+import { parseArgs } from 'node:util';
+import { copyDeployment, CopyRefused } from '../server/copy-deployment';
+import { parsePassageStoreLocation } from '../server/lance-passages';
+import { parseDatabaseUrl, redactUrl } from '../server/pg-state';
+
+const HELP = `Usage: npm run migrate -- --from <data dir> --to <new data dir> --database <postgres://…> [--passage-store <dir | s3://bucket/prefix>]
+
+Copies an embedded deployment (the coordinator's data folder: SQLite state, passages, model and
+sum files) into PostgreSQL, a new data folder and, with --passage-store, a LanceDB passage store.
+Stop the coordinator on --from first. The source is only read: it stays a working deployment.
+
+  --from <dir>            the embedded deployment's data folder
+  --to <dir>              the new deployment's data folder (absent or empty); model, sum and
+                          delta files are hard-linked into it (copied across file systems)
+  --database <url>        a PostgreSQL database holding no sessions [CORAG_DATABASE_URL]
+  --passage-store <loc>   put the passage embeddings into LanceDB there; without it they stay
+                          in the new data folder's SQLite database (exact search)
+  -h, --help              show this help
+
+Refused (nothing written) when the database already holds any session, when the passage store
+already holds these sessions' tables, or when --to is not empty. Any failure undoes everything.
+`;
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      from: { type: 'string' },
+      to: { type: 'string' },
+      database: { type: 'string' },
+      'passage-store': { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const databaseRaw = values.database ?? process.env.CORAG_DATABASE_URL;
+  if (!values.from || !values.to || databaseRaw === undefined) throw new CopyRefused('--from, --to and --database are required (npm run migrate -- --help)');
+  const database = parseDatabaseUrl(databaseRaw);
+  const passageStore = values['passage-store'] === undefined ? undefined : parsePassageStoreLocation(values['passage-store']);
+  const abort = new AbortController();
+  // Ctrl-C stops at the next step and undoes what was written.
+  process.once('SIGINT', () => {
+    process.stderr.write('migrate: interrupted; undoing…\n');
+    abort.abort();
+  });
+  const report = await copyDeployment({
+    from: values.from,
+    to: values.to,
+    database,
+    ...(passageStore ? { passageStore } : {}),
+    log: (line) => process.stderr.write(`migrate: ${line}\n`),
+    signal: abort.signal,
+  });
+  process.stdout.write(
+    `Copied ${report.sessions.length} session${report.sessions.length === 1 ? '' : 's'} in ${report.seconds.toFixed(1)} s. Start the new deployment with:\n  npm start -- --data-dir ${values.to} --database '${redactUrl(database)}'${passageStore ? ` --passage-store ${passageStore}` : ''}\n(the old one still starts with --data-dir ${values.from}; docs/DEPLOY.md says how to roll back)\n`,
+  );
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`migrate: ${(e as Error).message}\n`);
+    process.exit(e instanceof CopyRefused || (e as Error).message.startsWith('--') ? 2 : 1);
+  },
+);
