@@ -331,7 +331,8 @@ export class PostgresState implements CoordinatorState, SharedRoundState {
       'SELECT client_id, weight, norm, sum_seq, node FROM updates WHERE session_id = $1 AND round = $2 ORDER BY accept_seq',
       [sessionId, round],
     );
-    return rows.map((r) => ({ clientId: r.client_id, weight: r.weight, norm: r.norm, sumSeq: r.sum_seq, node: r.node }));
+    // `node` only where a process of several accepted it: one process's rows read as SQLite's do.
+    return rows.map((r) => ({ clientId: r.client_id, weight: r.weight, norm: r.norm, sumSeq: r.sum_seq, ...(r.node === null ? {} : { node: r.node }) }));
   }
 
   async updateCount(sessionId: string, round: number): Promise<number> {
