@@ -36,6 +36,7 @@ import {
   type JoinResult,
   type PassagePolicy,
   type RoundInfo,
+  type ServerEvent,
   type SessionConfig,
   type SessionInfo,
   type UpdateLimits,
@@ -58,16 +59,17 @@ import { writeFileAtomic } from '../src/platform/node/atomic-file';
 import { crashPoint } from './crash-points';
 import { nowIso, openDatabase, type Db } from './db';
 import { ApiError, badRequest, conflict, forbidden, notFound, unauthorized } from './errors';
+import { PgEventRelay } from './event-relay';
 import { EventHub } from './events';
 import { PassageIntake } from './passage-intake';
 import { EmbeddedPassageStore, type PassageStore } from './passages';
 import { LancePassageStore, type LanceStoreOptions } from './lance-passages';
 import { PostgresState } from './pg-state';
 import { SqliteState } from './sqlite-state';
-import type { CoordinatorState, Principal, RoundRecord, UpdateRecord } from './state';
+import type { CoordinatorState, Principal, RoundRecord, SharedRoundState, UpdateRecord } from './state';
 import { preparePool, TrainingQuestionStore, type TrainingQuestionsInput } from './training-questions';
 import { fileDeltaChunks } from './delta-files';
-import { readSumFile, writeSumFile } from './sum-file';
+import { mergeSumFiles, readSumFile, writeSumFile } from './sum-file';
 import { hashToken, newId, newJoinCode, newToken } from './tokens';
 import { addToRunningSum, openUpdateFile, writeDeltaFileFrom, type UpdateFile } from './update-file';
 import type { UploadedFile } from './upload-body';
@@ -80,6 +82,14 @@ export interface CoordinatorOptions {
   readonly passageStore?: LanceStoreOptions;
   /** A PostgreSQL URL (postgres://…) for the coordinator state; absent: the data folder's SQLite database. */
   readonly database?: string;
+  /**
+   * This process's name among the coordinators sharing `database` and the data folder: it names
+   * its partial-sum files and its update rows. Default: a new random id per start (a restarted
+   * process is a new node; what its previous life committed stays in the round).
+   */
+  readonly node?: string;
+  /** Where background problems (a lost event relay) are reported; default stderr. */
+  readonly log?: (line: string) => void;
 }
 
 export type { Principal } from './state';
@@ -110,6 +120,8 @@ interface LiveRound {
   timer?: NodeJS.Timeout;
 }
 
+const NODE_ID = /^[A-Za-z0-9_-]{1,64}$/;
+
 export class Coordinator {
   /** The data folder's SQLite database: the passage records, and the state unless `database` names PostgreSQL. */
   readonly db: Db;
@@ -121,12 +133,22 @@ export class Coordinator {
   /** Training questions sessions hand out, a shard per client. */
   readonly trainingQuestions: TrainingQuestionStore;
   readonly events = new EventHub();
+  /**
+   * With PostgreSQL state, several coordinator processes may share the database and the data
+   * folder (docs/DEPLOY.md): each keeps its own partial sum of a round, named by this node id, and
+   * the process that closes the round merges them. Null with SQLite (one process, one running sum).
+   */
+  readonly node: string | null;
+  private readonly shared?: SharedRoundState;
+  private readonly relay?: PgEventRelay;
   private readonly random: () => number;
   private readonly live = new Map<string, LiveRound>();
   private readonly chains = new Map<string, Promise<unknown>>();
   private closed = false;
 
   constructor(readonly options: CoordinatorOptions) {
+    if (options.node !== undefined && !NODE_ID.test(options.node)) throw new Error(`node id "${options.node}" must be 1-64 of A-Z a-z 0-9 _ -`);
+    this.node = options.database ? (options.node ?? newId()) : null;
     mkdirSync(options.dataDir, { recursive: true });
     // Update bodies a crash left half-received or unvalidated: no durable state names them.
     rmSync(this.tmpDir(), { recursive: true, force: true });
@@ -138,9 +160,23 @@ export class Coordinator {
       this.db.close();
       throw e;
     }
-    this.state = options.database ? new PostgresState(options.database) : new SqliteState(this.db);
+    if (options.database) {
+      const pgState = new PostgresState(options.database);
+      this.state = this.shared = pgState;
+      const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+      this.relay = new PgEventRelay(options.database, this.node!, {
+        hydrate: async (sessionId, type, round) => ({ type, round: await this.round(sessionId, round) }),
+        deliver: (sessionId, event) => {
+          // Another process opened or closed a round: this one follows (deadline timer, admissions).
+          if (event.type === 'round-opened' || event.type === 'round-closed')
+            void this.serial(sessionId, () => this.syncLive(sessionId)).catch(() => undefined);
+          this.events.emit(sessionId, event);
+        },
+        log,
+      });
+    } else this.state = new SqliteState(this.db);
     this.passages = options.passageStore
-      ? new LancePassageStore(this.db, options.passageStore, () => this.state.sessionIds())
+      ? new LancePassageStore(this.db, { ...options.passageStore, shared: options.database !== undefined }, () => this.state.sessionIds())
       : new EmbeddedPassageStore(this.db);
     this.trainingQuestions = new TrainingQuestionStore(this.state);
     this.passageIntake = new PassageIntake({
@@ -168,12 +204,19 @@ export class Coordinator {
     return join(this.sessionDir(sessionId), 'rounds', String(round));
   }
 
-  private sumPath(sessionId: string, round: number, seq: number): string {
-    return join(this.roundDir(sessionId, round), `sum-${seq}.safetensors`);
+  /** A running-sum file: the round's (one process), or `node`'s partial sum (several processes). */
+  private sumPath(sessionId: string, round: number, seq: number, node: string | null = this.node): string {
+    return join(this.roundDir(sessionId, round), node === null ? `sum-${seq}.safetensors` : `sum-${node}-${seq}.safetensors`);
   }
 
-  private deltaPath(sessionId: string, round: number, seq: number): string {
-    return join(this.roundDir(sessionId, round), `delta-${seq}.safetensors`);
+  private deltaPath(sessionId: string, round: number, seq: number, node: string | null = this.node): string {
+    return join(this.roundDir(sessionId, round), node === null ? `delta-${seq}.safetensors` : `delta-${node}-${seq}.safetensors`);
+  }
+
+  /** Emits to this process's event streams and, with several processes, to theirs (server/event-relay.ts). */
+  publish(sessionId: string, event: ServerEvent): void {
+    this.events.emit(sessionId, event);
+    this.relay?.publish(sessionId, event);
   }
 
   /** Runs `fn` after every earlier mutation of the same session has finished. */
@@ -239,6 +282,11 @@ export class Coordinator {
     const joinCode = newJoinCode();
     mkdirSync(join(this.sessionDir(id), 'models'), { recursive: true });
     if (model) writeFileAtomic(this.modelPath(id, 0), [model]);
+    await this.passages.createSession(id, config.models).catch((e: unknown) => {
+      throw e instanceof ApiError
+        ? e
+        : new ApiError(503, 'passage_store_unavailable', `the passage store could not be prepared (${(e as Error).message}); try again later`);
+    });
     await this.state.createSession({
       id,
       config: JSON.stringify(config),
@@ -333,6 +381,7 @@ export class Coordinator {
   replaceModel(sessionId: string, bytes: Uint8Array): Promise<{ version: number }> {
     return this.serial(sessionId, async () => {
       const { config, currentVersion } = await this.sessionRow(sessionId);
+      await this.syncLive(sessionId);
       if (this.live.has(sessionId)) throw conflict('round_open', 'the global model cannot be replaced while a round is open');
       const model = this.validateModel(config, bytes);
       const version = currentVersion === null ? 0 : currentVersion + 1;
@@ -353,7 +402,8 @@ export class Coordinator {
 
   private async roundInfo(r: RoundRecord): Promise<RoundInfo> {
     const live = r.state === 'open' || r.state === 'closing' ? this.live.get(r.sessionId) : undefined;
-    const accepted = live && live.number === r.number ? live.accepted.size : await this.state.updateCount(r.sessionId, r.number);
+    // With several processes a round's updates are spread over them: the shared state counts them all.
+    const accepted = live && live.number === r.number && !this.shared ? live.accepted.size : await this.state.updateCount(r.sessionId, r.number);
     return {
       sessionId: r.sessionId,
       round: r.number,
@@ -417,7 +467,7 @@ export class Coordinator {
     });
     await this.goLive(sessionId, row, config);
     const info = await this.roundInfo(row);
-    this.events.emit(sessionId, { type: 'round-opened', round: info });
+    this.publish(sessionId, { type: 'round-opened', round: info });
     return info;
   }
 
@@ -428,14 +478,22 @@ export class Coordinator {
     const dir = this.roundDir(sessionId, row.number);
     mkdirSync(dir, { recursive: true });
     const rows = await this.state.updates(sessionId, row.number);
-    // Files the database does not point at were written by an update that never committed.
-    const named = strategy.storage === 'running-sum' ? new Set([`sum-${row.sumSeq}.safetensors`]) : new Set(rows.map((r) => `delta-${r.sumSeq}.safetensors`));
-    for (const f of readdirSync(dir)) if (!named.has(f)) rmSync(join(dir, f), { force: true });
+    // This process's position: the round's (one process), or its own partial (several; a new node starts at 0).
+    const own = this.shared ? (await this.shared.partials(sessionId, row.number)).find((p) => p.node === this.node) : undefined;
+    const seq = this.shared ? (own?.sumSeq ?? 0) : row.sumSeq;
+    const weightTotal = this.shared ? (own?.weightTotal ?? 0) : row.weightTotal;
+    // Files the database does not point at were written by an update that never committed. With
+    // several processes, another one may be writing its next file right now: the round's folder
+    // is cleaned when it closes instead.
+    if (!this.shared) {
+      const named = strategy.storage === 'running-sum' ? new Set([`sum-${row.sumSeq}.safetensors`]) : new Set(rows.map((r) => `delta-${r.sumSeq}.safetensors`));
+      for (const f of readdirSync(dir)) if (!named.has(f)) rmSync(join(dir, f), { force: true });
+    }
     const sum =
       strategy.storage !== 'running-sum'
         ? null
-        : row.sumSeq > 0
-          ? readSumFile(this.sumPath(sessionId, row.number, row.sumSeq), shapes, row.weightTotal)
+        : seq > 0
+          ? readSumFile(this.sumPath(sessionId, row.number, seq), shapes, weightTotal)
           : emptyRunningSum(shapes);
     const accepted = new Set(rows.map((r) => r.clientId));
     const live: LiveRound = {
@@ -445,8 +503,8 @@ export class Coordinator {
       shapes,
       strategy,
       sum,
-      seq: row.sumSeq,
-      metricSums: row.metricSums,
+      seq,
+      metricSums: this.shared ? (own?.metricSums ?? {}) : row.metricSums,
       accepted,
     };
     const wait = Math.max(0, Date.parse(row.deadlineAt) - Date.now());
@@ -465,7 +523,8 @@ export class Coordinator {
   }
 
   private tmpDir(): string {
-    return join(this.options.dataDir, 'tmp');
+    // Each process its own: the data folder may be shared, and a start empties this folder.
+    return this.node === null ? join(this.options.dataDir, 'tmp') : join(this.options.dataDir, 'tmp', this.node);
   }
 
   /**
@@ -485,8 +544,10 @@ export class Coordinator {
 
   private async acceptUpdateFile(sessionId: string, round: number, clientId: string, upload: UploadedFile): Promise<UpdateReceipt> {
     const { config } = await this.sessionRow(sessionId);
+    await this.syncLive(sessionId);
     const live = await this.liveRoundTaking(sessionId, round, clientId);
     crashPoint('upload:received');
+    let accepted = 0;
     // 1. Validate ALL of it, reading the file in chunks, before anything changes.
     let update: UpdateFile;
     try {
@@ -520,7 +581,7 @@ export class Coordinator {
         }
         crashPoint('upload:sum-written');
         // The round's row locked; refused if the round moved on (closed, or another update took this position).
-        await this.state.acceptUpdate({
+        const record = {
           sessionId,
           round,
           clientId,
@@ -531,7 +592,9 @@ export class Coordinator {
           norm,
           metricSums,
           acceptedAt: nowIso(),
-        });
+        };
+        if (this.shared) accepted = (await this.shared.acceptPartialUpdate(record, this.node!)).accepted;
+        else await this.state.acceptUpdate(record);
       } catch (e) {
         // Nothing committed: go back to exactly what the database points at.
         rmSync(newFile, { force: true });
@@ -548,10 +611,13 @@ export class Coordinator {
     }
     live.accepted.add(clientId);
     crashPoint('upload:committed');
-    this.events.emit(sessionId, { type: 'update-accepted', round, clientId, accepted: live.accepted.size });
-    const complete = live.accepted.size === live.participants.size;
+    // With several processes the count is the shared state's, taken in the accept's transaction:
+    // the process whose accept completes the round closes it.
+    const acceptedNow = this.shared ? accepted : live.accepted.size;
+    this.publish(sessionId, { type: 'update-accepted', round, clientId, accepted: acceptedNow });
+    const complete = acceptedNow === live.participants.size;
     if (complete) void this.closeRound(sessionId, round, 'complete').catch(() => undefined);
-    return { round, clientId, numExamples: update.numExamples, accepted: live.accepted.size, roundComplete: complete };
+    return { round, clientId, numExamples: update.numExamples, accepted: acceptedNow, roundComplete: complete };
   }
 
   // ------------------------------------------------------------------ admission before the body
@@ -563,6 +629,7 @@ export class Coordinator {
   /** Would `clientId`'s update for `round` be considered now? Returns how many tensors it must carry. */
   async admitUpdate(sessionId: string, round: number, clientId: string): Promise<{ expectedTensors: number }> {
     await this.sessionRow(sessionId);
+    if (this.shared) await this.serial(sessionId, () => this.syncLive(sessionId));
     return { expectedTensors: (await this.liveRoundTaking(sessionId, round, clientId)).shapes.size };
   }
 
@@ -589,6 +656,7 @@ export class Coordinator {
   /** Would an admin's model upload be considered now (the session exists, no round is open)? */
   async admitModel(sessionId: string): Promise<void> {
     await this.sessionRow(sessionId);
+    if (this.shared) await this.serial(sessionId, () => this.syncLive(sessionId));
     if (this.live.has(sessionId)) throw conflict('round_open', 'the global model cannot be replaced while a round is open');
   }
 
@@ -598,6 +666,7 @@ export class Coordinator {
   }
 
   private async closeRoundNow(sessionId: string, round: number, reason: 'complete' | 'deadline' | 'admin'): Promise<RoundInfo> {
+    if (this.shared) return this.closeSharedRound(this.shared, sessionId, round, reason);
     const live = this.live.get(sessionId);
     if (!live || live.number !== round) {
       if (reason !== 'admin') return this.round(sessionId, round);
@@ -618,33 +687,138 @@ export class Coordinator {
       const global = decodeModel(readFileSync(this.modelPath(sessionId, live.baseVersion)), `model v${live.baseVersion}`);
       const rows = await this.state.updates(sessionId, live.number);
       const result = this.aggregate(sessionId, live, config, rows);
-      // Published only if it is what the strategy promises: finite, and within its norm bound.
-      const problem = checkAggregate(global, result);
-      if (problem) {
-        await fail(problem);
-      } else {
-        const updated = applyDelta(global, result.delta);
-        const nonFinite = [...updated].find(([, t]) => t.data.some((v) => !Number.isFinite(v)));
-        if (nonFinite) {
-          await fail(`non_finite_model: global + aggregate overflows float32 in tensor "${nonFinite[0]}"`);
-        } else {
-          for (const [name, t] of updated) global.set(name, t);
-          const version = live.baseVersion + 1;
-          // Deterministic from committed state, so a crash before the commit below just redoes it.
-          writeFileAtomic(this.modelPath(sessionId, version), [encodeModel(global)]);
-          crashPoint('aggregate:written');
-          const committed = (await this.state.round(sessionId, round))!;
-          const metrics = strategy.evaluate(live.metricSums, committed.weightTotal);
-          await this.state.publishRound(sessionId, round, version, closedAt, metrics);
-        }
-      }
+      await this.publishAggregate(sessionId, round, live.baseVersion, global, result, closedAt, fail, async () => {
+        const committed = (await this.state.round(sessionId, round))!;
+        return strategy.evaluate(live.metricSums, committed.weightTotal);
+      });
     }
     this.live.delete(sessionId);
     rmSync(this.roundDir(sessionId, round), { recursive: true, force: true });
     const info = await this.round(sessionId, round);
-    this.events.emit(sessionId, { type: 'round-closed', round: info });
+    this.publish(sessionId, { type: 'round-closed', round: info });
     await this.maybeAutoStart(sessionId);
     return info;
+  }
+
+  /** Publishes `global + aggregate` as version baseVersion + 1, or fails the round when the aggregate is not what the strategy promises. */
+  private async publishAggregate(
+    sessionId: string,
+    round: number,
+    baseVersion: number,
+    global: NamedTensors,
+    result: AggregateResult,
+    closedAt: string,
+    fail: (why: string) => Promise<void>,
+    metrics: () => Promise<Record<string, number>>,
+  ): Promise<void> {
+    // Published only if it is what the strategy promises: finite, and within its norm bound.
+    const problem = checkAggregate(global, result);
+    if (problem) return fail(problem);
+    const updated = applyDelta(global, result.delta);
+    const nonFinite = [...updated].find(([, t]) => t.data.some((v) => !Number.isFinite(v)));
+    if (nonFinite) return fail(`non_finite_model: global + aggregate overflows float32 in tensor "${nonFinite[0]}"`);
+    for (const [name, t] of updated) (global as Map<string, NamedTensor>).set(name, t);
+    const version = baseVersion + 1;
+    // Deterministic from committed state, so a crash before the commit below just redoes it.
+    writeFileAtomic(this.modelPath(sessionId, version), [encodeModel(global)]);
+    crashPoint('aggregate:written');
+    await this.state.publishRound(sessionId, round, version, closedAt, await metrics());
+  }
+
+  /**
+   * Brings this process's view of a session's round in line with the shared state (several
+   * processes): a round another process opened goes live here (its deadline timer too), one it
+   * closed is dropped. Runs in the session's chain. Nothing to do with one process.
+   */
+  private async syncLive(sessionId: string): Promise<void> {
+    if (!this.shared) return;
+    const row = await this.state.lastRound(sessionId);
+    const active = row && (row.state === 'open' || row.state === 'closing') ? row : undefined;
+    const live = this.live.get(sessionId);
+    if (live && live.number !== active?.number) {
+      clearTimeout(live.timer);
+      this.live.delete(sessionId);
+    }
+    if (active && !this.live.has(sessionId) && !this.closed) await this.goLive(sessionId, active, (await this.sessionRow(sessionId)).config);
+  }
+
+  /**
+   * Closes a round with several processes sharing the state: only the process holding the round's
+   * close claim aggregates (the others find it claimed or closed and do nothing), from every
+   * process's partial sum (FedAvg) or every stored delta (robust strategies) in the shared folder.
+   */
+  private async closeSharedRound(shared: SharedRoundState, sessionId: string, round: number, reason: 'complete' | 'deadline' | 'admin'): Promise<RoundInfo> {
+    const row = await this.state.round(sessionId, round);
+    if (!row) throw notFound('round_not_found', `round ${round} does not exist`);
+    const release = row.state === 'open' || row.state === 'closing' ? await shared.claimClose(sessionId, round) : undefined;
+    if (!release) {
+      await this.syncLive(sessionId);
+      if (reason !== 'admin') return this.round(sessionId, round);
+      const now = (await this.state.round(sessionId, round))!;
+      throw conflict('round_closed', `round ${round} is already ${now.state}${now.state === 'closing' ? ' (another coordinator process is closing it)' : ''}`);
+    }
+    try {
+      const live = this.live.get(sessionId);
+      if (live) clearTimeout(live.timer);
+      const { config } = await this.sessionRow(sessionId);
+      const closedAt = nowIso();
+      const fail = (why: string) => this.state.failRound(sessionId, round, closedAt, why);
+      // Claimed: the round is 'closing', so no process commits another update to it.
+      const rows = await this.state.updates(sessionId, round);
+      if (rows.length < config.roundPolicy.minUpdates) {
+        await fail(`too_few_updates: ${rows.length} accepted, the round policy needs at least ${config.roundPolicy.minUpdates}`);
+      } else {
+        crashPoint('aggregate:start');
+        const strategy = this.strategyOf(config);
+        const shapes = this.trainedShapes(sessionId, config, row.baseVersion);
+        const global = decodeModel(readFileSync(this.modelPath(sessionId, row.baseVersion)), `model v${row.baseVersion}`);
+        const committed = (await this.state.round(sessionId, round))!;
+        const result = await this.aggregateShared(shared, sessionId, committed, strategy, shapes, config, rows);
+        await this.publishAggregate(sessionId, round, row.baseVersion, global, result, closedAt, fail, async () =>
+          strategy.evaluate(committed.metricSums, committed.weightTotal),
+        );
+      }
+      this.live.delete(sessionId);
+      rmSync(this.roundDir(sessionId, round), { recursive: true, force: true });
+    } finally {
+      await release();
+    }
+    const info = await this.round(sessionId, round);
+    this.publish(sessionId, { type: 'round-closed', round: info });
+    await this.maybeAutoStart(sessionId);
+    return info;
+  }
+
+  /** The aggregate over every process's share of a round: merged partial sums, or all deltas in accept order. */
+  private async aggregateShared(
+    shared: SharedRoundState,
+    sessionId: string,
+    row: RoundRecord,
+    strategy: Strategy,
+    shapes: ReadonlyMap<string, readonly number[]>,
+    config: SessionConfig,
+    rows: readonly UpdateRecord[],
+  ): Promise<AggregateResult> {
+    const updates: AcceptedUpdate[] = rows.map((r) => ({ weight: r.weight, norm: r.norm ?? Number.POSITIVE_INFINITY }));
+    if (strategy.storage === 'running-sum') {
+      const partials = await shared.partials(sessionId, row.number);
+      const parts = partials
+        .filter((p) => p.sumSeq > 0)
+        .map((p) => ({ path: this.sumPath(sessionId, row.number, p.sumSeq, p.node), weightTotal: p.weightTotal }));
+      // A round a single process (no node) accepted into before the upgrade: its running sum holds the rest.
+      const rest = row.weightTotal - partials.reduce((a, p) => a + p.weightTotal, 0);
+      if (row.sumSeq > 0) parts.push({ path: this.sumPath(sessionId, row.number, row.sumSeq, null), weightTotal: rest });
+      return strategy.aggregate(mergeSumFiles(parts, shapes), updates);
+    }
+    const deltas = fileDeltaChunks(
+      rows.map((r) => this.deltaPath(sessionId, row.number, r.sumSeq, r.node ?? null)),
+      shapes,
+    );
+    try {
+      return strategy.aggregate(deltas, updates, config.updateLimits.maxWeightShare);
+    } finally {
+      deltas.close();
+    }
   }
 
   /** The round's aggregated delta, from the running sum or from the stored deltas (in accept order). */
@@ -665,6 +839,7 @@ export class Coordinator {
   }
 
   private async maybeAutoStart(sessionId: string): Promise<void> {
+    await this.syncLive(sessionId);
     if (this.closed || this.live.has(sessionId)) return;
     const { config, currentVersion } = await this.sessionRow(sessionId);
     if (!config.roundPolicy.autoStart || currentVersion === null) return;
@@ -678,12 +853,14 @@ export class Coordinator {
    */
   async resume(): Promise<void> {
     await this.state.open();
+    await this.relay?.start();
     for (const row of await this.state.activeRounds()) {
       const { config } = await this.sessionRow(row.sessionId);
       const live = await this.goLive(row.sessionId, row, config);
-      const finished = row.state === 'closing' || live.accepted.size === live.participants.size || Date.parse(row.deadlineAt) <= Date.now();
-      if (finished)
-        await this.closeRound(row.sessionId, row.number, row.state === 'closing' || live.accepted.size === live.participants.size ? 'complete' : 'deadline');
+      const accepted = this.shared ? await this.state.updateCount(row.sessionId, row.number) : live.accepted.size;
+      // With several processes a 'closing' round is finished here only if its closer is gone (closeSharedRound's claim).
+      const finished = row.state === 'closing' || accepted === live.participants.size || Date.parse(row.deadlineAt) <= Date.now();
+      if (finished) await this.closeRound(row.sessionId, row.number, row.state === 'closing' || accepted === live.participants.size ? 'complete' : 'deadline');
     }
     for (const id of await this.sessionIds()) await this.serial(id, () => this.maybeAutoStart(id)).catch(() => undefined);
   }
@@ -695,6 +872,7 @@ export class Coordinator {
     for (const live of this.live.values()) clearTimeout(live.timer);
     this.live.clear();
     this.passageIntake.dispose();
+    await this.relay?.close();
     await this.passages.close();
     await this.state.close();
     this.db.close();

@@ -51,6 +51,12 @@ export interface LanceStoreOptions {
   readonly reindexEvery?: number;
   /** Progress lines (index builds). */
   readonly log?: (line: string) => void;
+  /**
+   * Several coordinator processes use this store and the records' database (docs/DEPLOY.md): every
+   * read checks for versions another process committed, and a process's cached exact index is
+   * reloaded when the table moved on.
+   */
+  readonly shared?: boolean;
 }
 
 /**
@@ -93,6 +99,8 @@ interface SessionVectors {
   /** The exact index, while the session is searched exactly (loaded on first search). */
   exact?: ExactVectorIndex;
   loadingExact?: Promise<ExactVectorIndex>;
+  /** The table version `exact` was read at (several processes: a newer one means other processes' writes). */
+  exactVersion?: number;
   /** An IVF-PQ index on `vector` is committed: searches go through it. */
   indexed: boolean;
   building?: Promise<void>;
@@ -161,7 +169,8 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
     // The CommonJS build lancedb itself loads: Arrow objects from the ES module build are another
     // class to it ("schemas must be equivalent").
     this.arrow = createRequire(import.meta.url)('apache-arrow') as Arrow;
-    this.conn = await this.lance.connect(this.options.uri);
+    // Shared: each read first looks for versions other processes committed (0 s: always).
+    this.conn = await this.lance.connect(this.options.uri, this.options.shared ? { readConsistencyInterval: 0 } : {});
     for (const id of await this.sessionIds()) await this.reconcile(id);
   }
 
@@ -270,7 +279,9 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
     const stored = new Set((await this.scan(table, dim, false)).ids);
     const records = new Set(recorded.map((r) => r.id));
     const strays = [...stored].filter((id) => !records.has(id));
-    if (strays.length > 0) await table.delete(`id IN (${strays.join(',')})`);
+    // Shared by several processes, a vector without a record may be another process's add in
+    // flight (vectors are written before records): left alone, and never returned by a search.
+    if (strays.length > 0 && !this.options.shared) await table.delete(`id IN (${strays.join(',')})`);
     const missing = recorded.filter((r) => !stored.has(r.id) && r.bytes === 0);
     if (missing.length > 0) {
       throw new Error(
@@ -312,7 +323,8 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
         const name = tableName(sessionId);
         let table: Table;
         if (await this.tableExists(name)) table = await this.conn!.openTable(name);
-        else if (create) table = await this.conn!.createEmptyTable(name, this.schema(dim));
+        // existOk: another process may create the same session's table at the same moment.
+        else if (create) table = await this.conn!.createEmptyTable(name, this.schema(dim), { mode: 'create', existOk: true });
         else return undefined;
         const stored = await this.vectorDim(table);
         if (stored !== dim) throw new Error(`session ${sessionId}: the store's vectors have ${stored} values, the session's dimension is ${dim}`);
@@ -338,10 +350,12 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
     if (s.exact) return Promise.resolve(s.exact);
     // Loaded inside the write queue, so no add or withdrawal runs while it is read.
     s.loadingExact ??= this.exclusive(async () => {
+      const version = this.options.shared ? await s.table.version() : undefined;
       const { ids, vectors } = await this.scan(s.table, s.dim, true);
       const index = new ExactVectorIndex(s.dim, ids.length);
       index.add(ids, vectors);
       s.exact = index;
+      s.exactVersion = version;
       return index;
     }).finally(() => {
       s.loadingExact = undefined;
@@ -409,6 +423,11 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
     }
   }
 
+  async createSession(sessionId: string, models: SessionModels): Promise<void> {
+    await this.open();
+    await this.session(sessionId, models.embeddingDim, true);
+  }
+
   /** 'exact' | 'building' (exact meanwhile) | 'ivf-pq'; 'empty' without a table. For tests, the bench and logs. */
   async searchMode(sessionId: string, dim: number): Promise<'empty' | 'exact' | 'building' | 'ivf-pq'> {
     await this.open();
@@ -434,7 +453,7 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
       // Refused before any vector is written (and checked again inside the commit).
       if (quota) this.db.transaction(() => this.enforceQuota(sessionId, clientId, prepared, quota))();
       let s: SessionVectors;
-      const first = this.nextId();
+      const first = this.reserveIds(fresh.length);
       const ids = new Map(fresh.map((p, i) => [p.hash, first + i]));
       try {
         s = (await this.session(sessionId, models.embeddingDim, true))!;
@@ -468,6 +487,13 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
         if (fresh.length > 0) await s.table.delete(`id >= ${first} AND id < ${first + fresh.length}`).catch(() => undefined);
         throw e;
       }
+      // Another process committed some of the same passages between `fresh` and the commit: their
+      // vectors written here under reserved ids have no record; they go (else the next open removes them).
+      const unused = fresh.map((p) => ids.get(p.hash)!).filter((id) => !added.some((a) => a.id === id));
+      if (unused.length > 0) {
+        for (const id of unused) s.orphans.add(id);
+        await this.retryOrphans(s).catch(() => undefined);
+      }
       s.exact?.add(
         added.map((a) => a.id),
         added.map((a) => a.embedding),
@@ -478,12 +504,25 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
     });
   }
 
-  /** The first free passage id (ids are chosen before the records commit; writes are serialized). */
-  private nextId(): number {
-    const row = this.db
-      .prepare("SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'passages'), 0), COALESCE((SELECT MAX(id) FROM passages), 0)) AS last")
-      .get() as { last: number };
-    return row.last + 1;
+  /**
+   * Reserves `n` passage ids and returns the first: ids are chosen before the records commit (the
+   * vectors are written first), so the reservation is its own write transaction on the records'
+   * database, moving AUTOINCREMENT's high-water mark: no other process sharing the database, and
+   * no later insert, gets the same ids.
+   */
+  private reserveIds(n: number): number {
+    return this.db
+      .transaction(() => {
+        const row = this.db
+          .prepare("SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'passages'), 0), COALESCE((SELECT MAX(id) FROM passages), 0)) AS last")
+          .get() as { last: number };
+        if (n > 0) {
+          const moved = this.db.prepare("UPDATE sqlite_sequence SET seq = ? WHERE name = 'passages'").run(row.last + n).changes;
+          if (moved === 0) this.db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES ('passages', ?)").run(row.last + n);
+        }
+        return row.last + 1;
+      })
+      .immediate();
   }
 
   private async retryOrphans(s: SessionVectors): Promise<void> {
@@ -500,6 +539,7 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
       await this.open();
       const s = await this.session(sessionId, models.embeddingDim, false);
       if (!s) return [];
+      if (this.options.shared) await this.followOtherWriters(s);
       if (s.indexed) {
         // Vectors whose records are gone may still be found: ask for that many more.
         const result = await s.table
@@ -531,6 +571,21 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
       throw this.unavailable('be searched', e);
     }
     return this.hits(sessionId, top, k, withEmbeddings);
+  }
+
+  /**
+   * Several processes: a table version this process did not read (another process's add, withdrawal
+   * or index build) makes its cached exact index stale, so it is read again; an index another
+   * process built is used from now on.
+   */
+  private async followOtherWriters(s: SessionVectors): Promise<void> {
+    const version = await s.table.version();
+    if (s.exact && s.exactVersion !== version) s.exact = undefined;
+    if (!s.indexed && !s.building && s.exactVersion !== version && (await this.hasVectorIndex(s.table))) {
+      s.indexed = true;
+      s.indexedRows = await s.table.countRows();
+      s.exact = undefined;
+    }
   }
 
   async withdraw(sessionId: string, models: SessionModels, clientId: string, id: number): Promise<{ deleted: boolean; contributorsLeft: number }> {

@@ -161,7 +161,7 @@ async function main(): Promise<void> {
   networkUrls = lanUrls(host, Number(new URL(address).port));
   process.stdout.write(`CoRAG coordinator listening on ${url}\n`);
   process.stdout.write(
-    `  data folder: ${dataDir}\n  state:       ${database ? `PostgreSQL at ${redactUrl(database)}` : 'in the data folder (SQLite)'}\n  passages:    ${passageStore ? `LanceDB at ${passageStore}` : 'in the data folder (SQLite, exact search)'}\n  API docs:    ${url}/api/openapi.json\n`,
+    `  data folder: ${dataDir}\n  state:       ${database ? `PostgreSQL at ${redactUrl(database)} (this process: node ${coordinator.node})` : 'in the data folder (SQLite)'}\n  passages:    ${passageStore ? `LanceDB at ${passageStore}` : 'in the data folder (SQLite, exact search)'}\n  API docs:    ${url}/api/openapi.json\n`,
   );
   if (demo) process.stdout.write(`  join link:   ${url}/?join=${demo.joinCode}   (session ${demo.id})\n`);
   if (demo && networkUrls.length) {

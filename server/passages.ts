@@ -71,6 +71,11 @@ export interface PassageStore {
   /** Waits for writes in flight; the database itself is closed by its owner. */
   close(): Promise<void>;
   count(sessionId: string): number;
+  /**
+   * Prepares a new session's storage when it is created (LanceDB: its table), so that processes
+   * sharing the store never race to create it on their first adds.
+   */
+  createSession(sessionId: string, models: SessionModels): Promise<void>;
   /** Checks every passage (encoder, dimension, finiteness, text) and computes its content hash; throws the first 400. */
   validate(models: SessionModels, inputs: readonly PassageInput[]): PreparedPassage[];
   /** The subset of `hashes` already stored in the session. */
@@ -190,20 +195,25 @@ export abstract class PassageRecords {
     );
     const contributor = this.db.prepare('INSERT OR IGNORE INTO passage_contributors (passage_id, client_id) VALUES (?, ?)');
     const added: Array<{ id: number; embedding: Float32Array }> = [];
-    const results = this.db.transaction(() => {
-      if (quota) this.enforceQuota(sessionId, clientId, prepared, quota);
-      return prepared.map((p) => {
-        const existing = find.get(sessionId, p.hash) as { id: number } | undefined;
-        if (existing) {
-          contributor.run(existing.id, clientId);
-          return { id: existing.id, duplicate: true };
-        }
-        const id = Number(insert.run(idOf ? idOf(p) : null, sessionId, clientId, p.hash, p.title, p.text, blob(p), nowIso()).lastInsertRowid);
-        contributor.run(id, clientId);
-        added.push({ id, embedding: p.embedding });
-        return { id, duplicate: false };
-      });
-    })();
+    // IMMEDIATE: the write lock from the start, so the hash checks and the inserts see one state
+    // even when several coordinator processes share this database (a deferred transaction reads
+    // first and cannot upgrade to a write after another process's commit).
+    const results = this.db
+      .transaction(() => {
+        if (quota) this.enforceQuota(sessionId, clientId, prepared, quota);
+        return prepared.map((p) => {
+          const existing = find.get(sessionId, p.hash) as { id: number } | undefined;
+          if (existing) {
+            contributor.run(existing.id, clientId);
+            return { id: existing.id, duplicate: true };
+          }
+          const id = Number(insert.run(idOf ? idOf(p) : null, sessionId, clientId, p.hash, p.title, p.text, blob(p), nowIso()).lastInsertRowid);
+          contributor.run(id, clientId);
+          added.push({ id, embedding: p.embedding });
+          return { id, duplicate: false };
+        });
+      })
+      .immediate();
     return { results, added };
   }
 
@@ -259,21 +269,23 @@ export abstract class PassageRecords {
 
   /** The records' side of a withdrawal, in one transaction (see PassageStore.withdraw). */
   protected removeContribution(sessionId: string, clientId: string, id: number): { deleted: boolean; contributorsLeft: number } {
-    return this.db.transaction(() => {
-      const row = this.db.prepare('SELECT 1 FROM passages WHERE session_id = ? AND id = ?').get(sessionId, id);
-      if (!row) throw notFound('passage_not_found', `passage ${id} does not exist in this session`);
-      const removed = this.db.prepare('DELETE FROM passage_contributors WHERE passage_id = ? AND client_id = ?').run(id, clientId).changes;
-      if (removed === 0)
-        throw forbidden('not_your_passage', `passage ${id} was contributed by other clients, not by this one; only its contributors can withdraw it`);
-      const left = (this.db.prepare('SELECT COUNT(*) AS n FROM passage_contributors WHERE passage_id = ?').get(id) as { n: number }).n;
-      if (left === 0) this.db.prepare('DELETE FROM passages WHERE session_id = ? AND id = ?').run(sessionId, id);
-      // The passage is credited (contributions, Passage.clientId) to its earliest remaining contributor.
-      else
-        this.db
-          .prepare('UPDATE passages SET client_id = (SELECT client_id FROM passage_contributors WHERE passage_id = ? ORDER BY rowid LIMIT 1) WHERE id = ?')
-          .run(id, id);
-      return { deleted: left === 0, contributorsLeft: left };
-    })();
+    return this.db
+      .transaction(() => {
+        const row = this.db.prepare('SELECT 1 FROM passages WHERE session_id = ? AND id = ?').get(sessionId, id);
+        if (!row) throw notFound('passage_not_found', `passage ${id} does not exist in this session`);
+        const removed = this.db.prepare('DELETE FROM passage_contributors WHERE passage_id = ? AND client_id = ?').run(id, clientId).changes;
+        if (removed === 0)
+          throw forbidden('not_your_passage', `passage ${id} was contributed by other clients, not by this one; only its contributors can withdraw it`);
+        const left = (this.db.prepare('SELECT COUNT(*) AS n FROM passage_contributors WHERE passage_id = ?').get(id) as { n: number }).n;
+        if (left === 0) this.db.prepare('DELETE FROM passages WHERE session_id = ? AND id = ?').run(sessionId, id);
+        // The passage is credited (contributions, Passage.clientId) to its earliest remaining contributor.
+        else
+          this.db
+            .prepare('UPDATE passages SET client_id = (SELECT client_id FROM passage_contributors WHERE passage_id = ? ORDER BY rowid LIMIT 1) WHERE id = ?')
+            .run(id, id);
+        return { deleted: left === 0, contributorsLeft: left };
+      })
+      .immediate();
   }
 
   /** Hits (id, exact score, embedding) joined with their records; ids no longer recorded are dropped. */
@@ -329,6 +341,8 @@ export class EmbeddedPassageStore extends PassageRecords implements PassageStore
   }
 
   async close(): Promise<void> {}
+
+  async createSession(): Promise<void> {}
 
   private index(sessionId: string, dim: number): ExactVectorIndex {
     let idx = this.indexes.get(sessionId);

@@ -13,7 +13,18 @@
 import pg from 'pg';
 import { conflict } from './errors';
 import { checkAcceptable, roundRecord } from './sqlite-state';
-import type { CoordinatorState, NewSession, NewUpdate, Principal, RoundPlan, RoundRecord, SessionRecord, UpdateRecord } from './state';
+import type {
+  CoordinatorState,
+  NewSession,
+  NewUpdate,
+  PartialRecord,
+  Principal,
+  RoundPlan,
+  RoundRecord,
+  SessionRecord,
+  SharedRoundState,
+  UpdateRecord,
+} from './state';
 import type { RoundState, TrainingQuestion } from '../src/federated/protocol';
 
 /** Schema versions in order: version i + 1 is MIGRATIONS[i]. */
@@ -85,6 +96,26 @@ CREATE TABLE training_questions (
   PRIMARY KEY (session_id, position)
 );`,
   },
+  {
+    // Several coordinator processes on one database: each keeps its own running sum of a round
+    // (a partial sum, its files named by the process's node id) and records which node accepted
+    // each update; the closing process merges the partials. accept_seq is the commit order across
+    // processes (accepts are serialised by the round's row lock).
+    name: 'partial-sums',
+    sql: `
+ALTER TABLE updates ADD COLUMN node TEXT;
+ALTER TABLE updates ADD COLUMN accept_seq BIGINT GENERATED ALWAYS AS IDENTITY;
+CREATE TABLE round_partials (
+  session_id TEXT NOT NULL,
+  round INTEGER NOT NULL,
+  node TEXT NOT NULL,
+  sum_seq INTEGER NOT NULL,
+  weight_total DOUBLE PRECISION NOT NULL,
+  metric_sums TEXT NOT NULL,
+  PRIMARY KEY (session_id, round, node),
+  FOREIGN KEY (session_id, round) REFERENCES rounds(session_id, number)
+);`,
+  },
 ];
 export const PG_SCHEMA_VERSION = MIGRATIONS.length;
 /** pg_advisory_xact_lock key for migrations ("corag" in ASCII). */
@@ -92,7 +123,7 @@ const MIGRATION_LOCK = 0x636f726167;
 
 type Queryable = pg.Pool | pg.PoolClient;
 
-export class PostgresState implements CoordinatorState {
+export class PostgresState implements CoordinatorState, SharedRoundState {
   readonly kind = 'postgres';
   private readonly pool: pg.Pool;
   private opening?: Promise<void>;
@@ -296,11 +327,12 @@ export class PostgresState implements CoordinatorState {
   }
 
   async updates(sessionId: string, round: number): Promise<UpdateRecord[]> {
-    const rows = await this.rows<{ client_id: string; weight: number; norm: number | null; sum_seq: number }>(
-      'SELECT client_id, weight, norm, sum_seq FROM updates WHERE session_id = $1 AND round = $2 ORDER BY sum_seq',
+    const rows = await this.rows<{ client_id: string; weight: number; norm: number | null; sum_seq: number; node: string | null }>(
+      'SELECT client_id, weight, norm, sum_seq, node FROM updates WHERE session_id = $1 AND round = $2 ORDER BY accept_seq',
       [sessionId, round],
     );
-    return rows.map((r) => ({ clientId: r.client_id, weight: r.weight, norm: r.norm, sumSeq: r.sum_seq }));
+    // `node` only where a process of several accepted it: one process's rows read as SQLite's do.
+    return rows.map((r) => ({ clientId: r.client_id, weight: r.weight, norm: r.norm, sumSeq: r.sum_seq, ...(r.node === null ? {} : { node: r.node }) }));
   }
 
   async updateCount(sessionId: string, round: number): Promise<number> {
@@ -337,6 +369,94 @@ export class PostgresState implements CoordinatorState {
       ]);
       return weightTotal;
     });
+  }
+
+  async acceptPartialUpdate(u: NewUpdate, node: string): Promise<{ weightTotal: number; accepted: number }> {
+    await this.open();
+    return this.transaction(async (c) => {
+      // The round's row serialises accepts and transitions across processes.
+      const [row] = (
+        await c.query<{ state: RoundState; weight_total: number; metric_sums: string }>(
+          'SELECT state, weight_total, metric_sums FROM rounds WHERE session_id = $1 AND number = $2 FOR UPDATE',
+          [u.sessionId, u.round],
+        )
+      ).rows;
+      const duplicate =
+        (await c.query('SELECT 1 FROM updates WHERE session_id = $1 AND round = $2 AND client_id = $3', [u.sessionId, u.round, u.clientId])).rowCount! > 0;
+      const [partial] = (
+        await c.query<{ sum_seq: number; metric_sums: string }>(
+          'SELECT sum_seq, metric_sums FROM round_partials WHERE session_id = $1 AND round = $2 AND node = $3',
+          [u.sessionId, u.round, node],
+        )
+      ).rows;
+      // The position checked is this node's own: other processes' accepts do not move it.
+      checkAcceptable(u, row && { state: row.state, sum_seq: partial?.sum_seq ?? 0 }, duplicate);
+      const weightTotal = row.weight_total + u.weight;
+      // The round's metric sums: everything committed so far plus what this update added to its node's partial.
+      const before = JSON.parse(partial?.metric_sums ?? '{}') as Record<string, number>;
+      const roundSums = JSON.parse(row.metric_sums) as Record<string, number>;
+      for (const [k, v] of Object.entries(u.metricSums)) roundSums[k] = (roundSums[k] ?? 0) + v - (before[k] ?? 0);
+      await c.query(
+        'INSERT INTO updates (session_id, round, client_id, num_examples, weight, sum_seq, bytes, accepted_at, norm, node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)',
+        [u.sessionId, u.round, u.clientId, u.numExamples, u.weight, u.sumSeq, u.bytes, u.acceptedAt, u.norm, node],
+      );
+      await c.query(
+        `INSERT INTO round_partials (session_id, round, node, sum_seq, weight_total, metric_sums) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (session_id, round, node) DO UPDATE SET sum_seq = EXCLUDED.sum_seq, weight_total = round_partials.weight_total + $7, metric_sums = EXCLUDED.metric_sums`,
+        [u.sessionId, u.round, node, u.sumSeq, u.weight, JSON.stringify(u.metricSums), u.weight],
+      );
+      await c.query('UPDATE rounds SET weight_total = $1, metric_sums = $2 WHERE session_id = $3 AND number = $4', [
+        weightTotal,
+        JSON.stringify(roundSums),
+        u.sessionId,
+        u.round,
+      ]);
+      const accepted = (await c.query<{ n: number }>('SELECT COUNT(*)::int AS n FROM updates WHERE session_id = $1 AND round = $2', [u.sessionId, u.round]))
+        .rows[0].n;
+      return { weightTotal, accepted };
+    });
+  }
+
+  async partials(sessionId: string, round: number): Promise<PartialRecord[]> {
+    const rows = await this.rows<{ node: string; sum_seq: number; weight_total: number; metric_sums: string }>(
+      'SELECT node, sum_seq, weight_total, metric_sums FROM round_partials WHERE session_id = $1 AND round = $2 ORDER BY node',
+      [sessionId, round],
+    );
+    return rows.map((r) => ({ node: r.node, sumSeq: r.sum_seq, weightTotal: r.weight_total, metricSums: JSON.parse(r.metric_sums) as Record<string, number> }));
+  }
+
+  async claimClose(sessionId: string, round: number): Promise<(() => Promise<void>) | undefined> {
+    await this.open();
+    const c = await this.pool.connect();
+    let locked = false;
+    try {
+      // A session-level advisory lock, held on this connection while the round is aggregated: if
+      // this process dies, PostgreSQL drops its connection and the lock, so another process can
+      // take over a round left 'closing'; while it lives, nobody else aggregates the round.
+      locked = (await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock(hashtext($1), $2) AS ok', [sessionId, round])).rows[0].ok;
+      if (locked) {
+        const moved = await c.query("UPDATE rounds SET state = 'closing' WHERE session_id = $1 AND number = $2 AND state IN ('open','closing')", [
+          sessionId,
+          round,
+        ]);
+        if (moved.rowCount === 1) {
+          return async () => {
+            try {
+              await c.query('SELECT pg_advisory_unlock(hashtext($1), $2)', [sessionId, round]);
+            } finally {
+              c.release();
+            }
+          };
+        }
+        await c.query('SELECT pg_advisory_unlock(hashtext($1), $2)', [sessionId, round]);
+      }
+      c.release();
+      return undefined;
+    } catch (e) {
+      // The connection's state (a lock?) is unknown: destroy it rather than hand it back to the pool.
+      c.release(e as Error);
+      throw e;
+    }
   }
 
   async markClosing(sessionId: string, round: number): Promise<boolean> {

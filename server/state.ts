@@ -49,6 +49,17 @@ export interface UpdateRecord {
   /** NULL for updates accepted before norms were recorded. */
   readonly norm: number | null;
   readonly sumSeq: number;
+  /** The coordinator process that accepted it (several processes on PostgreSQL); absent or null: the single-process running sum. */
+  readonly node?: string | null;
+}
+
+/** One coordinator process's running sum of a round (several processes share a PostgreSQL state). */
+export interface PartialRecord {
+  readonly node: string;
+  /** Its file in effect: sum-<node>-<sumSeq>.safetensors (or the last of its delta files). */
+  readonly sumSeq: number;
+  readonly weightTotal: number;
+  readonly metricSums: Record<string, number>;
 }
 
 export interface NewSession {
@@ -138,4 +149,25 @@ export interface CoordinatorState {
   failRound(sessionId: string, round: number, closedAt: string, reason: string): Promise<void>;
   /** One transaction: the round's model version recorded, the round closed, the version made current. */
   publishRound(sessionId: string, round: number, version: number, closedAt: string, metrics: Record<string, number>): Promise<void>;
+}
+
+/**
+ * What several coordinator processes sharing one state need beyond CoordinatorState (PostgreSQL
+ * only): per-process partial sums of a round, and a close only one process performs.
+ */
+export interface SharedRoundState {
+  /**
+   * Like acceptUpdate, but `sumSeq` is `node`'s own position (its partial's sumSeq + 1) and the
+   * update is recorded under `node`; the round's weight and metric totals still cover every node.
+   * Returns the round's committed weight total and how many updates it has accepted in all.
+   */
+  acceptPartialUpdate(update: NewUpdate, node: string): Promise<{ weightTotal: number; accepted: number }>;
+  /** Every node's partial sum of a round. */
+  partials(sessionId: string, round: number): Promise<PartialRecord[]>;
+  /**
+   * Makes this process the round's closer: the round moves to 'closing' (or stays there when a
+   * closer died) under a lock held until the returned release is called. Undefined when the round
+   * is closed already or another live process is closing it.
+   */
+  claimClose(sessionId: string, round: number): Promise<(() => Promise<void>) | undefined>;
 }

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { parseSafetensors } from '../src/model/safetensors';
-import type { RunningSum } from '../src/federated/strategy';
+import { emptyRunningSum, type RunningSum } from '../src/federated/strategy';
 import { writeFileAtomic } from '../src/platform/node/atomic-file';
 
 if (endianness() !== 'LE') throw new Error('the running-sum file format assumes a little-endian machine');
@@ -46,4 +46,22 @@ export function readSumFile(path: string, shapes: ReadonlyMap<string, readonly n
     sums.set(name, { shape, data: new Float64Array(copy.buffer) });
   }
   return { sums, weightTotal };
+}
+
+/**
+ * The round's running sum over several coordinator processes: each process's partial sum file
+ * (with its weight total) added in float64, as one process would have summed the same updates
+ * (only the order of the additions differs: ~1e-16 relative).
+ */
+export function mergeSumFiles(parts: ReadonlyArray<{ path: string; weightTotal: number }>, shapes: ReadonlyMap<string, readonly number[]>): RunningSum {
+  const merged = emptyRunningSum(shapes);
+  for (const part of parts) {
+    const sum = readSumFile(part.path, shapes, part.weightTotal);
+    for (const [name, t] of sum.sums) {
+      const acc = merged.sums.get(name)!.data;
+      for (let i = 0; i < acc.length; i++) acc[i] += t.data[i];
+    }
+    merged.weightTotal += part.weightTotal;
+  }
+  return merged;
 }

@@ -32,7 +32,7 @@ export function registerPassageRoutes(ctx: RouteContext): void {
       // Embeddings spot-checked against the frozen passage encoder, quotas enforced (server/passage-intake.ts).
       const results = await coordinator.passageIntake.add(sessionId, clientId, req.body.passages);
       const added = results.filter((r) => !r.duplicate).length;
-      if (added) coordinator.events.emit(sessionId, { type: 'passages-changed', total: coordinator.passages.count(sessionId), added, removed: 0 });
+      if (added) coordinator.publish(sessionId, { type: 'passages-changed', total: coordinator.passages.count(sessionId), added, removed: 0 });
       crashPoint('passages:committed');
       return reply.code(201).send({ results });
     },
@@ -88,7 +88,7 @@ export function registerPassageRoutes(ctx: RouteContext): void {
         clientId,
         req.params.id,
       );
-      if (deleted) coordinator.events.emit(sessionId, { type: 'passages-changed', total: coordinator.passages.count(sessionId), added: 0, removed: 1 });
+      if (deleted) coordinator.publish(sessionId, { type: 'passages-changed', total: coordinator.passages.count(sessionId), added: 0, removed: 1 });
       return { id: req.params.id, deleted, contributorsLeft };
     },
   );
