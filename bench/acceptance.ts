@@ -8,9 +8,9 @@
  * accepted per second (first upload sent → last accept answered) and the close latency (last accept
  * answered → round state `closed` with its version published, polled every 2 ms in-process).
  * Backends alternate round by round on the same machine, so load from other jobs hits both; the
- * table gives medians. A setup is any function that starts coordinators and returns their URLs:
- * the two-process row (another branch builds multi-process coordinators) plugs in as one more
- * `Setup` whose `start` returns two URLs; clients are spread over the URLs round-robin.
+ * table gives medians. A setup is any function that starts coordinators and returns their URLs;
+ * clients are spread over the URLs round-robin. One vs two coordinator processes is its own
+ * section (bench/coordinator-processes.ts): both of its rows are child processes on PostgreSQL.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -103,8 +103,6 @@ export async function acceptanceSection(databaseUrl: string | undefined, progres
   const database = databaseUrl ?? (await cluster?.createDatabase());
   const setups: Setup[] = [{ name: 'SQLite state, one process (baseline)', start: () => oneProcess(undefined) }];
   if (database) setups.push({ name: 'PostgreSQL state, one process', start: () => oneProcess(database) });
-  // Two processes sharing PostgreSQL: add { name: 'PostgreSQL state, two processes', start } here
-  // once coordinators can serve one session together (issue 22, multi-process branch).
   const running: Running[] = [];
   try {
     for (const s of setups) running.push(await s.start());
@@ -133,7 +131,7 @@ export async function acceptanceSection(databaseUrl: string | undefined, progres
         const rate = CLIENTS / (median(times[i].accept) / 1000);
         return `| ${s.name} | ${rate.toFixed(1)} | ${(rate / base).toFixed(2)} | ${median(times[i].close).toFixed(1)} | ${Math.min(...times[i].accept).toFixed(0)}–${Math.max(...times[i].accept).toFixed(0)} |`;
       }),
-      '| PostgreSQL state, two processes | not measured: several coordinators serving one session are another branch of issue 22; `Setup` in bench/acceptance.ts takes their URLs | | | |',
+      '| PostgreSQL state, two processes | see "Update acceptance: one vs two coordinator processes" below | | | |',
       '',
       "Reading the close column: with SQLite the close runs synchronously right after the last accept commits, before its HTTP answer is written, so it is inside that answer's time and the column shows ~0; with PostgreSQL the close awaits its transactions after the answer. Compare the rows by updates/s (which then includes the close for SQLite). SQLite commits with synchronous=FULL (an fsync per accept); the test cluster runs with fsync off, so the PostgreSQL row is an upper bound for a durable server.",
     ];

@@ -20,6 +20,8 @@
  *   replaces it in docs/BENCH-SERVER.md.
  * - Update acceptance, SQLite vs PostgreSQL state (bench/acceptance.ts): updates accepted per second
  *   over HTTP and round-close latency, one coordinator process; `--acceptance-only [--database URL]`.
+ * - Update acceptance, one vs two coordinator processes on PostgreSQL state, each published version
+ *   checked against FedAvg (bench/coordinator-processes.ts); `--processes-only`.
  * (The durable sum-file write per accept is disk-bound and excluded; see docs/COORDINATOR.md.)
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,6 +37,7 @@ import { addWeighted, emptyRunningSum } from '../src/federated/strategy';
 import { ExactVectorIndex } from '../src/retrieval/vector-index';
 import { throughputTable } from '../scripts/robustness/throughput';
 import { acceptanceSection } from './acceptance';
+import { coordinatorProcessesSection } from './coordinator-processes';
 
 const rand = (() => {
   let s = 12345;
@@ -69,6 +72,7 @@ const { values: args } = parseArgs({
   options: {
     'passages-only': { type: 'boolean', default: false },
     'acceptance-only': { type: 'boolean', default: false },
+    'processes-only': { type: 'boolean', default: false },
     sizes: { type: 'string', default: '10000,20000,100000' },
     database: { type: 'string' },
   },
@@ -215,6 +219,10 @@ if (args['acceptance-only']) {
   replaceSection('## Update acceptance: SQLite vs PostgreSQL state', (await acceptanceSection(args.database, progress)).join('\n'));
   process.exit(0);
 }
+if (args['processes-only']) {
+  replaceSection('## Update acceptance: one vs two coordinator processes', (await coordinatorProcessesSection(progress)).join('\n'));
+  process.exit(0);
+}
 
 const lines: string[] = [
   '# Coordinator benchmark',
@@ -341,6 +349,7 @@ lines.push('', '## Aggregation strategies vs FedAvg (same deltas, same run)', ''
 
 lines.push('', ...(await passageSearchSection(passageSizes)));
 lines.push('', ...(await acceptanceSection(args.database, progress)));
+lines.push('', ...(await coordinatorProcessesSection(progress)));
 
 const table = lines.join('\n') + '\n';
 process.stdout.write(table);
