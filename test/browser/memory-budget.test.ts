@@ -2,9 +2,9 @@
  * A tab refuses a training step that does not fit its memory, before training, saying what would
  * fit; a tab with enough memory trains (issue 20, "fits the tab or says so"). One session with the
  * tiny demo models whose rounds ask for batch 4 with k 4 × 128 tokens and do not let tabs lower the
- * batch (`memoryFit: 'refuse'`); the first tab opens the app with `?memoryBudget=120MB` (the
- * estimate for that step on wasm is ~130–280 MB depending on the answers' lengths, batch 1 needs
- * ~80–110 MB: src/corag/training-footprint.ts), the second with the default budget (half of what
+ * batch (`memoryFit: 'refuse'`); the first tab opens the app with `?memoryBudget=70MB` (the
+ * estimate for that step on wasm is ~86–133 MB depending on the answers' lengths, batch 1 needs
+ * ~51–60 MB: src/corag/training-footprint.ts, since session 12's savings), the second with the default budget (half of what
  * navigator.deviceMemory reports).
  */
 import { join } from 'node:path';
@@ -44,9 +44,9 @@ describe('a tab whose memory cannot hold the step refuses it; one that can train
     await app?.close();
   });
 
-  it('the 120 MB tab says what would fit and sends nothing; the default tab trains and uploads', async () => {
+  it('the 70 MB tab says what would fit and sends nothing; the default tab trains and uploads', async () => {
     for (const [name, budget] of [
-      ['small', '&memoryBudget=120MB'],
+      ['small', '&memoryBudget=70MB'],
       ['default', ''],
     ]) {
       const { page } = await app.newTab(name);
@@ -70,7 +70,7 @@ describe('a tab whose memory cannot hold the step refuses it; one that can train
     const refusal = small.locator('.notice.error', { hasText: 'does not fit this tab' });
     await refusal.waitFor({ timeout: 120_000 });
     expect(await refusal.textContent()).toMatch(
-      /Round 1: the session’s training step \(batch 4 with k 4\) does not fit this tab: it needs ~\d+ MB, budget 120 MB \(set for this tab\)\. Batch [123] with k 4 would fit \(~\d+ MB\), but this session does not let tabs change its batch: ask the session’s organiser for it, or raise this tab’s memory budget .*Nothing was trained; no update was sent/,
+      /Round 1: the session’s training step \(batch 4 with k 4\) does not fit this tab: it needs ~\d+ MB, budget 70 MB \(set for this tab\)\. Batch [123] with k 4 would fit \(~\d+ MB\), but this session does not let tabs change its batch: ask the session’s organiser for it, or raise this tab’s memory budget .*Nothing was trained; no update was sent/,
     );
     await small.locator('#uploads li.failed', { hasText: 'Round 1' }).waitFor();
     // It refused before training: no step was reported.
