@@ -98,9 +98,11 @@ describe.skipIf(!cluster)('two coordinator processes, one session (PostgreSQL + 
     const dataDir = join(dir.path, 'data');
     const lance = join(dir.path, 'lance');
     mkdirSync(dataDir);
-    const [a, b] = await Promise.all([startCoordinator(dataDir, database, lance), startCoordinator(dataDir, database, lance)]);
-    children.push(a.child, b.child);
+    const starting = Promise.all([startCoordinator(dataDir, database, lance), startCoordinator(dataDir, database, lance)]);
+    // The clients' models are built while the two processes start.
     for (let i = 0; i < 8; i++) bundles.push(await tinyBundle());
+    const [a, b] = await starting;
+    children.push(a.child, b.child);
 
     const anon = new CoragClient(a.url);
     const created = await anon.createSession({
