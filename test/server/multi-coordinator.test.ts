@@ -1,13 +1,13 @@
 /**
  * Several coordinators, one session: two coordinator processes (`tsx server/main.ts`, different
- * ports) share one PostgreSQL database, one data folder and one LanceDB passage folder. Eight
- * clients, spread over both, take part in three FedAvg rounds; each published version must equal
- * single-process FedAvg of the updates the state recorded as accepted; passages contributed
- * through both processes are stored once and found by either; one process is killed with SIGKILL
- * mid-round after accepting updates, and the other finishes the round with those updates in it.
- *
- * The clients here send made-up deltas over HTTP (as crash.test.ts does), so the expected FedAvg
- * is known exactly; the real client runtime over several coordinators is not exercised yet.
+ * ports) share one PostgreSQL database, one data folder and one LanceDB passage folder. Eight real
+ * clients (the one client runtime, FederatedCoragClient, with the tiny fixture models on wasm), four
+ * pointed at each process, contribute passages and train in three FedAvg rounds. Each published
+ * version must equal single-process FedAvg (float64) of exactly the update bodies the clients
+ * posted (recorded from their `uploaded` events, unchanged); passages contributed through both
+ * processes are stored once and found by either; one process is killed with SIGKILL mid-round after
+ * accepting updates, its clients fail over to the other (failoverFetch: no load balancer in front),
+ * and the other finishes the round with the dead process's updates in it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -15,9 +15,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { CoragClient } from '../../src/federated/client';
-import { decodeModel, encodeModel, encodeUpdate, type NamedTensor } from '../../src/federated/codec';
-import { fedAvgExpected, maxRelativeError, MODEL_SHAPES, randomTensors, seeded, tempDir, TRAINED_PREFIXES, trainedShapes } from './helpers';
+import { FederatedCoragClient } from '../../src/corag/federated-client';
+import type { ModelBundle } from '../../src/corag/model-bundle';
+import { CoordinatorPassageSource, embedPassages, type PassageText } from '../../src/corag/retrieve';
+import { CoragClient, type FetchLike } from '../../src/federated/client';
+import { decodeModel, decodeUpdate, type NamedTensor } from '../../src/federated/codec';
+import { failoverFetch } from '../../src/federated/failover';
+import { initBackend } from '../../src/model/backend';
+import { tinyBundle } from '../corag/helpers';
+import { fedAvgExpected, maxRelativeError, tempDir } from './helpers';
 import { startTestPostgres } from './postgres';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -62,111 +68,153 @@ function startCoordinator(dataDir: string, database: string, passages: string): 
 const cluster = await startTestPostgres();
 afterAll(() => cluster?.stop());
 
-describe.skipIf(!cluster)('two coordinator processes, one session (PostgreSQL + shared data folder + LanceDB)', () => {
+const TRAINED_PREFIXES = ['reader.'];
+const PEOPLE = ['alice', 'bob', 'carol', 'david', 'emma', 'frank', 'gina', 'hugo'];
+const CITIES = ['paris', 'london', 'berlin', 'madrid', 'rome', 'vienna', 'lisbon', 'oslo'];
+const fact = (i: number): PassageText => ({ title: PEOPLE[i], text: `${PEOPLE[i]} lives in ${CITIES[i]}.` });
+
+/** Waits on state the test can read (rounds, recorded events), checked every 50 ms, up to 60 s. */
+async function waitFor(what: string, ok: () => boolean | Promise<boolean>): Promise<void> {
+  for (let t = 0; t < 1200; t++) {
+    if (await ok()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe.skipIf(!cluster)('two coordinator processes, one session (PostgreSQL + shared data folder + LanceDB), real clients', () => {
   const dir = tempDir();
   const children: ChildProcess[] = [];
+  const bundles: ModelBundle[] = [];
   afterAll(() => {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    for (const b of bundles) b.dispose();
     dir.remove();
   });
 
-  it('aggregates exactly across both, stores each passage once, and survives SIGKILL of one mid-round', async () => {
+  it("aggregates the clients' real updates exactly across both, stores each passage once, and survives SIGKILL of one mid-round", async () => {
+    await initBackend('wasm');
     const database = await cluster!.createDatabase();
     const dataDir = join(dir.path, 'data');
     const lance = join(dir.path, 'lance');
     mkdirSync(dataDir);
-    const a = await startCoordinator(dataDir, database, lance);
-    children.push(a.child);
-    const b = await startCoordinator(dataDir, database, lance);
-    children.push(b.child);
-    const random = seeded(23);
+    const starting = Promise.all([startCoordinator(dataDir, database, lance), startCoordinator(dataDir, database, lance)]);
+    // The clients' models are built while the two processes start.
+    for (let i = 0; i < 8; i++) bundles.push(await tinyBundle());
+    const [a, b] = await starting;
+    children.push(a.child, b.child);
 
     const anon = new CoragClient(a.url);
     const created = await anon.createSession({
       name: 'two coordinators',
-      models: { reader: 'r', passageEncoder: 'enc', embeddingDim: 8 },
+      models: { reader: 'corag/tiny-t5', passageEncoder: 'corag/tiny-contriever (random, seed 2)', embeddingDim: bundles[0].embeddingDim },
+      training: { learningRate: 1e-3, localSteps: 1, passagesPerQuestion: 1, maxLength: 32, batchSize: 1, seed: 3 },
       roundPolicy: { minClients: 8, minUpdates: 8, deadlineSeconds: 3600, autoStart: true },
       trainedPrefixes: TRAINED_PREFIXES,
-      passages: { embeddingCheck: 'off' }, // made-up encoder 'enc'
+      // The coordinator processes have no copy of the tiny retriever to re-embed samples with.
+      passages: { embeddingCheck: 'off' },
     });
     const sid = created.session.id;
-    const global0 = randomTensors(MODEL_SHAPES, random);
-    await anon.withToken(created.adminToken).uploadModel(sid, encodeModel(global0));
-    // Clients 0-3 talk to A, 4-7 to B (as behind a load balancer).
-    const urlOf = (i: number, aAlive = true) => (i < 4 && aAlive ? a.url : b.url);
-    const tokens: string[] = [];
-    for (let i = 0; i < 8; i++) tokens.push((await new CoragClient(urlOf(i)).join(created.joinCode, `c${i}`)).token);
+    expect((await anon.withToken(created.adminToken).uploadModel(sid, await bundles[0].exportGlobal())).version).toBe(0);
 
-    // Passages: the same two texts contributed through both processes, and one text each.
-    const passage = (text: string, k: number) => ({
-      title: '',
-      text,
-      embedding: Array.from({ length: 8 }, (_, j) => (j === k ? 1 : 0.01 * j)),
-      encoder: 'enc',
-    });
-    await Promise.all([
-      new CoragClient(a.url, tokens[0]).addPassages(sid, [passage('shared one', 0), passage('shared two', 1), passage('only via a', 2)]),
-      new CoragClient(b.url, tokens[4]).addPassages(sid, [passage('shared one', 0), passage('shared two', 1), passage('only via b', 3)]),
+    // Round 2's uploads of clients 2 and 3 (on A) are held at the door until A is dead: the kill
+    // then lands between accepted updates and ones still to come, every run. Held, not changed.
+    const held = new Map<number, { hit: boolean; release: () => void; released: Promise<void> }>();
+    for (const i of [2, 3]) {
+      let release!: () => void;
+      const released = new Promise<void>((r) => (release = r));
+      held.set(i, { hit: false, release, released });
+    }
+    const gate =
+      (i: number): FetchLike =>
+      async (input, init) => {
+        const h = held.get(i);
+        if (h && init?.method === 'PUT' && String(input).endsWith('/rounds/2/update')) {
+          h.hit = true;
+          await h.released;
+        }
+        return fetch(input, init);
+      };
+    // Clients 0-3 prefer A, 4-7 prefer B; each fails over to the other on a connection error.
+    const uploads = new Map<number, Array<{ client: number; body: Uint8Array }>>([1, 2, 3].map((r) => [r, []]));
+    const clients: FederatedCoragClient[] = [];
+    for (let i = 0; i < 8; i++) {
+      const urls = i < 4 ? [a.url, b.url] : [b.url, a.url];
+      const server = new CoragClient(urls[0], undefined, failoverFetch(urls, gate(i)));
+      const client = await FederatedCoragClient.join(server, created.joinCode, `c${i}`, {
+        bundle: bundles[i],
+        qaPairs: [{ question: `where does ${PEOPLE[i]} live?`, answers: [CITIES[i]] }],
+        passageSource: (c, s) => new CoordinatorPassageSource(c, s),
+        reconnectDelayMs: 50,
+        onEvent: (e) => {
+          if (e.type === 'uploaded') uploads.get(e.round)!.push({ client: i, body: e.body });
+        },
+      });
+      await client.loadGlobal(0);
+      clients.push(client);
+    }
+
+    // Passages: the same two facts contributed through both processes at once, and one each.
+    const [viaA, viaB] = await Promise.all([
+      clients[0].contributePassages([fact(0), fact(1), fact(2)]),
+      clients[4].contributePassages([fact(0), fact(1), fact(3)]),
     ]);
+    expect(viaA.slice(0, 2)).toEqual(viaB.slice(0, 2));
+    expect(new Set([...viaA, ...viaB]).size).toBe(4);
+    const [embedded2, embedded3] = await embedPassages(bundles[0], [fact(2), fact(3)]);
+    for (const url of [a.url, b.url]) {
+      const c = new CoragClient(url, clients[1].credentials.token);
+      expect((await c.session(sid)).passages).toBe(4);
+      // Each process finds the passage added through the other.
+      expect((await c.search(sid, embedded3, 1))[0].passage.text).toBe(fact(3).text);
+      expect((await c.search(sid, embedded2, 1))[0].passage.text).toBe(fact(2).text);
+    }
+
+    const runs = clients.map((c) => c.run({ maxRounds: 3 }));
     const db = new pg.Client({ connectionString: database });
     await db.connect();
     try {
-      for (const url of [a.url, b.url]) {
-        const c = new CoragClient(url, tokens[1]);
-        expect((await c.session(sid)).passages).toBe(4);
-        // Each process finds the passage added through the other.
-        const hits = await c.search(
-          sid,
-          Array.from({ length: 8 }, (_, j) => (j === 3 ? 1 : 0)),
-          1,
-        );
-        expect(hits[0].passage.text).toBe('only via b');
-        const hitsA = await c.search(
-          sid,
-          Array.from({ length: 8 }, (_, j) => (j === 2 ? 1 : 0)),
-          1,
-        );
-        expect(hitsA[0].passage.text).toBe('only via a');
-      }
+      // Round 2: A has accepted clients 0 and 1, clients 2 and 3 are at the door: kill A.
+      await waitFor('A to accept two round-2 updates', () => {
+        const r2 = uploads.get(2)!.map((u) => u.client);
+        return r2.includes(0) && r2.includes(1) && held.get(2)!.hit && held.get(3)!.hit;
+      });
+      a.child.kill('SIGKILL');
+      await a.exited;
+      for (const h of held.values()) h.release();
+      await Promise.all(runs);
+      expect(clients.map((c) => c.roundsTrained)).toEqual(Array(8).fill(3));
 
-      let global = global0;
-      const waitFor = async (what: string, ok: () => Promise<boolean>) => {
-        for (let t = 0; t < 600; t++) {
-          if (await ok()) return;
-          await new Promise((r) => setTimeout(r, 50));
-        }
-        throw new Error(`timed out waiting for ${what}`);
-      };
+      const reader = new CoragClient(b.url, clients[5].credentials.token);
+      await waitFor('round 3 to close', async () => (await reader.round(sid, 3)).state !== 'open');
+      let global = decodeModel(await reader.downloadModel(sid, 0));
+      const trained = new Map([...global].filter(([n]) => TRAINED_PREFIXES.some((p) => n.startsWith(p))).map(([n, t]) => [n, t.shape]));
       for (let round = 1; round <= 3; round++) {
-        await waitFor(`round ${round} to open`, async () => (await new CoragClient(b.url, tokens[5]).round(sid, 'current')).round === round);
-        const updates = tokens.map((_, i) => ({ n: 2 + ((i + round) % 5), deltas: randomTensors(trainedShapes(), random, 0.1) as Map<string, NamedTensor> }));
-        const body = (i: number) => encodeUpdate(updates[i].deltas, { round, baseVersion: round - 1, numExamples: updates[i].n, metrics: { loss: 1 + i } });
-        const send = (i: number, aAlive = true) => new CoragClient(urlOf(i, aAlive), tokens[i]).uploadUpdate(sid, round, body(i));
-        if (round === 2) {
-          // A accepts three updates and B two; then A dies (SIGKILL) and its last client goes to B.
-          await Promise.all([0, 1, 2, 4, 5].map((i) => send(i)));
-          const byNode = await db.query<{ node: string; n: number }>(
-            'SELECT node, COUNT(*)::int AS n FROM updates WHERE round = 2 GROUP BY node ORDER BY n DESC',
-          );
-          expect(byNode.rows.map((r) => r.n)).toEqual([3, 2]);
-          a.child.kill('SIGKILL');
-          await a.exited;
-          await Promise.all([3, 6, 7].map((i) => send(i, false)));
-        } else await Promise.all(tokens.map((_, i) => send(i, round < 2)));
-        await waitFor(`round ${round} to close`, async () => ['closed', 'failed'].includes((await new CoragClient(b.url, tokens[5]).round(sid, round)).state));
-        const info = await new CoragClient(b.url, tokens[5]).round(sid, round);
+        const info = await reader.round(sid, round);
         expect([info.state, info.accepted, info.resultVersion]).toEqual(['closed', 8, round]);
-        const v = decodeModel(await new CoragClient(b.url, tokens[5]).downloadModel(sid, round));
+        // One update from each of the eight clients, as they posted it.
+        const posted = uploads.get(round)!;
+        expect(posted.map((u) => u.client).sort()).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+        const updates = posted.map((u) => {
+          const d = decodeUpdate(u.body, trained);
+          expect([d.round, d.baseVersion]).toEqual([round, round - 1]);
+          return { n: d.numExamples, deltas: d.deltas as Map<string, NamedTensor> };
+        });
+        const v = decodeModel(await reader.downloadModel(sid, round));
         const expected = fedAvgExpected(global, updates);
         for (const [name, t] of v) expect(maxRelativeError(t.data, expected.get(name)!), `round ${round} ${name}`).toBeLessThan(1e-6);
-        // Weighted mean of the clients' losses, over both processes' partials.
-        const total = updates.reduce((s, u) => s + u.n, 0);
-        expect(info.metrics.loss).toBeCloseTo(updates.reduce((s, u, i) => s + u.n * (1 + i), 0) / total, 9);
+        // The clients really trained: the version moved.
+        expect([...trained.keys()].some((n) => maxRelativeError(v.get(n)!.data, global.get(n)!.data) > 0)).toBe(true);
         global = v;
       }
-      // Round 1's updates came in through both processes: two nodes recorded.
-      expect((await db.query('SELECT DISTINCT node FROM updates WHERE round = 1')).rowCount).toBe(2);
+      const nodes = async (round: number) =>
+        (await db.query<{ n: number }>('SELECT COUNT(*)::int AS n FROM updates WHERE round = $1 GROUP BY node ORDER BY n', [round])).rows.map((r) => r.n);
+      // Round 1 came in through both processes; round 2 through both, A's two kept after its death; round 3 through B alone.
+      expect(await nodes(1)).toEqual([4, 4]);
+      expect(await nodes(2)).toEqual([2, 6]);
+      expect(await nodes(3)).toEqual([8]);
       expect((await db.query('SELECT 1 FROM updates')).rowCount).toBe(24);
+      expect((await reader.session(sid)).passages).toBe(4);
     } finally {
       await db.end();
     }
