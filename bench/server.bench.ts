@@ -31,6 +31,7 @@ import { parseArgs } from 'node:util';
 import { buildApp } from '../server/app';
 import { nowIso, openDatabase } from '../server/db';
 import { LANCE_DEFAULTS, LancePassageStore } from '../server/lance-passages';
+import { SqlitePassageRecords } from '../server/sqlite-passages';
 import { CoragClient } from '../src/federated/client';
 import { decodeUpdate, encodeUpdate, type NamedTensor } from '../src/federated/codec';
 import { addWeighted, emptyRunningSum } from '../src/federated/strategy';
@@ -104,7 +105,8 @@ async function passageSearchSection(sizes: readonly number[]): Promise<string[]>
     // First without an index (the threshold above n): exact search and LanceDB's flat search,
     // timed with nothing else running. Then reopened with the threshold at n: on first use the
     // store finds itself past the crossover and builds the index in the background.
-    let store = new LancePassageStore(db, { uri: join(dir, 'lance'), indexAbove: n + 1, log: progress });
+    const records = new SqlitePassageRecords(db);
+    let store = new LancePassageStore(records, { uri: join(dir, 'lance'), indexAbove: n + 1, log: progress }, async () => ['bench']);
     const models = { reader: 'r', passageEncoder: 'enc', embeddingDim: dim };
     try {
       await store.open();
@@ -155,7 +157,7 @@ async function passageSearchSection(sizes: readonly number[]): Promise<string[]>
       const flatMs = await timeAll((q) => table.vectorSearch(q).distanceType('dot').bypassVectorIndex().limit(k).select(['id', '_distance']).toArray());
       progress(`${n}: exact ${exactMs.toFixed(1)} ms, LanceDB flat ${flatMs.toFixed(1)} ms per query`);
       await store.close();
-      store = new LancePassageStore(db, { uri: join(dir, 'lance'), indexAbove: n, log: progress });
+      store = new LancePassageStore(records, { uri: join(dir, 'lance'), indexAbove: n, log: progress }, async () => ['bench']);
       const buildStarted = performance.now();
       if ((await store.searchMode('bench', dim)) !== 'building') throw new Error(`expected the index to be building at ${n}`);
       const tick = setInterval(() => progress(`${n}: index building, ${((performance.now() - buildStarted) / 1000).toFixed(0)} s so far`), 30_000);

@@ -1,7 +1,7 @@
 /**
- * `npm run migrate -- --from <data dir> --to <new data dir> --database postgres://… [--passage-store <dir | s3://…>]`:
- * copies an embedded deployment into PostgreSQL (+ LanceDB) and a new data folder, verified, all or
- * nothing (server/copy-deployment.ts; docs/DEPLOY.md "5. Moving an embedded deployment to PostgreSQL").
+ * `npm run migrate -- --from <data dir> --to <new data dir> --database postgres://… [--passage-store <dir | s3://…>]
+ * [--from-passage-store <dir | s3://…>]`: copies an SQLite deployment into PostgreSQL (+ LanceDB) and a
+ * new data folder, verified, all or nothing (server/copy-deployment.ts; docs/DEPLOY.md "5. Moving an embedded deployment to PostgreSQL").
  * Exit status: 0 copied, 2 refused before writing anything, 1 failed and undone.
  */
 import { parseArgs } from 'node:util';
@@ -9,18 +9,23 @@ import { copyDeployment, CopyRefused } from '../server/copy-deployment';
 import { parsePassageStoreLocation } from '../server/lance-passages';
 import { parseDatabaseUrl, redactUrl } from '../server/pg-state';
 
-const HELP = `Usage: npm run migrate -- --from <data dir> --to <new data dir> --database <postgres://…> [--passage-store <dir | s3://bucket/prefix>]
+const HELP = `Usage: npm run migrate -- --from <data dir> --to <new data dir> --database <postgres://…>
+         [--passage-store <dir | s3://bucket/prefix>] [--from-passage-store <dir | s3://bucket/prefix>]
 
-Copies an embedded deployment (the coordinator's data folder: SQLite state, passages, model and
-sum files) into PostgreSQL, a new data folder and, with --passage-store, a LanceDB passage store.
-Stop the coordinator on --from first. The source is only read: it stays a working deployment.
+Copies a deployment whose state is in its data folder (SQLite state, passage records, model and
+sum files) into PostgreSQL (state and passage records), a new data folder (files) and, with
+--passage-store, a new LanceDB passage store (vectors). Stop the coordinator on --from first.
+The source is only read: it stays a working deployment.
 
-  --from <dir>            the embedded deployment's data folder
+  --from <dir>            the deployment's data folder
   --to <dir>              the new deployment's data folder (absent or empty); model, sum and
                           delta files are hard-linked into it (copied across file systems)
   --database <url>        a PostgreSQL database holding no sessions [CORAG_DATABASE_URL]
-  --passage-store <loc>   put the passage embeddings into LanceDB there; without it they stay
-                          in the new data folder's SQLite database (exact search)
+  --passage-store <loc>   put the passage vectors into a new LanceDB store there; without it the
+                          embeddings go into the PostgreSQL passage records (exact search)
+  --from-passage-store <loc>
+                          the LanceDB store --from ran with (its --passage-store), where its
+                          embeddings are; read only (required when --from used one)
   -h, --help              show this help
 
 Refused (nothing written) when the database already holds any session, when the passage store
@@ -34,6 +39,7 @@ async function main(): Promise<number> {
       to: { type: 'string' },
       database: { type: 'string' },
       'passage-store': { type: 'string' },
+      'from-passage-store': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -46,6 +52,7 @@ async function main(): Promise<number> {
   if (!values.from || !values.to || databaseRaw === undefined) throw new CopyRefused('--from, --to and --database are required (npm run migrate -- --help)');
   const database = parseDatabaseUrl(databaseRaw);
   const passageStore = values['passage-store'] === undefined ? undefined : parsePassageStoreLocation(values['passage-store']);
+  const fromPassageStore = values['from-passage-store'] === undefined ? undefined : parsePassageStoreLocation(values['from-passage-store']);
   const abort = new AbortController();
   // Ctrl-C stops at the next step and undoes what was written.
   process.once('SIGINT', () => {
@@ -57,6 +64,7 @@ async function main(): Promise<number> {
     to: values.to,
     database,
     ...(passageStore ? { passageStore } : {}),
+    ...(fromPassageStore ? { fromPassageStore } : {}),
     log: (line) => process.stderr.write(`migrate: ${line}\n`),
     signal: abort.signal,
   });

@@ -57,15 +57,19 @@ import { cappedWeight, defaultMaxExamples } from '../src/federated/strategies/we
 import { SafetensorsError } from '../src/model/safetensors';
 import { writeFileAtomic } from '../src/platform/node/atomic-file';
 import { crashPoint } from './crash-points';
-import { nowIso, openDatabase, type Db } from './db';
+import { nowIso, type Db } from './db';
 import { ApiError, badRequest, conflict, forbidden, notFound, unauthorized } from './errors';
 import { PgEventRelay } from './event-relay';
 import { EventHub } from './events';
 import { PassageIntake } from './passage-intake';
-import { EmbeddedPassageStore, type PassageStore } from './passages';
+import { EmbeddedPassageStore, type PassageRecords, type PassageStore } from './passages';
 import { LancePassageStore, type LanceStoreOptions } from './lance-passages';
+import { moveLegacyPassageRecords } from './passage-records-copy';
+import { PgPassageRecords } from './pg-passages';
 import { PostgresState } from './pg-state';
+import { SqlitePassageRecords } from './sqlite-passages';
 import { SqliteState } from './sqlite-state';
+import { openDataFolderDatabase } from './state-location';
 import type { CoordinatorState, Principal, RoundRecord, SharedRoundState, UpdateRecord } from './state';
 import { preparePool, TrainingQuestionStore, type TrainingQuestionsInput } from './training-questions';
 import { fileDeltaChunks } from './delta-files';
@@ -123,8 +127,8 @@ interface LiveRound {
 const NODE_ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 export class Coordinator {
-  /** The data folder's SQLite database: the passage records, and the state unless `database` names PostgreSQL. */
-  readonly db: Db;
+  /** The data folder's SQLite database (state and passage records); null when `database` names PostgreSQL, which holds both. */
+  readonly db: Db | null;
   /** Sessions, clients, model versions, rounds, updates, training questions (server/state.ts). */
   readonly state: CoordinatorState;
   readonly passages: PassageStore;
@@ -153,13 +157,9 @@ export class Coordinator {
     // Update bodies a crash left half-received or unvalidated: no durable state names them.
     rmSync(this.tmpDir(), { recursive: true, force: true });
     mkdirSync(this.tmpDir(), { recursive: true });
-    this.db = openDatabase(join(options.dataDir, 'coordinator.sqlite'), { foreignKeys: !options.database });
-    try {
-      checkStateLocation(this.db, options);
-    } catch (e) {
-      this.db.close();
-      throw e;
-    }
+    const folder = openDataFolderDatabase(options.dataDir, options.database);
+    this.db = folder.db;
+    let records: PassageRecords;
     if (options.database) {
       const pgState = new PostgresState(options.database);
       this.state = this.shared = pgState;
@@ -174,14 +174,30 @@ export class Coordinator {
         },
         log,
       });
-    } else this.state = new SqliteState(this.db);
+      // The passage records share the state's pool and schema; a data folder that still holds
+      // records in SQLite (from before they moved into PostgreSQL) has them moved first.
+      let ready: Promise<void> | undefined;
+      records = new PgPassageRecords(pgState.pool, () => {
+        ready ??= pgState
+          .open()
+          .then(() => (folder.legacyPassages ? moveLegacyPassageRecords(pgState.pool, folder.legacyPassages, log) : undefined))
+          .catch((e: unknown) => {
+            ready = undefined;
+            throw e;
+          });
+        return ready;
+      });
+    } else {
+      this.state = new SqliteState(this.db!);
+      records = new SqlitePassageRecords(this.db!);
+    }
     this.passages = options.passageStore
-      ? new LancePassageStore(this.db, { ...options.passageStore, shared: options.database !== undefined }, () => this.state.sessionIds())
-      : new EmbeddedPassageStore(this.db);
+      ? new LancePassageStore(records, { ...options.passageStore, shared: options.database !== undefined }, () => this.state.sessionIds())
+      : new EmbeddedPassageStore(records);
     this.trainingQuestions = new TrainingQuestionStore(this.state);
     this.passageIntake = new PassageIntake({
-      db: this.db,
       passages: this.passages,
+      checks: records,
       config: (id) => this.config(id),
       encoderVersion: (id) => this.state.latestInstalledVersion(id),
       modelPath: (id, v) => this.modelPath(id, v),
@@ -346,7 +362,7 @@ export class Coordinator {
       currentVersion,
       clients,
       online: this.events.online(sessionId),
-      passages: this.passages.count(sessionId),
+      passages: await this.passages.count(sessionId),
       round: last ? await this.roundInfo(last) : null,
     };
   }
@@ -875,30 +891,7 @@ export class Coordinator {
     await this.relay?.close();
     await this.passages.close();
     await this.state.close();
-    this.db.close();
-  }
-}
-
-/**
- * Refuses a data folder used with the other state store: its sessions would silently vanish (SQLite
- * state ignored under --database), or its passages would belong to no session (PostgreSQL state
- * forgotten). `npm run migrate` (server/copy-deployment.ts) copies a folder into PostgreSQL instead.
- */
-function checkStateLocation(db: Db, options: CoordinatorOptions): void {
-  if (options.database) {
-    const n = (db.prepare('SELECT COUNT(*) AS n FROM sessions').get() as { n: number }).n;
-    if (n > 0) {
-      throw new Error(
-        `the data folder ${options.dataDir} holds ${n} session${n === 1 ? '' : 's'} in its SQLite database, which --database would ignore: start without --database, or give another --data-dir (to move this deployment into PostgreSQL: npm run migrate -- --from <this folder> --to <new folder> --database …, docs/DEPLOY.md)`,
-      );
-    }
-  } else {
-    const n = (db.prepare('SELECT COUNT(DISTINCT session_id) AS n FROM passages WHERE session_id NOT IN (SELECT id FROM sessions)').get() as { n: number }).n;
-    if (n > 0) {
-      throw new Error(
-        `the data folder ${options.dataDir} holds passages of ${n} session${n === 1 ? '' : 's'} whose state is in PostgreSQL: start the coordinator with the --database it was used with`,
-      );
-    }
+    this.db?.close();
   }
 }
 

@@ -1,19 +1,22 @@
 /**
- * Copies an embedded deployment into PostgreSQL (+ LanceDB): `npm run migrate` (scripts/migrate.ts,
+ * Copies an SQLite deployment into PostgreSQL (+ LanceDB): `npm run migrate` (scripts/migrate.ts,
  * docs/DEPLOY.md "5. Moving an embedded deployment to PostgreSQL").
  *
  * Source: a data folder (`--from`) whose coordinator is stopped: its SQLite state (sessions and
  * their token hashes, clients, model version records, rounds, accepted updates with their metrics,
- * training questions), its passage records and embeddings, its files (model versions, running sums,
- * delta files, the server key). Target: a PostgreSQL database holding none of the sessions, a NEW
- * data folder (`--to`) and, with `--passage-store`, a LanceDB store. The source is only read: it stays
- * a working deployment, which is the way back.
+ * training questions), its passage records and embeddings (in the SQLite records, or in the
+ * LanceDB store it ran with: `--from-passage-store`), its files (model versions, running sums,
+ * delta files, the server key). Target: a PostgreSQL database holding none of the sessions (state
+ * AND passage records), a NEW data folder (`--to`, files only) and, with `--passage-store`, a new
+ * LanceDB store for the vectors (else the embeddings stay in the PostgreSQL records). The source is
+ * only read: it stays a working deployment, which is the way back.
  *
- * All or nothing. The state rows go into PostgreSQL in ONE transaction, which is verified (every
- * table read back inside it: row counts and a canonical SHA-256 per table, server/deployment-tables.ts)
- * and committed last. Everything before the commit is undone on failure: the new data folder is
- * built under `<to>.partial` (removed), LanceDB tables are created only for the copied sessions
- * (dropped), and a schema this run created in an empty database is dropped again. The new folder
+ * All or nothing. The state rows and the passage records go into PostgreSQL in ONE transaction,
+ * which is verified (every table read back inside it: row counts and a canonical SHA-256 per table,
+ * server/deployment-tables.ts, server/passage-records-copy.ts) and committed last. Everything before
+ * the commit is undone on failure: the new data folder is built under `<to>.partial` (removed),
+ * LanceDB tables are created only for the copied sessions (dropped), and a schema this run created
+ * in an empty database is dropped again. The new folder
  * gets its name just before the commit; a crash in between leaves `--to` beside a PostgreSQL that
  * holds nothing, and the next run says to remove it. Model and sum files are immutable once written
  * (written to a temp name, then renamed), so they are hard-linked when both folders share a file
@@ -22,13 +25,15 @@
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve, sep } from 'node:path';
+import type { Connection, Table } from '@lancedb/lancedb';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { createStrategy } from '../src/federated/strategy';
 import type { SessionConfig } from '../src/federated/protocol';
-import { openDatabase, SQLITE_SCHEMA_VERSION, type Db } from './db';
-import { describeRow, digestRows, digestTable, PG_ARRAY_TYPE, rowValues, STATE_TABLES, type Row, type TableDigest, type TableSpec } from './deployment-tables';
-import { LancePassageStore } from './lance-passages';
+import { SQLITE_SCHEMA_VERSION, type Db } from './db';
+import { describeRow, digestTable, PG_ARRAY_TYPE, rowValues, STATE_TABLES, type Row, type TableDigest, type TableSpec } from './deployment-tables';
+import { allTableNames, loadLance, scanVectors, vectorDim, vectorRows, vectorSchema, vectorTableName } from './lance-vectors';
+import { compareDigests, copyPassageRecords, postgresPassageDigests, sqlitePassageDigests, type PassageTable } from './passage-records-copy';
 import { PostgresState, redactUrl } from './pg-state';
 
 export interface CopyDeploymentOptions {
@@ -38,8 +43,10 @@ export interface CopyDeploymentOptions {
   readonly to: string;
   /** postgres://… of a database holding no sessions (an empty one gets the schema). */
   readonly database: string;
-  /** A LanceDB location (parsePassageStoreLocation) for the embeddings; absent: they stay in the new folder's SQLite. */
+  /** A new LanceDB location (parsePassageStoreLocation) for the vectors; absent: the embeddings go into the PostgreSQL records. */
   readonly passageStore?: string;
+  /** The LanceDB store the source ran with (`--passage-store` there), where its embeddings are; needed when its records hold none. */
+  readonly fromPassageStore?: string;
   /** Progress lines. */
   readonly log?: (line: string) => void;
   /** Stops the copy at the next step (undoing it), e.g. on Ctrl-C. */
@@ -50,16 +57,16 @@ export interface CopyDeploymentOptions {
 
 export interface CopyReport {
   readonly sessions: readonly string[];
-  readonly tables: Readonly<Record<TableSpec['name'] | 'passages' | 'passage_contributors', TableDigest>>;
+  readonly tables: Readonly<Record<TableSpec['name'] | PassageTable, TableDigest>>;
   readonly files: { readonly count: number; readonly bytes: number; readonly linked: number };
-  readonly passagesIn: 'lancedb' | 'sqlite';
+  /** Where the vectors went: LanceDB (`passageStore`) or the PostgreSQL records. */
+  readonly passagesIn: 'lancedb' | 'postgresql';
   readonly embeddingsSampled: number;
   readonly seconds: number;
 }
 
 /** The data folder's own database files and scratch space: everything else in it is copied. */
 const NOT_COPIED = new Set(['coordinator.sqlite', 'coordinator.sqlite-wal', 'coordinator.sqlite-shm', 'coordinator.sqlite-journal', 'tmp']);
-const PASSAGE_COLUMNS = ['id', 'session_id', 'client_id', 'hash', 'title', 'text', 'created_at'] as const;
 const INSERT_CHUNK = 1000;
 
 export async function copyDeployment(options: CopyDeploymentOptions): Promise<CopyReport> {
@@ -73,8 +80,14 @@ export async function copyDeployment(options: CopyDeploymentOptions): Promise<Co
     if (options.signal?.aborted) throw new Error('interrupted');
   };
 
+  if (options.fromPassageStore !== undefined && options.fromPassageStore === options.passageStore) {
+    throw new CopyRefused(
+      `--passage-store ${options.passageStore} is the store the source runs with (--from-passage-store): give a new store for the copy (the source's stays as it is: the way back)`,
+    );
+  }
   const source = openSource(from);
   const target = new PgTarget(options.database);
+  let vectors: SourceVectors | undefined;
   const lanceTables: string[] = [];
   // A local store folder this run creates is removed whole on failure (LanceDB writes bookkeeping into it on connect).
   const createdStore = options.passageStore !== undefined && !/^s3:\/\//.test(options.passageStore) && !existsSync(options.passageStore);
@@ -89,6 +102,13 @@ export async function copyDeployment(options: CopyDeploymentOptions): Promise<Co
     );
     const files = listFiles(from);
     checkReferencedFiles(from, snapshot, files);
+    const inLance = source.prepare('SELECT session_id FROM passages WHERE length(embedding) = 0 LIMIT 1').get() as { session_id: string } | undefined;
+    if (inLance && options.fromPassageStore === undefined) {
+      throw new CopyRefused(
+        `--from ${from} ran with --passage-store: the embeddings of session ${inLance.session_id} (and maybe others) are in that LanceDB store, not in its database; name it with --from-passage-store <its folder or s3:// URI>`,
+      );
+    }
+    if (options.fromPassageStore !== undefined) vectors = await SourceVectors.open(options.fromPassageStore, source);
 
     // ---- 2. PostgreSQL: schema, lock, refuse a database that holds sessions
     await target.open(log);
@@ -113,45 +133,36 @@ export async function copyDeployment(options: CopyDeploymentOptions): Promise<Co
       checkAbort();
     }
 
-    // ---- 4. the new data folder: files, then the passage records (and embeddings)
+    // ---- 4. the new data folder (files only: no database), then the passage records into the
+    // transaction and their vectors into LanceDB (or into the records)
     mkdirSync(staging, { recursive: true });
     const copied = copyFiles(from, staging, files, log, checkAbort);
-    const passages = copyPassages(source, join(staging, 'coordinator.sqlite'), snapshot, log);
-    if (options.passageStore) {
-      const db = openDatabase(join(staging, 'coordinator.sqlite'), { foreignKeys: false });
-      const store = new LancePassageStore(db, { uri: options.passageStore, log }, async () => sessionIds);
-      try {
-        await store.open();
-      } finally {
-        await store.close();
-        db.close();
-      }
+    const lanceTarget = options.passageStore ? await LanceTarget.open(options.passageStore, snapshot) : undefined;
+    let passages: Record<PassageTable, TableDigest>;
+    try {
+      passages = await target.copyPassages(source, snapshot, vectors, lanceTarget, log);
+    } finally {
+      lanceTarget?.close();
     }
     checkAbort();
 
     // ---- 5. verify: PostgreSQL read back inside the transaction, the folder, the embeddings
-    const tables = {} as Record<TableSpec['name'] | 'passages' | 'passage_contributors', TableDigest>;
+    const tables = {} as Record<TableSpec['name'] | PassageTable, TableDigest>;
     for (const table of STATE_TABLES) {
       const want = digestTable(table, snapshot.rows.get(table.name)!);
       const got = digestTable(table, await target.readBack(table, sessionIds));
       compareDigests(`PostgreSQL table ${table.name}`, want, got);
       tables[table.name] = got;
     }
-    const copiedDb = new Database(join(staging, 'coordinator.sqlite'), { readonly: true, fileMustExist: true });
-    let embeddingsSampled: number;
-    try {
-      for (const name of ['passages', 'passage_contributors'] as const) {
-        const got = passageDigest(copiedDb, name);
-        compareDigests(`the new folder's ${name}`, passages[name], got);
-        tables[name] = got;
-      }
-      embeddingsSampled = await verifyEmbeddings(source, copiedDb, options.passageStore, sessionIds, options.sampleEmbeddings ?? 64);
-    } finally {
-      copiedDb.close();
+    const got = await target.passageDigests(sessionIds);
+    for (const name of Object.keys(passages) as PassageTable[]) {
+      compareDigests(`PostgreSQL table ${name}`, passages[name], got[name]);
+      tables[name] = got[name];
     }
+    const embeddingsSampled = await verifyEmbeddings(source, vectors, target, options.passageStore, sessionIds, options.sampleEmbeddings ?? 64);
     verifyFiles(from, staging, files);
     log(
-      `verified: ${[...STATE_TABLES.map((t) => t.name), 'passages', 'passage_contributors'].map((n) => `${n} ${tables[n as keyof typeof tables].rows}`).join(', ')} (counts and SHA-256 equal); ${copied.count} files (${copied.linked} hard-linked, the rest SHA-256 equal); ${embeddingsSampled} embeddings bit-equal in ${options.passageStore ? 'LanceDB' : 'SQLite'}`,
+      `verified: ${[...STATE_TABLES.map((t) => t.name), ...(Object.keys(passages) as PassageTable[])].map((n) => `${n} ${tables[n].rows}`).join(', ')} (counts and SHA-256 equal); ${copied.count} files (${copied.linked} hard-linked, the rest SHA-256 equal); ${embeddingsSampled} embeddings bit-equal in ${options.passageStore ? 'LanceDB' : 'PostgreSQL'}`,
     );
 
     // ---- 6. the source must not have changed meanwhile (a coordinator still running on it)
@@ -164,8 +175,9 @@ export async function copyDeployment(options: CopyDeploymentOptions): Promise<Co
         digestTable(table, again.rows.get(table.name)!),
       );
     }
-    for (const name of ['passages', 'passage_contributors'] as const) {
-      compareDigests(`the source's ${name} (changed during the copy: stop its coordinator and run again)`, tables[name], passageDigest(source, name));
+    const sourceNow = sqlitePassageDigests(source);
+    for (const name of ['passages', 'passage_contributors', 'passage_checks'] as const) {
+      compareDigests(`the source's ${name} (changed during the copy: stop its coordinator and run again)`, tables[name], sourceNow[name]);
     }
     checkAbort();
 
@@ -180,7 +192,7 @@ export async function copyDeployment(options: CopyDeploymentOptions): Promise<Co
       sessions: sessionIds,
       tables,
       files: copied,
-      passagesIn: options.passageStore ? 'lancedb' : 'sqlite',
+      passagesIn: options.passageStore ? 'lancedb' : 'postgresql',
       embeddingsSampled,
       seconds: (performance.now() - started) / 1000,
     };
@@ -197,6 +209,7 @@ export async function copyDeployment(options: CopyDeploymentOptions): Promise<Co
   } finally {
     if (source.inTransaction) source.exec('COMMIT');
     source.close();
+    vectors?.close();
     await target.close();
   }
 }
@@ -363,98 +376,105 @@ function countPassages(db: Db): number {
   return (db.prepare('SELECT COUNT(*) AS n FROM passages').get() as { n: number }).n;
 }
 
-/** The passage records' digest (embeddings are compared separately), in id / contributor order. */
-function passageDigest(db: Db, table: 'passages' | 'passage_contributors'): TableDigest {
-  const sql =
-    table === 'passages'
-      ? `SELECT ${PASSAGE_COLUMNS.join(', ')} FROM passages ORDER BY id`
-      : 'SELECT passage_id, client_id FROM passage_contributors ORDER BY passage_id, rowid';
-  return digestRows(db.prepare(sql).raw().iterate() as Iterable<unknown[]>);
-}
+// ------------------------------------------------------------------ embeddings
 
-/**
- * The passage records (ids kept: clients and LanceDB rows name passages by id) and their embeddings
- * into the new folder's database, in one transaction; each embedding must have the session's size.
- */
-function copyPassages(
-  source: Db,
-  path: string,
-  snapshot: StateSnapshot,
-  log: (line: string) => void,
-): Record<'passages' | 'passage_contributors', TableDigest> {
-  const dims = new Map(snapshot.rows.get('sessions')!.map((s) => [String(s.id), (JSON.parse(String(s.config)) as SessionConfig).models?.embeddingDim]));
-  const db = openDatabase(path, { foreignKeys: false });
-  try {
-    const insert = db.prepare('INSERT INTO passages (id, session_id, client_id, hash, title, text, embedding, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
-    const contributor = db.prepare('INSERT INTO passage_contributors (passage_id, client_id) VALUES (?, ?)');
-    let n = 0;
-    db.transaction(() => {
-      const rows = source
-        .prepare('SELECT id, session_id, client_id, hash, title, text, embedding, created_at FROM passages ORDER BY id')
-        .iterate() as Iterable<{
-        id: number;
-        session_id: string;
-        client_id: string;
-        hash: string;
-        title: string;
-        text: string;
-        embedding: Buffer;
-        created_at: string;
-      }>;
-      for (const p of rows) {
-        const dim = dims.get(p.session_id);
-        if (p.embedding.length === 0) {
-          throw new Error(
-            `passage ${p.id} of session ${p.session_id} has its embedding in a LanceDB store (this folder was run with --passage-store): copying such a folder is not supported yet (its embeddings would have to be read from that store)`,
-          );
-        }
-        if (typeof dim !== 'number' || p.embedding.length !== 4 * dim) {
-          throw new Error(
-            `passage ${p.id} of session ${p.session_id}: its embedding has ${p.embedding.length} bytes, the session's dimension ${String(dim)} needs ${4 * Number(dim)}`,
-          );
-        }
-        insert.run(p.id, p.session_id, p.client_id, p.hash, p.title, p.text, p.embedding, p.created_at);
-        n++;
+/** The LanceDB store the source ran with: its vectors read by passage id (never written). */
+class SourceVectors {
+  private readonly tables = new Map<string, Promise<{ table: Table; dim: number }>>();
+
+  private constructor(private readonly conn: Connection) {}
+
+  static async open(uri: string, source: Db): Promise<SourceVectors> {
+    const { lance } = await loadLance();
+    const conn = await lance.connect(uri).catch((e: unknown) => {
+      throw new CopyRefused(`--from-passage-store ${uri}: ${(e as Error).message}`);
+    });
+    const names = await allTableNames(conn);
+    const sessions = source.prepare('SELECT DISTINCT session_id FROM passages WHERE length(embedding) = 0').pluck().all() as string[];
+    const missing = sessions.filter((id) => !names.has(vectorTableName(id)));
+    if (missing.length > 0) {
+      conn.close();
+      throw new CopyRefused(
+        `--from-passage-store ${uri} holds no vectors of session ${missing[0]} (table ${vectorTableName(missing[0])}): is it the store --from ran with?`,
+      );
+    }
+    return new SourceVectors(conn);
+  }
+
+  /** The float32 bytes of each row's vector, by id (absent when the store has none). */
+  async get(rows: ReadonlyArray<{ id: number; session_id: string }>): Promise<Map<number, Buffer>> {
+    const out = new Map<number, Buffer>();
+    const bySession = new Map<string, number[]>();
+    for (const r of rows) bySession.set(r.session_id, [...(bySession.get(r.session_id) ?? []), r.id]);
+    for (const [sessionId, ids] of bySession) {
+      let t = this.tables.get(sessionId);
+      if (!t) {
+        t = this.conn.openTable(vectorTableName(sessionId)).then(async (table) => ({ table, dim: await vectorDim(table) }));
+        this.tables.set(sessionId, t);
       }
-      for (const c of source.prepare('SELECT passage_id, client_id FROM passage_contributors ORDER BY rowid').iterate() as Iterable<{
-        passage_id: number;
-        client_id: string;
-      }>)
-        contributor.run(c.passage_id, c.client_id);
-      // Ids are never reused (AUTOINCREMENT): the new folder continues after the source's last one.
-      const seq = source.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'passages'").get() as { seq: number } | undefined;
-      if (seq) {
-        db.prepare("DELETE FROM sqlite_sequence WHERE name = 'passages'").run();
-        db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES ('passages', ?)").run(seq.seq);
-      }
-    })();
-    log(`passages: ${n} records into ${path}`);
-    return { passages: passageDigest(source, 'passages'), passage_contributors: passageDigest(source, 'passage_contributors') };
-  } finally {
-    db.close();
+      const { table, dim } = await t;
+      const { ids: found, vectors } = await scanVectors(table, dim, true, `id IN (${ids.join(',')})`);
+      found.forEach((id, i) => out.set(id, Buffer.from(vectors.slice(i * dim, (i + 1) * dim).buffer)));
+    }
+    return out;
+  }
+
+  close(): void {
+    this.conn.close();
   }
 }
 
-// ------------------------------------------------------------------ embeddings
+/** The new LanceDB store: one table per session with passages, created on its first vectors. */
+class LanceTarget {
+  private readonly tables = new Map<string, Table>();
 
-type Lance = typeof import('@lancedb/lancedb');
+  private constructor(
+    private readonly conn: Connection,
+    private readonly arrow: Awaited<ReturnType<typeof loadLance>>['arrow'],
+    private readonly dims: Map<string, unknown>,
+  ) {}
+
+  static async open(uri: string, snapshot: StateSnapshot): Promise<LanceTarget> {
+    const { lance, arrow } = await loadLance();
+    return new LanceTarget(await lance.connect(uri), arrow, sessionDims(snapshot));
+  }
+
+  async add(rows: ReadonlyArray<{ id: number; session_id: string }>, embeddings: readonly Buffer[]): Promise<void> {
+    const bySession = new Map<string, number[]>();
+    rows.forEach((r, i) => bySession.set(r.session_id, [...(bySession.get(r.session_id) ?? []), i]));
+    for (const [sessionId, at] of bySession) {
+      const dim = Number(this.dims.get(sessionId));
+      let table = this.tables.get(sessionId);
+      if (!table) {
+        // mode 'create' without existOk: a table of this session (another copy's?) is an error, not a merge.
+        table = await this.conn.createEmptyTable(vectorTableName(sessionId), vectorSchema(this.arrow, dim), { mode: 'create' });
+        this.tables.set(sessionId, table);
+      }
+      await table.add(
+        vectorRows(
+          this.arrow,
+          at.map((i) => rows[i].id),
+          at.map((i) => new Float32Array(embeddings[i].buffer.slice(embeddings[i].byteOffset, embeddings[i].byteOffset + embeddings[i].byteLength))),
+          dim,
+        ),
+      );
+    }
+  }
+
+  close(): void {
+    this.conn.close();
+  }
+}
 
 /** The LanceDB tables this copy will create; refused if one exists (another copy, or this folder's store already). */
 async function checkLanceTarget(uri: string, source: Db, sessionIds: readonly string[]): Promise<string[]> {
   const withPassages = sessionIds.filter((id) => source.prepare('SELECT 1 FROM passages WHERE session_id = ? LIMIT 1').get(id) !== undefined);
-  const names = withPassages.map((id) => `passages_${id}`);
+  const names = withPassages.map(vectorTableName);
   if (names.length === 0) return [];
-  const lance: Lance = await import('@lancedb/lancedb');
+  const { lance } = await loadLance();
   const conn = await lance.connect(uri);
   try {
-    const existing = new Set<string>();
-    let startAfter: string | undefined;
-    for (;;) {
-      const page = await conn.tableNames({ limit: 1000, ...(startAfter === undefined ? {} : { startAfter }) });
-      page.forEach((n) => existing.add(n));
-      if (page.length < 1000) break;
-      startAfter = page[page.length - 1];
-    }
+    const existing = await allTableNames(conn);
     const taken = names.filter((n) => existing.has(n));
     if (taken.length > 0) {
       throw new CopyRefused(
@@ -469,10 +489,10 @@ async function checkLanceTarget(uri: string, source: Db, sessionIds: readonly st
 
 async function dropLanceTables(uri: string, names: readonly string[], log: (line: string) => void): Promise<void> {
   try {
-    const lance: Lance = await import('@lancedb/lancedb');
+    const { lance } = await loadLance();
     const conn = await lance.connect(uri);
     try {
-      const existing = new Set(await conn.tableNames({ limit: 100_000 }));
+      const existing = await allTableNames(conn);
       for (const n of names) if (existing.has(n)) await conn.dropTable(n);
     } finally {
       conn.close();
@@ -483,55 +503,51 @@ async function dropLanceTables(uri: string, names: readonly string[], log: (line
 }
 
 /**
- * Per session: as many embeddings in the new place as records, and a sample (first, last, evenly
- * spaced) bit-equal to the source's. Returns how many were compared.
+ * Per session: as many embeddings in the new place (LanceDB, or the PostgreSQL records read back
+ * inside the transaction) as records, and a sample (first, last, evenly spaced) bit-equal to the
+ * source's (its records, or the LanceDB store it ran with). Returns how many were compared.
  */
-async function verifyEmbeddings(source: Db, copied: Db, uri: string | undefined, sessionIds: readonly string[], perSession: number): Promise<number> {
-  const lance: Lance | undefined = uri ? await import('@lancedb/lancedb') : undefined;
-  const conn = lance && uri ? await lance.connect(uri) : undefined;
+async function verifyEmbeddings(
+  source: Db,
+  sourceVectors: SourceVectors | undefined,
+  target: PgTarget,
+  uri: string | undefined,
+  sessionIds: readonly string[],
+  perSession: number,
+): Promise<number> {
+  const { lance } = await loadLance();
+  const conn = uri ? await lance.connect(uri) : undefined;
   let compared = 0;
   try {
     for (const id of sessionIds) {
       const ids = source.prepare('SELECT id FROM passages WHERE session_id = ? ORDER BY id').pluck().all(id) as number[];
       if (ids.length === 0) continue;
-      const pick = [
-        ...new Set(
-          Array.from(
-            { length: Math.min(perSession, ids.length) },
-            (_, i) => ids[Math.floor((i * (ids.length - 1)) / Math.max(1, Math.min(perSession, ids.length) - 1))],
-          ),
-        ),
-      ];
-      const want = (pid: number) => source.prepare('SELECT embedding FROM passages WHERE id = ?').pluck().get(pid) as Buffer;
+      const n = Math.min(perSession, ids.length);
+      const pick = [...new Set(Array.from({ length: n }, (_, i) => ids[Math.floor((i * (ids.length - 1)) / Math.max(1, n - 1))]))];
+      const inRecords = new Map(
+        pick.map((pid) => [pid, source.prepare('SELECT embedding FROM passages WHERE id = ?').pluck().get(pid) as Buffer] as const).filter(([, b]) => b.length > 0),
+      );
+      const fromStore = await sourceVectors?.get(pick.filter((pid) => !inRecords.has(pid)).map((pid) => ({ id: pid, session_id: id })));
+      const want = (pid: number) => inRecords.get(pid) ?? fromStore?.get(pid);
       let got: Map<number, Buffer>;
       if (conn) {
-        const table = await conn.openTable(`passages_${id}`);
+        const table = await conn.openTable(vectorTableName(id));
         const rows = await table.countRows();
         if (rows !== ids.length) throw new Error(`verification failed: session ${id} has ${ids.length} passages but ${rows} vectors in LanceDB`);
-        const result = await table
-          .query()
-          .where(`id IN (${pick.join(',')})`)
-          .select(['id', 'vector'])
-          .toArrow();
-        got = new Map();
-        for (const batch of result.batches) {
-          const idCol = batch.getChild('id')!;
-          const vecCol = batch.getChild('vector')!;
-          for (let i = 0; i < batch.numRows; i++) {
-            const v = (vecCol.get(i) as { toArray(): Float32Array }).toArray();
-            got.set(Number(idCol.get(i) as bigint), Buffer.from(v.buffer, v.byteOffset, v.byteLength));
-          }
-        }
-        const blobs = copied.prepare('SELECT COUNT(*) AS n FROM passages WHERE session_id = ? AND length(embedding) > 0').get(id) as { n: number };
-        if (blobs.n > 0) throw new Error(`verification failed: session ${id}: ${blobs.n} embeddings were left in the new folder's SQLite beside LanceDB`);
+        const dim = await vectorDim(table);
+        const { ids: found, vectors } = await scanVectors(table, dim, true, `id IN (${pick.join(',')})`);
+        got = new Map(found.map((pid, i) => [pid, Buffer.from(vectors.slice(i * dim, (i + 1) * dim).buffer)]));
+        const { count } = await target.embeddings(id, []);
+        if (count > 0) throw new Error(`verification failed: session ${id}: ${count} embeddings were left in the PostgreSQL records beside LanceDB`);
       } else {
-        const n = copied.prepare('SELECT COUNT(*) AS n FROM passages WHERE session_id = ? AND length(embedding) > 0').get(id) as { n: number };
-        if (n.n !== ids.length) throw new Error(`verification failed: session ${id} has ${ids.length} passages but ${n.n} embeddings in the new folder`);
-        got = new Map(pick.map((pid) => [pid, copied.prepare('SELECT embedding FROM passages WHERE id = ?').pluck().get(pid) as Buffer]));
+        const stored = await target.embeddings(id, pick);
+        if (stored.count !== ids.length) throw new Error(`verification failed: session ${id} has ${ids.length} passages but ${stored.count} embeddings in PostgreSQL`);
+        got = stored.bytes;
       }
       for (const pid of pick) {
         const g = got.get(pid);
-        if (!g || !g.equals(want(pid))) throw new Error(`verification failed: the embedding of passage ${pid} (session ${id}) differs from the source's`);
+        const w = want(pid);
+        if (!g || !w || !g.equals(w)) throw new Error(`verification failed: the embedding of passage ${pid} (session ${id}) differs from the source's`);
         compared++;
       }
     }
@@ -607,6 +623,61 @@ class PgTarget {
     return (await this.client!.query<Row>(`SELECT ${cols}${ord} FROM ${table.name} WHERE "${table.session}" = ANY($1::text[])`, [sessionIds])).rows;
   }
 
+  /**
+   * The passage records (server/passage-records-copy.ts) into the transaction; their embeddings
+   * from the source's records or its LanceDB store, either kept in the records or, with a LanceDB
+   * target, written there (and the records' left empty).
+   */
+  async copyPassages(
+    source: Db,
+    snapshot: StateSnapshot,
+    vectors: SourceVectors | undefined,
+    lance: LanceTarget | undefined,
+    log: (line: string) => void,
+  ): Promise<Record<PassageTable, TableDigest>> {
+    const dims = sessionDims(snapshot);
+    const embeddingsOf = async (rows: ReadonlyArray<{ id: number; session_id: string; embedding: Buffer }>): Promise<Buffer[]> => {
+      const fromLance = await vectors?.get(rows.filter((r) => r.embedding.length === 0));
+      return rows.map((r) => {
+        const bytes = r.embedding.length > 0 ? r.embedding : fromLance?.get(r.id);
+        if (!bytes) throw new Error(`passage ${r.id} of session ${r.session_id} has no embedding in the source's records nor in --from-passage-store`);
+        const dim = dims.get(r.session_id);
+        if (typeof dim !== 'number' || bytes.length !== 4 * dim) {
+          throw new Error(`passage ${r.id} of session ${r.session_id}: its embedding has ${bytes.length} bytes, the session's dimension ${String(dim)} needs ${4 * Number(dim)}`);
+        }
+        return bytes;
+      });
+    };
+    let n = 0;
+    const digests = await copyPassageRecords(
+      this.client!,
+      source,
+      async (rows) => (lance ? rows.map(() => Buffer.alloc(0)) : embeddingsOf(rows)),
+      async (rows) => {
+        n += rows.length;
+        if (lance) await lance.add(rows, await embeddingsOf(rows));
+      },
+    );
+    log(`passages: ${n} records into PostgreSQL${lance ? ', their vectors into LanceDB' : ' with their embeddings'}`);
+    return digests;
+  }
+
+  async passageDigests(sessionIds: readonly string[]): Promise<Record<PassageTable, TableDigest>> {
+    return postgresPassageDigests(this.client!, sessionIds);
+  }
+
+  /** Stored embeddings of a session in the transaction: how many, and the bytes of `ids`. */
+  async embeddings(sessionId: string, ids: readonly number[]): Promise<{ count: number; bytes: Map<number, Buffer> }> {
+    const count = (
+      await this.client!.query<{ n: number }>('SELECT COUNT(*)::int AS n FROM passages WHERE session_id = $1 AND octet_length(embedding) > 0', [sessionId])
+    ).rows[0].n;
+    const rows = await this.client!.query<{ id: string; embedding: Buffer }>('SELECT id, embedding FROM passages WHERE session_id = $1 AND id = ANY($2::int8[])', [
+      sessionId,
+      ids,
+    ]);
+    return { count, bytes: new Map(rows.rows.map((r) => [Number(r.id), r.embedding])) };
+  }
+
   async commit(): Promise<void> {
     await this.client!.query('COMMIT');
   }
@@ -638,10 +709,6 @@ class PgTarget {
   }
 }
 
-function compareDigests(what: string, want: TableDigest, got: TableDigest): void {
-  if (want.rows !== got.rows || want.sha256 !== got.sha256) {
-    throw new Error(
-      `verification failed: ${what}: source ${want.rows} rows (sha256 ${want.sha256.slice(0, 12)}…), copy ${got.rows} rows (sha256 ${got.sha256.slice(0, 12)}…)`,
-    );
-  }
+function sessionDims(snapshot: StateSnapshot): Map<string, unknown> {
+  return new Map(snapshot.rows.get('sessions')!.map((s) => [String(s.id), (JSON.parse(String(s.config)) as SessionConfig).models?.embeddingDim]));
 }

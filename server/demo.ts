@@ -184,8 +184,8 @@ export async function seedDemoPassages(
 }
 
 /** True when the coordinator has contributed to the session (a demo store seeded, or being seeded). */
-export function hasCoordinatorPassages(coordinator: Coordinator, sessionId: string): boolean {
-  return coordinator.passages.contributions(sessionId).some((c) => c.clientId === COORDINATOR_CONTRIBUTOR);
+export async function hasCoordinatorPassages(coordinator: Coordinator, sessionId: string): Promise<boolean> {
+  return (await coordinator.passages.contributions(sessionId)).some((c) => c.clientId === COORDINATOR_CONTRIBUTOR);
 }
 
 export interface DemoSessionOptions {

@@ -26,15 +26,24 @@
  * is migrated on open: the vectors are copied to LanceDB, then the SQLite blobs emptied.
  */
 import { existsSync, statSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { resolve } from 'node:path';
 import type { Connection, Table } from '@lancedb/lancedb';
-import type { Db } from './db';
 import { crashPoint } from './crash-points';
 import { ApiError } from './errors';
-import { checkQuery, PassageRecords, type AddResult, type PassageQuota, type PassageStore } from './passages';
+import { allTableNames, loadLance, scanVectors, vectorDim, vectorRows, vectorSchema, vectorsOf, vectorTableName, type Lance } from './lance-vectors';
+import {
+  checkQuery,
+  freshPassages,
+  searchHits,
+  validatePassages,
+  type AddResult,
+  type PassageQuota,
+  type PassageRecords,
+  type PassageStore,
+  type PreparedPassage,
+} from './passages';
 import { ExactVectorIndex } from '../src/retrieval/vector-index';
-import type { PassageInput, SearchHit, SessionModels } from '../src/federated/protocol';
+import type { ContributionCount, Passage, PassageInput, SearchHit, SessionModels } from '../src/federated/protocol';
 
 export interface LanceStoreOptions {
   /** A local folder (absolute) or an object-store URI (`s3://bucket/prefix`); see parsePassageStoreLocation. */
@@ -90,8 +99,7 @@ export function parsePassageStoreLocation(raw: string, cwd = process.cwd()): str
   return path;
 }
 
-type Lance = typeof import('@lancedb/lancedb');
-type Arrow = typeof import('apache-arrow');
+type Arrow = Awaited<ReturnType<typeof loadLance>>['arrow'];
 
 interface SessionVectors {
   readonly table: Table;
@@ -113,24 +121,7 @@ interface SessionVectors {
   readonly orphans: Set<number>;
 }
 
-const EMPTY = Buffer.alloc(0);
-
-/** The `vector` column of a record batch as one row-major Float32Array view (no per-value copies). */
-function vectorsOf(
-  batch: {
-    numRows: number;
-    getChild(name: string): { data: ReadonlyArray<{ offset: number; children: ReadonlyArray<{ offset: number; values: unknown }> }> } | null;
-  },
-  dim: number,
-): Float32Array {
-  const data = batch.getChild('vector')!.data[0];
-  const child = data.children[0];
-  const start = data.offset * dim + child.offset;
-  return (child.values as Float32Array).subarray(start, start + batch.numRows * dim);
-}
-const tableName = (sessionId: string) => `passages_${sessionId}`;
-
-export class LancePassageStore extends PassageRecords implements PassageStore {
+export class LancePassageStore implements PassageStore {
   readonly kind = 'lancedb';
   private lance?: Lance;
   private arrow?: Arrow;
@@ -141,14 +132,12 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
   private closed = false;
   private readonly indexAbove: number;
 
-  /** `sessionIds`: every session's id (the state store's); default: the sessions table of `db`. */
+  /** `sessionIds`: every session's id (the state store's), reconciled on open. */
   constructor(
-    db: Db,
+    readonly records: PassageRecords,
     readonly options: LanceStoreOptions,
-    private readonly sessionIds: () => Promise<readonly string[]> = async () =>
-      (db.prepare('SELECT id FROM sessions ORDER BY id').all() as Array<{ id: string }>).map((r) => r.id),
+    private readonly sessionIds: () => Promise<readonly string[]>,
   ) {
-    super(db);
     this.indexAbove = options.indexAbove ?? LANCE_DEFAULTS.indexAbove;
     if (!Number.isInteger(this.indexAbove) || this.indexAbove < 1)
       throw new Error(`passage store: indexAbove must be a positive integer, got ${options.indexAbove}`);
@@ -165,10 +154,8 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
   }
 
   private async connectAndReconcile(): Promise<void> {
-    this.lance = await import('@lancedb/lancedb');
-    // The CommonJS build lancedb itself loads: Arrow objects from the ES module build are another
-    // class to it ("schemas must be equivalent").
-    this.arrow = createRequire(import.meta.url)('apache-arrow') as Arrow;
+    await this.records.open();
+    ({ lance: this.lance, arrow: this.arrow } = await loadLance());
     // Shared: each read first looks for versions other processes committed (0 s: always).
     this.conn = await this.lance.connect(this.options.uri, this.options.shared ? { readConsistencyInterval: 0 } : {});
     for (const id of await this.sessionIds()) await this.reconcile(id);
@@ -199,58 +186,19 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
   // ------------------------------------------------------------------ tables
 
   private async tableExists(name: string): Promise<boolean> {
-    let startAfter: string | undefined;
-    for (;;) {
-      const page = await this.conn!.tableNames({ limit: 1000, ...(startAfter === undefined ? {} : { startAfter }) });
-      if (page.includes(name)) return true;
-      if (page.length < 1000) return false;
-      startAfter = page[page.length - 1];
-    }
+    return (await allTableNames(this.conn!)).has(name);
   }
 
   private schema(dim: number) {
-    const { Schema, Field, Int64, FixedSizeList, Float32 } = this.arrow!;
-    return new Schema([new Field('id', new Int64(), false), new Field('vector', new FixedSizeList(dim, new Field('item', new Float32(), true)), false)]);
+    return vectorSchema(this.arrow!, dim);
   }
 
-  /** Rows (id, vector) as one Arrow table, without per-value copies. */
   private rows(ids: readonly number[], vectors: readonly Float32Array[], dim: number) {
-    const { makeData, Struct, Int64, Float32, FixedSizeList, Field, RecordBatch, Table: ArrowTable } = this.arrow!;
-    const schema = this.schema(dim);
-    const flat = new Float32Array(ids.length * dim);
-    vectors.forEach((v, i) => flat.set(v, i * dim));
-    const id = makeData({ type: new Int64(), length: ids.length, nullCount: 0, data: BigInt64Array.from(ids, (x) => BigInt(x)) });
-    const values = makeData({ type: new Float32(), length: flat.length, nullCount: 0, data: flat });
-    const vector = makeData({ type: new FixedSizeList(dim, new Field('item', new Float32(), true)), length: ids.length, nullCount: 0, child: values });
-    const struct = makeData({ type: new Struct(schema.fields), length: ids.length, nullCount: 0, children: [id, vector] });
-    return new ArrowTable(schema, new RecordBatch(schema, struct));
-  }
-
-  /** Every (id, vector) of a table; `withVectors: false` reads the ids only. */
-  private async scan(table: Table, dim: number, withVectors: boolean): Promise<{ ids: number[]; vectors: Float32Array }> {
-    const result = await table
-      .query()
-      .select(withVectors ? ['id', 'vector'] : ['id'])
-      .toArrow();
-    const ids: number[] = [];
-    const vectors = new Float32Array(withVectors ? result.numRows * dim : 0);
-    for (const batch of result.batches) {
-      const idColumn = batch.getChild('id')!;
-      for (let i = 0; i < batch.numRows; i++) ids.push(Number(idColumn.get(i) as bigint));
-      if (withVectors) vectors.set(vectorsOf(batch, dim), (ids.length - batch.numRows) * dim);
-    }
-    return { ids, vectors };
+    return vectorRows(this.arrow!, ids, vectors, dim);
   }
 
   private async hasVectorIndex(table: Table): Promise<boolean> {
     return (await table.listIndices()).some((i) => i.columns.includes('vector'));
-  }
-
-  private async vectorDim(table: Table): Promise<number> {
-    const field = (await table.schema()).fields.find((f) => f.name === 'vector');
-    const dim = (field?.type as { listSize?: number } | undefined)?.listSize;
-    if (!dim) throw new Error(`table ${table.name} has no fixed-size "vector" column`);
-    return dim;
   }
 
   /**
@@ -259,59 +207,53 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
    * LanceDB; a record with neither is an error.
    */
   private async reconcile(sessionId: string): Promise<void> {
-    const name = tableName(sessionId);
-    const recorded = this.db.prepare('SELECT id, length(embedding) AS bytes FROM passages WHERE session_id = ?').all(sessionId) as Array<{
-      id: number;
-      bytes: number;
-    }>;
+    const name = vectorTableName(sessionId);
+    const recorded = await this.records.recordIds(sessionId);
     const exists = await this.tableExists(name);
     if (!exists && recorded.length === 0) return;
     let table: Table;
     let dim: number;
     if (exists) {
       table = await this.conn!.openTable(name);
-      dim = await this.vectorDim(table);
+      dim = await vectorDim(table);
     } else {
-      dim = recorded.find((r) => r.bytes > 0)!.bytes / 4;
-      if (!Number.isInteger(dim) || dim < 1) throw new Error(`session ${sessionId}: its records name no embedding dimension`);
+      const first = recorded.find((r) => r.hasEmbedding);
+      dim = first ? ((await this.records.embeddings(sessionId, [first.id])).get(first.id)?.length ?? 0) : 0;
+      if (dim < 1) throw new Error(`session ${sessionId}: its records name no embedding dimension`);
       table = await this.conn!.createEmptyTable(name, this.schema(dim));
     }
-    const stored = new Set((await this.scan(table, dim, false)).ids);
+    const stored = new Set((await scanVectors(table, dim, false)).ids);
     const records = new Set(recorded.map((r) => r.id));
     const strays = [...stored].filter((id) => !records.has(id));
     // Shared by several processes, a vector without a record may be another process's add in
     // flight (vectors are written before records): left alone, and never returned by a search.
     if (strays.length > 0 && !this.options.shared) await table.delete(`id IN (${strays.join(',')})`);
-    const missing = recorded.filter((r) => !stored.has(r.id) && r.bytes === 0);
+    const missing = recorded.filter((r) => !stored.has(r.id) && !r.hasEmbedding);
     if (missing.length > 0) {
       throw new Error(
         `session ${sessionId}: ${missing.length} of its ${recorded.length} passages have no vector in this store (e.g. passage ${missing[0].id}); is --passage-store the store this data folder was used with?`,
       );
     }
-    // Embeddings still in SQLite (a folder the embedded store wrote): copied, then emptied there.
-    const toMove = recorded.filter((r) => r.bytes > 0);
-    const blob = this.db.prepare('SELECT embedding FROM passages WHERE id = ?');
+    // Embeddings still in the records (a deployment the embedded store wrote): copied, then emptied there.
+    const toMove = recorded.filter((r) => r.hasEmbedding);
     for (let i = 0; i < toMove.length; i += 5000) {
-      const chunk = toMove.slice(i, i + 5000).filter((r) => !stored.has(r.id));
-      const vectors = chunk.map((r) => {
-        const b = (blob.get(r.id) as { embedding: Buffer }).embedding;
-        return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-      });
-      if (chunk.length > 0)
-        await table.add(
-          this.rows(
-            chunk.map((r) => r.id),
-            vectors,
-            dim,
-          ),
-        );
+      const chunk = toMove
+        .slice(i, i + 5000)
+        .filter((r) => !stored.has(r.id))
+        .map((r) => r.id);
+      if (chunk.length === 0) continue;
+      const vectors = await this.records.embeddings(sessionId, chunk);
+      await table.add(
+        this.rows(
+          chunk,
+          chunk.map((id) => vectors.get(id)!),
+          dim,
+        ),
+      );
     }
     if (toMove.length > 0) {
-      const empty = this.db.prepare('UPDATE passages SET embedding = ? WHERE id = ?');
-      this.db.transaction(() => {
-        for (const r of toMove) empty.run(EMPTY, r.id);
-      })();
-      this.options.log?.(`passage store: moved ${toMove.length} embeddings of session ${sessionId} from SQLite to ${this.options.uri}`);
+      await this.records.clearEmbeddings(toMove.map((r) => r.id));
+      this.options.log?.(`passage store: moved ${toMove.length} embeddings of session ${sessionId} from the passage records to ${this.options.uri}`);
     }
   }
 
@@ -320,13 +262,13 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
     let s = this.sessions.get(sessionId);
     if (!s) {
       s = (async () => {
-        const name = tableName(sessionId);
+        const name = vectorTableName(sessionId);
         let table: Table;
         if (await this.tableExists(name)) table = await this.conn!.openTable(name);
         // existOk: another process may create the same session's table at the same moment.
         else if (create) table = await this.conn!.createEmptyTable(name, this.schema(dim), { mode: 'create', existOk: true });
         else return undefined;
-        const stored = await this.vectorDim(table);
+        const stored = await vectorDim(table);
         if (stored !== dim) throw new Error(`session ${sessionId}: the store's vectors have ${stored} values, the session's dimension is ${dim}`);
         const indexed = await this.hasVectorIndex(table);
         const rows = await table.countRows();
@@ -351,7 +293,7 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
     // Loaded inside the write queue, so no add or withdrawal runs while it is read.
     s.loadingExact ??= this.exclusive(async () => {
       const version = this.options.shared ? await s.table.version() : undefined;
-      const { ids, vectors } = await this.scan(s.table, s.dim, true);
+      const { ids, vectors } = await scanVectors(s.table, s.dim, true);
       const index = new ExactVectorIndex(s.dim, ids.length);
       index.add(ids, vectors);
       s.exact = index;
@@ -445,16 +387,42 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
 
   // ------------------------------------------------------------------ the store
 
+  count(sessionId: string): Promise<number> {
+    return this.records.count(sessionId);
+  }
+
+  validate(models: SessionModels, inputs: readonly PassageInput[]): PreparedPassage[] {
+    return validatePassages(models, inputs);
+  }
+
+  existingHashes(sessionId: string, hashes: readonly string[]): Promise<Set<string>> {
+    return this.records.existingHashes(sessionId, hashes);
+  }
+
+  get(sessionId: string, ids: readonly number[]): Promise<Passage[]> {
+    return this.records.get(sessionId, ids);
+  }
+
+  contributions(sessionId: string): Promise<ContributionCount[]> {
+    return this.records.contributions(sessionId);
+  }
+
   async add(sessionId: string, models: SessionModels, clientId: string, inputs: readonly PassageInput[], quota?: PassageQuota): Promise<AddResult[]> {
     const prepared = this.validate(models, inputs);
     await this.open();
     return this.exclusive(async () => {
-      const fresh = this.fresh(sessionId, prepared);
+      const fresh = freshPassages(
+        prepared,
+        await this.records.existingHashes(
+          sessionId,
+          prepared.map((p) => p.hash),
+        ),
+      );
       // Refused before any vector is written (and checked again inside the commit).
-      if (quota) this.db.transaction(() => this.enforceQuota(sessionId, clientId, prepared, quota))();
+      if (quota) await this.records.checkQuota(sessionId, clientId, prepared, quota);
       let s: SessionVectors;
-      const first = this.reserveIds(fresh.length);
-      const ids = new Map(fresh.map((p, i) => [p.hash, first + i]));
+      const reserved = await this.records.reserveIds(fresh.length);
+      const ids = new Map(fresh.map((p, i) => [p.hash, reserved[i]]));
       try {
         s = (await this.session(sessionId, models.embeddingDim, true))!;
         await this.retryOrphans(s);
@@ -474,17 +442,13 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
       let added: Array<{ id: number; embedding: Float32Array }>;
       let results: AddResult[];
       try {
-        ({ results, added } = this.commit(
-          sessionId,
-          clientId,
-          prepared,
-          quota,
-          () => EMPTY,
-          (p) => ids.get(p.hash)!,
-        ));
+        ({ results, added } = await this.records.commit(sessionId, clientId, prepared, quota, {
+          withEmbeddings: false,
+          idOf: (p: PreparedPassage) => ids.get(p.hash)!,
+        }));
       } catch (e) {
         // The records were not committed: their vectors go too (if this fails, the next open removes them).
-        if (fresh.length > 0) await s.table.delete(`id >= ${first} AND id < ${first + fresh.length}`).catch(() => undefined);
+        if (fresh.length > 0) await s.table.delete(`id IN (${reserved.join(',')})`).catch(() => undefined);
         throw e;
       }
       // Another process committed some of the same passages between `fresh` and the commit: their
@@ -499,30 +463,9 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
         added.map((a) => a.embedding),
       );
       s.addedSince += added.length;
-      this.maybeIndex(sessionId, s, this.count(sessionId));
+      this.maybeIndex(sessionId, s, await this.records.count(sessionId));
       return results;
     });
-  }
-
-  /**
-   * Reserves `n` passage ids and returns the first: ids are chosen before the records commit (the
-   * vectors are written first), so the reservation is its own write transaction on the records'
-   * database, moving AUTOINCREMENT's high-water mark: no other process sharing the database, and
-   * no later insert, gets the same ids.
-   */
-  private reserveIds(n: number): number {
-    return this.db
-      .transaction(() => {
-        const row = this.db
-          .prepare("SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'passages'), 0), COALESCE((SELECT MAX(id) FROM passages), 0)) AS last")
-          .get() as { last: number };
-        if (n > 0) {
-          const moved = this.db.prepare("UPDATE sqlite_sequence SET seq = ? WHERE name = 'passages'").run(row.last + n).changes;
-          if (moved === 0) this.db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES ('passages', ?)").run(row.last + n);
-        }
-        return row.last + 1;
-      })
-      .immediate();
   }
 
   private async retryOrphans(s: SessionVectors): Promise<void> {
@@ -570,7 +513,7 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
       if (e instanceof ApiError) throw e;
       throw this.unavailable('be searched', e);
     }
-    return this.hits(sessionId, top, k, withEmbeddings);
+    return searchHits(this.records, sessionId, top, k, withEmbeddings);
   }
 
   /**
@@ -593,7 +536,7 @@ export class LancePassageStore extends PassageRecords implements PassageStore {
       throw this.unavailable('be opened', e);
     });
     return this.exclusive(async () => {
-      const outcome = this.removeContribution(sessionId, clientId, id);
+      const outcome = await this.records.removeContribution(sessionId, clientId, id);
       if (!outcome.deleted) return outcome;
       crashPoint('passages:records-withdrawn');
       // Committed: the record is gone, so no search returns it; then the vector goes.

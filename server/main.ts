@@ -153,7 +153,7 @@ async function main(): Promise<void> {
     const id = sessionIds[0];
     demo = { id, joinCode: await coordinator.joinCode(id) };
     // A demo store whose seeding a crash interrupted is completed (nothing happens when it is whole).
-    if (hasCoordinatorPassages(coordinator, id)) await seedDemoPassages(coordinator, id, (line) => process.stdout.write(`${line}\n`));
+    if (await hasCoordinatorPassages(coordinator, id)) await seedDemoPassages(coordinator, id, (line) => process.stdout.write(`${line}\n`));
   }
 
   const address = await app.listen({ port, host });

@@ -18,10 +18,9 @@
 import { randomInt } from 'node:crypto';
 import type { PassageText } from '../src/corag/retrieve';
 import { passagePolicyOf, type PassageInput, type PassagePolicy } from '../src/federated/protocol';
-import type { Db } from './db';
 import { ApiError, badRequest } from './errors';
 import { FrozenPassageEncoder, PassageEncoderError } from './passage-encoder';
-import type { PassageStore, PassageQuota } from './passages';
+import type { PassageQuota, PassageRecords, PassageStore } from './passages';
 import type { SessionConfig } from '../src/federated/protocol';
 
 /**
@@ -123,8 +122,9 @@ interface EncoderSlot {
 }
 
 export interface PassageIntakeDeps {
-  readonly db: Db;
   readonly passages: PassageStore;
+  /** Where each client's check history is kept (the passage records: shared by every coordinator process). */
+  readonly checks: Pick<PassageRecords, 'checkHistory' | 'recordCheck'>;
   config(sessionId: string): Promise<SessionConfig>;
   /** The newest model version an admin installed (the frozen passage encoder's weights), if any. */
   encoderVersion(sessionId: string): Promise<number | undefined>;
@@ -141,15 +141,7 @@ export class PassageIntake {
   constructor(
     private readonly deps: PassageIntakeDeps,
     private readonly random: () => number = () => randomInt(2 ** 47) / 2 ** 47,
-  ) {
-    deps.db.exec(`CREATE TABLE IF NOT EXISTS passage_checks (
-      session_id TEXT NOT NULL,
-      client_id TEXT NOT NULL,
-      batches INTEGER NOT NULL DEFAULT 0,
-      mismatches INTEGER NOT NULL DEFAULT 0,
-      PRIMARY KEY (session_id, client_id)
-    )`);
-  }
+  ) {}
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
     const next = this.work.then(fn, fn);
@@ -188,20 +180,6 @@ export class PassageIntake {
     return loading;
   }
 
-  private history(sessionId: string, clientId: string): { batches: number; mismatches: number } {
-    const row = this.deps.db.prepare('SELECT batches, mismatches FROM passage_checks WHERE session_id = ? AND client_id = ?').get(sessionId, clientId) as
-      { batches: number; mismatches: number } | undefined;
-    return row ?? { batches: 0, mismatches: 0 };
-  }
-
-  private record(sessionId: string, clientId: string, column: 'batches' | 'mismatches'): void {
-    this.deps.db
-      .prepare(
-        `INSERT INTO passage_checks (session_id, client_id, ${column}) VALUES (?, ?, 1) ON CONFLICT (session_id, client_id) DO UPDATE SET ${column} = ${column} + 1`,
-      )
-      .run(sessionId, clientId);
-  }
-
   /** `k` distinct indexes of [0, n), uniformly. */
   private sample(n: number, k: number): number[] {
     const idx = Array.from({ length: n }, (_, i) => i);
@@ -218,7 +196,7 @@ export class PassageIntake {
     const policy = passagePolicyOf(config);
     const prepared = this.deps.passages.validate(config.models, inputs);
     if (policy.embeddingCheck !== 'off') {
-      const known = this.deps.passages.existingHashes(
+      const known = await this.deps.passages.existingHashes(
         sessionId,
         prepared.map((p) => p.hash),
       );
@@ -249,14 +227,14 @@ export class PassageIntake {
           }
           if (norm > verifyAbove) outliers.add(i);
         }
-        const checks = checksFor(policy, fresh.length, this.history(sessionId, clientId));
+        const checks = checksFor(policy, fresh.length, await this.deps.checks.checkHistory(sessionId, clientId));
         const sampled = new Set([...this.sample(fresh.length, checks), ...outliers]);
         const chosen = [...sampled].sort((a, b) => a - b).map((i) => fresh[i]);
         const recomputed = await this.serial(() => loaded.encoder.embed(chosen.map((p) => ({ title: p.title, text: p.text }))));
         for (const [j, p] of chosen.entries()) {
           const a = embeddingAgreement(p.embedding, recomputed[j]);
           if (!agrees(a)) {
-            this.record(sessionId, clientId, 'mismatches');
+            await this.deps.checks.recordCheck(sessionId, clientId, 'mismatches');
             throw badRequest(
               'embedding_mismatch',
               `passages[${p.index}] ("${p.title.slice(0, 80)}"): the embedding is not what this session's passage encoder computes for its text (cosine ${a.cosine.toFixed(4)}, relative L2 error ${a.relativeL2.toExponential(2)}; accepted: cosine ≥ ${EMBEDDING_TOLERANCE.minCosine} and error ≤ ${EMBEDDING_TOLERANCE.maxRelativeL2}); the whole batch was refused, nothing was stored, and this client's later batches are checked in full`,
@@ -265,7 +243,7 @@ export class PassageIntake {
         }
       }
       const results = await this.deps.passages.add(sessionId, config.models, clientId, inputs, quotaOf(policy, true));
-      if (fresh.length > 0) this.record(sessionId, clientId, 'batches');
+      if (fresh.length > 0) await this.deps.checks.recordCheck(sessionId, clientId, 'batches');
       return results;
     }
     return await this.deps.passages.add(sessionId, config.models, clientId, inputs, quotaOf(policy, true));
@@ -283,7 +261,7 @@ export class PassageIntake {
   ): Promise<{ added: number; alreadyStored: number; seconds: number }> {
     const config = await this.deps.config(sessionId);
     const { contentHash } = await import('./passages');
-    const known = this.deps.passages.existingHashes(
+    const known = await this.deps.passages.existingHashes(
       sessionId,
       passages.map((p) => contentHash(p.title, p.text)),
     );

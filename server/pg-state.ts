@@ -116,6 +116,41 @@ CREATE TABLE round_partials (
   FOREIGN KEY (session_id, round) REFERENCES rounds(session_id, number)
 );`,
   },
+  {
+    // The passage records (server/pg-passages.ts), so that coordinators on several hosts share
+    // them: SQLite's tables (server/db.ts) with PostgreSQL types. Ids come from passages_id_seq
+    // (never reused: the LanceDB store names vectors by id); an empty embedding means the vector
+    // lives in LanceDB. passage_contributors.seq is the contribution order (a withdrawal credits
+    // the earliest remaining contributor, as SQLite's rowid order does).
+    name: 'passage-records',
+    sql: `
+CREATE TABLE passages (
+  id BIGSERIAL PRIMARY KEY,
+  session_id TEXT NOT NULL REFERENCES sessions(id),
+  client_id TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  title TEXT NOT NULL,
+  text TEXT NOT NULL,
+  embedding BYTEA NOT NULL,
+  created_at TEXT NOT NULL,
+  UNIQUE (session_id, hash)
+);
+CREATE INDEX passages_by_client ON passages(session_id, client_id);
+CREATE TABLE passage_contributors (
+  passage_id BIGINT NOT NULL REFERENCES passages(id) ON DELETE CASCADE,
+  client_id TEXT NOT NULL,
+  seq BIGINT GENERATED ALWAYS AS IDENTITY,
+  PRIMARY KEY (passage_id, client_id)
+);
+CREATE INDEX passage_contributors_by_client ON passage_contributors(client_id);
+CREATE TABLE passage_checks (
+  session_id TEXT NOT NULL REFERENCES sessions(id),
+  client_id TEXT NOT NULL,
+  batches INTEGER NOT NULL DEFAULT 0,
+  mismatches INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (session_id, client_id)
+);`,
+  },
 ];
 export const PG_SCHEMA_VERSION = MIGRATIONS.length;
 /** pg_advisory_xact_lock key for migrations ("corag" in ASCII). */
@@ -125,7 +160,8 @@ type Queryable = pg.Pool | pg.PoolClient;
 
 export class PostgresState implements CoordinatorState, SharedRoundState {
   readonly kind = 'postgres';
-  private readonly pool: pg.Pool;
+  /** Shared with the passage records (server/pg-passages.ts): one pool per process. */
+  readonly pool: pg.Pool;
   private opening?: Promise<void>;
 
   constructor(readonly url: string) {

@@ -32,7 +32,7 @@ export function registerPassageRoutes(ctx: RouteContext): void {
       // Embeddings spot-checked against the frozen passage encoder, quotas enforced (server/passage-intake.ts).
       const results = await coordinator.passageIntake.add(sessionId, clientId, req.body.passages);
       const added = results.filter((r) => !r.duplicate).length;
-      if (added) coordinator.publish(sessionId, { type: 'passages-changed', total: coordinator.passages.count(sessionId), added, removed: 0 });
+      if (added) coordinator.publish(sessionId, { type: 'passages-changed', total: await coordinator.passages.count(sessionId), added, removed: 0 });
       crashPoint('passages:committed');
       return reply.code(201).send({ results });
     },
@@ -67,7 +67,7 @@ export function registerPassageRoutes(ctx: RouteContext): void {
     },
     async (req) => {
       await principal(req);
-      return { passages: coordinator.passages.get(req.params.sessionId, req.query.ids.split(',').map(Number)) };
+      return { passages: await coordinator.passages.get(req.params.sessionId, req.query.ids.split(',').map(Number)) };
     },
   );
 
@@ -88,7 +88,7 @@ export function registerPassageRoutes(ctx: RouteContext): void {
         clientId,
         req.params.id,
       );
-      if (deleted) coordinator.publish(sessionId, { type: 'passages-changed', total: coordinator.passages.count(sessionId), added: 0, removed: 1 });
+      if (deleted) coordinator.publish(sessionId, { type: 'passages-changed', total: await coordinator.passages.count(sessionId), added: 0, removed: 1 });
       return { id: req.params.id, deleted, contributorsLeft };
     },
   );
@@ -98,7 +98,7 @@ export function registerPassageRoutes(ctx: RouteContext): void {
     { schema: { params: sessionParams, response: { 200: contributionsResultSchema, ...errorResponses } } },
     async (req) => {
       await principal(req);
-      return { counts: coordinator.passages.contributions(req.params.sessionId) };
+      return { counts: await coordinator.passages.contributions(req.params.sessionId) };
     },
   );
 }

@@ -57,6 +57,22 @@ describe('npm run migrate', () => {
     expect(done.code).toBe(0);
     expect(done.stdout).toContain(`Copied 1 session`);
     expect(done.stdout).toContain(`npm start -- --data-dir ${to} --database`);
-    expect(existsSync(join(to, 'coordinator.sqlite'))).toBe(true);
+    // State and passage records are in PostgreSQL now: the new folder holds files only.
+    expect(existsSync(to)).toBe(true);
+    expect(existsSync(join(to, 'coordinator.sqlite'))).toBe(false);
+    const same = await migrate([
+      '--from',
+      source,
+      '--to',
+      join(dir.path, 'copy2'),
+      '--database',
+      database,
+      '--passage-store',
+      join(dir.path, 'lance'),
+      '--from-passage-store',
+      join(dir.path, 'lance'),
+    ]);
+    expect(same.code).toBe(2);
+    expect(same.stderr).toMatch(/is the store the source runs with/);
   });
 });

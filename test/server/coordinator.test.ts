@@ -23,7 +23,7 @@ afterAll(() => cluster?.stop());
   database: string | undefined,
   sql: string,
 ): Promise<void> {
-  if (!database) return void coordinator.db.exec(sql);
+  if (!database) return void coordinator.db!.exec(sql);
   const c = new pg.Client({ connectionString: database });
   await c.connect();
   await c.query(sql).finally(() => c.end());
@@ -160,7 +160,7 @@ describe.skipIf(!cluster)('a data folder is used with one state store', () => {
       const { clientId } = await shared.join(await shared.joinCode(session.id));
       await shared.passages.add(session.id, models, clientId, [{ title: 't', text: 'a passage', embedding: [1, 0], encoder: 'enc' }]);
       await shared.close();
-      expect(() => new Coordinator({ dataDir: other.path })).toThrow(/passages of 1 session whose state is in PostgreSQL/);
+      expect(() => new Coordinator({ dataDir: other.path })).toThrow(/was used with PostgreSQL state.*start the coordinator with the --database it was used with/);
       // With the right --database it starts and serves the same session and passage.
       const again = new Coordinator({ dataDir: other.path, database });
       await again.resume();

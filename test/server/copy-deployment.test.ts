@@ -177,7 +177,10 @@ describe.skipIf(!cluster)('copying an embedded deployment into PostgreSQL + Lanc
     expect(report.tables.training_questions.rows).toBe(20);
     expect(report.tables.passages.rows).toBe(49);
     expect(report.tables.passage_contributors.rows).toBe(53);
+    expect(report.passagesIn).toBe('lancedb');
     expect(report.embeddingsSampled).toBe(49);
+    // The passage records are in PostgreSQL: the new folder holds files only.
+    expect(existsSync(join(target, 'coordinator.sqlite'))).toBe(false);
     expect(report.files.count).toBeGreaterThanOrEqual(5);
     expect(lines.some((l) => l.startsWith('verified:'))).toBe(true);
     // The source was only read.
@@ -233,6 +236,41 @@ describe.skipIf(!cluster)('copying an embedded deployment into PostgreSQL + Lanc
       expect((await waitClosed(adminA, a.sid, 3)).resultVersion).toBe(3);
       // New passages continue after the source's last id, even one that was withdrawn.
       const added = await on(a.participants[0]).addPassages(a.sid, [{ title: 'n', text: 'new passage', embedding: queries[0], encoder: 'p' }]);
+      expect(added.results[0].id).toBe(a.lastId + 1);
+    } finally {
+      await server.app.close();
+    }
+  });
+
+  it('copies a source that ran with --passage-store: its vectors read from that store (left as it was) into the PostgreSQL records', async () => {
+    const { a } = before as Required<typeof before>;
+    // The source, run once with a LanceDB store: its embeddings move there, its records keep none.
+    const ranWithLance = join(dirs.path, 'ran-with-lance');
+    const sourceStore = join(dirs.path, 'source-lance');
+    cpSync(source, ranWithLance, { recursive: true });
+    const old = await startServer({ dataDir: ranWithLance, passageStore: { uri: sourceStore }, random: seeded(3) });
+    await old.app.close();
+    const to = join(dirs.path, 'from-lance');
+    const fresh = await cluster!.createDatabase();
+    const refused = await copyDeployment({ from: ranWithLance, to, database: fresh }).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(CopyRefused);
+    expect((refused as Error).message).toMatch(/ran with --passage-store.*--from-passage-store/);
+    const same = await copyDeployment({ from: ranWithLance, to, database: fresh, passageStore: sourceStore, fromPassageStore: sourceStore }).catch(
+      (e: unknown) => e,
+    );
+    expect((same as Error).message).toMatch(/is the store the source runs with/);
+    const storeBefore = readdirSync(join(sourceStore, `passages_${a.sid}.lance`), { recursive: true }).sort();
+
+    const report = await copyDeployment({ from: ranWithLance, to, database: fresh, fromPassageStore: sourceStore });
+    expect(report.passagesIn).toBe('postgresql');
+    expect([report.tables.passages.rows, report.tables.passage_embeddings.rows, report.embeddingsSampled]).toEqual([49, 49, 49]);
+    expect(readdirSync(join(sourceStore, `passages_${a.sid}.lance`), { recursive: true }).sort()).toEqual(storeBefore);
+    // The copy's embedded store (embeddings in PostgreSQL) answers exactly as the source did.
+    const server = await startServer({ dataDir: to, database: fresh, random: seeded(3) });
+    try {
+      const on = new CoragClient(server.url).withToken(a.participants[0].token);
+      expect(await Promise.all(queries.map((q) => on.search(a.sid, q, 5, { withEmbeddings: true })))).toEqual(before.searches.get(a.sid));
+      const added = await on.addPassages(a.sid, [{ title: 'n', text: 'another new passage', embedding: queries[1], encoder: 'p' }]);
       expect(added.results[0].id).toBe(a.lastId + 1);
     } finally {
       await server.app.close();

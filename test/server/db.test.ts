@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { nowIso, openDatabase } from '../../server/db';
 import { EmbeddedPassageStore } from '../../server/passages';
+import { SqlitePassageRecords } from '../../server/sqlite-passages';
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -18,7 +19,7 @@ describe('openDatabase', () => {
     const path = join(dir, 'coordinator.sqlite');
     let db = openDatabase(path);
     db.prepare("INSERT INTO sessions (id, config, admin_token_hash, join_code, created_at) VALUES ('s', '{}', 'h', 'j', ?)").run(nowIso());
-    const store = new EmbeddedPassageStore(db);
+    const store = new EmbeddedPassageStore(new SqlitePassageRecords(db));
     const [{ id }] = await store.add('s', MODELS, 'owner', [{ title: 't', text: 'a passage', embedding: [1, 0], encoder: 'enc' }]);
     await store.add('s', MODELS, 'second', [{ title: 't', text: 'a passage', embedding: [1, 0], encoder: 'enc' }]);
     db.exec('DELETE FROM passage_contributors'); // the state an older coordinator left
@@ -27,11 +28,11 @@ describe('openDatabase', () => {
     db = openDatabase(path);
     expect(db.prepare('SELECT client_id FROM passage_contributors WHERE passage_id = ?').all(id)).toEqual([{ client_id: 'owner' }]);
     // The owner's withdrawal then removes it; reopening does not bring a contributor back.
-    expect(await new EmbeddedPassageStore(db).withdraw('s', MODELS, 'owner', id)).toEqual({ deleted: true, contributorsLeft: 0 });
+    expect(await new EmbeddedPassageStore(new SqlitePassageRecords(db)).withdraw('s', MODELS, 'owner', id)).toEqual({ deleted: true, contributorsLeft: 0 });
     db.close();
     db = openDatabase(path);
     expect(db.prepare('SELECT COUNT(*) AS n FROM passage_contributors').get()).toEqual({ n: 0 });
-    expect(new EmbeddedPassageStore(db).count('s')).toBe(0);
+    expect(await new EmbeddedPassageStore(new SqlitePassageRecords(db)).count('s')).toBe(0);
     db.close();
   });
 });

@@ -1,23 +1,30 @@
 /**
  * The passage store behind its interface (server/passages.ts): the same behaviour suite runs
- * against the embedded store (SQLite + exact in-memory index, the default) and the LanceDB store
- * (server/lance-passages.ts, a real LanceDB folder; its index threshold set high so these stores
- * are searched exactly). Then what only the LanceDB store does: the IVF-PQ index built in the
- * background past the crossover (recall@40 against exact), crash leftovers reconciled on open,
- * a folder written by the embedded store migrated, the --passage-store option validated.
+ * against the embedded store (exact in-memory index, embeddings in the records) and the LanceDB
+ * store (server/lance-passages.ts, a real LanceDB folder; its index threshold set high so these
+ * stores are searched exactly), each with its records in SQLite (server/sqlite-passages.ts) and in
+ * PostgreSQL (server/pg-passages.ts, a throwaway cluster: test/server/postgres.ts). Then what only
+ * the LanceDB store does: the IVF-PQ index built in the background past the crossover (recall@40
+ * against exact), crash leftovers reconciled on open, a folder written by the embedded store
+ * migrated, the --passage-store option validated; and what only PostgreSQL records face: two
+ * processes' stores writing one session at once.
  */
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { nowIso, openDatabase, type Db } from '../../server/db';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { nowIso, openDatabase } from '../../server/db';
 import { ApiError } from '../../server/errors';
 import { LancePassageStore, parsePassageStoreLocation } from '../../server/lance-passages';
-import { EmbeddedPassageStore, type PassageStore } from '../../server/passages';
+import { EmbeddedPassageStore, type PassageRecords, type PassageStore } from '../../server/passages';
+import { PgPassageRecords } from '../../server/pg-passages';
+import { PostgresState } from '../../server/pg-state';
+import { SqlitePassageRecords } from '../../server/sqlite-passages';
 import { CoragClient, CoragHttpError } from '../../src/federated/client';
 import type { PassageInput } from '../../src/federated/protocol';
 import { ExactVectorIndex } from '../../src/retrieval/vector-index';
 import { seeded, startServer, tempDir } from './helpers';
+import { startTestPostgres } from './postgres';
 
 const DIM = 16;
 const MODELS = { reader: 'r', passageEncoder: 'enc', embeddingDim: DIM };
@@ -26,32 +33,74 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+const cluster = await startTestPostgres();
+afterAll(() => cluster?.stop());
+
 interface Kind {
   readonly name: 'embedded' | 'lancedb';
-  make(db: Db, dir: string): PassageStore;
+  make(records: PassageRecords, dir: string): PassageStore;
 }
 const KINDS: Kind[] = [
-  { name: 'embedded', make: (db) => new EmbeddedPassageStore(db) },
+  { name: 'embedded', make: (records) => new EmbeddedPassageStore(records) },
   // Searched exactly: the index threshold is far above these stores.
-  { name: 'lancedb', make: (db, dir) => new LancePassageStore(db, { uri: join(dir, 'lance'), indexAbove: 1_000_000 }) },
+  { name: 'lancedb', make: (records, dir) => new LancePassageStore(records, { uri: join(dir, 'lance'), indexAbove: 1_000_000 }, async () => ['s']) },
 ];
 
-/** A database with session 's' in a temp folder, and the store of `kind` on it (reopen: same folder). */
-async function opened(kind: Kind, dir = tempDir()) {
-  const db = openDatabase(join(dir.path, 'coordinator.sqlite'));
-  if (!db.prepare("SELECT 1 FROM sessions WHERE id = 's'").get())
-    db.prepare("INSERT INTO sessions (id, config, admin_token_hash, join_code, created_at) VALUES ('s', '{}', 'h', 'j', ?)").run(nowIso());
-  const store = kind.make(db, dir.path);
-  await store.open();
+/** Where the records live; `skip` where PostgreSQL is not installed (never under CI). */
+interface RecordsBackend {
+  readonly records: 'SQLite' | 'PostgreSQL';
+  readonly skip: boolean;
+}
+const BACKENDS: RecordsBackend[] = [
+  { records: 'SQLite', skip: false },
+  { records: 'PostgreSQL', skip: !cluster },
+];
+const COMBINATIONS = KINDS.flatMap((kind) => BACKENDS.map((backend) => ({ ...backend, kind, name: kind.name })));
+
+/** Each temp folder's PostgreSQL database (a reopen of the folder reopens its database). */
+const databases = new Map<string, string>();
+
+/** Records holding session 's' (SQLite in the folder, or the folder's PostgreSQL database); `close` closes their database. */
+async function openRecords(backend: RecordsBackend, dir: string): Promise<{ records: PassageRecords; close: () => Promise<void> }> {
+  if (backend.records === 'SQLite') {
+    const db = openDatabase(join(dir, 'coordinator.sqlite'));
+    if (!db.prepare("SELECT 1 FROM sessions WHERE id = 's'").get())
+      db.prepare("INSERT INTO sessions (id, config, admin_token_hash, join_code, created_at) VALUES ('s', '{}', 'h', 'j', ?)").run(nowIso());
+    return {
+      records: new SqlitePassageRecords(db),
+      close: async () => {
+        db.close();
+      },
+    };
+  }
+  let url = databases.get(dir);
+  if (!url) {
+    url = await cluster!.createDatabase();
+    databases.set(dir, url);
+  }
+  const state = new PostgresState(url);
+  await state.open();
+  if (!(await state.session('s'))) await state.createSession({ id: 's', config: '{}', adminTokenHash: 'h', joinCode: 'j', withModel: false, createdAt: nowIso() });
+  return { records: new PgPassageRecords(state.pool, () => state.open()), close: () => state.close() };
+}
+
+/** Session 's' in a temp folder, and the store of `kind` on records of `backend` (reopen: same folder). */
+async function opened(kind: Kind, dir = tempDir(), backend: RecordsBackend = BACKENDS[0]) {
+  const { records, close: closeRecords } = await openRecords(backend, dir.path);
+  const store = kind.make(records, dir.path);
   let closed = false;
   const close = async () => {
     if (closed) return;
     closed = true;
     await store.close();
-    db.close();
+    await closeRecords();
   };
   cleanups.push(close);
-  return { db, store, dir, close };
+  await store.open().catch(async (e: unknown) => {
+    await close();
+    throw e;
+  });
+  return { records, store, dir, close };
 }
 
 const vector = (random: () => number, dim = DIM) => Array.from({ length: dim }, () => random() * 2 - 1);
@@ -73,9 +122,11 @@ function exactTop(rows: ReadonlyMap<number, readonly number[]>, q: readonly numb
   return index.search(q, k).map((h) => h.id);
 }
 
-describe.each(KINDS)('$name passage store', (kind) => {
+describe.each(COMBINATIONS)('$name passage store, records in $records', ({ kind, skip, ...backend }) => {
+  if (skip) return void it.skip('needs PostgreSQL (initdb)', () => undefined);
+  const open = (dir?: ReturnType<typeof tempDir>) => opened(kind, dir, { ...backend, skip });
   it('adds, dedupes identical contributions (same batch, other clients), counts and credits as before', async () => {
-    const { store } = await opened(kind);
+    const { store } = await open();
     const r = seeded(1);
     const e = [vector(r), vector(r), vector(r)];
     const first = await store.add('s', MODELS, 'alice', [input(0, e[0]), input(1, e[1]), input(0, e[2])]);
@@ -86,21 +137,21 @@ describe.each(KINDS)('$name passage store', (kind) => {
       { id: first[1].id, duplicate: true },
       { id: expect.any(Number), duplicate: false },
     ]);
-    expect(store.count('s')).toBe(3);
-    expect(store.contributions('s')).toEqual([
+    expect(await store.count('s')).toBe(3);
+    expect(await store.contributions('s')).toEqual([
       { clientId: 'alice', passages: 2 },
       { clientId: 'bob', passages: 1 },
     ]);
-    expect(store.get('s', [second[1].id, first[0].id, 999]).map((p) => p.text)).toEqual(['passage 2', 'passage 0']);
+    expect((await store.get('s', [second[1].id, first[0].id, 999])).map((p) => p.text)).toEqual(['passage 2', 'passage 0']);
     // The duplicate kept the stored embedding, not the one sent with it.
     const hit = (await store.search('s', MODELS, e[1], 1, true))[0];
     expect(hit.id).toBe(first[1].id);
     expect(hit.embedding).toEqual(Array.from(Float32Array.from(e[1])));
-    expect(store.existingHashes('s', [store.get('s', [first[0].id])[0].hash, 'nope']).size).toBe(1);
+    expect((await store.existingHashes('s', [(await store.get('s', [first[0].id]))[0].hash, 'nope'])).size).toBe(1);
   });
 
   it('withdraws: refuses strangers and unknown ids, keeps a passage others still contribute, removes it from search with its last contributor', async () => {
-    const { store } = await opened(kind);
+    const { store } = await open();
     const r = seeded(2);
     const e = vector(r);
     const [{ id }] = await store.add('s', MODELS, 'alice', [input(0, e)]);
@@ -108,16 +159,16 @@ describe.each(KINDS)('$name passage store', (kind) => {
     expect((await apiError(store.withdraw('s', MODELS, 'carol', id))).code).toBe('not_your_passage');
     expect((await apiError(store.withdraw('s', MODELS, 'alice', 12345))).code).toBe('passage_not_found');
     expect(await store.withdraw('s', MODELS, 'alice', id)).toEqual({ deleted: false, contributorsLeft: 1 });
-    expect(store.get('s', [id])[0].clientId).toBe('bob');
+    expect((await store.get('s', [id]))[0].clientId).toBe('bob');
     expect((await store.search('s', MODELS, e, 1))[0].id).toBe(id);
     expect(await store.withdraw('s', MODELS, 'bob', id)).toEqual({ deleted: true, contributorsLeft: 0 });
     expect((await store.search('s', MODELS, e, 10)).map((h) => h.id)).not.toContain(id);
-    expect(store.count('s')).toBe(1);
+    expect(await store.count('s')).toBe(1);
     expect((await apiError(store.withdraw('s', MODELS, 'bob', id))).code).toBe('passage_not_found');
   });
 
   it('searches exactly: the same ids, order and scores as an exact top-k, embeddings bit for bit', async () => {
-    const { store } = await opened(kind);
+    const { store } = await open();
     const r = seeded(3);
     const rows = new Map<number, readonly number[]>();
     for (let b = 0; b < 3; b++) {
@@ -146,7 +197,7 @@ describe.each(KINDS)('$name passage store', (kind) => {
   });
 
   it('finds the same passages after a restart', async () => {
-    const first = await opened(kind);
+    const first = await open();
     const r = seeded(4);
     const batch = Array.from({ length: 50 }, (_, i) => input(i, vector(r)));
     await first.store.add('s', MODELS, 'c', batch);
@@ -155,8 +206,8 @@ describe.each(KINDS)('$name passage store', (kind) => {
     await first.store.withdraw('s', MODELS, 'c', before[0].id);
     const after = await first.store.search('s', MODELS, q, 20, true);
     await first.close();
-    const again = await opened(kind, first.dir);
-    expect(again.store.count('s')).toBe(49);
+    const again = await open(first.dir);
+    expect(await again.store.count('s')).toBe(49);
     expect(await again.store.search('s', MODELS, q, 20, true)).toEqual(after);
     // Ids keep growing: a new passage does not reuse the withdrawn one's id.
     const [{ id }] = await again.store.add('s', MODELS, 'c', [input(99, vector(r))]);
@@ -165,7 +216,7 @@ describe.each(KINDS)('$name passage store', (kind) => {
   });
 
   it('refuses hostile input with the same 4xx as before and leaves the store unchanged', async () => {
-    const { store } = await opened(kind);
+    const { store } = await open();
     const r = seeded(5);
     await store.add('s', MODELS, 'c', [input(0, vector(r))]);
     const good = input(1, vector(r));
@@ -185,7 +236,7 @@ describe.each(KINDS)('$name passage store', (kind) => {
     expect([refused.status, refused.code]).toEqual([413, 'passage_quota_exceeded']);
     expect((await apiError(store.search('s', MODELS, vector(r, DIM + 1), 5))).code).toBe('wrong_embedding_dimension');
     expect((await apiError(store.search('s', MODELS, [...vector(r, DIM - 1), Infinity], 5))).code).toBe('non_finite');
-    expect(store.count('s')).toBe(1);
+    expect(await store.count('s')).toBe(1);
     expect((await store.search('s', MODELS, vector(r), 10)).length).toBe(1);
     // Quota bytes count 4 per embedding value in both stores.
     const bytes = Buffer.byteLength('t0') + Buffer.byteLength('passage 0') + 4 * DIM;
@@ -193,18 +244,19 @@ describe.each(KINDS)('$name passage store', (kind) => {
     expect((await apiError(store.add('s', MODELS, 'c', [input(2, vector(r))], { session: { maxPassages: 10, maxBytes: 2 * bytes + 4 * DIM } }))).code).toBe(
       'passage_quota_exceeded',
     );
-    expect(store.count('s')).toBe(2);
+    expect(await store.count('s')).toBe(2);
   });
 });
 
-describe.each(KINDS)('$name passage store over HTTP', (kind) => {
-  it('answers bad bytes with 4xx, never 5xx, and serves the same store after a restart', async () => {
+describe.each(COMBINATIONS)('$name passage store over HTTP, records in $records', ({ kind, skip, records }) => {
+  it.skipIf(skip)('answers bad bytes with 4xx, never 5xx, and serves the same store after a restart', async () => {
     const dir = tempDir();
     cleanups.push(dir.remove);
     const options = {
       dataDir: join(dir.path, 'data'),
       rateLimitPerMinute: 100_000,
       ...(kind.name === 'lancedb' ? { passageStore: { uri: join(dir.path, 'lance'), indexAbove: 1_000_000 } } : {}),
+      ...(records === 'PostgreSQL' ? { database: await cluster!.createDatabase() } : {}),
     };
     let server = await startServer(options);
     cleanups.push(() => server.app.close());
@@ -260,6 +312,87 @@ describe.each(KINDS)('$name passage store over HTTP', (kind) => {
   });
 });
 
+describe.skipIf(!cluster).each(KINDS)('$name passage store, records in PostgreSQL, two processes at once', (kind) => {
+  /** Two stores on one database and one LanceDB folder, each with its own pool: two coordinator processes. */
+  async function twoProcesses() {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    const shared: Kind =
+      kind.name === 'lancedb'
+        ? { name: 'lancedb', make: (records, d) => new LancePassageStore(records, { uri: join(d, 'lance'), indexAbove: 1_000_000, shared: true }, async () => ['s']) }
+        : kind;
+    const a = await opened(shared, dir, BACKENDS[1]);
+    const b = await opened(shared, dir, BACKENDS[1]);
+    // As the coordinator does when it creates a session: its table exists before any add.
+    await a.store.createSession('s', MODELS);
+    return [a.store, b.store] as const;
+  }
+
+  it('store each passage once when both add the same batches, and credit both contributors', async () => {
+    const [a, b] = await twoProcesses();
+    const r = seeded(21);
+    const batches = Array.from({ length: 6 }, (_, j) => Array.from({ length: 40 }, (_, i) => input(j * 20 + i, vector(r))));
+    const outcomes = await Promise.all([
+      ...batches.map((batch) => a.add('s', MODELS, 'alice', batch)),
+      ...batches.map((batch) => b.add('s', MODELS, 'bob', [...batch].reverse())),
+    ]);
+    // 6 overlapping batches of 40 cover 140 distinct texts: each stored once, under one id.
+    expect(await a.count('s')).toBe(140);
+    expect(await b.count('s')).toBe(140);
+    const idOf = new Map<string, number>();
+    for (const [j, out] of outcomes.entries()) {
+      const batch = j < 6 ? batches[j] : [...batches[j - 6]].reverse();
+      out.forEach((x, i) => {
+        const text = batch[i].text;
+        expect(idOf.get(text) ?? x.id).toBe(x.id);
+        idOf.set(text, x.id);
+      });
+    }
+    expect(outcomes.flat().filter((x) => !x.duplicate)).toHaveLength(140);
+    // Both contributed every passage: one withdrawal each removes it.
+    const someId = idOf.get('passage 0')!;
+    expect(await a.withdraw('s', MODELS, 'alice', someId)).toEqual({ deleted: false, contributorsLeft: 1 });
+    expect(await b.withdraw('s', MODELS, 'bob', someId)).toEqual({ deleted: true, contributorsLeft: 0 });
+    const q = batches[0][0].embedding;
+    for (const store of [a, b]) expect((await store.search('s', MODELS, q, 200)).map((h) => h.id)).not.toContain(someId);
+    expect(await a.search('s', MODELS, q, 200)).toHaveLength(139);
+  });
+
+  it('hold a quota across both: concurrent batches that together pass the limit are refused, not stored', async () => {
+    const [a, b] = await twoProcesses();
+    const r = seeded(22);
+    const quota = { session: { maxPassages: 50, maxBytes: 1e9 } };
+    const settled = await Promise.allSettled(
+      Array.from({ length: 8 }, (_, j) =>
+        (j % 2 ? a : b).add(
+          's',
+          MODELS,
+          `c${j}`,
+          Array.from({ length: 10 }, (_, i) => input(j * 10 + i, vector(r))),
+          quota,
+        ),
+      ),
+    );
+    expect(settled.filter((x) => x.status === 'fulfilled')).toHaveLength(5);
+    for (const x of settled) if (x.status === 'rejected') expect((x.reason as ApiError).code).toBe('passage_quota_exceeded');
+    expect(await a.count('s')).toBe(50);
+    expect((await b.search('s', MODELS, vector(r), 100)).length).toBe(50);
+  });
+
+  it('withdraw a passage once when both withdraw it at the same time', async () => {
+    const [a, b] = await twoProcesses();
+    const r = seeded(23);
+    const [{ id }] = await a.add('s', MODELS, 'alice', [input(0, vector(r))]);
+    const settled = await Promise.allSettled([a.withdraw('s', MODELS, 'alice', id), b.withdraw('s', MODELS, 'alice', id)]);
+    expect(settled.filter((x) => x.status === 'fulfilled').map((x) => (x as PromiseFulfilledResult<unknown>).value)).toEqual([
+      { deleted: true, contributorsLeft: 0 },
+    ]);
+    const refused = settled.find((x) => x.status === 'rejected') as PromiseRejectedResult;
+    expect((refused.reason as ApiError).code).toBe('passage_not_found');
+    expect(await b.count('s')).toBe(0);
+  });
+});
+
 describe('LanceDB passage store', () => {
   /** A Gaussian mixture (64 centres): clustered like real embeddings, so IVF has structure to find. */
   function clustered(n: number, dim: number, random: () => number): number[][] {
@@ -273,15 +406,19 @@ describe('LanceDB passage store', () => {
     const lines: string[] = [];
     const kind: Kind = {
       name: 'lancedb',
-      make: (db, dir) =>
-        new LancePassageStore(db, {
-          uri: join(dir, 'lance'),
-          indexAbove: 3000,
-          numPartitions: 32,
-          numSubVectors: 8,
-          reindexEvery: 400,
-          log: (l) => lines.push(l),
-        }),
+      make: (records, dir) =>
+        new LancePassageStore(
+          records,
+          {
+            uri: join(dir, 'lance'),
+            indexAbove: 3000,
+            numPartitions: 32,
+            numSubVectors: 8,
+            reindexEvery: 400,
+            log: (l) => lines.push(l),
+          },
+          async () => ['s'],
+        ),
     };
     const { store, dir, close } = await opened(kind);
     const lance = store as LancePassageStore;
@@ -330,14 +467,15 @@ describe('LanceDB passage store', () => {
     await close();
     const again = await opened(kind, dir);
     expect(await (again.store as LancePassageStore).searchMode('s', dim)).toBe('ivf-pq');
-    expect(again.store.count('s')).toBe(rows.size);
+    expect(await again.store.count('s')).toBe(rows.size);
     expect(await recall(again.store)).toBeGreaterThanOrEqual(0.99);
     dir.remove();
   }, 60_000);
 
-  it('on open deletes vectors whose records never committed, and refuses records whose vectors are missing', async () => {
+  it.each(BACKENDS)('on open deletes vectors whose records never committed, and refuses records whose vectors are missing (records in $records)', async (backend) => {
+    if (backend.skip) return;
     const kind = KINDS[1];
-    const first = await opened(kind);
+    const first = await opened(kind, undefined, backend);
     const r = seeded(8);
     await first.store.add(
       's',
@@ -355,7 +493,7 @@ describe('LanceDB passage store', () => {
       { id: 7, vector: vector(r) },
     ]);
     expect(await table.countRows()).toBe(7);
-    const again = await opened(kind, first.dir);
+    const again = await opened(kind, first.dir, backend);
     await table.checkoutLatest(); // this handle reads the version it opened until told otherwise
     expect(await table.countRows()).toBe(5);
     expect((await again.store.search('s', MODELS, vector(r), 10)).length).toBe(5);
@@ -364,7 +502,7 @@ describe('LanceDB passage store', () => {
     expect(id).toBe(6);
     await again.close();
     await table.delete('id = 1');
-    const err = await opened(kind, first.dir).then(
+    const err = await opened(kind, first.dir, backend).then(
       () => undefined,
       (e: unknown) => e as Error,
     );
@@ -373,19 +511,21 @@ describe('LanceDB passage store', () => {
     first.dir.remove();
   });
 
-  it('moves the embeddings of a folder the embedded store wrote; the embedded store then refuses that folder', async () => {
-    const embedded = await opened(KINDS[0]);
+  it.each(BACKENDS)('moves the embeddings of records the embedded store wrote; the embedded store then refuses them (records in $records)', async (backend) => {
+    if (backend.skip) return;
+    const embedded = await opened(KINDS[0], undefined, backend);
     const r = seeded(9);
     const batch = Array.from({ length: 30 }, (_, i) => input(i, vector(r)));
     await embedded.store.add('s', MODELS, 'c', batch);
     const q = vector(r);
     const before = await embedded.store.search('s', MODELS, q, 10, true);
     await embedded.close();
-    const lance = await opened(KINDS[1], embedded.dir);
+    const lance = await opened(KINDS[1], embedded.dir, backend);
     expect(await lance.store.search('s', MODELS, q, 10, true)).toEqual(before);
-    expect(lance.db.prepare('SELECT COUNT(*) AS n FROM passages WHERE length(embedding) > 0').get()).toEqual({ n: 0 });
+    expect((await lance.records.recordIds('s')).filter((r) => r.hasEmbedding)).toEqual([]);
+    expect((await lance.records.embeddings('s')).size).toBe(0);
     await lance.close();
-    const err = await opened(KINDS[0], embedded.dir).then(
+    const err = await opened(KINDS[0], embedded.dir, backend).then(
       () => undefined,
       (e: unknown) => e as Error,
     );
