@@ -525,7 +525,9 @@ async function verifyEmbeddings(
       const n = Math.min(perSession, ids.length);
       const pick = [...new Set(Array.from({ length: n }, (_, i) => ids[Math.floor((i * (ids.length - 1)) / Math.max(1, n - 1))]))];
       const inRecords = new Map(
-        pick.map((pid) => [pid, source.prepare('SELECT embedding FROM passages WHERE id = ?').pluck().get(pid) as Buffer] as const).filter(([, b]) => b.length > 0),
+        pick
+          .map((pid) => [pid, source.prepare('SELECT embedding FROM passages WHERE id = ?').pluck().get(pid) as Buffer] as const)
+          .filter(([, b]) => b.length > 0),
       );
       const fromStore = await sourceVectors?.get(pick.filter((pid) => !inRecords.has(pid)).map((pid) => ({ id: pid, session_id: id })));
       const want = (pid: number) => inRecords.get(pid) ?? fromStore?.get(pid);
@@ -541,7 +543,8 @@ async function verifyEmbeddings(
         if (count > 0) throw new Error(`verification failed: session ${id}: ${count} embeddings were left in the PostgreSQL records beside LanceDB`);
       } else {
         const stored = await target.embeddings(id, pick);
-        if (stored.count !== ids.length) throw new Error(`verification failed: session ${id} has ${ids.length} passages but ${stored.count} embeddings in PostgreSQL`);
+        if (stored.count !== ids.length)
+          throw new Error(`verification failed: session ${id} has ${ids.length} passages but ${stored.count} embeddings in PostgreSQL`);
         got = stored.bytes;
       }
       for (const pid of pick) {
@@ -643,7 +646,9 @@ class PgTarget {
         if (!bytes) throw new Error(`passage ${r.id} of session ${r.session_id} has no embedding in the source's records nor in --from-passage-store`);
         const dim = dims.get(r.session_id);
         if (typeof dim !== 'number' || bytes.length !== 4 * dim) {
-          throw new Error(`passage ${r.id} of session ${r.session_id}: its embedding has ${bytes.length} bytes, the session's dimension ${String(dim)} needs ${4 * Number(dim)}`);
+          throw new Error(
+            `passage ${r.id} of session ${r.session_id}: its embedding has ${bytes.length} bytes, the session's dimension ${String(dim)} needs ${4 * Number(dim)}`,
+          );
         }
         return bytes;
       });
@@ -671,10 +676,10 @@ class PgTarget {
     const count = (
       await this.client!.query<{ n: number }>('SELECT COUNT(*)::int AS n FROM passages WHERE session_id = $1 AND octet_length(embedding) > 0', [sessionId])
     ).rows[0].n;
-    const rows = await this.client!.query<{ id: string; embedding: Buffer }>('SELECT id, embedding FROM passages WHERE session_id = $1 AND id = ANY($2::int8[])', [
-      sessionId,
-      ids,
-    ]);
+    const rows = await this.client!.query<{ id: string; embedding: Buffer }>(
+      'SELECT id, embedding FROM passages WHERE session_id = $1 AND id = ANY($2::int8[])',
+      [sessionId, ids],
+    );
     return { count, bytes: new Map(rows.rows.map((r) => [Number(r.id), r.embedding])) };
   }
 

@@ -1,10 +1,11 @@
 /**
- * The data folder's SQLite database (better-sqlite3, WAL). It always holds the passage records
- * (server/passages.ts); with the default state store (server/sqlite-state.ts) it is also the
- * system of record for sessions, clients, model versions, rounds and accepted updates (with
- * `--database postgres://…` those live in PostgreSQL instead: server/pg-state.ts). Every accept
- * commits before the HTTP response. Big blobs (model versions, the running sum) live in files whose
- * names the database points to.
+ * The data folder's SQLite database (better-sqlite3, WAL), with the default state store: the system
+ * of record for sessions, clients, model versions, rounds and accepted updates
+ * (server/sqlite-state.ts) and for the passage records (server/sqlite-passages.ts). With
+ * `--database postgres://…` all of these live in PostgreSQL instead (server/pg-state.ts,
+ * server/pg-passages.ts) and the data folder has no database (server/state-location.ts). Every
+ * accept commits before the HTTP response. Big blobs (model versions, the running sum) live in
+ * files whose names the database points to.
  *
  * Schema versions: `schema_migrations` records each version applied. Version 1 is the schema below
  * together with the upgrades made before versions were recorded (they stay idempotent and run on
@@ -103,8 +104,8 @@ const MIGRATIONS: ReadonlyArray<{ name: string; up: (db: Db) => void }> = [];
 export const SQLITE_SCHEMA_VERSION = 1 + MIGRATIONS.length;
 
 /**
- * `foreignKeys: false` when the sessions live elsewhere (PostgreSQL): the passage records then name
- * sessions this database does not hold, and the coordinator checks the session before every call.
+ * `foreignKeys: false` for a database whose passage records name sessions it does not hold (a data
+ * folder from before PostgreSQL held the passage records: server/passage-records-copy.ts moves them).
  */
 export function openDatabase(path: string, options: { foreignKeys?: boolean } = {}): Db {
   const db = new Database(path);

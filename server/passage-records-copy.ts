@@ -53,9 +53,7 @@ export async function copyPassageRecords(
 ): Promise<Record<PassageTable, TableDigest>> {
   const embeddingRows: Array<[number, string]> = [];
   let last = -Infinity;
-  const page = source.prepare(
-    'SELECT id, session_id, client_id, hash, title, text, embedding, created_at FROM passages WHERE id > ? ORDER BY id LIMIT ?',
-  );
+  const page = source.prepare('SELECT id, session_id, client_id, hash, title, text, embedding, created_at FROM passages WHERE id > ? ORDER BY id LIMIT ?');
   for (;;) {
     const rows = page.all(last === -Infinity ? -1 : last, CHUNK) as SourcePassage[];
     if (rows.length === 0) break;
@@ -106,12 +104,10 @@ export async function copyPassageRecords(
     : [];
   for (let i = 0; i < checks.length; i += CHUNK) {
     const chunk = checks.slice(i, i + CHUNK);
-    await c.query('INSERT INTO passage_checks (session_id, client_id, batches, mismatches) SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::int4[])', [
-      chunk.map((r) => r.session_id),
-      chunk.map((r) => r.client_id),
-      chunk.map((r) => r.batches),
-      chunk.map((r) => r.mismatches),
-    ]);
+    await c.query(
+      'INSERT INTO passage_checks (session_id, client_id, batches, mismatches) SELECT * FROM unnest($1::text[], $2::text[], $3::int4[], $4::int4[])',
+      [chunk.map((r) => r.session_id), chunk.map((r) => r.client_id), chunk.map((r) => r.batches), chunk.map((r) => r.mismatches)],
+    );
   }
   // Ids continue after the source's high-water mark (AUTOINCREMENT's, which withdrawn ids moved).
   const seq = hasTable(source, 'sqlite_sequence')
@@ -162,9 +158,7 @@ export async function postgresPassageDigests(c: pg.ClientBase, sessionIds?: read
     passage_checks: digestRows(
       await rows(`SELECT session_id, client_id, batches, mismatches FROM passage_checks ${filter} ORDER BY session_id COLLATE "C", client_id COLLATE "C"`),
     ),
-    passage_embeddings: digestRows(
-      (await rows(`SELECT id, encode(sha256(embedding), 'hex') FROM passages ${filter} ORDER BY id`)).map((r) => num(r, 0)),
-    ),
+    passage_embeddings: digestRows((await rows(`SELECT id, encode(sha256(embedding), 'hex') FROM passages ${filter} ORDER BY id`)).map((r) => num(r, 0))),
   };
 }
 
@@ -216,12 +210,18 @@ export async function moveLegacyPassageRecords(pool: pg.Pool, path: string, log:
     } finally {
       source.close();
     }
-    renameSync(path, `${path}.moved-to-postgresql`);
-    for (const suffix of ['-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true });
   } catch (e) {
     await c.query('ROLLBACK').catch(() => undefined);
     throw new Error(`moving the passage records of ${path} into PostgreSQL failed, nothing was changed: ${(e as Error).message}`, { cause: e });
   } finally {
     c.release();
   }
+  // Committed (here or by another process): the file is kept under another name, never read again.
+  try {
+    renameSync(path, `${path}.moved-to-postgresql`);
+  } catch (e) {
+    // Another process starting beside this one renamed it after its COMMIT.
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  for (const suffix of ['-wal', '-shm']) rmSync(`${path}${suffix}`, { force: true });
 }

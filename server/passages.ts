@@ -372,7 +372,11 @@ export class EmbeddedPassageStore implements PassageStore {
   /** After this process's own write: the mark moved, so a shared index is checked again at the next search. */
   private forgetMark(sessionId: string): void {
     const entry = this.indexes.get(sessionId);
-    if (this.shared && entry) void entry.then((e) => delete e.mark, () => undefined);
+    if (this.shared && entry)
+      void entry.then(
+        (e) => delete e.mark,
+        () => undefined,
+      );
   }
 
   async add(sessionId: string, models: SessionModels, clientId: string, inputs: readonly PassageInput[], quota?: PassageQuota): Promise<AddResult[]> {

@@ -14,15 +14,7 @@
  */
 import type pg from 'pg';
 import { forbidden, notFound } from './errors';
-import {
-  embeddingOf,
-  enforceQuota,
-  type AddResult,
-  type PassageQuota,
-  type PassageRecords,
-  type PreparedPassage,
-  type QuotaView,
-} from './passages';
+import { embeddingOf, enforceQuota, type AddResult, type PassageQuota, type PassageRecords, type PreparedPassage, type QuotaView } from './passages';
 import type { ContributionCount, Passage } from '../src/federated/protocol';
 
 /** Rows per bulk statement (unnest arrays). */
@@ -164,16 +156,7 @@ export class PgPassageRecords implements PassageRecords {
            FROM unnest($4::int8[], $5::text[], $6::text[], $7::text[], $8::bytea[]) WITH ORDINALITY AS u(id, hash, title, text, embedding, ord)
            ORDER BY u.ord
            RETURNING id, hash`,
-          [
-            sessionId,
-            clientId,
-            now,
-            ids ?? chunk.map(() => null),
-            chunk.map((p) => p.hash),
-            chunk.map((p) => p.title),
-            chunk.map((p) => p.text),
-            blobs,
-          ],
+          [sessionId, clientId, now, ids ?? chunk.map(() => null), chunk.map((p) => p.hash), chunk.map((p) => p.title), chunk.map((p) => p.text), blobs],
         );
         for (const r of inserted.rows) stored.set(r.hash, Number(r.id));
       }

@@ -11,15 +11,7 @@
 import type { Db } from './db';
 import { nowIso } from './db';
 import { forbidden, notFound } from './errors';
-import {
-  embeddingOf,
-  enforceQuota,
-  type AddResult,
-  type PassageQuota,
-  type PassageRecords,
-  type PreparedPassage,
-  type QuotaView,
-} from './passages';
+import { embeddingOf, enforceQuota, type AddResult, type PassageQuota, type PassageRecords, type PreparedPassage, type QuotaView } from './passages';
 import type { ContributionCount, Passage } from '../src/federated/protocol';
 
 interface PassageRow {
@@ -211,8 +203,7 @@ export class SqlitePassageRecords implements PassageRecords {
 
   async checkHistory(sessionId: string, clientId: string): Promise<{ batches: number; mismatches: number }> {
     const row = this.db.prepare('SELECT batches, mismatches FROM passage_checks WHERE session_id = ? AND client_id = ?').get(sessionId, clientId) as
-      | { batches: number; mismatches: number }
-      | undefined;
+      { batches: number; mismatches: number } | undefined;
     return row ?? { batches: 0, mismatches: 0 };
   }
 

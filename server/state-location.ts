@@ -33,7 +33,9 @@ export function openDataFolderDatabase(dataDir: string, database: string | undef
   const path = join(dataDir, SQLITE_FILE);
   if (!database) {
     if (existsSync(join(dataDir, POSTGRES_MARKER))) {
-      throw new Error(`the data folder ${dataDir} was used with PostgreSQL state (${POSTGRES_MARKER}): start the coordinator with the --database it was used with`);
+      throw new Error(
+        `the data folder ${dataDir} was used with PostgreSQL state (${POSTGRES_MARKER}): start the coordinator with the --database it was used with`,
+      );
     }
     const db = openDatabase(path);
     try {

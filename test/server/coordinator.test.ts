@@ -9,6 +9,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { Coordinator } from '../../server/coordinator';
+import { openDatabase } from '../../server/db';
+import { EmbeddedPassageStore } from '../../server/passages';
+import { SqlitePassageRecords } from '../../server/sqlite-passages';
 import { decodeModel, encodeModel, encodeUpdate, type NamedTensor } from '../../src/federated/codec';
 import { applyDelta, createStrategy, type StoredDeltaStrategy } from '../../src/federated/strategy';
 import { deltaNorm, inMemoryDeltaChunks } from '../../src/federated/strategies/delta-chunks';
@@ -160,7 +163,9 @@ describe.skipIf(!cluster)('a data folder is used with one state store', () => {
       const { clientId } = await shared.join(await shared.joinCode(session.id));
       await shared.passages.add(session.id, models, clientId, [{ title: 't', text: 'a passage', embedding: [1, 0], encoder: 'enc' }]);
       await shared.close();
-      expect(() => new Coordinator({ dataDir: other.path })).toThrow(/was used with PostgreSQL state.*start the coordinator with the --database it was used with/);
+      expect(() => new Coordinator({ dataDir: other.path })).toThrow(
+        /was used with PostgreSQL state.*start the coordinator with the --database it was used with/,
+      );
       // With the right --database it starts and serves the same session and passage.
       const again = new Coordinator({ dataDir: other.path, database });
       await again.resume();
@@ -169,6 +174,45 @@ describe.skipIf(!cluster)('a data folder is used with one state store', () => {
     } finally {
       dir.remove();
       other.remove();
+    }
+  });
+  it('moves the passage records of a folder from before they lived in PostgreSQL into PostgreSQL on start, verified, once', async () => {
+    const dir = tempDir();
+    try {
+      const models = { reader: 'r', passageEncoder: 'enc', embeddingDim: 2 };
+      const database = await cluster!.createDatabase();
+      const first = new Coordinator({ dataDir: dir.path, database });
+      const { session } = await first.createSession({ name: 'pg', models, passages: { embeddingCheck: 'off' } });
+      await first.close();
+      // What an older coordinator with --database left: the records in the folder's SQLite database.
+      const db = openDatabase(join(dir.path, 'coordinator.sqlite'), { foreignKeys: false });
+      const old = new SqlitePassageRecords(db);
+      const store = new EmbeddedPassageStore(old);
+      const e = (i: number) => ({ title: `t${i}`, text: `passage ${i}`, embedding: [Math.cos(i), Math.sin(i)], encoder: 'enc' });
+      const added = await store.add(session.id, models, 'alice', [e(0), e(1), e(2), e(3)]);
+      await store.add(session.id, models, 'bob', [e(1)]);
+      await store.withdraw(session.id, models, 'alice', added[3].id); // the highest id: never reused after the move
+      await old.recordCheck(session.id, 'alice', 'mismatches');
+      db.close();
+
+      const lines: string[] = [];
+      const [a, b] = [0, 1].map(() => new Coordinator({ dataDir: dir.path, database, log: (l) => lines.push(l) }));
+      // Two processes starting together: one moves, the other finds the records there.
+      await Promise.all([a.passages.open(), b.passages.open()]);
+      expect(lines.filter((l) => /moved 3 passages \(4 contributions\) from .* into PostgreSQL \(verified\)/.test(l))).toHaveLength(1);
+      expect(existsSync(join(dir.path, 'coordinator.sqlite'))).toBe(false);
+      expect(existsSync(join(dir.path, 'coordinator.sqlite.moved-to-postgresql'))).toBe(true);
+      expect(await b.passages.count(session.id)).toBe(3);
+      expect(await b.passages.contributions(session.id)).toEqual([{ clientId: 'alice', passages: 3 }]);
+      expect(await b.passages.records.checkHistory(session.id, 'alice')).toEqual({ batches: 0, mismatches: 1 });
+      expect((await a.passages.search(session.id, models, [1, 0], 1))[0].id).toBe(added[0].id);
+      expect(await a.passages.withdraw(session.id, models, 'alice', added[1].id)).toEqual({ deleted: false, contributorsLeft: 1 });
+      const [next] = await b.passages.add(session.id, models, 'carol', [e(9)]);
+      expect(next.id).toBe(added[3].id + 1);
+      await a.close();
+      await b.close();
+    } finally {
+      dir.remove();
     }
   });
 });

@@ -155,8 +155,8 @@ describe("the demo session's store, seeded by the coordinator", () => {
           const embeddings = await embedPassages(tab, sample);
           const client = new CoragClient(server.url).withToken((await new CoragClient(server.url).join(created.joinCode, 'tab')).token);
           for (const [i, e] of embeddings.entries()) {
-            const row = server.coordinator.db!
-              .prepare('SELECT client_id, embedding FROM passages WHERE session_id = ? AND hash = ?')
+            const row = server.coordinator
+              .db!.prepare('SELECT client_id, embedding FROM passages WHERE session_id = ? AND hash = ?')
               .get(sid, contentHash(sample[i].title, sample[i].text)) as { client_id: string; embedding: Buffer };
             expect(row.client_id).toBe('coordinator');
             const stored = new Float32Array(row.embedding.buffer.slice(row.embedding.byteOffset, row.embedding.byteOffset + row.embedding.byteLength));

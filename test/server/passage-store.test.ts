@@ -80,7 +80,8 @@ async function openRecords(backend: RecordsBackend, dir: string): Promise<{ reco
   }
   const state = new PostgresState(url);
   await state.open();
-  if (!(await state.session('s'))) await state.createSession({ id: 's', config: '{}', adminTokenHash: 'h', joinCode: 'j', withModel: false, createdAt: nowIso() });
+  if (!(await state.session('s')))
+    await state.createSession({ id: 's', config: '{}', adminTokenHash: 'h', joinCode: 'j', withModel: false, createdAt: nowIso() });
   return { records: new PgPassageRecords(state.pool, () => state.open()), close: () => state.close() };
 }
 
@@ -319,7 +320,10 @@ describe.skipIf(!cluster).each(KINDS)('$name passage store, records in PostgreSQ
     cleanups.push(dir.remove);
     const shared: Kind =
       kind.name === 'lancedb'
-        ? { name: 'lancedb', make: (records, d) => new LancePassageStore(records, { uri: join(d, 'lance'), indexAbove: 1_000_000, shared: true }, async () => ['s']) }
+        ? {
+            name: 'lancedb',
+            make: (records, d) => new LancePassageStore(records, { uri: join(d, 'lance'), indexAbove: 1_000_000, shared: true }, async () => ['s']),
+          }
         : kind;
     const a = await opened(shared, dir, BACKENDS[1]);
     const b = await opened(shared, dir, BACKENDS[1]);
@@ -472,44 +476,47 @@ describe('LanceDB passage store', () => {
     dir.remove();
   }, 60_000);
 
-  it.each(BACKENDS)('on open deletes vectors whose records never committed, and refuses records whose vectors are missing (records in $records)', async (backend) => {
-    if (backend.skip) return;
-    const kind = KINDS[1];
-    const first = await opened(kind, undefined, backend);
-    const r = seeded(8);
-    await first.store.add(
-      's',
-      MODELS,
-      'c',
-      Array.from({ length: 5 }, (_, i) => input(i, vector(r))),
-    );
-    await first.close();
-    // A crash between the vectors' commit and the records' commit leaves vectors under unrecorded ids.
-    const { connect } = await import('@lancedb/lancedb');
-    const conn = await connect(join(first.dir.path, 'lance'));
-    const table = await conn.openTable('passages_s');
-    await table.add([
-      { id: 6, vector: vector(r) },
-      { id: 7, vector: vector(r) },
-    ]);
-    expect(await table.countRows()).toBe(7);
-    const again = await opened(kind, first.dir, backend);
-    await table.checkoutLatest(); // this handle reads the version it opened until told otherwise
-    expect(await table.countRows()).toBe(5);
-    expect((await again.store.search('s', MODELS, vector(r), 10)).length).toBe(5);
-    // The next add takes the ids the strays had: they are gone, so nothing mixes.
-    const [{ id }] = await again.store.add('s', MODELS, 'c', [input(9, vector(r))]);
-    expect(id).toBe(6);
-    await again.close();
-    await table.delete('id = 1');
-    const err = await opened(kind, first.dir, backend).then(
-      () => undefined,
-      (e: unknown) => e as Error,
-    );
-    expect(err?.message).toMatch(/1 of its 6 passages have no vector in this store \(e\.g\. passage 1\).*--passage-store/);
-    conn.close();
-    first.dir.remove();
-  });
+  it.each(BACKENDS)(
+    'on open deletes vectors whose records never committed, and refuses records whose vectors are missing (records in $records)',
+    async (backend) => {
+      if (backend.skip) return;
+      const kind = KINDS[1];
+      const first = await opened(kind, undefined, backend);
+      const r = seeded(8);
+      await first.store.add(
+        's',
+        MODELS,
+        'c',
+        Array.from({ length: 5 }, (_, i) => input(i, vector(r))),
+      );
+      await first.close();
+      // A crash between the vectors' commit and the records' commit leaves vectors under unrecorded ids.
+      const { connect } = await import('@lancedb/lancedb');
+      const conn = await connect(join(first.dir.path, 'lance'));
+      const table = await conn.openTable('passages_s');
+      await table.add([
+        { id: 6, vector: vector(r) },
+        { id: 7, vector: vector(r) },
+      ]);
+      expect(await table.countRows()).toBe(7);
+      const again = await opened(kind, first.dir, backend);
+      await table.checkoutLatest(); // this handle reads the version it opened until told otherwise
+      expect(await table.countRows()).toBe(5);
+      expect((await again.store.search('s', MODELS, vector(r), 10)).length).toBe(5);
+      // The next add takes the ids the strays had: they are gone, so nothing mixes.
+      const [{ id }] = await again.store.add('s', MODELS, 'c', [input(9, vector(r))]);
+      expect(id).toBe(6);
+      await again.close();
+      await table.delete('id = 1');
+      const err = await opened(kind, first.dir, backend).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(err?.message).toMatch(/1 of its 6 passages have no vector in this store \(e\.g\. passage 1\).*--passage-store/);
+      conn.close();
+      first.dir.remove();
+    },
+  );
 
   it.each(BACKENDS)('moves the embeddings of records the embedded store wrote; the embedded store then refuses them (records in $records)', async (backend) => {
     if (backend.skip) return;
