@@ -27,12 +27,12 @@ Options (environment variable in brackets):
                         keep the passage embeddings in LanceDB there (a local folder, created
                         if absent, or S3 with the usual AWS_* credentials) and index a session's
                         store (IVF-PQ) once it passes ${LANCE_DEFAULTS.indexAbove.toLocaleString('en')} passages
-                        [CORAG_PASSAGE_STORE] (default: in the data folder's SQLite database,
-                        searched exactly); docs/DEPLOY.md
+                        [CORAG_PASSAGE_STORE] (default: in the passage records, searched
+                        exactly); docs/DEPLOY.md
   --database <postgres://user:password@host:port/database>
                         keep the coordinator state (sessions, clients, rounds, updates, model
-                        versions) in PostgreSQL [CORAG_DATABASE_URL] (default: in the data
-                        folder's SQLite database); docs/DEPLOY.md
+                        versions) and the passage records in PostgreSQL [CORAG_DATABASE_URL]
+                        (default: in the data folder's SQLite database); docs/DEPLOY.md
   --static-dir <path>   built web app to serve at / (default ./dist; a status page when absent)
   --server-key <key>    require this bearer key to create sessions [CORAG_SERVER_KEY]; when
                         --host is not a loopback address and no key is given, one is generated
@@ -161,7 +161,7 @@ async function main(): Promise<void> {
   networkUrls = lanUrls(host, Number(new URL(address).port));
   process.stdout.write(`CoRAG coordinator listening on ${url}\n`);
   process.stdout.write(
-    `  data folder: ${dataDir}\n  state:       ${database ? `PostgreSQL at ${redactUrl(database)} (this process: node ${coordinator.node})` : 'in the data folder (SQLite)'}\n  passages:    ${passageStore ? `LanceDB at ${passageStore}` : 'in the data folder (SQLite, exact search)'}\n  API docs:    ${url}/api/openapi.json\n`,
+    `  data folder: ${dataDir}\n  state:       ${database ? `PostgreSQL at ${redactUrl(database)} (this process: node ${coordinator.node})` : 'in the data folder (SQLite)'}\n  passages:    ${database ? 'records in PostgreSQL, ' : ''}${passageStore ? `${database ? 'vectors in ' : ''}LanceDB at ${passageStore}` : database ? 'embeddings in the records (exact search)' : 'in the data folder (SQLite, exact search)'}\n  API docs:    ${url}/api/openapi.json\n`,
   );
   if (demo) process.stdout.write(`  join link:   ${url}/?join=${demo.joinCode}   (session ${demo.id})\n`);
   if (demo && networkUrls.length) {

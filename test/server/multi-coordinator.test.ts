@@ -10,7 +10,7 @@
  * and the other finishes the round with the dead process's updates in it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -169,6 +169,8 @@ describe.skipIf(!cluster)('two coordinator processes, one session (PostgreSQL + 
       expect((await c.search(sid, embedded3, 1))[0].passage.text).toBe(fact(3).text);
       expect((await c.search(sid, embedded2, 1))[0].passage.text).toBe(fact(2).text);
     }
+    // The passage records are in PostgreSQL: the shared folder holds no database (processes on other hosts could share it).
+    expect(existsSync(join(dataDir, 'coordinator.sqlite'))).toBe(false);
 
     const runs = clients.map((c) => c.run({ maxRounds: 3 }));
     const db = new pg.Client({ connectionString: database });
