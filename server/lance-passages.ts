@@ -1,9 +1,9 @@
 /**
  * The LanceDB passage store (`npm start -- --passage-store <dir | s3://bucket/prefix>`, issue 22):
- * the passage records (title, text, hash, contributors, quotas) stay in the coordinator's SQLite
- * database exactly as in the embedded store (server/passages.ts `PassageRecords`); the embeddings
- * live in LanceDB, one table per session (`passages_<sessionId>`: `id` int64 = the passage id,
- * `vector` float32[dim]).
+ * the passage records (title, text, hash, contributors, quotas) stay in the coordinator's records
+ * exactly as with the embedded store (server/passages.ts `PassageRecords`: SQLite, or PostgreSQL
+ * with `--database`); the embeddings live in LanceDB, one table per session (server/lance-vectors.ts:
+ * `passages_<sessionId>`, `id` int64 = the passage id, `vector` float32[dim]).
  *
  * Search: below `indexAbove` passages a session is searched exactly by our own scan
  * (ExactVectorIndex, loaded from LanceDB once; faster than LanceDB's flat search, see
@@ -15,15 +15,18 @@
  * searched flat by LanceDB beside the index until `optimize` folds them in (after `reindexEvery`).
  * HNSW-SQ is not used: with `dot` it has a recall bug in lancedb 0.31 (recall@40 0.40–0.60).
  *
- * Durability and atomicity. All writes go through one queue. An add validates and checks quotas,
- * chooses the ids of the new passages, commits their vectors to LanceDB (one atomic LanceDB
- * version), then commits the records in one SQLite transaction (re-checking the quota); if that
- * transaction fails the vectors are deleted again. A withdrawal commits the records first, then
- * deletes the vector. So a crash leaves at most vectors without records; `open` (every start)
- * deletes them before anything else, and searches ignore them meanwhile. A record without a vector
- * cannot arise from a crash; `open` refuses to start on one (the store is not the one this data
- * folder used) with the count. A data folder whose embeddings are in SQLite (the embedded store's)
- * is migrated on open: the vectors are copied to LanceDB, then the SQLite blobs emptied.
+ * Durability and atomicity (the same whichever database holds the records). All writes of a process
+ * go through one queue. An add validates and checks quotas, reserves the ids of the new passages
+ * from the records' id counter (never handed out again, to any process), commits their vectors to
+ * LanceDB (one atomic LanceDB version), then commits the records in one transaction (re-checking
+ * duplicates and the quota under the session's write lock); if that transaction fails the vectors
+ * are deleted again. A withdrawal commits the records first, then deletes the vector. So a crash
+ * leaves at most vectors without records; `open` (every start) deletes them before anything else
+ * (one process; shared, they are left: one may be another process's add in flight), and searches
+ * ignore them meanwhile (hits are joined with the records). A record without a vector cannot arise
+ * from a crash; `open` refuses to start on one (the store is not the one these records used) with
+ * the count. Records whose embeddings are still in them (the embedded store's) are migrated on
+ * open: the vectors are copied to LanceDB, then the records' embeddings emptied.
  */
 import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -203,7 +206,7 @@ export class LancePassageStore implements PassageStore {
 
   /**
    * Brings a session's vectors in line with its records (on open, before any other use): vectors
-   * without a record are deleted; records whose embedding is still in SQLite are moved to
+   * without a record are deleted; embeddings still kept in the records are moved to
    * LanceDB; a record with neither is an error.
    */
   private async reconcile(sessionId: string): Promise<void> {

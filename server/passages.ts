@@ -52,7 +52,7 @@ export interface AddResult {
  * ApiError (4xx) and leaves the store as it was.
  */
 export interface PassageStore {
-  /** 'embedded' (SQLite + exact in-memory index) or 'lancedb'. */
+  /** 'embedded' (embeddings in the records + exact in-memory index) or 'lancedb'. */
   readonly kind: 'embedded' | 'lancedb';
   /** The records, which the coordinator also reads (the embedding-check history). */
   readonly records: PassageRecords;

@@ -129,7 +129,7 @@ describe("the demo session's store, seeded by the coordinator", () => {
       const demo = demoPassages();
       expect(demo.length).toBeGreaterThanOrEqual(347); // 347 jsonl lines, long ones split into ~100-word passages
       expect(created.session.passages).toBe(demo.length);
-      expect(coordinator.passages.contributions(sid)).toEqual([{ clientId: 'coordinator', passages: demo.length }]);
+      expect(await coordinator.passages.contributions(sid)).toEqual([{ clientId: 'coordinator', passages: demo.length }]);
       expect(lines.at(-1)).toMatch(new RegExp(`^Demo store: ${demo.length} demo passages embedded and stored by the coordinator in [\\d.]+ s`));
       expect(created.session.config.passages?.embeddingCheck).toBe('all');
       await coordinator.close();
@@ -139,7 +139,7 @@ describe("the demo session's store, seeded by the coordinator", () => {
       try {
         const again = await seedDemoPassages(server.coordinator, sid);
         expect(again).toMatchObject({ added: 0, alreadyStored: demo.length });
-        expect(server.coordinator.passages.count(sid)).toBe(demo.length);
+        expect(await server.coordinator.passages.count(sid)).toBe(demo.length);
 
         // A tab that adds the demo passages computes the same embeddings and finds them stored.
         const tokenizers = (name: string) => loadTokenizer(folderModelSource(join(PUBLIC, 'models/tokenizers', name)));
