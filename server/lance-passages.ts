@@ -228,9 +228,19 @@ export class LancePassageStore implements PassageStore {
     const stored = new Set((await scanVectors(table, dim, false)).ids);
     const records = new Set(recorded.map((r) => r.id));
     const strays = [...stored].filter((id) => !records.has(id));
-    // Shared by several processes, a vector without a record may be another process's add in
-    // flight (vectors are written before records): left alone, and never returned by a search.
     if (strays.length > 0 && !this.options.shared) await table.delete(`id IN (${strays.join(',')})`);
+    // Shared by several processes, a vector without a record may be another process's add in
+    // flight (vectors are written before records): deleted only while no process is between its
+    // two commits (looked at again then), else left for a later start; never returned by a search.
+    if (strays.length > 0 && this.options.shared) {
+      const removed = await this.records.withoutWriters(async () => {
+        const now = new Set((await this.records.recordIds(sessionId)).map((r) => r.id));
+        const gone = (await scanVectors(table, dim, false)).ids.filter((id) => !now.has(id));
+        if (gone.length > 0) await table.delete(`id IN (${gone.join(',')})`);
+        return gone.length;
+      });
+      if (removed) this.options.log?.(`passage store: session ${sessionId}: deleted ${removed} vectors whose records never committed`);
+    }
     const missing = recorded.filter((r) => !stored.has(r.id) && !r.hasEmbedding);
     if (missing.length > 0) {
       throw new Error(
@@ -413,62 +423,71 @@ export class LancePassageStore implements PassageStore {
   async add(sessionId: string, models: SessionModels, clientId: string, inputs: readonly PassageInput[], quota?: PassageQuota): Promise<AddResult[]> {
     const prepared = this.validate(models, inputs);
     await this.open();
-    return this.exclusive(async () => {
-      const fresh = freshPassages(
-        prepared,
-        await this.records.existingHashes(
-          sessionId,
-          prepared.map((p) => p.hash),
-        ),
-      );
-      // Refused before any vector is written (and checked again inside the commit).
-      if (quota) await this.records.checkQuota(sessionId, clientId, prepared, quota);
-      let s: SessionVectors;
-      const reserved = await this.records.reserveIds(fresh.length);
-      const ids = new Map(fresh.map((p, i) => [p.hash, reserved[i]]));
-      try {
-        s = (await this.session(sessionId, models.embeddingDim, true))!;
-        await this.retryOrphans(s);
-        if (fresh.length > 0)
-          await s.table.add(
-            this.rows(
-              fresh.map((p) => ids.get(p.hash)!),
-              fresh.map((p) => p.embedding),
-              s.dim,
-            ),
-          );
-      } catch (e) {
-        if (e instanceof ApiError) throw e;
-        throw this.unavailable('store the embeddings', e);
-      }
-      if (fresh.length > 0) crashPoint('passages:vectors-committed');
-      let added: Array<{ id: number; embedding: Float32Array }>;
-      let results: AddResult[];
-      try {
-        ({ results, added } = await this.records.commit(sessionId, clientId, prepared, quota, {
-          withEmbeddings: false,
-          idOf: (p: PreparedPassage) => ids.get(p.hash)!,
-        }));
-      } catch (e) {
-        // The records were not committed: their vectors go too (if this fails, the next open removes them).
-        if (fresh.length > 0) await s.table.delete(`id IN (${reserved.join(',')})`).catch(() => undefined);
-        throw e;
-      }
-      // Another process committed some of the same passages between `fresh` and the commit: their
-      // vectors written here under reserved ids have no record; they go (else the next open removes them).
-      const unused = fresh.map((p) => ids.get(p.hash)!).filter((id) => !added.some((a) => a.id === id));
-      if (unused.length > 0) {
-        for (const id of unused) s.orphans.add(id);
-        await this.retryOrphans(s).catch(() => undefined);
-      }
-      s.exact?.add(
-        added.map((a) => a.id),
-        added.map((a) => a.embedding),
-      );
-      s.addedSince += added.length;
-      this.maybeIndex(sessionId, s, await this.records.count(sessionId));
-      return results;
-    });
+    return this.exclusive(() => this.records.asWriter(() => this.addVectorsThenRecords(sessionId, models, clientId, prepared, quota)));
+  }
+
+  /** An add, between its two commits a writer (PassageRecords.asWriter): vectors first, then the records. */
+  private async addVectorsThenRecords(
+    sessionId: string,
+    models: SessionModels,
+    clientId: string,
+    prepared: readonly PreparedPassage[],
+    quota: PassageQuota | undefined,
+  ): Promise<AddResult[]> {
+    const fresh = freshPassages(
+      prepared,
+      await this.records.existingHashes(
+        sessionId,
+        prepared.map((p) => p.hash),
+      ),
+    );
+    // Refused before any vector is written (and checked again inside the commit).
+    if (quota) await this.records.checkQuota(sessionId, clientId, prepared, quota);
+    let s: SessionVectors;
+    const reserved = await this.records.reserveIds(fresh.length);
+    const ids = new Map(fresh.map((p, i) => [p.hash, reserved[i]]));
+    try {
+      s = (await this.session(sessionId, models.embeddingDim, true))!;
+      await this.retryOrphans(s);
+      if (fresh.length > 0)
+        await s.table.add(
+          this.rows(
+            fresh.map((p) => ids.get(p.hash)!),
+            fresh.map((p) => p.embedding),
+            s.dim,
+          ),
+        );
+    } catch (e) {
+      if (e instanceof ApiError) throw e;
+      throw this.unavailable('store the embeddings', e);
+    }
+    if (fresh.length > 0) crashPoint('passages:vectors-committed');
+    let added: Array<{ id: number; embedding: Float32Array }>;
+    let results: AddResult[];
+    try {
+      ({ results, added } = await this.records.commit(sessionId, clientId, prepared, quota, {
+        withEmbeddings: false,
+        idOf: (p: PreparedPassage) => ids.get(p.hash)!,
+      }));
+    } catch (e) {
+      // The records were not committed: their vectors go too (if this fails, the next open removes them).
+      if (fresh.length > 0) await s.table.delete(`id IN (${reserved.join(',')})`).catch(() => undefined);
+      throw e;
+    }
+    // Another process committed some of the same passages between `fresh` and the commit: their
+    // vectors written here under reserved ids have no record; they go (else the next open removes them).
+    const unused = fresh.map((p) => ids.get(p.hash)!).filter((id) => !added.some((a) => a.id === id));
+    if (unused.length > 0) {
+      for (const id of unused) s.orphans.add(id);
+      await this.retryOrphans(s).catch(() => undefined);
+    }
+    s.exact?.add(
+      added.map((a) => a.id),
+      added.map((a) => a.embedding),
+    );
+    s.addedSince += added.length;
+    this.maybeIndex(sessionId, s, await this.records.count(sessionId));
+    return results;
   }
 
   private async retryOrphans(s: SessionVectors): Promise<void> {
@@ -480,43 +499,58 @@ export class LancePassageStore implements PassageStore {
 
   async search(sessionId: string, models: SessionModels, query: readonly number[], k: number, withEmbeddings = false): Promise<SearchHit[]> {
     const q = checkQuery(models, query);
-    let top: Array<{ id: number; score: number; embedding?: Float32Array }>;
+    // Vectors without a record (a crashed add, another process's add in flight, a withdrawal whose
+    // vector is not deleted yet) take places among the candidates and are dropped by the join with
+    // the records: ask for twice as many until k hits are found or the candidates run out.
+    for (let want = k; ; want *= 2) {
+      const top = await this.candidates(sessionId, models, q, want, withEmbeddings);
+      const hits = await searchHits(this.records, sessionId, top, k, withEmbeddings);
+      if (hits.length >= k || top.length < want) return hits;
+    }
+  }
+
+  /** The `n` vectors with the largest inner product with `q`, best first (exact scores), records or not. */
+  private async candidates(
+    sessionId: string,
+    models: SessionModels,
+    q: Float32Array,
+    n: number,
+    withEmbeddings: boolean,
+  ): Promise<Array<{ id: number; score: number; embedding?: Float32Array }>> {
     try {
       await this.open();
       const s = await this.session(sessionId, models.embeddingDim, false);
       if (!s) return [];
       if (this.options.shared) await this.followOtherWriters(s);
-      if (s.indexed) {
-        // Vectors whose records are gone may still be found: ask for that many more.
-        const result = await s.table
-          .vectorSearch(q)
-          .distanceType('dot')
-          .nprobes(this.options.nprobes ?? LANCE_DEFAULTS.nprobes)
-          .refineFactor(this.options.refineFactor ?? LANCE_DEFAULTS.refineFactor)
-          .limit(k + s.orphans.size)
-          .select(['id', 'vector', '_distance'])
-          .toArrow();
-        top = [];
-        for (const batch of result.batches) {
-          const idColumn = batch.getChild('id')!;
-          const vectors = vectorsOf(batch, s.dim);
-          for (let i = 0; i < batch.numRows; i++) {
-            const v = vectors.slice(i * s.dim, (i + 1) * s.dim);
-            let dot = 0;
-            for (let j = 0; j < v.length; j++) dot += q[j] * v[j];
-            top.push({ id: Number(idColumn.get(i) as bigint), score: dot, embedding: v });
-          }
-        }
-        top.sort((a, b) => b.score - a.score || a.id - b.id);
-      } else {
+      if (!s.indexed) {
         const index = await this.exactIndex(s);
-        top = index.search(q, k).map((t) => ({ ...t, ...(withEmbeddings ? { embedding: index.embedding(t.id) } : {}) }));
+        return index.search(q, n).map((t) => ({ ...t, ...(withEmbeddings ? { embedding: index.embedding(t.id) } : {}) }));
       }
+      // Vectors this process knows have lost their records may still be found: ask for that many more.
+      const result = await s.table
+        .vectorSearch(q)
+        .distanceType('dot')
+        .nprobes(this.options.nprobes ?? LANCE_DEFAULTS.nprobes)
+        .refineFactor(this.options.refineFactor ?? LANCE_DEFAULTS.refineFactor)
+        .limit(n + s.orphans.size)
+        .select(['id', 'vector', '_distance'])
+        .toArrow();
+      const top: Array<{ id: number; score: number; embedding: Float32Array }> = [];
+      for (const batch of result.batches) {
+        const idColumn = batch.getChild('id')!;
+        const vectors = vectorsOf(batch, s.dim);
+        for (let i = 0; i < batch.numRows; i++) {
+          const v = vectors.slice(i * s.dim, (i + 1) * s.dim);
+          let dot = 0;
+          for (let j = 0; j < v.length; j++) dot += q[j] * v[j];
+          top.push({ id: Number(idColumn.get(i) as bigint), score: dot, embedding: v });
+        }
+      }
+      return top.sort((a, b) => b.score - a.score || a.id - b.id).slice(0, n);
     } catch (e) {
       if (e instanceof ApiError) throw e;
       throw this.unavailable('be searched', e);
     }
-    return searchHits(this.records, sessionId, top, k, withEmbeddings);
   }
 
   /**
@@ -538,17 +572,19 @@ export class LancePassageStore implements PassageStore {
     await this.open().catch((e: unknown) => {
       throw this.unavailable('be opened', e);
     });
-    return this.exclusive(async () => {
-      const outcome = await this.records.removeContribution(sessionId, clientId, id);
-      if (!outcome.deleted) return outcome;
-      crashPoint('passages:records-withdrawn');
-      // Committed: the record is gone, so no search returns it; then the vector goes.
-      const s = await this.session(sessionId, models.embeddingDim, false).catch(() => undefined);
-      if (!s) return outcome; // the next open removes the stray vector
-      s.exact?.remove([id]);
-      s.orphans.add(id);
-      await this.retryOrphans(s).catch(() => undefined);
-      return outcome;
-    });
+    return this.exclusive(() =>
+      this.records.asWriter(async () => {
+        const outcome = await this.records.removeContribution(sessionId, clientId, id);
+        if (!outcome.deleted) return outcome;
+        crashPoint('passages:records-withdrawn');
+        // Committed: the record is gone, so no search returns it; then the vector goes.
+        const s = await this.session(sessionId, models.embeddingDim, false).catch(() => undefined);
+        if (!s) return outcome; // the next open removes the stray vector
+        s.exact?.remove([id]);
+        s.orphans.add(id);
+        await this.retryOrphans(s).catch(() => undefined);
+        return outcome;
+      }),
+    );
   }
 }

@@ -154,6 +154,17 @@ export interface PassageRecords {
    * (ids only grow, so an add raises the largest and a withdrawal lowers the count).
    */
   changeMark(sessionId: string): Promise<string>;
+  /**
+   * Runs a write that spans the records and a vector store (vectors first, then records; records,
+   * then the vector) as one of possibly many writers: `withoutWriters` waits for none of them.
+   */
+  asWriter<T>(fn: () => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` while no writer of any process sharing the records is between its two commits, so
+   * that a vector without a record is known to be a leftover, not an add in flight; undefined (and
+   * `fn` not run) when some writer is.
+   */
+  withoutWriters<T>(fn: () => Promise<T>): Promise<T | undefined>;
   /** A session one of whose records has no embedding (it lives in a vector store), if any. */
   sessionWithoutEmbeddings(): Promise<string | undefined>;
   /** How many embedding-checked batches a client sent, and how many failed the check (server/passage-intake.ts). */

@@ -19,6 +19,8 @@ import type { ContributionCount, Passage } from '../src/federated/protocol';
 
 /** Rows per bulk statement (unnest arrays). */
 const CHUNK = 1000;
+/** pg_advisory_lock key held shared by every write spanning records and vectors, exclusively by a stray-vector cleanup. */
+const WRITERS_LOCK = "hashtextextended('corag passage writers', 0)";
 const EMPTY = Buffer.alloc(0);
 
 export class PgPassageRecords implements PassageRecords {
@@ -227,6 +229,39 @@ export class PgPassageRecords implements PassageRecords {
       sessionId,
     ]);
     return `${row.n}:${row.last}`;
+  }
+
+  /**
+   * A session-level advisory lock, shared, on a connection held for the write: a process that dies
+   * mid-write loses its connection and with it the lock.
+   */
+  async asWriter<T>(fn: () => Promise<T>): Promise<T> {
+    await this.ready();
+    const c = await this.pool.connect();
+    let locked = false;
+    try {
+      await c.query(`SELECT pg_advisory_lock_shared(${WRITERS_LOCK})`);
+      locked = true;
+      return await fn();
+    } finally {
+      if (locked) await c.query(`SELECT pg_advisory_unlock_shared(${WRITERS_LOCK})`).catch(() => undefined);
+      c.release();
+    }
+  }
+
+  async withoutWriters<T>(fn: () => Promise<T>): Promise<T | undefined> {
+    await this.ready();
+    const c = await this.pool.connect();
+    try {
+      if (!(await c.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${WRITERS_LOCK}) AS ok`)).rows[0].ok) return undefined;
+      try {
+        return await fn();
+      } finally {
+        await c.query(`SELECT pg_advisory_unlock(${WRITERS_LOCK})`).catch(() => undefined);
+      }
+    } finally {
+      c.release();
+    }
   }
 
   async sessionWithoutEmbeddings(): Promise<string | undefined> {

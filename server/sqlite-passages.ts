@@ -197,6 +197,15 @@ export class SqlitePassageRecords implements PassageRecords {
     return `${n}:${last}`;
   }
 
+  /** One process uses an SQLite data folder: nobody else writes between this process's two commits. */
+  asWriter<T>(fn: () => Promise<T>): Promise<T> {
+    return fn();
+  }
+
+  withoutWriters<T>(fn: () => Promise<T>): Promise<T | undefined> {
+    return fn();
+  }
+
   async sessionWithoutEmbeddings(): Promise<string | undefined> {
     return (this.db.prepare('SELECT session_id FROM passages WHERE length(embedding) = 0 LIMIT 1').get() as { session_id: string } | undefined)?.session_id;
   }
