@@ -223,7 +223,8 @@ export class LancePassageStore implements PassageStore {
       const first = recorded.find((r) => r.hasEmbedding);
       dim = first ? ((await this.records.embeddings(sessionId, [first.id])).get(first.id)?.length ?? 0) : 0;
       if (dim < 1) throw new Error(`session ${sessionId}: its records name no embedding dimension`);
-      table = await this.conn!.createEmptyTable(name, this.schema(dim));
+      // existOk: another process starting beside this one may create it at the same moment.
+      table = await this.conn!.createEmptyTable(name, this.schema(dim), { mode: 'create', existOk: true });
     }
     const stored = new Set((await scanVectors(table, dim, false)).ids);
     const records = new Set(recorded.map((r) => r.id));
@@ -247,8 +248,18 @@ export class LancePassageStore implements PassageStore {
         `session ${sessionId}: ${missing.length} of its ${recorded.length} passages have no vector in this store (e.g. passage ${missing[0].id}); is --passage-store the store this data folder was used with?`,
       );
     }
-    // Embeddings still in the records (a deployment the embedded store wrote): copied, then emptied there.
-    const toMove = recorded.filter((r) => r.hasEmbedding);
+    if (!recorded.some((r) => r.hasEmbedding)) return;
+    // Embeddings still in the records (a deployment the embedded store wrote): copied, then emptied
+    // there. With no writer anywhere (processes starting together would each copy them), reading
+    // the records and the vectors again first.
+    const moved = await this.records.withoutWriters(() => this.moveEmbeddings(sessionId, table, dim), { wait: true });
+    if (moved) this.options.log?.(`passage store: moved ${moved} embeddings of session ${sessionId} from the passage records to ${this.options.uri}`);
+  }
+
+  /** Copies the embeddings still kept in a session's records into its table, then empties them in the records; returns how many. */
+  private async moveEmbeddings(sessionId: string, table: Table, dim: number): Promise<number> {
+    const toMove = (await this.records.recordIds(sessionId)).filter((r) => r.hasEmbedding);
+    const stored = new Set((await scanVectors(table, dim, false)).ids);
     for (let i = 0; i < toMove.length; i += 5000) {
       const chunk = toMove
         .slice(i, i + 5000)
@@ -264,10 +275,8 @@ export class LancePassageStore implements PassageStore {
         ),
       );
     }
-    if (toMove.length > 0) {
-      await this.records.clearEmbeddings(toMove.map((r) => r.id));
-      this.options.log?.(`passage store: moved ${toMove.length} embeddings of session ${sessionId} from the passage records to ${this.options.uri}`);
-    }
+    if (toMove.length > 0) await this.records.clearEmbeddings(toMove.map((r) => r.id));
+    return toMove.length;
   }
 
   /** The session's vectors; `create` makes the table when absent (else undefined: no passages yet). */

@@ -162,9 +162,9 @@ export interface PassageRecords {
   /**
    * Runs `fn` while no writer of any process sharing the records is between its two commits, so
    * that a vector without a record is known to be a leftover, not an add in flight; undefined (and
-   * `fn` not run) when some writer is.
+   * `fn` not run) when some writer is, unless `wait` (then it waits for them; new writers wait for `fn`).
    */
-  withoutWriters<T>(fn: () => Promise<T>): Promise<T | undefined>;
+  withoutWriters<T>(fn: () => Promise<T>, options?: { wait?: boolean }): Promise<T | undefined>;
   /** A session one of whose records has no embedding (it lives in a vector store), if any. */
   sessionWithoutEmbeddings(): Promise<string | undefined>;
   /** How many embedding-checked batches a client sent, and how many failed the check (server/passage-intake.ts). */

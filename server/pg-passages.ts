@@ -249,11 +249,12 @@ export class PgPassageRecords implements PassageRecords {
     }
   }
 
-  async withoutWriters<T>(fn: () => Promise<T>): Promise<T | undefined> {
+  async withoutWriters<T>(fn: () => Promise<T>, options: { wait?: boolean } = {}): Promise<T | undefined> {
     await this.ready();
     const c = await this.pool.connect();
     try {
-      if (!(await c.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${WRITERS_LOCK}) AS ok`)).rows[0].ok) return undefined;
+      if (options.wait) await c.query(`SELECT pg_advisory_lock(${WRITERS_LOCK})`);
+      else if (!(await c.query<{ ok: boolean }>(`SELECT pg_try_advisory_lock(${WRITERS_LOCK}) AS ok`)).rows[0].ok) return undefined;
       try {
         return await fn();
       } finally {

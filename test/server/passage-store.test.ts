@@ -540,6 +540,33 @@ describe('LanceDB passage store', () => {
     embedded.dir.remove();
   });
 
+  it.skipIf(!cluster)('moves the embeddings of PostgreSQL records once when two processes open together', async () => {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    const embedded = await opened(KINDS[0], dir, BACKENDS[1]);
+    const r = seeded(24);
+    await embedded.store.add(
+      's',
+      MODELS,
+      'c',
+      Array.from({ length: 30 }, (_, i) => input(i, vector(r))),
+    );
+    const q = vector(r);
+    const before = await embedded.store.search('s', MODELS, q, 10, true);
+    await embedded.close();
+    const shared: Kind = {
+      name: 'lancedb',
+      make: (records, d) => new LancePassageStore(records, { uri: join(d, 'lance'), indexAbove: 1_000_000, shared: true }, async () => ['s']),
+    };
+    const [a, b] = await Promise.all([opened(shared, dir, BACKENDS[1]), opened(shared, dir, BACKENDS[1])]);
+    const { connect } = await import('@lancedb/lancedb');
+    const conn = await connect(join(dir.path, 'lance'));
+    expect(await (await conn.openTable('passages_s')).countRows()).toBe(30);
+    conn.close();
+    expect(await a.store.search('s', MODELS, q, 10, true)).toEqual(before);
+    expect(await b.store.search('s', MODELS, q, 10, true)).toEqual(before);
+  });
+
   it('validates --passage-store / CORAG_PASSAGE_STORE with a clear error', () => {
     const dir = tempDir();
     cleanups.push(dir.remove);
