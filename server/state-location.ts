@@ -19,7 +19,7 @@ import { openDatabase, type Db } from './db';
 
 const SQLITE_FILE = 'coordinator.sqlite';
 /** Written into a data folder a coordinator with PostgreSQL state uses (its content says why). */
-export const POSTGRES_MARKER = 'STATE-IN-POSTGRESQL';
+const POSTGRES_MARKER = 'STATE-IN-POSTGRESQL';
 
 export interface DataFolderDatabase {
   /** The folder's SQLite database (SQLite state), or null (PostgreSQL state). */
