@@ -61,7 +61,13 @@ function describe(e: ClientEvent): string | undefined {
 /** The first of `urls` whose coordinator answers its health check. */
 async function firstAnswering(urls: readonly string[]): Promise<string> {
   for (const url of urls) {
-    if (await fetch(`${url}/api/health`).then((r) => r.ok, () => false)) return url;
+    if (
+      await fetch(`${url}/api/health`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return url;
   }
   throw new Error(`no coordinator answers: ${urls.join(', ')}`);
 }

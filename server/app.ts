@@ -127,7 +127,13 @@ export interface CoordinatorApp {
 
 export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   const limits = { ...DEFAULT_LIMITS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof DEFAULT_LIMITS;
-  const coordinator = new Coordinator({ dataDir: options.dataDir, random: options.random, passageStore: options.passageStore, database: options.database, presenceTtlMs: options.presenceTtlMs });
+  const coordinator = new Coordinator({
+    dataDir: options.dataDir,
+    random: options.random,
+    passageStore: options.passageStore,
+    database: options.database,
+    presenceTtlMs: options.presenceTtlMs,
+  });
   // The passage store connects (and reconciles with the database) before anything is served.
   await coordinator.passages.open().catch(async (e: unknown) => {
     await coordinator.close();

@@ -72,7 +72,10 @@ Options (environment variable in brackets):
 
 /** `--peer-url` values (each may be a comma-separated list): coordinator base URLs, checked, without duplicates. */
 function parsePeerUrls(values: readonly string[]): string[] {
-  const urls = values.flatMap((v) => v.split(',')).map((u) => u.trim()).filter((u) => u !== '');
+  const urls = values
+    .flatMap((v) => v.split(','))
+    .map((u) => u.trim())
+    .filter((u) => u !== '');
   return [...new Set(urls.map((u) => coordinatorBase(u)))];
 }
 

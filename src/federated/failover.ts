@@ -30,7 +30,11 @@ export interface FailoverOptions {
   readonly onSwitch?: (from: string, to: string, error: unknown) => void;
 }
 
-export function failoverFetch(baseUrls: readonly string[], fetchImpl: typeof fetch = globalThis.fetch.bind(globalThis), options: FailoverOptions = {}): typeof fetch {
+export function failoverFetch(
+  baseUrls: readonly string[],
+  fetchImpl: typeof fetch = globalThis.fetch.bind(globalThis),
+  options: FailoverOptions = {},
+): typeof fetch {
   if (baseUrls.length === 0) throw new Error('failoverFetch needs at least one coordinator URL');
   const bases = baseUrls.map(coordinatorBase);
   // The coordinator that answered last: later requests go there first.
@@ -47,7 +51,7 @@ export function failoverFetch(baseUrls: readonly string[], fetchImpl: typeof fet
         const res = await fetchImpl(`${bases[at]}${path}`, init);
         if (i > 0) {
           resentAnswers.add(res);
-          options.onSwitch?.(bases[current], bases[at], lastError);
+          options.onSwitch?.(bases[current]!, bases[at]!, lastError);
         }
         current = at;
         return res;
@@ -74,7 +78,6 @@ export function coordinatorBase(url: string): string {
     throw new Error(`not an http(s) coordinator URL: ${url}`);
   }
   if ((parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || !/^https?:\/\/[^/]/.test(url)) throw new Error(`not an http(s) coordinator URL: ${url}`);
-  if (parsed.search || parsed.hash || parsed.username || parsed.password)
-    throw new Error(`a coordinator URL has no query, fragment or credentials: ${url}`);
+  if (parsed.search || parsed.hash || parsed.username || parsed.password) throw new Error(`a coordinator URL has no query, fragment or credentials: ${url}`);
   return url.replace(/\/+$/, '');
 }

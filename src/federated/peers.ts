@@ -13,7 +13,11 @@ import { coordinatorBase, failoverFetch, type FailoverOptions } from './failover
  * one without the route) gives a client of `base` alone. Peer entries that are not coordinator URLs
  * are skipped.
  */
-export async function clientWithPeers(base: string, fetchImpl: FetchLike = globalThis.fetch.bind(globalThis), options: FailoverOptions = {}): Promise<CoragClient> {
+export async function clientWithPeers(
+  base: string,
+  fetchImpl: FetchLike = globalThis.fetch.bind(globalThis),
+  options: FailoverOptions = {},
+): Promise<CoragClient> {
   const own = coordinatorBase(base);
   let peers: string[] = [];
   try {

@@ -412,7 +412,7 @@ export type SessionInfo = Static<typeof sessionInfoSchema>;
  * answering (src/federated/peers.ts). Empty for a coordinator told no peers.
  */
 export const peersSchema = wireObject({
-  peers: list(Type.String({ pattern: '^https?://[^/]', description: 'base URL of another coordinator process sharing this one\'s sessions' })),
+  peers: list(Type.String({ pattern: '^https?://[^/]', description: "base URL of another coordinator process sharing this one's sessions" })),
 });
 
 export const createdSessionSchema = wireObject({

@@ -66,14 +66,27 @@ describe.skipIf(!cluster)('scripts/client.ts with two coordinator processes', ()
 
     const cli = spawn(
       process.execPath,
-      ['--import', 'tsx', join(ROOT, 'scripts/client.ts'), '--server', `${a.url},${b.url}`, '--join', created.joinCode, '--questions', questions, '--rounds', '2'],
+      [
+        '--import',
+        'tsx',
+        join(ROOT, 'scripts/client.ts'),
+        '--server',
+        `${a.url},${b.url}`,
+        '--join',
+        created.joinCode,
+        '--questions',
+        questions,
+        '--rounds',
+        '2',
+      ],
       { cwd: ROOT },
     );
     children.push(cli);
     let stderr = '';
     cli.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((resolve) => cli.on('exit', (code) => resolve(code)));
-    const logged = (what: RegExp) => waitFor(`the client to log ${what}`, () => what.test(stderr) || cli.exitCode !== null, 120).then(() => expect(stderr).toMatch(what));
+    const logged = (what: RegExp) =>
+      waitFor(`the client to log ${what}`, () => what.test(stderr) || cli.exitCode !== null, 120).then(() => expect(stderr).toMatch(what));
 
     await logged(/training on 1 questions/);
     await adminA.openRound(sid);

@@ -76,7 +76,7 @@ describe.skipIf(!cluster)('coordinators told of each other: peers, CORS, shared 
     dir.remove();
   });
 
-  it('advertises the peers, lets only their pages call cross-origin, and accepts either process\'s tokens on both', async () => {
+  it("advertises the peers, lets only their pages call cross-origin, and accepts either process's tokens on both", async () => {
     expect(await new CoragClient(a.url).peers()).toEqual([b.url]);
     expect(await new CoragClient(b.url).peers()).toEqual([a.url]);
     const doc = await (await fetch(`${a.url}/api/openapi.json`)).json();
