@@ -24,7 +24,7 @@ import { serverKeyMatches } from './server-key';
 import { bearer } from './tokens';
 import { statusPage } from './status-page';
 import { peerOrigins, registerPeerCors } from './peer-cors';
-import { EVENTS_ROUTE, SESSION_ID, UPDATE_UPLOAD_ROUTE, UPLOAD_ROUTES, type RouteContext, type SessionReq } from './routes/context';
+import { errorResponses, EVENTS_ROUTE, SESSION_ID, UPDATE_UPLOAD_ROUTE, UPLOAD_ROUTES, type RouteContext, type SessionReq } from './routes/context';
 import { registerEventRoutes } from './routes/events';
 import { registerModelRoutes } from './routes/models';
 import { registerPassageRoutes } from './routes/passages';
@@ -382,7 +382,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/api/health', async () => ({ ok: true }));
   app.get('/api/network', async () => ({ urls: options.networkUrls?.() ?? [] }));
-  app.get('/api/peers', { schema: { response: { 200: peersSchema } } }, async () => ({ peers: [...(options.peerUrls ?? [])] }));
+  app.get('/api/peers', { schema: { response: { 200: peersSchema, ...errorResponses } } }, async () => ({ peers: [...(options.peerUrls ?? [])] }));
   const routes: RouteContext = {
     app,
     coordinator,
