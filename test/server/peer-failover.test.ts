@@ -14,14 +14,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FederatedCoragClient } from '../../src/corag/federated-client';
 import type { ModelBundle } from '../../src/corag/model-bundle';
 import { CoordinatorPassageSource } from '../../src/corag/retrieve';
-import { CoragClient } from '../../src/federated/client';
+import { CoragClient, CoragHttpError } from '../../src/federated/client';
+import { decodeModel, encodeUpdate } from '../../src/federated/codec';
 import { clientWithPeers } from '../../src/federated/peers';
 import type { ServerEvent } from '../../src/federated/protocol';
 import { initBackend } from '../../src/model/backend';
 import { CHROMIUM_FLAGS, chromiumPath } from '../browser/harness';
 import { tinyBundle } from '../corag/helpers';
 import { freePorts, startCoordinator, waitFor, type CoordinatorProcess } from './coordinator-process';
-import { tempDir } from './helpers';
+import { maxRelativeError, tempDir } from './helpers';
 import { startTestPostgres } from './postgres';
 
 const cluster = await startTestPostgres();
@@ -161,6 +162,37 @@ describe.skipIf(!cluster)('coordinators told of each other: peers, CORS, shared 
     await waitFor('nobody online again', async () => (await online()).every((n) => n === 0), 10);
     watchA.close();
     watchB.close();
+  });
+
+  it('refuses an update sent again through the other process (a resend after failover) and keeps only the first', async () => {
+    const d = await new CoragClient(a.url).join(joinCode, 'resender');
+    const adminA = new CoragClient(a.url, adminToken);
+    const opened = await adminA.openRound(sid);
+    expect(opened.participants).toContain(d.clientId);
+    // A zero delta of every trained tensor of the round's base version (the session trains reader.*).
+    const base = decodeModel(await adminA.downloadModel(sid, opened.baseVersion));
+    const delta = (scale: number) =>
+      encodeUpdate(
+        new Map([...base].filter(([n]) => n.startsWith('reader.')).map(([n, t]) => [n, { shape: t.shape, data: new Float32Array(t.data.length).fill(scale) }])),
+        {
+          round: opened.round,
+          baseVersion: opened.baseVersion,
+          numExamples: 1,
+          metrics: {},
+        },
+      );
+    const body = delta(0);
+    expect((await new CoragClient(a.url, d.token).uploadUpdate(sid, opened.round, body)).accepted).toBe(1);
+    for (const again of [body, delta(0.5)]) {
+      const refused = await new CoragClient(b.url, d.token).uploadUpdate(sid, opened.round, again).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(CoragHttpError);
+      expect([(refused as CoragHttpError).status, (refused as CoragHttpError).code]).toEqual([409, 'duplicate_update']);
+    }
+    const closed = await new CoragClient(b.url, adminToken).closeRound(sid, opened.round);
+    expect([closed.state, closed.accepted]).toEqual(['closed', 1]);
+    // The published version is the first (zero) delta's: the refused 0.5 left no trace in B's partial sum.
+    const after = decodeModel(await adminA.downloadModel(sid, closed.resultVersion!));
+    for (const [n, t] of base) expect(maxRelativeError(after.get(n)!.data, t.data), n).toBe(0);
   });
 
   it("the tab's runtime goes on with the peer when its page's coordinator is killed; the dead process's clients leave the count", async () => {
