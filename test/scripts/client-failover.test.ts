@@ -70,5 +70,5 @@ describe.skipIf(!cluster)('scripts/client.ts with two coordinator processes', ()
     expect([round.state, round.accepted, round.resultVersion]).toEqual(['closed', 1, 2]);
     b.child.kill('SIGTERM');
     await b.exited;
-  });
+  }, 300_000);
 });

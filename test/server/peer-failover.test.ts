@@ -226,5 +226,5 @@ describe.skipIf(!cluster)('coordinators told of each other: peers, CORS, shared 
     expect((await adminB.round(sid, opened.round)).accepted).toBe(1);
     b.child.kill('SIGTERM');
     await b.exited;
-  });
+  }, 300_000);
 });
