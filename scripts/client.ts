@@ -5,6 +5,11 @@
  *   npx tsx scripts/client.ts --server http://127.0.0.1:8787 --join CODE [--name NAME]
  *       [--questions FILE.jsonl] [--rounds N] [--backend wasm|cpu]
  *
+ * Several coordinator processes serving the session (docs/DEPLOY.md §6): name each,
+ * `--server http://a:8787,http://b:8788` or `--server` repeated. Requests go to the one that last
+ * answered and move to the next when it stops answering (src/federated/failover.ts), the event
+ * stream included: when its process dies the stream is followed again, on the next one.
+ *
  * The session's models are read as a tab reads them (configs and tokenizers from the coordinator's
  * app folder, the weights as a global version). It trains on `--questions` (JSON lines with
  * `question` and `answers`), else on the shard the session hands out, retrieving from the session's
@@ -19,10 +24,12 @@ import type { QAPair } from '../src/corag/local-training';
 import { ModelBundle } from '../src/corag/model-bundle';
 import { CoordinatorPassageSource } from '../src/corag/retrieve';
 import { CoragClient } from '../src/federated/client';
+import { coordinatorBase, failoverFetch } from '../src/federated/failover';
 import { initBackend, parseBackendName } from '../src/model/backend';
 import { loadBundleSpec } from '../src/platform/browser/session-bundle';
 
-const HELP = `usage: npx tsx scripts/client.ts --server URL --join CODE [--name NAME] [--questions FILE.jsonl] [--rounds N] [--backend wasm|cpu]
+const HELP = `usage: npx tsx scripts/client.ts --server URL[,URL…] --join CODE [--name NAME] [--questions FILE.jsonl] [--rounds N] [--backend wasm|cpu]
+  --server may be repeated: several coordinator processes of one deployment, failed over in turn
 `;
 
 /** One line per event worth a log line. */
@@ -51,6 +58,20 @@ function describe(e: ClientEvent): string | undefined {
   }
 }
 
+/** The first of `urls` whose coordinator answers its health check. */
+async function firstAnswering(urls: readonly string[]): Promise<string> {
+  for (const url of urls) {
+    if (
+      await fetch(`${url}/api/health`).then(
+        (r) => r.ok,
+        () => false,
+      )
+    )
+      return url;
+  }
+  throw new Error(`no coordinator answers: ${urls.join(', ')}`);
+}
+
 function readQuestions(file: string): QAPair[] {
   return readFileSync(file, 'utf8')
     .split('\n')
@@ -66,7 +87,7 @@ function readQuestions(file: string): QAPair[] {
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      server: { type: 'string' },
+      server: { type: 'string', multiple: true },
       join: { type: 'string' },
       name: { type: 'string' },
       questions: { type: 'string' },
@@ -84,8 +105,14 @@ async function main(): Promise<void> {
   const log = (line: string) => process.stderr.write(`${line}\n`);
   await initBackend(parseBackendName(values.backend!));
 
-  const appBase = values.server.replace(/\/*$/, '/');
-  const server = new CoragClient(appBase);
+  const urls = [...new Set(values.server.flatMap((v) => v.split(',')).map((u) => coordinatorBase(u.trim())))];
+  const server = new CoragClient(
+    urls[0],
+    undefined,
+    failoverFetch(urls, undefined, { onSwitch: (from, to, e) => log(`coordinator ${from} does not answer (${(e as Error).message}); now using ${to}`) }),
+  );
+  // The models' configs and tokenizers come from a coordinator's app folder: the first that answers.
+  const appBase = `${await firstAnswering(urls)}/`;
   const joined = await server.join(values.join, values.name);
   const client = server.withToken(joined.token);
   const session = await client.session(joined.sessionId);

@@ -14,6 +14,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import fastifyStatic from '@fastify/static';
+import { peersSchema } from '../src/federated/protocol';
 import { Coordinator, type Principal } from './coordinator';
 import type { LanceStoreOptions } from './lance-passages';
 import { addressBucket } from './address-bucket';
@@ -22,7 +23,8 @@ import { redactingSink, serializeRequest, type LogSink } from './log-redaction';
 import { serverKeyMatches } from './server-key';
 import { bearer } from './tokens';
 import { statusPage } from './status-page';
-import { EVENTS_ROUTE, SESSION_ID, UPDATE_UPLOAD_ROUTE, UPLOAD_ROUTES, type RouteContext, type SessionReq } from './routes/context';
+import { peerOrigins, registerPeerCors } from './peer-cors';
+import { errorResponses, EVENTS_ROUTE, SESSION_ID, UPDATE_UPLOAD_ROUTE, UPLOAD_ROUTES, type RouteContext, type SessionReq } from './routes/context';
 import { registerEventRoutes } from './routes/events';
 import { registerModelRoutes } from './routes/models';
 import { registerPassageRoutes } from './routes/passages';
@@ -45,6 +47,8 @@ export interface AppOptions {
   readonly passageStore?: LanceStoreOptions;
   /** A PostgreSQL URL for the coordinator state (server/pg-state.ts); absent: the data folder's SQLite database. */
   readonly database?: string;
+  /** With `database`: how long a process's presence rows count without a refresh (server/pg-presence.ts). */
+  readonly presenceTtlMs?: number;
   /**
    * If set, creating sessions requires `Authorization: Bearer <serverKey>` (server/main.ts sets one
    * whenever it listens beyond loopback: server/server-key.ts).
@@ -90,6 +94,12 @@ export interface AppOptions {
    * only through their own join codes.
    */
   readonly publicSession?: () => string | undefined;
+  /**
+   * Base URLs of the other coordinator processes serving these sessions (they share the state:
+   * docs/DEPLOY.md §6). Advertised at GET /api/peers for clients to fail over to, and their
+   * origins may call this API cross-origin (server/peer-cors.ts).
+   */
+  readonly peerUrls?: readonly string[];
 }
 
 export const DEFAULT_LIMITS = {
@@ -117,7 +127,13 @@ export interface CoordinatorApp {
 
 export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   const limits = { ...DEFAULT_LIMITS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof DEFAULT_LIMITS;
-  const coordinator = new Coordinator({ dataDir: options.dataDir, random: options.random, passageStore: options.passageStore, database: options.database });
+  const coordinator = new Coordinator({
+    dataDir: options.dataDir,
+    random: options.random,
+    passageStore: options.passageStore,
+    database: options.database,
+    presenceTtlMs: options.presenceTtlMs,
+  });
   // The passage store connects (and reconciles with the database) before anything is served.
   await coordinator.passages.open().catch(async (e: unknown) => {
     await coordinator.close();
@@ -174,6 +190,8 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     callers.set(req, caller);
   };
   const callerOf = (req: FastifyRequest): Caller => callers.get(req) ?? { key: `ip:${addressBucket(req.ip)}` };
+  // Before the caller is resolved: a preflight from a peer's page carries no token.
+  registerPeerCors(app, peerOrigins(options.peerUrls ?? []));
   app.addHook('onRequest', resolveCaller);
 
   // A sender that asks first (`Expect: 100-continue`) is told to go on only once its request was
@@ -364,6 +382,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   app.get('/api/health', async () => ({ ok: true }));
   app.get('/api/network', async () => ({ urls: options.networkUrls?.() ?? [] }));
+  app.get('/api/peers', { schema: { response: { 200: peersSchema, ...errorResponses } } }, async () => ({ peers: [...(options.peerUrls ?? [])] }));
   const routes: RouteContext = {
     app,
     coordinator,

@@ -61,6 +61,8 @@ import { nowIso, type Db } from './db';
 import { ApiError, badRequest, conflict, forbidden, notFound, unauthorized } from './errors';
 import { PgEventRelay } from './event-relay';
 import { EventHub } from './events';
+import { PgPresence } from './pg-presence';
+import { LocalPresence, type Presence } from './presence';
 import { PassageIntake } from './passage-intake';
 import { EmbeddedPassageStore, type PassageRecords, type PassageStore } from './passages';
 import { LancePassageStore, type LanceStoreOptions } from './lance-passages';
@@ -92,6 +94,11 @@ export interface CoordinatorOptions {
    * process is a new node; what its previous life committed stays in the round).
    */
   readonly node?: string;
+  /**
+   * With `database`: how long a process's presence rows count without a refresh (server/pg-presence.ts),
+   * i.e. how long the clients of a process that died stay "online" elsewhere. Default 30 s.
+   */
+  readonly presenceTtlMs?: number;
   /** Where background problems (a lost event relay) are reported; default stderr. */
   readonly log?: (line: string) => void;
 }
@@ -137,6 +144,8 @@ export class Coordinator {
   /** Training questions sessions hand out, a shard per client. */
   readonly trainingQuestions: TrainingQuestionStore;
   readonly events = new EventHub();
+  /** Who is online: this process's streams, or with PostgreSQL every process's (server/presence.ts). */
+  readonly presence: Presence;
   /**
    * With PostgreSQL state, several coordinator processes may share the database and the data
    * folder (docs/DEPLOY.md): each keeps its own partial sum of a round, named by this node id, and
@@ -145,6 +154,7 @@ export class Coordinator {
   readonly node: string | null;
   private readonly shared?: SharedRoundState;
   private readonly relay?: PgEventRelay;
+  private readonly sharedPresence?: PgPresence;
   private readonly random: () => number;
   private readonly live = new Map<string, LiveRound>();
   private readonly chains = new Map<string, Promise<unknown>>();
@@ -164,6 +174,15 @@ export class Coordinator {
       const pgState = new PostgresState(options.database);
       this.state = this.shared = pgState;
       const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+      const presence = new PgPresence({
+        url: options.database,
+        node: this.node!,
+        ttlMs: options.presenceTtlMs,
+        tell: (sessionId, event) => this.events.emit(sessionId, event),
+        announce: (sessionId) => this.relay?.announcePresence(sessionId),
+        log,
+      });
+      this.presence = this.sharedPresence = presence;
       this.relay = new PgEventRelay(options.database, this.node!, {
         hydrate: async (sessionId, type, round) => ({ type, round: await this.round(sessionId, round) }),
         deliver: (sessionId, event) => {
@@ -172,6 +191,7 @@ export class Coordinator {
             void this.serial(sessionId, () => this.syncLive(sessionId)).catch(() => undefined);
           this.events.emit(sessionId, event);
         },
+        presenceChanged: (sessionId) => presence.changedElsewhere(sessionId),
         log,
       });
       // The passage records share the state's pool and schema; a data folder that still holds
@@ -190,6 +210,7 @@ export class Coordinator {
     } else {
       this.state = new SqliteState(this.db!);
       records = new SqlitePassageRecords(this.db!);
+      this.presence = new LocalPresence(this.events);
     }
     this.passages = options.passageStore
       ? new LancePassageStore(records, { ...options.passageStore, shared: options.database !== undefined }, () => this.state.sessionIds())
@@ -361,7 +382,7 @@ export class Coordinator {
       config,
       currentVersion,
       clients,
-      online: this.events.online(sessionId),
+      online: await this.presence.online(sessionId),
       passages: await this.passages.count(sessionId),
       round: last ? await this.roundInfo(last) : null,
     };
@@ -870,6 +891,7 @@ export class Coordinator {
   async resume(): Promise<void> {
     await this.state.open();
     await this.relay?.start();
+    await this.sharedPresence?.start();
     for (const row of await this.state.activeRounds()) {
       const { config } = await this.sessionRow(row.sessionId);
       const live = await this.goLive(row.sessionId, row, config);
@@ -888,6 +910,8 @@ export class Coordinator {
     for (const live of this.live.values()) clearTimeout(live.timer);
     this.live.clear();
     this.passageIntake.dispose();
+    // Before the relay: the others hear that this process's clients left.
+    await this.presence.close();
     await this.relay?.close();
     await this.passages.close();
     await this.state.close();

@@ -5,8 +5,9 @@
  *
  * A NOTIFY payload is limited (8,000 bytes by default) and a round's record grows with its
  * participants, so only ids and small numbers travel: a round event names its session and number
- * and the listening process reads the round from the shared state (`Relayed.hydrate`). Presence is
- * not relayed: it counts the streams a process holds itself.
+ * and the listening process reads the round from the shared state (`Relayed.hydrate`). Presence
+ * travels as a bare notice that it changed: each process counts again from the shared presence
+ * table (server/pg-presence.ts).
  */
 import pg from 'pg';
 import type { ServerEvent } from '../src/federated/protocol';
@@ -17,13 +18,16 @@ const CHANNEL = 'corag_events';
 type Wire =
   | { o: string; s: string; t: 'round-opened' | 'round-closed'; r: number }
   | { o: string; s: string; t: 'update-accepted'; r: number; c: string; a: number }
-  | { o: string; s: string; t: 'passages-changed'; n: number; a: number; d: number };
+  | { o: string; s: string; t: 'passages-changed'; n: number; a: number; d: number }
+  | { o: string; s: string; t: 'presence' };
 
 export interface RelayHandlers {
   /** A round event's full form, read from the shared state. */
   hydrate(sessionId: string, type: 'round-opened' | 'round-closed', round: number): Promise<ServerEvent>;
   /** Another process's event, in the order that process sent them. */
   deliver(sessionId: string, event: ServerEvent): void;
+  /** Another process's streams of `sessionId` changed (announcePresence): count who is online again. */
+  presenceChanged(sessionId: string): void;
   log(line: string): void;
 }
 
@@ -70,12 +74,21 @@ export class PgEventRelay {
     }, 1000).unref();
   }
 
-  /** Sends a locally emitted event to the other processes (presence and hello stay local). */
+  /** Sends a locally emitted event to the other processes (hello and presence counts stay local: announcePresence). */
   publish(sessionId: string, event: ServerEvent): void {
     const wire = toWire(this.node, sessionId, event);
-    if (!wire || !this.client) return;
+    if (wire) this.send(wire, event.type);
+  }
+
+  /** Tells the other processes that this one's streams of `sessionId` changed. */
+  announcePresence(sessionId: string): void {
+    this.send({ o: this.node, s: sessionId, t: 'presence' }, 'presence');
+  }
+
+  private send(wire: Wire, what: string): void {
+    if (!this.client) return;
     this.client.query('SELECT pg_notify($1, $2)', [CHANNEL, JSON.stringify(wire)]).catch((e: unknown) => {
-      this.handlers.log(`coordinator: could not relay a ${event.type} event (${(e as Error).message})`);
+      this.handlers.log(`coordinator: could not relay a ${what} event (${(e as Error).message})`);
     });
   }
 
@@ -87,6 +100,10 @@ export class PgEventRelay {
       return; // not ours: whoever else NOTIFYs on the channel is ignored
     }
     if (typeof wire !== 'object' || wire === null || wire.o === this.node || typeof wire.s !== 'string') return;
+    if (wire.t === 'presence') {
+      this.handlers.presenceChanged(wire.s);
+      return;
+    }
     this.chain = this.chain
       .then(async () => {
         const event = await fromWire(wire, this.handlers);

@@ -7,10 +7,12 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { renderUnicodeCompact } from 'uqr';
+import { coordinatorBase } from '../src/federated/failover';
 import { lanUrls } from '../src/platform/node/lan-urls';
 import { chooseServerKey } from './server-key';
 import { buildApp, DEFAULT_LIMITS } from './app';
 import { LANCE_DEFAULTS, parsePassageStoreLocation } from './lance-passages';
+import { DEFAULT_PRESENCE_TTL_MS } from './pg-presence';
 import { parseDatabaseUrl, redactUrl } from './pg-state';
 import { checkpointFromSpec, createDemoSession, hasCoordinatorPassages, seedDemoPassages, type DemoCheckpoints } from './demo';
 
@@ -33,6 +35,14 @@ Options (environment variable in brackets):
                         keep the coordinator state (sessions, clients, rounds, updates, model
                         versions) and the passage records in PostgreSQL [CORAG_DATABASE_URL]
                         (default: in the data folder's SQLite database); docs/DEPLOY.md
+  --peer-url <url>      another coordinator process serving the same sessions (same
+                        --database, data folder and passage store); repeat it, or give a
+                        comma-separated list [CORAG_PEER_URLS]. Advertised to clients at
+                        /api/peers (tabs fail over to them) and allowed to call this API from
+                        their pages (CORS); docs/DEPLOY.md §6
+  --presence-ttl <s>    with --database: how long a process's online clients stay counted
+                        after it stops refreshing them (it died); refreshed every third of
+                        it (default ${DEFAULT_PRESENCE_TTL_MS / 1000})
   --static-dir <path>   built web app to serve at / (default ./dist; a status page when absent)
   --server-key <key>    require this bearer key to create sessions [CORAG_SERVER_KEY]; when
                         --host is not a loopback address and no key is given, one is generated
@@ -60,6 +70,15 @@ Options (environment variable in brackets):
   -h, --help            show this help
 `;
 
+/** `--peer-url` values (each may be a comma-separated list): coordinator base URLs, checked, without duplicates. */
+function parsePeerUrls(values: readonly string[]): string[] {
+  const urls = values
+    .flatMap((v) => v.split(','))
+    .map((u) => u.trim())
+    .filter((u) => u !== '');
+  return [...new Set(urls.map((u) => coordinatorBase(u)))];
+}
+
 function demoCheckpoints(readerSpec: string, retrieverSpec: string): DemoCheckpoints {
   const reader = checkpointFromSpec(readerSpec);
   const retriever = checkpointFromSpec(retrieverSpec);
@@ -75,6 +94,8 @@ async function main(): Promise<void> {
       'static-dir': { type: 'string' },
       'passage-store': { type: 'string' },
       database: { type: 'string' },
+      'peer-url': { type: 'string', multiple: true },
+      'presence-ttl': { type: 'string' },
       'server-key': { type: 'string' },
       'no-demo': { type: 'boolean', default: false },
       reader: { type: 'string' },
@@ -112,6 +133,11 @@ async function main(): Promise<void> {
   const passageStore = passageStoreRaw === undefined ? undefined : parsePassageStoreLocation(passageStoreRaw);
   const databaseRaw = values.database ?? process.env.CORAG_DATABASE_URL;
   const database = databaseRaw === undefined ? undefined : parseDatabaseUrl(databaseRaw);
+  const presenceTtl = number('presence-ttl', values['presence-ttl']);
+  if (presenceTtl !== undefined && presenceTtl < 1) throw new Error('--presence-ttl must be at least 1 second');
+  const peerUrls = parsePeerUrls(values['peer-url'] ?? (process.env.CORAG_PEER_URLS ? [process.env.CORAG_PEER_URLS] : []));
+  // Without a shared state a peer would be a different coordinator: its tokens, sessions and rounds are not these.
+  if (peerUrls.length > 0 && !database) throw new Error('--peer-url needs --database (PostgreSQL): peers must share the state');
   mkdirSync(dataDir, { recursive: true });
   const bodyTimeout = number('body-timeout', values['body-timeout']);
   if (bodyTimeout === 0) throw new Error('--body-timeout must be above 0 seconds');
@@ -129,6 +155,8 @@ async function main(): Promise<void> {
     // The demo session is open to whoever opens the app (its join page offers it); with
     // --no-demo no session is offered.
     publicSession: () => (values['no-demo'] ? undefined : demo?.id),
+    peerUrls,
+    presenceTtlMs: presenceTtl === undefined ? undefined : presenceTtl * 1000,
     dataDir,
     ...(database ? { database } : {}),
     ...(passageStore ? { passageStore: { uri: passageStore, log: (line: string) => process.stdout.write(`${line}\n`) } } : {}),
@@ -163,6 +191,7 @@ async function main(): Promise<void> {
   process.stdout.write(
     `  data folder: ${dataDir}\n  state:       ${database ? `PostgreSQL at ${redactUrl(database)} (this process: node ${coordinator.node})` : 'in the data folder (SQLite)'}\n  passages:    ${database ? 'records in PostgreSQL, ' : ''}${passageStore ? `${database ? 'vectors in ' : ''}LanceDB at ${passageStore}` : database ? 'embeddings in the records (exact search)' : 'in the data folder (SQLite, exact search)'}\n  API docs:    ${url}/api/openapi.json\n`,
   );
+  if (peerUrls.length) process.stdout.write(`  peers:       ${peerUrls.join(', ')} (clients fail over to them)\n`);
   if (demo) process.stdout.write(`  join link:   ${url}/?join=${demo.joinCode}   (session ${demo.id})\n`);
   if (demo && networkUrls.length) {
     // For a classroom: the link other devices use, and its QR code for phones.

@@ -14,7 +14,8 @@ import type { QAPair } from '../src/corag/local-training';
 import { hybridRetrieve, KeywordPassageIndex } from '../src/corag/hybrid-retrieval';
 import { generateAnswers } from '../src/corag/reader';
 import { CoordinatorPassageSource, mergedPassageSource, retrieve, type PassageSource } from '../src/corag/retrieve';
-import { CoragClient } from '../src/federated/client';
+import type { CoragClient } from '../src/federated/client';
+import { clientWithPeers } from '../src/federated/peers';
 import { parseTrainingConfig, type RoundInfo, type SessionInfo } from '../src/federated/protocol';
 import * as tf from '@tensorflow/tfjs-core';
 import { webGpuBufferLimit, type BackendName, type BackendReport } from '../src/model/backend';
@@ -238,17 +239,21 @@ const api = {
   async connect(appBase: string, joinCode: string | undefined, name: string): Promise<{ credentials: StoredCredentials; session: SessionInfo }> {
     const st = await openStore();
     const stored = await st.get<StoredCredentials>(KV.credentials);
+    // This page's coordinator, and the processes it names as its peers: when it stops answering,
+    // requests (the event stream's reconnect included) move on to a peer (src/federated/peers.ts).
+    const server = await clientWithPeers(appBase, undefined, {
+      onSwitch: (_from, to) => emit({ type: 'notice', kind: 'info', text: `The coordinator stopped answering; continuing with ${to}.` }),
+    });
     let credentials: StoredCredentials;
     if (joinCode === undefined || stored?.joinCode === joinCode) {
       if (!stored) throw new Error('no stored session: open a join link first');
       credentials = stored;
     } else {
-      const joined = await new CoragClient(appBase).join(joinCode, name || undefined);
+      const joined = await server.join(joinCode, name || undefined);
       credentials = { ...joined, joinCode, name };
       await st.set(KV.credentials, credentials);
     }
     const access: SessionAccess = { appBase, sessionId: credentials.sessionId, token: credentials.token };
-    const server = new CoragClient(appBase);
     const session = await server.withToken(credentials.token).session(credentials.sessionId);
     const version = session.currentVersion;
     if (version === null) throw new Error(`session "${session.config.name}" has no global model yet; ask its owner to upload one`);

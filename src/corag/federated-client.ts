@@ -502,8 +502,9 @@ export class FederatedCoragClient {
   /**
    * PUTs one update, retrying transient failures with exponential backoff (UploadRetryPolicy).
    * The body is sent whole each time and the coordinator accepts one update per client and round,
-   * so a retry can never count twice: a `duplicate_update` answer to a retry means an earlier
-   * attempt did land (its response was lost) and counts as success.
+   * so a retry can never count twice: a `duplicate_update` answer to a retry (or to the first
+   * attempt resent by failoverFetch to another coordinator after its connection was lost) means
+   * an earlier send did land (its response was lost) and counts as success.
    */
   private async uploadWithRetry(round: RoundInfo, body: Uint8Array, signal?: AbortSignal): Promise<void> {
     const deadline = Date.parse(round.deadlineAt);
@@ -514,7 +515,8 @@ export class FederatedCoragClient {
         await this.client.uploadUpdate(this.session.id, round.round, body);
         return;
       } catch (e) {
-        if (attempt > 1 && e instanceof CoragHttpError && e.code === 'duplicate_update') return;
+        // Also on the first attempt when failoverFetch sent it again to another coordinator.
+        if (e instanceof CoragHttpError && e.code === 'duplicate_update' && (attempt > 1 || e.resent)) return;
         const wait = Math.min(delay, policy.maxDelayMs);
         if (!isTransient(e) || attempt >= policy.attempts || Date.now() + wait >= deadline) throw e;
         this.options.onEvent?.({ type: 'upload-retrying', round: round.round, attempt, delayMs: wait, message: (e as Error).message });

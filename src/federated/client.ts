@@ -13,6 +13,7 @@ import {
   MAX_PASSAGES_PER_REQUEST,
   modelVersionSchema,
   passagesResultSchema,
+  peersSchema,
   roundInfoSchema,
   searchResultSchema,
   sessionInfoSchema,
@@ -34,6 +35,7 @@ import {
   type TrainingQuestionsResponse,
   type UpdateReceipt,
 } from './protocol';
+import { answersAResend } from './failover';
 import { readSse } from './sse';
 import { checkWire, CoragProtocolError, parseServerEvent } from './wire-check';
 
@@ -46,6 +48,8 @@ export class CoragHttpError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** The refusal answers a request sent again to another coordinator after a lost connection (./failover): its first send may have landed. */
+    readonly resent = false,
   ) {
     super(`${status} ${code}: ${message}`);
     this.name = 'CoragHttpError';
@@ -114,6 +118,11 @@ export class CoragClient {
   async network(): Promise<string[]> {
     const { urls } = await this.looseJson('/api/network');
     return Array.isArray(urls) ? urls.filter((u): u is string => typeof u === 'string' && /^https?:\/\//.test(u)) : [];
+  }
+
+  /** The other coordinator processes serving this one's sessions (GET /api/peers), as base URLs. */
+  async peers(): Promise<string[]> {
+    return [...(await this.json(peersSchema, 'GET', '/api/peers')).peers];
   }
 
   /** The session anyone may join without a code (npm start's demo session), or null when none is offered. */
@@ -307,5 +316,5 @@ async function httpError(res: Response): Promise<CoragHttpError> {
     const v = typeof body === 'object' && body !== null ? (body as Record<string, unknown>)[key] : undefined;
     return typeof v === 'string' ? v : undefined;
   };
-  return new CoragHttpError(res.status, field('error') ?? 'http_error', field('message') ?? res.statusText);
+  return new CoragHttpError(res.status, field('error') ?? 'http_error', field('message') ?? res.statusText, answersAResend(res));
 }

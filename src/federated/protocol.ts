@@ -406,6 +406,15 @@ export const sessionInfoSchema = wireObject({
 });
 export type SessionInfo = Static<typeof sessionInfoSchema>;
 
+/**
+ * GET /api/peers: the other coordinator processes that serve this one's sessions (they share its
+ * state: docs/DEPLOY.md §6), as base URLs; a client fails over to them when this one stops
+ * answering (src/federated/peers.ts). Empty for a coordinator told no peers.
+ */
+export const peersSchema = wireObject({
+  peers: list(Type.String({ pattern: '^https?://[^/]', description: "base URL of another coordinator process sharing this one's sessions" })),
+});
+
 export const createdSessionSchema = wireObject({
   session: sessionInfoSchema,
   adminToken: Type.String(),

@@ -1,7 +1,8 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { failoverFetch } from '../../src/federated/failover';
+import { CoragClient, CoragHttpError } from '../../src/federated/client';
+import { answersAResend, coordinatorBase, failoverFetch } from '../../src/federated/failover';
 
 /** A real HTTP server that answers every request with its name, the method, path and body. */
 async function listen(name: string, status = 200): Promise<{ url: string; server: Server; close: () => Promise<void> }> {
@@ -53,6 +54,25 @@ describe('failoverFetch: several coordinators without a load balancer', () => {
     expect(asked).toBe(1);
   });
 
+  it('marks the answer to a resent request, so a refusal of it can be read as "the first send may have landed"', async () => {
+    const a = await listen('a');
+    const b = await listen('b', 409);
+    open.push(b.close);
+    await a.close();
+    const switches: string[] = [];
+    const f = failoverFetch([a.url, b.url], undefined, { onSwitch: (from, to) => switches.push(`${from} -> ${to}`) });
+    const resent = await f(`${a.url}/api/u`, { method: 'PUT', body: 'x' });
+    expect(answersAResend(resent)).toBe(true);
+    expect(switches).toEqual([`${a.url} -> ${b.url}`]);
+    // The next request goes to b first: a plain answer, no switch.
+    expect(answersAResend(await f(`${a.url}/api/u`, { method: 'PUT', body: 'x' }))).toBe(false);
+    expect(switches).toHaveLength(1);
+    // CoragClient carries the mark on its error (FederatedCoragClient then takes duplicate_update as landed).
+    const refused = await new CoragClient(a.url, 't', failoverFetch([a.url, b.url])).uploadUpdate('s', 1, new Uint8Array([1])).catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(CoragHttpError);
+    expect((refused as CoragHttpError).resent).toBe(true);
+  });
+
   it('returns an HTTP error as the coordinator answered it, without trying another', async () => {
     const a = await listen('a', 503);
     const b = await listen('b');
@@ -87,5 +107,8 @@ describe('failoverFetch: several coordinators without a load balancer', () => {
     expect((await (await failoverFetch([a.url])(`${other.url}/y`)).json()).name).toBe('other');
     expect(() => failoverFetch([])).toThrow(/at least one/);
     expect(() => failoverFetch(['ftp://x'])).toThrow(/not an http/);
+    expect(coordinatorBase('https://c.example:8788/corag/')).toBe('https://c.example:8788/corag');
+    expect(() => coordinatorBase('http://c.example/?x=1')).toThrow(/no query/);
+    expect(() => coordinatorBase('not a url')).toThrow(/not an http/);
   });
 });
