@@ -93,7 +93,8 @@ export function applyDelta(global: NamedTensors, delta: DeltaVector): Map<string
     const g = global.get(name);
     if (!g || g.data.length !== d.length) throw new Error(`global model has no tensor "${name}" of ${d.length} elements`);
     const next = new Float32Array(d.length);
-    for (let i = 0; i < next.length; i++) next[i] = g.data[i] + d[i];
+    // Same length (checked above): `?? NaN` never applies.
+    for (let i = 0; i < next.length; i++) next[i] = (g.data[i] ?? NaN) + (d[i] ?? NaN);
     out.set(name, { shape: g.shape, data: next });
   }
   return out;

@@ -44,7 +44,9 @@ export async function probeBackend(name: BackendName, options: ProbeOptions = {}
       while (elapsed < minMillis) {
         const outs: tf.Tensor[] = [];
         for (let i = 0; i < group; i++) outs.push(tf.matMul(a, b));
-        await outs[outs.length - 1].data();
+        const last = outs[outs.length - 1];
+        if (!last) throw new Error('backend probe: no products to wait for');
+        await last.data();
         for (const o of outs) o.dispose();
         products += group;
         elapsed = performance.now() - t0;

@@ -58,8 +58,7 @@ function pathNodes(tape: readonly TapeNode[], xs: readonly tf.Tensor[], y: tf.Te
   }
   const toY = new Set<number>([y.id]);
   const nodesToY = new Set<number>();
-  for (let i = tape.length - 1; i >= 0; i--) {
-    const node = tape[i];
+  for (const node of [...tape].reverse()) {
     if (node.outputs.some((o) => toY.has(o.id))) {
       for (const input of Object.values(node.inputs)) toY.add(input.id);
       nodesToY.add(node.id);
@@ -135,16 +134,16 @@ export function leanGradients(f: () => tf.Tensor, xs: readonly tf.Tensor[], dy?:
     const grads = tf.tidy('backward', () => {
       const accumulated = new Map<number, tf.Tensor>();
       accumulated.set(y.id, dy ?? tf.onesLike(y));
-      for (let i = path.length - 1; i >= 0; i--) {
-        const node = path[i];
+      for (const node of [...path].reverse()) {
         if (!node.gradient) throw new Error(`Cannot compute gradient: gradient function not found for ${node.kernelName}.`);
         const dys = node.outputs.map((o) => accumulated.get(o.id) ?? null);
         const inputGradients = node.gradient(dys);
         // Partial sums replaced by a new sum: disposed at the end of the node unless still held.
         const replaced: tf.Tensor[] = [];
         for (const [name, x] of Object.entries(node.inputs)) {
-          if (!(name in inputGradients)) throw new Error(`Cannot backprop through input ${name}. Available gradients found: ${Object.keys(inputGradients)}.`);
-          const dx = tf.tidy(() => inputGradients[name]());
+          const gradient = inputGradients[name];
+          if (!gradient) throw new Error(`Cannot backprop through input ${name}. Available gradients found: ${Object.keys(inputGradients)}.`);
+          const dx = tf.tidy(() => gradient());
           if (dx.dtype !== 'float32')
             throw new Error(`Error in gradient for op ${node.kernelName}. The gradient of input ${name} must have 'float32' dtype, but has '${dx.dtype}'`);
           if (!tf.util.arraysEqual(dx.shape, x.shape))
@@ -251,7 +250,7 @@ export function checkpointedRows(
             }
           });
         }
-        return totals.map((t, i) => t ?? tf.zerosLike(ws[i]));
+        return ws.map((w, i) => totals[i] ?? tf.zerosLike(w));
       },
     };
   });

@@ -20,6 +20,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { seededRandom } from '../util/random';
+import { dimsOf } from './shape';
 import { LORA_TARGETS as ALL_TARGETS, type LoraTarget } from './lora-targets';
 import { t5ParameterShapes, type T5Config } from './t5/config';
 
@@ -78,7 +79,7 @@ export function t5LoraTargetWeights(config: T5Config, targets: readonly LoraTarg
   const out = new Map<string, readonly [number, number]>();
   for (const [name, shape] of t5ParameterShapes(config)) {
     const m = ATTENTION_PROJECTION.exec(name);
-    if (m && targets.includes(m[2] as LoraTarget)) out.set(name, [shape[0], shape[1]]);
+    if (m && targets.includes(m[2] as LoraTarget)) out.set(name, dimsOf(shape, 2, `LoRA target "${name}"`));
   }
   return out;
 }
@@ -127,10 +128,10 @@ function seededNormal(n: number, seed: number, std: number): Float32Array {
 export function initialLoraTensors(shapes: ReadonlyMap<string, readonly number[]>, config: LoraConfig): Map<string, tf.Tensor> {
   const out = new Map<string, tf.Tensor>();
   for (const [name, shape] of shapes) {
-    const size = shape[0] * shape[1];
-    if (name.endsWith('.lora_A.weight'))
-      out.set(name, tf.tensor2d(seededNormal(size, tensorSeed(config.seed, name), 1 / Math.sqrt(shape[1])), [shape[0], shape[1]]));
-    else out.set(name, tf.zeros([...shape]));
+    if (name.endsWith('.lora_A.weight')) {
+      const [rank, inDim] = dimsOf(shape, 2, `LoRA tensor "${name}"`);
+      out.set(name, tf.tensor2d(seededNormal(rank * inDim, tensorSeed(config.seed, name), 1 / Math.sqrt(inDim)), [rank, inDim]));
+    } else out.set(name, tf.zeros([...shape]));
   }
   return out;
 }

@@ -10,10 +10,12 @@ export function maxRelativeError(actual: ArrayLike<number>, expected: ArrayLike<
   let diff = 0;
   let ref = 0;
   for (let i = 0; i < expected.length; i++) {
-    const d = Math.abs(actual[i] - expected[i]);
+    // A missing element (never, after the length check) counts as NaN: an infinite error.
+    const e = expected[i] ?? NaN;
+    const d = Math.abs((actual[i] ?? NaN) - e);
     if (Number.isNaN(d)) return Infinity;
     diff = Math.max(diff, d);
-    ref = Math.max(ref, Math.abs(expected[i]));
+    ref = Math.max(ref, Math.abs(e));
   }
   return ref > 0 ? diff / ref : diff;
 }
@@ -27,8 +29,10 @@ export function relativeL2Error(actual: ArrayLike<number>, expected: ArrayLike<n
   let diff = 0;
   let ref = 0;
   for (let i = 0; i < expected.length; i++) {
-    diff += (actual[i] - expected[i]) ** 2;
-    ref += expected[i] ** 2;
+    // A missing element (never, after the length check) counts as NaN: an infinite error.
+    const e = expected[i] ?? NaN;
+    diff += ((actual[i] ?? NaN) - e) ** 2;
+    ref += e ** 2;
   }
   if (Number.isNaN(diff)) return Infinity;
   const denominator = Math.max(Math.sqrt(ref), floor);

@@ -21,6 +21,7 @@ export function embeddingLookup(table: tf.Tensor2D, ids: tf.Tensor): tf.Tensor {
       value: out,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [flatIds] = saved;
+        if (!flatIds) throw new Error('embeddingLookup: the gradient was called without the ids it saved');
         const rows = tf.reshape(dy, [-1, t.shape[1]]);
         return tf.scatterND(tf.reshape(flatIds, [-1, 1]), rows, t.shape);
       },
@@ -44,11 +45,14 @@ export function sumTensors<T extends tf.Tensor>(tensors: readonly T[]): T {
       const next: tf.Tensor[] = [];
       for (let i = 0; i < level.length; i += MAX_ADDN_INPUTS) {
         const group = level.slice(i, i + MAX_ADDN_INPUTS);
-        next.push(group.length === 1 ? group[0] : tf.addN(group));
+        const [lone] = group;
+        next.push(group.length === 1 && lone ? lone : tf.addN(group));
       }
       level = next;
     }
+    const [sum] = level;
+    if (!sum) throw new Error('sumTensors: nothing to sum');
     // A lone input comes back as a copy, so the caller always owns the result.
-    return (level[0] === tensors[0] ? tf.clone(level[0]) : level[0]) as T;
+    return (sum === tensors[0] ? tf.clone(sum) : sum) as T;
   });
 }

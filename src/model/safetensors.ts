@@ -142,11 +142,10 @@ export function parseSafetensorsHeader(
     ranges.push([begin, end, name]);
   }
   ranges.sort((a, b) => a[0] - b[0]);
-  for (let i = 1; i < ranges.length; i++) {
-    if (ranges[i][0] < ranges[i - 1][1]) {
-      throw new SafetensorsError(`${source}: tensors "${ranges[i - 1][2]}" and "${ranges[i][2]}" overlap`);
-    }
-  }
+  ranges.reduce<(typeof ranges)[number] | undefined>((previous, range) => {
+    if (previous && range[0] < previous[1]) throw new SafetensorsError(`${source}: tensors "${previous[2]}" and "${range[2]}" overlap`);
+    return range;
+  }, undefined);
   return { tensors, metadata };
 }
 
@@ -178,13 +177,13 @@ function halfToFloat(h: number): number {
   return (s ? -1 : 1) * 2 ** (e - 15) * (1 + f / 1024);
 }
 
-const f32Scratch = new Float32Array(1);
-const u32Scratch = new Uint32Array(f32Scratch.buffer);
+/** Reads a float32's bits (a DataView: the same bytes written and read, whatever the platform's byte order). */
+const bitsScratch = new DataView(new ArrayBuffer(4));
 
 /** float32 -> IEEE half, round to nearest even; overflow becomes ±Inf. */
 export function floatToHalf(value: number): number {
-  f32Scratch[0] = value;
-  const x = u32Scratch[0];
+  bitsScratch.setFloat32(0, value);
+  const x = bitsScratch.getUint32(0);
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
@@ -290,22 +289,24 @@ function encodeTensor(name: string, t: TensorToWrite): Uint8Array {
   const out = new Uint8Array(numel * bpe);
   const dv = new DataView(out.buffer);
   const d = t.data;
+  // Indexed loops (not forEach: several times slower on big tensors); i < numel = d.length, checked
+  // above, so no `?? NaN` / `?? 0` below ever applies.
   switch (t.dtype) {
     case 'F32':
       if (!(d instanceof Float32Array)) throw new SafetensorsError(`tensor "${name}": F32 needs a Float32Array`);
-      for (let i = 0; i < numel; i++) dv.setFloat32(4 * i, d[i], true);
+      for (let i = 0; i < numel; i++) dv.setFloat32(4 * i, d[i] ?? NaN, true);
       break;
     case 'F16':
     case 'BF16':
       if (d instanceof Uint16Array) {
-        for (let i = 0; i < numel; i++) dv.setUint16(2 * i, d[i], true);
+        for (let i = 0; i < numel; i++) dv.setUint16(2 * i, d[i] ?? 0, true);
       } else if (d instanceof Float32Array) {
         if (t.dtype === 'F16') {
-          for (let i = 0; i < numel; i++) dv.setUint16(2 * i, floatToHalf(d[i]), true);
+          for (let i = 0; i < numel; i++) dv.setUint16(2 * i, floatToHalf(d[i] ?? NaN), true);
         } else {
           const u = new Uint32Array(d.buffer, d.byteOffset, d.length);
           for (let i = 0; i < numel; i++) {
-            const x = u[i];
+            const x = u[i] ?? 0;
             // round to nearest even; keep NaN a NaN
             const r = (x & 0x7fffffff) > 0x7f800000 ? (x >>> 16) | 0x40 : (x + 0x7fff + ((x >>> 16) & 1)) >>> 16;
             dv.setUint16(2 * i, r & 0xffff, true);
@@ -315,11 +316,11 @@ function encodeTensor(name: string, t: TensorToWrite): Uint8Array {
       break;
     case 'I32':
       if (!(d instanceof Int32Array)) throw new SafetensorsError(`tensor "${name}": I32 needs an Int32Array`);
-      for (let i = 0; i < numel; i++) dv.setInt32(4 * i, d[i], true);
+      for (let i = 0; i < numel; i++) dv.setInt32(4 * i, d[i] ?? 0, true);
       break;
     case 'I64':
-      if (d instanceof BigInt64Array) for (let i = 0; i < numel; i++) dv.setBigInt64(8 * i, d[i], true);
-      else if (d instanceof Int32Array) for (let i = 0; i < numel; i++) dv.setBigInt64(8 * i, BigInt(d[i]), true);
+      if (d instanceof BigInt64Array) for (let i = 0; i < numel; i++) dv.setBigInt64(8 * i, d[i] ?? 0n, true);
+      else if (d instanceof Int32Array) for (let i = 0; i < numel; i++) dv.setBigInt64(8 * i, BigInt(d[i] ?? 0), true);
       else throw new SafetensorsError(`tensor "${name}": I64 needs an Int32Array or BigInt64Array`);
       break;
     case 'U8':

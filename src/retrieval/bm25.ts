@@ -159,17 +159,16 @@ export class Bm25Index {
       }
     });
     this.averageLength = n > 0 ? total / n : 0;
-    this.lengthNorm = new Float64Array(n);
-    for (let d = 0; d < n; d++) {
-      const relative = this.averageLength > 0 ? this.lengths[d] / this.averageLength : 0;
-      this.lengthNorm[d] = this.k1 * (1 - this.b + this.b * relative);
-    }
-    const byId = this.ids.map((_, d) => d).sort((x, y) => compareIds(this.ids[x], this.ids[y]));
+    this.lengthNorm = this.lengths.reduce((norms, length, d) => {
+      const relative = this.averageLength > 0 ? length / this.averageLength : 0;
+      norms[d] = this.k1 * (1 - this.b + this.b * relative);
+      return norms;
+    }, new Float64Array(n));
+    // Documents in id order (a stable sort: the same order as sorting their indices by id).
+    const byId = this.ids.map((id, d) => ({ id, d })).sort((x, y) => compareIds(x.id, y.id));
     this.idRank = new Uint32Array(n);
-    byId.forEach((d, rank) => {
-      if (rank > 0 && this.ids[byId[rank - 1]] === this.ids[d]) {
-        throw new Error(`BM25: duplicate document id "${this.ids[d]}"`);
-      }
+    byId.forEach(({ id, d }, rank) => {
+      if (byId[rank - 1]?.id === id) throw new Error(`BM25: duplicate document id "${id}"`);
       this.idRank[d] = rank;
     });
     this.scratch = new Float64Array(n);
@@ -181,7 +180,9 @@ export class Bm25Index {
 
   /** Number of indexed tokens of document `index` (after stop word removal). */
   documentLength(index: number): number {
-    return this.lengths[index];
+    const length = this.lengths[index];
+    if (length === undefined) throw new RangeError(`BM25: no document ${index} (the index holds ${this.size})`);
+    return length;
   }
 
   /** Lucene's idf of a (tokenized) term; terms absent from the corpus have df = 0. */
@@ -197,9 +198,11 @@ export class Bm25Index {
       const p = this.postings.get(term);
       if (!p) continue;
       const at = p.docs.indexOf(index);
-      if (at < 0) continue;
       const tf = p.freqs[at];
-      score += this.idf(term) * (tf / (tf + this.lengthNorm[index]));
+      const norm = this.lengthNorm[index];
+      // Absent from the document (at = -1), or no such document: the term adds nothing.
+      if (tf === undefined || norm === undefined) continue;
+      score += this.idf(term) * (tf / (tf + norm));
     }
     return score;
   }
@@ -219,28 +222,44 @@ export class Bm25Index {
       for (let i = 0; i < p.docs.length; i++) {
         const d = p.docs[i];
         const tf = p.freqs[i];
-        if (scores[d] === 0) touched.push(d);
-        scores[d] += idf * (tf / (tf + this.lengthNorm[d]));
+        const score = d === undefined ? undefined : scores[d];
+        const norm = d === undefined ? undefined : this.lengthNorm[d];
+        // Postings are built in step (docs[i] has freqs[i]) from the indexed documents.
+        if (d === undefined || tf === undefined || score === undefined || norm === undefined) throw new Error(`BM25: postings of "${term}" out of step`);
+        if (score === 0) touched.push(d);
+        scores[d] = score + idf * (tf / (tf + norm));
       }
     }
     const best = this.selectTop(touched, k);
-    const hits = best.map((d) => ({ id: this.ids[d], index: d, score: scores[d] }));
+    const hits = best.map((d) => ({ id: this.idOf(d), index: d, score: scores[d] ?? NaN }));
     for (const d of touched) scores[d] = 0;
     return hits;
   }
 
+  private idOf(d: number): string {
+    const id = this.ids[d];
+    if (id === undefined) throw new RangeError(`BM25: no document ${d} (the index holds ${this.size})`);
+    return id;
+  }
+
   /** true when document x ranks before y: higher score, or equal score and smaller id. */
   private before(x: number, y: number): boolean {
-    const sx = this.scratch[x];
-    const sy = this.scratch[y];
-    return sx > sy || (sx === sy && this.idRank[x] < this.idRank[y]);
+    const sx = this.scratch[x] ?? NaN;
+    const sy = this.scratch[y] ?? NaN;
+    return sx > sy || (sx === sy && (this.idRank[x] ?? NaN) < (this.idRank[y] ?? NaN));
   }
 
   /** Top k of `candidates` with a bounded heap whose root is the worst kept document. */
   private selectTop(candidates: number[], k: number): number[] {
     const heap: number[] = [];
-    const worse = (i: number, j: number) => this.before(heap[j], heap[i]);
-    const swap = (i: number, j: number) => ([heap[i], heap[j]] = [heap[j], heap[i]]);
+    // Heap positions are always inside the heap: a miss is a bug, not a document.
+    const at = (i: number): number => {
+      const d = heap[i];
+      if (d === undefined) throw new RangeError(`BM25: no document at heap position ${i} of ${heap.length}`);
+      return d;
+    };
+    const worse = (i: number, j: number) => this.before(at(j), at(i));
+    const swap = (i: number, j: number) => ([heap[i], heap[j]] = [at(j), at(i)]);
     const siftDown = (i: number) => {
       for (;;) {
         const l = 2 * i + 1;
@@ -262,7 +281,7 @@ export class Bm25Index {
           swap(i, parent);
           i = parent;
         }
-      } else if (k > 0 && this.before(d, heap[0])) {
+      } else if (k > 0 && this.before(d, at(0))) {
         heap[0] = d;
         siftDown(0);
       }

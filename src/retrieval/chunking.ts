@@ -68,14 +68,14 @@ export function chunkText(text: string, options: ChunkOptions = {}): TextChunk[]
   };
   if (sentenceAware) {
     let from = 0;
-    for (let w = 0; w < words.length; w++) {
-      const last = w === words.length - 1;
-      const word = text.slice(words[w].start, words[w].end);
-      if (last || (SENTENCE_END.test(word) && SENTENCE_START.test(text.slice(words[w + 1].start, words[w + 1].end)))) {
+    words.forEach((span, w) => {
+      const next = words[w + 1]; // none after the last word: it ends the last sentence
+      const word = text.slice(span.start, span.end);
+      if (!next || (SENTENCE_END.test(word) && SENTENCE_START.test(text.slice(next.start, next.end)))) {
         pushSentence(from, w + 1);
         from = w + 1;
       }
-    }
+    });
   } else {
     pushSentence(0, words.length);
   }
@@ -88,14 +88,18 @@ export function chunkText(text: string, options: ChunkOptions = {}): TextChunk[]
     else ranges.push([from, to]);
   }
   const tail = ranges[ranges.length - 1];
-  if (ranges.length > 1 && tail[1] - tail[0] < minWords) {
+  const beforeTail = ranges[ranges.length - 2];
+  if (tail && beforeTail && tail[1] - tail[0] < minWords) {
     ranges.pop();
-    ranges[ranges.length - 1][1] = tail[1];
+    beforeTail[1] = tail[1];
   }
 
   return ranges.map(([from, to]) => {
-    const start = words[from].start;
-    const end = words[to - 1].end;
+    const first = words[from];
+    const last = words[to - 1];
+    if (!first || !last) throw new Error(`chunkText: passage [${from}, ${to}) is outside the ${words.length} words`);
+    const { start } = first;
+    const { end } = last;
     return { text: text.slice(start, end), start, end, words: to - from };
   });
 }

@@ -44,16 +44,26 @@ class TopK {
 
   constructor(private readonly k: number) {}
 
+  /** The kept candidate at heap position i (callers stay inside the heap: a miss is a bug). */
+  private entry(i: number): { score: number; id: number } {
+    const score = this.scores[i];
+    const id = this.ids[i];
+    if (score === undefined || id === undefined) throw new RangeError(`TopK: no candidate at heap position ${i} of ${this.scores.length}`);
+    return { id, score };
+  }
+
   /** a is worse than b: lower score, or equal score and larger id. */
   private worse(i: number, j: number): boolean {
-    const a = this.scores[i],
-      b = this.scores[j];
-    return a < b || (a === b && this.ids[i] > this.ids[j]);
+    const a = this.entry(i),
+      b = this.entry(j);
+    return a.score < b.score || (a.score === b.score && a.id > b.id);
   }
 
   private swap(i: number, j: number): void {
-    [this.scores[i], this.scores[j]] = [this.scores[j], this.scores[i]];
-    [this.ids[i], this.ids[j]] = [this.ids[j], this.ids[i]];
+    const a = this.entry(i),
+      b = this.entry(j);
+    [this.scores[i], this.scores[j]] = [b.score, a.score];
+    [this.ids[i], this.ids[j]] = [b.id, a.id];
   }
 
   offer(id: number, score: number): void {
@@ -68,8 +78,8 @@ class TopK {
       }
       return;
     }
-    const root = this.scores[0];
-    if (score < root || (score === root && id > this.ids[0])) return;
+    const root = this.entry(0);
+    if (score < root.score || (score === root.score && id > root.id)) return;
     this.scores[0] = score;
     this.ids[0] = id;
     for (let i = 0; ;) {
@@ -85,7 +95,7 @@ class TopK {
   }
 
   sorted(): ScoredId[] {
-    return this.ids.map((id, i) => ({ id, score: this.scores[i] })).sort((a, b) => b.score - a.score || a.id - b.id);
+    return this.ids.map((_, i) => this.entry(i)).sort((a, b) => b.score - a.score || a.id - b.id);
   }
 }
 
@@ -117,6 +127,7 @@ export class ExactVectorIndex implements VectorIndex {
     ids.forEach((id, i) => {
       if (!Number.isSafeInteger(id)) throw new Error(`vector index: id ${id} is not a safe integer`);
       const row = flat ? embeddings.subarray(i * this.dim, (i + 1) * this.dim) : embeddings[i];
+      if (!row) throw new Error(`vector index: no embedding for id ${id}`);
       if (row.length !== this.dim) throw new Error(`vector index: embedding of id ${id} has ${row.length} values, the index has dimension ${this.dim}`);
       this.put(id, row);
     });
@@ -147,6 +158,7 @@ export class ExactVectorIndex implements VectorIndex {
       if (row !== last) {
         this.matrix.copyWithin(row * this.dim, last * this.dim, (last + 1) * this.dim);
         const moved = this.ids[last];
+        if (moved === undefined) throw new Error(`vector index: row ${last} has no id`);
         this.ids[row] = moved;
         this.rowOf.set(moved, row);
       }
@@ -169,11 +181,13 @@ export class ExactVectorIndex implements VectorIndex {
     const q = Float32Array.from(query);
     const dim = this.dim;
     const m = this.matrix;
-    for (let row = 0; row < this.ids.length; row++) {
+    const ids = this.ids;
+    for (let row = 0; row < ids.length; row++) {
       let dot = 0;
       const base = row * dim;
-      for (let j = 0; j < dim; j++) dot += q[j] * m[base + j];
-      top.offer(this.ids[row], dot);
+      // q has dim values (checked above) and the matrix dim per row: `?? NaN` never applies.
+      for (let j = 0; j < dim; j++) dot += (q[j] ?? NaN) * (m[base + j] ?? NaN);
+      top.offer(ids[row] ?? NaN, dot); // row < ids.length: never NaN
     }
     return top.sorted();
   }

@@ -167,7 +167,7 @@ export class PersonLexicon {
 
   /** The name's own words: before any joining word ("David" of "King David I of Scotland"), without titles and numerals. */
   private static nameWords(name: string): string[] {
-    const head = name.split(new RegExp(` ${JOIN}`, 'u'))[0];
+    const [head = name] = name.split(new RegExp(` ${JOIN}`, 'u'));
     return head.split(' ').filter((w) => !PERSON_TITLES.test(` ${w}`) && !/^[IVXLC]+$/.test(w) && w.length > 1 && !STOP_CAPITALISED.has(w));
   }
 
@@ -273,6 +273,7 @@ export function typedAnswers(sentence: string, people: PersonLexicon = EMPTY_LEX
   }
   for (const m of sentence.matchAll(PHRASE)) {
     const text = m[1];
+    if (text === undefined) continue; // PHRASE always captures its group 1
     const start = m.index! + m[0].length - text.length;
     if (text.split(' ').every((w) => FUNCTION_WORDS.has(w))) continue;
     if (out.some((a) => start < a.start + a.text.length && a.start < start + text.length)) continue;

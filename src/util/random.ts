@@ -22,7 +22,10 @@ export function shuffled<T>(items: readonly T[], random: Random): T[] {
   const out = items.slice();
   for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));
-    [out[i], out[j]] = [out[j], out[i]];
+    // A generator outside [0, 1) would swap in a hole past the end (an `undefined` item).
+    if (!(j >= 0 && j <= i)) throw new RangeError(`random() must return numbers in [0, 1): index ${j} is outside 0..${i}`);
+    // Both in range now (0 <= j <= i < out.length): the reads are items, whatever T is.
+    [out[i], out[j]] = [out[j] as T, out[i] as T];
   }
   return out;
 }

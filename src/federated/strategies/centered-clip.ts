@@ -5,9 +5,9 @@
  * to the current center. Each iteration takes two chunked passes over the stored deltas (distances,
  * then the step); memory is one float64 model (v) plus O(clients × chunk).
  */
-import type { StrategyDefinition } from './definition';
+import { paramWithDefault, type StrategyDefinition } from './definition';
 import { lowerMedianOf, uniformSelection } from './common';
-import { zeroDelta, type DeltaChunks, type DeltaVector } from './delta-chunks';
+import { addScaledChunk, zeroDelta, type DeltaChunks, type DeltaVector } from './delta-chunks';
 import { robustShares } from './weights';
 
 /** ‖Δ_i − v‖ for every delta, in one chunked pass. */
@@ -15,15 +15,15 @@ export function distancesTo(deltas: DeltaChunks, v: DeltaVector): number[] {
   const s = new Float64Array(deltas.count);
   deltas.forEachChunk((name, start, rows) => {
     const c = v.get(name)!;
-    for (let i = 0; i < rows.length; i++) {
-      const r = rows[i];
+    rows.forEach((r, i) => {
+      if (start + r.length > c.length) throw new RangeError(`centered-clip: delta chunk [${start}, ${start + r.length}) is outside "${name}"`);
       let acc = 0;
       for (let j = 0; j < r.length; j++) {
-        const x = r[j] - c[start + j];
+        const x = (r[j] ?? NaN) - (c[start + j] ?? NaN); // in range (checked above)
         acc += x * x;
       }
-      s[i] += acc;
-    }
+      s[i] = (s[i] ?? NaN) + acc; // one distance per delta: i < deltas.count
+    });
   });
   return Array.from(s, Math.sqrt);
 }
@@ -51,10 +51,11 @@ export const centeredClip: StrategyDefinition = {
         const v = zeroDelta(deltas.tensors);
         let moved = 0;
         let lastRadius = 0;
-        for (let it = 0; it < params.iterations; it++) {
+        const iterations = paramWithDefault(params, 'iterations');
+        for (let it = 0; it < iterations; it++) {
           const dist = it === 0 ? updates.map((u) => u.norm) : distancesTo(deltas, v);
-          const tau = params.clipRadius ?? params.radiusMultiplier * lowerMedianOf(dist);
-          const coef = dist.map((d, i) => shares[i] * (d > tau ? tau / d : 1));
+          const tau = params.clipRadius ?? paramWithDefault(params, 'radiusMultiplier') * lowerMedianOf(dist);
+          const coef = dist.map((d, i) => (shares[i] ?? NaN) * (d > tau ? tau / d : 1)); // a share per update
           const coefSum = coef.reduce((a, b) => a + b, 0);
           // v ← v + Σ coef_i (Δ_i − v) = (1 − Σ coef) v + Σ coef_i Δ_i, coordinate by coordinate.
           const keep = 1 - coefSum;
@@ -62,21 +63,20 @@ export const centeredClip: StrategyDefinition = {
           deltas.forEachChunk((name, start, rows) => {
             const o = next.get(name)!;
             const c = v.get(name)!;
-            const len = rows[0].length;
-            for (let j = 0; j < len; j++) o[start + j] = keep * c[start + j];
-            for (let i = 0; i < rows.length; i++) {
-              const k = coef[i];
-              if (k === 0) continue;
-              const r = rows[i];
-              for (let j = 0; j < len; j++) o[start + j] += k * r[j];
-            }
+            const len = rows[0]?.length ?? 0;
+            if (start + len > c.length) throw new RangeError(`centered-clip: delta chunk [${start}, ${start + len}) is outside "${name}"`);
+            for (let j = 0; j < len; j++) o[start + j] = keep * (c[start + j] ?? NaN); // in range (checked above)
+            rows.forEach((r, i) => {
+              const k = coef[i] ?? NaN; // a coefficient per row (one row per update)
+              if (k !== 0) addScaledChunk(o, start, k, r);
+            });
           });
           for (const [name, o] of next) v.set(name, o);
           moved += tau;
           lastRadius = tau;
         }
         // Each iteration moves the center by a convex combination of vectors no longer than τ.
-        return { delta: v, normBound: moved, details: { iterations: params.iterations, lastRadius } };
+        return { delta: v, normBound: moved, details: { iterations, lastRadius } };
       },
     };
   },

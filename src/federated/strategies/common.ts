@@ -20,7 +20,6 @@ export const uniformSelection = {
  * as long as hostile participants are at most half.
  */
 export function lowerMedianOf(values: readonly number[]): number {
-  if (values.length === 0) return NaN;
   const s = [...values].sort((a, b) => a - b);
-  return s[(s.length - 1) >> 1];
+  return s[(s.length - 1) >> 1] ?? NaN; // only an empty list has no middle
 }

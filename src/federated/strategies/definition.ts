@@ -78,6 +78,16 @@ export interface StrategyDefinition {
   create(params: Readonly<Record<string, number>>): Strategy;
 }
 
+/**
+ * A parameter that has a default: `create` gets the params checked and completed (createStrategy),
+ * so a missing one means a definition called without them.
+ */
+export function paramWithDefault(params: Readonly<Record<string, number>>, name: string): number {
+  const value = params[name];
+  if (value === undefined) throw new Error(`strategy parameter "${name}" is missing: create() takes the params createStrategy checked and completed`);
+  return value;
+}
+
 /** Example-weighted means of the client metrics (every strategy reports them the same way). */
 export function weightedMetrics(metricSums: Readonly<Record<string, number>>, weightTotal: number): Record<string, number> {
   const out: Record<string, number> = {};

@@ -27,16 +27,33 @@ export function zeroDelta(tensors: DeltaChunks['tensors']): DeltaVector {
   return new Map(tensors.map((t) => [t.name, new Float64Array(t.size)]));
 }
 
+/**
+ * out[start + j] += k · row[j] for the chunk `row` of a tensor whose sum is `out`: the step every
+ * weighted-mean strategy repeats. Refuses a chunk that does not fit (a reader bug), so the loop's
+ * reads are all in range.
+ */
+export function addScaledChunk(out: Float64Array, start: number, k: number, row: Float32Array): void {
+  if (start < 0 || start + row.length > out.length)
+    throw new RangeError(`delta chunk [${start}, ${start + row.length}) is outside its ${out.length}-value tensor`);
+  for (let j = 0; j < row.length; j++) out[start + j] = (out[start + j] ?? NaN) + k * (row[j] ?? NaN);
+}
+
 export function deltaNorm(delta: ReadonlyMap<string, ArrayLike<number>>): number {
   let s = 0;
-  for (const d of delta.values()) for (let i = 0; i < d.length; i++) s += d[i] * d[i];
+  for (const d of delta.values()) {
+    for (let i = 0; i < d.length; i++) {
+      const v = d[i] ?? NaN; // i < d.length: never NaN
+      s += v * v;
+    }
+  }
   return Math.sqrt(s);
 }
 
 /** Deltas held in memory, chunked as the file-backed reader would chunk them. */
 export function inMemoryDeltaChunks(deltas: readonly NamedTensors[], chunkElements = 65_536): DeltaChunks {
-  if (deltas.length === 0) throw new Error('no deltas');
-  const tensors = [...deltas[0]].map(([name, t]) => ({ name, size: t.data.length }));
+  const [first] = deltas;
+  if (!first) throw new Error('no deltas');
+  const tensors = [...first].map(([name, t]) => ({ name, size: t.data.length }));
   for (const d of deltas) {
     for (const t of tensors) if (d.get(t.name)?.data.length !== t.size) throw new Error(`every delta needs tensor "${t.name}" of ${t.size} elements`);
   }

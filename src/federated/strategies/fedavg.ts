@@ -24,7 +24,7 @@ export const fedAvg: StrategyDefinition = {
         const delta = new Map<string, Float64Array>();
         for (const [name, acc] of sum.sums) {
           const d = new Float64Array(acc.data.length);
-          for (let i = 0; i < d.length; i++) d[i] = acc.data[i] * inv;
+          for (let i = 0; i < d.length; i++) d[i] = (acc.data[i] ?? NaN) * inv; // same length: never NaN
           delta.set(name, d);
         }
         // A weighted mean is a convex combination: its norm is at most the largest input norm.

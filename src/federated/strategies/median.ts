@@ -31,11 +31,14 @@ export const coordinateMedian: StrategyDefinition = {
         const m = n >> 1;
         deltas.forEachChunk((name, start, rows) => {
           const o = out.get(name)!;
-          const len = rows[0].length;
+          const len = rows[0]?.length ?? 0;
           for (let j = 0; j < len; j++) {
-            for (let c = 0; c < n; c++) column[c] = rows[c][j];
+            // n rows of len values each (the chunk reader's contract): no `?? NaN` applies, and one
+            // would make the aggregate non-finite, which is refused before publishing.
+            for (let c = 0; c < n; c++) column[c] = rows[c]?.[j] ?? NaN;
             column.sort();
-            o[start + j] = n % 2 ? column[m] : (column[m - 1] + column[m]) / 2;
+            const upper = column[m] ?? NaN;
+            o[start + j] = n % 2 ? upper : ((column[m - 1] ?? NaN) + upper) / 2;
           }
         });
         return { delta: out, normBound: orderStatisticBound(updates.map((u) => u.norm)), details: {} };

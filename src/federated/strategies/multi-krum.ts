@@ -5,9 +5,9 @@
  * are dropped. Two chunked passes over the stored deltas (pairwise distances, then the mean);
  * memory O(clients² + clients × chunk).
  */
-import type { StrategyDefinition } from './definition';
+import { paramWithDefault, type StrategyDefinition } from './definition';
 import { uniformSelection } from './common';
-import { zeroDelta, type DeltaChunks } from './delta-chunks';
+import { addScaledChunk, zeroDelta, type DeltaChunks } from './delta-chunks';
 import { robustShares } from './weights';
 
 /** Σ over coordinates of (Δ_a − Δ_b)² for every pair, in one chunked pass. */
@@ -15,19 +15,23 @@ export function pairwiseSquaredDistances(deltas: DeltaChunks): Float64Array[] {
   const n = deltas.count;
   const d2 = Array.from({ length: n }, () => new Float64Array(n));
   deltas.forEachChunk((_name, _start, rows) => {
-    for (let a = 0; a < n; a++) {
-      for (let b = a + 1; b < n; b++) {
-        const ra = rows[a];
-        const rb = rows[b];
+    if (rows.length !== n) throw new Error(`multi-krum: a chunk has ${rows.length} rows for ${n} deltas`);
+    rows.forEach((ra, a) => {
+      rows.forEach((rb, b) => {
+        if (b <= a) return;
         let s = 0;
+        // Chunks of one tensor range: every row has the same length, so no `?? NaN` applies.
         for (let j = 0; j < ra.length; j++) {
-          const x = ra[j] - rb[j];
+          const x = (ra[j] ?? NaN) - (rb[j] ?? NaN);
           s += x * x;
         }
-        d2[a][b] += s;
-        d2[b][a] += s;
-      }
-    }
+        const da = d2[a];
+        const db = d2[b];
+        if (!da || !db) throw new Error(`multi-krum: no distance row for delta ${a} or ${b}`);
+        da[b] = (da[b] ?? NaN) + s;
+        db[a] = (db[a] ?? NaN) + s;
+      });
+    });
   });
   return d2;
 }
@@ -71,25 +75,28 @@ export const multiKrum: StrategyDefinition = {
       ...uniformSelection,
       aggregate(deltas, updates, maxWeightShare) {
         const n = deltas.count;
-        const f = assumedByzantine(n, params.byzantineFraction);
+        const f = assumedByzantine(n, paramWithDefault(params, 'byzantineFraction'));
         const selected = n === 1 ? [0] : krumSelect(pairwiseSquaredDistances(deltas), f, n - f);
+        const chosen = selected.map((i) => {
+          const update = updates[i];
+          if (!update) throw new Error(`multi-krum: delta ${i} has no update record (${updates.length} given)`);
+          return update;
+        });
         const shares = robustShares(
-          selected.map((i) => updates[i].weight),
+          chosen.map((u) => u.weight),
           maxWeightShare,
         );
         const coef = new Float64Array(n);
-        selected.forEach((i, k) => (coef[i] = shares[k]));
+        selected.forEach((i, k) => (coef[i] = shares[k] ?? NaN)); // a share per selected delta
         const out = zeroDelta(deltas.tensors);
         deltas.forEachChunk((name, start, rows) => {
           const o = out.get(name)!;
-          for (let c = 0; c < n; c++) {
-            const k = coef[c];
-            if (k === 0) continue;
-            const r = rows[c];
-            for (let j = 0; j < r.length; j++) o[start + j] += k * r[j];
-          }
+          rows.forEach((r, c) => {
+            const k = coef[c] ?? NaN; // a coefficient per row (one row per delta)
+            if (k !== 0) addScaledChunk(o, start, k, r);
+          });
         });
-        return { delta: out, normBound: Math.max(...selected.map((i) => updates[i].norm)), details: { assumedByzantine: f, selected: selected.length } };
+        return { delta: out, normBound: Math.max(...chosen.map((u) => u.norm)), details: { assumedByzantine: f, selected: selected.length } };
       },
     };
   },

@@ -6,10 +6,10 @@
  * does not stop a bounded update pointing the wrong way (sign flip, ALIE) — see ROBUSTNESS.md.
  * Needs every norm before the first delta is scaled: stored deltas, one pass.
  */
-import type { StrategyDefinition } from './definition';
+import { paramWithDefault, type StrategyDefinition } from './definition';
 import { robustShares } from './weights';
 import { lowerMedianOf, uniformSelection } from './common';
-import { zeroDelta } from './delta-chunks';
+import { addScaledChunk, zeroDelta } from './delta-chunks';
 
 export const normClip: StrategyDefinition = {
   name: 'norm-clip',
@@ -26,21 +26,19 @@ export const normClip: StrategyDefinition = {
       params,
       ...uniformSelection,
       aggregate(deltas, updates, maxWeightShare) {
-        const bound = params.clipNorm ?? params.clipMultiplier * lowerMedianOf(updates.map((u) => u.norm));
+        const bound = params.clipNorm ?? paramWithDefault(params, 'clipMultiplier') * lowerMedianOf(updates.map((u) => u.norm));
         const shares = robustShares(
           updates.map((u) => u.weight),
           maxWeightShare,
         );
-        const coef = updates.map((u, i) => shares[i] * (u.norm > bound ? bound / u.norm : 1));
+        const coef = updates.map((u, i) => (shares[i] ?? NaN) * (u.norm > bound ? bound / u.norm : 1)); // a share per update
         const out = zeroDelta(deltas.tensors);
         deltas.forEachChunk((name, start, rows) => {
           const o = out.get(name)!;
-          for (let c = 0; c < rows.length; c++) {
-            const r = rows[c];
-            const k = coef[c];
-            if (k === 0) continue;
-            for (let j = 0; j < r.length; j++) o[start + j] += k * r[j];
-          }
+          rows.forEach((r, c) => {
+            const k = coef[c] ?? NaN; // a coefficient per row (one row per update)
+            if (k !== 0) addScaledChunk(o, start, k, r);
+          });
         });
         const clipped = updates.filter((u) => u.norm > bound).length;
         return { delta: out, normBound: bound, details: { clipBound: bound, clipped } };

@@ -26,7 +26,8 @@ export function addWeighted(sum: RunningSum, deltas: NamedTensors, weight: numbe
   for (const [name, delta] of deltas) {
     const a = sum.sums.get(name)!.data;
     const d = delta.data;
-    for (let i = 0; i < a.length; i++) a[i] += weight * d[i];
+    // Same length (checked above): `?? NaN` never applies (and would poison the sum, not hide).
+    for (let i = 0; i < a.length; i++) a[i] = (a[i] ?? NaN) + weight * (d[i] ?? NaN);
   }
   sum.weightTotal += weight;
 }

@@ -4,7 +4,7 @@
  * arbitrary updates; closer to the mean than the median when everyone is honest. Stored deltas,
  * one chunked pass.
  */
-import type { StrategyDefinition } from './definition';
+import { paramWithDefault, type StrategyDefinition } from './definition';
 import { uniformSelection } from './common';
 import { zeroDelta } from './delta-chunks';
 import { orderStatisticBound } from './median';
@@ -30,17 +30,19 @@ export const trimmedMean: StrategyDefinition = {
       aggregate(deltas, updates) {
         const out = zeroDelta(deltas.tensors);
         const n = deltas.count;
-        const k = trimCount(n, params.trimFraction);
+        const k = trimCount(n, paramWithDefault(params, 'trimFraction'));
         const column = new Float64Array(n);
         const kept = n - 2 * k;
         deltas.forEachChunk((name, start, rows) => {
           const o = out.get(name)!;
-          const len = rows[0].length;
+          const len = rows[0]?.length ?? 0;
           for (let j = 0; j < len; j++) {
-            for (let c = 0; c < n; c++) column[c] = rows[c][j];
+            // n rows of len values each (the chunk reader's contract): no `?? NaN` applies, and one
+            // would make the aggregate non-finite, which is refused before publishing.
+            for (let c = 0; c < n; c++) column[c] = rows[c]?.[j] ?? NaN;
             column.sort();
             let s = 0;
-            for (let c = k; c < n - k; c++) s += column[c];
+            for (let c = k; c < n - k; c++) s += column[c] ?? NaN;
             o[start + j] = s / kept;
           }
         });

@@ -19,7 +19,9 @@ export function cappedWeight(numExamples: number, maxExamples: number): number {
 export function robustShares(weights: readonly number[], maxShare: number): number[] {
   const sorted = [...weights].sort((a, b) => a - b);
   const m = sorted.length >> 1;
-  const median = sorted.length % 2 ? sorted[m] : (sorted[m - 1] + sorted[m]) / 2;
+  // NaN only for no weights, where no share is computed.
+  const upper = sorted[m] ?? NaN;
+  const median = sorted.length % 2 ? upper : ((sorted[m - 1] ?? NaN) + upper) / 2;
   return cappedShares(
     weights.map((w) => Math.min(w, median)),
     maxShare,
@@ -37,27 +39,25 @@ export function cappedShares(weights: readonly number[], maxShare: number): numb
   if (n === 0) return [];
   if (weights.some((w) => !(w >= 0) || !Number.isFinite(w))) throw new Error('weights must be finite and non-negative');
   const cap = Math.max(maxShare, 1 / n);
-  const order = weights.map((_, i) => i).sort((a, b) => weights[b] - weights[a]);
+  // Largest weight first (a stable sort: equal weights keep their order).
+  const order = weights.map((weight, index) => ({ weight, index })).sort((a, b) => b.weight - a.weight);
   const shares = new Array<number>(n).fill(0);
   let capped = 0;
   let rest = weights.reduce((a, b) => a + b, 0);
   // Cap the largest weights one by one while the largest uncapped one would exceed the cap.
-  while (capped < n) {
-    const i = order[capped];
+  for (const { weight } of order) {
     const remaining = 1 - capped * cap;
-    if (rest > 0 && (weights[i] / rest) * remaining <= cap * (1 + 1e-12)) break;
+    if (rest > 0 && (weight / rest) * remaining <= cap * (1 + 1e-12)) break;
     if (rest <= 0) break;
-    rest -= weights[i];
+    rest -= weight;
     capped++;
   }
-  for (let k = 0; k < capped; k++) shares[order[k]] = cap;
   const remaining = 1 - capped * cap;
   const uncapped = n - capped;
-  for (let k = capped; k < n; k++) {
-    const i = order[k];
+  order.forEach(({ weight, index }, k) => {
     // All remaining weights zero: split what is left equally.
-    shares[i] = rest > 0 ? (weights[i] / rest) * remaining : remaining / uncapped;
-  }
+    shares[index] = k < capped ? cap : rest > 0 ? (weight / rest) * remaining : remaining / uncapped;
+  });
   return shares;
 }
 

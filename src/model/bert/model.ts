@@ -11,6 +11,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { matMulWeightTransposed } from '../matmul';
 import { embeddingLookup } from '../ops';
+import { dimsOf, lastDim } from '../shape';
 import type { ParameterStore } from '../params';
 import type { BertConfig } from './config';
 
@@ -63,16 +64,16 @@ export function layerNorm(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor, eps:
 /** torch.nn.Linear: x · Wᵀ + b with W stored [out, in]; x is [..., in]. */
 export function linear(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
-    const inDim = x.shape[x.shape.length - 1];
+    const inDim = lastDim(x.shape, 'linear');
     const flat = tf.reshape(x, [-1, inDim]) as tf.Tensor2D;
     const out = tf.add(matMulWeightTransposed(flat, weight as tf.Tensor2D), bias);
-    return tf.reshape(out, [...x.shape.slice(0, -1), weight.shape[0]]);
+    return tf.reshape(out, [...x.shape.slice(0, -1), dimsOf(weight.shape, 2, 'linear weight')[0]]);
   });
 }
 
 /** [batch, length, hidden] → [batch, heads, length, d_head]. */
 function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
-  const [b, l, h] = x.shape;
+  const [b, l, h] = dimsOf(x.shape, 3, 'splitHeads');
   return tf.transpose(tf.reshape(x, [b, l, heads, h / heads]), [0, 2, 1, 3]);
 }
 
@@ -85,7 +86,7 @@ function selfAttention(config: BertConfig, p: BertParams, prefix: string, hidden
   const v = splitHeads(proj('value'), heads);
   const scores = tf.add(tf.div(tf.matMul(q, k, false, true), Math.sqrt(dHead)), maskBias);
   const context = tf.matMul(tf.softmax(scores, -1), v);
-  const [b, , l] = context.shape;
+  const [b, , l] = dimsOf(context.shape, 4, 'selfAttention context');
   return tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [b, l, config.hidden_size]);
 }
 

@@ -60,7 +60,8 @@ export function crc32(bytes: Uint8Array): number {
   }
   const t = crcTable;
   let c = 0xffffffff;
-  for (let i = 0; i < bytes.byteLength; i++) c = t[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  // i < byteLength, and (c ^ byte) & 0xff always indexes the 256-entry table: no `?? 0` applies.
+  for (let i = 0; i < bytes.byteLength; i++) c = (t[(c ^ (bytes[i] ?? 0)) & 0xff] ?? 0) ^ (c >>> 8);
   return (c ^ 0xffffffff) >>> 0;
 }
 

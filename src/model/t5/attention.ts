@@ -5,6 +5,7 @@
  * negative float32 (as Hugging Face uses) where it is not.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { dimsOf } from '../shape';
 import { fusedBiasedSoftmax } from '../webgpu/biased-softmax';
 import { projection } from './layers';
 import type { WeightGetter } from './weights';
@@ -20,7 +21,7 @@ export type KeyValue = {
 
 /** [B, L, heads*d_kv] -> [B, heads, L, d_kv] */
 export function splitHeads(x: tf.Tensor, numHeads: number): tf.Tensor4D {
-  const [b, l, inner] = x.shape;
+  const [b, l, inner] = dimsOf(x.shape, 3, 'splitHeads');
   // One position (a decoding step): moving a length-1 axis is a free reshape, not a transpose kernel.
   if (l === 1) return tf.reshape(x, [b, numHeads, 1, inner / numHeads]);
   return tf.transpose(tf.reshape(x, [b, l, numHeads, inner / numHeads]), [0, 2, 1, 3]);
@@ -36,7 +37,7 @@ export function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
 /** Padding mask [B, S] (1 = token, 0 = pad) -> additive bias [B, 1, 1, S]. */
 export function paddingMaskBias(mask: tf.Tensor): tf.Tensor4D {
   return tf.tidy(() => {
-    const [b, s] = mask.shape;
+    const [b, s] = dimsOf(mask.shape, 2, 'paddingMaskBias');
     const blocked = tf.sub(1, tf.cast(mask, 'float32'));
     return tf.reshape(tf.mul(blocked, MASK_BIAS), [b, 1, 1, s]);
   });

@@ -147,7 +147,16 @@ export class DecoderCache {
 
   /** Self-attention keys/values of layer i so far (null before the first step). */
   past(i: number): KeyValue | null {
-    return this.selfKV[i];
+    const kv = this.selfKV[i];
+    if (kv === undefined) throw new RangeError(`DecoderCache: no decoder layer ${i} (it has ${this.selfKV.length})`);
+    return kv;
+  }
+
+  /** Cross-attention keys/values of layer i (projected from the encoder output once). */
+  cross(i: number): KeyValue {
+    const kv = this.crossKV[i];
+    if (!kv) throw new RangeError(`DecoderCache: no cross-attention keys for decoder layer ${i} (it has ${this.crossKV.length})`);
+    return kv;
   }
 
   /** Replaces every layer's self-attention state with the given one (taking ownership) after a step. */
@@ -216,7 +225,7 @@ export function decodeStep(
         x,
         (normed) => appendKeyValue(past, projectKeyValue(w, selfAttentionName(i), normed, config.num_heads)),
         selfBiases,
-        cache.crossKV[i],
+        cache.cross(i),
         crossBiases,
       );
       x = out.hidden;

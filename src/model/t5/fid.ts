@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { T5Model } from './model';
 import { IGNORE_INDEX, meanTokenCrossEntropy } from './loss';
 import { sumTensors } from '../ops';
+import { dimsOf } from '../shape';
 
 export type FusedEncoding = {
   /** [B, k·L, d_model]: passage j of example b occupies positions j·L .. (j+1)·L − 1. */
@@ -101,9 +102,10 @@ export function fidLoss(
  * average. Each row sums to 1 over passages.
  */
 export function passageAttentionScores(crossAttentions: readonly tf.Tensor[], numPassages: number, labels?: tf.Tensor): tf.Tensor2D {
-  if (crossAttentions.length === 0) throw new Error('passageAttentionScores: no cross-attention layers given');
+  const [first] = crossAttentions;
+  if (!first) throw new Error('passageAttentionScores: no cross-attention layers given');
   return tf.tidy(() => {
-    const [batch, heads, targets, keys] = crossAttentions[0].shape as [number, number, number, number];
+    const [batch, heads, targets, keys] = dimsOf(first.shape, 4, 'passageAttentionScores');
     if (keys % numPassages !== 0) throw new Error(`passageAttentionScores: ${keys} encoder positions are not ${numPassages} equal passages`);
     // Sum over layers first: one [B, H, T, k, L] view, then the passage tokens and heads.
     const summed = sumTensors(crossAttentions.map((a) => a as tf.Tensor4D));

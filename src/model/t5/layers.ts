@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { loraAdapterNames } from '../lora';
 import { matMulWeightTransposed } from '../matmul';
+import { dimsOf, lastDim } from '../shape';
 import { fusedRmsNorm } from '../webgpu/rms-norm';
 import type { T5Config } from './config';
 import type { WeightGetter } from './weights';
@@ -11,7 +12,7 @@ import type { WeightGetter } from './weights';
  * with `activation`, the activation is applied inside the same matmul kernel.
  */
 export function linear(x: tf.Tensor, weight: tf.Tensor, activation?: 'relu'): tf.Tensor {
-  const inDim = x.shape[x.shape.length - 1];
+  const inDim = lastDim(x.shape, 'linear');
   const a = tf.reshape(x, [-1, inDim]) as tf.Tensor2D;
   const w = weight as tf.Tensor2D;
   let y: tf.Tensor;
@@ -58,9 +59,10 @@ export function rmsNorm(x: tf.Tensor, weight: tf.Tensor, epsilon: number): tf.Te
       value: tf.mul(normalised, scale),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [n, r, w] = saved;
+        if (!n || !r || !w) throw new Error('rmsNorm: the gradient was called without the tensors it saved');
         const g = tf.mul(dy, w);
         const dx = tf.mul(r, tf.sub(g, tf.mul(n, tf.mean(tf.mul(g, n), -1, true))));
-        const dw = tf.sum(tf.reshape(tf.mul(dy, n), [-1, w.shape[0]!]), 0);
+        const dw = tf.sum(tf.reshape(tf.mul(dy, n), [-1, dimsOf(w.shape, 1, 'rmsNorm weight')[0]]), 0);
         return [dx, dw];
       },
     };

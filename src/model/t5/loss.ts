@@ -1,5 +1,6 @@
 /** Teacher forcing inputs and the token cross-entropy loss, as Hugging Face's T5ForConditionalGeneration computes them. */
 import * as tf from '@tensorflow/tfjs-core';
+import { lastDim } from '../shape';
 
 /** Label value ignored by the loss (PyTorch CrossEntropyLoss's default ignore_index). */
 export const IGNORE_INDEX = -100;
@@ -24,7 +25,7 @@ export function shiftRight(labels: tf.Tensor, decoderStartTokenId: number, padTo
  */
 export function tokenNll(logits: tf.Tensor, labels: tf.Tensor): { nll: tf.Tensor2D; mask: tf.Tensor2D } {
   return tf.tidy(() => {
-    const vocab = logits.shape[logits.shape.length - 1];
+    const vocab = lastDim(logits.shape, 'tokenNll');
     const ids = tf.cast(labels, 'int32');
     const counted = tf.notEqual(ids, IGNORE_INDEX);
     const mask = tf.cast(counted, 'float32') as tf.Tensor2D;

@@ -28,5 +28,11 @@ export function addPreviousTokenBias(weights: Float32Array, config: T5Config, he
       `previous-token heads: the relative bias has ${weights.length} values, expected ${config.relative_attention_num_buckets} × ${config.num_heads}`,
     );
   }
-  for (let h = 0; h < heads; h++) weights[(h + 1) * config.num_heads + h] += bias;
+  for (let h = 0; h < heads; h++) {
+    // Bucket h + 1 of head h: inside the table, as checked above (h < heads < buckets / 4).
+    const at = (h + 1) * config.num_heads + h;
+    const current = weights[at];
+    if (current === undefined) throw new RangeError(`previous-token heads: bucket ${h + 1} of head ${h} is outside the relative bias`);
+    weights[at] = current + bias;
+  }
 }

@@ -31,13 +31,16 @@ export function rowSequenceLosses(model: T5Model, inputIds: tf.Tensor, attention
         tf.tidy(() => {
           const whole = count === rows;
           const rowsOf = (t: tf.Tensor) => (whole ? t : tf.slice(t, [start, 0], [count, -1]));
-          const [ids, mask, chunkLabels] = [inputIds, attentionMask, labels].map(rowsOf);
+          const ids = rowsOf(inputIds);
+          const mask = rowsOf(attentionMask);
+          const chunkLabels = rowsOf(labels);
           const { hidden } = model.decode(model.decoderInputs(chunkLabels), model.encode(ids, mask), mask);
           return sequenceCrossEntropy(model.logits(hidden), chunkLabels);
         }),
       );
     }
-    return parts.length === 1 ? parts[0] : tf.concat1d(parts);
+    const [only] = parts;
+    return parts.length === 1 && only ? only : tf.concat1d(parts);
   } finally {
     if (parts.length > 1) tf.dispose(parts);
   }

@@ -14,6 +14,7 @@
  * `fusedBiasedSoftmax`; other backends keep tf.add + tf.softmax (src/model/t5/attention.ts).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { dimsOf } from '../shape';
 import { FLAT_WORKGROUP_INDEX_WGSL, flatLayout, workgroupReductionWgsl, type FusedProgram, type WebGpuProgramRunner } from './program';
 
 const ROW_THREADS = 64;
@@ -39,7 +40,8 @@ class BiasedSoftmaxProgram implements FusedProgram {
   constructor(shape: number[]) {
     this.outputShape = shape;
     this.dispatchLayout = flatLayout(4);
-    this.dispatch = [shape[0] * shape[1] * shape[2], 1, 1];
+    const [batch, heads, rows] = dimsOf(shape, 4, 'BiasedSoftmaxProgram');
+    this.dispatch = [batch * heads * rows, 1, 1];
   }
 
   getUserCode(): string {
@@ -142,7 +144,7 @@ const kernels: tf.KernelConfig[] = [
     backendName: 'webgpu',
     kernelFunc: ({ inputs, backend }: KernelArgs) => {
       const { probs, dprobs } = inputs as { probs: tf.TensorInfo; dprobs: tf.TensorInfo };
-      const [rows, width] = probs.shape;
+      const [rows, width] = dimsOf(probs.shape, 2, SOFTMAX_GRAD_KERNEL);
       return (backend as unknown as WebGpuProgramRunner).runWebGPUProgram(new SoftmaxGradProgram(rows, width), [probs, dprobs], 'float32');
     },
   },
@@ -177,6 +179,7 @@ export function fusedBiasedSoftmax(scores: tf.Tensor4D, bias: tf.Tensor4D): tf.T
       value: probs,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [p] = saved;
+        if (!p) throw new Error('biasedSoftmax: the gradient was called without the probabilities it saved');
         const dz = tf.engine().runKernel(SOFTMAX_GRAD_KERNEL, {
           probs: tf.reshape(p, [-1, width]),
           dprobs: tf.reshape(dy, [-1, width]),

@@ -14,6 +14,7 @@
  * tfjs-op formula in src/model/t5/layers.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { dimsOf, lastDim } from '../shape';
 import { FLAT_WORKGROUP_INDEX_WGSL, flatLayout, workgroupSumWgsl, type FusedProgram, type WebGpuProgramRunner } from './program';
 
 /** Threads per row in the row programs (a power of two; a t5-small row is 512 wide, 8 per thread). */
@@ -215,7 +216,7 @@ const kernels: tf.KernelConfig[] = [
     backendName: 'webgpu',
     kernelFunc: ({ inputs, backend, attrs }: KernelArgs) => {
       const { x, weight } = inputs as { x: tf.TensorInfo; weight: tf.TensorInfo };
-      const [rows, width] = x.shape;
+      const [rows, width] = dimsOf(x.shape, 2, RMS_NORM_KERNEL);
       const program = new RmsNormProgram(rows, width);
       return (backend as unknown as WebGpuProgramRunner).runWebGPUProgram(program, [x, weight], 'float32', epsilonUniform(attrs));
     },
@@ -225,7 +226,7 @@ const kernels: tf.KernelConfig[] = [
     backendName: 'webgpu',
     kernelFunc: ({ inputs, backend, attrs }: KernelArgs) => {
       const { x, weight, dy } = inputs as { x: tf.TensorInfo; weight: tf.TensorInfo; dy: tf.TensorInfo };
-      const [rows, width] = x.shape;
+      const [rows, width] = dimsOf(x.shape, 2, RMS_NORM_GRAD_INPUT_KERNEL);
       const program = new RmsNormGradInputProgram(rows, width);
       return (backend as unknown as WebGpuProgramRunner).runWebGPUProgram(program, [x, weight, dy], 'float32', epsilonUniform(attrs));
     },
@@ -235,7 +236,7 @@ const kernels: tf.KernelConfig[] = [
     backendName: 'webgpu',
     kernelFunc: ({ inputs, backend, attrs }: KernelArgs) => {
       const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
-      const [rows, width] = x.shape;
+      const [rows, width] = dimsOf(x.shape, 2, RMS_NORM_GRAD_WEIGHT_KERNEL);
       const gpu = backend as unknown as WebGpuProgramRunner;
       const inverseRms = gpu.runWebGPUProgram(new InverseRmsProgram(rows), [x], 'float32', epsilonUniform(attrs));
       try {
@@ -260,7 +261,7 @@ export function registerRmsNormKernels(): void {
  */
 export function fusedRmsNorm(x: tf.Tensor, weight: tf.Tensor, epsilon: number): tf.Tensor {
   registerRmsNormKernels();
-  const width = x.shape[x.shape.length - 1];
+  const width = lastDim(x.shape, 'fusedRmsNorm');
   const attrs = { epsilon };
   const norm = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
     const [input, scale] = args as [tf.Tensor, tf.Tensor];
@@ -272,6 +273,7 @@ export function fusedRmsNorm(x: tf.Tensor, weight: tf.Tensor, epsilon: number): 
       value: tf.reshape(y, input.shape),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [xs, w] = saved;
+        if (!xs || !w) throw new Error('fusedRmsNorm: the gradient was called without the tensors it saved');
         const dys = tf.reshape(dy, [-1, width]);
         const dx = tf.engine().runKernel(RMS_NORM_GRAD_INPUT_KERNEL, { x: xs, weight: w, dy: dys }, attrs) as tf.Tensor;
         const dw = tf.engine().runKernel(RMS_NORM_GRAD_WEIGHT_KERNEL, { x: xs, dy: dys }, attrs) as tf.Tensor;

@@ -18,7 +18,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:f
 import { join } from 'node:path';
 import { writeFileAtomic } from './atomic-file';
 import { sha256Hex } from './crab-files';
-import type { PretrainCheckpoint } from '../../pretrain/trainer';
+import type { PretrainCheckpoint } from '../../pretrain/checkpoint';
 
 /** Parts stay under the device's 16 MiB limit per file brought back. */
 export const CHECKPOINT_PART_BYTES = 15 * 2 ** 20;

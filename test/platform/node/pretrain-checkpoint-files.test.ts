@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readCheckpointFiles, saveCheckpointFiles } from '../../../src/platform/node/pretrain-checkpoint-files';
-import type { PretrainCheckpoint } from '../../../src/pretrain/trainer';
+import type { PretrainCheckpoint } from '../../../src/pretrain/checkpoint';
 
 const dirs: string[] = [];
 const tempDir = () => {
