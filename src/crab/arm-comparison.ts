@@ -60,8 +60,7 @@ export function compareArms(
     const y = rb.get(k)!;
     return { seed: x.seed, client: x.client, arms: [unitOf(x, options.metric), unitOf(y, options.metric)] as const };
   });
-  const armScore = (arm: 0 | 1) =>
-    pairedBootstrap(units, { weights: arm === 0 ? [1, 0] : [0, 1], replicates: 1 }).estimate;
+  const armScore = (arm: 0 | 1) => pairedBootstrap(units, { weights: arm === 0 ? [1, 0] : [0, 1], replicates: 1 }).estimate;
   const difference = pairedBootstrap(units, { weights: [-1, 1], replicates: options.replicates ?? 2000, seed: options.seed ?? 0 });
   return {
     round: options.round,

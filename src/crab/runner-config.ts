@@ -221,7 +221,8 @@ function parseLora(value: unknown, trainedParts: TrainedParts): LoraSpec | null 
   known(json, 'training.lora', ['rank', 'alpha', 'targets', 'seed']);
   // A LoRA session's updates carry the reader's adapters only (the coordinator refuses other
   // trained prefixes), so the query encoder cannot train beside them.
-  if (trainedParts !== 'reader') throw new RunnerConfigError('training.lora needs training.trainedParts "reader" (LoRA sessions train the reader\'s adapters only)');
+  if (trainedParts !== 'reader')
+    throw new RunnerConfigError('training.lora needs training.trainedParts "reader" (LoRA sessions train the reader\'s adapters only)');
   const p = 'training.lora.';
   if (json.rank === undefined) throw new RunnerConfigError('training.lora.rank is required (it turns LoRA on)');
   const rank = num(json, 'rank', p, 0, (n) => Number.isInteger(n) && n >= 1 && n <= 1024, 'an integer from 1 to 1024');

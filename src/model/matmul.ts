@@ -51,6 +51,7 @@ function untransposedFrozenLinear(a: tf.Tensor2D, weight: tf.Tensor2D): tf.Tenso
 
 /** a [M, in] · weightᵀ with weight [out, in] → [M, out]. */
 export function matMulWeightTransposed(a: tf.Tensor2D, weight: tf.Tensor2D): tf.Tensor2D {
-  if (tf.getBackend() === 'wasm') return weight instanceof tf.Variable && !weight.trainable ? untransposedFrozenLinear(a, weight) : untransposedLinear(a, weight);
+  if (tf.getBackend() === 'wasm')
+    return weight instanceof tf.Variable && !weight.trainable ? untransposedFrozenLinear(a, weight) : untransposedLinear(a, weight);
   return tf.matMul(a, weight, false, true);
 }

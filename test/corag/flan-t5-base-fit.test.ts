@@ -84,10 +84,14 @@ describe('flan-t5-base in a 4 GiB budget (estimate, real shapes)', () => {
   });
 
   it('with LoRA (r 8, q,v) the recipe’s k 4 × 128 step fits 4 GiB with either retriever; full reader fine-tuning does not with Contriever', () => {
-    const table: string[] = ['| retriever held | training | batch × k × tokens | checkpointed | estimated peak (wasm) | fits 4 GiB |', '| --- | --- | --- | --- | ---: | --- |'];
+    const table: string[] = [
+      '| retriever held | training | batch × k × tokens | checkpointed | estimated peak (wasm) | fits 4 GiB |',
+      '| --- | --- | --- | --- | ---: | --- |',
+    ];
     const grid: Step[] = [];
     for (const passageLength of [128, 256, 384])
-      for (const k of [4, 10, 20, 40]) for (const batchSize of [1, 2, 4, 8]) for (const ckpt of [undefined, 1]) grid.push({ batchSize, k, passageLength, encoderCheckpointRows: ckpt });
+      for (const k of [4, 10, 20, 40])
+        for (const batchSize of [1, 2, 4, 8]) for (const ckpt of [undefined, 1]) grid.push({ batchSize, k, passageLength, encoderCheckpointRows: ckpt });
     const fitting = new Map<string, Step[]>();
     for (const [retrieverName, retriever] of [
       ['demo', DEMO_RETRIEVER],
@@ -116,7 +120,8 @@ describe('flan-t5-base in a 4 GiB budget (estimate, real shapes)', () => {
       }
     }
     console.log(table.join('\n'));
-    for (const [k, v] of fitting) console.log(k, 'fits:', v.map((x) => `${x.batchSize}×${x.k}×${x.passageLength}${x.encoderCheckpointRows ? '+ckpt' : ''}`).join(' '));
+    for (const [k, v] of fitting)
+      console.log(k, 'fits:', v.map((x) => `${x.batchSize}×${x.k}×${x.passageLength}${x.encoderCheckpointRows ? '+ckpt' : ''}`).join(' '));
     const names = (key: string) => fitting.get(key)!.map((x) => `${x.batchSize}×${x.k}×${x.passageLength}${x.encoderCheckpointRows ? '+ckpt' : ''}`);
     // LoRA with Contriever's two sides held: the CRAB recipe's k 4 × 128 tokens at batch 1 and 2,
     // or 256 tokens at batch 1 (plus the same with the encoder checkpointed, which does not lower
@@ -195,7 +200,15 @@ describe('the LoRA accounting against a measured peak (wasm, flan-t5-base dims, 
     const estimated = stepFootprint(bundle, trainable, { batchSize, k, passageLength: maxLength, targetLength, queryLength: 8 }, 'none', 'wasm');
     const started = performance.now();
     const { peakBytes } = await peakBufferBytes(async () => {
-      await trainLocally(bundle, QA, store, { k, batchSize, maxLength, steps: 2, lr: 1e-4, retrieverLoss: 'none', trainable: mode === 'lora' ? trainableForWirePrefixes([READER_LORA_WIRE_PREFIX]) : 'reader' });
+      await trainLocally(bundle, QA, store, {
+        k,
+        batchSize,
+        maxLength,
+        steps: 2,
+        lr: 1e-4,
+        retrieverLoss: 'none',
+        trainable: mode === 'lora' ? trainableForWirePrefixes([READER_LORA_WIRE_PREFIX]) : 'reader',
+      });
     });
     const row = {
       mode,

@@ -4,7 +4,21 @@ import { compareArms } from '../../src/crab/arm-comparison';
 import type { PredictionRow } from '../../src/crab/predictions';
 
 function row(client: number, q: number, round: number, em: 0 | 1, nll = 2): PredictionRow {
-  return { method: 'corag', shots: 16, store: 'REL', seed: 0, round, split: 'dev', client, question_id: `c${client}q${q}`, prediction: '', em, f1: em, nll_sum: nll * 2, nll_tokens: 2 };
+  return {
+    method: 'corag',
+    shots: 16,
+    store: 'REL',
+    seed: 0,
+    round,
+    split: 'dev',
+    client,
+    question_id: `c${client}q${q}`,
+    prediction: '',
+    em,
+    f1: em,
+    nll_sum: nll * 2,
+    nll_tokens: 2,
+  };
 }
 
 describe('compareArms', () => {

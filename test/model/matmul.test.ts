@@ -40,9 +40,21 @@ describe('matMulWeightTransposed', () => {
   it('on wasm, a frozen weight (trainable = false) gives the same value and dx and never computes dW', async () => {
     await initBackend('wasm');
     const reference = await valueAndGrads(matMulWeightTransposed);
-    const w = tf.variable(tf.tensor2d(Float32Array.from({ length: 4 * 5 }, (_, i) => Math.cos(i * 0.7)), [4, 5]), false);
-    const a = tf.tensor2d(Float32Array.from({ length: 6 * 5 }, (_, i) => Math.sin(i * 1.3)), [6, 5]);
-    const upstream = tf.tensor2d(Float32Array.from({ length: 6 * 4 }, (_, i) => Math.sin(i * 2.1 + 1)), [6, 4]);
+    const w = tf.variable(
+      tf.tensor2d(
+        Float32Array.from({ length: 4 * 5 }, (_, i) => Math.cos(i * 0.7)),
+        [4, 5],
+      ),
+      false,
+    );
+    const a = tf.tensor2d(
+      Float32Array.from({ length: 6 * 5 }, (_, i) => Math.sin(i * 1.3)),
+      [6, 5],
+    );
+    const upstream = tf.tensor2d(
+      Float32Array.from({ length: 6 * 4 }, (_, i) => Math.sin(i * 2.1 + 1)),
+      [6, 4],
+    );
     // Count the [4, 5] tensors created in the backward pass: with W an input of the op, dW = dyᵀ·x would be one.
     const before = tf.memory().numTensors;
     let weightSized = 0;
