@@ -36,7 +36,8 @@ function untransposedLinear(a: tf.Tensor2D, weight: tf.Tensor2D): tf.Tensor2D {
  * dx alone. A customGrad's gradient function returns every input's gradient at once, so with W as
  * an input the backward pass would compute dW = dyᵀ·x for every frozen projection on the path and
  * keep it until the pass ends (measured on wasm, flan-t5-base dimensions with 2 + 2 layers under
- * LoRA: +185 MiB at the peak, about the frozen weights on the path; docs/PERFORMANCE.md).
+ * LoRA: 84 MiB of the peak, about 42 MiB per encoder + decoder layer; docs/PERFORMANCE.md
+ * "flan-t5-base in 4 GiB with LoRA").
  */
 function untransposedFrozenLinear(a: tf.Tensor2D, weight: tf.Tensor2D): tf.Tensor2D {
   const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
