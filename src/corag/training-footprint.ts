@@ -180,6 +180,12 @@ export function estimateTrainingFootprint(input: FootprintInput): FootprintEstim
   const savedWeights = 0;
 
   const logits = b * targets * vocab;
+  // On wasm every Linear transposes its weight explicitly before the product (src/model/matmul.ts):
+  // the LM head's [vocab, d_model] copy is live while the logits are computed, beside everything
+  // the forward keeps. Invisible under full fine-tuning (its backward peak is larger), it is the
+  // forward's largest temporary when only LoRA adapters train (measured: docs/PERFORMANCE.md
+  // "flan-t5-base in 4 GiB with LoRA").
+  const transposedHead = input.backend === 'wasm' ? vocab * c.d_model : 0;
   const encoder = encoderCounts(c, rows, length);
   const decoder = decoderCounts(c, b, targets, k * length);
   const retrieverLoss = input.retriever ? input.retrieverLoss : 'none';
@@ -192,7 +198,7 @@ export function estimateTrainingFootprint(input: FootprintInput): FootprintEstim
   if (retrieverLoss === 'pdist') {
     const out = b * length * c.d_model;
     const alone = decoderCounts(c, b, targets, length);
-    scoring = Math.max(encoderCounts(c, b, length).all, out + alone.all, out + 3 * b * targets * vocab);
+    scoring = Math.max(encoderCounts(c, b, length).all, out + alone.all + transposedHead, out + 3 * b * targets * vocab);
   }
 
   // The training forward and backward (lean gradients).
@@ -200,7 +206,8 @@ export function estimateTrainingFootprint(input: FootprintInput): FootprintEstim
   const encoderSaved = ckpt === undefined ? encoder.saved * savedFactor : rows * length * c.d_model;
   const decoderSaved = decoder.saved * savedFactor;
   const lossSaved = 3 * logits * savedFactor;
-  const forward = Math.max(encoder.all, encoderSaved + decoder.all, encoderSaved + decoderSaved + 5 * logits) + savedWeights + query.all;
+  const forward =
+    Math.max(encoder.all, encoderSaved + decoder.all + transposedHead, encoderSaved + decoderSaved + 5 * logits + transposedHead) + savedWeights + query.all;
   const allSaved = encoderSaved + decoderSaved + lossSaved + query.saved * savedFactor + savedWeights;
   const backwardStart = allSaved + 3 * logits + queryTrained + largestReaderTrained;
   let backwardEncoder = 0;

@@ -6,6 +6,7 @@
  */
 import type { WireDtype } from '../federated/codec';
 import type { RetrieverLoss } from '../corag/local-training';
+import { LORA_TARGETS, type LoraTarget } from '../model/lora-targets';
 import { TRAINING_STORES, type TrainingStoreName } from './stores';
 
 /** The paper's four comparisons. */
@@ -56,6 +57,23 @@ export interface TrainingSpec {
   readonly warmupSteps: number;
   readonly weightDecay: number;
   readonly clipNorm: number;
+  /**
+   * LoRA sessions (docs/CLIENT-CORE.md "LoRA sessions"): every method trains rank-r adapters on
+   * the reader's attention over a frozen base, the federated methods aggregate the adapters only
+   * (trainedPrefixes ["reader.lora."]). null: full fine-tuning of `trainedParts`.
+   */
+  readonly lora: LoraSpec | null;
+}
+
+/** `training.lora` of a runner config: the session keys loraRank, loraAlpha, loraTargets, loraSeed. */
+export interface LoraSpec {
+  readonly rank: number;
+  /** Default 2·rank (scale alpha/r = 2, as a session's default). */
+  readonly alpha: number;
+  /** Default q, v. */
+  readonly targets: readonly LoraTarget[];
+  /** Seeds the A matrices (default 0). */
+  readonly seed: number;
 }
 
 export interface EvaluationSpec {
@@ -120,6 +138,7 @@ export const DEFAULT_TRAINING: TrainingSpec = {
   warmupSteps: 0,
   weightDecay: 0.01,
   clipNorm: 1,
+  lora: null,
 };
 
 export const DEFAULT_EVALUATION: EvaluationSpec = {
@@ -196,6 +215,25 @@ const nonNegativeInt = (v: unknown, key: string) => {
   return v;
 };
 
+function parseLora(value: unknown, trainedParts: TrainedParts): LoraSpec | null {
+  if (value === undefined || value === null) return null;
+  const json = object(value, 'training.lora');
+  known(json, 'training.lora', ['rank', 'alpha', 'targets', 'seed']);
+  // A LoRA session's updates carry the reader's adapters only (the coordinator refuses other
+  // trained prefixes), so the query encoder cannot train beside them.
+  if (trainedParts !== 'reader')
+    throw new RunnerConfigError('training.lora needs training.trainedParts "reader" (LoRA sessions train the reader\'s adapters only)');
+  const p = 'training.lora.';
+  if (json.rank === undefined) throw new RunnerConfigError('training.lora.rank is required (it turns LoRA on)');
+  const rank = num(json, 'rank', p, 0, (n) => Number.isInteger(n) && n >= 1 && n <= 1024, 'an integer from 1 to 1024');
+  return {
+    rank,
+    alpha: num(json, 'alpha', p, 2 * rank),
+    targets: list(json.targets ?? ['q', 'v'], `${p}targets`, (v, key) => oneOf(v, LORA_TARGETS, key)),
+    seed: num(json, 'seed', p, 0, (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer'),
+  };
+}
+
 function parseTraining(value: unknown): TrainingSpec {
   const json = object(value ?? {}, 'training');
   const d = DEFAULT_TRAINING;
@@ -203,6 +241,7 @@ function parseTraining(value: unknown): TrainingSpec {
   const p = 'training.';
   const localSteps = json.localSteps === undefined || json.localSteps === null ? d.localSteps : int(json, 'localSteps', p, 1);
   const lr = num(json, 'lr', p, d.lr);
+  const trainedParts = oneOf(json.trainedParts ?? d.trainedParts, ['reader', 'reader+query-encoder'] as const, `${p}trainedParts`);
   return {
     localSteps,
     localEpochs: int(json, 'localEpochs', p, d.localEpochs),
@@ -212,10 +251,11 @@ function parseTraining(value: unknown): TrainingSpec {
     k: int(json, 'k', p, d.k),
     maxLength: int(json, 'maxLength', p, d.maxLength),
     retrieverLoss: oneOf(json.retrieverLoss ?? d.retrieverLoss, ['pdist', 'adist', 'none'] as const, `${p}retrieverLoss`),
-    trainedParts: oneOf(json.trainedParts ?? d.trainedParts, ['reader', 'reader+query-encoder'] as const, `${p}trainedParts`),
+    trainedParts,
     warmupSteps: num(json, 'warmupSteps', p, d.warmupSteps, (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer'),
     weightDecay: num(json, 'weightDecay', p, d.weightDecay, (n) => n >= 0, 'a non-negative number'),
     clipNorm: num(json, 'clipNorm', p, d.clipNorm),
+    lora: parseLora(json.lora, trainedParts),
   };
 }
 

@@ -115,6 +115,9 @@ export class CrabRunner {
     for (const seed of seeds) {
       const bundle = await this.deps.loadBundle(seed);
       try {
+        // A LoRA run's version 0 must hold the adapters (A seeded, B = 0: the base model's outputs).
+        const lora = this.config.training.lora;
+        if (lora) bundle.enableLora(lora);
         const initial = await bundle.exportGlobal({ crab: this.config.name, seed: String(seed) });
         // The passage encoder is frozen in every method, so one embedding per passage serves all.
         const embeddings: Map<string, Float32Array> = shared ?? (await this.embedNeeded(bundle, seed, embedBatch));

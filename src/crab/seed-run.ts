@@ -10,8 +10,9 @@ import { FederatedCoragClient, MemoryModelCache } from '../corag/federated-clien
 import { trainLocally, type LocalTrainingOptions, type QAPair as TrainingPair } from '../corag/local-training';
 import type { ModelBundle } from '../corag/model-bundle';
 import { CoordinatorPassageSource, LocalPassageStore, type PassageSource, type RetrievedPassage } from '../corag/retrieve';
+import { trainableForWirePrefixes } from '../corag/model-bundle';
 import { CoragClient } from '../federated/client';
-import { QUERY_ENCODER_WIRE_PREFIX, READER_WIRE_PREFIX } from '../federated/protocol';
+import { QUERY_ENCODER_WIRE_PREFIX, READER_LORA_WIRE_PREFIX, READER_WIRE_PREFIX } from '../federated/protocol';
 import type { EvalSplit, PredictionRow } from './predictions';
 import type { ExperimentSpec, Method, RunnerConfig } from './runner-config';
 import { clientView, type StoreLayout } from './stores';
@@ -165,7 +166,8 @@ export class SeedRun {
       warmupSteps: t.warmupSteps,
       weightDecay: t.weightDecay,
       clipNorm: t.clipNorm,
-      trainable: closedBook ? 'reader' : t.trainedParts,
+      // Under LoRA the base weights are frozen (bundle.enableLora): every method trains the adapters.
+      trainable: t.lora ? trainableForWirePrefixes([READER_LORA_WIRE_PREFIX]) : closedBook ? 'reader' : t.trainedParts,
       retrieverLoss: closedBook || t.trainedParts === 'reader' ? 'none' : t.retrieverLoss,
       seed: this.seed * 1000 + client,
       signal: this.x.deps.signal,
@@ -352,7 +354,11 @@ export class SeedRun {
     const closedBook = e.method === 'closed-book';
     const t = this.config.training;
     const anon = new CoragClient(deps.coordinatorUrl, undefined, deps.fetch);
-    const trainedPrefixes = closedBook || t.trainedParts === 'reader' ? [READER_WIRE_PREFIX] : [READER_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX];
+    const trainedPrefixes = t.lora
+      ? [READER_LORA_WIRE_PREFIX]
+      : closedBook || t.trainedParts === 'reader'
+        ? [READER_WIRE_PREFIX]
+        : [READER_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX];
     const created = await anon.createSession({
       name: `crab ${this.config.name} ${label}`,
       models: { reader: this.config.models.reader, passageEncoder: this.config.models.retriever, embeddingDim: this.bundle.embeddingDim },
@@ -364,6 +370,7 @@ export class SeedRun {
         maxLength: t.maxLength,
         batchSize: t.batchSize,
         retrieverLoss: closedBook ? 'none' : t.retrieverLoss,
+        ...(t.lora ? { loraRank: t.lora.rank, loraAlpha: t.lora.alpha, loraTargets: t.lora.targets.join(','), loraSeed: t.lora.seed } : {}),
       },
       // Every client in every round; the deadline only guards against a client that never answers.
       roundPolicy: { fraction: 1, minClients: clients.length, minUpdates: clients.length, deadlineSeconds: 7 * 24 * 3600, autoStart: false },

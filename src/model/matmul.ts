@@ -30,8 +30,29 @@ function untransposedLinear(a: tf.Tensor2D, weight: tf.Tensor2D): tf.Tensor2D {
   return op(a, weight) as tf.Tensor2D;
 }
 
+/**
+ * The same product for a FROZEN weight (a tf.Variable with trainable = false: LoRA's base, a
+ * frozen encoder): W is closed over instead of being an input, so the gradient function computes
+ * dx alone. A customGrad's gradient function returns every input's gradient at once, so with W as
+ * an input the backward pass would compute dW = dyᵀ·x for every frozen projection on the path and
+ * keep it until the pass ends (measured on wasm, flan-t5-base dimensions with 2 + 2 layers under
+ * LoRA: 84 MiB of the peak, about 42 MiB per encoder + decoder layer; docs/PERFORMANCE.md
+ * "flan-t5-base in 4 GiB with LoRA").
+ */
+function untransposedFrozenLinear(a: tf.Tensor2D, weight: tf.Tensor2D): tf.Tensor2D {
+  const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [x] = args as [tf.Tensor2D];
+    return {
+      value: tf.tidy(() => tf.matMul(x, tf.transpose(weight))),
+      gradFunc: (dy: tf.Tensor) => [tf.matMul(dy as tf.Tensor2D, weight)],
+    };
+  });
+  return op(a) as tf.Tensor2D;
+}
+
 /** a [M, in] · weightᵀ with weight [out, in] → [M, out]. */
 export function matMulWeightTransposed(a: tf.Tensor2D, weight: tf.Tensor2D): tf.Tensor2D {
-  if (tf.getBackend() === 'wasm') return untransposedLinear(a, weight);
+  if (tf.getBackend() === 'wasm')
+    return weight instanceof tf.Variable && !weight.trainable ? untransposedFrozenLinear(a, weight) : untransposedLinear(a, weight);
   return tf.matMul(a, weight, false, true);
 }

@@ -85,8 +85,11 @@ describe('estimateTrainingFootprint', () => {
     for (const backend of ['wasm', 'cpu'] as const) {
       const plain = estimateTrainingFootprint(base({ batchSize: 4, retrieverLoss: 'none', backend }));
       const ckpt = estimateTrainingFootprint(base({ batchSize: 4, retrieverLoss: 'none', encoderCheckpointRows: 1, backend }));
-      // Saved tensors share their buffers on wasm too since session 12, so both backends agree.
-      expect(plain.peakBytes).toBe(estimateTrainingFootprint(base({ batchSize: 4, retrieverLoss: 'none', backend: 'cpu' })).peakBytes);
+      // Saved tensors share their buffers on wasm too since session 12, so both backends agree up to
+      // wasm's transposed copy of the LM head while the logits are computed (src/model/matmul.ts).
+      const cpu = estimateTrainingFootprint(base({ batchSize: 4, retrieverLoss: 'none', backend: 'cpu' })).peakBytes;
+      expect(plain.peakBytes).toBeGreaterThanOrEqual(cpu);
+      expect(plain.peakBytes).toBeLessThanOrEqual(cpu + reader.vocab_size * reader.d_model * 4);
       expect(ckpt.peakBytes).toBeLessThanOrEqual(plain.peakBytes);
       expect(ckpt.phase).toBe('forward');
     }
