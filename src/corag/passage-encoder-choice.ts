@@ -63,12 +63,18 @@ export function maxRowRelativeDifference(a: Float32Array, reference: Float32Arra
  * ONNX Runtime runs here on its wasm (CPU) provider, measured faster than tfjs's wasm and
  * SwiftShader backends; against tfjs on a real GPU it was never measured, so that tab keeps tfjs.
  */
-export function onnxWanted(setting: PassageEncoderSetting, backend: Pick<BackendReport, 'name' | 'software'>): { readonly build: boolean; readonly why: string } {
+export function onnxWanted(
+  setting: PassageEncoderSetting,
+  backend: Pick<BackendReport, 'name' | 'software'>,
+): { readonly build: boolean; readonly why: string } {
   if (setting === 'tfjs') return { build: false, why: 'tfjs chosen by the passage-encoder setting' };
   if (setting === 'onnx') return { build: true, why: 'ONNX Runtime chosen by the passage-encoder setting' };
   if (backend.name === 'webgpu' && !backend.software)
     return { build: false, why: 'tfjs runs on a GPU here; ONNX Runtime (wasm, CPU) was measured faster only against tfjs on the CPU' };
-  return { build: true, why: `ONNX Runtime measured faster than tfjs ${backend.name === 'webgpu' ? 'on a software WebGPU adapter' : `on ${backend.name}`} at equal embeddings` };
+  return {
+    build: true,
+    why: `ONNX Runtime measured faster than tfjs ${backend.name === 'webgpu' ? 'on a software WebGPU adapter' : `on ${backend.name}`} at equal embeddings`,
+  };
 }
 
 /**

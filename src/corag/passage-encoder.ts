@@ -113,7 +113,9 @@ export class PassageEncoder {
       const reference = await tfjsBatchEmbedder(tfjs, 'passage')(ids);
       gateRelativeDiff = maxRowRelativeDifference(await onnx.embedTokens(ids), reference, config.hidden_size);
       if (!(gateRelativeDiff <= ONNX_GATE_MAX_RELATIVE_DIFF))
-        throw new Error(`its embeddings of the probe passages differ from tfjs's by ${gateRelativeDiff.toExponential(2)} relative (allowed ${ONNX_GATE_MAX_RELATIVE_DIFF})`);
+        throw new Error(
+          `its embeddings of the probe passages differ from tfjs's by ${gateRelativeDiff.toExponential(2)} relative (allowed ${ONNX_GATE_MAX_RELATIVE_DIFF})`,
+        );
     } catch (e) {
       await onnx?.dispose().catch(() => undefined);
       const fallbackReason = (e as Error).message;

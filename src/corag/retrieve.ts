@@ -116,7 +116,12 @@ export function tfjsBatchEmbedder(retriever: Contriever, side: ContrieverSide): 
  * Embeds texts with one side of the retriever, no gradient. Returns one row per text (views into
  * one Float32Array).
  */
-export function embedTexts(bundle: RetrieverWithTokenizer, side: ContrieverSide, texts: readonly string[], options: EmbedOptions = {}): Promise<Float32Array[]> {
+export function embedTexts(
+  bundle: RetrieverWithTokenizer,
+  side: ContrieverSide,
+  texts: readonly string[],
+  options: EmbedOptions = {},
+): Promise<Float32Array[]> {
   const { config } = bundle.retriever;
   const encoder: TextEmbedder = {
     tokenizer: bundle.retrieverTokenizer,

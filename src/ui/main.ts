@@ -161,7 +161,12 @@ async function main(): Promise<void> {
         s.session = session;
         s.round = session.round;
       });
-      const encoder = await embed.load({ appBase, sessionId: credentials.sessionId, token: credentials.token }, session, session.currentVersion!, passageEncoderSetting);
+      const encoder = await embed.load(
+        { appBase, sessionId: credentials.sessionId, token: credentials.token },
+        session,
+        session.currentVersion!,
+        passageEncoderSetting,
+      );
       replace(passageEncoderSlot, passageEncoderNote(encoder));
       store.update((s) => {
         s.embedderReady = true;

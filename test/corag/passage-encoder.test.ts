@@ -115,7 +115,9 @@ describe('PassageEncoder', () => {
     const missing = 'passage_encoder.encoder.layer.0.output.dense.bias';
     const without = encodeModel(new Map([...tensors].filter(([name]) => name !== missing)));
     const before = tf.memory().numTensors;
-    expect(() => PassageEncoder.fromGlobal(bundle.retriever.config, bundle.retrieverTokenizer, without, 3)).toThrow(`global model v3 lacks tensor "${missing}"`);
+    expect(() => PassageEncoder.fromGlobal(bundle.retriever.config, bundle.retrieverTokenizer, without, 3)).toThrow(
+      `global model v3 lacks tensor "${missing}"`,
+    );
     const wrong = new Map(tensors);
     wrong.set(missing, { ...tensors.get(missing)!, shape: [1, tensors.get(missing)!.data.length] });
     expect(() => PassageEncoder.fromGlobal(bundle.retriever.config, bundle.retrieverTokenizer, encodeModel(wrong), 3)).toThrow(

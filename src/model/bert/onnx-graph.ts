@@ -69,7 +69,8 @@ export function contrieverOnnxModel(config: BertConfig, weights: BertWeights, do
     return g.float32(name, [inDim, out], (dst) => transposeInto(data, out, inDim, dst));
   };
   const linear = (x: string, prefix: string) => g.op('Add', [g.op('MatMul', [x, linearWeight(`${prefix}.weight`)]), weight(`${prefix}.bias`)]);
-  const layerNorm = (x: string, prefix: string) => g.op('LayerNormalization', [x, weight(`${prefix}.weight`), weight(`${prefix}.bias`)], { axis: -1, epsilon: eps });
+  const layerNorm = (x: string, prefix: string) =>
+    g.op('LayerNormalization', [x, weight(`${prefix}.weight`), weight(`${prefix}.bias`)], { axis: -1, epsilon: eps });
 
   // Embeddings: word + absolute position (the first `sequence` rows) + token type 0, then LayerNorm.
   const words = g.op('Gather', [weight('embeddings.word_embeddings.weight'), ids]);
@@ -100,7 +101,10 @@ export function contrieverOnnxModel(config: BertConfig, weights: BertWeights, do
     }
     // gelu_new: 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³))), ./model.ts geluTanh.
     const cube = g.op('Mul', [g.op('Mul', [x, x]), x]);
-    const inner = g.op('Mul', [g.floatConstant('sqrt_2_over_pi', [Math.sqrt(2 / Math.PI)]), g.op('Add', [x, g.op('Mul', [g.floatConstant('gelu_c', [0.044715]), cube])])]);
+    const inner = g.op('Mul', [
+      g.floatConstant('sqrt_2_over_pi', [Math.sqrt(2 / Math.PI)]),
+      g.op('Add', [x, g.op('Mul', [g.floatConstant('gelu_c', [0.044715]), cube])]),
+    ]);
     return g.op('Mul', [g.op('Mul', [x, half]), g.op('Add', [oneF, g.op('Tanh', [inner])])]);
   };
 

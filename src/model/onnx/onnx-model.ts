@@ -56,7 +56,8 @@ function attribute(name: string, value: OnnxAttribute): ProtoMessage {
 /** A tensor type with named (symbolic) or fixed dimensions, for graph inputs and outputs. */
 function valueInfo(name: string, elemType: OnnxDataType, dims: readonly (number | string)[]): ProtoMessage {
   const shape = new ProtoMessage();
-  for (const d of dims) shape.message(F.shape.dim, typeof d === 'number' ? new ProtoMessage().varint(F.dim.value, d) : new ProtoMessage().string(F.dim.param, d));
+  for (const d of dims)
+    shape.message(F.shape.dim, typeof d === 'number' ? new ProtoMessage().varint(F.dim.value, d) : new ProtoMessage().string(F.dim.param, d));
   const tensorType = new ProtoMessage().varint(F.tensorType.elemType, elemType).message(F.tensorType.shape, shape);
   return new ProtoMessage().string(F.valueInfo.name, name).message(F.valueInfo.type, new ProtoMessage().message(F.type.tensorType, tensorType));
 }

@@ -8,7 +8,7 @@
  * (ort-wasm-simd-threaded.wasm, ~11 MB) is half the JSEP one's. The settings are process-wide
  * and take effect when the first session is created.
  */
-// onnxruntime-web's `exports` carry no types: its types.d.ts declares the subpath modules.
+// eslint-disable-next-line @typescript-eslint/triple-slash-reference -- onnxruntime-web's `exports` carry no types; its own types.d.ts declares the subpath modules (an import cannot load an ambient declaration file)
 /// <reference path="../../../node_modules/onnxruntime-web/types.d.ts" />
 import * as ort from 'onnxruntime-web/wasm';
 

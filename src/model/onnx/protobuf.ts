@@ -20,7 +20,10 @@ export interface DeferredBytes {
   write(dst: Uint8Array): void;
 }
 
-type Part = { readonly kind: 'bytes'; readonly data: Uint8Array } | { readonly kind: 'deferred'; readonly data: DeferredBytes } | { readonly kind: 'message'; readonly message: ProtoMessage };
+type Part =
+  | { readonly kind: 'bytes'; readonly data: Uint8Array }
+  | { readonly kind: 'deferred'; readonly data: DeferredBytes }
+  | { readonly kind: 'message'; readonly message: ProtoMessage };
 
 /** Bytes of a varint; `value` is a non-negative integer below 2^64 or a negative int64 (two's complement, 10 bytes). */
 function varintBytes(value: number | bigint): number[] {
