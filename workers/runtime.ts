@@ -6,9 +6,10 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import wasmPlain from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm?url';
 import wasmSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url';
 import wasmThreaded from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url';
-// ONNX Runtime's binary, emitted by Vite like tfjs's (same origin; by default ORT would fetch it
-// from a CDN). A path, not the package name: onnxruntime-web's `exports` do not list its dist/
-// files, and Vite honours them.
+// ONNX Runtime's binary and its loader, emitted by Vite like tfjs's (same origin; by default ORT
+// would fetch them from a CDN). Paths, not the package name: onnxruntime-web's `exports` do not
+// list its dist/ files, and Vite honours them.
+import ortMjs from '../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.mjs?url';
 import ortWasm from '../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm?url';
 import { globalVersionBytes } from '../src/corag/federated-client';
 import { ModelBundle } from '../src/corag/model-bundle';
@@ -106,6 +107,6 @@ export async function buildPassageEncoder(
     loadRetrieverSpec(access.appBase, session.config.models),
     globalVersionBytes(new CoragClient(access.appBase, access.token), access.sessionId, version, store.modelCache()),
   ]);
-  configureOrt({ wasmUrl: ortWasm, threads: onnxThreads(report, navigator.hardwareConcurrency) });
+  configureOrt({ files: { wasm: ortWasm, mjs: ortMjs }, threads: onnxThreads(report, navigator.hardwareConcurrency) });
   return PassageEncoder.load(spec.retrieverConfig, spec.retrieverTokenizer, bytes, version, { setting, backend: report });
 }

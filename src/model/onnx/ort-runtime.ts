@@ -13,8 +13,12 @@
 import * as ort from 'onnxruntime-web/wasm';
 
 export interface OrtSettings {
-  /** Where ort-wasm-simd-threaded.wasm is served (the browser build's asset URL); default: beside ORT's module, as in Node. */
-  readonly wasmUrl?: string;
+  /**
+   * Where ORT's binary (ort-wasm-simd-threaded.wasm) and its Emscripten loader
+   * (ort-wasm-simd-threaded.mjs, imported at start and the script of its wasm threads) are
+   * served: the browser build's asset URLs. Default: beside ORT's module, as in Node.
+   */
+  readonly files?: { readonly wasm: string; readonly mjs: string };
   /** wasm threads (tfjs-backend-wasm's count, so both use the same cores); 1 = no worker threads. */
   readonly threads: number;
 }
@@ -24,14 +28,14 @@ let applied: OrtSettings | undefined;
 /** Sets ORT's wasm options; later calls with other settings are refused (ORT reads them once). */
 export function configureOrt(settings: OrtSettings): void {
   if (applied) {
-    if (applied.threads !== settings.threads || applied.wasmUrl !== settings.wasmUrl)
+    if (applied.threads !== settings.threads || applied.files?.wasm !== settings.files?.wasm)
       throw new Error(`ONNX Runtime is already set up (${applied.threads} threads); it cannot change to ${settings.threads}`);
     return;
   }
   ort.env.wasm.numThreads = Math.max(1, Math.floor(settings.threads));
-  // Already in a worker: no extra proxy worker. Nothing from a CDN: the binary comes from wasmUrl.
+  // Already in a worker: no extra proxy worker. Nothing from a CDN: both files come from `files`.
   ort.env.wasm.proxy = false;
-  if (settings.wasmUrl) ort.env.wasm.wasmPaths = { wasm: settings.wasmUrl };
+  if (settings.files) ort.env.wasm.wasmPaths = { wasm: settings.files.wasm, mjs: settings.files.mjs };
   ort.env.logLevel = 'error';
   applied = settings;
 }
