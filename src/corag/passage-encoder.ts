@@ -103,12 +103,14 @@ export class PassageEncoder {
     let onnx: OnnxContrieverEncoder | undefined;
     let gateRelativeDiff: number | undefined;
     try {
-      const model = (options.onnxModel ?? contrieverOnnxModel)(config, (name) => {
-        const w = weights.get(name);
-        if (!w) throw new Error(`no weights for "${name}"`);
-        return w;
-      });
-      onnx = await OnnxContrieverEncoder.create(config, model);
+      const writeModel = () =>
+        (options.onnxModel ?? contrieverOnnxModel)(config, (name) => {
+          const w = weights.get(name);
+          if (!w) throw new Error(`no weights for "${name}"`);
+          return w;
+        });
+      // Not kept in a variable: the model bytes (as large as the weights) are garbage once ORT holds its copy.
+      onnx = await OnnxContrieverEncoder.create(config, writeModel());
       const ids = GATE_PROBE_PASSAGES.map((t) => tokenizer.encode(t, { maxLength: Math.min(GATE_PROBE_MAX_LENGTH, config.max_position_embeddings) }));
       const reference = await tfjsBatchEmbedder(tfjs, 'passage')(ids);
       gateRelativeDiff = maxRowRelativeDifference(await onnx.embedTokens(ids), reference, config.hidden_size);
