@@ -3,7 +3,9 @@
  * 3.x (ONNX Runtime Web) embedding the same passages with the same BERT weights in one headless
  * Chromium page (the browser suite's flags; WebGPU is SwiftShader on a machine without a GPU),
  * on wasm and on WebGPU. Reports passages/s of each, their ratio, and the largest per-passage
- * relative difference of the mean-pooled (Contriever) embeddings.
+ * relative difference of the mean-pooled (Contriever) embeddings. On wasm runs also the product's
+ * ONNX path (the adopted one: the graph written from TypeScript, src/model/bert/onnx-graph.ts, on
+ * onnxruntime-web's wasm build, as workers/embed.worker.ts runs it).
  *
  * The ONNX files are a lab export (no internet, no ONNX on the hub mirror): first run
  *   /usr/bin/python3 scripts/reference/export_bert_onnx.py --from ../shared/fixtures/hf-reference/bert-tiny --out .onnx/bert-tiny --check
@@ -94,6 +96,18 @@ interface Row extends Run {
   tokenizerMismatches: number;
   /** Texts whose ids differ when transformers.js truncates itself (it drops [SEP]). */
   nativeTruncationMismatches: number;
+  /** The product's ONNX path (wasm runs only). */
+  product?: {
+    seconds: number[];
+    perS: number;
+    /** product / ours, best reps. */
+    speedRatio: number;
+    maxRelDiff: number;
+    meanRelDiff: number;
+    writeSeconds: number;
+    sessionSeconds: number;
+    megabytes: number;
+  };
 }
 
 interface EmbedRun {
@@ -112,22 +126,29 @@ async function measure(h: BrowserHarness, run: Run, o: Options): Promise<Row> {
   const ortThreads = run.device === 'wasm' ? String(report.threads ?? 1) : '–';
   const { hidden, layers } = await h.call<{ hidden: number; layers: number }>('loadOurs', run.model);
   await h.call('loadTheirs', run.model, run.device);
+  const withProduct = run.device === 'wasm';
+  const load = withProduct ? await h.call<{ writeSeconds: number; sessionSeconds: number; megabytes: number }>('loadProduct', run.model) : undefined;
   const tag = `${run.model}@${run.device}`;
   // Warm-up (shader compilation, ORT session's first run) on one batch.
   const warm = texts.slice(0, Math.min(o.batch, texts.length));
   await h.call('embedOurs', 'warm-ours', run.model, warm, o.batch, run.maxLength);
   await h.call('embedTheirs', 'warm-theirs', run.model, run.device, warm, o.batch, run.maxLength);
+  if (withProduct) await h.call('embedProduct', 'warm-product', run.model, warm, o.batch, run.maxLength);
   const oursS: number[] = [];
   const theirsS: number[] = [];
+  const productS: number[] = [];
   for (let r = 0; r < o.reps; r++) {
-    // Alternating, so both see the same machine load.
+    // Alternating, so all see the same machine load.
     oursS.push((await h.call<EmbedRun>('embedOurs', `ours ${tag}`, run.model, texts, o.batch, run.maxLength)).seconds);
     theirsS.push((await h.call<EmbedRun>('embedTheirs', `theirs ${tag}`, run.model, run.device, texts, o.batch, run.maxLength)).seconds);
+    if (withProduct) productS.push((await h.call<EmbedRun>('embedProduct', `product ${tag}`, run.model, texts, o.batch, run.maxLength)).seconds);
     console.error(
-      `[bench] ${tag} rep ${r + 1}: ours ${oursS.at(-1)!.toFixed(2)} s, transformers.js ${theirsS.at(-1)!.toFixed(2)} s (${texts.length} passages)`,
+      `[bench] ${tag} rep ${r + 1}: ours ${oursS.at(-1)!.toFixed(2)} s, transformers.js ${theirsS.at(-1)!.toFixed(2)} s` +
+        `${withProduct ? `, product ONNX ${productS.at(-1)!.toFixed(2)} s` : ''} (${texts.length} passages)`,
     );
   }
   const diff = await h.call<{ max: number; mean: number }>('compare', `theirs ${tag}`, `ours ${tag}`, hidden);
+  const productDiff = withProduct ? await h.call<{ max: number; mean: number }>('compare', `product ${tag}`, `ours ${tag}`, hidden) : undefined;
   const tok = await h.call<{ mismatched: number; example?: string; nativeTruncationMismatched: number }>(
     'tokenizerMismatches',
     run.model,
@@ -152,6 +173,18 @@ async function measure(h: BrowserHarness, run: Run, o: Options): Promise<Row> {
     meanRelDiff: diff.mean,
     tokenizerMismatches: tok.mismatched,
     nativeTruncationMismatches: tok.nativeTruncationMismatched,
+    ...(load && productDiff
+      ? {
+          product: {
+            seconds: productS,
+            perS: texts.length / Math.min(...productS),
+            speedRatio: texts.length / Math.min(...productS) / oursPerS,
+            maxRelDiff: productDiff.max,
+            meanRelDiff: productDiff.mean,
+            ...load,
+          },
+        }
+      : {}),
   };
 }
 
@@ -165,6 +198,17 @@ function table(rows: Row[], fixture: Record<string, { ours: number; theirs: numb
       (r) =>
         `| ${r.model} (${r.layers} × ${r.hidden}) | ${r.device}${r.device === 'wasm' ? ` (${r.ortThreads} thread${r.ortThreads === '1' ? '' : 's'} each)` : ''} | ${r.passages} × ${r.maxLength} | ${r.backend} | ${r.oursPerS.toFixed(2)} | ${r.theirsPerS.toFixed(2)} | ${r.speedRatio.toFixed(2)}× | ${r.maxRelDiff.toExponential(1)} (${r.meanRelDiff.toExponential(1)}) | ${r.tokenizerMismatches} / ${r.passages} (${r.nativeTruncationMismatches}) |`,
     ),
+    '',
+    "Product ONNX path (adopted; wasm runs): the graph written from TypeScript on onnxruntime-web's wasm build, as the embed worker runs it, vs ours (tfjs):",
+    '',
+    '| model | passages × max tokens | ours passages/s | product ONNX passages/s (reps s) | product / ours | max rel. diff vs ours (mean) | graph write s / session s / MB |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    ...rows
+      .filter((r) => r.product)
+      .map((r) => {
+        const p = r.product!;
+        return `| ${r.model} (${r.layers} × ${r.hidden}) | ${r.passages} × ${r.maxLength} | ${r.oursPerS.toFixed(2)} | ${p.perS.toFixed(2)} (${p.seconds.map((x) => x.toFixed(1)).join(', ')}) | ${p.speedRatio.toFixed(2)}× | ${p.maxRelDiff.toExponential(1)} (${p.meanRelDiff.toExponential(1)}) | ${p.writeSeconds.toFixed(2)} / ${p.sessionSeconds.toFixed(2)} / ${p.megabytes.toFixed(1)} |`;
+      }),
     '',
     'bert-tiny fixture (token ids from ../shared/fixtures/hf-reference/bert-tiny/expected.safetensors), max rel. diff of p_embedding:',
     '',

@@ -1,7 +1,9 @@
 /**
- * Page for bench/transformers-js.bench.ts: one Chromium page holds our tfjs passage encoder and
- * transformers.js (ONNX Runtime Web) with the same BERT weights, embeds the same texts with both,
- * and keeps the embeddings here so only timings and differences cross the page boundary.
+ * Page for bench/transformers-js.bench.ts: one Chromium page holds our tfjs passage encoder,
+ * transformers.js (ONNX Runtime Web on the lab's PyTorch export) and the product's ONNX path (the
+ * graph written from TypeScript, src/model/bert/onnx-graph.ts, on onnxruntime-web's wasm build as
+ * the embed worker runs it) with the same BERT weights, embeds the same texts with each, and keeps
+ * the embeddings here so only timings and differences cross the page boundary.
  *
  * Both sides do the same work per call: tokenize every text, order the texts by token length,
  * embed batches of `batchSize` padded to their longest row, mean-pool the last hidden state over
@@ -9,7 +11,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { AutoModel, AutoTokenizer, env, mean_pooling, Tensor, type PreTrainedModel, type PreTrainedTokenizer } from '@huggingface/transformers';
-import { embedTexts } from '../src/corag/retrieve';
+import { embedTexts, embedTextsWith } from '../src/corag/retrieve';
+import { OnnxContrieverEncoder } from '../src/model/bert/onnx-encoder';
+import { contrieverOnnxModel } from '../src/model/bert/onnx-graph';
+import { configureOrt } from '../src/model/onnx/ort-runtime';
 import { loadBertCheckpoint, urlModelSource } from '../src/model/checkpoint';
 import { bertParameterShapes } from '../src/model/bert/config';
 import { Contriever, PASSAGE_PREFIX } from '../src/model/contriever';
@@ -27,6 +32,8 @@ interface Ours {
 }
 
 const ours = new Map<string, Ours>();
+/** The product's ONNX path per model (wasm only: what the embed worker runs). */
+const product = new Map<string, OnnxContrieverEncoder>();
 const theirs = new Map<string, { model: PreTrainedModel; tokenizer: PreTrainedTokenizer }>();
 /** Embeddings of the last run per label, [texts × hidden] row-major. */
 const results = new Map<string, Float32Array>();
@@ -46,7 +53,41 @@ if (env.backends.onnx.wasm) {
 async function useOurBackend(name: BackendName): Promise<BackendReport> {
   const report = await initBackend([name]);
   if (env.backends.onnx.wasm && report.threads !== undefined) env.backends.onnx.wasm.numThreads = report.threads;
+  // The product's ORT (its own copy of onnxruntime-web's wasm build) gets the same threads, once.
+  if (name === 'wasm')
+    configureOrt({ files: { wasm: '/ort/ort-wasm-simd-threaded.wasm', mjs: '/ort/ort-wasm-simd-threaded.mjs' }, threads: report.threads ?? 1 });
   return report;
+}
+
+/** The product's ONNX graph of `model`'s weights (as loaded for ours), and its ORT session; seconds to write and to create. */
+async function loadProduct(model: string): Promise<{ writeSeconds: number; sessionSeconds: number; megabytes: number }> {
+  const m = ours.get(model);
+  if (!m) throw new Error(`load ${model} first`);
+  const t0 = performance.now();
+  const bytes = contrieverOnnxModel(m.retriever.config, (name) => m.retriever.params.get(PASSAGE_PREFIX + name).dataSync() as Float32Array);
+  const t1 = performance.now();
+  await product.get(model)?.dispose();
+  product.set(model, await OnnxContrieverEncoder.create(m.retriever.config, bytes));
+  return { writeSeconds: (t1 - t0) / 1000, sessionSeconds: (performance.now() - t1) / 1000, megabytes: bytes.byteLength / 1e6 };
+}
+
+/** The product's path: embedTextsWith over the ONNX session, with our tokenizer (as PassageEncoder.embed). */
+async function embedProduct(label: string, model: string, texts: string[], batchSize: number, maxLength: number): Promise<EmbedRun> {
+  const m = ours.get(model);
+  const onnx = product.get(model);
+  if (!m || !onnx) throw new Error(`load ${model} and its product ONNX first`);
+  const config = m.retriever.config;
+  const t0 = performance.now();
+  const rows = await embedTextsWith(
+    { tokenizer: m.retrieverTokenizer, hidden: config.hidden_size, maxPositions: config.max_position_embeddings, embedBatch: (s) => onnx.embedTokens(s) },
+    texts,
+    { batchSize, maxLength },
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  const flat = new Float32Array(texts.length * config.hidden_size);
+  rows.forEach((r, i) => flat.set(r, i * config.hidden_size));
+  results.set(label, flat);
+  return { seconds, passagesPerSecond: texts.length / seconds };
 }
 
 /** `withTokenizer` false for a folder without tokenizer files (the fixture BERT: token ids come given). */
@@ -239,4 +280,16 @@ function tensorsAlive(): number {
   return tf.memory().numTensors;
 }
 
-exposeToTests({ useOurBackend, loadOurs, loadTheirs, embedOurs, embedTheirs, compare, tokenizerMismatches, fixtureCheck, tensorsAlive });
+exposeToTests({
+  useOurBackend,
+  loadOurs,
+  loadTheirs,
+  loadProduct,
+  embedOurs,
+  embedTheirs,
+  embedProduct,
+  compare,
+  tokenizerMismatches,
+  fixtureCheck,
+  tensorsAlive,
+});

@@ -1,12 +1,14 @@
 /**
  * The embedding worker: passages → Contriever passage-encoder embeddings, in batches, with
- * progress, off the page's thread. The passage encoder is frozen in every session, so one encoder
+ * progress, off the page's thread, on tfjs or ONNX Runtime Web (src/corag/passage-encoder.ts
+ * chooses; `load` reports which). The passage encoder is frozen in every session, so one encoder
  * (from any version) serves for the whole session; the worker holds it alone (src/corag/passage-encoder.ts),
  * not the reader and query encoder beside it.
  */
 import * as Comlink from 'comlink';
 import type { PassageEncoder } from '../src/corag/passage-encoder';
-import { embedPassages, type PassageText } from '../src/corag/retrieve';
+import type { PassageEncoderReport, PassageEncoderSetting } from '../src/corag/passage-encoder-choice';
+import type { PassageText } from '../src/corag/retrieve';
 import type { SessionInfo } from '../src/federated/protocol';
 import type { BackendName, BackendReport } from '../src/model/backend';
 import { BrowserStore } from '../src/platform/browser/idb-store';
@@ -21,16 +23,20 @@ const api = {
     return startBackend(preference);
   },
 
-  /** Loads the session's passage encoder from `version` (IndexedDB cache first). */
-  async load(access: SessionAccess, session: SessionInfo, version: number): Promise<void> {
-    const key = `${access.sessionId}/${session.config.models.passageEncoder}`;
-    if (encoder && loadedFor === key) return;
+  /**
+   * Loads the session's passage encoder from `version` (IndexedDB cache first) on the engine
+   * `setting` allows (tfjs, or ONNX Runtime once it passed the equality gate); says which.
+   */
+  async load(access: SessionAccess, session: SessionInfo, version: number, setting: PassageEncoderSetting = 'auto'): Promise<PassageEncoderReport> {
+    const key = `${access.sessionId}/${session.config.models.passageEncoder}/${setting}`;
+    if (encoder && loadedFor === key) return encoder.report;
     const store = await BrowserStore.open();
     try {
-      const next = await buildPassageEncoder(access, session, version, store);
-      encoder?.dispose();
+      const next = await buildPassageEncoder(access, session, version, store, setting);
+      await encoder?.dispose();
       encoder = next;
       loadedFor = key;
+      return next.report;
     } finally {
       store.close();
     }
@@ -41,7 +47,7 @@ const api = {
     if (!encoder) throw new Error('the embedding model is not loaded yet: join a session first');
     abort = new AbortController();
     try {
-      const rows = await embedPassages(encoder, passages, { batchSize: 16, onProgress, signal: abort.signal });
+      const rows = await encoder.embed(passages, { batchSize: 16, onProgress, signal: abort.signal });
       // Own copies: the rows are views into one buffer, which would be cloned once per row.
       return rows.map((r) => r.slice());
     } finally {

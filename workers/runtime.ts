@@ -6,9 +6,16 @@ import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import wasmPlain from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm?url';
 import wasmSimd from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm?url';
 import wasmThreaded from '@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-threaded-simd.wasm?url';
+// ONNX Runtime's binary and its loader, emitted by Vite like tfjs's (same origin; by default ORT
+// would fetch them from a CDN). Paths, not the package name: onnxruntime-web's `exports` do not
+// list its dist/ files, and Vite honours them.
+import ortMjs from '../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.mjs?url';
+import ortWasm from '../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm?url';
 import { globalVersionBytes } from '../src/corag/federated-client';
 import { ModelBundle } from '../src/corag/model-bundle';
 import { PassageEncoder } from '../src/corag/passage-encoder';
+import { onnxThreads, type PassageEncoderSetting } from '../src/corag/passage-encoder-choice';
+import { configureOrt } from '../src/model/onnx/ort-runtime';
 import { CoragClient, type DownloadProgress } from '../src/federated/client';
 import { loraConfigFromTraining } from '../src/corag/federated-client';
 import type { SessionInfo } from '../src/federated/protocol';
@@ -83,12 +90,23 @@ export async function buildBundle(
   return ModelBundle.fromGlobal({ ...spec, lora }, bytes, version);
 }
 
-/** The session's frozen passage encoder alone, from version `version`'s bytes (the same cache and download as buildBundle). */
-export async function buildPassageEncoder(access: SessionAccess, session: SessionInfo, version: number, store: BrowserStore): Promise<PassageEncoder> {
-  await backendStarted();
+/**
+ * The session's frozen passage encoder alone, from version `version`'s bytes (the same cache and
+ * download as buildBundle), on the engine `setting` and this worker's backend decide
+ * (src/corag/passage-encoder-choice.ts). ONNX Runtime gets the threads tfjs has.
+ */
+export async function buildPassageEncoder(
+  access: SessionAccess,
+  session: SessionInfo,
+  version: number,
+  store: BrowserStore,
+  setting: PassageEncoderSetting,
+): Promise<PassageEncoder> {
+  const report = await backendStarted();
   const [spec, { bytes }] = await Promise.all([
     loadRetrieverSpec(access.appBase, session.config.models),
     globalVersionBytes(new CoragClient(access.appBase, access.token), access.sessionId, version, store.modelCache()),
   ]);
-  return PassageEncoder.fromGlobal(spec.retrieverConfig, spec.retrieverTokenizer, bytes, version);
+  configureOrt({ files: { wasm: ortWasm, mjs: ortMjs }, threads: onnxThreads(report, navigator.hardwareConcurrency) });
+  return PassageEncoder.load(spec.retrieverConfig, spec.retrieverTokenizer, bytes, version, { setting, backend: report });
 }

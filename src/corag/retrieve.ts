@@ -65,36 +65,71 @@ export interface RetrieverWithTokenizer {
   readonly retrieverTokenizer: TextTokenizer;
 }
 
+/** One batch of token id rows → their embeddings, row-major [rows × hidden] (an encoder's forward pass, no gradient). */
+export type BatchEmbedder = (sequences: readonly (readonly number[])[]) => Promise<Float32Array>;
+
+/** What batching texts through an encoder needs to know of it. */
+export interface TextEmbedder {
+  readonly tokenizer: TextTokenizer;
+  /** Embedding size. */
+  readonly hidden: number;
+  /** Position limit (BERT's max_position_embeddings): texts are cut to it. */
+  readonly maxPositions: number;
+  readonly embedBatch: BatchEmbedder;
+}
+
 /**
- * Embeds texts with one side of the retriever, no gradient. Returns one row per text (views into
- * one Float32Array).
+ * Embeds texts with any encoder (tfjs or ONNX Runtime): tokenize, order by token length, embed in
+ * batches, rows back in input order. Returns one row per text (views into one Float32Array).
  */
-export async function embedTexts(
-  bundle: RetrieverWithTokenizer,
-  side: ContrieverSide,
-  texts: readonly string[],
-  options: EmbedOptions = {},
-): Promise<Float32Array[]> {
+export async function embedTextsWith(encoder: TextEmbedder, texts: readonly string[], options: EmbedOptions = {}): Promise<Float32Array[]> {
   const batchSize = options.batchSize ?? 32;
-  const maxLength = Math.min(options.maxLength ?? 512, bundle.retriever.config.max_position_embeddings);
-  const dim = bundle.retriever.config.hidden_size;
+  const maxLength = Math.min(options.maxLength ?? 512, encoder.maxPositions);
+  const dim = encoder.hidden;
   const out = new Float32Array(texts.length * dim);
-  const ids = texts.map((t) => bundle.retrieverTokenizer.encode(t, { maxLength }));
+  const ids = texts.map((t) => encoder.tokenizer.encode(t, { maxLength }));
   const order = ids.map((_, i) => i);
   if (options.sortByLength ?? true) order.sort((a, b) => ids[a].length - ids[b].length || a - b);
   for (let start = 0; start < texts.length; start += batchSize) {
     options.signal?.throwIfAborted();
     const rows = order.slice(start, start + batchSize);
-    const embedded = bundle.retriever.embedTokens(
-      side,
-      rows.map((i) => ids[i]),
-    );
-    const data = (await embedded.data()) as Float32Array;
-    embedded.dispose();
+    const data = await encoder.embedBatch(rows.map((i) => ids[i]));
     rows.forEach((row, j) => out.set(data.subarray(j * dim, (j + 1) * dim), row * dim));
     options.onProgress?.(Math.min(start + batchSize, texts.length), texts.length);
   }
   return texts.map((_, i) => out.subarray(i * dim, (i + 1) * dim));
+}
+
+/** One side of a tfjs Contriever as a batch embedder (reads the rows back, frees the tensor). */
+export function tfjsBatchEmbedder(retriever: Contriever, side: ContrieverSide): BatchEmbedder {
+  return async (sequences) => {
+    const embedded = retriever.embedTokens(side, sequences);
+    try {
+      return (await embedded.data()) as Float32Array;
+    } finally {
+      embedded.dispose();
+    }
+  };
+}
+
+/**
+ * Embeds texts with one side of the retriever, no gradient. Returns one row per text (views into
+ * one Float32Array).
+ */
+export function embedTexts(
+  bundle: RetrieverWithTokenizer,
+  side: ContrieverSide,
+  texts: readonly string[],
+  options: EmbedOptions = {},
+): Promise<Float32Array[]> {
+  const { config } = bundle.retriever;
+  const encoder: TextEmbedder = {
+    tokenizer: bundle.retrieverTokenizer,
+    hidden: config.hidden_size,
+    maxPositions: config.max_position_embeddings,
+    embedBatch: tfjsBatchEmbedder(bundle.retriever, side),
+  };
+  return embedTextsWith(encoder, texts, options);
 }
 
 export function embedQueries(bundle: RetrieverWithTokenizer, questions: readonly string[], options: EmbedOptions = {}): Promise<Float32Array[]> {

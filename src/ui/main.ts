@@ -9,6 +9,8 @@ import type { ProbeWorkerApi } from '../../workers/probe.worker';
 import type { TrainWorkerApi } from '../../workers/train.worker';
 import { backendBanner, decideBackend } from './backend-setting';
 import { readMemoryBudget } from './memory-setting';
+import { passageEncoderNote, readPassageEncoderSetting } from './passage-encoder-setting';
+import type { PassageEncoderSetting } from '../corag/passage-encoder-choice';
 import { BrowserStore, KV } from '../platform/browser/idb-store';
 import { errorText, type AppContext, type View } from './context';
 import { h, replace } from './dom';
@@ -127,6 +129,12 @@ async function main(): Promise<void> {
   const db = await BrowserStore.open();
   const embed = Comlink.wrap<EmbedWorkerApi>(new Worker(new URL('../../workers/embed.worker.ts', import.meta.url), { type: 'module', name: 'embed' }));
   const train = Comlink.wrap<TrainWorkerApi>(new Worker(new URL('../../workers/train.worker.ts', import.meta.url), { type: 'module', name: 'train' }));
+  let passageEncoderSetting: PassageEncoderSetting = 'auto';
+  try {
+    passageEncoderSetting = readPassageEncoderSetting();
+  } catch (e) {
+    store.notify('error', `${errorText(e)}; passages embed with the automatic choice.`);
+  }
 
   // The page renders (and offers Join) before the backend is measured and started; a join waits
   // for it (see ctx.connect).
@@ -153,9 +161,16 @@ async function main(): Promise<void> {
         s.session = session;
         s.round = session.round;
       });
-      await embed.load({ appBase, sessionId: credentials.sessionId, token: credentials.token }, session, session.currentVersion!);
+      const encoder = await embed.load(
+        { appBase, sessionId: credentials.sessionId, token: credentials.token },
+        session,
+        session.currentVersion!,
+        passageEncoderSetting,
+      );
+      replace(passageEncoderSlot, passageEncoderNote(encoder));
       store.update((s) => {
         s.embedderReady = true;
+        s.passageEncoder = encoder;
       });
       const history = (await db.get<RoundRecord[]>(KV.history)) ?? [];
       store.update((s) => {
@@ -188,11 +203,14 @@ async function main(): Promise<void> {
   const nav = h('nav', { 'aria-label': 'Sections' }, ...Object.entries(ROUTES).map(([key, r]) => h('a', { href: `#/${key}`, 'data-route': key }, r.title)));
   const status = h('span', { class: 'status', id: 'connection', 'aria-live': 'polite' });
   const bannerSlot = h('div', { id: 'banner-slot' }, h('div', { class: 'banner', role: 'status' }, 'Starting the model backend…'));
+  // Which engine embeds passages (tfjs or ONNX Runtime), once the embedding worker has loaded it.
+  const passageEncoderSlot = h('div', { id: 'passage-encoder-slot' });
   const notices = h('div', { class: 'notices', id: 'notices', role: 'log', 'aria-live': 'assertive' });
   const main = h('main', { id: 'view' });
   document.body.replaceChildren(
     h('header', { class: 'top' }, h('a', { class: 'brand', href: '#/join' }, 'CoRAG', h('span', {}, ' collaborative QA')), nav, status),
     bannerSlot,
+    passageEncoderSlot,
     notices,
     main,
     h('footer', {}, 'Your passages and questions stay in this browser unless you contribute them. Demo data: SQuAD (CC BY-SA 4.0).'),

@@ -6,6 +6,7 @@
 import type { TrainProgress } from '../corag/local-training';
 import type { RoundInfo, SessionInfo } from '../federated/protocol';
 import type { BackendReport } from '../model/backend';
+import type { PassageEncoderReport } from '../corag/passage-encoder-choice';
 import type { RoundRecord, StoredCredentials } from '../../workers/protocol';
 
 export type Notice = { readonly id: number; readonly kind: 'error' | 'info' | 'ok'; readonly text: string };
@@ -23,6 +24,8 @@ export interface AppState {
    * worker's model (`model.ready`), so passages are embedded only once this is true.
    */
   embedderReady?: boolean;
+  /** Which engine embeds passages (tfjs or ONNX Runtime) and why, once the embedding worker has loaded. */
+  passageEncoder?: PassageEncoderReport;
   participating: boolean;
   qaCount: number;
   /** Current round's loss per step. */

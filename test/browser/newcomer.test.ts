@@ -99,6 +99,13 @@ describe('a newcomer: two tabs, only "Join" and "Take part in rounds"', () => {
     const banner = await tabs[0].locator('#backend-banner').textContent();
     expect(banner).toMatch(/WebAssembly/);
     expect(banner).not.toMatch(/your GPU/);
+    // The newcomer's passages embed on ONNX Runtime (wasm) by default, once its equality gate passed (issue 20).
+    for (const page of tabs) {
+      const encoder = page.locator('#passage-encoder');
+      await encoder.waitFor({ timeout: 60_000 });
+      expect(await encoder.getAttribute('data-engine')).toBe('onnx');
+      expect(await encoder.textContent()).toMatch(/^Passages embed with ONNX Runtime Web \S+ \(wasm, \d+ threads?\), equal to tfjs within \S+ — /);
+    }
 
     // The demo session opens round 1 by itself once two clients have joined.
     const round1 = await waitFor('round 1 to open', () => app.coordinator.round(sid!, 'current'), 30_000).catch(() => undefined);
