@@ -43,6 +43,7 @@ export class PgPresence implements Presence {
   /** Writes and counts one at a time, in order: a close never overtakes its open. */
   private chain: Promise<unknown> = Promise.resolve();
   private timer?: NodeJS.Timeout;
+  private tableReady?: Promise<void>;
   private readonly ttlSeconds: number;
 
   constructor(private readonly options: PgPresenceOptions) {
@@ -51,8 +52,26 @@ export class PgPresence implements Presence {
     this.ttlSeconds = (options.ttlMs ?? DEFAULT_PRESENCE_TTL_MS) / 1000;
   }
 
-  /** Creates the table when absent and starts the heartbeat. */
+  /** Creates the table when absent (once; see `table`) and starts the heartbeat. */
   async start(): Promise<void> {
+    await this.table();
+    this.timer ??= setInterval(() => void this.serial(() => this.heartbeat()).catch((e: unknown) => this.report('heartbeat', e)), (this.ttlSeconds * 1000) / 3);
+    this.timer.unref();
+  }
+
+  /**
+   * The `presence` table, created on first use: a coordinator used before `resume()` (its
+   * constructor returns at once; createSession answers with the online count) must find it too.
+   */
+  private table(): Promise<void> {
+    this.tableReady ??= this.createTable().catch((e: unknown) => {
+      this.tableReady = undefined;
+      throw e;
+    });
+    return this.tableReady;
+  }
+
+  private async createTable(): Promise<void> {
     const c = await this.pool.connect();
     try {
       await c.query('BEGIN');
@@ -71,13 +90,12 @@ export class PgPresence implements Presence {
     } finally {
       c.release();
     }
-    this.timer = setInterval(() => void this.serial(() => this.heartbeat()).catch((e: unknown) => this.report('heartbeat', e)), (this.ttlSeconds * 1000) / 3);
-    this.timer.unref();
   }
 
   async open(sessionId: string, clientId: string): Promise<() => void> {
     if (this.counts.add(sessionId, clientId)) {
       await this.serial(async () => {
+        await this.table();
         await this.pool.query(
           `INSERT INTO presence (session_id, client_id, node, seen_at) VALUES ($1, $2, $3, now())
            ON CONFLICT (session_id, client_id, node) DO UPDATE SET seen_at = now()`,
@@ -101,6 +119,7 @@ export class PgPresence implements Presence {
   }
 
   async online(sessionId: string): Promise<number> {
+    await this.table();
     const { rows } = await this.pool.query<{ n: number }>(
       'SELECT COUNT(DISTINCT client_id)::int AS n FROM presence WHERE session_id = $1 AND seen_at > now() - make_interval(secs => $2)',
       [sessionId, this.ttlSeconds],
