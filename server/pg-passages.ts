@@ -14,6 +14,7 @@
  */
 import type pg from 'pg';
 import { forbidden, notFound } from './errors';
+import { inTransaction } from './pg-transaction';
 import { embeddingOf, enforceQuota, type AddResult, type PassageQuota, type PassageRecords, type PreparedPassage, type QuotaView } from './passages';
 import type { ContributionCount, Passage } from '../src/federated/protocol';
 
@@ -44,19 +45,10 @@ export class PgPassageRecords implements PassageRecords {
   /** One transaction holding the session's passage lock: COMMIT when `fn` resolves, ROLLBACK when it throws. */
   private async locked<T>(sessionId: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
     await this.ready();
-    const c = await this.pool.connect();
-    try {
-      await c.query('BEGIN');
+    return inTransaction(this.pool, async (c) => {
       await c.query("SELECT pg_advisory_xact_lock(hashtextextended('corag passages ' || $1, 0))", [sessionId]);
-      const out = await fn(c);
-      await c.query('COMMIT');
-      return out;
-    } catch (e) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      throw e;
-    } finally {
-      c.release();
-    }
+      return fn(c);
+    });
   }
 
   async count(sessionId: string): Promise<number> {

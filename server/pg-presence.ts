@@ -16,6 +16,7 @@
  */
 import pg from 'pg';
 import type { ServerEvent } from '../src/federated/protocol';
+import { inTransaction } from './pg-transaction';
 import { StreamCounts, type Presence } from './presence';
 
 export const DEFAULT_PRESENCE_TTL_MS = 30_000;
@@ -72,9 +73,7 @@ export class PgPresence implements Presence {
   }
 
   private async createTable(): Promise<void> {
-    const c = await this.pool.connect();
-    try {
-      await c.query('BEGIN');
+    await inTransaction(this.pool, async (c) => {
       await c.query('SELECT pg_advisory_xact_lock($1)', [TABLE_LOCK]);
       await c.query(`CREATE UNLOGGED TABLE IF NOT EXISTS presence (
   session_id TEXT NOT NULL,
@@ -83,13 +82,7 @@ export class PgPresence implements Presence {
   seen_at TIMESTAMPTZ NOT NULL,
   PRIMARY KEY (session_id, client_id, node)
 )`);
-      await c.query('COMMIT');
-    } catch (e) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      throw e;
-    } finally {
-      c.release();
-    }
+    });
   }
 
   async open(sessionId: string, clientId: string): Promise<() => void> {

@@ -12,6 +12,7 @@
  */
 import pg from 'pg';
 import { conflict } from './errors';
+import { inTransaction } from './pg-transaction';
 import { checkAcceptable, roundRecord } from './sqlite-state';
 import type {
   CoordinatorState,
@@ -195,19 +196,8 @@ export class PostgresState implements CoordinatorState, SharedRoundState {
   }
 
   /** Runs `fn` in one transaction on one connection: COMMIT when it resolves, ROLLBACK when it throws. */
-  private async transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const c = await this.pool.connect();
-    try {
-      await c.query('BEGIN');
-      const out = await fn(c);
-      await c.query('COMMIT');
-      return out;
-    } catch (e) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      throw e;
-    } finally {
-      c.release();
-    }
+  private transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.pool, fn);
   }
 
   private async rows<R extends pg.QueryResultRow>(sql: string, params: unknown[] = [], on: Queryable = this.pool): Promise<R[]> {
