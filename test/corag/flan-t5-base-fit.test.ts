@@ -18,9 +18,9 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { peakBufferBytes } from '../../bench/train-memory';
 import { memoryModelSource } from '../../src/corag/memory-source';
-import { stepFootprint, trainLocally, type QAPair } from '../../src/corag/local-training';
+import { stepFootprint, trainLocally } from '../../src/corag/local-training';
 import { ModelBundle, READER_LORA_WIRE_PREFIX, trainableForWirePrefixes } from '../../src/corag/model-bundle';
-import { LocalPassageStore, type PassageText } from '../../src/corag/retrieve';
+import { LocalPassageStore } from '../../src/corag/retrieve';
 import { estimateTrainingFootprint, type FootprintBackend, type HeldParameter } from '../../src/corag/training-footprint';
 import { planStepToFit } from '../../src/corag/training-fit';
 import { TrainingMemoryError } from '../../src/corag/errors';
@@ -28,9 +28,9 @@ import { initBackend } from '../../src/model/backend';
 import { bertParameterShapes, parseBertConfig, type BertConfig } from '../../src/model/bert/config';
 import { t5LoraShapes, type LoraConfig } from '../../src/model/lora';
 import { parseT5Config, t5ParameterShapes, type T5Config } from '../../src/model/t5/config';
+import { FOOTPRINT_PASSAGES, FOOTPRINT_QA, tokenizerFiles } from './helpers';
 import { tinyBertConfig, tinyCheckpointFiles } from '../../src/model/tiny';
 import { selectTrainable } from '../../src/model/trainable';
-import { readdirSync } from 'node:fs';
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -164,17 +164,8 @@ describe('flan-t5-base in a 4 GiB budget (estimate, real shapes)', () => {
 /** flan-t5-base's dimensions with 2 + 2 layers (a random-weight checkpoint; its step is measurable here in seconds). */
 const REDUCED = parseT5Config({ ...fixture('flan-t5-base.config.json'), num_layers: 2, num_decoder_layers: 2 });
 const TOLERANCE = 0.15;
-const WORDS = 'alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau upsilon'.split(' ');
-const PASSAGES: PassageText[] = Array.from({ length: 8 }, (_, i) => ({
-  title: `p${i}`,
-  text: Array.from({ length: 90 }, (_, j) => WORDS[(i * 7 + j * 3) % WORDS.length]).join(' '),
-}));
-const QA: QAPair[] = Array.from({ length: 8 }, (_, i) => ({ question: `what is item ${i}?`, answers: [`the answer number ${i} is here`] }));
-
-function tokenizerFiles(folder: string): Map<string, Uint8Array> {
-  const dir = new URL(`../../public/models/tokenizers/${folder}/`, import.meta.url);
-  return new Map(readdirSync(dir).map((name) => [name, new Uint8Array(readFileSync(new URL(name, dir)))]));
-}
+const PASSAGES = FOOTPRINT_PASSAGES;
+const QA = FOOTPRINT_QA;
 
 describe('the LoRA accounting against a measured peak (wasm, flan-t5-base dims, 2 + 2 layers)', () => {
   let bundle: ModelBundle;

@@ -9,21 +9,16 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { peakBufferBytes } from '../../bench/train-memory';
-import { stepFootprint, trainLocally, type QAPair, type RetrieverLoss } from '../../src/corag/local-training';
+import { stepFootprint, trainLocally, type RetrieverLoss } from '../../src/corag/local-training';
 import type { ModelBundle } from '../../src/corag/model-bundle';
-import { LocalPassageStore, type PassageText } from '../../src/corag/retrieve';
+import { LocalPassageStore } from '../../src/corag/retrieve';
 import { initBackend } from '../../src/model/backend';
 import { selectTrainable } from '../../src/model/trainable';
-import { tinyBundle } from './helpers';
+import { FOOTPRINT_PASSAGES, FOOTPRINT_QA, tinyBundle } from './helpers';
 
 const TOLERANCE = 0.15;
-const WORDS = 'alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma tau upsilon'.split(' ');
-/** Passages longer than 128 reader tokens, so every reader row is padded to maxLength. */
-const PASSAGES: PassageText[] = Array.from({ length: 8 }, (_, i) => ({
-  title: `p${i}`,
-  text: Array.from({ length: 90 }, (_, j) => WORDS[(i * 7 + j * 3) % WORDS.length]).join(' '),
-}));
-const QA: QAPair[] = Array.from({ length: 8 }, (_, i) => ({ question: `what is item ${i}?`, answers: [`the answer number ${i} is here`] }));
+const PASSAGES = FOOTPRINT_PASSAGES;
+const QA = FOOTPRINT_QA;
 
 interface Shape {
   readonly batchSize: number;
