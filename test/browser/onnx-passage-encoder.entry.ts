@@ -18,7 +18,8 @@ import { loadBertCheckpoint, urlModelSource } from '../../src/model/checkpoint';
 import { Contriever, PASSAGE_PREFIX } from '../../src/model/contriever';
 import { configureOrt, ortDescription } from '../../src/model/onnx/ort-runtime';
 import { ParameterStore } from '../../src/model/params';
-import { parseSafetensors, readTensor } from '../../src/model/safetensors';
+import { parseSafetensors } from '../../src/model/safetensors';
+import { fixturePassageRows } from '../model/onnx/fixture-rows';
 import type { TextTokenizer } from '../../src/model/tokenizer';
 // The same asset the embed worker imports (workers/runtime.ts).
 import ortMjs from '../../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.mjs?url';
@@ -57,15 +58,7 @@ function tfjsEncoder({ config, weights }: Loaded): Contriever {
 async function fixtureAgreement(): Promise<{ onnxVsTfjs: number; onnxVsPyTorch: number; tfjsVsPyTorch: number }> {
   const m = await loadFolder('/fixtures/bert-tiny/', false);
   const expected = parseSafetensors(await fetchBytes('/fixtures/bert-tiny/expected.safetensors'), 'expected.safetensors');
-  const ids = readTensor(expected, 'p_input_ids');
-  const mask = readTensor(expected, 'p_attention_mask');
-  const reference = readTensor(expected, 'p_embedding').data as Float32Array;
-  const [batch, length] = ids.shape;
-  const rows = Array.from({ length: batch }, (_, r) => {
-    const row: number[] = [];
-    for (let j = 0; j < length; j++) if (Number(mask.data[r * length + j]) === 1) row.push(Number(ids.data[r * length + j]));
-    return row;
-  });
+  const { rows, reference } = fixturePassageRows(expected);
   const onnx = await OnnxContrieverEncoder.create(
     m.config,
     contrieverOnnxModel(m.config, (n) => m.weights.get(n)!),

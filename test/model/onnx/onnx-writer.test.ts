@@ -19,6 +19,7 @@ import { configureOrt } from '../../../src/model/onnx/ort-runtime';
 import { ProtoMessage } from '../../../src/model/onnx/protobuf';
 import { ParameterStore } from '../../../src/model/params';
 import { parseSafetensors, readTensor } from '../../../src/model/safetensors';
+import { fixturePassageRows } from './fixture-rows';
 
 const FIXTURE = new URL('../../../../shared/fixtures/hf-reference/bert-tiny/', import.meta.url);
 
@@ -184,15 +185,7 @@ describe('the Contriever ONNX graph', () => {
 
   it("embeds the fixture's passages as PyTorch does (≤ 1e-5 relative) on ONNX Runtime Web", async () => {
     const expected = parseSafetensors(readFileSync(new URL('expected.safetensors', FIXTURE)), 'expected');
-    const ids = readTensor(expected, 'p_input_ids');
-    const mask = readTensor(expected, 'p_attention_mask');
-    const reference = readTensor(expected, 'p_embedding').data as Float32Array;
-    const [batch, length] = ids.shape;
-    const rows = Array.from({ length: batch }, (_, r) => {
-      const row: number[] = [];
-      for (let j = 0; j < length; j++) if (Number(mask.data[r * length + j]) === 1) row.push(Number(ids.data[r * length + j]));
-      return row;
-    });
+    const { rows, reference } = fixturePassageRows(expected);
     const encoder = await OnnxContrieverEncoder.create(config, model);
     try {
       expect(maxRowRelativeDifference(await encoder.embedTokens(rows), reference, config.hidden_size)).toBeLessThan(1e-5);
