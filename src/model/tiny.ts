@@ -75,52 +75,57 @@ function splitmix32(state: { s: number }): number {
   return (z ^ (z >>> 16)) >>> 0;
 }
 
-/** sfc32 (Small Fast Counting generator): 128-bit state, uniform 32-bit outputs. */
-function sfc32(seedWord: number): () => number {
-  const mix = { s: seedWord };
-  let a = splitmix32(mix),
-    b = splitmix32(mix),
-    c = splitmix32(mix),
-    d = splitmix32(mix);
-  const next = (): number => {
-    const t = (((a + b) >>> 0) + d) >>> 0;
-    d = (d + 1) >>> 0;
-    a = b ^ (b >>> 9);
-    b = (c + (c << 3)) >>> 0;
-    c = ((c << 21) | (c >>> 11)) >>> 0;
-    c = (c + t) >>> 0;
-    return t;
-  };
-  for (let i = 0; i < 12; i++) next(); // leave the seeding neighbourhood
-  return next;
-}
-
 function checkSeed(seed: number): void {
   if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`seed must be a non-negative integer, got ${seed}`);
 }
 
-/** A PRNG stream private to one tensor, so tensors do not depend on generation order. */
-function streamFor(seed: number, tensorName: string): () => number {
-  return sfc32(fnv1a(tensorName, fnv1a(String(seed))));
+/** The seed word of the PRNG stream private to one tensor, so tensors do not depend on generation order. */
+function streamSeed(seed: number, tensorName: string): number {
+  return fnv1a(tensorName, fnv1a(String(seed)));
 }
 
 /**
  * Approximately standard-normal samples: the sum of 12 uniforms minus 6 (Irwin–Hall; mean 0,
  * variance 1, tails cut at ±6). Every uniform is k/2^32, so the sums are exact in float64 and
  * identical in every engine, unlike Box–Muller's Math.log/Math.cos.
+ *
+ * The uniforms come from sfc32 (Small Fast Counting generator: 128-bit state, 32-bit outputs),
+ * seeded through splitmix32 and advanced 12 steps to leave the seeding neighbourhood. The
+ * generator is written inline on local variables rather than as a closure called per uniform:
+ * the same numbers, about 3× faster, which matters because every test process generates the tiny
+ * checkpoints (36 M uniforms) again.
  */
-function fillNormal(out: Float32Array, std: number, next: () => number): void {
+function fillNormal(out: Float32Array, std: number, seedWord: number): void {
+  const mix = { s: seedWord };
+  let a = splitmix32(mix),
+    b = splitmix32(mix),
+    c = splitmix32(mix),
+    d = splitmix32(mix);
+  const skipped = 12;
   const scale = 2 ** -32;
-  for (let i = 0; i < out.length; i++) {
-    let sum = 0;
-    for (let k = 0; k < 12; k++) sum += next();
-    out[i] = (sum * scale - 6) * std;
+  let sum = 0;
+  let terms = 0;
+  let i = 0;
+  for (let n = 0, total = skipped + out.length * 12; n < total; n++) {
+    const t = (((a + b) >>> 0) + d) >>> 0;
+    d = (d + 1) >>> 0;
+    a = b ^ (b >>> 9);
+    b = (c + (c << 3)) >>> 0;
+    c = ((c << 21) | (c >>> 11)) >>> 0;
+    c = (c + t) >>> 0;
+    if (n < skipped) continue;
+    sum += t;
+    if (++terms === 12) {
+      out[i++] = (sum * scale - 6) * std;
+      sum = 0;
+      terms = 0;
+    }
   }
 }
 
 function normalTensor(seed: number, name: string, shape: number[], std: number): TinyTensor {
   const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  fillNormal(data, std, streamFor(seed, name));
+  fillNormal(data, std, streamSeed(seed, name));
   return { shape, data };
 }
 
