@@ -5,6 +5,7 @@ import { localName, ModelBundle, trainableForWirePrefixes, wireName } from '../.
 import { initBackend } from '../../src/model/backend';
 import { demoGlobalModel } from '../../server/demo';
 import { tinyBundle } from './helpers';
+import { expectIdenticalNumbers } from '../identical-numbers';
 
 describe('ModelBundle', () => {
   let bundle: ModelBundle;
@@ -35,7 +36,7 @@ describe('ModelBundle', () => {
     const exported = decodeModel(await bundle.exportGlobal());
     const demo = decodeModel(demoGlobalModel());
     expect([...exported.keys()].sort()).toEqual([...demo.keys()].sort());
-    for (const [name, t] of demo) expect(exported.get(name)!.data, name).toEqual(t.data);
+    for (const [name, t] of demo) expectIdenticalNumbers(exported.get(name)?.data, t.data, name);
   });
 
   it('applies a global version, and its delta after a change is local − global exactly, for the trained names only', async () => {
@@ -47,7 +48,7 @@ describe('ModelBundle', () => {
     expect(bundle.version).toBe(3);
     const global = decodeModel(globalBytes);
     const roundTrip = decodeModel(await bundle.exportGlobal());
-    for (const [name, t] of global) expect(roundTrip.get(name)!.data, name).toEqual(t.data);
+    for (const [name, t] of global) expectIdenticalNumbers(roundTrip.get(name)?.data, t.data, name);
 
     // Pretend training: perturb one reader and one query-encoder tensor.
     const readerName = 'encoder.block.0.layer.0.SelfAttention.q.weight';
@@ -85,7 +86,7 @@ describe('ModelBundle', () => {
       expect(copy.version).toBe(4);
       expect(copy.wireNames().sort()).toEqual(bundle.wireNames().sort());
       const a = decodeModel(await copy.exportGlobal());
-      for (const [name, t] of decodeModel(bytes)) expect(a.get(name)!.data, name).toEqual(t.data);
+      for (const [name, t] of decodeModel(bytes)) expectIdenticalNumbers(a.get(name)?.data, t.data, name);
     } finally {
       copy.dispose();
     }

@@ -21,6 +21,7 @@ import {
   tinyT5Weights,
   type TinyTensor,
 } from '../../src/model/tiny';
+import { expectIdenticalNumbers } from '../identical-numbers';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -90,7 +91,11 @@ describe('tiny T5 weights', () => {
     const config = tinyT5Config('relu');
     const base = tinyT5Weights(config, 3).get('encoder.block.0.layer.0.SelfAttention.v.weight')!;
     const scaled = tinyT5Weights(config, 3, { initializerFactor: 0.5 }).get('encoder.block.0.layer.0.SelfAttention.v.weight')!;
-    expect(scaled.data).toEqual(base.data.map((x) => x * 0.5));
+    expectIdenticalNumbers(
+      scaled.data,
+      base.data.map((x) => x * 0.5),
+      'scaled',
+    );
   });
 
   it('draws different values for different tensors and seeds', () => {
@@ -149,7 +154,7 @@ describe('tiny checkpoint files', () => {
     const parsed = parseSafetensors(tinyCheckpointFiles('t5', config, 4).get('model.safetensors')!);
     const weights = tinyT5Weights(config, 4);
     expect([...parsed.tensors.keys()].sort()).toEqual([...weights.keys()].sort());
-    for (const [name, t] of weights) expect(readTensor(parsed, name).data, name).toEqual(t.data);
+    for (const [name, t] of weights) expectIdenticalNumbers(readTensor(parsed, name).data, t.data, name);
   });
 
   it('rejects a seed that is not a non-negative integer', () => {

@@ -17,6 +17,7 @@ import { CoragClient } from '../../src/federated/client';
 import { Coordinator } from '../../server/coordinator';
 import { decodeModel, decodeUpdate, encodeModel, encodeUpdate, type NamedTensor } from '../../src/federated/codec';
 import { fedAvgExpected, maxRelativeError, MODEL_SHAPES, randomTensors, seeded, startServer, tempDir, TRAINED_PREFIXES, trainedShapes } from './helpers';
+import { expectIdenticalNumbers } from '../identical-numbers';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;
@@ -154,7 +155,7 @@ describe('update bodies are streamed to disk and aggregated in bounded memory', 
     for (const [name, g] of global) {
       const p = published.get(name)!.data;
       if (!TRAINED(name)) {
-        expect(p).toEqual(g.data);
+        expectIdenticalNumbers(p, g.data);
         continue;
       }
       const d0 = deltas[0].get(name)!.data;

@@ -14,6 +14,7 @@ import { loadBertCheckpoint } from '../../../src/model/checkpoint/bert';
 import { tinyBertConfig, tinyCheckpointFiles } from '../../../src/model/tiny';
 import { folderModelSource } from '../../../src/platform/node/folder-source';
 import { startLocalHub, type LocalHub } from './local-hub';
+import { expectIdenticalNumbers } from '../../identical-numbers';
 
 const FIXTURES = fileURLToPath(new URL('../../../../shared/fixtures/hf-reference/', import.meta.url));
 const TOKENIZERS = fileURLToPath(new URL('../../../public/models/tokenizers/', import.meta.url));
@@ -37,7 +38,7 @@ function expectParamsEqual(params: ParameterStore, expected: Tensors): void {
   for (const [name, t] of expected) {
     const v = params.get(name);
     expect(v.shape, name).toEqual(t.shape);
-    expect(v.dataSync(), name).toEqual(t.data);
+    expectIdenticalNumbers(v.dataSync() as Float32Array, t.data, name);
   }
 }
 

@@ -28,6 +28,7 @@ import {
   type StorageSpec,
   type TensorSpec,
 } from './torch-writer';
+import { expectIdenticalNumbers } from '../../identical-numbers';
 
 const FIXTURES = fileURLToPath(new URL('../../../../shared/fixtures/hf-reference/', import.meta.url));
 const fixture = (name: string) => join(FIXTURES, name);
@@ -62,7 +63,7 @@ function expectParams(params: ParameterStore, expected: Tensors, bf16: boolean):
     const v = params.get(name);
     expect(v.dtype, name).toBe('float32');
     expect(v.shape, name).toEqual(t.shape);
-    expect(v.dataSync(), name).toEqual(bf16 ? bf16Round(t.data) : t.data);
+    expectIdenticalNumbers(v.dataSync() as Float32Array, bf16 ? bf16Round(t.data) : t.data, name);
   }
 }
 
