@@ -1,6 +1,6 @@
 /**
  * The footprint estimate (src/corag/training-footprint.ts) against the measured peak of real
- * training steps: trainLocally on the tiny checkpoints, cpu backend, two steps (the second has
+ * training steps: trainLocally on the tiny checkpoints, wasm backend (the tab's CPU backend; cpu took ~10× longer), two steps (the second has
  * AdamW's moments, as every later step does), the peak of distinct live tensor buffers taken by
  * bench/train-memory.ts's hook on the engine (the `npm run bench:model -- --memory` measure).
  * Shapes cover a PDist step, the backward pass and the encoder checkpointed. Measured on this
@@ -28,12 +28,12 @@ interface Shape {
   readonly ckpt?: number;
 }
 
-describe('training footprint estimate vs measured peak (cpu, tiny models)', () => {
+describe('training footprint estimate vs measured peak (wasm, tiny models)', () => {
   let bundle: ModelBundle;
   let store: LocalPassageStore;
   const rows: Array<Shape & { measured: number; estimated: number; phase: string }> = [];
   beforeAll(async () => {
-    await initBackend('cpu');
+    await initBackend('wasm');
     bundle = await tinyBundle();
     store = LocalPassageStore.empty(bundle.embeddingDim);
     await store.addTexts(bundle, PASSAGES);
@@ -52,7 +52,7 @@ describe('training footprint estimate vs measured peak (cpu, tiny models)', () =
       selectTrainable(bundle.parts, 'reader+query-encoder'),
       { batchSize: shape.batchSize, k: shape.k, passageLength: shape.maxLength, targetLength, queryLength, encoderCheckpointRows: shape.ckpt },
       shape.loss,
-      'cpu',
+      'wasm',
     );
     const { peakBytes } = await peakBufferBytes(async () => {
       await trainLocally(bundle, QA, store, {
