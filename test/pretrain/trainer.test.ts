@@ -13,7 +13,7 @@ import { config, tinyPretrainData } from './tiny-pretrain';
 let data: PretrainData;
 
 beforeAll(async () => {
-  await initBackend('cpu');
+  await initBackend('wasm');
   data = tinyPretrainData();
 });
 
