@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { build } from 'vite';
+import { cachedWebAppBuild } from '../src/platform/node/web-app-build';
 import { buildApp } from '../server/app';
 import { createDemoSession, pretrainedDemoAvailable } from '../server/demo';
 import { CHROMIUM_FLAGS, chromiumPath } from '../test/browser/harness';
@@ -181,18 +181,11 @@ function table(rows: readonly Row[]): string {
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const work = await mkdtemp(join(tmpdir(), 'corag-bench-browser-'));
-  const dist = join(work, 'dist');
   const apps: Array<{ close(): Promise<unknown> }> = [];
   let browser: Browser | undefined;
   try {
     console.error('[bench] building the web app…');
-    await build({
-      configFile: join(repoRoot, 'vite.config.ts'),
-      root: repoRoot,
-      logLevel: 'warn',
-      cacheDir: join(work, '.vite-cache'),
-      build: { outDir: dist, emptyOutDir: true, minify: true, sourcemap: false, reportCompressedSize: false },
-    });
+    const dist = await cachedWebAppBuild(repoRoot, { minify: true, sourcemap: false });
     const start = async (crossOriginIsolation: boolean, dataDir: string) => {
       const built = await buildApp({
         dataDir: join(work, dataDir),

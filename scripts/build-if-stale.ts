@@ -3,11 +3,10 @@
  * current sources (src/platform/node/build-fingerprint.ts), then records the fingerprint.
  * `--force` rebuilds anyway. (`npm run build` always builds.)
  */
-import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { build } from 'vite';
-import { builtFingerprint, sourceFingerprint, STAMP_FILE } from '../src/platform/node/build-fingerprint';
+import { builtFingerprint, sourceFingerprint } from '../src/platform/node/build-fingerprint';
+import { buildWebApp } from '../src/platform/node/web-app-build';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = join(root, 'dist');
@@ -17,8 +16,6 @@ if (!process.argv.includes('--force') && builtFingerprint(dist) === fingerprint)
   console.log(`web app in dist/ is up to date (checked in ${Date.now() - t0} ms)`);
 } else {
   console.log('building the web app into dist/ (about 25 s) …');
-  await build({ root, logLevel: 'warn' });
-  // Written last: an interrupted build leaves no stamp, so the next start builds again.
-  writeFileSync(join(dist, STAMP_FILE), `${fingerprint}\n`);
+  await buildWebApp(root, dist, { minify: true, sourcemap: true }, fingerprint);
   console.log(`built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
 }

@@ -1,6 +1,6 @@
 /**
- * Runs the real web app for browser tests: Vite builds it (the app's own vite.config.ts) into a
- * temp folder, the real coordinator (server/app.ts) serves it on 127.0.0.1 with a temp data folder,
+ * Runs the real web app for browser tests: Vite builds it (the app's own vite.config.ts) once per
+ * set of sources into node_modules/.cache (src/platform/node/web-app-build.ts), the real coordinator (server/app.ts) serves it on 127.0.0.1 with a temp data folder,
  * and Debian's chromium (playwright-core, the harness flags) opens tabs in separate contexts, so
  * each tab has its own IndexedDB like a separate browser.
  */
@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { build } from 'vite';
 import { buildApp, type AppOptions, type CoordinatorApp } from '../../server/app';
+import { cachedWebAppBuild } from '../../src/platform/node/web-app-build';
 import { CHROMIUM_FLAGS, chromiumPath } from './harness';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -34,14 +34,8 @@ export interface RunningApp extends CoordinatorApp {
  */
 export async function startApp(name: string, options: Pick<AppOptions, 'networkUrls' | 'publicSession'> = {}): Promise<RunningApp> {
   const work = await mkdtemp(join(tmpdir(), 'corag-e2e-'));
-  const dist = join(work, 'dist');
-  await build({
-    configFile: join(repoRoot, 'vite.config.ts'),
-    root: repoRoot,
-    logLevel: 'warn',
-    cacheDir: join(work, '.vite-cache'),
-    build: { outDir: dist, emptyOutDir: true, minify: false, sourcemap: false, reportCompressedSize: false },
-  });
+  // One build of the current sources, shared by every browser test file (src/platform/node/web-app-build.ts).
+  const dist = await cachedWebAppBuild(repoRoot, { minify: false, sourcemap: false });
   // Every tab joins from 127.0.0.1 (and again on each ?join= visit): lift the per-IP join limit as test/server/helpers.ts does.
   const built = await buildApp({ dataDir: join(work, 'data'), staticDir: dist, rateLimitPerMinute: 100_000, joinsPerMinutePerIp: 1_000_000, ...options });
   const requests: string[] = [];
