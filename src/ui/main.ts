@@ -11,6 +11,8 @@ import { backendBanner, decideBackend } from './backend-setting';
 import { readMemoryBudget } from './memory-setting';
 import { passageEncoderNote, readPassageEncoderSetting } from './passage-encoder-setting';
 import type { PassageEncoderSetting } from '../corag/passage-encoder-choice';
+import type { CoragClient } from '../federated/client';
+import { tabCoordinator } from '../federated/rejoin';
 import { BrowserStore, KV } from '../platform/browser/idb-store';
 import { errorText, type AppContext, type View } from './context';
 import { h, replace } from './dom';
@@ -146,12 +148,17 @@ async function main(): Promise<void> {
   });
   backendReady.catch(() => undefined); // the banner reports it; a join reports it again
 
+  let api: Promise<CoragClient> | undefined;
   const ctx: AppContext = {
     store,
     db,
     embed,
     train,
     appBase,
+    api: () =>
+      (api ??= tabCoordinator(appBase, db, undefined, {
+        onSwitch: (_from, to) => store.notify('info', `The coordinator stopped answering; the page continues with ${to}.`),
+      })),
     async connect(joinCode, name) {
       // Joining loads the model in the workers: not before their backend has started.
       await backendReady;

@@ -37,7 +37,7 @@ for (const backend of stateBackends(cluster))
       const dir = tempDir();
       const database = await backend.database();
       // With SQLite one process owns the state: the resend reaches that process again.
-      const servers = [];
+      const servers: Array<Awaited<ReturnType<typeof startServer>>> = [];
       for (let i = 0; i < (database ? count : 1); i++) servers.push(await startServer({ dataDir: dir.path, database, random: seeded(i + 1) }));
       const created = await new CoragClient(servers[0]!.url).createSession({
         name: 'join',
