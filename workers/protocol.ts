@@ -34,7 +34,9 @@ export type TrainWorkerEvent =
   | { readonly type: 'evaluated'; readonly record: RoundRecord }
   /** This tab's part in a round failed (what, and what to do); says nothing about the connection's state. */
   | { readonly type: 'round-failed'; readonly failure: TrainingFailure }
-  | { readonly type: 'notice'; readonly kind: 'error' | 'info'; readonly text: string };
+  | { readonly type: 'notice'; readonly kind: 'error' | 'info'; readonly text: string }
+  /** The page's coordinator stopped answering: requests go to the peer at `url` now. */
+  | { readonly type: 'coordinator'; readonly url: string };
 
 export interface AskResult {
   readonly answer: string;

@@ -242,7 +242,7 @@ const api = {
     // connect, when it gives no answer now): when it stops answering, requests (the event
     // stream's reconnect included) move on to a peer (src/federated/rejoin.ts).
     const server = await tabCoordinator(appBase, st, undefined, {
-      onSwitch: (_from, to) => emit({ type: 'notice', kind: 'info', text: `The coordinator stopped answering; continuing with ${to}.` }),
+      onSwitch: (_from, to) => emit({ type: 'coordinator', url: to }),
     });
     // The stored client, or a join whose key survives a reload mid-join (no ghost client).
     const credentials = await joinOrResume(server, st, joinCode, name);

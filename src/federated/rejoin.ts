@@ -101,3 +101,40 @@ export async function joinOrResume(
   await memory.delete(TAB_KEYS.pendingJoin);
   return credentials;
 }
+
+const HANDOFF = '#resume=';
+
+/**
+ * A link to a peer's page that resumes this tab's client there. A page from another origin has
+ * another IndexedDB, so without it a tab whose coordinator died joins the peer as a new client.
+ * The credentials ride in the fragment, which the browser never sends to a server (nor logs), and
+ * the receiving page stores them and removes the fragment at once (readHandoff).
+ */
+export function handoffUrl(peerBase: string, credentials: TabCredentials): string {
+  const { sessionId, clientId, token, joinCode, name } = credentials;
+  const json = new TextEncoder().encode(JSON.stringify({ sessionId, clientId, token, joinCode, name }));
+  let binary = '';
+  for (const b of json) binary += String.fromCharCode(b);
+  return `${peerBase.replace(/\/+$/, '')}/${HANDOFF}${btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')}`;
+}
+
+/** The credentials a handoff link's fragment (`location.hash`) carries; undefined for any other or malformed fragment. */
+export function readHandoff(hash: string): TabCredentials | undefined {
+  if (!hash.startsWith(HANDOFF) || hash.length > HANDOFF.length + 4096) return undefined;
+  const encoded = hash.slice(HANDOFF.length);
+  if (!/^[A-Za-z0-9_-]+$/.test(encoded)) return undefined;
+  let value: unknown;
+  try {
+    const binary = atob(encoded.replace(/-/g, '+').replace(/_/g, '/'));
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(Uint8Array.from(binary, (c) => c.charCodeAt(0))));
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
+  const v = value as Record<string, unknown>;
+  const fields = ['sessionId', 'clientId', 'token', 'joinCode', 'name'] as const;
+  if (!fields.every((f) => typeof v[f] === 'string' && (v[f] as string).length <= 256)) return undefined;
+  const [sessionId, clientId, token, joinCode, name] = fields.map((f) => v[f] as string) as [string, string, string, string, string];
+  if (!sessionId || !clientId || !token) return undefined;
+  return { sessionId, clientId, token, joinCode, name };
+}

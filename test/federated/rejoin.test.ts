@@ -7,7 +7,16 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { CoragClient } from '../../src/federated/client';
-import { joinOrResume, knownCoordinators, PENDING_JOIN_MS, TAB_KEYS, tabCoordinator, type TabMemory } from '../../src/federated/rejoin';
+import {
+  handoffUrl,
+  joinOrResume,
+  knownCoordinators,
+  PENDING_JOIN_MS,
+  readHandoff,
+  TAB_KEYS,
+  tabCoordinator,
+  type TabMemory,
+} from '../../src/federated/rejoin';
 import { encodeModel } from '../../src/federated/codec';
 import { MODEL_SHAPES, randomTensors, seeded, startServer, tempDir, TRAINED_PREFIXES } from '../server/helpers';
 import { startTestPostgres } from '../server/postgres';
@@ -132,5 +141,37 @@ describe.skipIf(!cluster)("a tab whose page's coordinator is down", () => {
       await b.app.close();
       dir.remove();
     }
+  });
+});
+
+describe('a handoff link to a peer', () => {
+  const credentials = { sessionId: 's-1', clientId: 'c_2', token: 'tok+/=', joinCode: 'ABCD2345', name: 'Zoë 名前' };
+
+  it("carries the tab's credentials in the fragment only, and the peer's page reads them back exactly", () => {
+    const url = new URL(handoffUrl('http://b.example:8788/', credentials));
+    expect([url.origin, url.pathname, url.search]).toEqual(['http://b.example:8788', '/', '']);
+    expect(url.hash).toMatch(/^#resume=[A-Za-z0-9_-]+$/);
+    expect(readHandoff(url.hash)).toEqual(credentials);
+  });
+
+  it('reads nothing from other or malformed fragments', () => {
+    const good = new URL(handoffUrl('http://b', credentials)).hash;
+    const encode = (v: unknown) => `#resume=${Buffer.from(JSON.stringify(v)).toString('base64url')}`;
+    for (const hash of [
+      '',
+      '#/passages',
+      '#resume=',
+      '#resume=***',
+      `${good}!`,
+      '#resume=bm90IGpzb24',
+      encode(null),
+      encode([credentials]),
+      encode({ ...credentials, token: 42 }),
+      encode({ ...credentials, token: '' }),
+      encode({ ...credentials, name: 'x'.repeat(300) }),
+      `#resume=${Buffer.from([0xff, 0xfe, 0x7b]).toString('base64url')}`,
+      `#resume=${'A'.repeat(5000)}`,
+    ])
+      expect(readHandoff(hash), hash.slice(0, 40)).toBeUndefined();
   });
 });
