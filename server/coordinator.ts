@@ -100,8 +100,6 @@ export interface CoordinatorOptions {
    * i.e. how long the clients of a process that died stay "online" elsewhere. Default 30 s.
    */
   readonly presenceTtlMs?: number;
-  /** How long a join's idempotency key answers a resend with the same client (join); default 15 minutes. */
-  readonly joinKeyWindowMs?: number;
   /** Where background problems (a lost event relay) are reported; default stderr. */
   readonly log?: (line: string) => void;
 }
@@ -135,8 +133,8 @@ interface LiveRound {
 }
 
 const NODE_ID = /^[A-Za-z0-9_-]{1,64}$/;
-/** A resend of a join arrives within seconds (failover) or minutes (a tab reloaded mid-join); after this the key is forgotten. */
-const DEFAULT_JOIN_KEY_WINDOW_MS = 15 * 60_000;
+/** How long a join's idempotency key answers a resend with the same client: a resend arrives within seconds (failover) or minutes (a tab reloaded mid-join); after this the key is forgotten. */
+const JOIN_KEY_WINDOW_MS = 15 * 60_000;
 
 export class Coordinator {
   /** The data folder's SQLite database (state and passage records); null when `database` names PostgreSQL, which holds both. */
@@ -409,7 +407,7 @@ export class Coordinator {
   /**
    * Adds a client to the session with join code `code`. With `idempotencyKey` (a random secret the
    * joining client picked for this join, src/federated/protocol.ts JOIN_KEY) the join happens once:
-   * the same key and code again within `joinKeyWindowMs` — a resend after a lost answer, to this
+   * the same key and code again within JOIN_KEY_WINDOW_MS — a resend after a lost answer, to this
    * or another coordinator on the same state — answers with the same client id and a fresh token
    * that replaces the client's stored token hash (tokens are stored hashed, so the first answer's
    * token cannot be sent again; nobody received it, so nothing is lost by invalidating it).
@@ -430,7 +428,7 @@ export class Coordinator {
     let clientId = client.id;
     if (idempotencyKey === undefined) await this.state.addClient(client);
     else {
-      const since = new Date(now.getTime() - (this.options.joinKeyWindowMs ?? DEFAULT_JOIN_KEY_WINDOW_MS)).toISOString();
+      const since = new Date(now.getTime() - JOIN_KEY_WINDOW_MS).toISOString();
       clientId = await this.state.addClientOnce(client, { hash: hashToken(idempotencyKey), since });
     }
     const policy = (await this.config(sessionId)).roundPolicy;

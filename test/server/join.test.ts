@@ -47,6 +47,7 @@ for (const backend of stateBackends(cluster))
       const admin = new CoragClient(servers[0]!.url, created.adminToken);
       return {
         urls: servers.map((s) => s.url),
+        coordinator: servers[0]!.coordinator,
         joinCode: created.joinCode,
         clients: async () => (await admin.session(created.session.id)).clients,
         done: async () => {
@@ -112,6 +113,8 @@ for (const backend of stateBackends(cluster))
           expect(res.status, JSON.stringify(idempotencyKey)).toBe(400);
           expect((await res.json()).error).toBe('invalid_request');
         }
+        // The coordinator checks too (a caller other than the route).
+        await expect(c.coordinator.join(c.joinCode, 'x', 'a'.repeat(21))).rejects.toMatchObject({ status: 400, code: 'invalid_idempotency_key' });
         expect(await c.clients()).toBe(0);
       } finally {
         await c.done();
