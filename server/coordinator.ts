@@ -27,6 +27,7 @@ import {
   DEFAULT_MAX_WEIGHT_SHARE,
   DEFAULT_ROUND_POLICY,
   isTrainedTensor,
+  JOIN_KEY,
   parseTrainingConfig,
   READER_LORA_WIRE_PREFIX,
   passagePolicyOf,
@@ -132,6 +133,8 @@ interface LiveRound {
 }
 
 const NODE_ID = /^[A-Za-z0-9_-]{1,64}$/;
+/** How long a join's idempotency key answers a resend with the same client: a resend arrives within seconds (failover) or minutes (a tab reloaded mid-join); after this the key is forgotten. */
+const JOIN_KEY_WINDOW_MS = 15 * 60_000;
 
 export class Coordinator {
   /** The data folder's SQLite database (state and passage records); null when `database` names PostgreSQL, which holds both. */
@@ -401,12 +404,33 @@ export class Coordinator {
     return this.trainingQuestions.forClient(sessionId, (await this.config(sessionId)).trainingQuestions, clientId);
   }
 
-  async join(code: string, name?: string): Promise<JoinResult> {
+  /**
+   * Adds a client to the session with join code `code`. With `idempotencyKey` (a random secret the
+   * joining client picked for this join, src/federated/protocol.ts JOIN_KEY) the join happens once:
+   * the same key and code again within JOIN_KEY_WINDOW_MS — a resend after a lost answer, to this
+   * or another coordinator on the same state — answers with the same client id and a fresh token
+   * that replaces the client's stored token hash (tokens are stored hashed, so the first answer's
+   * token cannot be sent again; nobody received it, so nothing is lost by invalidating it).
+   * Security trade-off: within the window, whoever holds the key and the code can take the
+   * client's identity (and cut off whoever holds its current token), so the key must be as secret
+   * as a token: ≥ 128 bits of randomness by protocol, sent only with the join, stored only as its
+   * SHA-256, and forgotten after the window. Sealing the first token with a server key (one key
+   * every coordinator must share, whose leak with the database reveals live tokens) or deriving
+   * tokens from a secret (none revocable) would return the identical token at a higher cost.
+   */
+  async join(code: string, name?: string, idempotencyKey?: string): Promise<JoinResult> {
+    if (idempotencyKey !== undefined && !JOIN_KEY.test(idempotencyKey)) throw badRequest('invalid_idempotency_key', `an idempotency key is ${JOIN_KEY.source}`);
     const sessionId = await this.state.sessionIdByJoinCode(code.trim().toUpperCase());
     if (!sessionId) throw notFound('unknown_join_code', 'no session has this join code');
-    const clientId = newId();
     const token = newToken();
-    await this.state.addClient({ id: clientId, sessionId, name: name ?? '', tokenHash: hashToken(token), joinedAt: nowIso() });
+    const now = new Date();
+    const client = { id: newId(), sessionId, name: name ?? '', tokenHash: hashToken(token), joinedAt: now.toISOString() };
+    let clientId = client.id;
+    if (idempotencyKey === undefined) await this.state.addClient(client);
+    else {
+      const since = new Date(now.getTime() - JOIN_KEY_WINDOW_MS).toISOString();
+      clientId = await this.state.addClientOnce(client, { hash: hashToken(idempotencyKey), since });
+    }
     const policy = (await this.config(sessionId)).roundPolicy;
     if (policy.autoStart) void this.serial(sessionId, () => this.maybeAutoStart(sessionId)).catch(() => undefined);
     return { sessionId, clientId, token };

@@ -100,7 +100,24 @@ CREATE TABLE IF NOT EXISTS training_questions (
 `;
 
 /** Schema changes after version 1, in order: version i + 2 is MIGRATIONS[i]. */
-const MIGRATIONS: ReadonlyArray<{ name: string; up: (db: Db) => void }> = [];
+const MIGRATIONS: ReadonlyArray<{ name: string; up: (db: Db) => void }> = [
+  {
+    // Idempotent joins (server/coordinator.ts join): the SHA-256 of a join's idempotency key, per
+    // session, and the client it created; rows older than the replay window are deleted by the
+    // next keyed join of the session.
+    name: 'join-keys',
+    up: (db) =>
+      db.exec(`
+CREATE TABLE join_keys (
+  session_id TEXT NOT NULL REFERENCES sessions(id),
+  key_hash TEXT NOT NULL,
+  client_id TEXT NOT NULL REFERENCES clients(id),
+  created_at TEXT NOT NULL,
+  PRIMARY KEY (session_id, key_hash)
+);
+CREATE INDEX join_keys_by_age ON join_keys(session_id, created_at);`),
+  },
+];
 export const SQLITE_SCHEMA_VERSION = 1 + MIGRATIONS.length;
 
 /**

@@ -13,9 +13,10 @@
 import pg from 'pg';
 import { conflict } from './errors';
 import { inTransaction } from './pg-transaction';
-import { checkAcceptable, roundRecord } from './sqlite-state';
+import { checkAcceptable, checkSameJoin, roundRecord } from './sqlite-state';
 import type {
   CoordinatorState,
+  NewClient,
   NewSession,
   NewUpdate,
   PartialRecord,
@@ -152,6 +153,20 @@ CREATE TABLE passage_checks (
   PRIMARY KEY (session_id, client_id)
 );`,
   },
+  {
+    // Idempotent joins (server/coordinator.ts join): SQLite's join_keys (server/db.ts). The
+    // primary key is what makes two processes receiving one key create one client.
+    name: 'join-keys',
+    sql: `
+CREATE TABLE join_keys (
+  session_id TEXT NOT NULL REFERENCES sessions(id),
+  key_hash TEXT NOT NULL,
+  client_id TEXT NOT NULL REFERENCES clients(id),
+  created_at TEXT NOT NULL,
+  PRIMARY KEY (session_id, key_hash)
+);
+CREATE INDEX join_keys_by_age ON join_keys(session_id, created_at);`,
+  },
 ];
 export const PG_SCHEMA_VERSION = MIGRATIONS.length;
 /** pg_advisory_xact_lock key for migrations ("corag" in ASCII). */
@@ -258,7 +273,44 @@ export class PostgresState implements CoordinatorState, SharedRoundState {
     return client && { role: 'client', clientId: client.id };
   }
 
-  async addClient(c: { id: string; sessionId: string; name: string; tokenHash: string; joinedAt: string }): Promise<void> {
+  async addClientOnce(c: NewClient, key: { hash: string; since: string }): Promise<string> {
+    await this.open();
+    const attempt = () =>
+      this.transaction(async (q) => {
+        await q.query('DELETE FROM join_keys WHERE session_id = $1 AND created_at < $2', [c.sessionId, key.since]);
+        const [held] = (
+          await q.query<{ client_id: string; name: string }>(
+            'SELECT k.client_id, c.name FROM join_keys k JOIN clients c ON c.id = k.client_id WHERE k.session_id = $1 AND k.key_hash = $2 FOR UPDATE OF k',
+            [c.sessionId, key.hash],
+          )
+        ).rows;
+        if (held) {
+          checkSameJoin(held.name, c.name);
+          await q.query('UPDATE clients SET token_hash = $1 WHERE id = $2', [c.tokenHash, held.client_id]);
+          return held.client_id;
+        }
+        await q.query('INSERT INTO clients (id, session_id, name, token_hash, joined_at) VALUES ($1, $2, $3, $4, $5)', [
+          c.id,
+          c.sessionId,
+          c.name,
+          c.tokenHash,
+          c.joinedAt,
+        ]);
+        await q.query('INSERT INTO join_keys (session_id, key_hash, client_id, created_at) VALUES ($1, $2, $3, $4)', [c.sessionId, key.hash, c.id, c.joinedAt]);
+        return c.id;
+      });
+    try {
+      return await attempt();
+    } catch (e) {
+      // Another process inserted the same key between our look-up and our insert (its insert
+      // held the key's index entry until it committed): our client was rolled back with the
+      // transaction, and a second attempt finds the key and answers with that process's client.
+      if ((e as { code?: string; constraint?: string }).code === '23505' && (e as { constraint?: string }).constraint === 'join_keys_pkey') return attempt();
+      throw e;
+    }
+  }
+
+  async addClient(c: NewClient): Promise<void> {
     await this.rows('INSERT INTO clients (id, session_id, name, token_hash, joined_at) VALUES ($1, $2, $3, $4, $5)', [
       c.id,
       c.sessionId,

@@ -6,7 +6,7 @@
  */
 import type { Db } from './db';
 import { conflict } from './errors';
-import type { CoordinatorState, NewSession, NewUpdate, Principal, RoundPlan, RoundRecord, SessionRecord, UpdateRecord } from './state';
+import type { CoordinatorState, NewClient, NewSession, NewUpdate, Principal, RoundPlan, RoundRecord, SessionRecord, UpdateRecord } from './state';
 import type { RoundState, TrainingQuestion } from '../src/federated/protocol';
 
 interface RoundRow {
@@ -92,10 +92,33 @@ export class SqliteState implements CoordinatorState {
     return client && { role: 'client', clientId: client.id };
   }
 
-  async addClient(c: { id: string; sessionId: string; name: string; tokenHash: string; joinedAt: string }): Promise<void> {
+  async addClient(c: NewClient): Promise<void> {
     this.db
       .prepare('INSERT INTO clients (id, session_id, name, token_hash, joined_at) VALUES (?, ?, ?, ?, ?)')
       .run(c.id, c.sessionId, c.name, c.tokenHash, c.joinedAt);
+  }
+
+  async addClientOnce(c: NewClient, key: { hash: string; since: string }): Promise<string> {
+    // IMMEDIATE: the write lock is taken before the key is looked up, so two joins with one key
+    // (this process has one writer; SQLite state is never shared) cannot both miss it.
+    return this.db
+      .transaction(() => {
+        this.db.prepare('DELETE FROM join_keys WHERE session_id = ? AND created_at < ?').run(c.sessionId, key.since);
+        const held = this.db
+          .prepare('SELECT k.client_id, c.name FROM join_keys k JOIN clients c ON c.id = k.client_id WHERE k.session_id = ? AND k.key_hash = ?')
+          .get(c.sessionId, key.hash) as { client_id: string; name: string } | undefined;
+        if (held) {
+          checkSameJoin(held.name, c.name);
+          this.db.prepare('UPDATE clients SET token_hash = ? WHERE id = ?').run(c.tokenHash, held.client_id);
+          return held.client_id;
+        }
+        this.db
+          .prepare('INSERT INTO clients (id, session_id, name, token_hash, joined_at) VALUES (?, ?, ?, ?, ?)')
+          .run(c.id, c.sessionId, c.name, c.tokenHash, c.joinedAt);
+        this.db.prepare('INSERT INTO join_keys (session_id, key_hash, client_id, created_at) VALUES (?, ?, ?, ?)').run(c.sessionId, key.hash, c.id, c.joinedAt);
+        return c.id;
+      })
+      .immediate();
   }
 
   async clientCount(sessionId: string): Promise<number> {
@@ -251,4 +274,9 @@ export function checkAcceptable(u: NewUpdate, row: { state: RoundState; sum_seq:
   if (Number(row.sum_seq) !== u.sumSeq - 1) {
     throw conflict('round_changed', `round ${u.round} accepted another update meanwhile (at ${row.sum_seq}, expected ${u.sumSeq - 1}); retry`);
   }
+}
+
+/** A join key replayed with another name is another join, not a resend of the first: refused (both databases). */
+export function checkSameJoin(heldName: string, name: string): void {
+  if (heldName !== name) throw conflict('idempotency_key_reused', 'this idempotency key was used by a join with another name; send a new key for a new join');
 }

@@ -62,6 +62,14 @@ export interface PartialRecord {
   readonly metricSums: Record<string, number>;
 }
 
+export interface NewClient {
+  readonly id: string;
+  readonly sessionId: string;
+  readonly name: string;
+  readonly tokenHash: string;
+  readonly joinedAt: string;
+}
+
 export interface NewSession {
   readonly id: string;
   readonly config: string;
@@ -108,7 +116,16 @@ export interface CoordinatorState {
   sessionIdByJoinCode(joinCode: string): Promise<string | undefined>;
   principal(sessionId: string, tokenHash: string): Promise<Principal | undefined>;
 
-  addClient(client: { id: string; sessionId: string; name: string; tokenHash: string; joinedAt: string }): Promise<void>;
+  addClient(client: NewClient): Promise<void>;
+  /**
+   * One transaction: a join carrying an idempotency key (server/coordinator.ts join). Keys of the
+   * session created before `key.since` are forgotten first; then, when the session still holds
+   * `key.hash`, the client that key created gets `client.tokenHash` as its token instead of a new
+   * client being added (a 409 `idempotency_key_reused` when `client.name` differs from its name),
+   * else `client` is added and the key recorded for it. Returns the id of the key's client.
+   * Concurrent joins with one key (two coordinator processes) create one client.
+   */
+  addClientOnce(client: NewClient, key: { readonly hash: string; readonly since: string }): Promise<string>;
   clientCount(sessionId: string): Promise<number>;
   /** The n-th client to join the session (0-based). */
   joinOrder(sessionId: string, clientId: string): Promise<number>;

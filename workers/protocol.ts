@@ -6,13 +6,8 @@ import type { TrainingFailure } from '../src/corag/training-errors';
 /** Where a question retrieves from: the tab's own store, the session's shared store, or both. */
 export type { RetrievalScope } from '../src/corag/retrieve';
 
-export interface StoredCredentials {
-  readonly sessionId: string;
-  readonly clientId: string;
-  readonly token: string;
-  readonly joinCode: string;
-  readonly name: string;
-}
+/** What a tab keeps of its join (src/federated/rejoin.ts): a reload resumes this client. */
+export type { TabCredentials as StoredCredentials } from '../src/federated/rejoin';
 
 /** This tab's view of one finished round: the new global version evaluated on its QA pairs. */
 export interface RoundRecord {
@@ -39,7 +34,9 @@ export type TrainWorkerEvent =
   | { readonly type: 'evaluated'; readonly record: RoundRecord }
   /** This tab's part in a round failed (what, and what to do); says nothing about the connection's state. */
   | { readonly type: 'round-failed'; readonly failure: TrainingFailure }
-  | { readonly type: 'notice'; readonly kind: 'error' | 'info'; readonly text: string };
+  | { readonly type: 'notice'; readonly kind: 'error' | 'info'; readonly text: string }
+  /** The page's coordinator stopped answering: requests go to the peer at `url` now. */
+  | { readonly type: 'coordinator'; readonly url: string };
 
 export interface AskResult {
   readonly answer: string;

@@ -16,7 +16,8 @@ import { ModelBundle } from '../src/corag/model-bundle';
 import { PassageEncoder } from '../src/corag/passage-encoder';
 import { onnxThreads, type PassageEncoderSetting } from '../src/corag/passage-encoder-choice';
 import { configureOrt } from '../src/model/onnx/ort-runtime';
-import { CoragClient, type DownloadProgress } from '../src/federated/client';
+import type { CoragClient, DownloadProgress } from '../src/federated/client';
+import { knownCoordinators } from '../src/federated/rejoin';
 import { loraConfigFromTraining } from '../src/corag/federated-client';
 import type { SessionInfo } from '../src/federated/protocol';
 import { initBackend, type BackendName, type BackendReport } from '../src/model/backend';
@@ -72,6 +73,14 @@ export interface SessionAccess {
   readonly token: string;
 }
 
+/**
+ * The session's API for `access`: the page's coordinator, and the peers it advertised at the last
+ * connect (src/federated/rejoin.ts), so a model download goes on when the page's coordinator died.
+ */
+async function sessionApi(access: SessionAccess, store: BrowserStore): Promise<CoragClient> {
+  return (await knownCoordinators(access.appBase, store)).withToken(access.token);
+}
+
 /** The session's model at `version` (cached in IndexedDB, else downloaded with progress through CoragClient). */
 export async function buildBundle(
   access: SessionAccess,
@@ -83,7 +92,7 @@ export async function buildBundle(
   await backendStarted();
   const [spec, { bytes }] = await Promise.all([
     loadBundleSpec(access.appBase, session.config.models),
-    globalVersionBytes(new CoragClient(access.appBase, access.token), access.sessionId, version, store.modelCache(), onProgress),
+    globalVersionBytes(await sessionApi(access, store), access.sessionId, version, store.modelCache(), onProgress),
   ]);
   // A LoRA session's versions carry reader.lora.* adapters: the reader is built with its config.
   const lora = loraConfigFromTraining(session.config.training ?? {}) ?? undefined;
@@ -105,7 +114,7 @@ export async function buildPassageEncoder(
   const report = await backendStarted();
   const [spec, { bytes }] = await Promise.all([
     loadRetrieverSpec(access.appBase, session.config.models),
-    globalVersionBytes(new CoragClient(access.appBase, access.token), access.sessionId, version, store.modelCache()),
+    globalVersionBytes(await sessionApi(access, store), access.sessionId, version, store.modelCache()),
   ]);
   configureOrt({ files: { wasm: ortWasm, mjs: ortMjs }, threads: onnxThreads(report, navigator.hardwareConcurrency) });
   return PassageEncoder.load(spec.retrieverConfig, spec.retrieverTokenizer, bytes, version, { setting, backend: report });

@@ -15,7 +15,7 @@ import { hybridRetrieve, KeywordPassageIndex } from '../src/corag/hybrid-retriev
 import { generateAnswers } from '../src/corag/reader';
 import { CoordinatorPassageSource, mergedPassageSource, retrieve, type PassageSource } from '../src/corag/retrieve';
 import type { CoragClient } from '../src/federated/client';
-import { clientWithPeers } from '../src/federated/peers';
+import { joinOrResume, tabCoordinator } from '../src/federated/rejoin';
 import { parseTrainingConfig, type RoundInfo, type SessionInfo } from '../src/federated/protocol';
 import * as tf from '@tensorflow/tfjs-core';
 import { webGpuBufferLimit, type BackendName, type BackendReport } from '../src/model/backend';
@@ -238,21 +238,14 @@ const api = {
   /** Joins with a code (or resumes stored credentials when `joinCode` is undefined) and loads the current global model. */
   async connect(appBase: string, joinCode: string | undefined, name: string): Promise<{ credentials: StoredCredentials; session: SessionInfo }> {
     const st = await openStore();
-    const stored = await st.get<StoredCredentials>(KV.credentials);
-    // This page's coordinator, and the processes it names as its peers: when it stops answering,
-    // requests (the event stream's reconnect included) move on to a peer (src/federated/peers.ts).
-    const server = await clientWithPeers(appBase, undefined, {
-      onSwitch: (_from, to) => emit({ type: 'notice', kind: 'info', text: `The coordinator stopped answering; continuing with ${to}.` }),
+    // This page's coordinator, and the processes it names as its peers (or named at the last
+    // connect, when it gives no answer now): when it stops answering, requests (the event
+    // stream's reconnect included) move on to a peer (src/federated/rejoin.ts).
+    const server = await tabCoordinator(appBase, st, undefined, {
+      onSwitch: (_from, to) => emit({ type: 'coordinator', url: to }),
     });
-    let credentials: StoredCredentials;
-    if (joinCode === undefined || stored?.joinCode === joinCode) {
-      if (!stored) throw new Error('no stored session: open a join link first');
-      credentials = stored;
-    } else {
-      const joined = await server.join(joinCode, name || undefined);
-      credentials = { ...joined, joinCode, name };
-      await st.set(KV.credentials, credentials);
-    }
+    // The stored client, or a join whose key survives a reload mid-join (no ghost client).
+    const credentials = await joinOrResume(server, st, joinCode, name);
     const access: SessionAccess = { appBase, sessionId: credentials.sessionId, token: credentials.token };
     const session = await server.withToken(credentials.token).session(credentials.sessionId);
     const version = session.currentVersion;

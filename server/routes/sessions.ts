@@ -1,7 +1,7 @@
 /**
  * Session routes: the session offered without a code, creating a session (server key), joining
- * with a code (its own rate limit: each join mints a client), a session's info, and a client's
- * shard of the session's training questions.
+ * with a code (its own rate limit: each join mints a client, or for a replayed idempotency key a
+ * token), a session's info, and a client's shard of the session's training questions.
  */
 import {
   createdSessionSchema,
@@ -30,7 +30,7 @@ export function registerSessionRoutes(ctx: RouteContext, publicSession: (() => s
   app.post(
     '/api/join',
     { config: { rateLimit: joinRateLimit }, schema: { body: joinSchema, response: { 201: joinResultSchema, ...errorResponses } } },
-    async (req, reply) => reply.code(201).send(await coordinator.join(req.body.code, req.body.name)),
+    async (req, reply) => reply.code(201).send(await coordinator.join(req.body.code, req.body.name, req.body.idempotencyKey)),
   );
 
   app.get('/api/sessions/:sessionId', { schema: { params: sessionParams, response: { 200: sessionInfoSchema, ...errorResponses } } }, async (req) => {

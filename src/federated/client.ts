@@ -58,6 +58,14 @@ export class CoragHttpError extends Error {
 
 export type FetchLike = typeof fetch;
 
+/** A new join idempotency key: 128 random bits, base64url (22 characters; ./protocol JOIN_KEY). */
+export function newJoinKey(): string {
+  const bytes = globalThis.crypto.getRandomValues(new Uint8Array(16));
+  let binary = '';
+  for (const b of bytes) binary += String.fromCharCode(b);
+  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
 /** Progress of a model download (bytes; `total` undefined when the server sends no length). */
 export type DownloadProgress = (loaded: number, total: number | undefined) => void;
 
@@ -140,8 +148,14 @@ export class CoragClient {
     return this.json(createdSessionSchema, 'POST', '/api/sessions', config);
   }
 
-  join(code: string, name?: string): Promise<JoinResult> {
-    return this.json(joinResultSchema, 'POST', '/api/join', name === undefined ? { code } : { code, name });
+  /**
+   * Joins with `code`. The join carries `idempotencyKey` (a new random one unless given): a resend
+   * of this request (./failover, after a lost connection) carries the same body, so a coordinator
+   * that had committed the first send answers with the same client instead of creating another.
+   * A caller that retries a join itself (a reloaded tab) passes the key it used before.
+   */
+  join(code: string, name?: string, idempotencyKey: string = newJoinKey()): Promise<JoinResult> {
+    return this.json(joinResultSchema, 'POST', '/api/join', name === undefined ? { code, idempotencyKey } : { code, name, idempotencyKey });
   }
 
   session(sessionId: string): Promise<SessionInfo> {

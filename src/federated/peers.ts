@@ -18,15 +18,31 @@ export async function clientWithPeers(
   fetchImpl: FetchLike = globalThis.fetch.bind(globalThis),
   options: FailoverOptions = {},
 ): Promise<CoragClient> {
-  const own = coordinatorBase(base);
-  let peers: string[] = [];
+  return failoverClient(base, (await advertisedPeers(base, fetchImpl)) ?? [], fetchImpl, options);
+}
+
+/**
+ * The peers `base` advertises, as valid coordinator base URLs; undefined when `base` gave no list
+ * (it is down, or an older coordinator without the route).
+ */
+export async function advertisedPeers(base: string, fetchImpl: FetchLike = globalThis.fetch.bind(globalThis)): Promise<string[] | undefined> {
   try {
-    peers = await new CoragClient(own, undefined, fetchImpl).peers();
+    const peers = await new CoragClient(coordinatorBase(base), undefined, fetchImpl).peers();
+    return peers.map(validBase).filter((u): u is string => u !== undefined);
   } catch {
-    // No peers known: this coordinator alone, as before there were several.
+    return undefined;
   }
-  const valid = peers.map(validBase).filter((u): u is string => u !== undefined);
-  const urls = [...new Set([own, ...valid])];
+}
+
+/** A CoragClient for `base` that moves on to `peers` (in order) when a request gets no answer; `base` alone without peers. */
+export function failoverClient(
+  base: string,
+  peers: readonly string[],
+  fetchImpl: FetchLike = globalThis.fetch.bind(globalThis),
+  options: FailoverOptions = {},
+): CoragClient {
+  const own = coordinatorBase(base);
+  const urls = [...new Set([own, ...peers.map(validBase).filter((u): u is string => u !== undefined)])];
   return new CoragClient(own, undefined, urls.length > 1 ? failoverFetch(urls, fetchImpl, options) : fetchImpl);
 }
 

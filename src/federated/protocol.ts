@@ -595,10 +595,24 @@ export const createSessionSchema = wireObject(
 /** The session config a creator supplies (POST /api/sessions). */
 export type NewSession = Static<typeof createSessionSchema>;
 
+/**
+ * A join's idempotency key: 22–64 base64url characters (22 carry 132 bits, the least a key must
+ * have, since within the coordinator's replay window it grants the client it created a new token).
+ * A client picks a new random key per join and sends that same key again when it resends the join.
+ */
+export const JOIN_KEY = /^[A-Za-z0-9_-]{22,64}$/;
+
 export const joinSchema = wireObject(
   {
     code: Type.String({ minLength: 1, maxLength: 64 }),
     name: Type.Optional(Type.String({ maxLength: 100 })),
+    idempotencyKey: Type.Optional(
+      Type.String({
+        pattern: JOIN_KEY.source,
+        description:
+          'random per join (≥ 128 bits); the same key and code again within the replay window answer with the same client and a fresh token instead of a new client',
+      }),
+    ),
   },
   { additionalProperties: false },
 );

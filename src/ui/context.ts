@@ -2,6 +2,7 @@
 import type * as Comlink from 'comlink';
 import type { EmbedWorkerApi } from '../../workers/embed.worker';
 import type { TrainWorkerApi } from '../../workers/train.worker';
+import type { CoragClient } from '../federated/client';
 import type { BrowserStore } from '../platform/browser/idb-store';
 import type { Store } from './state';
 
@@ -12,6 +13,12 @@ export interface AppContext {
   readonly train: Comlink.Remote<TrainWorkerApi>;
   /** The coordinator's origin + '/', where the app, its static files and the API live. */
   readonly appBase: string;
+  /**
+   * The coordinator API for the page's own calls (organiser controls, the dashboard's details):
+   * the page's coordinator, failing over to the peers it advertises (src/federated/rejoin.ts), so
+   * they work while that process is down and a peer is up. No token: add one with withToken.
+   */
+  api(): Promise<CoragClient>;
   /** Joins with a code (or resumes the stored session) and loads the model in both workers. */
   connect(joinCode: string | undefined, name: string): Promise<void>;
   /** Forgets this tab's session (passages stay). */

@@ -11,6 +11,8 @@ import { backendBanner, decideBackend } from './backend-setting';
 import { readMemoryBudget } from './memory-setting';
 import { passageEncoderNote, readPassageEncoderSetting } from './passage-encoder-setting';
 import type { PassageEncoderSetting } from '../corag/passage-encoder-choice';
+import type { CoragClient } from '../federated/client';
+import { handoffUrl, readHandoff, tabCoordinator } from '../federated/rejoin';
 import { BrowserStore, KV } from '../platform/browser/idb-store';
 import { errorText, type AppContext, type View } from './context';
 import { h, replace } from './dom';
@@ -120,6 +122,12 @@ function handleWorkerEvent(store: Store, e: TrainWorkerEvent): void {
     case 'notice':
       store.notify(e.kind, e.text);
       return;
+    case 'coordinator':
+      store.update((s) => {
+        s.coordinator = e.url;
+      });
+      store.notify('info', `The coordinator stopped answering; continuing with ${e.url}.`);
+      return;
   }
 }
 
@@ -127,6 +135,16 @@ async function main(): Promise<void> {
   const appBase = location.origin + location.pathname.replace(/[^/]*$/, '');
   const store = new Store();
   const db = await BrowserStore.open();
+  // A link from a tab whose coordinator died (the header's "continue on" link, handoffUrl): this
+  // page, on a peer's origin, resumes that tab's client instead of joining as a new one. The
+  // fragment holds the token: it leaves the address bar and the history entry at once.
+  const handoff = readHandoff(location.hash);
+  if (handoff) {
+    history.replaceState(null, '', `${location.pathname}${location.search}#/passages`);
+    const existing = await db.get<StoredCredentials>(KV.credentials);
+    if (!existing || existing.sessionId === handoff.sessionId) await db.set(KV.credentials, handoff);
+    else store.notify('error', 'This browser already takes part in another session here: leave it (Join page) before continuing the other one.');
+  }
   const embed = Comlink.wrap<EmbedWorkerApi>(new Worker(new URL('../../workers/embed.worker.ts', import.meta.url), { type: 'module', name: 'embed' }));
   const train = Comlink.wrap<TrainWorkerApi>(new Worker(new URL('../../workers/train.worker.ts', import.meta.url), { type: 'module', name: 'train' }));
   let passageEncoderSetting: PassageEncoderSetting = 'auto';
@@ -146,12 +164,17 @@ async function main(): Promise<void> {
   });
   backendReady.catch(() => undefined); // the banner reports it; a join reports it again
 
+  let api: Promise<CoragClient> | undefined;
   const ctx: AppContext = {
     store,
     db,
     embed,
     train,
     appBase,
+    api: () =>
+      (api ??= tabCoordinator(appBase, db, undefined, {
+        onSwitch: (_from, to) => store.notify('info', `The coordinator stopped answering; the page continues with ${to}.`),
+      })),
     async connect(joinCode, name) {
       // Joining loads the model in the workers: not before their backend has started.
       await backendReady;
@@ -202,13 +225,16 @@ async function main(): Promise<void> {
   // ----- shell
   const nav = h('nav', { 'aria-label': 'Sections' }, ...Object.entries(ROUTES).map(([key, r]) => h('a', { href: `#/${key}`, 'data-route': key }, r.title)));
   const status = h('span', { class: 'status', id: 'connection', 'aria-live': 'polite' });
+  // After a failover: where to go on when this page's coordinator is down and the page is reloaded.
+  const handoffSlot = h('span', { id: 'continue-on' });
+  let handoffHref = '';
   const bannerSlot = h('div', { id: 'banner-slot' }, h('div', { class: 'banner', role: 'status' }, 'Starting the model backend…'));
   // Which engine embeds passages (tfjs or ONNX Runtime), once the embedding worker has loaded it.
   const passageEncoderSlot = h('div', { id: 'passage-encoder-slot' });
   const notices = h('div', { class: 'notices', id: 'notices', role: 'log', 'aria-live': 'assertive' });
   const main = h('main', { id: 'view' });
   document.body.replaceChildren(
-    h('header', { class: 'top' }, h('a', { class: 'brand', href: '#/join' }, 'CoRAG', h('span', {}, ' collaborative QA')), nav, status),
+    h('header', { class: 'top' }, h('a', { class: 'brand', href: '#/join' }, 'CoRAG', h('span', {}, ' collaborative QA')), nav, status, handoffSlot),
     bannerSlot,
     passageEncoderSlot,
     notices,
@@ -236,6 +262,23 @@ async function main(): Promise<void> {
     status.textContent = s.session
       ? `${s.session.config.name} · ${s.online ? 'connected' : 'offline'}${s.model ? ` · model v${s.model.version}${s.model.ready ? '' : ' (loading)'}` : ''}`
       : 'not joined';
+    const peer = s.coordinator && s.credentials && new URL(s.coordinator).origin !== location.origin ? s.coordinator : undefined;
+    const href = peer && s.credentials ? handoffUrl(peer, s.credentials) : '';
+    if (handoffHref !== href) {
+      handoffHref = href;
+      replace(
+        handoffSlot,
+        ...(peer
+          ? [
+              h(
+                'a',
+                { href, class: 'small', title: 'Open this session as the same participant on the coordinator that answers now' },
+                `continue on ${new URL(peer).host}`,
+              ),
+            ]
+          : []),
+      );
+    }
     replace(
       notices,
       ...s.notices.map((n) =>

@@ -17,6 +17,8 @@ export interface AppState {
   session?: SessionInfo;
   round?: RoundInfo | null;
   online: boolean;
+  /** The peer the tab's requests moved to when the page's coordinator stopped answering (undefined: the page's own). */
+  coordinator?: string;
   connectionMessage?: string;
   model?: { version: number; loaded: number; total?: number; ready: boolean };
   /**

@@ -1,5 +1,6 @@
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { JOIN_KEY } from '../../src/federated/protocol';
 import { seeded, startServer, tempDir } from './helpers';
 
 /**
@@ -62,5 +63,12 @@ describe('the served OpenAPI document', () => {
     expect(documented.length).toBeGreaterThanOrEqual(15);
     const session = paths['/api/sessions/{sessionId}'].get.responses['200'].content!['application/json'].schema!;
     expect(Object.keys(session.properties!).sort()).toEqual(['clients', 'config', 'currentVersion', 'id', 'online', 'passages', 'round']);
+  });
+
+  it("documents the join's idempotency key with the pattern the coordinator enforces", async () => {
+    const doc = await (await fetch(`${server.url}/api/openapi.json`)).json();
+    const body = doc.paths['/api/join'].post.requestBody.content['application/json'].schema;
+    expect(body.properties.idempotencyKey).toMatchObject({ type: 'string', pattern: JOIN_KEY.source });
+    expect(body.required).toEqual(['code']);
   });
 });

@@ -195,6 +195,27 @@ describe.skipIf(!cluster)('coordinators told of each other: peers, CORS, shared 
     for (const [n, t] of base) expect(maxRelativeError(after.get(n)!.data, t.data), n).toBe(0);
   });
 
+  it('a join A committed but whose answer was lost is resent to B and adds one client, not two', async () => {
+    let lost = false;
+    // The connection to A drops after A answered the join: failoverFetch sends it to B.
+    const dropping: typeof fetch = async (input, init) => {
+      const res = await fetch(input, init);
+      if (!lost && String(input) === `${a.url}/api/join`) {
+        lost = true;
+        await res.arrayBuffer();
+        throw new TypeError('fetch failed: connection reset');
+      }
+      return res;
+    };
+    const clients = async () => (await new CoragClient(b.url, adminToken).session(sid)).clients;
+    const before = await clients();
+    const tab = await clientWithPeers(a.url, dropping);
+    const joined = await tab.join(joinCode, 'lost answer');
+    expect(lost).toBe(true);
+    expect(await clients()).toBe(before + 1);
+    expect((await new CoragClient(a.url, joined.token).session(sid)).clients).toBe(before + 1);
+  });
+
   it("the tab's runtime goes on with the peer when its page's coordinator is killed; the dead process's clients leave the count", async () => {
     // As workers/train.worker.ts connects: a client of the page's coordinator with its peers.
     const switched: string[] = [];

@@ -147,6 +147,32 @@ for (const backend of backends) {
       }
     });
 
+    it('adds one client per join key: the same key again re-tokens that client, another name is refused, an expired key is forgotten', async () => {
+      const t = await backend.make();
+      try {
+        await sessionWithClients(t.state, 1);
+        const client = (id: string, tokenHash: string, name = 'tab', joinedAt = now()) => ({ id, sessionId: 's1', name, tokenHash, joinedAt });
+        const key = (since = new Date(Date.now() - 60_000).toISOString()) => ({ hash: 'key-hash', since });
+        expect(await t.state.addClientOnce(client('k1', 'tok1'), key())).toBe('k1');
+        // A resend: the same client, its token replaced (the first answer's token was never received).
+        expect(await t.state.addClientOnce(client('k2', 'tok2'), key())).toBe('k1');
+        expect(await t.state.clientCount('s1')).toBe(2);
+        expect(await t.state.principal('s1', 'tok2')).toEqual({ role: 'client', clientId: 'k1' });
+        expect(await t.state.principal('s1', 'tok1')).toBeUndefined();
+        // Another name with the key is another join: refused, nothing changed.
+        expect(await codeOf(t.state.addClientOnce(client('k3', 'tok3', 'other'), key()))).toBe('idempotency_key_reused');
+        expect([await t.state.clientCount('s1'), await t.state.principal('s1', 'tok2')]).toEqual([2, { role: 'client', clientId: 'k1' }]);
+        // Another key is another join.
+        expect(await t.state.addClientOnce(client('k4', 'tok4'), { ...key(), hash: 'other-key' })).toBe('k4');
+        // Past the window the key is forgotten: it joins a new client.
+        expect(await t.state.addClientOnce(client('k5', 'tok5'), key(later()))).toBe('k5');
+        expect(await t.state.clientCount('s1')).toBe(4);
+        expect(await t.state.principal('s1', 'tok2')).toEqual({ role: 'client', clientId: 'k1' });
+      } finally {
+        await t.done();
+      }
+    });
+
     it('opens one round at a time, and a refused plan leaves no round', async () => {
       const t = await backend.make();
       try {
@@ -269,6 +295,22 @@ describe.skipIf(!cluster)('several coordinator processes on one PostgreSQL', () 
       expect(new Set(rows.map((r) => r.clientId)).size).toBe(80);
       const expected = ids.reduce((a, id) => a + 1 + (Number(id.slice(1)) % 5), 0);
       expect(await processes[0].round('s1', 1)).toMatchObject({ sumSeq: 80, weightTotal: expected });
+    } finally {
+      for (const p of processes) await p.close();
+    }
+  });
+
+  it('a join key sent to three processes at once creates one client, and every answer names it', async () => {
+    const url = await cluster!.createDatabase();
+    const processes = [new PostgresState(url), new PostgresState(url), new PostgresState(url)];
+    try {
+      await sessionWithClients(processes[0], 0);
+      const since = new Date(Date.now() - 60_000).toISOString();
+      const ids = await Promise.all(
+        processes.map((p, i) => p.addClientOnce({ id: `p${i}`, sessionId: 's1', name: 'tab', tokenHash: `tok${i}`, joinedAt: now() }, { hash: 'k', since })),
+      );
+      expect(new Set(ids).size).toBe(1);
+      expect(await processes[1].clientCount('s1')).toBe(1);
     } finally {
       for (const p of processes) await p.close();
     }

@@ -11,6 +11,7 @@
 import { openDB, type DBSchema, type IDBPDatabase } from 'idb';
 import type { ClientCredentials, ModelCache } from '../../corag/federated-client';
 import { isQuotaError } from '../../corag/errors';
+import { TAB_KEYS } from '../../federated/rejoin';
 
 export type ShareChoice = 'private' | 'contribute';
 
@@ -194,7 +195,12 @@ export class BrowserStore {
 
 /** Keys of the kv records, in one place. */
 export const KV = {
-  credentials: 'credentials',
+  /** The join's answer (src/federated/rejoin.ts TabCredentials): a reload resumes this client. */
+  credentials: TAB_KEYS.credentials,
+  /** A join sent and not yet answered, with its idempotency key (sent again after a reload). */
+  pendingJoin: TAB_KEYS.pendingJoin,
+  /** The peers the page's coordinator advertised at the last connect (used when it stops answering). */
+  peers: TAB_KEYS.peers,
   qaPairs: 'qaPairs',
   /** Per-round history of this tab: { round, version, em, f1, loss }[] */
   history: 'history',

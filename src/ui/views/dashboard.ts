@@ -9,13 +9,14 @@
  * demo: `npm start` writes it to data/demo-admin-token.txt) can open a round now — without
  * waiting for auto-start — and close the open round early: it aggregates the updates received so
  * far (or fails with fewer than the policy's minUpdates). The token stays in this tab's
- * sessionStorage only (gone when the tab closes).
+ * sessionStorage only (gone when the tab closes). Its calls go through the page's failover client
+ * (ctx.api): they reach a peer coordinator when the page's own is down.
  *
  * Join from another device: the join link at the addresses other devices can reach (the
  * coordinator's /api/network), with a QR code for phones — or, when the coordinator listens on
  * this computer only, how to open it up.
  */
-import { CoragClient } from '../../federated/client';
+import type { CoragClient } from '../../federated/client';
 import type { ContributionCount, RoundInfo } from '../../federated/protocol';
 import { h, progressBar, replace } from '../dom';
 import { errorText, type AppContext, type View } from '../context';
@@ -39,8 +40,9 @@ export function dashboardView(ctx: AppContext): View {
   const joinBox = h('div', { class: 'join-device', id: 'join-device' });
   let networkUrls: string[] | null = null;
   let joinKey = '';
-  void new CoragClient(ctx.appBase)
-    .network()
+  void ctx
+    .api()
+    .then((api) => api.network())
     .catch(() => [])
     .then((urls) => {
       networkUrls = urls;
@@ -107,7 +109,7 @@ export function dashboardView(ctx: AppContext): View {
     }
     openButton.disabled = closeButton.disabled = true;
     try {
-      const round = await call(new CoragClient(ctx.appBase, token), s.session.id);
+      const round = await call((await ctx.api()).withToken(token), s.session.id);
       sessionStorage.setItem(tokenKey(), token);
       const outcome =
         round.state === 'failed'
@@ -141,7 +143,7 @@ export function dashboardView(ctx: AppContext): View {
     if (!s.credentials || !s.session || fetching) return;
     fetching = true;
     try {
-      const api = new CoragClient(ctx.appBase, s.credentials.token);
+      const api = (await ctx.api()).withToken(s.credentials.token);
       const latest = s.round?.round ?? 0;
       const known = new Map(rounds.map((r) => [r.round, r]));
       const wanted = Array.from({ length: latest }, (_, i) => i + 1).filter((n) => known.get(n)?.state !== 'closed' && known.get(n)?.state !== 'failed');
