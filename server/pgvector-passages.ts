@@ -285,7 +285,8 @@ export class PgvectorPassageStore implements PassageStore {
   /** Starts a background build when the session passed the crossover and has no index yet. */
   private maybeIndex(sessionId: string, dim: number, count: number): void {
     const s = this.session(sessionId);
-    if (this.closed || s.valid || s.building || count < this.indexAbove || dim > HNSW_MAX_DIM) return;
+    // The dimension is written into the index's SQL: a positive integer only.
+    if (this.closed || s.valid || s.building || count < this.indexAbove || !Number.isSafeInteger(dim) || dim < 1 || dim > HNSW_MAX_DIM) return;
     if (s.failedAt !== undefined && Date.now() - s.failedAt < 60_000) return;
     s.building = this.build(sessionId, dim, count, s).finally(() => {
       s.building = undefined;
@@ -408,6 +409,8 @@ export class PgvectorPassageStore implements PassageStore {
 
   /** The `n` vectors with the largest inner product with `q`, best first, scored exactly here. */
   private async candidates(sessionId: string, dim: number, q: Float32Array, n: number): Promise<Array<{ id: number; score: number; embedding: Float32Array }>> {
+    // The dimension is written into the SQL (a type modifier cannot be a parameter).
+    if (!Number.isSafeInteger(dim) || dim < 1) throw new Error(`session ${sessionId}: embedding dimension ${dim} is not a positive integer`);
     const literal = vectorLiteral(q);
     let rows: Array<{ id: string; embedding: string }>;
     if (n <= EF_SEARCH_MAX && (await this.indexValid(sessionId))) {
