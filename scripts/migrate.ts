@@ -1,13 +1,15 @@
 /**
- * `npm run migrate -- --from <data dir> --to <new data dir> --database postgres://… [--passage-store <dir | s3://…>]
+ * `npm run migrate -- --from <data dir> --to <new data dir> --database postgres://… [--passage-store <dir | s3://… | pgvector>]
  * [--from-passage-store <dir | s3://…>]`: copies an SQLite deployment into PostgreSQL (+ LanceDB) and a
  * new data folder, verified, all or nothing (server/copy-deployment.ts; docs/DEPLOY.md "5. Moving an embedded deployment to PostgreSQL").
  * Exit status: 0 copied, 2 refused before writing anything, 1 failed and undone.
  */
 import { parseArgs } from 'node:util';
+import pg from 'pg';
 import { copyDeployment, CopyRefused } from '../server/copy-deployment';
 import { parsePassageStoreLocation } from '../server/lance-passages';
 import { parseDatabaseUrl, redactUrl } from '../server/pg-state';
+import { isPgvectorStore, missingPgvector, pgvectorAvailability, PGVECTOR_STORE } from '../server/pgvector-passages';
 
 const HELP = `Usage: npm run migrate -- --from <data dir> --to <new data dir> --database <postgres://…>
          [--passage-store <dir | s3://bucket/prefix>] [--from-passage-store <dir | s3://bucket/prefix>]
@@ -23,6 +25,11 @@ The source is only read: it stays a working deployment.
   --database <url>        a PostgreSQL database holding no sessions [CORAG_DATABASE_URL]
   --passage-store <loc>   put the passage vectors into a new LanceDB store there; without it the
                           embeddings go into the PostgreSQL passage records (exact search)
+  --passage-store pgvector
+                          the new deployment keeps its vectors in PostgreSQL with pgvector: the
+                          embeddings are copied into the PostgreSQL records and its first start
+                          (with --passage-store pgvector) moves them into pgvector; refused when
+                          the database's server has no pgvector
   --from-passage-store <loc>
                           the LanceDB store --from ran with (its --passage-store), where its
                           embeddings are; read only (required when --from used one)
@@ -51,7 +58,19 @@ async function main(): Promise<number> {
   const databaseRaw = values.database ?? process.env.CORAG_DATABASE_URL;
   if (!values.from || !values.to || databaseRaw === undefined) throw new CopyRefused('--from, --to and --database are required (npm run migrate -- --help)');
   const database = parseDatabaseUrl(databaseRaw);
-  const passageStore = values['passage-store'] === undefined ? undefined : parsePassageStoreLocation(values['passage-store']);
+  const pgvector = values['passage-store'] !== undefined && isPgvectorStore(values['passage-store']);
+  const passageStore = values['passage-store'] === undefined || pgvector ? undefined : parsePassageStoreLocation(values['passage-store']);
+  if (pgvector) {
+    // Refused before anything is written: a copy the new deployment could not start on is no use.
+    const client = new pg.Client({ connectionString: database });
+    try {
+      await client.connect();
+      const found = await pgvectorAvailability(client);
+      if (!found.available) throw new CopyRefused(missingPgvector(database, found.server).message);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
   const fromPassageStore = values['from-passage-store'] === undefined ? undefined : parsePassageStoreLocation(values['from-passage-store']);
   const abort = new AbortController();
   // Ctrl-C stops at the next step and undoes what was written.
@@ -69,7 +88,7 @@ async function main(): Promise<number> {
     signal: abort.signal,
   });
   process.stdout.write(
-    `Copied ${report.sessions.length} session${report.sessions.length === 1 ? '' : 's'} in ${report.seconds.toFixed(1)} s. Start the new deployment with:\n  npm start -- --data-dir ${values.to} --database '${redactUrl(database)}'${passageStore ? ` --passage-store ${passageStore}` : ''}\n(the old one still starts with --data-dir ${values.from}; docs/DEPLOY.md says how to roll back)\n`,
+    `Copied ${report.sessions.length} session${report.sessions.length === 1 ? '' : 's'} in ${report.seconds.toFixed(1)} s. Start the new deployment with:\n  npm start -- --data-dir ${values.to} --database '${redactUrl(database)}'${passageStore ? ` --passage-store ${passageStore}` : pgvector ? ` --passage-store ${PGVECTOR_STORE}` : ''}\n${pgvector ? '(its first start moves the embeddings from the PostgreSQL records into pgvector)\n' : ''}(the old one still starts with --data-dir ${values.from}; docs/DEPLOY.md says how to roll back)\n`,
   );
   return 0;
 }

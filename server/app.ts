@@ -17,6 +17,7 @@ import fastifyStatic from '@fastify/static';
 import { peersSchema } from '../src/federated/protocol';
 import { Coordinator, type Principal } from './coordinator';
 import type { LanceStoreOptions } from './lance-passages';
+import type { PgvectorStoreOptions } from './pgvector-passages';
 import { addressBucket } from './address-bucket';
 import { ApiError, badRequest, forbidden, unauthorized } from './errors';
 import { redactingSink, serializeRequest, type LogSink } from './log-redaction';
@@ -45,6 +46,8 @@ export interface AppOptions {
   readonly dataDir: string;
   /** Keep the passage embeddings in LanceDB (server/lance-passages.ts); absent: the embedded store. */
   readonly passageStore?: LanceStoreOptions;
+  /** Keep the passage vectors in PostgreSQL with pgvector (server/pgvector-passages.ts; needs `database`). */
+  readonly pgvector?: PgvectorStoreOptions;
   /** A PostgreSQL URL for the coordinator state (server/pg-state.ts); absent: the data folder's SQLite database. */
   readonly database?: string;
   /** With `database`: how long a process's presence rows count without a refresh (server/pg-presence.ts). */
@@ -131,6 +134,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     dataDir: options.dataDir,
     random: options.random,
     passageStore: options.passageStore,
+    pgvector: options.pgvector,
     database: options.database,
     presenceTtlMs: options.presenceTtlMs,
   });

@@ -69,6 +69,7 @@ import { EmbeddedPassageStore, type PassageRecords, type PassageStore } from './
 import { LancePassageStore, type LanceStoreOptions } from './lance-passages';
 import { moveLegacyPassageRecords } from './passage-records-copy';
 import { PgPassageRecords } from './pg-passages';
+import { PgvectorPassageStore, type PgvectorStoreOptions } from './pgvector-passages';
 import { PostgresState } from './pg-state';
 import { SqlitePassageRecords } from './sqlite-passages';
 import { SqliteState } from './sqlite-state';
@@ -87,6 +88,8 @@ export interface CoordinatorOptions {
   readonly random?: () => number;
   /** The LanceDB passage store's location and settings; absent: the embedded store (SQLite + exact index). */
   readonly passageStore?: LanceStoreOptions;
+  /** Keep the passage vectors in PostgreSQL with pgvector (needs `database`; not with `passageStore`). */
+  readonly pgvector?: PgvectorStoreOptions;
   /** A PostgreSQL URL (postgres://…) for the coordinator state; absent: the data folder's SQLite database. */
   readonly database?: string;
   /**
@@ -173,6 +176,9 @@ export class Coordinator {
     const folder = openDataFolderDatabase(options.dataDir, options.database);
     this.db = folder.db;
     let records: PassageRecords;
+    if (options.pgvector && (!options.database || options.passageStore))
+      throw new Error('the pgvector passage store needs --database (PostgreSQL) and no LanceDB --passage-store');
+    let pgvector: PgvectorPassageStore | undefined;
     if (options.database) {
       const pgState = new PostgresState(options.database);
       this.state = this.shared = pgState;
@@ -210,14 +216,17 @@ export class Coordinator {
           });
         return ready;
       });
+      if (options.pgvector) pgvector = new PgvectorPassageStore(records as PgPassageRecords, pgState.pool, options.database, { log, ...options.pgvector });
     } else {
       this.state = new SqliteState(this.db!);
       records = new SqlitePassageRecords(this.db!);
       this.presence = new LocalPresence(this.events);
     }
-    this.passages = options.passageStore
-      ? new LancePassageStore(records, { ...options.passageStore, shared: options.database !== undefined }, () => this.state.sessionIds())
-      : new EmbeddedPassageStore(records);
+    this.passages =
+      pgvector ??
+      (options.passageStore
+        ? new LancePassageStore(records, { ...options.passageStore, shared: options.database !== undefined }, () => this.state.sessionIds())
+        : new EmbeddedPassageStore(records));
     this.trainingQuestions = new TrainingQuestionStore(this.state);
     this.passageIntake = new PassageIntake({
       passages: this.passages,

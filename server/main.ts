@@ -14,6 +14,7 @@ import { buildApp, DEFAULT_LIMITS } from './app';
 import { LANCE_DEFAULTS, parsePassageStoreLocation } from './lance-passages';
 import { DEFAULT_PRESENCE_TTL_MS } from './pg-presence';
 import { parseDatabaseUrl, redactUrl } from './pg-state';
+import { describePgvector, isPgvectorStore, PGVECTOR_DEFAULTS, PGVECTOR_STORE } from './pgvector-passages';
 import { checkpointFromSpec, createDemoSession, hasCoordinatorPassages, seedDemoPassages, type DemoCheckpoints } from './demo';
 
 const HELP = `Usage: npm start -- [options]
@@ -31,6 +32,11 @@ Options (environment variable in brackets):
                         store (IVF-PQ) once it passes ${LANCE_DEFAULTS.indexAbove.toLocaleString('en')} passages
                         [CORAG_PASSAGE_STORE] (default: in the passage records, searched
                         exactly); docs/DEPLOY.md
+  --passage-store pgvector
+                        with --database: keep the passage vectors in PostgreSQL beside their
+                        records (needs the pgvector extension on that server; the start-up log
+                        says whether it has it) and index a session (HNSW) once it passes
+                        ${PGVECTOR_DEFAULTS.indexAbove.toLocaleString('en')} passages. A folder named pgvector: ./pgvector
   --database <postgres://user:password@host:port/database>
                         keep the coordinator state (sessions, clients, rounds, updates, model
                         versions) and the passage records in PostgreSQL [CORAG_DATABASE_URL]
@@ -130,9 +136,14 @@ async function main(): Promise<void> {
   if (!readerSpec !== !retrieverSpec) throw new Error('--reader and --retriever go together: give both checkpoints or neither');
   const checkpoints = readerSpec && retrieverSpec ? demoCheckpoints(readerSpec, retrieverSpec) : undefined;
   const passageStoreRaw = values['passage-store'] ?? process.env.CORAG_PASSAGE_STORE;
-  const passageStore = passageStoreRaw === undefined ? undefined : parsePassageStoreLocation(passageStoreRaw);
+  const pgvector = passageStoreRaw !== undefined && isPgvectorStore(passageStoreRaw);
+  const passageStore = passageStoreRaw === undefined || pgvector ? undefined : parsePassageStoreLocation(passageStoreRaw);
   const databaseRaw = values.database ?? process.env.CORAG_DATABASE_URL;
   const database = databaseRaw === undefined ? undefined : parseDatabaseUrl(databaseRaw);
+  if (pgvector && !database)
+    throw new Error(
+      `--passage-store ${PGVECTOR_STORE} keeps the vectors in PostgreSQL: give --database (for a folder named ${PGVECTOR_STORE}: ./${PGVECTOR_STORE})`,
+    );
   const presenceTtl = number('presence-ttl', values['presence-ttl']);
   if (presenceTtl !== undefined && presenceTtl < 1) throw new Error('--presence-ttl must be at least 1 second');
   const peerUrls = parsePeerUrls(values['peer-url'] ?? (process.env.CORAG_PEER_URLS ? [process.env.CORAG_PEER_URLS] : []));
@@ -160,6 +171,7 @@ async function main(): Promise<void> {
     dataDir,
     ...(database ? { database } : {}),
     ...(passageStore ? { passageStore: { uri: passageStore, log: (line: string) => process.stdout.write(`${line}\n`) } } : {}),
+    ...(pgvector ? { pgvector: { log: (line: string) => process.stdout.write(`${line}\n`) } } : {}),
     serverKey: serverKey.key,
     staticDir: resolve(values['static-dir'] ?? 'dist'),
     maxUpdateBytes: maxUpdateMb === undefined ? undefined : Math.floor(maxUpdateMb * 2 ** 20),
@@ -188,9 +200,22 @@ async function main(): Promise<void> {
   const url = address.replace('://0.0.0.0', '://localhost').replace('://[::]', '://localhost');
   networkUrls = lanUrls(host, Number(new URL(address).port));
   process.stdout.write(`CoRAG coordinator listening on ${url}\n`);
+  const vectors = pgvector
+    ? `vectors in PostgreSQL (pgvector; exact search, an HNSW index per session past ${PGVECTOR_DEFAULTS.indexAbove.toLocaleString('en')} passages)`
+    : passageStore
+      ? `${database ? 'vectors in ' : ''}LanceDB at ${passageStore}`
+      : database
+        ? 'embeddings in the records (exact search)'
+        : 'in the data folder (SQLite, exact search)';
   process.stdout.write(
-    `  data folder: ${dataDir}\n  state:       ${database ? `PostgreSQL at ${redactUrl(database)} (this process: node ${coordinator.node})` : 'in the data folder (SQLite)'}\n  passages:    ${database ? 'records in PostgreSQL, ' : ''}${passageStore ? `${database ? 'vectors in ' : ''}LanceDB at ${passageStore}` : database ? 'embeddings in the records (exact search)' : 'in the data folder (SQLite, exact search)'}\n  API docs:    ${url}/api/openapi.json\n`,
+    `  data folder: ${dataDir}\n  state:       ${database ? `PostgreSQL at ${redactUrl(database)} (this process: node ${coordinator.node})` : 'in the data folder (SQLite)'}\n  passages:    ${database ? 'records in PostgreSQL, ' : ''}${vectors}\n`,
   );
+  // Detected at every start with PostgreSQL, so an operator learns the store is there to choose.
+  if (database) {
+    const line = await describePgvector(database, pgvector).catch((e: unknown) => `not checked (${(e as Error).message})`);
+    process.stdout.write(`  pgvector:    ${line}\n`);
+  }
+  process.stdout.write(`  API docs:    ${url}/api/openapi.json\n`);
   if (peerUrls.length) process.stdout.write(`  peers:       ${peerUrls.join(', ')} (clients fail over to them)\n`);
   if (demo) process.stdout.write(`  join link:   ${url}/?join=${demo.joinCode}   (session ${demo.id})\n`);
   if (demo && networkUrls.length) {

@@ -12,7 +12,10 @@
  *   text, searched exactly by an in-memory index rebuilt from the records on first use;
  * - `LancePassageStore` (server/lance-passages.ts, `--passage-store <dir | s3://…>`): the
  *   embeddings in LanceDB, searched exactly below a crossover size and through an IVF-PQ index
- *   above it.
+ *   above it;
+ * - `PgvectorPassageStore` (server/pgvector-passages.ts, `--passage-store pgvector` with
+ *   `--database`): the embeddings in a pgvector column beside the PostgreSQL records (one
+ *   transaction), searched exactly below a crossover and through an HNSW index above it.
  */
 import { createHash } from 'node:crypto';
 import { ApiError, badRequest } from './errors';
@@ -52,8 +55,8 @@ export interface AddResult {
  * ApiError (4xx) and leaves the store as it was.
  */
 export interface PassageStore {
-  /** 'embedded' (embeddings in the records + exact in-memory index) or 'lancedb'. */
-  readonly kind: 'embedded' | 'lancedb';
+  /** 'embedded' (embeddings in the records + exact in-memory index), 'lancedb' or 'pgvector'. */
+  readonly kind: 'embedded' | 'lancedb' | 'pgvector';
   /** The records, which the coordinator also reads (the embedding-check history). */
   readonly records: PassageRecords;
   /** Opens the records, then connects and reconciles (LanceDB). Throws with the reason. */
@@ -310,11 +313,11 @@ export class EmbeddedPassageStore implements PassageStore {
 
   async open(): Promise<void> {
     await this.records.open();
-    // A deployment whose embeddings were moved to LanceDB cannot be searched from the records alone.
+    // A deployment whose embeddings were moved to LanceDB or pgvector cannot be searched from the records alone.
     const moved = await this.records.sessionWithoutEmbeddings();
     if (moved) {
       throw new Error(
-        `the passage embeddings of session ${moved} are in a LanceDB passage store, not in the passage records: start the coordinator with --passage-store <that store's folder or s3:// URI>`,
+        `the passage embeddings of session ${moved} are in a LanceDB or pgvector passage store, not in the passage records: start the coordinator with the --passage-store it used (that store's folder or s3:// URI, or pgvector)`,
       );
     }
   }

@@ -124,7 +124,12 @@ export class PgPassageRecords implements PassageRecords {
     clientId: string,
     prepared: readonly PreparedPassage[],
     quota: PassageQuota | undefined,
-    options: { withEmbeddings: boolean; idOf?: (p: PreparedPassage) => number },
+    options: {
+      withEmbeddings: boolean;
+      idOf?: (p: PreparedPassage) => number;
+      /** Runs inside the transaction once the new records are in (the pgvector store writes their vectors there). */
+      alsoWrite?: (c: pg.PoolClient, added: ReadonlyArray<{ id: number; embedding: Float32Array }>) => Promise<void>;
+    },
   ): Promise<{ results: AddResult[]; added: Array<{ id: number; embedding: Float32Array }> }> {
     return this.locked(sessionId, async (c) => {
       if (quota) enforceQuota(prepared, quota, await this.quotaView(c, sessionId, clientId, prepared));
@@ -167,7 +172,9 @@ export class PgPassageRecords implements PassageRecords {
         if (!firstOf.has(p.hash)) firstOf.set(p.hash, i);
         return { id: stored.get(p.hash)!, duplicate: !(freshHashes.has(p.hash) && firstOf.get(p.hash) === i) };
       });
-      return { results, added: fresh.map((p) => ({ id: stored.get(p.hash)!, embedding: p.embedding })) };
+      const added = fresh.map((p) => ({ id: stored.get(p.hash)!, embedding: p.embedding }));
+      if (options.alsoWrite && added.length > 0) await options.alsoWrite(c, added);
+      return { results, added };
     });
   }
 

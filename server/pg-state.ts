@@ -29,8 +29,14 @@ import type {
 } from './state';
 import type { RoundState, TrainingQuestion } from '../src/federated/protocol';
 
+/** One schema version: its name (recorded with it) and the statements that make it. */
+export interface Migration {
+  readonly name: string;
+  readonly sql: string;
+}
+
 /** Schema versions in order: version i + 1 is MIGRATIONS[i]. */
-const MIGRATIONS: ReadonlyArray<{ name: string; sql: string }> = [
+const MIGRATIONS: readonly Migration[] = [
   {
     name: 'initial',
     sql: `
@@ -168,11 +174,31 @@ CREATE TABLE join_keys (
 CREATE INDEX join_keys_by_age ON join_keys(session_id, created_at);`,
   },
 ];
-export const PG_SCHEMA_VERSION = MIGRATIONS.length;
 /** pg_advisory_xact_lock key for migrations ("corag" in ASCII). */
 const MIGRATION_LOCK = 0x636f726167;
 
 type Queryable = pg.Pool | pg.PoolClient;
+
+/**
+ * Brings one track of schema versions up to date inside the caller's transaction `c`: the
+ * versions `table` does not record yet are applied in order and recorded, under an advisory lock,
+ * so processes starting together migrate once. The state's track is `schema_migrations`; an
+ * optional part of the schema (the pgvector passage store's, server/pgvector-passages.ts) keeps
+ * its own track, applied only by the processes that use it.
+ */
+export async function applyMigrations(c: pg.PoolClient, table: string, migrations: readonly Migration[]): Promise<void> {
+  await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+  await c.query(`CREATE TABLE IF NOT EXISTS ${table} (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`);
+  const at = Number((await c.query<{ v: number }>(`SELECT COALESCE(MAX(version), 0) AS v FROM ${table}`)).rows[0].v);
+  if (at > migrations.length) {
+    throw new Error(`the database's schema is version ${at}, newer than this coordinator's (${migrations.length}, ${table}): run a newer coordinator`);
+  }
+  for (let v = at + 1; v <= migrations.length; v++) {
+    const m = migrations[v - 1];
+    await c.query(m.sql);
+    await c.query(`INSERT INTO ${table} (version, name, applied_at) VALUES ($1, $2, $3)`, [v, m.name, new Date().toISOString()]);
+  }
+}
 
 export class PostgresState implements CoordinatorState, SharedRoundState {
   readonly kind = 'postgres';
@@ -188,17 +214,7 @@ export class PostgresState implements CoordinatorState, SharedRoundState {
 
   open(): Promise<void> {
     this.opening ??= this.transaction(async (c) => {
-      await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
-      await c.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)');
-      const at = Number((await c.query<{ v: number }>('SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations')).rows[0].v);
-      if (at > PG_SCHEMA_VERSION) {
-        throw new Error(`the database's schema is version ${at}, newer than this coordinator's (${PG_SCHEMA_VERSION}): run a newer coordinator`);
-      }
-      for (let v = at + 1; v <= PG_SCHEMA_VERSION; v++) {
-        const m = MIGRATIONS[v - 1];
-        await c.query(m.sql);
-        await c.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [v, m.name, new Date().toISOString()]);
-      }
+      await applyMigrations(c, 'schema_migrations', MIGRATIONS);
     }).catch((e: unknown) => {
       this.opening = undefined;
       throw new Error(`PostgreSQL ${redactUrl(this.url)}: ${(e as Error).message}`);

@@ -1,17 +1,21 @@
 /**
  * `npm run migrate` as a process (scripts/migrate.ts): exit status 2 and one line for a refusal,
- * 0 and the start command for a copy into a real PostgreSQL (test/server/postgres.ts); what the
- * copy does is tested in test/server/copy-deployment.test.ts.
+ * 0 and the start command for a copy into a real PostgreSQL (test/server/postgres.ts, and PGlite
+ * with pgvector for `--passage-store pgvector`: test/server/pglite-vector.ts); what the copy does is
+ * tested in test/server/copy-deployment.test.ts.
  */
 import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startServer, tempDir } from '../server/helpers';
+import { startTestPglite } from '../server/pglite-vector';
 import { startTestPostgres } from '../server/postgres';
 
 const cluster = await startTestPostgres();
 afterAll(() => cluster?.stop());
+const lite = await startTestPglite();
+afterAll(() => lite.stop());
 
 function migrate(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -75,4 +79,30 @@ describe('npm run migrate', () => {
     expect(same.code).toBe(2);
     expect(same.stderr).toMatch(/is the store the source runs with/);
   });
+
+  it('--passage-store pgvector: refused (2, nothing written) where the server has no pgvector; else copied with the pgvector start command', async () => {
+    const source = join(dir.path, 'source-pgvector');
+    const server = await startServer({ dataDir: source });
+    await server.coordinator.createSession({ name: 's', models: { reader: 'r', passageEncoder: 'p', embeddingDim: 4 } });
+    await server.app.close();
+    if (cluster) {
+      const debian = await migrate([
+        '--from',
+        source,
+        '--to',
+        join(dir.path, 'pgv-debian'),
+        '--database',
+        await cluster.createDatabase(),
+        '--passage-store',
+        'pgvector',
+      ]);
+      expect(debian.code).toBe(2);
+      expect(debian.stderr).toMatch(/migrate: --passage-store pgvector: .* does not have the pgvector extension .*apt install postgresql-15-pgvector/);
+      expect(existsSync(join(dir.path, 'pgv-debian'))).toBe(false);
+    }
+    const to = join(dir.path, 'pgv-copy');
+    const done = await migrate(['--from', source, '--to', to, '--database', await lite.createDatabase(), '--passage-store', 'pgvector']);
+    expect(done.code, done.stderr).toBe(0);
+    expect(done.stdout).toMatch(/npm start -- --data-dir .*pgv-copy --database '.*' --passage-store pgvector\n\(its first start moves the embeddings/);
+  }, 120_000);
 });

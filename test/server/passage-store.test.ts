@@ -19,11 +19,13 @@ import { LancePassageStore, parsePassageStoreLocation } from '../../server/lance
 import { EmbeddedPassageStore, type PassageRecords, type PassageStore } from '../../server/passages';
 import { PgPassageRecords } from '../../server/pg-passages';
 import { PostgresState } from '../../server/pg-state';
+import { describePgvector, PgvectorPassageStore } from '../../server/pgvector-passages';
 import { SqlitePassageRecords } from '../../server/sqlite-passages';
 import { CoragClient, CoragHttpError } from '../../src/federated/client';
 import type { PassageInput } from '../../src/federated/protocol';
 import { ExactVectorIndex } from '../../src/retrieval/vector-index';
 import { seeded, startServer, tempDir } from './helpers';
+import { startTestPglite } from './pglite-vector';
 import { startTestPostgres } from './postgres';
 
 const DIM = 16;
@@ -35,33 +37,52 @@ afterEach(async () => {
 
 const cluster = await startTestPostgres();
 afterAll(() => cluster?.stop());
+// PostgreSQL with pgvector (PGlite over the wire protocol; Debian's PostgreSQL has no pgvector).
+const lite = await startTestPglite();
+afterAll(() => lite.stop());
 
+/** The PostgreSQL records' pool and URL, for a store that works in their database (pgvector). */
+interface PgHandle {
+  readonly pool: PostgresState['pool'];
+  readonly url: string;
+}
 interface Kind {
-  readonly name: 'embedded' | 'lancedb';
-  make(records: PassageRecords, dir: string): PassageStore;
+  readonly name: 'embedded' | 'lancedb' | 'pgvector';
+  make(records: PassageRecords, dir: string, pg?: PgHandle): PassageStore;
 }
 const KINDS: Kind[] = [
   { name: 'embedded', make: (records) => new EmbeddedPassageStore(records) },
   // Searched exactly: the index threshold is far above these stores.
   { name: 'lancedb', make: (records, dir) => new LancePassageStore(records, { uri: join(dir, 'lance'), indexAbove: 1_000_000 }, async () => ['s']) },
 ];
+/** Searched exactly unless `indexAbove` says otherwise. */
+const pgvectorKind = (options: ConstructorParameters<typeof PgvectorPassageStore>[3] = {}): Kind => ({
+  name: 'pgvector',
+  make: (records, _dir, pg) => new PgvectorPassageStore(records as PgPassageRecords, pg!.pool, pg!.url, { indexAbove: 1_000_000, ...options }),
+});
+const PGVECTOR = pgvectorKind();
 
 /** Where the records live; `skip` where PostgreSQL is not installed (never under CI). */
 interface RecordsBackend {
-  readonly records: 'SQLite' | 'PostgreSQL';
+  readonly records: 'SQLite' | 'PostgreSQL' | 'PGlite';
   readonly skip: boolean;
 }
 const BACKENDS: RecordsBackend[] = [
   { records: 'SQLite', skip: false },
   { records: 'PostgreSQL', skip: !cluster },
 ];
-const COMBINATIONS = KINDS.flatMap((kind) => BACKENDS.map((backend) => ({ ...backend, kind, name: kind.name })));
+const PGLITE: RecordsBackend = { records: 'PGlite', skip: false };
+const COMBINATIONS = [
+  ...KINDS.flatMap((kind) => BACKENDS.map((backend) => ({ ...backend, kind, name: kind.name }))),
+  // pgvector needs its records in PostgreSQL with the extension.
+  { ...PGLITE, kind: PGVECTOR, name: PGVECTOR.name },
+];
 
 /** Each temp folder's PostgreSQL database (a reopen of the folder reopens its database). */
 const databases = new Map<string, string>();
 
 /** Records holding session 's' (SQLite in the folder, or the folder's PostgreSQL database); `close` closes their database. */
-async function openRecords(backend: RecordsBackend, dir: string): Promise<{ records: PassageRecords; close: () => Promise<void> }> {
+async function openRecords(backend: RecordsBackend, dir: string): Promise<{ records: PassageRecords; close: () => Promise<void>; pg?: PgHandle }> {
   if (backend.records === 'SQLite') {
     const db = openDatabase(join(dir, 'coordinator.sqlite'));
     if (!db.prepare("SELECT 1 FROM sessions WHERE id = 's'").get())
@@ -75,20 +96,20 @@ async function openRecords(backend: RecordsBackend, dir: string): Promise<{ reco
   }
   let url = databases.get(dir);
   if (!url) {
-    url = await cluster!.createDatabase();
+    url = await (backend.records === 'PGlite' ? lite : cluster!).createDatabase();
     databases.set(dir, url);
   }
   const state = new PostgresState(url);
   await state.open();
   if (!(await state.session('s')))
     await state.createSession({ id: 's', config: '{}', adminTokenHash: 'h', joinCode: 'j', withModel: false, createdAt: nowIso() });
-  return { records: new PgPassageRecords(state.pool, () => state.open()), close: () => state.close() };
+  return { records: new PgPassageRecords(state.pool, () => state.open()), close: () => state.close(), pg: { pool: state.pool, url } };
 }
 
 /** Session 's' in a temp folder, and the store of `kind` on records of `backend` (reopen: same folder). */
 async function opened(kind: Kind, dir = tempDir(), backend: RecordsBackend = BACKENDS[0]) {
-  const { records, close: closeRecords } = await openRecords(backend, dir.path);
-  const store = kind.make(records, dir.path);
+  const { records, close: closeRecords, pg } = await openRecords(backend, dir.path);
+  const store = kind.make(records, dir.path, pg);
   let closed = false;
   const close = async () => {
     if (closed) return;
@@ -101,7 +122,7 @@ async function opened(kind: Kind, dir = tempDir(), backend: RecordsBackend = BAC
     await close();
     throw e;
   });
-  return { records, store, dir, close };
+  return { records, store, dir, close, pg };
 }
 
 const vector = (random: () => number, dim = DIM) => Array.from({ length: dim }, () => random() * 2 - 1);
@@ -257,7 +278,9 @@ describe.each(COMBINATIONS)('$name passage store over HTTP, records in $records'
       dataDir: join(dir.path, 'data'),
       rateLimitPerMinute: 100_000,
       ...(kind.name === 'lancedb' ? { passageStore: { uri: join(dir.path, 'lance'), indexAbove: 1_000_000 } } : {}),
+      ...(kind.name === 'pgvector' ? { pgvector: {} } : {}),
       ...(records === 'PostgreSQL' ? { database: await cluster!.createDatabase() } : {}),
+      ...(records === 'PGlite' ? { database: await lite.createDatabase() } : {}),
     };
     let server = await startServer(options);
     cleanups.push(() => server.app.close());
@@ -313,7 +336,13 @@ describe.each(COMBINATIONS)('$name passage store over HTTP, records in $records'
   });
 });
 
-describe.skipIf(!cluster).each(KINDS)('$name passage store, records in PostgreSQL, two processes at once', (kind) => {
+const TWO_PROCESSES = [
+  ...KINDS.map((kind) => ({ kind, name: kind.name, backend: BACKENDS[1] })),
+  // PGlite runs one statement at a time: the two pools' transactions interleave, never overlap.
+  { kind: PGVECTOR, name: PGVECTOR.name, backend: PGLITE },
+];
+describe.each(TWO_PROCESSES)('$name passage store, records in PostgreSQL, two processes at once', ({ kind, backend }) => {
+  if (backend.skip) return void it.skip('needs PostgreSQL (initdb)', () => undefined);
   /** Two stores on one database and one LanceDB folder, each with its own pool: two coordinator processes. */
   async function twoProcesses() {
     const dir = tempDir();
@@ -325,8 +354,8 @@ describe.skipIf(!cluster).each(KINDS)('$name passage store, records in PostgreSQ
             make: (records, d) => new LancePassageStore(records, { uri: join(d, 'lance'), indexAbove: 1_000_000, shared: true }, async () => ['s']),
           }
         : kind;
-    const a = await opened(shared, dir, BACKENDS[1]);
-    const b = await opened(shared, dir, BACKENDS[1]);
+    const a = await opened(shared, dir, backend);
+    const b = await opened(shared, dir, backend);
     // As the coordinator does when it creates a session: its table exists before any add.
     await a.store.createSession('s', MODELS);
     return [a.store, b.store] as const;
@@ -397,13 +426,13 @@ describe.skipIf(!cluster).each(KINDS)('$name passage store, records in PostgreSQ
   });
 });
 
-describe('LanceDB passage store', () => {
-  /** A Gaussian mixture (64 centres): clustered like real embeddings, so IVF has structure to find. */
-  function clustered(n: number, dim: number, random: () => number): number[][] {
-    const centres = Array.from({ length: 64 }, () => vector(random, dim));
-    return Array.from({ length: n }, (_, i) => centres[i % 64].map((c) => c + 0.35 * (random() * 2 - 1)));
-  }
+/** A Gaussian mixture (64 centres): clustered like real embeddings, so IVF and HNSW have structure to find. */
+function clustered(n: number, dim: number, random: () => number): number[][] {
+  const centres = Array.from({ length: 64 }, () => vector(random, dim));
+  return Array.from({ length: n }, (_, i) => centres[i % 64].map((c) => c + 0.35 * (random() * 2 - 1)));
+}
 
+describe('LanceDB passage store', () => {
   it('past the crossover builds an IVF-PQ index in the background, searching exactly meanwhile; recall@40 ≥ 0.99 after', async () => {
     const dim = 32;
     const models = { ...MODELS, embeddingDim: dim };
@@ -536,7 +565,7 @@ describe('LanceDB passage store', () => {
       () => undefined,
       (e: unknown) => e as Error,
     );
-    expect(err?.message).toMatch(/session s are in a LanceDB passage store.*--passage-store/);
+    expect(err?.message).toMatch(/session s are in a LanceDB or pgvector passage store.*--passage-store/);
     embedded.dir.remove();
   });
 
@@ -695,4 +724,211 @@ describe.each(BACKENDS)('LanceDB passage store: SIGKILL between its two commits 
     },
     120_000,
   );
+});
+
+describe('pgvector passage store (PGlite: PostgreSQL with pgvector)', () => {
+  it('past the crossover builds an HNSW index in the background; through it the planner uses the index, recall@40 ≥ 0.99, scores exact', async () => {
+    const dim = 32;
+    const models = { ...MODELS, embeddingDim: dim };
+    const lines: string[] = [];
+    const kind = pgvectorKind({ indexAbove: 2000, log: (l) => lines.push(l) });
+    const { store, dir, close, pg } = await opened(kind, undefined, PGLITE);
+    const pgv = store as PgvectorPassageStore;
+    const r = seeded(31);
+    const data = clustered(3000, dim, r);
+    const rows = new Map<number, readonly number[]>();
+    const addRange = async (from: number, to: number) => {
+      const batch = data.slice(from, to).map((v, i) => input(from + i, v));
+      (await store.add('s', models, 'c', batch)).forEach((x, i) => rows.set(x.id, batch[i].embedding));
+    };
+    for (let i = 0; i < 1500; i += 500) await addRange(i, i + 500);
+    expect(await pgv.searchMode('s')).toBe('exact');
+    await addRange(1500, 2000); // reaches the crossover: the build starts
+    // Meanwhile (PGlite runs one statement at a time, so these queue behind the build; a real server runs them beside it).
+    const q0 = vector(r, dim);
+    expect((await store.search('s', models, q0, 40)).map((h) => h.id)).toEqual(exactTop(rows, q0, 40));
+    const withdrawn = [...rows.keys()].filter((_, i) => i % 50 === 0);
+    for (const id of withdrawn) {
+      await store.withdraw('s', models, 'c', id);
+      rows.delete(id);
+    }
+    await pgv.settled('s');
+    expect(await pgv.searchMode('s')).toBe('hnsw');
+    expect(lines.some((l) => l.includes('HNSW index built'))).toBe(true);
+    await addRange(2000, 3000); // after the build: inserted into the index by pgvector
+    // The search's statement, as the store sends it, goes through the session's partial index.
+    const c = await pg!.pool.connect();
+    const plan = (
+      await c.query<{ 'QUERY PLAN': string }>(
+        `EXPLAIN SELECT passage_id FROM passage_vectors WHERE session_id = 's' ORDER BY embedding::vector(${dim}) <#> $1::vector(${dim}) LIMIT 48`,
+        [`[${q0.join(',')}]`],
+      )
+    ).rows
+      .map((x) => x['QUERY PLAN'])
+      .join('\n');
+    c.release();
+    expect(plan).toMatch(/Index Scan using passage_vectors_hnsw_/);
+    const recall = async (s: PassageStore) => {
+      let found = 0;
+      let asked = 0;
+      for (let t = 0; t < 20; t++) {
+        const q = data[(t * 97) % data.length].map((x) => x + 0.1 * (r() * 2 - 1));
+        const want = new Set(exactTop(rows, q, 40));
+        const hits = await s.search('s', models, q, 40, true);
+        expect(hits).toHaveLength(40);
+        for (const [i, h] of hits.entries()) {
+          expect(withdrawn).not.toContain(h.id);
+          // Scores are recomputed exactly from the stored float32 vector, best first.
+          let dot = 0;
+          for (let j = 0; j < dim; j++) dot += Math.fround(q[j]) * Math.fround(rows.get(h.id)![j]);
+          expect(h.score).toBe(dot);
+          if (i > 0) expect(h.score).toBeLessThanOrEqual(hits[i - 1].score);
+        }
+        found += hits.filter((h) => want.has(h.id)).length;
+        asked += want.size;
+      }
+      return found / asked;
+    };
+    expect(await recall(store)).toBeGreaterThanOrEqual(0.99);
+    // A restart finds the index (no rebuild) and the same passages.
+    await close();
+    const again = await opened(kind, dir, PGLITE);
+    expect(await (again.store as PgvectorPassageStore).searchMode('s')).toBe('hnsw');
+    expect(await again.store.count('s')).toBe(rows.size);
+    const q1 = data[5];
+    expect((await again.store.search('s', models, q1, 10)).map((h) => h.id)).toEqual(exactTop(rows, q1, 10));
+    expect(lines.filter((l) => l.includes('building an HNSW index'))).toHaveLength(1);
+    dir.remove();
+  }, 60_000);
+
+  it('keeps every vector with its record: a refused batch writes none, a duplicate none, a withdrawal takes it along', async () => {
+    const { store, pg } = await opened(PGVECTOR, undefined, PGLITE);
+    const vectorsStored = async () => (await pg!.pool.query<{ n: number }>('SELECT COUNT(*)::int AS n FROM passage_vectors')).rows[0].n;
+    const r = seeded(32);
+    const e = vector(r);
+    const [{ id }] = await store.add('s', MODELS, 'alice', [input(0, e), input(1, vector(r))]);
+    expect(await vectorsStored()).toBe(2);
+    await store.add('s', MODELS, 'bob', [input(0, vector(r))]); // a duplicate: its vector is not stored again
+    expect(await vectorsStored()).toBe(2);
+    const refused = await apiError(store.add('s', MODELS, 'carol', [input(2, vector(r)), input(3, vector(r))], { client: { maxPassages: 1, maxBytes: 1e9 } }));
+    expect(refused.code).toBe('passage_quota_exceeded');
+    expect(await vectorsStored()).toBe(2);
+    await store.withdraw('s', MODELS, 'alice', id);
+    expect(await vectorsStored()).toBe(2); // bob still contributes it
+    await store.withdraw('s', MODELS, 'bob', id);
+    expect(await vectorsStored()).toBe(1);
+    expect((await store.search('s', MODELS, e, 5)).map((h) => h.id)).not.toContain(id);
+    // NaN and wrong dimensions never reach pgvector: refused by validation, nothing stored.
+    expect((await apiError(store.add('s', MODELS, 'c', [input(4, [...vector(r, DIM - 1), Number.NaN])]))).code).toBe('non_finite');
+    expect((await apiError(store.search('s', MODELS, [...vector(r, DIM - 1), Number.NaN], 5))).code).toBe('non_finite');
+    expect((await apiError(store.search('s', MODELS, vector(r, 3), 5))).code).toBe('wrong_embedding_dimension');
+    expect(await vectorsStored()).toBe(1);
+  });
+
+  it('moves the embeddings of records the embedded store wrote into pgvector; the embedded store then refuses them', async () => {
+    const embedded = await opened(KINDS[0], undefined, PGLITE);
+    const r = seeded(33);
+    await embedded.store.add(
+      's',
+      MODELS,
+      'c',
+      Array.from({ length: 30 }, (_, i) => input(i, vector(r))),
+    );
+    const q = vector(r);
+    const before = await embedded.store.search('s', MODELS, q, 10, true);
+    await embedded.close();
+    const lines: string[] = [];
+    const moved = await opened(pgvectorKind({ log: (l) => lines.push(l) }), embedded.dir, PGLITE);
+    expect(lines).toContain('passage store: moved 30 embeddings from the passage records into pgvector');
+    expect(await moved.store.search('s', MODELS, q, 10, true)).toEqual(before);
+    expect((await moved.records.embeddings('s')).size).toBe(0);
+    await moved.close();
+    const err = await opened(KINDS[0], embedded.dir, PGLITE).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toMatch(/session s are in a LanceDB or pgvector passage store.*--passage-store/);
+    embedded.dir.remove();
+  });
+
+  it('refuses to start on records whose vectors are in a LanceDB store', async () => {
+    const lance = await opened(KINDS[1], undefined, PGLITE);
+    await lance.store.add('s', MODELS, 'c', [input(0, vector(seeded(34)))]);
+    await lance.close();
+    const err = await opened(PGVECTOR, lance.dir, PGLITE).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toMatch(/session s has 1 passages whose vectors are neither in their records nor in pgvector.*LanceDB store/);
+    lance.dir.remove();
+  });
+
+  it('is detected: the start-up line says pgvector is available where it is, and not where it is not', async () => {
+    expect(await describePgvector(await lite.createDatabase(), false)).toMatch(/^available in this database \(pgvector 0\.8\.\d+\): --passage-store pgvector/);
+    if (cluster) expect(await describePgvector(await cluster.createDatabase(), false)).toMatch(/^not available \(PostgreSQL 15\.\d+ has no "vector" extension/);
+  });
+
+  it.skipIf(!cluster)('refuses to open on a PostgreSQL without pgvector (Debian 12), naming what to install', async () => {
+    const err = await opened(PGVECTOR, undefined, BACKENDS[1]).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toMatch(
+      /--passage-store pgvector: the PostgreSQL server of postgresql:\/\/corag@.* \(version 15\.\d+.*\) does not have the pgvector extension \("vector"\)\. Install it on the database server \(.*apt install postgresql-15-pgvector/,
+    );
+  });
+
+  it('--passage-store pgvector: refused without --database or on a PostgreSQL without pgvector; started on one with it, the log says so', async () => {
+    const dir = tempDir();
+    cleanups.push(dir.remove);
+    const main = (args: string[]) =>
+      spawnSync(process.execPath, ['--import', 'tsx', 'server/main.ts', '--no-demo', '--port', '0', '--data-dir', join(dir.path, 'data'), ...args], {
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+    const alone = main(['--passage-store', 'pgvector']);
+    expect(alone.status).toBe(1);
+    expect(alone.stderr).toContain('coordinator: --passage-store pgvector keeps the vectors in PostgreSQL: give --database');
+    if (cluster) {
+      const debian = main(['--database', await cluster.createDatabase(), '--passage-store', 'pgvector']);
+      expect(debian.status).toBe(1);
+      expect(debian.stderr).toMatch(/coordinator: --passage-store pgvector: .* does not have the pgvector extension .*apt install postgresql-15-pgvector/);
+    }
+    // PGlite serves from this process: the child runs asynchronously.
+    const { spawn } = await import('node:child_process');
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'server/main.ts',
+        '--no-demo',
+        '--port',
+        '0',
+        '--data-dir',
+        join(dir.path, 'lite'),
+        '--database',
+        await lite.createDatabase(),
+        '--passage-store',
+        'pgvector',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    cleanups.push(async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    });
+    const out = await new Promise<string>((resolve, reject) => {
+      let text = '';
+      child.stdout.on('data', (b: Buffer) => {
+        text += b.toString();
+        if (text.includes('API docs:')) resolve(text);
+      });
+      child.stderr.on('data', (b: Buffer) => (text += b.toString()));
+      child.once('exit', () => reject(new Error(`the coordinator exited:\n${text}`)));
+    });
+    expect(out).toMatch(/passages: +records in PostgreSQL, vectors in PostgreSQL \(pgvector; exact search, an HNSW index per session past 10,000 passages\)/);
+    expect(out).toMatch(/pgvector: +pgvector 0\.8\.\d+, holding the passage vectors/);
+  }, 90_000);
 });
