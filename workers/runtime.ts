@@ -14,7 +14,7 @@ import ortWasm from '../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded
 import { globalVersionBytes } from '../src/corag/federated-client';
 import { ModelBundle } from '../src/corag/model-bundle';
 import { PassageEncoder } from '../src/corag/passage-encoder';
-import { onnxThreads, type PassageEncoderSetting } from '../src/corag/passage-encoder-choice';
+import { onnxThreads, type PassageEncoderReport, type PassageEncoderSetting } from '../src/corag/passage-encoder-choice';
 import { configureOrt } from '../src/model/onnx/ort-runtime';
 import { CoragClient, type DownloadProgress } from '../src/federated/client';
 import { loraConfigFromTraining } from '../src/corag/federated-client';
@@ -101,6 +101,7 @@ export async function buildPassageEncoder(
   version: number,
   store: BrowserStore,
   setting: PassageEncoderSetting,
+  onReport?: (report: PassageEncoderReport) => void,
 ): Promise<PassageEncoder> {
   const report = await backendStarted();
   const [spec, { bytes }] = await Promise.all([
@@ -108,5 +109,5 @@ export async function buildPassageEncoder(
     globalVersionBytes(new CoragClient(access.appBase, access.token), access.sessionId, version, store.modelCache()),
   ]);
   configureOrt({ files: { wasm: ortWasm, mjs: ortMjs }, threads: onnxThreads(report, navigator.hardwareConcurrency) });
-  return PassageEncoder.load(spec.retrieverConfig, spec.retrieverTokenizer, bytes, version, { setting, backend: report });
+  return PassageEncoder.load(spec.retrieverConfig, spec.retrieverTokenizer, bytes, version, { setting, backend: report, ...(onReport ? { onReport } : {}) });
 }

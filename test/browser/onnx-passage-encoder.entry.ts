@@ -124,6 +124,8 @@ async function demoRetriever(passages: PassageText[], corrupt: Corruption): Prom
     ...(onnxModel ? { onnxModel } : {}),
     warn: (m) => warnings.push(m),
   });
+  // tfjs embeds until the background build has passed the gate (or failed): this page measures the engine it ends on.
+  await encoder.settled;
   const reference = PassageEncoder.fromGlobal(demo.config, demo.tokenizer!, bytes, 1);
   try {
     let t0 = performance.now();
