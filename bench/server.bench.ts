@@ -22,6 +22,8 @@
  *   over HTTP and round-close latency, one coordinator process; `--acceptance-only [--database URL]`.
  * - Update acceptance, one vs two coordinator processes on PostgreSQL state, each published version
  *   checked against FedAvg (bench/coordinator-processes.ts); `--processes-only`.
+ * - The coordinator's recompute of contributed embeddings, tfjs vs ONNX Runtime's wasm build
+ *   (bench/passage-recompute.ts); `--recompute-only [--recompute-models demo,bert-base]`.
  * (The durable sum-file write per accept is disk-bound and excluded; see docs/COORDINATOR.md.)
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -39,6 +41,7 @@ import { ExactVectorIndex } from '../src/retrieval/vector-index';
 import { throughputTable } from '../scripts/robustness/throughput';
 import { acceptanceSection } from './acceptance';
 import { coordinatorProcessesSection } from './coordinator-processes';
+import { passageRecomputeSection } from './passage-recompute';
 
 const rand = (() => {
   let s = 12345;
@@ -74,6 +77,10 @@ const { values: args } = parseArgs({
     'passages-only': { type: 'boolean', default: false },
     'acceptance-only': { type: 'boolean', default: false },
     'processes-only': { type: 'boolean', default: false },
+    'recompute-only': { type: 'boolean', default: false },
+    'recompute-models': { type: 'string', default: 'demo,bert-base' },
+    'recompute-reps': { type: 'string', default: '3' },
+    'recompute-bert-base-passages': { type: 'string', default: '16' },
     sizes: { type: 'string', default: '10000,20000,100000' },
     database: { type: 'string' },
   },
@@ -221,6 +228,15 @@ if (args['acceptance-only']) {
   replaceSection('## Update acceptance: SQLite vs PostgreSQL state', (await acceptanceSection(args.database, progress)).join('\n'));
   process.exit(0);
 }
+const recomputeOptions = {
+  models: args['recompute-models'].split(',').filter(Boolean),
+  reps: Math.max(1, Number(args['recompute-reps'])),
+  bertBasePassages: Math.max(1, Number(args['recompute-bert-base-passages'])),
+};
+if (args['recompute-only']) {
+  replaceSection('## Coordinator recompute: tfjs vs ONNX Runtime (wasm)', (await passageRecomputeSection(progress, recomputeOptions)).join('\n'));
+  process.exit(0);
+}
 if (args['processes-only']) {
   replaceSection('## Update acceptance: one vs two coordinator processes', (await coordinatorProcessesSection(progress)).join('\n'));
   process.exit(0);
@@ -352,6 +368,7 @@ lines.push('', '## Aggregation strategies vs FedAvg (same deltas, same run)', ''
 lines.push('', ...(await passageSearchSection(passageSizes)));
 lines.push('', ...(await acceptanceSection(args.database, progress)));
 lines.push('', ...(await coordinatorProcessesSection(progress)));
+lines.push('', ...(await passageRecomputeSection(progress, recomputeOptions)));
 
 const table = lines.join('\n') + '\n';
 process.stdout.write(table);

@@ -6,22 +6,26 @@
  * (src/model/tiny with the app's bert-base-uncased tokenizer), a folder of the web app under
  * public/ (e.g. models/demo/retriever), or a hub id / http(s) URL (downloaded: config.json and
  * tokenizer.json only). The weights are the `passage_encoder.*` tensors of the session's global
- * model. Embedding runs through the same code as the browser (embedPassages), on Node's wasm
- * backend (cpu when wasm cannot start).
+ * model. Embedding runs through the same code as the browser's embedding worker
+ * (src/corag/passage-encoder.ts): tfjs on Node's wasm backend (cpu when wasm cannot start) at
+ * first, then ONNX Runtime Web's wasm build once its graph passed the same equality gate as in a
+ * tab (issue 20: faster at equal embeddings); tfjs stays when it does not.
  */
 import { existsSync } from 'node:fs';
 import { isAbsolute, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { PASSAGE_ENCODER_WIRE_PREFIX } from '../src/corag/model-bundle';
-import { embedPassages, type PassageText } from '../src/corag/retrieve';
+import { PassageEncoder, type PassageEncoderOptions } from '../src/corag/passage-encoder';
+import { parsePassageEncoderSetting, type PassageEncoderReport, type PassageEncoderSetting } from '../src/corag/passage-encoder-choice';
+import type { PassageText } from '../src/corag/retrieve';
 import { decodeModel } from '../src/federated/codec';
+import type { BackendName } from '../src/model/backend';
 import type { BertConfig } from '../src/model/bert/config';
 import { bertParameterShapes } from '../src/model/bert/config';
 import { parseBertCheckpointConfig, readConfigJson } from '../src/model/checkpoint';
 import { isHubModelId, resolveModelSource, type ModelSource } from '../src/model/checkpoint/source';
-import { Contriever } from '../src/model/contriever';
-import { ParameterStore } from '../src/model/params';
+import { configureOrtOnce } from '../src/model/onnx/ort-runtime';
 import { tinyBertConfig } from '../src/model/tiny';
 import { loadTokenizer, type TextTokenizer } from '../src/model/tokenizer';
 import { folderModelSource } from '../src/platform/node/folder-source';
@@ -63,6 +67,14 @@ async function ensureBackend(): Promise<string> {
   return tf.getBackend();
 }
 
+/**
+ * The engine setting when the caller gives none: CORAG_PASSAGE_ENCODER (auto | tfjs | onnx),
+ * else auto. An unknown value is an error the operator sees at the first load.
+ */
+function settingFromEnvironment(): PassageEncoderSetting {
+  return parsePassageEncoderSetting(process.env.CORAG_PASSAGE_ENCODER);
+}
+
 export class PassageEncoderError extends Error {
   constructor(message: string) {
     super(message);
@@ -70,21 +82,51 @@ export class PassageEncoderError extends Error {
   }
 }
 
-/** One session's frozen passage encoder (config, tokenizer, `passage_encoder.*` weights). */
+export interface FrozenPassageEncoderOptions {
+  /**
+   * Which engine recomputes embeddings (src/corag/passage-encoder-choice.ts): `auto` (default,
+   * or CORAG_PASSAGE_ENCODER) = ONNX Runtime's wasm build once its graph passed the equality gate
+   * against tfjs, tfjs until then and whenever it does not; `tfjs`; `onnx` (still gated).
+   */
+  readonly setting?: PassageEncoderSetting;
+  /** Where a refused ONNX engine is said (default console.warn). */
+  readonly warn?: (message: string) => void;
+  /** Tests: other ONNX bytes or weights for the gate to refuse (PassageEncoderOptions.onnxModel). */
+  readonly onnxModel?: PassageEncoderOptions['onnxModel'];
+}
+
+/**
+ * One session's frozen passage encoder (config, tokenizer, `passage_encoder.*` weights), on the
+ * tab's own two engines (src/corag/passage-encoder.ts): tfjs from the start, ONNX Runtime Web
+ * (its wasm build runs in Node too) built and gated in the background, taking over once it passed.
+ */
 export class FrozenPassageEncoder {
   private constructor(
-    private readonly contriever: Contriever,
-    readonly tokenizer: TextTokenizer,
+    private readonly encoder: PassageEncoder,
     readonly id: string,
     readonly backend: string,
   ) {}
 
   get config(): BertConfig {
-    return this.contriever.config;
+    return this.encoder.config;
+  }
+
+  get tokenizer(): TextTokenizer {
+    return this.encoder.tokenizer;
   }
 
   get dim(): number {
-    return this.contriever.config.hidden_size;
+    return this.encoder.config.hidden_size;
+  }
+
+  /** Which engine recomputes now, and why. */
+  get report(): PassageEncoderReport {
+    return this.encoder.report;
+  }
+
+  /** Settles once the background ONNX build ended (switched or refused); at once when none runs. */
+  get settled(): Promise<PassageEncoderReport> {
+    return this.encoder.settled;
   }
 
   /**
@@ -92,7 +134,7 @@ export class FrozenPassageEncoder {
    * namespace). Throws PassageEncoderError saying why it cannot (unknown id, offline hub, missing
    * tensors, a dimension that is not the session's).
    */
-  static async load(id: string, globalModel: Uint8Array, expectedDim: number): Promise<FrozenPassageEncoder> {
+  static async load(id: string, globalModel: Uint8Array, expectedDim: number, options: FrozenPassageEncoderOptions = {}): Promise<FrozenPassageEncoder> {
     const files = passageEncoderFiles(id);
     if (!files)
       throw new PassageEncoderError(
@@ -108,40 +150,60 @@ export class FrozenPassageEncoder {
     }
     if (config.hidden_size !== expectedDim)
       throw new PassageEncoderError(`passage encoder "${id}" makes ${config.hidden_size}-dimensional embeddings but the session stores ${expectedDim}`);
-    const global = decodeModel(globalModel, 'global model');
-    const backend = await ensureBackend();
-    const store = new ParameterStore();
-    try {
-      for (const [name, shape] of bertParameterShapes(config)) {
-        const t = global.get(PASSAGE_ENCODER_WIRE_PREFIX + name);
-        if (!t)
-          throw new PassageEncoderError(
-            `the session's global model has no "${PASSAGE_ENCODER_WIRE_PREFIX}${name}" tensor, so the coordinator cannot recompute passage embeddings`,
-          );
-        if (!tf.util.arraysEqual([...t.shape], [...shape]))
-          throw new PassageEncoderError(`"${PASSAGE_ENCODER_WIRE_PREFIX}${name}" has shape [${t.shape}] but the config of "${id}" implies [${shape}]`);
-        store.set(name, tf.tensor(t.data, [...t.shape], 'float32'), false);
-      }
-      // Contriever holds two sides; the query side is never used here (a copy of the passage side).
-      return new FrozenPassageEncoder(Contriever.fromParameters(config, store), tokenizer, id, backend);
-    } finally {
-      store.dispose();
-    }
+    return FrozenPassageEncoder.fromConfig(config, tokenizer, id, globalModel, options);
   }
 
-  /** Passage embeddings exactly as a browser tab computes them (title + text, 512 tokens). */
+  /** `load` with the config and tokenizer given (benches: shapes no folder holds). */
+  static async fromConfig(
+    config: BertConfig,
+    tokenizer: TextTokenizer,
+    id: string,
+    globalModel: Uint8Array,
+    options: FrozenPassageEncoderOptions = {},
+  ): Promise<FrozenPassageEncoder> {
+    let setting: PassageEncoderSetting;
+    try {
+      setting = options.setting ?? settingFromEnvironment();
+    } catch (e) {
+      throw new PassageEncoderError(`CORAG_PASSAGE_ENCODER: ${(e as Error).message}`);
+    }
+    const global = decodeModel(globalModel, 'global model');
+    const weights = new Map<string, Float32Array>();
+    for (const [name, shape] of bertParameterShapes(config)) {
+      const t = global.get(PASSAGE_ENCODER_WIRE_PREFIX + name);
+      if (!t)
+        throw new PassageEncoderError(
+          `the session's global model has no "${PASSAGE_ENCODER_WIRE_PREFIX}${name}" tensor, so the coordinator cannot recompute passage embeddings`,
+        );
+      if (!tf.util.arraysEqual([...t.shape], [...shape]))
+        throw new PassageEncoderError(`"${PASSAGE_ENCODER_WIRE_PREFIX}${name}" has shape [${t.shape}] but the config of "${id}" implies [${shape}]`);
+      weights.set(name, t.data);
+    }
+    const backend = await ensureBackend();
+    // One thread, as tfjs's wasm backend has in Node: the coordinator's recompute should not take every core.
+    configureOrtOnce({ threads: 1 });
+    const encoder = PassageEncoder.fromWeights(config, tokenizer, weights, {
+      setting,
+      backend: { name: backend as BackendName },
+      ...(options.warn ? { warn: options.warn } : {}),
+      ...(options.onnxModel ? { onnxModel: options.onnxModel } : {}),
+    });
+    return new FrozenPassageEncoder(encoder, id, backend);
+  }
+
+  /** Passage embeddings as a browser tab computes them (title + text, 512 tokens), on the engine that runs now. */
   async embed(
     passages: readonly PassageText[],
     options: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {},
   ): Promise<Float32Array[]> {
-    const rows = await embedPassages({ retriever: this.contriever, retrieverTokenizer: this.tokenizer }, passages, {
+    const rows = await this.encoder.embed(passages, {
       batchSize: options.batchSize ?? 16,
-      onProgress: options.onProgress,
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
     return rows.map((r) => r.slice());
   }
 
-  dispose(): void {
-    this.contriever.dispose();
+  dispose(): Promise<void> {
+    return this.encoder.dispose();
   }
 }

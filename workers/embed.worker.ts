@@ -1,7 +1,8 @@
 /**
  * The embedding worker: passages → Contriever passage-encoder embeddings, in batches, with
  * progress, off the page's thread, on tfjs or ONNX Runtime Web (src/corag/passage-encoder.ts
- * chooses; `load` reports which). The passage encoder is frozen in every session, so one encoder
+ * chooses; `load` reports which: tfjs at first while ONNX is built in the background, then the
+ * switch). The passage encoder is frozen in every session, so one encoder
  * (from any version) serves for the whole session; the worker holds it alone (src/corag/passage-encoder.ts),
  * not the reader and query encoder beside it.
  */
@@ -24,15 +25,26 @@ const api = {
   },
 
   /**
-   * Loads the session's passage encoder from `version` (IndexedDB cache first) on the engine
-   * `setting` allows (tfjs, or ONNX Runtime once it passed the equality gate); says which.
+   * Loads the session's passage encoder from `version` (IndexedDB cache first) on tfjs, ready to
+   * embed; when `setting` allows ONNX Runtime, its engine is built in the background and takes
+   * over once it passed the equality gate. Returns the report now; `onReport` hears the later one
+   * (ONNX switched to, or refused).
    */
-  async load(access: SessionAccess, session: SessionInfo, version: number, setting: PassageEncoderSetting = 'auto'): Promise<PassageEncoderReport> {
+  async load(
+    access: SessionAccess,
+    session: SessionInfo,
+    version: number,
+    setting: PassageEncoderSetting = 'auto',
+    onReport?: (report: PassageEncoderReport) => void,
+  ): Promise<PassageEncoderReport> {
     const key = `${access.sessionId}/${session.config.models.passageEncoder}/${setting}`;
-    if (encoder && loadedFor === key) return encoder.report;
+    if (encoder && loadedFor === key) {
+      if (onReport && encoder.report.building) void encoder.settled.then(onReport);
+      return encoder.report;
+    }
     const store = await BrowserStore.open();
     try {
-      const next = await buildPassageEncoder(access, session, version, store, setting);
+      const next = await buildPassageEncoder(access, session, version, store, setting, onReport);
       await encoder?.dispose();
       encoder = next;
       loadedFor = key;

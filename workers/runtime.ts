@@ -14,7 +14,7 @@ import ortWasm from '../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded
 import { globalVersionBytes } from '../src/corag/federated-client';
 import { ModelBundle } from '../src/corag/model-bundle';
 import { PassageEncoder } from '../src/corag/passage-encoder';
-import { onnxThreads, type PassageEncoderSetting } from '../src/corag/passage-encoder-choice';
+import { onnxThreads, type PassageEncoderReport, type PassageEncoderSetting } from '../src/corag/passage-encoder-choice';
 import { configureOrt } from '../src/model/onnx/ort-runtime';
 import type { CoragClient, DownloadProgress } from '../src/federated/client';
 import { knownCoordinators } from '../src/federated/rejoin';
@@ -110,6 +110,7 @@ export async function buildPassageEncoder(
   version: number,
   store: BrowserStore,
   setting: PassageEncoderSetting,
+  onReport?: (report: PassageEncoderReport) => void,
 ): Promise<PassageEncoder> {
   const report = await backendStarted();
   const [spec, { bytes }] = await Promise.all([
@@ -117,5 +118,5 @@ export async function buildPassageEncoder(
     globalVersionBytes(await sessionApi(access, store), access.sessionId, version, store.modelCache()),
   ]);
   configureOrt({ files: { wasm: ortWasm, mjs: ortMjs }, threads: onnxThreads(report, navigator.hardwareConcurrency) });
-  return PassageEncoder.load(spec.retrieverConfig, spec.retrieverTokenizer, bytes, version, { setting, backend: report });
+  return PassageEncoder.load(spec.retrieverConfig, spec.retrieverTokenizer, bytes, version, { setting, backend: report, ...(onReport ? { onReport } : {}) });
 }

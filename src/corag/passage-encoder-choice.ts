@@ -100,13 +100,25 @@ export interface PassageEncoderReport {
   readonly fallbackReason?: string;
   /** The gate's measurement (max per-passage relative difference on the probe passages), when it ran. */
   readonly gateRelativeDiff?: number;
-  /** Seconds spent writing the ONNX graph, creating its session and running the gate. */
+  /** Seconds spent writing the ONNX graph, creating its session and running the gate (in the background, while tfjs embedded). */
   readonly onnxSetupSeconds?: number;
+  /** True while the ONNX engine is being built and gated in the background; tfjs embeds meanwhile. */
+  readonly building?: boolean;
+  /**
+   * Set once ONNX took over: how many passages tfjs had embedded before. Those embeddings stay as
+   * they are (stored, sent): they agree with ONNX's within the gate's bound, which is also the
+   * coordinator's tolerance for contributed embeddings.
+   */
+  readonly tfjsPassagesBeforeSwitch?: number;
 }
 
 /** One line for people: which engine embeds passages and why. */
 export function describePassageEncoder(r: PassageEncoderReport): string {
   const gate = r.gateRelativeDiff !== undefined ? `, equal to tfjs within ${r.gateRelativeDiff.toExponential(1)}` : '';
   if (r.fallbackReason) return `Passages embed with ${r.detail}: ONNX Runtime was not used (${r.fallbackReason}).`;
-  return `Passages embed with ${r.detail}${gate} — ${r.why}.`;
+  if (r.building) return `Passages embed with ${r.detail} while ONNX Runtime is prepared and checked against it in the background — ${r.why}.`;
+  const before = r.tfjsPassagesBeforeSwitch
+    ? ` (${r.tfjsPassagesBeforeSwitch === 1 ? 'the first passage was' : `the first ${r.tfjsPassagesBeforeSwitch} passages were`} embedded with tfjs while it was prepared; both agree within the gate's ${ONNX_GATE_MAX_RELATIVE_DIFF})`
+    : '';
+  return `Passages embed with ${r.detail}${gate}${before} — ${r.why}.`;
 }

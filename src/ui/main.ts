@@ -10,7 +10,7 @@ import type { TrainWorkerApi } from '../../workers/train.worker';
 import { backendBanner, decideBackend } from './backend-setting';
 import { readMemoryBudget } from './memory-setting';
 import { passageEncoderNote, readPassageEncoderSetting } from './passage-encoder-setting';
-import type { PassageEncoderSetting } from '../corag/passage-encoder-choice';
+import type { PassageEncoderReport, PassageEncoderSetting } from '../corag/passage-encoder-choice';
 import type { CoragClient } from '../federated/client';
 import { handoffUrl, readHandoff, tabCoordinator } from '../federated/rejoin';
 import { BrowserStore, KV } from '../platform/browser/idb-store';
@@ -184,16 +184,24 @@ async function main(): Promise<void> {
         s.session = session;
         s.round = session.round;
       });
+      // tfjs embeds at once; when ONNX Runtime is built in the background, its switch (or
+      // refusal) arrives later as a second report.
+      const showEncoder = (report: PassageEncoderReport) => {
+        replace(passageEncoderSlot, passageEncoderNote(report));
+        store.update((s) => {
+          s.passageEncoder = report;
+        });
+      };
       const encoder = await embed.load(
         { appBase, sessionId: credentials.sessionId, token: credentials.token },
         session,
         session.currentVersion!,
         passageEncoderSetting,
+        Comlink.proxy(showEncoder),
       );
-      replace(passageEncoderSlot, passageEncoderNote(encoder));
+      showEncoder(encoder);
       store.update((s) => {
         s.embedderReady = true;
-        s.passageEncoder = encoder;
       });
       const history = (await db.get<RoundRecord[]>(KV.history)) ?? [];
       store.update((s) => {

@@ -100,7 +100,7 @@ describe('the CoRAG web app, three tabs, one session', () => {
     await waitModelReady(tabs[0].page);
     await Promise.all(tabs.slice(1).map(({ page }, i) => joinTab(page, app.url, joinCode, `tab ${i + 1}`)));
     expect(await tabs[0].page.locator('#backend-banner').textContent()).toMatch(/WebAssembly/);
-    // Passages embed on ONNX Runtime by default; the coordinator checks them against its tfjs below.
+    // Passages embed on ONNX Runtime by default; the coordinator recomputes them below (its own encoder: tfjs, then ONNX after the gate).
     await tabs[0].page.locator('#passage-encoder[data-engine="onnx"]').waitFor({ timeout: 60_000 });
 
     await Promise.all(

@@ -1,8 +1,9 @@
 /**
  * The passage encoder's ONNX path in headless Chromium (issue 20): the graph written from
  * TypeScript for the bert-tiny fixture and the demo retriever, run on onnxruntime-web's wasm
- * provider (binary from the page's own origin, no CDN), equal to tfjs within 1e-5 relative; and
- * the equality gate falling back to tfjs on corrupted weights or a corrupted graph.
+ * provider (binary from the page's own origin, no CDN), equal to tfjs within 1e-5 relative; tfjs
+ * embedding while the ONNX engine is built in the background, then the switch; and the equality
+ * gate falling back to tfjs on corrupted weights or a corrupted graph.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -78,6 +79,25 @@ describe('the ONNX passage encoder in headless chromium', () => {
     expect(requested.some((u) => /ort-wasm-simd-threaded[^/]*\.mjs$/.test(u))).toBe(true);
     const origin = new URL(h.baseUrl).origin;
     expect(requested.filter((u) => !u.startsWith(h.baseUrl) && !u.startsWith('data:') && !u.startsWith(`blob:${origin}/`))).toEqual([]);
+  }, 300_000);
+
+  it('embeds on tfjs at once while ONNX Runtime is built in the background, then on ONNX once it passed the gate', async () => {
+    const r = await h.call<{
+      atLoad: { engine: string; building: boolean };
+      firstCall: { tfjs: number; onnx: number };
+      settled: { engine: string; tfjsPassagesBeforeSwitch?: number; onnxSetupSeconds?: number };
+      afterSecondCall: { tfjs: number; onnx: number };
+      vsTfjs: number;
+    }>('backgroundSwitch', PASSAGES.slice(0, 16));
+    console.info(`[onnx-passage-encoder] background build: ${JSON.stringify(r)}`);
+    expect(r.atLoad).toEqual({ engine: 'tfjs', building: true });
+    // The first batch of 4 ran on tfjs, before the ONNX session existed.
+    expect(r.firstCall.tfjs).toBeGreaterThanOrEqual(4);
+    expect(r.settled.engine).toBe('onnx');
+    expect(r.settled.tfjsPassagesBeforeSwitch).toBe(r.firstCall.tfjs);
+    // After the switch everything runs on ONNX; no passage was embedded twice or lost.
+    expect(r.afterSecondCall).toEqual({ tfjs: r.firstCall.tfjs, onnx: 32 - r.firstCall.tfjs });
+    expect(r.vsTfjs).toBeLessThan(1e-5);
   }, 300_000);
 
   it('falls back to tfjs, with the reason, on corrupted weights and on a corrupted graph', async () => {

@@ -3,7 +3,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeModel, encodeModel } from '../../src/federated/codec';
 import type { ModelBundle } from '../../src/corag/model-bundle';
 import { PassageEncoder } from '../../src/corag/passage-encoder';
-import { maxRowRelativeDifference, onnxThreads, onnxWanted, parsePassageEncoderSetting } from '../../src/corag/passage-encoder-choice';
+import {
+  describePassageEncoder,
+  maxRowRelativeDifference,
+  onnxThreads,
+  onnxWanted,
+  parsePassageEncoderSetting,
+  type PassageEncoderReport,
+} from '../../src/corag/passage-encoder-choice';
 import { embedPassages } from '../../src/corag/retrieve';
 import { initBackend } from '../../src/model/backend';
 import { contrieverOnnxModel } from '../../src/model/bert/onnx-graph';
@@ -51,9 +58,18 @@ describe('PassageEncoder', () => {
 
   it('on auto, runs ONNX Runtime after the gate, equal to tfjs within 1e-5, and holds no tfjs weights then', async () => {
     const before = tf.memory().numTensors;
-    const encoder = await PassageEncoder.load(bundle.retriever.config, bundle.retrieverTokenizer, global, 0, { setting: 'auto', backend: cpu });
+    const reports: PassageEncoderReport[] = [];
+    const encoder = await PassageEncoder.load(bundle.retriever.config, bundle.retrieverTokenizer, global, 0, {
+      setting: 'auto',
+      backend: cpu,
+      onReport: (r) => reports.push(r),
+    });
     try {
+      expect(encoder.report).toMatchObject({ engine: 'tfjs', building: true });
+      expect(await encoder.settled).toBe(encoder.report);
+      expect(reports).toEqual([encoder.report]);
       expect(encoder.engine).toBe('onnx');
+      expect(encoder.report.building).toBeUndefined();
       expect(encoder.report.gateRelativeDiff).toBeLessThan(1e-5);
       expect(encoder.report.detail).toMatch(/^ONNX Runtime Web 1\.22\.\S+ \(wasm, 1 thread\)$/);
       expect(encoder.tfjsParameterCount()).toBe(0);
@@ -66,10 +82,52 @@ describe('PassageEncoder', () => {
     }
   });
 
+  it('embeds on tfjs at once while ONNX Runtime is built in the background, and switches to it within the same call once the gate passed', async () => {
+    const before = tf.memory().numTensors;
+    const config = bundle.retriever.config;
+    const many = Array.from({ length: 160 }, (_, i) => ({ title: `Passage ${i}`, text: `${PASSAGES[i % PASSAGES.length].text} Number ${i}.` }));
+    const encoder = await PassageEncoder.load(config, bundle.retrieverTokenizer, global, 0, { setting: 'onnx', backend: cpu });
+    try {
+      // Ready to embed before the ONNX session exists.
+      expect(encoder.report).toMatchObject({ engine: 'tfjs', building: true });
+      expect(describePassageEncoder(encoder.report)).toMatch(/^Passages embed with tfjs \(cpu\) while ONNX Runtime is prepared/);
+      const progress: Array<{ readonly tfjs: number; readonly onnx: number }> = [];
+      const rows = await encoder.embed(many, { batchSize: 4, onProgress: () => progress.push(encoder.passagesByEngine()) });
+      // The first batch ran on tfjs; the build finished during the call and the rest ran on ONNX Runtime.
+      expect(progress[0]).toEqual({ tfjs: 4, onnx: 0 });
+      const { tfjs, onnx } = encoder.passagesByEngine();
+      expect([tfjs > 0, onnx > 0, tfjs + onnx]).toEqual([true, true, many.length]);
+      expect(progress.at(-1)).toEqual({ tfjs, onnx });
+      expect(encoder.report).toMatchObject({ engine: 'onnx', tfjsPassagesBeforeSwitch: tfjs });
+      expect(describePassageEncoder(encoder.report)).toMatch(new RegExp(`the first ${tfjs} passages were embedded with tfjs while it was prepared`));
+      // Whichever engine made a row, it is tfjs's embedding within 1e-5 (the gate allows 1e-3).
+      const reference = flat(await embedPassages(bundle, many, { batchSize: 4 }));
+      expect(maxRowRelativeDifference(flat(rows), reference, config.hidden_size)).toBeLessThan(1e-5);
+      // tfjs was freed after the switch.
+      expect(encoder.tfjsParameterCount()).toBe(0);
+      expect(tf.memory().numTensors).toBe(before);
+    } finally {
+      await encoder.dispose();
+    }
+  });
+
+  it('ends a background build without switching when disposed meanwhile, and frees everything', async () => {
+    const before = tf.memory().numTensors;
+    const encoder = await PassageEncoder.load(bundle.retriever.config, bundle.retrieverTokenizer, global, 0, { setting: 'onnx', backend: cpu });
+    await encoder.dispose();
+    const report = await encoder.settled;
+    expect(report.engine).toBe('tfjs');
+    expect(encoder.engine).toBe('tfjs');
+    await expect(encoder.embed(PASSAGES)).rejects.toThrow(/disposed/);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it('keeps tfjs when the setting says so', async () => {
     const encoder = await PassageEncoder.load(bundle.retriever.config, bundle.retrieverTokenizer, global, 0, { setting: 'tfjs', backend: cpu });
     try {
       expect(encoder.report).toMatchObject({ engine: 'tfjs', setting: 'tfjs', detail: 'tfjs (cpu)' });
+      expect(encoder.report.building).toBeUndefined();
+      expect(await encoder.settled).toBe(encoder.report);
       expect(encoder.report.gateRelativeDiff).toBeUndefined();
     } finally {
       await encoder.dispose();
@@ -96,7 +154,9 @@ describe('PassageEncoder', () => {
       onnxModel: () => new Uint8Array([8, 8, 0xff, 0xff, 1, 2, 3]),
     });
     try {
+      await Promise.all([otherWeights.settled, notAModel.settled]);
       expect(otherWeights.engine).toBe('tfjs');
+      expect(otherWeights.report.building).toBeUndefined();
       expect(otherWeights.report.fallbackReason).toMatch(/differ from tfjs's by \S+ relative \(allowed 0\.001\)/);
       expect(otherWeights.report.gateRelativeDiff).toBeGreaterThan(1e-3);
       expect(notAModel.engine).toBe('tfjs');

@@ -42,6 +42,26 @@ function transposeInto(src: Float32Array, rows: number, cols: number, dst: Float
  * parameter's size is checked against the config here; its values are read when encoding, once.
  */
 export function contrieverOnnxModel(config: BertConfig, weights: BertWeights, docString?: string): Uint8Array {
+  return contrieverGraph(config, weights).encodeModel(producer(docString));
+}
+
+/**
+ * contrieverOnnxModel's bytes, written in slices of ~`sliceMs` with `pause()` between them: a
+ * worker embedding passages with tfjs meanwhile (src/corag/passage-encoder.ts builds the ONNX
+ * engine in the background) keeps embedding while a bert-base graph (~440 MB) is written.
+ */
+export function contrieverOnnxModelInSlices(
+  config: BertConfig,
+  weights: BertWeights,
+  pause: () => Promise<void>,
+  sliceMs: number | (() => number),
+): Promise<Uint8Array> {
+  return contrieverGraph(config, weights).encodeModelInSlices(producer(), pause, sliceMs);
+}
+
+const producer = (docString?: string) => ({ name: 'corag-web', version: '1', ...(docString ? { docString } : {}) });
+
+function contrieverGraph(config: BertConfig, weights: BertWeights): OnnxGraphBuilder {
   const shapes = bertParameterShapes(config);
   const param = (name: string): Float32Array => {
     const shape = shapes.get(name);
@@ -131,5 +151,5 @@ export function contrieverOnnxModel(config: BertConfig, weights: BertWeights, do
   g.node('Div', [summed, counts], {}, [ONNX_EMBEDDINGS]);
   g.output(ONNX_EMBEDDINGS, OnnxDataType.FLOAT, ['batch', H]);
 
-  return g.encodeModel({ name: 'corag-web', version: '1', docString });
+  return g;
 }

@@ -33,6 +33,12 @@ const F = {
   dim: { value: 1, param: 2 },
 } as const;
 
+export interface OnnxProducer {
+  readonly name: string;
+  readonly version: string;
+  readonly docString?: string;
+}
+
 export type OnnxAttribute = number | readonly number[] | { readonly float: number };
 
 /** True when typed arrays store little-endian (every browser and Node platform in practice). */
@@ -157,13 +163,26 @@ export class OnnxGraphBuilder {
   }
 
   /** The encoded ModelProto (opset 17, default domain). */
-  encodeModel(producer: { name: string; version: string; docString?: string }): Uint8Array {
+  encodeModel(producer: OnnxProducer): Uint8Array {
+    return this.modelMessage(producer).encode();
+  }
+
+  /**
+   * The same bytes as encodeModel, written in slices of about `sliceMs` with `pause()` between
+   * them (the weights are most of the work), so the thread can do other work meanwhile.
+   */
+  encodeModelInSlices(producer: OnnxProducer, pause: () => Promise<void>, sliceMs: number | (() => number)): Promise<Uint8Array> {
+    return this.modelMessage(producer).encodeInSlices(pause, sliceMs);
+  }
+
+  private modelMessage(producer: OnnxProducer): ProtoMessage {
     const model = new ProtoMessage()
       .varint(F.model.irVersion, ONNX_IR_VERSION)
       .string(F.model.producerName, producer.name)
       .string(F.model.producerVersion, producer.version);
     if (producer.docString) model.string(F.model.docString, producer.docString);
-    model.message(F.model.graph, this.graph).message(F.model.opsetImport, new ProtoMessage().string(F.opset.domain, '').varint(F.opset.version, ONNX_OPSET));
-    return model.encode();
+    return model
+      .message(F.model.graph, this.graph)
+      .message(F.model.opsetImport, new ProtoMessage().string(F.opset.domain, '').varint(F.opset.version, ONNX_OPSET));
   }
 }

@@ -40,6 +40,12 @@ export function configureOrt(settings: OrtSettings): void {
   applied = settings;
 }
 
+/** configureOrt unless ONNX Runtime is set up already (then those settings stay); the settings in force. */
+export function configureOrtOnce(settings: OrtSettings): OrtSettings {
+  if (!applied) configureOrt(settings);
+  return applied!;
+}
+
 /** "ONNX Runtime Web 1.22.0-dev… (wasm, N threads)", for reports. */
 export function ortDescription(): string {
   return `ONNX Runtime Web ${ort.env.versions.web ?? ort.env.versions.common} (wasm, ${ort.env.wasm.numThreads ?? 1} thread${ort.env.wasm.numThreads === 1 ? '' : 's'})`;

@@ -13,6 +13,8 @@
 const WIRE_VARINT = 0;
 const WIRE_LENGTH_DELIMITED = 2;
 const WIRE_FIXED32 = 5;
+/** Caller-owned payloads above this size end a step of writeSteps (smaller ones are not worth a check). */
+const SLICE_BYTES = 1 << 16;
 
 /** A payload written straight into the output: `byteLength` bytes by `write(dst)` (dst has exactly that length). */
 export interface DeferredBytes {
@@ -147,17 +149,31 @@ export class ProtoMessage {
 
   /** Writes the encoded message at `offset`; returns the offset after it. */
   writeTo(dst: Uint8Array, offset: number): number {
+    const steps = this.writeSteps(dst, offset);
+    for (;;) {
+      const step = steps.next();
+      if (step.done) return step.value;
+    }
+  }
+
+  /**
+   * The same write as `writeTo`, paused after every large payload (each yields the bytes it
+   * wrote), so a caller can hand the thread back between weights (encodeInSlices).
+   */
+  *writeSteps(dst: Uint8Array, offset: number): Generator<number, number, void> {
     this.flush();
     for (const p of this.parts) {
       if (p.kind === 'bytes') {
         dst.set(p.data, offset);
         offset += p.data.byteLength;
+        if (p.data.byteLength > SLICE_BYTES) yield p.data.byteLength;
       } else if (p.kind === 'deferred') {
         p.data.write(dst.subarray(offset, offset + p.data.byteLength));
         offset += p.data.byteLength;
+        yield p.data.byteLength;
       } else {
         offset = writeVarint(dst, offset, p.message.byteLength());
-        offset = p.message.writeTo(dst, offset);
+        offset = yield* p.message.writeSteps(dst, offset);
       }
     }
     return offset;
@@ -168,5 +184,29 @@ export class ProtoMessage {
     const end = this.writeTo(out, 0);
     if (end !== out.byteLength) throw new Error(`protobuf writer: wrote ${end} bytes of ${out.byteLength}`);
     return out;
+  }
+
+  /**
+   * `encode`, handing the thread back (`pause()`) whenever a slice of writing has taken
+   * `sliceMs` (read again for every slice): a worker that embeds passages meanwhile keeps
+   * embedding while a large model (a bert-base graph is ~440 MB) is written. The bytes are the
+   * same as `encode`'s.
+   */
+  async encodeInSlices(pause: () => Promise<void>, sliceMs: number | (() => number)): Promise<Uint8Array> {
+    const budget = typeof sliceMs === 'number' ? () => sliceMs : sliceMs;
+    const out = new Uint8Array(this.byteLength());
+    const steps = this.writeSteps(out, 0);
+    let sliceStart = performance.now();
+    for (;;) {
+      const step = steps.next();
+      if (step.done) {
+        if (step.value !== out.byteLength) throw new Error(`protobuf writer: wrote ${step.value} bytes of ${out.byteLength}`);
+        return out;
+      }
+      if (performance.now() - sliceStart >= budget()) {
+        await pause();
+        sliceStart = performance.now();
+      }
+    }
   }
 }

@@ -12,7 +12,7 @@ import { maxRowRelativeDifference } from '../../../src/corag/passage-encoder-cho
 import { initBackend } from '../../../src/model/backend';
 import { bertParameterShapes, canonicalBertName, parseBertConfig, type BertConfig } from '../../../src/model/bert/config';
 import { OnnxContrieverEncoder } from '../../../src/model/bert/onnx-encoder';
-import { contrieverOnnxModel } from '../../../src/model/bert/onnx-graph';
+import { contrieverOnnxModel, contrieverOnnxModelInSlices } from '../../../src/model/bert/onnx-graph';
 import { Contriever, PASSAGE_PREFIX } from '../../../src/model/contriever';
 import { OnnxGraphBuilder } from '../../../src/model/onnx/onnx-model';
 import { configureOrt } from '../../../src/model/onnx/ort-runtime';
@@ -181,6 +181,22 @@ describe('the Contriever ONNX graph', () => {
     expect(ops.filter((o) => o === 'LayerNormalization')).toHaveLength(1 + 2 * config.num_hidden_layers);
     expect(ops.filter((o) => o === 'Erf')).toHaveLength(config.num_hidden_layers);
     expect(ops.at(-1)).toBe('Div');
+  });
+
+  it('writes the same bytes in slices, handing the thread back between weights when a slice has run its time', async () => {
+    let pauses = 0;
+    const pause = () => {
+      pauses++;
+      return new Promise<void>((resolve) => setTimeout(resolve, 0));
+    };
+    const w = (name: string) => weights.get(name)!;
+    // A 0 ms slice: a pause after every weight.
+    expect(await contrieverOnnxModelInSlices(config, w, pause, 0)).toEqual(model);
+    expect(pauses).toBeGreaterThanOrEqual(bertParameterShapes(config).size);
+    // A slice longer than the whole write: no pause.
+    pauses = 0;
+    expect(await contrieverOnnxModelInSlices(config, w, pause, () => 60_000)).toEqual(model);
+    expect(pauses).toBe(0);
   });
 
   it("embeds the fixture's passages as PyTorch does (≤ 1e-5 relative) on ONNX Runtime Web", async () => {
