@@ -43,10 +43,12 @@ export interface LoraConfig {
   /** Seeds A (B starts at zero). */
   readonly seed: number;
   /**
-   * Also adapt the Contriever query encoder's attention (the same rank, alpha, targets and seed;
-   * src/model/contriever.ts enableQueryLora). Absent or false: the reader alone, as before.
+   * The Contriever query encoder's projections that get adapters too (q, k, v, o: BERT's
+   * self-attention query, key, value and attention.output.dense), with the same rank, alpha and
+   * seed (src/corag/model-bundle.ts enableLora, src/model/contriever.ts enableQueryLora). Absent
+   * or empty: the reader alone, as before this option existed.
    */
-  readonly queryEncoder?: boolean;
+  readonly queryTargets?: readonly LoraTarget[];
 }
 
 /** Where the adapter tensors' local (store) names start. */
@@ -65,11 +67,15 @@ export function validLoraConfig(config: LoraConfig): LoraConfig {
   for (const t of config.targets) {
     if (!ALL_TARGETS.includes(t)) throw new Error(`LoRA target "${t}" is not one of ${ALL_TARGETS.join(', ')}`);
   }
+  for (const t of config.queryTargets ?? []) {
+    if (!ALL_TARGETS.includes(t)) throw new Error(`LoRA query-encoder target "${t}" is not one of ${ALL_TARGETS.join(', ')}`);
+  }
   const targets = ALL_TARGETS.filter((t) => config.targets.includes(t));
   if (targets.length === 0) throw new Error('LoRA needs at least one target projection (q, k, v or o)');
-  // queryEncoder only when true, so a reader-only config reads (and compares) as it did before it existed.
-  const { queryEncoder, ...rest } = config;
-  return { ...rest, targets, ...(queryEncoder === true ? { queryEncoder } : {}) };
+  // queryTargets only when it names some, so a reader-only config reads (and compares) as it did before it existed.
+  const { queryTargets: query, ...rest } = config;
+  const queryTargets = ALL_TARGETS.filter((t) => query?.includes(t));
+  return { ...rest, targets, ...(queryTargets.length > 0 ? { queryTargets } : {}) };
 }
 
 /** Whether a local (store) name is an adapter tensor. */
@@ -131,8 +137,8 @@ export function bertLoraTargetWeights(config: BertConfig, targets: readonly Lora
   const wanted = new Set(targets.map((t) => `${BERT_PROJECTIONS[t]}.weight`));
   const out = new Map<string, readonly [number, number]>();
   for (const [name, shape] of bertParameterShapes(config)) {
-    const m = /^encoder\.layer\.\d+\.(.+)$/.exec(name);
-    if (m && wanted.has(m[1])) out.set(name, dimsOf(shape, 2, `LoRA target "${name}"`));
+    const module = /^encoder\.layer\.\d+\.(.+)$/.exec(name)?.[1];
+    if (module !== undefined && wanted.has(module)) out.set(name, dimsOf(shape, 2, `LoRA target "${name}"`));
   }
   return out;
 }

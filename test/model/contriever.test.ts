@@ -185,7 +185,12 @@ describe('Contriever with LoRA on the query encoder', () => {
     const random = seededRandom(seed);
     for (const [name, v] of model.params.entries()) {
       if (!name.endsWith('.lora_B.weight')) continue;
-      v.assign(tf.tensor(Float32Array.from({ length: v.size }, () => (random() - 0.5) * 0.4), v.shape));
+      v.assign(
+        tf.tensor(
+          Float32Array.from({ length: v.size }, () => (random() - 0.5) * 0.4),
+          v.shape,
+        ),
+      );
     }
   }
 

@@ -34,7 +34,10 @@ function batch(prefix: 'q' | 'p'): TokenBatch {
   const ids = readTensor(expected, `${prefix}_input_ids`);
   const mask = readTensor(expected, `${prefix}_attention_mask`);
   const shape = ids.shape as [number, number];
-  return { inputIds: tf.tensor2d(Int32Array.from(ids.data as ArrayLike<number>), shape, 'int32'), attentionMask: tf.tensor2d(Int32Array.from(mask.data as ArrayLike<number>), shape, 'int32') };
+  return {
+    inputIds: tf.tensor2d(Int32Array.from(ids.data as ArrayLike<number>), shape, 'int32'),
+    attentionMask: tf.tensor2d(Int32Array.from(mask.data as ArrayLike<number>), shape, 'int32'),
+  };
 }
 
 /** The fixture as a Contriever, with query-side adapters when `lora` is given. */
@@ -79,7 +82,10 @@ describe('LoRA adapters on the BERT query encoder', () => {
   });
 
   it("adapts each layer's self-attention query/key/value and attention.output.dense, never the feed-forward's output.dense", () => {
-    expect([...bertLoraTargetWeights(config, ['o']).keys()]).toEqual(['encoder.layer.0.attention.output.dense.weight', 'encoder.layer.1.attention.output.dense.weight']);
+    expect([...bertLoraTargetWeights(config, ['o']).keys()]).toEqual([
+      'encoder.layer.0.attention.output.dense.weight',
+      'encoder.layer.1.attention.output.dense.weight',
+    ]);
     const qv = bertLoraShapes(config, { ...LORA, targets: ['v', 'q'] });
     // 2 layers, q and v, A and B each.
     expect(qv.size).toBe(2 * 2 * 2);
