@@ -19,7 +19,9 @@ import { padTokenBatch } from '../../src/model/contriever';
 import { bertLoraShapes, t5LoraShapes, type LoraConfig } from '../../src/model/lora';
 import { maxRelativeError } from '../../src/model/numerics';
 import { parseT5Config, t5ParameterShapes } from '../../src/model/t5/config';
-import { selectTrainable } from '../../src/model/trainable';
+import { allParameters, selectTrainable } from '../../src/model/trainable';
+import { stepFootprint } from '../../src/corag/local-training';
+import { estimateTrainingFootprint, type HeldParameter } from '../../src/corag/training-footprint';
 import { tinyBertConfig, tinyT5Config } from '../../src/model/tiny';
 import { fedAvgExpected, seeded, startServer, tempDir } from '../server/helpers';
 import { tinyBundle } from './helpers';
@@ -29,6 +31,7 @@ const numel = (shapes: Iterable<readonly number[]>) => [...shapes].reduce((n, s)
 
 /** Hugging Face's configs of the two hub readers (config.json fields; t5-small is T5Config's defaults). */
 const T5_SMALL = parseT5Config({ model_type: 't5' });
+const demoConfig = (part: string) => JSON.parse(readFileSync(new URL(`../../public/models/demo/${part}/config.json`, import.meta.url), 'utf8'));
 const CONTRIEVER = parseBertConfig(JSON.parse(readFileSync(new URL('../fixtures/hub-configs/contriever.config.json', import.meta.url), 'utf8')));
 const FLAN_T5_BASE = parseT5Config({
   model_type: 't5',
@@ -68,10 +71,11 @@ describe('LoRA session option: training config and update size', () => {
     expect(() => loraConfigFromTraining({ loraRank: 4, loraQueryTargets: 'dense' })).toThrow('training.loraQueryTargets');
   });
 
-  it('a reader + query-encoder LoRA update is a small fraction of the fp32 reader + query-encoder bytes (demo, t5-small, flan-t5-base with contriever)', () => {
+  it('a reader + query-encoder LoRA update is a small fraction of the fp32 reader + query-encoder bytes (tiny, demo pair, t5-small / flan-t5-base with contriever)', () => {
     const rows: string[] = [];
     for (const [name, reader, retriever] of [
-      ['tiny demo models', tinyT5Config(), tinyBertConfig()],
+      ['tiny test models', tinyT5Config(), tinyBertConfig()],
+      ['shipped demo pair', parseT5Config(demoConfig('reader')), parseBertConfig(demoConfig('retriever'))],
       ['t5-small + contriever', T5_SMALL, CONTRIEVER],
       ['flan-t5-base + contriever', FLAN_T5_BASE, CONTRIEVER],
     ] as const) {
@@ -237,7 +241,7 @@ describe('a bundle with LoRA adapters on the reader and the query encoder', () =
     const fullBody = await full.encodeDelta(full.wireNamesMatching(['reader.', 'query_encoder.']), { round: 1, numExamples: 1, metrics: {} });
     const ratio = loraBody.byteLength / fullBody.byteLength;
     console.log(
-      `tiny demo models: reader + query LoRA update ${loraBody.byteLength} bytes, full reader + query update ${fullBody.byteLength} bytes (${(100 * ratio).toFixed(2)} %)`,
+      `tiny test models: reader + query LoRA update ${loraBody.byteLength} bytes, full reader + query update ${fullBody.byteLength} bytes (${(100 * ratio).toFixed(2)} %)`,
     );
     expect(ratio).toBeLessThan(0.25);
   });
@@ -272,6 +276,50 @@ describe('a bundle with LoRA adapters on the reader and the query encoder', () =
     expect(tab.wireNames()).toEqual(bundle.wireNames());
     expect(flat(await embedQueries(tab, questions))).toEqual(flat(merged));
     tab.dispose();
+  });
+
+  it('the training-footprint estimate counts the query adapters as trained state (gradients, AdamW moments) and the frozen query base as held only', () => {
+    const shape = { batchSize: 2, k: 2, passageLength: 32, targetLength: 8, queryLength: 8 };
+    const trainable = selectTrainable(bundle.parts, trainableForWirePrefixes([READER_LORA_WIRE_PREFIX, QUERY_ENCODER_LORA_WIRE_PREFIX]));
+    const readerAdapters = numel(t5LoraShapes(bundle.readerConfig, QUERY_LORA).values());
+    const queryAdapters = numel(bertLoraShapes(bundle.retrieverConfig, { ...QUERY_LORA, targets: QUERY_LORA.queryTargets! }).values());
+    const withRetriever = stepFootprint(bundle, trainable, shape, 'pdist', 'cpu');
+    expect(withRetriever.parts.gradients).toBe(4 * (readerAdapters + queryAdapters));
+    expect(withRetriever.parts.optimizerState).toBe(2 * 4 * (readerAdapters + queryAdapters));
+    // Without a retriever loss the query adapters get no gradient: nothing of the query encoder is trained.
+    expect(stepFootprint(bundle, trainable, shape, 'none', 'cpu').parts.gradients).toBe(4 * readerAdapters);
+    const held = numel([...allParameters(bundle.parts).values()].map((v) => v.shape));
+    expect(withRetriever.parts.weights).toBe(4 * held);
+
+    // flan-t5-base + Contriever (hub shapes) at the CRAB recipe's step (1 × 4 × 128, PDist, wasm),
+    // reader-only LoRA vs reader + query LoRA: the query adapters add their state and the retriever's step.
+    const heldOf = (lora: LoraConfig): HeldParameter[] => [
+      ...[...t5ParameterShapes(FLAN_T5_BASE)].map(([name, shape]) => ({ name, shape, trained: false })),
+      ...[...t5LoraShapes(FLAN_T5_BASE, lora)].map(([name, shape]) => ({ name, shape, trained: true })),
+      ...['query.', 'passage.'].flatMap((side) => [...bertParameterShapes(CONTRIEVER)].map(([name, shape]) => ({ name: side + name, shape, trained: false }))),
+      ...(lora.queryTargets
+        ? [...bertLoraShapes(CONTRIEVER, { ...lora, targets: lora.queryTargets })].map(([name, shape]) => ({ name: 'query.' + name, shape, trained: true }))
+        : []),
+    ];
+    const step = {
+      batchSize: 1,
+      k: 4,
+      passageLength: 128,
+      targetLength: 32,
+      queryLength: 32,
+      backend: 'wasm' as const,
+      reader: FLAN_T5_BASE,
+      retriever: CONTRIEVER,
+    };
+    const readerOnly = estimateTrainingFootprint({ ...step, retrieverLoss: 'none', parameters: heldOf(LORA) });
+    const both = estimateTrainingFootprint({ ...step, retrieverLoss: 'pdist', parameters: heldOf({ ...LORA, queryTargets: ['q', 'v'] }) });
+    expect(both.parts.gradients - readerOnly.parts.gradients).toBe(4 * 12 * 2 * 12288);
+    // Issue 20's 4 GiB tab: the query adapters and the retriever's step still fit it (estimate).
+    expect(both.peakBytes).toBeLessThan(4 * 2 ** 30);
+    const GiB = (n: number) => (n / 2 ** 30).toFixed(2);
+    console.log(
+      `flan-t5-base + contriever, 1×4×128 wasm: reader LoRA (no retriever loss) ${GiB(readerOnly.peakBytes)} GiB (${readerOnly.phase}); reader + query LoRA (pdist) ${GiB(both.peakBytes)} GiB (${both.phase})`,
+    );
   });
 });
 
