@@ -28,8 +28,8 @@ import {
   DEFAULT_ROUND_POLICY,
   isTrainedTensor,
   JOIN_KEY,
+  loraAdapterPrefixes,
   parseTrainingConfig,
-  READER_LORA_WIRE_PREFIX,
   passagePolicyOf,
   trainingConfigProblems,
   UPDATE_METRIC_RANGES,
@@ -312,11 +312,18 @@ export class Coordinator {
         `strategy "${strategy.name}" streams a running sum and cannot cap weight shares (maxWeightShare must be 1); choose a robust strategy such as norm-clip to cap them`,
       );
     }
-    if (parseTrainingConfig(training).loraRank !== undefined && !config.trainedPrefixes.every((p) => p.startsWith(READER_LORA_WIRE_PREFIX))) {
-      // Clients train only the adapters of a LoRA session (src/corag/model-bundle.ts trainableForWirePrefixes).
+    const adapterPrefixes = loraAdapterPrefixes(parseTrainingConfig(training));
+    // Clients train only the adapters of a LoRA session (src/corag/model-bundle.ts trainableForWirePrefixes),
+    // and query-encoder adapters that no prefix aggregates would be built and never trained.
+    if (
+      adapterPrefixes &&
+      (!config.trainedPrefixes.every((p) => adapterPrefixes.some((a) => p.startsWith(a))) ||
+        !adapterPrefixes.every((a) => config.trainedPrefixes.some((p) => p.startsWith(a))))
+    ) {
+      const what = adapterPrefixes.length > 1 ? "the reader's and the query encoder's adapters (training.loraQueryTargets)" : "the reader's adapters only";
       throw badRequest(
         'invalid_lora_session',
-        `a LoRA session (training.loraRank) trains and aggregates the reader's adapters only: its trainedPrefixes must be ["${READER_LORA_WIRE_PREFIX}"], not ${JSON.stringify(config.trainedPrefixes)}`,
+        `a LoRA session (training.loraRank) trains and aggregates ${what}: its trainedPrefixes must be ${JSON.stringify(adapterPrefixes)}, not ${JSON.stringify(config.trainedPrefixes)}`,
       );
     }
     if (config.roundPolicy.minUpdates > config.roundPolicy.minClients) {

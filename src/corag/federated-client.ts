@@ -212,8 +212,9 @@ export function trainingOptionsFromRound(config: RoundInfo['config']): TrainingD
  * The session's LoRA option (src/model/lora.ts) from its training config (typed by the protocol's
  * trainingConfigSchema), null when it has none. Keys: `loraRank` (r; its presence turns LoRA on),
  * `loraAlpha` (default 2·r, so the scale alpha/r is 2), `loraTargets` (comma-separated among q, k,
- * v, o; default "q,v"), `loraSeed` (seeds A; default 0). Such a session's trainedPrefixes are
- * ["reader.lora."] (READER_LORA_WIRE_PREFIX). The coordinator refuses bad values when the session
+ * v, o; default "q,v"), `loraSeed` (seeds A; default 0), `loraQueryTargets` (the query
+ * encoder's projections that get adapters too, same syntax as loraTargets; default none). Such a session's trainedPrefixes are ["reader.lora."]
+ * (READER_LORA_WIRE_PREFIX), plus "query_encoder.lora." with loraQueryTargets. The coordinator refuses bad values when the session
  * is created; a round that still carries one (a session stored before, a hostile server) fails
  * here rather than training a different adapter than the others do.
  */
@@ -223,8 +224,15 @@ export function loraConfigFromTraining(config: RoundInfo['config']): LoraConfig 
   const t = parseTrainingConfig(config);
   if (t.loraRank === undefined) return null;
   // The schema's pattern admits only LoRA target names between the commas.
-  const targets = (t.loraTargets ?? 'q,v').split(',').map((name) => name.trim() as LoraTarget);
-  return { rank: t.loraRank, alpha: t.loraAlpha ?? 2 * t.loraRank, targets, seed: t.loraSeed ?? 0 };
+  const names = (list: string) => list.split(',').map((name) => name.trim() as LoraTarget);
+  const targets = names(t.loraTargets ?? 'q,v');
+  return {
+    rank: t.loraRank,
+    alpha: t.loraAlpha ?? 2 * t.loraRank,
+    targets,
+    seed: t.loraSeed ?? 0,
+    ...(t.loraQueryTargets !== undefined ? { queryTargets: names(t.loraQueryTargets) } : {}),
+  };
 }
 
 /**

@@ -14,34 +14,36 @@
  * it can produce the delta local − base for the trained tensors, which is what a client uploads.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { isTrainedTensor, PASSAGE_ENCODER_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX, READER_LORA_WIRE_PREFIX, READER_WIRE_PREFIX } from '../federated/protocol';
+import {
+  isTrainedTensor,
+  PASSAGE_ENCODER_WIRE_PREFIX,
+  QUERY_ENCODER_LORA_WIRE_PREFIX,
+  QUERY_ENCODER_WIRE_PREFIX,
+  READER_LORA_WIRE_PREFIX,
+  READER_WIRE_PREFIX,
+} from '../federated/protocol';
 import { parseCheckpointPolicy, type CheckpointPolicy } from './checkpoint-policy';
 import { decodeModel, encodeModel, encodeUpdate, type NamedTensor, type UpdateMeta, type WireDtype } from '../federated/codec';
 import { bertParameterShapes, type BertConfig } from '../model/bert/config';
 import { loadBertCheckpoint, loadT5Checkpoint, type ModelSource } from '../model/checkpoint';
-import { Contriever, PASSAGE_PREFIX, QUERY_PREFIX } from '../model/contriever';
-import {
-  initialLoraTensors,
-  isLoraName,
-  LORA_PREFIX,
-  loraAdapterNames,
-  loraScale,
-  mergeLoraWeight,
-  t5LoraShapes,
-  validLoraConfig,
-  type LoraConfig,
-} from '../model/lora';
+import { Contriever, PASSAGE_PREFIX, QUERY_LORA_PREFIX, QUERY_PREFIX } from '../model/contriever';
+import { initialLoraTensors, isLoraName, LORA_PREFIX, loraScale, t5LoraShapes, validLoraConfig, type LoraConfig } from '../model/lora';
+import { MergedLoraWeights } from '../model/lora-merge';
 import { ParameterStore } from '../model/params';
 import { t5ParameterShapes, type T5Config } from '../model/t5/config';
 import { T5Model } from '../model/t5/model';
 import type { TextTokenizer } from '../model/tokenizer';
 import type { ModelParts, TrainableSelection } from '../model/trainable';
-import { weightGetter, type WeightGetter } from '../model/t5/weights';
+import { weightGetter } from '../model/t5/weights';
 
-export { PASSAGE_ENCODER_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX, READER_LORA_WIRE_PREFIX, READER_WIRE_PREFIX };
+export { PASSAGE_ENCODER_WIRE_PREFIX, QUERY_ENCODER_LORA_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX, READER_LORA_WIRE_PREFIX, READER_WIRE_PREFIX };
 
-/** The reader's LoRA adapters as a trainable selection (their local names start with `lora.`). */
-const LORA_SELECTION = new RegExp(`^${LORA_PREFIX.replace('.', '\\.')}`);
+const escaped = (prefix: string) => prefix.replaceAll('.', '\\.');
+
+/** Whether a wire name is a LoRA adapter tensor (the reader's or the query encoder's). */
+export function isAdapterWireName(wire: string): boolean {
+  return wire.startsWith(READER_LORA_WIRE_PREFIX) || wire.startsWith(QUERY_ENCODER_LORA_WIRE_PREFIX);
+}
 
 /** Local (store) name → global wire name. */
 export function wireName(local: string): string {
@@ -59,8 +61,15 @@ export function wireName(local: string): string {
  * (`reader.lora.`) select the adapters alone (the frozen weights get no gradient).
  */
 export function trainableForWirePrefixes(prefixes: readonly string[]): TrainableSelection {
-  // A LoRA session aggregates the reader's adapters only: train them and nothing else.
-  if (prefixes.length > 0 && prefixes.every((p) => p.startsWith(READER_LORA_WIRE_PREFIX))) return LORA_SELECTION;
+  // A LoRA session aggregates adapters only (the reader's, and the query encoder's when it has
+  // them): train those it aggregates and nothing else.
+  if (prefixes.length > 0 && prefixes.every(isAdapterWireName)) {
+    const locals = [
+      prefixes.some((p) => p.startsWith(READER_LORA_WIRE_PREFIX)) ? LORA_PREFIX : null,
+      prefixes.some((p) => p.startsWith(QUERY_ENCODER_LORA_WIRE_PREFIX)) ? QUERY_LORA_PREFIX : null,
+    ].filter((p) => p !== null);
+    return new RegExp(`^(${locals.map(escaped).join('|')})`);
+  }
   const covers = (wirePrefix: string) => prefixes.some((p) => wirePrefix.startsWith(p) || p.startsWith(wirePrefix));
   const reader = covers(READER_WIRE_PREFIX);
   const query = covers(QUERY_ENCODER_WIRE_PREFIX);
@@ -99,21 +108,15 @@ export interface BundleSpec {
   readonly retrieverConfig: BertConfig;
   readonly readerTokenizer: TextTokenizer;
   readonly retrieverTokenizer: TextTokenizer;
-  /** The session's LoRA adapters (its global versions carry `reader.lora.*` tensors). */
+  /** The session's LoRA adapters (its global versions carry `reader.lora.*` tensors, and `query_encoder.lora.*` with `queryTargets`). */
   readonly lora?: LoraConfig;
-}
-
-/** Cached merged projection weight W + s·B·A, valid while W, A and B hold the same data. */
-interface MergedWeight {
-  readonly dataIds: readonly object[];
-  readonly merged: tf.Tensor;
 }
 
 export class ModelBundle {
   private readerModel: T5Model;
   private inferenceModel: T5Model | null = null;
   private loraConfig: LoraConfig | null = null;
-  private readonly merged = new Map<string, MergedWeight>();
+  private merged: MergedLoraWeights | null = null;
   private baseVersion: number | null = null;
   /** The global weights of `baseVersion`, by wire name (views into the downloaded bytes). */
   private base: Map<string, NamedTensor> | null = null;
@@ -145,7 +148,8 @@ export class ModelBundle {
    * The reader for answering: without LoRA the same model as `reader`; with LoRA one that reads
    * every adapted projection merged, W' = W + (alpha/r)·B·A (src/model/lora.ts). Merged weights
    * are computed on first use and kept until W, A or B is assigned new values (a new global
-   * version, a training step), so generation pays no adapter cost per token.
+   * version, a training step), so generation pays no adapter cost per token
+   * (src/model/lora-merge.ts; the query encoder merges its own for retrieval).
    */
   get inferenceReader(): T5Model {
     return this.inferenceModel ?? this.readerModel;
@@ -159,8 +163,9 @@ export class ModelBundle {
   /**
    * Adds LoRA adapters to the reader's attention projections (A seeded, B = 0: the model's
    * outputs do not change) and freezes every other reader weight, so only the adapters can be
-   * trained. Calling it again with the same config does nothing; a different config is refused
-   * (the adapters' shapes and scale would change under trained values).
+   * trained; with `queryTargets`, the query encoder gets adapters on those projections the same
+   * way, with the same rank, alpha and seed (Contriever.enableQueryLora). Calling it again with the same config does nothing; a different
+   * config is refused (the adapters' shapes and scale would change under trained values).
    */
   enableLora(config: LoraConfig): void {
     const lora = validLoraConfig(config);
@@ -168,36 +173,16 @@ export class ModelBundle {
       if (JSON.stringify(this.loraConfig) === JSON.stringify(lora)) return;
       throw new Error(`this reader already has LoRA adapters ${JSON.stringify(this.loraConfig)}; cannot switch to ${JSON.stringify(lora)}`);
     }
+    // The query side first: it refuses a passage-only retriever before the reader changes.
+    if (lora.queryTargets) this.retriever.enableQueryLora({ rank: lora.rank, alpha: lora.alpha, targets: lora.queryTargets, seed: lora.seed });
     for (const [name, t] of initialLoraTensors(t5LoraShapes(this.readerConfig, lora), lora)) this.readerParams.set(name, t, true);
     for (const [name, v] of this.readerParams.entries()) if (!isLoraName(name)) v.trainable = false;
     this.loraConfig = lora;
     this.readerModel = new T5Model(this.readerConfig, this.readerParams, { lora });
-    this.inferenceModel = new T5Model(this.readerConfig, this.mergedGetter(lora));
-  }
-
-  /** A weight getter that merges each adapted projection (cached; see inferenceReader). */
-  private mergedGetter(lora: LoraConfig): WeightGetter {
-    const store = this.readerParams;
-    const scale = loraScale(lora);
-    const read = weightGetter(store); // everything not adapted, as the plain reader reads it
-    return (name: string) => {
-      const { a, b } = name.endsWith('.weight') ? loraAdapterNames(name) : { a: '', b: '' };
-      if (!a || !store.has(a)) return read(name);
-      const parts = [store.get(name), store.get(a), store.get(b)];
-      const dataIds = parts.map((t) => t.dataId as object);
-      const cached = this.merged.get(name);
-      if (cached && cached.dataIds.every((id, i) => id === dataIds[i])) return cached.merged;
-      cached?.merged.dispose();
-      // Kept: the getter is read inside the model's tidy scopes, and the cache outlives them.
-      const merged = tf.keep(mergeLoraWeight(parts[0], parts[1], parts[2], scale));
-      this.merged.set(name, { dataIds, merged });
-      return merged;
-    };
-  }
-
-  private disposeMerged(): void {
-    for (const m of this.merged.values()) m.merged.dispose();
-    this.merged.clear();
+    const merged = new MergedLoraWeights(this.readerParams, loraScale(lora));
+    const read = weightGetter(this.readerParams); // everything not adapted, as the plain reader reads it
+    this.merged = merged;
+    this.inferenceModel = new T5Model(this.readerConfig, (name: string) => merged.get(name) ?? read(name));
   }
 
   /** Loads the reader and the retriever checkpoints; the two encoders start equal and untied. */
@@ -225,7 +210,7 @@ export class ModelBundle {
    */
   static fromGlobal(spec: BundleSpec, bytes: Uint8Array, version: number): ModelBundle {
     const global = decodeModel(bytes, `global model v${version}`);
-    const adapted = [...global.keys()].some((n) => n.startsWith(READER_WIRE_PREFIX) && isLoraName(localName(n)));
+    const adapted = [...global.keys()].some(isAdapterWireName);
     if (adapted && !spec.lora) throw new Error(`global model v${version} carries LoRA adapters but no LoRA config was given to build its reader with`);
     const readerStore = new ParameterStore();
     const retrieverStore = new ParameterStore();
@@ -318,9 +303,9 @@ export class ModelBundle {
     const names = new Set(this.wireNames());
     for (const [name, t] of global) {
       if (!names.has(name)) {
-        if (name.startsWith(READER_WIRE_PREFIX) && isLoraName(localName(name))) {
+        if (isAdapterWireName(name)) {
           throw new Error(
-            `global model v${version} has LoRA adapter "${name}" that this reader does not: enable LoRA with the session's config first (ModelBundle.enableLora)`,
+            `global model v${version} has LoRA adapter "${name}" that this model does not: enable LoRA with the session's config first (ModelBundle.enableLora${name.startsWith(QUERY_ENCODER_LORA_WIRE_PREFIX) ? ' with queryTargets' : ''})`,
           );
         }
         throw new Error(`global model v${version} has tensor "${name}" that this model does not (different model configs?)`);
@@ -365,7 +350,7 @@ export class ModelBundle {
   }
 
   dispose(): void {
-    this.disposeMerged();
+    this.merged?.dispose();
     this.readerParams.dispose();
     this.retriever.dispose();
     this.base = null;

@@ -59,13 +59,14 @@ export interface TrainingSpec {
   readonly clipNorm: number;
   /**
    * LoRA sessions (docs/CLIENT-CORE.md "LoRA sessions"): every method trains rank-r adapters on
-   * the reader's attention over a frozen base, the federated methods aggregate the adapters only
-   * (trainedPrefixes ["reader.lora."]). null: full fine-tuning of `trainedParts`.
+   * the reader's attention over a frozen base (and on the query encoder's `queryTargets`),
+   * the federated methods aggregate the adapters only (trainedPrefixes ["reader.lora."], plus
+   * "query_encoder.lora."). null: full fine-tuning of `trainedParts`.
    */
   readonly lora: LoraSpec | null;
 }
 
-/** `training.lora` of a runner config: the session keys loraRank, loraAlpha, loraTargets, loraSeed. */
+/** `training.lora` of a runner config: the session keys loraRank, loraAlpha, loraTargets, loraSeed, loraQueryTargets. */
 export interface LoraSpec {
   readonly rank: number;
   /** Default 2·rank (scale alpha/r = 2, as a session's default). */
@@ -74,6 +75,8 @@ export interface LoraSpec {
   readonly targets: readonly LoraTarget[];
   /** Seeds the A matrices (default 0). */
   readonly seed: number;
+  /** The query encoder's projections that get adapters too (default none); needs trainedParts "reader+query-encoder". */
+  readonly queryTargets: readonly LoraTarget[];
 }
 
 export interface EvaluationSpec {
@@ -218,12 +221,19 @@ const nonNegativeInt = (v: unknown, key: string) => {
 function parseLora(value: unknown, trainedParts: TrainedParts): LoraSpec | null {
   if (value === undefined || value === null) return null;
   const json = object(value, 'training.lora');
-  known(json, 'training.lora', ['rank', 'alpha', 'targets', 'seed']);
-  // A LoRA session's updates carry the reader's adapters only (the coordinator refuses other
-  // trained prefixes), so the query encoder cannot train beside them.
-  if (trainedParts !== 'reader')
-    throw new RunnerConfigError('training.lora needs training.trainedParts "reader" (LoRA sessions train the reader\'s adapters only)');
+  known(json, 'training.lora', ['rank', 'alpha', 'targets', 'seed', 'queryTargets']);
   const p = 'training.lora.';
+  const queryTargets = json.queryTargets === undefined ? [] : list(json.queryTargets, `${p}queryTargets`, (v, key) => oneOf(v, LORA_TARGETS, key));
+  const queryEncoder = queryTargets.length > 0;
+  // A LoRA session's updates carry adapters only (the coordinator refuses other trained
+  // prefixes): the query encoder trains beside the reader exactly when it has adapters, and it
+  // gets a gradient only from the retriever loss that trainedParts "reader+query-encoder" turns on.
+  if (trainedParts !== (queryEncoder ? 'reader+query-encoder' : 'reader'))
+    throw new RunnerConfigError(
+      queryEncoder
+        ? `${p}queryTargets needs training.trainedParts "reader+query-encoder" (the query encoder's adapters are trained by the retriever loss)`
+        : 'training.lora needs training.trainedParts "reader" (LoRA sessions train adapters only; training.lora.queryTargets adds the query encoder\'s)',
+    );
   if (json.rank === undefined) throw new RunnerConfigError('training.lora.rank is required (it turns LoRA on)');
   const rank = num(json, 'rank', p, 0, (n) => Number.isInteger(n) && n >= 1 && n <= 1024, 'an integer from 1 to 1024');
   return {
@@ -231,6 +241,7 @@ function parseLora(value: unknown, trainedParts: TrainedParts): LoraSpec | null 
     alpha: num(json, 'alpha', p, 2 * rank),
     targets: list(json.targets ?? ['q', 'v'], `${p}targets`, (v, key) => oneOf(v, LORA_TARGETS, key)),
     seed: num(json, 'seed', p, 0, (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer'),
+    queryTargets,
   };
 }
 

@@ -12,7 +12,7 @@ import type { ModelBundle } from '../corag/model-bundle';
 import { CoordinatorPassageSource, LocalPassageStore, type PassageSource, type RetrievedPassage } from '../corag/retrieve';
 import { trainableForWirePrefixes } from '../corag/model-bundle';
 import { CoragClient } from '../federated/client';
-import { QUERY_ENCODER_WIRE_PREFIX, READER_LORA_WIRE_PREFIX, READER_WIRE_PREFIX } from '../federated/protocol';
+import { QUERY_ENCODER_LORA_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX, READER_LORA_WIRE_PREFIX, READER_WIRE_PREFIX } from '../federated/protocol';
 import type { EvalSplit, PredictionRow } from './predictions';
 import type { ExperimentSpec, Method, RunnerConfig } from './runner-config';
 import { clientView, type StoreLayout } from './stores';
@@ -95,6 +95,11 @@ export const NO_RETRIEVAL: PassageSource = {
   },
 };
 
+/** The adapters a LoRA run trains and its sessions aggregate: the reader's, and the query encoder's with `queryTargets`. */
+function loraPrefixes(lora: { readonly queryTargets: readonly string[] }): string[] {
+  return lora.queryTargets.length > 0 ? [READER_LORA_WIRE_PREFIX, QUERY_ENCODER_LORA_WIRE_PREFIX] : [READER_LORA_WIRE_PREFIX];
+}
+
 const FEDERATED: ReadonlySet<Method> = new Set(['closed-book', 'corag']);
 
 /** What the experiments of a seed need from the runner. */
@@ -167,7 +172,7 @@ export class SeedRun {
       weightDecay: t.weightDecay,
       clipNorm: t.clipNorm,
       // Under LoRA the base weights are frozen (bundle.enableLora): every method trains the adapters.
-      trainable: t.lora ? trainableForWirePrefixes([READER_LORA_WIRE_PREFIX]) : closedBook ? 'reader' : t.trainedParts,
+      trainable: t.lora ? trainableForWirePrefixes(loraPrefixes(t.lora)) : closedBook ? 'reader' : t.trainedParts,
       retrieverLoss: closedBook || t.trainedParts === 'reader' ? 'none' : t.retrieverLoss,
       seed: this.seed * 1000 + client,
       signal: this.x.deps.signal,
@@ -355,7 +360,7 @@ export class SeedRun {
     const t = this.config.training;
     const anon = new CoragClient(deps.coordinatorUrl, undefined, deps.fetch);
     const trainedPrefixes = t.lora
-      ? [READER_LORA_WIRE_PREFIX]
+      ? loraPrefixes(t.lora)
       : closedBook || t.trainedParts === 'reader'
         ? [READER_WIRE_PREFIX]
         : [READER_WIRE_PREFIX, QUERY_ENCODER_WIRE_PREFIX];
@@ -370,7 +375,15 @@ export class SeedRun {
         maxLength: t.maxLength,
         batchSize: t.batchSize,
         retrieverLoss: closedBook ? 'none' : t.retrieverLoss,
-        ...(t.lora ? { loraRank: t.lora.rank, loraAlpha: t.lora.alpha, loraTargets: t.lora.targets.join(','), loraSeed: t.lora.seed } : {}),
+        ...(t.lora
+          ? {
+              loraRank: t.lora.rank,
+              loraAlpha: t.lora.alpha,
+              loraTargets: t.lora.targets.join(','),
+              loraSeed: t.lora.seed,
+              ...(t.lora.queryTargets.length > 0 ? { loraQueryTargets: t.lora.queryTargets.join(',') } : {}),
+            }
+          : {}),
       },
       // Every client in every round; the deadline only guards against a client that never answers.
       roundPolicy: { fraction: 1, minClients: clients.length, minUpdates: clients.length, deadlineSeconds: 7 * 24 * 3600, autoStart: false },

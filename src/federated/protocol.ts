@@ -23,6 +23,11 @@ export const PASSAGE_ENCODER_WIRE_PREFIX = 'passage_encoder.';
  * trainedPrefixes are [READER_LORA_WIRE_PREFIX] and an update carries the adapters only.
  */
 export const READER_LORA_WIRE_PREFIX = `${READER_WIRE_PREFIX}lora.`;
+/**
+ * The query encoder's LoRA adapters (training config `loraQueryTargets`): such a session also
+ * trains these, so its trainedPrefixes are [READER_LORA_WIRE_PREFIX, QUERY_ENCODER_LORA_WIRE_PREFIX].
+ */
+export const QUERY_ENCODER_LORA_WIRE_PREFIX = `${QUERY_ENCODER_WIRE_PREFIX}lora.`;
 
 /**
  * Whether a session with `trainedPrefixes` (SessionConfig.trainedPrefixes) trains — and so
@@ -73,7 +78,8 @@ const scalarRecordSchema = recordOf(
       'training settings handed to every participant with each round; read by parseTrainingConfig: learningRate (alias lr), retrieverLearningRate, ' +
       'localSteps (steps), localEpochs (epochs), passagesPerQuestion (k), maxLength, batchSize, warmupSteps, weightDecay, clipNorm, seed, ' +
       'retrieverLoss (pdist|adist|none), retrievalSource (shared|yours|both), memoryFit (adapt|refuse), loraRank (integer 1…1024: turns LoRA on), ' +
-      'loraAlpha (> 0), loraTargets (comma-separated among q, k, v, o), loraSeed (integer >= 0); numbers may be numeric strings; ' +
+      'loraAlpha (> 0), loraTargets (comma-separated among q, k, v, o), loraSeed (integer >= 0), loraQueryTargets (comma-separated among q, k, v, o: the query encoder gets adapters too; needs loraRank); ' +
+      'numbers may be numeric strings; ' +
       'a known setting whose value does not fit is refused when the session is created',
   },
 );
@@ -82,6 +88,9 @@ const scalarRecordSchema = recordOf(
 
 /** The session's free-form training record as it travels (SessionConfig.training, RoundInfo.config). */
 export type TrainingRecord = Readonly<Static<typeof scalarRecordSchema>>;
+
+/** A comma-separated list of LoRA target names (spaces around them allowed). */
+const LORA_TARGETS_PATTERN = `^\\s*[${LORA_TARGET_NAMES.join('')}]\\s*(,\\s*[${LORA_TARGET_NAMES.join('')}]\\s*)*$`;
 
 const trainingConfigSchema = wireObject({
   learningRate: Type.Optional(Type.Number()),
@@ -106,9 +115,17 @@ const trainingConfigSchema = wireObject({
   /** Scale numerator (the adapter output is multiplied by alpha / r); absent: 2·r. */
   loraAlpha: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
   /** Which attention projections get adapters, comma-separated; absent: "q,v". */
-  loraTargets: Type.Optional(Type.String({ pattern: `^\\s*[${LORA_TARGET_NAMES.join('')}]\\s*(,\\s*[${LORA_TARGET_NAMES.join('')}]\\s*)*$`, maxLength: 64 })),
+  loraTargets: Type.Optional(Type.String({ pattern: LORA_TARGETS_PATTERN, maxLength: 64 })),
   /** Seeds the adapters' A matrices (every client draws the same); absent: 0. */
   loraSeed: Type.Optional(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })),
+  /**
+   * The Contriever query encoder's attention projections that get adapters too, comma-separated
+   * (BERT's query, key, value, attention.output.dense; the reader's rank, alpha and seed; wire
+   * names `query_encoder.lora.*`). Absent: the reader's alone, as sessions stored before this key
+   * existed mean. Needs loraRank. A list, not a boolean: the record's HTTP schema coerces a
+   * boolean to a number (its anyOf tries number first).
+   */
+  loraQueryTargets: Type.Optional(Type.String({ pattern: LORA_TARGETS_PATTERN, maxLength: 64 })),
 });
 
 /** The training record read once into its known settings (see parseTrainingConfig). */
@@ -119,7 +136,7 @@ function mustBe(
   name: string,
   schema: TSchema & { type?: unknown; enum?: readonly string[]; minimum?: number; maximum?: number; exclusiveMinimum?: number },
 ): string {
-  if (name === 'loraTargets') return `one or more of ${LORA_TARGET_NAMES.join(', ')}, comma-separated`;
+  if (name === 'loraTargets' || name === 'loraQueryTargets') return `one or more of ${LORA_TARGET_NAMES.join(', ')}, comma-separated`;
   if (schema.enum) return `one of ${schema.enum.join(', ')}`;
   const bounds = [
     schema.minimum !== undefined ? `>= ${schema.minimum}` : '',
@@ -179,7 +196,20 @@ export function trainingConfigProblems(record: TrainingRecord): string[] {
         problems.push(`training.${field} must be ${mustBe(name, schema)}, got ${JSON.stringify(raw)}`);
     }
   }
+  // The query encoder's adapters take the reader's rank, alpha, targets and seed: without a rank there are none.
+  const typed = parseTrainingConfig(record);
+  if (typed.loraQueryTargets !== undefined && typed.loraRank === undefined)
+    problems.push("training.loraQueryTargets needs training.loraRank (the query encoder's adapters share the reader's LoRA settings)");
   return problems;
+}
+
+/**
+ * The wire prefixes a LoRA session may train and aggregate: the reader's adapters, and the query
+ * encoder's with `loraQueryTargets`; null when the session is not a LoRA session (no loraRank).
+ */
+export function loraAdapterPrefixes(training: TrainingConfig): string[] | null {
+  if (training.loraRank === undefined) return null;
+  return training.loraQueryTargets !== undefined ? [READER_LORA_WIRE_PREFIX, QUERY_ENCODER_LORA_WIRE_PREFIX] : [READER_LORA_WIRE_PREFIX];
 }
 
 // ------------------------------------------------------------------ session config

@@ -4,11 +4,14 @@
  * under the prefixes `query.` and `passage.` (each followed by the canonical HF BERT name), so
  * weight deltas and gradients name each side unambiguously and the passage side can stay frozen
  * while the query side is fine-tuned (Atlas's query-side fine-tuning: passage embeddings in the
- * index stay valid).
+ * index stay valid). The query side may instead carry LoRA adapters over a frozen base
+ * (enableQueryLora): trained through the unmerged path (`embed`), merged for retrieval (`embedTokens`).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { bertParameterShapes, canonicalBertName, parseBertConfig, type BertConfig } from './bert/config';
 import { bertEncode, paramsFromStore, type BertParams } from './bert/model';
+import { bertLoraShapes, initialLoraTensors, loraScale, validLoraConfig, type LoraConfig } from './lora';
+import { MergedLoraWeights } from './lora-merge';
 import { ParameterStore } from './params';
 import { parseSafetensors, readTensor, type ParsedSafetensors } from './safetensors';
 
@@ -63,7 +66,13 @@ export function contrieverEmbed(config: BertConfig, params: BertParams, batch: T
   return tf.tidy(() => meanPool(bertEncode(config, params, batch), batch.attentionMask));
 }
 
+/** Where the query encoder's LoRA adapters start in a Contriever store (`query.lora.<module>.lora_A.weight`). */
+export const QUERY_LORA_PREFIX = `${QUERY_PREFIX}lora.`;
+
 export class Contriever {
+  private queryLoraConfig: LoraConfig | null = null;
+  private mergedQuery: MergedLoraWeights | null = null;
+
   /** Owns `params` (names `query.*` and `passage.*`) and disposes it. */
   /**
    * `sides`: the encoders `params` holds (default both). A passage-only Contriever serves whoever
@@ -139,21 +148,59 @@ export class Contriever {
     return this.params.names().filter((n) => n.startsWith(prefix));
   }
 
-  sideParams(side: ContrieverSide): BertParams {
-    if (!this.sides.includes(side)) throw new Error(`Contriever: this model holds only the ${this.sides.join(' and ')} encoder, not the ${side} encoder`);
-    return paramsFromStore(this.params, sidePrefix(side));
+  /** The LoRA config the query encoder's adapters were built with; undefined without adapters. */
+  get queryLora(): LoraConfig | undefined {
+    return this.queryLoraConfig ?? undefined;
   }
 
-  /** Embeddings [batch, hidden] of a padded batch by one side's encoder (differentiable). */
+  /**
+   * Adds LoRA adapters (src/model/lora.ts) to the query encoder's self-attention projections
+   * (`lora.targets` mapped to query, key, value and attention.output.dense; A seeded, B = 0, so
+   * the embeddings do not change) and freezes every other query-side weight, so only the adapters
+   * can be trained. The passage encoder is left alone: the store's embeddings were made with it.
+   * Calling it again with the same config does nothing; a different one is refused.
+   */
+  enableQueryLora(config: LoraConfig): void {
+    if (!this.sides.includes('query')) throw new Error('Contriever: LoRA adapts the query encoder, which this passage-only model does not hold');
+    const lora = validLoraConfig(config);
+    if (this.queryLoraConfig) {
+      if (JSON.stringify(this.queryLoraConfig) === JSON.stringify(lora)) return;
+      throw new Error(`the query encoder already has LoRA adapters ${JSON.stringify(this.queryLoraConfig)}; cannot switch to ${JSON.stringify(lora)}`);
+    }
+    const shapes = new Map([...bertLoraShapes(this.config, lora)].map(([name, shape]) => [QUERY_PREFIX + name, shape]));
+    for (const [name, t] of initialLoraTensors(shapes, lora)) this.params.set(name, t, true);
+    for (const [name, v] of this.params.entries()) if (name.startsWith(QUERY_PREFIX) && !name.startsWith(QUERY_LORA_PREFIX)) v.trainable = false;
+    this.queryLoraConfig = lora;
+    this.mergedQuery = new MergedLoraWeights(this.params, loraScale(lora), QUERY_PREFIX);
+  }
+
+  /** One side's parameters as training reads them: with query LoRA, adapters unmerged (differentiable). */
+  sideParams(side: ContrieverSide): BertParams {
+    if (!this.sides.includes(side)) throw new Error(`Contriever: this model holds only the ${this.sides.join(' and ')} encoder, not the ${side} encoder`);
+    return paramsFromStore(this.params, sidePrefix(side), side === 'query' ? this.queryLora : undefined);
+  }
+
+  /** One side's parameters for embedding without gradients: with query LoRA, every adapted weight merged. */
+  private inferenceParams(side: ContrieverSide): BertParams {
+    const merged = side === 'query' ? this.mergedQuery : null;
+    if (!merged) return this.sideParams(side);
+    const plain = paramsFromStore(this.params, QUERY_PREFIX);
+    return (name) => merged.get(name) ?? plain(name);
+  }
+
+  /** Embeddings [batch, hidden] of a padded batch by one side's encoder (differentiable: adapters unmerged). */
   embed(side: ContrieverSide, batch: TokenBatch): tf.Tensor2D {
     return contrieverEmbed(this.config, this.sideParams(side), batch);
   }
 
-  /** Embeddings of token id arrays (padded here with the config's pad id). */
+  /**
+   * Embeddings of token id arrays (padded here with the config's pad id), for retrieval: no
+   * gradient is taken, so a LoRA query encoder reads its merged weights (W + (alpha/r)·B·A).
+   */
   embedTokens(side: ContrieverSide, sequences: readonly (readonly number[])[]): tf.Tensor2D {
     const batch = padTokenBatch(sequences, this.config.pad_token_id);
     try {
-      return this.embed(side, batch);
+      return contrieverEmbed(this.config, this.inferenceParams(side), batch);
     } finally {
       batch.inputIds.dispose();
       batch.attentionMask.dispose();
@@ -169,6 +216,7 @@ export class Contriever {
   }
 
   dispose(): void {
+    this.mergedQuery?.dispose();
     this.params.dispose();
   }
 }

@@ -1,18 +1,24 @@
 /**
  * LoRA (Hu et al. 2021, "Low-Rank Adaptation of Large Language Models") on the T5 reader's
- * attention projections: a frozen projection weight W [out, in] gets a trained low-rank update,
+ * attention projections, and optionally on the Contriever query encoder's (BERT self-attention
+ * query/key/value and its output dense): a frozen projection weight W [out, in] gets a trained
+ * low-rank update,
  *
  *   y = x Wᵀ + s · (x Aᵀ) Bᵀ,   A [r, in], B [out, r], s = alpha / r,
  *
- * applied at run time while training (src/model/t5/layers.ts `projection`: only x Aᵀ [.., r] is an
- * extra activation, and no gradient or optimizer state of W's size exists), and merged for
+ * applied at run time while training (`loraUpdate`, called by src/model/t5/layers.ts `projection`
+ * and src/model/bert/model.ts `projection`: only x Aᵀ [.., r] is an extra activation, and no gradient or optimizer state of W's size exists), and merged for
  * inference: W' = W + s · B A (`mergeLoraWeight`), which gives the same outputs up to rounding.
  *
  * Adapters live in the reader's ParameterStore beside the weights they adapt, under names that
  * mirror PEFT's (`base_model.model.<module>.lora_A.weight`) with our own prefix instead:
  * `lora.<module>.lora_A.weight` and `lora.<module>.lora_B.weight`, `<module>` being e.g.
  * `encoder.block.0.layer.0.SelfAttention.q`. On the wire they are `reader.lora.*`, so a session
- * that trains only them names them by one trained prefix (src/federated/protocol.ts).
+ * that trains only them names them by one trained prefix (src/federated/protocol.ts). The query
+ * encoder's adapters follow the same rule inside its side of the Contriever store:
+ * `query.lora.encoder.layer.0.attention.self.query.lora_A.weight`, on the wire
+ * `query_encoder.lora.*`. The passage encoder never gets adapters: the store's embeddings were
+ * made with its weights.
  *
  * Initialisation: B = 0, so the adapted model starts equal to the base model exactly; A is drawn
  * from N(0, 1/in) by a generator seeded with (seed, tensor name), so every client that builds the
@@ -20,8 +26,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { seededRandom } from '../util/random';
-import { dimsOf } from './shape';
+import { dimsOf, lastDim } from './shape';
 import { LORA_TARGETS as ALL_TARGETS, type LoraTarget } from './lora-targets';
+import { bertParameterShapes, type BertConfig } from './bert/config';
+import { matMulWeightTransposed } from './matmul';
 import { t5ParameterShapes, type T5Config } from './t5/config';
 
 export type { LoraTarget } from './lora-targets';
@@ -34,6 +42,13 @@ export interface LoraConfig {
   readonly targets: readonly LoraTarget[];
   /** Seeds A (B starts at zero). */
   readonly seed: number;
+  /**
+   * The Contriever query encoder's projections that get adapters too (q, k, v, o: BERT's
+   * self-attention query, key, value and attention.output.dense), with the same rank, alpha and
+   * seed (src/corag/model-bundle.ts enableLora, src/model/contriever.ts enableQueryLora). Absent
+   * or empty: the reader alone, as before this option existed.
+   */
+  readonly queryTargets?: readonly LoraTarget[];
 }
 
 /** Where the adapter tensors' local (store) names start. */
@@ -52,9 +67,15 @@ export function validLoraConfig(config: LoraConfig): LoraConfig {
   for (const t of config.targets) {
     if (!ALL_TARGETS.includes(t)) throw new Error(`LoRA target "${t}" is not one of ${ALL_TARGETS.join(', ')}`);
   }
+  for (const t of config.queryTargets ?? []) {
+    if (!ALL_TARGETS.includes(t)) throw new Error(`LoRA query-encoder target "${t}" is not one of ${ALL_TARGETS.join(', ')}`);
+  }
   const targets = ALL_TARGETS.filter((t) => config.targets.includes(t));
   if (targets.length === 0) throw new Error('LoRA needs at least one target projection (q, k, v or o)');
-  return { ...config, targets };
+  // queryTargets only when it names some, so a reader-only config reads (and compares) as it did before it existed.
+  const { queryTargets: query, ...rest } = config;
+  const queryTargets = ALL_TARGETS.filter((t) => query?.includes(t));
+  return { ...rest, targets, ...(queryTargets.length > 0 ? { queryTargets } : {}) };
 }
 
 /** Whether a local (store) name is an adapter tensor. */
@@ -98,6 +119,56 @@ export function t5LoraShapes(config: T5Config, lora: LoraConfig): Map<string, nu
     shapes.set(b, [out, lora.rank]);
   }
   return shapes;
+}
+
+/** The BERT module each LoRA target names: self-attention query, key, value and its output dense. */
+const BERT_PROJECTIONS: Readonly<Record<LoraTarget, string>> = {
+  q: 'attention.self.query',
+  k: 'attention.self.key',
+  v: 'attention.self.value',
+  o: 'attention.output.dense',
+};
+
+/**
+ * The projection weights LoRA adapts in a BERT encoder, by canonical HF name (no side prefix), in
+ * bertParameterShapes order: the `targets` of every layer's self-attention, with shapes.
+ */
+export function bertLoraTargetWeights(config: BertConfig, targets: readonly LoraTarget[]): Map<string, readonly [number, number]> {
+  const wanted = new Set(targets.map((t) => `${BERT_PROJECTIONS[t]}.weight`));
+  const out = new Map<string, readonly [number, number]>();
+  for (const [name, shape] of bertParameterShapes(config)) {
+    const module = /^encoder\.layer\.\d+\.(.+)$/.exec(name)?.[1];
+    if (module !== undefined && wanted.has(module)) out.set(name, dimsOf(shape, 2, `LoRA target "${name}"`));
+  }
+  return out;
+}
+
+/**
+ * The adapter tensors a LoRA config adds to one BERT encoder, by name relative to its side (the
+ * Contriever store holds them under `query.`), with shapes: A [r, in] and B [out, r] per adapted
+ * projection.
+ */
+export function bertLoraShapes(config: BertConfig, lora: LoraConfig): Map<string, number[]> {
+  const shapes = new Map<string, number[]>();
+  for (const [name, [out, inDim]] of bertLoraTargetWeights(config, validLoraConfig(lora).targets)) {
+    const { a, b } = loraAdapterNames(name);
+    shapes.set(a, [lora.rank, inDim]);
+    shapes.set(b, [out, lora.rank]);
+  }
+  return shapes;
+}
+
+/**
+ * The adapter's output scale · (x Aᵀ) Bᵀ for inputs x [..., in] (A [r, in], B [out, r]): two thin
+ * products, never a weight-sized tensor, so a frozen W gets neither a gradient nor a merged copy.
+ */
+export function loraUpdate(x: tf.Tensor, a: tf.Tensor, b: tf.Tensor, scale: number): tf.Tensor {
+  return tf.tidy(() => {
+    const flat = tf.reshape(x, [-1, lastDim(x.shape, 'LoRA input')]) as tf.Tensor2D;
+    const down = matMulWeightTransposed(flat, a as tf.Tensor2D);
+    const up = matMulWeightTransposed(down, b as tf.Tensor2D);
+    return tf.reshape(tf.mul(up, scale), [...x.shape.slice(0, -1), dimsOf(b.shape, 2, 'LoRA B')[0]]);
+  });
 }
 
 /** FNV-1a over the name's UTF-16 code units, mixed with the seed: a per-tensor 32-bit seed. */

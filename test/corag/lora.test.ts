@@ -3,20 +3,26 @@
  * weighs, merged inference, and a federated round through the real coordinator whose published
  * version holds the FedAvg of the clients' adapters.
  */
+import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FederatedCoragClient, loraConfigFromTraining, type ClientEvent } from '../../src/corag/federated-client';
 import type { QAPair } from '../../src/corag/local-training';
-import { ModelBundle, READER_LORA_WIRE_PREFIX, trainableForWirePrefixes } from '../../src/corag/model-bundle';
+import { ModelBundle, QUERY_ENCODER_LORA_WIRE_PREFIX, READER_LORA_WIRE_PREFIX, trainableForWirePrefixes } from '../../src/corag/model-bundle';
 import { generateAnswers } from '../../src/corag/reader';
-import { CoordinatorPassageSource, type PassageText } from '../../src/corag/retrieve';
+import { CoordinatorPassageSource, embedQueries, type PassageText } from '../../src/corag/retrieve';
 import { CoragClient } from '../../src/federated/client';
 import { decodeModel, decodeUpdate, encodeUpdate, type NamedTensor } from '../../src/federated/codec';
 import { initBackend } from '../../src/model/backend';
-import { t5LoraShapes, type LoraConfig } from '../../src/model/lora';
+import { bertParameterShapes, parseBertConfig } from '../../src/model/bert/config';
+import { padTokenBatch } from '../../src/model/contriever';
+import { bertLoraShapes, t5LoraShapes, type LoraConfig } from '../../src/model/lora';
 import { maxRelativeError } from '../../src/model/numerics';
 import { parseT5Config, t5ParameterShapes } from '../../src/model/t5/config';
-import { selectTrainable } from '../../src/model/trainable';
+import { allParameters, selectTrainable } from '../../src/model/trainable';
+import { stepFootprint } from '../../src/corag/local-training';
+import { estimateTrainingFootprint, type HeldParameter } from '../../src/corag/training-footprint';
+import { tinyBertConfig, tinyT5Config } from '../../src/model/tiny';
 import { fedAvgExpected, seeded, startServer, tempDir } from '../server/helpers';
 import { tinyBundle } from './helpers';
 import { expectIdenticalNumbers } from '../identical-numbers';
@@ -26,6 +32,8 @@ const numel = (shapes: Iterable<readonly number[]>) => [...shapes].reduce((n, s)
 
 /** Hugging Face's configs of the two hub readers (config.json fields; t5-small is T5Config's defaults). */
 const T5_SMALL = parseT5Config({ model_type: 't5' });
+const demoConfig = (part: string) => JSON.parse(readFileSync(new URL(`../../public/models/demo/${part}/config.json`, import.meta.url), 'utf8'));
+const CONTRIEVER = parseBertConfig(JSON.parse(readFileSync(new URL('../fixtures/hub-configs/contriever.config.json', import.meta.url), 'utf8')));
 const FLAN_T5_BASE = parseT5Config({
   model_type: 't5',
   d_model: 768,
@@ -53,6 +61,43 @@ describe('LoRA session option: training config and update size', () => {
     expect(() => loraConfigFromTraining({ loraRank: 'big' })).toThrow('training.loraRank must be an integer');
     expect(() => loraConfigFromTraining({ loraRank: 4, loraTargets: 'q,x' })).toThrow(expect.objectContaining({ problem: 'bad_round_config' }));
     expect(() => loraConfigFromTraining({ loraRank: 4, loraSeed: 0.5 })).toThrow('training.loraSeed');
+    // The query encoder's adapters: their own targets, the reader's rank, alpha and seed.
+    expect(loraConfigFromTraining({ loraRank: 4, loraQueryTargets: 'v, q' })).toEqual({
+      rank: 4,
+      alpha: 8,
+      targets: ['q', 'v'],
+      seed: 0,
+      queryTargets: ['v', 'q'],
+    });
+    expect(() => loraConfigFromTraining({ loraRank: 4, loraQueryTargets: 'dense' })).toThrow('training.loraQueryTargets');
+  });
+
+  it('a reader + query-encoder LoRA update is a small fraction of the fp32 reader + query-encoder bytes (tiny, demo pair, t5-small / flan-t5-base with contriever)', () => {
+    const rows: string[] = [];
+    for (const [name, reader, retriever] of [
+      ['tiny test models', tinyT5Config(), tinyBertConfig()],
+      ['shipped demo pair', parseT5Config(demoConfig('reader')), parseBertConfig(demoConfig('retriever'))],
+      ['t5-small + contriever', T5_SMALL, CONTRIEVER],
+      ['flan-t5-base + contriever', FLAN_T5_BASE, CONTRIEVER],
+    ] as const) {
+      // What a full session (trainedPrefixes reader. and query_encoder.) uploads per client, in fp32.
+      const fullBytes = 4 * (numel(t5ParameterShapes(reader).values()) + numel(bertParameterShapes(retriever).values()));
+      for (const lora of [
+        { ...LORA, queryTargets: ['q', 'v'] },
+        { ...LORA, targets: ['q', 'k', 'v', 'o'], queryTargets: ['q', 'k', 'v', 'o'] },
+        { ...LORA, rank: 64, alpha: 128, queryTargets: ['q', 'v'] },
+      ] as LoraConfig[]) {
+        const query = numel(bertLoraShapes(retriever, { ...lora, targets: lora.queryTargets! }).values());
+        const loraBytes = 4 * (numel(t5LoraShapes(reader, lora).values()) + query);
+        rows.push(
+          `${name} r=${lora.rank} reader ${lora.targets.join('')} + query ${lora.queryTargets!.join('')}: ${loraBytes} / ${fullBytes} bytes = ${((100 * loraBytes) / fullBytes).toFixed(3)} % (query encoder ${4 * query} bytes)`,
+        );
+        expect(loraBytes / fullBytes).toBeLessThan(0.25);
+      }
+    }
+    // contriever: 12 layers × q,v × (8·768 + 768·8).
+    expect(numel(bertLoraShapes(CONTRIEVER, LORA).values())).toBe(12 * 2 * 12288);
+    console.log(rows.join('\n'));
   });
 
   it('a LoRA update is a small fraction of the fp32 full-weight bytes for t5-small and flan-t5-base', () => {
@@ -154,6 +199,128 @@ describe('a bundle with LoRA adapters', () => {
     await logitsOf(bundle.inferenceReader);
     expect(tf.memory().numTensors).toBe(count); // merged once, then served from the cache
     tf.dispose([ids, mask, labels]);
+  });
+});
+
+const QUERY_LORA: LoraConfig = { ...LORA, queryTargets: ['q', 'k', 'v', 'o'] };
+
+describe('a bundle with LoRA adapters on the reader and the query encoder', () => {
+  let bundle: ModelBundle;
+  let full: ModelBundle;
+  beforeAll(async () => {
+    await initBackend('cpu');
+    bundle = await tinyBundle();
+    full = await tinyBundle();
+    bundle.enableLora(QUERY_LORA);
+  });
+  afterAll(() => {
+    bundle.dispose();
+    full.dispose();
+  });
+
+  it('carries the query adapters as query_encoder.lora.* wire tensors, trains them only in a session that aggregates them, and leaves the passage encoder alone', async () => {
+    const query = bundle.wireNamesMatching([QUERY_ENCODER_LORA_WIRE_PREFIX]);
+    expect(query).toHaveLength(bertLoraShapes(bundle.retrieverConfig, LORA).size * 2); // q, k, v, o instead of q, v
+    expect(query.every((n) => /^query_encoder\.lora\.encoder\.layer\.\d\.attention\.(self\.(query|key|value)|output\.dense)\.lora_[AB]\.weight$/.test(n))).toBe(
+      true,
+    );
+    const reader = bundle.wireNamesMatching([READER_LORA_WIRE_PREFIX]);
+    const both = selectTrainable(bundle.parts, trainableForWirePrefixes([READER_LORA_WIRE_PREFIX, QUERY_ENCODER_LORA_WIRE_PREFIX]));
+    expect([...both.keys()].sort()).toEqual(bundle.localNames([...reader, ...query]).sort());
+    const readerOnly = selectTrainable(bundle.parts, trainableForWirePrefixes([READER_LORA_WIRE_PREFIX]));
+    expect([...readerOnly.keys()].sort()).toEqual(bundle.localNames(reader).sort());
+    expect(bundle.retriever.params.get('query.encoder.layer.0.attention.self.query.weight').trainable).toBe(false);
+    expect(() => selectTrainable(bundle.parts, 'query-encoder')).toThrow(/frozen/);
+    expect(bundle.retriever.parameterNames('passage').some((n) => n.includes('lora'))).toBe(false);
+    bundle.enableLora({ ...QUERY_LORA, queryTargets: ['o', 'v', 'k', 'q'] }); // the same config again
+    expect(() => bundle.enableLora({ ...QUERY_LORA, queryTargets: ['q'] })).toThrow(/already has LoRA/);
+
+    // The update of both adapter sets against the fp32 update of the whole reader and query encoder.
+    bundle.applyGlobal(await bundle.exportGlobal(), 0);
+    const loraBody = await bundle.encodeDelta([...reader, ...query], { round: 1, numExamples: 1, metrics: {} });
+    full.applyGlobal(await full.exportGlobal(), 0);
+    const fullBody = await full.encodeDelta(full.wireNamesMatching(['reader.', 'query_encoder.']), { round: 1, numExamples: 1, metrics: {} });
+    const ratio = loraBody.byteLength / fullBody.byteLength;
+    console.log(
+      `tiny test models: reader + query LoRA update ${loraBody.byteLength} bytes, full reader + query update ${fullBody.byteLength} bytes (${(100 * ratio).toFixed(2)} %)`,
+    );
+    expect(ratio).toBeLessThan(0.25);
+  });
+
+  it('retrieval reads merged query weights equal to the unmerged (training) forward; a tab builds the adapters from the global version', async () => {
+    const questions = ['where does alice live?', 'who lives in paris?'];
+    const base = await embedQueries(full, questions);
+    // B = 0: the adapted query encoder embeds exactly as the base one.
+    expect(await embedQueries(bundle, questions)).toEqual(base);
+    for (const [name, v] of bundle.retriever.params.entries()) {
+      if (name.endsWith('.lora_B.weight')) v.assign(tf.randomNormal(v.shape, 0, 0.2, 'float32', 6));
+    }
+    const merged = await embedQueries(bundle, questions);
+    const batch = padTokenBatch(
+      questions.map((q) => bundle.retrieverTokenizer.encode(q)),
+      bundle.retrieverConfig.pad_token_id,
+    );
+    const unmergedTensor = bundle.retriever.embed('query', batch);
+    const unmerged = (await unmergedTensor.data()) as Float32Array;
+    tf.dispose([unmergedTensor, batch.inputIds, batch.attentionMask]);
+    const flat = (rows: Float32Array[]) => Float32Array.from(rows.flatMap((r) => [...r]));
+    expect(maxRelativeError(flat(merged), unmerged)).toBeLessThan(1e-5);
+    expect(maxRelativeError(flat(merged), flat(base))).toBeGreaterThan(1e-3);
+
+    const bytes = await bundle.exportGlobal();
+    const readerOnly = await tinyBundle();
+    readerOnly.enableLora(LORA);
+    expect(() => readerOnly.applyGlobal(bytes, 0)).toThrow(/query_encoder\.lora\..*with queryTargets/);
+    readerOnly.dispose();
+    const tab = ModelBundle.fromGlobal(bundle, bytes, 0);
+    expect(tab.lora).toEqual(QUERY_LORA);
+    expect(tab.wireNames()).toEqual(bundle.wireNames());
+    expect(flat(await embedQueries(tab, questions))).toEqual(flat(merged));
+    tab.dispose();
+  });
+
+  it('the training-footprint estimate counts the query adapters as trained state (gradients, AdamW moments) and the frozen query base as held only', () => {
+    const shape = { batchSize: 2, k: 2, passageLength: 32, targetLength: 8, queryLength: 8 };
+    const trainable = selectTrainable(bundle.parts, trainableForWirePrefixes([READER_LORA_WIRE_PREFIX, QUERY_ENCODER_LORA_WIRE_PREFIX]));
+    const readerAdapters = numel(t5LoraShapes(bundle.readerConfig, QUERY_LORA).values());
+    const queryAdapters = numel(bertLoraShapes(bundle.retrieverConfig, { ...QUERY_LORA, targets: QUERY_LORA.queryTargets! }).values());
+    const withRetriever = stepFootprint(bundle, trainable, shape, 'pdist', 'cpu');
+    expect(withRetriever.parts.gradients).toBe(4 * (readerAdapters + queryAdapters));
+    expect(withRetriever.parts.optimizerState).toBe(2 * 4 * (readerAdapters + queryAdapters));
+    // Without a retriever loss the query adapters get no gradient: nothing of the query encoder is trained.
+    expect(stepFootprint(bundle, trainable, shape, 'none', 'cpu').parts.gradients).toBe(4 * readerAdapters);
+    const held = numel([...allParameters(bundle.parts).values()].map((v) => v.shape));
+    expect(withRetriever.parts.weights).toBe(4 * held);
+
+    // flan-t5-base + Contriever (hub shapes) at the CRAB recipe's step (1 × 4 × 128, PDist, wasm),
+    // reader-only LoRA vs reader + query LoRA: the query adapters add their state and the retriever's step.
+    const heldOf = (lora: LoraConfig): HeldParameter[] => [
+      ...[...t5ParameterShapes(FLAN_T5_BASE)].map(([name, shape]) => ({ name, shape, trained: false })),
+      ...[...t5LoraShapes(FLAN_T5_BASE, lora)].map(([name, shape]) => ({ name, shape, trained: true })),
+      ...['query.', 'passage.'].flatMap((side) => [...bertParameterShapes(CONTRIEVER)].map(([name, shape]) => ({ name: side + name, shape, trained: false }))),
+      ...(lora.queryTargets
+        ? [...bertLoraShapes(CONTRIEVER, { ...lora, targets: lora.queryTargets })].map(([name, shape]) => ({ name: 'query.' + name, shape, trained: true }))
+        : []),
+    ];
+    const step = {
+      batchSize: 1,
+      k: 4,
+      passageLength: 128,
+      targetLength: 32,
+      queryLength: 32,
+      backend: 'wasm' as const,
+      reader: FLAN_T5_BASE,
+      retriever: CONTRIEVER,
+    };
+    const readerOnly = estimateTrainingFootprint({ ...step, retrieverLoss: 'none', parameters: heldOf(LORA) });
+    const both = estimateTrainingFootprint({ ...step, retrieverLoss: 'pdist', parameters: heldOf({ ...LORA, queryTargets: ['q', 'v'] }) });
+    expect(both.parts.gradients - readerOnly.parts.gradients).toBe(4 * 12 * 2 * 12288);
+    // Issue 20's 4 GiB tab: the query adapters and the retriever's step still fit it (estimate).
+    expect(both.peakBytes).toBeLessThan(4 * 2 ** 30);
+    const GiB = (n: number) => (n / 2 ** 30).toFixed(2);
+    console.log(
+      `flan-t5-base + contriever, 1×4×128 wasm: reader LoRA (no retriever loss) ${GiB(readerOnly.peakBytes)} GiB (${readerOnly.phase}); reader + query LoRA (pdist) ${GiB(both.peakBytes)} GiB (${both.phase})`,
+    );
   });
 });
 
@@ -283,5 +450,94 @@ describe('a LoRA session through the real coordinator', () => {
       status: 400,
       code: 'unknown_tensor',
     });
+  });
+
+  it("with loraQueryTargets, clients also train and upload the query encoder's adapters (retriever loss); the version holds the FedAvg of both sets, every other tensor unchanged", async () => {
+    const anon = new CoragClient(server.url);
+    const created = await anon.createSession({
+      name: 'corag-query-lora',
+      models: { reader: 'tiny-t5', passageEncoder: 'corag/tiny-contriever (random, seed 2)', embeddingDim: bundles[0].embeddingDim },
+      training: {
+        learningRate: 1e-2,
+        retrieverLearningRate: 1e-2,
+        localSteps: 1,
+        passagesPerQuestion: 2,
+        maxLength: 24,
+        // Each client's weight is its QA pairs (2 and 3), capped by the coordinator at localSteps × batchSize.
+        batchSize: 3,
+        seed: 3,
+        retrieverLoss: 'pdist',
+        loraRank: 4,
+        loraQueryTargets: 'q,k,v,o',
+      },
+      roundPolicy: { minClients: 2, minUpdates: 2, deadlineSeconds: 120, autoStart: false },
+      trainedPrefixes: [READER_LORA_WIRE_PREFIX, QUERY_ENCODER_LORA_WIRE_PREFIX],
+    });
+    const sid = created.session.id;
+    const admin = anon.withToken(created.adminToken);
+    const lora = loraConfigFromTraining(created.session.config.training)!;
+    expect(lora.queryTargets).toEqual(['q', 'k', 'v', 'o']);
+    const organiser = await tinyBundle();
+    organiser.enableLora(lora);
+    const initial = await organiser.exportGlobal();
+    organiser.dispose();
+    await admin.uploadModel(sid, initial);
+
+    const uploads: Uint8Array[] = [];
+    const fresh = [await tinyBundle(), await tinyBundle()];
+    bundles.push(...fresh); // disposed with the others
+    const clients = await Promise.all(
+      fresh.map((bundle, i) =>
+        FederatedCoragClient.join(anon, created.joinCode, `query-client-${i}`, {
+          bundle,
+          qaPairs: qaOf(FACTS[i]),
+          passageSource: (c, s) => new CoordinatorPassageSource(c, s),
+          onEvent: (e: ClientEvent) => {
+            if (e.type === 'uploaded') uploads.push(e.body);
+          },
+        }),
+      ),
+    );
+    for (const [i, c] of clients.entries()) {
+      c.bundle.enableLora(lora);
+      await c.loadGlobal(0);
+      await c.contributePassages(FACTS[i]);
+    }
+    const running = clients.map((c) => c.run({ maxRounds: 1 }));
+    let info = await admin.openRound(sid);
+    for (let t = 0; info.state !== 'closed' && info.state !== 'failed' && t < 600; t++) {
+      await new Promise((res) => setTimeout(res, 100));
+      info = await admin.round(sid, 1);
+    }
+    expect(info.failureReason).toBeNull();
+    expect(info.state).toBe('closed');
+    await Promise.all(running);
+
+    const v0 = decodeModel(initial);
+    const v1 = decodeModel(await admin.downloadModel(sid, 1));
+    const isAdapter = (n: string) => n.startsWith(READER_LORA_WIRE_PREFIX) || n.startsWith(QUERY_ENCODER_LORA_WIRE_PREFIX);
+    const adapterNames = [...v0.keys()].filter(isAdapter);
+    const queryNames = adapterNames.filter((n) => n.startsWith(QUERY_ENCODER_LORA_WIRE_PREFIX));
+    expect(queryNames).toHaveLength(bertLoraShapes(fresh[0].retrieverConfig, { ...lora, targets: lora.queryTargets! }).size);
+    const shapes = new Map(adapterNames.map((n) => [n, [...v0.get(n)!.shape]]));
+    const updates = uploads.map((body) => decodeUpdate(body, shapes));
+    expect(updates).toHaveLength(2);
+    for (const u of updates) expect([...u.deltas.keys()].sort()).toEqual([...adapterNames].sort());
+    const expected = fedAvgExpected(
+      v0,
+      updates.map((u) => ({ n: u.numExamples, deltas: u.deltas as Map<string, NamedTensor> })),
+    );
+    for (const name of adapterNames) {
+      const got = v1.get(name)!.data;
+      const want = expected.get(name)!;
+      let err = 0;
+      for (let i = 0; i < want.length; i++) err = Math.max(err, Math.abs(got[i] - want[i]));
+      expect(err, name).toBeLessThan(1e-6);
+    }
+    // The retriever loss moved the query adapters (B started at zero); the frozen query base and
+    // the passage encoder are carried over bit for bit.
+    const queryB = 'query_encoder.lora.encoder.layer.1.attention.self.value.lora_B.weight';
+    expect(Math.max(...v1.get(queryB)!.data.map(Math.abs))).toBeGreaterThan(0);
+    for (const [name, t] of v0) if (!isAdapter(name)) expect(v1.get(name)!.data, name).toEqual(t.data);
   });
 });

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { READER_LORA_WIRE_PREFIX, READER_WIRE_PREFIX } from '../../src/corag/model-bundle';
+import { QUERY_ENCODER_LORA_WIRE_PREFIX, READER_LORA_WIRE_PREFIX, READER_WIRE_PREFIX } from '../../src/corag/model-bundle';
 import { CrabRunner } from '../../src/crab/runner';
 import { parseRunnerConfig, RunnerConfigError } from '../../src/crab/runner-config';
 import { decodeModel, type NamedTensor } from '../../src/federated/codec';
@@ -49,17 +49,34 @@ describe('CRAB runner: LoRA sessions', () => {
   it('parses training.lora (defaults as a session’s) and refuses it beside a trained query encoder', () => {
     const parse = (training: object) => parseRunnerConfig({ ...BASE, data: { cache: dir }, training }).training.lora;
     expect(parse({})).toBeNull();
-    expect(parse({ trainedParts: 'reader', lora: { rank: 8 } })).toEqual({ rank: 8, alpha: 16, targets: ['q', 'v'], seed: 0 });
+    expect(parse({ trainedParts: 'reader', lora: { rank: 8 } })).toEqual({ rank: 8, alpha: 16, targets: ['q', 'v'], seed: 0, queryTargets: [] });
     expect(parse({ trainedParts: 'reader', lora: { rank: 4, alpha: 4, targets: ['o', 'q'], seed: 3 } })).toEqual({
       rank: 4,
       alpha: 4,
       targets: ['o', 'q'],
       seed: 3,
+      queryTargets: [],
     });
     expect(() => parse({ lora: { rank: 8 } })).toThrow(/training.lora needs training.trainedParts "reader"/);
     expect(() => parse({ trainedParts: 'reader', lora: {} })).toThrow(/training.lora.rank is required/);
     expect(() => parse({ trainedParts: 'reader', lora: { rank: 8, targets: ['x'] } })).toThrow(RunnerConfigError);
     expect(() => parse({ trainedParts: 'reader', lora: { rank: 8, dropout: 0.1 } })).toThrow(/training.lora.dropout is not a known setting/);
+  });
+
+  it('parses training.lora.queryTargets (adapters on the query encoder too), which needs trainedParts "reader+query-encoder"', () => {
+    const parse = (training: object) => parseRunnerConfig({ ...BASE, data: { cache: dir }, training }).training.lora;
+    expect(parse({ trainedParts: 'reader+query-encoder', lora: { rank: 4, queryTargets: ['v', 'q'] } })).toEqual({
+      rank: 4,
+      alpha: 8,
+      targets: ['q', 'v'],
+      seed: 0,
+      queryTargets: ['v', 'q'],
+    });
+    expect(() => parse({ trainedParts: 'reader', lora: { rank: 4, queryTargets: ['q'] } })).toThrow(
+      /training.lora.queryTargets needs training.trainedParts "reader\+query-encoder"/,
+    );
+    expect(() => parse({ trainedParts: 'reader+query-encoder', lora: { rank: 4, queryTargets: ['dense'] } })).toThrow(RunnerConfigError);
+    expect(() => parse({ trainedParts: 'reader+query-encoder', lora: { rank: 4, queryTargets: [] } })).toThrow(/non-empty/);
   });
 
   it(
@@ -128,4 +145,50 @@ describe('CRAB runner: LoRA sessions', () => {
       expect(local.rounds.slice(1).every((r) => (r.trainLoss ?? 0) > 0)).toBe(true);
     },
   );
+
+  it("with queryTargets, a CoRAG round trains and aggregates the reader's and the query encoder's adapters alone", { timeout: 300_000 }, async () => {
+    const config = parseRunnerConfig({
+      ...BASE,
+      rounds: 1,
+      data: { cache: join(dir, 'crab-query'), seed: 0 },
+      methods: ['corag'],
+      training: {
+        localSteps: 1,
+        batchSize: 2,
+        lr: 1e-2,
+        retrieverLr: 1e-2,
+        k: 2,
+        maxLength: 32,
+        trainedParts: 'reader+query-encoder',
+        retrieverLoss: 'pdist',
+        lora: { rank: 4, queryTargets: ['q', 'v'] },
+      },
+    });
+    const updates: Uint8Array[] = [];
+    const versions = new Map<number, Uint8Array>();
+    const capturingFetch: typeof fetch = async (input, init) => {
+      const url = new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url);
+      if (init?.method === 'PUT' && /\/rounds\/\d+\/update$/.test(url.pathname)) updates.push(new Uint8Array(init.body as Uint8Array));
+      const res = await fetch(input, init);
+      const model = /\/model\/(\d+)$/.exec(url.pathname);
+      if ((init?.method ?? 'GET') === 'GET' && model && res.ok) versions.set(Number(model[1]), new Uint8Array(await res.clone().arrayBuffer()));
+      return res;
+    };
+    const experiments = await new CrabRunner(config, {
+      data: await loadCrabData(config),
+      loadBundle: bundleLoader(config),
+      coordinatorUrl: coordinator.url,
+      fetch: capturingFetch,
+    }).run();
+    expect(experiments.find((e) => e.method === 'corag')!.globalVersions).toEqual([0, 1]);
+    const [v0, v1] = [0, 1].map((v) => decodeModel(versions.get(v)!, `v${v}`));
+    const isAdapter = (name: string) => name.startsWith(READER_LORA_WIRE_PREFIX) || name.startsWith(QUERY_ENCODER_LORA_WIRE_PREFIX);
+    const changed = [...v1.keys()].filter((name) => !equalBits(v0.get(name)!, v1.get(name)!));
+    expect(changed.filter((name) => !isAdapter(name))).toEqual([]);
+    expect(changed.some((name) => name.startsWith(QUERY_ENCODER_LORA_WIRE_PREFIX))).toBe(true);
+    expect(changed.some((name) => name.startsWith(READER_LORA_WIRE_PREFIX))).toBe(true);
+    expect(updates).toHaveLength(2);
+    const adapters = [...v0.keys()].filter(isAdapter).sort();
+    for (const body of updates) expect([...parseSafetensors(body, 'update').tensors.keys()].sort()).toEqual(adapters);
+  });
 });

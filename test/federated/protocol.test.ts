@@ -1,9 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import {
   isTrainedTensor,
+  loraAdapterPrefixes,
   parseTrainingConfig,
   PASSAGE_ENCODER_WIRE_PREFIX,
+  QUERY_ENCODER_LORA_WIRE_PREFIX,
   QUERY_ENCODER_WIRE_PREFIX,
+  READER_LORA_WIRE_PREFIX,
   READER_WIRE_PREFIX,
   trainingConfigProblems,
 } from '../../src/federated/protocol';
@@ -56,6 +59,15 @@ describe('parseTrainingConfig: the one reader of a session training record', () 
     expect(parseTrainingConfig({ loraRank: 0, loraAlpha: -1, loraTargets: 'q,,v', loraSeed: 1.5 })).toEqual({});
     expect(parseTrainingConfig({ loraRank: 1025, loraTargets: 'qv' })).toEqual({});
   });
+
+  it('reads loraQueryTargets as a target list; a session without it keeps the reader-only meaning', () => {
+    expect(parseTrainingConfig({ loraRank: 4, loraQueryTargets: 'q,k, v,o' })).toEqual({ loraRank: 4, loraQueryTargets: 'q,k, v,o' });
+    expect(parseTrainingConfig({ loraRank: 4, loraQueryTargets: true })).toEqual({ loraRank: 4 });
+    expect(loraAdapterPrefixes(parseTrainingConfig({ loraRank: 4 }))).toEqual([READER_LORA_WIRE_PREFIX]);
+    expect(loraAdapterPrefixes(parseTrainingConfig({ loraRank: 4, loraQueryTargets: 'x' }))).toEqual([READER_LORA_WIRE_PREFIX]);
+    expect(loraAdapterPrefixes(parseTrainingConfig({ loraRank: 4, loraQueryTargets: 'q' }))).toEqual([READER_LORA_WIRE_PREFIX, QUERY_ENCODER_LORA_WIRE_PREFIX]);
+    expect(loraAdapterPrefixes(parseTrainingConfig({ learningRate: 1e-3 }))).toBeNull();
+  });
 });
 
 describe('trainingConfigProblems: what the coordinator refuses when a session is created', () => {
@@ -65,6 +77,19 @@ describe('trainingConfigProblems: what the coordinator refuses when a session is
       'training.k must be a finite number, got "three"',
       'training.loraTargets must be one or more of q, k, v, o, comma-separated, got "q,z"',
       'training.loraSeed must be an integer >= 0, got -2',
+    ]);
+  });
+
+  it('names loraQueryTargets when it is not a target list, or is given without a LoRA rank', () => {
+    expect(trainingConfigProblems({ loraRank: 4, loraQueryTargets: 'q,k,v,o' })).toEqual([]);
+    expect(trainingConfigProblems({ loraRank: 4, loraQueryTargets: 'query' })).toEqual([
+      'training.loraQueryTargets must be one or more of q, k, v, o, comma-separated, got "query"',
+    ]);
+    expect(trainingConfigProblems({ loraRank: 4, loraQueryTargets: true })).toEqual([
+      'training.loraQueryTargets must be one or more of q, k, v, o, comma-separated, got true',
+    ]);
+    expect(trainingConfigProblems({ loraQueryTargets: 'q,v' })).toEqual([
+      "training.loraQueryTargets needs training.loraRank (the query encoder's adapters share the reader's LoRA settings)",
     ]);
   });
 });

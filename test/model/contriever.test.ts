@@ -7,6 +7,7 @@ import { Contriever, innerProductScores, meanPool, padTokenBatch } from '../../s
 import { ParameterStore } from '../../src/model/params';
 import { parseSafetensors, readTensor, writeSafetensors, type TensorToWrite } from '../../src/model/safetensors';
 import { maxRelativeError } from '../../src/model/numerics';
+import { seededRandom } from '../../src/util/random';
 import { expectIdenticalNumbers } from '../identical-numbers';
 
 const dir = new URL('../../../shared/fixtures/hf-reference/bert-tiny/', import.meta.url);
@@ -171,5 +172,72 @@ describe('Contriever', () => {
     const before = tf.memory().numTensors;
     for (let i = 0; i < 3; i++) model.embedQueries(texts).dispose();
     expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describe('Contriever with LoRA on the query encoder', () => {
+  const LORA = { rank: 4, alpha: 8, targets: ['q', 'k', 'v', 'o'], seed: 3 } as const;
+  beforeAll(async () => {
+    await initBackend('cpu');
+  });
+
+  /** Sets the query adapters' B to seeded values (B = 0 would make merged and unmerged trivially equal). */
+  function setB(model: Contriever, seed: number): void {
+    const random = seededRandom(seed);
+    for (const [name, v] of model.params.entries()) {
+      if (!name.endsWith('.lora_B.weight')) continue;
+      v.assign(
+        tf.tensor(
+          Float32Array.from({ length: v.size }, () => (random() - 0.5) * 0.4),
+          v.shape,
+        ),
+      );
+    }
+  }
+
+  /** Reads an embedding tensor and frees it. */
+  async function rows(t: tf.Tensor2D): Promise<Float32Array> {
+    const data = (await t.data()) as Float32Array;
+    t.dispose();
+    return data;
+  }
+
+  it('adds seeded adapters under query.lora., freezes the query base, and leaves the passage side alone', async () => {
+    const model = Contriever.fromCheckpoint(config, modelBytes);
+    const passageBefore = await rows(model.embedPassages(unpadded('p')));
+    model.enableQueryLora(LORA);
+    model.enableQueryLora({ ...LORA, targets: ['o', 'k', 'v', 'q'] }); // the same config again: nothing changes
+    expect(() => model.enableQueryLora({ ...LORA, rank: 2 })).toThrow(/already has LoRA adapters/);
+    const adapters = model.params.names().filter((n) => n.includes('lora'));
+    expect(adapters).toHaveLength(2 * 4 * 2);
+    expect(adapters.every((n) => n.startsWith('query.lora.'))).toBe(true);
+    for (const [name, v] of model.params.entries()) expect(v.trainable, name).toBe(!name.startsWith('query.') || name.startsWith('query.lora.'));
+    expect(await rows(model.embedPassages(unpadded('p')))).toEqual(passageBefore);
+
+    const passageStore = new ParameterStore();
+    for (const name of model.parameterNames('passage')) passageStore.set(name, tf.clone(model.params.get(name)));
+    const passageOnly = new Contriever(model.config, passageStore, ['passage']);
+    expect(() => passageOnly.enableQueryLora(LORA)).toThrow(/passage-only/);
+    passageOnly.dispose();
+    model.dispose();
+  });
+
+  it('retrieval embeddings read merged weights that equal the unmerged (training) forward, and follow new adapter values', async () => {
+    const model = Contriever.fromCheckpoint(config, modelBytes);
+    const base = await rows(model.embedQueries(unpadded('q')));
+    model.enableQueryLora(LORA);
+    // B = 0: the adapted encoder is the base one exactly, merged or not.
+    expect(await rows(model.embedQueries(unpadded('q')))).toEqual(base);
+    const batch = padTokenBatch(unpadded('q'), model.config.pad_token_id);
+    for (const seed of [5, 9]) {
+      setB(model, seed);
+      const merged = await rows(model.embedQueries(unpadded('q')));
+      const unmerged = await rows(model.embed('query', batch));
+      expect(maxRelativeError(merged, unmerged), `seed ${seed}`).toBeLessThan(1e-5);
+      // …and the adapters do change the embeddings (a stale merged cache would keep the last ones).
+      expect(maxRelativeError(merged, base), `seed ${seed}`).toBeGreaterThan(1e-3);
+    }
+    tf.dispose([batch.inputIds, batch.attentionMask]);
+    model.dispose();
   });
 });

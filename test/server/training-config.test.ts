@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CoragClient, CoragHttpError } from '../../src/federated/client';
-import { parseTrainingConfig, READER_LORA_WIRE_PREFIX, type TrainingRecord } from '../../src/federated/protocol';
+import { parseTrainingConfig, QUERY_ENCODER_LORA_WIRE_PREFIX, READER_LORA_WIRE_PREFIX, type TrainingRecord } from '../../src/federated/protocol';
 import { startServer, tempDir } from './helpers';
 
 describe('POST /api/sessions: the training record', () => {
@@ -24,15 +24,15 @@ describe('POST /api/sessions: the training record', () => {
     dir.remove();
   });
 
-  async function refused(training: TrainingRecord, mention: string): Promise<void> {
+  async function refused(training: TrainingRecord, mention: string, create = lora, code = 'invalid_training_config'): Promise<void> {
     const before = await server.coordinator.state.sessionIds();
-    const err = await lora(training).then(
+    const err = await create(training).then(
       () => undefined,
       (e: unknown) => e,
     );
     expect(err, JSON.stringify(training)).toBeInstanceOf(CoragHttpError);
     const e = err as CoragHttpError;
-    expect([e.status, e.code]).toEqual([400, 'invalid_training_config']);
+    expect([e.status, e.code]).toEqual([400, code]);
     expect(e.message).toContain(mention);
     expect(await server.coordinator.state.sessionIds()).toEqual(before);
   }
@@ -77,5 +77,25 @@ describe('POST /api/sessions: the training record', () => {
     expect(fetched.config.training).toEqual(training);
     // The rank alone turns LoRA on; the other keys have defaults.
     expect((await lora({ loraRank: 1 })).session.config.training).toEqual({ loraRank: 1 });
+  });
+
+  it('LoRA on the query encoder: loraQueryTargets must be a target list with a loraRank, and the session must aggregate both adapter sets and nothing else', async () => {
+    const both = [READER_LORA_WIRE_PREFIX, QUERY_ENCODER_LORA_WIRE_PREFIX];
+    const withPrefixes = (trainedPrefixes: string[]) => (training: TrainingRecord) => anon.createSession({ name: 'qlora', models, training, trainedPrefixes });
+    await refused(
+      { loraRank: 4, loraQueryTargets: 'q,dense' },
+      'training.loraQueryTargets must be one or more of q, k, v, o, comma-separated, got "q,dense"',
+      withPrefixes(both),
+    );
+    await refused({ loraRank: 4, loraQueryTargets: true }, 'training.loraQueryTargets must be one or more of q, k, v, o', withPrefixes(both));
+    await refused({ loraQueryTargets: 'q,v' }, 'training.loraQueryTargets needs training.loraRank', withPrefixes(both));
+    // Adapters that no prefix aggregates, or prefixes for adapters the session does not build.
+    await refused({ loraRank: 4, loraQueryTargets: 'q,v' }, `its trainedPrefixes must be ${JSON.stringify(both)}`, lora, 'invalid_lora_session');
+    await refused({ loraRank: 4 }, `its trainedPrefixes must be ["${READER_LORA_WIRE_PREFIX}"]`, withPrefixes(both), 'invalid_lora_session');
+    await refused({ loraRank: 4, loraQueryTargets: 'q,v' }, 'trainedPrefixes must be', withPrefixes([...both, 'query_encoder.']), 'invalid_lora_session');
+
+    const created = await withPrefixes(both)({ loraRank: 4, loraQueryTargets: 'q,k,v,o' });
+    expect(created.session.config.trainedPrefixes).toEqual(both);
+    expect(parseTrainingConfig(created.session.config.training)).toEqual({ loraRank: 4, loraQueryTargets: 'q,k,v,o' });
   });
 });

@@ -9,6 +9,7 @@
  * passed to tf.grads, and gradients can be taken w.r.t. any subset.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { loraAdapterNames, loraScale, loraUpdate, type LoraConfig } from '../lora';
 import { matMulWeightTransposed } from '../matmul';
 import { embeddingLookup } from '../ops';
 import { dimsOf, lastDim } from '../shape';
@@ -16,11 +17,25 @@ import type { ParameterStore } from '../params';
 import type { BertConfig } from './config';
 
 /** Returns the parameter tensor with the given canonical HF name (no `bert.` prefix). */
-export type BertParams = (name: string) => tf.Tensor;
+export interface BertParams {
+  (name: string): tf.Tensor;
+  /**
+   * LoRA (src/model/lora.ts): the scale alpha / r of the adapter on the projection weight `name`,
+   * undefined when it has none; its A and B are read through the getter by loraAdapterNames.
+   */
+  readonly loraScale?: (weightName: string) => number | undefined;
+}
 
-/** Reads parameters `<prefix><name>` from a store, e.g. prefix `query.` for a Contriever side. */
-export function paramsFromStore(store: ParameterStore, prefix = ''): BertParams {
-  return (name) => store.get(prefix + name);
+/**
+ * Reads parameters `<prefix><name>` from a store, e.g. prefix `query.` for a Contriever side.
+ * With `lora`, every projection whose adapter is in the store (`<prefix>lora.<module>.lora_A.weight`)
+ * runs with it, unmerged (the training path: gradients reach A and B).
+ */
+export function paramsFromStore(store: ParameterStore, prefix = '', lora?: LoraConfig): BertParams {
+  const get = (name: string) => store.get(prefix + name);
+  if (!lora) return get;
+  const scale = loraScale(lora);
+  return Object.assign(get, { loraScale: (name: string) => (store.has(prefix + loraAdapterNames(name).a) ? scale : undefined) });
 }
 
 export interface BertInputs {
@@ -71,6 +86,16 @@ export function linear(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor): tf.Ten
   });
 }
 
+/** A projection with bias, plus its LoRA adapter's scale · (x Aᵀ) Bᵀ when the getter has one. */
+function projection(p: BertParams, module: string, x: tf.Tensor): tf.Tensor {
+  const weightName = `${module}.weight`;
+  const y = linear(x, p(weightName), p(`${module}.bias`));
+  const scale = p.loraScale?.(weightName);
+  if (scale === undefined) return y;
+  const { a, b } = loraAdapterNames(weightName);
+  return tf.add(y, loraUpdate(x, p(a), p(b), scale));
+}
+
 /** [batch, length, hidden] → [batch, heads, length, d_head]. */
 function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
   const [b, l, h] = dimsOf(x.shape, 3, 'splitHeads');
@@ -80,7 +105,7 @@ function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
 function selfAttention(config: BertConfig, p: BertParams, prefix: string, hidden: tf.Tensor, maskBias: tf.Tensor): tf.Tensor {
   const heads = config.num_attention_heads;
   const dHead = config.hidden_size / heads;
-  const proj = (name: string) => linear(hidden, p(`${prefix}attention.self.${name}.weight`), p(`${prefix}attention.self.${name}.bias`));
+  const proj = (name: string) => projection(p, `${prefix}attention.self.${name}`, hidden);
   const q = splitHeads(proj('query'), heads);
   const k = splitHeads(proj('key'), heads);
   const v = splitHeads(proj('value'), heads);
@@ -93,11 +118,7 @@ function selfAttention(config: BertConfig, p: BertParams, prefix: string, hidden
 function encoderLayer(config: BertConfig, p: BertParams, i: number, hidden: tf.Tensor, maskBias: tf.Tensor): tf.Tensor {
   const prefix = `encoder.layer.${i}.`;
   const eps = config.layer_norm_eps;
-  const attended = linear(
-    selfAttention(config, p, prefix, hidden, maskBias),
-    p(`${prefix}attention.output.dense.weight`),
-    p(`${prefix}attention.output.dense.bias`),
-  );
+  const attended = projection(p, `${prefix}attention.output.dense`, selfAttention(config, p, prefix, hidden, maskBias));
   const afterAttention = layerNorm(
     tf.add(attended, hidden),
     p(`${prefix}attention.output.LayerNorm.weight`),

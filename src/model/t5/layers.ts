@@ -1,6 +1,6 @@
 /** The small building blocks of a T5 block: linear maps, RMS layer norm and the feed-forward net. */
 import * as tf from '@tensorflow/tfjs-core';
-import { loraAdapterNames } from '../lora';
+import { loraAdapterNames, loraUpdate } from '../lora';
 import { matMulWeightTransposed } from '../matmul';
 import { dimsOf, lastDim } from '../shape';
 import { fusedRmsNorm } from '../webgpu/rms-norm';
@@ -33,7 +33,7 @@ export function projection(w: WeightGetter, weightName: string, x: tf.Tensor): t
   const scale = w.loraScale?.(weightName);
   if (scale === undefined) return y;
   const { a, b } = loraAdapterNames(weightName);
-  return tf.add(y, tf.mul(linear(linear(x, w(a)), w(b)), scale));
+  return tf.add(y, loraUpdate(x, w(a), w(b), scale));
 }
 
 /**
