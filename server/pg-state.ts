@@ -12,6 +12,7 @@
  */
 import pg from 'pg';
 import { conflict } from './errors';
+import { BLOBS_SCHEMA } from './pg-blob-store';
 import { inTransaction } from './pg-transaction';
 import { checkAcceptable, roundRecord } from './sqlite-state';
 import type {
@@ -151,6 +152,12 @@ CREATE TABLE passage_checks (
   mismatches INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (session_id, client_id)
 );`,
+  },
+  {
+    // Model versions, partial sums and deltas in the database (`--blob-store database`,
+    // server/pg-blob-store.ts): coordinators on several hosts then need no shared mount.
+    name: 'blobs',
+    sql: BLOBS_SCHEMA,
   },
 ];
 export const PG_SCHEMA_VERSION = MIGRATIONS.length;
