@@ -5,12 +5,14 @@
  * Exit status: 0 copied, 2 refused before writing anything, 1 failed and undone.
  */
 import { parseArgs } from 'node:util';
+import { parseBlobStoreKind } from '../server/blob-store';
 import { copyDeployment, CopyRefused } from '../server/copy-deployment';
 import { parsePassageStoreLocation } from '../server/lance-passages';
 import { parseDatabaseUrl, redactUrl } from '../server/pg-state';
 
 const HELP = `Usage: npm run migrate -- --from <data dir> --to <new data dir> --database <postgres://…>
          [--passage-store <dir | s3://bucket/prefix>] [--from-passage-store <dir | s3://bucket/prefix>]
+         [--blob-store folder | database]
 
 Copies a deployment whose state is in its data folder (SQLite state, passage records, model and
 sum files) into PostgreSQL (state and passage records), a new data folder (files) and, with
@@ -26,6 +28,10 @@ The source is only read: it stays a working deployment.
   --from-passage-store <loc>
                           the LanceDB store --from ran with (its --passage-store), where its
                           embeddings are; read only (required when --from used one)
+  --blob-store database   also put the model versions and the open rounds' sums and deltas
+                          into PostgreSQL (in the same transaction, verified), for running the
+                          new deployment with --blob-store database (coordinators on several
+                          hosts without a shared data folder) [CORAG_BLOB_STORE] (default folder)
   -h, --help              show this help
 
 Refused (nothing written) when the database already holds any session, when the passage store
@@ -40,6 +46,7 @@ async function main(): Promise<number> {
       database: { type: 'string' },
       'passage-store': { type: 'string' },
       'from-passage-store': { type: 'string' },
+      'blob-store': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -53,6 +60,8 @@ async function main(): Promise<number> {
   const database = parseDatabaseUrl(databaseRaw);
   const passageStore = values['passage-store'] === undefined ? undefined : parsePassageStoreLocation(values['passage-store']);
   const fromPassageStore = values['from-passage-store'] === undefined ? undefined : parsePassageStoreLocation(values['from-passage-store']);
+  const blobStoreRaw = values['blob-store'] ?? process.env.CORAG_BLOB_STORE;
+  const blobStore = blobStoreRaw === undefined ? 'folder' : parseBlobStoreKind(blobStoreRaw);
   const abort = new AbortController();
   // Ctrl-C stops at the next step and undoes what was written.
   process.once('SIGINT', () => {
@@ -65,11 +74,12 @@ async function main(): Promise<number> {
     database,
     ...(passageStore ? { passageStore } : {}),
     ...(fromPassageStore ? { fromPassageStore } : {}),
+    blobStore,
     log: (line) => process.stderr.write(`migrate: ${line}\n`),
     signal: abort.signal,
   });
   process.stdout.write(
-    `Copied ${report.sessions.length} session${report.sessions.length === 1 ? '' : 's'} in ${report.seconds.toFixed(1)} s. Start the new deployment with:\n  npm start -- --data-dir ${values.to} --database '${redactUrl(database)}'${passageStore ? ` --passage-store ${passageStore}` : ''}\n(the old one still starts with --data-dir ${values.from}; docs/DEPLOY.md says how to roll back)\n`,
+    `Copied ${report.sessions.length} session${report.sessions.length === 1 ? '' : 's'} in ${report.seconds.toFixed(1)} s. Start the new deployment with:\n  npm start -- --data-dir ${values.to} --database '${redactUrl(database)}'${passageStore ? ` --passage-store ${passageStore}` : ''}${blobStore === 'database' ? ' --blob-store database' : ''}\n(the old one still starts with --data-dir ${values.from}; docs/DEPLOY.md says how to roll back)\n`,
   );
   return 0;
 }

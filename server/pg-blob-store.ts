@@ -22,7 +22,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync } from 'node:fs';
-import { open, rename, rm } from 'node:fs/promises';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type pg from 'pg';
 import { fsyncDir } from '../src/platform/node/atomic-file';
@@ -54,6 +54,92 @@ async function sha256File(path: string): Promise<string> {
   return hash.digest('hex');
 }
 
+/**
+ * Writes the file at `path` as blob `key` (replacing one of that key) on `c`, inside the caller's
+ * transaction: a chunk at a time, its size and SHA-256 recorded last. PgBlobStore.put runs it in a
+ * transaction of its own; `npm run migrate` in the copy's one transaction (server/copy-deployment.ts).
+ */
+export async function writeBlob(c: pg.ClientBase, key: string, path: string, chunkBytes = BLOB_CHUNK_BYTES): Promise<{ size: number; sha256: string }> {
+  checkBlobKey(key);
+  const file = await open(path, 'r');
+  try {
+    const hash = createHash('sha256');
+    const buffer = Buffer.alloc(chunkBytes);
+    // The key's row first: a concurrent put of the same key waits here until this transaction ends.
+    await c.query(
+      `INSERT INTO blobs (key, size, sha256, created_at) VALUES ($1, 0, '', $2)
+       ON CONFLICT (key) DO UPDATE SET size = 0, sha256 = '', created_at = EXCLUDED.created_at`,
+      [key, new Date().toISOString()],
+    );
+    await c.query('DELETE FROM blob_chunks WHERE key = $1', [key]);
+    let size = 0;
+    for (let n = 0; ; n++) {
+      const got = await readUpTo(file, buffer, size);
+      if (got === 0) break;
+      const chunk = buffer.subarray(0, got);
+      hash.update(chunk);
+      // Awaited before the buffer is refilled: pg has written the bytes out by then.
+      await c.query('INSERT INTO blob_chunks (key, n, data) VALUES ($1, $2, $3)', [key, n, chunk]);
+      size += got;
+      crashPoint('blob:chunk-written');
+      if (got < buffer.byteLength) break;
+    }
+    const sha256 = hash.digest('hex');
+    await c.query('UPDATE blobs SET size = $2, sha256 = $3 WHERE key = $1', [key, size, sha256]);
+    return { size, sha256 };
+  } finally {
+    await file.close();
+  }
+}
+
+/**
+ * Checks blob `key` as stored (read back on `c`) against the file at `path`: the recorded size and
+ * SHA-256, and each chunk's SHA-256 computed by PostgreSQL over the stored bytes (so the bytes
+ * themselves are compared without being sent back). Throws naming the first difference.
+ */
+export async function verifyBlob(c: pg.ClientBase, key: string, path: string, chunkBytes = BLOB_CHUNK_BYTES): Promise<void> {
+  const [row] = (await c.query<{ size: string; sha256: string }>('SELECT size, sha256 FROM blobs WHERE key = $1', [key])).rows;
+  if (!row) throw new Error(`blob ${key} is not in the database`);
+  const stored = (await c.query<{ n: number; sha: string }>("SELECT n, encode(sha256(data), 'hex') AS sha FROM blob_chunks WHERE key = $1 ORDER BY n", [key]))
+    .rows;
+  const file = await open(path, 'r');
+  try {
+    const whole = createHash('sha256');
+    const buffer = Buffer.alloc(chunkBytes);
+    let size = 0;
+    for (let i = 0; ; i++) {
+      const got = await readUpTo(file, buffer, size);
+      if (got === 0) {
+        if (stored.length !== i) throw new Error(`blob ${key}: the database holds ${stored.length} chunks, ${path} makes ${i}`);
+        break;
+      }
+      const chunk = buffer.subarray(0, got);
+      whole.update(chunk);
+      size += got;
+      if (stored[i]?.n !== i || stored[i].sha !== createHash('sha256').update(chunk).digest('hex')) {
+        throw new Error(`blob ${key}: stored chunk ${i} is missing or differs from ${path}`);
+      }
+    }
+    const sha256 = whole.digest('hex');
+    if (Number(row.size) !== size || row.sha256 !== sha256) {
+      throw new Error(`blob ${key}: the database records ${row.size} bytes, SHA-256 ${row.sha256}; ${path} has ${size} bytes, SHA-256 ${sha256}`);
+    }
+  } finally {
+    await file.close();
+  }
+}
+
+/** Reads up to buffer.byteLength bytes at `position` (fewer only at the end of the file). */
+async function readUpTo(file: FileHandle, buffer: Buffer, position: number): Promise<number> {
+  let got = 0;
+  while (got < buffer.byteLength) {
+    const { bytesRead } = await file.read(buffer, got, buffer.byteLength - got, position + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return got;
+}
+
 export class PgBlobStore implements BlobStore {
   readonly kind = 'database';
   /** key → the SHA-256 of the local copy, known to be what this process wrote or verified. */
@@ -77,44 +163,12 @@ export class PgBlobStore implements BlobStore {
   async put(key: string): Promise<void> {
     const path = this.path(key);
     await this.ready();
-    const file = await open(path, 'r');
     try {
-      const hash = createHash('sha256');
-      const buffer = Buffer.alloc(this.chunkBytes);
-      await inTransaction(this.pool, async (c) => {
-        // The key's row first: a concurrent put of the same key waits here until this one ends.
-        await c.query(
-          `INSERT INTO blobs (key, size, sha256, created_at) VALUES ($1, 0, '', $2)
-           ON CONFLICT (key) DO UPDATE SET size = 0, sha256 = '', created_at = EXCLUDED.created_at`,
-          [key, new Date().toISOString()],
-        );
-        await c.query('DELETE FROM blob_chunks WHERE key = $1', [key]);
-        let size = 0;
-        for (let n = 0; ; n++) {
-          let got = 0;
-          while (got < buffer.byteLength) {
-            const { bytesRead } = await file.read(buffer, got, buffer.byteLength - got, size + got);
-            if (bytesRead === 0) break;
-            got += bytesRead;
-          }
-          if (got === 0) break;
-          const chunk = buffer.subarray(0, got);
-          hash.update(chunk);
-          // Awaited before the buffer is refilled: pg has written the bytes out by then.
-          await c.query('INSERT INTO blob_chunks (key, n, data) VALUES ($1, $2, $3)', [key, n, chunk]);
-          size += got;
-          crashPoint('blob:chunk-written');
-          if (got < buffer.byteLength) break;
-        }
-        const digest = hash.digest('hex');
-        await c.query('UPDATE blobs SET size = $2, sha256 = $3 WHERE key = $1', [key, size, digest]);
-        this.verified.set(key, digest);
-      });
+      const { sha256 } = await inTransaction(this.pool, (c) => writeBlob(c, key, path, this.chunkBytes));
+      this.verified.set(key, sha256);
     } catch (e) {
       this.verified.delete(key);
       throw e;
-    } finally {
-      await file.close();
     }
   }
 

@@ -112,6 +112,8 @@ describe.skipIf(!cluster)('coordinators with separate data folders, sharing only
         await c.connect();
         const keys = (await c.query<{ key: string }>('SELECT key FROM blobs ORDER BY key').finally(() => c.end())).rows.map((r) => r.key);
         expect(keys).toEqual([`sessions/${sid}/models/v0.safetensors`, `sessions/${sid}/models/v1.safetensors`]);
+        // Last, a JSON answer: a server closed right after a streamed download can wait out its keep-alive timeout.
+        expect((await fetch(`${server.url}/api/sessions/${sid}`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
       } finally {
         await server?.app.close();
         await b.close();

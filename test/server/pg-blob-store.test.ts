@@ -12,7 +12,7 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { BlobUnavailableError } from '../../server/blob-store';
-import { PgBlobStore } from '../../server/pg-blob-store';
+import { PgBlobStore, verifyBlob } from '../../server/pg-blob-store';
 import { PostgresState } from '../../server/pg-state';
 import { tempDir } from './helpers';
 import { startTestPostgres } from './postgres';
@@ -126,7 +126,7 @@ describe.skipIf(!cluster)('PostgreSQL blob store', () => {
     }
   });
 
-  it('refuses a blob whose stored bytes do not match its SHA-256, leaving no file in the cache', async () => {
+  it('refuses a blob whose stored bytes do not match its SHA-256, leaving no file in the cache (and the migration read-back names the chunk)', async () => {
     const t = await setup();
     try {
       const key = 'sessions/s/models/v1.safetensors';
@@ -140,6 +140,13 @@ describe.skipIf(!cluster)('PostgreSQL blob store', () => {
       expect(failure).toMatchObject({ reason: 'corrupt' });
       expect((failure as Error).message).toMatch(/SHA-256/);
       expect(existsSync(dirname(reader.path(key))) ? readdirSync(dirname(reader.path(key))) : []).toEqual([]);
+      // npm run migrate's read-back (PostgreSQL hashing each stored chunk) finds the damaged one too.
+      const c = await t.pool.connect();
+      try {
+        await expect(verifyBlob(c, key, writer.path(key), CHUNK)).rejects.toThrow(/stored chunk 1 is missing or differs/);
+      } finally {
+        c.release();
+      }
       // A missing chunk is refused the same way.
       await t.pool.query('DELETE FROM blob_chunks WHERE key = $1 AND n = 2', [key]);
       await expect(reader.get(key)).rejects.toMatchObject({ reason: 'corrupt' });
