@@ -3,9 +3,12 @@
  * [--from-passage-store <dir | s3://…>]`: copies an SQLite deployment into PostgreSQL (+ LanceDB) and a
  * new data folder, verified, all or nothing (server/copy-deployment.ts; docs/DEPLOY.md "5. Moving an embedded deployment to PostgreSQL").
  * Exit status: 0 copied, 2 refused before writing anything, 1 failed and undone.
+ * `npm run migrate -- --blobs-into-database --data-dir <dir> --database postgres://…`: puts a PostgreSQL
+ * deployment's files into its database blob store in place (server/blobs-into-database.ts).
  */
 import { parseArgs } from 'node:util';
 import { parseBlobStoreKind } from '../server/blob-store';
+import { putFolderBlobsIntoDatabase } from '../server/blobs-into-database';
 import { copyDeployment, CopyRefused } from '../server/copy-deployment';
 import { parsePassageStoreLocation } from '../server/lance-passages';
 import { parseDatabaseUrl, redactUrl } from '../server/pg-state';
@@ -36,6 +39,13 @@ The source is only read: it stays a working deployment.
 
 Refused (nothing written) when the database already holds any session, when the passage store
 already holds these sessions' tables, or when --to is not empty. Any failure undoes everything.
+
+       npm run migrate -- --blobs-into-database --data-dir <dir> --database <postgres://…>
+
+Puts the model versions and the open rounds' sums and deltas of a deployment already in PostgreSQL
+(run with the default --blob-store folder) into that database, each verified; run it again if it
+is interrupted. Stop every coordinator process first, then start them all with
+--blob-store database (each may then have its own data folder). The data folder is only read.
 `;
 
 async function main(): Promise<number> {
@@ -47,6 +57,8 @@ async function main(): Promise<number> {
       'passage-store': { type: 'string' },
       'from-passage-store': { type: 'string' },
       'blob-store': { type: 'string' },
+      'blobs-into-database': { type: 'boolean', default: false },
+      'data-dir': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -56,6 +68,14 @@ async function main(): Promise<number> {
     return 0;
   }
   const databaseRaw = values.database ?? process.env.CORAG_DATABASE_URL;
+  if (values['blobs-into-database']) {
+    if (!values['data-dir'] || databaseRaw === undefined)
+      throw new CopyRefused('--blobs-into-database needs --data-dir and --database (npm run migrate -- --help)');
+    const database = parseDatabaseUrl(databaseRaw);
+    await putFolderBlobsIntoDatabase({ dataDir: values['data-dir'], database, log: (line) => process.stderr.write(`migrate: ${line}\n`) });
+    process.stdout.write(`Done. Start every coordinator process with --blob-store database (and --database '${redactUrl(database)}').\n`);
+    return 0;
+  }
   if (!values.from || !values.to || databaseRaw === undefined) throw new CopyRefused('--from, --to and --database are required (npm run migrate -- --help)');
   const database = parseDatabaseUrl(databaseRaw);
   const passageStore = values['passage-store'] === undefined ? undefined : parsePassageStoreLocation(values['passage-store']);
