@@ -2,8 +2,9 @@
  * The blob store's choice and its folder implementation: `--blob-store` parsing, keys that cannot
  * leave the data folder, the folder store finding its files (and saying, with several processes,
  * that a missing one needs a shared mount or the database store), and a coordinator refusing the
- * database store without PostgreSQL state.
+ * database store without PostgreSQL state, as `npm start` does (flag and environment variable).
  */
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -41,12 +42,24 @@ describe('blob store', () => {
     }
   });
 
-  it('keeps blobs in the database only with PostgreSQL state', () => {
+  it('keeps blobs in the database only with PostgreSQL state, and npm start says so in one line', () => {
     const dir = tempDir();
     try {
       expect(() => new Coordinator({ dataDir: dir.path, blobStore: 'database' })).toThrow(/needs PostgreSQL state/);
+      const { CORAG_DATABASE_URL: _db, CORAG_BLOB_STORE: _blobs, ...withoutStateSettings } = process.env;
+      const start = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+        spawnSync(process.execPath, ['--import', 'tsx', 'server/main.ts', '--no-demo', '--port', '0', '--data-dir', join(dir.path, 'data'), ...args], {
+          encoding: 'utf8',
+          timeout: 30_000,
+          env: { ...withoutStateSettings, ...env },
+        });
+      const flag = start(['--blob-store', 'database']);
+      expect([flag.status, flag.stderr]).toEqual([1, 'coordinator: --blob-store database needs --database (PostgreSQL): the blobs go into that database\n']);
+      const env = start([], { CORAG_BLOB_STORE: 's3' });
+      expect(env.status).toBe(1);
+      expect(env.stderr).toContain('coordinator: --blob-store must be "folder"');
     } finally {
       dir.remove();
     }
-  });
+  }, 60_000);
 });
