@@ -16,6 +16,7 @@ import swagger from '@fastify/swagger';
 import fastifyStatic from '@fastify/static';
 import { peersSchema } from '../src/federated/protocol';
 import { Coordinator, type Principal } from './coordinator';
+import type { BlobStoreKind } from './blob-store';
 import type { LanceStoreOptions } from './lance-passages';
 import type { PgvectorStoreOptions } from './pgvector-passages';
 import { addressBucket } from './address-bucket';
@@ -52,6 +53,8 @@ export interface AppOptions {
   readonly database?: string;
   /** With `database`: how long a process's presence rows count without a refresh (server/pg-presence.ts). */
   readonly presenceTtlMs?: number;
+  /** Where model versions, partial sums and deltas are shared: the data folder (default) or, with `database`, PostgreSQL (server/blob-store.ts). */
+  readonly blobStore?: BlobStoreKind;
   /**
    * If set, creating sessions requires `Authorization: Bearer <serverKey>` (server/main.ts sets one
    * whenever it listens beyond loopback: server/server-key.ts).
@@ -137,6 +140,7 @@ export async function buildApp(options: AppOptions): Promise<CoordinatorApp> {
     pgvector: options.pgvector,
     database: options.database,
     presenceTtlMs: options.presenceTtlMs,
+    blobStore: options.blobStore,
   });
   // The passage store connects (and reconciles with the database) before anything is served.
   await coordinator.passages.open().catch(async (e: unknown) => {

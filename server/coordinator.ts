@@ -76,7 +76,9 @@ import { SqliteState } from './sqlite-state';
 import { openDataFolderDatabase } from './state-location';
 import type { CoordinatorState, Principal, RoundRecord, SharedRoundState, UpdateRecord } from './state';
 import { preparePool, TrainingQuestionStore, type TrainingQuestionsInput } from './training-questions';
+import { BlobUnavailableError, FolderBlobStore, type BlobStore, type BlobStoreKind } from './blob-store';
 import { fileDeltaChunks } from './delta-files';
+import { PgBlobStore } from './pg-blob-store';
 import { mergeSumFiles, readSumFile, writeSumFile } from './sum-file';
 import { hashToken, newId, newJoinCode, newToken } from './tokens';
 import { addToRunningSum, openUpdateFile, writeDeltaFileFrom, type UpdateFile } from './update-file';
@@ -105,6 +107,12 @@ export interface CoordinatorOptions {
   readonly presenceTtlMs?: number;
   /** Where background problems (a lost event relay) are reported; default stderr. */
   readonly log?: (line: string) => void;
+  /**
+   * Where model versions, partial sums and deltas are shared (server/blob-store.ts): `folder` (the
+   * default) the data folder, shared by every process; `database` (needs `database`) PostgreSQL,
+   * the data folder then being each process's own cache.
+   */
+  readonly blobStore?: BlobStoreKind;
 }
 
 export type { Principal } from './state';
@@ -158,6 +166,8 @@ export class Coordinator {
    * the process that closes the round merges them. Null with SQLite (one process, one running sum).
    */
   readonly node: string | null;
+  /** Model versions, sums and deltas: written under the data folder, shared through this (server/blob-store.ts). */
+  readonly blobs: BlobStore;
   private readonly shared?: SharedRoundState;
   private readonly relay?: PgEventRelay;
   private readonly sharedPresence?: PgPresence;
@@ -168,6 +178,7 @@ export class Coordinator {
 
   constructor(readonly options: CoordinatorOptions) {
     if (options.node !== undefined && !NODE_ID.test(options.node)) throw new Error(`node id "${options.node}" must be 1-64 of A-Z a-z 0-9 _ -`);
+    if (options.blobStore === 'database' && !options.database) throw new Error('the database blob store needs PostgreSQL state (--database)');
     this.node = options.database ? (options.node ?? newId()) : null;
     mkdirSync(options.dataDir, { recursive: true });
     // Update bodies a crash left half-received or unvalidated: no durable state names them.
@@ -182,6 +193,8 @@ export class Coordinator {
     if (options.database) {
       const pgState = new PostgresState(options.database);
       this.state = this.shared = pgState;
+      this.blobs =
+        options.blobStore === 'database' ? new PgBlobStore(pgState.pool, options.dataDir, () => pgState.open()) : new FolderBlobStore(options.dataDir, true);
       const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
       const presence = new PgPresence({
         url: options.database,
@@ -219,6 +232,7 @@ export class Coordinator {
       if (options.pgvector) pgvector = new PgvectorPassageStore(records as PgPassageRecords, pgState.pool, options.database, { log, ...options.pgvector });
     } else {
       this.state = new SqliteState(this.db!);
+      this.blobs = new FolderBlobStore(options.dataDir);
       records = new SqlitePassageRecords(this.db!);
       this.presence = new LocalPresence(this.events);
     }
@@ -233,8 +247,7 @@ export class Coordinator {
       checks: records,
       config: (id) => this.config(id),
       encoderVersion: (id) => this.state.latestInstalledVersion(id),
-      modelPath: (id, v) => this.modelPath(id, v),
-      readModel: (path) => readFileSync(path),
+      readModel: async (id, v) => readFileSync(await this.blobs.get(modelKey(id, v))),
     });
     this.random = options.random ?? Math.random;
   }
@@ -245,21 +258,40 @@ export class Coordinator {
     return join(this.options.dataDir, 'sessions', sessionId);
   }
 
+  /** This process's copy of a model version (another process's may first need `blobs.get`). */
   modelPath(sessionId: string, version: number): string {
-    return join(this.sessionDir(sessionId), 'models', `v${version}.safetensors`);
+    return this.blobs.path(modelKey(sessionId, version));
   }
 
   private roundDir(sessionId: string, round: number): string {
-    return join(this.sessionDir(sessionId), 'rounds', String(round));
+    return join(this.options.dataDir, roundKey(sessionId, round));
   }
 
   /** A running-sum file: the round's (one process), or `node`'s partial sum (several processes). */
-  private sumPath(sessionId: string, round: number, seq: number, node: string | null = this.node): string {
-    return join(this.roundDir(sessionId, round), node === null ? `sum-${seq}.safetensors` : `sum-${node}-${seq}.safetensors`);
+  private sumKey(sessionId: string, round: number, seq: number, node: string | null = this.node): string {
+    return `${roundKey(sessionId, round)}/${node === null ? `sum-${seq}.safetensors` : `sum-${node}-${seq}.safetensors`}`;
   }
 
-  private deltaPath(sessionId: string, round: number, seq: number, node: string | null = this.node): string {
-    return join(this.roundDir(sessionId, round), node === null ? `delta-${seq}.safetensors` : `delta-${node}-${seq}.safetensors`);
+  private sumPath(sessionId: string, round: number, seq: number, node: string | null = this.node): string {
+    return this.blobs.path(this.sumKey(sessionId, round, seq, node));
+  }
+
+  private deltaKey(sessionId: string, round: number, seq: number, node: string | null = this.node): string {
+    return `${roundKey(sessionId, round)}/${node === null ? `delta-${seq}.safetensors` : `delta-${node}-${seq}.safetensors`}`;
+  }
+
+  /** A model version, fetched from the blob store when this process lacks it (503 when nobody has it intact). */
+  private async readModelVersion(sessionId: string, version: number): Promise<NamedTensors> {
+    return decodeModel(readFileSync(await this.modelFileOf(sessionId, version)), `model v${version}`);
+  }
+
+  private async modelFileOf(sessionId: string, version: number): Promise<string> {
+    try {
+      return await this.blobs.get(modelKey(sessionId, version));
+    } catch (e) {
+      if (e instanceof BlobUnavailableError) throw new ApiError(503, 'model_unavailable', `model version ${version} cannot be read: ${e.message}`);
+      throw e;
+    }
   }
 
   /** Emits to this process's event streams and, with several processes, to theirs (server/event-relay.ts). */
@@ -337,7 +369,10 @@ export class Coordinator {
     const adminToken = newToken();
     const joinCode = newJoinCode();
     mkdirSync(join(this.sessionDir(id), 'models'), { recursive: true });
-    if (model) writeFileAtomic(this.modelPath(id, 0), [model]);
+    if (model) {
+      writeFileAtomic(this.modelPath(id, 0), [model]);
+      await this.blobs.put(modelKey(id, 0));
+    }
     await this.passages.createSession(id, config.models).catch((e: unknown) => {
       throw e instanceof ApiError
         ? e
@@ -464,6 +499,7 @@ export class Coordinator {
       const version = currentVersion === null ? 0 : currentVersion + 1;
       mkdirSync(join(this.sessionDir(sessionId), 'models'), { recursive: true });
       writeFileAtomic(this.modelPath(sessionId, version), [model]);
+      await this.blobs.put(modelKey(sessionId, version));
       await this.state.installModel(sessionId, currentVersion, version, nowIso());
       return { version };
     });
@@ -472,7 +508,7 @@ export class Coordinator {
   /** Path of an existing model version's file, or 404. */
   async modelFile(sessionId: string, version: number): Promise<string> {
     if (!(await this.state.hasModelVersion(sessionId, version))) throw notFound('version_not_found', `session has no model version ${version}`);
-    return this.modelPath(sessionId, version);
+    return this.modelFileOf(sessionId, version);
   }
 
   // ------------------------------------------------------------------ rounds
@@ -509,8 +545,8 @@ export class Coordinator {
     return createStrategy(config.strategy, config.strategyParams);
   }
 
-  private trainedShapes(sessionId: string, config: SessionConfig, version: number): Map<string, readonly number[]> {
-    const model = decodeModel(readFileSync(this.modelPath(sessionId, version)), `model v${version}`);
+  private async trainedShapes(sessionId: string, config: SessionConfig, version: number): Promise<Map<string, readonly number[]>> {
+    const model = await this.readModelVersion(sessionId, version);
     const shapes = new Map<string, readonly number[]>();
     for (const [name, t] of model) if (isTrained(config, name)) shapes.set(name, t.shape);
     return shapes;
@@ -550,7 +586,7 @@ export class Coordinator {
 
   /** Loads an open round into memory (on open, or on restart from its committed state). */
   private async goLive(sessionId: string, row: RoundRecord, config: SessionConfig): Promise<LiveRound> {
-    const shapes = this.trainedShapes(sessionId, config, row.baseVersion);
+    const shapes = await this.trainedShapes(sessionId, config, row.baseVersion);
     const strategy = this.strategyOf(config);
     const dir = this.roundDir(sessionId, row.number);
     mkdirSync(dir, { recursive: true });
@@ -570,7 +606,7 @@ export class Coordinator {
       strategy.storage !== 'running-sum'
         ? null
         : seq > 0
-          ? readSumFile(this.sumPath(sessionId, row.number, seq), shapes, weightTotal)
+          ? readSumFile(await this.blobs.get(this.sumKey(sessionId, row.number, seq)), shapes, weightTotal)
           : emptyRunningSum(shapes);
     const accepted = new Set(rows.map((r) => r.clientId));
     const live: LiveRound = {
@@ -648,7 +684,8 @@ export class Coordinator {
       const before = live.sum?.weightTotal ?? 0;
       // 2. Durable file first (a new sum, or this delta), then one transaction, then memory. The
       // values are read from the upload's file a second time, chunk by chunk.
-      const newFile = live.sum ? this.sumPath(sessionId, round, seq) : this.deltaPath(sessionId, round, seq);
+      const newKey = live.sum ? this.sumKey(sessionId, round, seq) : this.deltaKey(sessionId, round, seq);
+      const newFile = this.blobs.path(newKey);
       try {
         if (live.sum) {
           await addToRunningSum(update, live.sum, weight);
@@ -656,6 +693,8 @@ export class Coordinator {
         } else {
           await writeDeltaFileFrom(update, newFile);
         }
+        // Other processes read it from the blob store (the closer merges it, or takes over a dead process's share).
+        await this.blobs.put(newKey);
         crashPoint('upload:sum-written');
         // The round's row locked; refused if the round moved on (closed, or another update took this position).
         const record = {
@@ -675,12 +714,17 @@ export class Coordinator {
       } catch (e) {
         // Nothing committed: go back to exactly what the database points at.
         rmSync(newFile, { force: true });
+        await this.blobs.delete(newKey).catch(() => undefined);
         if (live.sum) {
           live.sum = live.seq > 0 ? readSumFile(this.sumPath(sessionId, round, live.seq), live.shapes, before) : emptyRunningSum(live.shapes);
         }
         throw e;
       }
-      if (live.sum) rmSync(this.sumPath(sessionId, round, live.seq), { force: true });
+      if (live.sum && live.seq > 0) {
+        rmSync(this.sumPath(sessionId, round, live.seq), { force: true });
+        // Superseded by the partial sum just committed: no process will read it again.
+        await this.blobs.delete(this.sumKey(sessionId, round, live.seq));
+      }
       live.seq = seq;
       live.metricSums = metricSums;
     } finally {
@@ -761,7 +805,7 @@ export class Coordinator {
       await this.state.markClosing(sessionId, round);
       crashPoint('aggregate:start');
       const strategy = live.strategy;
-      const global = decodeModel(readFileSync(this.modelPath(sessionId, live.baseVersion)), `model v${live.baseVersion}`);
+      const global = await this.readModelVersion(sessionId, live.baseVersion);
       const rows = await this.state.updates(sessionId, live.number);
       const result = this.aggregate(sessionId, live, config, rows);
       await this.publishAggregate(sessionId, round, live.baseVersion, global, result, closedAt, fail, async () => {
@@ -798,6 +842,7 @@ export class Coordinator {
     const version = baseVersion + 1;
     // Deterministic from committed state, so a crash before the commit below just redoes it.
     writeFileAtomic(this.modelPath(sessionId, version), [encodeModel(global)]);
+    await this.blobs.put(modelKey(sessionId, version));
     crashPoint('aggregate:written');
     await this.state.publishRound(sessionId, round, version, closedAt, await metrics());
   }
@@ -815,6 +860,8 @@ export class Coordinator {
     if (live && live.number !== active?.number) {
       clearTimeout(live.timer);
       this.live.delete(sessionId);
+      // Another process closed it: this process's files of it (its own share, or copies) are done with.
+      if (this.blobs.kind === 'database') rmSync(this.roundDir(sessionId, live.number), { recursive: true, force: true });
     }
     if (active && !this.live.has(sessionId) && !this.closed) await this.goLive(sessionId, active, (await this.sessionRow(sessionId)).config);
   }
@@ -847,8 +894,8 @@ export class Coordinator {
       } else {
         crashPoint('aggregate:start');
         const strategy = this.strategyOf(config);
-        const shapes = this.trainedShapes(sessionId, config, row.baseVersion);
-        const global = decodeModel(readFileSync(this.modelPath(sessionId, row.baseVersion)), `model v${row.baseVersion}`);
+        const shapes = await this.trainedShapes(sessionId, config, row.baseVersion);
+        const global = await this.readModelVersion(sessionId, row.baseVersion);
         const committed = (await this.state.round(sessionId, round))!;
         const result = await this.aggregateShared(shared, sessionId, committed, strategy, shapes, config, rows);
         await this.publishAggregate(sessionId, round, row.baseVersion, global, result, closedAt, fail, async () =>
@@ -857,6 +904,7 @@ export class Coordinator {
       }
       this.live.delete(sessionId);
       rmSync(this.roundDir(sessionId, round), { recursive: true, force: true });
+      await this.blobs.deletePrefix(`${roundKey(sessionId, round)}/`);
     } finally {
       await release();
     }
@@ -879,18 +927,18 @@ export class Coordinator {
     const updates: AcceptedUpdate[] = rows.map((r) => ({ weight: r.weight, norm: r.norm ?? Number.POSITIVE_INFINITY }));
     if (strategy.storage === 'running-sum') {
       const partials = await shared.partials(sessionId, row.number);
-      const parts = partials
-        .filter((p) => p.sumSeq > 0)
-        .map((p) => ({ path: this.sumPath(sessionId, row.number, p.sumSeq, p.node), weightTotal: p.weightTotal }));
+      // Every process's partial sum, fetched from the blob store where another process wrote it.
+      const parts: Array<{ path: string; weightTotal: number }> = [];
+      for (const p of partials.filter((q) => q.sumSeq > 0))
+        parts.push({ path: await this.blobs.get(this.sumKey(sessionId, row.number, p.sumSeq, p.node)), weightTotal: p.weightTotal });
       // A round a single process (no node) accepted into before the upgrade: its running sum holds the rest.
       const rest = row.weightTotal - partials.reduce((a, p) => a + p.weightTotal, 0);
-      if (row.sumSeq > 0) parts.push({ path: this.sumPath(sessionId, row.number, row.sumSeq, null), weightTotal: rest });
+      if (row.sumSeq > 0) parts.push({ path: await this.blobs.get(this.sumKey(sessionId, row.number, row.sumSeq, null)), weightTotal: rest });
       return strategy.aggregate(mergeSumFiles(parts, shapes), updates);
     }
-    const deltas = fileDeltaChunks(
-      rows.map((r) => this.deltaPath(sessionId, row.number, r.sumSeq, r.node ?? null)),
-      shapes,
-    );
+    const paths: string[] = [];
+    for (const r of rows) paths.push(await this.blobs.get(this.deltaKey(sessionId, row.number, r.sumSeq, r.node ?? null)));
+    const deltas = fileDeltaChunks(paths, shapes);
     try {
       return strategy.aggregate(deltas, updates, config.updateLimits.maxWeightShare);
     } finally {
@@ -905,7 +953,7 @@ export class Coordinator {
     const strategy = live.strategy;
     if (strategy.storage === 'running-sum') return strategy.aggregate(live.sum!, updates);
     const deltas = fileDeltaChunks(
-      rows.map((r) => this.deltaPath(sessionId, live.number, r.sumSeq)),
+      rows.map((r) => this.blobs.path(this.deltaKey(sessionId, live.number, r.sumSeq))),
       live.shapes,
     );
     try {
@@ -932,6 +980,7 @@ export class Coordinator {
     await this.state.open();
     await this.relay?.start();
     await this.sharedPresence?.start();
+    if (this.blobs instanceof PgBlobStore) await this.sweepRoundBlobs(this.blobs);
     for (const row of await this.state.activeRounds()) {
       const { config } = await this.sessionRow(row.sessionId);
       const live = await this.goLive(row.sessionId, row, config);
@@ -941,6 +990,20 @@ export class Coordinator {
       if (finished) await this.closeRound(row.sessionId, row.number, row.state === 'closing' || accepted === live.participants.size ? 'complete' : 'deadline');
     }
     for (const id of await this.sessionIds()) await this.serial(id, () => this.maybeAutoStart(id)).catch(() => undefined);
+  }
+
+  /**
+   * Deletes the stored sums and deltas of rounds that are over: what a closing process that died
+   * after publishing (before deleting them) left behind. The keys are listed BEFORE the active
+   * rounds are read, so a round opened in between is not mistaken for an old one.
+   */
+  private async sweepRoundBlobs(blobs: PgBlobStore): Promise<void> {
+    const keys = await blobs.keys('sessions/');
+    const active = new Set((await this.state.activeRounds()).map((r) => `${roundKey(r.sessionId, r.number)}/`));
+    for (const key of keys) {
+      const round = /^sessions\/[^/]+\/rounds\/\d+\//.exec(key)?.[0];
+      if (round && !active.has(round)) await blobs.delete(key);
+    }
   }
 
   /** Stops timers and closes the databases (after in-flight mutations finish). */
@@ -957,6 +1020,16 @@ export class Coordinator {
     await this.state.close();
     this.db?.close();
   }
+}
+
+/** A model version's blob key (and its path under the data folder). */
+function modelKey(sessionId: string, version: number): string {
+  return `sessions/${sessionId}/models/v${version}.safetensors`;
+}
+
+/** The folder (and blob key prefix) of a round's sums and deltas. */
+function roundKey(sessionId: string, round: number): string {
+  return `sessions/${sessionId}/rounds/${round}`;
 }
 
 /** Why an aggregate must not be published, or null when it may: finite and within the strategy's bound. */

@@ -21,6 +21,9 @@
  * holds nothing, and the next run says to remove it. Model and sum files are immutable once written
  * (written to a temp name, then renamed), so they are hard-linked when both folders share a file
  * system and copied otherwise; either way every file is checked (same inode, or same SHA-256).
+ * With `blobStore: 'database'` (`--blob-store database`) the model versions and the open rounds'
+ * sums and deltas also go into the database blob store (server/pg-blob-store.ts) in the same
+ * transaction, each read back chunk by chunk (SHA-256 computed by PostgreSQL) before the commit.
  */
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, linkSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
@@ -34,6 +37,8 @@ import { SQLITE_SCHEMA_VERSION, type Db } from './db';
 import { describeRow, digestTable, PG_ARRAY_TYPE, rowValues, STATE_TABLES, type Row, type TableDigest, type TableSpec } from './deployment-tables';
 import { allTableNames, loadLance, scanVectors, vectorDim, vectorRows, vectorSchema, vectorTableName } from './lance-vectors';
 import { compareDigests, copyPassageRecords, postgresPassageDigests, sqlitePassageDigests, type PassageTable } from './passage-records-copy';
+import type { BlobStoreKind } from './blob-store';
+import { verifyBlob, writeBlob } from './pg-blob-store';
 import { PostgresState, redactUrl } from './pg-state';
 
 export interface CopyDeploymentOptions {
@@ -53,12 +58,20 @@ export interface CopyDeploymentOptions {
   readonly signal?: AbortSignal;
   /** Embeddings per session compared bit for bit after the copy (default 64). */
   readonly sampleEmbeddings?: number;
+  /**
+   * `database`: the model versions and the open rounds' sums and deltas also go into the database
+   * blob store (server/pg-blob-store.ts), in the copy's transaction, for `--blob-store database`;
+   * default `folder`: the new data folder only.
+   */
+  readonly blobStore?: BlobStoreKind;
 }
 
 export interface CopyReport {
   readonly sessions: readonly string[];
   readonly tables: Readonly<Record<TableSpec['name'] | PassageTable, TableDigest>>;
   readonly files: { readonly count: number; readonly bytes: number; readonly linked: number };
+  /** Files also written into the database blob store (blobStore 'database'), verified chunk by chunk. */
+  readonly blobs: number;
   /** Where the vectors went: LanceDB (`passageStore`) or the PostgreSQL records. */
   readonly passagesIn: 'lancedb' | 'postgresql';
   readonly embeddingsSampled: number;
@@ -137,6 +150,13 @@ export async function copyDeployment(options: CopyDeploymentOptions): Promise<Co
     // transaction and their vectors into LanceDB (or into the records)
     mkdirSync(staging, { recursive: true });
     const copied = copyFiles(from, staging, files, log, checkAbort);
+    // The files the coordinator reads through its blob store (server/coordinator.ts: models, rounds).
+    const blobFiles = options.blobStore === 'database' ? files.filter((f) => f.startsWith(`sessions${sep}`)) : [];
+    for (const [i, rel] of blobFiles.entries()) {
+      await target.putBlob(rel.split(sep).join('/'), join(staging, rel));
+      if (i === blobFiles.length - 1) log(`blobs: ${blobFiles.length} files into the database blob store`);
+      checkAbort();
+    }
     const lanceTarget = options.passageStore ? await LanceTarget.open(options.passageStore, snapshot) : undefined;
     let passages: Record<PassageTable, TableDigest>;
     try {
@@ -161,8 +181,9 @@ export async function copyDeployment(options: CopyDeploymentOptions): Promise<Co
     }
     const embeddingsSampled = await verifyEmbeddings(source, vectors, target, options.passageStore, sessionIds, options.sampleEmbeddings ?? 64);
     verifyFiles(from, staging, files);
+    for (const rel of blobFiles) await target.verifyBlob(rel.split(sep).join('/'), join(from, rel));
     log(
-      `verified: ${[...STATE_TABLES.map((t) => t.name), ...(Object.keys(passages) as PassageTable[])].map((n) => `${n} ${tables[n].rows}`).join(', ')} (counts and SHA-256 equal); ${copied.count} files (${copied.linked} hard-linked, the rest SHA-256 equal); ${embeddingsSampled} embeddings bit-equal in ${options.passageStore ? 'LanceDB' : 'PostgreSQL'}`,
+      `verified: ${[...STATE_TABLES.map((t) => t.name), ...(Object.keys(passages) as PassageTable[])].map((n) => `${n} ${tables[n].rows}`).join(', ')} (counts and SHA-256 equal); ${copied.count} files (${copied.linked} hard-linked, the rest SHA-256 equal)${blobFiles.length ? `, ${blobFiles.length} of them in the database blob store (each chunk's SHA-256 equal)` : ''}; ${embeddingsSampled} embeddings bit-equal in ${options.passageStore ? 'LanceDB' : 'PostgreSQL'}`,
     );
 
     // ---- 6. the source must not have changed meanwhile (a coordinator still running on it)
@@ -192,6 +213,7 @@ export async function copyDeployment(options: CopyDeploymentOptions): Promise<Co
       sessions: sessionIds,
       tables,
       files: copied,
+      blobs: blobFiles.length,
       passagesIn: options.passageStore ? 'lancedb' : 'postgresql',
       embeddingsSampled,
       seconds: (performance.now() - started) / 1000,
@@ -681,6 +703,16 @@ class PgTarget {
       [sessionId, ids],
     );
     return { count, bytes: new Map(rows.rows.map((r) => [Number(r.id), r.embedding])) };
+  }
+
+  /** A file into the database blob store, in the copy's transaction. */
+  async putBlob(key: string, path: string): Promise<void> {
+    await writeBlob(this.client!, key, path);
+  }
+
+  /** A blob read back inside the transaction: its chunks' SHA-256 (computed by PostgreSQL) against the source file. */
+  async verifyBlob(key: string, path: string): Promise<void> {
+    await verifyBlob(this.client!, key, path);
   }
 
   async commit(): Promise<void> {

@@ -12,7 +12,8 @@ export type CrashPoint =
   | 'aggregate:written' // new version file on disk, SQLite not yet committed
   | 'passages:committed' // passages committed, response not yet sent
   | 'passages:vectors-committed' // LanceDB store: new vectors committed, their records not yet
-  | 'passages:records-withdrawn'; // LanceDB store: a withdrawal's records committed, its vector not yet deleted
+  | 'passages:records-withdrawn' // LanceDB store: a withdrawal's records committed, its vector not yet deleted
+  | 'blob:chunk-written'; // database blob store: a chunk of a blob inserted, its transaction not yet committed
 
 const armed = new Map<string, number>();
 for (const spec of (process.env.CORAG_CRASH_AT ?? '').split(',').filter(Boolean)) {

@@ -13,6 +13,7 @@ import { chooseServerKey } from './server-key';
 import { buildApp, DEFAULT_LIMITS } from './app';
 import { LANCE_DEFAULTS, parsePassageStoreLocation } from './lance-passages';
 import { DEFAULT_PRESENCE_TTL_MS } from './pg-presence';
+import { parseBlobStoreKind } from './blob-store';
 import { parseDatabaseUrl, redactUrl } from './pg-state';
 import { describePgvector, isPgvectorStore, PGVECTOR_DEFAULTS, PGVECTOR_STORE } from './pgvector-passages';
 import { checkpointFromSpec, createDemoSession, hasCoordinatorPassages, seedDemoPassages, type DemoCheckpoints } from './demo';
@@ -41,8 +42,15 @@ Options (environment variable in brackets):
                         keep the coordinator state (sessions, clients, rounds, updates, model
                         versions) and the passage records in PostgreSQL [CORAG_DATABASE_URL]
                         (default: in the data folder's SQLite database); docs/DEPLOY.md
+  --blob-store <folder | database>
+                        where model versions, partial sums and deltas are shared
+                        [CORAG_BLOB_STORE] (default folder: the data folder, which several
+                        processes must then share). database (needs --database): in
+                        PostgreSQL, so coordinators on different hosts share nothing else; the
+                        data folder is then each process's own cache; docs/DEPLOY.md §6
   --peer-url <url>      another coordinator process serving the same sessions (same
-                        --database, data folder and passage store); repeat it, or give a
+                        --database and passage store, and the same data folder unless
+                        --blob-store database); repeat it, or give a
                         comma-separated list [CORAG_PEER_URLS]. Advertised to clients at
                         /api/peers (tabs fail over to them) and allowed to call this API from
                         their pages (CORS); docs/DEPLOY.md §6
@@ -100,6 +108,7 @@ async function main(): Promise<void> {
       'static-dir': { type: 'string' },
       'passage-store': { type: 'string' },
       database: { type: 'string' },
+      'blob-store': { type: 'string' },
       'peer-url': { type: 'string', multiple: true },
       'presence-ttl': { type: 'string' },
       'server-key': { type: 'string' },
@@ -144,6 +153,9 @@ async function main(): Promise<void> {
     throw new Error(
       `--passage-store ${PGVECTOR_STORE} keeps the vectors in PostgreSQL: give --database (for a folder named ${PGVECTOR_STORE}: ./${PGVECTOR_STORE})`,
     );
+  const blobStoreRaw = values['blob-store'] ?? process.env.CORAG_BLOB_STORE;
+  const blobStore = blobStoreRaw === undefined ? 'folder' : parseBlobStoreKind(blobStoreRaw);
+  if (blobStore === 'database' && !database) throw new Error('--blob-store database needs --database (PostgreSQL): the blobs go into that database');
   const presenceTtl = number('presence-ttl', values['presence-ttl']);
   if (presenceTtl !== undefined && presenceTtl < 1) throw new Error('--presence-ttl must be at least 1 second');
   const peerUrls = parsePeerUrls(values['peer-url'] ?? (process.env.CORAG_PEER_URLS ? [process.env.CORAG_PEER_URLS] : []));
@@ -169,7 +181,7 @@ async function main(): Promise<void> {
     peerUrls,
     presenceTtlMs: presenceTtl === undefined ? undefined : presenceTtl * 1000,
     dataDir,
-    ...(database ? { database } : {}),
+    ...(database ? { database, blobStore } : {}),
     ...(passageStore ? { passageStore: { uri: passageStore, log: (line: string) => process.stdout.write(`${line}\n`) } } : {}),
     ...(pgvector ? { pgvector: { log: (line: string) => process.stdout.write(`${line}\n`) } } : {}),
     serverKey: serverKey.key,
@@ -208,7 +220,7 @@ async function main(): Promise<void> {
         ? 'embeddings in the records (exact search)'
         : 'in the data folder (SQLite, exact search)';
   process.stdout.write(
-    `  data folder: ${dataDir}\n  state:       ${database ? `PostgreSQL at ${redactUrl(database)} (this process: node ${coordinator.node})` : 'in the data folder (SQLite)'}\n  passages:    ${database ? 'records in PostgreSQL, ' : ''}${vectors}\n`,
+    `  data folder: ${dataDir}${blobStore === 'database' ? ' (a cache: model versions, sums and deltas are in PostgreSQL)' : ''}\n  state:       ${database ? `PostgreSQL at ${redactUrl(database)} (this process: node ${coordinator.node})` : 'in the data folder (SQLite)'}\n  passages:    ${database ? 'records in PostgreSQL, ' : ''}${vectors}\n`,
   );
   // Detected at every start with PostgreSQL, so an operator learns the store is there to choose.
   if (database) {

@@ -128,8 +128,8 @@ export interface PassageIntakeDeps {
   config(sessionId: string): Promise<SessionConfig>;
   /** The newest model version an admin installed (the frozen passage encoder's weights), if any. */
   encoderVersion(sessionId: string): Promise<number | undefined>;
-  modelPath(sessionId: string, version: number): string;
-  readModel(path: string): Uint8Array;
+  /** A model version's bytes (fetched from the blob store when this process lacks them). */
+  readModel(sessionId: string, version: number): Promise<Uint8Array>;
 }
 
 export class PassageIntake {
@@ -167,7 +167,7 @@ export class PassageIntake {
         () => undefined,
       );
     const loading = this.serial(async () => {
-      const encoder = await FrozenPassageEncoder.load(models.passageEncoder, this.deps.readModel(this.deps.modelPath(sessionId, version)), models.embeddingDim);
+      const encoder = await FrozenPassageEncoder.load(models.passageEncoder, await this.deps.readModel(sessionId, version), models.embeddingDim);
       const norms = (await encoder.embed(REFERENCE_TEXTS)).map((e) => Math.hypot(...e));
       const referenceMaxNorm = Math.max(...norms);
       return { encoder, referenceMaxNorm };

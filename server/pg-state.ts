@@ -12,6 +12,7 @@
  */
 import pg from 'pg';
 import { conflict } from './errors';
+import { BLOBS_SCHEMA } from './pg-blob-store';
 import { inTransaction } from './pg-transaction';
 import { checkAcceptable, checkSameJoin, roundRecord } from './sqlite-state';
 import type {
@@ -172,6 +173,12 @@ CREATE TABLE join_keys (
   PRIMARY KEY (session_id, key_hash)
 );
 CREATE INDEX join_keys_by_age ON join_keys(session_id, created_at);`,
+  },
+  {
+    // Model versions, partial sums and deltas in the database (`--blob-store database`,
+    // server/pg-blob-store.ts): coordinators on several hosts then need no shared mount.
+    name: 'blobs',
+    sql: BLOBS_SCHEMA,
   },
 ];
 /** pg_advisory_xact_lock key for migrations ("corag" in ASCII). */

@@ -277,6 +277,40 @@ describe.skipIf(!cluster)('copying an embedded deployment into PostgreSQL + Lanc
     }
   });
 
+  it("with --blob-store database, puts the model versions and the open round's running sum into PostgreSQL: a coordinator on an empty folder serves them and finishes the round", async () => {
+    const { a, b } = before as Required<typeof before>;
+    const fresh = await cluster!.createDatabase();
+    const lines: string[] = [];
+    const report = await copyDeployment({ from: source, to: join(dirs.path, 'to-blobs'), database: fresh, blobStore: 'database', log: (l) => lines.push(l) });
+    // Session A: v0-v2; session B: v0 and its open round's sum-1.
+    const blobFiles = readdirSync(join(source, 'sessions'), { recursive: true }).filter((f) => String(f).endsWith('.safetensors'));
+    expect(report.blobs).toBe(blobFiles.length);
+    expect(blobFiles.length).toBe(5);
+    expect(lines.some((l) => l.startsWith('verified:') && l.includes('5 of them in the database blob store'))).toBe(true);
+
+    // Another host: nothing in its data folder, everything it reads comes from PostgreSQL.
+    const server = await startServer({ dataDir: join(dirs.path, 'elsewhere'), database: fresh, blobStore: 'database', random: seeded(3) });
+    try {
+      const on = (p: Participant) => new CoragClient(server.url).withToken(p.token);
+      for (const v of [0, 1, 2]) {
+        const served = await on(a.participants[0]).downloadModel(a.sid, v);
+        expect(Buffer.from(served).equals(readFileSync(join(source, 'sessions', a.sid, 'models', `v${v}.safetensors`))), `v${v}`).toBe(true);
+      }
+      const second = randomTensors(trainedShapes(), random, 0.1);
+      await on(b.participants[1]).uploadUpdate(b.sid, 1, encodeUpdate(second, { round: 1, baseVersion: 0, numExamples: 3, metrics: {} }));
+      expect((await waitClosed(new CoragClient(server.url).withToken(b.adminToken), b.sid, 1)).resultVersion).toBe(1);
+      const expected = fedAvgExpected(b.base, [b.first, { n: 3, deltas: second }]);
+      for (const [name, t] of decodeModel(await on(b.participants[0]).downloadModel(b.sid, 1))) {
+        expect(maxRelativeError(t.data, expected.get(name)!), name).toBeLessThan(1e-6);
+      }
+      // Last, a JSON answer: closing the server right after a streamed download's last byte reached
+      // the client can find that response not yet finished and wait out the keep-alive timeout.
+      expect((await on(b.participants[0]).session(b.sid)).currentVersion).toBe(1);
+    } finally {
+      await server.app.close();
+    }
+  });
+
   it('refuses a second copy into the same database and changes nothing', async () => {
     const contents = await pgContents(database);
     const lanceTables = readdirSync(lance).sort();
