@@ -19,6 +19,7 @@ import { deltaNorm, inMemoryDeltaChunks } from '../../src/federated/strategies/d
 import { fedAvgExpected, maxRelativeError, MODEL_SHAPES, randomTensors, seeded, startServer, tempDir, TRAINED_PREFIXES, trainedShapes } from './helpers';
 import { waitFor } from './coordinator-process';
 import { startTestPostgres } from './postgres';
+import { expectIdenticalNumbers } from '../identical-numbers';
 
 const cluster = await startTestPostgres();
 afterAll(() => cluster?.stop());
@@ -81,7 +82,7 @@ describe.skipIf(!cluster)('coordinators with separate data folders, sharing only
           const s = createStrategy(strategy, strategyParams) as StoredDeltaStrategy;
           const updates = deltas.map((d, i) => ({ weight: 3 + i, norm: deltaNorm(new Map([...d].map(([n, t]) => [n, t.data]))) }));
           const expected = applyDelta(global, s.aggregate(inMemoryDeltaChunks(deltas), updates, 0.25).delta);
-          for (const [name, t] of expected) expect(published.get(name)!.data, name).toEqual(t.data);
+          for (const [name, t] of expected) expectIdenticalNumbers(published.get(name)?.data, t.data, name);
         }
 
         // D, alive all along, serves the same bytes (fetched) and has dropped its files of the closed round.

@@ -18,6 +18,7 @@ import { inBatchContrastiveLoss } from '../../../src/model/losses';
 import { relativeL2Error } from '../../../src/model/numerics';
 import { parseSafetensors, readTensor } from '../../../src/model/safetensors';
 import { seededRandom } from '../../../src/util/random';
+import { expectIdenticalNumbers } from '../../identical-numbers';
 
 const dir = new URL('../../../../shared/fixtures/hf-reference/bert-tiny/', import.meta.url);
 const configJson = JSON.parse(readFileSync(new URL('config.json', dir), 'utf8'));
@@ -102,7 +103,7 @@ describe('LoRA adapters on the BERT query encoder', () => {
     const plain = bertEncode(config, base.sideParams('query'), q);
     const withLora = bertEncode(config, adapted.sideParams('query'), q);
     expect(adapted.sideParams('query').loraScale?.('encoder.layer.0.attention.self.query.weight')).toBe(S);
-    expect(await withLora.data()).toEqual(await plain.data());
+    expectIdenticalNumbers((await withLora.data()) as Float32Array, (await plain.data()) as Float32Array);
     tf.dispose([plain, withLora]);
     base.dispose();
     adapted.dispose();
