@@ -37,8 +37,8 @@ import { allTableNames, loadLance, scanVectors, vectorDim, vectorRows, vectorSch
 import {
   checkQuery,
   freshPassages,
+  PassageStoreOverRecords,
   searchHits,
-  validatePassages,
   type AddResult,
   type PassageQuota,
   type PassageRecords,
@@ -46,7 +46,7 @@ import {
   type PreparedPassage,
 } from './passages';
 import { ExactVectorIndex } from '../src/retrieval/vector-index';
-import type { ContributionCount, Passage, PassageInput, SearchHit, SessionModels } from '../src/federated/protocol';
+import type { PassageInput, SearchHit, SessionModels } from '../src/federated/protocol';
 
 export interface LanceStoreOptions {
   /** A local folder (absolute) or an object-store URI (`s3://bucket/prefix`); see parsePassageStoreLocation. */
@@ -124,7 +124,7 @@ interface SessionVectors {
   readonly orphans: Set<number>;
 }
 
-export class LancePassageStore implements PassageStore {
+export class LancePassageStore extends PassageStoreOverRecords implements PassageStore {
   readonly kind = 'lancedb';
   private lance?: Lance;
   private arrow?: Arrow;
@@ -137,10 +137,11 @@ export class LancePassageStore implements PassageStore {
 
   /** `sessionIds`: every session's id (the state store's), reconciled on open. */
   constructor(
-    readonly records: PassageRecords,
+    records: PassageRecords,
     readonly options: LanceStoreOptions,
     private readonly sessionIds: () => Promise<readonly string[]>,
   ) {
+    super(records);
     this.indexAbove = options.indexAbove ?? LANCE_DEFAULTS.indexAbove;
     if (!Number.isInteger(this.indexAbove) || this.indexAbove < 1)
       throw new Error(`passage store: indexAbove must be a positive integer, got ${options.indexAbove}`);
@@ -408,26 +409,6 @@ export class LancePassageStore implements PassageStore {
   }
 
   // ------------------------------------------------------------------ the store
-
-  count(sessionId: string): Promise<number> {
-    return this.records.count(sessionId);
-  }
-
-  validate(models: SessionModels, inputs: readonly PassageInput[]): PreparedPassage[] {
-    return validatePassages(models, inputs);
-  }
-
-  existingHashes(sessionId: string, hashes: readonly string[]): Promise<Set<string>> {
-    return this.records.existingHashes(sessionId, hashes);
-  }
-
-  get(sessionId: string, ids: readonly number[]): Promise<Passage[]> {
-    return this.records.get(sessionId, ids);
-  }
-
-  contributions(sessionId: string): Promise<ContributionCount[]> {
-    return this.records.contributions(sessionId);
-  }
 
   async add(sessionId: string, models: SessionModels, clientId: string, inputs: readonly PassageInput[], quota?: PassageQuota): Promise<AddResult[]> {
     const prepared = this.validate(models, inputs);

@@ -298,33 +298,12 @@ export async function searchHits(
 }
 
 /**
- * The default store: embeddings in the records beside their text (one transaction), searched
- * exactly by an in-memory index per session, rebuilt from the records on first use. With records
- * in PostgreSQL other processes may write the session too: each search first compares the
- * records' change mark with the one the index was loaded at, and reloads the index when another
- * process (or this one) wrote since (an O(passages) read; LanceDB with its shared reads is the
- * store for write-heavy sessions served by several processes).
+ * What every passage store answers from its records alone (counts, content hashes, texts,
+ * contributions) and the validation all share; each store adds where its vectors live and how it
+ * searches them.
  */
-export class EmbeddedPassageStore implements PassageStore {
-  readonly kind = 'embedded';
-  private readonly indexes = new Map<string, Promise<{ index: ExactVectorIndex; mark?: string }>>();
-
-  constructor(readonly records: PassageRecords) {}
-
-  async open(): Promise<void> {
-    await this.records.open();
-    // A deployment whose embeddings were moved to LanceDB or pgvector cannot be searched from the records alone.
-    const moved = await this.records.sessionWithoutEmbeddings();
-    if (moved) {
-      throw new Error(
-        `the passage embeddings of session ${moved} are in a LanceDB or pgvector passage store, not in the passage records: start the coordinator with the --passage-store it used (that store's folder or s3:// URI, or pgvector)`,
-      );
-    }
-  }
-
-  async close(): Promise<void> {}
-
-  async createSession(): Promise<void> {}
+export abstract class PassageStoreOverRecords<R extends PassageRecords = PassageRecords> {
+  constructor(readonly records: R) {}
 
   count(sessionId: string): Promise<number> {
     return this.records.count(sessionId);
@@ -345,6 +324,34 @@ export class EmbeddedPassageStore implements PassageStore {
   contributions(sessionId: string): Promise<ContributionCount[]> {
     return this.records.contributions(sessionId);
   }
+}
+
+/**
+ * The default store: embeddings in the records beside their text (one transaction), searched
+ * exactly by an in-memory index per session, rebuilt from the records on first use. With records
+ * in PostgreSQL other processes may write the session too: each search first compares the
+ * records' change mark with the one the index was loaded at, and reloads the index when another
+ * process (or this one) wrote since (an O(passages) read; LanceDB with its shared reads is the
+ * store for write-heavy sessions served by several processes).
+ */
+export class EmbeddedPassageStore extends PassageStoreOverRecords implements PassageStore {
+  readonly kind = 'embedded';
+  private readonly indexes = new Map<string, Promise<{ index: ExactVectorIndex; mark?: string }>>();
+
+  async open(): Promise<void> {
+    await this.records.open();
+    // A deployment whose embeddings were moved to LanceDB or pgvector cannot be searched from the records alone.
+    const moved = await this.records.sessionWithoutEmbeddings();
+    if (moved) {
+      throw new Error(
+        `the passage embeddings of session ${moved} are in a LanceDB or pgvector passage store, not in the passage records: start the coordinator with the --passage-store it used (that store's folder or s3:// URI, or pgvector)`,
+      );
+    }
+  }
+
+  async close(): Promise<void> {}
+
+  async createSession(): Promise<void> {}
 
   /** Other processes may write the same records (PostgreSQL). */
   private get shared(): boolean {

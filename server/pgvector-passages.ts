@@ -32,11 +32,11 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { ApiError } from './errors';
-import { checkQuery, embeddingOf, searchHits, validatePassages, type AddResult, type PassageQuota, type PassageStore, type PreparedPassage } from './passages';
+import { checkQuery, embeddingOf, PassageStoreOverRecords, searchHits, type AddResult, type PassageQuota, type PassageStore } from './passages';
 import type { PgPassageRecords } from './pg-passages';
 import { applyMigrations, redactUrl, type Migration } from './pg-state';
 import { inTransaction } from './pg-transaction';
-import type { ContributionCount, Passage, PassageInput, SearchHit, SessionModels } from '../src/federated/protocol';
+import type { PassageInput, SearchHit, SessionModels } from '../src/federated/protocol';
 
 /** `--passage-store pgvector`: the word that selects this store (a folder of that name is `./pgvector`). */
 export const PGVECTOR_STORE = 'pgvector';
@@ -151,7 +151,7 @@ interface SessionIndex {
   failedAt?: number;
 }
 
-export class PgvectorPassageStore implements PassageStore {
+export class PgvectorPassageStore extends PassageStoreOverRecords<PgPassageRecords> implements PassageStore {
   readonly kind = 'pgvector';
   private opening?: Promise<void>;
   private closed = false;
@@ -163,11 +163,12 @@ export class PgvectorPassageStore implements PassageStore {
 
   /** `pool`: the state's pool (server/pg-state.ts), which the records share; `url` names the database in messages. */
   constructor(
-    readonly records: PgPassageRecords,
+    records: PgPassageRecords,
     private readonly pool: pg.Pool,
     private readonly url: string,
     private readonly options: PgvectorStoreOptions = {},
   ) {
+    super(records);
     this.indexAbove = options.indexAbove ?? PGVECTOR_DEFAULTS.indexAbove;
     this.efSearch = options.efSearch ?? PGVECTOR_DEFAULTS.efSearch;
     if (!Number.isInteger(this.indexAbove) || this.indexAbove < 1)
@@ -345,26 +346,6 @@ export class PgvectorPassageStore implements PassageStore {
 
   async createSession(): Promise<void> {
     await this.open();
-  }
-
-  count(sessionId: string): Promise<number> {
-    return this.records.count(sessionId);
-  }
-
-  validate(models: SessionModels, inputs: readonly PassageInput[]): PreparedPassage[] {
-    return validatePassages(models, inputs);
-  }
-
-  existingHashes(sessionId: string, hashes: readonly string[]): Promise<Set<string>> {
-    return this.records.existingHashes(sessionId, hashes);
-  }
-
-  get(sessionId: string, ids: readonly number[]): Promise<Passage[]> {
-    return this.records.get(sessionId, ids);
-  }
-
-  contributions(sessionId: string): Promise<ContributionCount[]> {
-    return this.records.contributions(sessionId);
   }
 
   async add(sessionId: string, models: SessionModels, clientId: string, inputs: readonly PassageInput[], quota?: PassageQuota): Promise<AddResult[]> {
