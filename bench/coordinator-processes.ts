@@ -12,17 +12,15 @@
  * version must equal the one-process version of the same round and both must equal FedAvg
  * computed here in float64, to 1e-6; otherwise the bench fails, so the numbers are of correct work.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { CoragClient } from '../src/federated/client';
 import { decodeModel, encodeModel, encodeUpdate, type NamedTensor } from '../src/federated/codec';
 import { maxRelativeError } from '../src/model/numerics';
+import { startCoordinator } from '../test/server/coordinator-process';
 import { startTestPostgres } from '../test/server/postgres';
 
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const CLIENTS = 16;
 const ROUNDS = 15;
 const SIDE = 256;
@@ -34,53 +32,19 @@ interface Coordinator {
   stop(): Promise<void>;
 }
 
-/** One `tsx server/main.ts` on a free port; resolves once it prints its URL. */
-function startCoordinator(dataDir: string, database: string, passages: string, extra: readonly string[]): Promise<Coordinator> {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  delete env.CORAG_DATABASE_URL;
-  delete env.CORAG_CRASH_AT;
-  const args = [
-    '--import',
-    'tsx',
-    'server/main.ts',
-    '--port',
-    '0',
-    '--data-dir',
-    dataDir,
-    '--database',
-    database,
-    '--passage-store',
-    passages,
+/** One `tsx server/main.ts` on a free port (test/server/coordinator-process.ts), with a stop that waits for its exit. */
+async function startBenchCoordinator(dataDir: string, database: string, passages: string): Promise<Coordinator> {
+  const { url, child, exited } = await startCoordinator(dataDir, database, passages, {
     // Every client uploads at once from 127.0.0.1: lift the limits meant for hostile callers.
-    '--max-uploads',
-    String(CLIENTS * 2),
-    '--rate-limit',
-    '1000000',
-    '--join-limit',
-    '1000000',
-    ...extra,
-  ];
-  const child: ChildProcess = spawn(process.execPath, args, { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const exited = new Promise<void>((res) => child.once('exit', () => res()));
-  return new Promise((resolve, reject) => {
-    let out = '';
-    // Keep draining both pipes for the whole run: a full pipe would block the server.
-    const seen = (b: Buffer) => {
-      if (out.length < 20_000) out += b.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m)
-        resolve({
-          url: m[1],
-          stop: async () => {
-            if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-            await exited;
-          },
-        });
-    };
-    child.stdout!.on('data', seen);
-    child.stderr!.on('data', seen);
-    child.once('exit', (code) => reject(new Error(`coordinator exited (${code}) before listening:\n${out}`)));
+    args: ['--max-uploads', String(CLIENTS * 2), '--rate-limit', '1000000', '--join-limit', '1000000'],
   });
+  return {
+    url,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
 }
 
 interface Setup {
@@ -100,7 +64,7 @@ async function startSetup(n: number, database: string): Promise<Running> {
   mkdirSync(data);
   const coordinators: Coordinator[] = [];
   try {
-    for (let i = 0; i < n; i++) coordinators.push(await startCoordinator(data, database, join(dir, 'lance'), i === 0 ? [] : ['--no-demo']));
+    for (let i = 0; i < n; i++) coordinators.push(await startBenchCoordinator(data, database, join(dir, 'lance')));
   } catch (e) {
     for (const c of coordinators) await c.stop();
     rmSync(dir, { recursive: true, force: true });

@@ -1,5 +1,5 @@
 /**
- * Coordinator processes for the several-coordinators tests: `tsx server/main.ts` on a free port,
+ * Coordinator processes for the several-coordinators tests and bench/coordinator-processes.ts: `tsx server/main.ts` on a free port,
  * sharing one PostgreSQL database, one data folder and one LanceDB folder, plus more options
  * (peers, a static folder, a presence TTL). Resolves with the URL it prints once listening.
  */
@@ -48,8 +48,10 @@ export function startCoordinator(dataDir: string, database: string, passages: st
   const exited = new Promise((res) => child.once('exit', res));
   return new Promise((resolve, reject) => {
     let out = '';
+    // Both pipes are drained for the whole run (a full pipe would block the server); only the
+    // start of the output is kept, for the URL and the error message.
     const seen = (b: Buffer) => {
-      out += b.toString();
+      if (out.length < 20_000) out += b.toString();
       const m = /listening on (http:\/\/\S+)/.exec(out);
       if (m) resolve({ url: m[1], child, exited });
     };
