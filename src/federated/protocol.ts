@@ -69,9 +69,12 @@ function recordOf<T extends TSchema>(values: T, options: TObjectOptions = {}) {
 
 /** Scalars of the free-form `training` record (and so of RoundInfo.config). */
 const scalarRecordSchema = recordOf(
-  // number and boolean first: with type coercion on, anyOf's first match wins, and a string branch
-  // first would turn every number into a string.
-  Type.Union([Type.Number(), Type.Boolean(), Type.String({ maxLength: 256 })]),
+  // The HTTP edge validates with type coercion on (server/app.ts), and anyOf's first branch that
+  // can be coerced wins: a string branch first would turn every number into a string, and a
+  // number branch first turned `true` into 1. One branch with both types coerces only a value
+  // that is neither (a numeric string becomes its number, "true"/"false" a boolean); a number or
+  // a boolean arrives as sent.
+  Type.Union([Type.Unsafe<number | boolean>({ type: ['number', 'boolean'] }), Type.String({ maxLength: 256 })]),
   {
     maxProperties: 64,
     description:
@@ -122,8 +125,8 @@ const trainingConfigSchema = wireObject({
    * The Contriever query encoder's attention projections that get adapters too, comma-separated
    * (BERT's query, key, value, attention.output.dense; the reader's rank, alpha and seed; wire
    * names `query_encoder.lora.*`). Absent: the reader's alone, as sessions stored before this key
-   * existed mean. Needs loraRank. A list, not a boolean: the record's HTTP schema coerces a
-   * boolean to a number (its anyOf tries number first).
+   * existed mean. Needs loraRank. A list rather than a boolean, so the query encoder may take
+   * other targets than the reader.
    */
   loraQueryTargets: Type.Optional(Type.String({ pattern: LORA_TARGETS_PATTERN, maxLength: 64 })),
 });

@@ -61,6 +61,11 @@ describe('POST /api/sessions: the training record', () => {
     );
   });
 
+  it('stores a boolean in the free-form record as a boolean, not as the number the schema coerced it to before', async () => {
+    const created = await lora({ loraRank: 4, note: true, off: false, count: 1, zero: 0, flag: 'true' });
+    expect(created.session.config.training).toEqual({ loraRank: 4, note: true, off: false, count: 1, zero: 0, flag: true });
+  });
+
   it('accepts good LoRA settings (numbers also as numeric strings), stores them, and reads them typed', async () => {
     const training = { learningRate: 1e-2, loraRank: 8, loraAlpha: 4.5, loraTargets: 'q, k,v , o', loraSeed: 7, note: 'free-form keys stay' };
     // The HTTP edge already turns a numeric string into the number (the record's schema coerces).
