@@ -20,12 +20,12 @@
  * its hash is the store's (checked by hashing it once per process, then remembered), so a copy of
  * a key that another process has since replaced is fetched again.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync } from 'node:fs';
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { open, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import type pg from 'pg';
-import { fsyncDir } from '../src/platform/node/atomic-file';
+import { writeFileAtomicStreamed } from '../src/platform/node/atomic-file';
 import { BlobUnavailableError, checkBlobKey, type BlobStore } from './blob-store';
 import { crashPoint } from './crash-points';
 import { inTransaction } from './pg-transaction';
@@ -196,11 +196,8 @@ export class PgBlobStore implements BlobStore {
   /** Streams blob `key` into `path`: a temp file, renamed over it only when the size and SHA-256 are the row's. */
   private async fetch(key: string, path: string): Promise<void> {
     mkdirSync(dirname(path), { recursive: true });
-    const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.fetch`);
-    const out = await open(tmp, 'w');
-    let digest: string;
-    try {
-      digest = await inTransaction(this.pool, async (c) => {
+    const digest = await writeFileAtomicStreamed(path, (write) =>
+      inTransaction(this.pool, async (c) => {
         // One snapshot: a put of the key committing meanwhile cannot mix its chunks into this read.
         await c.query('SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY');
         const [row] = (await c.query<{ size: string; sha256: string }>('SELECT size, sha256 FROM blobs WHERE key = $1', [key])).rows;
@@ -213,8 +210,7 @@ export class PgBlobStore implements BlobStore {
           if (!chunk || chunk.data.byteLength === 0)
             throw new BlobUnavailableError(key, 'corrupt', `chunk ${n} is missing (${position} of ${size} bytes read)`);
           hash.update(chunk.data);
-          let done = 0;
-          while (done < chunk.data.byteLength) done += (await out.write(chunk.data, done, chunk.data.byteLength - done, position + done)).bytesWritten;
+          await write(chunk.data);
           position += chunk.data.byteLength;
         }
         const got = hash.digest('hex');
@@ -226,16 +222,8 @@ export class PgBlobStore implements BlobStore {
           );
         }
         return got;
-      });
-      await out.sync();
-    } catch (e) {
-      await out.close();
-      await rm(tmp, { force: true });
-      throw e;
-    }
-    await out.close();
-    await rename(tmp, path);
-    fsyncDir(dirname(path));
+      }),
+    );
     this.verified.set(key, digest);
   }
 

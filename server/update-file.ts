@@ -12,12 +12,11 @@
  * addWeighted) or writes them as an F32 delta file atomically (`writeDeltaFileFrom`, the bytes
  * writeDeltaFile would write), chunk by chunk.
  */
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { open, type FileHandle } from 'node:fs/promises';
 import { checkUpdateHeader, UpdateError, type UpdateMeta } from '../src/federated/codec';
 import type { RunningSum } from '../src/federated/strategy';
 import { bytesPerElement, decodeFloatChunk, parseSafetensorsHeader, safetensorsHeaderLength, SafetensorsError } from '../src/model/safetensors';
-import { fsyncDir } from '../src/platform/node/atomic-file';
+import { writeFileAtomicStreamed } from '../src/platform/node/atomic-file';
 
 /** Bytes of an upload read at a time (a multiple of every element size). */
 export const UPDATE_CHUNK_BYTES = 1 << 20;
@@ -134,8 +133,8 @@ export async function addToRunningSum(file: UpdateFile, sum: RunningSum, weight:
 
 /**
  * Writes the update's tensors as an F32 safetensors delta file at `path` (the bytes writeDeltaFile
- * would write: tensors in the round's order, no metadata), atomically and durably like
- * writeFileAtomic: a temp file in the same folder, fsync, rename, fsync the folder.
+ * would write: tensors in the round's order, no metadata), atomically and durably
+ * (writeFileAtomicStreamed: a temp file in the same folder, fsync, rename, fsync the folder).
  */
 export async function writeDeltaFileFrom(file: UpdateFile, path: string): Promise<void> {
   const header: Record<string, unknown> = {};
@@ -149,15 +148,7 @@ export async function writeDeltaFileFrom(file: UpdateFile, path: string): Promis
   if (pad) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(BigInt(json.byteLength));
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  const out = await open(tmp, 'w');
-  try {
-    let position = 0;
-    const write = async (bytes: Uint8Array) => {
-      let done = 0;
-      while (done < bytes.byteLength) done += (await out.write(bytes, done, bytes.byteLength - done, position + done)).bytesWritten;
-      position += bytes.byteLength;
-    };
+  await writeFileAtomicStreamed(path, async (write) => {
     await write(len);
     await write(json);
     const bytes = Buffer.alloc(UPDATE_CHUNK_BYTES * 2);
@@ -165,13 +156,5 @@ export async function writeDeltaFileFrom(file: UpdateFile, path: string): Promis
       for (let i = 0; i < v.length; i++) bytes.writeFloatLE(v[i], 4 * i);
       await write(bytes.subarray(0, v.length * 4));
     });
-    await out.sync();
-  } catch (e) {
-    await out.close();
-    await rm(tmp, { force: true });
-    throw e;
-  }
-  await out.close();
-  await rename(tmp, path);
-  fsyncDir(dirname(path));
+  });
 }
