@@ -39,6 +39,7 @@ import {
   freshPassages,
   PassageStoreOverRecords,
   searchHits,
+  storeUnavailable,
   type AddResult,
   type PassageQuota,
   type PassageRecords,
@@ -176,15 +177,6 @@ export class LancePassageStore extends PassageStoreOverRecords implements Passag
     const next = this.queue.then(fn, fn);
     this.queue = next.catch(() => undefined);
     return next;
-  }
-
-  private unavailable(what: string, e: unknown): ApiError {
-    return new ApiError(
-      503,
-      'passage_store_unavailable',
-      `the passage store could not ${what} (${(e as Error).message}); nothing was changed, try again later`,
-      { 'retry-after': '10' },
-    );
   }
 
   // ------------------------------------------------------------------ tables
@@ -449,7 +441,7 @@ export class LancePassageStore extends PassageStoreOverRecords implements Passag
         );
     } catch (e) {
       if (e instanceof ApiError) throw e;
-      throw this.unavailable('store the embeddings', e);
+      throw storeUnavailable('store the embeddings', e);
     }
     if (fresh.length > 0) crashPoint('passages:vectors-committed');
     let added: Array<{ id: number; embedding: Float32Array }>;
@@ -539,7 +531,7 @@ export class LancePassageStore extends PassageStoreOverRecords implements Passag
       return top.sort((a, b) => b.score - a.score || a.id - b.id).slice(0, n);
     } catch (e) {
       if (e instanceof ApiError) throw e;
-      throw this.unavailable('be searched', e);
+      throw storeUnavailable('be searched', e);
     }
   }
 
@@ -560,7 +552,7 @@ export class LancePassageStore extends PassageStoreOverRecords implements Passag
 
   async withdraw(sessionId: string, models: SessionModels, clientId: string, id: number): Promise<{ deleted: boolean; contributorsLeft: number }> {
     await this.open().catch((e: unknown) => {
-      throw this.unavailable('be opened', e);
+      throw storeUnavailable('be opened', e);
     });
     return this.exclusive(() =>
       this.records.asWriter(async () => {

@@ -297,6 +297,13 @@ export async function searchHits(
     }));
 }
 
+/** The 503 a store with an external engine (LanceDB, pgvector) answers when that engine fails: nothing changed, retry. */
+export function storeUnavailable(what: string, e: unknown): ApiError {
+  return new ApiError(503, 'passage_store_unavailable', `the passage store could not ${what} (${(e as Error).message}); nothing was changed, try again later`, {
+    'retry-after': '10',
+  });
+}
+
 /**
  * What every passage store answers from its records alone (counts, content hashes, texts,
  * contributions) and the validation all share; each store adds where its vectors live and how it

@@ -32,7 +32,16 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { ApiError } from './errors';
-import { checkQuery, embeddingOf, PassageStoreOverRecords, searchHits, type AddResult, type PassageQuota, type PassageStore } from './passages';
+import {
+  checkQuery,
+  embeddingOf,
+  PassageStoreOverRecords,
+  searchHits,
+  storeUnavailable,
+  type AddResult,
+  type PassageQuota,
+  type PassageStore,
+} from './passages';
 import type { PgPassageRecords } from './pg-passages';
 import { applyMigrations, redactUrl, type Migration } from './pg-state';
 import { inTransaction } from './pg-transaction';
@@ -253,15 +262,6 @@ export class PgvectorPassageStore extends PassageStoreOverRecords<PgPassageRecor
     await Promise.allSettled(building);
   }
 
-  private unavailable(what: string, e: unknown): ApiError {
-    return new ApiError(
-      503,
-      'passage_store_unavailable',
-      `the passage store could not ${what} (${(e as Error).message}); nothing was changed, try again later`,
-      { 'retry-after': '10' },
-    );
-  }
-
   // ------------------------------------------------------------------ index
 
   private session(sessionId: string): SessionIndex {
@@ -368,7 +368,7 @@ export class PgvectorPassageStore extends PassageStoreOverRecords<PgPassageRecor
       }));
     } catch (e) {
       if (e instanceof ApiError) throw e;
-      throw this.unavailable('store the passages', e);
+      throw storeUnavailable('store the passages', e);
     }
     if (results.some((r) => !r.duplicate)) this.maybeIndex(sessionId, models.embeddingDim, await this.records.count(sessionId));
     return results;
@@ -382,7 +382,7 @@ export class PgvectorPassageStore extends PassageStoreOverRecords<PgPassageRecor
       top = await this.candidates(sessionId, models.embeddingDim, q, k + SLACK);
     } catch (e) {
       if (e instanceof ApiError) throw e;
-      throw this.unavailable('be searched', e);
+      throw storeUnavailable('be searched', e);
     }
     // A passage withdrawn between the two reads is dropped by the join with the records.
     return searchHits(this.records, sessionId, top, k, withEmbeddings);
@@ -432,7 +432,7 @@ export class PgvectorPassageStore extends PassageStoreOverRecords<PgPassageRecor
       return await this.records.removeContribution(sessionId, clientId, id);
     } catch (e) {
       if (e instanceof ApiError) throw e;
-      throw this.unavailable('withdraw the passage', e);
+      throw storeUnavailable('withdraw the passage', e);
     }
   }
 }
