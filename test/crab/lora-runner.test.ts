@@ -34,6 +34,21 @@ const BASE = {
 
 const equalBits = (a: NamedTensor, b: NamedTensor) => a.data.length === b.data.length && a.data.every((x, i) => Object.is(x, b.data[i]));
 
+/** A fetch that keeps every update body the runner uploads and every model version it downloads. */
+function uploadCapture(): { fetch: typeof fetch; updates: Uint8Array[]; versions: Map<number, Uint8Array> } {
+  const updates: Uint8Array[] = [];
+  const versions = new Map<number, Uint8Array>();
+  const capturing: typeof fetch = async (input, init) => {
+    const url = new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url);
+    if (init?.method === 'PUT' && /\/rounds\/\d+\/update$/.test(url.pathname)) updates.push(new Uint8Array(init.body as Uint8Array));
+    const res = await fetch(input, init);
+    const model = /\/model\/(\d+)$/.exec(url.pathname);
+    if ((init?.method ?? 'GET') === 'GET' && model && res.ok) versions.set(Number(model[1]), new Uint8Array(await res.clone().arrayBuffer()));
+    return res;
+  };
+  return { fetch: capturing, updates, versions };
+}
+
 describe('CRAB runner: LoRA sessions', () => {
   const dir = mkdtempSync(join(tmpdir(), 'crab-lora-test-'));
   let coordinator: Awaited<ReturnType<typeof startCrabCoordinator>>;
@@ -90,16 +105,7 @@ describe('CRAB runner: LoRA sessions', () => {
         training: { localSteps: 1, batchSize: 2, lr: 1e-2, k: 2, maxLength: 32, trainedParts: 'reader', retrieverLoss: 'none', lora: { rank: 4 } },
       });
       const data = await loadCrabData(config);
-      const updates: Uint8Array[] = [];
-      const versions = new Map<number, Uint8Array>();
-      const capturingFetch: typeof fetch = async (input, init) => {
-        const url = new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url);
-        if (init?.method === 'PUT' && /\/rounds\/\d+\/update$/.test(url.pathname)) updates.push(new Uint8Array(init.body as Uint8Array));
-        const res = await fetch(input, init);
-        const model = /\/model\/(\d+)$/.exec(url.pathname);
-        if ((init?.method ?? 'GET') === 'GET' && model && res.ok) versions.set(Number(model[1]), new Uint8Array(await res.clone().arrayBuffer()));
-        return res;
-      };
+      const { fetch: capturingFetch, updates, versions } = uploadCapture();
       const experiments = await new CrabRunner(config, {
         data,
         loadBundle: bundleLoader(config),
@@ -164,16 +170,7 @@ describe('CRAB runner: LoRA sessions', () => {
         lora: { rank: 4, queryTargets: ['q', 'v'] },
       },
     });
-    const updates: Uint8Array[] = [];
-    const versions = new Map<number, Uint8Array>();
-    const capturingFetch: typeof fetch = async (input, init) => {
-      const url = new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url);
-      if (init?.method === 'PUT' && /\/rounds\/\d+\/update$/.test(url.pathname)) updates.push(new Uint8Array(init.body as Uint8Array));
-      const res = await fetch(input, init);
-      const model = /\/model\/(\d+)$/.exec(url.pathname);
-      if ((init?.method ?? 'GET') === 'GET' && model && res.ok) versions.set(Number(model[1]), new Uint8Array(await res.clone().arrayBuffer()));
-      return res;
-    };
+    const { fetch: capturingFetch, updates, versions } = uploadCapture();
     const experiments = await new CrabRunner(config, {
       data: await loadCrabData(config),
       loadBundle: bundleLoader(config),
