@@ -18,6 +18,7 @@ import { inBatchContrastiveLoss } from '../../../src/model/losses';
 import { relativeL2Error } from '../../../src/model/numerics';
 import { parseSafetensors, readTensor } from '../../../src/model/safetensors';
 import { seededRandom } from '../../../src/util/random';
+import { directionalDerivatives } from '../directional-derivative';
 import { expectIdenticalNumbers } from '../../identical-numbers';
 
 const dir = new URL('../../../../shared/fixtures/hf-reference/bert-tiny/', import.meta.url);
@@ -174,37 +175,17 @@ describe('LoRA adapters on the BERT query encoder', () => {
       tf.dispose([wantA, wantB]);
     }
 
-    // Central differences along one seeded direction d over every adapter coordinate:
-    // (L(θ+εd) − L(θ−εd)) / 2ε ≈ ∇L·d.
-    const directions = adapters.map(([, v], i) => {
-      const random = seededRandom(11 + i);
-      return tf.tensor(
-        Float32Array.from({ length: v.size }, () => random() * 2 - 1),
-        v.shape,
-      );
-    });
-    const originals = adapters.map(([, v]) => tf.clone(v));
-    let predicted = 0;
-    for (const [i, [, v]] of adapters.entries()) {
-      const g = (await grads[v.name].data()) as Float32Array;
-      const d = (await directions[i].data()) as Float32Array;
-      for (let j = 0; j < g.length; j++) predicted += g[j] * d[j];
-    }
-    const lossAt = async (eps: number) => {
-      adapters.forEach(([, v], i) => v.assign(tf.tidy(() => tf.add(originals[i], tf.mul(directions[i], eps)))));
-      const loss = lossOf();
-      const out = (await loss.data())[0];
-      loss.dispose();
-      return out;
-    };
-    const eps = 1e-3;
-    const measured = ((await lossAt(eps)) - (await lossAt(-eps))) / (2 * eps);
-    adapters.forEach(([, v], i) => v.assign(originals[i]));
+    // Central differences along one seeded direction over every adapter coordinate.
+    const { predicted, measured } = await directionalDerivatives(
+      adapters.map(([, v]) => v),
+      grads,
+      lossOf,
+    );
     expect(Math.abs(predicted)).toBeGreaterThan(0.1);
     // float32 loss rounding over 2ε allows ~1e-4 relative to a gradient of this size.
     expect(Math.abs(measured - predicted) / Math.abs(predicted)).toBeLessThan(1e-3);
 
-    tf.dispose([value, ...Object.values(grads), full.value, ...Object.values(full.grads), ...directions, ...originals, ...merged.values()]);
+    tf.dispose([value, ...Object.values(grads), full.value, ...Object.values(full.grads), ...merged.values()]);
     c.dispose();
   });
 });
